@@ -1,0 +1,132 @@
+//! Reverse-mode, define-by-run autograd. Each op result holds a `Node`: its inputs and a closure
+//! that maps the gradient of the output to the gradients of the inputs. `backward` walks the
+//! graph once in reverse topological order; leaves accumulate (`+=`) into their `.grad`.
+//! The graph lives exactly as long as the tensors that reference it: dropping the loss frees a step.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+use crate::dtype::Float;
+use crate::error::{Result, TensorError};
+use crate::tensor::Tensor;
+
+/// `(grad_output, needs_grad_per_input) -> grad per input` (None where not needed).
+pub(crate) type BackwardFn<T> = Box<dyn Fn(&[T], &[bool]) -> Vec<Option<Vec<T>>> + Send + Sync>;
+
+pub(crate) struct Node<T: Float> {
+    pub(crate) op: &'static str,
+    pub(crate) inputs: Vec<Tensor<T>>,
+    pub(crate) backward: BackwardFn<T>,
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops on this thread record the graph.
+pub fn grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// While alive, ops on this thread record nothing (inference, optimizer updates).
+pub struct NoGradGuard {
+    prev: bool,
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        let prev = self.prev;
+        GRAD_ENABLED.with(|g| g.set(prev));
+    }
+}
+
+/// `let _g = no_grad();` turns graph recording off until `_g` is dropped.
+pub fn no_grad() -> NoGradGuard {
+    let prev = GRAD_ENABLED.with(|g| g.replace(false));
+    NoGradGuard { prev }
+}
+
+impl<T: Float> Tensor<T> {
+    /// Back-propagate from a one-element tensor (usually the loss).
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(TensorError::Backward(format!(
+                "backward() needs a one-element tensor, got shape {:?}; use backward_with(grad)",
+                self.shape()
+            )));
+        }
+        self.backward_with(vec![T::one()])
+    }
+
+    /// Back-propagate with an explicit gradient of this tensor (same number of elements).
+    pub fn backward_with(&self, grad: Vec<T>) -> Result<()> {
+        if grad.len() != self.numel() {
+            return Err(TensorError::Backward(format!(
+                "gradient has {} elements, tensor has shape {:?}",
+                grad.len(),
+                self.shape()
+            )));
+        }
+        if !self.requires_grad() {
+            return Err(TensorError::Backward("tensor does not require grad (no input needs a gradient, or built under no_grad)".into()));
+        }
+        let _g = no_grad();
+        let order = topo_order(self);
+        let mut grads: HashMap<usize, Vec<T>> = HashMap::new();
+        if self.is_leaf() {
+            self.accumulate_grad(&grad);
+            return Ok(());
+        }
+        grads.insert(self.id(), grad);
+        for t in order.iter().rev() {
+            let Some(g) = grads.remove(&t.id()) else { continue };
+            let Some(node) = t.0.node.as_ref() else { continue };
+            let needs: Vec<bool> = node.inputs.iter().map(|i| i.requires_grad()).collect();
+            let gin = (node.backward)(&g, &needs);
+            drop(g);
+            for (inp, gi) in node.inputs.iter().zip(gin) {
+                let Some(gi) = gi else { continue };
+                if !inp.requires_grad() {
+                    continue;
+                }
+                debug_assert_eq!(gi.len(), inp.numel(), "backward of {} gave a wrong-sized gradient", node.op);
+                if inp.is_leaf() {
+                    inp.accumulate_grad(&gi);
+                } else {
+                    match grads.get_mut(&inp.id()) {
+                        Some(acc) => acc.iter_mut().zip(&gi).for_each(|(a, b)| *a += *b),
+                        None => {
+                            grads.insert(inp.id(), gi);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Op nodes reachable from `root`, in post-order (inputs before the ops that use them).
+/// Iterative, so deep graphs (long unrolled RNNs) cannot overflow the stack.
+fn topo_order<T: Float>(root: &Tensor<T>) -> Vec<Tensor<T>> {
+    let mut order = Vec::new();
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut stack: Vec<(Tensor<T>, usize)> = vec![(root.clone(), 0)];
+    seen.insert(root.id());
+    while let Some((t, child)) = stack.pop() {
+        let node = match t.0.node.as_ref() {
+            Some(n) => n,
+            None => continue,
+        };
+        if child < node.inputs.len() {
+            let next = node.inputs[child].clone();
+            stack.push((t, child + 1));
+            if next.0.node.is_some() && seen.insert(next.id()) {
+                stack.push((next, 0));
+            }
+        } else {
+            order.push(t);
+        }
+    }
+    order
+}

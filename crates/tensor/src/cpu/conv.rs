@@ -1,0 +1,357 @@
+//! 2-D convolution kernels: forward, backward-data and backward-weight, as im2col + GEMM, with
+//! the direct loop nests beside them as the reference. Transposed convolution reuses the same
+//! three kernels with the roles of input and output swapped.
+//!
+//! GEMM shapes, per sample and group g (G groups, Cg = C/G, Og = O/G, CKK = Cg·KH·KW, P = OH·OW):
+//! ```text
+//!   weight  W[g]   (Og, CKK)          row-major slice of [O, Cg, KH, KW]
+//!   col     col[g] (CKK, P)           im2col of the input channels of group g
+//!   forward Y[g]   (Og, P)  = W[g] · col[g]
+//!   dW      dW[g]  (Og, CKK) += dY[g] · col[g]ᵀ
+//!   dX      dcol   (CKK, P) = W[g]ᵀ · dY[g], then col2im (adds overlapping windows)
+//! ```
+//! The output columns P are cut into blocks so that one block of `col` stays in cache and so
+//! that a single image still spreads over all threads.
+
+use rayon::prelude::*;
+
+use super::gemm::{gemm, gemm_strided, Mat};
+use crate::dtype::Float;
+
+/// Geometry of one conv2d call: every size and output-size formula lives here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub groups: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// `floor((i + 2p - d(k-1) - 1) / s) + 1`, or None when the window does not fit.
+pub fn conv_out_size(i: usize, k: usize, s: usize, p: usize, d: usize) -> Option<usize> {
+    let eff = d * (k.max(1) - 1) + 1;
+    if s == 0 || i + 2 * p < eff {
+        return None;
+    }
+    Some((i + 2 * p - eff) / s + 1)
+}
+
+impl Conv2dGeom {
+    pub fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+    pub fn og(&self) -> usize {
+        self.o / self.groups
+    }
+    pub fn kk(&self) -> usize {
+        self.kh * self.kw
+    }
+    pub fn ckk(&self) -> usize {
+        self.cg() * self.kk()
+    }
+    pub fn hw(&self) -> usize {
+        self.h * self.w
+    }
+    pub fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Multiply-adds of the forward pass.
+    pub fn macs(&self) -> usize {
+        self.n * self.o * self.ohw() * self.ckk()
+    }
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+    }
+    /// Column blocks per sample: enough that a block of `col` is about 4 MB of f32, and enough
+    /// blocks overall to keep every thread busy.
+    fn blocks(&self) -> (usize, usize) {
+        const BUDGET: usize = 1 << 20;
+        let p = self.ohw().max(1);
+        let threads = rayon::current_num_threads();
+        let mut nblk = (self.ckk() * p).div_ceil(BUDGET).max(1);
+        if self.n * nblk < threads {
+            nblk = threads.div_ceil(self.n.max(1));
+        }
+        let nblk = nblk.min(p);
+        let nb = p.div_ceil(nblk);
+        (p.div_ceil(nb), nb)
+    }
+}
+
+/// Fill `rows` (KH·KW, nb) with the windows of one input channel `xc` (H, W) for the output
+/// positions `p0..p0+nb`.
+fn im2col_channel<T: Float>(xc: &[T], g: &Conv2dGeom, p0: usize, nb: usize, rows: &mut [T]) {
+    let (h, w) = (g.h as isize, g.w as isize);
+    for ki in 0..g.kh {
+        for kj in 0..g.kw {
+            let dst = &mut rows[(ki * g.kw + kj) * nb..(ki * g.kw + kj + 1) * nb];
+            let off = (kj * g.dw) as isize - g.pw as isize;
+            let mut p = p0;
+            while p < p0 + nb {
+                let (oy, ox0) = (p / g.ow, p % g.ow);
+                let seg = (g.ow - ox0).min(p0 + nb - p);
+                let d = &mut dst[p - p0..p - p0 + seg];
+                let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                if iy < 0 || iy >= h {
+                    d.fill(T::zero());
+                } else {
+                    let xrow = &xc[(iy * w) as usize..((iy + 1) * w) as usize];
+                    if g.sw == 1 {
+                        // ix = ox0 + t + off must lie in [0, w)
+                        let lo = (-off - ox0 as isize).clamp(0, seg as isize) as usize;
+                        let hi = (w - off - ox0 as isize).clamp(lo as isize, seg as isize) as usize;
+                        d[..lo].fill(T::zero());
+                        let start = (ox0 + lo) as isize + off;
+                        d[lo..hi].copy_from_slice(&xrow[start as usize..start as usize + (hi - lo)]);
+                        d[hi..].fill(T::zero());
+                    } else {
+                        for (t, v) in d.iter_mut().enumerate() {
+                            let ix = ((ox0 + t) * g.sw) as isize + off;
+                            *v = if ix >= 0 && ix < w { xrow[ix as usize] } else { T::zero() };
+                        }
+                    }
+                }
+                p += seg;
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_channel`]: add `rows` (KH·KW, nb) back into the channel `dxc` (H, W).
+fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dxc: &mut [T]) {
+    let (h, w) = (g.h as isize, g.w as isize);
+    for ki in 0..g.kh {
+        for kj in 0..g.kw {
+            let src = &rows[(ki * g.kw + kj) * nb..(ki * g.kw + kj + 1) * nb];
+            let off = (kj * g.dw) as isize - g.pw as isize;
+            let mut p = p0;
+            while p < p0 + nb {
+                let (oy, ox0) = (p / g.ow, p % g.ow);
+                let seg = (g.ow - ox0).min(p0 + nb - p);
+                let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                if iy >= 0 && iy < h {
+                    let s = &src[p - p0..p - p0 + seg];
+                    let xrow = &mut dxc[(iy * w) as usize..((iy + 1) * w) as usize];
+                    for (t, &v) in s.iter().enumerate() {
+                        let ix = ((ox0 + t) * g.sw) as isize + off;
+                        if ix >= 0 && ix < w {
+                            xrow[ix as usize] += v;
+                        }
+                    }
+                }
+                p += seg;
+            }
+        }
+    }
+}
+
+/// im2col of group `gi` of one sample `xn` (C, H, W) into `buf` (CKK, nb).
+fn im2col_group<T: Float>(xn: &[T], g: &Conv2dGeom, gi: usize, p0: usize, nb: usize, buf: &mut [T]) {
+    let (cg, hw, kk) = (g.cg(), g.hw(), g.kk());
+    for cl in 0..cg {
+        let c = gi * cg + cl;
+        im2col_channel(&xn[c * hw..(c + 1) * hw], g, p0, nb, &mut buf[cl * kk * nb..(cl + 1) * kk * nb]);
+    }
+}
+
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// Forward: `x` (N, C, H, W), `wt` (O, C/G, KH, KW) → `y` (N, O, OH, OW), no bias.
+pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    let (ckk, og, p, chw) = (g.ckk(), g.og(), g.ohw(), g.c * g.hw());
+    let mut y = vec![T::zero(); g.n * g.o * p];
+    let (nblk, nb) = g.blocks();
+    let yp = SendPtr(y.as_mut_ptr());
+    (0..g.n * nblk).into_par_iter().for_each_init(
+        || vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * nb }],
+        |buf, task| {
+            let (ni, bi) = (task / nblk, task % nblk);
+            let p0 = bi * nb;
+            let len = nb.min(p - p0);
+            let xn = &x[ni * chw..(ni + 1) * chw];
+            for gi in 0..g.groups {
+                let wg = Mat::rm(&wt[gi * og * ckk..], ckk);
+                let col = if g.is_pointwise() {
+                    Mat { data: &xn[gi * ckk * p + p0..], rs: p, cs: 1 }
+                } else {
+                    im2col_group(xn, g, gi, p0, len, buf);
+                    Mat::rm(&buf[..], len)
+                };
+                // SAFETY: task (ni, bi) alone writes rows gi·Og.. of sample ni, columns p0..p0+len.
+                unsafe {
+                    let dst = yp.get().add((ni * g.o + gi * og) * p + p0);
+                    gemm_strided(og, len, ckk, wg, col, dst, p, false);
+                }
+            }
+        },
+    );
+    y
+}
+
+/// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ.
+pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
+    let (ckk, og, p, chw) = (g.ckk(), g.og(), g.ohw(), g.c * g.hw());
+    let (nblk, nb) = g.blocks();
+    let wlen = g.o * ckk;
+    (0..g.n * nblk)
+        .into_par_iter()
+        .fold(
+            || (vec![T::zero(); wlen], vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * nb }]),
+            |(mut dw, mut buf), task| {
+                let (ni, bi) = (task / nblk, task % nblk);
+                let p0 = bi * nb;
+                let len = nb.min(p - p0);
+                let xn = &x[ni * chw..(ni + 1) * chw];
+                for gi in 0..g.groups {
+                    let dyg = Mat { data: &dy[(ni * g.o + gi * og) * p + p0..], rs: p, cs: 1 };
+                    let colt = if g.is_pointwise() {
+                        Mat { data: &xn[gi * ckk * p + p0..], rs: 1, cs: p }
+                    } else {
+                        im2col_group(xn, g, gi, p0, len, &mut buf);
+                        Mat::rm_t(&buf[..], len)
+                    };
+                    gemm(og, ckk, len, dyg, colt, &mut dw[gi * og * ckk..(gi + 1) * og * ckk], true, false);
+                }
+                (dw, buf)
+            },
+        )
+        .map(|(dw, _)| dw)
+        .reduce(
+            || vec![T::zero(); wlen],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
+                a
+            },
+        )
+}
+
+/// Backward-data: `dX` (N, C, H, W) from `dY` (N, O, OH, OW).
+pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    let (ckk, og, p, hw, kk, cg) = (g.ckk(), g.og(), g.ohw(), g.hw(), g.kk(), g.cg());
+    let chw = g.c * hw;
+    let mut dx = vec![T::zero(); g.n * chw];
+    let threads = rayon::current_num_threads();
+    // dcol for group gi of sample ni into buf (CKK, P), or straight into dx when pointwise.
+    let dcol = |ni: usize, gi: usize, buf: &mut [T], parallel: bool| {
+        let wgt = Mat::rm_t(&wt[gi * og * ckk..], ckk);
+        let dyg = Mat::rm(&dy[(ni * g.o + gi * og) * p..], p);
+        gemm(ckk, p, og, wgt, dyg, buf, false, parallel);
+    };
+    if g.n >= threads {
+        dx.par_chunks_mut(chw).enumerate().for_each_init(
+            || vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * p }],
+            |buf, (ni, dxn)| {
+                for gi in 0..g.groups {
+                    if g.is_pointwise() {
+                        dcol(ni, gi, &mut dxn[gi * cg * hw..(gi + 1) * cg * hw], false);
+                    } else {
+                        dcol(ni, gi, buf, false);
+                        for cl in 0..cg {
+                            let c = gi * cg + cl;
+                            col2im_channel(&buf[cl * kk * p..(cl + 1) * kk * p], g, 0, p, &mut dxn[c * hw..(c + 1) * hw]);
+                        }
+                    }
+                }
+            },
+        );
+    } else {
+        let mut buf = vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * p }];
+        for (ni, dxn) in dx.chunks_mut(chw).enumerate() {
+            for gi in 0..g.groups {
+                let dxg = &mut dxn[gi * cg * hw..(gi + 1) * cg * hw];
+                if g.is_pointwise() {
+                    dcol(ni, gi, dxg, true);
+                } else {
+                    dcol(ni, gi, &mut buf, true);
+                    dxg.par_chunks_mut(hw).zip(buf.par_chunks(kk * p)).for_each(|(dxc, rows)| col2im_channel(rows, g, 0, p, dxc));
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Reference forward: the direct loop nest, accumulated in f64.
+pub fn conv2d_fwd_naive<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    let mut y = vec![T::zero(); g.n * g.o * g.ohw()];
+    for n in 0..g.n {
+        for o in 0..g.o {
+            let gi = o / g.og();
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut s = 0.0f64;
+                    for cl in 0..g.cg() {
+                        let c = gi * g.cg() + cl;
+                        for ki in 0..g.kh {
+                            for kj in 0..g.kw {
+                                if let Some(xi) = tap(g, n, c, oy, ox, ki, kj) {
+                                    s += x[xi].as_f64() * wt[((o * g.cg() + cl) * g.kh + ki) * g.kw + kj].as_f64();
+                                }
+                            }
+                        }
+                    }
+                    y[((n * g.o + o) * g.oh + oy) * g.ow + ox] = T::from_f64(s);
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Index into x (N, C, H, W) of the tap (ki, kj) of output (oy, ox), or None in the padding.
+fn tap(g: &Conv2dGeom, n: usize, c: usize, oy: usize, ox: usize, ki: usize, kj: usize) -> Option<usize> {
+    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+    let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
+    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+        return None;
+    }
+    Some(((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize)
+}
+
+/// Reference backward: (dX, dW) by the same loop nest as the forward.
+pub fn conv2d_bwd_naive<T: Float>(x: &[T], wt: &[T], dy: &[T], g: &Conv2dGeom) -> (Vec<T>, Vec<T>) {
+    let mut dx = vec![0.0f64; x.len()];
+    let mut dw = vec![0.0f64; wt.len()];
+    for n in 0..g.n {
+        for o in 0..g.o {
+            let gi = o / g.og();
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let d = dy[((n * g.o + o) * g.oh + oy) * g.ow + ox].as_f64();
+                    for cl in 0..g.cg() {
+                        let c = gi * g.cg() + cl;
+                        for ki in 0..g.kh {
+                            for kj in 0..g.kw {
+                                if let Some(xi) = tap(g, n, c, oy, ox, ki, kj) {
+                                    let wi = ((o * g.cg() + cl) * g.kh + ki) * g.kw + kj;
+                                    dx[xi] += d * wt[wi].as_f64();
+                                    dw[wi] += d * x[xi].as_f64();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx.into_iter().map(T::from_f64).collect(), dw.into_iter().map(T::from_f64).collect())
+}

@@ -1,0 +1,131 @@
+//! Matrix multiply. The fast path is the `gemm` crate (chosen over `matrixmultiply` by
+//! measurement, see `aics bench`); the naive triple loop is its reference.
+//!
+//! Every matrix is described by a slice plus row and column strides, so transposed operands
+//! are read in place: `Aᵀ` is `A` with its strides swapped.
+
+use crate::dtype::Float;
+
+/// A read-only strided matrix view.
+#[derive(Clone, Copy)]
+pub struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// Row-major `rows×cols` matrix.
+    pub fn rm(data: &'a [T], cols: usize) -> Self {
+        Mat { data, rs: cols, cs: 1 }
+    }
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn rm_t(data: &'a [T], cols: usize) -> Self {
+        Mat { data, rs: 1, cs: cols }
+    }
+}
+
+/// `c[m×n] (row-major) = a[m×k]·b[k×n]`, or `+=` when `accumulate`.
+/// `parallel` lets the kernel use the rayon pool; pass false when the caller already
+/// parallelises over an outer loop.
+pub fn gemm<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool, parallel: bool) {
+    debug_assert!(c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].iter_mut().for_each(|v| *v = T::zero());
+        }
+        return;
+    }
+    let par = if parallel && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the views cover the strided extents (checked by the callers' shape validation and
+    // the debug asserts below), `c` is exclusively borrowed, and T is f32 or f64.
+    debug_assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs);
+    debug_assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs);
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Like [`gemm`] but writes through a raw pointer with row stride `ldc`, so disjoint column
+/// blocks of one output matrix can be filled from different threads.
+///
+/// # Safety
+/// `c` must be valid for writes at `i * ldc + j` for `i < m`, `j < n`, and no other thread may
+/// touch those elements during the call.
+pub unsafe fn gemm_strided<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: *mut T, ldc: usize, accumulate: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    *c.add(i * ldc + j) = T::zero();
+                }
+            }
+        }
+        return;
+    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        ldc as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.cs as isize,
+        a.rs as isize,
+        b.data.as_ptr(),
+        b.cs as isize,
+        b.rs as isize,
+        T::one(),
+        T::one(),
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
+/// The reference: a plain triple loop, accumulated in f64.
+pub fn gemm_naive<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f64;
+            for p in 0..k {
+                s += a.data[i * a.rs + p * a.cs].as_f64() * b.data[p * b.rs + j * b.cs].as_f64();
+            }
+            let v = T::from_f64(s);
+            if accumulate {
+                c[i * n + j] += v;
+            } else {
+                c[i * n + j] = v;
+            }
+        }
+    }
+}

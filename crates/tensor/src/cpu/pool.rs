@@ -1,0 +1,188 @@
+//! Pooling kernels over planes (one plane = one channel of one sample): max pooling with argmax
+//! indices, average pooling (PyTorch's padding and `count_include_pad` rules), adaptive
+//! average pooling. Backward of max pooling scatters into the argmax, so overlapping windows
+//! (3×3 stride 2) add up correctly.
+
+use rayon::prelude::*;
+
+use crate::dtype::Float;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// PyTorch's pooling output size, including the `ceil_mode` rule that the last window must
+/// start inside the input or its left padding.
+pub fn pool_out_size(i: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Option<usize> {
+    let eff = d * (k.max(1) - 1) + 1;
+    if s == 0 || i + 2 * p < eff {
+        return None;
+    }
+    let num = i + 2 * p - eff + if ceil { s - 1 } else { 0 };
+    let mut o = num / s + 1;
+    if ceil && (o - 1) * s >= i + p {
+        o -= 1;
+    }
+    Some(o)
+}
+
+/// Max pooling: (values, flat argmax index within the plane) per output element.
+pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut y = vec![T::zero(); g.planes * ohw];
+    let mut idx = vec![0u32; g.planes * ohw];
+    y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(pl, (yp, ip))| {
+        let xp = &x[pl * hw..(pl + 1) * hw];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut best = T::neg_infinity();
+                let mut bi = 0usize;
+                let mut found = false;
+                for ki in 0..g.kh {
+                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    for kj in 0..g.kw {
+                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
+                        if ix < 0 || ix >= g.w as isize {
+                            continue;
+                        }
+                        let i = iy as usize * g.w + ix as usize;
+                        let v = xp[i];
+                        if !found || v > best || v.is_nan() {
+                            best = v;
+                            bi = i;
+                            found = true;
+                        }
+                    }
+                }
+                yp[oy * g.ow + ox] = best;
+                ip[oy * g.ow + ox] = bi as u32;
+            }
+        }
+    });
+    (y, idx)
+}
+
+pub fn max_pool_bwd<T: Float>(gy: &[T], idx: &[u32], g: &PoolGeom) -> Vec<T> {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut gx = vec![T::zero(); g.planes * hw];
+    gx.par_chunks_mut(hw).enumerate().for_each(|(pl, gp)| {
+        for (&v, &i) in gy[pl * ohw..(pl + 1) * ohw].iter().zip(&idx[pl * ohw..(pl + 1) * ohw]) {
+            gp[i as usize] += v;
+        }
+    });
+    gx
+}
+
+/// The window of output (oy, ox) for average pooling: (y0, y1, x0, x1, divisor).
+#[inline]
+fn avg_window(g: &PoolGeom, oy: usize, ox: usize, count_include_pad: bool) -> (usize, usize, usize, usize, usize) {
+    let hs = (oy * g.sh) as isize - g.ph as isize;
+    let ws = (ox * g.sw) as isize - g.pw as isize;
+    let he = (hs + g.kh as isize).min((g.h + g.ph) as isize);
+    let we = (ws + g.kw as isize).min((g.w + g.pw) as isize);
+    let pool = ((he - hs) * (we - ws)).max(0) as usize;
+    let (y0, x0) = (hs.max(0) as usize, ws.max(0) as usize);
+    let (y1, x1) = (he.min(g.h as isize).max(0) as usize, we.min(g.w as isize).max(0) as usize);
+    let inside = y1.saturating_sub(y0) * x1.saturating_sub(x0);
+    (y0, y1.max(y0), x0, x1.max(x0), if count_include_pad { pool } else { inside })
+}
+
+pub fn avg_pool_fwd<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Vec<T> {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut y = vec![T::zero(); g.planes * ohw];
+    y.par_chunks_mut(ohw).enumerate().for_each(|(pl, yp)| {
+        let xp = &x[pl * hw..(pl + 1) * hw];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let (y0, y1, x0, x1, div) = avg_window(g, oy, ox, count_include_pad);
+                if div == 0 || y0 >= y1 || x0 >= x1 {
+                    continue;
+                }
+                let mut s = T::zero();
+                for iy in y0..y1 {
+                    s += xp[iy * g.w + x0..iy * g.w + x1].iter().copied().sum::<T>();
+                }
+                yp[oy * g.ow + ox] = s / T::from_usize(div);
+            }
+        }
+    });
+    y
+}
+
+pub fn avg_pool_bwd<T: Float>(gy: &[T], g: &PoolGeom, count_include_pad: bool) -> Vec<T> {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut gx = vec![T::zero(); g.planes * hw];
+    gx.par_chunks_mut(hw).enumerate().for_each(|(pl, gp)| {
+        let gyp = &gy[pl * ohw..(pl + 1) * ohw];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let (y0, y1, x0, x1, div) = avg_window(g, oy, ox, count_include_pad);
+                if div == 0 {
+                    continue;
+                }
+                let v = gyp[oy * g.ow + ox] / T::from_usize(div);
+                for iy in y0..y1 {
+                    gp[iy * g.w + x0..iy * g.w + x1].iter_mut().for_each(|e| *e += v);
+                }
+            }
+        }
+    });
+    gx
+}
+
+/// Adaptive average pooling: window `[floor(i·H/OH), ceil((i+1)·H/OH))`.
+pub fn adaptive_windows(i: usize, inp: usize, out: usize) -> (usize, usize) {
+    (i * inp / out, ((i + 1) * inp).div_ceil(out))
+}
+
+pub fn adaptive_avg_fwd<T: Float>(x: &[T], planes: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<T> {
+    let mut y = vec![T::zero(); planes * oh * ow];
+    y.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, yp)| {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        for oy in 0..oh {
+            let (y0, y1) = adaptive_windows(oy, h, oh);
+            for ox in 0..ow {
+                let (x0, x1) = adaptive_windows(ox, w, ow);
+                let mut s = T::zero();
+                for iy in y0..y1 {
+                    s += xp[iy * w + x0..iy * w + x1].iter().copied().sum::<T>();
+                }
+                yp[oy * ow + ox] = s / T::from_usize((y1 - y0) * (x1 - x0));
+            }
+        }
+    });
+    y
+}
+
+pub fn adaptive_avg_bwd<T: Float>(gy: &[T], planes: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<T> {
+    let mut gx = vec![T::zero(); planes * h * w];
+    gx.par_chunks_mut(h * w).enumerate().for_each(|(pl, gp)| {
+        for oy in 0..oh {
+            let (y0, y1) = adaptive_windows(oy, h, oh);
+            for ox in 0..ow {
+                let (x0, x1) = adaptive_windows(ox, w, ow);
+                let v = gy[pl * oh * ow + oy * ow + ox] / T::from_usize((y1 - y0) * (x1 - x0));
+                for iy in y0..y1 {
+                    gp[iy * w + x0..iy * w + x1].iter_mut().for_each(|e| *e += v);
+                }
+            }
+        }
+    });
+    gx
+}

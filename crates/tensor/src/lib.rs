@@ -1,0 +1,39 @@
+//! aics-tensor: n-dimensional `f32`/`f64` tensors on the CPU, reverse-mode autograd, and the
+//! operators of classic CNNs with their backward passes (PyTorch semantics throughout).
+//!
+//! ```
+//! use aics_tensor::Tensor;
+//! let x = Tensor::<f32>::from_vec(vec![1.0, -2.0, 3.0], &[3]).unwrap().requires_grad_(true);
+//! let y = x.relu().sum();
+//! y.backward().unwrap();
+//! assert_eq!(x.grad().unwrap().to_vec(), vec![1.0, 0.0, 1.0]);
+//! ```
+
+pub mod autograd;
+pub mod cpu;
+pub mod dtype;
+pub mod error;
+pub mod gradcheck;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+pub mod tensor;
+
+pub use autograd::{grad_enabled, no_grad, NoGradGuard};
+pub use dtype::{DType, Float};
+pub use error::{Result, TensorError};
+pub use ops::conv::ConvParams;
+pub use ops::pool::PoolParams;
+pub use ops::upsample::Interp;
+pub use rng::Rng;
+pub use tensor::{Device, Tensor};
+
+/// Set the number of worker threads for all kernels (call once, before any work).
+pub fn set_num_threads(n: usize) -> std::result::Result<(), String> {
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| e.to_string())
+}
+
+/// The number of worker threads kernels use.
+pub fn num_threads() -> usize {
+    rayon::current_num_threads()
+}

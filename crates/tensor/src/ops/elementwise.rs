@@ -1,0 +1,213 @@
+//! Elementwise ops with broadcasting (add, sub, mul, div, maximum), scalar ops, and unary maps
+//! with their derivatives (relu, leaky relu, tanh, sigmoid, exp, log, sqrt, pow, abs, clamp).
+
+use std::sync::Arc;
+
+use crate::cpu::elementwise as k;
+use crate::dtype::Float;
+use crate::error::Result;
+use crate::shape::{broadcast_shape, broadcast_strides, strides};
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy)]
+enum Bin {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+impl Bin {
+    fn name(self) -> &'static str {
+        match self {
+            Bin::Add => "add",
+            Bin::Sub => "sub",
+            Bin::Mul => "mul",
+            Bin::Div => "div",
+            Bin::Max => "maximum",
+            Bin::Min => "minimum",
+        }
+    }
+    #[inline(always)]
+    fn apply<T: Float>(self, x: T, y: T) -> T {
+        match self {
+            Bin::Add => x + y,
+            Bin::Sub => x - y,
+            Bin::Mul => x * y,
+            Bin::Div => x / y,
+            Bin::Max => {
+                if x >= y {
+                    x
+                } else {
+                    y
+                }
+            }
+            Bin::Min => {
+                if x <= y {
+                    x
+                } else {
+                    y
+                }
+            }
+        }
+    }
+}
+
+fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> {
+    let out_shape = broadcast_shape(a.shape(), b.shape(), op.name())?;
+    let (ad, bd) = (a.data(), b.data());
+    let data = if a.shape() == b.shape() {
+        k::zip_map(&ad, &bd, |x, y| op.apply(x, y))
+    } else {
+        let sa = broadcast_strides(a.shape(), &out_shape);
+        let sb = broadcast_strides(b.shape(), &out_shape);
+        k::broadcast_map(&ad, &sa, &bd, &sb, &out_shape, |x, y| op.apply(x, y))
+    };
+    let (ash, bsh, osh) = (a.shape().to_vec(), b.shape().to_vec(), out_shape.clone());
+    Ok(Tensor::from_op(data, out_shape, op.name(), &[a, b], move |g, needs| {
+        // Each input's gradient: g * d(out)/d(input), computed in the output shape, then summed
+        // back over the dimensions that were broadcast.
+        let os = strides(&osh);
+        let sa = broadcast_strides(&ash, &osh);
+        let sb = broadcast_strides(&bsh, &osh);
+        let with = |other: &[T], so: &[usize], f: &(dyn Fn(T, T) -> T + Sync + Send)| k::broadcast_map(g, &os, other, so, &osh, f);
+        let ga = needs[0].then(|| {
+            let full = match op {
+                Bin::Add | Bin::Sub => g.to_vec(),
+                Bin::Mul => with(&bd, &sb, &|g, y| g * y),
+                Bin::Div => with(&bd, &sb, &|g, y| g / y),
+                Bin::Max | Bin::Min => {
+                    let a_b = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
+                        let pick = match op {
+                            Bin::Max => x >= y,
+                            _ => x <= y,
+                        };
+                        if pick { T::one() } else { T::zero() }
+                    });
+                    k::zip_map(g, &a_b, |g, m| g * m)
+                }
+            };
+            k::reduce_to_shape(&full, &osh, &ash)
+        });
+        let gb = needs[1].then(|| {
+            let full = match op {
+                Bin::Add => g.to_vec(),
+                Bin::Sub => g.iter().map(|&v| -v).collect(),
+                Bin::Mul => with(&ad, &sa, &|g, x| g * x),
+                Bin::Div => {
+                    let q = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| -x / (y * y));
+                    k::zip_map(g, &q, |g, q| g * q)
+                }
+                Bin::Max | Bin::Min => {
+                    let m = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
+                        let a_wins = match op {
+                            Bin::Max => x >= y,
+                            _ => x <= y,
+                        };
+                        if a_wins { T::zero() } else { T::one() }
+                    });
+                    k::zip_map(g, &m, |g, m| g * m)
+                }
+            };
+            k::reduce_to_shape(&full, &osh, &bsh)
+        });
+        vec![ga, gb]
+    }))
+}
+
+/// A unary map whose derivative is written in terms of the input `x` and output `y`.
+fn unary<T: Float>(
+    x: &Tensor<T>,
+    op: &'static str,
+    f: impl Fn(T) -> T + Sync + Send,
+    df: impl Fn(T, T) -> T + Sync + Send + 'static,
+) -> Tensor<T> {
+    let xd = x.data();
+    let y = Arc::new(k::map(&xd, f));
+    let yc = y.clone();
+    Tensor::from_op_arc(y, x.shape().to_vec(), op, &[x], move |g, _| vec![Some(k::zip3_map(g, &xd, &yc, |g, x, y| g * df(x, y)))])
+}
+
+impl<T: Float> Tensor<T> {
+    pub fn add(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
+        binary(self, o, Bin::Add)
+    }
+    pub fn sub(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
+        binary(self, o, Bin::Sub)
+    }
+    pub fn mul(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
+        binary(self, o, Bin::Mul)
+    }
+    pub fn div(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
+        binary(self, o, Bin::Div)
+    }
+    /// Elementwise maximum (the gradient goes to `self` on ties).
+    pub fn maximum(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
+        binary(self, o, Bin::Max)
+    }
+    pub fn minimum(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
+        binary(self, o, Bin::Min)
+    }
+
+    pub fn add_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::from_f64(s);
+        unary(self, "add_scalar", move |x| x + s, |_, _| T::one())
+    }
+    pub fn mul_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::from_f64(s);
+        unary(self, "mul_scalar", move |x| x * s, move |_, _| s)
+    }
+    pub fn neg(&self) -> Tensor<T> {
+        unary(self, "neg", |x| -x, |_, _| -T::one())
+    }
+    pub fn exp(&self) -> Tensor<T> {
+        unary(self, "exp", |x| x.exp(), |_, y| y)
+    }
+    pub fn log(&self) -> Tensor<T> {
+        unary(self, "log", |x| x.ln(), |x, _| T::one() / x)
+    }
+    pub fn sqrt(&self) -> Tensor<T> {
+        unary(self, "sqrt", |x| x.sqrt(), |_, y| T::from_f64(0.5) / y)
+    }
+    pub fn square(&self) -> Tensor<T> {
+        unary(self, "square", |x| x * x, |x, _| x + x)
+    }
+    /// `x^p` for a constant exponent.
+    pub fn powf(&self, p: f64) -> Tensor<T> {
+        let pt = T::from_f64(p);
+        let pm1 = T::from_f64(p - 1.0);
+        unary(self, "powf", move |x| x.powf(pt), move |x, _| pt * x.powf(pm1))
+    }
+    pub fn abs(&self) -> Tensor<T> {
+        unary(self, "abs", |x| x.abs(), |x, _| if x > T::zero() { T::one() } else if x < T::zero() { -T::one() } else { T::zero() })
+    }
+    pub fn clamp(&self, lo: f64, hi: f64) -> Tensor<T> {
+        let (l, h) = (T::from_f64(lo), T::from_f64(hi));
+        unary(self, "clamp", move |x| x.max(l).min(h), move |x, _| if x >= l && x <= h { T::one() } else { T::zero() })
+    }
+    pub fn relu(&self) -> Tensor<T> {
+        unary(self, "relu", |x| if x > T::zero() { x } else { T::zero() }, |x, _| if x > T::zero() { T::one() } else { T::zero() })
+    }
+    /// `x` for `x > 0`, `slope·x` otherwise (PyTorch `leaky_relu`, default slope 0.01).
+    pub fn leaky_relu(&self, slope: f64) -> Tensor<T> {
+        let s = T::from_f64(slope);
+        unary(self, "leaky_relu", move |x| if x > T::zero() { x } else { s * x }, move |x, _| if x > T::zero() { T::one() } else { s })
+    }
+    pub fn tanh(&self) -> Tensor<T> {
+        unary(self, "tanh", |x| x.tanh(), |_, y| T::one() - y * y)
+    }
+    pub fn sigmoid(&self) -> Tensor<T> {
+        unary(self, "sigmoid", |x| T::one() / (T::one() + (-x).exp()), |_, y| y * (T::one() - y))
+    }
+    /// `log(1 + exp(x))`, computed stably.
+    pub fn softplus(&self) -> Tensor<T> {
+        unary(
+            self,
+            "softplus",
+            |x| if x > T::zero() { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() },
+            |x, _| T::one() / (T::one() + (-x).exp()),
+        )
+    }
+}

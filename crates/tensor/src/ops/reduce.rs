@@ -1,0 +1,132 @@
+//! Reductions: sum and mean (all, or over dimensions), max over a dimension with its argmax.
+
+use crate::dtype::Float;
+use crate::error::Result;
+use crate::shape::{norm_dim, split_at_dim};
+use crate::tensor::Tensor;
+
+impl<T: Float> Tensor<T> {
+    /// Sum of all elements, shape `[]`.
+    pub fn sum(&self) -> Tensor<T> {
+        let s: T = self.data().iter().copied().sum();
+        let n = self.numel();
+        Tensor::from_op(vec![s], vec![], "sum", &[self], move |g, _| vec![Some(vec![g[0]; n])])
+    }
+
+    /// Mean of all elements, shape `[]`.
+    pub fn mean(&self) -> Tensor<T> {
+        let n = self.numel().max(1);
+        let s: T = self.data().iter().copied().sum();
+        let inv = T::one() / T::from_usize(n);
+        let numel = self.numel();
+        Tensor::from_op(vec![s * inv], vec![], "mean", &[self], move |g, _| vec![Some(vec![g[0] * inv; numel])])
+    }
+
+    /// Sum over one dimension.
+    pub fn sum_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor<T>> {
+        let d = norm_dim(dim, self.rank(), "sum_dim")?;
+        let (outer, n, inner) = split_at_dim(self.shape(), d);
+        let x = self.data();
+        let mut out = vec![T::zero(); outer * inner];
+        for o in 0..outer {
+            let dst = &mut out[o * inner..(o + 1) * inner];
+            for j in 0..n {
+                let src = &x[(o * n + j) * inner..(o * n + j + 1) * inner];
+                dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+            }
+        }
+        let mut shape = self.shape().to_vec();
+        if keepdim {
+            shape[d] = 1;
+        } else {
+            shape.remove(d);
+        }
+        Ok(Tensor::from_op(out, shape, "sum_dim", &[self], move |g, _| {
+            let mut gx = vec![T::zero(); outer * n * inner];
+            for o in 0..outer {
+                for j in 0..n {
+                    gx[(o * n + j) * inner..(o * n + j + 1) * inner].copy_from_slice(&g[o * inner..(o + 1) * inner]);
+                }
+            }
+            vec![Some(gx)]
+        }))
+    }
+
+    /// Sum over several dimensions.
+    pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        let mut ds: Vec<usize> = dims.iter().map(|&d| norm_dim(d, self.rank(), "sum_dims")).collect::<Result<_>>()?;
+        ds.sort_unstable();
+        ds.dedup();
+        let mut t = self.clone();
+        for &d in &ds {
+            t = t.sum_dim(d as isize, true)?;
+        }
+        if !keepdim {
+            let shape: Vec<usize> = self.shape().iter().enumerate().filter(|(i, _)| !ds.contains(i)).map(|(_, &s)| s).collect();
+            t = t.reshape(&shape)?;
+        }
+        Ok(t)
+    }
+
+    /// Mean over several dimensions.
+    pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        let mut count = 1usize;
+        for &d in dims {
+            count *= self.shape()[norm_dim(d, self.rank(), "mean_dims")?];
+        }
+        Ok(self.sum_dims(dims, keepdim)?.mul_scalar(1.0 / count.max(1) as f64))
+    }
+
+    /// Maximum over one dimension: (values, argmax indices). The gradient goes to the argmax.
+    pub fn max_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor<T>, Vec<usize>)> {
+        let d = norm_dim(dim, self.rank(), "max_dim")?;
+        let (outer, n, inner) = split_at_dim(self.shape(), d);
+        if n == 0 {
+            return Err(crate::error::arg_err("max_dim", "reduction over an empty dimension"));
+        }
+        let x = self.data();
+        let mut vals = vec![T::neg_infinity(); outer * inner];
+        let mut idx = vec![0usize; outer * inner];
+        for o in 0..outer {
+            for j in 0..n {
+                for i in 0..inner {
+                    let v = x[(o * n + j) * inner + i];
+                    let k = o * inner + i;
+                    if v > vals[k] || (j == 0) || v.is_nan() {
+                        vals[k] = v;
+                        idx[k] = j;
+                    }
+                }
+            }
+        }
+        let mut shape = self.shape().to_vec();
+        if keepdim {
+            shape[d] = 1;
+        } else {
+            shape.remove(d);
+        }
+        let idx_c = idx.clone();
+        let t = Tensor::from_op(vals, shape, "max_dim", &[self], move |g, _| {
+            let mut gx = vec![T::zero(); outer * n * inner];
+            for o in 0..outer {
+                for i in 0..inner {
+                    let k = o * inner + i;
+                    gx[(o * n + idx_c[k]) * inner + i] += g[k];
+                }
+            }
+            vec![Some(gx)]
+        });
+        Ok((t, idx))
+    }
+
+    /// Index of the maximum along `dim` (first one on ties).
+    pub fn argmax(&self, dim: isize) -> Result<Vec<usize>> {
+        let _g = crate::autograd::no_grad();
+        Ok(self.max_dim(dim, false)?.1)
+    }
+
+    /// Largest element.
+    pub fn max_all(&self) -> Result<T> {
+        self.data().iter().copied().reduce(|a, b| if b > a { b } else { a }).ok_or_else(|| crate::error::arg_err("max_all", "empty tensor"))
+    }
+}

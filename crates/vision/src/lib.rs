@@ -1,0 +1,1 @@
+//! aics-vision
