@@ -13,6 +13,7 @@ pub mod autograd;
 pub mod cpu;
 pub mod dtype;
 pub mod error;
+pub mod fixture;
 pub mod gradcheck;
 pub mod ops;
 pub mod rng;

@@ -266,3 +266,19 @@ impl<T: Float> Tensor<T> {
         Ok(self.data().iter().zip(other.data().iter()).map(|(a, b)| (a.as_f64() - b.as_f64()).abs()).fold(0.0, f64::max))
     }
 }
+
+impl<T: Float> Drop for Inner<T> {
+    /// Unlink the graph iteratively: the default recursive drop of a long chain (an unrolled
+    /// RNN, 100k ops) would overflow the stack.
+    fn drop(&mut self) {
+        let Some(node) = self.node.take() else { return };
+        let mut stack = node.inputs;
+        while let Some(t) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
+                if let Some(n) = inner.node.take() {
+                    stack.extend(n.inputs);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Compare `aics bench --json` output with bench/torch_bench.py output.
+
+    python3 bench/compare.py AICS_JSONL TORCH_JSONL
+
+Both files hold one JSON object per line with "workload", "seconds" and
+"gflop_s" (lines that are not JSON objects are ignored; "_info" lines are
+printed as a header). ratio = torch_seconds / aics_seconds, so a ratio above 1
+means aics is faster.
+"""
+
+import json
+import sys
+
+
+def load(path):
+    info, rows = [], {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            name = rec.get("workload")
+            if name is None:
+                continue
+            if name.startswith("_"):
+                info.append(rec)
+            else:
+                rows[name] = rec
+    return info, rows
+
+
+def fmt_s(v):
+    if v is None:
+        return "-"
+    if v >= 1.0:
+        return f"{v:.3f} s"
+    if v >= 1e-3:
+        return f"{v * 1e3:.2f} ms"
+    return f"{v * 1e6:.1f} us"
+
+
+def fmt_num(v, digits=1):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    a_info, aics = load(argv[1])
+    t_info, torch = load(argv[2])
+    for label, info in (("aics", a_info), ("torch", t_info)):
+        for rec in info:
+            rest = {k: v for k, v in rec.items() if k != "workload"}
+            print(f"# {label}: " + ", ".join(f"{k}={v}" for k, v in rest.items()))
+
+    names = list(aics) + [n for n in torch if n not in aics]
+    header = ["workload", "aics", "torch", "ratio", "aics GFLOP/s", "torch GFLOP/s",
+              "aics img/s", "torch img/s"]
+    table = []
+    for n in names:
+        a, t = aics.get(n, {}), torch.get(n, {})
+        sa, st = a.get("seconds"), t.get("seconds")
+        ratio = st / sa if sa and st else None
+        table.append([n, fmt_s(sa), fmt_s(st), fmt_num(ratio, 2),
+                      fmt_num(a.get("gflop_s")), fmt_num(t.get("gflop_s")),
+                      fmt_num(a.get("images_s"), 0), fmt_num(t.get("images_s"), 0)])
+    # Drop the images/s columns when no workload reports them.
+    if all(r[6] == "-" and r[7] == "-" for r in table):
+        header, table = header[:6], [r[:6] for r in table]
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)
+              for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for r in table:
+        print(line(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Benchmark aics against PyTorch on the CPU and print a comparison table.
+#
+#   bench/run.sh [THREADS]          (default 2)
+#
+# Needs a release build (cargo build --release) and PyTorch for $PYTHON
+# (default /usr/bin/python3, which has Debian's python3-torch).
+set -euo pipefail
+
+THREADS="${1:-2}"
+PYTHON="${PYTHON:-/usr/bin/python3}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+AICS="$ROOT/target/release/aics"
+AICS_OUT="${TMPDIR:-/tmp}/aics_bench_t${THREADS}.jsonl"
+TORCH_OUT="${TMPDIR:-/tmp}/torch_bench_t${THREADS}.jsonl"
+
+if [ ! -x "$AICS" ]; then
+    echo "error: $AICS not found; build it with: cargo build --release" >&2
+    exit 1
+fi
+
+echo "== aics ($THREADS threads) -> $AICS_OUT" >&2
+"$AICS" bench --json --threads "$THREADS" > "$AICS_OUT"
+
+echo "== torch ($THREADS threads, $PYTHON) -> $TORCH_OUT" >&2
+"$PYTHON" "$ROOT/bench/torch_bench.py" --threads "$THREADS" > "$TORCH_OUT"
+
+"$PYTHON" "$ROOT/bench/compare.py" "$AICS_OUT" "$TORCH_OUT"

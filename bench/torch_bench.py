@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""PyTorch CPU reference timings for the workloads of `aics bench`.
+
+    /usr/bin/python3 bench/torch_bench.py --threads 2
+
+Prints one JSON object per line: first {"workload": "_info", ...}, then
+{"workload": NAME, "seconds": MEDIAN, "gflop_s": ...} for each workload
+("images_s" is added for the LeNet-5 step). Everything runs in float32 after
+warm-up; the reported time is the median over the timed repeats. The whole run
+takes well under a minute at 2 threads.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.pool1 = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.pool2 = nn.MaxPool2d(2, 2)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool1(F.relu(self.conv1(x)))
+        x = self.pool2(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def measure(fn, budget_s, min_reps=3, max_reps=50, warmup=2, setup=None):
+    """Median seconds of fn() over repeats; repeats stop once budget_s of timed
+    work is spent (but at least min_reps). setup() runs untimed before each."""
+    for _ in range(warmup):
+        if setup is not None:
+            setup()
+        fn()
+    times = []
+    spent = 0.0
+    while len(times) < max_reps and (len(times) < min_reps or spent < budget_s):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+    return statistics.median(times), len(times)
+
+
+def conv_flops(n, c, h, w, o, k, oh, ow):
+    return 2.0 * n * o * oh * ow * c * k * k
+
+
+def emit(name, seconds, reps, flop=None, **extra):
+    rec = {"workload": name, "seconds": seconds,
+           "gflop_s": (flop / seconds / 1e9) if flop else None, "repeats": reps}
+    rec.update(extra)
+    print(json.dumps(rec), flush=True)
+
+
+def bench_sgemm(n, budget):
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    c = torch.empty(n, n)
+    s, r = measure(lambda: torch.mm(a, b, out=c), budget)
+    emit(f"sgemm_{n}", s, r, 2.0 * n ** 3)
+
+
+def bench_conv(name_fwd, name_other, n, c, h, w, o, budget, other="fwdbwd"):
+    x = torch.randn(n, c, h, w, requires_grad=True)
+    wt = (torch.randn(o, c, 3, 3) * 0.05).requires_grad_()
+    g = torch.randn(n, o, h, w)
+    fwd = conv_flops(n, c, h, w, o, 3, h, w)
+
+    with torch.no_grad():
+        s, r = measure(lambda: F.conv2d(x, wt, None, padding=1), budget)
+    emit(name_fwd, s, r, fwd)
+
+    if other == "fwdbwd":
+        def step():
+            out = F.conv2d(x, wt, None, padding=1)
+            torch.autograd.grad(out, (x, wt), grad_outputs=g)
+
+        s, r = measure(step, budget)
+        emit(name_other, s, r, 3.0 * fwd)
+    else:
+        # Backward only: the forward graph is built once, outside the timed
+        # region, and kept alive with retain_graph.
+        out = F.conv2d(x, wt, None, padding=1)
+        s, r = measure(
+            lambda: torch.autograd.grad(out, (x, wt), grad_outputs=g, retain_graph=True),
+            budget)
+        emit(name_other, s, r, 2.0 * fwd)
+
+
+def bench_maxpool(budget):
+    x = torch.randn(1, 64, 112, 112, requires_grad=True)
+    g = torch.randn(1, 64, 56, 56)
+
+    def step():
+        out = F.max_pool2d(x, 3, 2, 1)
+        torch.autograd.grad(out, x, grad_outputs=g)
+
+    s, r = measure(step, budget, max_reps=200)
+    emit("maxpool3s2_fwdbwd", s, r)
+
+
+def bench_lenet(budget):
+    torch.manual_seed(0)
+    model = LeNet5()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(64, 1, 28, 28)
+    y = torch.randint(0, 10, (64,))
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    s, r = measure(step, budget, warmup=5, max_reps=200)
+    emit("lenet5_train_b64", s, r, images_s=64.0 / s)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget", type=float, default=3.0,
+                    help="timed seconds per workload before stopping repeats (default 3)")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(json.dumps({"workload": "_info", "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}), flush=True)
+
+    b = args.budget
+    with torch.no_grad():
+        bench_sgemm(1024, b)
+        bench_sgemm(2048, b)
+    bench_conv("conv3x3_256_56_fwd", "conv3x3_256_56_fwdbwd", 1, 256, 56, 56, 256, b)
+    bench_conv("conv_lab33_fwd", "conv_lab33_bwd", 1, 256, 24, 40, 256, b, other="bwd")
+    bench_maxpool(b)
+    bench_lenet(b)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+//! Fast kernels held to their naive references over random shapes.
+
+use aics_tensor::cpu::conv::{conv2d_bwd_data, conv2d_bwd_naive, conv2d_bwd_weight, conv2d_fwd, conv2d_fwd_naive};
+use aics_tensor::cpu::gemm::{gemm, gemm_naive, Mat};
+use aics_tensor::ops::conv::conv2d_geom;
+use aics_tensor::{ConvParams, Rng};
+
+fn randv(n: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.normal() as f32).collect()
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: fast {x}, naive {y}");
+    }
+}
+
+#[test]
+fn gemm_matches_naive_with_transposes() {
+    let mut rng = Rng::new(11);
+    for _ in 0..20 {
+        let (m, n, k) = (1 + rng.below(70), 1 + rng.below(70), 1 + rng.below(90));
+        let a = randv(m * k, &mut rng);
+        let b = randv(k * n, &mut rng);
+        let (ta, tb) = (rng.below(2) == 1, rng.below(2) == 1);
+        let am = if ta { Mat::rm_t(&a, m) } else { Mat::rm(&a, k) };
+        let bm = if tb { Mat::rm_t(&b, k) } else { Mat::rm(&b, n) };
+        let mut c1 = randv(m * n, &mut rng);
+        let mut c2 = c1.clone();
+        let acc = rng.below(2) == 1;
+        gemm(m, n, k, am, bm, &mut c1, acc, true);
+        gemm_naive(m, n, k, am, bm, &mut c2, acc);
+        assert_close(&format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"), &c1, &c2, 1e-4);
+    }
+}
+
+#[test]
+fn conv_fast_matches_naive_random_shapes() {
+    let mut rng = Rng::new(5);
+    for case in 0..40 {
+        let groups = [1, 1, 2, 3][rng.below(4)];
+        let c = groups * (1 + rng.below(4));
+        let o = groups * (1 + rng.below(4));
+        let (kh, kw) = (1 + rng.below(5), 1 + rng.below(5));
+        let p = ConvParams {
+            stride: (1 + rng.below(3), 1 + rng.below(3)),
+            padding: (rng.below(kh), rng.below(kw)),
+            dilation: (1 + rng.below(2), 1 + rng.below(2)),
+            groups,
+            output_padding: (0, 0),
+        };
+        let (h, w) = (kh * 2 + rng.below(12), kw * 2 + rng.below(12));
+        let n = 1 + rng.below(4);
+        let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c / groups, kh, kw], &p).unwrap();
+        let x = randv(n * c * h * w, &mut rng);
+        let wt = randv(o * (c / groups) * kh * kw, &mut rng);
+        let dy = randv(n * o * g.oh * g.ow, &mut rng);
+        let tag = format!("case {case}: {g:?}");
+        assert_close(&format!("fwd {tag}"), &conv2d_fwd(&x, &wt, &g), &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
+        let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        assert_close(&format!("dx {tag}"), &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-4);
+        assert_close(&format!("dw {tag}"), &conv2d_bwd_weight(&x, &dy, &g), &dw, 1e-4);
+    }
+}
+
+#[test]
+fn conv_large_single_image_uses_blocks() {
+    // big enough that the output columns are split into several blocks across threads
+    let mut rng = Rng::new(9);
+    let p = ConvParams::default().padding(1);
+    let g = conv2d_geom("conv2d", &[1, 64, 40, 40], &[32, 64, 3, 3], &p).unwrap();
+    let x = randv(64 * 1600, &mut rng);
+    let wt = randv(32 * 64 * 9, &mut rng);
+    let dy = randv(32 * 1600, &mut rng);
+    assert_close("fwd", &conv2d_fwd(&x, &wt, &g), &conv2d_fwd_naive(&x, &wt, &g), 1e-3);
+    let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+    assert_close("dx", &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-3);
+    assert_close("dw", &conv2d_bwd_weight(&x, &dy, &g), &dw, 1e-3);
+}
+
+#[test]
+fn autograd_accumulates_and_frees() {
+    use aics_tensor::Tensor;
+    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2]).unwrap().requires_grad_(true);
+    // x used twice: gradients add up
+    let y = x.mul(&x).unwrap().add(&x).unwrap().sum();
+    y.backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec(), vec![3.0, 5.0]);
+    // a second backward accumulates into .grad
+    x.mul_scalar(2.0).sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec(), vec![5.0, 7.0]);
+    // no_grad records nothing
+    let _g = aics_tensor::no_grad();
+    let z = x.mul_scalar(3.0);
+    assert!(!z.requires_grad());
+    assert!(z.sum().backward().is_err());
+}
+
+#[test]
+fn long_chains_do_not_overflow_the_stack() {
+    use aics_tensor::Tensor;
+    let x = Tensor::<f32>::from_vec(vec![0.5], &[1]).unwrap().requires_grad_(true);
+    let mut y = x.clone();
+    for _ in 0..100_000 {
+        y = y.mul_scalar(1.0);
+    }
+    y.sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec(), vec![1.0]);
+    // dropping a long graph must not overflow either
+    drop(y);
+}
