@@ -1,1 +1,15 @@
-//! aics-nn
+//! aics-nn: the `Module` trait, layers named like PyTorch's, losses, initialisation, optimizers
+//! with schedules, and atomic safetensors checkpoints.
+
+pub mod checkpoint;
+pub mod error;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod module;
+pub mod optim;
+
+pub use error::{NnError, Result};
+pub use layers::*;
+pub use module::{load_state_dict, num_params, parameters, state_dict, Kind, Module, Sequential, SummaryRow};
+pub use optim::{clip_grad_norm, Adam, Lbfgs, LrSchedule, Optimizer, RmsProp, Sgd};

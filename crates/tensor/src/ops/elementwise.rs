@@ -210,4 +210,16 @@ impl<T: Float> Tensor<T> {
             |x, _| T::one() / (T::one() + (-x).exp()),
         )
     }
+
+    /// Elementwise smooth-L1 (Huber with threshold `beta`): `0.5·x²/β` for `|x| < β`, else `|x| - 0.5β`.
+    pub fn smooth_l1(&self, beta: f64) -> Tensor<T> {
+        let b = T::from_f64(beta);
+        let half = T::from_f64(0.5);
+        unary(
+            self,
+            "smooth_l1",
+            move |x| if x.abs() < b { half * x * x / b } else { x.abs() - half * b },
+            move |x, _| if x.abs() < b { x / b } else if x > T::zero() { T::one() } else { -T::one() },
+        )
+    }
 }

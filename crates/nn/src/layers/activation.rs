@@ -1,0 +1,90 @@
+//! Activation layers without state (ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, LogSoftmax) and
+//! `PReLU` (key `weight`, one slope per channel, initialised to 0.25).
+
+use aics_tensor::Tensor;
+
+use crate::error::Result;
+use crate::module::{key, Kind, Module};
+
+pub struct ReLU;
+pub struct LeakyReLU(pub f64);
+pub struct Tanh;
+pub struct Sigmoid;
+pub struct Softmax(pub isize);
+pub struct LogSoftmax(pub isize);
+
+impl Module for ReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.relu())
+    }
+    fn type_name(&self) -> String {
+        "ReLU".into()
+    }
+}
+
+impl Module for LeakyReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.leaky_relu(self.0))
+    }
+    fn type_name(&self) -> String {
+        "LeakyReLU".into()
+    }
+}
+
+impl Module for Tanh {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.tanh())
+    }
+    fn type_name(&self) -> String {
+        "Tanh".into()
+    }
+}
+
+impl Module for Sigmoid {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.sigmoid())
+    }
+    fn type_name(&self) -> String {
+        "Sigmoid".into()
+    }
+}
+
+impl Module for Softmax {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.softmax(self.0)?)
+    }
+    fn type_name(&self) -> String {
+        "Softmax".into()
+    }
+}
+
+impl Module for LogSoftmax {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.log_softmax(self.0)?)
+    }
+    fn type_name(&self) -> String {
+        "LogSoftmax".into()
+    }
+}
+
+pub struct PReLU {
+    pub weight: Tensor,
+}
+
+impl PReLU {
+    pub fn new(channels: usize) -> Self {
+        PReLU { weight: crate::init::constant(&[channels.max(1)], 0.25) }
+    }
+}
+
+impl Module for PReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.prelu(&self.weight)?)
+    }
+    fn type_name(&self) -> String {
+        "PReLU".into()
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        f(key(prefix, "weight"), &self.weight, Kind::Param);
+    }
+}

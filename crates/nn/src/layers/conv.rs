@@ -1,0 +1,91 @@
+//! `Conv2d` and `ConvTranspose2d` (PyTorch keys `weight`, `bias`; weight (O, C/groups, KH, KW)
+//! and (C_in, C_out/groups, KH, KW) respectively).
+
+use aics_tensor::{ConvParams, Rng, Tensor};
+
+use crate::error::{config, Result};
+use crate::init::default_uniform;
+use crate::module::{key, Kind, Module};
+
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub params: ConvParams,
+}
+
+impl Conv2d {
+    /// A square-kernel convolution; adjust `params` for stride, padding, dilation, groups.
+    pub fn new(in_ch: usize, out_ch: usize, kernel: usize, params: ConvParams, bias: bool, rng: &mut Rng) -> Result<Self> {
+        Self::new_hw(in_ch, out_ch, (kernel, kernel), params, bias, rng)
+    }
+    pub fn new_hw(in_ch: usize, out_ch: usize, kernel: (usize, usize), params: ConvParams, bias: bool, rng: &mut Rng) -> Result<Self> {
+        let g = params.groups;
+        if in_ch == 0 || out_ch == 0 || kernel.0 == 0 || kernel.1 == 0 || g == 0 || in_ch % g != 0 || out_ch % g != 0 {
+            return Err(config("Conv2d", format!("invalid configuration: {in_ch}→{out_ch} channels, kernel {kernel:?}, groups {g}")));
+        }
+        let fan_in = in_ch / g * kernel.0 * kernel.1;
+        let weight = default_uniform(&[out_ch, in_ch / g, kernel.0, kernel.1], fan_in, rng);
+        let bias = bias.then(|| default_uniform(&[out_ch], fan_in, rng));
+        Ok(Conv2d { weight, bias, params })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.conv2d(&self.weight, self.bias.as_ref(), self.params)?)
+    }
+    fn type_name(&self) -> String {
+        let s = self.weight.shape();
+        format!("Conv2d({}→{}, {}x{}, s{}, p{})", s[1] * self.params.groups, s[0], s[2], s[3], self.params.stride.0, self.params.padding.0)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        f(key(prefix, "weight"), &self.weight, Kind::Param);
+        if let Some(b) = &self.bias {
+            f(key(prefix, "bias"), b, Kind::Param);
+        }
+    }
+    fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
+        let s = self.weight.shape();
+        output.iter().product::<usize>() * s[1] * s[2] * s[3]
+    }
+}
+
+pub struct ConvTranspose2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub params: ConvParams,
+}
+
+impl ConvTranspose2d {
+    pub fn new(in_ch: usize, out_ch: usize, kernel: usize, params: ConvParams, bias: bool, rng: &mut Rng) -> Result<Self> {
+        let g = params.groups;
+        if in_ch == 0 || out_ch == 0 || kernel == 0 || g == 0 || in_ch % g != 0 || out_ch % g != 0 {
+            return Err(config("ConvTranspose2d", format!("invalid configuration: {in_ch}→{out_ch} channels, kernel {kernel}, groups {g}")));
+        }
+        // PyTorch computes fan_in from weight.size(1) · KH · KW for transposed convs.
+        let fan_in = out_ch / g * kernel * kernel;
+        let weight = default_uniform(&[in_ch, out_ch / g, kernel, kernel], fan_in, rng);
+        let bias = bias.then(|| default_uniform(&[out_ch], fan_in, rng));
+        Ok(ConvTranspose2d { weight, bias, params })
+    }
+}
+
+impl Module for ConvTranspose2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.conv_transpose2d(&self.weight, self.bias.as_ref(), self.params)?)
+    }
+    fn type_name(&self) -> String {
+        let s = self.weight.shape();
+        format!("ConvTranspose2d({}→{}, {}x{}, s{})", s[0], s[1] * self.params.groups, s[2], s[3], self.params.stride.0)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        f(key(prefix, "weight"), &self.weight, Kind::Param);
+        if let Some(b) = &self.bias {
+            f(key(prefix, "bias"), b, Kind::Param);
+        }
+    }
+    fn macs(&self, input: &[usize], _output: &[usize]) -> usize {
+        let s = self.weight.shape();
+        input.iter().product::<usize>() * s[1] * s[2] * s[3]
+    }
+}

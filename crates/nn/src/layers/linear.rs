@@ -1,0 +1,41 @@
+//! `Linear`: `y = x·Wᵀ + b` (PyTorch `nn.Linear`; keys `weight` (out, in), `bias` (out)).
+
+use aics_tensor::{Rng, Tensor};
+
+use crate::error::{config, Result};
+use crate::init::default_uniform;
+use crate::module::{key, Kind, Module};
+
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Result<Self> {
+        if in_features == 0 || out_features == 0 {
+            return Err(config("Linear", format!("features must be positive, got {in_features} -> {out_features}")));
+        }
+        let weight = default_uniform(&[out_features, in_features], in_features, rng);
+        let bias = bias.then(|| default_uniform(&[out_features], in_features, rng));
+        Ok(Linear { weight, bias })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.linear(&self.weight, self.bias.as_ref())?)
+    }
+    fn type_name(&self) -> String {
+        format!("Linear({}→{})", self.weight.shape()[1], self.weight.shape()[0])
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        f(key(prefix, "weight"), &self.weight, Kind::Param);
+        if let Some(b) = &self.bias {
+            f(key(prefix, "bias"), b, Kind::Param);
+        }
+    }
+    fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
+        output.iter().product::<usize>() * self.weight.shape()[1]
+    }
+}

@@ -1,0 +1,100 @@
+//! `Dropout`, `Flatten`, `Embedding` (key `weight` (V, D)), `Upsample`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use aics_tensor::{Interp, Rng, Tensor};
+
+use crate::error::{config, Result};
+use crate::module::{key, Kind, Module};
+
+/// Inverted dropout: active only in training mode; its random stream is seeded.
+pub struct Dropout {
+    pub p: f64,
+    rng: Mutex<Rng>,
+    training: AtomicBool,
+}
+
+impl Dropout {
+    pub fn new(p: f64, seed: u64) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(config("Dropout", format!("p must be in [0, 1), got {p}")));
+        }
+        Ok(Dropout { p, rng: Mutex::new(Rng::new(seed)), training: AtomicBool::new(true) })
+    }
+}
+
+impl Module for Dropout {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !self.training.load(Ordering::Relaxed) || self.p == 0.0 {
+            return Ok(x.clone());
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(x.dropout(self.p, &mut rng)?)
+    }
+    fn type_name(&self) -> String {
+        format!("Dropout({})", self.p)
+    }
+    fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::Relaxed);
+    }
+}
+
+/// Flatten all dimensions from `start` (default 1) into one.
+pub struct Flatten(pub usize);
+
+impl Module for Flatten {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.flatten(self.0)?)
+    }
+    fn type_name(&self) -> String {
+        "Flatten".into()
+    }
+}
+
+pub struct Embedding {
+    pub weight: Tensor,
+}
+
+impl Embedding {
+    pub fn new(num: usize, dim: usize, rng: &mut Rng) -> Self {
+        Embedding { weight: Tensor::randn(&[num, dim], 0.0, 1.0, rng).requires_grad_(true) }
+    }
+    /// Look up integer ids (shape `ids_shape`) → `[ids_shape.., D]`.
+    pub fn lookup(&self, ids: &[usize], ids_shape: &[usize]) -> Result<Tensor> {
+        Ok(self.weight.embedding(ids, ids_shape)?)
+    }
+}
+
+impl Module for Embedding {
+    /// Ids given as a float tensor of integral values (PyTorch takes a LongTensor).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let ids: Vec<usize> = x.data().iter().map(|&v| v.max(0.0) as usize).collect();
+        self.lookup(&ids, x.shape())
+    }
+    fn type_name(&self) -> String {
+        format!("Embedding({}, {})", self.weight.shape()[0], self.weight.shape()[1])
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        f(key(prefix, "weight"), &self.weight, Kind::Param);
+    }
+}
+
+/// Resize by an integer scale factor.
+pub struct Upsample {
+    pub scale: usize,
+    pub mode: Interp,
+}
+
+impl Module for Upsample {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.shape();
+        if s.len() != 4 {
+            return Err(config("Upsample", format!("expected (N, C, H, W), got {s:?}")));
+        }
+        Ok(x.upsample(s[2] * self.scale, s[3] * self.scale, self.mode)?)
+    }
+    fn type_name(&self) -> String {
+        format!("Upsample(x{})", self.scale)
+    }
+}

@@ -1,0 +1,15 @@
+//! Layers, one file per family. Each holds its parameters as tensors named like PyTorch's.
+
+pub mod activation;
+pub mod conv;
+pub mod linear;
+pub mod misc;
+pub mod norm;
+pub mod pool;
+
+pub use activation::{LeakyReLU, LogSoftmax, PReLU, ReLU, Sigmoid, Softmax, Tanh};
+pub use conv::{Conv2d, ConvTranspose2d};
+pub use linear::Linear;
+pub use misc::{Dropout, Embedding, Flatten, Upsample};
+pub use norm::{BatchNorm, InstanceNorm2d, LocalResponseNorm};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, LPPool2d, MaxPool2d};

@@ -1,0 +1,129 @@
+//! `BatchNorm` (1d/2d: keys `weight`, `bias`, `running_mean`, `running_var`,
+//! `num_batches_tracked`), `InstanceNorm2d`, and `LocalResponseNorm` (AlexNet).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aics_tensor::Tensor;
+
+use crate::error::Result;
+use crate::module::{key, Kind, Module};
+
+pub struct BatchNorm {
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub num_batches_tracked: Tensor,
+    pub eps: f64,
+    pub momentum: f64,
+    training: AtomicBool,
+}
+
+impl BatchNorm {
+    /// `nn.BatchNorm1d/2d(channels)` with eps 1e-5, momentum 0.1, affine.
+    pub fn new(channels: usize) -> Self {
+        BatchNorm {
+            weight: Some(crate::init::constant(&[channels], 1.0)),
+            bias: Some(crate::init::constant(&[channels], 0.0)),
+            running_mean: Tensor::zeros(&[channels]),
+            running_var: Tensor::ones(&[channels]),
+            num_batches_tracked: Tensor::zeros(&[]),
+            eps: 1e-5,
+            momentum: 0.1,
+            training: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let training = self.training.load(Ordering::Relaxed);
+        if training {
+            self.num_batches_tracked.update_data(|v| v[0] += 1.0);
+        }
+        Ok(x.batch_norm(
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            training,
+            self.momentum,
+            self.eps,
+        )?)
+    }
+    fn type_name(&self) -> String {
+        format!("BatchNorm({})", self.running_mean.numel())
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        if let Some(w) = &self.weight {
+            f(key(prefix, "weight"), w, Kind::Param);
+        }
+        if let Some(b) = &self.bias {
+            f(key(prefix, "bias"), b, Kind::Param);
+        }
+        f(key(prefix, "running_mean"), &self.running_mean, Kind::Buffer);
+        f(key(prefix, "running_var"), &self.running_var, Kind::Buffer);
+        f(key(prefix, "num_batches_tracked"), &self.num_batches_tracked, Kind::Buffer);
+    }
+    fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::Relaxed);
+    }
+}
+
+pub struct InstanceNorm2d {
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+    pub eps: f64,
+}
+
+impl InstanceNorm2d {
+    /// `nn.InstanceNorm2d(channels, affine=affine)`.
+    pub fn new(channels: usize, affine: bool) -> Self {
+        InstanceNorm2d {
+            weight: affine.then(|| crate::init::constant(&[channels], 1.0)),
+            bias: affine.then(|| crate::init::constant(&[channels], 0.0)),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Module for InstanceNorm2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.instance_norm(self.weight.as_ref(), self.bias.as_ref(), self.eps)?)
+    }
+    fn type_name(&self) -> String {
+        "InstanceNorm2d".into()
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        if let Some(w) = &self.weight {
+            f(key(prefix, "weight"), w, Kind::Param);
+        }
+        if let Some(b) = &self.bias {
+            f(key(prefix, "bias"), b, Kind::Param);
+        }
+    }
+}
+
+/// Local response normalisation across channels.
+pub struct LocalResponseNorm {
+    pub size: usize,
+    pub alpha: f64,
+    pub beta: f64,
+    pub k: f64,
+}
+
+impl LocalResponseNorm {
+    /// AlexNet's setting: size 5, α 1e-4, β 0.75, k 2.
+    pub fn alexnet() -> Self {
+        LocalResponseNorm { size: 5, alpha: 1e-4, beta: 0.75, k: 2.0 }
+    }
+}
+
+impl Module for LocalResponseNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.lrn(self.size, self.alpha, self.beta, self.k)?)
+    }
+    fn type_name(&self) -> String {
+        format!("LocalResponseNorm({})", self.size)
+    }
+}

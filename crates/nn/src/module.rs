@@ -1,0 +1,182 @@
+//! The `Module` trait, the `Sequential` container, and state-dict helpers. Parameter names are
+//! PyTorch's state-dict keys (`features.0.weight`, `bn1.running_mean`), so loading a PyTorch
+//! checkpoint is an identity mapping.
+
+use std::collections::HashMap;
+
+use aics_tensor::Tensor;
+
+use crate::error::{NnError, Result};
+
+/// What a named tensor of a module is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Trained by the optimizer.
+    Param,
+    /// Saved state that is not trained (batch-norm running statistics).
+    Buffer,
+}
+
+/// One row of `aics summary`.
+#[derive(Clone, Debug)]
+pub struct SummaryRow {
+    pub name: String,
+    pub layer: String,
+    pub output: Vec<usize>,
+    pub params: usize,
+    pub macs: usize,
+}
+
+/// A layer or a model. `forward` is the inference/training computation; behaviour that differs
+/// between training and evaluation (dropout, batch norm) follows `set_training`.
+pub trait Module: Send + Sync {
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// A short type name for summaries (`Conv2d`, `ReLU`).
+    fn type_name(&self) -> String;
+
+    /// Visit every parameter and buffer with its full state-dict key.
+    fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(String, &Tensor, Kind)) {}
+
+    /// Switch training/evaluation behaviour (recursively for containers).
+    fn set_training(&self, _training: bool) {}
+
+    /// Multiply-adds of one forward pass for the given input and output shapes.
+    fn macs(&self, _input: &[usize], _output: &[usize]) -> usize {
+        0
+    }
+
+    /// Run the forward pass and record one summary row per leaf layer (containers recurse).
+    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
+        let y = self.forward(x)?;
+        let mut params = 0;
+        self.visit("", &mut |_, t, k| {
+            if k == Kind::Param {
+                params += t.numel()
+            }
+        });
+        rows.push(SummaryRow { name: name.to_string(), layer: self.type_name(), output: y.shape().to_vec(), params, macs: self.macs(x.shape(), y.shape()) });
+        Ok(y)
+    }
+}
+
+pub(crate) fn key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Layers applied in order. Children are named `0`, `1`, … (like `nn.Sequential`) or given
+/// explicit names (like the attributes of a PyTorch model class), which become key prefixes.
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<(String, Box<dyn Module>)>,
+}
+
+impl Sequential {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Append a layer named by its position.
+    pub fn add(mut self, m: impl Module + 'static) -> Self {
+        let name = self.layers.len().to_string();
+        self.layers.push((name, Box::new(m)));
+        self
+    }
+    /// Append a layer with an explicit name.
+    pub fn push(mut self, name: &str, m: impl Module + 'static) -> Self {
+        self.layers.push((name.to_string(), Box::new(m)));
+        self
+    }
+    pub fn push_boxed(&mut self, name: &str, m: Box<dyn Module>) {
+        self.layers.push((name.to_string(), m));
+    }
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+    pub fn layers(&self) -> impl Iterator<Item = (&str, &dyn Module)> {
+        self.layers.iter().map(|(n, m)| (n.as_str(), m.as_ref()))
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (name, l) in &self.layers {
+            h = l.forward(&h).map_err(|e| match e {
+                NnError::Tensor(t) => NnError::Config { layer: format!("layer `{name}` ({})", l.type_name()), msg: t.to_string() },
+                other => other,
+            })?;
+        }
+        Ok(h)
+    }
+    fn type_name(&self) -> String {
+        "Sequential".into()
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        for (name, l) in &self.layers {
+            l.visit(&key(prefix, name), f);
+        }
+    }
+    fn set_training(&self, training: bool) {
+        self.layers.iter().for_each(|(_, l)| l.set_training(training));
+    }
+    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (n, l) in &self.layers {
+            h = l.summarize(&key(name, n), &h, rows)?;
+        }
+        Ok(h)
+    }
+}
+
+/// Trainable parameters with their keys, in state-dict order.
+pub fn parameters(m: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut v = Vec::new();
+    m.visit("", &mut |k, t, kind| {
+        if kind == Kind::Param {
+            v.push((k, t.clone()))
+        }
+    });
+    v
+}
+
+/// Parameters and buffers with their keys, in state-dict order.
+pub fn state_dict(m: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut v = Vec::new();
+    m.visit("", &mut |k, t, _| v.push((k, t.clone())));
+    v
+}
+
+pub fn num_params(m: &dyn Module) -> usize {
+    parameters(m).iter().map(|(_, t)| t.numel()).sum()
+}
+
+/// Copy tensors into the model by key. Every model tensor must be present with the same shape;
+/// extra keys are an error when `strict`.
+pub fn load_state_dict(m: &dyn Module, tensors: &HashMap<String, (Vec<usize>, Vec<f32>)>, strict: bool) -> Result<()> {
+    let own = state_dict(m);
+    for (k, t) in &own {
+        let Some((shape, data)) = tensors.get(k) else {
+            return Err(NnError::MissingKey { key: k.clone(), shape: t.shape().to_vec() });
+        };
+        if shape.iter().product::<usize>() != t.numel() || (shape.as_slice() != t.shape() && !(t.shape().is_empty() && shape.iter().product::<usize>() == 1)) {
+            return Err(NnError::ShapeMismatch { key: k.clone(), expected: t.shape().to_vec(), got: shape.clone() });
+        }
+        t.set_data(data.clone())?;
+    }
+    if strict {
+        let names: std::collections::HashSet<&String> = own.iter().map(|(k, _)| k).collect();
+        let mut extra: Vec<&String> = tensors.keys().filter(|k| !names.contains(k)).collect();
+        extra.sort();
+        if let Some(k) = extra.first() {
+            return Err(NnError::UnexpectedKey { key: (*k).clone() });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Adam (L2 weight decay added to the gradient) and AdamW (decoupled decay `p *= 1 - lr·λ`),
+//! PyTorch's update: `p -= lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)`.
+
+use aics_tensor::Tensor;
+
+use super::{grad_of, load_slot, save_slots, scalar_state, Optimizer};
+use crate::error::Result;
+
+pub struct Adam {
+    params: Vec<(String, Tensor)>,
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// AdamW's decoupled weight decay instead of L2.
+    pub decoupled: bool,
+    t: u64,
+    m: Vec<Option<Vec<f32>>>,
+    v: Vec<Option<Vec<f32>>>,
+}
+
+impl Adam {
+    pub fn new(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Self {
+        let n = params.len();
+        Adam { params, lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, decoupled: false, t: 0, m: vec![None; n], v: vec![None; n] }
+    }
+    pub fn adamw(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Self {
+        Adam { decoupled: true, ..Adam::new(params, lr, weight_decay) }
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) -> Result<()> {
+        let _g = aics_tensor::no_grad();
+        self.t += 1;
+        let (b1, b2) = self.betas;
+        let bc1 = 1.0 - b1.powi(self.t as i32);
+        let bc2 = 1.0 - b2.powi(self.t as i32);
+        let step = (self.lr / bc1) as f32;
+        let (b1f, b2f, eps, sbc2) = (b1 as f32, b2 as f32, self.eps as f32, bc2.sqrt() as f32);
+        let (wd, lr) = (self.weight_decay as f32, self.lr as f32);
+        for (i, (_, p)) in self.params.iter().enumerate() {
+            if p.grad().is_none() {
+                continue;
+            }
+            let mut g = grad_of(p);
+            if wd != 0.0 && !self.decoupled {
+                let pd = p.data();
+                g.iter_mut().zip(pd.iter()).for_each(|(g, &w)| *g += wd * w);
+            }
+            let m = self.m[i].get_or_insert_with(|| vec![0.0; g.len()]);
+            let v = self.v[i].get_or_insert_with(|| vec![0.0; g.len()]);
+            let decay = if self.decoupled { 1.0 - lr * wd } else { 1.0 };
+            p.update_data(|w| {
+                for j in 0..w.len() {
+                    m[j] = b1f * m[j] + (1.0 - b1f) * g[j];
+                    v[j] = b2f * v[j] + (1.0 - b2f) * g[j] * g[j];
+                    w[j] = w[j] * decay - step * m[j] / (v[j].sqrt() / sbc2 + eps);
+                }
+            });
+        }
+        Ok(())
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn params(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut s = save_slots(&[("exp_avg", &self.m), ("exp_avg_sq", &self.v)], &self.params);
+        s.push(("step".into(), vec![], vec![self.t as f32]));
+        s
+    }
+    fn load_state(&mut self, state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+        self.m = load_slot(state, "exp_avg", &self.params)?;
+        self.v = load_slot(state, "exp_avg_sq", &self.params)?;
+        self.t = scalar_state(state, "step").unwrap_or(0.0) as u64;
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        if self.decoupled {
+            "adamw"
+        } else {
+            "adam"
+        }
+    }
+}

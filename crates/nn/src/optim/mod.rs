@@ -1,0 +1,99 @@
+//! Optimizers (SGD, Adam, AdamW, RMSprop, L-BFGS) with PyTorch's update rules, learning-rate
+//! schedules, and gradient clipping. Optimizer state can be saved into a checkpoint and loaded
+//! back, so a resumed run continues exactly.
+
+pub mod adam;
+pub mod lbfgs;
+pub mod rmsprop;
+pub mod schedule;
+pub mod sgd;
+
+use aics_tensor::Tensor;
+
+pub use adam::Adam;
+pub use lbfgs::Lbfgs;
+pub use rmsprop::RmsProp;
+pub use schedule::LrSchedule;
+pub use sgd::Sgd;
+
+use crate::error::Result;
+
+/// A first-order optimizer over a fixed list of named parameters.
+pub trait Optimizer: Send {
+    /// Apply one update from the parameters' accumulated gradients.
+    fn step(&mut self) -> Result<()>;
+    fn lr(&self) -> f64;
+    fn set_lr(&mut self, lr: f64);
+    fn params(&self) -> &[(String, Tensor)];
+    /// Per-parameter state tensors under stable names (for checkpoints).
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
+    /// Restore state saved by `state`; unknown or mis-shaped entries are errors.
+    fn load_state(&mut self, state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()>;
+    fn name(&self) -> &'static str;
+
+    fn zero_grad(&self) {
+        self.params().iter().for_each(|(_, p)| p.zero_grad());
+    }
+}
+
+/// Gradient of a parameter, or zeros if it received none this step.
+pub(crate) fn grad_of(p: &Tensor) -> Vec<f32> {
+    p.grad().map(|g| g.to_vec()).unwrap_or_else(|| vec![0.0; p.numel()])
+}
+
+/// Scale all gradients so that their global L2 norm is at most `max_norm`; returns the norm
+/// before clipping (PyTorch `clip_grad_norm_`).
+pub fn clip_grad_norm(params: &[(String, Tensor)], max_norm: f64) -> f64 {
+    let mut sq = 0.0f64;
+    for (_, p) in params {
+        p.with_grad(|g| {
+            if let Some(g) = g {
+                sq += g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+            }
+        });
+    }
+    let norm = sq.sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for (_, p) in params {
+            p.with_grad(|g| {
+                if let Some(g) = g {
+                    g.iter_mut().for_each(|v| *v *= coef as f32);
+                }
+            });
+        }
+    }
+    norm
+}
+
+/// Named slot state (e.g. momentum buffers): `"{slot}.{param}"`.
+pub(crate) fn save_slots(slots: &[(&str, &[Option<Vec<f32>>])], params: &[(String, Tensor)]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = Vec::new();
+    for (slot, bufs) in slots {
+        for ((name, p), b) in params.iter().zip(bufs.iter()) {
+            if let Some(b) = b {
+                out.push((format!("{slot}.{name}"), p.shape().to_vec(), b.clone()));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn load_slot(
+    state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    slot: &str,
+    params: &[(String, Tensor)],
+) -> Result<Vec<Option<Vec<f32>>>> {
+    params
+        .iter()
+        .map(|(name, p)| match state.get(&format!("{slot}.{name}")) {
+            None => Ok(None),
+            Some((_, d)) if d.len() == p.numel() => Ok(Some(d.clone())),
+            Some((s, _)) => Err(crate::error::NnError::ShapeMismatch { key: format!("optimizer.{slot}.{name}"), expected: p.shape().to_vec(), got: s.clone() }),
+        })
+        .collect()
+}
+
+pub(crate) fn scalar_state(state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>, key: &str) -> Option<f64> {
+    state.get(key).and_then(|(_, d)| d.first().map(|&v| v as f64))
+}

@@ -1,0 +1,75 @@
+//! SGD with momentum, dampening 0, Nesterov and L2 weight decay (PyTorch `optim.SGD`):
+//! `d = g + λp; b = μb + d (b₀ = d); d = nesterov ? d + μb : b; p -= lr·d`.
+
+use aics_tensor::Tensor;
+
+use super::{grad_of, load_slot, save_slots, Optimizer};
+use crate::error::Result;
+
+pub struct Sgd {
+    params: Vec<(String, Tensor)>,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    bufs: Vec<Option<Vec<f32>>>,
+}
+
+impl Sgd {
+    pub fn new(params: Vec<(String, Tensor)>, lr: f64, momentum: f64, weight_decay: f64, nesterov: bool) -> Self {
+        let n = params.len();
+        Sgd { params, lr, momentum, weight_decay, nesterov, bufs: vec![None; n] }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self) -> Result<()> {
+        let _g = aics_tensor::no_grad();
+        let (lr, mu, wd) = (self.lr as f32, self.momentum as f32, self.weight_decay as f32);
+        for ((_, p), buf) in self.params.iter().zip(self.bufs.iter_mut()) {
+            if p.grad().is_none() {
+                continue;
+            }
+            let mut d = grad_of(p);
+            if wd != 0.0 {
+                let pd = p.data();
+                d.iter_mut().zip(pd.iter()).for_each(|(d, &w)| *d += wd * w);
+            }
+            if mu != 0.0 {
+                let b = match buf {
+                    Some(b) => {
+                        b.iter_mut().zip(&d).for_each(|(b, &d)| *b = mu * *b + d);
+                        b
+                    }
+                    None => buf.insert(d.clone()),
+                };
+                if self.nesterov {
+                    d.iter_mut().zip(b.iter()).for_each(|(d, &b)| *d += mu * b);
+                } else {
+                    d.copy_from_slice(b);
+                }
+            }
+            p.update_data(|w| w.iter_mut().zip(&d).for_each(|(w, &d)| *w -= lr * d));
+        }
+        Ok(())
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn params(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        save_slots(&[("momentum_buffer", &self.bufs)], &self.params)
+    }
+    fn load_state(&mut self, state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+        self.bufs = load_slot(state, "momentum_buffer", &self.params)?;
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+}

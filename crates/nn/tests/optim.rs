@@ -1,0 +1,160 @@
+//! Optimizers: L-BFGS on the Rosenbrock function, closed-form checks of single steps, schedules,
+//! clipping, and checkpoint round trips (atomic writes, bad files).
+
+use std::collections::HashMap;
+
+use aics_nn::checkpoint::{load_checkpoint, save_checkpoint};
+use aics_nn::optim::Optimizer;
+use aics_nn::*;
+use aics_tensor::{Rng, Tensor};
+
+fn rosenbrock(p: &Tensor) -> aics_tensor::Result<Tensor> {
+    // (1 - x)² + 100 (y - x²)²
+    let x = p.narrow(0, 0, 1)?;
+    let y = p.narrow(0, 1, 1)?;
+    let a = x.neg().add_scalar(1.0).square();
+    let b = y.sub(&x.square())?.square().mul_scalar(100.0);
+    Ok(a.add(&b)?.sum())
+}
+
+#[test]
+fn lbfgs_strong_wolfe_minimises_rosenbrock() {
+    let p = Tensor::from_vec(vec![-1.5f32, 2.0], &[2]).unwrap().requires_grad_(true);
+    let mut opt = Lbfgs::new(vec![("p".into(), p.clone())], 1.0, true);
+    opt.max_iter = 100;
+    opt.max_eval = 200;
+    for _ in 0..5 {
+        opt.step(&mut || {
+            p.zero_grad();
+            let l = rosenbrock(&p)?;
+            l.backward()?;
+            Ok(l.item()? as f64)
+        })
+        .unwrap();
+    }
+    let v = p.to_vec();
+    assert!((v[0] - 1.0).abs() < 1e-3 && (v[1] - 1.0).abs() < 1e-3, "ended at {v:?}");
+}
+
+#[test]
+fn sgd_momentum_nesterov_and_adam_single_steps() {
+    // One parameter w = 2, loss = w² ⇒ g = 4.
+    let mk = || Tensor::from_vec(vec![2.0f32], &[1]).unwrap().requires_grad_(true);
+    let grad = |w: &Tensor| w.square().sum().backward().unwrap();
+
+    let w = mk();
+    let mut sgd = Sgd::new(vec![("w".into(), w.clone())], 0.1, 0.9, 0.0, false);
+    grad(&w);
+    sgd.step().unwrap(); // b = 4; w = 2 - 0.4
+    assert!((w.to_vec()[0] - 1.6).abs() < 1e-6);
+    sgd.zero_grad();
+    grad(&w); // g = 3.2; b = 0.9·4 + 3.2 = 6.8; w = 1.6 - 0.68
+    sgd.step().unwrap();
+    assert!((w.to_vec()[0] - 0.92).abs() < 1e-6);
+
+    let w = mk();
+    let mut nes = Sgd::new(vec![("w".into(), w.clone())], 0.1, 0.9, 0.0, true);
+    grad(&w);
+    nes.step().unwrap(); // b = 4; d = 4 + 0.9·4 = 7.6; w = 2 - 0.76
+    assert!((w.to_vec()[0] - 1.24).abs() < 1e-6);
+
+    let w = mk();
+    let mut adam = Adam::new(vec![("w".into(), w.clone())], 0.01, 0.0);
+    grad(&w);
+    adam.step().unwrap(); // first Adam step moves by lr·sign(g) (up to ε)
+    assert!((w.to_vec()[0] - 1.99).abs() < 1e-6);
+
+    let w = mk();
+    let mut adamw = Adam::adamw(vec![("w".into(), w.clone())], 0.01, 0.1);
+    grad(&w);
+    adamw.step().unwrap(); // w·(1 - 0.001) - 0.01
+    assert!((w.to_vec()[0] - (2.0 * 0.999 - 0.01)).abs() < 1e-6);
+}
+
+#[test]
+fn schedules() {
+    let s = LrSchedule::parse("step:2:0.5", 10).unwrap();
+    assert_eq!(s.lr_at(1.0, 3, 0), 0.5);
+    let m = LrSchedule::parse("multistep:2,4:0.1", 10).unwrap();
+    assert!((m.lr_at(1.0, 4, 0) - 0.01).abs() < 1e-12);
+    let c = LrSchedule::parse("cosine", 10).unwrap();
+    assert!((c.lr_at(1.0, 5, 0) - 0.5).abs() < 1e-12);
+    assert!((c.lr_at(1.0, 0, 2) - 1.0 / 3.0).abs() < 1e-12); // warm-up
+    assert!(LrSchedule::parse("bogus", 10).is_err());
+}
+
+#[test]
+fn clip_grad_norm_scales() {
+    let p = Tensor::from_vec(vec![3.0f32, 4.0], &[2]).unwrap().requires_grad_(true);
+    p.mul(&p).unwrap().sum().mul_scalar(0.5).backward().unwrap(); // g = (3, 4), |g| = 5
+    let params = vec![("p".to_string(), p.clone())];
+    let n = clip_grad_norm(&params, 1.0);
+    assert!((n - 5.0).abs() < 1e-6);
+    let g = p.grad().unwrap().to_vec();
+    assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5);
+}
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("aics-nn-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn checkpoint_round_trip_with_optimizer_state() {
+    let mut rng = Rng::new(1);
+    let model = Sequential::new().add(Linear::new(3, 4, true, &mut rng).unwrap()).add(ReLU).add(BatchNorm::new(4));
+    let x = Tensor::randn(&[5, 3], 0.0, 1.0, &mut rng);
+    let mut opt = Sgd::new(parameters(&model), 0.1, 0.9, 0.0, false);
+    model.forward(&x).unwrap().sum().backward().unwrap();
+    opt.step().unwrap();
+    let dir = tmpdir("ckpt");
+    let path = dir.join("m.safetensors");
+    save_checkpoint(&path, &model, Some(&opt), HashMap::from([("epoch".into(), "3".into())])).unwrap();
+
+    let mut rng2 = Rng::new(99);
+    let model2 = Sequential::new().add(Linear::new(3, 4, true, &mut rng2).unwrap()).add(ReLU).add(BatchNorm::new(4));
+    let ck = load_checkpoint(&path).unwrap();
+    ck.load_into(&model2).unwrap();
+    assert_eq!(ck.meta("epoch"), Some("3"));
+    for ((k1, a), (k2, b)) in state_dict(&model).iter().zip(state_dict(&model2).iter()) {
+        assert_eq!(k1, k2);
+        assert_eq!(a.to_vec(), b.to_vec(), "{k1}");
+    }
+    let keys: Vec<String> = state_dict(&model).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["0.weight", "0.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var", "2.num_batches_tracked"]);
+    let mut opt2 = Sgd::new(parameters(&model2), 0.1, 0.9, 0.0, false);
+    opt2.load_state(&ck.optimizer_state()).unwrap();
+    assert_eq!(opt2.state(), opt.state());
+    // no temp files are left behind
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let dir = tmpdir("bad");
+    let mut rng = Rng::new(1);
+    let model = Sequential::new().add(Linear::new(3, 4, true, &mut rng).unwrap());
+    // missing file
+    let e = load_checkpoint(&dir.join("nope.safetensors")).err().unwrap().to_string();
+    assert!(e.contains("nope.safetensors"), "{e}");
+    // garbage
+    std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint at all").unwrap();
+    let e = load_checkpoint(&dir.join("junk.safetensors")).err().unwrap().to_string();
+    assert!(e.contains("junk.safetensors") && e.contains("not a valid checkpoint"), "{e}");
+    // truncated
+    let good = dir.join("good.safetensors");
+    save_checkpoint(&good, &model, None, HashMap::new()).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(dir.join("trunc.safetensors"), &bytes[..bytes.len() - 10]).unwrap();
+    assert!(load_checkpoint(&dir.join("trunc.safetensors")).is_err());
+    // another model's checkpoint: shape mismatch names the tensor
+    let other = Sequential::new().add(Linear::new(3, 5, true, &mut rng).unwrap());
+    let e = load_checkpoint(&good).unwrap().load_into(&other).err().unwrap().to_string();
+    assert!(e.contains("0.weight") && e.contains("[5, 3]"), "{e}");
+    // missing key
+    let bigger = Sequential::new().add(Linear::new(3, 4, true, &mut rng).unwrap()).add(Linear::new(4, 2, true, &mut rng).unwrap());
+    let e = load_checkpoint(&good).unwrap().load_into(&bigger).err().unwrap().to_string();
+    assert!(e.contains("1.weight"), "{e}");
+}
