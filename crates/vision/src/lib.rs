@@ -1,1 +1,5 @@
-//! aics-vision
+//! aics-vision: the model zoo (classifiers today; detectors later) built on aics-nn.
+
+pub mod models;
+
+pub use models::{build, ModelConfig, MODELS};

@@ -166,6 +166,9 @@ fn im2col_group<T: Float>(xn: &[T], g: &Conv2dGeom, gi: usize, p0: usize, nb: us
     }
 }
 
+/// Number of partial weight-gradient sums in the backward pass (fixed, for reproducibility).
+const PARTIALS: usize = 16;
+
 struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
@@ -212,11 +215,16 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> 
     let (ckk, og, p, chw) = (g.ckk(), g.og(), g.ohw(), g.c * g.hw());
     let (nblk, nb) = g.blocks();
     let wlen = g.o * ckk;
-    (0..g.n * nblk)
+    let tasks = g.n * nblk;
+    // A fixed number of partial sums, each over a fixed set of tasks, added in order: the result
+    // does not depend on how rayon schedules the work, so training runs repeat bit for bit.
+    let parts = tasks.min(PARTIALS);
+    let partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
-        .fold(
-            || (vec![T::zero(); wlen], vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * nb }]),
-            |(mut dw, mut buf), task| {
+        .map(|part| {
+            let mut dw = vec![T::zero(); wlen];
+            let mut buf = vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * nb }];
+            for task in (part..tasks).step_by(parts) {
                 let (ni, bi) = (task / nblk, task % nblk);
                 let p0 = bi * nb;
                 let len = nb.min(p - p0);
@@ -231,17 +239,16 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> 
                     };
                     gemm(og, ckk, len, dyg, colt, &mut dw[gi * og * ckk..(gi + 1) * og * ckk], true, false);
                 }
-                (dw, buf)
-            },
-        )
-        .map(|(dw, _)| dw)
-        .reduce(
-            || vec![T::zero(); wlen],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
-                a
-            },
-        )
+            }
+            dw
+        })
+        .collect();
+    let mut it = partials.into_iter();
+    let mut dw = it.next().unwrap_or_else(|| vec![T::zero(); wlen]);
+    for part in it {
+        dw.iter_mut().zip(&part).for_each(|(a, &b)| *a += b);
+    }
+    dw
 }
 
 /// Backward-data: `dX` (N, C, H, W) from `dY` (N, O, OH, OW).

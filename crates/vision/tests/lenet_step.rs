@@ -1,0 +1,48 @@
+//! One LeNet-5 training step against PyTorch (`fixtures/lenet5_step.json`, written by
+//! `fixtures/gen_lenet_step.py`): same deterministic weights and batch, so the loss before and
+//! after an SGD step (momentum 0.9, weight decay 5e-4) and the gradients must match.
+
+use std::path::PathBuf;
+
+use aics_nn::loss::cross_entropy;
+use aics_nn::optim::Optimizer;
+use aics_nn::{parameters, state_dict, Module, Sgd};
+use aics_tensor::Tensor;
+use aics_vision::{build, ModelConfig};
+use serde_json::Value;
+
+#[test]
+fn lenet5_step_matches_pytorch() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lenet5_step.json");
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let model = build("lenet5", &ModelConfig { in_shape: [1, 28, 28], num_classes: 10, hidden: vec![], seed: 0 }).unwrap();
+    for (k, (_, t)) in state_dict(&model).iter().enumerate() {
+        let v: Vec<f32> = (0..t.numel()).map(|i| (0.1 * (0.37 * i as f64 + k as f64).sin()) as f32).collect();
+        t.set_data(v).unwrap();
+    }
+    let x = Tensor::from_vec((0..4 * 784).map(|i| (0.01 * i as f64).sin() as f32).collect(), &[4, 1, 28, 28]).unwrap();
+    let target = [1usize, 7, 3, 0];
+    let logits = model.forward(&x).unwrap();
+    let want_logits: Vec<f64> = fx["logits0"]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for (a, b) in logits.to_vec().iter().zip(&want_logits) {
+        assert!((*a as f64 - b).abs() < 1e-4, "logit {a} vs {b}");
+    }
+    let loss = cross_entropy(&logits, &target, None, 0.0).unwrap();
+    let loss0 = fx["loss0"].as_f64().unwrap();
+    assert!((loss.item().unwrap() as f64 - loss0).abs() < 1e-5, "loss0 {} vs {loss0}", loss.item().unwrap());
+    let mut opt = Sgd::new(parameters(&model), 0.1, 0.9, 5e-4, false);
+    loss.backward().unwrap();
+    let sd = state_dict(&model);
+    for (name, want) in fx["grads"].as_object().unwrap() {
+        let t = &sd.iter().find(|(k, _)| k == name).unwrap().1;
+        let got = t.grad().unwrap().to_vec();
+        for (a, b) in got.iter().zip(want["data"].as_array().unwrap()) {
+            let b = b.as_f64().unwrap();
+            assert!((*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()), "grad {name}: {a} vs {b}");
+        }
+    }
+    opt.step().unwrap();
+    let loss1 = cross_entropy(&model.forward(&x).unwrap(), &target, None, 0.0).unwrap().item().unwrap() as f64;
+    let want1 = fx["loss1"].as_f64().unwrap();
+    assert!((loss1 - want1).abs() < 1e-5, "loss1 {loss1} vs {want1}");
+}
