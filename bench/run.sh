@@ -4,7 +4,8 @@
 #   bench/run.sh [THREADS]          (default 2)
 #
 # Needs a release build (cargo build --release) and PyTorch for $PYTHON
-# (default /usr/bin/python3, which has Debian's python3-torch).
+# (default /usr/bin/python3, which has Debian's python3-torch; install
+# libopenblas0-pthread too, or its sgemm falls back to the reference BLAS).
 set -euo pipefail
 
 THREADS="${1:-2}"

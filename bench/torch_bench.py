@@ -8,10 +8,16 @@ Prints one JSON object per line: first {"workload": "_info", ...}, then
 ("images_s" is added for the LeNet-5 step). Everything runs in float32 after
 warm-up; the reported time is the median over the timed repeats. The whole run
 takes well under a minute at 2 threads.
+
+Debian's python3-torch does its matrix products through the system BLAS
+(libblas.so.3). Install libopenblas0-pthread for it; with the reference BLAS
+alone sgemm runs at only a few GFLOP/s. The "_info" line names the BLAS
+library that was loaded.
 """
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -59,6 +65,24 @@ def measure(fn, budget_s, min_reps=3, max_reps=50, warmup=2, setup=None):
         times.append(dt)
         spent += dt
     return statistics.median(times), len(times)
+
+
+def blas_info():
+    """PyTorch's BLAS_INFO build setting, plus the shared BLAS libraries mapped
+    into this process (Linux only; a statically linked MKL shows no file)."""
+    m = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    info = [m.group(1)] if m else []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if re.match(r"lib(open)?blas", path.rsplit("/", 1)[-1]):
+                    item = "/".join(path.rsplit("/", 2)[-2:])
+                    if item not in info:
+                        info.append(item)
+    except OSError:
+        pass
+    return " ".join(info) or None
 
 
 def conv_flops(n, c, h, w, o, k, oh, ow):
@@ -145,8 +169,10 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    torch.mm(torch.ones(64, 64), torch.ones(64, 64))  # load the BLAS before looking
     print(json.dumps({"workload": "_info", "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}), flush=True)
+                      "threads": torch.get_num_threads(), "blas": blas_info()}),
+          flush=True)
 
     b = args.budget
     with torch.no_grad():

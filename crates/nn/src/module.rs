@@ -24,6 +24,8 @@ pub struct SummaryRow {
     pub layer: String,
     pub output: Vec<usize>,
     pub params: usize,
+    /// Parameters that are weights (not biases or norm shifts): the chapter's "number of weights".
+    pub weights: usize,
     pub macs: usize,
 }
 
@@ -49,13 +51,16 @@ pub trait Module: Send + Sync {
     /// Run the forward pass and record one summary row per leaf layer (containers recurse).
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let y = self.forward(x)?;
-        let mut params = 0;
-        self.visit("", &mut |_, t, k| {
-            if k == Kind::Param {
-                params += t.numel()
+        let (mut params, mut weights) = (0, 0);
+        self.visit("", &mut |k, t, kind| {
+            if kind == Kind::Param {
+                params += t.numel();
+                if k.ends_with("weight") {
+                    weights += t.numel();
+                }
             }
         });
-        rows.push(SummaryRow { name: name.to_string(), layer: self.type_name(), output: y.shape().to_vec(), params, macs: self.macs(x.shape(), y.shape()) });
+        rows.push(SummaryRow { name: name.to_string(), layer: self.type_name(), output: y.shape().to_vec(), params, weights, macs: self.macs(x.shape(), y.shape()) });
         Ok(y)
     }
 }
