@@ -1,1 +1,64 @@
-fn main() {}
+//! `aics`: train, evaluate, inspect and benchmark the classic deep-learning models.
+
+mod bench;
+mod data_spec;
+mod eval;
+mod gradcheck_cmd;
+mod meta;
+mod plot;
+mod summary;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "aics", version, about = "Deep learning from the tensor up: train, evaluate, inspect and benchmark classic models")]
+struct Cli {
+    /// Worker threads for all kernels (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Train a classifier (default: LeNet-5 on Fashion-MNIST).
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint on a test set.
+    Eval(eval::EvalArgs),
+    /// Classify image files with a checkpoint.
+    Predict(eval::PredictArgs),
+    /// Per-layer shapes, parameters and multiply-adds of a model.
+    Summary(summary::SummaryArgs),
+    /// Finite-difference (f64) gradient check of every operator.
+    Gradcheck(gradcheck_cmd::GradcheckArgs),
+    /// Time the speed workloads (one JSON line each with --json).
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1");
+            std::process::exit(2);
+        }
+        if let Err(e) = aics_tensor::set_num_threads(n) {
+            eprintln!("error: cannot start {n} threads: {e}");
+            std::process::exit(2);
+        }
+    }
+    let result = match cli.cmd {
+        Cmd::Train(a) => train::run(a),
+        Cmd::Eval(a) => eval::run_eval(a),
+        Cmd::Predict(a) => eval::run_predict(a),
+        Cmd::Summary(a) => summary::run(a),
+        Cmd::Gradcheck(a) => gradcheck_cmd::run(a),
+        Cmd::Bench(a) => bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

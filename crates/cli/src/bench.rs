@@ -1,0 +1,161 @@
+//! `aics bench`: the speed workloads, one JSON line each (`{"workload", "seconds", "gflop_s"}`),
+//! timed as the median of repeated runs after warm-up. `bench/torch_bench.py` runs the same
+//! workloads in PyTorch and `bench/compare.py` prints the ratios.
+
+use std::time::Instant;
+
+use aics_nn::loss::cross_entropy;
+use aics_nn::optim::Optimizer;
+use aics_nn::{parameters, Module, Sgd};
+use aics_tensor::{no_grad, ConvParams, PoolParams, Rng, Tensor};
+use aics_vision::{build, ModelConfig};
+use anyhow::Result;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// One JSON line per workload instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only workloads whose name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Minimum seconds of timed runs per workload.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_time: f64,
+}
+
+/// Median seconds of `f` over at least 5 runs and `min_time` seconds, after 2 warm-up runs.
+fn time(min_time: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..2 {
+        f()?;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 5 || (start.elapsed().as_secs_f64() < min_time && times.len() < 200) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
+struct Outcome {
+    name: &'static str,
+    seconds: f64,
+    flop: Option<f64>,
+    images: Option<f64>,
+}
+
+fn conv_case(rng: &mut Rng, shape: [usize; 4]) -> (Tensor, Tensor, f64) {
+    let x = Tensor::randn(&shape, 0.0, 1.0, rng);
+    let w = Tensor::randn(&[256, shape[1], 3, 3], 0.0, 0.05, rng);
+    let flop = 2.0 * (shape[0] * 256 * shape[2] * shape[3] * shape[1] * 9) as f64;
+    (x, w, flop)
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let mut rng = Rng::new(0);
+    let want = |n: &str| a.filter.as_ref().is_none_or(|f| n.contains(f.as_str()));
+    let mut out: Vec<Outcome> = Vec::new();
+    let p1 = ConvParams::default().padding(1);
+
+    for n in [1024usize, 2048] {
+        let name = if n == 1024 { "sgemm_1024" } else { "sgemm_2048" };
+        if !want(name) {
+            continue;
+        }
+        let a_ = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng);
+        let b_ = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng);
+        let _g = no_grad();
+        let s = time(a.min_time, || {
+            a_.matmul(&b_)?;
+            Ok(())
+        })?;
+        out.push(Outcome { name, seconds: s, flop: Some(2.0 * (n * n * n) as f64), images: None });
+    }
+
+    for (name, shape) in [("conv3x3_256_56", [1, 256, 56, 56]), ("conv_lab33", [1, 256, 24, 40])] {
+        let (x, w, flop) = conv_case(&mut rng, shape);
+        let fwd = if name == "conv_lab33" { "conv_lab33_fwd" } else { "conv3x3_256_56_fwd" };
+        if want(fwd) {
+            let _g = no_grad();
+            let s = time(a.min_time, || {
+                x.conv2d(&w, None, p1)?;
+                Ok(())
+            })?;
+            out.push(Outcome { name: fwd, seconds: s, flop: Some(flop), images: None });
+        }
+        let xg = x.detach().requires_grad_(true);
+        let wg = w.detach().requires_grad_(true);
+        let gy = Tensor::randn(&[shape[0], 256, shape[2], shape[3]], 0.0, 1.0, &mut rng).to_vec();
+        if name == "conv3x3_256_56" && want("conv3x3_256_56_fwdbwd") {
+            let s = time(a.min_time, || {
+                let y = xg.conv2d(&wg, None, p1)?;
+                y.backward_with(gy.clone())?;
+                Ok(())
+            })?;
+            out.push(Outcome { name: "conv3x3_256_56_fwdbwd", seconds: s, flop: Some(3.0 * flop), images: None });
+        }
+        if name == "conv_lab33" && want("conv_lab33_bwd") {
+            // backward only: the forward runs outside the timed region
+            let mut times = Vec::new();
+            for i in 0..12 {
+                let y = xg.conv2d(&wg, None, p1)?;
+                let t = Instant::now();
+                y.backward_with(gy.clone())?;
+                if i >= 2 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            out.push(Outcome { name: "conv_lab33_bwd", seconds: times[times.len() / 2], flop: Some(2.0 * flop), images: None });
+        }
+    }
+
+    if want("maxpool3s2_fwdbwd") {
+        let x = Tensor::randn(&[1, 64, 112, 112], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let p = PoolParams::new(3).stride(2).padding(1);
+        let gy = vec![1.0f32; 64 * 56 * 56];
+        let s = time(a.min_time, || {
+            x.max_pool2d(p)?.backward_with(gy.clone())?;
+            Ok(())
+        })?;
+        out.push(Outcome { name: "maxpool3s2_fwdbwd", seconds: s, flop: None, images: None });
+    }
+
+    if want("lenet5_train_b64") {
+        let model = build("lenet5", &ModelConfig { in_shape: [1, 28, 28], num_classes: 10, hidden: vec![], seed: 0 })?;
+        let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
+        let x = Tensor::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
+        let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
+        let s = time(a.min_time, || {
+            opt.zero_grad();
+            let loss = cross_entropy(&model.forward(&x)?, &y, None, 0.0)?;
+            loss.backward()?;
+            opt.step()?;
+            Ok(())
+        })?;
+        out.push(Outcome { name: "lenet5_train_b64", seconds: s, flop: None, images: Some(64.0 / s) });
+    }
+
+    let threads = aics_tensor::num_threads();
+    if !a.json {
+        println!("{:<24} {:>12} {:>10} {:>10}   ({threads} threads)", "workload", "seconds", "GFLOP/s", "images/s");
+    }
+    for o in &out {
+        let gflops = o.flop.map(|f| f / o.seconds / 1e9);
+        if a.json {
+            let mut v = serde_json::json!({"workload": o.name, "seconds": o.seconds, "gflop_s": gflops, "threads": threads});
+            if let Some(i) = o.images {
+                v["images_s"] = serde_json::json!(i);
+            }
+            println!("{v}");
+        } else {
+            let g = gflops.map(|g| format!("{g:.1}")).unwrap_or_else(|| "-".into());
+            let i = o.images.map(|i| format!("{i:.0}")).unwrap_or_else(|| "-".into());
+            println!("{:<24} {:>12.6} {:>10} {:>10}", o.name, o.seconds, g, i);
+        }
+    }
+    Ok(())
+}

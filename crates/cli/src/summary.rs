@@ -1,0 +1,51 @@
+//! `aics summary`: per-layer output shape, parameters, weights and multiply-adds of a model.
+
+use aics_nn::Module;
+use aics_tensor::{no_grad, Tensor};
+use aics_vision::{build, ModelConfig};
+use anyhow::Result;
+
+use crate::data_spec::parse_chw;
+
+#[derive(clap::Args, Debug)]
+pub struct SummaryArgs {
+    #[arg(long, default_value = "lenet5")]
+    pub model: String,
+    /// Input shape CxHxW (default 1x28x28).
+    #[arg(long, default_value = "1x28x28", value_parser = parse_chw)]
+    pub input: [usize; 3],
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Hidden sizes of the MLP, e.g. 100,50.
+    #[arg(long)]
+    pub hidden: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: SummaryArgs) -> Result<()> {
+    let hidden: Vec<usize> = match &a.hidden {
+        Some(h) => h.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
+        None => vec![],
+    };
+    let model = build(&a.model, &ModelConfig { in_shape: a.input, num_classes: a.classes, hidden, seed: 0 })?;
+    let _g = no_grad();
+    model.set_training(false);
+    let x = Tensor::zeros(&[1, a.input[0], a.input[1], a.input[2]]);
+    let mut rows = Vec::new();
+    model.summarize("", &x, &mut rows)?;
+    let (params, weights, macs): (usize, usize, usize) = rows.iter().fold((0, 0, 0), |(p, w, m), r| (p + r.params, w + r.weights, m + r.macs));
+    if a.json {
+        let layers: Vec<_> = rows.iter().map(|r| serde_json::json!({"name": r.name, "layer": r.layer, "output": r.output, "params": r.params, "weights": r.weights, "macs": r.macs})).collect();
+        println!("{}", serde_json::json!({"model": a.model, "input": a.input, "layers": layers, "total_params": params, "total_weights": weights, "total_macs": macs}));
+        return Ok(());
+    }
+    println!("{} on input {}x{}x{}", a.model, a.input[0], a.input[1], a.input[2]);
+    println!("{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}", "name", "layer", "output", "params", "weights", "mult-adds");
+    for r in &rows {
+        let shape = r.output.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+        println!("{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}", r.name, r.layer, shape, r.params, r.weights, r.macs);
+    }
+    println!("{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}", "total", "", "", params, weights, macs);
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! `aics train`: train a classifier with a progress bar, per-epoch evaluation, a JSONL log, a
+//! PNG of the curves, and an atomic checkpoint after every epoch that `--resume` continues from
+//! exactly (same data order, same optimizer state).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aics_data::{Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip, Transform};
+use aics_nn::checkpoint::{load_checkpoint, save_checkpoint};
+use aics_nn::loss::cross_entropy;
+use aics_nn::optim::Optimizer;
+use aics_nn::{clip_grad_norm, parameters, Adam, LrSchedule, Module, RmsProp, Sgd};
+use aics_tensor::{no_grad, Tensor};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::data_spec::{self, DataSpec};
+use crate::meta::ModelMeta;
+use crate::plot::{write_training_curves, Curve};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Model to train (mlp, lenet5).
+    #[arg(long, default_value = "lenet5")]
+    pub model: String,
+    /// fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// sgd | adam | adamw | rmsprop
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
+    /// Learning rate (default: 0.05 for sgd, 0.001 for adam/adamw/rmsprop).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// const | step:S:G | multistep:A,B:G | cosine[:MIN]
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    /// Linear warm-up epochs before the schedule.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Hidden sizes of the MLP, e.g. 128,64.
+    #[arg(long)]
+    pub hidden: Option<String>,
+    /// Checkpoint file (default runs/MODEL-DATASET.safetensors).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint's last completed epoch.
+    #[arg(long)]
+    pub resume: bool,
+    /// JSONL log, one line per epoch (default next to the checkpoint).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// PNG of the loss and accuracy curves (default next to the checkpoint).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Random crop (padding 4 for 32×32, 2 otherwise) and horizontal flips.
+    #[arg(long)]
+    pub augment: bool,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    /// Image size for folder data sets (HxW).
+    #[arg(long, default_value = "32x32", value_parser = data_spec::parse_hw)]
+    pub image_size: (usize, usize),
+    /// Read folder data sets as grayscale.
+    #[arg(long)]
+    pub gray: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub lr: f64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+pub fn limit(ds: Arc<dyn aics_data::Dataset>, n: Option<usize>) -> Arc<dyn aics_data::Dataset> {
+    match n {
+        Some(n) if n < ds.len() => Arc::new(aics_data::Subset::take(ds, n)),
+        _ => ds,
+    }
+}
+
+pub fn normalize(mean: &[f32], std: &[f32]) -> Result<Arc<dyn Transform>> {
+    Ok(Arc::new(Normalize::new(mean.to_vec(), std.to_vec())?))
+}
+
+pub fn to_tensor(b: &aics_data::Batch) -> Result<Tensor> {
+    Ok(Tensor::from_vec(b.images.clone(), &b.shape)?)
+}
+
+/// Mean loss, accuracy, and the confusion matrix (`[true][predicted]`) over a loader.
+pub fn evaluate(model: &dyn Module, loader: &DataLoader, classes: usize) -> Result<(f64, f64, Vec<Vec<usize>>)> {
+    let _g = no_grad();
+    model.set_training(false);
+    let (mut loss_sum, mut n) = (0.0f64, 0usize);
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        let logits = model.forward(&to_tensor(&batch)?)?;
+        let loss = cross_entropy(&logits, &batch.labels, None, 0.0)?;
+        loss_sum += loss.item()? as f64 * batch.labels.len() as f64;
+        n += batch.labels.len();
+        for (&y, p) in batch.labels.iter().zip(logits.argmax(1)?) {
+            if y < classes && p < classes {
+                confusion[y][p] += 1;
+            }
+        }
+    }
+    let correct: usize = (0..classes).map(|i| confusion[i][i]).sum();
+    Ok((loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64, confusion))
+}
+
+const OPTIMIZERS: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
+
+fn make_optimizer(a: &TrainArgs, params: Vec<(String, Tensor)>) -> Result<Box<dyn Optimizer>> {
+    Ok(match a.optimizer.as_str() {
+        "sgd" => Box::new(Sgd::new(params, a.lr.unwrap_or(0.05), a.momentum, a.weight_decay, a.nesterov)),
+        "adam" => Box::new(Adam::new(params, a.lr.unwrap_or(1e-3), a.weight_decay)),
+        "adamw" => Box::new(Adam::adamw(params, a.lr.unwrap_or(1e-3), a.weight_decay)),
+        "rmsprop" => Box::new(RmsProp::new(params, a.lr.unwrap_or(1e-3), 0.0, a.weight_decay)),
+        other => bail!("unknown optimizer `{other}` (expected sgd, adam, adamw or rmsprop)"),
+    })
+}
+
+fn read_log(path: &Path, upto: usize) -> Vec<EpochLog> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().filter_map(|l| serde_json::from_str::<EpochLog>(l).ok()).filter(|e| e.epoch <= upto).collect())
+        .unwrap_or_default()
+}
+
+fn write_log(path: &Path, history: &[EpochLog]) -> Result<()> {
+    let mut text = String::new();
+    for h in history {
+        text.push_str(&serde_json::to_string(h)?);
+        text.push('\n');
+    }
+    aics_nn::checkpoint::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn plot(path: &Path, title: &str, history: &[EpochLog]) -> Result<()> {
+    let pts = |f: fn(&EpochLog) -> f64| history.iter().map(|h| (h.epoch as f64, f(h))).collect::<Vec<_>>();
+    let (tl, vl, ta, va) = (pts(|h| h.train_loss), pts(|h| h.test_loss), pts(|h| 100.0 * h.train_acc), pts(|h| 100.0 * h.test_acc));
+    write_training_curves(
+        path,
+        title,
+        &[Curve { label: "train loss", points: &tl }, Curve { label: "test loss", points: &vl }],
+        &[Curve { label: "train accuracy %", points: &ta }, Curve { label: "test accuracy %", points: &va }],
+    )
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    if a.batch_size == 0 || a.epochs == 0 {
+        bail!("--batch-size and --epochs must be positive");
+    }
+    if !OPTIMIZERS.contains(&a.optimizer.as_str()) {
+        bail!("unknown optimizer `{}` (expected {})", a.optimizer, OPTIMIZERS.join(", "));
+    }
+    let schedule = LrSchedule::parse(&a.schedule, a.epochs.saturating_sub(a.warmup)).map_err(anyhow::Error::msg)?;
+    let hidden: Vec<usize> = match &a.hidden {
+        Some(h) => h.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
+        None => vec![],
+    };
+    let DataSpec { name: ds_name, train, test, mean, std, classes } = data_spec::load(&a.dataset, a.image_size, a.gray)?;
+    let in_shape = train.shape();
+    let meta = ModelMeta { model: a.model.clone(), in_shape, num_classes: train.num_classes(), hidden, dataset: ds_name.clone(), mean: mean.clone(), std: std.clone(), classes };
+    let model = meta.build(a.seed)?;
+    let stem = format!("{}-{}", a.model, ds_name.split(':').next().unwrap_or("data"));
+    let ckpt = a.checkpoint.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}.safetensors")));
+    let log_path = a.log.clone().unwrap_or_else(|| ckpt.with_extension("jsonl"));
+    let plot_path = a.plot.clone().unwrap_or_else(|| ckpt.with_extension("png"));
+    for p in [&ckpt, &log_path, &plot_path] {
+        if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create folder {}", d.display()))?;
+        }
+    }
+    let mut opt = make_optimizer(&a, parameters(&model))?;
+    let base_lr = opt.lr();
+
+    let mut start = 0;
+    let mut history = Vec::new();
+    if a.resume {
+        let ck = load_checkpoint(&ckpt).with_context(|| "--resume needs the checkpoint of an earlier run")?;
+        let saved = ModelMeta::from_checkpoint(&ck)?;
+        if saved.model != meta.model || saved.in_shape != meta.in_shape || saved.num_classes != meta.num_classes {
+            bail!("{}: checkpoint is for {} on {:?} with {} classes, not {} on {:?} with {} classes", ckpt.display(), saved.model, saved.in_shape, saved.num_classes, meta.model, meta.in_shape, meta.num_classes);
+        }
+        ck.load_into(&model)?;
+        if ck.meta("optimizer") != Some(opt.name()) {
+            bail!("{}: checkpoint was trained with {}, not {}", ckpt.display(), ck.meta("optimizer").unwrap_or("no optimizer"), opt.name());
+        }
+        opt.load_state(&ck.optimizer_state())?;
+        start = ck.meta("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+        history = read_log(&log_path, start);
+        println!("resuming {} from epoch {start}", ckpt.display());
+    }
+
+    let train = limit(train, a.limit_train);
+    let test = limit(test, a.limit_test);
+    let norm = Normalize::new(mean.clone(), std.clone())?;
+    let train_tf: Arc<dyn Transform> = if a.augment {
+        let pad = if in_shape[1] >= 32 { 4 } else { 2 };
+        Arc::new(Compose::new(vec![Box::new(RandomCrop::new(in_shape[1], pad)), Box::new(RandomHorizontalFlip::new(0.5)), Box::new(norm)]))
+    } else {
+        Arc::new(norm)
+    };
+    let train_loader = DataLoader::new(train.clone(), a.batch_size, true, a.seed, Some(train_tf), false)?;
+    let test_loader = DataLoader::new(test.clone(), 1000.min(test.len().max(1)), false, 0, Some(normalize(&mean, &std)?), false)?;
+    println!(
+        "training {} ({} parameters) on {} ({} train / {} test images, {:?}) for {} epochs, {} lr {} batch {}, {} threads",
+        a.model,
+        aics_nn::num_params(&model),
+        ds_name,
+        train.len(),
+        test.len(),
+        in_shape,
+        a.epochs,
+        opt.name(),
+        base_lr,
+        a.batch_size,
+        aics_tensor::num_threads()
+    );
+
+    for epoch in start..a.epochs {
+        let lr = schedule.lr_at(base_lr, epoch, a.warmup);
+        opt.set_lr(lr);
+        model.set_training(true);
+        let t0 = Instant::now();
+        let pb = ProgressBar::new(train_loader.len() as u64);
+        pb.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+        pb.set_prefix(format!("epoch {}/{}", epoch + 1, a.epochs));
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for (i, batch) in train_loader.epoch(epoch).enumerate() {
+            let batch = batch?;
+            let logits = model.forward(&to_tensor(&batch)?)?;
+            let loss = cross_entropy(&logits, &batch.labels, None, a.label_smoothing)?;
+            opt.zero_grad();
+            loss.backward()?;
+            if let Some(c) = a.clip_grad_norm {
+                clip_grad_norm(opt.params(), c);
+            }
+            opt.step()?;
+            let l = loss.item()? as f64;
+            if !l.is_finite() {
+                pb.abandon();
+                bail!("epoch {}: loss became {l} at batch {i}; lower the learning rate (--lr)", epoch + 1);
+            }
+            let n = batch.labels.len();
+            loss_sum += l * n as f64;
+            seen += n;
+            correct += batch.labels.iter().zip(logits.argmax(1)?).filter(|(y, p)| **y == *p).count();
+            pb.inc(1);
+            if i % 20 == 0 {
+                pb.set_message(format!("loss {:.4} | {:.0} img/s", loss_sum / seen as f64, seen as f64 / t0.elapsed().as_secs_f64()));
+            }
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        pb.finish_and_clear();
+        let (test_loss, test_acc, _) = evaluate(&model, &test_loader, meta.num_classes)?;
+        let rec = EpochLog {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            test_loss,
+            test_acc,
+            lr,
+            seconds: t0.elapsed().as_secs_f64(),
+            images_per_s: seen as f64 / train_secs,
+        };
+        println!(
+            "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%  lr {:.4}  {:.1}s ({:.0} img/s)",
+            rec.epoch,
+            a.epochs,
+            rec.train_loss,
+            100.0 * rec.train_acc,
+            rec.test_loss,
+            100.0 * rec.test_acc,
+            lr,
+            rec.seconds,
+            rec.images_per_s
+        );
+        history.push(rec);
+        let mut md = meta.to_map();
+        md.insert("epoch".into(), (epoch + 1).to_string());
+        md.insert("seed".into(), a.seed.to_string());
+        md.insert("test_acc".into(), format!("{test_acc:.6}"));
+        save_checkpoint(&ckpt, &model, Some(opt.as_ref()), md)?;
+        write_log(&log_path, &history)?;
+        plot(&plot_path, &format!("{} on {}", a.model, ds_name), &history)?;
+    }
+    std::io::stdout().flush().ok();
+    println!("checkpoint: {}\nlog: {}\ncurves: {}", ckpt.display(), log_path.display(), plot_path.display());
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! End-to-end tests of the `aics` binary on a tiny synthetic IDX data set: training, exact
+//! repetition under a seed, resume, eval, predict, summary, and one-line errors on bad input.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn aics(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aics")).args(args).output().expect("run aics")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "aics failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr of a failed run: exactly one line, starting with "error:".
+fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&out.stdout));
+    let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!e.contains("panicked"), "panic: {e}");
+    assert_eq!(e.lines().count(), 1, "error should be one line: {e}");
+    e
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aics-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_gz(path: &Path, bytes: &[u8]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap();
+}
+
+/// A learnable 10-class 28×28 data set: class k is a bright bar at row 2k+3 plus noise.
+fn synthetic_mnist(dir: &Path, n_train: usize, n_test: usize) {
+    let mut seed = 12345u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        let mut img = vec![0, 0, 8, 3];
+        img.extend((n as u32).to_be_bytes());
+        img.extend(28u32.to_be_bytes());
+        img.extend(28u32.to_be_bytes());
+        let mut lab = vec![0, 0, 8, 1];
+        lab.extend((n as u32).to_be_bytes());
+        for i in 0..n {
+            let k = (rnd() % 10) as usize;
+            lab.push(k as u8);
+            for r in 0..28 {
+                for c in 0..28 {
+                    let bar = r == 2 * k + 3 && (4..24).contains(&c);
+                    let noise = (rnd() % 60) as u8;
+                    img.push(if bar { 200 + noise / 2 } else { noise });
+                }
+            }
+            let _ = i;
+        }
+        write_gz(&dir.join(format!("{prefix}-images-idx3-ubyte.gz")), &img);
+        write_gz(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")), &lab);
+    }
+}
+
+fn train_args<'a>(data: &'a str, ckpt: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec!["--threads", "2", "train", "--model", "lenet5", "--dataset", data, "--epochs", epochs, "--batch-size", "32", "--checkpoint", ckpt, "--seed", "7"]
+}
+
+fn log_without_times(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v.as_object_mut().unwrap().remove("images_per_s");
+            v.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn train_repeat_resume_eval_predict() {
+    let d = tmp("train");
+    synthetic_mnist(&d, 600, 200);
+    let data = format!("mnist:{}", d.display());
+    let a = d.join("a.safetensors");
+    let b = d.join("b.safetensors");
+    let c = d.join("c.safetensors");
+    let out = ok(&aics(&train_args(&data, a.to_str().unwrap(), "3")));
+    assert!(out.contains("epoch   3/3"), "{out}");
+    assert!(a.exists() && a.with_extension("jsonl").exists() && a.with_extension("png").exists());
+    let log_a = log_without_times(&a.with_extension("jsonl"));
+    assert_eq!(log_a.len(), 3);
+    let last: serde_json::Value = serde_json::from_str(&log_a[2]).unwrap();
+    assert!(last["test_acc"].as_f64().unwrap() > 0.8, "the bars are easy to learn: {last}");
+
+    // the same seed gives the same loss curve
+    ok(&aics(&train_args(&data, b.to_str().unwrap(), "3")));
+    assert_eq!(log_a, log_without_times(&b.with_extension("jsonl")));
+
+    // 2 epochs, then resume to 3: same curve and bit-identical weights
+    ok(&aics(&train_args(&data, c.to_str().unwrap(), "2")));
+    let mut resumed = train_args(&data, c.to_str().unwrap(), "3");
+    resumed.push("--resume");
+    let out = ok(&aics(&resumed));
+    assert!(out.contains("resuming"), "{out}");
+    assert_eq!(log_a, log_without_times(&c.with_extension("jsonl")));
+    let ta = aics_nn::checkpoint::load_checkpoint(&a).unwrap().model_tensors();
+    let tc = aics_nn::checkpoint::load_checkpoint(&c).unwrap().model_tensors();
+    assert_eq!(ta, tc);
+
+    // eval
+    let out = ok(&aics(&["eval", "--checkpoint", a.to_str().unwrap(), "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["images"], 200);
+    assert!((v["accuracy"].as_f64().unwrap() - last["test_acc"].as_f64().unwrap()).abs() < 1e-9);
+
+    // predict: an image of the class-4 bar
+    let img = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([if y == 11 && (4..24).contains(&x) { 230 } else { 10 }]));
+    let png = d.join("bar4.png");
+    img.save(&png).unwrap();
+    let out = ok(&aics(&["predict", "--checkpoint", a.to_str().unwrap(), png.to_str().unwrap()]));
+    assert!(out.starts_with(&format!("{}: 4 ", png.display())), "{out}");
+}
+
+#[test]
+fn summary_counts_parameters_and_weights() {
+    let out = ok(&aics(&["summary", "--model", "lenet5", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    // conv1 156, conv2 2416, fc1 48120, fc2 10164, fc3 850
+    assert_eq!(v["total_params"], 61706);
+    assert_eq!(v["layers"][0]["output"], serde_json::json!([1, 6, 28, 28]));
+    // the chapter's count: a 32×32×3 input fully connected to 100 hidden units has 307,200 weights
+    let out = ok(&aics(&["summary", "--model", "mlp", "--input", "3x32x32", "--hidden", "100,50", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let fc1 = v["layers"].as_array().unwrap().iter().find(|l| l["name"] == "fc1").unwrap().clone();
+    assert_eq!(fc1["weights"], 307_200);
+    assert_eq!(fc1["params"], 307_300);
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let d = tmp("bad");
+    // missing data directory
+    let e = err(&aics(&["train", "--dataset", &format!("mnist:{}", d.join("nowhere").display())]));
+    assert!(e.contains("nowhere"), "{e}");
+    // truncated data file
+    synthetic_mnist(&d, 50, 20);
+    let bytes = std::fs::read(d.join("train-images-idx3-ubyte.gz")).unwrap();
+    std::fs::write(d.join("train-images-idx3-ubyte.gz"), &bytes[..bytes.len() / 2]).unwrap();
+    let e = err(&aics(&["train", "--dataset", &format!("mnist:{}", d.display()), "--epochs", "1"]));
+    assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
+    // missing / corrupt / foreign checkpoints
+    let e = err(&aics(&["eval", "--checkpoint", d.join("none.safetensors").to_str().unwrap()]));
+    assert!(e.contains("none.safetensors"), "{e}");
+    std::fs::write(d.join("junk.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
+    let e = err(&aics(&["predict", "--checkpoint", d.join("junk.safetensors").to_str().unwrap(), "x.png"]));
+    assert!(e.contains("junk.safetensors"), "{e}");
+    // unknown names and bad arguments
+    let e = err(&aics(&["summary", "--model", "resnet9000"]));
+    assert!(e.contains("resnet9000") && e.contains("lenet5"), "{e}");
+    let e = err(&aics(&["train", "--optimizer", "sgdd", "--dataset", &format!("mnist:{}", d.join("nowhere").display())]));
+    assert!(e.contains("sgdd") && e.contains("adamw"), "{e}");
+    let out = aics(&["summary", "--input", "1x0x28"]);
+    assert!(!out.status.success());
+    let e = err(&aics(&["summary", "--model", "lenet5", "--input", "1x6x6"]));
+    assert!(e.contains("too small"), "{e}");
+}
