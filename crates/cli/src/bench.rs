@@ -48,8 +48,8 @@ struct Outcome {
 }
 
 fn conv_case(rng: &mut Rng, shape: [usize; 4]) -> (Tensor, Tensor, f64) {
-    let x = Tensor::randn(&shape, 0.0, 1.0, rng);
-    let w = Tensor::randn(&[256, shape[1], 3, 3], 0.0, 0.05, rng);
+    let x = Tensor::<f32>::randn(&shape, 0.0, 1.0, rng);
+    let w = Tensor::<f32>::randn(&[256, shape[1], 3, 3], 0.0, 0.05, rng);
     let flop = 2.0 * (shape[0] * 256 * shape[2] * shape[3] * shape[1] * 9) as f64;
     (x, w, flop)
 }
@@ -65,8 +65,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if !want(name) {
             continue;
         }
-        let a_ = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng);
-        let b_ = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng);
+        let a_ = Tensor::<f32>::randn(&[n, n], 0.0, 1.0, &mut rng);
+        let b_ = Tensor::<f32>::randn(&[n, n], 0.0, 1.0, &mut rng);
         let _g = no_grad();
         let s = time(a.min_time, || {
             a_.matmul(&b_)?;
@@ -88,7 +88,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         let xg = x.detach().requires_grad_(true);
         let wg = w.detach().requires_grad_(true);
-        let gy = Tensor::randn(&[shape[0], 256, shape[2], shape[3]], 0.0, 1.0, &mut rng).to_vec();
+        let gy = Tensor::<f32>::randn(&[shape[0], 256, shape[2], shape[3]], 0.0, 1.0, &mut rng).to_vec();
         if name == "conv3x3_256_56" && want("conv3x3_256_56_fwdbwd") {
             let s = time(a.min_time, || {
                 let y = xg.conv2d(&wg, None, p1)?;
@@ -114,7 +114,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     if want("maxpool3s2_fwdbwd") {
-        let x = Tensor::randn(&[1, 64, 112, 112], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let x = Tensor::<f32>::randn(&[1, 64, 112, 112], 0.0, 1.0, &mut rng).requires_grad_(true);
         let p = PoolParams::new(3).stride(2).padding(1);
         let gy = vec![1.0f32; 64 * 56 * 56];
         let s = time(a.min_time, || {
@@ -127,7 +127,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if want("lenet5_train_b64") {
         let model = build("lenet5", &ModelConfig { in_shape: [1, 28, 28], num_classes: 10, hidden: vec![], seed: 0 })?;
         let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
-        let x = Tensor::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
+        let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
         let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
         let s = time(a.min_time, || {
             opt.zero_grad();

@@ -2,7 +2,7 @@
 //! `folder:DIR` (with `DIR/train/<class>/…` and `DIR/test/<class>/…`), and the normalisation
 //! each data set is trained with.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use aics_data::{ColorMode, Dataset, ImageFolder, InMemoryDataset};
@@ -102,11 +102,4 @@ pub fn parse_chw(s: &str) -> Result<[usize; 3], String> {
         [c, h, w] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
         _ => Err(format!("`{s}` is not a shape (expected C x H x W, e.g. 1x28x28)")),
     }
-}
-
-pub fn exists_or_hint(p: &Path) -> Result<()> {
-    if !p.exists() {
-        bail!("{}: no such file", p.display());
-    }
-    Ok(())
 }

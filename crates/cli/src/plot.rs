@@ -297,8 +297,10 @@ fn axis_range(extent: Option<(f64, f64)>, margin: f64) -> (f64, f64) {
         // Padding near f64::MAX overflows, and near 1e-308 it underflows.
         return if a.is_finite() && b.is_finite() && a < b {
             (a, b)
-        } else if lo.abs() > 1.0 {
-            (lo - lo.abs() * 0.5, lo + lo.abs() * 0.5)
+        } else if lo > 1.0 {
+            (lo - lo * 0.2, lo)
+        } else if lo < -1.0 {
+            (lo, lo - lo * 0.2)
         } else {
             (lo - 1.0, lo + 1.0)
         };
@@ -710,6 +712,10 @@ mod tests {
         assert!((a + 1.0).abs() < 1e-12 && (b - 11.0).abs() < 1e-12);
         let (a, b) = axis_range(Some((-f64::MAX, f64::MAX)), 0.1);
         assert!(a.is_finite() && b.is_finite() && a < b);
+        for v in [f64::MAX, -f64::MAX, 1e-320, -1e-320, f64::MIN_POSITIVE] {
+            let (a, b) = axis_range(Some((v, v)), 0.1);
+            assert!(a.is_finite() && b.is_finite() && a < b && a <= v && v <= b, "{v}");
+        }
     }
 
     #[test]

@@ -192,7 +192,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let DataSpec { name: ds_name, train, test, mean, std, classes } = data_spec::load(&a.dataset, a.image_size, a.gray)?;
     let in_shape = train.shape();
-    let meta = ModelMeta { model: a.model.clone(), in_shape, num_classes: train.num_classes(), hidden, dataset: ds_name.clone(), mean: mean.clone(), std: std.clone(), classes };
+    let meta = ModelMeta { model: a.model.clone(), in_shape, num_classes: train.num_classes(), hidden, dataset: a.dataset.clone(), mean: mean.clone(), std: std.clone(), classes };
     let model = meta.build(a.seed)?;
     let stem = format!("{}-{}", a.model, ds_name.split(':').next().unwrap_or("data"));
     let ckpt = a.checkpoint.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}.safetensors")));

@@ -71,7 +71,7 @@ fn synthetic_mnist(dir: &Path, n_train: usize, n_test: usize) {
 }
 
 fn train_args<'a>(data: &'a str, ckpt: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    vec!["--threads", "2", "train", "--model", "lenet5", "--dataset", data, "--epochs", epochs, "--batch-size", "32", "--checkpoint", ckpt, "--seed", "7"]
+    vec!["--threads", "2", "train", "--model", "lenet5", "--dataset", data, "--epochs", epochs, "--batch-size", "32", "--checkpoint", ckpt, "--seed", "7", "--schedule", "step:1:0.7"]
 }
 
 fn log_without_times(p: &Path) -> Vec<String> {
