@@ -29,7 +29,7 @@ pub struct TrainArgs {
     /// fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 12)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -43,7 +43,7 @@ pub struct TrainArgs {
     pub momentum: f64,
     #[arg(long)]
     pub nesterov: bool,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 5e-4)]
     pub weight_decay: f64,
     /// const | step:S:G | multistep:A,B:G | cosine[:MIN]
     #[arg(long, default_value = "cosine")]
