@@ -265,13 +265,46 @@ where
     Ok(body)
 }
 
-/// The finite points of a curve.
+/// Largest magnitude drawn; beyond it values are clamped so that axis spans
+/// (`max - min`) stay finite.
+const VALUE_LIMIT: f64 = f64::MAX / 4.0;
+
+/// The finite points of a curve, clamped to `±VALUE_LIMIT`.
 fn finite_points(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     points
         .iter()
-        .copied()
         .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|&(x, y)| {
+            (
+                x.clamp(-VALUE_LIMIT, VALUE_LIMIT),
+                y.clamp(-VALUE_LIMIT, VALUE_LIMIT),
+            )
+        })
         .collect()
+}
+
+/// Tick label text: plain decimals without trailing zeros ("2", "0.25"),
+/// scientific notation for very large or very small magnitudes.
+fn format_tick(v: &f64) -> String {
+    let v = *v;
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e6).contains(&a) {
+        let s = format!("{v:.3e}");
+        // Trim the mantissa: "1.500e-5" -> "1.5e-5".
+        return match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => {
+                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+            }
+            _ => s,
+        };
+    }
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
 }
 
 /// `[min, max]` over `values`, or `None` when there are none.
@@ -304,10 +337,6 @@ fn axis_range(extent: Option<(f64, f64)>, margin: f64) -> (f64, f64) {
         } else {
             (lo - 1.0, lo + 1.0)
         };
-    }
-    if !span.is_finite() {
-        // The extent spans more than f64::MAX: nothing sensible to pad.
-        return (lo, hi);
     }
     let (a, b) = (lo - span * margin, hi + span * margin);
     if a.is_finite() && b.is_finite() && a < b {
@@ -361,7 +390,9 @@ where
             .bold_line_style(grid)
             .axis_style(RGBColor(90, 90, 90))
             .x_labels(x_ticks)
-            .y_labels(8);
+            .y_labels(8)
+            .x_label_formatter(&format_tick)
+            .y_label_formatter(&format_tick);
         if text {
             mesh.label_style(font(TICK_FONT_PX))
                 .axis_desc_style(font(AXIS_DESC_FONT_PX))
@@ -423,12 +454,16 @@ where
     DB: DrawingBackend,
     DB::ErrorType: 'static,
 {
-    let entries: Vec<(usize, &str)> = panel
+    // (palette index, label, whether the curve is drawn with markers)
+    let entries: Vec<(usize, &str, bool)> = panel
         .curves
         .iter()
         .enumerate()
         .filter(|(_, c)| !c.label.is_empty())
-        .map(|(i, c)| (panel.color_offset + i, c.label))
+        .map(|(i, c)| {
+            let markers = c.points.len() <= MARKER_MAX_POINTS;
+            (panel.color_offset + i, c.label, markers)
+        })
         .collect();
     if entries.is_empty() {
         return Ok(());
@@ -443,7 +478,7 @@ where
     let style = font(LEGEND_FONT_PX).pos(Pos::new(HPos::Left, VPos::Center));
     let mut text_width = 0;
     if text {
-        for (_, label) in &entries {
+        for (_, label, _) in &entries {
             let (w, _) = area.estimate_text_size(label, &style).unwrap_or((0, 0));
             text_width = text_width.max(w as i32);
         }
@@ -479,7 +514,7 @@ where
         [(bx, by), (bx + box_w, by + box_h)],
         RGBColor(170, 170, 170),
     ))?;
-    for (row, (color_index, label)) in entries.iter().enumerate() {
+    for (row, (color_index, label, with_marker)) in entries.iter().enumerate() {
         let color = color_for(*color_index);
         let cy = by + PAD + ROW * row as i32 + ROW / 2 - 2;
         let sx = bx + PAD;
@@ -487,7 +522,9 @@ where
             vec![(sx, cy), (sx + SWATCH, cy)],
             color.stroke_width(3),
         ))?;
-        area.draw(&Circle::new((sx + SWATCH / 2, cy), 3, color.filled()))?;
+        if *with_marker {
+            area.draw(&Circle::new((sx + SWATCH / 2, cy), 3, color.filled()))?;
+        }
         if text {
             area.draw_text(label, &style, (sx + SWATCH + GAP, cy))?;
         }
@@ -617,6 +654,8 @@ mod tests {
         let huge = [(0.0, f64::MAX), (1.0, -f64::MAX)];
         let tiny = [(0.0, 1e-300), (1e-300, 1e-300)];
         let zero = [(0.0, 0.0)];
+        // A span far below the values' precision.
+        let coarse = [(1e17, 1e17), (1e17 + 16.0, 1e17 + 32.0)];
         let sets: Vec<Vec<Curve>> = vec![
             vec![],
             vec![Curve { label: "empty", points: &empty }],
@@ -628,6 +667,7 @@ mod tests {
             vec![Curve { label: "huge", points: &huge }],
             vec![Curve { label: "tiny", points: &tiny }],
             vec![Curve { label: "", points: &zero }],
+            vec![Curve { label: "coarse", points: &coarse }],
             (0..15)
                 .map(|_| Curve { label: "many curves", points: &constant })
                 .collect(),
@@ -710,8 +750,8 @@ mod tests {
         assert!(a < -3.0 && b > -3.0);
         let (a, b) = axis_range(Some((0.0, 10.0)), 0.1);
         assert!((a + 1.0).abs() < 1e-12 && (b - 11.0).abs() < 1e-12);
-        let (a, b) = axis_range(Some((-f64::MAX, f64::MAX)), 0.1);
-        assert!(a.is_finite() && b.is_finite() && a < b);
+        let (a, b) = axis_range(Some((-VALUE_LIMIT, VALUE_LIMIT)), 0.1);
+        assert!(a.is_finite() && b.is_finite() && a < b && (b - a).is_finite());
         for v in [f64::MAX, -f64::MAX, 1e-320, -1e-320, f64::MIN_POSITIVE] {
             let (a, b) = axis_range(Some((v, v)), 0.1);
             assert!(a.is_finite() && b.is_finite() && a < b && a <= v && v <= b, "{v}");
@@ -719,8 +759,23 @@ mod tests {
     }
 
     #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(format_tick(&2.0), "2");
+        assert_eq!(format_tick(&100.0), "100");
+        assert_eq!(format_tick(&0.0), "0");
+        assert_eq!(format_tick(&-0.0), "0");
+        assert_eq!(format_tick(&0.30000000000000004), "0.3");
+        assert_eq!(format_tick(&-1.25), "-1.25");
+        assert_eq!(format_tick(&0.00002), "2e-5");
+        assert_eq!(format_tick(&1.5e7), "1.5e7");
+        assert_eq!(format_tick(&-1e-300), "-1e-300");
+    }
+
+    #[test]
     fn finite_points_skips_nan_and_inf() {
         let pts = [(1.0, 2.0), (f64::NAN, 1.0), (2.0, f64::NEG_INFINITY), (3.0, 4.0)];
         assert_eq!(finite_points(&pts), vec![(1.0, 2.0), (3.0, 4.0)]);
+        let big = finite_points(&[(f64::MAX, -f64::MAX)]);
+        assert_eq!(big, vec![(VALUE_LIMIT, -VALUE_LIMIT)]);
     }
 }

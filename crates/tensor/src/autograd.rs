@@ -74,7 +74,7 @@ impl<T: Float> Tensor<T> {
         let order = topo_order(self);
         let mut grads: HashMap<usize, Vec<T>> = HashMap::new();
         if self.is_leaf() {
-            self.accumulate_grad(&grad);
+            self.accumulate_grad(grad);
             return Ok(());
         }
         grads.insert(self.id(), grad);
@@ -91,7 +91,7 @@ impl<T: Float> Tensor<T> {
                 }
                 debug_assert_eq!(gi.len(), inp.numel(), "backward of {} gave a wrong-sized gradient", node.op);
                 if inp.is_leaf() {
-                    inp.accumulate_grad(&gi);
+                    inp.accumulate_grad(gi);
                 } else {
                     match grads.get_mut(&inp.id()) {
                         Some(acc) => acc.iter_mut().zip(&gi).for_each(|(a, b)| *a += *b),

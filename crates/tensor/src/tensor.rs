@@ -245,12 +245,17 @@ impl<T: Float> Tensor<T> {
     pub fn set_grad(&self, g: Option<Vec<T>>) {
         *self.0.grad.lock().unwrap_or_else(|p| p.into_inner()) = g;
     }
-    pub(crate) fn accumulate_grad(&self, g: &[T]) {
+    pub(crate) fn accumulate_grad(&self, g: Vec<T>) {
         let mut slot = self.0.grad.lock().unwrap_or_else(|p| p.into_inner());
         match slot.as_mut() {
-            Some(acc) => acc.iter_mut().zip(g).for_each(|(a, b)| *a += *b),
-            None => *slot = Some(g.to_vec()),
+            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += *b),
+            None => *slot = Some(g),
         }
+    }
+
+    /// Whether a gradient has been accumulated (cheaper than `grad().is_some()`).
+    pub fn has_grad(&self) -> bool {
+        self.0.grad.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// Convert to another element type (cut from the graph).

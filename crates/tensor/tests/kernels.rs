@@ -57,10 +57,13 @@ fn conv_fast_matches_naive_random_shapes() {
         let wt = randv(o * (c / groups) * kh * kw, &mut rng);
         let dy = randv(n * o * g.oh * g.ow, &mut rng);
         let tag = format!("case {case}: {g:?}");
-        assert_close(&format!("fwd {tag}"), &conv2d_fwd(&x, &wt, &g), &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
+        assert_close(&format!("fwd {tag}"), &conv2d_fwd(&x, &wt, &g, false).0, &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
         let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
         assert_close(&format!("dx {tag}"), &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-4);
-        assert_close(&format!("dw {tag}"), &conv2d_bwd_weight(&x, &dy, &g), &dw, 1e-4);
+        assert_close(&format!("dw {tag}"), &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-4);
+        let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
+        assert_close(&format!("fwd keep {tag}"), &y, &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
+        assert_close(&format!("dw cached {tag}"), &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()), &dw, 1e-4);
     }
 }
 
@@ -73,10 +76,10 @@ fn conv_large_single_image_uses_blocks() {
     let x = randv(64 * 1600, &mut rng);
     let wt = randv(32 * 64 * 9, &mut rng);
     let dy = randv(32 * 1600, &mut rng);
-    assert_close("fwd", &conv2d_fwd(&x, &wt, &g), &conv2d_fwd_naive(&x, &wt, &g), 1e-3);
+    assert_close("fwd", &conv2d_fwd(&x, &wt, &g, false).0, &conv2d_fwd_naive(&x, &wt, &g), 1e-3);
     let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
     assert_close("dx", &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-3);
-    assert_close("dw", &conv2d_bwd_weight(&x, &dy, &g), &dw, 1e-3);
+    assert_close("dw", &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-3);
 }
 
 #[test]

@@ -40,7 +40,7 @@ impl Optimizer for Adam {
         let (b1f, b2f, eps, sbc2) = (b1 as f32, b2 as f32, self.eps as f32, bc2.sqrt() as f32);
         let (wd, lr) = (self.weight_decay as f32, self.lr as f32);
         for (i, (_, p)) in self.params.iter().enumerate() {
-            if p.grad().is_none() {
+            if !p.has_grad() {
                 continue;
             }
             let mut g = grad_of(p);

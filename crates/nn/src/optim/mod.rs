@@ -38,7 +38,7 @@ pub trait Optimizer: Send {
 
 /// Gradient of a parameter, or zeros if it received none this step.
 pub(crate) fn grad_of(p: &Tensor) -> Vec<f32> {
-    p.grad().map(|g| g.to_vec()).unwrap_or_else(|| vec![0.0; p.numel()])
+    p.with_grad(|g| g.map(|g| g.clone())).unwrap_or_else(|| vec![0.0; p.numel()])
 }
 
 /// Scale all gradients so that their global L2 norm is at most `max_norm`; returns the norm

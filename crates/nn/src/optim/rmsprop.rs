@@ -29,7 +29,7 @@ impl Optimizer for RmsProp {
         let _g = aics_tensor::no_grad();
         let (lr, a, eps, mu, wd) = (self.lr as f32, self.alpha as f32, self.eps as f32, self.momentum as f32, self.weight_decay as f32);
         for (i, (_, p)) in self.params.iter().enumerate() {
-            if p.grad().is_none() {
+            if !p.has_grad() {
                 continue;
             }
             let mut g = grad_of(p);

@@ -27,7 +27,7 @@ impl Optimizer for Sgd {
         let _g = aics_tensor::no_grad();
         let (lr, mu, wd) = (self.lr as f32, self.momentum as f32, self.weight_decay as f32);
         for ((_, p), buf) in self.params.iter().zip(self.bufs.iter_mut()) {
-            if p.grad().is_none() {
+            if !p.has_grad() {
                 continue;
             }
             let mut d = grad_of(p);

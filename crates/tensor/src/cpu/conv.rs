@@ -144,10 +144,17 @@ fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dx
                 if iy >= 0 && iy < h {
                     let s = &src[p - p0..p - p0 + seg];
                     let xrow = &mut dxc[(iy * w) as usize..((iy + 1) * w) as usize];
-                    for (t, &v) in s.iter().enumerate() {
-                        let ix = ((ox0 + t) * g.sw) as isize + off;
-                        if ix >= 0 && ix < w {
-                            xrow[ix as usize] += v;
+                    if g.sw == 1 {
+                        let lo = (-off - ox0 as isize).clamp(0, seg as isize) as usize;
+                        let hi = (w - off - ox0 as isize).clamp(lo as isize, seg as isize) as usize;
+                        let start = ((ox0 + lo) as isize + off) as usize;
+                        xrow[start..start + (hi - lo)].iter_mut().zip(&s[lo..hi]).for_each(|(d, &v)| *d += v);
+                    } else {
+                        for (t, &v) in s.iter().enumerate() {
+                            let ix = ((ox0 + t) * g.sw) as isize + off;
+                            if ix >= 0 && ix < w {
+                                xrow[ix as usize] += v;
+                            }
                         }
                     }
                 }
@@ -179,39 +186,49 @@ impl<T> SendPtr<T> {
 }
 
 /// Forward: `x` (N, C, H, W), `wt` (O, C/G, KH, KW) → `y` (N, O, OH, OW), no bias.
-pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+/// With `keep_cols`, the im2col blocks are returned (one per task, all groups) so that the
+/// weight gradient can reuse them instead of unfolding the input a second time.
+pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom, keep_cols: bool) -> (Vec<T>, Option<Vec<Vec<T>>>) {
     let (ckk, og, p, chw) = (g.ckk(), g.og(), g.ohw(), g.c * g.hw());
     let mut y = vec![T::zero(); g.n * g.o * p];
     let (nblk, nb) = g.blocks();
+    let keep = keep_cols && !g.is_pointwise();
     let yp = SendPtr(y.as_mut_ptr());
-    (0..g.n * nblk).into_par_iter().for_each_init(
-        || vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * nb }],
-        |buf, task| {
-            let (ni, bi) = (task / nblk, task % nblk);
-            let p0 = bi * nb;
-            let len = nb.min(p - p0);
-            let xn = &x[ni * chw..(ni + 1) * chw];
-            for gi in 0..g.groups {
-                let wg = Mat::rm(&wt[gi * og * ckk..], ckk);
-                let col = if g.is_pointwise() {
-                    Mat { data: &xn[gi * ckk * p + p0..], rs: p, cs: 1 }
-                } else {
-                    im2col_group(xn, g, gi, p0, len, buf);
-                    Mat::rm(&buf[..], len)
-                };
-                // SAFETY: task (ni, bi) alone writes rows gi·Og.. of sample ni, columns p0..p0+len.
-                unsafe {
-                    let dst = yp.get().add((ni * g.o + gi * og) * p + p0);
-                    gemm_strided(og, len, ckk, wg, col, dst, p, false);
+    let cols: Vec<Vec<T>> = (0..g.n * nblk)
+        .into_par_iter()
+        .map_init(
+            || vec![T::zero(); if g.is_pointwise() || keep { 0 } else { ckk * nb }],
+            |buf, task| {
+                let (ni, bi) = (task / nblk, task % nblk);
+                let p0 = bi * nb;
+                let len = nb.min(p - p0);
+                let xn = &x[ni * chw..(ni + 1) * chw];
+                let mut kept = if keep { vec![T::zero(); g.groups * ckk * len] } else { Vec::new() };
+                for gi in 0..g.groups {
+                    let wg = Mat::rm(&wt[gi * og * ckk..], ckk);
+                    let col = if g.is_pointwise() {
+                        Mat { data: &xn[gi * ckk * p + p0..], rs: p, cs: 1 }
+                    } else {
+                        let b: &mut [T] = if keep { &mut kept[gi * ckk * len..(gi + 1) * ckk * len] } else { &mut buf[..] };
+                        im2col_group(xn, g, gi, p0, len, b);
+                        Mat::rm(if keep { &kept[gi * ckk * len..] } else { &buf[..] }, len)
+                    };
+                    // SAFETY: task (ni, bi) alone writes rows gi·Og.. of sample ni, columns p0..p0+len.
+                    unsafe {
+                        let dst = yp.get().add((ni * g.o + gi * og) * p + p0);
+                        gemm_strided(og, len, ckk, wg, col, dst, p, false);
+                    }
                 }
-            }
-        },
-    );
-    y
+                kept
+            },
+        )
+        .collect();
+    (y, keep.then_some(cols))
 }
 
-/// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ.
-pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
+/// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ, with the forward's im2col blocks
+/// when it kept them.
+pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom, cols: Option<&[Vec<T>]>) -> Vec<T> {
     let (ckk, og, p, chw) = (g.ckk(), g.og(), g.ohw(), g.c * g.hw());
     let (nblk, nb) = g.blocks();
     let wlen = g.o * ckk;
@@ -223,7 +240,7 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> 
         .into_par_iter()
         .map(|part| {
             let mut dw = vec![T::zero(); wlen];
-            let mut buf = vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * nb }];
+            let mut buf = vec![T::zero(); if g.is_pointwise() || cols.is_some() { 0 } else { ckk * nb }];
             for task in (part..tasks).step_by(parts) {
                 let (ni, bi) = (task / nblk, task % nblk);
                 let p0 = bi * nb;
@@ -233,6 +250,8 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> 
                     let dyg = Mat { data: &dy[(ni * g.o + gi * og) * p + p0..], rs: p, cs: 1 };
                     let colt = if g.is_pointwise() {
                         Mat { data: &xn[gi * ckk * p + p0..], rs: 1, cs: p }
+                    } else if let Some(c) = cols {
+                        Mat::rm_t(&c[task][gi * ckk * len..], len)
                     } else {
                         im2col_group(xn, g, gi, p0, len, &mut buf);
                         Mat::rm_t(&buf[..], len)

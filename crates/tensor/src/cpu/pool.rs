@@ -39,34 +39,41 @@ pub fn pool_out_size(i: usize, k: usize, s: usize, p: usize, d: usize, ceil: boo
     Some(o)
 }
 
-/// Max pooling: (values, flat argmax index within the plane) per output element.
+/// Valid kernel taps along one axis for each output position: (input start, first tap, end tap),
+/// so that the inner loops need no bounds checks on the padding.
+fn tap_ranges(out: usize, inp: usize, k: usize, s: usize, p: usize, d: usize) -> Vec<(isize, usize, usize)> {
+    (0..out)
+        .map(|o| {
+            let start = (o * s) as isize - p as isize;
+            let lo = if start < 0 { ((-start) as usize).div_ceil(d) } else { 0 };
+            let hi = if (inp as isize) > start { (((inp as isize - start) as usize).div_ceil(d)).min(k) } else { 0 };
+            (start, lo, hi.max(lo))
+        })
+        .collect()
+}
+
+/// Max pooling: (values, flat argmax index within the plane) per output element. Ties keep the
+/// first maximum and NaN propagates, as in PyTorch.
 pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let rows = tap_ranges(g.oh, g.h, g.kh, g.sh, g.ph, g.dh);
+    let cols = tap_ranges(g.ow, g.w, g.kw, g.sw, g.pw, g.dw);
     let mut y = vec![T::zero(); g.planes * ohw];
     let mut idx = vec![0u32; g.planes * ohw];
     y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(pl, (yp, ip))| {
         let xp = &x[pl * hw..(pl + 1) * hw];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
+        for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
+            for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
                 let mut best = T::neg_infinity();
-                let mut bi = 0usize;
-                let mut found = false;
-                for ki in 0..g.kh {
-                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    for kj in 0..g.kw {
-                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
-                        if ix < 0 || ix >= g.w as isize {
-                            continue;
-                        }
-                        let i = iy as usize * g.w + ix as usize;
+                let mut bi = ((ys + (klo * g.dh) as isize) as usize) * g.w + (xs + (jlo * g.dw) as isize) as usize;
+                for ki in klo..khi {
+                    let row = (ys + (ki * g.dh) as isize) as usize * g.w;
+                    for kj in jlo..jhi {
+                        let i = row + (xs + (kj * g.dw) as isize) as usize;
                         let v = xp[i];
-                        if !found || v > best || v.is_nan() {
+                        if v > best || v.is_nan() {
                             best = v;
                             bi = i;
-                            found = true;
                         }
                     }
                 }

@@ -87,6 +87,9 @@ pub fn conv2d_geom(op: &'static str, x: &[usize], w: &[usize], p: &ConvParams) -
     })
 }
 
+/// Largest unfolded input (elements) kept from the forward pass for the weight gradient.
+const KEEP_COLS_MAX: usize = 1 << 24;
+
 fn check_bias<T: Float>(op: &'static str, bias: Option<&Tensor<T>>, o: usize) -> Result<()> {
     match bias {
         Some(b) if b.shape() != [o] => Err(shape_err(op, format!("bias {:?} does not fit {o} output channels", b.shape()))),
@@ -116,7 +119,9 @@ impl<T: Float> Tensor<T> {
         let g = conv2d_geom("conv2d", self.shape(), weight.shape(), &p)?;
         check_bias("conv2d", bias, g.o)?;
         let (xd, wd) = (self.data(), weight.data());
-        let mut y = k::conv2d_fwd(&xd, &wd, &g);
+        // Keep the unfolded input for the weight gradient when it is needed and not too large.
+        let keep = crate::autograd::grad_enabled() && weight.requires_grad() && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
+        let (mut y, cols) = k::conv2d_fwd(&xd, &wd, &g, keep);
         if let Some(b) = bias {
             add_bias(&mut y, &b.data(), g.ohw());
         }
@@ -125,7 +130,7 @@ impl<T: Float> Tensor<T> {
         Ok(Tensor::from_op(y, vec![g.n, g.o, g.oh, g.ow], "conv2d", &inputs, move |gy, needs| {
             let mut r = vec![
                 needs[0].then(|| k::conv2d_bwd_data(gy, &wd, &g)),
-                needs[1].then(|| k::conv2d_bwd_weight(&xd, gy, &g)),
+                needs[1].then(|| k::conv2d_bwd_weight(&xd, gy, &g, cols.as_deref())),
             ];
             if needs.len() > 2 {
                 r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));
@@ -174,8 +179,8 @@ impl<T: Float> Tensor<T> {
         inputs.extend(bias);
         Ok(Tensor::from_op(y, vec![g.n, c_out, ho, wo], op, &inputs, move |gy, needs| {
             let mut r = vec![
-                needs[0].then(|| k::conv2d_fwd(gy, &wd, &g)),
-                needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g)),
+                needs[0].then(|| k::conv2d_fwd(gy, &wd, &g, false).0),
+                needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g, None)),
             ];
             if needs.len() > 2 {
                 r.push(needs[2].then(|| bias_grad(gy, c_out, g.hw())));
