@@ -34,6 +34,7 @@ pub struct Curve<'a> {
 /// Size of the figure written by [`write_training_curves`].
 const TRAINING_SIZE: (u32, u32) = (1000, 450);
 /// Size of the figure written by [`write_line_chart`].
+#[allow(dead_code)] // used by `write_line_chart`, which has no caller yet
 const LINE_CHART_SIZE: (u32, u32) = (800, 500);
 
 /// Font family name the embedded font is registered under. `plotters` maps
@@ -101,6 +102,7 @@ pub fn write_training_curves(
 /// Generic single-panel line chart (for later uses: loss per iteration etc.).
 ///
 /// `path` must end in `.png`; missing parent directories are created.
+#[allow(dead_code)] // no caller yet
 pub fn write_line_chart(
     path: &Path,
     title: &str,
@@ -218,6 +220,7 @@ where
     Ok(())
 }
 
+#[allow(dead_code)] // used by `write_line_chart`, which has no caller yet
 fn render_line_chart<DB>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -421,11 +424,7 @@ where
             color.stroke_width(2),
         ))?;
         if points.len() <= MARKER_MAX_POINTS {
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, color.filled())),
-            )?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
     }
 
@@ -578,8 +577,13 @@ mod tests {
         p[0] == c.0 && p[1] == c.1 && p[2] == c.2
     }
 
-    fn sample() -> (Vec<(f64, f64)>, Vec<(f64, f64)>, Vec<(f64, f64)>) {
-        let train: Vec<_> = (1..=20).map(|e| (e as f64, 2.3 / (e as f64).sqrt())).collect();
+    type Points = Vec<(f64, f64)>;
+
+    /// Train loss, test loss and test accuracy over 20 epochs.
+    fn sample() -> (Points, Points, Points) {
+        let train: Vec<_> = (1..=20)
+            .map(|e| (e as f64, 2.3 / (e as f64).sqrt()))
+            .collect();
         let test: Vec<_> = (1..=20)
             .map(|e| (e as f64, 2.4 / (e as f64).sqrt() + 0.05))
             .collect();
@@ -594,10 +598,19 @@ mod tests {
         let (train, test, acc) = sample();
         let path = temp_png("training");
         let loss = [
-            Curve { label: "train loss", points: &train },
-            Curve { label: "test loss", points: &test },
+            Curve {
+                label: "train loss",
+                points: &train,
+            },
+            Curve {
+                label: "test loss",
+                points: &test,
+            },
         ];
-        let accuracy = [Curve { label: "test accuracy (%)", points: &acc }];
+        let accuracy = [Curve {
+            label: "test accuracy (%)",
+            points: &acc,
+        }];
         write_training_curves(&path, "MNIST MLP", &loss, &accuracy).unwrap();
         assert_png(&path, TRAINING_SIZE);
         let _ = std::fs::remove_file(&path);
@@ -607,7 +620,10 @@ mod tests {
         });
         let total = (TRAINING_SIZE.0 * TRAINING_SIZE.1) as usize;
         let non_white = count_pixels(&buf, |p| p != [255, 255, 255]);
-        assert!(non_white > total / 100, "image looks blank: {non_white} pixels");
+        assert!(
+            non_white > total / 100,
+            "image looks blank: {non_white} pixels"
+        );
         // Each of the three curves is drawn in its own colour.
         for i in 0..3 {
             let n = count_pixels(&buf, |p| is_color(p, color_for(i)));
@@ -618,10 +634,18 @@ mod tests {
     #[test]
     fn line_chart_png() {
         let pts: Vec<_> = (0..500)
-            .map(|i| (i as f64, (-(i as f64) / 100.0).exp() + 0.1 * (i as f64 / 7.0).sin()))
+            .map(|i| {
+                (
+                    i as f64,
+                    (-(i as f64) / 100.0).exp() + 0.1 * (i as f64 / 7.0).sin(),
+                )
+            })
             .collect();
         let path = temp_png("line");
-        let curves = [Curve { label: "loss", points: &pts }];
+        let curves = [Curve {
+            label: "loss",
+            points: &pts,
+        }];
         write_line_chart(&path, "loss per iteration", "iteration", "loss", &curves).unwrap();
         assert_png(&path, LINE_CHART_SIZE);
         let _ = std::fs::remove_file(&path);
@@ -658,18 +682,51 @@ mod tests {
         let coarse = [(1e17, 1e17), (1e17 + 16.0, 1e17 + 32.0)];
         let sets: Vec<Vec<Curve>> = vec![
             vec![],
-            vec![Curve { label: "empty", points: &empty }],
-            vec![Curve { label: "single", points: &single }],
-            vec![Curve { label: "constant", points: &constant }],
-            vec![Curve { label: "same x", points: &same_x }],
-            vec![Curve { label: "nan", points: &with_nan }],
-            vec![Curve { label: "all nan", points: &all_nan }],
-            vec![Curve { label: "huge", points: &huge }],
-            vec![Curve { label: "tiny", points: &tiny }],
-            vec![Curve { label: "", points: &zero }],
-            vec![Curve { label: "coarse", points: &coarse }],
+            vec![Curve {
+                label: "empty",
+                points: &empty,
+            }],
+            vec![Curve {
+                label: "single",
+                points: &single,
+            }],
+            vec![Curve {
+                label: "constant",
+                points: &constant,
+            }],
+            vec![Curve {
+                label: "same x",
+                points: &same_x,
+            }],
+            vec![Curve {
+                label: "nan",
+                points: &with_nan,
+            }],
+            vec![Curve {
+                label: "all nan",
+                points: &all_nan,
+            }],
+            vec![Curve {
+                label: "huge",
+                points: &huge,
+            }],
+            vec![Curve {
+                label: "tiny",
+                points: &tiny,
+            }],
+            vec![Curve {
+                label: "",
+                points: &zero,
+            }],
+            vec![Curve {
+                label: "coarse",
+                points: &coarse,
+            }],
             (0..15)
-                .map(|_| Curve { label: "many curves", points: &constant })
+                .map(|_| Curve {
+                    label: "many curves",
+                    points: &constant,
+                })
                 .collect(),
         ];
         for (i, curves) in sets.iter().enumerate() {
@@ -689,7 +746,10 @@ mod tests {
                 "",
                 "",
                 "",
-                &[Curve { label: "", points: &single }],
+                &[Curve {
+                    label: "",
+                    points: &single,
+                }],
                 true,
             )
         });
@@ -700,10 +760,19 @@ mod tests {
     fn draws_without_font() {
         let (train, test, acc) = sample();
         let loss = [
-            Curve { label: "train", points: &train },
-            Curve { label: "test", points: &test },
+            Curve {
+                label: "train",
+                points: &train,
+            },
+            Curve {
+                label: "test",
+                points: &test,
+            },
         ];
-        let accuracy = [Curve { label: "acc", points: &acc }];
+        let accuracy = [Curve {
+            label: "acc",
+            points: &acc,
+        }];
         let plain = render_buffer(TRAINING_SIZE, |root| {
             render_training_curves(root, "title", &loss, &accuracy, false)
         });
@@ -754,7 +823,10 @@ mod tests {
         assert!(a.is_finite() && b.is_finite() && a < b && (b - a).is_finite());
         for v in [f64::MAX, -f64::MAX, 1e-320, -1e-320, f64::MIN_POSITIVE] {
             let (a, b) = axis_range(Some((v, v)), 0.1);
-            assert!(a.is_finite() && b.is_finite() && a < b && a <= v && v <= b, "{v}");
+            assert!(
+                a.is_finite() && b.is_finite() && a < b && a <= v && v <= b,
+                "{v}"
+            );
         }
     }
 
@@ -773,7 +845,12 @@ mod tests {
 
     #[test]
     fn finite_points_skips_nan_and_inf() {
-        let pts = [(1.0, 2.0), (f64::NAN, 1.0), (2.0, f64::NEG_INFINITY), (3.0, 4.0)];
+        let pts = [
+            (1.0, 2.0),
+            (f64::NAN, 1.0),
+            (2.0, f64::NEG_INFINITY),
+            (3.0, 4.0),
+        ];
         assert_eq!(finite_points(&pts), vec![(1.0, 2.0), (3.0, 4.0)]);
         let big = finite_points(&[(f64::MAX, -f64::MAX)]);
         assert_eq!(big, vec![(VALUE_LIMIT, -VALUE_LIMIT)]);
