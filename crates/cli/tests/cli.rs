@@ -175,3 +175,21 @@ fn bad_input_gives_one_clear_line() {
     let e = err(&aics(&["summary", "--model", "lenet5", "--input", "1x6x6"]));
     assert!(e.contains("too small"), "{e}");
 }
+
+/// On the real Fashion-MNIST (present after `scripts/setup.sh`): two quick epochs on a third of
+/// the training set already classify most of the test images.
+#[test]
+fn fashion_mnist_quick_training() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fashion-mnist");
+    if !dir.join("t10k-images-idx3-ubyte.gz").exists() {
+        eprintln!("skipped: {} not present (run scripts/setup.sh)", dir.display());
+        return;
+    }
+    let d = tmp("fashion");
+    let ck = d.join("f.safetensors");
+    let data = format!("fashion-mnist:{}", dir.display());
+    let out = ok(&aics(&["train", "--dataset", &data, "--epochs", "2", "--limit-train", "20000", "--limit-test", "2000", "--checkpoint", ck.to_str().unwrap()]));
+    let log = std::fs::read_to_string(ck.with_extension("jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert!(last["test_acc"].as_f64().unwrap() > 0.8, "{out}");
+}
