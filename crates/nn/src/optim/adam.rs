@@ -3,7 +3,7 @@
 
 use aics_tensor::Tensor;
 
-use super::{grad_of, load_slot, save_slots, scalar_state, Optimizer};
+use super::{decayed_grad, load_slot, save_slots, scalar_state, Optimizer};
 use crate::error::Result;
 
 pub struct Adam {
@@ -43,11 +43,7 @@ impl Optimizer for Adam {
             if !p.has_grad() {
                 continue;
             }
-            let mut g = grad_of(p);
-            if wd != 0.0 && !self.decoupled {
-                let pd = p.data();
-                g.iter_mut().zip(pd.iter()).for_each(|(g, &w)| *g += wd * w);
-            }
+            let g = decayed_grad(p, if self.decoupled { 0.0 } else { wd });
             let m = self.m[i].get_or_insert_with(|| vec![0.0; g.len()]);
             let v = self.v[i].get_or_insert_with(|| vec![0.0; g.len()]);
             let decay = if self.decoupled { 1.0 - lr * wd } else { 1.0 };

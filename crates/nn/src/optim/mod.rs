@@ -41,6 +41,16 @@ pub(crate) fn grad_of(p: &Tensor) -> Vec<f32> {
     p.with_grad(|g| g.map(|g| g.clone())).unwrap_or_else(|| vec![0.0; p.numel()])
 }
 
+/// The gradient with L2 weight decay folded in: `g + λ·p`.
+pub(crate) fn decayed_grad(p: &Tensor, weight_decay: f32) -> Vec<f32> {
+    let mut g = grad_of(p);
+    if weight_decay != 0.0 {
+        let pd = p.data();
+        g.iter_mut().zip(pd.iter()).for_each(|(g, &w)| *g += weight_decay * w);
+    }
+    g
+}
+
 /// Scale all gradients so that their global L2 norm is at most `max_norm`; returns the norm
 /// before clipping (PyTorch `clip_grad_norm_`).
 pub fn clip_grad_norm(params: &[(String, Tensor)], max_norm: f64) -> f64 {

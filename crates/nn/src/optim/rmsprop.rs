@@ -3,7 +3,7 @@
 
 use aics_tensor::Tensor;
 
-use super::{grad_of, load_slot, save_slots, Optimizer};
+use super::{decayed_grad, load_slot, save_slots, Optimizer};
 use crate::error::Result;
 
 pub struct RmsProp {
@@ -32,11 +32,7 @@ impl Optimizer for RmsProp {
             if !p.has_grad() {
                 continue;
             }
-            let mut g = grad_of(p);
-            if wd != 0.0 {
-                let pd = p.data();
-                g.iter_mut().zip(pd.iter()).for_each(|(g, &w)| *g += wd * w);
-            }
+            let g = decayed_grad(p, wd);
             let sq = self.sq[i].get_or_insert_with(|| vec![0.0; g.len()]);
             let upd: Vec<f32> = g
                 .iter()

@@ -3,7 +3,7 @@
 
 use aics_tensor::Tensor;
 
-use super::{grad_of, load_slot, save_slots, Optimizer};
+use super::{decayed_grad, load_slot, save_slots, Optimizer};
 use crate::error::Result;
 
 pub struct Sgd {
@@ -30,11 +30,7 @@ impl Optimizer for Sgd {
             if !p.has_grad() {
                 continue;
             }
-            let mut d = grad_of(p);
-            if wd != 0.0 {
-                let pd = p.data();
-                d.iter_mut().zip(pd.iter()).for_each(|(d, &w)| *d += wd * w);
-            }
+            let mut d = decayed_grad(p, wd);
             if mu != 0.0 {
                 let b = match buf {
                     Some(b) => {

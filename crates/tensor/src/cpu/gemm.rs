@@ -29,44 +29,10 @@ impl<'a, T> Mat<'a, T> {
 /// `parallel` lets the kernel use the rayon pool; pass false when the caller already
 /// parallelises over an outer loop.
 pub fn gemm<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool, parallel: bool) {
-    debug_assert!(c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c[..m * n].iter_mut().for_each(|v| *v = T::zero());
-        }
-        return;
-    }
+    assert!(c.len() >= m * n, "gemm: output of {} elements for a {m}x{n} product", c.len());
     let par = if parallel && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the views cover the strided extents (checked by the callers' shape validation and
-    // the debug asserts below), `c` is exclusively borrowed, and T is f32 or f64.
-    debug_assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs);
-    debug_assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs);
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+    // SAFETY: `c` is exclusively borrowed and holds m·n elements (checked above).
+    unsafe { call(m, n, k, a, b, c.as_mut_ptr(), n, accumulate, par) }
 }
 
 /// Like [`gemm`] but writes through a raw pointer with row stride `ldc`, so disjoint column
@@ -76,6 +42,13 @@ pub fn gemm<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mu
 /// `c` must be valid for writes at `i * ldc + j` for `i < m`, `j < n`, and no other thread may
 /// touch those elements during the call.
 pub unsafe fn gemm_strided<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: *mut T, ldc: usize, accumulate: bool) {
+    call(m, n, k, a, b, c, ldc, accumulate, gemm::Parallelism::None)
+}
+
+/// # Safety
+/// As for [`gemm_strided`]; the views must cover their strided extents (debug-checked).
+#[allow(clippy::too_many_arguments)]
+unsafe fn call<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: *mut T, ldc: usize, accumulate: bool, par: gemm::Parallelism) {
     if m == 0 || n == 0 {
         return;
     }
@@ -89,6 +62,8 @@ pub unsafe fn gemm_strided<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b:
         }
         return;
     }
+    debug_assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs);
+    debug_assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs);
     gemm::gemm(
         m,
         n,
@@ -108,7 +83,7 @@ pub unsafe fn gemm_strided<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b:
         false,
         false,
         false,
-        gemm::Parallelism::None,
+        par,
     );
 }
 
