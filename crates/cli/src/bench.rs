@@ -76,6 +76,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     for (name, shape) in [("conv3x3_256_56", [1, 256, 56, 56]), ("conv_lab33", [1, 256, 24, 40])] {
+        if !want(name) {
+            continue;
+        }
         let (x, w, flop) = conv_case(&mut rng, shape);
         let fwd = if name == "conv_lab33" { "conv_lab33_fwd" } else { "conv3x3_256_56_fwd" };
         if want(fwd) {

@@ -51,7 +51,8 @@ fn conv_fast_matches_naive_random_shapes() {
             output_padding: (0, 0),
         };
         let (h, w) = (kh * 2 + rng.below(12), kw * 2 + rng.below(12));
-        let n = 1 + rng.below(4);
+        // batches up to 40 so that small images are grouped several to a task
+        let n = if case % 4 == 0 { 8 + rng.below(33) } else { 1 + rng.below(4) };
         let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c / groups, kh, kw], &p).unwrap();
         let x = randv(n * c * h * w, &mut rng);
         let wt = randv(o * (c / groups) * kh * kw, &mut rng);
@@ -112,4 +113,24 @@ fn long_chains_do_not_overflow_the_stack() {
     assert_eq!(x.grad().unwrap().to_vec(), vec![1.0]);
     // dropping a long graph must not overflow either
     drop(y);
+}
+
+#[test]
+fn conv_grouped_samples_pointwise_and_grouped() {
+    // many small images: several samples per task, including the 1×1 path and groups
+    let mut rng = Rng::new(33);
+    for (k, groups, pad) in [(1, 1, 0), (1, 2, 0), (3, 2, 1), (5, 1, 2)] {
+        let p = ConvParams::default().padding(pad).groups(groups);
+        let g = conv2d_geom("conv2d", &[24, 4, 6, 6], &[6, 4 / groups, k, k], &p).unwrap();
+        let x = randv(24 * 4 * 36, &mut rng);
+        let wt = randv(6 * (4 / groups) * k * k, &mut rng);
+        let dy = randv(24 * 6 * g.oh * g.ow, &mut rng);
+        let tag = format!("k{k} g{groups}");
+        let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
+        assert_close(&format!("fwd {tag}"), &y, &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
+        let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        assert_close(&format!("dx {tag}"), &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-4);
+        assert_close(&format!("dw {tag}"), &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-4);
+        assert_close(&format!("dw cached {tag}"), &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()), &dw, 1e-4);
+    }
 }

@@ -74,29 +74,40 @@ impl Conv2dGeom {
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
-    /// Column blocks per sample: enough that a block of `col` is about 16 MB of f32 (measured best on the 3×3 256-channel workloads), and enough
-    /// blocks overall to keep every thread busy.
-    fn blocks(&self) -> (usize, usize) {
+    /// How the work is cut into tasks: `(samples per task, column blocks per sample, block width)`.
+    /// A block of `col` is at most about 16 MB of f32 (measured best on the 3×3 256-channel
+    /// workloads); there are enough tasks to keep every thread busy; and small images are grouped
+    /// several to a task so that each GEMM is large enough to run at full speed.
+    fn tasks(&self) -> (usize, usize, usize) {
         const BUDGET: usize = 1 << 22;
+        const SMALL: usize = 1 << 16;
         let p = self.ohw().max(1);
         let threads = rayon::current_num_threads();
+        let n = self.n.max(1);
         let mut nblk = (self.ckk() * p).div_ceil(BUDGET).max(1);
-        if self.n * nblk < threads {
-            nblk = threads.div_ceil(self.n.max(1));
+        if n * nblk < threads {
+            nblk = threads.div_ceil(n);
         }
         let nblk = nblk.min(p);
         let nb = p.div_ceil(nblk);
-        (p.div_ceil(nb), nb)
+        let nblk = p.div_ceil(nb);
+        let mut spt = 1;
+        if nblk == 1 && self.ckk() * p < SMALL {
+            // group samples, keeping at least two tasks per thread
+            spt = (SMALL / (self.ckk() * p)).min(n / (2 * threads)).max(1);
+        }
+        (spt, nblk, nb)
     }
 }
 
-/// Fill `rows` (KH·KW, nb) with the windows of one input channel `xc` (H, W) for the output
-/// positions `p0..p0+nb`.
-fn im2col_channel<T: Float>(xc: &[T], g: &Conv2dGeom, p0: usize, nb: usize, rows: &mut [T]) {
+/// Fill `rows` (KH·KW rows of stride `ld`, nb columns) with the windows of one input channel
+/// `xc` (H, W) for the output positions `p0..p0+nb`.
+fn im2col_channel<T: Float>(xc: &[T], g: &Conv2dGeom, p0: usize, nb: usize, rows: &mut [T], ld: usize) {
     let (h, w) = (g.h as isize, g.w as isize);
     for ki in 0..g.kh {
         for kj in 0..g.kw {
-            let dst = &mut rows[(ki * g.kw + kj) * nb..(ki * g.kw + kj + 1) * nb];
+            let r = (ki * g.kw + kj) * ld;
+            let dst = &mut rows[r..r + nb];
             let off = (kj * g.dw) as isize - g.pw as isize;
             let mut p = p0;
             while p < p0 + nb {
@@ -129,12 +140,14 @@ fn im2col_channel<T: Float>(xc: &[T], g: &Conv2dGeom, p0: usize, nb: usize, rows
     }
 }
 
-/// The adjoint of [`im2col_channel`]: add `rows` (KH·KW, nb) back into the channel `dxc` (H, W).
-fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dxc: &mut [T]) {
+/// The adjoint of [`im2col_channel`]: add `rows` (KH·KW rows of stride `ld`, nb columns) back
+/// into the channel `dxc` (H, W).
+fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dxc: &mut [T], ld: usize) {
     let (h, w) = (g.h as isize, g.w as isize);
     for ki in 0..g.kh {
         for kj in 0..g.kw {
-            let src = &rows[(ki * g.kw + kj) * nb..(ki * g.kw + kj + 1) * nb];
+            let r = (ki * g.kw + kj) * ld;
+            let src = &rows[r..r + nb];
             let off = (kj * g.dw) as isize - g.pw as isize;
             let mut p = p0;
             while p < p0 + nb {
@@ -164,12 +177,36 @@ fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dx
     }
 }
 
-/// im2col of group `gi` of one sample `xn` (C, H, W) into `buf` (CKK, nb).
-fn im2col_group<T: Float>(xn: &[T], g: &Conv2dGeom, gi: usize, p0: usize, nb: usize, buf: &mut [T]) {
+/// im2col of group `gi` of one sample `xn` (C, H, W) into `buf` (CKK rows of stride `ld`, nb columns).
+fn im2col_group<T: Float>(xn: &[T], g: &Conv2dGeom, gi: usize, p0: usize, nb: usize, buf: &mut [T], ld: usize) {
     let (cg, hw, kk) = (g.cg(), g.hw(), g.kk());
     for cl in 0..cg {
         let c = gi * cg + cl;
-        im2col_channel(&xn[c * hw..(c + 1) * hw], g, p0, nb, &mut buf[cl * kk * nb..(cl + 1) * kk * nb]);
+        im2col_channel(&xn[c * hw..(c + 1) * hw], g, p0, nb, &mut buf[cl * kk * ld..], ld);
+    }
+}
+
+/// The columns of one task: samples `s0..s0+ns`, output positions `p0..p0+len`, for group `gi`,
+/// as a (CKK, ns·len) matrix in `buf`; sample j occupies columns `j·len..(j+1)·len`.
+#[allow(clippy::too_many_arguments)]
+fn im2col_task<T: Float>(x: &[T], g: &Conv2dGeom, gi: usize, s0: usize, ns: usize, p0: usize, len: usize, buf: &mut [T]) {
+    let chw = g.c * g.hw();
+    let width = ns * len;
+    for j in 0..ns {
+        let xn = &x[(s0 + j) * chw..(s0 + j + 1) * chw];
+        im2col_group(xn, g, gi, p0, len, &mut buf[j * len..], width);
+    }
+}
+
+/// Gather dY of a task's samples for group `gi` into a (Og, ns·len) matrix.
+fn gather_dy<T: Float>(dy: &[T], g: &Conv2dGeom, gi: usize, s0: usize, ns: usize, p0: usize, len: usize, out: &mut [T]) {
+    let (og, p) = (g.og(), g.ohw());
+    let width = ns * len;
+    for o in 0..og {
+        for j in 0..ns {
+            let src = &dy[((s0 + j) * g.o + gi * og + o) * p + p0..][..len];
+            out[o * width + j * len..o * width + (j + 1) * len].copy_from_slice(src);
+        }
     }
 }
 
@@ -189,34 +226,48 @@ impl<T> SendPtr<T> {
 /// With `keep_cols`, the im2col blocks are returned (one per task, all groups) so that the
 /// weight gradient can reuse them instead of unfolding the input a second time.
 pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom, keep_cols: bool) -> (Vec<T>, Option<Vec<Vec<T>>>) {
-    let (ckk, og, p, chw) = (g.ckk(), g.og(), g.ohw(), g.c * g.hw());
+    let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     let mut y = vec![T::zero(); g.n * g.o * p];
-    let (nblk, nb) = g.blocks();
-    let keep = keep_cols && !g.is_pointwise();
+    let (spt, nblk, nb) = g.tasks();
+    let direct = g.is_pointwise() && spt == 1; // the input itself is the column matrix
+    let keep = keep_cols && !direct;
+    let nchunks = g.n.div_ceil(spt);
     let yp = SendPtr(y.as_mut_ptr());
-    let cols: Vec<Vec<T>> = (0..g.n * nblk)
+    let cols: Vec<Vec<T>> = (0..nchunks * nblk)
         .into_par_iter()
         .map_init(
-            || vec![T::zero(); if g.is_pointwise() || keep { 0 } else { ckk * nb }],
-            |buf, task| {
-                let (ni, bi) = (task / nblk, task % nblk);
-                let p0 = bi * nb;
+            || (vec![T::zero(); if direct || keep { 0 } else { ckk * spt * nb }], vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }]),
+            |(buf, tmp), task| {
+                let (ci, bi) = (task / nblk, task % nblk);
+                let (s0, p0) = (ci * spt, bi * nb);
+                let ns = spt.min(g.n - s0);
                 let len = nb.min(p - p0);
-                let xn = &x[ni * chw..(ni + 1) * chw];
-                let mut kept = if keep { vec![T::zero(); g.groups * ckk * len] } else { Vec::new() };
+                let width = ns * len;
+                let mut kept = if keep { vec![T::zero(); g.groups * ckk * width] } else { Vec::new() };
                 for gi in 0..g.groups {
                     let wg = Mat::rm(&wt[gi * og * ckk..], ckk);
-                    let col = if g.is_pointwise() {
-                        Mat { data: &xn[gi * ckk * p + p0..], rs: p, cs: 1 }
+                    let col = if direct {
+                        Mat { data: &x[(s0 * g.c + gi * ckk) * p + p0..], rs: p, cs: 1 }
                     } else {
-                        let b: &mut [T] = if keep { &mut kept[gi * ckk * len..(gi + 1) * ckk * len] } else { &mut buf[..] };
-                        im2col_group(xn, g, gi, p0, len, b);
-                        Mat::rm(if keep { &kept[gi * ckk * len..] } else { &buf[..] }, len)
+                        let b: &mut [T] = if keep { &mut kept[gi * ckk * width..(gi + 1) * ckk * width] } else { &mut buf[..ckk * width] };
+                        im2col_task(x, g, gi, s0, ns, p0, len, b);
+                        Mat::rm(if keep { &kept[gi * ckk * width..] } else { &buf[..] }, width)
                     };
-                    // SAFETY: task (ni, bi) alone writes rows gi·Og.. of sample ni, columns p0..p0+len.
-                    unsafe {
-                        let dst = yp.get().add((ni * g.o + gi * og) * p + p0);
-                        gemm_strided(og, len, ckk, wg, col, dst, p, false);
+                    if spt == 1 {
+                        // SAFETY: task (ci, bi) alone writes rows gi·Og.. of sample s0, columns p0..p0+len.
+                        unsafe { gemm_strided(og, len, ckk, wg, col, yp.get().add((s0 * g.o + gi * og) * p + p0), p, false) };
+                    } else {
+                        gemm(og, width, ckk, wg, col, &mut tmp[..og * width], false, false);
+                        for o in 0..og {
+                            for j in 0..ns {
+                                let src = &tmp[o * width + j * len..o * width + (j + 1) * len];
+                                // SAFETY: samples s0..s0+ns belong to this task alone.
+                                unsafe {
+                                    let dst = yp.get().add(((s0 + j) * g.o + gi * og + o) * p + p0);
+                                    std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len);
+                                }
+                            }
+                        }
                     }
                 }
                 kept
@@ -229,10 +280,11 @@ pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom, keep_cols: bool) 
 /// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ, with the forward's im2col blocks
 /// when it kept them.
 pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom, cols: Option<&[Vec<T>]>) -> Vec<T> {
-    let (ckk, og, p, chw) = (g.ckk(), g.og(), g.ohw(), g.c * g.hw());
-    let (nblk, nb) = g.blocks();
+    let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
+    let (spt, nblk, nb) = g.tasks();
+    let direct = g.is_pointwise() && spt == 1;
     let wlen = g.o * ckk;
-    let tasks = g.n * nblk;
+    let tasks = g.n.div_ceil(spt) * nblk;
     // A fixed number of partial sums, each over a fixed set of tasks, added in order: the result
     // does not depend on how rayon schedules the work, so training runs repeat bit for bit.
     let parts = tasks.min(PARTIALS);
@@ -240,23 +292,30 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom, cols: Opti
         .into_par_iter()
         .map(|part| {
             let mut dw = vec![T::zero(); wlen];
-            let mut buf = vec![T::zero(); if g.is_pointwise() || cols.is_some() { 0 } else { ckk * nb }];
+            let mut buf = vec![T::zero(); if direct || cols.is_some() { 0 } else { ckk * spt * nb }];
+            let mut dyt = vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }];
             for task in (part..tasks).step_by(parts) {
-                let (ni, bi) = (task / nblk, task % nblk);
-                let p0 = bi * nb;
+                let (ci, bi) = (task / nblk, task % nblk);
+                let (s0, p0) = (ci * spt, bi * nb);
+                let ns = spt.min(g.n - s0);
                 let len = nb.min(p - p0);
-                let xn = &x[ni * chw..(ni + 1) * chw];
+                let width = ns * len;
                 for gi in 0..g.groups {
-                    let dyg = Mat { data: &dy[(ni * g.o + gi * og) * p + p0..], rs: p, cs: 1 };
-                    let colt = if g.is_pointwise() {
-                        Mat { data: &xn[gi * ckk * p + p0..], rs: 1, cs: p }
-                    } else if let Some(c) = cols {
-                        Mat::rm_t(&c[task][gi * ckk * len..], len)
+                    let dyg = if spt == 1 {
+                        Mat { data: &dy[(s0 * g.o + gi * og) * p + p0..], rs: p, cs: 1 }
                     } else {
-                        im2col_group(xn, g, gi, p0, len, &mut buf);
-                        Mat::rm_t(&buf[..], len)
+                        gather_dy(dy, g, gi, s0, ns, p0, len, &mut dyt);
+                        Mat::rm(&dyt[..], width)
                     };
-                    gemm(og, ckk, len, dyg, colt, &mut dw[gi * og * ckk..(gi + 1) * og * ckk], true, false);
+                    let colt = if direct {
+                        Mat { data: &x[(s0 * g.c + gi * ckk) * p + p0..], rs: 1, cs: p }
+                    } else if let Some(c) = cols {
+                        Mat::rm_t(&c[task][gi * ckk * width..], width)
+                    } else {
+                        im2col_task(x, g, gi, s0, ns, p0, len, &mut buf);
+                        Mat::rm_t(&buf[..], width)
+                    };
+                    gemm(og, ckk, width, dyg, colt, &mut dw[gi * og * ckk..(gi + 1) * og * ckk], true, false);
                 }
             }
             dw
@@ -276,24 +335,33 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     let chw = g.c * hw;
     let mut dx = vec![T::zero(); g.n * chw];
     let threads = rayon::current_num_threads();
-    // dcol for group gi of sample ni into buf (CKK, P), or straight into dx when pointwise.
-    let dcol = |ni: usize, gi: usize, buf: &mut [T], parallel: bool| {
-        let wgt = Mat::rm_t(&wt[gi * og * ckk..], ckk);
-        let dyg = Mat::rm(&dy[(ni * g.o + gi * og) * p..], p);
-        gemm(ckk, p, og, wgt, dyg, buf, false, parallel);
-    };
+    let (spt, _, _) = g.tasks();
     if g.n >= threads {
-        dx.par_chunks_mut(chw).enumerate().for_each_init(
-            || vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * p }],
-            |buf, (ni, dxn)| {
+        // chunks of samples in parallel: dcol (CKK, ns·P) = W[g]ᵀ · dY[g], then col2im per sample
+        let spt = if g.is_pointwise() { 1 } else { spt };
+        dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
+            || (vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * spt * p }], vec![T::zero(); if spt > 1 { og * spt * p } else { 0 }]),
+            |(buf, dyt), (ci, dxc)| {
+                let s0 = ci * spt;
+                let ns = dxc.len() / chw;
+                let width = ns * p;
                 for gi in 0..g.groups {
-                    if g.is_pointwise() {
-                        dcol(ni, gi, &mut dxn[gi * cg * hw..(gi + 1) * cg * hw], false);
+                    let wgt = Mat::rm_t(&wt[gi * og * ckk..], ckk);
+                    let dyg = if spt == 1 {
+                        Mat::rm(&dy[(s0 * g.o + gi * og) * p..], p)
                     } else {
-                        dcol(ni, gi, buf, false);
+                        gather_dy(dy, g, gi, s0, ns, 0, p, dyt);
+                        Mat::rm(&dyt[..], width)
+                    };
+                    if g.is_pointwise() {
+                        gemm(ckk, p, og, wgt, dyg, &mut dxc[gi * cg * hw..(gi + 1) * cg * hw], false, false);
+                        continue;
+                    }
+                    gemm(ckk, width, og, wgt, dyg, &mut buf[..ckk * width], false, false);
+                    for j in 0..ns {
                         for cl in 0..cg {
                             let c = gi * cg + cl;
-                            col2im_channel(&buf[cl * kk * p..(cl + 1) * kk * p], g, 0, p, &mut dxn[c * hw..(c + 1) * hw]);
+                            col2im_channel(&buf[cl * kk * width + j * p..], g, 0, p, &mut dxc[j * chw + c * hw..j * chw + (c + 1) * hw], width);
                         }
                     }
                 }
@@ -303,12 +371,14 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         let mut buf = vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * p }];
         for (ni, dxn) in dx.chunks_mut(chw).enumerate() {
             for gi in 0..g.groups {
+                let wgt = Mat::rm_t(&wt[gi * og * ckk..], ckk);
+                let dyg = Mat::rm(&dy[(ni * g.o + gi * og) * p..], p);
                 let dxg = &mut dxn[gi * cg * hw..(gi + 1) * cg * hw];
                 if g.is_pointwise() {
-                    dcol(ni, gi, dxg, true);
+                    gemm(ckk, p, og, wgt, dyg, dxg, false, true);
                 } else {
-                    dcol(ni, gi, &mut buf, true);
-                    dxg.par_chunks_mut(hw).zip(buf.par_chunks(kk * p)).for_each(|(dxc, rows)| col2im_channel(rows, g, 0, p, dxc));
+                    gemm(ckk, p, og, wgt, dyg, &mut buf, false, true);
+                    dxg.par_chunks_mut(hw).zip(buf.par_chunks(kk * p)).for_each(|(dxc, rows)| col2im_channel(rows, g, 0, p, dxc, p));
                 }
             }
         }
