@@ -61,7 +61,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let p1 = ConvParams::default().padding(1);
 
     for n in [1024usize, 2048] {
-        let name = if n == 1024 { "sgemm_1024" } else { "sgemm_2048" };
+        let name = if n == 1024 {
+            "sgemm_1024"
+        } else {
+            "sgemm_2048"
+        };
         if !want(name) {
             continue;
         }
@@ -72,33 +76,56 @@ pub fn run(a: BenchArgs) -> Result<()> {
             a_.matmul(&b_)?;
             Ok(())
         })?;
-        out.push(Outcome { name, seconds: s, flop: Some(2.0 * (n * n * n) as f64), images: None });
+        out.push(Outcome {
+            name,
+            seconds: s,
+            flop: Some(2.0 * (n * n * n) as f64),
+            images: None,
+        });
     }
 
-    for (name, shape) in [("conv3x3_256_56", [1, 256, 56, 56]), ("conv_lab33", [1, 256, 24, 40])] {
+    for (name, shape) in [
+        ("conv3x3_256_56", [1, 256, 56, 56]),
+        ("conv_lab33", [1, 256, 24, 40]),
+    ] {
         if !want(name) {
             continue;
         }
         let (x, w, flop) = conv_case(&mut rng, shape);
-        let fwd = if name == "conv_lab33" { "conv_lab33_fwd" } else { "conv3x3_256_56_fwd" };
+        let fwd = if name == "conv_lab33" {
+            "conv_lab33_fwd"
+        } else {
+            "conv3x3_256_56_fwd"
+        };
         if want(fwd) {
             let _g = no_grad();
             let s = time(a.min_time, || {
                 x.conv2d(&w, None, p1)?;
                 Ok(())
             })?;
-            out.push(Outcome { name: fwd, seconds: s, flop: Some(flop), images: None });
+            out.push(Outcome {
+                name: fwd,
+                seconds: s,
+                flop: Some(flop),
+                images: None,
+            });
         }
         let xg = x.detach().requires_grad_(true);
         let wg = w.detach().requires_grad_(true);
-        let gy = Tensor::<f32>::randn(&[shape[0], 256, shape[2], shape[3]], 0.0, 1.0, &mut rng).to_vec();
+        let gy =
+            Tensor::<f32>::randn(&[shape[0], 256, shape[2], shape[3]], 0.0, 1.0, &mut rng).to_vec();
         if name == "conv3x3_256_56" && want("conv3x3_256_56_fwdbwd") {
             let s = time(a.min_time, || {
                 let y = xg.conv2d(&wg, None, p1)?;
                 y.backward_with(gy.clone())?;
                 Ok(())
             })?;
-            out.push(Outcome { name: "conv3x3_256_56_fwdbwd", seconds: s, flop: Some(3.0 * flop), images: None });
+            out.push(Outcome {
+                name: "conv3x3_256_56_fwdbwd",
+                seconds: s,
+                flop: Some(3.0 * flop),
+                images: None,
+            });
         }
         if name == "conv_lab33" && want("conv_lab33_bwd") {
             // backward only: the forward runs outside the timed region
@@ -112,7 +139,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 }
             }
             times.sort_by(|a, b| a.total_cmp(b));
-            out.push(Outcome { name: "conv_lab33_bwd", seconds: times[times.len() / 2], flop: Some(2.0 * flop), images: None });
+            out.push(Outcome {
+                name: "conv_lab33_bwd",
+                seconds: times[times.len() / 2],
+                flop: Some(2.0 * flop),
+                images: None,
+            });
         }
     }
 
@@ -124,11 +156,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
             x.max_pool2d(p)?.backward_with(gy.clone())?;
             Ok(())
         })?;
-        out.push(Outcome { name: "maxpool3s2_fwdbwd", seconds: s, flop: None, images: None });
+        out.push(Outcome {
+            name: "maxpool3s2_fwdbwd",
+            seconds: s,
+            flop: None,
+            images: None,
+        });
     }
 
     if want("lenet5_train_b64") {
-        let model = build("lenet5", &ModelConfig { in_shape: [1, 28, 28], num_classes: 10, hidden: vec![], seed: 0 })?;
+        let model = build(
+            "lenet5",
+            &ModelConfig {
+                in_shape: [1, 28, 28],
+                num_classes: 10,
+                hidden: vec![],
+                seed: 0,
+            },
+        )?;
         let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
         let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
         let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
@@ -139,12 +184,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
             opt.step()?;
             Ok(())
         })?;
-        out.push(Outcome { name: "lenet5_train_b64", seconds: s, flop: None, images: Some(64.0 / s) });
+        out.push(Outcome {
+            name: "lenet5_train_b64",
+            seconds: s,
+            flop: None,
+            images: Some(64.0 / s),
+        });
     }
 
     let threads = aics_tensor::num_threads();
     if !a.json {
-        println!("{:<24} {:>12} {:>10} {:>10}   ({threads} threads)", "workload", "seconds", "GFLOP/s", "images/s");
+        println!(
+            "{:<24} {:>12} {:>10} {:>10}   ({threads} threads)",
+            "workload", "seconds", "GFLOP/s", "images/s"
+        );
     }
     for o in &out {
         let gflops = o.flop.map(|f| f / o.seconds / 1e9);
@@ -155,8 +208,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             println!("{v}");
         } else {
-            let g = gflops.map(|g| format!("{g:.1}")).unwrap_or_else(|| "-".into());
-            let i = o.images.map(|i| format!("{i:.0}")).unwrap_or_else(|| "-".into());
+            let g = gflops
+                .map(|g| format!("{g:.1}"))
+                .unwrap_or_else(|| "-".into());
+            let i = o
+                .images
+                .map(|i| format!("{i:.0}"))
+                .unwrap_or_else(|| "-".into());
             println!("{:<24} {:>12.6} {:>10} {:>10}", o.name, o.seconds, g, i);
         }
     }

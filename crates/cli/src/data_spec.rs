@@ -27,12 +27,26 @@ impl DataSpec {
 }
 
 fn class_names(ds: &dyn Dataset) -> Vec<String> {
-    ds.class_names().unwrap_or_else(|| (0..ds.num_classes()).map(|i| i.to_string()).collect())
+    ds.class_names()
+        .unwrap_or_else(|| (0..ds.num_classes()).map(|i| i.to_string()).collect())
 }
 
-fn in_memory(name: &str, train: InMemoryDataset, test: InMemoryDataset, mean: Vec<f32>, std: Vec<f32>) -> DataSpec {
+fn in_memory(
+    name: &str,
+    train: InMemoryDataset,
+    test: InMemoryDataset,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+) -> DataSpec {
     let classes = class_names(&train);
-    DataSpec { name: name.into(), train: Arc::new(train), test: Arc::new(test), mean, std, classes }
+    DataSpec {
+        name: name.into(),
+        train: Arc::new(train),
+        test: Arc::new(test),
+        mean,
+        std,
+        classes,
+    }
 }
 
 /// Parse and load a data set spec. `image_size` applies to folder data sets.
@@ -42,7 +56,9 @@ pub fn load(spec: &str, image_size: (usize, usize), gray: bool) -> Result<DataSp
         None => (spec, None),
     };
     let need_dir = |what: &str| -> Result<PathBuf> {
-        dir.clone().with_context(|| format!("dataset `{kind}` needs a directory: --dataset {kind}:DIR ({what})"))
+        dir.clone().with_context(|| {
+            format!("dataset `{kind}` needs a directory: --dataset {kind}:DIR ({what})")
+        })
     };
     match kind {
         "fashion-mnist" => {
@@ -85,7 +101,11 @@ pub fn load(spec: &str, image_size: (usize, usize), gray: bool) -> Result<DataSp
 
 /// Parse `HxW` or `N`.
 pub fn parse_hw(s: &str) -> Result<(usize, usize), String> {
-    let parse = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a size (expected H x W, e.g. 32x32)"));
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{s}` is not a size (expected H x W, e.g. 32x32)"))
+    };
     match s.split_once(['x', 'X']) {
         Some((h, w)) => Ok((parse(h)?, parse(w)?)),
         None => {
@@ -97,9 +117,15 @@ pub fn parse_hw(s: &str) -> Result<(usize, usize), String> {
 
 /// Parse `CxHxW`.
 pub fn parse_chw(s: &str) -> Result<[usize; 3], String> {
-    let v: Vec<usize> = s.split(['x', 'X']).map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("`{s}` is not a shape (expected C x H x W, e.g. 1x28x28)"))?;
+    let v: Vec<usize> = s
+        .split(['x', 'X'])
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`{s}` is not a shape (expected C x H x W, e.g. 1x28x28)"))?;
     match v.as_slice() {
         [c, h, w] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
-        _ => Err(format!("`{s}` is not a shape (expected C x H x W, e.g. 1x28x28)")),
+        _ => Err(format!(
+            "`{s}` is not a shape (expected C x H x W, e.g. 1x28x28)"
+        )),
     }
 }

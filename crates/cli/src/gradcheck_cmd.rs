@@ -14,9 +14,16 @@ pub struct GradcheckArgs {
 }
 
 pub fn run(a: GradcheckArgs) -> Result<()> {
-    println!("{:<24} {:>8} {:>8} {:>12} {:>12}  result", "op", "seeds", "checked", "max abs err", "max rel err");
+    println!(
+        "{:<24} {:>8} {:>8} {:>12} {:>12}  result",
+        "op", "seeds", "checked", "max abs err", "max rel err"
+    );
     let (mut failed, mut total) = (0, 0);
-    for c in op_cases().iter().filter(|c| a.filter.as_ref().is_none_or(|f| c.name.contains(f.as_str()))) {
+    for c in op_cases().iter().filter(|c| {
+        a.filter
+            .as_ref()
+            .is_none_or(|f| c.name.contains(f.as_str()))
+    }) {
         let (mut abs, mut rel, mut checked, mut ok) = (0.0f64, 0.0f64, 0usize, true);
         for seed in 0..a.seeds.max(1) {
             let r = c.run(seed)?;
@@ -29,7 +36,15 @@ pub fn run(a: GradcheckArgs) -> Result<()> {
         if !ok {
             failed += 1;
         }
-        println!("{:<24} {:>8} {:>8} {:>12.2e} {:>12.2e}  {}", c.name, a.seeds.max(1), checked, abs, rel, if ok { "ok" } else { "FAIL" });
+        println!(
+            "{:<24} {:>8} {:>8} {:>12.2e} {:>12.2e}  {}",
+            c.name,
+            a.seeds.max(1),
+            checked,
+            abs,
+            rel,
+            if ok { "ok" } else { "FAIL" }
+        );
     }
     println!("{} passed, {} failed", total - failed, failed);
     if failed > 0 {

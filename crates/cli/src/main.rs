@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(name = "aics", version, about = "Deep learning from the tensor up: train, evaluate, inspect and benchmark classic models")]
+#[command(
+    name = "aics",
+    version,
+    about = "Deep learning from the tensor up: train, evaluate, inspect and benchmark classic models"
+)]
 struct Cli {
     /// Worker threads for all kernels (default: all cores).
     #[arg(long, global = true)]
@@ -27,6 +31,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     /// Train a classifier (default: LeNet-5 on Fashion-MNIST).
     Train(train::TrainArgs),

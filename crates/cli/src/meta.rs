@@ -24,17 +24,35 @@ pub struct ModelMeta {
 
 impl ModelMeta {
     pub fn config(&self, seed: u64) -> ModelConfig {
-        ModelConfig { in_shape: self.in_shape, num_classes: self.num_classes, hidden: self.hidden.clone(), seed }
+        ModelConfig {
+            in_shape: self.in_shape,
+            num_classes: self.num_classes,
+            hidden: self.hidden.clone(),
+            seed,
+        }
     }
     pub fn build(&self, seed: u64) -> Result<Sequential> {
         Ok(build(&self.model, &self.config(seed))?)
     }
     pub fn to_map(&self) -> HashMap<String, String> {
-        HashMap::from([("aics.model".to_string(), serde_json::to_string(self).unwrap_or_default())])
+        HashMap::from([(
+            "aics.model".to_string(),
+            serde_json::to_string(self).unwrap_or_default(),
+        )])
     }
     pub fn from_checkpoint(ck: &Checkpoint) -> Result<ModelMeta> {
-        let s = ck.meta("aics.model").with_context(|| format!("{}: not an aics training checkpoint (no model description in its metadata)", ck.path.display()))?;
-        serde_json::from_str(s).with_context(|| format!("{}: unreadable model description in metadata", ck.path.display()))
+        let s = ck.meta("aics.model").with_context(|| {
+            format!(
+                "{}: not an aics training checkpoint (no model description in its metadata)",
+                ck.path.display()
+            )
+        })?;
+        serde_json::from_str(s).with_context(|| {
+            format!(
+                "{}: unreadable model description in metadata",
+                ck.path.display()
+            )
+        })
     }
 }
 

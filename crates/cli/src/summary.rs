@@ -25,27 +25,62 @@ pub struct SummaryArgs {
 
 pub fn run(a: SummaryArgs) -> Result<()> {
     let hidden: Vec<usize> = match &a.hidden {
-        Some(h) => h.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
+        Some(h) => h
+            .split(',')
+            .map(|v| v.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
         None => vec![],
     };
-    let model = build(&a.model, &ModelConfig { in_shape: a.input, num_classes: a.classes, hidden, seed: 0 })?;
+    let model = build(
+        &a.model,
+        &ModelConfig {
+            in_shape: a.input,
+            num_classes: a.classes,
+            hidden,
+            seed: 0,
+        },
+    )?;
     let _g = no_grad();
     model.set_training(false);
     let x = Tensor::zeros(&[1, a.input[0], a.input[1], a.input[2]]);
     let mut rows = Vec::new();
     model.summarize("", &x, &mut rows)?;
-    let (params, weights, macs): (usize, usize, usize) = rows.iter().fold((0, 0, 0), |(p, w, m), r| (p + r.params, w + r.weights, m + r.macs));
+    let (params, weights, macs): (usize, usize, usize) =
+        rows.iter().fold((0, 0, 0), |(p, w, m), r| {
+            (p + r.params, w + r.weights, m + r.macs)
+        });
     if a.json {
         let layers: Vec<_> = rows.iter().map(|r| serde_json::json!({"name": r.name, "layer": r.layer, "output": r.output, "params": r.params, "weights": r.weights, "macs": r.macs})).collect();
-        println!("{}", serde_json::json!({"model": a.model, "input": a.input, "layers": layers, "total_params": params, "total_weights": weights, "total_macs": macs}));
+        println!(
+            "{}",
+            serde_json::json!({"model": a.model, "input": a.input, "layers": layers, "total_params": params, "total_weights": weights, "total_macs": macs})
+        );
         return Ok(());
     }
-    println!("{} on input {}x{}x{}", a.model, a.input[0], a.input[1], a.input[2]);
-    println!("{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}", "name", "layer", "output", "params", "weights", "mult-adds");
+    println!(
+        "{} on input {}x{}x{}",
+        a.model, a.input[0], a.input[1], a.input[2]
+    );
+    println!(
+        "{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}",
+        "name", "layer", "output", "params", "weights", "mult-adds"
+    );
     for r in &rows {
-        let shape = r.output.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
-        println!("{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}", r.name, r.layer, shape, r.params, r.weights, r.macs);
+        let shape = r
+            .output
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        println!(
+            "{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}",
+            r.name, r.layer, shape, r.params, r.weights, r.macs
+        );
     }
-    println!("{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}", "total", "", "", params, weights, macs);
+    println!(
+        "{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}",
+        "total", "", "", params, weights, macs
+    );
     Ok(())
 }

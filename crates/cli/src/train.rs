@@ -118,7 +118,11 @@ pub fn to_tensor(b: &aics_data::Batch) -> Result<Tensor> {
 }
 
 /// Mean loss, accuracy, and the confusion matrix (`[true][predicted]`) over a loader.
-pub fn evaluate(model: &dyn Module, loader: &DataLoader, classes: usize) -> Result<(f64, f64, Vec<Vec<usize>>)> {
+pub fn evaluate(
+    model: &dyn Module,
+    loader: &DataLoader,
+    classes: usize,
+) -> Result<(f64, f64, Vec<Vec<usize>>)> {
     let _g = no_grad();
     model.set_training(false);
     let (mut loss_sum, mut n) = (0.0f64, 0usize);
@@ -136,24 +140,44 @@ pub fn evaluate(model: &dyn Module, loader: &DataLoader, classes: usize) -> Resu
         }
     }
     let correct: usize = (0..classes).map(|i| confusion[i][i]).sum();
-    Ok((loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64, confusion))
+    Ok((
+        loss_sum / n.max(1) as f64,
+        correct as f64 / n.max(1) as f64,
+        confusion,
+    ))
 }
 
 const OPTIMIZERS: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
 
 fn make_optimizer(a: &TrainArgs, params: Vec<(String, Tensor)>) -> Result<Box<dyn Optimizer>> {
     Ok(match a.optimizer.as_str() {
-        "sgd" => Box::new(Sgd::new(params, a.lr.unwrap_or(0.05), a.momentum, a.weight_decay, a.nesterov)),
+        "sgd" => Box::new(Sgd::new(
+            params,
+            a.lr.unwrap_or(0.05),
+            a.momentum,
+            a.weight_decay,
+            a.nesterov,
+        )),
         "adam" => Box::new(Adam::new(params, a.lr.unwrap_or(1e-3), a.weight_decay)),
         "adamw" => Box::new(Adam::adamw(params, a.lr.unwrap_or(1e-3), a.weight_decay)),
-        "rmsprop" => Box::new(RmsProp::new(params, a.lr.unwrap_or(1e-3), 0.0, a.weight_decay)),
+        "rmsprop" => Box::new(RmsProp::new(
+            params,
+            a.lr.unwrap_or(1e-3),
+            0.0,
+            a.weight_decay,
+        )),
         other => bail!("unknown optimizer `{other}` (expected sgd, adam, adamw or rmsprop)"),
     })
 }
 
 fn read_log(path: &Path, upto: usize) -> Vec<EpochLog> {
     std::fs::read_to_string(path)
-        .map(|s| s.lines().filter_map(|l| serde_json::from_str::<EpochLog>(l).ok()).filter(|e| e.epoch <= upto).collect())
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| serde_json::from_str::<EpochLog>(l).ok())
+                .filter(|e| e.epoch <= upto)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -168,13 +192,41 @@ fn write_log(path: &Path, history: &[EpochLog]) -> Result<()> {
 }
 
 fn plot(path: &Path, title: &str, history: &[EpochLog]) -> Result<()> {
-    let pts = |f: fn(&EpochLog) -> f64| history.iter().map(|h| (h.epoch as f64, f(h))).collect::<Vec<_>>();
-    let (tl, vl, ta, va) = (pts(|h| h.train_loss), pts(|h| h.test_loss), pts(|h| 100.0 * h.train_acc), pts(|h| 100.0 * h.test_acc));
+    let pts = |f: fn(&EpochLog) -> f64| {
+        history
+            .iter()
+            .map(|h| (h.epoch as f64, f(h)))
+            .collect::<Vec<_>>()
+    };
+    let (tl, vl, ta, va) = (
+        pts(|h| h.train_loss),
+        pts(|h| h.test_loss),
+        pts(|h| 100.0 * h.train_acc),
+        pts(|h| 100.0 * h.test_acc),
+    );
     write_training_curves(
         path,
         title,
-        &[Curve { label: "train loss", points: &tl }, Curve { label: "test loss", points: &vl }],
-        &[Curve { label: "train accuracy %", points: &ta }, Curve { label: "test accuracy %", points: &va }],
+        &[
+            Curve {
+                label: "train loss",
+                points: &tl,
+            },
+            Curve {
+                label: "test loss",
+                points: &vl,
+            },
+        ],
+        &[
+            Curve {
+                label: "train accuracy %",
+                points: &ta,
+            },
+            Curve {
+                label: "test accuracy %",
+                points: &va,
+            },
+        ],
     )
 }
 
@@ -183,24 +235,60 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bail!("--batch-size and --epochs must be positive");
     }
     if !OPTIMIZERS.contains(&a.optimizer.as_str()) {
-        bail!("unknown optimizer `{}` (expected {})", a.optimizer, OPTIMIZERS.join(", "));
+        bail!(
+            "unknown optimizer `{}` (expected {})",
+            a.optimizer,
+            OPTIMIZERS.join(", ")
+        );
     }
-    let schedule = LrSchedule::parse(&a.schedule, a.epochs.saturating_sub(a.warmup)).map_err(anyhow::Error::msg)?;
+    let schedule = LrSchedule::parse(&a.schedule, a.epochs.saturating_sub(a.warmup))
+        .map_err(anyhow::Error::msg)?;
     let hidden: Vec<usize> = match &a.hidden {
-        Some(h) => h.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
+        Some(h) => h
+            .split(',')
+            .map(|v| v.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
         None => vec![],
     };
-    let DataSpec { name: ds_name, train, test, mean, std, classes } = data_spec::load(&a.dataset, a.image_size, a.gray)?;
+    let DataSpec {
+        name: ds_name,
+        train,
+        test,
+        mean,
+        std,
+        classes,
+    } = data_spec::load(&a.dataset, a.image_size, a.gray)?;
     let in_shape = train.shape();
-    let meta = ModelMeta { model: a.model.clone(), in_shape, num_classes: train.num_classes(), hidden, dataset: a.dataset.clone(), mean: mean.clone(), std: std.clone(), classes };
+    let meta = ModelMeta {
+        model: a.model.clone(),
+        in_shape,
+        num_classes: train.num_classes(),
+        hidden,
+        dataset: a.dataset.clone(),
+        mean: mean.clone(),
+        std: std.clone(),
+        classes,
+    };
     let model = meta.build(a.seed)?;
-    let stem = format!("{}-{}", a.model, ds_name.split(':').next().unwrap_or("data"));
-    let ckpt = a.checkpoint.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}.safetensors")));
-    let log_path = a.log.clone().unwrap_or_else(|| ckpt.with_extension("jsonl"));
+    let stem = format!(
+        "{}-{}",
+        a.model,
+        ds_name.split(':').next().unwrap_or("data")
+    );
+    let ckpt = a
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}.safetensors")));
+    let log_path = a
+        .log
+        .clone()
+        .unwrap_or_else(|| ckpt.with_extension("jsonl"));
     let plot_path = a.plot.clone().unwrap_or_else(|| ckpt.with_extension("png"));
     for p in [&ckpt, &log_path, &plot_path] {
         if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create folder {}", d.display()))?;
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("cannot create folder {}", d.display()))?;
         }
     }
     let mut opt = make_optimizer(&a, parameters(&model))?;
@@ -209,14 +297,32 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut start = 0;
     let mut history = Vec::new();
     if a.resume {
-        let ck = load_checkpoint(&ckpt).with_context(|| "--resume needs the checkpoint of an earlier run")?;
+        let ck = load_checkpoint(&ckpt)
+            .with_context(|| "--resume needs the checkpoint of an earlier run")?;
         let saved = ModelMeta::from_checkpoint(&ck)?;
-        if saved.model != meta.model || saved.in_shape != meta.in_shape || saved.num_classes != meta.num_classes {
-            bail!("{}: checkpoint is for {} on {:?} with {} classes, not {} on {:?} with {} classes", ckpt.display(), saved.model, saved.in_shape, saved.num_classes, meta.model, meta.in_shape, meta.num_classes);
+        if saved.model != meta.model
+            || saved.in_shape != meta.in_shape
+            || saved.num_classes != meta.num_classes
+        {
+            bail!(
+                "{}: checkpoint is for {} on {:?} with {} classes, not {} on {:?} with {} classes",
+                ckpt.display(),
+                saved.model,
+                saved.in_shape,
+                saved.num_classes,
+                meta.model,
+                meta.in_shape,
+                meta.num_classes
+            );
         }
         ck.load_into(&model)?;
         if ck.meta("optimizer") != Some(opt.name()) {
-            bail!("{}: checkpoint was trained with {}, not {}", ckpt.display(), ck.meta("optimizer").unwrap_or("no optimizer"), opt.name());
+            bail!(
+                "{}: checkpoint was trained with {}, not {}",
+                ckpt.display(),
+                ck.meta("optimizer").unwrap_or("no optimizer"),
+                opt.name()
+            );
         }
         opt.load_state(&ck.optimizer_state())?;
         start = ck.meta("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
@@ -229,12 +335,30 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let norm = Normalize::new(mean.clone(), std.clone())?;
     let train_tf: Arc<dyn Transform> = if a.augment {
         let pad = if in_shape[1] >= 32 { 4 } else { 2 };
-        Arc::new(Compose::new(vec![Box::new(RandomCrop::new(in_shape[1], pad)), Box::new(RandomHorizontalFlip::new(0.5)), Box::new(norm)]))
+        Arc::new(Compose::new(vec![
+            Box::new(RandomCrop::new(in_shape[1], pad)),
+            Box::new(RandomHorizontalFlip::new(0.5)),
+            Box::new(norm),
+        ]))
     } else {
         Arc::new(norm)
     };
-    let train_loader = DataLoader::new(train.clone(), a.batch_size, true, a.seed, Some(train_tf), false)?;
-    let test_loader = DataLoader::new(test.clone(), 1000.min(test.len().max(1)), false, 0, Some(normalize(&mean, &std)?), false)?;
+    let train_loader = DataLoader::new(
+        train.clone(),
+        a.batch_size,
+        true,
+        a.seed,
+        Some(train_tf),
+        false,
+    )?;
+    let test_loader = DataLoader::new(
+        test.clone(),
+        1000.min(test.len().max(1)),
+        false,
+        0,
+        Some(normalize(&mean, &std)?),
+        false,
+    )?;
     println!(
         "training {} ({} parameters) on {} ({} train / {} test images, {:?}) for {} epochs, {} lr {} batch {}, {} threads",
         a.model,
@@ -256,7 +380,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         model.set_training(true);
         let t0 = Instant::now();
         let pb = ProgressBar::new(train_loader.len() as u64);
-        pb.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+        pb.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
         pb.set_prefix(format!("epoch {}/{}", epoch + 1, a.epochs));
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (i, batch) in train_loader.epoch(epoch).enumerate() {
@@ -272,15 +400,27 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let l = loss.item()? as f64;
             if !l.is_finite() {
                 pb.abandon();
-                bail!("epoch {}: loss became {l} at batch {i}; lower the learning rate (--lr)", epoch + 1);
+                bail!(
+                    "epoch {}: loss became {l} at batch {i}; lower the learning rate (--lr)",
+                    epoch + 1
+                );
             }
             let n = batch.labels.len();
             loss_sum += l * n as f64;
             seen += n;
-            correct += batch.labels.iter().zip(logits.argmax(1)?).filter(|(y, p)| **y == *p).count();
+            correct += batch
+                .labels
+                .iter()
+                .zip(logits.argmax(1)?)
+                .filter(|(y, p)| **y == *p)
+                .count();
             pb.inc(1);
             if i % 20 == 0 {
-                pb.set_message(format!("loss {:.4} | {:.0} img/s", loss_sum / seen as f64, seen as f64 / t0.elapsed().as_secs_f64()));
+                pb.set_message(format!(
+                    "loss {:.4} | {:.0} img/s",
+                    loss_sum / seen as f64,
+                    seen as f64 / t0.elapsed().as_secs_f64()
+                ));
             }
         }
         let train_secs = t0.elapsed().as_secs_f64();
@@ -318,6 +458,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         plot(&plot_path, &format!("{} on {}", a.model, ds_name), &history)?;
     }
     std::io::stdout().flush().ok();
-    println!("checkpoint: {}\nlog: {}\ncurves: {}", ckpt.display(), log_path.display(), plot_path.display());
+    println!(
+        "checkpoint: {}\nlog: {}\ncurves: {}",
+        ckpt.display(),
+        log_path.display(),
+        plot_path.display()
+    );
     Ok(())
 }

@@ -6,17 +6,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn aics(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aics")).args(args).output().expect("run aics")
+    Command::new(env!("CARGO_BIN_EXE_aics"))
+        .args(args)
+        .output()
+        .expect("run aics")
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "aics failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "aics failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// stderr of a failed run: exactly one line, starting with "error:".
 fn err(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert!(!e.contains("panicked"), "panic: {e}");
     assert_eq!(e.lines().count(), 1, "error should be one line: {e}");
@@ -71,7 +83,25 @@ fn synthetic_mnist(dir: &Path, n_train: usize, n_test: usize) {
 }
 
 fn train_args<'a>(data: &'a str, ckpt: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    vec!["--threads", "2", "train", "--model", "lenet5", "--dataset", data, "--epochs", epochs, "--batch-size", "32", "--checkpoint", ckpt, "--seed", "7", "--schedule", "step:1:0.7"]
+    vec![
+        "--threads",
+        "2",
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        data,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "32",
+        "--checkpoint",
+        ckpt,
+        "--seed",
+        "7",
+        "--schedule",
+        "step:1:0.7",
+    ]
 }
 
 fn log_without_times(p: &Path) -> Vec<String> {
@@ -101,7 +131,10 @@ fn train_repeat_resume_eval_predict() {
     let log_a = log_without_times(&a.with_extension("jsonl"));
     assert_eq!(log_a.len(), 3);
     let last: serde_json::Value = serde_json::from_str(&log_a[2]).unwrap();
-    assert!(last["test_acc"].as_f64().unwrap() > 0.8, "the bars are easy to learn: {last}");
+    assert!(
+        last["test_acc"].as_f64().unwrap() > 0.8,
+        "the bars are easy to learn: {last}"
+    );
 
     // the same seed gives the same loss curve
     ok(&aics(&train_args(&data, b.to_str().unwrap(), "3")));
@@ -114,21 +147,41 @@ fn train_repeat_resume_eval_predict() {
     let out = ok(&aics(&resumed));
     assert!(out.contains("resuming"), "{out}");
     assert_eq!(log_a, log_without_times(&c.with_extension("jsonl")));
-    let ta = aics_nn::checkpoint::load_checkpoint(&a).unwrap().model_tensors();
-    let tc = aics_nn::checkpoint::load_checkpoint(&c).unwrap().model_tensors();
+    let ta = aics_nn::checkpoint::load_checkpoint(&a)
+        .unwrap()
+        .model_tensors();
+    let tc = aics_nn::checkpoint::load_checkpoint(&c)
+        .unwrap()
+        .model_tensors();
     assert_eq!(ta, tc);
 
     // eval
-    let out = ok(&aics(&["eval", "--checkpoint", a.to_str().unwrap(), "--json"]));
+    let out = ok(&aics(&[
+        "eval",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--json",
+    ]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["images"], 200);
     assert!((v["accuracy"].as_f64().unwrap() - last["test_acc"].as_f64().unwrap()).abs() < 1e-9);
 
     // predict: an image of the class-4 bar
-    let img = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([if y == 11 && (4..24).contains(&x) { 230 } else { 10 }]));
+    let img = image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([if y == 11 && (4..24).contains(&x) {
+            230
+        } else {
+            10
+        }])
+    });
     let png = d.join("bar4.png");
     img.save(&png).unwrap();
-    let out = ok(&aics(&["predict", "--checkpoint", a.to_str().unwrap(), png.to_str().unwrap()]));
+    let out = ok(&aics(&[
+        "predict",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]));
     assert!(out.starts_with(&format!("{}: 4 ", png.display())), "{out}");
 }
 
@@ -140,9 +193,17 @@ fn summary_counts_parameters_and_weights() {
     assert_eq!(v["total_params"], 61706);
     assert_eq!(v["layers"][0]["output"], serde_json::json!([1, 6, 28, 28]));
     // the chapter's count: a 32×32×3 input fully connected to 100 hidden units has 307,200 weights
-    let out = ok(&aics(&["summary", "--model", "mlp", "--input", "3x32x32", "--hidden", "100,50", "--json"]));
+    let out = ok(&aics(&[
+        "summary", "--model", "mlp", "--input", "3x32x32", "--hidden", "100,50", "--json",
+    ]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let fc1 = v["layers"].as_array().unwrap().iter().find(|l| l["name"] == "fc1").unwrap().clone();
+    let fc1 = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "fc1")
+        .unwrap()
+        .clone();
     assert_eq!(fc1["weights"], 307_200);
     assert_eq!(fc1["params"], 307_300);
 }
@@ -151,24 +212,57 @@ fn summary_counts_parameters_and_weights() {
 fn bad_input_gives_one_clear_line() {
     let d = tmp("bad");
     // missing data directory
-    let e = err(&aics(&["train", "--dataset", &format!("mnist:{}", d.join("nowhere").display())]));
+    let e = err(&aics(&[
+        "train",
+        "--dataset",
+        &format!("mnist:{}", d.join("nowhere").display()),
+    ]));
     assert!(e.contains("nowhere"), "{e}");
     // truncated data file
     synthetic_mnist(&d, 50, 20);
     let bytes = std::fs::read(d.join("train-images-idx3-ubyte.gz")).unwrap();
-    std::fs::write(d.join("train-images-idx3-ubyte.gz"), &bytes[..bytes.len() / 2]).unwrap();
-    let e = err(&aics(&["train", "--dataset", &format!("mnist:{}", d.display()), "--epochs", "1"]));
+    std::fs::write(
+        d.join("train-images-idx3-ubyte.gz"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let e = err(&aics(&[
+        "train",
+        "--dataset",
+        &format!("mnist:{}", d.display()),
+        "--epochs",
+        "1",
+    ]));
     assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
     // missing / corrupt / foreign checkpoints
-    let e = err(&aics(&["eval", "--checkpoint", d.join("none.safetensors").to_str().unwrap()]));
+    let e = err(&aics(&[
+        "eval",
+        "--checkpoint",
+        d.join("none.safetensors").to_str().unwrap(),
+    ]));
     assert!(e.contains("none.safetensors"), "{e}");
-    std::fs::write(d.join("junk.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
-    let e = err(&aics(&["predict", "--checkpoint", d.join("junk.safetensors").to_str().unwrap(), "x.png"]));
+    std::fs::write(
+        d.join("junk.safetensors"),
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage",
+    )
+    .unwrap();
+    let e = err(&aics(&[
+        "predict",
+        "--checkpoint",
+        d.join("junk.safetensors").to_str().unwrap(),
+        "x.png",
+    ]));
     assert!(e.contains("junk.safetensors"), "{e}");
     // unknown names and bad arguments
     let e = err(&aics(&["summary", "--model", "resnet9000"]));
     assert!(e.contains("resnet9000") && e.contains("lenet5"), "{e}");
-    let e = err(&aics(&["train", "--optimizer", "sgdd", "--dataset", &format!("mnist:{}", d.join("nowhere").display())]));
+    let e = err(&aics(&[
+        "train",
+        "--optimizer",
+        "sgdd",
+        "--dataset",
+        &format!("mnist:{}", d.join("nowhere").display()),
+    ]));
     assert!(e.contains("sgdd") && e.contains("adamw"), "{e}");
     let out = aics(&["summary", "--input", "1x0x28"]);
     assert!(!out.status.success());
@@ -182,13 +276,28 @@ fn bad_input_gives_one_clear_line() {
 fn fashion_mnist_quick_training() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fashion-mnist");
     if !dir.join("t10k-images-idx3-ubyte.gz").exists() {
-        eprintln!("skipped: {} not present (run scripts/setup.sh)", dir.display());
+        eprintln!(
+            "skipped: {} not present (run scripts/setup.sh)",
+            dir.display()
+        );
         return;
     }
     let d = tmp("fashion");
     let ck = d.join("f.safetensors");
     let data = format!("fashion-mnist:{}", dir.display());
-    let out = ok(&aics(&["train", "--dataset", &data, "--epochs", "2", "--limit-train", "20000", "--limit-test", "2000", "--checkpoint", ck.to_str().unwrap()]));
+    let out = ok(&aics(&[
+        "train",
+        "--dataset",
+        &data,
+        "--epochs",
+        "2",
+        "--limit-train",
+        "20000",
+        "--limit-test",
+        "2000",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]));
     let log = std::fs::read_to_string(ck.with_extension("jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert!(last["test_acc"].as_f64().unwrap() > 0.8, "{out}");

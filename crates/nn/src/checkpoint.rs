@@ -27,28 +27,55 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The model's tensors (everything outside `optimizer.`).
     pub fn model_tensors(&self) -> TensorMap {
-        self.tensors.iter().filter(|(k, _)| !k.starts_with(OPTIM_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.tensors
+            .iter()
+            .filter(|(k, _)| !k.starts_with(OPTIM_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
     /// The optimizer's state, prefix removed.
     pub fn optimizer_state(&self) -> TensorMap {
-        self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(OPTIM_PREFIX).map(|s| (s.to_string(), v.clone()))).collect()
+        self.tensors
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(OPTIM_PREFIX)
+                    .map(|s| (s.to_string(), v.clone()))
+            })
+            .collect()
     }
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(|s| s.as_str())
     }
     /// Load the model tensors into `model`, naming this file in any error.
     pub fn load_into(&self, model: &dyn Module) -> Result<()> {
-        crate::module::load_state_dict(model, &self.model_tensors(), true)
-            .map_err(|e| NnError::Checkpoint { path: self.path.clone(), msg: e.to_string() })
+        crate::module::load_state_dict(model, &self.model_tensors(), true).map_err(|e| {
+            NnError::Checkpoint {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            }
+        })
     }
 }
 
 /// Write `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e| NnError::Io { path: path.to_path_buf(), source: e };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| NnError::Checkpoint { path: path.to_path_buf(), msg: "not a file path".into() })?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let io = |e| NnError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| NnError::Checkpoint {
+        path: path.to_path_buf(),
+        msg: "not a file path".into(),
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -67,14 +94,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Save model (and optimizer) state with metadata.
-pub fn save_checkpoint(path: &Path, model: &dyn Module, optim: Option<&dyn Optimizer>, metadata: HashMap<String, String>) -> Result<()> {
+pub fn save_checkpoint(
+    path: &Path,
+    model: &dyn Module,
+    optim: Option<&dyn Optimizer>,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (k, t) in state_dict(model) {
-        entries.push((k, t.shape().to_vec(), t.data().iter().flat_map(|v| v.to_le_bytes()).collect()));
+        entries.push((
+            k,
+            t.shape().to_vec(),
+            t.data().iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
     }
     if let Some(o) = optim {
         for (k, shape, data) in o.state() {
-            entries.push((format!("{OPTIM_PREFIX}{k}"), shape, data.iter().flat_map(|v| v.to_le_bytes()).collect()));
+            entries.push((
+                format!("{OPTIM_PREFIX}{k}"),
+                shape,
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
         }
     }
     let mut meta = metadata;
@@ -83,10 +123,17 @@ pub fn save_checkpoint(path: &Path, model: &dyn Module, optim: Option<&dyn Optim
         meta.insert("optimizer".into(), o.name().into());
         meta.insert("lr".into(), o.lr().to_string());
     }
-    let bad = |msg: String| NnError::Checkpoint { path: path.to_path_buf(), msg };
+    let bad = |msg: String| NnError::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
     let views: Vec<(String, TensorView)> = entries
         .iter()
-        .map(|(k, s, d)| TensorView::new(Dtype::F32, s.clone(), d).map(|v| (k.clone(), v)).map_err(|e| bad(format!("{k}: {e}"))))
+        .map(|(k, s, d)| {
+            TensorView::new(Dtype::F32, s.clone(), d)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| bad(format!("{k}: {e}")))
+        })
         .collect::<Result<_>>()?;
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))?;
     write_atomic(path, &bytes)
@@ -94,21 +141,50 @@ pub fn save_checkpoint(path: &Path, model: &dyn Module, optim: Option<&dyn Optim
 
 /// Read a checkpoint (or any safetensors file of f32/f64 tensors).
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| NnError::Io { path: path.to_path_buf(), source: e })?;
-    let bad = |msg: String| NnError::Checkpoint { path: path.to_path_buf(), msg };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("cannot read the safetensors header ({e})")))?;
+    let bytes = std::fs::read(path).map_err(|e| NnError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let bad = |msg: String| NnError::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("cannot read the safetensors header ({e})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt or truncated ({e})")))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt or truncated ({e})")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
-            Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
-            other => return Err(bad(format!("tensor `{name}` has dtype {other:?}; expected F32, F64 or I64"))),
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F64 => raw
+                .chunks_exact(8)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+            Dtype::I64 => raw
+                .chunks_exact(8)
+                .map(|c| {
+                    i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {other:?}; expected F32, F64 or I64"
+                )))
+            }
         };
         tensors.insert(name, (view.shape().to_vec(), data));
     }
-    Ok(Checkpoint { path: path.to_path_buf(), metadata, tensors })
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        metadata,
+        tensors,
+    })
 }

@@ -11,7 +11,10 @@ pub enum NnError {
     #[error(transparent)]
     Tensor(#[from] TensorError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a valid checkpoint: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
     #[error("state dict: missing tensor `{key}` (expected shape {shape:?})")]
@@ -19,7 +22,11 @@ pub enum NnError {
     #[error("state dict: unexpected tensor `{key}` (the model has no such parameter)")]
     UnexpectedKey { key: String },
     #[error("state dict: tensor `{key}` has shape {got:?}, the model expects {expected:?}")]
-    ShapeMismatch { key: String, expected: Vec<usize>, got: Vec<usize> },
+    ShapeMismatch {
+        key: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
     #[error("{layer}: {msg}")]
     Config { layer: String, msg: String },
 }
@@ -27,5 +34,8 @@ pub enum NnError {
 pub type Result<T> = std::result::Result<T, NnError>;
 
 pub(crate) fn config(layer: &str, msg: impl Into<String>) -> NnError {
-    NnError::Config { layer: layer.to_string(), msg: msg.into() }
+    NnError::Config {
+        layer: layer.to_string(),
+        msg: msg.into(),
+    }
 }

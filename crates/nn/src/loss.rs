@@ -7,45 +7,75 @@ use crate::error::{config, Result};
 
 fn check_targets(op: &str, target: &[usize], n: usize, k: usize) -> Result<()> {
     if target.len() != n {
-        return Err(config(op, format!("{} targets for a batch of {n}", target.len())));
+        return Err(config(
+            op,
+            format!("{} targets for a batch of {n}", target.len()),
+        ));
     }
     if let Some(&t) = target.iter().find(|&&t| t >= k) {
-        return Err(config(op, format!("target class {t} out of range for {k} classes")));
+        return Err(config(
+            op,
+            format!("target class {t} out of range for {k} classes"),
+        ));
     }
     Ok(())
 }
 
 fn check_weight<T: Float>(op: &str, weight: Option<&[T]>, k: usize) -> Result<()> {
     match weight {
-        Some(w) if w.len() != k => Err(config(op, format!("{} class weights for {k} classes", w.len()))),
+        Some(w) if w.len() != k => Err(config(
+            op,
+            format!("{} class weights for {k} classes", w.len()),
+        )),
         _ => Ok(()),
     }
 }
 
 /// `-Σ_n w[y_n]·logp[n, y_n] / Σ_n w[y_n]` on log-probabilities `logp` (N, K).
-pub fn nll_loss<T: Float>(logp: &Tensor<T>, target: &[usize], weight: Option<&[T]>) -> Result<Tensor<T>> {
+pub fn nll_loss<T: Float>(
+    logp: &Tensor<T>,
+    target: &[usize],
+    weight: Option<&[T]>,
+) -> Result<Tensor<T>> {
     let s = logp.shape();
     if s.len() != 2 {
-        return Err(config("nll_loss", format!("expected log-probabilities (N, K), got {s:?}")));
+        return Err(config(
+            "nll_loss",
+            format!("expected log-probabilities (N, K), got {s:?}"),
+        ));
     }
     let (n, k) = (s[0], s[1]);
     check_targets("nll_loss", target, n, k)?;
     check_weight("nll_loss", weight, k)?;
     let picked = logp.gather(1, target, &[n, 1])?; // [N,1]
-    let w: Vec<T> = target.iter().map(|&t| weight.map_or(T::one(), |w| w[t])).collect();
+    let w: Vec<T> = target
+        .iter()
+        .map(|&t| weight.map_or(T::one(), |w| w[t]))
+        .collect();
     let denom: f64 = w.iter().map(|v| v.as_f64()).sum();
     let wt = Tensor::from_vec(w, &[n, 1])?;
     Ok(picked.mul(&wt)?.sum().mul_scalar(-1.0 / denom))
 }
 
 /// Cross-entropy of logits (N, K) against class indices, as `F.cross_entropy`.
-pub fn cross_entropy<T: Float>(logits: &Tensor<T>, target: &[usize], weight: Option<&[T]>, label_smoothing: f64) -> Result<Tensor<T>> {
+pub fn cross_entropy<T: Float>(
+    logits: &Tensor<T>,
+    target: &[usize],
+    weight: Option<&[T]>,
+    label_smoothing: f64,
+) -> Result<Tensor<T>> {
     let s = logits.shape();
     if s.len() != 2 {
-        return Err(config("cross_entropy", format!("expected logits (N, K), got {s:?}")));
+        return Err(config(
+            "cross_entropy",
+            format!("expected logits (N, K), got {s:?}"),
+        ));
     }
     if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(config("cross_entropy", format!("label_smoothing must be in [0, 1], got {label_smoothing}")));
+        return Err(config(
+            "cross_entropy",
+            format!("label_smoothing must be in [0, 1], got {label_smoothing}"),
+        ));
     }
     let (n, k) = (s[0], s[1]);
     check_targets("cross_entropy", target, n, k)?;
@@ -65,12 +95,17 @@ pub fn cross_entropy<T: Float>(logits: &Tensor<T>, target: &[usize], weight: Opt
         None => (logp.sum(), n as f64),
     };
     let eps = label_smoothing;
-    Ok(nll.mul_scalar(1.0 - eps).add(&smooth.mul_scalar(-eps / (k as f64 * denom)))?)
+    Ok(nll
+        .mul_scalar(1.0 - eps)
+        .add(&smooth.mul_scalar(-eps / (k as f64 * denom)))?)
 }
 
 fn same_shape<T: Float>(op: &str, x: &Tensor<T>, y: &Tensor<T>) -> Result<()> {
     if x.shape() != y.shape() {
-        return Err(crate::error::NnError::Tensor(TensorError::Shape { op: "loss", msg: format!("{op}: input {:?} vs target {:?}", x.shape(), y.shape()) }));
+        return Err(crate::error::NnError::Tensor(TensorError::Shape {
+            op: "loss",
+            msg: format!("{op}: input {:?} vs target {:?}", x.shape(), y.shape()),
+        }));
     }
     Ok(())
 }

@@ -60,7 +60,14 @@ pub trait Module: Send + Sync {
                 }
             }
         });
-        rows.push(SummaryRow { name: name.to_string(), layer: self.type_name(), output: y.shape().to_vec(), params, weights, macs: self.macs(x.shape(), y.shape()) });
+        rows.push(SummaryRow {
+            name: name.to_string(),
+            layer: self.type_name(),
+            output: y.shape().to_vec(),
+            params,
+            weights,
+            macs: self.macs(x.shape(), y.shape()),
+        });
         Ok(y)
     }
 }
@@ -85,6 +92,7 @@ impl Sequential {
         Self::default()
     }
     /// Append a layer named by its position.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, m: impl Module + 'static) -> Self {
         let name = self.layers.len().to_string();
         self.layers.push((name, Box::new(m)));
@@ -114,7 +122,10 @@ impl Module for Sequential {
         let mut h = x.clone();
         for (name, l) in &self.layers {
             h = l.forward(&h).map_err(|e| match e {
-                NnError::Tensor(t) => NnError::Config { layer: format!("layer `{name}` ({})", l.type_name()), msg: t.to_string() },
+                NnError::Tensor(t) => NnError::Config {
+                    layer: format!("layer `{name}` ({})", l.type_name()),
+                    msg: t.to_string(),
+                },
                 other => other,
             })?;
         }
@@ -129,7 +140,9 @@ impl Module for Sequential {
         }
     }
     fn set_training(&self, training: bool) {
-        self.layers.iter().for_each(|(_, l)| l.set_training(training));
+        self.layers
+            .iter()
+            .for_each(|(_, l)| l.set_training(training));
     }
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let mut h = x.clone();
@@ -164,14 +177,28 @@ pub fn num_params(m: &dyn Module) -> usize {
 
 /// Copy tensors into the model by key. Every model tensor must be present with the same shape;
 /// extra keys are an error when `strict`.
-pub fn load_state_dict(m: &dyn Module, tensors: &HashMap<String, (Vec<usize>, Vec<f32>)>, strict: bool) -> Result<()> {
+pub fn load_state_dict(
+    m: &dyn Module,
+    tensors: &HashMap<String, (Vec<usize>, Vec<f32>)>,
+    strict: bool,
+) -> Result<()> {
     let own = state_dict(m);
     for (k, t) in &own {
         let Some((shape, data)) = tensors.get(k) else {
-            return Err(NnError::MissingKey { key: k.clone(), shape: t.shape().to_vec() });
+            return Err(NnError::MissingKey {
+                key: k.clone(),
+                shape: t.shape().to_vec(),
+            });
         };
-        if shape.iter().product::<usize>() != t.numel() || (shape.as_slice() != t.shape() && !(t.shape().is_empty() && shape.iter().product::<usize>() == 1)) {
-            return Err(NnError::ShapeMismatch { key: k.clone(), expected: t.shape().to_vec(), got: shape.clone() });
+        if shape.iter().product::<usize>() != t.numel()
+            || (shape.as_slice() != t.shape()
+                && !(t.shape().is_empty() && shape.iter().product::<usize>() == 1))
+        {
+            return Err(NnError::ShapeMismatch {
+                key: k.clone(),
+                expected: t.shape().to_vec(),
+                got: shape.clone(),
+            });
         }
         t.set_data(data.clone())?;
     }

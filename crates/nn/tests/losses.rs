@@ -9,14 +9,30 @@ use aics_tensor::fixture::Fixture;
 fn losses_match_pytorch() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/ops");
     let mut checked = 0;
-    const LOSSES: &[&str] = &["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "bce_with_logits"];
-    for fx in Fixture::load_dir(&dir).unwrap().into_iter().filter(|f| LOSSES.contains(&f.op.as_str())) {
+    const LOSSES: &[&str] = &[
+        "cross_entropy",
+        "nll_loss",
+        "mse_loss",
+        "l1_loss",
+        "smooth_l1_loss",
+        "bce_with_logits",
+    ];
+    for fx in Fixture::load_dir(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(|f| LOSSES.contains(&f.op.as_str()))
+    {
         let target = fx.usizes("target");
         let weight = fx.f64s("weight");
         let r = fx.check(
             |t| {
                 let res = match fx.op.as_str() {
-                    "cross_entropy" => cross_entropy(&t["logits"], &target, weight.as_deref(), fx.num("label_smoothing")),
+                    "cross_entropy" => cross_entropy(
+                        &t["logits"],
+                        &target,
+                        weight.as_deref(),
+                        fx.num("label_smoothing"),
+                    ),
                     "nll_loss" => nll_loss(&t["x"], &target, weight.as_deref()),
                     "mse_loss" => mse_loss(&t["x"], &t["target"]),
                     "l1_loss" => l1_loss(&t["x"], &t["target"]),
@@ -24,7 +40,10 @@ fn losses_match_pytorch() {
                     "bce_with_logits" => bce_with_logits(&t["x"], &t["target"]),
                     other => unreachable!("filtered above: {other}"),
                 };
-                res.map_err(|e| aics_tensor::TensorError::Arg { op: "loss", msg: e.to_string() })
+                res.map_err(|e| aics_tensor::TensorError::Arg {
+                    op: "loss",
+                    msg: e.to_string(),
+                })
             },
             1e-9,
         );

@@ -19,7 +19,9 @@ fn rosenbrock(p: &Tensor) -> aics_tensor::Result<Tensor> {
 
 #[test]
 fn lbfgs_strong_wolfe_minimises_rosenbrock() {
-    let p = Tensor::from_vec(vec![-1.5f32, 2.0], &[2]).unwrap().requires_grad_(true);
+    let p = Tensor::from_vec(vec![-1.5f32, 2.0], &[2])
+        .unwrap()
+        .requires_grad_(true);
     let mut opt = Lbfgs::new(vec![("p".into(), p.clone())], 1.0, true);
     opt.max_iter = 100;
     opt.max_eval = 200;
@@ -33,13 +35,20 @@ fn lbfgs_strong_wolfe_minimises_rosenbrock() {
         .unwrap();
     }
     let v = p.to_vec();
-    assert!((v[0] - 1.0).abs() < 1e-3 && (v[1] - 1.0).abs() < 1e-3, "ended at {v:?}");
+    assert!(
+        (v[0] - 1.0).abs() < 1e-3 && (v[1] - 1.0).abs() < 1e-3,
+        "ended at {v:?}"
+    );
 }
 
 #[test]
 fn sgd_momentum_nesterov_and_adam_single_steps() {
     // One parameter w = 2, loss = w² ⇒ g = 4.
-    let mk = || Tensor::from_vec(vec![2.0f32], &[1]).unwrap().requires_grad_(true);
+    let mk = || {
+        Tensor::from_vec(vec![2.0f32], &[1])
+            .unwrap()
+            .requires_grad_(true)
+    };
     let grad = |w: &Tensor| w.square().sum().backward().unwrap();
 
     let w = mk();
@@ -85,7 +94,9 @@ fn schedules() {
 
 #[test]
 fn clip_grad_norm_scales() {
-    let p = Tensor::from_vec(vec![3.0f32, 4.0], &[2]).unwrap().requires_grad_(true);
+    let p = Tensor::from_vec(vec![3.0f32, 4.0], &[2])
+        .unwrap()
+        .requires_grad_(true);
     p.mul(&p).unwrap().sum().mul_scalar(0.5).backward().unwrap(); // g = (3, 4), |g| = 5
     let params = vec![("p".to_string(), p.clone())];
     let n = clip_grad_norm(&params, 1.0);
@@ -103,17 +114,29 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
 #[test]
 fn checkpoint_round_trip_with_optimizer_state() {
     let mut rng = Rng::new(1);
-    let model = Sequential::new().add(Linear::new(3, 4, true, &mut rng).unwrap()).add(ReLU).add(BatchNorm::new(4));
+    let model = Sequential::new()
+        .add(Linear::new(3, 4, true, &mut rng).unwrap())
+        .add(ReLU)
+        .add(BatchNorm::new(4));
     let x = Tensor::randn(&[5, 3], 0.0, 1.0, &mut rng);
     let mut opt = Sgd::new(parameters(&model), 0.1, 0.9, 0.0, false);
     model.forward(&x).unwrap().sum().backward().unwrap();
     opt.step().unwrap();
     let dir = tmpdir("ckpt");
     let path = dir.join("m.safetensors");
-    save_checkpoint(&path, &model, Some(&opt), HashMap::from([("epoch".into(), "3".into())])).unwrap();
+    save_checkpoint(
+        &path,
+        &model,
+        Some(&opt),
+        HashMap::from([("epoch".into(), "3".into())]),
+    )
+    .unwrap();
 
     let mut rng2 = Rng::new(99);
-    let model2 = Sequential::new().add(Linear::new(3, 4, true, &mut rng2).unwrap()).add(ReLU).add(BatchNorm::new(4));
+    let model2 = Sequential::new()
+        .add(Linear::new(3, 4, true, &mut rng2).unwrap())
+        .add(ReLU)
+        .add(BatchNorm::new(4));
     let ck = load_checkpoint(&path).unwrap();
     ck.load_into(&model2).unwrap();
     assert_eq!(ck.meta("epoch"), Some("3"));
@@ -122,12 +145,27 @@ fn checkpoint_round_trip_with_optimizer_state() {
         assert_eq!(a.to_vec(), b.to_vec(), "{k1}");
     }
     let keys: Vec<String> = state_dict(&model).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(keys, ["0.weight", "0.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var", "2.num_batches_tracked"]);
+    assert_eq!(
+        keys,
+        [
+            "0.weight",
+            "0.bias",
+            "2.weight",
+            "2.bias",
+            "2.running_mean",
+            "2.running_var",
+            "2.num_batches_tracked"
+        ]
+    );
     let mut opt2 = Sgd::new(parameters(&model2), 0.1, 0.9, 0.0, false);
     opt2.load_state(&ck.optimizer_state()).unwrap();
     assert_eq!(opt2.state(), opt.state());
     // no temp files are left behind
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -137,12 +175,21 @@ fn bad_checkpoints_are_clear_errors() {
     let mut rng = Rng::new(1);
     let model = Sequential::new().add(Linear::new(3, 4, true, &mut rng).unwrap());
     // missing file
-    let e = load_checkpoint(&dir.join("nope.safetensors")).err().unwrap().to_string();
+    let e = load_checkpoint(&dir.join("nope.safetensors"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("nope.safetensors"), "{e}");
     // garbage
     std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint at all").unwrap();
-    let e = load_checkpoint(&dir.join("junk.safetensors")).err().unwrap().to_string();
-    assert!(e.contains("junk.safetensors") && e.contains("not a valid checkpoint"), "{e}");
+    let e = load_checkpoint(&dir.join("junk.safetensors"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("junk.safetensors") && e.contains("not a valid checkpoint"),
+        "{e}"
+    );
     // truncated
     let good = dir.join("good.safetensors");
     save_checkpoint(&good, &model, None, HashMap::new()).unwrap();
@@ -151,10 +198,22 @@ fn bad_checkpoints_are_clear_errors() {
     assert!(load_checkpoint(&dir.join("trunc.safetensors")).is_err());
     // another model's checkpoint: shape mismatch names the tensor
     let other = Sequential::new().add(Linear::new(3, 5, true, &mut rng).unwrap());
-    let e = load_checkpoint(&good).unwrap().load_into(&other).err().unwrap().to_string();
+    let e = load_checkpoint(&good)
+        .unwrap()
+        .load_into(&other)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("0.weight") && e.contains("[5, 3]"), "{e}");
     // missing key
-    let bigger = Sequential::new().add(Linear::new(3, 4, true, &mut rng).unwrap()).add(Linear::new(4, 2, true, &mut rng).unwrap());
-    let e = load_checkpoint(&good).unwrap().load_into(&bigger).err().unwrap().to_string();
+    let bigger = Sequential::new()
+        .add(Linear::new(3, 4, true, &mut rng).unwrap())
+        .add(Linear::new(4, 2, true, &mut rng).unwrap());
+    let e = load_checkpoint(&good)
+        .unwrap()
+        .load_into(&bigger)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("1.weight"), "{e}");
 }

@@ -68,7 +68,10 @@ impl<T: Float> Tensor<T> {
             )));
         }
         if !self.requires_grad() {
-            return Err(TensorError::Backward("tensor does not require grad (no input needs a gradient, or built under no_grad)".into()));
+            return Err(TensorError::Backward(
+                "tensor does not require grad (no input needs a gradient, or built under no_grad)"
+                    .into(),
+            ));
         }
         let _g = no_grad();
         let order = topo_order(self);
@@ -79,8 +82,12 @@ impl<T: Float> Tensor<T> {
         }
         grads.insert(self.id(), grad);
         for t in order.iter().rev() {
-            let Some(g) = grads.remove(&t.id()) else { continue };
-            let Some(node) = t.0.node.as_ref() else { continue };
+            let Some(g) = grads.remove(&t.id()) else {
+                continue;
+            };
+            let Some(node) = t.0.node.as_ref() else {
+                continue;
+            };
             let needs: Vec<bool> = node.inputs.iter().map(|i| i.requires_grad()).collect();
             let gin = (node.backward)(&g, &needs);
             drop(g);
@@ -89,7 +96,12 @@ impl<T: Float> Tensor<T> {
                 if !inp.requires_grad() {
                     continue;
                 }
-                debug_assert_eq!(gi.len(), inp.numel(), "backward of {} gave a wrong-sized gradient", node.op);
+                debug_assert_eq!(
+                    gi.len(),
+                    inp.numel(),
+                    "backward of {} gave a wrong-sized gradient",
+                    node.op
+                );
                 if inp.is_leaf() {
                     inp.accumulate_grad(gi);
                 } else {

@@ -20,7 +20,12 @@ pub struct Fixture {
 }
 
 fn tensor(v: &Value) -> Result<Tensor<f64>, String> {
-    let shape: Vec<usize> = v["shape"].as_array().ok_or("missing shape")?.iter().map(|d| d.as_u64().unwrap_or(0) as usize).collect();
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .ok_or("missing shape")?
+        .iter()
+        .map(|d| d.as_u64().unwrap_or(0) as usize)
+        .collect();
     let data: Vec<f64> = match &v["data"] {
         Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect(),
         Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN)],
@@ -42,14 +47,22 @@ fn tensors(v: &Value) -> Result<BTreeMap<String, Tensor<f64>>, String> {
 impl Fixture {
     pub fn load(path: &Path) -> Result<Fixture, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Fixture {
-            name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             op: v["op"].as_str().unwrap_or("").to_string(),
             params: v["params"].clone(),
             inputs: tensors(&v["inputs"])?,
             output: tensor(&v["output"])?,
-            gout: if v["gout"].is_null() { None } else { Some(tensor(&v["gout"])?) },
+            gout: if v["gout"].is_null() {
+                None
+            } else {
+                Some(tensor(&v["gout"])?)
+            },
             grads: tensors(&v["grads"])?,
         })
     }
@@ -66,17 +79,28 @@ impl Fixture {
     }
 
     pub fn input(&self, name: &str) -> Tensor<f64> {
-        self.inputs.get(name).cloned().unwrap_or_else(|| panic!("fixture {}: no input {name}", self.name))
+        self.inputs
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("fixture {}: no input {name}", self.name))
     }
     pub fn usizes(&self, key: &str) -> Vec<usize> {
-        self.params[key].as_array().map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect()).unwrap_or_default()
+        self.params[key]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect())
+            .unwrap_or_default()
     }
     pub fn pair(&self, key: &str) -> (usize, usize) {
         let v = self.usizes(key);
-        (v.first().copied().unwrap_or(0), v.get(1).copied().unwrap_or(0))
+        (
+            v.first().copied().unwrap_or(0),
+            v.get(1).copied().unwrap_or(0),
+        )
     }
     pub fn f64s(&self, key: &str) -> Option<Vec<f64>> {
-        self.params[key].as_array().map(|a| a.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+        self.params[key]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
     }
     pub fn num(&self, key: &str) -> f64 {
         self.params[key].as_f64().unwrap_or(f64::NAN)
@@ -87,14 +111,39 @@ impl Fixture {
 
     /// Run `f` on fresh leaves made from the inputs, compare its output, back-propagate `gout`
     /// and compare every gradient the fixture holds. Returns the worst error seen.
-    pub fn check(&self, f: impl Fn(&BTreeMap<String, Tensor<f64>>) -> crate::Result<Tensor<f64>>, tol: f64) -> Result<f64, String> {
-        let no_grad: Vec<String> = self.params["no_grad"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
-        let leaves: BTreeMap<String, Tensor<f64>> =
-            self.inputs.iter().map(|(k, t)| (k.clone(), t.copy().requires_grad_(self.grads.contains_key(k) && !no_grad.contains(k)))).collect();
+    pub fn check(
+        &self,
+        f: impl Fn(&BTreeMap<String, Tensor<f64>>) -> crate::Result<Tensor<f64>>,
+        tol: f64,
+    ) -> Result<f64, String> {
+        let no_grad: Vec<String> = self.params["no_grad"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let leaves: BTreeMap<String, Tensor<f64>> = self
+            .inputs
+            .iter()
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    t.copy()
+                        .requires_grad_(self.grads.contains_key(k) && !no_grad.contains(k)),
+                )
+            })
+            .collect();
         let out = f(&leaves).map_err(|e| format!("{}: {e}", self.name))?;
         let close = |what: &str, got: &Tensor<f64>, want: &Tensor<f64>| -> Result<f64, String> {
             if got.numel() != want.numel() {
-                return Err(format!("{} {what}: shape {:?}, expected {:?}", self.name, got.shape(), want.shape()));
+                return Err(format!(
+                    "{} {what}: shape {:?}, expected {:?}",
+                    self.name,
+                    got.shape(),
+                    want.shape()
+                ));
             }
             let mut worst = 0.0f64;
             for (i, (a, b)) in got.data().iter().zip(want.data().iter()).enumerate() {
@@ -110,10 +159,17 @@ impl Fixture {
         if self.grads.is_empty() {
             return Ok(worst);
         }
-        let gout = self.gout.as_ref().map(|g| g.to_vec()).unwrap_or_else(|| vec![1.0; out.numel()]);
-        out.backward_with(gout).map_err(|e| format!("{}: {e}", self.name))?;
+        let gout = self
+            .gout
+            .as_ref()
+            .map(|g| g.to_vec())
+            .unwrap_or_else(|| vec![1.0; out.numel()]);
+        out.backward_with(gout)
+            .map_err(|e| format!("{}: {e}", self.name))?;
         for (k, want) in &self.grads {
-            let got = leaves[k].grad().ok_or_else(|| format!("{}: no gradient for {k}", self.name))?;
+            let got = leaves[k]
+                .grad()
+                .ok_or_else(|| format!("{}: no gradient for {k}", self.name))?;
             worst = worst.max(close(&format!("grad {k}"), &got, want)?);
         }
         Ok(worst)

@@ -2,10 +2,10 @@
 //! random projection) against central differences `(L(x+ε) - L(x-ε)) / 2ε`, element by element.
 
 use crate::autograd::no_grad;
+use crate::error::Result;
 use crate::ops::conv::ConvParams;
 use crate::ops::pool::PoolParams;
 use crate::ops::upsample::Interp;
-use crate::error::Result;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -21,6 +21,7 @@ pub struct GradCheckReport {
 
 /// Check `f` at `inputs`; `wrt[i]` says whether input i is differentiated. Passes when every
 /// element agrees within `atol + rtol·|numerical|`.
+#[allow(clippy::type_complexity)]
 pub fn gradcheck(
     f: &dyn Fn(&[Tensor<f64>]) -> Result<Tensor<f64>>,
     inputs: &[Tensor<f64>],
@@ -28,7 +29,11 @@ pub fn gradcheck(
     seed: u64,
 ) -> Result<GradCheckReport> {
     let (eps, atol, rtol) = (1e-6, 1e-7, 1e-5);
-    let leaves: Vec<Tensor<f64>> = inputs.iter().zip(wrt).map(|(t, &w)| t.copy().requires_grad_(w)).collect();
+    let leaves: Vec<Tensor<f64>> = inputs
+        .iter()
+        .zip(wrt)
+        .map(|(t, &w)| t.copy().requires_grad_(w))
+        .collect();
     let out = f(&leaves)?;
     let mut rng = Rng::new(seed);
     let r = Tensor::<f64>::rand(out.shape(), -1.0, 1.0, &mut rng);
@@ -44,7 +49,10 @@ pub fn gradcheck(
         if !wrt[i] {
             continue;
         }
-        let analytic = leaf.grad().map(|g| g.to_vec()).unwrap_or_else(|| vec![0.0; leaf.numel()]);
+        let analytic = leaf
+            .grad()
+            .map(|g| g.to_vec())
+            .unwrap_or_else(|| vec![0.0; leaf.numel()]);
         let base = leaf.to_vec();
         for j in 0..base.len() {
             let mut xs: Vec<Tensor<f64>> = leaves.iter().map(|t| t.detach()).collect();
@@ -66,8 +74,16 @@ pub fn gradcheck(
             checked += 1;
         }
     }
-    Ok(GradCheckReport { max_abs_err: max_abs, max_rel_err: max_rel, checked, passed })
+    Ok(GradCheckReport {
+        max_abs_err: max_abs,
+        max_rel_err: max_rel,
+        checked,
+        passed,
+    })
 }
+
+/// The function under test in an [`OpCase`].
+pub type OpFn = Box<dyn Fn(&[Tensor<f64>]) -> Result<Tensor<f64>> + Send + Sync>;
 
 /// One named op check: input shapes, an optional input range (for ops with kinks or restricted
 /// domains), and the function under test.
@@ -75,8 +91,7 @@ pub struct OpCase {
     pub name: &'static str,
     pub shapes: Vec<Vec<usize>>,
     pub range: Option<(f64, f64)>,
-    #[allow(clippy::type_complexity)]
-    pub f: Box<dyn Fn(&[Tensor<f64>]) -> Result<Tensor<f64>> + Send + Sync>,
+    pub f: OpFn,
 }
 
 fn case(
@@ -85,7 +100,12 @@ fn case(
     range: Option<(f64, f64)>,
     f: impl Fn(&[Tensor<f64>]) -> Result<Tensor<f64>> + Send + Sync + 'static,
 ) -> OpCase {
-    OpCase { name, shapes: shapes.iter().map(|s| s.to_vec()).collect(), range, f: Box::new(f) }
+    OpCase {
+        name,
+        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
+        range,
+        f: Box::new(f),
+    }
 }
 
 impl OpCase {
@@ -116,9 +136,15 @@ pub fn op_cases() -> Vec<OpCase> {
         case("add", &[&[2, 3, 4], &[3, 1]], None, |x| x[0].add(&x[1])),
         case("sub", &[&[2, 1, 4], &[3, 4]], None, |x| x[0].sub(&x[1])),
         case("mul", &[&[2, 3, 4], &[1, 3, 1]], None, |x| x[0].mul(&x[1])),
-        case("mul_scalar_like", &[&[4, 5], &[]], None, |x| x[0].mul(&x[1])),
-        case("div", &[&[2, 3], &[3]], Some((0.5, 2.0)), |x| x[0].div(&x[1])),
-        case("maximum", &[&[3, 4], &[3, 4]], None, |x| x[0].maximum(&x[1])),
+        case("mul_scalar_like", &[&[4, 5], &[]], None, |x| {
+            x[0].mul(&x[1])
+        }),
+        case("div", &[&[2, 3], &[3]], Some((0.5, 2.0)), |x| {
+            x[0].div(&x[1])
+        }),
+        case("maximum", &[&[3, 4], &[3, 4]], None, |x| {
+            x[0].maximum(&x[1])
+        }),
         case("tanh", &[&[3, 5]], None, |x| Ok(x[0].tanh())),
         case("sigmoid", &[&[3, 5]], None, |x| Ok(x[0].sigmoid())),
         case("exp", &[&[7]], None, |x| Ok(x[0].exp())),
@@ -127,68 +153,243 @@ pub fn op_cases() -> Vec<OpCase> {
         case("sqrt", &[&[6]], Some((0.2, 3.0)), |x| Ok(x[0].sqrt())),
         case("powf", &[&[6]], Some((0.2, 3.0)), |x| Ok(x[0].powf(1.7))),
         case("square", &[&[6]], None, |x| Ok(x[0].square())),
-        case("affine", &[&[6]], None, |x| Ok(x[0].mul_scalar(3.0).add_scalar(-1.0).neg())),
-        case("relu", &[&[4, 4]], Some((0.1, 1.0)), |x| Ok(x[0].add_scalar(-0.55).relu())),
-        case("leaky_relu", &[&[4, 4]], Some((0.1, 1.0)), |x| Ok(x[0].add_scalar(-0.55).leaky_relu(0.2))),
-        case("prelu", &[&[2, 3, 2, 2], &[3]], Some((0.1, 1.0)), |x| x[0].add_scalar(-0.55).prelu(&x[1])),
+        case("affine", &[&[6]], None, |x| {
+            Ok(x[0].mul_scalar(3.0).add_scalar(-1.0).neg())
+        }),
+        case("relu", &[&[4, 4]], Some((0.1, 1.0)), |x| {
+            Ok(x[0].add_scalar(-0.55).relu())
+        }),
+        case("leaky_relu", &[&[4, 4]], Some((0.1, 1.0)), |x| {
+            Ok(x[0].add_scalar(-0.55).leaky_relu(0.2))
+        }),
+        case("prelu", &[&[2, 3, 2, 2], &[3]], Some((0.1, 1.0)), |x| {
+            x[0].add_scalar(-0.55).prelu(&x[1])
+        }),
         case("sum", &[&[3, 4]], None, |x| Ok(x[0].sum())),
         case("mean", &[&[3, 4]], None, |x| Ok(x[0].mean())),
         case("sum_dim", &[&[2, 3, 4]], None, |x| x[0].sum_dim(1, false)),
-        case("mean_dims", &[&[2, 3, 4]], None, |x| x[0].mean_dims(&[0, 2], true)),
-        case("max_dim", &[&[3, 5]], None, |x| Ok(x[0].max_dim(1, false)?.0)),
-        case("reshape", &[&[2, 6]], None, |x| x[0].reshape(&[3, 4])?.mul(&x[0].reshape(&[3, 4])?)),
+        case("mean_dims", &[&[2, 3, 4]], None, |x| {
+            x[0].mean_dims(&[0, 2], true)
+        }),
+        case("max_dim", &[&[3, 5]], None, |x| {
+            Ok(x[0].max_dim(1, false)?.0)
+        }),
+        case("reshape", &[&[2, 6]], None, |x| {
+            x[0].reshape(&[3, 4])?.mul(&x[0].reshape(&[3, 4])?)
+        }),
         case("permute", &[&[2, 3, 4]], None, |x| x[0].permute(&[2, 0, 1])),
         case("transpose", &[&[2, 3, 4]], None, |x| x[0].transpose(0, 2)),
         case("narrow", &[&[4, 5]], None, |x| x[0].narrow(1, 1, 3)),
         case("slice_step", &[&[4, 7]], None, |x| x[0].slice(1, 1, 7, 2)),
-        case("index_select_repeat", &[&[4, 3]], None, |x| x[0].index_select(0, &[3, 0, 3])),
-        case("gather", &[&[3, 4]], None, |x| x[0].gather(1, &[0, 3, 1, 1, 2, 0], &[3, 2])),
-        case("concat", &[&[2, 3], &[2, 2]], None, |x| Tensor::concat(&[&x[0], &x[1]], 1)),
-        case("stack", &[&[2, 3], &[2, 3]], None, |x| Tensor::stack(&[&x[0], &x[1]], 0)),
-        case("pad", &[&[1, 2, 3, 3]], None, |x| x[0].pad(&[(0, 0), (0, 0), (1, 2), (2, 1)], 0.5)),
-        case("embedding", &[&[5, 3]], None, |x| x[0].embedding(&[4, 0, 4, 2], &[2, 2])),
+        case("index_select_repeat", &[&[4, 3]], None, |x| {
+            x[0].index_select(0, &[3, 0, 3])
+        }),
+        case("gather", &[&[3, 4]], None, |x| {
+            x[0].gather(1, &[0, 3, 1, 1, 2, 0], &[3, 2])
+        }),
+        case("concat", &[&[2, 3], &[2, 2]], None, |x| {
+            Tensor::concat(&[&x[0], &x[1]], 1)
+        }),
+        case("stack", &[&[2, 3], &[2, 3]], None, |x| {
+            Tensor::stack(&[&x[0], &x[1]], 0)
+        }),
+        case("pad", &[&[1, 2, 3, 3]], None, |x| {
+            x[0].pad(&[(0, 0), (0, 0), (1, 2), (2, 1)], 0.5)
+        }),
+        case("embedding", &[&[5, 3]], None, |x| {
+            x[0].embedding(&[4, 0, 4, 2], &[2, 2])
+        }),
         case("matmul", &[&[3, 4], &[4, 5]], None, |x| x[0].matmul(&x[1])),
-        case("bmm", &[&[2, 3, 4], &[2, 4, 5]], None, |x| x[0].matmul(&x[1])),
-        case("bmm_shared", &[&[2, 3, 4], &[4, 5]], None, |x| x[0].matmul(&x[1])),
-        case("linear", &[&[3, 4], &[5, 4], &[5]], None, |x| x[0].linear(&x[1], Some(&x[2]))),
-        case("linear_3d_nobias", &[&[2, 3, 4], &[5, 4]], None, |x| x[0].linear(&x[1], None)),
-        case("conv3x3_pad1", &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4]], None, |x| x[0].conv2d(&x[1], Some(&x[2]), p().padding(1))),
-        case("conv1x1", &[&[2, 3, 4, 4], &[5, 3, 1, 1], &[5]], None, |x| x[0].conv2d(&x[1], Some(&x[2]), p())),
-        case("conv1x3", &[&[1, 2, 5, 6], &[3, 2, 1, 3]], None, |x| x[0].conv2d(&x[1], None, ConvParams { padding: (0, 1), ..p() })),
-        case("conv3x1", &[&[1, 2, 5, 6], &[3, 2, 3, 1]], None, |x| x[0].conv2d(&x[1], None, ConvParams { padding: (1, 0), ..p() })),
-        case("conv_stride2", &[&[2, 2, 7, 7], &[3, 2, 3, 3]], None, |x| x[0].conv2d(&x[1], None, p().stride(2).padding(1))),
-        case("conv_stride_hw", &[&[1, 2, 7, 8], &[3, 2, 3, 2]], None, |x| x[0].conv2d(&x[1], None, ConvParams { stride: (2, 3), ..p() })),
-        case("conv_dilation2", &[&[1, 2, 7, 7], &[2, 2, 3, 3]], None, |x| x[0].conv2d(&x[1], None, p().dilation(2).padding(2))),
-        case("conv_groups2", &[&[2, 4, 5, 5], &[6, 2, 3, 3], &[6]], None, |x| x[0].conv2d(&x[1], Some(&x[2]), p().groups(2).padding(1))),
-        case("conv_depthwise", &[&[1, 3, 5, 5], &[3, 1, 3, 3]], None, |x| x[0].conv2d(&x[1], None, p().groups(3).padding(1))),
-        case("conv_11x11_s4", &[&[1, 1, 15, 15], &[2, 1, 11, 11]], None, |x| x[0].conv2d(&x[1], None, p().stride(4).padding(2))),
-        case("conv_permuted_input", &[&[5, 5, 1, 2], &[2, 2, 3, 3]], None, |x| x[0].permute(&[2, 3, 0, 1])?.conv2d(&x[1], None, p())),
-        case("convT_s2_k4_p1", &[&[1, 3, 3, 3], &[3, 2, 4, 4], &[2]], None, |x| x[0].conv_transpose2d(&x[1], Some(&x[2]), p().stride(2).padding(1))),
-        case("convT_outpad", &[&[2, 2, 3, 3], &[2, 3, 3, 3]], None, |x| x[0].conv_transpose2d(&x[1], None, p().stride(2).padding(1).output_padding(1))),
-        case("convT_groups", &[&[1, 4, 3, 3], &[4, 1, 3, 3]], None, |x| x[0].conv_transpose2d(&x[1], None, p().groups(2))),
-        case("convT_dilation", &[&[1, 2, 3, 3], &[2, 2, 3, 3]], None, |x| x[0].conv_transpose2d(&x[1], None, p().dilation(2))),
-        case("maxpool2x2", &[&[2, 2, 4, 4]], None, |x| x[0].max_pool2d(PoolParams::new(2))),
-        case("maxpool3s2_overlap", &[&[1, 2, 7, 7]], None, |x| x[0].max_pool2d(PoolParams::new(3).stride(2))),
-        case("maxpool3s2_pad1", &[&[1, 2, 6, 6]], None, |x| x[0].max_pool2d(PoolParams::new(3).stride(2).padding(1))),
-        case("maxpool_ceil", &[&[1, 2, 8, 8]], None, |x| x[0].max_pool2d(PoolParams::new(3).stride(2).ceil_mode(true))),
-        case("maxpool_dilation", &[&[1, 1, 7, 7]], None, |x| x[0].max_pool2d(PoolParams::new(2).stride(1).dilation(2))),
-        case("avgpool2x2", &[&[2, 2, 4, 4]], None, |x| x[0].avg_pool2d(PoolParams::new(2), true)),
-        case("avgpool_pad_incl", &[&[1, 2, 5, 5]], None, |x| x[0].avg_pool2d(PoolParams::new(3).stride(2).padding(1), true)),
-        case("avgpool_pad_excl", &[&[1, 2, 5, 5]], None, |x| x[0].avg_pool2d(PoolParams::new(3).stride(2).padding(1), false)),
-        case("avgpool_ceil", &[&[1, 1, 6, 6]], None, |x| x[0].avg_pool2d(PoolParams::new(3).stride(2).padding(1).ceil_mode(true), false)),
-        case("lppool2", &[&[1, 2, 6, 6]], Some((0.1, 1.0)), |x| x[0].lp_pool2d(2.0, PoolParams::new(2))),
-        case("adaptive_avg", &[&[1, 2, 7, 5]], None, |x| x[0].adaptive_avg_pool2d(3, 2)),
+        case("bmm", &[&[2, 3, 4], &[2, 4, 5]], None, |x| {
+            x[0].matmul(&x[1])
+        }),
+        case("bmm_shared", &[&[2, 3, 4], &[4, 5]], None, |x| {
+            x[0].matmul(&x[1])
+        }),
+        case("linear", &[&[3, 4], &[5, 4], &[5]], None, |x| {
+            x[0].linear(&x[1], Some(&x[2]))
+        }),
+        case("linear_3d_nobias", &[&[2, 3, 4], &[5, 4]], None, |x| {
+            x[0].linear(&x[1], None)
+        }),
+        case(
+            "conv3x3_pad1",
+            &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4]],
+            None,
+            |x| x[0].conv2d(&x[1], Some(&x[2]), p().padding(1)),
+        ),
+        case(
+            "conv1x1",
+            &[&[2, 3, 4, 4], &[5, 3, 1, 1], &[5]],
+            None,
+            |x| x[0].conv2d(&x[1], Some(&x[2]), p()),
+        ),
+        case("conv1x3", &[&[1, 2, 5, 6], &[3, 2, 1, 3]], None, |x| {
+            x[0].conv2d(
+                &x[1],
+                None,
+                ConvParams {
+                    padding: (0, 1),
+                    ..p()
+                },
+            )
+        }),
+        case("conv3x1", &[&[1, 2, 5, 6], &[3, 2, 3, 1]], None, |x| {
+            x[0].conv2d(
+                &x[1],
+                None,
+                ConvParams {
+                    padding: (1, 0),
+                    ..p()
+                },
+            )
+        }),
+        case("conv_stride2", &[&[2, 2, 7, 7], &[3, 2, 3, 3]], None, |x| {
+            x[0].conv2d(&x[1], None, p().stride(2).padding(1))
+        }),
+        case(
+            "conv_stride_hw",
+            &[&[1, 2, 7, 8], &[3, 2, 3, 2]],
+            None,
+            |x| {
+                x[0].conv2d(
+                    &x[1],
+                    None,
+                    ConvParams {
+                        stride: (2, 3),
+                        ..p()
+                    },
+                )
+            },
+        ),
+        case(
+            "conv_dilation2",
+            &[&[1, 2, 7, 7], &[2, 2, 3, 3]],
+            None,
+            |x| x[0].conv2d(&x[1], None, p().dilation(2).padding(2)),
+        ),
+        case(
+            "conv_groups2",
+            &[&[2, 4, 5, 5], &[6, 2, 3, 3], &[6]],
+            None,
+            |x| x[0].conv2d(&x[1], Some(&x[2]), p().groups(2).padding(1)),
+        ),
+        case(
+            "conv_depthwise",
+            &[&[1, 3, 5, 5], &[3, 1, 3, 3]],
+            None,
+            |x| x[0].conv2d(&x[1], None, p().groups(3).padding(1)),
+        ),
+        case(
+            "conv_11x11_s4",
+            &[&[1, 1, 15, 15], &[2, 1, 11, 11]],
+            None,
+            |x| x[0].conv2d(&x[1], None, p().stride(4).padding(2)),
+        ),
+        case(
+            "conv_permuted_input",
+            &[&[5, 5, 1, 2], &[2, 2, 3, 3]],
+            None,
+            |x| x[0].permute(&[2, 3, 0, 1])?.conv2d(&x[1], None, p()),
+        ),
+        case(
+            "convT_s2_k4_p1",
+            &[&[1, 3, 3, 3], &[3, 2, 4, 4], &[2]],
+            None,
+            |x| x[0].conv_transpose2d(&x[1], Some(&x[2]), p().stride(2).padding(1)),
+        ),
+        case("convT_outpad", &[&[2, 2, 3, 3], &[2, 3, 3, 3]], None, |x| {
+            x[0].conv_transpose2d(&x[1], None, p().stride(2).padding(1).output_padding(1))
+        }),
+        case("convT_groups", &[&[1, 4, 3, 3], &[4, 1, 3, 3]], None, |x| {
+            x[0].conv_transpose2d(&x[1], None, p().groups(2))
+        }),
+        case(
+            "convT_dilation",
+            &[&[1, 2, 3, 3], &[2, 2, 3, 3]],
+            None,
+            |x| x[0].conv_transpose2d(&x[1], None, p().dilation(2)),
+        ),
+        case("maxpool2x2", &[&[2, 2, 4, 4]], None, |x| {
+            x[0].max_pool2d(PoolParams::new(2))
+        }),
+        case("maxpool3s2_overlap", &[&[1, 2, 7, 7]], None, |x| {
+            x[0].max_pool2d(PoolParams::new(3).stride(2))
+        }),
+        case("maxpool3s2_pad1", &[&[1, 2, 6, 6]], None, |x| {
+            x[0].max_pool2d(PoolParams::new(3).stride(2).padding(1))
+        }),
+        case("maxpool_ceil", &[&[1, 2, 8, 8]], None, |x| {
+            x[0].max_pool2d(PoolParams::new(3).stride(2).ceil_mode(true))
+        }),
+        case("maxpool_dilation", &[&[1, 1, 7, 7]], None, |x| {
+            x[0].max_pool2d(PoolParams::new(2).stride(1).dilation(2))
+        }),
+        case("avgpool2x2", &[&[2, 2, 4, 4]], None, |x| {
+            x[0].avg_pool2d(PoolParams::new(2), true)
+        }),
+        case("avgpool_pad_incl", &[&[1, 2, 5, 5]], None, |x| {
+            x[0].avg_pool2d(PoolParams::new(3).stride(2).padding(1), true)
+        }),
+        case("avgpool_pad_excl", &[&[1, 2, 5, 5]], None, |x| {
+            x[0].avg_pool2d(PoolParams::new(3).stride(2).padding(1), false)
+        }),
+        case("avgpool_ceil", &[&[1, 1, 6, 6]], None, |x| {
+            x[0].avg_pool2d(
+                PoolParams::new(3).stride(2).padding(1).ceil_mode(true),
+                false,
+            )
+        }),
+        case("lppool2", &[&[1, 2, 6, 6]], Some((0.1, 1.0)), |x| {
+            x[0].lp_pool2d(2.0, PoolParams::new(2))
+        }),
+        case("adaptive_avg", &[&[1, 2, 7, 5]], None, |x| {
+            x[0].adaptive_avg_pool2d(3, 2)
+        }),
         case("softmax", &[&[3, 5]], None, |x| x[0].softmax(1)),
         case("softmax_dim0_3d", &[&[3, 2, 4]], None, |x| x[0].softmax(0)),
         case("log_softmax", &[&[3, 5]], None, |x| x[0].log_softmax(-1)),
-        case("lrn5", &[&[1, 7, 2, 2]], Some((-3.0, 3.0)), |x| x[0].lrn(5, 0.1, 0.75, 2.0)),
-        case("lrn3", &[&[2, 4, 3]], Some((-3.0, 3.0)), |x| x[0].lrn(3, 0.5, 0.75, 1.0)),
-        case("batch_norm_train", &[&[4, 3, 2, 2], &[3], &[3]], None, |x| x[0].batch_norm(Some(&x[1]), Some(&x[2]), None, None, true, 0.1, 1e-5)),
-        case("batch_norm_1d", &[&[5, 3], &[3], &[3]], None, |x| x[0].batch_norm(Some(&x[1]), Some(&x[2]), None, None, true, 0.1, 1e-5)),
-        case("instance_norm", &[&[2, 3, 3, 3], &[3], &[3]], None, |x| x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5)),
-        case("nearest2x", &[&[1, 2, 3, 3]], None, |x| x[0].upsample(6, 6, Interp::Nearest)),
-        case("nearest_size", &[&[1, 1, 3, 3]], None, |x| x[0].upsample(7, 5, Interp::Nearest)),
-        case("bilinear", &[&[1, 2, 3, 4]], None, |x| x[0].upsample(6, 7, Interp::Bilinear { align_corners: false })),
-        case("bilinear_ac", &[&[1, 2, 3, 4]], None, |x| x[0].upsample(5, 8, Interp::Bilinear { align_corners: true })),
+        case("lrn5", &[&[1, 7, 2, 2]], Some((-3.0, 3.0)), |x| {
+            x[0].lrn(5, 0.1, 0.75, 2.0)
+        }),
+        case("lrn3", &[&[2, 4, 3]], Some((-3.0, 3.0)), |x| {
+            x[0].lrn(3, 0.5, 0.75, 1.0)
+        }),
+        case(
+            "batch_norm_train",
+            &[&[4, 3, 2, 2], &[3], &[3]],
+            None,
+            |x| x[0].batch_norm(Some(&x[1]), Some(&x[2]), None, None, true, 0.1, 1e-5),
+        ),
+        case("batch_norm_1d", &[&[5, 3], &[3], &[3]], None, |x| {
+            x[0].batch_norm(Some(&x[1]), Some(&x[2]), None, None, true, 0.1, 1e-5)
+        }),
+        case("instance_norm", &[&[2, 3, 3, 3], &[3], &[3]], None, |x| {
+            x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5)
+        }),
+        case("nearest2x", &[&[1, 2, 3, 3]], None, |x| {
+            x[0].upsample(6, 6, Interp::Nearest)
+        }),
+        case("nearest_size", &[&[1, 1, 3, 3]], None, |x| {
+            x[0].upsample(7, 5, Interp::Nearest)
+        }),
+        case("bilinear", &[&[1, 2, 3, 4]], None, |x| {
+            x[0].upsample(
+                6,
+                7,
+                Interp::Bilinear {
+                    align_corners: false,
+                },
+            )
+        }),
+        case("bilinear_ac", &[&[1, 2, 3, 4]], None, |x| {
+            x[0].upsample(
+                5,
+                8,
+                Interp::Bilinear {
+                    align_corners: true,
+                },
+            )
+        }),
     ]
 }

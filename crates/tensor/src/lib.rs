@@ -31,7 +31,10 @@ pub use tensor::{Device, Tensor};
 
 /// Set the number of worker threads for all kernels (call once, before any work).
 pub fn set_num_threads(n: usize) -> std::result::Result<(), String> {
-    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| e.to_string())
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| e.to_string())
 }
 
 /// The number of worker threads kernels use.

@@ -30,8 +30,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize], op: &'static str) -> Result<Vec
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = if da == db {
             da
         } else if da == 1 {
@@ -39,7 +47,11 @@ pub fn broadcast_shape(a: &[usize], b: &[usize], op: &'static str) -> Result<Vec
         } else if db == 1 {
             da
         } else {
-            return Err(TensorError::Broadcast { op, lhs: a.to_vec(), rhs: b.to_vec() });
+            return Err(TensorError::Broadcast {
+                op,
+                lhs: a.to_vec(),
+                rhs: b.to_vec(),
+            });
         };
     }
     Ok(out)
@@ -50,11 +62,21 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let st = strides(shape);
     let off = out.len() - shape.len();
     (0..out.len())
-        .map(|i| if i < off || shape[i - off] == 1 { 0 } else { st[i - off] })
+        .map(|i| {
+            if i < off || shape[i - off] == 1 {
+                0
+            } else {
+                st[i - off]
+            }
+        })
         .collect()
 }
 
 /// Split `shape` around `dim` into (outer, size, inner).
 pub fn split_at_dim(shape: &[usize], dim: usize) -> (usize, usize, usize) {
-    (shape[..dim].iter().product(), shape[dim], shape[dim + 1..].iter().product())
+    (
+        shape[..dim].iter().product(),
+        shape[dim],
+        shape[dim + 1..].iter().product(),
+    )
 }

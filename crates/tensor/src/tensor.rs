@@ -43,7 +43,14 @@ impl<T: Float> std::fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let data = self.data();
         let shown: Vec<T> = data.iter().take(8).copied().collect();
-        write!(f, "Tensor<{}>{:?} {:?}{}", T::DTYPE.as_str(), self.shape(), shown, if data.len() > 8 { " …" } else { "" })
+        write!(
+            f,
+            "Tensor<{}>{:?} {:?}{}",
+            T::DTYPE.as_str(),
+            self.shape(),
+            shown,
+            if data.len() > 8 { " …" } else { "" }
+        )
     }
 }
 
@@ -64,7 +71,12 @@ impl<T: Float> Tensor<T> {
     pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Self> {
         let want = numel(shape);
         if data.len() != want {
-            return Err(TensorError::DataLen { op: "from_vec", shape: shape.to_vec(), got: data.len(), want });
+            return Err(TensorError::DataLen {
+                op: "from_vec",
+                shape: shape.to_vec(),
+                got: data.len(),
+                want,
+            });
         }
         Ok(Self::build(Arc::new(data), shape.to_vec(), None))
     }
@@ -99,7 +111,11 @@ impl<T: Float> Tensor<T> {
         let track = grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let node = if track {
             let f: BackwardFn<T> = Box::new(backward);
-            Some(Node { op, inputs: inputs.iter().map(|t| (*t).clone()).collect(), backward: f })
+            Some(Node {
+                op,
+                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+                backward: f,
+            })
         } else {
             None
         };
@@ -124,11 +140,21 @@ impl<T: Float> Tensor<T> {
     }
     /// Samples of N(mean, std²).
     pub fn randn(shape: &[usize], mean: f64, std: f64, rng: &mut Rng) -> Self {
-        Self::raw((0..numel(shape)).map(|_| T::from_f64(mean + std * rng.normal())).collect(), shape.to_vec())
+        Self::raw(
+            (0..numel(shape))
+                .map(|_| T::from_f64(mean + std * rng.normal()))
+                .collect(),
+            shape.to_vec(),
+        )
     }
     /// Samples of U[lo, hi).
     pub fn rand(shape: &[usize], lo: f64, hi: f64, rng: &mut Rng) -> Self {
-        Self::raw((0..numel(shape)).map(|_| T::from_f64(lo + (hi - lo) * rng.uniform())).collect(), shape.to_vec())
+        Self::raw(
+            (0..numel(shape))
+                .map(|_| T::from_f64(lo + (hi - lo) * rng.uniform()))
+                .collect(),
+            shape.to_vec(),
+        )
     }
 
     /// A unique id, stable for the tensor's life (used by the autograd tape).
@@ -173,7 +199,10 @@ impl<T: Float> Tensor<T> {
     pub fn item(&self) -> Result<T> {
         let d = self.data();
         if d.len() != 1 {
-            return Err(TensorError::Shape { op: "item", msg: format!("expected one element, got shape {:?}", self.shape()) });
+            return Err(TensorError::Shape {
+                op: "item",
+                msg: format!("expected one element, got shape {:?}", self.shape()),
+            });
         }
         Ok(d[0])
     }
@@ -181,7 +210,12 @@ impl<T: Float> Tensor<T> {
     /// Replace the data (same number of elements). Used by optimizers and checkpoint loading.
     pub fn set_data(&self, data: Vec<T>) -> Result<()> {
         if data.len() != self.numel() {
-            return Err(TensorError::DataLen { op: "set_data", shape: self.shape().to_vec(), got: data.len(), want: self.numel() });
+            return Err(TensorError::DataLen {
+                op: "set_data",
+                shape: self.shape().to_vec(),
+                got: data.len(),
+                want: self.numel(),
+            });
         }
         let mut g = match self.0.data.write() {
             Ok(g) => g,
@@ -232,7 +266,8 @@ impl<T: Float> Tensor<T> {
     /// The accumulated gradient of a leaf, if any.
     pub fn grad(&self) -> Option<Tensor<T>> {
         let g = self.0.grad.lock().unwrap_or_else(|p| p.into_inner());
-        g.as_ref().map(|v| Tensor::raw(v.clone(), self.shape().to_vec()))
+        g.as_ref()
+            .map(|v| Tensor::raw(v.clone(), self.shape().to_vec()))
     }
     /// Run `f` on the gradient buffer, if there is one.
     pub fn with_grad<R>(&self, f: impl FnOnce(Option<&mut Vec<T>>) -> R) -> R {
@@ -255,20 +290,38 @@ impl<T: Float> Tensor<T> {
 
     /// Whether a gradient has been accumulated (cheaper than `grad().is_some()`).
     pub fn has_grad(&self) -> bool {
-        self.0.grad.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.0
+            .grad
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Convert to another element type (cut from the graph).
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor::raw(self.data().iter().map(|v| U::from_f64(v.as_f64())).collect(), self.shape().to_vec())
+        Tensor::raw(
+            self.data()
+                .iter()
+                .map(|v| U::from_f64(v.as_f64()))
+                .collect(),
+            self.shape().to_vec(),
+        )
     }
 
     /// Largest absolute elementwise difference to `other` (shapes must match).
     pub fn max_abs_diff(&self, other: &Tensor<T>) -> Result<f64> {
         if self.shape() != other.shape() {
-            return Err(TensorError::Shape { op: "max_abs_diff", msg: format!("{:?} vs {:?}", self.shape(), other.shape()) });
+            return Err(TensorError::Shape {
+                op: "max_abs_diff",
+                msg: format!("{:?} vs {:?}", self.shape(), other.shape()),
+            });
         }
-        Ok(self.data().iter().zip(other.data().iter()).map(|(a, b)| (a.as_f64() - b.as_f64()).abs()).fold(0.0, f64::max))
+        Ok(self
+            .data()
+            .iter()
+            .zip(other.data().iter())
+            .map(|(a, b)| (a.as_f64() - b.as_f64()).abs())
+            .fold(0.0, f64::max))
     }
 }
 

@@ -12,12 +12,19 @@ fn every_op_passes_gradcheck_over_seeds() {
         for seed in 0..3 {
             match c.run(seed) {
                 Ok(r) if r.passed => {}
-                Ok(r) => failures.push(format!("{} (seed {seed}): max abs err {:.3e}, rel {:.3e}", c.name, r.max_abs_err, r.max_rel_err)),
+                Ok(r) => failures.push(format!(
+                    "{} (seed {seed}): max abs err {:.3e}, rel {:.3e}",
+                    c.name, r.max_abs_err, r.max_rel_err
+                )),
                 Err(e) => failures.push(format!("{} (seed {seed}): {e}", c.name)),
             }
         }
     }
-    assert!(failures.is_empty(), "gradcheck failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "gradcheck failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

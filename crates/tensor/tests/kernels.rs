@@ -1,6 +1,8 @@
 //! Fast kernels held to their naive references over random shapes.
 
-use aics_tensor::cpu::conv::{conv2d_bwd_data, conv2d_bwd_naive, conv2d_bwd_weight, conv2d_fwd, conv2d_fwd_naive};
+use aics_tensor::cpu::conv::{
+    conv2d_bwd_data, conv2d_bwd_naive, conv2d_bwd_weight, conv2d_fwd, conv2d_fwd_naive,
+};
 use aics_tensor::cpu::gemm::{gemm, gemm_naive, Mat};
 use aics_tensor::ops::conv::conv2d_geom;
 use aics_tensor::{ConvParams, Rng};
@@ -12,7 +14,10 @@ fn randv(n: usize, rng: &mut Rng) -> Vec<f32> {
 fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: fast {x}, naive {y}");
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}[{i}]: fast {x}, naive {y}"
+        );
     }
 }
 
@@ -52,19 +57,48 @@ fn conv_fast_matches_naive_random_shapes() {
         };
         let (h, w) = (kh * 2 + rng.below(12), kw * 2 + rng.below(12));
         // batches up to 40 so that small images are grouped several to a task
-        let n = if case % 4 == 0 { 8 + rng.below(33) } else { 1 + rng.below(4) };
+        let n = if case % 4 == 0 {
+            8 + rng.below(33)
+        } else {
+            1 + rng.below(4)
+        };
         let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c / groups, kh, kw], &p).unwrap();
         let x = randv(n * c * h * w, &mut rng);
         let wt = randv(o * (c / groups) * kh * kw, &mut rng);
         let dy = randv(n * o * g.oh * g.ow, &mut rng);
         let tag = format!("case {case}: {g:?}");
-        assert_close(&format!("fwd {tag}"), &conv2d_fwd(&x, &wt, &g, false).0, &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
+        assert_close(
+            &format!("fwd {tag}"),
+            &conv2d_fwd(&x, &wt, &g, false).0,
+            &conv2d_fwd_naive(&x, &wt, &g),
+            1e-4,
+        );
         let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
-        assert_close(&format!("dx {tag}"), &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-4);
-        assert_close(&format!("dw {tag}"), &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-4);
+        assert_close(
+            &format!("dx {tag}"),
+            &conv2d_bwd_data(&dy, &wt, &g),
+            &dx,
+            1e-4,
+        );
+        assert_close(
+            &format!("dw {tag}"),
+            &conv2d_bwd_weight(&x, &dy, &g, None),
+            &dw,
+            1e-4,
+        );
         let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
-        assert_close(&format!("fwd keep {tag}"), &y, &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
-        assert_close(&format!("dw cached {tag}"), &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()), &dw, 1e-4);
+        assert_close(
+            &format!("fwd keep {tag}"),
+            &y,
+            &conv2d_fwd_naive(&x, &wt, &g),
+            1e-4,
+        );
+        assert_close(
+            &format!("dw cached {tag}"),
+            &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()),
+            &dw,
+            1e-4,
+        );
     }
 }
 
@@ -77,7 +111,12 @@ fn conv_large_single_image_uses_blocks() {
     let x = randv(64 * 1600, &mut rng);
     let wt = randv(32 * 64 * 9, &mut rng);
     let dy = randv(32 * 1600, &mut rng);
-    assert_close("fwd", &conv2d_fwd(&x, &wt, &g, false).0, &conv2d_fwd_naive(&x, &wt, &g), 1e-3);
+    assert_close(
+        "fwd",
+        &conv2d_fwd(&x, &wt, &g, false).0,
+        &conv2d_fwd_naive(&x, &wt, &g),
+        1e-3,
+    );
     let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
     assert_close("dx", &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-3);
     assert_close("dw", &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-3);
@@ -86,7 +125,9 @@ fn conv_large_single_image_uses_blocks() {
 #[test]
 fn autograd_accumulates_and_frees() {
     use aics_tensor::Tensor;
-    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2])
+        .unwrap()
+        .requires_grad_(true);
     // x used twice: gradients add up
     let y = x.mul(&x).unwrap().add(&x).unwrap().sum();
     y.backward().unwrap();
@@ -104,7 +145,9 @@ fn autograd_accumulates_and_frees() {
 #[test]
 fn long_chains_do_not_overflow_the_stack() {
     use aics_tensor::Tensor;
-    let x = Tensor::<f32>::from_vec(vec![0.5], &[1]).unwrap().requires_grad_(true);
+    let x = Tensor::<f32>::from_vec(vec![0.5], &[1])
+        .unwrap()
+        .requires_grad_(true);
     let mut y = x.clone();
     for _ in 0..100_000 {
         y = y.mul_scalar(1.0);
@@ -127,10 +170,30 @@ fn conv_grouped_samples_pointwise_and_grouped() {
         let dy = randv(24 * 6 * g.oh * g.ow, &mut rng);
         let tag = format!("k{k} g{groups}");
         let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
-        assert_close(&format!("fwd {tag}"), &y, &conv2d_fwd_naive(&x, &wt, &g), 1e-4);
+        assert_close(
+            &format!("fwd {tag}"),
+            &y,
+            &conv2d_fwd_naive(&x, &wt, &g),
+            1e-4,
+        );
         let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
-        assert_close(&format!("dx {tag}"), &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-4);
-        assert_close(&format!("dw {tag}"), &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-4);
-        assert_close(&format!("dw cached {tag}"), &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()), &dw, 1e-4);
+        assert_close(
+            &format!("dx {tag}"),
+            &conv2d_bwd_data(&dy, &wt, &g),
+            &dx,
+            1e-4,
+        );
+        assert_close(
+            &format!("dw {tag}"),
+            &conv2d_bwd_weight(&x, &dy, &g, None),
+            &dw,
+            1e-4,
+        );
+        assert_close(
+            &format!("dw cached {tag}"),
+            &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()),
+            &dw,
+            1e-4,
+        );
     }
 }

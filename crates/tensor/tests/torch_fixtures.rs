@@ -11,12 +11,23 @@ fn fixtures() -> Vec<Fixture> {
     Fixture::load_dir(&dir).expect("fixtures/ops must be readable")
 }
 
-const LOSSES: &[&str] = &["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "bce_with_logits"];
+const LOSSES: &[&str] = &[
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "bce_with_logits",
+];
 
 #[test]
 fn ops_match_pytorch() {
     let all = fixtures();
-    assert!(all.len() >= 60, "expected the full fixture set, found {}", all.len());
+    assert!(
+        all.len() >= 60,
+        "expected the full fixture set, found {}",
+        all.len()
+    );
     let mut checked = 0;
     for fx in &all {
         if LOSSES.contains(&fx.op.as_str()) {
@@ -32,8 +43,16 @@ fn ops_match_pytorch() {
         let pool = || PoolParams {
             kernel: fx.pair("kernel"),
             stride: fx.pair("stride"),
-            padding: if fx.params["padding"].is_null() { (0, 0) } else { fx.pair("padding") },
-            dilation: if fx.params["dilation"].is_null() { (1, 1) } else { fx.pair("dilation") },
+            padding: if fx.params["padding"].is_null() {
+                (0, 0)
+            } else {
+                fx.pair("padding")
+            },
+            dilation: if fx.params["dilation"].is_null() {
+                (1, 1)
+            } else {
+                fx.pair("dilation")
+            },
             ceil_mode: fx.flag("ceil_mode"),
         };
         let size = |x: &Tensor<f64>| -> (usize, usize) {
@@ -54,7 +73,12 @@ fn ops_match_pytorch() {
                     "max_pool2d" => {
                         let (y, idx) = x.unwrap().max_pool2d_with_indices(pool())?;
                         let want = fx.usizes("indices");
-                        assert_eq!(idx.iter().map(|&i| i as usize).collect::<Vec<_>>(), want, "{}: indices", fx.name);
+                        assert_eq!(
+                            idx.iter().map(|&i| i as usize).collect::<Vec<_>>(),
+                            want,
+                            "{}: indices",
+                            fx.name
+                        );
                         Ok(y)
                     }
                     "avg_pool2d" => x.unwrap().avg_pool2d(pool(), fx.flag("count_include_pad")),
@@ -63,27 +87,51 @@ fn ops_match_pytorch() {
                         let (h, w) = fx.pair("output_size");
                         x.unwrap().adaptive_avg_pool2d(h, w)
                     }
-                    "lrn" => x.unwrap().lrn(fx.num("size") as usize, fx.num("alpha"), fx.num("beta"), fx.num("k")),
+                    "lrn" => x.unwrap().lrn(
+                        fx.num("size") as usize,
+                        fx.num("alpha"),
+                        fx.num("beta"),
+                        fx.num("k"),
+                    ),
                     "batch_norm" => {
                         let c = t["weight"].numel();
                         let training = fx.flag("training");
                         let (rm, rv) = if training {
                             (Tensor::zeros(&[c]), Tensor::ones(&[c]))
                         } else {
-                            (Tensor::from_vec(fx.f64s("running_mean").unwrap(), &[c])?, Tensor::from_vec(fx.f64s("running_var").unwrap(), &[c])?)
+                            (
+                                Tensor::from_vec(fx.f64s("running_mean").unwrap(), &[c])?,
+                                Tensor::from_vec(fx.f64s("running_var").unwrap(), &[c])?,
+                            )
                         };
-                        let y = x.unwrap().batch_norm(Some(&t["weight"]), b, Some(&rm), Some(&rv), training, fx.num("momentum"), fx.num("eps"))?;
+                        let y = x.unwrap().batch_norm(
+                            Some(&t["weight"]),
+                            b,
+                            Some(&rm),
+                            Some(&rv),
+                            training,
+                            fx.num("momentum"),
+                            fx.num("eps"),
+                        )?;
                         if training {
-                            for (got, key) in [(&rm, "running_mean_out"), (&rv, "running_var_out")] {
+                            for (got, key) in [(&rm, "running_mean_out"), (&rv, "running_var_out")]
+                            {
                                 let want = fx.f64s(key).unwrap();
                                 for (a, w) in got.to_vec().iter().zip(&want) {
-                                    assert!((a - w).abs() < 1e-10, "{}: {key} got {a}, expected {w}", fx.name);
+                                    assert!(
+                                        (a - w).abs() < 1e-10,
+                                        "{}: {key} got {a}, expected {w}",
+                                        fx.name
+                                    );
                                 }
                             }
                         }
                         Ok(y)
                     }
-                    "instance_norm" => x.unwrap().instance_norm(Some(&t["weight"]), b, fx.num("eps")),
+                    "instance_norm" => {
+                        x.unwrap()
+                            .instance_norm(Some(&t["weight"]), b, fx.num("eps"))
+                    }
                     "linear" => x.unwrap().linear(&t["weight"], b),
                     "relu" => Ok(x.unwrap().relu()),
                     "leaky_relu" => Ok(x.unwrap().leaky_relu(fx.num("negative_slope"))),
@@ -92,14 +140,22 @@ fn ops_match_pytorch() {
                     "prelu" => x.unwrap().prelu(&t["weight"]),
                     "softmax" => x.unwrap().softmax(fx.num("dim") as isize),
                     "log_softmax" => x.unwrap().log_softmax(fx.num("dim") as isize),
-                    "embedding" => t["weight"].embedding(&fx.usizes("indices"), &fx.usizes("indices_shape")),
+                    "embedding" => {
+                        t["weight"].embedding(&fx.usizes("indices"), &fx.usizes("indices_shape"))
+                    }
                     "upsample_nearest" => {
                         let (h, w) = size(x.unwrap());
                         x.unwrap().upsample(h, w, Interp::Nearest)
                     }
                     "upsample_bilinear" => {
                         let (h, w) = size(x.unwrap());
-                        x.unwrap().upsample(h, w, Interp::Bilinear { align_corners: fx.flag("align_corners") })
+                        x.unwrap().upsample(
+                            h,
+                            w,
+                            Interp::Bilinear {
+                                align_corners: fx.flag("align_corners"),
+                            },
+                        )
                     }
                     "matmul" => t["a"].matmul(&t["b"]),
                     other => panic!("{}: no dispatch for op {other}", fx.name),

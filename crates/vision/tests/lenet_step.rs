@@ -15,21 +15,47 @@ use serde_json::Value;
 fn lenet5_step_matches_pytorch() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lenet5_step.json");
     let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let model = build("lenet5", &ModelConfig { in_shape: [1, 28, 28], num_classes: 10, hidden: vec![], seed: 0 }).unwrap();
+    let model = build(
+        "lenet5",
+        &ModelConfig {
+            in_shape: [1, 28, 28],
+            num_classes: 10,
+            hidden: vec![],
+            seed: 0,
+        },
+    )
+    .unwrap();
     for (k, (_, t)) in state_dict(&model).iter().enumerate() {
-        let v: Vec<f32> = (0..t.numel()).map(|i| (0.1 * (0.37 * i as f64 + k as f64).sin()) as f32).collect();
+        let v: Vec<f32> = (0..t.numel())
+            .map(|i| (0.1 * (0.37 * i as f64 + k as f64).sin()) as f32)
+            .collect();
         t.set_data(v).unwrap();
     }
-    let x = Tensor::from_vec((0..4 * 784).map(|i| (0.01 * i as f64).sin() as f32).collect(), &[4, 1, 28, 28]).unwrap();
+    let x = Tensor::from_vec(
+        (0..4 * 784)
+            .map(|i| (0.01 * i as f64).sin() as f32)
+            .collect(),
+        &[4, 1, 28, 28],
+    )
+    .unwrap();
     let target = [1usize, 7, 3, 0];
     let logits = model.forward(&x).unwrap();
-    let want_logits: Vec<f64> = fx["logits0"]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let want_logits: Vec<f64> = fx["logits0"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     for (a, b) in logits.to_vec().iter().zip(&want_logits) {
         assert!((*a as f64 - b).abs() < 1e-4, "logit {a} vs {b}");
     }
     let loss = cross_entropy(&logits, &target, None, 0.0).unwrap();
     let loss0 = fx["loss0"].as_f64().unwrap();
-    assert!((loss.item().unwrap() as f64 - loss0).abs() < 1e-5, "loss0 {} vs {loss0}", loss.item().unwrap());
+    assert!(
+        (loss.item().unwrap() as f64 - loss0).abs() < 1e-5,
+        "loss0 {} vs {loss0}",
+        loss.item().unwrap()
+    );
     let mut opt = Sgd::new(parameters(&model), 0.1, 0.9, 5e-4, false);
     loss.backward().unwrap();
     let sd = state_dict(&model);
@@ -38,11 +64,17 @@ fn lenet5_step_matches_pytorch() {
         let got = t.grad().unwrap().to_vec();
         for (a, b) in got.iter().zip(want["data"].as_array().unwrap()) {
             let b = b.as_f64().unwrap();
-            assert!((*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()), "grad {name}: {a} vs {b}");
+            assert!(
+                (*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
+                "grad {name}: {a} vs {b}"
+            );
         }
     }
     opt.step().unwrap();
-    let loss1 = cross_entropy(&model.forward(&x).unwrap(), &target, None, 0.0).unwrap().item().unwrap() as f64;
+    let loss1 = cross_entropy(&model.forward(&x).unwrap(), &target, None, 0.0)
+        .unwrap()
+        .item()
+        .unwrap() as f64;
     let want1 = fx["loss1"].as_f64().unwrap();
     assert!((loss1 - want1).abs() < 1e-5, "loss1 {loss1} vs {want1}");
 }

@@ -73,7 +73,9 @@ pub struct PReLU {
 
 impl PReLU {
     pub fn new(channels: usize) -> Self {
-        PReLU { weight: crate::init::constant(&[channels.max(1)], 0.25) }
+        PReLU {
+            weight: crate::init::constant(&[channels.max(1)], 0.25),
+        }
     }
 }
 

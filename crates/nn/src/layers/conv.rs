@@ -15,18 +15,43 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// A square-kernel convolution; adjust `params` for stride, padding, dilation, groups.
-    pub fn new(in_ch: usize, out_ch: usize, kernel: usize, params: ConvParams, bias: bool, rng: &mut Rng) -> Result<Self> {
+    pub fn new(
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        params: ConvParams,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         Self::new_hw(in_ch, out_ch, (kernel, kernel), params, bias, rng)
     }
-    pub fn new_hw(in_ch: usize, out_ch: usize, kernel: (usize, usize), params: ConvParams, bias: bool, rng: &mut Rng) -> Result<Self> {
+    pub fn new_hw(
+        in_ch: usize,
+        out_ch: usize,
+        kernel: (usize, usize),
+        params: ConvParams,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let g = params.groups;
-        if in_ch == 0 || out_ch == 0 || kernel.0 == 0 || kernel.1 == 0 || g == 0 || in_ch % g != 0 || out_ch % g != 0 {
+        if in_ch == 0
+            || out_ch == 0
+            || kernel.0 == 0
+            || kernel.1 == 0
+            || g == 0
+            || !in_ch.is_multiple_of(g)
+            || !out_ch.is_multiple_of(g)
+        {
             return Err(config("Conv2d", format!("invalid configuration: {in_ch}→{out_ch} channels, kernel {kernel:?}, groups {g}")));
         }
         let fan_in = in_ch / g * kernel.0 * kernel.1;
         let weight = default_uniform(&[out_ch, in_ch / g, kernel.0, kernel.1], fan_in, rng);
         let bias = bias.then(|| default_uniform(&[out_ch], fan_in, rng));
-        Ok(Conv2d { weight, bias, params })
+        Ok(Conv2d {
+            weight,
+            bias,
+            params,
+        })
     }
 }
 
@@ -36,7 +61,15 @@ impl Module for Conv2d {
     }
     fn type_name(&self) -> String {
         let s = self.weight.shape();
-        format!("Conv2d({}→{}, {}x{}, s{}, p{})", s[1] * self.params.groups, s[0], s[2], s[3], self.params.stride.0, self.params.padding.0)
+        format!(
+            "Conv2d({}→{}, {}x{}, s{}, p{})",
+            s[1] * self.params.groups,
+            s[0],
+            s[2],
+            s[3],
+            self.params.stride.0,
+            self.params.padding.0
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
         f(key(prefix, "weight"), &self.weight, Kind::Param);
@@ -57,16 +90,38 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    pub fn new(in_ch: usize, out_ch: usize, kernel: usize, params: ConvParams, bias: bool, rng: &mut Rng) -> Result<Self> {
+    pub fn new(
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        params: ConvParams,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let g = params.groups;
-        if in_ch == 0 || out_ch == 0 || kernel == 0 || g == 0 || in_ch % g != 0 || out_ch % g != 0 {
-            return Err(config("ConvTranspose2d", format!("invalid configuration: {in_ch}→{out_ch} channels, kernel {kernel}, groups {g}")));
+        if in_ch == 0
+            || out_ch == 0
+            || kernel == 0
+            || g == 0
+            || !in_ch.is_multiple_of(g)
+            || !out_ch.is_multiple_of(g)
+        {
+            return Err(config(
+                "ConvTranspose2d",
+                format!(
+                    "invalid configuration: {in_ch}→{out_ch} channels, kernel {kernel}, groups {g}"
+                ),
+            ));
         }
         // PyTorch computes fan_in from weight.size(1) · KH · KW for transposed convs.
         let fan_in = out_ch / g * kernel * kernel;
         let weight = default_uniform(&[in_ch, out_ch / g, kernel, kernel], fan_in, rng);
         let bias = bias.then(|| default_uniform(&[out_ch], fan_in, rng));
-        Ok(ConvTranspose2d { weight, bias, params })
+        Ok(ConvTranspose2d {
+            weight,
+            bias,
+            params,
+        })
     }
 }
 
@@ -76,7 +131,14 @@ impl Module for ConvTranspose2d {
     }
     fn type_name(&self) -> String {
         let s = self.weight.shape();
-        format!("ConvTranspose2d({}→{}, {}x{}, s{})", s[0], s[1] * self.params.groups, s[2], s[3], self.params.stride.0)
+        format!(
+            "ConvTranspose2d({}→{}, {}x{}, s{})",
+            s[0],
+            s[1] * self.params.groups,
+            s[2],
+            s[3],
+            self.params.stride.0
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
         f(key(prefix, "weight"), &self.weight, Kind::Param);

@@ -14,7 +14,10 @@ pub struct Linear {
 impl Linear {
     pub fn new(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
-            return Err(config("Linear", format!("features must be positive, got {in_features} -> {out_features}")));
+            return Err(config(
+                "Linear",
+                format!("features must be positive, got {in_features} -> {out_features}"),
+            ));
         }
         let weight = default_uniform(&[out_features, in_features], in_features, rng);
         let bias = bias.then(|| default_uniform(&[out_features], in_features, rng));
@@ -27,7 +30,11 @@ impl Module for Linear {
         Ok(x.linear(&self.weight, self.bias.as_ref())?)
     }
     fn type_name(&self) -> String {
-        format!("Linear({}→{})", self.weight.shape()[1], self.weight.shape()[0])
+        format!(
+            "Linear({}→{})",
+            self.weight.shape()[1],
+            self.weight.shape()[0]
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
         f(key(prefix, "weight"), &self.weight, Kind::Param);

@@ -20,7 +20,11 @@ impl Dropout {
         if !(0.0..1.0).contains(&p) {
             return Err(config("Dropout", format!("p must be in [0, 1), got {p}")));
         }
-        Ok(Dropout { p, rng: Mutex::new(Rng::new(seed)), training: AtomicBool::new(true) })
+        Ok(Dropout {
+            p,
+            rng: Mutex::new(Rng::new(seed)),
+            training: AtomicBool::new(true),
+        })
     }
 }
 
@@ -58,7 +62,9 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn new(num: usize, dim: usize, rng: &mut Rng) -> Self {
-        Embedding { weight: Tensor::randn(&[num, dim], 0.0, 1.0, rng).requires_grad_(true) }
+        Embedding {
+            weight: Tensor::randn(&[num, dim], 0.0, 1.0, rng).requires_grad_(true),
+        }
     }
     /// Look up integer ids (shape `ids_shape`) → `[ids_shape.., D]`.
     pub fn lookup(&self, ids: &[usize], ids_shape: &[usize]) -> Result<Tensor> {
@@ -73,7 +79,11 @@ impl Module for Embedding {
         self.lookup(&ids, x.shape())
     }
     fn type_name(&self) -> String {
-        format!("Embedding({}, {})", self.weight.shape()[0], self.weight.shape()[1])
+        format!(
+            "Embedding({}, {})",
+            self.weight.shape()[0],
+            self.weight.shape()[1]
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
         f(key(prefix, "weight"), &self.weight, Kind::Param);
@@ -90,7 +100,10 @@ impl Module for Upsample {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 {
-            return Err(config("Upsample", format!("expected (N, C, H, W), got {s:?}")));
+            return Err(config(
+                "Upsample",
+                format!("expected (N, C, H, W), got {s:?}"),
+            ));
         }
         Ok(x.upsample(s[2] * self.scale, s[3] * self.scale, self.mode)?)
     }

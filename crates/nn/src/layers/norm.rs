@@ -61,9 +61,17 @@ impl Module for BatchNorm {
         if let Some(b) = &self.bias {
             f(key(prefix, "bias"), b, Kind::Param);
         }
-        f(key(prefix, "running_mean"), &self.running_mean, Kind::Buffer);
+        f(
+            key(prefix, "running_mean"),
+            &self.running_mean,
+            Kind::Buffer,
+        );
         f(key(prefix, "running_var"), &self.running_var, Kind::Buffer);
-        f(key(prefix, "num_batches_tracked"), &self.num_batches_tracked, Kind::Buffer);
+        f(
+            key(prefix, "num_batches_tracked"),
+            &self.num_batches_tracked,
+            Kind::Buffer,
+        );
     }
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
@@ -115,7 +123,12 @@ pub struct LocalResponseNorm {
 impl LocalResponseNorm {
     /// AlexNet's setting: size 5, α 1e-4, β 0.75, k 2.
     pub fn alexnet() -> Self {
-        LocalResponseNorm { size: 5, alpha: 1e-4, beta: 0.75, k: 2.0 }
+        LocalResponseNorm {
+            size: 5,
+            alpha: 1e-4,
+            beta: 0.75,
+            k: 2.0,
+        }
     }
 }
 

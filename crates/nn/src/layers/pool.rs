@@ -28,7 +28,10 @@ impl Module for MaxPool2d {
         Ok(x.max_pool2d(self.0)?)
     }
     fn type_name(&self) -> String {
-        format!("MaxPool2d({}x{}, s{})", self.0.kernel.0, self.0.kernel.1, self.0.stride.0)
+        format!(
+            "MaxPool2d({}x{}, s{})",
+            self.0.kernel.0, self.0.kernel.1, self.0.stride.0
+        )
     }
 }
 
@@ -37,7 +40,10 @@ impl Module for AvgPool2d {
         Ok(x.avg_pool2d(self.params, self.count_include_pad)?)
     }
     fn type_name(&self) -> String {
-        format!("AvgPool2d({}x{}, s{})", self.params.kernel.0, self.params.kernel.1, self.params.stride.0)
+        format!(
+            "AvgPool2d({}x{}, s{})",
+            self.params.kernel.0, self.params.kernel.1, self.params.stride.0
+        )
     }
 }
 
@@ -46,7 +52,10 @@ impl Module for LPPool2d {
         Ok(x.lp_pool2d(self.norm_type, self.params)?)
     }
     fn type_name(&self) -> String {
-        format!("LPPool2d(p={}, {}x{})", self.norm_type, self.params.kernel.0, self.params.kernel.1)
+        format!(
+            "LPPool2d(p={}, {}x{})",
+            self.norm_type, self.params.kernel.0, self.params.kernel.1
+        )
     }
 }
 

@@ -22,10 +22,23 @@ pub struct Adam {
 impl Adam {
     pub fn new(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Self {
         let n = params.len();
-        Adam { params, lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, decoupled: false, t: 0, m: vec![None; n], v: vec![None; n] }
+        Adam {
+            params,
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            decoupled: false,
+            t: 0,
+            m: vec![None; n],
+            v: vec![None; n],
+        }
     }
     pub fn adamw(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Self {
-        Adam { decoupled: true, ..Adam::new(params, lr, weight_decay) }
+        Adam {
+            decoupled: true,
+            ..Adam::new(params, lr, weight_decay)
+        }
     }
 }
 
@@ -67,11 +80,17 @@ impl Optimizer for Adam {
         &self.params
     }
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut s = save_slots(&[("exp_avg", &self.m), ("exp_avg_sq", &self.v)], &self.params);
+        let mut s = save_slots(
+            &[("exp_avg", &self.m), ("exp_avg_sq", &self.v)],
+            &self.params,
+        );
         s.push(("step".into(), vec![], vec![self.t as f32]));
         s
     }
-    fn load_state(&mut self, state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<()> {
         self.m = load_slot(state, "exp_avg", &self.params)?;
         self.v = load_slot(state, "exp_avg_sq", &self.params)?;
         self.t = scalar_state(state, "step").unwrap_or(0.0) as u64;

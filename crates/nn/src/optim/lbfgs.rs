@@ -38,13 +38,25 @@ fn max_abs(a: &[f64]) -> f64 {
 }
 
 /// Minimiser of the cubic through (x1, f1, g1), (x2, f2, g2), clamped to `bounds`.
-fn cubic_interpolate(x1: f64, f1: f64, g1: f64, x2: f64, f2: f64, g2: f64, bounds: Option<(f64, f64)>) -> f64 {
+fn cubic_interpolate(
+    x1: f64,
+    f1: f64,
+    g1: f64,
+    x2: f64,
+    f2: f64,
+    g2: f64,
+    bounds: Option<(f64, f64)>,
+) -> f64 {
     let (lo, hi) = bounds.unwrap_or(if x1 <= x2 { (x1, x2) } else { (x2, x1) });
     let d1 = g1 + g2 - 3.0 * (f1 - f2) / (x1 - x2);
     let d2_sq = d1 * d1 - g1 * g2;
     if d2_sq >= 0.0 {
         let d2 = d2_sq.sqrt();
-        let m = if x1 <= x2 { x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2)) } else { x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2)) };
+        let m = if x1 <= x2 {
+            x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2))
+        } else {
+            x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2))
+        };
         m.max(lo).min(hi)
     } else {
         (lo + hi) / 2.0
@@ -81,10 +93,16 @@ impl Lbfgs {
     }
 
     fn flat_params(&self) -> Vec<f64> {
-        self.params.iter().flat_map(|(_, p)| p.data().iter().map(|&v| v as f64).collect::<Vec<_>>()).collect()
+        self.params
+            .iter()
+            .flat_map(|(_, p)| p.data().iter().map(|&v| v as f64).collect::<Vec<_>>())
+            .collect()
     }
     fn flat_grad(&self) -> Vec<f64> {
-        self.params.iter().flat_map(|(_, p)| super::grad_of(p).into_iter().map(|v| v as f64)).collect()
+        self.params
+            .iter()
+            .flat_map(|(_, p)| super::grad_of(p).into_iter().map(|v| v as f64))
+            .collect()
     }
     fn set_params(&self, x: &[f64]) -> Result<()> {
         let mut off = 0;
@@ -96,7 +114,13 @@ impl Lbfgs {
         Ok(())
     }
     /// Loss and gradient at `x + t·d` (parameters are left there).
-    fn evaluate(&mut self, closure: &mut dyn FnMut() -> Result<f64>, x: &[f64], t: f64, d: &[f64]) -> Result<(f64, Vec<f64>)> {
+    fn evaluate(
+        &mut self,
+        closure: &mut dyn FnMut() -> Result<f64>,
+        x: &[f64],
+        t: f64,
+        d: &[f64],
+    ) -> Result<(f64, Vec<f64>)> {
         let moved: Vec<f64> = x.iter().zip(d).map(|(a, b)| a + t * b).collect();
         self.set_params(&moved)?;
         let f = closure()?;
@@ -125,7 +149,11 @@ impl Lbfgs {
                 self.ro.clear();
                 self.h_diag = 1.0;
             } else {
-                let y: Vec<f64> = flat_grad.iter().zip(&self.prev_flat_grad).map(|(a, b)| a - b).collect();
+                let y: Vec<f64> = flat_grad
+                    .iter()
+                    .zip(&self.prev_flat_grad)
+                    .map(|(a, b)| a - b)
+                    .collect();
                 let s: Vec<f64> = self.d.iter().map(|v| v * self.t).collect();
                 let ys = dot(&y, &s);
                 if ys > 1e-10 {
@@ -145,18 +173,26 @@ impl Lbfgs {
                 let mut q: Vec<f64> = flat_grad.iter().map(|g| -g).collect();
                 for i in (0..k).rev() {
                     al[i] = dot(&self.old_stps[i], &q) * self.ro[i];
-                    q.iter_mut().zip(&self.old_dirs[i]).for_each(|(q, y)| *q -= al[i] * y);
+                    q.iter_mut()
+                        .zip(&self.old_dirs[i])
+                        .for_each(|(q, y)| *q -= al[i] * y);
                 }
                 let mut r: Vec<f64> = q.iter().map(|v| v * self.h_diag).collect();
-                for i in 0..k {
+                for (i, &a) in al.iter().enumerate() {
                     let be = dot(&self.old_dirs[i], &r) * self.ro[i];
-                    r.iter_mut().zip(&self.old_stps[i]).for_each(|(r, s)| *r += s * (al[i] - be));
+                    r.iter_mut()
+                        .zip(&self.old_stps[i])
+                        .for_each(|(r, s)| *r += s * (a - be));
                 }
                 self.d = r;
             }
             self.prev_flat_grad = flat_grad.clone();
             let prev_loss = loss;
-            self.t = if self.n_iter == 1 { (1.0f64).min(1.0 / flat_grad.iter().map(|g| g.abs()).sum::<f64>()) * self.lr } else { self.lr };
+            self.t = if self.n_iter == 1 {
+                (1.0f64).min(1.0 / flat_grad.iter().map(|g| g.abs()).sum::<f64>()) * self.lr
+            } else {
+                self.lr
+            };
             let gtd = dot(&flat_grad, &self.d);
             if gtd > -self.tolerance_change {
                 break;
@@ -166,7 +202,8 @@ impl Lbfgs {
             let opt_cond;
             if self.strong_wolfe {
                 let x0 = self.flat_params();
-                let (f, g, t, evals) = self.strong_wolfe_search(closure, &x0, self.t, &d, loss, &flat_grad, gtd)?;
+                let (f, g, t, evals) =
+                    self.strong_wolfe_search(closure, &x0, self.t, &d, loss, &flat_grad, gtd)?;
                 self.t = t;
                 loss = f;
                 flat_grad = g;
@@ -193,7 +230,9 @@ impl Lbfgs {
             if n_iter == self.max_iter || current_evals >= self.max_eval || opt_cond {
                 break;
             }
-            if max_abs(&d) * self.t.abs() <= self.tolerance_change || (loss - prev_loss).abs() < self.tolerance_change {
+            if max_abs(&d) * self.t.abs() <= self.tolerance_change
+                || (loss - prev_loss).abs() < self.tolerance_change
+            {
                 break;
             }
         }
@@ -226,7 +265,10 @@ impl Lbfgs {
         let mut br: Vec<(f64, f64, Vec<f64>, f64)>;
         loop {
             if f_new > f + c1 * t * gtd || (ls_iter > 1 && f_new >= f_prev) || gtd_new >= 0.0 {
-                br = vec![(t_prev, f_prev, g_prev, gtd_prev), (t, f_new, g_new.clone(), gtd_new)];
+                br = vec![
+                    (t_prev, f_prev, g_prev, gtd_prev),
+                    (t, f_new, g_new.clone(), gtd_new),
+                ];
                 break;
             }
             if gtd_new.abs() <= -c2 * gtd {
@@ -236,7 +278,15 @@ impl Lbfgs {
             }
             let (min_step, max_step) = (t + 0.01 * (t - t_prev), t * 10.0);
             let tmp = t;
-            t = cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, Some((min_step, max_step)));
+            t = cubic_interpolate(
+                t_prev,
+                f_prev,
+                gtd_prev,
+                t,
+                f_new,
+                gtd_new,
+                Some((min_step, max_step)),
+            );
             t_prev = tmp;
             f_prev = f_new;
             g_prev = g_new.clone();
@@ -248,13 +298,22 @@ impl Lbfgs {
             gtd_new = dot(&g_new, d);
             ls_iter += 1;
             if ls_iter == max_ls {
-                br = vec![(0.0, f, g.to_vec(), gtd), (t, f_new, g_new.clone(), gtd_new)];
+                br = vec![
+                    (0.0, f, g.to_vec(), gtd),
+                    (t, f_new, g_new.clone(), gtd_new),
+                ];
                 break;
             }
         }
         // zoom
         let mut insuf = false;
-        let order = |br: &Vec<(f64, f64, Vec<f64>, f64)>| if br[0].1 <= br[br.len() - 1].1 { (0, br.len() - 1) } else { (1, 0) };
+        let order = |br: &Vec<(f64, f64, Vec<f64>, f64)>| {
+            if br[0].1 <= br[br.len() - 1].1 {
+                (0, br.len() - 1)
+            } else {
+                (1, 0)
+            }
+        };
         let (mut lo, mut hi) = order(&br);
         while !done && ls_iter < max_ls && br.len() == 2 {
             if (br[1].0 - br[0].0).abs() * d_norm < tol {
@@ -265,7 +324,11 @@ impl Lbfgs {
             let eps = 0.1 * (bmax - bmin);
             if (bmax - t).min(t - bmin) < eps {
                 if insuf || t >= bmax || t <= bmin {
-                    t = if (t - bmax).abs() < (t - bmin).abs() { bmax - eps } else { bmin + eps };
+                    t = if (t - bmax).abs() < (t - bmin).abs() {
+                        bmax - eps
+                    } else {
+                        bmin + eps
+                    };
                     insuf = false;
                 } else {
                     insuf = true;

@@ -28,7 +28,10 @@ pub trait Optimizer: Send {
     /// Per-parameter state tensors under stable names (for checkpoints).
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
     /// Restore state saved by `state`; unknown or mis-shaped entries are errors.
-    fn load_state(&mut self, state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()>;
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<()>;
     fn name(&self) -> &'static str;
 
     fn zero_grad(&self) {
@@ -38,7 +41,8 @@ pub trait Optimizer: Send {
 
 /// Gradient of a parameter, or zeros if it received none this step.
 pub(crate) fn grad_of(p: &Tensor) -> Vec<f32> {
-    p.with_grad(|g| g.map(|g| g.clone())).unwrap_or_else(|| vec![0.0; p.numel()])
+    p.with_grad(|g| g.map(|g| g.clone()))
+        .unwrap_or_else(|| vec![0.0; p.numel()])
 }
 
 /// The gradient with L2 weight decay folded in: `g + λ·p`.
@@ -46,7 +50,9 @@ pub(crate) fn decayed_grad(p: &Tensor, weight_decay: f32) -> Vec<f32> {
     let mut g = grad_of(p);
     if weight_decay != 0.0 {
         let pd = p.data();
-        g.iter_mut().zip(pd.iter()).for_each(|(g, &w)| *g += weight_decay * w);
+        g.iter_mut()
+            .zip(pd.iter())
+            .for_each(|(g, &w)| *g += weight_decay * w);
     }
     g
 }
@@ -77,7 +83,10 @@ pub fn clip_grad_norm(params: &[(String, Tensor)], max_norm: f64) -> f64 {
 }
 
 /// Named slot state (e.g. momentum buffers): `"{slot}.{param}"`.
-pub(crate) fn save_slots(slots: &[(&str, &[Option<Vec<f32>>])], params: &[(String, Tensor)]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+pub(crate) fn save_slots(
+    slots: &[(&str, &[Option<Vec<f32>>])],
+    params: &[(String, Tensor)],
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut out = Vec::new();
     for (slot, bufs) in slots {
         for ((name, p), b) in params.iter().zip(bufs.iter()) {
@@ -99,11 +108,20 @@ pub(crate) fn load_slot(
         .map(|(name, p)| match state.get(&format!("{slot}.{name}")) {
             None => Ok(None),
             Some((_, d)) if d.len() == p.numel() => Ok(Some(d.clone())),
-            Some((s, _)) => Err(crate::error::NnError::ShapeMismatch { key: format!("optimizer.{slot}.{name}"), expected: p.shape().to_vec(), got: s.clone() }),
+            Some((s, _)) => Err(crate::error::NnError::ShapeMismatch {
+                key: format!("optimizer.{slot}.{name}"),
+                expected: p.shape().to_vec(),
+                got: s.clone(),
+            }),
         })
         .collect()
 }
 
-pub(crate) fn scalar_state(state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>, key: &str) -> Option<f64> {
-    state.get(key).and_then(|(_, d)| d.first().map(|&v| v as f64))
+pub(crate) fn scalar_state(
+    state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    key: &str,
+) -> Option<f64> {
+    state
+        .get(key)
+        .and_then(|(_, d)| d.first().map(|&v| v as f64))
 }

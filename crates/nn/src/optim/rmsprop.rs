@@ -20,14 +20,29 @@ pub struct RmsProp {
 impl RmsProp {
     pub fn new(params: Vec<(String, Tensor)>, lr: f64, momentum: f64, weight_decay: f64) -> Self {
         let n = params.len();
-        RmsProp { params, lr, alpha: 0.99, eps: 1e-8, momentum, weight_decay, sq: vec![None; n], buf: vec![None; n] }
+        RmsProp {
+            params,
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            momentum,
+            weight_decay,
+            sq: vec![None; n],
+            buf: vec![None; n],
+        }
     }
 }
 
 impl Optimizer for RmsProp {
     fn step(&mut self) -> Result<()> {
         let _g = aics_tensor::no_grad();
-        let (lr, a, eps, mu, wd) = (self.lr as f32, self.alpha as f32, self.eps as f32, self.momentum as f32, self.weight_decay as f32);
+        let (lr, a, eps, mu, wd) = (
+            self.lr as f32,
+            self.alpha as f32,
+            self.eps as f32,
+            self.momentum as f32,
+            self.weight_decay as f32,
+        );
         for (i, (_, p)) in self.params.iter().enumerate() {
             if !p.has_grad() {
                 continue;
@@ -63,9 +78,15 @@ impl Optimizer for RmsProp {
         &self.params
     }
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        save_slots(&[("square_avg", &self.sq), ("momentum_buffer", &self.buf)], &self.params)
+        save_slots(
+            &[("square_avg", &self.sq), ("momentum_buffer", &self.buf)],
+            &self.params,
+        )
     }
-    fn load_state(&mut self, state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<()> {
         self.sq = load_slot(state, "square_avg", &self.params)?;
         self.buf = load_slot(state, "momentum_buffer", &self.params)?;
         Ok(())

@@ -5,11 +5,20 @@
 pub enum LrSchedule {
     Constant,
     /// Multiply by `gamma` every `step` epochs.
-    Step { step: usize, gamma: f64 },
+    Step {
+        step: usize,
+        gamma: f64,
+    },
     /// Multiply by `gamma` at each listed epoch.
-    MultiStep { milestones: Vec<usize>, gamma: f64 },
+    MultiStep {
+        milestones: Vec<usize>,
+        gamma: f64,
+    },
     /// Cosine annealing from the base rate to `min_lr` over `total` epochs.
-    Cosine { total: usize, min_lr: f64 },
+    Cosine {
+        total: usize,
+        min_lr: f64,
+    },
 }
 
 impl LrSchedule {
@@ -22,10 +31,15 @@ impl LrSchedule {
         match self {
             LrSchedule::Constant => base,
             LrSchedule::Step { step, gamma } => base * gamma.powi((e / (*step).max(1)) as i32),
-            LrSchedule::MultiStep { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| m <= e).count() as i32),
+            LrSchedule::MultiStep { milestones, gamma } => {
+                base * gamma.powi(milestones.iter().filter(|&&m| m <= e).count() as i32)
+            }
             LrSchedule::Cosine { total, min_lr } => {
                 let t = (*total).max(1) as f64;
-                min_lr + (base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * (e as f64).min(t) / t).cos())
+                min_lr
+                    + (base - min_lr)
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * (e as f64).min(t) / t).cos())
             }
         }
     }
@@ -34,7 +48,11 @@ impl LrSchedule {
     pub fn parse(s: &str, epochs: usize) -> Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let num = |i: usize, what: &str| -> Result<f64, String> {
-            parts.get(i).ok_or(format!("schedule `{s}`: missing {what}"))?.parse::<f64>().map_err(|_| format!("schedule `{s}`: {what} is not a number"))
+            parts
+                .get(i)
+                .ok_or(format!("schedule `{s}`: missing {what}"))?
+                .parse::<f64>()
+                .map_err(|_| format!("schedule `{s}`: {what} is not a number"))
         };
         match parts[0] {
             "const" | "constant" => Ok(LrSchedule::Constant),

@@ -16,16 +16,33 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    pub fn new(params: Vec<(String, Tensor)>, lr: f64, momentum: f64, weight_decay: f64, nesterov: bool) -> Self {
+    pub fn new(
+        params: Vec<(String, Tensor)>,
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    ) -> Self {
         let n = params.len();
-        Sgd { params, lr, momentum, weight_decay, nesterov, bufs: vec![None; n] }
+        Sgd {
+            params,
+            lr,
+            momentum,
+            weight_decay,
+            nesterov,
+            bufs: vec![None; n],
+        }
     }
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         let _g = aics_tensor::no_grad();
-        let (lr, mu, wd) = (self.lr as f32, self.momentum as f32, self.weight_decay as f32);
+        let (lr, mu, wd) = (
+            self.lr as f32,
+            self.momentum as f32,
+            self.weight_decay as f32,
+        );
         for ((_, p), buf) in self.params.iter().zip(self.bufs.iter_mut()) {
             if !p.has_grad() {
                 continue;
@@ -61,7 +78,10 @@ impl Optimizer for Sgd {
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         save_slots(&[("momentum_buffer", &self.bufs)], &self.params)
     }
-    fn load_state(&mut self, state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<()> {
         self.bufs = load_slot(state, "momentum_buffer", &self.params)?;
         Ok(())
     }

@@ -102,7 +102,14 @@ impl Conv2dGeom {
 
 /// Fill `rows` (KH·KW rows of stride `ld`, nb columns) with the windows of one input channel
 /// `xc` (H, W) for the output positions `p0..p0+nb`.
-fn im2col_channel<T: Float>(xc: &[T], g: &Conv2dGeom, p0: usize, nb: usize, rows: &mut [T], ld: usize) {
+fn im2col_channel<T: Float>(
+    xc: &[T],
+    g: &Conv2dGeom,
+    p0: usize,
+    nb: usize,
+    rows: &mut [T],
+    ld: usize,
+) {
     let (h, w) = (g.h as isize, g.w as isize);
     for ki in 0..g.kh {
         for kj in 0..g.kw {
@@ -125,12 +132,17 @@ fn im2col_channel<T: Float>(xc: &[T], g: &Conv2dGeom, p0: usize, nb: usize, rows
                         let hi = (w - off - ox0 as isize).clamp(lo as isize, seg as isize) as usize;
                         d[..lo].fill(T::zero());
                         let start = (ox0 + lo) as isize + off;
-                        d[lo..hi].copy_from_slice(&xrow[start as usize..start as usize + (hi - lo)]);
+                        d[lo..hi]
+                            .copy_from_slice(&xrow[start as usize..start as usize + (hi - lo)]);
                         d[hi..].fill(T::zero());
                     } else {
                         for (t, v) in d.iter_mut().enumerate() {
                             let ix = ((ox0 + t) * g.sw) as isize + off;
-                            *v = if ix >= 0 && ix < w { xrow[ix as usize] } else { T::zero() };
+                            *v = if ix >= 0 && ix < w {
+                                xrow[ix as usize]
+                            } else {
+                                T::zero()
+                            };
                         }
                     }
                 }
@@ -142,7 +154,14 @@ fn im2col_channel<T: Float>(xc: &[T], g: &Conv2dGeom, p0: usize, nb: usize, rows
 
 /// The adjoint of [`im2col_channel`]: add `rows` (KH·KW rows of stride `ld`, nb columns) back
 /// into the channel `dxc` (H, W).
-fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dxc: &mut [T], ld: usize) {
+fn col2im_channel<T: Float>(
+    rows: &[T],
+    g: &Conv2dGeom,
+    p0: usize,
+    nb: usize,
+    dxc: &mut [T],
+    ld: usize,
+) {
     let (h, w) = (g.h as isize, g.w as isize);
     for ki in 0..g.kh {
         for kj in 0..g.kw {
@@ -161,7 +180,10 @@ fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dx
                         let lo = (-off - ox0 as isize).clamp(0, seg as isize) as usize;
                         let hi = (w - off - ox0 as isize).clamp(lo as isize, seg as isize) as usize;
                         let start = ((ox0 + lo) as isize + off) as usize;
-                        xrow[start..start + (hi - lo)].iter_mut().zip(&s[lo..hi]).for_each(|(d, &v)| *d += v);
+                        xrow[start..start + (hi - lo)]
+                            .iter_mut()
+                            .zip(&s[lo..hi])
+                            .for_each(|(d, &v)| *d += v);
                     } else {
                         for (t, &v) in s.iter().enumerate() {
                             let ix = ((ox0 + t) * g.sw) as isize + off;
@@ -178,18 +200,42 @@ fn col2im_channel<T: Float>(rows: &[T], g: &Conv2dGeom, p0: usize, nb: usize, dx
 }
 
 /// im2col of group `gi` of one sample `xn` (C, H, W) into `buf` (CKK rows of stride `ld`, nb columns).
-fn im2col_group<T: Float>(xn: &[T], g: &Conv2dGeom, gi: usize, p0: usize, nb: usize, buf: &mut [T], ld: usize) {
+fn im2col_group<T: Float>(
+    xn: &[T],
+    g: &Conv2dGeom,
+    gi: usize,
+    p0: usize,
+    nb: usize,
+    buf: &mut [T],
+    ld: usize,
+) {
     let (cg, hw, kk) = (g.cg(), g.hw(), g.kk());
     for cl in 0..cg {
         let c = gi * cg + cl;
-        im2col_channel(&xn[c * hw..(c + 1) * hw], g, p0, nb, &mut buf[cl * kk * ld..], ld);
+        im2col_channel(
+            &xn[c * hw..(c + 1) * hw],
+            g,
+            p0,
+            nb,
+            &mut buf[cl * kk * ld..],
+            ld,
+        );
     }
 }
 
 /// The columns of one task: samples `s0..s0+ns`, output positions `p0..p0+len`, for group `gi`,
 /// as a (CKK, ns·len) matrix in `buf`; sample j occupies columns `j·len..(j+1)·len`.
 #[allow(clippy::too_many_arguments)]
-fn im2col_task<T: Float>(x: &[T], g: &Conv2dGeom, gi: usize, s0: usize, ns: usize, p0: usize, len: usize, buf: &mut [T]) {
+fn im2col_task<T: Float>(
+    x: &[T],
+    g: &Conv2dGeom,
+    gi: usize,
+    s0: usize,
+    ns: usize,
+    p0: usize,
+    len: usize,
+    buf: &mut [T],
+) {
     let chw = g.c * g.hw();
     let width = ns * len;
     for j in 0..ns {
@@ -199,7 +245,17 @@ fn im2col_task<T: Float>(x: &[T], g: &Conv2dGeom, gi: usize, s0: usize, ns: usiz
 }
 
 /// Gather dY of a task's samples for group `gi` into a (Og, ns·len) matrix.
-fn gather_dy<T: Float>(dy: &[T], g: &Conv2dGeom, gi: usize, s0: usize, ns: usize, p0: usize, len: usize, out: &mut [T]) {
+#[allow(clippy::too_many_arguments)]
+fn gather_dy<T: Float>(
+    dy: &[T],
+    g: &Conv2dGeom,
+    gi: usize,
+    s0: usize,
+    ns: usize,
+    p0: usize,
+    len: usize,
+    out: &mut [T],
+) {
     let (og, p) = (g.og(), g.ohw());
     let width = ns * len;
     for o in 0..og {
@@ -225,7 +281,12 @@ impl<T> SendPtr<T> {
 /// Forward: `x` (N, C, H, W), `wt` (O, C/G, KH, KW) → `y` (N, O, OH, OW), no bias.
 /// With `keep_cols`, the im2col blocks are returned (one per task, all groups) so that the
 /// weight gradient can reuse them instead of unfolding the input a second time.
-pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom, keep_cols: bool) -> (Vec<T>, Option<Vec<Vec<T>>>) {
+pub fn conv2d_fwd<T: Float>(
+    x: &[T],
+    wt: &[T],
+    g: &Conv2dGeom,
+    keep_cols: bool,
+) -> (Vec<T>, Option<Vec<Vec<T>>>) {
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     let mut y = vec![T::zero(); g.n * g.o * p];
     let (spt, nblk, nb) = g.tasks();
@@ -236,28 +297,72 @@ pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom, keep_cols: bool) 
     let cols: Vec<Vec<T>> = (0..nchunks * nblk)
         .into_par_iter()
         .map_init(
-            || (vec![T::zero(); if direct || keep { 0 } else { ckk * spt * nb }], vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }]),
+            || {
+                (
+                    vec![T::zero(); if direct || keep { 0 } else { ckk * spt * nb }],
+                    vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }],
+                )
+            },
             |(buf, tmp), task| {
                 let (ci, bi) = (task / nblk, task % nblk);
                 let (s0, p0) = (ci * spt, bi * nb);
                 let ns = spt.min(g.n - s0);
                 let len = nb.min(p - p0);
                 let width = ns * len;
-                let mut kept = if keep { vec![T::zero(); g.groups * ckk * width] } else { Vec::new() };
+                let mut kept = if keep {
+                    vec![T::zero(); g.groups * ckk * width]
+                } else {
+                    Vec::new()
+                };
                 for gi in 0..g.groups {
                     let wg = Mat::rm(&wt[gi * og * ckk..], ckk);
                     let col = if direct {
-                        Mat { data: &x[(s0 * g.c + gi * ckk) * p + p0..], rs: p, cs: 1 }
+                        Mat {
+                            data: &x[(s0 * g.c + gi * ckk) * p + p0..],
+                            rs: p,
+                            cs: 1,
+                        }
                     } else {
-                        let b: &mut [T] = if keep { &mut kept[gi * ckk * width..(gi + 1) * ckk * width] } else { &mut buf[..ckk * width] };
+                        let b: &mut [T] = if keep {
+                            &mut kept[gi * ckk * width..(gi + 1) * ckk * width]
+                        } else {
+                            &mut buf[..ckk * width]
+                        };
                         im2col_task(x, g, gi, s0, ns, p0, len, b);
-                        Mat::rm(if keep { &kept[gi * ckk * width..] } else { &buf[..] }, width)
+                        Mat::rm(
+                            if keep {
+                                &kept[gi * ckk * width..]
+                            } else {
+                                &buf[..]
+                            },
+                            width,
+                        )
                     };
                     if spt == 1 {
                         // SAFETY: task (ci, bi) alone writes rows gi·Og.. of sample s0, columns p0..p0+len.
-                        unsafe { gemm_strided(og, len, ckk, wg, col, yp.get().add((s0 * g.o + gi * og) * p + p0), p, false) };
+                        unsafe {
+                            gemm_strided(
+                                og,
+                                len,
+                                ckk,
+                                wg,
+                                col,
+                                yp.get().add((s0 * g.o + gi * og) * p + p0),
+                                p,
+                                false,
+                            )
+                        };
                     } else {
-                        gemm(og, width, ckk, wg, col, &mut tmp[..og * width], false, false);
+                        gemm(
+                            og,
+                            width,
+                            ckk,
+                            wg,
+                            col,
+                            &mut tmp[..og * width],
+                            false,
+                            false,
+                        );
                         for o in 0..og {
                             for j in 0..ns {
                                 let src = &tmp[o * width + j * len..o * width + (j + 1) * len];
@@ -279,7 +384,12 @@ pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom, keep_cols: bool) 
 
 /// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ, with the forward's im2col blocks
 /// when it kept them.
-pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom, cols: Option<&[Vec<T>]>) -> Vec<T> {
+pub fn conv2d_bwd_weight<T: Float>(
+    x: &[T],
+    dy: &[T],
+    g: &Conv2dGeom,
+    cols: Option<&[Vec<T>]>,
+) -> Vec<T> {
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     let (spt, nblk, nb) = g.tasks();
     let direct = g.is_pointwise() && spt == 1;
@@ -292,7 +402,14 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom, cols: Opti
         .into_par_iter()
         .map(|part| {
             let mut dw = vec![T::zero(); wlen];
-            let mut buf = vec![T::zero(); if direct || cols.is_some() { 0 } else { ckk * spt * nb }];
+            let mut buf = vec![
+                T::zero();
+                if direct || cols.is_some() {
+                    0
+                } else {
+                    ckk * spt * nb
+                }
+            ];
             let mut dyt = vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }];
             for task in (part..tasks).step_by(parts) {
                 let (ci, bi) = (task / nblk, task % nblk);
@@ -302,20 +419,37 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom, cols: Opti
                 let width = ns * len;
                 for gi in 0..g.groups {
                     let dyg = if spt == 1 {
-                        Mat { data: &dy[(s0 * g.o + gi * og) * p + p0..], rs: p, cs: 1 }
+                        Mat {
+                            data: &dy[(s0 * g.o + gi * og) * p + p0..],
+                            rs: p,
+                            cs: 1,
+                        }
                     } else {
                         gather_dy(dy, g, gi, s0, ns, p0, len, &mut dyt);
                         Mat::rm(&dyt[..], width)
                     };
                     let colt = if direct {
-                        Mat { data: &x[(s0 * g.c + gi * ckk) * p + p0..], rs: 1, cs: p }
+                        Mat {
+                            data: &x[(s0 * g.c + gi * ckk) * p + p0..],
+                            rs: 1,
+                            cs: p,
+                        }
                     } else if let Some(c) = cols {
                         Mat::rm_t(&c[task][gi * ckk * width..], width)
                     } else {
                         im2col_task(x, g, gi, s0, ns, p0, len, &mut buf);
                         Mat::rm_t(&buf[..], width)
                     };
-                    gemm(og, ckk, width, dyg, colt, &mut dw[gi * og * ckk..(gi + 1) * og * ckk], true, false);
+                    gemm(
+                        og,
+                        ckk,
+                        width,
+                        dyg,
+                        colt,
+                        &mut dw[gi * og * ckk..(gi + 1) * og * ckk],
+                        true,
+                        false,
+                    );
                 }
             }
             dw
@@ -340,7 +474,12 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         // chunks of samples in parallel: dcol (CKK, ns·P) = W[g]ᵀ · dY[g], then col2im per sample
         let spt = if g.is_pointwise() { 1 } else { spt };
         dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
-            || (vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * spt * p }], vec![T::zero(); if spt > 1 { og * spt * p } else { 0 }]),
+            || {
+                (
+                    vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * spt * p }],
+                    vec![T::zero(); if spt > 1 { og * spt * p } else { 0 }],
+                )
+            },
             |(buf, dyt), (ci, dxc)| {
                 let s0 = ci * spt;
                 let ns = dxc.len() / chw;
@@ -354,14 +493,39 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                         Mat::rm(&dyt[..], width)
                     };
                     if g.is_pointwise() {
-                        gemm(ckk, p, og, wgt, dyg, &mut dxc[gi * cg * hw..(gi + 1) * cg * hw], false, false);
+                        gemm(
+                            ckk,
+                            p,
+                            og,
+                            wgt,
+                            dyg,
+                            &mut dxc[gi * cg * hw..(gi + 1) * cg * hw],
+                            false,
+                            false,
+                        );
                         continue;
                     }
-                    gemm(ckk, width, og, wgt, dyg, &mut buf[..ckk * width], false, false);
+                    gemm(
+                        ckk,
+                        width,
+                        og,
+                        wgt,
+                        dyg,
+                        &mut buf[..ckk * width],
+                        false,
+                        false,
+                    );
                     for j in 0..ns {
                         for cl in 0..cg {
                             let c = gi * cg + cl;
-                            col2im_channel(&buf[cl * kk * width + j * p..], g, 0, p, &mut dxc[j * chw + c * hw..j * chw + (c + 1) * hw], width);
+                            col2im_channel(
+                                &buf[cl * kk * width + j * p..],
+                                g,
+                                0,
+                                p,
+                                &mut dxc[j * chw + c * hw..j * chw + (c + 1) * hw],
+                                width,
+                            );
                         }
                     }
                 }
@@ -378,7 +542,9 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                     gemm(ckk, p, og, wgt, dyg, dxg, false, true);
                 } else {
                     gemm(ckk, p, og, wgt, dyg, &mut buf, false, true);
-                    dxg.par_chunks_mut(hw).zip(buf.par_chunks(kk * p)).for_each(|(dxc, rows)| col2im_channel(rows, g, 0, p, dxc, p));
+                    dxg.par_chunks_mut(hw)
+                        .zip(buf.par_chunks(kk * p))
+                        .for_each(|(dxc, rows)| col2im_channel(rows, g, 0, p, dxc, p));
                 }
             }
         }
@@ -400,7 +566,8 @@ pub fn conv2d_fwd_naive<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                         for ki in 0..g.kh {
                             for kj in 0..g.kw {
                                 if let Some(xi) = tap(g, n, c, oy, ox, ki, kj) {
-                                    s += x[xi].as_f64() * wt[((o * g.cg() + cl) * g.kh + ki) * g.kw + kj].as_f64();
+                                    s += x[xi].as_f64()
+                                        * wt[((o * g.cg() + cl) * g.kh + ki) * g.kw + kj].as_f64();
                                 }
                             }
                         }
@@ -414,7 +581,15 @@ pub fn conv2d_fwd_naive<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
 }
 
 /// Index into x (N, C, H, W) of the tap (ki, kj) of output (oy, ox), or None in the padding.
-fn tap(g: &Conv2dGeom, n: usize, c: usize, oy: usize, ox: usize, ki: usize, kj: usize) -> Option<usize> {
+fn tap(
+    g: &Conv2dGeom,
+    n: usize,
+    c: usize,
+    oy: usize,
+    ox: usize,
+    ki: usize,
+    kj: usize,
+) -> Option<usize> {
     let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
     let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
     if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
@@ -449,5 +624,8 @@ pub fn conv2d_bwd_naive<T: Float>(x: &[T], wt: &[T], dy: &[T], g: &Conv2dGeom) -
             }
         }
     }
-    (dx.into_iter().map(T::from_f64).collect(), dw.into_iter().map(T::from_f64).collect())
+    (
+        dx.into_iter().map(T::from_f64).collect(),
+        dw.into_iter().map(T::from_f64).collect(),
+    )
 }

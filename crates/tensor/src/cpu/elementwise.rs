@@ -18,18 +18,34 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
 /// `out[i] = f(a[i], b[i])` for equal-length slices.
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     if a.len() >= PAR_THRESHOLD {
-        a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(&x, &y)| f(x, y))
+            .collect()
     } else {
         a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
     }
 }
 
 /// `out[i] = f(a[i], b[i], c[i])` for equal-length slices.
-pub fn zip3_map<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync + Send) -> Vec<T> {
+pub fn zip3_map<T: Float>(
+    a: &[T],
+    b: &[T],
+    c: &[T],
+    f: impl Fn(T, T, T) -> T + Sync + Send,
+) -> Vec<T> {
     if a.len() >= PAR_THRESHOLD {
-        a.par_iter().zip(b.par_iter()).zip(c.par_iter()).map(|((&x, &y), &z)| f(x, y, z)).collect()
+        a.par_iter()
+            .zip(b.par_iter())
+            .zip(c.par_iter())
+            .map(|((&x, &y), &z)| f(x, y, z))
+            .collect()
     } else {
-        a.iter().zip(b).zip(c).map(|((&x, &y), &z)| f(x, y, z)).collect()
+        a.iter()
+            .zip(b)
+            .zip(c)
+            .map(|((&x, &y), &z)| f(x, y, z))
+            .collect()
     }
 }
 

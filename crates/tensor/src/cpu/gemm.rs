@@ -18,20 +18,46 @@ pub struct Mat<'a, T> {
 impl<'a, T> Mat<'a, T> {
     /// Row-major `rows×cols` matrix.
     pub fn rm(data: &'a [T], cols: usize) -> Self {
-        Mat { data, rs: cols, cs: 1 }
+        Mat {
+            data,
+            rs: cols,
+            cs: 1,
+        }
     }
     /// The transpose of a row-major matrix with `cols` columns.
     pub fn rm_t(data: &'a [T], cols: usize) -> Self {
-        Mat { data, rs: 1, cs: cols }
+        Mat {
+            data,
+            rs: 1,
+            cs: cols,
+        }
     }
 }
 
 /// `c[m×n] (row-major) = a[m×k]·b[k×n]`, or `+=` when `accumulate`.
 /// `parallel` lets the kernel use the rayon pool; pass false when the caller already
 /// parallelises over an outer loop.
-pub fn gemm<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool, parallel: bool) {
-    assert!(c.len() >= m * n, "gemm: output of {} elements for a {m}x{n} product", c.len());
-    let par = if parallel && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: &mut [T],
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(
+        c.len() >= m * n,
+        "gemm: output of {} elements for a {m}x{n} product",
+        c.len()
+    );
+    let par = if parallel && m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: `c` is exclusively borrowed and holds m·n elements (checked above).
     unsafe { call(m, n, k, a, b, c.as_mut_ptr(), n, accumulate, par) }
 }
@@ -42,14 +68,34 @@ pub fn gemm<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mu
 /// # Safety
 /// `c` must be valid for writes at `i * ldc + j` for `i < m`, `j < n`, and no other thread may
 /// touch those elements during the call.
-pub unsafe fn gemm_strided<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: *mut T, ldc: usize, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_strided<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: *mut T,
+    ldc: usize,
+    accumulate: bool,
+) {
     call(m, n, k, a, b, c, ldc, accumulate, gemm::Parallelism::None)
 }
 
 /// # Safety
 /// As for [`gemm_strided`]; the views must cover their strided extents (debug-checked).
 #[allow(clippy::too_many_arguments)]
-unsafe fn call<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: *mut T, ldc: usize, accumulate: bool, par: gemm::Parallelism) {
+unsafe fn call<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: *mut T,
+    ldc: usize,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -89,7 +135,16 @@ unsafe fn call<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: 
 }
 
 /// The reference: a plain triple loop, accumulated in f64.
-pub fn gemm_naive<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_naive<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: &mut [T],
+    accumulate: bool,
+) {
     for i in 0..m {
         for j in 0..n {
             let mut s = 0.0f64;

@@ -26,7 +26,14 @@ pub struct PoolGeom {
 
 /// PyTorch's pooling output size, including the `ceil_mode` rule that the last window must
 /// start inside the input or its left padding.
-pub fn pool_out_size(i: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Option<usize> {
+pub fn pool_out_size(
+    i: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    ceil: bool,
+) -> Option<usize> {
     let eff = d * (k.max(1) - 1) + 1;
     if s == 0 || i + 2 * p < eff {
         return None;
@@ -41,12 +48,27 @@ pub fn pool_out_size(i: usize, k: usize, s: usize, p: usize, d: usize, ceil: boo
 
 /// Valid kernel taps along one axis for each output position: (input start, first tap, end tap),
 /// so that the inner loops need no bounds checks on the padding.
-fn tap_ranges(out: usize, inp: usize, k: usize, s: usize, p: usize, d: usize) -> Vec<(isize, usize, usize)> {
+fn tap_ranges(
+    out: usize,
+    inp: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+) -> Vec<(isize, usize, usize)> {
     (0..out)
         .map(|o| {
             let start = (o * s) as isize - p as isize;
-            let lo = if start < 0 { ((-start) as usize).div_ceil(d) } else { 0 };
-            let hi = if (inp as isize) > start { (((inp as isize - start) as usize).div_ceil(d)).min(k) } else { 0 };
+            let lo = if start < 0 {
+                ((-start) as usize).div_ceil(d)
+            } else {
+                0
+            };
+            let hi = if (inp as isize) > start {
+                (((inp as isize - start) as usize).div_ceil(d)).min(k)
+            } else {
+                0
+            };
             (start, lo, hi.max(lo))
         })
         .collect()
@@ -60,28 +82,32 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let cols = tap_ranges(g.ow, g.w, g.kw, g.sw, g.pw, g.dw);
     let mut y = vec![T::zero(); g.planes * ohw];
     let mut idx = vec![0u32; g.planes * ohw];
-    y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(pl, (yp, ip))| {
-        let xp = &x[pl * hw..(pl + 1) * hw];
-        for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
-            for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
-                let mut best = T::neg_infinity();
-                let mut bi = ((ys + (klo * g.dh) as isize) as usize) * g.w + (xs + (jlo * g.dw) as isize) as usize;
-                for ki in klo..khi {
-                    let row = (ys + (ki * g.dh) as isize) as usize * g.w;
-                    for kj in jlo..jhi {
-                        let i = row + (xs + (kj * g.dw) as isize) as usize;
-                        let v = xp[i];
-                        if v > best || v.is_nan() {
-                            best = v;
-                            bi = i;
+    y.par_chunks_mut(ohw)
+        .zip(idx.par_chunks_mut(ohw))
+        .enumerate()
+        .for_each(|(pl, (yp, ip))| {
+            let xp = &x[pl * hw..(pl + 1) * hw];
+            for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
+                for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
+                    let mut best = T::neg_infinity();
+                    let mut bi = ((ys + (klo * g.dh) as isize) as usize) * g.w
+                        + (xs + (jlo * g.dw) as isize) as usize;
+                    for ki in klo..khi {
+                        let row = (ys + (ki * g.dh) as isize) as usize * g.w;
+                        for kj in jlo..jhi {
+                            let i = row + (xs + (kj * g.dw) as isize) as usize;
+                            let v = xp[i];
+                            if v > best || v.is_nan() {
+                                best = v;
+                                bi = i;
+                            }
                         }
                     }
+                    yp[oy * g.ow + ox] = best;
+                    ip[oy * g.ow + ox] = bi as u32;
                 }
-                yp[oy * g.ow + ox] = best;
-                ip[oy * g.ow + ox] = bi as u32;
             }
-        }
-    });
+        });
     (y, idx)
 }
 
@@ -89,7 +115,10 @@ pub fn max_pool_bwd<T: Float>(gy: &[T], idx: &[u32], g: &PoolGeom) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut gx = vec![T::zero(); g.planes * hw];
     gx.par_chunks_mut(hw).enumerate().for_each(|(pl, gp)| {
-        for (&v, &i) in gy[pl * ohw..(pl + 1) * ohw].iter().zip(&idx[pl * ohw..(pl + 1) * ohw]) {
+        for (&v, &i) in gy[pl * ohw..(pl + 1) * ohw]
+            .iter()
+            .zip(&idx[pl * ohw..(pl + 1) * ohw])
+        {
             gp[i as usize] += v;
         }
     });
@@ -98,16 +127,30 @@ pub fn max_pool_bwd<T: Float>(gy: &[T], idx: &[u32], g: &PoolGeom) -> Vec<T> {
 
 /// The window of output (oy, ox) for average pooling: (y0, y1, x0, x1, divisor).
 #[inline]
-fn avg_window(g: &PoolGeom, oy: usize, ox: usize, count_include_pad: bool) -> (usize, usize, usize, usize, usize) {
+fn avg_window(
+    g: &PoolGeom,
+    oy: usize,
+    ox: usize,
+    count_include_pad: bool,
+) -> (usize, usize, usize, usize, usize) {
     let hs = (oy * g.sh) as isize - g.ph as isize;
     let ws = (ox * g.sw) as isize - g.pw as isize;
     let he = (hs + g.kh as isize).min((g.h + g.ph) as isize);
     let we = (ws + g.kw as isize).min((g.w + g.pw) as isize);
     let pool = ((he - hs) * (we - ws)).max(0) as usize;
     let (y0, x0) = (hs.max(0) as usize, ws.max(0) as usize);
-    let (y1, x1) = (he.min(g.h as isize).max(0) as usize, we.min(g.w as isize).max(0) as usize);
+    let (y1, x1) = (
+        he.min(g.h as isize).max(0) as usize,
+        we.min(g.w as isize).max(0) as usize,
+    );
     let inside = y1.saturating_sub(y0) * x1.saturating_sub(x0);
-    (y0, y1.max(y0), x0, x1.max(x0), if count_include_pad { pool } else { inside })
+    (
+        y0,
+        y1.max(y0),
+        x0,
+        x1.max(x0),
+        if count_include_pad { pool } else { inside },
+    )
 }
 
 pub fn avg_pool_fwd<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Vec<T> {
@@ -145,7 +188,9 @@ pub fn avg_pool_bwd<T: Float>(gy: &[T], g: &PoolGeom, count_include_pad: bool) -
                 }
                 let v = gyp[oy * g.ow + ox] / T::from_usize(div);
                 for iy in y0..y1 {
-                    gp[iy * g.w + x0..iy * g.w + x1].iter_mut().for_each(|e| *e += v);
+                    gp[iy * g.w + x0..iy * g.w + x1]
+                        .iter_mut()
+                        .for_each(|e| *e += v);
                 }
             }
         }
@@ -158,7 +203,14 @@ pub fn adaptive_windows(i: usize, inp: usize, out: usize) -> (usize, usize) {
     (i * inp / out, ((i + 1) * inp).div_ceil(out))
 }
 
-pub fn adaptive_avg_fwd<T: Float>(x: &[T], planes: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<T> {
+pub fn adaptive_avg_fwd<T: Float>(
+    x: &[T],
+    planes: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+) -> Vec<T> {
     let mut y = vec![T::zero(); planes * oh * ow];
     y.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, yp)| {
         let xp = &x[pl * h * w..(pl + 1) * h * w];
@@ -177,7 +229,14 @@ pub fn adaptive_avg_fwd<T: Float>(x: &[T], planes: usize, h: usize, w: usize, oh
     y
 }
 
-pub fn adaptive_avg_bwd<T: Float>(gy: &[T], planes: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<T> {
+pub fn adaptive_avg_bwd<T: Float>(
+    gy: &[T],
+    planes: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+) -> Vec<T> {
     let mut gx = vec![T::zero(); planes * h * w];
     gx.par_chunks_mut(h * w).enumerate().for_each(|(pl, gp)| {
         for oy in 0..oh {
@@ -186,7 +245,9 @@ pub fn adaptive_avg_bwd<T: Float>(gy: &[T], planes: usize, h: usize, w: usize, o
                 let (x0, x1) = adaptive_windows(ox, w, ow);
                 let v = gy[pl * oh * ow + oy * ow + ox] / T::from_usize((y1 - y0) * (x1 - x0));
                 for iy in y0..y1 {
-                    gp[iy * w + x0..iy * w + x1].iter_mut().for_each(|e| *e += v);
+                    gp[iy * w + x0..iy * w + x1]
+                        .iter_mut()
+                        .for_each(|e| *e += v);
                 }
             }
         }

@@ -20,7 +20,13 @@ pub struct ConvParams {
 
 impl Default for ConvParams {
     fn default() -> Self {
-        ConvParams { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1, output_padding: (0, 0) }
+        ConvParams {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            output_padding: (0, 0),
+        }
     }
 }
 
@@ -48,24 +54,56 @@ impl ConvParams {
 }
 
 /// Validate a conv2d call and build its geometry. `x`: (N, C, H, W); `w`: (O, C/G, KH, KW).
-pub fn conv2d_geom(op: &'static str, x: &[usize], w: &[usize], p: &ConvParams) -> Result<Conv2dGeom> {
+pub fn conv2d_geom(
+    op: &'static str,
+    x: &[usize],
+    w: &[usize],
+    p: &ConvParams,
+) -> Result<Conv2dGeom> {
     if x.len() != 4 || w.len() != 4 {
-        return Err(shape_err(op, format!("expected input (N, C, H, W) and weight (O, C/groups, KH, KW), got {x:?} and {w:?}")));
+        return Err(shape_err(
+            op,
+            format!(
+                "expected input (N, C, H, W) and weight (O, C/groups, KH, KW), got {x:?} and {w:?}"
+            ),
+        ));
     }
     let g = p.groups;
     if g == 0 || p.stride.0 == 0 || p.stride.1 == 0 || p.dilation.0 == 0 || p.dilation.1 == 0 {
-        return Err(arg_err(op, format!("groups, stride and dilation must be positive, got {p:?}")));
+        return Err(arg_err(
+            op,
+            format!("groups, stride and dilation must be positive, got {p:?}"),
+        ));
     }
-    if x[1] % g != 0 || w[0] % g != 0 {
-        return Err(shape_err(op, format!("{} input channels and {} output channels must both divide by groups={g}", x[1], w[0])));
+    if !x[1].is_multiple_of(g) || !w[0].is_multiple_of(g) {
+        return Err(shape_err(
+            op,
+            format!(
+                "{} input channels and {} output channels must both divide by groups={g}",
+                x[1], w[0]
+            ),
+        ));
     }
     if w[1] * g != x[1] {
-        return Err(shape_err(op, format!("weight {w:?} expects {} input channels (groups={g}), input {x:?} has {}", w[1] * g, x[1])));
+        return Err(shape_err(
+            op,
+            format!(
+                "weight {w:?} expects {} input channels (groups={g}), input {x:?} has {}",
+                w[1] * g,
+                x[1]
+            ),
+        ));
     }
     let oh = conv_out_size(x[2], w[2], p.stride.0, p.padding.0, p.dilation.0);
     let ow = conv_out_size(x[3], w[3], p.stride.1, p.padding.1, p.dilation.1);
     let (Some(oh), Some(ow)) = (oh, ow) else {
-        return Err(shape_err(op, format!("kernel {}x{} (dilation {:?}) is larger than the padded input {x:?} (padding {:?})", w[2], w[3], p.dilation, p.padding)));
+        return Err(shape_err(
+            op,
+            format!(
+                "kernel {}x{} (dilation {:?}) is larger than the padded input {x:?} (padding {:?})",
+                w[2], w[3], p.dilation, p.padding
+            ),
+        ));
     };
     Ok(Conv2dGeom {
         n: x[0],
@@ -92,7 +130,10 @@ const KEEP_COLS_MAX: usize = 1 << 24;
 
 fn check_bias<T: Float>(op: &'static str, bias: Option<&Tensor<T>>, o: usize) -> Result<()> {
     match bias {
-        Some(b) if b.shape() != [o] => Err(shape_err(op, format!("bias {:?} does not fit {o} output channels", b.shape()))),
+        Some(b) if b.shape() != [o] => Err(shape_err(
+            op,
+            format!("bias {:?} does not fit {o} output channels", b.shape()),
+        )),
         _ => Ok(()),
     }
 }
@@ -115,59 +156,112 @@ fn bias_grad<T: Float>(g: &[T], o: usize, per_channel: usize) -> Vec<T> {
 impl<T: Float> Tensor<T> {
     /// 2-D convolution (cross-correlation): input (N, C, H, W), weight (O, C/groups, KH, KW),
     /// optional bias (O) → (N, O, OH, OW).
-    pub fn conv2d(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>, p: ConvParams) -> Result<Tensor<T>> {
+    pub fn conv2d(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvParams,
+    ) -> Result<Tensor<T>> {
         let g = conv2d_geom("conv2d", self.shape(), weight.shape(), &p)?;
         check_bias("conv2d", bias, g.o)?;
         let (xd, wd) = (self.data(), weight.data());
         // Keep the unfolded input for the weight gradient when it is needed and not too large.
-        let keep = crate::autograd::grad_enabled() && weight.requires_grad() && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
+        let keep = crate::autograd::grad_enabled()
+            && weight.requires_grad()
+            && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
         let (mut y, cols) = k::conv2d_fwd(&xd, &wd, &g, keep);
         if let Some(b) = bias {
             add_bias(&mut y, &b.data(), g.ohw());
         }
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
-        Ok(Tensor::from_op(y, vec![g.n, g.o, g.oh, g.ow], "conv2d", &inputs, move |gy, needs| {
-            let mut r = vec![
-                needs[0].then(|| k::conv2d_bwd_data(gy, &wd, &g)),
-                needs[1].then(|| k::conv2d_bwd_weight(&xd, gy, &g, cols.as_deref())),
-            ];
-            if needs.len() > 2 {
-                r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));
-            }
-            r
-        }))
+        Ok(Tensor::from_op(
+            y,
+            vec![g.n, g.o, g.oh, g.ow],
+            "conv2d",
+            &inputs,
+            move |gy, needs| {
+                let mut r = vec![
+                    needs[0].then(|| k::conv2d_bwd_data(gy, &wd, &g)),
+                    needs[1].then(|| k::conv2d_bwd_weight(&xd, gy, &g, cols.as_deref())),
+                ];
+                if needs.len() > 2 {
+                    r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));
+                }
+                r
+            },
+        ))
     }
 
     /// Transposed 2-D convolution (the adjoint of conv2d): input (N, C_in, H, W), weight
     /// (C_in, C_out/groups, KH, KW), optional bias (C_out) → (N, C_out, H_out, W_out) with
     /// `H_out = (H-1)·s - 2p + d(KH-1) + output_padding + 1`.
-    pub fn conv_transpose2d(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>, p: ConvParams) -> Result<Tensor<T>> {
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvParams,
+    ) -> Result<Tensor<T>> {
         let op = "conv_transpose2d";
         let (x, w) = (self.shape(), weight.shape());
         if x.len() != 4 || w.len() != 4 {
             return Err(shape_err(op, format!("expected input (N, C, H, W) and weight (C_in, C_out/groups, KH, KW), got {x:?} and {w:?}")));
         }
         if w[0] != x[1] {
-            return Err(shape_err(op, format!("weight {w:?} expects {} input channels, input {x:?} has {}", w[0], x[1])));
+            return Err(shape_err(
+                op,
+                format!(
+                    "weight {w:?} expects {} input channels, input {x:?} has {}",
+                    w[0], x[1]
+                ),
+            ));
         }
-        if p.output_padding.0 >= p.stride.0.max(p.dilation.0) || p.output_padding.1 >= p.stride.1.max(p.dilation.1) {
-            return Err(arg_err(op, format!("output_padding {:?} must be smaller than stride or dilation", p.output_padding)));
+        if p.output_padding.0 >= p.stride.0.max(p.dilation.0)
+            || p.output_padding.1 >= p.stride.1.max(p.dilation.1)
+        {
+            return Err(arg_err(
+                op,
+                format!(
+                    "output_padding {:?} must be smaller than stride or dilation",
+                    p.output_padding
+                ),
+            ));
         }
-        let out_len = |i: usize, k: usize, s: usize, pad: usize, d: usize, op_: usize| -> Option<usize> {
-            ((i.max(1) - 1) * s + d * (k.max(1) - 1) + op_ + 1).checked_sub(2 * pad)
-        };
+        let out_len =
+            |i: usize, k: usize, s: usize, pad: usize, d: usize, op_: usize| -> Option<usize> {
+                ((i.max(1) - 1) * s + d * (k.max(1) - 1) + op_ + 1).checked_sub(2 * pad)
+            };
         let (Some(ho), Some(wo)) = (
-            out_len(x[2], w[2], p.stride.0, p.padding.0, p.dilation.0, p.output_padding.0),
-            out_len(x[3], w[3], p.stride.1, p.padding.1, p.dilation.1, p.output_padding.1),
+            out_len(
+                x[2],
+                w[2],
+                p.stride.0,
+                p.padding.0,
+                p.dilation.0,
+                p.output_padding.0,
+            ),
+            out_len(
+                x[3],
+                w[3],
+                p.stride.1,
+                p.padding.1,
+                p.dilation.1,
+                p.output_padding.1,
+            ),
         ) else {
-            return Err(shape_err(op, format!("padding {:?} leaves no output for input {x:?}", p.padding)));
+            return Err(shape_err(
+                op,
+                format!("padding {:?} leaves no output for input {x:?}", p.padding),
+            ));
         };
         let c_out = w[1] * p.groups;
         // The conv whose backward-data this is: input (N, C_out, Ho, Wo), weight (C_in, C_out/G, ..).
         let g = conv2d_geom(op, &[x[0], c_out, ho, wo], w, &p)?;
         if g.oh != x[2] || g.ow != x[3] {
-            return Err(shape_err(op, format!("inconsistent geometry for input {x:?}")));
+            return Err(shape_err(
+                op,
+                format!("inconsistent geometry for input {x:?}"),
+            ));
         }
         check_bias(op, bias, c_out)?;
         let (xd, wd) = (self.data(), weight.data());
@@ -177,15 +271,21 @@ impl<T: Float> Tensor<T> {
         }
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
-        Ok(Tensor::from_op(y, vec![g.n, c_out, ho, wo], op, &inputs, move |gy, needs| {
-            let mut r = vec![
-                needs[0].then(|| k::conv2d_fwd(gy, &wd, &g, false).0),
-                needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g, None)),
-            ];
-            if needs.len() > 2 {
-                r.push(needs[2].then(|| bias_grad(gy, c_out, g.hw())));
-            }
-            r
-        }))
+        Ok(Tensor::from_op(
+            y,
+            vec![g.n, c_out, ho, wo],
+            op,
+            &inputs,
+            move |gy, needs| {
+                let mut r = vec![
+                    needs[0].then(|| k::conv2d_fwd(gy, &wd, &g, false).0),
+                    needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g, None)),
+                ];
+                if needs.len() > 2 {
+                    r.push(needs[2].then(|| bias_grad(gy, c_out, g.hw())));
+                }
+                r
+            },
+        ))
     }
 }

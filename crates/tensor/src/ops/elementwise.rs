@@ -66,55 +66,71 @@ fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> 
         k::broadcast_map(&ad, &sa, &bd, &sb, &out_shape, |x, y| op.apply(x, y))
     };
     let (ash, bsh, osh) = (a.shape().to_vec(), b.shape().to_vec(), out_shape.clone());
-    Ok(Tensor::from_op(data, out_shape, op.name(), &[a, b], move |g, needs| {
-        // Each input's gradient: g * d(out)/d(input), computed in the output shape, then summed
-        // back over the dimensions that were broadcast.
-        let os = strides(&osh);
-        let sa = broadcast_strides(&ash, &osh);
-        let sb = broadcast_strides(&bsh, &osh);
-        let with = |other: &[T], so: &[usize], f: &(dyn Fn(T, T) -> T + Sync + Send)| k::broadcast_map(g, &os, other, so, &osh, f);
-        let ga = needs[0].then(|| {
-            let full = match op {
-                Bin::Add | Bin::Sub => g.to_vec(),
-                Bin::Mul => with(&bd, &sb, &|g, y| g * y),
-                Bin::Div => with(&bd, &sb, &|g, y| g / y),
-                Bin::Max | Bin::Min => {
-                    let a_b = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
-                        let pick = match op {
-                            Bin::Max => x >= y,
-                            _ => x <= y,
-                        };
-                        if pick { T::one() } else { T::zero() }
-                    });
-                    k::zip_map(g, &a_b, |g, m| g * m)
-                }
+    Ok(Tensor::from_op(
+        data,
+        out_shape,
+        op.name(),
+        &[a, b],
+        move |g, needs| {
+            // Each input's gradient: g * d(out)/d(input), computed in the output shape, then summed
+            // back over the dimensions that were broadcast.
+            let os = strides(&osh);
+            let sa = broadcast_strides(&ash, &osh);
+            let sb = broadcast_strides(&bsh, &osh);
+            let with = |other: &[T], so: &[usize], f: &(dyn Fn(T, T) -> T + Sync + Send)| {
+                k::broadcast_map(g, &os, other, so, &osh, f)
             };
-            k::reduce_to_shape(&full, &osh, &ash)
-        });
-        let gb = needs[1].then(|| {
-            let full = match op {
-                Bin::Add => g.to_vec(),
-                Bin::Sub => g.iter().map(|&v| -v).collect(),
-                Bin::Mul => with(&ad, &sa, &|g, x| g * x),
-                Bin::Div => {
-                    let q = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| -x / (y * y));
-                    k::zip_map(g, &q, |g, q| g * q)
-                }
-                Bin::Max | Bin::Min => {
-                    let m = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
-                        let a_wins = match op {
-                            Bin::Max => x >= y,
-                            _ => x <= y,
-                        };
-                        if a_wins { T::zero() } else { T::one() }
-                    });
-                    k::zip_map(g, &m, |g, m| g * m)
-                }
-            };
-            k::reduce_to_shape(&full, &osh, &bsh)
-        });
-        vec![ga, gb]
-    }))
+            let ga = needs[0].then(|| {
+                let full = match op {
+                    Bin::Add | Bin::Sub => g.to_vec(),
+                    Bin::Mul => with(&bd, &sb, &|g, y| g * y),
+                    Bin::Div => with(&bd, &sb, &|g, y| g / y),
+                    Bin::Max | Bin::Min => {
+                        let a_b = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
+                            let pick = match op {
+                                Bin::Max => x >= y,
+                                _ => x <= y,
+                            };
+                            if pick {
+                                T::one()
+                            } else {
+                                T::zero()
+                            }
+                        });
+                        k::zip_map(g, &a_b, |g, m| g * m)
+                    }
+                };
+                k::reduce_to_shape(&full, &osh, &ash)
+            });
+            let gb = needs[1].then(|| {
+                let full = match op {
+                    Bin::Add => g.to_vec(),
+                    Bin::Sub => g.iter().map(|&v| -v).collect(),
+                    Bin::Mul => with(&ad, &sa, &|g, x| g * x),
+                    Bin::Div => {
+                        let q = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| -x / (y * y));
+                        k::zip_map(g, &q, |g, q| g * q)
+                    }
+                    Bin::Max | Bin::Min => {
+                        let m = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
+                            let a_wins = match op {
+                                Bin::Max => x >= y,
+                                _ => x <= y,
+                            };
+                            if a_wins {
+                                T::zero()
+                            } else {
+                                T::one()
+                            }
+                        });
+                        k::zip_map(g, &m, |g, m| g * m)
+                    }
+                };
+                k::reduce_to_shape(&full, &osh, &bsh)
+            });
+            vec![ga, gb]
+        },
+    ))
 }
 
 /// A unary map whose derivative is written in terms of the input `x` and output `y`.
@@ -127,7 +143,9 @@ fn unary<T: Float>(
     let xd = x.data();
     let y = Arc::new(k::map(&xd, f));
     let yc = y.clone();
-    Tensor::from_op_arc(y, x.shape().to_vec(), op, &[x], move |g, _| vec![Some(k::zip3_map(g, &xd, &yc, |g, x, y| g * df(x, y)))])
+    Tensor::from_op_arc(y, x.shape().to_vec(), op, &[x], move |g, _| {
+        vec![Some(k::zip3_map(g, &xd, &yc, |g, x, y| g * df(x, y)))]
+    })
 }
 
 impl<T: Float> Tensor<T> {
@@ -178,35 +196,85 @@ impl<T: Float> Tensor<T> {
     pub fn powf(&self, p: f64) -> Tensor<T> {
         let pt = T::from_f64(p);
         let pm1 = T::from_f64(p - 1.0);
-        unary(self, "powf", move |x| x.powf(pt), move |x, _| pt * x.powf(pm1))
+        unary(
+            self,
+            "powf",
+            move |x| x.powf(pt),
+            move |x, _| pt * x.powf(pm1),
+        )
     }
     pub fn abs(&self) -> Tensor<T> {
-        unary(self, "abs", |x| x.abs(), |x, _| if x > T::zero() { T::one() } else if x < T::zero() { -T::one() } else { T::zero() })
+        unary(
+            self,
+            "abs",
+            |x| x.abs(),
+            |x, _| {
+                if x > T::zero() {
+                    T::one()
+                } else if x < T::zero() {
+                    -T::one()
+                } else {
+                    T::zero()
+                }
+            },
+        )
     }
     pub fn clamp(&self, lo: f64, hi: f64) -> Tensor<T> {
         let (l, h) = (T::from_f64(lo), T::from_f64(hi));
-        unary(self, "clamp", move |x| x.max(l).min(h), move |x, _| if x >= l && x <= h { T::one() } else { T::zero() })
+        unary(
+            self,
+            "clamp",
+            move |x| x.max(l).min(h),
+            move |x, _| {
+                if x >= l && x <= h {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            },
+        )
     }
     pub fn relu(&self) -> Tensor<T> {
-        unary(self, "relu", |x| if x > T::zero() { x } else { T::zero() }, |x, _| if x > T::zero() { T::one() } else { T::zero() })
+        unary(
+            self,
+            "relu",
+            |x| if x > T::zero() { x } else { T::zero() },
+            |x, _| if x > T::zero() { T::one() } else { T::zero() },
+        )
     }
     /// `x` for `x > 0`, `slope·x` otherwise (PyTorch `leaky_relu`, default slope 0.01).
     pub fn leaky_relu(&self, slope: f64) -> Tensor<T> {
         let s = T::from_f64(slope);
-        unary(self, "leaky_relu", move |x| if x > T::zero() { x } else { s * x }, move |x, _| if x > T::zero() { T::one() } else { s })
+        unary(
+            self,
+            "leaky_relu",
+            move |x| if x > T::zero() { x } else { s * x },
+            move |x, _| if x > T::zero() { T::one() } else { s },
+        )
     }
     pub fn tanh(&self) -> Tensor<T> {
         unary(self, "tanh", |x| x.tanh(), |_, y| T::one() - y * y)
     }
     pub fn sigmoid(&self) -> Tensor<T> {
-        unary(self, "sigmoid", |x| T::one() / (T::one() + (-x).exp()), |_, y| y * (T::one() - y))
+        unary(
+            self,
+            "sigmoid",
+            |x| T::one() / (T::one() + (-x).exp()),
+            |_, y| y * (T::one() - y),
+        )
     }
     /// `log(1 + exp(x))`, computed stably.
     pub fn softplus(&self) -> Tensor<T> {
         unary(
             self,
             "softplus",
-            |x| if x > T::zero() { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() },
+            |x| {
+                if x > T::zero() {
+                    x + (-x).exp().ln_1p()
+                } else {
+                    x.exp().ln_1p()
+                }
+            },
             |x, _| T::one() / (T::one() + (-x).exp()),
         )
     }
@@ -218,8 +286,22 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "smooth_l1",
-            move |x| if x.abs() < b { half * x * x / b } else { x.abs() - half * b },
-            move |x, _| if x.abs() < b { x / b } else if x > T::zero() { T::one() } else { -T::one() },
+            move |x| {
+                if x.abs() < b {
+                    half * x * x / b
+                } else {
+                    x.abs() - half * b
+                }
+            },
+            move |x, _| {
+                if x.abs() < b {
+                    x / b
+                } else if x > T::zero() {
+                    T::one()
+                } else {
+                    -T::one()
+                }
+            },
         )
     }
 }

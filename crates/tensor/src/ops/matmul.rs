@@ -19,42 +19,97 @@ impl<T: Float> Tensor<T> {
             (3, 2) if a[2] == b[0] => (a[0], a[1], a[2], b[1], true),
             _ => return Err(bad()),
         };
-        let out_shape = if a.len() == 2 { vec![m, n] } else { vec![batch, m, n] };
+        let out_shape = if a.len() == 2 {
+            vec![m, n]
+        } else {
+            vec![batch, m, n]
+        };
         let (ad, bd) = (self.data(), rhs.data());
         let mut out = vec![T::zero(); batch * m * n];
         let bstride = if shared_rhs { 0 } else { k * n };
         if batch == 1 {
-            gemm(m, n, k, Mat::rm(&ad, k), Mat::rm(&bd, n), &mut out, false, true);
+            gemm(
+                m,
+                n,
+                k,
+                Mat::rm(&ad, k),
+                Mat::rm(&bd, n),
+                &mut out,
+                false,
+                true,
+            );
         } else {
             out.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| {
-                gemm(m, n, k, Mat::rm(&ad[i * m * k..], k), Mat::rm(&bd[i * bstride..], n), c, false, false)
+                gemm(
+                    m,
+                    n,
+                    k,
+                    Mat::rm(&ad[i * m * k..], k),
+                    Mat::rm(&bd[i * bstride..], n),
+                    c,
+                    false,
+                    false,
+                )
             });
         }
-        Ok(Tensor::from_op(out, out_shape, "matmul", &[self, rhs], move |g, needs| {
-            // dA = dC·Bᵀ ; dB = Aᵀ·dC (summed over the batch when B is shared)
-            let ga = needs[0].then(|| {
-                let mut ga = vec![T::zero(); batch * m * k];
-                ga.par_chunks_mut(m * k).enumerate().for_each(|(i, c)| {
-                    gemm(m, k, n, Mat::rm(&g[i * m * n..], n), Mat::rm_t(&bd[i * bstride..], n), c, false, batch == 1)
-                });
-                ga
-            });
-            let gb = needs[1].then(|| {
-                if shared_rhs {
-                    // Stack the batch into rows: dB = A_allᵀ · dC_all, one GEMM.
-                    let mut gb = vec![T::zero(); k * n];
-                    gemm(k, n, batch * m, Mat::rm_t(&ad, k), Mat::rm(g, n), &mut gb, false, true);
-                    gb
-                } else {
-                    let mut gb = vec![T::zero(); batch * k * n];
-                    gb.par_chunks_mut(k * n).enumerate().for_each(|(i, c)| {
-                        gemm(k, n, m, Mat::rm_t(&ad[i * m * k..], k), Mat::rm(&g[i * m * n..], n), c, false, false)
+        Ok(Tensor::from_op(
+            out,
+            out_shape,
+            "matmul",
+            &[self, rhs],
+            move |g, needs| {
+                // dA = dC·Bᵀ ; dB = Aᵀ·dC (summed over the batch when B is shared)
+                let ga = needs[0].then(|| {
+                    let mut ga = vec![T::zero(); batch * m * k];
+                    ga.par_chunks_mut(m * k).enumerate().for_each(|(i, c)| {
+                        gemm(
+                            m,
+                            k,
+                            n,
+                            Mat::rm(&g[i * m * n..], n),
+                            Mat::rm_t(&bd[i * bstride..], n),
+                            c,
+                            false,
+                            batch == 1,
+                        )
                     });
-                    gb
-                }
-            });
-            vec![ga, gb]
-        }))
+                    ga
+                });
+                let gb = needs[1].then(|| {
+                    if shared_rhs {
+                        // Stack the batch into rows: dB = A_allᵀ · dC_all, one GEMM.
+                        let mut gb = vec![T::zero(); k * n];
+                        gemm(
+                            k,
+                            n,
+                            batch * m,
+                            Mat::rm_t(&ad, k),
+                            Mat::rm(g, n),
+                            &mut gb,
+                            false,
+                            true,
+                        );
+                        gb
+                    } else {
+                        let mut gb = vec![T::zero(); batch * k * n];
+                        gb.par_chunks_mut(k * n).enumerate().for_each(|(i, c)| {
+                            gemm(
+                                k,
+                                n,
+                                m,
+                                Mat::rm_t(&ad[i * m * k..], k),
+                                Mat::rm(&g[i * m * n..], n),
+                                c,
+                                false,
+                                false,
+                            )
+                        });
+                        gb
+                    }
+                });
+                vec![ga, gb]
+            },
+        ))
     }
 
     /// `y = x·Wᵀ + b` with `x: [.., in]`, `W: [out, in]`, `b: [out]` (PyTorch `F.linear`).
@@ -62,12 +117,24 @@ impl<T: Float> Tensor<T> {
         let xs = self.shape();
         let ws = weight.shape();
         if xs.is_empty() || ws.len() != 2 || xs[xs.len() - 1] != ws[1] {
-            return Err(shape_err("linear", format!("input {xs:?} does not fit weight {ws:?} (expected [.., {}])", ws.get(1).copied().unwrap_or(0))));
+            return Err(shape_err(
+                "linear",
+                format!(
+                    "input {xs:?} does not fit weight {ws:?} (expected [.., {}])",
+                    ws.get(1).copied().unwrap_or(0)
+                ),
+            ));
         }
         let (o, i) = (ws[0], ws[1]);
         if let Some(b) = bias {
             if b.shape() != [o] {
-                return Err(shape_err("linear", format!("bias {:?} does not fit weight {ws:?} (expected [{o}])", b.shape())));
+                return Err(shape_err(
+                    "linear",
+                    format!(
+                        "bias {:?} does not fit weight {ws:?} (expected [{o}])",
+                        b.shape()
+                    ),
+                ));
             }
         }
         let rows = self.numel() / i.max(1);
@@ -77,33 +144,67 @@ impl<T: Float> Tensor<T> {
             let bd = b.data();
             out.chunks_mut(o).for_each(|r| r.copy_from_slice(&bd));
         }
-        gemm(rows, o, i, Mat::rm(&xd, i), Mat::rm_t(&wd, i), &mut out, bias.is_some(), true);
+        gemm(
+            rows,
+            o,
+            i,
+            Mat::rm(&xd, i),
+            Mat::rm_t(&wd, i),
+            &mut out,
+            bias.is_some(),
+            true,
+        );
         let mut out_shape = xs.to_vec();
         *out_shape.last_mut().unwrap_or(&mut 0) = o;
         let mut inputs = vec![self, weight];
         if let Some(b) = bias {
             inputs.push(b);
         }
-        Ok(Tensor::from_op(out, out_shape, "linear", &inputs, move |g, needs| {
-            let gx = needs[0].then(|| {
-                let mut gx = vec![T::zero(); rows * i];
-                gemm(rows, i, o, Mat::rm(g, o), Mat::rm(&wd, i), &mut gx, false, true);
-                gx
-            });
-            let gw = needs[1].then(|| {
-                let mut gw = vec![T::zero(); o * i];
-                gemm(o, i, rows, Mat::rm_t(g, o), Mat::rm(&xd, i), &mut gw, false, true);
-                gw
-            });
-            let mut res = vec![gx, gw];
-            if needs.len() > 2 {
-                res.push(needs[2].then(|| {
-                    let mut gb = vec![T::zero(); o];
-                    g.chunks(o).for_each(|r| gb.iter_mut().zip(r).for_each(|(a, &b)| *a += b));
-                    gb
-                }));
-            }
-            res
-        }))
+        Ok(Tensor::from_op(
+            out,
+            out_shape,
+            "linear",
+            &inputs,
+            move |g, needs| {
+                let gx = needs[0].then(|| {
+                    let mut gx = vec![T::zero(); rows * i];
+                    gemm(
+                        rows,
+                        i,
+                        o,
+                        Mat::rm(g, o),
+                        Mat::rm(&wd, i),
+                        &mut gx,
+                        false,
+                        true,
+                    );
+                    gx
+                });
+                let gw = needs[1].then(|| {
+                    let mut gw = vec![T::zero(); o * i];
+                    gemm(
+                        o,
+                        i,
+                        rows,
+                        Mat::rm_t(g, o),
+                        Mat::rm(&xd, i),
+                        &mut gw,
+                        false,
+                        true,
+                    );
+                    gw
+                });
+                let mut res = vec![gx, gw];
+                if needs.len() > 2 {
+                    res.push(needs[2].then(|| {
+                        let mut gb = vec![T::zero(); o];
+                        g.chunks(o)
+                            .for_each(|r| gb.iter_mut().zip(r).for_each(|(a, &b)| *a += b));
+                        gb
+                    }));
+                }
+                res
+            },
+        ))
     }
 }

@@ -24,7 +24,10 @@ impl<T: Float> Tensor<T> {
         let mut ws = vec![1; sh.len()];
         if n != 1 {
             if sh.len() < 2 || sh[1] != n {
-                return Err(shape_err("prelu", format!("weight of {n} slopes does not fit input {sh:?} (channel dim 1)")));
+                return Err(shape_err(
+                    "prelu",
+                    format!("weight of {n} slopes does not fit input {sh:?} (channel dim 1)"),
+                ));
             }
             ws[1] = n;
         }
@@ -36,7 +39,13 @@ impl<T: Float> Tensor<T> {
     /// Rows of an embedding table `self` (V, D) for integer ids: output `[ids_shape.., D]`.
     pub fn embedding(&self, ids: &[usize], ids_shape: &[usize]) -> Result<Tensor<T>> {
         if self.rank() != 2 || ids_shape.iter().product::<usize>() != ids.len() {
-            return Err(shape_err("embedding", format!("table {:?} must be (V, D) and ids must fill {ids_shape:?}", self.shape())));
+            return Err(shape_err(
+                "embedding",
+                format!(
+                    "table {:?} must be (V, D) and ids must fill {ids_shape:?}",
+                    self.shape()
+                ),
+            ));
         }
         let mut shape = ids_shape.to_vec();
         shape.push(self.shape()[1]);

@@ -30,13 +30,27 @@ impl<T: Float> Tensor<T> {
     ) -> Result<Tensor<T>> {
         let sh = self.shape().to_vec();
         if sh.len() < 2 {
-            return Err(shape_err("batch_norm", format!("expected input (N, C, ...), got {sh:?}")));
+            return Err(shape_err(
+                "batch_norm",
+                format!("expected input (N, C, ...), got {sh:?}"),
+            ));
         }
         let c = sh[1];
-        for (name, t) in [("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)] {
+        for (name, t) in [
+            ("weight", weight),
+            ("bias", bias),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ] {
             if let Some(t) = t {
                 if t.shape() != [c] {
-                    return Err(shape_err("batch_norm", format!("{name} {:?} does not fit {c} channels of input {sh:?}", t.shape())));
+                    return Err(shape_err(
+                        "batch_norm",
+                        format!(
+                            "{name} {:?} does not fit {c} channels of input {sh:?}",
+                            t.shape()
+                        ),
+                    ));
                 }
             }
         }
@@ -45,7 +59,12 @@ impl<T: Float> Tensor<T> {
         let count = self.numel() / c.max(1);
         let (mean, var) = if training {
             if count <= 1 {
-                return Err(shape_err("batch_norm", format!("expected more than 1 value per channel when training, got input {sh:?}")));
+                return Err(shape_err(
+                    "batch_norm",
+                    format!(
+                        "expected more than 1 value per channel when training, got input {sh:?}"
+                    ),
+                ));
             }
             let mean = self.mean_dims(&dims, true)?;
             let centered = self.sub(&mean)?;
@@ -54,8 +73,16 @@ impl<T: Float> Tensor<T> {
                 let (m, v) = (mean.data(), var.data());
                 let mo = T::from_f64(momentum);
                 let unbias = T::from_f64(count as f64 / (count as f64 - 1.0));
-                rm.update_data(|r| r.iter_mut().zip(m.iter()).for_each(|(r, &m)| *r = (T::one() - mo) * *r + mo * m));
-                rv.update_data(|r| r.iter_mut().zip(v.iter()).for_each(|(r, &v)| *r = (T::one() - mo) * *r + mo * v * unbias));
+                rm.update_data(|r| {
+                    r.iter_mut()
+                        .zip(m.iter())
+                        .for_each(|(r, &m)| *r = (T::one() - mo) * *r + mo * m)
+                });
+                rv.update_data(|r| {
+                    r.iter_mut()
+                        .zip(v.iter())
+                        .for_each(|(r, &v)| *r = (T::one() - mo) * *r + mo * v * unbias)
+                });
             }
             (mean, var)
         } else {
@@ -76,10 +103,18 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Instance normalisation: statistics per sample and channel over the spatial dims.
-    pub fn instance_norm(&self, weight: Option<&Tensor<T>>, bias: Option<&Tensor<T>>, eps: f64) -> Result<Tensor<T>> {
+    pub fn instance_norm(
+        &self,
+        weight: Option<&Tensor<T>>,
+        bias: Option<&Tensor<T>>,
+        eps: f64,
+    ) -> Result<Tensor<T>> {
         let sh = self.shape().to_vec();
         if sh.len() < 3 {
-            return Err(shape_err("instance_norm", format!("expected input (N, C, H, W) or (N, C, L), got {sh:?}")));
+            return Err(shape_err(
+                "instance_norm",
+                format!("expected input (N, C, H, W) or (N, C, L), got {sh:?}"),
+            ));
         }
         let dims: Vec<isize> = (2..sh.len() as isize).collect();
         let mean = self.mean_dims(&dims, true)?;
@@ -99,13 +134,18 @@ impl<T: Float> Tensor<T> {
     /// Inverted dropout: zero each element with probability `p` and scale the rest by `1/(1-p)`.
     pub fn dropout(&self, p: f64, rng: &mut crate::rng::Rng) -> Result<Tensor<T>> {
         if !(0.0..1.0).contains(&p) {
-            return Err(crate::error::arg_err("dropout", format!("p must be in [0, 1), got {p}")));
+            return Err(crate::error::arg_err(
+                "dropout",
+                format!("p must be in [0, 1), got {p}"),
+            ));
         }
         if p == 0.0 {
             return Ok(self.clone());
         }
         let keep = T::from_f64(1.0 / (1.0 - p));
-        let mask: Vec<T> = (0..self.numel()).map(|_| if rng.uniform() < p { T::zero() } else { keep }).collect();
+        let mask: Vec<T> = (0..self.numel())
+            .map(|_| if rng.uniform() < p { T::zero() } else { keep })
+            .collect();
         self.mul(&Tensor::raw(mask, self.shape().to_vec()))
     }
 }

@@ -21,7 +21,13 @@ pub struct PoolParams {
 
 impl PoolParams {
     pub fn new(k: usize) -> Self {
-        PoolParams { kernel: (k, k), stride: (k, k), padding: (0, 0), dilation: (1, 1), ceil_mode: false }
+        PoolParams {
+            kernel: (k, k),
+            stride: (k, k),
+            padding: (0, 0),
+            dilation: (1, 1),
+            ceil_mode: false,
+        }
     }
     pub fn stride(mut self, s: usize) -> Self {
         self.stride = (s, s);
@@ -43,20 +49,44 @@ impl PoolParams {
 
 fn pool_geom(op: &'static str, x: &[usize], p: &PoolParams) -> Result<PoolGeom> {
     if x.len() != 4 && x.len() != 3 {
-        return Err(shape_err(op, format!("expected input (N, C, H, W) or (C, H, W), got {x:?}")));
+        return Err(shape_err(
+            op,
+            format!("expected input (N, C, H, W) or (C, H, W), got {x:?}"),
+        ));
     }
     let (h, w) = (x[x.len() - 2], x[x.len() - 1]);
     let (kh, kw) = p.kernel;
-    if kh == 0 || kw == 0 || p.stride.0 == 0 || p.stride.1 == 0 || p.dilation.0 == 0 || p.dilation.1 == 0 {
-        return Err(arg_err(op, format!("kernel, stride and dilation must be positive, got {p:?}")));
+    if kh == 0
+        || kw == 0
+        || p.stride.0 == 0
+        || p.stride.1 == 0
+        || p.dilation.0 == 0
+        || p.dilation.1 == 0
+    {
+        return Err(arg_err(
+            op,
+            format!("kernel, stride and dilation must be positive, got {p:?}"),
+        ));
     }
     if p.padding.0 * 2 > kh || p.padding.1 * 2 > kw {
-        return Err(arg_err(op, format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel)));
+        return Err(arg_err(
+            op,
+            format!(
+                "padding {:?} must be at most half the kernel {:?}",
+                p.padding, p.kernel
+            ),
+        ));
     }
     let oh = pool_out_size(h, kh, p.stride.0, p.padding.0, p.dilation.0, p.ceil_mode);
     let ow = pool_out_size(w, kw, p.stride.1, p.padding.1, p.dilation.1, p.ceil_mode);
     let (Some(oh), Some(ow)) = (oh, ow) else {
-        return Err(shape_err(op, format!("kernel {:?} does not fit input {x:?} with padding {:?}", p.kernel, p.padding)));
+        return Err(shape_err(
+            op,
+            format!(
+                "kernel {:?} does not fit input {x:?} with padding {:?}",
+                p.kernel, p.padding
+            ),
+        ));
     };
     Ok(PoolGeom {
         planes: x[..x.len() - 2].iter().product(),
@@ -89,10 +119,17 @@ impl<T: Float> Tensor<T> {
         let (y, idx) = k::max_pool_fwd(&self.data(), &g);
         let idx = Arc::new(idx);
         let ic = idx.clone();
-        let t = Tensor::from_op(y, out_shape(self.shape(), g.oh, g.ow), "max_pool2d", &[self], move |gy, _| {
-            vec![Some(k::max_pool_bwd(gy, &ic, &g))]
-        });
-        Ok((t, Arc::try_unwrap(idx).unwrap_or_else(|a| a.as_ref().clone())))
+        let t = Tensor::from_op(
+            y,
+            out_shape(self.shape(), g.oh, g.ow),
+            "max_pool2d",
+            &[self],
+            move |gy, _| vec![Some(k::max_pool_bwd(gy, &ic, &g))],
+        );
+        Ok((
+            t,
+            Arc::try_unwrap(idx).unwrap_or_else(|a| a.as_ref().clone()),
+        ))
     }
 
     pub fn max_pool2d(&self, p: PoolParams) -> Result<Tensor<T>> {
@@ -102,23 +139,37 @@ impl<T: Float> Tensor<T> {
     /// Average pooling; `count_include_pad` counts padded zeros in the divisor (PyTorch default true).
     pub fn avg_pool2d(&self, p: PoolParams, count_include_pad: bool) -> Result<Tensor<T>> {
         if p.dilation != (1, 1) {
-            return Err(arg_err("avg_pool2d", "dilation is not supported for average pooling"));
+            return Err(arg_err(
+                "avg_pool2d",
+                "dilation is not supported for average pooling",
+            ));
         }
         let g = pool_geom("avg_pool2d", self.shape(), &p)?;
         let y = k::avg_pool_fwd(&self.data(), &g, count_include_pad);
-        Ok(Tensor::from_op(y, out_shape(self.shape(), g.oh, g.ow), "avg_pool2d", &[self], move |gy, _| {
-            vec![Some(k::avg_pool_bwd(gy, &g, count_include_pad))]
-        }))
+        Ok(Tensor::from_op(
+            y,
+            out_shape(self.shape(), g.oh, g.ow),
+            "avg_pool2d",
+            &[self],
+            move |gy, _| vec![Some(k::avg_pool_bwd(gy, &g, count_include_pad))],
+        ))
     }
 
     /// Power-average pooling `(Σ x^p)^(1/p)` over each window (PyTorch `LPPool2d`; p = 2 is L2
     /// pooling), built from differentiable ops exactly as PyTorch defines it.
     pub fn lp_pool2d(&self, norm_type: f64, p: PoolParams) -> Result<Tensor<T>> {
         if norm_type <= 0.0 {
-            return Err(arg_err("lp_pool2d", format!("norm_type must be positive, got {norm_type}")));
+            return Err(arg_err(
+                "lp_pool2d",
+                format!("norm_type must be positive, got {norm_type}"),
+            ));
         }
         let area = (p.kernel.0 * p.kernel.1) as f64;
-        let pp = PoolParams { padding: (0, 0), dilation: (1, 1), ..p };
+        let pp = PoolParams {
+            padding: (0, 0),
+            dilation: (1, 1),
+            ..p
+        };
         let s = self.powf(norm_type).avg_pool2d(pp, true)?;
         Ok(s.relu().mul_scalar(area).powf(1.0 / norm_type))
     }
@@ -132,8 +183,12 @@ impl<T: Float> Tensor<T> {
         let (h, w) = (x[x.len() - 2], x[x.len() - 1]);
         let planes: usize = x[..x.len() - 2].iter().product();
         let y = k::adaptive_avg_fwd(&self.data(), planes, h, w, oh, ow);
-        Ok(Tensor::from_op(y, out_shape(x, oh, ow), "adaptive_avg_pool2d", &[self], move |gy, _| {
-            vec![Some(k::adaptive_avg_bwd(gy, planes, h, w, oh, ow))]
-        }))
+        Ok(Tensor::from_op(
+            y,
+            out_shape(x, oh, ow),
+            "adaptive_avg_pool2d",
+            &[self],
+            move |gy, _| vec![Some(k::adaptive_avg_bwd(gy, planes, h, w, oh, ow))],
+        ))
     }
 }

@@ -10,7 +10,9 @@ impl<T: Float> Tensor<T> {
     pub fn sum(&self) -> Tensor<T> {
         let s: T = self.data().iter().copied().sum();
         let n = self.numel();
-        Tensor::from_op(vec![s], vec![], "sum", &[self], move |g, _| vec![Some(vec![g[0]; n])])
+        Tensor::from_op(vec![s], vec![], "sum", &[self], move |g, _| {
+            vec![Some(vec![g[0]; n])]
+        })
     }
 
     /// Mean of all elements, shape `[]`.
@@ -19,7 +21,9 @@ impl<T: Float> Tensor<T> {
         let s: T = self.data().iter().copied().sum();
         let inv = T::one() / T::from_usize(n);
         let numel = self.numel();
-        Tensor::from_op(vec![s * inv], vec![], "mean", &[self], move |g, _| vec![Some(vec![g[0] * inv; numel])])
+        Tensor::from_op(vec![s * inv], vec![], "mean", &[self], move |g, _| {
+            vec![Some(vec![g[0] * inv; numel])]
+        })
     }
 
     /// Sum over one dimension.
@@ -41,20 +45,30 @@ impl<T: Float> Tensor<T> {
         } else {
             shape.remove(d);
         }
-        Ok(Tensor::from_op(out, shape, "sum_dim", &[self], move |g, _| {
-            let mut gx = vec![T::zero(); outer * n * inner];
-            for o in 0..outer {
-                for j in 0..n {
-                    gx[(o * n + j) * inner..(o * n + j + 1) * inner].copy_from_slice(&g[o * inner..(o + 1) * inner]);
+        Ok(Tensor::from_op(
+            out,
+            shape,
+            "sum_dim",
+            &[self],
+            move |g, _| {
+                let mut gx = vec![T::zero(); outer * n * inner];
+                for o in 0..outer {
+                    for j in 0..n {
+                        gx[(o * n + j) * inner..(o * n + j + 1) * inner]
+                            .copy_from_slice(&g[o * inner..(o + 1) * inner]);
+                    }
                 }
-            }
-            vec![Some(gx)]
-        }))
+                vec![Some(gx)]
+            },
+        ))
     }
 
     /// Sum over several dimensions.
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
-        let mut ds: Vec<usize> = dims.iter().map(|&d| norm_dim(d, self.rank(), "sum_dims")).collect::<Result<_>>()?;
+        let mut ds: Vec<usize> = dims
+            .iter()
+            .map(|&d| norm_dim(d, self.rank(), "sum_dims"))
+            .collect::<Result<_>>()?;
         ds.sort_unstable();
         ds.dedup();
         let mut t = self.clone();
@@ -62,7 +76,13 @@ impl<T: Float> Tensor<T> {
             t = t.sum_dim(d as isize, true)?;
         }
         if !keepdim {
-            let shape: Vec<usize> = self.shape().iter().enumerate().filter(|(i, _)| !ds.contains(i)).map(|(_, &s)| s).collect();
+            let shape: Vec<usize> = self
+                .shape()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !ds.contains(i))
+                .map(|(_, &s)| s)
+                .collect();
             t = t.reshape(&shape)?;
         }
         Ok(t)
@@ -74,7 +94,9 @@ impl<T: Float> Tensor<T> {
         for &d in dims {
             count *= self.shape()[norm_dim(d, self.rank(), "mean_dims")?];
         }
-        Ok(self.sum_dims(dims, keepdim)?.mul_scalar(1.0 / count.max(1) as f64))
+        Ok(self
+            .sum_dims(dims, keepdim)?
+            .mul_scalar(1.0 / count.max(1) as f64))
     }
 
     /// Maximum over one dimension: (values, argmax indices). The gradient goes to the argmax.
@@ -82,7 +104,10 @@ impl<T: Float> Tensor<T> {
         let d = norm_dim(dim, self.rank(), "max_dim")?;
         let (outer, n, inner) = split_at_dim(self.shape(), d);
         if n == 0 {
-            return Err(crate::error::arg_err("max_dim", "reduction over an empty dimension"));
+            return Err(crate::error::arg_err(
+                "max_dim",
+                "reduction over an empty dimension",
+            ));
         }
         let x = self.data();
         let mut vals = vec![T::neg_infinity(); outer * inner];
@@ -127,6 +152,10 @@ impl<T: Float> Tensor<T> {
 
     /// Largest element.
     pub fn max_all(&self) -> Result<T> {
-        self.data().iter().copied().reduce(|a, b| if b > a { b } else { a }).ok_or_else(|| crate::error::arg_err("max_all", "empty tensor"))
+        self.data()
+            .iter()
+            .copied()
+            .reduce(|a, b| if b > a { b } else { a })
+            .ok_or_else(|| crate::error::arg_err("max_all", "empty tensor"))
     }
 }

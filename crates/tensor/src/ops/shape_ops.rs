@@ -29,22 +29,52 @@ impl<T: Float> Tensor<T> {
         let mut shape = shape.to_vec();
         let n = self.numel();
         if let Some(pos) = shape.iter().position(|&s| s == usize::MAX) {
-            let rest: usize = shape.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, &s)| s).product();
-            if rest == 0 || n % rest != 0 {
-                return Err(shape_err("reshape", format!("cannot infer a dimension reshaping {:?} to {:?}", self.shape(), shape)));
+            let rest: usize = shape
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != pos)
+                .map(|(_, &s)| s)
+                .product();
+            if rest == 0 || !n.is_multiple_of(rest) {
+                return Err(shape_err(
+                    "reshape",
+                    format!(
+                        "cannot infer a dimension reshaping {:?} to {:?}",
+                        self.shape(),
+                        shape
+                    ),
+                ));
             }
             shape[pos] = n / rest;
         }
         if numel(&shape) != n {
-            return Err(shape_err("reshape", format!("cannot reshape {:?} ({} elements) to {:?}", self.shape(), n, shape)));
+            return Err(shape_err(
+                "reshape",
+                format!(
+                    "cannot reshape {:?} ({} elements) to {:?}",
+                    self.shape(),
+                    n,
+                    shape
+                ),
+            ));
         }
-        Ok(Tensor::from_op_arc(self.data(), shape, "reshape", &[self], |g, _| vec![Some(g.to_vec())]))
+        Ok(Tensor::from_op_arc(
+            self.data(),
+            shape,
+            "reshape",
+            &[self],
+            |g, _| vec![Some(g.to_vec())],
+        ))
     }
 
     /// Collapse dimensions `start..` into one (`flatten(1)` turns `[N,C,H,W]` into `[N,C·H·W]`).
     pub fn flatten(&self, start: usize) -> Result<Tensor<T>> {
         if start > self.rank() {
-            return Err(TensorError::Dim { op: "flatten", dim: start as isize, rank: self.rank() });
+            return Err(TensorError::Dim {
+                op: "flatten",
+                dim: start as isize,
+                rank: self.rank(),
+            });
         }
         let mut shape = self.shape()[..start].to_vec();
         shape.push(self.shape()[start..].iter().product());
@@ -62,7 +92,10 @@ impl<T: Float> Tensor<T> {
         let d = norm_dim(dim, self.rank(), "squeeze")?;
         let mut shape = self.shape().to_vec();
         if shape[d] != 1 {
-            return Err(shape_err("squeeze", format!("dimension {d} of {:?} is not 1", self.shape())));
+            return Err(shape_err(
+                "squeeze",
+                format!("dimension {d} of {:?} is not 1", self.shape()),
+            ));
         }
         shape.remove(d);
         self.reshape(&shape)
@@ -72,13 +105,26 @@ impl<T: Float> Tensor<T> {
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor<T>> {
         let r = self.rank();
         let mut seen = vec![false; r];
-        if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
-            return Err(arg_err("permute", format!("{perm:?} is not a permutation of {r} dimensions")));
+        if perm.len() != r
+            || perm
+                .iter()
+                .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(arg_err(
+                "permute",
+                format!("{perm:?} is not a permutation of {r} dimensions"),
+            ));
         }
         let (out, out_shape) = permute_data(&self.data(), self.shape(), perm);
         let inv = invert(perm);
         let osh = out_shape.clone();
-        Ok(Tensor::from_op(out, out_shape, "permute", &[self], move |g, _| vec![Some(permute_data(g, &osh, &inv).0)]))
+        Ok(Tensor::from_op(
+            out,
+            out_shape,
+            "permute",
+            &[self],
+            move |g, _| vec![Some(permute_data(g, &osh, &inv).0)],
+        ))
     }
 
     /// Swap two dimensions.
@@ -95,7 +141,13 @@ impl<T: Float> Tensor<T> {
         let d = norm_dim(dim, self.rank(), "narrow")?;
         let (outer, n, inner) = split_at_dim(self.shape(), d);
         if start + len > n {
-            return Err(arg_err("narrow", format!("range {start}..{} exceeds size {n} of dimension {d}", start + len)));
+            return Err(arg_err(
+                "narrow",
+                format!(
+                    "range {start}..{} exceeds size {n} of dimension {d}",
+                    start + len
+                ),
+            ));
         }
         let x = self.data();
         let mut out = Vec::with_capacity(outer * len * inner);
@@ -104,13 +156,20 @@ impl<T: Float> Tensor<T> {
         }
         let mut shape = self.shape().to_vec();
         shape[d] = len;
-        Ok(Tensor::from_op(out, shape, "narrow", &[self], move |g, _| {
-            let mut gx = vec![T::zero(); outer * n * inner];
-            for o in 0..outer {
-                gx[(o * n + start) * inner..(o * n + start + len) * inner].copy_from_slice(&g[o * len * inner..(o + 1) * len * inner]);
-            }
-            vec![Some(gx)]
-        }))
+        Ok(Tensor::from_op(
+            out,
+            shape,
+            "narrow",
+            &[self],
+            move |g, _| {
+                let mut gx = vec![T::zero(); outer * n * inner];
+                for o in 0..outer {
+                    gx[(o * n + start) * inner..(o * n + start + len) * inner]
+                        .copy_from_slice(&g[o * len * inner..(o + 1) * len * inner]);
+                }
+                vec![Some(gx)]
+            },
+        ))
     }
 
     /// Python-style slice `start..end` with `step` along `dim`.
@@ -133,7 +192,11 @@ impl<T: Float> Tensor<T> {
         let d = norm_dim(dim, self.rank(), "index_select")?;
         let (outer, n, inner) = split_at_dim(self.shape(), d);
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
-            return Err(TensorError::Index { op: "index_select", index: bad, size: n });
+            return Err(TensorError::Index {
+                op: "index_select",
+                index: bad,
+                size: n,
+            });
         }
         let x = self.data();
         let m = indices.len();
@@ -146,16 +209,25 @@ impl<T: Float> Tensor<T> {
         let mut shape = self.shape().to_vec();
         shape[d] = m;
         let idx = indices.to_vec();
-        Ok(Tensor::from_op(out, shape, "index_select", &[self], move |g, _| {
-            let mut gx = vec![T::zero(); outer * n * inner];
-            for o in 0..outer {
-                for (k, &i) in idx.iter().enumerate() {
-                    let src = &g[(o * m + k) * inner..(o * m + k + 1) * inner];
-                    gx[(o * n + i) * inner..(o * n + i + 1) * inner].iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+        Ok(Tensor::from_op(
+            out,
+            shape,
+            "index_select",
+            &[self],
+            move |g, _| {
+                let mut gx = vec![T::zero(); outer * n * inner];
+                for o in 0..outer {
+                    for (k, &i) in idx.iter().enumerate() {
+                        let src = &g[(o * m + k) * inner..(o * m + k + 1) * inner];
+                        gx[(o * n + i) * inner..(o * n + i + 1) * inner]
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(a, &b)| *a += b);
+                    }
                 }
-            }
-            vec![Some(gx)]
-        }))
+                vec![Some(gx)]
+            },
+        ))
     }
 
     /// `out[.., j, ..] = self[.., index[.., j, ..], ..]` along `dim`; `index` has the output's shape
@@ -163,17 +235,33 @@ impl<T: Float> Tensor<T> {
     pub fn gather(&self, dim: isize, index: &[usize], index_shape: &[usize]) -> Result<Tensor<T>> {
         let d = norm_dim(dim, self.rank(), "gather")?;
         if index_shape.len() != self.rank() || numel(index_shape) != index.len() {
-            return Err(shape_err("gather", format!("index shape {index_shape:?} does not fit a tensor of shape {:?}", self.shape())));
+            return Err(shape_err(
+                "gather",
+                format!(
+                    "index shape {index_shape:?} does not fit a tensor of shape {:?}",
+                    self.shape()
+                ),
+            ));
         }
         for (i, (&a, &b)) in index_shape.iter().zip(self.shape()).enumerate() {
             if i != d && a != b {
-                return Err(shape_err("gather", format!("index shape {index_shape:?} vs input {:?} at dim {i}", self.shape())));
+                return Err(shape_err(
+                    "gather",
+                    format!(
+                        "index shape {index_shape:?} vs input {:?} at dim {i}",
+                        self.shape()
+                    ),
+                ));
             }
         }
         let (outer, n, inner) = split_at_dim(self.shape(), d);
         let m = index_shape[d];
         if let Some(&bad) = index.iter().find(|&&i| i >= n) {
-            return Err(TensorError::Index { op: "gather", index: bad, size: n });
+            return Err(TensorError::Index {
+                op: "gather",
+                index: bad,
+                size: n,
+            });
         }
         let x = self.data();
         let mut out = vec![T::zero(); index.len()];
@@ -186,27 +274,48 @@ impl<T: Float> Tensor<T> {
             }
         }
         let idx = index.to_vec();
-        Ok(Tensor::from_op(out, index_shape.to_vec(), "gather", &[self], move |g, _| {
-            let mut gx = vec![T::zero(); outer * n * inner];
-            for o in 0..outer {
-                for j in 0..m {
-                    for i in 0..inner {
-                        let k = (o * m + j) * inner + i;
-                        gx[(o * n + idx[k]) * inner + i] += g[k];
+        Ok(Tensor::from_op(
+            out,
+            index_shape.to_vec(),
+            "gather",
+            &[self],
+            move |g, _| {
+                let mut gx = vec![T::zero(); outer * n * inner];
+                for o in 0..outer {
+                    for j in 0..m {
+                        for i in 0..inner {
+                            let k = (o * m + j) * inner + i;
+                            gx[(o * n + idx[k]) * inner + i] += g[k];
+                        }
                     }
                 }
-            }
-            vec![Some(gx)]
-        }))
+                vec![Some(gx)]
+            },
+        ))
     }
 
     /// Join tensors along `dim`; all other dimensions must match.
     pub fn concat(tensors: &[&Tensor<T>], dim: isize) -> Result<Tensor<T>> {
-        let first = tensors.first().ok_or_else(|| arg_err("concat", "no tensors given"))?;
+        let first = tensors
+            .first()
+            .ok_or_else(|| arg_err("concat", "no tensors given"))?;
         let d = norm_dim(dim, first.rank(), "concat")?;
         for t in tensors {
-            if t.rank() != first.rank() || t.shape().iter().zip(first.shape()).enumerate().any(|(i, (a, b))| i != d && a != b) {
-                return Err(shape_err("concat", format!("{:?} does not fit {:?} along dim {d}", t.shape(), first.shape())));
+            if t.rank() != first.rank()
+                || t.shape()
+                    .iter()
+                    .zip(first.shape())
+                    .enumerate()
+                    .any(|(i, (a, b))| i != d && a != b)
+            {
+                return Err(shape_err(
+                    "concat",
+                    format!(
+                        "{:?} does not fit {:?} along dim {d}",
+                        t.shape(),
+                        first.shape()
+                    ),
+                ));
             }
         }
         let (outer, _, inner) = split_at_dim(first.shape(), d);
@@ -221,30 +330,43 @@ impl<T: Float> Tensor<T> {
         }
         let mut shape = first.shape().to_vec();
         shape[d] = total;
-        Ok(Tensor::from_op(out, shape, "concat", tensors, move |g, needs| {
-            let mut off = 0;
-            let mut res = Vec::with_capacity(sizes.len());
-            for (k, &s) in sizes.iter().enumerate() {
-                if needs[k] {
-                    let mut gx = Vec::with_capacity(outer * s * inner);
-                    for o in 0..outer {
-                        gx.extend_from_slice(&g[(o * total + off) * inner..(o * total + off + s) * inner]);
+        Ok(Tensor::from_op(
+            out,
+            shape,
+            "concat",
+            tensors,
+            move |g, needs| {
+                let mut off = 0;
+                let mut res = Vec::with_capacity(sizes.len());
+                for (k, &s) in sizes.iter().enumerate() {
+                    if needs[k] {
+                        let mut gx = Vec::with_capacity(outer * s * inner);
+                        for o in 0..outer {
+                            gx.extend_from_slice(
+                                &g[(o * total + off) * inner..(o * total + off + s) * inner],
+                            );
+                        }
+                        res.push(Some(gx));
+                    } else {
+                        res.push(None);
                     }
-                    res.push(Some(gx));
-                } else {
-                    res.push(None);
+                    off += s;
                 }
-                off += s;
-            }
-            res
-        }))
+                res
+            },
+        ))
     }
 
     /// Stack equal-shaped tensors along a new dimension `dim`.
     pub fn stack(tensors: &[&Tensor<T>], dim: isize) -> Result<Tensor<T>> {
-        let first = tensors.first().ok_or_else(|| arg_err("stack", "no tensors given"))?;
+        let first = tensors
+            .first()
+            .ok_or_else(|| arg_err("stack", "no tensors given"))?;
         let d = norm_dim(dim, first.rank() + 1, "stack")?;
-        let us: Vec<Tensor<T>> = tensors.iter().map(|t| t.unsqueeze(d as isize)).collect::<Result<_>>()?;
+        let us: Vec<Tensor<T>> = tensors
+            .iter()
+            .map(|t| t.unsqueeze(d as isize))
+            .collect::<Result<_>>()?;
         let refs: Vec<&Tensor<T>> = us.iter().collect();
         Tensor::concat(&refs, d as isize)
     }
@@ -252,10 +374,21 @@ impl<T: Float> Tensor<T> {
     /// Constant padding: `pads[i] = (before, after)` for each dimension, from the first.
     pub fn pad(&self, pads: &[(usize, usize)], value: f64) -> Result<Tensor<T>> {
         if pads.len() != self.rank() {
-            return Err(arg_err("pad", format!("{} (before, after) pairs for a tensor of rank {}", pads.len(), self.rank())));
+            return Err(arg_err(
+                "pad",
+                format!(
+                    "{} (before, after) pairs for a tensor of rank {}",
+                    pads.len(),
+                    self.rank()
+                ),
+            ));
         }
         let in_shape = self.shape().to_vec();
-        let out_shape: Vec<usize> = in_shape.iter().zip(pads).map(|(&s, &(a, b))| s + a + b).collect();
+        let out_shape: Vec<usize> = in_shape
+            .iter()
+            .zip(pads)
+            .map(|(&s, &(a, b))| s + a + b)
+            .collect();
         let ost = strides(&out_shape);
         let base: usize = pads.iter().zip(&ost).map(|(&(a, _), &s)| a * s).sum();
         // The input's elements land at `base + Σ idx_i · out_stride_i`: a strided scatter.
@@ -276,6 +409,12 @@ impl<T: Float> Tensor<T> {
         for (&p, &v) in pos.iter().zip(x.iter()) {
             out[p] = v;
         }
-        Ok(Tensor::from_op(out, out_shape, "pad", &[self], move |g, _| vec![Some(pos.iter().map(|&p| g[p]).collect())]))
+        Ok(Tensor::from_op(
+            out,
+            out_shape,
+            "pad",
+            &[self],
+            move |g, _| vec![Some(pos.iter().map(|&p| g[p]).collect())],
+        ))
     }
 }

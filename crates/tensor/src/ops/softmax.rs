@@ -9,7 +9,14 @@ use crate::shape::{norm_dim, split_at_dim};
 use crate::tensor::Tensor;
 
 /// Apply `f(lane_in, lane_out)` to every lane along the reduced dim (strided by `inner`).
-fn for_lanes<T: Float>(x: &[T], out: &mut [T], outer: usize, n: usize, inner: usize, f: impl Fn(&[T], &mut [T])) {
+fn for_lanes<T: Float>(
+    x: &[T],
+    out: &mut [T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    f: impl Fn(&[T], &mut [T]),
+) {
     let mut lin = vec![T::zero(); n];
     let mut lout = vec![T::zero(); n];
     for o in 0..outer {
@@ -43,17 +50,23 @@ impl<T: Float> Tensor<T> {
         });
         let y = Arc::new(y);
         let yc = y.clone();
-        Ok(Tensor::from_op_arc(y, self.shape().to_vec(), "softmax", &[self], move |g, _| {
-            let mut gx = vec![T::zero(); g.len()];
-            for o in 0..outer {
-                for i in 0..inner {
-                    let at = |j: usize| (o * n + j) * inner + i;
-                    let dot: T = (0..n).map(|j| g[at(j)] * yc[at(j)]).sum();
-                    (0..n).for_each(|j| gx[at(j)] = yc[at(j)] * (g[at(j)] - dot));
+        Ok(Tensor::from_op_arc(
+            y,
+            self.shape().to_vec(),
+            "softmax",
+            &[self],
+            move |g, _| {
+                let mut gx = vec![T::zero(); g.len()];
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let at = |j: usize| (o * n + j) * inner + i;
+                        let dot: T = (0..n).map(|j| g[at(j)] * yc[at(j)]).sum();
+                        (0..n).for_each(|j| gx[at(j)] = yc[at(j)] * (g[at(j)] - dot));
+                    }
                 }
-            }
-            vec![Some(gx)]
-        }))
+                vec![Some(gx)]
+            },
+        ))
     }
 
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor<T>> {
@@ -63,16 +76,22 @@ impl<T: Float> Tensor<T> {
         for_lanes(&self.data(), &mut y, outer, n, inner, log_softmax_lane);
         let y = Arc::new(y);
         let yc = y.clone();
-        Ok(Tensor::from_op_arc(y, self.shape().to_vec(), "log_softmax", &[self], move |g, _| {
-            let mut gx = vec![T::zero(); g.len()];
-            for o in 0..outer {
-                for i in 0..inner {
-                    let at = |j: usize| (o * n + j) * inner + i;
-                    let sum: T = (0..n).map(|j| g[at(j)]).sum();
-                    (0..n).for_each(|j| gx[at(j)] = g[at(j)] - yc[at(j)].exp() * sum);
+        Ok(Tensor::from_op_arc(
+            y,
+            self.shape().to_vec(),
+            "log_softmax",
+            &[self],
+            move |g, _| {
+                let mut gx = vec![T::zero(); g.len()];
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let at = |j: usize| (o * n + j) * inner + i;
+                        let sum: T = (0..n).map(|j| g[at(j)]).sum();
+                        (0..n).for_each(|j| gx[at(j)] = g[at(j)] - yc[at(j)].exp() * sum);
+                    }
                 }
-            }
-            vec![Some(gx)]
-        }))
+                vec![Some(gx)]
+            },
+        ))
     }
 }

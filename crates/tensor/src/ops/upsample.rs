@@ -23,7 +23,11 @@ fn taps(inp: usize, out: usize, mode: Interp) -> Vec<(usize, usize, f64)> {
             }
             Interp::Bilinear { align_corners } => {
                 let src = if align_corners {
-                    if out > 1 { d as f64 * (inp - 1) as f64 / (out - 1) as f64 } else { 0.0 }
+                    if out > 1 {
+                        d as f64 * (inp - 1) as f64 / (out - 1) as f64
+                    } else {
+                        0.0
+                    }
                 } else {
                     ((d as f64 + 0.5) * inp as f64 / out as f64 - 0.5).max(0.0)
                 };
@@ -40,7 +44,12 @@ impl<T: Float> Tensor<T> {
     pub fn upsample(&self, oh: usize, ow: usize, mode: Interp) -> Result<Tensor<T>> {
         let sh = self.shape();
         if sh.len() != 4 || oh == 0 || ow == 0 || sh[2] == 0 || sh[3] == 0 {
-            return Err(shape_err("upsample", format!("expected input (N, C, H, W) and a positive size, got {sh:?} -> ({oh}, {ow})")));
+            return Err(shape_err(
+                "upsample",
+                format!(
+                    "expected input (N, C, H, W) and a positive size, got {sh:?} -> ({oh}, {ow})"
+                ),
+            ));
         }
         let (h, w) = (sh[2], sh[3]);
         let planes = sh[0] * sh[1];
@@ -51,29 +60,37 @@ impl<T: Float> Tensor<T> {
             let xp = &x[p * h * w..(p + 1) * h * w];
             for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
                 for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
-                    let v = (1.0 - ly) * ((1.0 - lx) * xp[y0 * w + x0].as_f64() + lx * xp[y0 * w + x1].as_f64())
-                        + ly * ((1.0 - lx) * xp[y1 * w + x0].as_f64() + lx * xp[y1 * w + x1].as_f64());
+                    let v = (1.0 - ly)
+                        * ((1.0 - lx) * xp[y0 * w + x0].as_f64() + lx * xp[y0 * w + x1].as_f64())
+                        + ly * ((1.0 - lx) * xp[y1 * w + x0].as_f64()
+                            + lx * xp[y1 * w + x1].as_f64());
                     y[(p * oh + oy) * ow + ox] = T::from_f64(v);
                 }
             }
         }
-        Ok(Tensor::from_op(y, vec![sh[0], sh[1], oh, ow], "upsample", &[self], move |g, _| {
-            let mut gx = vec![T::zero(); planes * h * w];
-            for p in 0..planes {
-                let gp = &mut gx[p * h * w..(p + 1) * h * w];
-                for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
-                    for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
-                        let v = g[(p * oh + oy) * ow + ox];
-                        let (ly, lx) = (T::from_f64(ly), T::from_f64(lx));
-                        let (my, mx) = (T::one() - ly, T::one() - lx);
-                        gp[y0 * w + x0] += v * my * mx;
-                        gp[y0 * w + x1] += v * my * lx;
-                        gp[y1 * w + x0] += v * ly * mx;
-                        gp[y1 * w + x1] += v * ly * lx;
+        Ok(Tensor::from_op(
+            y,
+            vec![sh[0], sh[1], oh, ow],
+            "upsample",
+            &[self],
+            move |g, _| {
+                let mut gx = vec![T::zero(); planes * h * w];
+                for p in 0..planes {
+                    let gp = &mut gx[p * h * w..(p + 1) * h * w];
+                    for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
+                        for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
+                            let v = g[(p * oh + oy) * ow + ox];
+                            let (ly, lx) = (T::from_f64(ly), T::from_f64(lx));
+                            let (my, mx) = (T::one() - ly, T::one() - lx);
+                            gp[y0 * w + x0] += v * my * mx;
+                            gp[y0 * w + x1] += v * my * lx;
+                            gp[y1 * w + x0] += v * ly * mx;
+                            gp[y1 * w + x1] += v * ly * lx;
+                        }
                     }
                 }
-            }
-            vec![Some(gx)]
-        }))
+                vec![Some(gx)]
+            },
+        ))
     }
 }

@@ -17,7 +17,13 @@ pub fn lenet5(cfg: &ModelConfig) -> Result<Sequential> {
     // spatial size after conv1 (same), pool, conv2 (-4), pool
     let side = |s: usize| (s / 2).checked_sub(4).map(|v| v / 2).filter(|&v| v > 0);
     let (Some(fh), Some(fw)) = (side(h), side(w)) else {
-        return Err(NnError::Config { layer: "lenet5".into(), msg: format!("input {:?} is too small (need at least 10×10)", cfg.in_shape) });
+        return Err(NnError::Config {
+            layer: "lenet5".into(),
+            msg: format!(
+                "input {:?} is too small (need at least 10×10)",
+                cfg.in_shape
+            ),
+        });
     };
     let mut rng = Rng::new(cfg.seed);
     let p = ConvParams::default();

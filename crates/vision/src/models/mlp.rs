@@ -10,9 +10,16 @@ use super::ModelConfig;
 pub fn mlp(cfg: &ModelConfig) -> Result<Sequential> {
     let mut rng = Rng::new(cfg.seed);
     let input: usize = cfg.in_shape.iter().product();
-    let hidden = if cfg.hidden.is_empty() { vec![128, 64] } else { cfg.hidden.clone() };
+    let hidden = if cfg.hidden.is_empty() {
+        vec![128, 64]
+    } else {
+        cfg.hidden.clone()
+    };
     if hidden.len() != 2 {
-        return Err(NnError::Config { layer: "mlp".into(), msg: format!("expected two hidden sizes (h1,h2), got {hidden:?}") });
+        return Err(NnError::Config {
+            layer: "mlp".into(),
+            msg: format!("expected two hidden sizes (h1,h2), got {hidden:?}"),
+        });
     }
     Ok(Sequential::new()
         .push("flatten", Flatten(1))
@@ -20,5 +27,8 @@ pub fn mlp(cfg: &ModelConfig) -> Result<Sequential> {
         .push("relu1", ReLU)
         .push("fc2", Linear::new(hidden[0], hidden[1], true, &mut rng)?)
         .push("relu2", ReLU)
-        .push("fc3", Linear::new(hidden[1], cfg.num_classes, true, &mut rng)?))
+        .push(
+            "fc3",
+            Linear::new(hidden[1], cfg.num_classes, true, &mut rng)?,
+        ))
 }

@@ -28,6 +28,9 @@ pub fn build(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
     match name {
         "mlp" => mlp(cfg),
         "lenet5" | "lenet" => lenet5(cfg),
-        other => Err(aics_nn::NnError::Config { layer: "model".into(), msg: format!("unknown model `{other}` (available: {})", MODELS.join(", ")) }),
+        other => Err(aics_nn::NnError::Config {
+            layer: "model".into(),
+            msg: format!("unknown model `{other}` (available: {})", MODELS.join(", ")),
+        }),
     }
 }
