@@ -197,3 +197,67 @@ fn conv_grouped_samples_pointwise_and_grouped() {
         );
     }
 }
+
+#[test]
+fn winograd_matches_naive() {
+    use aics_tensor::cpu::winograd::{conv3x3, flip_transpose};
+    let mut rng = Rng::new(21);
+    // odd sizes (partial tiles), every padding, batches (tiles across images), and more than one
+    // tile block
+    for (n, c, o, h, w, pad) in [
+        (1, 8, 5, 9, 7, 1),
+        (2, 3, 4, 8, 8, 0),
+        (1, 4, 4, 5, 6, 2),
+        (3, 6, 7, 31, 29, 1),
+    ] {
+        let p = ConvParams::default().padding(pad);
+        let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, 3, 3], &p).unwrap();
+        let x = randv(n * c * h * w, &mut rng);
+        let wt = randv(o * c * 9, &mut rng);
+        let tag = format!("{n}x{c}x{h}x{w} -> {o}, pad {pad}");
+        assert_close(
+            &format!("winograd fwd {tag}"),
+            &conv3x3(&x, n, c, h, w, &wt, o, pad),
+            &conv2d_fwd_naive(&x, &wt, &g),
+            1e-3,
+        );
+        let dy = randv(n * o * g.oh * g.ow, &mut rng);
+        let (dx, _) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        let got = conv3x3(
+            &dy,
+            n,
+            o,
+            g.oh,
+            g.ow,
+            &flip_transpose(&wt, o, c),
+            c,
+            2 - pad,
+        );
+        assert_close(&format!("winograd dx {tag}"), &got, &dx, 1e-3);
+    }
+}
+
+#[test]
+fn conv_op_through_winograd_matches_naive() {
+    // large enough for the op to choose Winograd: forward and input gradient via autograd
+    use aics_tensor::Tensor;
+    let mut rng = Rng::new(4);
+    let p = ConvParams::default().padding(1);
+    let g = conv2d_geom("conv2d", &[1, 64, 46, 46], &[64, 64, 3, 3], &p).unwrap();
+    assert!(aics_tensor::cpu::winograd::eligible(&g));
+    let x = randv(64 * 46 * 46, &mut rng);
+    let wt = randv(64 * 64 * 9, &mut rng);
+    let dy = randv(64 * 46 * 46, &mut rng);
+    let xt = Tensor::from_vec(x.clone(), &[1, 64, 46, 46])
+        .unwrap()
+        .requires_grad_(true);
+    let wtt = Tensor::from_vec(wt.clone(), &[64, 64, 3, 3])
+        .unwrap()
+        .requires_grad_(true);
+    let y = xt.conv2d(&wtt, None, p).unwrap();
+    assert_close("op fwd", &y.to_vec(), &conv2d_fwd_naive(&x, &wt, &g), 1e-3);
+    y.backward_with(dy.clone()).unwrap();
+    let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+    assert_close("op dx", &xt.grad().unwrap().to_vec(), &dx, 1e-3);
+    assert_close("op dw", &wtt.grad().unwrap().to_vec(), &dw, 1e-3);
+}

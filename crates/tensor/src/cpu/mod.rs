@@ -6,6 +6,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod pool;
+pub mod winograd;
 
 /// Work below this many elements runs on one thread: rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;

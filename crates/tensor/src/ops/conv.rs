@@ -3,6 +3,7 @@
 //! valid geometry.
 
 use crate::cpu::conv::{self as k, conv_out_size, Conv2dGeom};
+use crate::cpu::winograd;
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::Tensor;
@@ -169,7 +170,15 @@ impl<T: Float> Tensor<T> {
         let keep = crate::autograd::grad_enabled()
             && weight.requires_grad()
             && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
-        let (mut y, cols) = k::conv2d_fwd(&xd, &wd, &g, keep);
+        let wino = winograd::eligible(&g);
+        let (mut y, cols) = if wino {
+            (
+                winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph),
+                None,
+            )
+        } else {
+            k::conv2d_fwd(&xd, &wd, &g, keep)
+        };
         if let Some(b) = bias {
             add_bias(&mut y, &b.data(), g.ohw());
         }
@@ -182,7 +191,15 @@ impl<T: Float> Tensor<T> {
             &inputs,
             move |gy, needs| {
                 let mut r = vec![
-                    needs[0].then(|| k::conv2d_bwd_data(gy, &wd, &g)),
+                    needs[0].then(|| {
+                        if wino {
+                            // the full convolution of dY with the flipped, transposed filters
+                            let wf = winograd::flip_transpose(&wd, g.o, g.c);
+                            winograd::conv3x3(gy, g.n, g.o, g.oh, g.ow, &wf, g.c, 2 - g.ph)
+                        } else {
+                            k::conv2d_bwd_data(gy, &wd, &g)
+                        }
+                    }),
                     needs[1].then(|| k::conv2d_bwd_weight(&xd, gy, &g, cols.as_deref())),
                 ];
                 if needs.len() > 2 {
