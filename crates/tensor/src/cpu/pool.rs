@@ -46,6 +46,11 @@ pub fn pool_out_size(
     Some(o)
 }
 
+/// Planes per rayon task: small planes are batched so that task overhead stays negligible.
+fn planes_per_task(plane: usize) -> usize {
+    (1 << 14) / plane.max(1) + 1
+}
+
 /// Valid kernel taps along one axis for each output position: (input start, first tap, end tap),
 /// so that the inner loops need no bounds checks on the padding.
 fn tap_ranges(
@@ -85,6 +90,7 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     y.par_chunks_mut(ohw)
         .zip(idx.par_chunks_mut(ohw))
         .enumerate()
+        .with_min_len(planes_per_task(hw))
         .for_each(|(pl, (yp, ip))| {
             let xp = &x[pl * hw..(pl + 1) * hw];
             for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
@@ -114,14 +120,17 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
 pub fn max_pool_bwd<T: Float>(gy: &[T], idx: &[u32], g: &PoolGeom) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut gx = vec![T::zero(); g.planes * hw];
-    gx.par_chunks_mut(hw).enumerate().for_each(|(pl, gp)| {
-        for (&v, &i) in gy[pl * ohw..(pl + 1) * ohw]
-            .iter()
-            .zip(&idx[pl * ohw..(pl + 1) * ohw])
-        {
-            gp[i as usize] += v;
-        }
-    });
+    gx.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(pl, gp)| {
+            for (&v, &i) in gy[pl * ohw..(pl + 1) * ohw]
+                .iter()
+                .zip(&idx[pl * ohw..(pl + 1) * ohw])
+            {
+                gp[i as usize] += v;
+            }
+        });
     gx
 }
 
@@ -156,45 +165,51 @@ fn avg_window(
 pub fn avg_pool_fwd<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut y = vec![T::zero(); g.planes * ohw];
-    y.par_chunks_mut(ohw).enumerate().for_each(|(pl, yp)| {
-        let xp = &x[pl * hw..(pl + 1) * hw];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let (y0, y1, x0, x1, div) = avg_window(g, oy, ox, count_include_pad);
-                if div == 0 || y0 >= y1 || x0 >= x1 {
-                    continue;
+    y.par_chunks_mut(ohw)
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(pl, yp)| {
+            let xp = &x[pl * hw..(pl + 1) * hw];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (y0, y1, x0, x1, div) = avg_window(g, oy, ox, count_include_pad);
+                    if div == 0 || y0 >= y1 || x0 >= x1 {
+                        continue;
+                    }
+                    let mut s = T::zero();
+                    for iy in y0..y1 {
+                        s += xp[iy * g.w + x0..iy * g.w + x1].iter().copied().sum::<T>();
+                    }
+                    yp[oy * g.ow + ox] = s / T::from_usize(div);
                 }
-                let mut s = T::zero();
-                for iy in y0..y1 {
-                    s += xp[iy * g.w + x0..iy * g.w + x1].iter().copied().sum::<T>();
-                }
-                yp[oy * g.ow + ox] = s / T::from_usize(div);
             }
-        }
-    });
+        });
     y
 }
 
 pub fn avg_pool_bwd<T: Float>(gy: &[T], g: &PoolGeom, count_include_pad: bool) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut gx = vec![T::zero(); g.planes * hw];
-    gx.par_chunks_mut(hw).enumerate().for_each(|(pl, gp)| {
-        let gyp = &gy[pl * ohw..(pl + 1) * ohw];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let (y0, y1, x0, x1, div) = avg_window(g, oy, ox, count_include_pad);
-                if div == 0 {
-                    continue;
-                }
-                let v = gyp[oy * g.ow + ox] / T::from_usize(div);
-                for iy in y0..y1 {
-                    gp[iy * g.w + x0..iy * g.w + x1]
-                        .iter_mut()
-                        .for_each(|e| *e += v);
+    gx.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(pl, gp)| {
+            let gyp = &gy[pl * ohw..(pl + 1) * ohw];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (y0, y1, x0, x1, div) = avg_window(g, oy, ox, count_include_pad);
+                    if div == 0 {
+                        continue;
+                    }
+                    let v = gyp[oy * g.ow + ox] / T::from_usize(div);
+                    for iy in y0..y1 {
+                        gp[iy * g.w + x0..iy * g.w + x1]
+                            .iter_mut()
+                            .for_each(|e| *e += v);
+                    }
                 }
             }
-        }
-    });
+        });
     gx
 }
 
@@ -212,20 +227,23 @@ pub fn adaptive_avg_fwd<T: Float>(
     ow: usize,
 ) -> Vec<T> {
     let mut y = vec![T::zero(); planes * oh * ow];
-    y.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, yp)| {
-        let xp = &x[pl * h * w..(pl + 1) * h * w];
-        for oy in 0..oh {
-            let (y0, y1) = adaptive_windows(oy, h, oh);
-            for ox in 0..ow {
-                let (x0, x1) = adaptive_windows(ox, w, ow);
-                let mut s = T::zero();
-                for iy in y0..y1 {
-                    s += xp[iy * w + x0..iy * w + x1].iter().copied().sum::<T>();
+    y.par_chunks_mut(oh * ow)
+        .enumerate()
+        .with_min_len(planes_per_task(h * w))
+        .for_each(|(pl, yp)| {
+            let xp = &x[pl * h * w..(pl + 1) * h * w];
+            for oy in 0..oh {
+                let (y0, y1) = adaptive_windows(oy, h, oh);
+                for ox in 0..ow {
+                    let (x0, x1) = adaptive_windows(ox, w, ow);
+                    let mut s = T::zero();
+                    for iy in y0..y1 {
+                        s += xp[iy * w + x0..iy * w + x1].iter().copied().sum::<T>();
+                    }
+                    yp[oy * ow + ox] = s / T::from_usize((y1 - y0) * (x1 - x0));
                 }
-                yp[oy * ow + ox] = s / T::from_usize((y1 - y0) * (x1 - x0));
             }
-        }
-    });
+        });
     y
 }
 
@@ -238,19 +256,22 @@ pub fn adaptive_avg_bwd<T: Float>(
     ow: usize,
 ) -> Vec<T> {
     let mut gx = vec![T::zero(); planes * h * w];
-    gx.par_chunks_mut(h * w).enumerate().for_each(|(pl, gp)| {
-        for oy in 0..oh {
-            let (y0, y1) = adaptive_windows(oy, h, oh);
-            for ox in 0..ow {
-                let (x0, x1) = adaptive_windows(ox, w, ow);
-                let v = gy[pl * oh * ow + oy * ow + ox] / T::from_usize((y1 - y0) * (x1 - x0));
-                for iy in y0..y1 {
-                    gp[iy * w + x0..iy * w + x1]
-                        .iter_mut()
-                        .for_each(|e| *e += v);
+    gx.par_chunks_mut(h * w)
+        .enumerate()
+        .with_min_len(planes_per_task(h * w))
+        .for_each(|(pl, gp)| {
+            for oy in 0..oh {
+                let (y0, y1) = adaptive_windows(oy, h, oh);
+                for ox in 0..ow {
+                    let (x0, x1) = adaptive_windows(ox, w, ow);
+                    let v = gy[pl * oh * ow + oy * ow + ox] / T::from_usize((y1 - y0) * (x1 - x0));
+                    for iy in y0..y1 {
+                        gp[iy * w + x0..iy * w + x1]
+                            .iter_mut()
+                            .for_each(|e| *e += v);
+                    }
                 }
             }
-        }
-    });
+        });
     gx
 }
