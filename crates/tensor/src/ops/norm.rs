@@ -57,7 +57,7 @@ impl<T: Float> Tensor<T> {
         let cs = channel_shape(&sh);
         let dims: Vec<isize> = (0..sh.len() as isize).filter(|&d| d != 1).collect();
         let count = self.numel() / c.max(1);
-        let (mean, var) = if training {
+        let (centered, var) = if training {
             if count <= 1 {
                 return Err(shape_err(
                     "batch_norm",
@@ -84,15 +84,15 @@ impl<T: Float> Tensor<T> {
                         .for_each(|(r, &v)| *r = (T::one() - mo) * *r + mo * v * unbias)
                 });
             }
-            (mean, var)
+            (centered, var)
         } else {
             match (running_mean, running_var) {
-                (Some(rm), Some(rv)) => (rm.detach().reshape(&cs)?, rv.detach().reshape(&cs)?),
+                (Some(rm), Some(rv)) => (self.sub(&rm.detach().reshape(&cs)?)?, rv.detach().reshape(&cs)?),
                 _ => return self.batch_norm(weight, bias, None, None, true, momentum, eps),
             }
         };
         let inv_std = var.add_scalar(eps).powf(-0.5);
-        let mut y = self.sub(&mean)?.mul(&inv_std)?;
+        let mut y = centered.mul(&inv_std)?;
         if let Some(w) = weight {
             y = y.mul(&w.reshape(&cs)?)?;
         }
