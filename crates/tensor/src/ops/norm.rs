@@ -87,7 +87,10 @@ impl<T: Float> Tensor<T> {
             (centered, var)
         } else {
             match (running_mean, running_var) {
-                (Some(rm), Some(rv)) => (self.sub(&rm.detach().reshape(&cs)?)?, rv.detach().reshape(&cs)?),
+                (Some(rm), Some(rv)) => (
+                    self.sub(&rm.detach().reshape(&cs)?)?,
+                    rv.detach().reshape(&cs)?,
+                ),
                 _ => return self.batch_norm(weight, bias, None, None, true, momentum, eps),
             }
         };
