@@ -2,7 +2,7 @@
 
 use aics_nn::Module;
 use aics_tensor::{no_grad, Tensor};
-use aics_vision::{build, ModelConfig};
+use aics_vision::{build, default_shape, ModelConfig};
 use anyhow::Result;
 
 use crate::data_spec::parse_chw;
@@ -11,11 +11,12 @@ use crate::data_spec::parse_chw;
 pub struct SummaryArgs {
     #[arg(long, default_value = "lenet5")]
     pub model: String,
-    /// Input shape CxHxW (default 1x28x28).
-    #[arg(long, default_value = "1x28x28", value_parser = parse_chw)]
-    pub input: [usize; 3],
-    #[arg(long, default_value_t = 10)]
-    pub classes: usize,
+    /// Input shape CxHxW (default: 1x28x28 for mlp/lenet5, 3x224x224 for the ImageNet models).
+    #[arg(long, value_parser = parse_chw)]
+    pub input: Option<[usize; 3]>,
+    /// Number of classes (default: 10 for mlp/lenet5, 1000 for the ImageNet models).
+    #[arg(long)]
+    pub classes: Option<usize>,
     /// Hidden sizes of the MLP, e.g. 100,50.
     #[arg(long)]
     pub hidden: Option<String>,
@@ -32,18 +33,20 @@ pub fn run(a: SummaryArgs) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
         None => vec![],
     };
+    let (shape, classes) = default_shape(&a.model);
+    let input = a.input.unwrap_or(shape);
     let model = build(
         &a.model,
         &ModelConfig {
-            in_shape: a.input,
-            num_classes: a.classes,
+            in_shape: input,
+            num_classes: a.classes.unwrap_or(classes),
             hidden,
             seed: 0,
         },
     )?;
     let _g = no_grad();
     model.set_training(false);
-    let x = Tensor::zeros(&[1, a.input[0], a.input[1], a.input[2]]);
+    let x = Tensor::zeros(&[1, input[0], input[1], input[2]]);
     let mut rows = Vec::new();
     model.summarize("", &x, &mut rows)?;
     let (params, weights, macs): (usize, usize, usize) =
@@ -54,13 +57,13 @@ pub fn run(a: SummaryArgs) -> Result<()> {
         let layers: Vec<_> = rows.iter().map(|r| serde_json::json!({"name": r.name, "layer": r.layer, "output": r.output, "params": r.params, "weights": r.weights, "macs": r.macs})).collect();
         println!(
             "{}",
-            serde_json::json!({"model": a.model, "input": a.input, "layers": layers, "total_params": params, "total_weights": weights, "total_macs": macs})
+            serde_json::json!({"model": a.model, "input": input, "layers": layers, "total_params": params, "total_weights": weights, "total_macs": macs})
         );
         return Ok(());
     }
     println!(
         "{} on input {}x{}x{}",
-        a.model, a.input[0], a.input[1], a.input[2]
+        a.model, input[0], input[1], input[2]
     );
     println!(
         "{:<10} {:<32} {:<18} {:>10} {:>10} {:>12}",

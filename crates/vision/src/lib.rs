@@ -2,4 +2,4 @@
 
 pub mod models;
 
-pub use models::{build, ModelConfig, MODELS};
+pub use models::{build, default_shape, ModelConfig, MODELS};

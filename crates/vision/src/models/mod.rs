@@ -1,8 +1,11 @@
 //! The model zoo. Each builder returns a `Sequential` whose keys are the PyTorch model's
 //! state-dict keys, so torchvision-style checkpoints load as they are.
 
+pub mod alexnet;
 pub mod lenet;
 pub mod mlp;
+pub mod resnet;
+pub mod vgg;
 
 use aics_nn::{Result, Sequential};
 
@@ -21,13 +24,41 @@ pub struct ModelConfig {
 }
 
 /// Names accepted by [`build`].
-pub const MODELS: &[&str] = &["mlp", "lenet5"];
+pub const MODELS: &[&str] = &[
+    "mlp",
+    "lenet5",
+    "alexnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+];
+
+/// The input (C, H, W) and class count a model is usually built for.
+pub fn default_shape(name: &str) -> ([usize; 3], usize) {
+    match name {
+        "mlp" | "lenet5" | "lenet" => ([1, 28, 28], 10),
+        _ => ([3, 224, 224], 1000),
+    }
+}
 
 /// Build a model by name.
 pub fn build(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
     match name {
         "mlp" => mlp(cfg),
         "lenet5" | "lenet" => lenet5(cfg),
+        "alexnet" => alexnet::alexnet(cfg),
+        n if n.starts_with("vgg") && MODELS.contains(&n) => vgg::vgg(n, cfg),
+        n if n.starts_with("resnet") && MODELS.contains(&n) => resnet::resnet(n, cfg),
         other => Err(aics_nn::NnError::Config {
             layer: "model".into(),
             msg: format!("unknown model `{other}` (available: {})", MODELS.join(", ")),

@@ -1,0 +1,243 @@
+//! ResNet (He et al., 2015) as torchvision defines it: a 7×7/2 stem with max pooling, four stages
+//! of residual blocks (`BasicBlock` for 18/34, `Bottleneck` with expansion 4 for 50/101/152;
+//! stride on the 3×3 conv, "v1.5"), global average pooling and `fc`. A block adds its input back:
+//! `y = relu(F(x) + shortcut(x))`, with a 1×1 conv + BN shortcut (`downsample`) when the shape changes.
+
+use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
+use aics_nn::{Kind, Module, NnError, Result, Sequential};
+use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
+
+use super::ModelConfig;
+
+fn conv(c: usize, o: usize, k: usize, stride: usize, rng: &mut Rng) -> Result<Conv2d> {
+    Conv2d::new(
+        c,
+        o,
+        k,
+        ConvParams::default().stride(stride).padding(k / 2),
+        false,
+        rng,
+    )
+}
+
+fn sub(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Two 3×3 convolutions.
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    downsample: Option<Sequential>,
+}
+
+/// 1×1 reduce, 3×3, 1×1 expand (×4).
+pub struct Bottleneck {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    downsample: Option<Sequential>,
+}
+
+fn shortcut(ds: &Option<Sequential>, x: &Tensor) -> Result<Tensor> {
+    match ds {
+        Some(d) => d.forward(x),
+        None => Ok(x.clone()),
+    }
+}
+
+impl Module for BasicBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu();
+        let h = self.bn2.forward(&self.conv2.forward(&h)?)?;
+        Ok(h.add(&shortcut(&self.downsample, x)?)?.relu())
+    }
+    fn type_name(&self) -> String {
+        format!(
+            "BasicBlock({}→{})",
+            self.conv1.weight.shape()[1],
+            self.conv2.weight.shape()[0]
+        )
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        self.conv1.visit(&sub(prefix, "conv1"), f);
+        self.bn1.visit(&sub(prefix, "bn1"), f);
+        self.conv2.visit(&sub(prefix, "conv2"), f);
+        self.bn2.visit(&sub(prefix, "bn2"), f);
+        if let Some(d) = &self.downsample {
+            d.visit(&sub(prefix, "downsample"), f);
+        }
+    }
+    fn set_training(&self, on: bool) {
+        self.bn1.set_training(on);
+        self.bn2.set_training(on);
+        if let Some(d) = &self.downsample {
+            d.set_training(on);
+        }
+    }
+    fn macs(&self, input: &[usize], output: &[usize]) -> usize {
+        block_macs(&[&self.conv1, &self.conv2], &self.downsample, input, output)
+    }
+}
+
+impl Module for Bottleneck {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu();
+        let h = self.bn2.forward(&self.conv2.forward(&h)?)?.relu();
+        let h = self.bn3.forward(&self.conv3.forward(&h)?)?;
+        Ok(h.add(&shortcut(&self.downsample, x)?)?.relu())
+    }
+    fn type_name(&self) -> String {
+        format!(
+            "Bottleneck({}→{})",
+            self.conv1.weight.shape()[1],
+            self.conv3.weight.shape()[0]
+        )
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        self.conv1.visit(&sub(prefix, "conv1"), f);
+        self.bn1.visit(&sub(prefix, "bn1"), f);
+        self.conv2.visit(&sub(prefix, "conv2"), f);
+        self.bn2.visit(&sub(prefix, "bn2"), f);
+        self.conv3.visit(&sub(prefix, "conv3"), f);
+        self.bn3.visit(&sub(prefix, "bn3"), f);
+        if let Some(d) = &self.downsample {
+            d.visit(&sub(prefix, "downsample"), f);
+        }
+    }
+    fn set_training(&self, on: bool) {
+        for bn in [&self.bn1, &self.bn2, &self.bn3] {
+            bn.set_training(on);
+        }
+        if let Some(d) = &self.downsample {
+            d.set_training(on);
+        }
+    }
+    fn macs(&self, input: &[usize], output: &[usize]) -> usize {
+        block_macs(
+            &[&self.conv1, &self.conv2, &self.conv3],
+            &self.downsample,
+            input,
+            output,
+        )
+    }
+}
+
+/// Multiply-adds of a block's convolutions: each conv's output has the block's output size
+/// except the first convs of a strided block, which run at the input size until the stride.
+fn block_macs(
+    convs: &[&Conv2d],
+    ds: &Option<Sequential>,
+    input: &[usize],
+    output: &[usize],
+) -> usize {
+    let (n, oh, ow) = (output[0], output[2], output[3]);
+    let (ih, iw) = (input[2], input[3]);
+    let mut total = 0;
+    let mut strided = false;
+    for c in convs {
+        let s = c.weight.shape();
+        strided |= c.params.stride.0 > 1;
+        let (h, w) = if strided || (ih == oh && iw == ow) {
+            (oh, ow)
+        } else {
+            (ih, iw)
+        };
+        total += n * s[0] * h * w * s[1] * s[2] * s[3];
+    }
+    if ds.is_some() {
+        total += n * output[1] * oh * ow * input[1];
+    }
+    total
+}
+
+fn downsample(c: usize, o: usize, stride: usize, rng: &mut Rng) -> Result<Option<Sequential>> {
+    if stride == 1 && c == o {
+        return Ok(None);
+    }
+    Ok(Some(
+        Sequential::new()
+            .add(conv(c, o, 1, stride, rng)?)
+            .add(BatchNorm::new(o)),
+    ))
+}
+
+/// ResNet-18/34/50/101/152.
+pub fn resnet(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
+    let (bottleneck, layers): (bool, [usize; 4]) = match name {
+        "resnet18" => (false, [2, 2, 2, 2]),
+        "resnet34" => (false, [3, 4, 6, 3]),
+        "resnet50" => (true, [3, 4, 6, 3]),
+        "resnet101" => (true, [3, 4, 23, 3]),
+        "resnet152" => (true, [3, 8, 36, 3]),
+        other => {
+            return Err(NnError::Config {
+                layer: "resnet".into(),
+                msg: format!("unknown ResNet variant `{other}`"),
+            })
+        }
+    };
+    let expansion = if bottleneck { 4 } else { 1 };
+    let mut rng = Rng::new(cfg.seed);
+    let mut net = Sequential::new()
+        .push(
+            "conv1",
+            Conv2d::new(
+                cfg.in_shape[0],
+                64,
+                7,
+                ConvParams::default().stride(2).padding(3),
+                false,
+                &mut rng,
+            )?,
+        )
+        .push("bn1", BatchNorm::new(64))
+        .push("relu", ReLU)
+        .push(
+            "maxpool",
+            MaxPool2d(PoolParams::new(3).stride(2).padding(1)),
+        );
+    let mut c = 64;
+    for (stage, &blocks) in layers.iter().enumerate() {
+        let width = 64 << stage;
+        let mut seq = Sequential::new();
+        for b in 0..blocks {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            let o = width * expansion;
+            if bottleneck {
+                seq = seq.add(Bottleneck {
+                    conv1: conv(c, width, 1, 1, &mut rng)?,
+                    bn1: BatchNorm::new(width),
+                    conv2: conv(width, width, 3, stride, &mut rng)?,
+                    bn2: BatchNorm::new(width),
+                    conv3: conv(width, o, 1, 1, &mut rng)?,
+                    bn3: BatchNorm::new(o),
+                    downsample: downsample(c, o, stride, &mut rng)?,
+                });
+            } else {
+                seq = seq.add(BasicBlock {
+                    conv1: conv(c, width, 3, stride, &mut rng)?,
+                    bn1: BatchNorm::new(width),
+                    conv2: conv(width, width, 3, 1, &mut rng)?,
+                    bn2: BatchNorm::new(width),
+                    downsample: downsample(c, o, stride, &mut rng)?,
+                });
+            }
+            c = o;
+        }
+        net = net.push(&format!("layer{}", stage + 1), seq);
+    }
+    Ok(net
+        .push("avgpool", AdaptiveAvgPool2d(1, 1))
+        .push("flatten", Flatten(1))
+        .push("fc", Linear::new(c, cfg.num_classes, true, &mut rng)?))
+}
