@@ -120,6 +120,7 @@ fetch_fashion_mnist() {
 main() {
     check_toolchain
     fetch_fashion_mnist
+    bash "${REPO_ROOT}/scripts/fetch-assets.sh"
 }
 
 main "$@"

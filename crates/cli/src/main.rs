@@ -1,6 +1,7 @@
 //! `aics`: train, evaluate, inspect and benchmark the classic deep-learning models.
 
 mod bench;
+mod classify;
 mod data_spec;
 mod eval;
 mod gradcheck_cmd;
@@ -39,6 +40,8 @@ enum Cmd {
     Eval(eval::EvalArgs),
     /// Classify image files with a checkpoint.
     Predict(eval::PredictArgs),
+    /// Classify images with an ImageNet model and published weights (default: MobileNetV2).
+    Classify(classify::ClassifyArgs),
     /// Per-layer shapes, parameters and multiply-adds of a model.
     Summary(summary::SummaryArgs),
     /// Finite-difference (f64) gradient check of every operator.
@@ -63,6 +66,7 @@ fn main() {
         Cmd::Train(a) => train::run(a),
         Cmd::Eval(a) => eval::run_eval(a),
         Cmd::Predict(a) => eval::run_predict(a),
+        Cmd::Classify(a) => classify::run(a),
         Cmd::Summary(a) => summary::run(a),
         Cmd::Gradcheck(a) => gradcheck_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),

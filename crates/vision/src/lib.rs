@@ -1,5 +1,8 @@
-//! aics-vision: the model zoo (classifiers today; detectors later) built on aics-nn.
+//! aics-vision: the model zoo (classifiers today; detectors later) built on aics-nn, weight
+//! import, and ImageNet preprocessing.
 
+pub mod imagenet;
 pub mod models;
+pub mod weights;
 
 pub use models::{build, default_shape, ModelConfig, MODELS};

@@ -30,6 +30,7 @@ fn parameter_counts_match_torchvision() {
         ("resnet34", 21_797_672),
         ("resnet50", 25_557_032),
         ("resnet101", 44_549_160),
+        ("mobilenet_v2", 3_504_872),
     ] {
         assert_eq!(num_params(&imagenet(name)), count, "{name}");
     }
@@ -75,7 +76,13 @@ fn state_dict_keys_are_torchvision_keys() {
 
 #[test]
 fn forward_shapes() {
-    for name in ["alexnet", "vgg11_bn", "resnet18", "resnet50"] {
+    for name in [
+        "alexnet",
+        "vgg11_bn",
+        "resnet18",
+        "resnet50",
+        "mobilenet_v2",
+    ] {
         let m = build(
             name,
             &ModelConfig {

@@ -7,6 +7,8 @@ use crate::error::Result;
 use crate::module::{key, Kind, Module};
 
 pub struct ReLU;
+/// `min(max(x, 0), 6)` (MobileNet).
+pub struct ReLU6;
 pub struct LeakyReLU(pub f64);
 pub struct Tanh;
 pub struct Sigmoid;
@@ -19,6 +21,15 @@ impl Module for ReLU {
     }
     fn type_name(&self) -> String {
         "ReLU".into()
+    }
+}
+
+impl Module for ReLU6 {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clamp(0.0, 6.0))
+    }
+    fn type_name(&self) -> String {
+        "ReLU6".into()
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod alexnet;
 pub mod lenet;
 pub mod mlp;
+pub mod mobilenet;
 pub mod resnet;
 pub mod vgg;
 
@@ -41,6 +42,7 @@ pub const MODELS: &[&str] = &[
     "resnet50",
     "resnet101",
     "resnet152",
+    "mobilenet_v2",
 ];
 
 /// The input (C, H, W) and class count a model is usually built for.
@@ -57,6 +59,7 @@ pub fn build(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
         "mlp" => mlp(cfg),
         "lenet5" | "lenet" => lenet5(cfg),
         "alexnet" => alexnet::alexnet(cfg),
+        "mobilenet_v2" => mobilenet::mobilenet_v2(cfg),
         n if n.starts_with("vgg") && MODELS.contains(&n) => vgg::vgg(n, cfg),
         n if n.starts_with("resnet") && MODELS.contains(&n) => resnet::resnet(n, cfg),
         other => Err(aics_nn::NnError::Config {

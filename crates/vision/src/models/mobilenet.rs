@@ -1,0 +1,137 @@
+//! MobileNetV2 (Sandler et al., 2018) as torchvision defines it: a 3×3/2 stem, seventeen
+//! inverted-residual blocks (1×1 expand → 3×3 depthwise → 1×1 linear projection, with a
+//! residual connection when the shape is kept), a 1×1 conv to 1280 channels, global average
+//! pooling and `classifier` (dropout 0.2, linear). Keys `features.N.conv.M.*`, `classifier.1.*`.
+
+use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Linear, ReLU6};
+use aics_nn::{Kind, Module, Result, Sequential};
+use aics_tensor::{ConvParams, Rng, Tensor};
+
+use super::ModelConfig;
+
+/// Conv (no bias) → BatchNorm → ReLU6, torchvision's `Conv2dNormActivation`.
+fn conv_bn_relu6(
+    c: usize,
+    o: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    rng: &mut Rng,
+) -> Result<Sequential> {
+    let p = ConvParams::default()
+        .stride(stride)
+        .padding((k - 1) / 2)
+        .groups(groups);
+    Ok(Sequential::new()
+        .add(Conv2d::new(c, o, k, p, false, rng)?)
+        .add(BatchNorm::new(o))
+        .add(ReLU6))
+}
+
+pub struct InvertedResidual {
+    conv: Sequential,
+    residual: bool,
+}
+
+impl InvertedResidual {
+    fn new(c: usize, o: usize, stride: usize, expand: usize, rng: &mut Rng) -> Result<Self> {
+        let hidden = c * expand;
+        let mut conv = Sequential::new();
+        if expand != 1 {
+            conv = conv.add(conv_bn_relu6(c, hidden, 1, 1, 1, rng)?);
+        }
+        conv = conv
+            .add(conv_bn_relu6(hidden, hidden, 3, stride, hidden, rng)?)
+            .add(Conv2d::new(
+                hidden,
+                o,
+                1,
+                ConvParams::default(),
+                false,
+                rng,
+            )?)
+            .add(BatchNorm::new(o));
+        Ok(InvertedResidual {
+            conv,
+            residual: stride == 1 && c == o,
+        })
+    }
+}
+
+impl Module for InvertedResidual {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.conv.forward(x)?;
+        if self.residual {
+            Ok(x.add(&y)?)
+        } else {
+            Ok(y)
+        }
+    }
+    fn type_name(&self) -> String {
+        format!(
+            "InvertedResidual{}",
+            if self.residual { " (+x)" } else { "" }
+        )
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        self.conv.visit(
+            &if prefix.is_empty() {
+                "conv".to_string()
+            } else {
+                format!("{prefix}.conv")
+            },
+            f,
+        );
+    }
+    fn set_training(&self, on: bool) {
+        self.conv.set_training(on);
+    }
+    fn macs(&self, input: &[usize], _output: &[usize]) -> usize {
+        // run the shapes through the sub-layers
+        let mut rows = Vec::new();
+        let _g = aics_tensor::no_grad();
+        match self.conv.summarize("", &Tensor::zeros(input), &mut rows) {
+            Ok(_) => rows.iter().map(|r| r.macs).sum(),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// (expansion t, channels c, repeats n, first stride s), from the paper's Table 2.
+const SETTING: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
+
+pub fn mobilenet_v2(cfg: &ModelConfig) -> Result<Sequential> {
+    let mut rng = Rng::new(cfg.seed);
+    let mut features =
+        Sequential::new().add(conv_bn_relu6(cfg.in_shape[0], 32, 3, 2, 1, &mut rng)?);
+    let mut c = 32;
+    for (t, o, n, s) in SETTING {
+        for i in 0..n {
+            features = features.add(InvertedResidual::new(
+                c,
+                o,
+                if i == 0 { s } else { 1 },
+                t,
+                &mut rng,
+            )?);
+            c = o;
+        }
+    }
+    features = features.add(conv_bn_relu6(c, 1280, 1, 1, 1, &mut rng)?);
+    let classifier = Sequential::new()
+        .add(Dropout::new(0.2, cfg.seed ^ 1)?)
+        .add(Linear::new(1280, cfg.num_classes, true, &mut rng)?);
+    Ok(Sequential::new()
+        .push("features", features)
+        .push("avgpool", AdaptiveAvgPool2d(1, 1))
+        .push("flatten", Flatten(1))
+        .push("classifier", classifier))
+}

