@@ -309,23 +309,53 @@ fn fashion_mnist_quick_training() {
 fn classify_with_real_mobilenet_v2_weights() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let weights = root.join(".cache/weights/mobilenet_v2-b0353104.pth");
-    let (cat, coffee) = (root.join(".cache/images/chelsea.png"), root.join(".cache/images/coffee.png"));
+    let (cat, coffee) = (
+        root.join(".cache/images/chelsea.png"),
+        root.join(".cache/images/coffee.png"),
+    );
     if !weights.exists() || !cat.exists() || !coffee.exists() {
         eprintln!("skipped: weights or photos not in .cache (run scripts/setup.sh)");
         return;
     }
     let w = weights.to_str().unwrap();
-    let out = ok(&aics(&["classify", "--weights", w, "--json", "--top", "1", cat.to_str().unwrap(), coffee.to_str().unwrap()]));
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = ok(&aics(&[
+        "classify",
+        "--weights",
+        w,
+        "--json",
+        "--top",
+        "1",
+        cat.to_str().unwrap(),
+        coffee.to_str().unwrap(),
+    ]));
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["top"][0]["label"], "Egyptian cat", "{out}");
     assert_eq!(lines[0]["top"][0]["class"], 285);
     assert!(lines[0]["top"][0]["prob"].as_f64().unwrap() > 0.5, "{out}");
     assert_eq!(lines[1]["top"][0]["label"], "espresso", "{out}");
     assert!(lines[1]["top"][0]["prob"].as_f64().unwrap() > 0.9, "{out}");
     // a weights file for another architecture is refused by name
-    let e = err(&aics(&["classify", "--model", "resnet18", "--weights", w, cat.to_str().unwrap()]));
-    assert!(e.contains("mobilenet_v2-b0353104.pth") && e.contains("conv1.weight"), "{e}");
+    let e = err(&aics(&[
+        "classify",
+        "--model",
+        "resnet18",
+        "--weights",
+        w,
+        cat.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("mobilenet_v2-b0353104.pth") && e.contains("conv1.weight"),
+        "{e}"
+    );
     // a file that is not an image
-    let e = err(&aics(&["classify", "--weights", w, weights.to_str().unwrap()]));
+    let e = err(&aics(&[
+        "classify",
+        "--weights",
+        w,
+        weights.to_str().unwrap(),
+    ]));
     assert!(e.contains("cannot read image"), "{e}");
 }
