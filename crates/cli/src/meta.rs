@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use aics_nn::checkpoint::{load_checkpoint, Checkpoint};
-use aics_nn::Sequential;
+use aics_nn::Module;
 use aics_vision::{build, ModelConfig};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,7 @@ impl ModelMeta {
             seed,
         }
     }
-    pub fn build(&self, seed: u64) -> Result<Sequential> {
+    pub fn build(&self, seed: u64) -> Result<Box<dyn Module>> {
         Ok(build(&self.model, &self.config(seed))?)
     }
     pub fn to_map(&self) -> HashMap<String, String> {
@@ -57,7 +57,7 @@ impl ModelMeta {
 }
 
 /// Load a checkpoint, rebuild its model and load the weights into it.
-pub fn load_model(path: &Path) -> Result<(Checkpoint, ModelMeta, Sequential)> {
+pub fn load_model(path: &Path) -> Result<(Checkpoint, ModelMeta, Box<dyn Module>)> {
     let ck = load_checkpoint(path)?;
     let meta = ModelMeta::from_checkpoint(&ck)?;
     let model = meta.build(0)?;

@@ -212,3 +212,25 @@ pub fn load_state_dict(
     }
     Ok(())
 }
+
+/// A boxed model is a model (the zoo returns `Box<dyn Module>`).
+impl Module for Box<dyn Module> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        (**self).forward(x)
+    }
+    fn type_name(&self) -> String {
+        (**self).type_name()
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        (**self).visit(prefix, f)
+    }
+    fn set_training(&self, training: bool) {
+        (**self).set_training(training)
+    }
+    fn macs(&self, input: &[usize], output: &[usize]) -> usize {
+        (**self).macs(input, output)
+    }
+    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
+        (**self).summarize(name, x, rows)
+    }
+}

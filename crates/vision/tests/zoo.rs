@@ -5,7 +5,7 @@
 use aics_nn::{num_params, state_dict, Module};
 use aics_vision::{build, ModelConfig};
 
-fn imagenet(name: &str) -> aics_nn::Sequential {
+fn imagenet(name: &str) -> Box<dyn Module> {
     build(
         name,
         &ModelConfig {
@@ -31,6 +31,8 @@ fn parameter_counts_match_torchvision() {
         ("resnet50", 25_557_032),
         ("resnet101", 44_549_160),
         ("mobilenet_v2", 3_504_872),
+        ("googlenet", 13_004_888),
+        ("googlenet_noaux", 6_624_904),
     ] {
         assert_eq!(num_params(&imagenet(name)), count, "{name}");
     }
@@ -38,7 +40,7 @@ fn parameter_counts_match_torchvision() {
 
 #[test]
 fn state_dict_keys_are_torchvision_keys() {
-    let keys = |m: &aics_nn::Sequential| {
+    let keys = |m: &dyn Module| {
         state_dict(m)
             .into_iter()
             .map(|(k, _)| k)
@@ -100,4 +102,42 @@ fn forward_shapes() {
             .unwrap();
         assert_eq!(y.shape(), &[2, 7], "{name}");
     }
+}
+
+#[test]
+fn googlenet_keys_and_auxiliary_heads() {
+    let m = imagenet("googlenet");
+    let keys: Vec<String> = state_dict(&m).into_iter().map(|(k, _)| k).collect();
+    for k in [
+        "conv1.conv.weight",
+        "conv1.bn.running_mean",
+        "inception3a.branch1.conv.weight",
+        "inception3a.branch2.1.conv.weight",
+        "inception4e.branch4.1.bn.bias",
+        "aux1.conv.conv.weight",
+        "aux2.fc2.bias",
+        "fc.weight",
+    ] {
+        assert!(keys.contains(&k.to_string()), "googlenet lacks {k}");
+    }
+    // the auxiliary classifiers run only in training
+    let g = aics_vision::models::googlenet::googlenet(
+        &ModelConfig {
+            in_shape: [3, 96, 96],
+            num_classes: 5,
+            hidden: vec![],
+            seed: 0,
+        },
+        true,
+    )
+    .unwrap();
+    let x = aics_tensor::Tensor::zeros(&[2, 3, 96, 96]);
+    let (y, aux) = g.forward_aux(&x).unwrap();
+    let (a1, a2) = aux.expect("aux logits in training");
+    assert_eq!(
+        (y.shape(), a1.shape(), a2.shape()),
+        (&[2usize, 5][..], &[2usize, 5][..], &[2usize, 5][..])
+    );
+    g.set_training(false);
+    assert!(g.forward_aux(&x).unwrap().1.is_none());
 }

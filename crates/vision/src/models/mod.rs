@@ -2,13 +2,14 @@
 //! state-dict keys, so torchvision-style checkpoints load as they are.
 
 pub mod alexnet;
+pub mod googlenet;
 pub mod lenet;
 pub mod mlp;
 pub mod mobilenet;
 pub mod resnet;
 pub mod vgg;
 
-use aics_nn::{Result, Sequential};
+use aics_nn::{Module, Result};
 
 pub use lenet::lenet5;
 pub use mlp::mlp;
@@ -43,6 +44,8 @@ pub const MODELS: &[&str] = &[
     "resnet101",
     "resnet152",
     "mobilenet_v2",
+    "googlenet",
+    "googlenet_noaux",
 ];
 
 /// The input (C, H, W) and class count a model is usually built for.
@@ -54,17 +57,21 @@ pub fn default_shape(name: &str) -> ([usize; 3], usize) {
 }
 
 /// Build a model by name.
-pub fn build(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
-    match name {
-        "mlp" => mlp(cfg),
-        "lenet5" | "lenet" => lenet5(cfg),
-        "alexnet" => alexnet::alexnet(cfg),
-        "mobilenet_v2" => mobilenet::mobilenet_v2(cfg),
-        n if n.starts_with("vgg") && MODELS.contains(&n) => vgg::vgg(n, cfg),
-        n if n.starts_with("resnet") && MODELS.contains(&n) => resnet::resnet(n, cfg),
-        other => Err(aics_nn::NnError::Config {
-            layer: "model".into(),
-            msg: format!("unknown model `{other}` (available: {})", MODELS.join(", ")),
-        }),
-    }
+pub fn build(name: &str, cfg: &ModelConfig) -> Result<Box<dyn Module>> {
+    Ok(match name {
+        "googlenet" => Box::new(googlenet::googlenet(cfg, true)?),
+        "googlenet_noaux" => Box::new(googlenet::googlenet(cfg, false)?),
+        "mlp" => Box::new(mlp(cfg)?),
+        "lenet5" | "lenet" => Box::new(lenet5(cfg)?),
+        "alexnet" => Box::new(alexnet::alexnet(cfg)?),
+        "mobilenet_v2" => Box::new(mobilenet::mobilenet_v2(cfg)?),
+        n if n.starts_with("vgg") && MODELS.contains(&n) => Box::new(vgg::vgg(n, cfg)?),
+        n if n.starts_with("resnet") && MODELS.contains(&n) => Box::new(resnet::resnet(n, cfg)?),
+        other => {
+            return Err(aics_nn::NnError::Config {
+                layer: "model".into(),
+                msg: format!("unknown model `{other}` (available: {})", MODELS.join(", ")),
+            })
+        }
+    })
 }
