@@ -4,6 +4,7 @@ mod bench;
 mod classify;
 mod data_spec;
 mod eval;
+mod filters;
 mod gradcheck_cmd;
 mod meta;
 mod plot;
@@ -42,6 +43,8 @@ enum Cmd {
     Predict(eval::PredictArgs),
     /// Classify images with an ImageNet model and published weights (default: MobileNetV2).
     Classify(classify::ClassifyArgs),
+    /// Draw a convolution layer's filters as an image grid.
+    Filters(filters::FiltersArgs),
     /// Per-layer shapes, parameters and multiply-adds of a model.
     Summary(summary::SummaryArgs),
     /// Finite-difference (f64) gradient check of every operator.
@@ -67,6 +70,7 @@ fn main() {
         Cmd::Eval(a) => eval::run_eval(a),
         Cmd::Predict(a) => eval::run_predict(a),
         Cmd::Classify(a) => classify::run(a),
+        Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),
         Cmd::Gradcheck(a) => gradcheck_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),

@@ -359,3 +359,25 @@ fn classify_with_real_mobilenet_v2_weights() {
     ]));
     assert!(e.contains("cannot read image"), "{e}");
 }
+
+#[test]
+fn filters_grid_png() {
+    let d = tmp("filters");
+    let out = d.join("f.png");
+    ok(&aics(&[
+        "filters",
+        "--model",
+        "lenet5",
+        "--layer",
+        "conv2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let img = image::open(&out).unwrap();
+    // 16 filters of 5×5 at 8 px per tap with a 1 px border: a 4×4 grid of 42 px tiles
+    assert_eq!((img.width(), img.height()), (4 * 42, 4 * 42));
+    let e = err(&aics(&["filters", "--model", "lenet5", "--layer", "fc1"]));
+    assert!(e.contains("not a convolution"), "{e}");
+    let e = err(&aics(&["filters", "--model", "lenet5", "--layer", "conv9"]));
+    assert!(e.contains("conv1") && e.contains("conv9"), "{e}");
+}
