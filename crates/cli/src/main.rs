@@ -4,6 +4,7 @@ mod bench;
 mod classify;
 mod data_spec;
 mod eval;
+mod features;
 mod filters;
 mod gradcheck_cmd;
 mod meta;
@@ -43,6 +44,8 @@ enum Cmd {
     Predict(eval::PredictArgs),
     /// Classify images with an ImageNet model and published weights (default: MobileNetV2).
     Classify(classify::ClassifyArgs),
+    /// Draw one layer's feature maps for an image as a grid.
+    Features(features::FeaturesArgs),
     /// Draw a convolution layer's filters as an image grid.
     Filters(filters::FiltersArgs),
     /// Per-layer shapes, parameters and multiply-adds of a model.
@@ -70,6 +73,7 @@ fn main() {
         Cmd::Eval(a) => eval::run_eval(a),
         Cmd::Predict(a) => eval::run_predict(a),
         Cmd::Classify(a) => classify::run(a),
+        Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),
         Cmd::Gradcheck(a) => gradcheck_cmd::run(a),

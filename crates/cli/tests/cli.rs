@@ -381,3 +381,45 @@ fn filters_grid_png() {
     let e = err(&aics(&["filters", "--model", "lenet5", "--layer", "conv9"]));
     assert!(e.contains("conv1") && e.contains("conv9"), "{e}");
 }
+
+#[test]
+fn feature_maps_grid_png() {
+    let d = tmp("features");
+    let png = d.join("in.png");
+    image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * 9 + y * 3) % 256) as u8]))
+        .save(&png)
+        .unwrap();
+    let out = d.join("maps.png");
+    let o = ok(&aics(&[
+        "features",
+        "--model",
+        "lenet5",
+        "--layer",
+        "relu1",
+        png.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(o.contains("6 of 6 channels, 28x28"), "{o}");
+    // 6 maps of 28×28, scaled ×2 with a 1 px border, in a 3×2 grid
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (3 * 58, 2 * 58));
+    let e = err(&aics(&[
+        "features",
+        "--model",
+        "lenet5",
+        "--layer",
+        "fc9",
+        png.to_str().unwrap(),
+    ]));
+    assert!(e.contains("fc9"), "{e}");
+    let e = err(&aics(&[
+        "features",
+        "--model",
+        "lenet5",
+        "--layer",
+        "fc1",
+        png.to_str().unwrap(),
+    ]));
+    assert!(e.contains("not feature maps"), "{e}");
+}

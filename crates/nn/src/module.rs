@@ -48,6 +48,12 @@ pub trait Module: Send + Sync {
         0
     }
 
+    /// Run the forward pass and also return the output of the sub-layer at `path` (dot-separated
+    /// child names, as in the state-dict keys), if this module has one there.
+    fn forward_capture(&self, x: &Tensor, _path: &str) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.forward(x)?, None))
+    }
+
     /// Run the forward pass and record one summary row per leaf layer (containers recurse).
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let y = self.forward(x)?;
@@ -144,6 +150,30 @@ impl Module for Sequential {
             .iter()
             .for_each(|(_, l)| l.set_training(training));
     }
+    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
+        let mut h = x.clone();
+        let mut found = None;
+        for (name, l) in &self.layers {
+            let rest = if name.is_empty() {
+                Some(path)
+            } else {
+                path.strip_prefix(name.as_str())
+            };
+            match rest {
+                Some("") => {
+                    h = l.forward(&h)?;
+                    found = Some(h.clone());
+                }
+                Some(r) if r.starts_with('.') || name.is_empty() => {
+                    let (y, c) = l.forward_capture(&h, r.trim_start_matches('.'))?;
+                    h = y;
+                    found = found.or(c);
+                }
+                _ => h = l.forward(&h)?,
+            }
+        }
+        Ok((h, found))
+    }
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let mut h = x.clone();
         for (n, l) in &self.layers {
@@ -232,5 +262,8 @@ impl Module for Box<dyn Module> {
     }
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         (**self).summarize(name, x, rows)
+    }
+    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
+        (**self).forward_capture(x, path)
     }
 }

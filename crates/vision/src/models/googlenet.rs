@@ -187,6 +187,12 @@ impl Module for GoogLeNet {
             .chain(self.aux2.iter())
             .for_each(|a| a.set_training(on));
     }
+    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
+        let (a, c1) = self.stem.forward_capture(x, path)?;
+        let (b, c2) = self.mid.forward_capture(&a, path)?;
+        let (y, c3) = self.head.forward_capture(&b, path)?;
+        Ok((y, c1.or(c2).or(c3)))
+    }
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let a = self.stem.summarize(name, x, rows)?;
         let b = self.mid.summarize(name, &a, rows)?;
