@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use aics_data::ColorMode;
 use aics_nn::Module;
 use aics_tensor::{no_grad, Tensor};
-use aics_vision::{build, default_shape, imagenet, ModelConfig};
+use aics_vision::imagenet;
 use anyhow::{bail, Context, Result};
+
+use crate::visual::{write_grid, zoo_model};
 
 #[derive(clap::Args, Debug)]
 pub struct FeaturesArgs {
@@ -28,19 +30,7 @@ pub struct FeaturesArgs {
 }
 
 pub fn run(a: FeaturesArgs) -> Result<()> {
-    let (in_shape, classes) = default_shape(&a.model);
-    let model = build(
-        &a.model,
-        &ModelConfig {
-            in_shape,
-            num_classes: classes,
-            hidden: vec![],
-            seed: 0,
-        },
-    )?;
-    if let Some(w) = &a.weights {
-        aics_vision::weights::load_weights(&model, w)?;
-    }
+    let (model, in_shape) = zoo_model(&a.model, a.weights.as_deref())?;
     model.set_training(false);
     let _g = no_grad();
     let [c, h, w] = in_shape;
@@ -71,28 +61,10 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
     }
     let (ch, fh, fw) = (s[1].min(a.max.max(1)), s[2], s[3]);
     let data = f.to_vec();
-    let sc = (64 / fw.max(1)).max(1);
-    let cols = (ch as f64).sqrt().ceil() as usize;
-    let rows = ch.div_ceil(cols);
-    let (tw, th) = (fw * sc + 2, fh * sc + 2);
-    let mut img =
-        image::GrayImage::from_pixel((cols * tw) as u32, (rows * th) as u32, image::Luma([255]));
-    for k in 0..ch {
-        let plane = &data[k * fh * fw..(k + 1) * fh * fw];
-        let (lo, hi) = plane
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-        let span = (hi - lo).max(1e-12);
-        let (x0, y0) = ((k % cols) * tw + 1, (k / cols) * th + 1);
-        for y in 0..fh * sc {
-            for x in 0..fw * sc {
-                let v = ((plane[(y / sc) * fw + x / sc] - lo) / span * 255.0) as u8;
-                img.put_pixel((x0 + x) as u32, (y0 + y) as u32, image::Luma([v]));
-            }
-        }
-    }
-    img.save(&a.out)
-        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    let tiles: Vec<&[f32]> = (0..ch)
+        .map(|k| &data[k * fh * fw..(k + 1) * fh * fw])
+        .collect();
+    write_grid(&a.out, &tiles, 1, fh, fw, (64 / fw.max(1)).max(1))?;
     println!(
         "{} {}: {} of {} channels, {}x{} → {}",
         a.model,

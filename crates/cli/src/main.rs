@@ -11,6 +11,7 @@ mod meta;
 mod plot;
 mod summary;
 mod train;
+mod visual;
 
 use clap::{Parser, Subcommand};
 
