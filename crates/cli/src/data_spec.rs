@@ -129,3 +129,12 @@ pub fn parse_chw(s: &str) -> Result<[usize; 3], String> {
         )),
     }
 }
+
+/// Parse `--hidden 128,64` (absent: no hidden sizes, the model's defaults).
+pub fn parse_hidden(s: Option<&str>) -> Result<Vec<usize>> {
+    let Some(h) = s else { return Ok(vec![]) };
+    h.split(',')
+        .map(|v| v.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))
+}

@@ -5,7 +5,7 @@ use aics_tensor::{no_grad, Tensor};
 use aics_vision::{build, default_shape, ModelConfig};
 use anyhow::Result;
 
-use crate::data_spec::parse_chw;
+use crate::data_spec::{self, parse_chw};
 
 #[derive(clap::Args, Debug)]
 pub struct SummaryArgs {
@@ -25,14 +25,7 @@ pub struct SummaryArgs {
 }
 
 pub fn run(a: SummaryArgs) -> Result<()> {
-    let hidden: Vec<usize> = match &a.hidden {
-        Some(h) => h
-            .split(',')
-            .map(|v| v.trim().parse::<usize>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
-        None => vec![],
-    };
+    let hidden = data_spec::parse_hidden(a.hidden.as_deref())?;
     let (shape, classes) = default_shape(&a.model);
     let input = a.input.unwrap_or(shape);
     let model = build(

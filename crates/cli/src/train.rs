@@ -243,14 +243,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let schedule = LrSchedule::parse(&a.schedule, a.epochs.saturating_sub(a.warmup))
         .map_err(anyhow::Error::msg)?;
-    let hidden: Vec<usize> = match &a.hidden {
-        Some(h) => h
-            .split(',')
-            .map(|v| v.trim().parse::<usize>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| anyhow::anyhow!("--hidden `{h}`: expected sizes like 128,64"))?,
-        None => vec![],
-    };
+    let hidden = data_spec::parse_hidden(a.hidden.as_deref())?;
     let DataSpec {
         name: ds_name,
         train,

@@ -78,7 +78,8 @@ pub trait Module: Send + Sync {
     }
 }
 
-pub(crate) fn key(prefix: &str, name: &str) -> String {
+/// The state-dict key of child `name` under `prefix` (`layer1` + `0` → `layer1.0`).
+pub fn key(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
     } else {

@@ -16,6 +16,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, gemm_strided, Mat};
+use super::SendPtr;
 use crate::dtype::Float;
 
 /// Geometry of one conv2d call: every size and output-size formula lives here.
@@ -268,15 +269,6 @@ fn gather_dy<T: Float>(
 
 /// Number of partial weight-gradient sums in the backward pass (fixed, for reproducibility).
 const PARTIALS: usize = 16;
-
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(&self) -> *mut T {
-        self.0
-    }
-}
 
 /// Forward: `x` (N, C, H, W), `wt` (O, C/G, KH, KW) → `y` (N, O, OH, OW), no bias.
 /// With `keep_cols`, the im2col blocks are returned (one per task, all groups) so that the

@@ -14,6 +14,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, Mat};
+use super::SendPtr;
 use crate::dtype::Float;
 
 /// Whether the Winograd path applies and pays off: many channels and many output tiles
@@ -225,13 +226,4 @@ pub fn flip_transpose<T: Float>(wt: &[T], o: usize, c: usize) -> Vec<T> {
         }
     }
     f
-}
-
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(&self) -> *mut T {
-        self.0
-    }
 }

@@ -5,18 +5,11 @@
 //! uses a 3×3 kernel. Keys `inception3a.branch2.1.conv.weight`, `aux1.fc2.bias`, …
 
 use aics_nn::layers::{BatchNorm, Conv2d, Dropout, Linear, MaxPool2d, ReLU};
+use aics_nn::module::key;
 use aics_nn::{Kind, Module, Result, Sequential, SummaryRow};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
 use super::ModelConfig;
-
-fn key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
 
 /// Conv (no bias) → BatchNorm (eps 1e-3) → ReLU, keys `conv.*`, `bn.*`.
 fn basic_conv(

@@ -74,14 +74,7 @@ impl Module for InvertedResidual {
         )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.conv.visit(
-            &if prefix.is_empty() {
-                "conv".to_string()
-            } else {
-                format!("{prefix}.conv")
-            },
-            f,
-        );
+        self.conv.visit(&aics_nn::module::key(prefix, "conv"), f);
     }
     fn set_training(&self, on: bool) {
         self.conv.set_training(on);

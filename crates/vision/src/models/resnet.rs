@@ -4,6 +4,7 @@
 //! `y = relu(F(x) + shortcut(x))`, with a 1×1 conv + BN shortcut (`downsample`) when the shape changes.
 
 use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
+use aics_nn::module::key;
 use aics_nn::{Kind, Module, NnError, Result, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
@@ -18,14 +19,6 @@ fn conv(c: usize, o: usize, k: usize, stride: usize, rng: &mut Rng) -> Result<Co
         false,
         rng,
     )
-}
-
-fn sub(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
 }
 
 /// Two 3×3 convolutions.
@@ -69,12 +62,12 @@ impl Module for BasicBlock {
         )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.conv1.visit(&sub(prefix, "conv1"), f);
-        self.bn1.visit(&sub(prefix, "bn1"), f);
-        self.conv2.visit(&sub(prefix, "conv2"), f);
-        self.bn2.visit(&sub(prefix, "bn2"), f);
+        self.conv1.visit(&key(prefix, "conv1"), f);
+        self.bn1.visit(&key(prefix, "bn1"), f);
+        self.conv2.visit(&key(prefix, "conv2"), f);
+        self.bn2.visit(&key(prefix, "bn2"), f);
         if let Some(d) = &self.downsample {
-            d.visit(&sub(prefix, "downsample"), f);
+            d.visit(&key(prefix, "downsample"), f);
         }
     }
     fn set_training(&self, on: bool) {
@@ -104,14 +97,14 @@ impl Module for Bottleneck {
         )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.conv1.visit(&sub(prefix, "conv1"), f);
-        self.bn1.visit(&sub(prefix, "bn1"), f);
-        self.conv2.visit(&sub(prefix, "conv2"), f);
-        self.bn2.visit(&sub(prefix, "bn2"), f);
-        self.conv3.visit(&sub(prefix, "conv3"), f);
-        self.bn3.visit(&sub(prefix, "bn3"), f);
+        self.conv1.visit(&key(prefix, "conv1"), f);
+        self.bn1.visit(&key(prefix, "bn1"), f);
+        self.conv2.visit(&key(prefix, "conv2"), f);
+        self.bn2.visit(&key(prefix, "bn2"), f);
+        self.conv3.visit(&key(prefix, "conv3"), f);
+        self.bn3.visit(&key(prefix, "bn3"), f);
         if let Some(d) = &self.downsample {
-            d.visit(&sub(prefix, "downsample"), f);
+            d.visit(&key(prefix, "downsample"), f);
         }
     }
     fn set_training(&self, on: bool) {
