@@ -12,6 +12,7 @@ pub mod optim;
 pub use error::{NnError, Result};
 pub use layers::*;
 pub use module::{
-    load_state_dict, num_params, parameters, state_dict, Kind, Module, Sequential, SummaryRow,
+    load_state_dict, num_params, parameters, state_dict, Concat, Kind, Module, Sequential,
+    SummaryRow,
 };
 pub use optim::{clip_grad_norm, Adam, Lbfgs, LrSchedule, Optimizer, RmsProp, Sgd};

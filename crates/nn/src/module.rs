@@ -54,6 +54,13 @@ pub trait Module: Send + Sync {
         Ok((self.forward(x)?, None))
     }
 
+    /// The logits plus any auxiliary logits with their loss weights (GoogLeNet's two side
+    /// classifiers, 0.3 each; Inception-v3's head). Only models with auxiliary heads return any,
+    /// and only in training mode.
+    fn forward_with_aux(&self, x: &Tensor) -> Result<(Tensor, Vec<(f32, Tensor)>)> {
+        Ok((self.forward(x)?, Vec::new()))
+    }
+
     /// Run the forward pass and record one summary row per leaf layer (containers recurse).
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let y = self.forward(x)?;
@@ -79,8 +86,11 @@ pub trait Module: Send + Sync {
 }
 
 /// The state-dict key of child `name` under `prefix` (`layer1` + `0` → `layer1.0`).
+/// An empty `name` adds no level, so a container can lay its children's keys out flat.
 pub fn key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
+    if name.is_empty() {
+        prefix.to_string()
+    } else if prefix.is_empty() {
         name.to_string()
     } else {
         format!("{prefix}.{name}")
@@ -184,6 +194,92 @@ impl Module for Sequential {
     }
 }
 
+/// Parallel paths applied to the same input, outputs concatenated along channels (dim 1): the
+/// Inception module. A path's name prefixes its keys; an empty name lays them out flat, as
+/// torchvision's Inception-v3 blocks do (`Mixed_5b.branch5x5_1.conv.weight`).
+#[derive(Default)]
+pub struct Concat {
+    paths: Vec<(String, Sequential)>,
+}
+
+impl Concat {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Append a path.
+    pub fn path(mut self, name: &str, p: Sequential) -> Self {
+        self.paths.push((name.to_string(), p));
+        self
+    }
+}
+
+/// The part of a capture `path` below the child `name` (`Some("")` when it names the child).
+fn sub_path<'a>(name: &str, path: &'a str) -> Option<&'a str> {
+    if name.is_empty() {
+        return Some(path);
+    }
+    match path.strip_prefix(name) {
+        Some("") => Some(""),
+        Some(r) if r.starts_with('.') => Some(&r[1..]),
+        _ => None,
+    }
+}
+
+impl Module for Concat {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let outs: Vec<Tensor> = self
+            .paths
+            .iter()
+            .map(|(_, p)| p.forward(x))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        Ok(Tensor::concat(&refs, 1)?)
+    }
+    fn type_name(&self) -> String {
+        format!("Concat({} paths)", self.paths.len())
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        for (name, p) in &self.paths {
+            p.visit(&key(prefix, name), f);
+        }
+    }
+    fn set_training(&self, training: bool) {
+        self.paths
+            .iter()
+            .for_each(|(_, p)| p.set_training(training));
+    }
+    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
+        let mut outs = Vec::with_capacity(self.paths.len());
+        let mut found = None;
+        for (name, p) in &self.paths {
+            match sub_path(name, path) {
+                Some("") if !name.is_empty() => {
+                    let y = p.forward(x)?;
+                    found = Some(y.clone());
+                    outs.push(y);
+                }
+                Some(r) => {
+                    let (y, c) = p.forward_capture(x, r)?;
+                    found = found.or(c);
+                    outs.push(y);
+                }
+                None => outs.push(p.forward(x)?),
+            }
+        }
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        Ok((Tensor::concat(&refs, 1)?, found))
+    }
+    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
+        let outs: Vec<Tensor> = self
+            .paths
+            .iter()
+            .map(|(n, p)| p.summarize(&key(name, n), x, rows))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        Ok(Tensor::concat(&refs, 1)?)
+    }
+}
+
 /// Trainable parameters with their keys, in state-dict order.
 pub fn parameters(m: &dyn Module) -> Vec<(String, Tensor)> {
     let mut v = Vec::new();
@@ -266,5 +362,8 @@ impl Module for Box<dyn Module> {
     }
     fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
         (**self).forward_capture(x, path)
+    }
+    fn forward_with_aux(&self, x: &Tensor) -> Result<(Tensor, Vec<(f32, Tensor)>)> {
+        (**self).forward_with_aux(x)
     }
 }

@@ -33,8 +33,94 @@ fn parameter_counts_match_torchvision() {
         ("mobilenet_v2", 3_504_872),
         ("googlenet", 13_004_888),
         ("googlenet_noaux", 6_624_904),
+        ("inception_v3", 27_161_264),
+        ("inception_v3_noaux", 23_834_568),
     ] {
         assert_eq!(num_params(&imagenet(name)), count, "{name}");
+    }
+}
+
+/// Counts published for the models torchvision lacks: Caffe's BVLC AlexNet (the paper's
+/// two-tower network, 60,965,224) and the CIFAR ResNet-20 of He et al. (0.27 M; 269,722 exactly
+/// with the parameter-free shortcut).
+#[test]
+fn parameter_counts_of_paper_models() {
+    assert_eq!(num_params(&imagenet("alexnet_paper")), 60_965_224);
+    let cifar = |name: &str| {
+        build(
+            name,
+            &ModelConfig {
+                in_shape: [3, 32, 32],
+                num_classes: 10,
+                hidden: vec![],
+                seed: 0,
+            },
+        )
+        .unwrap()
+    };
+    assert_eq!(num_params(&cifar("resnet20")), 269_722);
+}
+
+/// The Inception family at its native input sizes: logits of the right shape, auxiliary heads
+/// only in training, and torchvision's flat Inception-v3 keys.
+#[test]
+fn inception_family_shapes_and_keys() {
+    let _g = aics_tensor::no_grad();
+    for (name, size) in [
+        ("inception_v3", 299),
+        ("bn_inception", 224),
+        ("googlenet_paper", 224),
+        ("googlenet_naive", 224),
+        ("alexnet_paper", 227),
+        ("googlenet_small", 32),
+        ("alexnet_small", 32),
+        ("resnet20", 32),
+    ] {
+        let m = build(
+            name,
+            &ModelConfig {
+                in_shape: [3, size, size],
+                num_classes: 10,
+                hidden: vec![],
+                seed: 2,
+            },
+        )
+        .unwrap();
+        let x = aics_tensor::Tensor::randn(
+            &[2, 3, size, size],
+            0.0,
+            1.0,
+            &mut aics_tensor::Rng::new(1),
+        );
+        let (y, aux) = m.forward_with_aux(&x).unwrap();
+        assert_eq!(y.shape(), &[2, 10], "{name}");
+        assert!(y.to_vec().iter().all(|v| v.is_finite()), "{name}");
+        let expect_aux = match name {
+            "inception_v3" => 1,
+            n if n.starts_with("googlenet") => 2,
+            _ => 0,
+        };
+        assert_eq!(aux.len(), expect_aux, "{name}");
+        m.set_training(false);
+        let (y2, aux) = m.forward_with_aux(&x).unwrap();
+        assert!(aux.is_empty() && y2.shape() == [2, 10], "{name}");
+    }
+    let keys: Vec<String> = state_dict(&imagenet("inception_v3"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for k in [
+        "Conv2d_1a_3x3.conv.weight",
+        "Mixed_5b.branch5x5_1.bn.running_mean",
+        "Mixed_6e.branch7x7dbl_5.conv.weight",
+        "Mixed_7c.branch3x3_2b.conv.weight",
+        "Mixed_7c.branch3x3dbl_3a.bn.weight",
+        "Mixed_7b.branch_pool.conv.weight",
+        "AuxLogits.conv1.conv.weight",
+        "AuxLogits.fc.bias",
+        "fc.weight",
+    ] {
+        assert!(keys.contains(&k.to_string()), "inception_v3 lacks {k}");
     }
 }
 
@@ -128,6 +214,7 @@ fn googlenet_keys_and_auxiliary_heads() {
             hidden: vec![],
             seed: 0,
         },
+        aics_vision::models::googlenet::Variant::Torchvision,
         true,
     )
     .unwrap();

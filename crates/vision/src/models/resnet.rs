@@ -5,7 +5,7 @@
 
 use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
 use aics_nn::module::key;
-use aics_nn::{Kind, Module, NnError, Result, Sequential};
+use aics_nn::{num_params, Kind, Module, NnError, Result, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
 use super::ModelConfig;
@@ -147,10 +147,83 @@ fn block_macs(
         };
         total += n * s[0] * h * w * s[1] * s[2] * s[3];
     }
-    if ds.is_some() {
+    // a projection shortcut (1×1 conv) costs; ResNet-20's zero-padding shortcut does not
+    if ds.as_ref().is_some_and(|d| num_params(d) > 0) {
         total += n * output[1] * oh * ow * input[1];
     }
     total
+}
+
+/// The CIFAR ResNets' parameter-free shortcut ("option A"): take every other pixel and pad the
+/// new channels with zeros.
+pub struct ZeroPadShortcut {
+    stride: usize,
+    extra: usize,
+}
+
+impl Module for ZeroPadShortcut {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.avg_pool2d(PoolParams::new(1).stride(self.stride), true)?;
+        let s = y.shape();
+        let half = self.extra / 2;
+        let zeros = |c: usize| Tensor::zeros(&[s[0], c, s[2], s[3]]);
+        let (lo, hi) = (zeros(half), zeros(self.extra - half));
+        Ok(Tensor::concat(&[&lo, &y, &hi], 1)?)
+    }
+    fn type_name(&self) -> String {
+        format!("ZeroPadShortcut(+{} channels)", self.extra)
+    }
+}
+
+/// ResNet-20/32/44/56/110 for 32×32 images (He et al., 2015, section 4.2): a 3×3 convolution
+/// with 16 filters, then three stages of n basic blocks with 16, 32 and 64 filters (6n + 2
+/// layers), zero-padding shortcuts, global average pooling and `fc`.
+pub fn resnet_cifar(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
+    let n = match name {
+        "resnet20" => 3,
+        "resnet32" => 5,
+        "resnet44" => 7,
+        "resnet56" => 9,
+        "resnet110" => 18,
+        other => {
+            return Err(NnError::Config {
+                layer: "resnet".into(),
+                msg: format!("unknown CIFAR ResNet variant `{other}`"),
+            })
+        }
+    };
+    let mut rng = Rng::new(cfg.seed);
+    let mut net = Sequential::new()
+        .push("conv1", conv(cfg.in_shape[0], 16, 3, 1, &mut rng)?)
+        .push("bn1", BatchNorm::new(16))
+        .push("relu", ReLU);
+    let mut c = 16;
+    for stage in 0..3 {
+        let width = 16 << stage;
+        let mut seq = Sequential::new();
+        for b in 0..n {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            let downsample = (stride != 1 || c != width).then(|| {
+                Sequential::new().add(ZeroPadShortcut {
+                    stride,
+                    extra: width - c,
+                })
+            });
+            seq = seq.add(BasicBlock {
+                conv1: conv(c, width, 3, stride, &mut rng)?,
+                bn1: BatchNorm::new(width),
+                conv2: conv(width, width, 3, 1, &mut rng)?,
+                bn2: BatchNorm::new(width),
+                downsample,
+            });
+            c = width;
+        }
+        net = net.push(&format!("layer{}", stage + 1), seq);
+    }
+    Ok(net
+        .push("avgpool", AdaptiveAvgPool2d(1, 1))
+        .push("flatten", Flatten(1))
+        .push("fc", Linear::new(c, cfg.num_classes, true, &mut rng)?))
 }
 
 fn downsample(c: usize, o: usize, stride: usize, rng: &mut Rng) -> Result<Option<Sequential>> {
