@@ -1,0 +1,132 @@
+//! Logit parity with torchvision (`fixtures/logits.json`, written by `fixtures/gen_logits.py`
+//! with torchvision 0.14): every parameter and buffer is filled from a hash of its state-dict
+//! key by the same formula on both sides, so equal logits mean equal architectures — layer
+//! order, strides, paddings, pooling modes, concatenation order, BN epsilons — not just equal
+//! shapes. Eval mode for every model; training mode (batch statistics) for the ResNets.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use aics_nn::{load_state_dict, state_dict, Module};
+use aics_tensor::Tensor;
+use aics_vision::{build, ModelConfig};
+use serde_json::Value;
+
+fn fnv1a64(s: &str) -> u64 {
+    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// `n` values in [0, 1), as `uniform` in the generator.
+fn uniform(key: &str, n: usize) -> Vec<f64> {
+    let seed = fnv1a64(key);
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f64 / (1u64 << 24) as f64
+        })
+        .collect()
+}
+
+fn fill(key: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    uniform(key, n)
+        .into_iter()
+        .map(|u| {
+            let v = if key.ends_with("running_var") {
+                0.5 + u
+            } else if key.ends_with("running_mean") {
+                0.2 * (2.0 * u - 1.0)
+            } else if shape.len() >= 2 {
+                (2.0 * u - 1.0) * (6.0 / (n / shape[0]) as f64).sqrt()
+            } else if key.ends_with("weight") {
+                1.0 + 0.2 * (2.0 * u - 1.0)
+            } else {
+                0.1 * (2.0 * u - 1.0)
+            };
+            v as f32
+        })
+        .collect()
+}
+
+fn check(name: &str, got: &Tensor, want: &[f32], what: &str) {
+    let got = got.to_vec();
+    assert_eq!(got.len(), want.len(), "{name} {what}");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("{name} {what}: max |Δ| {err:e}, max |logit| {scale}");
+    assert!(
+        err <= 1e-4 * scale,
+        "{name} {what}: max |Δ| {err:e} vs max |logit| {scale}"
+    );
+}
+
+#[test]
+fn logits_match_torchvision() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/logits.json");
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let classes = fx["classes"].as_u64().unwrap() as usize;
+    let batch = fx["batch"].as_u64().unwrap() as usize;
+    let models = fx["models"].as_object().unwrap();
+    assert!(models.len() >= 8);
+    let floats = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    for (name, entry) in models {
+        let size = entry["size"].as_u64().unwrap() as usize;
+        let m = build(
+            name,
+            &ModelConfig {
+                in_shape: [3, size, size],
+                num_classes: classes,
+                hidden: vec![],
+                seed: 0,
+            },
+        )
+        .unwrap();
+        let weights: HashMap<String, (Vec<usize>, Vec<f32>)> = state_dict(&m)
+            .into_iter()
+            .map(|(k, t)| {
+                let data = if k.ends_with("num_batches_tracked") {
+                    vec![0.0]
+                } else {
+                    fill(&k, t.shape())
+                };
+                (k, (t.shape().to_vec(), data))
+            })
+            .collect();
+        load_state_dict(&m, &weights, true).unwrap();
+        let shape = [batch, 3, size, size];
+        let x = Tensor::from_vec(
+            uniform("input", shape.iter().product())
+                .into_iter()
+                .map(|u| ((2.0 * u - 1.0) * 2.0) as f32)
+                .collect(),
+            &shape,
+        )
+        .unwrap();
+        let _g = aics_tensor::no_grad();
+        m.set_training(false);
+        check(
+            name,
+            &m.forward(&x).unwrap(),
+            &floats(&entry["eval"]),
+            "eval",
+        );
+        if let Some(want) = entry.get("train") {
+            m.set_training(true);
+            check(name, &m.forward(&x).unwrap(), &floats(want), "train");
+        }
+    }
+}
