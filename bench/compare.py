@@ -6,7 +6,8 @@
 Both files hold one JSON object per line with "workload", "seconds" and
 "gflop_s" (lines that are not JSON objects are ignored; "_info" lines are
 printed as a header). ratio = torch_seconds / aics_seconds, so a ratio above 1
-means aics is faster.
+means aics is faster. Rows named WORKLOAD@onnxruntime in the torch file give
+an onnxruntime column (ratio ort = onnxruntime_seconds / aics_seconds).
 """
 
 import json
@@ -59,20 +60,25 @@ def main(argv):
             rest = {k: v for k, v in rec.items() if k != "workload"}
             print(f"# {label}: " + ", ".join(f"{k}={v}" for k, v in rest.items()))
 
-    names = list(aics) + [n for n in torch if n not in aics]
-    header = ["workload", "aics", "torch", "ratio", "aics GFLOP/s", "torch GFLOP/s",
-              "aics img/s", "torch img/s"]
+    ORT = "@onnxruntime"
+    names = list(aics) + [n for n in torch if n not in aics and not n.endswith(ORT)]
+    header = ["workload", "aics", "torch", "ratio", "onnxruntime", "ratio ort",
+              "aics GFLOP/s", "torch GFLOP/s", "aics img/s", "torch img/s"]
     table = []
     for n in names:
-        a, t = aics.get(n, {}), torch.get(n, {})
-        sa, st = a.get("seconds"), t.get("seconds")
+        a, t, o = aics.get(n, {}), torch.get(n, {}), torch.get(n + ORT, {})
+        sa, st, so = a.get("seconds"), t.get("seconds"), o.get("seconds")
         ratio = st / sa if sa and st else None
-        table.append([n, fmt_s(sa), fmt_s(st), fmt_num(ratio, 2),
+        ratio_o = so / sa if sa and so else None
+        table.append([n, fmt_s(sa), fmt_s(st), fmt_num(ratio, 2), fmt_s(so),
+                      fmt_num(ratio_o, 2),
                       fmt_num(a.get("gflop_s")), fmt_num(t.get("gflop_s")),
                       fmt_num(a.get("images_s"), 0), fmt_num(t.get("images_s"), 0)])
-    # Drop the images/s columns when no workload reports them.
-    if all(r[6] == "-" and r[7] == "-" for r in table):
-        header, table = header[:6], [r[:6] for r in table]
+    # Drop the onnxruntime and images/s columns when no workload reports them.
+    keep = [i for i in range(len(header))
+            if not ((i in (4, 5, 8, 9)) and all(r[i] == "-" for r in table))]
+    header = [header[i] for i in keep]
+    table = [[r[i] for i in keep] for r in table]
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)
               for i, h in enumerate(header)]
     line = lambda cells: "  ".join(

@@ -160,6 +160,71 @@ def bench_lenet(budget):
     emit("lenet5_train_b64", s, r, images_s=64.0 / s)
 
 
+# (workload, torchvision constructor name, batch): eval-mode forward at 224x224
+MODEL_FWD = [
+    ("vgg19_fwd_b1", "vgg19", 1),
+    ("resnet50_fwd_b1", "resnet50", 1),
+    ("resnet50_fwd_b8", "resnet50", 8),
+    ("mobilenet_v2_fwd_b1", "mobilenet_v2", 1),
+]
+
+
+def onnx_session(model, x, threads, path):
+    """The model exported to ONNX and loaded in onnxruntime, or None (with a
+    note on stderr) when either is unavailable."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime not installed; skipping its columns", file=sys.stderr)
+        return None
+    try:
+        try:
+            torch.onnx.export(model, x, path, input_names=["x"], dynamo=False)
+        except TypeError:  # torch versions without the dynamo argument
+            torch.onnx.export(model, x, path, input_names=["x"])
+    except Exception as e:  # noqa: BLE001 - report and go on without ONNX
+        print(f"ONNX export failed: {e}", file=sys.stderr)
+        return None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def bench_models(budget, threads, tmpdir):
+    try:
+        import torchvision
+    except ImportError:
+        print("torchvision not installed; skipping the model workloads", file=sys.stderr)
+        return
+    import os
+    for name, arch, batch in MODEL_FWD:
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, arch)().eval()
+        x = torch.randn(batch, 3, 224, 224)
+        with torch.no_grad():
+            s, r = measure(lambda: model(x), budget)
+        emit(name, s, r, images_s=batch / s)
+        sess = onnx_session(model, x, threads, os.path.join(tmpdir, arch + ".onnx"))
+        if sess is not None:
+            feed = {"x": x.numpy()}
+            s, r = measure(lambda: sess.run(None, feed), budget)
+            emit(name + "@onnxruntime", s, r, images_s=batch / s)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(64, 3, 32, 32)
+    y = torch.randint(0, 10, (64,))
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    s, r = measure(step, budget)
+    emit("resnet18_train_32_b64", s, r, images_s=64.0 / s)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -182,6 +247,9 @@ def main():
     bench_conv("conv_lab33_fwd", "conv_lab33_bwd", 1, 256, 24, 40, 256, b, other="bwd")
     bench_maxpool(b)
     bench_lenet(b)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        bench_models(b, args.threads, d)
 
 
 if __name__ == "__main__":

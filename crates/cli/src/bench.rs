@@ -54,6 +54,14 @@ fn conv_case(rng: &mut Rng, shape: [usize; 4]) -> (Tensor, Tensor, f64) {
     (x, w, flop)
 }
 
+/// Multiply-adds of one forward pass of `m` on `x` (from its layer summary).
+fn model_macs(m: &dyn Module, x: &Tensor) -> Result<usize> {
+    let _g = no_grad();
+    let mut rows = Vec::new();
+    m.summarize("", x, &mut rows)?;
+    Ok(rows.iter().map(|r| r.macs).sum())
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
     let mut rng = Rng::new(0);
     let want = |n: &str| a.filter.as_ref().is_none_or(|f| n.contains(f.as_str()));
@@ -198,6 +206,68 @@ pub fn run(a: BenchArgs) -> Result<()> {
             name: "lenet5_train_b64",
             seconds: s,
             flop: None,
+            images: Some(64.0 / s),
+        });
+    }
+
+    // whole models, eval-mode forward at their ImageNet size
+    for (name, model, batch) in [
+        ("vgg19_fwd_b1", "vgg19", 1),
+        ("resnet50_fwd_b1", "resnet50", 1),
+        ("resnet50_fwd_b8", "resnet50", 8),
+        ("mobilenet_v2_fwd_b1", "mobilenet_v2", 1),
+    ] {
+        if !want(name) {
+            continue;
+        }
+        let cfg = ModelConfig {
+            in_shape: [3, 224, 224],
+            num_classes: 1000,
+            hidden: vec![],
+            seed: 0,
+        };
+        let m = build(model, &cfg)?;
+        m.set_training(false);
+        let x = Tensor::<f32>::randn(&[batch, 3, 224, 224], 0.0, 1.0, &mut rng);
+        let flop = 2.0 * model_macs(&m, &x)? as f64;
+        let _g = no_grad();
+        let s = time(a.min_time, || {
+            m.forward(&x)?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name,
+            seconds: s,
+            flop: Some(flop),
+            images: Some(batch as f64 / s),
+        });
+    }
+
+    if want("resnet18_train_32_b64") {
+        let model = build(
+            "resnet18",
+            &ModelConfig {
+                in_shape: [3, 32, 32],
+                num_classes: 10,
+                hidden: vec![],
+                seed: 0,
+            },
+        )?;
+        let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
+        let x = Tensor::<f32>::randn(&[64, 3, 32, 32], 0.0, 1.0, &mut rng);
+        let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
+        let flop = 3.0 * 2.0 * model_macs(&model, &x)? as f64;
+        let s = time(a.min_time, || {
+            opt.zero_grad();
+            let loss = cross_entropy(&model.forward(&x)?, &y, None, 0.0)?;
+            loss.backward()?;
+            opt.step()?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name: "resnet18_train_32_b64",
+            seconds: s,
+            flop: Some(flop),
             images: Some(64.0 / s),
         });
     }

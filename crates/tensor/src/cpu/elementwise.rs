@@ -61,6 +61,25 @@ fn row_offset(mut r: usize, out_shape: &[usize], strides: &[usize]) -> usize {
     off
 }
 
+/// Merge adjacent dims that both operands walk contiguously (or both broadcast), so the inner
+/// rows get as long as possible: `[N,C,H,W] ⊙ [1,C,1,1]` becomes `[N,C,H·W] ⊙ [1,C,1]`.
+fn coalesce(shape: &[usize], sa: &[usize], sb: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (mut sh, mut a, mut b) = (vec![shape[0]], vec![sa[0]], vec![sb[0]]);
+    for d in 1..shape.len() {
+        let last = sh.len() - 1;
+        if sa[d] * shape[d] == a[last] && sb[d] * shape[d] == b[last] {
+            sh[last] *= shape[d];
+            a[last] = sa[d];
+            b[last] = sb[d];
+        } else {
+            sh.push(shape[d]);
+            a.push(sa[d]);
+            b.push(sb[d]);
+        }
+    }
+    (sh, a, b)
+}
+
 /// Broadcast binary map: `a` and `b` are read through broadcast strides `sa`, `sb` (0 along
 /// broadcast dims) of the output shape.
 pub fn broadcast_map<T: Float>(
@@ -76,20 +95,53 @@ pub fn broadcast_map<T: Float>(
         return vec![f(a[0], b[0])];
     }
     let mut out = vec![T::zero(); n];
-    let inner = *out_shape.last().unwrap_or(&1);
-    if inner == 0 {
+    if n == 0 {
         return out;
     }
+    let (shape, sa, sb) = coalesce(out_shape, sa, sb);
+    let inner = *shape.last().unwrap_or(&1);
     let (la, lb) = (sa[sa.len() - 1], sb[sb.len() - 1]);
     let row = |(r, o): (usize, &mut [T])| {
-        let oa = row_offset(r, out_shape, sa);
-        let ob = row_offset(r, out_shape, sb);
-        for (j, v) in o.iter_mut().enumerate() {
-            *v = f(a[oa + j * la], b[ob + j * lb]);
+        let len = o.len();
+        let oa = row_offset(r, &shape, &sa);
+        let ob = row_offset(r, &shape, &sb);
+        // the common layouts get loops the compiler can vectorise
+        match (la, lb) {
+            (1, 1) => {
+                let (ar, br) = (&a[oa..oa + len], &b[ob..ob + len]);
+                for ((v, &x), &y) in o.iter_mut().zip(ar).zip(br) {
+                    *v = f(x, y);
+                }
+            }
+            (1, 0) => {
+                let y = b[ob];
+                for (v, &x) in o.iter_mut().zip(&a[oa..oa + len]) {
+                    *v = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let x = a[oa];
+                for (v, &y) in o.iter_mut().zip(&b[ob..ob + len]) {
+                    *v = f(x, y);
+                }
+            }
+            _ => {
+                for (j, v) in o.iter_mut().enumerate() {
+                    *v = f(a[oa + j * la], b[ob + j * lb]);
+                }
+            }
         }
     };
     if n >= PAR_THRESHOLD {
-        out.par_chunks_mut(inner).enumerate().for_each(row);
+        // rows of at least ~4096 elements per task
+        let rows_per_task = 4096usize.div_ceil(inner).max(1);
+        out.par_chunks_mut(inner * rows_per_task)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                for (i, o) in chunk.chunks_mut(inner).enumerate() {
+                    row((t * rows_per_task + i, o));
+                }
+            });
     } else {
         out.chunks_mut(inner).enumerate().for_each(row);
     }

@@ -58,12 +58,24 @@ impl Bin {
 fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> {
     let out_shape = broadcast_shape(a.shape(), b.shape(), op.name())?;
     let (ad, bd) = (a.data(), b.data());
-    let data = if a.shape() == b.shape() {
-        k::zip_map(&ad, &bd, |x, y| op.apply(x, y))
-    } else {
-        let sa = broadcast_strides(a.shape(), &out_shape);
-        let sb = broadcast_strides(b.shape(), &out_shape);
-        k::broadcast_map(&ad, &sa, &bd, &sb, &out_shape, |x, y| op.apply(x, y))
+    // one monomorphic kernel per op, so the inner loops vectorise
+    macro_rules! run {
+        ($f:expr) => {
+            if a.shape() == b.shape() {
+                k::zip_map(&ad, &bd, $f)
+            } else {
+                let sa = broadcast_strides(a.shape(), &out_shape);
+                let sb = broadcast_strides(b.shape(), &out_shape);
+                k::broadcast_map(&ad, &sa, &bd, &sb, &out_shape, $f)
+            }
+        };
+    }
+    let data = match op {
+        Bin::Add => run!(|x: T, y: T| x + y),
+        Bin::Sub => run!(|x: T, y: T| x - y),
+        Bin::Mul => run!(|x: T, y: T| x * y),
+        Bin::Div => run!(|x: T, y: T| x / y),
+        Bin::Max | Bin::Min => run!(|x: T, y: T| op.apply(x, y)),
     };
     let (ash, bsh, osh) = (a.shape().to_vec(), b.shape().to_vec(), out_shape.clone());
     Ok(Tensor::from_op(

@@ -57,6 +57,8 @@ impl<T: Float> Tensor<T> {
         let cs = channel_shape(&sh);
         let dims: Vec<isize> = (0..sh.len() as isize).filter(|&d| d != 1).collect();
         let count = self.numel() / c.max(1);
+        // Per-channel work happens on C-vectors; the full tensor is touched only by the
+        // statistics (training) and one multiply and one add.
         let (centered, var) = if training {
             if count <= 1 {
                 return Err(shape_err(
@@ -87,18 +89,26 @@ impl<T: Float> Tensor<T> {
             (centered, var)
         } else {
             match (running_mean, running_var) {
-                (Some(rm), Some(rv)) => (
-                    self.sub(&rm.detach().reshape(&cs)?)?,
-                    rv.detach().reshape(&cs)?,
-                ),
+                (Some(rm), Some(rv)) => {
+                    // y = x·s + (b − μ·s) with s = w / √(σ² + ε)
+                    let mut scale = rv.detach().add_scalar(eps).powf(-0.5);
+                    if let Some(w) = weight {
+                        scale = scale.mul(w)?;
+                    }
+                    let mut shift = rm.detach().mul(&scale)?.neg();
+                    if let Some(b) = bias {
+                        shift = shift.add(b)?;
+                    }
+                    return self.mul(&scale.reshape(&cs)?)?.add(&shift.reshape(&cs)?);
+                }
                 _ => return self.batch_norm(weight, bias, None, None, true, momentum, eps),
             }
         };
-        let inv_std = var.add_scalar(eps).powf(-0.5);
-        let mut y = centered.mul(&inv_std)?;
+        let mut scale = var.add_scalar(eps).powf(-0.5);
         if let Some(w) = weight {
-            y = y.mul(&w.reshape(&cs)?)?;
+            scale = scale.mul(&w.reshape(&cs)?)?;
         }
+        let mut y = centered.mul(&scale)?;
         if let Some(b) = bias {
             y = y.add(&b.reshape(&cs)?)?;
         }
