@@ -57,7 +57,14 @@ enum Cmd {
     Bench(bench::BenchArgs),
 }
 
+/// mimalloc's `mi_option_purge_delay`: how long freed memory stays committed before it is given
+/// back to the kernel. Never giving it back keeps the per-step buffers of training and inference
+/// mapped, so they are not zero-filled by page faults again each step; peak memory is unchanged.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() {
+    // SAFETY: sets a global allocator option before any threads exist; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         if n == 0 {

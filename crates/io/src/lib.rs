@@ -20,6 +20,7 @@
 //! (offset, sizes, strides) is checked against the storage bytes present
 //! before any data is read, and the result is made contiguous (row-major).
 
+pub mod mat;
 mod pickle;
 
 use std::collections::HashMap;
@@ -27,6 +28,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+pub use mat::{
+    load_mat, load_mat_bytes, load_matconvnet, matconvnet_simplenn, MatArray, MatClass,
+    MatConvNetConv, MatConvNetModel, MatData, MatValue,
+};
 use pickle::{PickleError, StorageRef, TensorRef, Value};
 
 /// Element type of a serialized PyTorch storage.
