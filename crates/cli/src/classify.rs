@@ -28,31 +28,53 @@ pub struct ClassifyArgs {
 }
 
 pub fn run(a: ClassifyArgs) -> Result<()> {
-    let weights = match (&a.weights, a.model.as_str()) {
+    // torchvision publishes GoogLeNet without its auxiliary classifiers
+    let model_name = match a.model.as_str() {
+        "googlenet" => "googlenet_noaux",
+        "inception_v3" => "inception_v3",
+        m => m,
+    };
+    let weights = match (&a.weights, model_name) {
         (Some(w), _) => w.clone(),
-        (None, "mobilenet_v2") => PathBuf::from(DEFAULT_MOBILENET),
-        (None, m) => bail!(
-            "no weights for {m}: pass --weights PATH (torchvision's published .pth file for {m})"
-        ),
+        (None, m) => match crate::weights_cmd::cached(m) {
+            Some(p) => p,
+            None if m == "mobilenet_v2" => PathBuf::from(DEFAULT_MOBILENET),
+            None => bail!(
+                "no weights for {m}: run `aics weights fetch {m}`, or pass --weights PATH (torchvision's published .pth file)"
+            ),
+        },
     };
     if a.weights.is_none() && !weights.exists() {
         bail!("{}: not found; run `bash scripts/setup.sh` to fetch the MobileNetV2 weights, or pass --weights PATH", weights.display());
     }
+    // torchvision's evaluation sizes: Inception-v3 resizes to 342 and crops 299
+    let (resize, crop) = if model_name.starts_with("inception_v3") {
+        (342, 299)
+    } else {
+        (256, 224)
+    };
     let model = build(
-        &a.model,
+        model_name,
         &ModelConfig {
-            in_shape: [3, 224, 224],
+            in_shape: [3, crop as usize, crop as usize],
             num_classes: 1000,
             hidden: vec![],
             seed: 0,
         },
     )?;
+    // torchvision's GoogLeNet and Inception-v3 weights were trained on inputs scaled to
+    // [-1, 1] per channel; torchvision converts ImageNet-normalised inputs (`transform_input`)
+    let transform_input =
+        model_name.starts_with("googlenet") || model_name.starts_with("inception_v3");
     aics_vision::weights::load_weights(&model, &weights)?;
     model.set_training(false);
     let _g = no_grad();
     let names = imagenet::class_names();
     for path in &a.images {
-        let x = imagenet::preprocess(path, 256, 224)?;
+        let mut x = imagenet::preprocess(path, resize, crop)?;
+        if transform_input {
+            x = imagenet::to_unit_range(&x)?;
+        }
         let probs = model
             .forward(&x)
             .with_context(|| format!("{}: forward pass", path.display()))?

@@ -12,6 +12,7 @@ mod plot;
 mod summary;
 mod train;
 mod visual;
+mod weights_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +56,8 @@ enum Cmd {
     Gradcheck(gradcheck_cmd::GradcheckArgs),
     /// Time the speed workloads (one JSON line each with --json).
     Bench(bench::BenchArgs),
+    /// List, locate and download torchvision's published ImageNet weights.
+    Weights(weights_cmd::WeightsArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay`: how long freed memory stays committed before it is given
@@ -65,6 +68,13 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 fn main() {
     // SAFETY: sets a global allocator option before any threads exist; no memory is touched.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // Exit quietly when the reader of stdout goes away (`aics weights list | head`), like other
+    // Unix tools, instead of failing on every later print.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any threads exist.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         if n == 0 {
@@ -81,6 +91,7 @@ fn main() {
         Cmd::Eval(a) => eval::run_eval(a),
         Cmd::Predict(a) => eval::run_predict(a),
         Cmd::Classify(a) => classify::run(a),
+        Cmd::Weights(a) => weights_cmd::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),

@@ -382,8 +382,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (i, batch) in train_loader.epoch(epoch).enumerate() {
             let batch = batch?;
-            let logits = model.forward(&to_tensor(&batch)?)?;
-            let loss = cross_entropy(&logits, &batch.labels, None, a.label_smoothing)?;
+            // auxiliary classifiers (GoogLeNet, Inception-v3) add their weighted losses
+            let (logits, aux) = model.forward_with_aux(&to_tensor(&batch)?)?;
+            let mut loss = cross_entropy(&logits, &batch.labels, None, a.label_smoothing)?;
+            for (w, aux_logits) in &aux {
+                let l = cross_entropy(aux_logits, &batch.labels, None, a.label_smoothing)?;
+                loss = loss.add(&l.mul_scalar(*w as f64))?;
+            }
             opt.zero_grad();
             loss.backward()?;
             if let Some(c) = a.clip_grad_norm {

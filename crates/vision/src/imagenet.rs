@@ -63,3 +63,14 @@ pub fn preprocess(path: &Path, resize: u32, crop: u32) -> Result<Tensor> {
         &[1, 3, crop as usize, crop as usize],
     )?)
 }
+
+/// Map an ImageNet-normalised (N, 3, H, W) batch to `x·0.5 + 0.5`-normalised pixels, i.e. the
+/// [-1, 1] range torchvision's GoogLeNet and Inception-v3 weights expect (its
+/// `transform_input`): per channel `x·std/0.5 + (mean − 0.5)/0.5`.
+pub fn to_unit_range(x: &Tensor) -> Result<Tensor> {
+    let scale: Vec<f32> = STD.iter().map(|s| s / 0.5).collect();
+    let shift: Vec<f32> = MEAN.iter().map(|m| (m - 0.5) / 0.5).collect();
+    let s = Tensor::from_vec(scale, &[1, 3, 1, 1])?;
+    let t = Tensor::from_vec(shift, &[1, 3, 1, 1])?;
+    Ok(x.mul(&s)?.add(&t)?)
+}

@@ -10,6 +10,50 @@ use std::path::Path;
 use aics_nn::checkpoint::{load_checkpoint, TensorMap};
 use aics_nn::{load_state_dict, Module, NnError, Result};
 
+/// Where torchvision publishes its ImageNet weights.
+pub const TORCHVISION_BASE_URL: &str = "https://download.pytorch.org/models/";
+
+/// torchvision's published ImageNet weights (IMAGENET1K_V1) for each zoo model that has them:
+/// the file name, whose last 8 hex digits before `.pth` start the file's SHA-256.
+pub const PUBLISHED: &[(&str, &str)] = &[
+    ("alexnet", "alexnet-owt-7be5be79.pth"),
+    ("vgg11", "vgg11-8a719046.pth"),
+    ("vgg13", "vgg13-19584684.pth"),
+    ("vgg16", "vgg16-397923af.pth"),
+    ("vgg19", "vgg19-dcbb9e9d.pth"),
+    ("vgg11_bn", "vgg11_bn-6002323d.pth"),
+    ("vgg13_bn", "vgg13_bn-abd245e5.pth"),
+    ("vgg16_bn", "vgg16_bn-6c64b313.pth"),
+    ("vgg19_bn", "vgg19_bn-c79401a0.pth"),
+    ("resnet18", "resnet18-f37072fd.pth"),
+    ("resnet34", "resnet34-b627a593.pth"),
+    ("resnet50", "resnet50-0676ba61.pth"),
+    ("resnet101", "resnet101-63fe2227.pth"),
+    ("resnet152", "resnet152-394f9c45.pth"),
+    ("mobilenet_v2", "mobilenet_v2-b0353104.pth"),
+    ("googlenet_noaux", "googlenet-1378be20.pth"),
+    ("inception_v3", "inception_v3_google-0cc3c7bd.pth"),
+];
+
+/// The published weights file for a zoo model name (`googlenet` maps to the weights without
+/// auxiliary classifiers, which is what torchvision publishes).
+pub fn published_file(model: &str) -> Option<&'static str> {
+    let model = if model == "googlenet" {
+        "googlenet_noaux"
+    } else {
+        model
+    };
+    PUBLISHED.iter().find(|(m, _)| *m == model).map(|(_, f)| *f)
+}
+
+/// The SHA-256 prefix torchvision puts in a weights file name (`resnet18-f37072fd.pth` →
+/// `f37072fd`).
+pub fn hash_prefix(file: &str) -> Option<&str> {
+    let stem = file.strip_suffix(".pth")?;
+    let h = stem.rsplit('-').next()?;
+    (h.len() >= 8 && h.chars().all(|c| c.is_ascii_hexdigit())).then_some(h)
+}
+
 /// Read the tensors of a `.pth`, `.safetensors` or MatConvNet `.mat` file by name.
 pub fn read_weights(path: &Path) -> Result<TensorMap> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
