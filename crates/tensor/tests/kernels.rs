@@ -261,3 +261,47 @@ fn conv_op_through_winograd_matches_naive() {
     assert_close("op dx", &xt.grad().unwrap().to_vec(), &dx, 1e-3);
     assert_close("op dw", &wtt.grad().unwrap().to_vec(), &dw, 1e-3);
 }
+
+#[test]
+fn depthwise_matches_naive_random_shapes() {
+    use aics_tensor::cpu::depthwise;
+    let mut rng = Rng::new(21);
+    for case in 0..60 {
+        let c = 2 + rng.below(6);
+        let (kh, kw) = (1 + rng.below(5), 1 + rng.below(5));
+        let p = ConvParams {
+            stride: (1 + rng.below(3), 1 + rng.below(3)),
+            padding: (rng.below(kh + 1), rng.below(kw + 1)),
+            dilation: (1 + rng.below(2), 1 + rng.below(2)),
+            groups: c,
+            output_padding: (0, 0),
+        };
+        let (h, w) = (kh * 2 + rng.below(10), kw * 2 + rng.below(10));
+        let n = 1 + rng.below(3);
+        let g = conv2d_geom("conv2d", &[n, c, h, w], &[c, 1, kh, kw], &p).unwrap();
+        assert!(depthwise::eligible(&g));
+        let x = randv(n * c * h * w, &mut rng);
+        let wt = randv(c * kh * kw, &mut rng);
+        let dy = randv(n * c * g.oh * g.ow, &mut rng);
+        let tag = format!("case {case}: {g:?}");
+        assert_close(
+            &format!("fwd {tag}"),
+            &depthwise::fwd(&x, &wt, &g),
+            &conv2d_fwd_naive(&x, &wt, &g),
+            1e-4,
+        );
+        let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        assert_close(
+            &format!("dx {tag}"),
+            &depthwise::bwd_data(&dy, &wt, &g),
+            &dx,
+            1e-4,
+        );
+        assert_close(
+            &format!("dw {tag}"),
+            &depthwise::bwd_weight(&x, &dy, &g),
+            &dw,
+            1e-4,
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod imagenet;
 pub mod models;
+pub mod resize;
 pub mod weights;
 
 pub use models::{build, default_shape, ModelConfig, MODELS};

@@ -3,6 +3,7 @@
 //! loop nests they are tested against.
 
 pub mod conv;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod pool;

@@ -3,7 +3,7 @@
 //! valid geometry.
 
 use crate::cpu::conv::{self as k, conv_out_size, Conv2dGeom};
-use crate::cpu::winograd;
+use crate::cpu::{depthwise, winograd};
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::Tensor;
@@ -167,15 +167,19 @@ impl<T: Float> Tensor<T> {
         check_bias("conv2d", bias, g.o)?;
         let (xd, wd) = (self.data(), weight.data());
         // Keep the unfolded input for the weight gradient when it is needed and not too large.
-        let keep = crate::autograd::grad_enabled()
+        let keep = !depthwise::eligible(&g)
+            && crate::autograd::grad_enabled()
             && weight.requires_grad()
             && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
         let wino = winograd::eligible(&g);
+        let dw = depthwise::eligible(&g);
         let (mut y, cols) = if wino {
             (
                 winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph),
                 None,
             )
+        } else if dw {
+            (depthwise::fwd(&xd, &wd, &g), None)
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
         };
@@ -192,7 +196,9 @@ impl<T: Float> Tensor<T> {
             move |gy, needs| {
                 let mut r = vec![
                     needs[0].then(|| {
-                        if wino {
+                        if dw {
+                            depthwise::bwd_data(gy, &wd, &g)
+                        } else if wino {
                             // the full convolution of dY with the flipped, transposed filters
                             let wf = winograd::flip_transpose(&wd, g.o, g.c);
                             winograd::conv3x3(gy, g.n, g.o, g.oh, g.ow, &wf, g.c, 2 - g.ph)
@@ -200,7 +206,13 @@ impl<T: Float> Tensor<T> {
                             k::conv2d_bwd_data(gy, &wd, &g)
                         }
                     }),
-                    needs[1].then(|| k::conv2d_bwd_weight(&xd, gy, &g, cols.as_deref())),
+                    needs[1].then(|| {
+                        if dw {
+                            depthwise::bwd_weight(&xd, gy, &g)
+                        } else {
+                            k::conv2d_bwd_weight(&xd, gy, &g, cols.as_deref())
+                        }
+                    }),
                 ];
                 if needs.len() > 2 {
                     r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));
