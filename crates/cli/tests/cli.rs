@@ -324,7 +324,7 @@ fn classify_with_real_mobilenet_v2_weights() {
         w,
         "--json",
         "--top",
-        "1",
+        "5",
         cat.to_str().unwrap(),
         coffee.to_str().unwrap(),
     ]));
@@ -337,6 +337,22 @@ fn classify_with_real_mobilenet_v2_weights() {
     assert!(lines[0]["top"][0]["prob"].as_f64().unwrap() > 0.5, "{out}");
     assert_eq!(lines[1]["top"][0]["label"], "espresso", "{out}");
     assert!(lines[1]["top"][0]["prob"].as_f64().unwrap() > 0.9, "{out}");
+    // the same top-5 classes and probabilities as torchvision (fixtures/gen_classify.py):
+    // identical preprocessing pixels and logits to float rounding
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("fixtures/classify.json")).unwrap(),
+    )
+    .unwrap();
+    for (line, name) in lines.iter().zip(["chelsea.png", "coffee.png"]) {
+        let want = fx["top5"][name].as_array().unwrap();
+        let got = line["top"].as_array().unwrap();
+        assert_eq!(got.len(), 5);
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(g["class"], w["class"], "{name}: {out}");
+            let (pg, pw) = (g["prob"].as_f64().unwrap(), w["prob"].as_f64().unwrap());
+            assert!((pg - pw).abs() < 1e-4, "{name}: {pg} vs torchvision {pw}");
+        }
+    }
     // a weights file for another architecture is refused by name
     let e = err(&aics(&[
         "classify",
