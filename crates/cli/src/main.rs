@@ -9,6 +9,7 @@ mod filters;
 mod gradcheck_cmd;
 mod meta;
 mod plot;
+mod stylize;
 mod summary;
 mod train;
 mod visual;
@@ -58,6 +59,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// List, locate and download torchvision's published ImageNet weights.
     Weights(weights_cmd::WeightsArgs),
+    /// Neural style transfer: repaint a photo in the style of a painting (Gatys et al.).
+    Stylize(stylize::StylizeArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay`: how long freed memory stays committed before it is given
@@ -92,6 +95,7 @@ fn main() {
         Cmd::Predict(a) => eval::run_predict(a),
         Cmd::Classify(a) => classify::run(a),
         Cmd::Weights(a) => weights_cmd::run(a),
+        Cmd::Stylize(a) => stylize::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),

@@ -34,7 +34,6 @@ pub struct Curve<'a> {
 /// Size of the figure written by [`write_training_curves`].
 const TRAINING_SIZE: (u32, u32) = (1000, 450);
 /// Size of the figure written by [`write_line_chart`].
-#[allow(dead_code)] // used by `write_line_chart`, which has no caller yet
 const LINE_CHART_SIZE: (u32, u32) = (800, 500);
 
 /// Font family name the embedded font is registered under. `plotters` maps
@@ -99,10 +98,9 @@ pub fn write_training_curves(
     Ok(())
 }
 
-/// Generic single-panel line chart (for later uses: loss per iteration etc.).
+/// Generic single-panel line chart (loss per step and the like).
 ///
 /// `path` must end in `.png`; missing parent directories are created.
-#[allow(dead_code)] // no caller yet
 pub fn write_line_chart(
     path: &Path,
     title: &str,
@@ -220,7 +218,6 @@ where
     Ok(())
 }
 
-#[allow(dead_code)] // used by `write_line_chart`, which has no caller yet
 fn render_line_chart<DB>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
