@@ -88,3 +88,22 @@ impl Rng {
         }
     }
 }
+
+/// `n` values in [0, 1) determined by a string key alone: `splitmix64(fnv1a64(key) + i·φ)`,
+/// top 24 bits. The fixture generators (`fixtures/hashinit.py`) compute the same numbers with
+/// numpy, so a test can rebuild the exact weights and inputs a PyTorch reference used without
+/// storing them.
+pub fn hash_uniform(key: &str, n: usize) -> Vec<f64> {
+    let seed = key.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01B3)
+    });
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f64 / (1u64 << 24) as f64
+        })
+        .collect()
+}

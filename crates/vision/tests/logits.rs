@@ -12,24 +12,9 @@ use aics_tensor::Tensor;
 use aics_vision::{build, ModelConfig};
 use serde_json::Value;
 
-fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01B3)
-    })
-}
-
 /// `n` values in [0, 1), as `uniform` in the generator.
 fn uniform(key: &str, n: usize) -> Vec<f64> {
-    let seed = fnv1a64(key);
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 40) as f64 / (1u64 << 24) as f64
-        })
-        .collect()
+    aics_tensor::hash_uniform(key, n)
 }
 
 fn fill(key: &str, shape: &[usize]) -> Vec<f32> {

@@ -6,9 +6,10 @@ use crate::shape::{norm_dim, split_at_dim};
 use crate::tensor::Tensor;
 
 impl<T: Float> Tensor<T> {
-    /// Sum of all elements, shape `[]`.
+    /// Sum of all elements, shape `[]` (accumulated in f64, so an f32 sum of many large terms
+    /// keeps its digits).
     pub fn sum(&self) -> Tensor<T> {
-        let s: T = self.data().iter().copied().sum();
+        let s = T::from_f64(self.data().iter().map(|v| v.as_f64()).sum());
         let n = self.numel();
         Tensor::from_op(vec![s], vec![], "sum", &[self], move |g, _| {
             vec![Some(vec![g[0]; n])]
@@ -18,10 +19,11 @@ impl<T: Float> Tensor<T> {
     /// Mean of all elements, shape `[]`.
     pub fn mean(&self) -> Tensor<T> {
         let n = self.numel().max(1);
-        let s: T = self.data().iter().copied().sum();
+        let s: f64 = self.data().iter().map(|v| v.as_f64()).sum();
         let inv = T::one() / T::from_usize(n);
         let numel = self.numel();
-        Tensor::from_op(vec![s * inv], vec![], "mean", &[self], move |g, _| {
+        let m = T::from_f64(s / n as f64);
+        Tensor::from_op(vec![m], vec![], "mean", &[self], move |g, _| {
             vec![Some(vec![g[0] * inv; numel])]
         })
     }
