@@ -225,6 +225,65 @@ def bench_models(budget, threads, tmpdir):
     emit("resnet18_train_32_b64", s, r, images_s=64.0 / s)
 
 
+def bench_gatys(budget):
+    """One Gatys step as `aics bench` times it: VGG19 (random weights) to relu5_1, content loss
+    at relu4_2, Gram style losses at relu1_1..relu5_1, TV on the decoded image, backward to the
+    image. Textbook: unnormalised Gram, no TV."""
+    blocks = [(2, 64), (2, 128), (4, 256), (4, 512), (4, 512)]
+    convs, c = [], 3
+    torch.manual_seed(0)
+    for n, o in blocks:
+        convs.append([(torch.randn(o if i else o, c if i == 0 else o, 3, 3) * 0.05,
+                       torch.zeros(o)) for i in range(n)])
+        c = o
+    style_layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+    def features(x):
+        out, h = {}, x
+        for b, block in enumerate(convs):
+            for i, (w, bias) in enumerate(block):
+                h = F.relu(F.conv2d(h, w, bias, padding=1))
+                name = f"relu{b + 1}_{i + 1}"
+                if name in style_layers or name == "relu4_2":
+                    out[name] = h
+                if name == "relu5_1":
+                    return out
+            h = F.max_pool2d(h, 2, 2)
+        return out
+
+    def gram(f, textbook):
+        _, c, hh, ww = f.shape
+        m = f.reshape(c, hh * ww)
+        g = m @ m.t()
+        return g if textbook else g / (c * hh * ww)
+
+    for name, h, w, textbook in [("gatys_step_256", 256, 256, False),
+                                 ("gatys_step_512", 512, 512, False),
+                                 ("gatys_step_textbook", 192, 320, True)]:
+        photo = torch.rand(1, 3, h, w) * 255 - 120
+        painting = torch.rand(1, 3, h, w) * 255 - 120
+        with torch.no_grad():
+            pf = features(photo)["relu4_2"]
+            sg = {k: gram(v, textbook) for k, v in features(painting).items() if k in style_layers}
+        x = photo.clone().requires_grad_(True)
+
+        def step():
+            x.grad = None
+            f = features(x)
+            lc = ((f["relu4_2"] - pf) ** 2).mean()
+            ls = sum(0.2 * ((gram(f[k], textbook) - sg[k]) ** 2).sum() / f[k].shape[1] ** 2
+                     for k in style_layers)
+            loss = lc + (500.0 if textbook else 1e4) * ls
+            if not textbook:
+                img = x / 255.0
+                loss = loss + 100.0 * (((img[:, :, 1:] - img[:, :, :-1]) ** 2).mean()
+                                       + ((img[:, :, :, 1:] - img[:, :, :, :-1]) ** 2).mean())
+            loss.backward()
+
+        s, r = measure(step, budget)
+        emit(name, s, r)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -250,6 +309,7 @@ def main():
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         bench_models(b, args.threads, d)
+    bench_gatys(b)
 
 
 if __name__ == "__main__":

@@ -272,6 +272,51 @@ pub fn run(a: BenchArgs) -> Result<()> {
         });
     }
 
+    // one Gatys step: VGG19 to relu5_1, content + style (+ TV) losses, backward to the image
+    for (name, h, w, textbook) in [
+        ("gatys_step_256", 256, 256, false),
+        ("gatys_step_512", 512, 512, false),
+        ("gatys_step_textbook", 192, 320, true),
+    ] {
+        if !want(name) {
+            continue;
+        }
+        use aics_style::gatys::{self, Config};
+        use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
+        let vgg = Vgg19::random(
+            0,
+            InputSpace::Caffe {
+                bgr: true,
+                mean_rgb: CAFFE_MEAN_RGB,
+            },
+        );
+        let cfg = if textbook {
+            Config::textbook()
+        } else {
+            Config::default()
+        };
+        let photo = vgg
+            .space
+            .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
+        let painting = vgg
+            .space
+            .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
+        let targets = gatys::targets(&vgg, &photo, &[(painting, 1.0)], &cfg)?;
+        let x = photo.copy().requires_grad_(true);
+        let s = time(a.min_time, || {
+            x.zero_grad();
+            let (total, _) = gatys::loss(&vgg, &x, &targets, &cfg)?;
+            total.backward()?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name,
+            seconds: s,
+            flop: None,
+            images: None,
+        });
+    }
+
     let threads = aics_tensor::num_threads();
     if !a.json {
         println!(

@@ -20,10 +20,10 @@ const DEFAULT_VGG: &str = ".cache/weights/vgg19_conv_q.bin";
 #[derive(clap::Args, Debug)]
 pub struct StylizeArgs {
     /// The photo whose content is kept.
-    #[arg(long)]
+    #[arg(long, default_value = ".cache/images/chelsea.png")]
     pub content: PathBuf,
-    /// A painting whose style is taken (repeat for several).
-    #[arg(long = "style", required = true)]
+    /// A painting whose style is taken; repeat for several.
+    #[arg(long = "style", default_value = ".cache/images/starry_night.jpg")]
     pub styles: Vec<PathBuf>,
     /// Blend weights of the style images, comma-separated (default: equal).
     #[arg(long)]
@@ -234,6 +234,26 @@ pub fn run(a: StylizeArgs) -> Result<()> {
     if w < 16 || h < 16 {
         bail!("output size {w}×{h} is too small (each side must be at least 16 pixels)");
     }
+    let deepest = cfg
+        .content_layers
+        .iter()
+        .chain(&cfg.style_layers)
+        .map(|(n, _)| Vgg19::layer_index(n))
+        .collect::<aics_style::Result<Vec<_>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    let need = memory_estimate(h as usize, w as usize, deepest);
+    if let Some(avail) = available_memory() {
+        if need > avail {
+            bail!(
+                "a {w}×{h} image needs about {:.1} GB for the VGG19 passes, but only {:.1} GB is available; use a smaller --size",
+                need as f64 / 1e9,
+                avail as f64 / 1e9
+            );
+        }
+    }
+
     let blend: Vec<f64> = match &a.style_blend {
         None => vec![1.0; a.styles.len()],
         Some(s) => s
@@ -264,26 +284,6 @@ pub fn run(a: StylizeArgs) -> Result<()> {
         paintings.push(img);
     }
 
-    let deepest = cfg
-        .content_layers
-        .iter()
-        .chain(&cfg.style_layers)
-        .map(|(n, _)| Vgg19::layer_index(n))
-        .collect::<aics_style::Result<Vec<_>>>()?
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-    let need = memory_estimate(h as usize, w as usize, deepest);
-    if let Some(avail) = available_memory() {
-        if need > avail {
-            bail!(
-                "a {w}×{h} image needs about {:.1} GB for the VGG19 passes, but only {:.1} GB is available; use a smaller --size",
-                need as f64 / 1e9,
-                avail as f64 / 1e9
-            );
-        }
-    }
-
     // Ctrl-C: finish the step, write the current image, exit non-zero
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -301,10 +301,12 @@ pub fn run(a: StylizeArgs) -> Result<()> {
     let mut history: Vec<gatys::Step> = Vec::new();
 
     // coarse to fine: sizes w/2^(k) … w, steps split evenly
-    let scales: Vec<(u32, u32)> = (0..a.scales)
-        .rev()
-        .map(|k| ((w >> k).max(16), (h >> k).max(16)))
-        .collect();
+    let scales: Vec<(u32, u32)> = (0..a.scales).rev().map(|k| (w >> k, h >> k)).collect();
+    if let Some(&(cw, ch)) = scales.first() {
+        if cw < 16 || ch < 16 {
+            bail!("with {} scales the first is {cw}×{ch}; VGG19 needs at least 16×16 (use a larger --size or fewer --scales)", a.scales);
+        }
+    }
     let steps_per = cfg.steps.div_ceil(a.scales);
     let total_steps = steps_per * a.scales;
     println!(

@@ -439,3 +439,170 @@ fn feature_maps_grid_png() {
     ]));
     assert!(e.contains("not feature maps"), "{e}");
 }
+
+/// `aics stylize` end to end with the real VGG19 weights (fetched by `scripts/setup.sh`) on a
+/// tiny image, plus its error messages.
+#[test]
+fn stylize_runs_and_reports_bad_input() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let weights = root.join(".cache/weights/vgg19_conv_q.bin");
+    let cat = root.join(".cache/images/chelsea.png");
+    let night = root.join(".cache/images/starry_night.jpg");
+    let d = tmp("stylize");
+    // errors that need no weights
+    let e = err(&aics(&[
+        "stylize",
+        "--content",
+        "/no/such/photo.png",
+        "--weights",
+        "/no/such.bin",
+    ]));
+    assert!(e.contains("/no/such.bin") && e.contains("--weights"), "{e}");
+    if !weights.exists() || !cat.exists() || !night.exists() {
+        eprintln!("skipped the rest: VGG19 weights or images not in .cache (run scripts/setup.sh)");
+        return;
+    }
+    let (w, c, s) = (
+        weights.to_str().unwrap(),
+        cat.to_str().unwrap(),
+        night.to_str().unwrap(),
+    );
+    let e = err(&aics(&[
+        "stylize",
+        "--weights",
+        w,
+        "--content",
+        "/no/such/photo.png",
+        "--style",
+        s,
+    ]));
+    assert!(e.contains("/no/such/photo.png"), "{e}");
+    let e = err(&aics(&[
+        "stylize",
+        "--weights",
+        w,
+        "--content",
+        c,
+        "--style",
+        s,
+        "--preset",
+        "nope",
+    ]));
+    assert!(e.contains("unknown preset"), "{e}");
+    let e = err(&aics(&[
+        "stylize",
+        "--weights",
+        w,
+        "--content",
+        c,
+        "--style",
+        s,
+        "--style-layers",
+        "relu9_1",
+    ]));
+    assert!(e.contains("relu9_1"), "{e}");
+    let e = err(&aics(&[
+        "stylize",
+        "--weights",
+        w,
+        "--content",
+        c,
+        "--style",
+        s,
+        "--size",
+        "200000",
+    ]));
+    assert!(e.contains("GB") && e.contains("--size"), "{e}");
+    // a loss that overflows stops with the step named
+    let out = d.join("nan.png");
+    let e = err(&aics(&[
+        "stylize",
+        "--weights",
+        w,
+        "--content",
+        c,
+        "--style",
+        s,
+        "--size",
+        "24",
+        "--steps",
+        "3",
+        "--style-weight",
+        "1e40",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(e.contains("step 1"), "{e}");
+    // a real run: output keeps the photo's aspect ratio, logs every step, intermediate images
+    let out = d.join("cat.png");
+    let log = d.join("cat.jsonl");
+    let plot = d.join("loss.png");
+    ok(&aics(&[
+        "stylize",
+        "--weights",
+        w,
+        "--content",
+        c,
+        "--style",
+        s,
+        "--style",
+        s,
+        "--style-blend",
+        "1,2",
+        "--size",
+        "48",
+        "--steps",
+        "4",
+        "--save-every",
+        "2",
+        "--preserve-colors",
+        "--scales",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+        "--loss-plot",
+        plot.to_str().unwrap(),
+    ]));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (48, 32));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for k in [
+        "step",
+        "content_loss",
+        "style_loss",
+        "tv_loss",
+        "total_loss",
+        "seconds",
+    ] {
+        assert!(lines[3].get(k).is_some(), "{k} missing: {}", lines[3]);
+    }
+    assert!(d.join("cat_step2.png").exists() && d.join("cat_step4.png").exists());
+    assert!(plot.exists());
+    // the textbook preset
+    let out = d.join("tb.png");
+    ok(&aics(&[
+        "stylize",
+        "--weights",
+        w,
+        "--content",
+        c,
+        "--style",
+        s,
+        "--preset",
+        "textbook",
+        "--size",
+        "32",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(out.exists());
+}
