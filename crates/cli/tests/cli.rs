@@ -606,3 +606,89 @@ fn stylize_runs_and_reports_bad_input() {
     ]));
     assert!(out.exists());
 }
+
+/// Fast style transfer: a few training steps lower the perceptual loss, the network is saved
+/// and then stylises a photo in one pass.
+#[test]
+fn stylize_train_then_feed_forward() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let weights = root.join(".cache/weights/vgg19_conv_q.bin");
+    let cat = root.join(".cache/images/chelsea.png");
+    let night = root.join(".cache/images/starry_night.jpg");
+    let d = tmp("fast-style");
+    let e = err(&aics(&[
+        "stylize-train",
+        "--dataset",
+        "folder:/no/such/dir",
+    ]));
+    assert!(e.contains("/no/such/dir"), "{e}");
+    if !weights.exists() || !cat.exists() || !night.exists() {
+        eprintln!("skipped the rest: VGG19 weights or images not in .cache (run scripts/setup.sh)");
+        return;
+    }
+    let photos = d.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(&cat, photos.join("cat.png")).unwrap();
+    let net = d.join("net.safetensors");
+    let log = d.join("log.jsonl");
+    ok(&aics(&[
+        "stylize-train",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--style",
+        night.to_str().unwrap(),
+        "--dataset",
+        &format!("folder:{}", photos.display()),
+        "--size",
+        "32",
+        "--batch-size",
+        "1",
+        "--steps",
+        "8",
+        "--lr",
+        "1e-3",
+        "--save-every",
+        "4",
+        "--preview",
+        cat.to_str().unwrap(),
+        "--checkpoint",
+        net.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]));
+    let totals: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["total_loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(totals.len(), 8);
+    assert!(totals[7] < totals[0], "{totals:?}");
+    assert!(d.join("net_preview.png").exists());
+    let out = d.join("ff.png");
+    ok(&aics(&[
+        "stylize",
+        "--model",
+        net.to_str().unwrap(),
+        "--content",
+        cat.to_str().unwrap(),
+        "--size",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 40));
+    // a checkpoint of something else is refused
+    let e = err(&aics(&[
+        "stylize",
+        "--model",
+        log.to_str().unwrap(),
+        "--content",
+        cat.to_str().unwrap(),
+    ]));
+    assert!(e.contains("log.jsonl"), "{e}");
+}

@@ -201,3 +201,99 @@ fn corrupted_bytes_never_panic() {
         }
     }
 }
+
+/// Out-of-memory finding of the `pth` fuzz target (`-malloc_limit_mb=1024`, see fuzz/README.md;
+/// the input was crafted and run through the target, then reduced by hand): a 400-byte zip
+/// whose `data/0` entry deflates to 65536 zero bytes (a `ByteStorage`) and whose `data.pkl`
+/// holds one tensor viewing it with size `[2^28]`, stride `[0]`.  The view is within the
+/// per-storage bound (4096 elements per storage element), so the reader used to allocate
+/// 2^28 f32 = 1 GiB for it (and 8 GiB with a 2^19-byte storage, still under 1 KB of zip).
+#[test]
+fn compressed_storage_cannot_blow_up_the_output() {
+    let bytes: &[u8] =
+        b"\x50\x4b\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x21\x00\x55\xae\x10\x26\x78\x00\
+          \x00\x00\x78\x00\x00\x00\x08\x00\x00\x00\x64\x61\x74\x61\x2e\x70\x6b\x6c\x80\x02\
+          \x7d\x28\x58\x01\x00\x00\x00\x77\x63\x74\x6f\x72\x63\x68\x2e\x5f\x75\x74\x69\x6c\
+          \x73\x0a\x5f\x72\x65\x62\x75\x69\x6c\x64\x5f\x74\x65\x6e\x73\x6f\x72\x5f\x76\x32\
+          \x0a\x28\x28\x58\x07\x00\x00\x00\x73\x74\x6f\x72\x61\x67\x65\x63\x74\x6f\x72\x63\
+          \x68\x0a\x42\x79\x74\x65\x53\x74\x6f\x72\x61\x67\x65\x0a\x58\x01\x00\x00\x00\x30\
+          \x58\x03\x00\x00\x00\x63\x70\x75\x4a\x00\x00\x01\x00\x74\x51\x4a\x00\x00\x00\x00\
+          \x4a\x00\x00\x00\x10\x85\x4a\x00\x00\x00\x00\x85\x89\x7d\x74\x52\x75\x2e\x50\x4b\
+          \x03\x04\x14\x00\x00\x00\x08\x00\x00\x00\x21\x00\xeb\x8e\x97\xd7\x4e\x00\x00\x00\
+          \x00\x00\x01\x00\x06\x00\x00\x00\x64\x61\x74\x61\x2f\x30\xed\xc1\x01\x01\x00\x00\
+          \x00\x80\x90\xfe\xaf\xee\x08\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
+          \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
+          \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
+          \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x6a\x50\x4b\x01\x02\x14\x03\x14\x00\
+          \x00\x00\x00\x00\x00\x00\x21\x00\x55\xae\x10\x26\x78\x00\x00\x00\x78\x00\x00\x00\
+          \x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80\x01\x00\x00\x00\x00\x64\x61\
+          \x74\x61\x2e\x70\x6b\x6c\x50\x4b\x01\x02\x14\x03\x14\x00\x00\x00\x08\x00\x00\x00\
+          \x21\x00\xeb\x8e\x97\xd7\x4e\x00\x00\x00\x00\x00\x01\x00\x06\x00\x00\x00\x00\x00\
+          \x00\x00\x00\x00\x00\x00\x80\x01\x9e\x00\x00\x00\x64\x61\x74\x61\x2f\x30\x50\x4b\
+          \x05\x06\x00\x00\x00\x00\x02\x00\x02\x00\x6a\x00\x00\x00\x10\x01\x00\x00\x00\x00";
+    let e = load_pth_bytes(bytes, Path::new("amp.pth"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("amp.pth") && e.contains("elements per byte of the file"),
+        "{e}"
+    );
+}
+
+/// A legacy file of one `ByteStorage` of `len` bytes and `views` tensors that each view it
+/// with size `[view_len]`, stride `[0]`.
+fn legacy_shared_storage(len: usize, views: usize, view_len: usize) -> Vec<u8> {
+    let bu = |s: &str| [&[b'X'][..], &(s.len() as u32).to_le_bytes(), s.as_bytes()].concat();
+    let int = |v: usize| [&[b'J'][..], &(v as i32).to_le_bytes()].concat();
+    let mut f = vec![0x80, 2, 0x8a, 10];
+    f.extend(0x1950a86a20f9469cfc6c_u128.to_le_bytes()[..10].iter());
+    f.extend(b".\x80\x02M\xe9\x03.\x80\x02}.\x80\x02}(");
+    for i in 0..views {
+        f.extend(bu(&format!("t{i}")));
+        f.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        f.extend(bu("storage"));
+        f.extend(b"ctorch\nByteStorage\n");
+        f.extend(bu("0"));
+        f.extend(bu("cpu"));
+        f.extend(int(len));
+        f.extend(b"NtQ");
+        f.extend(int(0));
+        f.extend(int(view_len));
+        f.push(0x85);
+        f.extend(int(0));
+        f.extend(b"\x85\x89}tR");
+    }
+    f.extend(b"u.\x80\x02](");
+    f.extend(bu("0"));
+    f.extend(b"e.");
+    f.extend((len as u64).to_le_bytes());
+    f.extend((0..len).map(|i| (i % 251) as u8 + 1));
+    f
+}
+
+/// Views of one storage share its bytes, so without a bound on the whole file each of up to
+/// 2^20 tensors could expand the same storage 4096-fold.  The total is bounded by 4096
+/// elements per byte of the file.
+#[test]
+fn many_views_of_one_storage_are_bounded() {
+    let (len, view_len) = (1024, 1024 * 4096);
+    let ok = load_pth_bytes(&legacy_shared_storage(len, 1, view_len), Path::new("v.pth")).unwrap();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].1.shape, vec![view_len]);
+    assert!(ok[0].1.data.iter().all(|&x| x == 1.0));
+    let e = load_pth_bytes(&legacy_shared_storage(len, 2, view_len), Path::new("v.pth"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'t1'") && e.contains("elements per byte of the file"),
+        "{e}"
+    );
+    // One view beyond its storage's own bound is refused as before.
+    let e = load_pth_bytes(
+        &legacy_shared_storage(len, 1, view_len + 1),
+        Path::new("v.pth"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("too large for its storage"), "{e}");
+}

@@ -139,21 +139,33 @@ pub fn save_checkpoint(
     write_atomic(path, &bytes)
 }
 
-/// Read a checkpoint (or any safetensors file of f32/f64 tensors).
+/// Read a checkpoint (or any safetensors file of f32/f64/i64 tensors).
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| NnError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
+    Checkpoint::from_bytes(&bytes, path)
+}
+
+impl Checkpoint {
+    /// Like [`load_checkpoint`], but for the file's bytes already in memory; `path` is
+    /// recorded in the result and names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+        parse_checkpoint(bytes, path)
+    }
+}
+
+fn parse_checkpoint(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let bad = |msg: String| NnError::Checkpoint {
         path: path.to_path_buf(),
         msg,
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("cannot read the safetensors header ({e})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let st =
-        SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt or truncated ({e})")))?;
+        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupt or truncated ({e})")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();

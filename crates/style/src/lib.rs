@@ -8,8 +8,11 @@
 //!   type so that they are checked against f64 finite differences;
 //! * [`gatys`]: targets, the optimisation loop (L-BFGS or Adam), initialisation, the textbook
 //!   preset, multi-scale runs;
+//! * [`fast`]: Johnson et al.'s feed-forward image-transformation network and its perceptual
+//!   losses;
 //! * [`picture`]: reading, resizing and writing images, and luminance-only colour transfer.
 
+pub mod fast;
 pub mod gatys;
 pub mod loss;
 pub mod picture;

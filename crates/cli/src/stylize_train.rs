@@ -1,0 +1,260 @@
+//! `aics stylize-train`: train Johnson et al.'s image-transformation network for one painting
+//! on a folder of photos, with the perceptual losses; `aics stylize --model NET.safetensors`
+//! then stylises a photo in one forward pass.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aics_nn::checkpoint::{load_checkpoint, save_checkpoint};
+use aics_nn::{load_state_dict, parameters, Adam, Module, Optimizer};
+use aics_style::fast::{transform_net, Perceptual};
+use aics_style::picture;
+use aics_style::vgg::Vgg19;
+use aics_tensor::{no_grad, Rng, Tensor};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args, Debug)]
+pub struct StylizeTrainArgs {
+    /// The painting whose style the network learns.
+    #[arg(long, default_value = ".cache/images/starry_night.jpg")]
+    pub style: PathBuf,
+    /// Training photos: `folder:DIR` (every .png/.jpg/.jpeg under DIR).
+    #[arg(long)]
+    pub dataset: String,
+    /// VGG19 weights for the losses (default: the Oxford weights fetched by setup).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Training crops are SIZE × SIZE.
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub content_weight: f64,
+    #[arg(long, default_value_t = 1e4)]
+    pub style_weight: f64,
+    #[arg(long, default_value_t = 1e2)]
+    pub tv_weight: f64,
+    /// Where the network is written (atomically, every --save-every steps and at the end).
+    #[arg(long, default_value = "runs/fast-style.safetensors")]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 200)]
+    pub save_every: usize,
+    /// A photo stylised with the current network at every save (CHECKPOINT stem + `_preview.png`).
+    #[arg(long, default_value = ".cache/images/chelsea.png")]
+    pub preview: PathBuf,
+    /// One JSON line per step.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn photos(spec: &str) -> Result<Vec<PathBuf>> {
+    let Some(dir) = spec.strip_prefix("folder:") else {
+        bail!("--dataset {spec}: expected folder:DIR");
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d)
+            .with_context(|| format!("{}: cannot read the folder", d.display()))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("{dir}: no .png or .jpg images found");
+    }
+    Ok(out)
+}
+
+/// Scale the shorter side to `size`, crop a random `size × size` square, as (3, size, size).
+fn crop(path: &Path, size: u32, rng: &mut Rng) -> Result<Vec<f32>> {
+    let img = picture::read(path)?;
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if w <= h {
+        (
+            size,
+            ((h as f64 * size as f64 / w as f64).round() as u32).max(size),
+        )
+    } else {
+        (
+            ((w as f64 * size as f64 / h as f64).round() as u32).max(size),
+            size,
+        )
+    };
+    let img = picture::resize(&img, nw, nh);
+    let x0 = rng.below((nw - size + 1) as usize) as u32;
+    let y0 = rng.below((nh - size + 1) as usize) as u32;
+    let sub = image::imageops::crop_imm(&img, x0, y0, size, size).to_image();
+    Ok(picture::to_tensor(&sub).to_vec())
+}
+
+pub fn run(a: StylizeTrainArgs) -> Result<()> {
+    if a.batch_size == 0 || a.steps == 0 || a.size < 32 {
+        bail!("--batch-size and --steps must be positive and --size at least 32");
+    }
+    let files = photos(&a.dataset)?;
+    if let Some(dir) = a.checkpoint.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+        }
+    }
+    let weights = a
+        .weights
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::stylize::DEFAULT_VGG));
+    if !weights.exists() {
+        bail!(
+            "{}: not found; run `bash scripts/setup.sh` or pass --weights PATH",
+            weights.display()
+        );
+    }
+    let vgg = Vgg19::load(&weights)?;
+    let painting = picture::read(&a.style)?;
+    let (pw, ph) = picture::fit(painting.width(), painting.height(), a.size);
+    let painting = picture::to_tensor(&picture::resize(&painting, pw, ph));
+    let losses = Perceptual::new(
+        &vgg,
+        &painting,
+        a.content_weight,
+        a.style_weight,
+        a.tv_weight,
+    )?;
+    let net = transform_net(a.seed)?;
+    let mut opt = Adam::new(parameters(&net), a.lr, 0.0);
+    let preview = picture::read(&a.preview).ok();
+    println!(
+        "training the transformation network for {} on {} photos ({}×{} crops, batch {}) for {} steps",
+        a.style.display(),
+        files.len(),
+        a.size,
+        a.size,
+        a.batch_size,
+        a.steps
+    );
+    let mut log = match &a.log {
+        Some(p) => Some(
+            std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
+        ),
+        None => None,
+    };
+    let pb = ProgressBar::new(a.steps as u64);
+    pb.set_style(
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut rng = Rng::new(a.seed);
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    let mut cursor = order.len();
+    let s = a.size as usize;
+    for step in 1..=a.steps {
+        let t0 = Instant::now();
+        let mut batch = Vec::with_capacity(a.batch_size * 3 * s * s);
+        for _ in 0..a.batch_size {
+            if cursor == order.len() {
+                rng.shuffle(&mut order);
+                cursor = 0;
+            }
+            batch.extend(crop(&files[order[cursor]], a.size, &mut rng)?);
+            cursor += 1;
+        }
+        let x = Tensor::from_vec(batch, &[a.batch_size, 3, s, s])?;
+        opt.zero_grad();
+        let y = net.forward(&x)?;
+        let (total, l) = losses.loss(&vgg, &x, &y)?;
+        total.backward()?;
+        opt.step()?;
+        if !l.total.is_finite() {
+            bail!(
+                "the loss became {} at step {step}; lower --lr or the style weight",
+                l.total
+            );
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        pb.inc(1);
+        pb.set_message(format!(
+            "content {:.3e} style {:.3e} tv {:.3e} | {:.2} s/step",
+            l.content, l.style, l.tv, secs
+        ));
+        if let Some(f) = log.as_mut() {
+            writeln!(
+                f,
+                "{}",
+                serde_json::json!({"step": step, "content_loss": l.content, "style_loss": l.style,
+                    "tv_loss": l.tv, "total_loss": l.total, "seconds": secs})
+            )?;
+        }
+        if step % a.save_every.max(1) == 0 || step == a.steps {
+            save(&net, &a, step)?;
+            if let Some(p) = &preview {
+                let out = a.checkpoint.with_file_name(format!(
+                    "{}_preview.png",
+                    a.checkpoint
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("fast-style")
+                ));
+                let (w, h) = picture::fit(p.width(), p.height(), 512);
+                let img = stylize_image(&net, &picture::resize(p, w, h))?;
+                picture::write_png(&img, &out)?;
+            }
+        }
+    }
+    pb.finish_and_clear();
+    println!("network: {}", a.checkpoint.display());
+    Ok(())
+}
+
+fn save(net: &dyn Module, a: &StylizeTrainArgs, step: usize) -> Result<()> {
+    let meta = HashMap::from([
+        ("kind".to_string(), "fast-style".to_string()),
+        ("style".to_string(), a.style.display().to_string()),
+        ("step".to_string(), step.to_string()),
+    ]);
+    save_checkpoint(&a.checkpoint, net, None, meta)?;
+    Ok(())
+}
+
+/// One forward pass of the network on an RGB image.
+pub fn stylize_image(net: &dyn Module, img: &image::RgbImage) -> Result<image::RgbImage> {
+    let _g = no_grad();
+    net.set_training(false);
+    let y = net.forward(&picture::to_tensor(img))?;
+    Ok(picture::to_image(&y)?)
+}
+
+/// Load a network written by `stylize-train`.
+pub fn load_net(path: &Path) -> Result<aics_nn::Sequential> {
+    let ck = load_checkpoint(path)?;
+    if ck.metadata.get("kind").map(String::as_str) != Some("fast-style") {
+        bail!(
+            "{}: not a network written by `aics stylize-train`",
+            path.display()
+        );
+    }
+    let net = transform_net(0)?;
+    load_state_dict(&net, &ck.model_tensors(), true)
+        .with_context(|| format!("{}: loading the transformation network", path.display()))?;
+    Ok(net)
+}
