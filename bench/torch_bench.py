@@ -273,7 +273,7 @@ def bench_gatys(budget):
             lc = ((f["relu4_2"] - pf) ** 2).mean()
             ls = sum(0.2 * ((gram(f[k], textbook) - sg[k]) ** 2).sum() / f[k].shape[1] ** 2
                      for k in style_layers)
-            loss = lc + (500.0 if textbook else 1e4) * ls
+            loss = lc + 500.0 * ls
             if not textbook:
                 img = x / 255.0
                 loss = loss + 100.0 * (((img[:, :, 1:] - img[:, :, :-1]) ** 2).mean()

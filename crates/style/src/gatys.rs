@@ -51,7 +51,7 @@ pub struct Config {
 
 impl Default for Config {
     /// relu4_2 content; relu1_1 … relu5_1 style, equally weighted; mean-normalised losses with
-    /// style weight 1e4 (for the Caffe-convention weights, features of hundreds), a little
+    /// style weight 500 (for the Caffe-convention weights, features of hundreds), a little
     /// total variation; L-BFGS from the photo, 200 iterations.
     fn default() -> Self {
         Config {
@@ -61,7 +61,7 @@ impl Default for Config {
                 .map(|l| (l.to_string(), 0.2))
                 .collect(),
             content_weight: 1.0,
-            style_weight: 1e4,
+            style_weight: 5e2,
             tv_weight: 1e2,
             form: LossForm::Mean,
             method: Method::Lbfgs,

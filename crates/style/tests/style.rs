@@ -115,7 +115,12 @@ fn image_gradient_matches_pytorch() {
     let enc = |t: &Tensor| vgg.space.encode(t).unwrap();
     let content = enc(&image("content", 32, 32));
     let style = enc(&image("style", 40, 24));
-    let cfg = Config::default();
+    // the generator's weights: content 1, style 1e4, TV 1e2
+    let cfg = Config {
+        style_weight: 1e4,
+        tv_weight: 1e2,
+        ..Config::default()
+    };
     let t = gatys::targets(&vgg, &content, &[(style, 1.0)], &cfg).unwrap();
     let x = enc(&image("image", 32, 32)).requires_grad_(true);
     let (total, l) = gatys::loss(&vgg, &x, &t, &cfg).unwrap();
