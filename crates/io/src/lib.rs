@@ -146,6 +146,11 @@ pub enum IoError {
 const MAX_TENSOR_ELEMS: usize = 1 << 31;
 /// Upper bound on the number of state-dict entries.
 const MAX_ENTRIES: usize = 1 << 20;
+/// Upper bound on the elements of one tensor per element of its storage, and on the elements
+/// of all tensors of a file per byte of the file (views may repeat storage elements, e.g. with
+/// stride 0, but a compressed storage or many views of one storage must not turn a small file
+/// into an unbounded allocation).
+const MAX_EXPANSION: usize = 4096;
 
 /// Reads the state dict stored in the PyTorch checkpoint at `path`.
 pub fn load_pth(path: &Path) -> Result<Vec<(String, RawTensor)>, IoError> {
@@ -232,6 +237,7 @@ fn load_zip(
 
     let mut storages: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len().min(4096));
+    let mut budget = bytes.len().saturating_mul(MAX_EXPANSION);
     for (name, t) in entries {
         let key = &t.storage.key;
         if !storages.contains_key(key) {
@@ -243,8 +249,8 @@ fn load_zip(
             storages.insert(key.clone(), Rc::new(data));
         }
         let data = &storages[key];
-        let tensor =
-            materialize(&t, data, big_endian).map_err(|m| fail(format!("tensor '{name}': {m}")))?;
+        let tensor = materialize(&t, data, big_endian, &mut budget)
+            .map_err(|m| fail(format!("tensor '{name}': {m}")))?;
         out.push((name, tensor));
     }
     Ok(out)
@@ -370,6 +376,7 @@ fn load_legacy(
         pos += len;
     }
     let mut out = Vec::with_capacity(entries.len().min(4096));
+    let mut budget = bytes.len().saturating_mul(MAX_EXPANSION);
     for (name, t) in entries {
         let data = storages.get(&t.storage.key).ok_or_else(|| {
             fail(format!(
@@ -377,8 +384,8 @@ fn load_legacy(
                 t.storage.key
             ))
         })?;
-        let tensor =
-            materialize(&t, data, big_endian).map_err(|m| fail(format!("tensor '{name}': {m}")))?;
+        let tensor = materialize(&t, data, big_endian, &mut budget)
+            .map_err(|m| fail(format!("tensor '{name}': {m}")))?;
         out.push((name, tensor));
     }
     Ok(out)
@@ -457,8 +464,14 @@ fn flatten(
     Ok(())
 }
 
-/// Gathers a strided view out of the storage bytes into a contiguous tensor.
-fn materialize(t: &TensorRef, root: &[u8], big_endian: bool) -> Result<RawTensor, String> {
+/// Gathers a strided view out of the storage bytes into a contiguous tensor, taking its
+/// element count out of `budget` (the elements the rest of the file may still produce).
+fn materialize(
+    t: &TensorRef,
+    root: &[u8],
+    big_endian: bool,
+    budget: &mut usize,
+) -> Result<RawTensor, String> {
     let dtype = t.storage.dtype;
     let es = dtype.element_size();
     let avail_root = root.len() / es;
@@ -475,8 +488,16 @@ fn materialize(t: &TensorRef, root: &[u8], big_endian: bool) -> Result<RawTensor
         .size
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= MAX_TENSOR_ELEMS && n <= s_len.max(1).saturating_mul(4096))
+        .filter(|&n| n <= MAX_TENSOR_ELEMS && n <= s_len.max(1).saturating_mul(MAX_EXPANSION))
         .ok_or_else(|| format!("shape {:?} is too large for its storage", t.size))?;
+    if numel > *budget {
+        return Err(format!(
+            "shape {:?} is too large: the tensors of this file would hold more than \
+             {MAX_EXPANSION} elements per byte of the file",
+            t.size
+        ));
+    }
+    *budget -= numel;
     if numel > 0 {
         let mut last = t.offset;
         for (&d, &s) in t.size.iter().zip(&t.stride) {

@@ -1395,6 +1395,11 @@ fn conv_to_pytorch(
             w.dims
         ));
     }
+    // Without elements the dims are unchecked by the data, and a zero bias of Cout
+    // (up to 2^31 - 1) elements would be allocated for a file of a few hundred bytes.
+    if w.data.is_empty() {
+        return Err(format!("filters have dims {:?} and no elements", w.dims));
+    }
     let dim = |k: usize| w.dims.get(k).copied().unwrap_or(1);
     let (kh, kw, cin, cout) = (dim(0), dim(1), dim(2), dim(3));
     // Borrow single-precision data instead of copying it (VGG-19: 550 MB).

@@ -28,6 +28,27 @@ fn valid_range(w: usize, ow: usize, s: usize, k: usize, d: usize, p: usize) -> (
     (lo.min(hi), hi)
 }
 
+/// Every filter tap of one plane, row by row: `f(oh, ih, tap, lo, hi, first)` for output row
+/// `oh`, the input row `ih` it reads through tap `tap = kh·KW + kw`, and the output columns
+/// `lo..hi` whose input columns `first, first + s, …` are inside the image.
+fn for_each_tap(g: &Conv2dGeom, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+    for oh in 0..g.oh {
+        for kh in 0..g.kh {
+            let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
+            if ih < 0 || ih >= g.h as isize {
+                continue;
+            }
+            for kw in 0..g.kw {
+                let (lo, hi) = valid_range(g.w, g.ow, g.sw, kw, g.dw, g.pw);
+                if lo < hi {
+                    let first = lo * g.sw + kw * g.dw - g.pw;
+                    f(oh, ih as usize, kh * g.kw + kw, lo, hi, first);
+                }
+            }
+        }
+    }
+}
+
 /// Forward: `x` (N, C, H, W), `wt` (C, 1, KH, KW) → `y` (N, C, OH, OW), no bias.
 pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
@@ -36,34 +57,19 @@ pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         let c = plane % g.c;
         let xp = &x[plane * hw..(plane + 1) * hw];
         let wc = &wt[c * kk..(c + 1) * kk];
-        for oh in 0..g.oh {
-            let yr = &mut yp[oh * g.ow..(oh + 1) * g.ow];
-            for kh in 0..g.kh {
-                let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
-                if ih < 0 || ih >= g.h as isize {
-                    continue;
+        for_each_tap(g, |oh, ih, tap, lo, hi, first| {
+            let (wv, xr) = (wc[tap], &xp[ih * g.w..(ih + 1) * g.w]);
+            let yr = &mut yp[oh * g.ow + lo..oh * g.ow + hi];
+            if g.sw == 1 {
+                for (o, &xv) in yr.iter_mut().zip(&xr[first..first + (hi - lo)]) {
+                    *o += wv * xv;
                 }
-                let xr = &xp[ih as usize * g.w..(ih as usize + 1) * g.w];
-                for kw in 0..g.kw {
-                    let wv = wc[kh * g.kw + kw];
-                    let (lo, hi) = valid_range(g.w, g.ow, g.sw, kw, g.dw, g.pw);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let first = lo * g.sw + kw * g.dw - g.pw;
-                    if g.sw == 1 {
-                        let xs = &xr[first..first + (hi - lo)];
-                        for (o, &xv) in yr[lo..hi].iter_mut().zip(xs) {
-                            *o += wv * xv;
-                        }
-                    } else {
-                        for (i, o) in yr[lo..hi].iter_mut().enumerate() {
-                            *o += wv * xr[first + i * g.sw];
-                        }
-                    }
+            } else {
+                for (i, o) in yr.iter_mut().enumerate() {
+                    *o += wv * xr[first + i * g.sw];
                 }
             }
-        }
+        });
     });
     y
 }
@@ -77,34 +83,19 @@ pub fn bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         let c = plane % g.c;
         let dyp = &dy[plane * ohw..(plane + 1) * ohw];
         let wc = &wt[c * kk..(c + 1) * kk];
-        for oh in 0..g.oh {
-            let dyr = &dyp[oh * g.ow..(oh + 1) * g.ow];
-            for kh in 0..g.kh {
-                let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
-                if ih < 0 || ih >= g.h as isize {
-                    continue;
+        for_each_tap(g, |oh, ih, tap, lo, hi, first| {
+            let (wv, dyr) = (wc[tap], &dyp[oh * g.ow + lo..oh * g.ow + hi]);
+            let dxr = &mut dxp[ih * g.w..(ih + 1) * g.w];
+            if g.sw == 1 {
+                for (d, &gv) in dxr[first..first + (hi - lo)].iter_mut().zip(dyr) {
+                    *d += wv * gv;
                 }
-                let dxr = &mut dxp[ih as usize * g.w..(ih as usize + 1) * g.w];
-                for kw in 0..g.kw {
-                    let wv = wc[kh * g.kw + kw];
-                    let (lo, hi) = valid_range(g.w, g.ow, g.sw, kw, g.dw, g.pw);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let first = lo * g.sw + kw * g.dw - g.pw;
-                    if g.sw == 1 {
-                        let xs = &mut dxr[first..first + (hi - lo)];
-                        for (d, &gv) in xs.iter_mut().zip(&dyr[lo..hi]) {
-                            *d += wv * gv;
-                        }
-                    } else {
-                        for (i, &gv) in dyr[lo..hi].iter().enumerate() {
-                            dxr[first + i * g.sw] += wv * gv;
-                        }
-                    }
+            } else {
+                for (i, &gv) in dyr.iter().enumerate() {
+                    dxr[first + i * g.sw] += wv * gv;
                 }
             }
-        }
+        });
     });
     dx
 }
@@ -119,35 +110,21 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
             let plane = n * g.c + c;
             let xp = &x[plane * hw..(plane + 1) * hw];
             let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-            for kh in 0..g.kh {
-                for kw in 0..g.kw {
-                    let (lo, hi) = valid_range(g.w, g.ow, g.sw, kw, g.dw, g.pw);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let first = lo * g.sw + kw * g.dw - g.pw;
-                    let mut acc = T::zero();
-                    for oh in 0..g.oh {
-                        let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
-                        if ih < 0 || ih >= g.h as isize {
-                            continue;
-                        }
-                        let xr = &xp[ih as usize * g.w..(ih as usize + 1) * g.w];
-                        let dyr = &dyp[oh * g.ow + lo..oh * g.ow + hi];
-                        if g.sw == 1 {
-                            acc += dyr
-                                .iter()
-                                .zip(&xr[first..first + (hi - lo)])
-                                .fold(T::zero(), |s, (&a, &b)| s + a * b);
-                        } else {
-                            for (i, &gv) in dyr.iter().enumerate() {
-                                acc += gv * xr[first + i * g.sw];
-                            }
-                        }
-                    }
-                    dwc[kh * g.kw + kw] += acc;
-                }
-            }
+            for_each_tap(g, |oh, ih, tap, lo, hi, first| {
+                let (xr, dyr) = (
+                    &xp[ih * g.w..(ih + 1) * g.w],
+                    &dyp[oh * g.ow + lo..oh * g.ow + hi],
+                );
+                dwc[tap] += if g.sw == 1 {
+                    dyr.iter()
+                        .zip(&xr[first..first + (hi - lo)])
+                        .fold(T::zero(), |s, (&a, &b)| s + a * b)
+                } else {
+                    dyr.iter()
+                        .enumerate()
+                        .fold(T::zero(), |s, (i, &gv)| s + gv * xr[first + i * g.sw])
+                };
+            });
         }
     });
     dw
