@@ -407,7 +407,7 @@ pub fn run(a: StylizeArgs) -> Result<()> {
             }
             history.push(gatys::Step { step, ..*s });
             if let Some(n) = a.save_every {
-                if n > 0 && step % n == 0 {
+                if n > 0 && step.is_multiple_of(n) {
                     let p = step_path(&a.out, step);
                     save(&vgg, img, &photo, a.preserve_colors, &p).map_err(|e| {
                         aics_style::NnError::Config {

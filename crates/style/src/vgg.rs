@@ -93,6 +93,9 @@ impl InputSpace {
     }
 }
 
+/// One convolution as read from a file: (name, weight shape, weight, bias).
+pub type ConvPart = (String, Vec<usize>, Vec<f32>, Vec<f32>);
+
 pub struct Vgg19 {
     /// (weight (O, C, 3, 3), bias (O)) of the 16 convolutions.
     convs: Vec<(Tensor, Tensor)>,
@@ -143,11 +146,7 @@ impl Vgg19 {
     }
 
     /// Build from 16 (weight, bias) pairs given as (shape, data), checking every shape.
-    pub fn from_parts(
-        parts: Vec<(String, Vec<usize>, Vec<f32>, Vec<f32>)>,
-        space: InputSpace,
-        path: &Path,
-    ) -> Result<Self> {
+    pub fn from_parts(parts: Vec<ConvPart>, space: InputSpace, path: &Path) -> Result<Self> {
         let shapes = Self::conv_shapes();
         if parts.len() < shapes.len() {
             return Err(bad(

@@ -74,7 +74,7 @@ fn losses_match_finite_differences() {
         .unwrap();
         let r = gradcheck(
             &|x| Ok(gram(&x[0], form).unwrap()),
-            &[f.clone()],
+            std::slice::from_ref(&f),
             &[true],
             1,
         )
@@ -202,8 +202,10 @@ fn lbfgs_lowers_the_loss_monotonically() {
     let enc = |t: &Tensor| vgg.space.encode(t).unwrap();
     let content = enc(&image("content", 32, 32));
     let style = enc(&image("style", 32, 32));
-    let mut cfg = Config::default();
-    cfg.steps = 8;
+    let cfg = Config {
+        steps: 8,
+        ..Config::default()
+    };
     let t = gatys::targets(&vgg, &content, &[(style, 1.0)], &cfg).unwrap();
     let mut totals = Vec::new();
     gatys::optimize(&vgg, &content, &t, &cfg, &mut |s, _| {
