@@ -7,7 +7,7 @@ use aics_style::gatys::{self, Config, Flow};
 use aics_style::loss::{content_loss, gram, style_loss, tv_loss, LossForm};
 use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
 use aics_tensor::gradcheck::gradcheck;
-use aics_tensor::{hash_uniform, Rng, Tensor};
+use aics_tensor::{hash_fill, hash_uniform, Rng, Tensor};
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -15,7 +15,7 @@ fn fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-/// VGG19 with the generator's weights: He-uniform by `features.N.weight`, biases U(−0.1, 0.1).
+/// VGG19 with the generator's weights (`hash_fill` by `features.N.weight` / `.bias`).
 fn hashed_vgg() -> Vgg19 {
     let mut parts = Vec::new();
     let mut idx = 0;
@@ -24,16 +24,8 @@ fn hashed_vgg() -> Vgg19 {
     for n in [2, 2, 4, 4, 4] {
         for _ in 0..n {
             let shape = *s.next().unwrap();
-            let numel: usize = shape.iter().product();
-            let bound = (6.0 / (numel / shape[0]) as f64).sqrt();
-            let w = hash_uniform(&format!("features.{idx}.weight"), numel)
-                .into_iter()
-                .map(|u| ((2.0 * u - 1.0) * bound) as f32)
-                .collect();
-            let b = hash_uniform(&format!("features.{idx}.bias"), shape[0])
-                .into_iter()
-                .map(|u| (0.1 * (2.0 * u - 1.0)) as f32)
-                .collect();
+            let w = hash_fill(&format!("features.{idx}.weight"), &shape);
+            let b = hash_fill(&format!("features.{idx}.bias"), &shape[..1]);
             parts.push((format!("features.{idx}"), shape.to_vec(), w, b));
             idx += 2;
         }

@@ -26,7 +26,7 @@ pub use error::{Result, TensorError};
 pub use ops::conv::ConvParams;
 pub use ops::pool::PoolParams;
 pub use ops::upsample::Interp;
-pub use rng::{hash_uniform, Rng};
+pub use rng::{hash_fill, hash_uniform, Rng};
 pub use tensor::{Device, Tensor};
 
 /// Set the number of worker threads for all kernels (call once, before any work).

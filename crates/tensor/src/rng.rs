@@ -107,3 +107,28 @@ pub fn hash_uniform(key: &str, n: usize) -> Vec<f64> {
         })
         .collect()
 }
+
+/// Values for the parameter or buffer `key` of `shape`, from [`hash_uniform`]: the fixture
+/// generators' `fill` (`fixtures/hashinit.py`). Weights (2-D and up) are uniform with the He
+/// bound `√(6 / fan_in)`, biases U(−0.1, 0.1), batch-norm scales 1 + U(−0.2, 0.2), running
+/// means U(−0.2, 0.2), running variances 0.5 + U(0, 1).
+pub fn hash_fill(key: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    hash_uniform(key, n)
+        .into_iter()
+        .map(|u| {
+            let v = if key.ends_with("running_var") {
+                0.5 + u
+            } else if key.ends_with("running_mean") {
+                0.2 * (2.0 * u - 1.0)
+            } else if shape.len() >= 2 {
+                (2.0 * u - 1.0) * (6.0 / (n / shape[0]) as f64).sqrt()
+            } else if key.ends_with("weight") {
+                1.0 + 0.2 * (2.0 * u - 1.0)
+            } else {
+                0.1 * (2.0 * u - 1.0)
+            };
+            v as f32
+        })
+        .collect()
+}

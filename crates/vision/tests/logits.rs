@@ -8,35 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use aics_nn::{load_state_dict, state_dict, Module};
-use aics_tensor::Tensor;
+use aics_tensor::{hash_fill, hash_uniform, Tensor};
 use aics_vision::{build, ModelConfig};
 use serde_json::Value;
-
-/// `n` values in [0, 1), as `uniform` in the generator.
-fn uniform(key: &str, n: usize) -> Vec<f64> {
-    aics_tensor::hash_uniform(key, n)
-}
-
-fn fill(key: &str, shape: &[usize]) -> Vec<f32> {
-    let n: usize = shape.iter().product();
-    uniform(key, n)
-        .into_iter()
-        .map(|u| {
-            let v = if key.ends_with("running_var") {
-                0.5 + u
-            } else if key.ends_with("running_mean") {
-                0.2 * (2.0 * u - 1.0)
-            } else if shape.len() >= 2 {
-                (2.0 * u - 1.0) * (6.0 / (n / shape[0]) as f64).sqrt()
-            } else if key.ends_with("weight") {
-                1.0 + 0.2 * (2.0 * u - 1.0)
-            } else {
-                0.1 * (2.0 * u - 1.0)
-            };
-            v as f32
-        })
-        .collect()
-}
 
 fn check(name: &str, got: &Tensor, want: &[f32], what: &str) {
     let got = got.to_vec();
@@ -86,7 +60,7 @@ fn logits_match_torchvision() {
                 let data = if k.ends_with("num_batches_tracked") {
                     vec![0.0]
                 } else {
-                    fill(&k, t.shape())
+                    hash_fill(&k, t.shape())
                 };
                 (k, (t.shape().to_vec(), data))
             })
@@ -94,7 +68,7 @@ fn logits_match_torchvision() {
         load_state_dict(&m, &weights, true).unwrap();
         let shape = [batch, 3, size, size];
         let x = Tensor::from_vec(
-            uniform("input", shape.iter().product())
+            hash_uniform("input", shape.iter().product())
                 .into_iter()
                 .map(|u| ((2.0 * u - 1.0) * 2.0) as f32)
                 .collect(),
