@@ -89,7 +89,12 @@ def conv_flops(n, c, h, w, o, k, oh, ow):
     return 2.0 * n * o * oh * ow * c * k * k
 
 
+FILTER = [""]
+
+
 def emit(name, seconds, reps, flop=None, **extra):
+    if FILTER[0] not in name:
+        return
     rec = {"workload": name, "seconds": seconds,
            "gflop_s": (flop / seconds / 1e9) if flop else None, "repeats": reps}
     rec.update(extra)
@@ -199,6 +204,8 @@ def bench_models(budget, threads, tmpdir):
         return
     import os
     for name, arch, batch in MODEL_FWD:
+        if FILTER[0] not in name and FILTER[0] not in name + "@onnxruntime":
+            continue
         torch.manual_seed(0)
         model = getattr(torchvision.models, arch)().eval()
         x = torch.randn(batch, 3, 224, 224)
@@ -210,6 +217,8 @@ def bench_models(budget, threads, tmpdir):
             feed = {"x": x.numpy()}
             s, r = measure(lambda: sess.run(None, feed), budget)
             emit(name + "@onnxruntime", s, r, images_s=batch / s)
+    if FILTER[0] not in "resnet18_train_32_b64":
+        return
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -260,6 +269,8 @@ def bench_gatys(budget):
     for name, h, w, textbook in [("gatys_step_256", 256, 256, False),
                                  ("gatys_step_512", 512, 512, False),
                                  ("gatys_step_textbook", 192, 320, True)]:
+        if FILTER[0] not in name:
+            continue
         photo = torch.rand(1, 3, h, w) * 255 - 120
         painting = torch.rand(1, 3, h, w) * 255 - 120
         with torch.no_grad():
@@ -289,6 +300,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget", type=float, default=3.0,
                     help="timed seconds per workload before stopping repeats (default 3)")
+    ap.add_argument("--filter", default="",
+                    help="only workloads whose name contains this text (as `aics bench --filter`)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -299,17 +312,27 @@ def main():
           flush=True)
 
     b = args.budget
+    FILTER[0] = args.filter
+    want = lambda *names: any(args.filter in n for n in names)
     with torch.no_grad():
-        bench_sgemm(1024, b)
-        bench_sgemm(2048, b)
-    bench_conv("conv3x3_256_56_fwd", "conv3x3_256_56_fwdbwd", 1, 256, 56, 56, 256, b)
-    bench_conv("conv_lab33_fwd", "conv_lab33_bwd", 1, 256, 24, 40, 256, b, other="bwd")
-    bench_maxpool(b)
-    bench_lenet(b)
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
-        bench_models(b, args.threads, d)
-    bench_gatys(b)
+        if want("sgemm_1024"):
+            bench_sgemm(1024, b)
+        if want("sgemm_2048"):
+            bench_sgemm(2048, b)
+    if want("conv3x3_256_56_fwd", "conv3x3_256_56_fwdbwd"):
+        bench_conv("conv3x3_256_56_fwd", "conv3x3_256_56_fwdbwd", 1, 256, 56, 56, 256, b)
+    if want("conv_lab33_fwd", "conv_lab33_bwd"):
+        bench_conv("conv_lab33_fwd", "conv_lab33_bwd", 1, 256, 24, 40, 256, b, other="bwd")
+    if want("maxpool"):
+        bench_maxpool(b)
+    if want("lenet"):
+        bench_lenet(b)
+    if want("vgg", "resnet", "mobilenet", "onnxruntime"):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            bench_models(b, args.threads, d)
+    if want("gatys_step_256", "gatys_step_512", "gatys_step_textbook"):
+        bench_gatys(b)
 
 
 if __name__ == "__main__":

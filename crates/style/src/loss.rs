@@ -35,9 +35,11 @@ fn dims<T: Float>(f: &Tensor<T>) -> Result<(usize, usize, usize)> {
 /// Gram matrix of a (1, C, H, W) feature map (batch N > 1: Gram matrices of each, (N, C, C)).
 pub fn gram<T: Float>(f: &Tensor<T>, form: LossForm) -> Result<Tensor<T>> {
     let (n, c, hw) = dims(f)?;
-    let m = f.reshape(&[n, c, hw])?;
-    let g = m.matmul(&m.transpose(1, 2)?)?;
-    let g = if n == 1 { g.reshape(&[c, c])? } else { g };
+    let g = if n == 1 {
+        f.reshape(&[c, hw])?.gram()?
+    } else {
+        f.reshape(&[n, c, hw])?.gram()?
+    };
     Ok(match form {
         LossForm::Mean => g.mul_scalar(1.0 / (c * hw) as f64),
         LossForm::Textbook => g,

@@ -300,19 +300,30 @@ impl Vgg19 {
         let mut h = x.clone();
         let mut conv = 0;
         let pool = PoolParams::new(2).stride(2);
+        let mut fused = false; // the ReLU was applied with the convolution before it
         for (i, name) in names.iter().enumerate().take(last + 1) {
-            h = if name.starts_with("conv") {
+            if name.starts_with("conv") {
                 let (w, b) = &self.convs[conv];
                 conv += 1;
-                h.conv2d(w, Some(b), ConvParams::default().padding(1))?
+                let p = ConvParams::default().padding(1);
+                // Fuse the ReLU when the pre-activation itself is not asked for: it is then
+                // never stored.
+                fused = i < last && !wanted.contains(&i);
+                h = if fused {
+                    h.conv2d_relu(w, Some(b), p)?
+                } else {
+                    h.conv2d(w, Some(b), p)?
+                };
             } else if name.starts_with("relu") {
-                h.relu()
+                if !fused {
+                    h = h.relu();
+                }
             } else {
-                match self.pooling {
+                h = match self.pooling {
                     Pooling::Max => h.max_pool2d(pool)?,
                     Pooling::Avg => h.avg_pool2d(pool, true)?,
-                }
-            };
+                };
+            }
             for (slot, &w) in out.iter_mut().zip(wanted) {
                 if w == i {
                     *slot = Some(h.clone());

@@ -203,6 +203,8 @@ pub fn op_cases() -> Vec<OpCase> {
         case("bmm", &[&[2, 3, 4], &[2, 4, 5]], None, |x| {
             x[0].matmul(&x[1])
         }),
+        case("gram", &[&[3, 5]], None, |x| x[0].gram()),
+        case("gram_batched", &[&[2, 3, 4]], None, |x| x[0].gram()),
         case("bmm_shared", &[&[2, 3, 4], &[4, 5]], None, |x| {
             x[0].matmul(&x[1])
         }),
@@ -217,6 +219,12 @@ pub fn op_cases() -> Vec<OpCase> {
             &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4]],
             None,
             |x| x[0].conv2d(&x[1], Some(&x[2]), p().padding(1)),
+        ),
+        case(
+            "conv3x3_relu",
+            &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4]],
+            None,
+            |x| x[0].conv2d_relu(&x[1], Some(&x[2]), p().padding(1)),
         ),
         case(
             "conv1x1",

@@ -209,6 +209,9 @@ fn winograd_matches_naive() {
         (2, 3, 4, 8, 8, 0),
         (1, 4, 4, 5, 6, 2),
         (3, 6, 7, 31, 29, 1),
+        (2, 5, 3, 3, 3, 0),
+        (1, 3, 2, 4, 10, 2),
+        (2, 4, 3, 40, 1, 1),
     ] {
         let p = ConvParams::default().padding(pad);
         let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, 3, 3], &p).unwrap();
@@ -260,6 +263,49 @@ fn conv_op_through_winograd_matches_naive() {
     let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
     assert_close("op dx", &xt.grad().unwrap().to_vec(), &dx, 1e-3);
     assert_close("op dw", &wtt.grad().unwrap().to_vec(), &dw, 1e-3);
+}
+
+#[test]
+fn fused_conv_relu_equals_conv_then_relu() {
+    // both the im2col and the Winograd paths, with and without a weight gradient
+    use aics_tensor::Tensor;
+    let mut rng = Rng::new(9);
+    for (c, o, hw, weight_grad) in [(3, 5, 9, true), (64, 64, 46, true), (64, 64, 46, false)] {
+        let x = Tensor::from_vec(randv(2 * c * hw * hw, &mut rng), &[2, c, hw, hw]).unwrap();
+        let w = Tensor::from_vec(randv(o * c * 9, &mut rng), &[o, c, 3, 3]).unwrap();
+        let b = Tensor::from_vec(randv(o, &mut rng), &[o]).unwrap();
+        let dy = randv(2 * o * hw * hw, &mut rng);
+        let p = ConvParams::default().padding(1);
+        let run = |fused: bool| {
+            let (x, w, b) = (
+                x.copy().requires_grad_(true),
+                w.copy().requires_grad_(weight_grad),
+                b.copy().requires_grad_(true),
+            );
+            let y = if fused {
+                x.conv2d_relu(&w, Some(&b), p).unwrap()
+            } else {
+                x.conv2d(&w, Some(&b), p).unwrap().relu()
+            };
+            y.backward_with(dy.clone()).unwrap();
+            let gw = w.grad().map(|g| g.to_vec());
+            (
+                y.to_vec(),
+                x.grad().unwrap().to_vec(),
+                gw,
+                b.grad().unwrap().to_vec(),
+            )
+        };
+        let (a, b2) = (run(true), run(false));
+        let tag = format!("{c}->{o} {hw}x{hw}");
+        assert_close(&format!("y {tag}"), &a.0, &b2.0, 1e-6);
+        assert_close(&format!("dx {tag}"), &a.1, &b2.1, 1e-6);
+        assert_eq!(a.2.is_some(), weight_grad);
+        if let (Some(g1), Some(g2)) = (&a.2, &b2.2) {
+            assert_close(&format!("dw {tag}"), g1, g2, 1e-6);
+        }
+        assert_close(&format!("db {tag}"), &a.3, &b2.3, 1e-6);
+    }
 }
 
 #[test]

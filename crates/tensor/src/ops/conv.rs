@@ -154,6 +154,27 @@ fn bias_grad<T: Float>(g: &[T], o: usize, per_channel: usize) -> Vec<T> {
     gb
 }
 
+/// `y = max(y + b, 0)` (or `y + b` without `relu`), per channel planes of `per_channel`.
+fn bias_relu<T: Float>(y: &mut [T], bias: Option<&[T]>, per_channel: usize, relu: bool) {
+    use rayon::prelude::*;
+    let f = |(ch, v): (usize, &mut [T])| {
+        let b = bias.map_or(T::zero(), |b| b[ch % b.len()]);
+        if relu {
+            v.iter_mut().for_each(|e| *e = (*e + b).max(T::zero()));
+        } else {
+            v.iter_mut().for_each(|e| *e += b);
+        }
+    };
+    if per_channel == 0 {
+        return;
+    }
+    if y.len() >= crate::cpu::PAR_THRESHOLD {
+        y.par_chunks_mut(per_channel).enumerate().for_each(f);
+    } else {
+        y.chunks_mut(per_channel).enumerate().for_each(f);
+    }
+}
+
 impl<T: Float> Tensor<T> {
     /// 2-D convolution (cross-correlation): input (N, C, H, W), weight (O, C/groups, KH, KW),
     /// optional bias (O) → (N, O, OH, OW).
@@ -163,16 +184,38 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        let g = conv2d_geom("conv2d", self.shape(), weight.shape(), &p)?;
-        check_bias("conv2d", bias, g.o)?;
+        self.conv2d_impl(weight, bias, p, false)
+    }
+
+    /// `relu(conv2d(x, w, b))` as one op: the same values and gradients as the two ops, but the
+    /// pre-activation is never stored (half the activation memory of a conv–ReLU stack), and
+    /// the bias and the ReLU take one pass over the output.
+    pub fn conv2d_relu(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvParams,
+    ) -> Result<Tensor<T>> {
+        self.conv2d_impl(weight, bias, p, true)
+    }
+
+    fn conv2d_impl(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvParams,
+        relu: bool,
+    ) -> Result<Tensor<T>> {
+        let op = if relu { "conv2d_relu" } else { "conv2d" };
+        let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
+        check_bias(op, bias, g.o)?;
         let (xd, wd) = (self.data(), weight.data());
-        // Keep the unfolded input for the weight gradient when it is needed and not too large.
-        let keep = !depthwise::eligible(&g)
-            && crate::autograd::grad_enabled()
-            && weight.requires_grad()
-            && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
+        // The input is kept for the weight gradient only when that gradient will be asked for,
+        // and its unfolded form too when it is not too large.
+        let want_dw = crate::autograd::grad_enabled() && weight.requires_grad();
         let wino = winograd::eligible(&g);
         let dw = depthwise::eligible(&g);
+        let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
         let (mut y, cols) = if wino {
             (
                 winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph),
@@ -183,17 +226,40 @@ impl<T: Float> Tensor<T> {
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
         };
-        if let Some(b) = bias {
-            add_bias(&mut y, &b.data(), g.ohw());
+        if bias.is_some() || relu {
+            bias_relu(
+                &mut y,
+                bias.map(|b| b.data()).as_deref().map(|v| &v[..]),
+                g.ohw(),
+                relu,
+            );
         }
+        let y = std::sync::Arc::new(y);
+        let yk = relu.then(|| y.clone());
+        let xk = want_dw.then_some(xd);
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
-        Ok(Tensor::from_op(
+        Ok(Tensor::from_op_arc(
             y,
             vec![g.n, g.o, g.oh, g.ow],
-            "conv2d",
+            op,
             &inputs,
             move |gy, needs| {
+                // through the ReLU first: the gradient passes where the output is positive
+                let masked;
+                let gy = match &yk {
+                    Some(y) => {
+                        masked = crate::cpu::elementwise::zip_map(gy, y, |g, y| {
+                            if y > T::zero() {
+                                g
+                            } else {
+                                T::zero()
+                            }
+                        });
+                        &masked[..]
+                    }
+                    None => gy,
+                };
                 let mut r = vec![
                     needs[0].then(|| {
                         if dw {
@@ -206,13 +272,17 @@ impl<T: Float> Tensor<T> {
                             k::conv2d_bwd_data(gy, &wd, &g)
                         }
                     }),
-                    needs[1].then(|| {
-                        if dw {
-                            depthwise::bwd_weight(&xd, gy, &g)
-                        } else {
-                            k::conv2d_bwd_weight(&xd, gy, &g, cols.as_deref())
-                        }
-                    }),
+                    // (no input kept: the weight did not require grad when the op ran)
+                    needs[1]
+                        .then(|| {
+                            let xd = xk.as_ref()?;
+                            Some(if dw {
+                                depthwise::bwd_weight(xd, gy, &g)
+                            } else {
+                                k::conv2d_bwd_weight(xd, gy, &g, cols.as_deref())
+                            })
+                        })
+                        .flatten(),
                 ];
                 if needs.len() > 2 {
                     r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));

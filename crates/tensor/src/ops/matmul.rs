@@ -112,6 +112,55 @@ impl<T: Float> Tensor<T> {
         ))
     }
 
+    /// Gram matrices: `x` (N, C, K) → (N, C, C) with `G = X·Xᵀ` per batch element (or (C, K)
+    /// → (C, C)). The same values as `x.matmul(&x.transpose(-2, -1))`, without the transposed
+    /// copy; the backward is `dX = (dG + dGᵀ)·X`, and only `x` itself is kept for it.
+    pub fn gram(&self) -> Result<Tensor<T>> {
+        let s = self.shape();
+        let (batch, c, k) = match *s {
+            [c, k] => (1, c, k),
+            [b, c, k] => (b, c, k),
+            _ => {
+                return Err(shape_err(
+                    "gram",
+                    format!("expected (C, K) or (N, C, K), got {s:?}"),
+                ))
+            }
+        };
+        let mut shape = s.to_vec();
+        let last = shape.len() - 1;
+        shape[last] = c;
+        let xd = self.data();
+        let mut out = vec![T::zero(); batch * c * c];
+        for (i, o) in out.chunks_mut((c * c).max(1)).enumerate() {
+            let f = &xd[i * c * k..];
+            gemm(c, c, k, Mat::rm(f, k), Mat::rm_t(f, k), o, false, true);
+        }
+        Ok(Tensor::from_op(out, shape, "gram", &[self], move |g, _| {
+            let mut gx = vec![T::zero(); batch * c * k];
+            for (i, dx) in gx.chunks_mut((c * k).max(1)).enumerate() {
+                let dg = &g[i * c * c..(i + 1) * c * c];
+                let mut sym = vec![T::zero(); c * c];
+                for r in 0..c {
+                    for q in 0..c {
+                        sym[r * c + q] = dg[r * c + q] + dg[q * c + r];
+                    }
+                }
+                gemm(
+                    c,
+                    k,
+                    c,
+                    Mat::rm(&sym, c),
+                    Mat::rm(&xd[i * c * k..], k),
+                    dx,
+                    false,
+                    true,
+                );
+            }
+            vec![Some(gx)]
+        }))
+    }
+
     /// `y = x·Wᵀ + b` with `x: [.., in]`, `W: [out, in]`, `b: [out]` (PyTorch `F.linear`).
     pub fn linear(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>) -> Result<Tensor<T>> {
         let xs = self.shape();

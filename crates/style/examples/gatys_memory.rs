@@ -1,0 +1,83 @@
+//! Peak live heap bytes of one Gatys step (VGG19 with random weights), by phase:
+//! `cargo run --release -p aics-style --example gatys_memory -- 512 512`.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use aics_style::gatys::{self, Config};
+use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
+use aics_tensor::{Rng, Tensor};
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let n = LIVE.fetch_add(l.size(), Relaxed) + l.size();
+        PEAK.fetch_max(n, Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let n = LIVE.fetch_add(l.size(), Relaxed) + l.size();
+        PEAK.fetch_max(n, Relaxed);
+        System.alloc_zeroed(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Relaxed);
+        System.dealloc(p, l)
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn mb(b: usize) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let (h, w) = (
+        a.first().copied().unwrap_or(512),
+        a.get(1).copied().unwrap_or(512),
+    );
+    let mut rng = Rng::new(0);
+    let space = InputSpace::Caffe {
+        bgr: true,
+        mean_rgb: CAFFE_MEAN_RGB,
+    };
+    let vgg = Vgg19::random(0, space);
+    let cfg = Config::default();
+    let photo = vgg
+        .space
+        .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
+    let painting = vgg
+        .space
+        .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
+    let targets = gatys::targets(&vgg, &photo, &[(painting, 1.0)], &cfg)?;
+    let x = photo.copy().requires_grad_(true);
+    let base = LIVE.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    println!("{h}x{w}: before the step {:.1} MB live", mb(base));
+    let (total, _) = gatys::loss(&vgg, &x, &targets, &cfg)?;
+    println!(
+        "after forward: {:.1} MB live (+{:.1}), peak +{:.1}",
+        mb(LIVE.load(Relaxed)),
+        mb(LIVE.load(Relaxed) - base),
+        mb(PEAK.load(Relaxed) - base)
+    );
+    total.backward()?;
+    println!(
+        "after backward: peak +{:.1} MB over the state before the step",
+        mb(PEAK.load(Relaxed) - base)
+    );
+    drop(total);
+    println!(
+        "after dropping the graph: {:.1} MB live",
+        mb(LIVE.load(Relaxed))
+    );
+    Ok(())
+}
