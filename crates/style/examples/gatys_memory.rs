@@ -1,4 +1,5 @@
-//! Peak live heap bytes of one Gatys step (VGG19 with random weights), by phase:
+//! Peak live heap bytes of one Gatys step (VGG19 with random weights), by phase, and the
+//! fastest forward and backward times of a few steps:
 //! `cargo run --release -p aics-style --example gatys_memory -- 512 512`.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -79,5 +80,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "after dropping the graph: {:.1} MB live",
         mb(LIVE.load(Relaxed))
     );
+    // fastest of a few steps, by phase
+    let (mut f, mut b) = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        x.zero_grad();
+        let t = std::time::Instant::now();
+        let (total, _) = gatys::loss(&vgg, &x, &targets, &cfg)?;
+        f = f.min(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        total.backward()?;
+        b = b.min(t.elapsed().as_secs_f64());
+    }
+    println!("forward {:.1} ms, backward {:.1} ms", f * 1e3, b * 1e3);
     Ok(())
 }

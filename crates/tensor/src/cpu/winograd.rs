@@ -53,44 +53,6 @@ fn filter_transform<T: Float>(g: &[T]) -> [T; 16] {
     u
 }
 
-/// `Bᵀ·d·B` for one 4×4 tile.
-#[inline(always)]
-fn input_transform<T: Float>(d: &[T; 16]) -> [T; 16] {
-    let mut t = [T::zero(); 16];
-    for j in 0..4 {
-        let (d0, d1, d2, d3) = (d[j], d[4 + j], d[8 + j], d[12 + j]);
-        t[j] = d0 - d2;
-        t[4 + j] = d1 + d2;
-        t[8 + j] = d2 - d1;
-        t[12 + j] = d1 - d3;
-    }
-    let mut v = [T::zero(); 16];
-    for i in 0..4 {
-        let (a, b, c, e) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
-        v[4 * i] = a - c;
-        v[4 * i + 1] = b + c;
-        v[4 * i + 2] = c - b;
-        v[4 * i + 3] = b - e;
-    }
-    v
-}
-
-/// `Aᵀ·m·A` for one 4×4 product tile → 2×2.
-#[inline(always)]
-fn output_transform<T: Float>(m: &[T; 16]) -> [T; 4] {
-    let mut t = [T::zero(); 8];
-    for j in 0..4 {
-        t[j] = m[j] + m[4 + j] + m[8 + j];
-        t[4 + j] = m[4 + j] - m[8 + j] - m[12 + j];
-    }
-    [
-        t[0] + t[1] + t[2],
-        t[1] - t[2] - t[3],
-        t[4] + t[5] + t[6],
-        t[5] - t[6] - t[7],
-    ]
-}
-
 /// 3×3 convolution, stride 1, padding `pad`: `x` (N, C, H, W), `wt` (O, C, 3, 3) → (N, O, H+2p-2, W+2p-2).
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3<T: Float>(
@@ -125,46 +87,32 @@ pub fn conv3x3<T: Float>(
     let nblocks = tt.div_ceil(tb);
     let mut y = vec![T::zero(); n * o * oh * ow];
     let yp = SendPtr(y.as_mut_ptr());
+    let geo = Tiles {
+        c,
+        h,
+        w,
+        o,
+        oh,
+        ow,
+        tw,
+        tiles,
+        pad,
+    };
     (0..nblocks).into_par_iter().for_each_init(
-        || (vec![T::zero(); 16 * c * tb], vec![T::zero(); 16 * o * tb]),
-        |(v, m), bi| {
+        || {
+            (
+                vec![T::zero(); 16 * c * tb],
+                vec![T::zero(); 16 * o * tb],
+                vec![T::zero(); 8 * (2 * tb + 2)],
+            )
+        },
+        |(v, m, rows), bi| {
             let t0 = bi * tb;
             let nt = tb.min(tt - t0);
             // V[ξ][c][t]
-            let mut d = [T::zero(); 16];
-            for ci in 0..c {
-                for tl in 0..nt {
-                    let t = t0 + tl;
-                    let (ni, r) = (t / tiles, t % tiles);
-                    let (ty, tx) = (r / tw, r % tw);
-                    let xc = &x[(ni * c + ci) * h * w..(ni * c + ci + 1) * h * w];
-                    let (y0, x0) = (
-                        (2 * ty) as isize - pad as isize,
-                        (2 * tx) as isize - pad as isize,
-                    );
-                    if y0 >= 0 && x0 >= 0 && y0 + 4 <= h as isize && x0 + 4 <= w as isize {
-                        let base = y0 as usize * w + x0 as usize;
-                        for i in 0..4 {
-                            d[4 * i..4 * i + 4]
-                                .copy_from_slice(&xc[base + i * w..base + i * w + 4]);
-                        }
-                    } else {
-                        for i in 0..4 {
-                            let iy = y0 + i as isize;
-                            for j in 0..4 {
-                                let ix = x0 + j as isize;
-                                d[4 * i + j] =
-                                    if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                                        xc[iy as usize * w + ix as usize]
-                                    } else {
-                                        T::zero()
-                                    };
-                            }
-                        }
-                    }
-                    for (xi, &val) in input_transform(&d).iter().enumerate() {
-                        v[(xi * c + ci) * nt + tl] = val;
-                    }
+            for (tl, len) in geo.runs(t0, nt) {
+                for ci in 0..c {
+                    geo.input_run(x, ci, t0 + tl, len, rows, v, nt, tl);
                 }
             }
             // M[ξ] = U[ξ] · V[ξ]
@@ -181,37 +129,163 @@ pub fn conv3x3<T: Float>(
                 );
             }
             // output transform
-            let mut mt = [T::zero(); 16];
-            for oi in 0..o {
-                for tl in 0..nt {
-                    let t = t0 + tl;
-                    let (ni, r) = (t / tiles, t % tiles);
-                    let (ty, tx) = (r / tw, r % tw);
-                    for (xi, e) in mt.iter_mut().enumerate() {
-                        *e = m[(xi * o + oi) * nt + tl];
-                    }
-                    let res = output_transform(&mt);
-                    for i in 0..2 {
-                        let yy = 2 * ty + i;
-                        if yy >= oh {
-                            continue;
-                        }
-                        for j in 0..2 {
-                            let xx = 2 * tx + j;
-                            if xx < ow {
-                                // SAFETY: each tile, and so each output pixel, belongs to one block.
-                                unsafe {
-                                    *yp.get().add(((ni * o + oi) * oh + yy) * ow + xx) =
-                                        res[2 * i + j]
-                                };
-                            }
-                        }
-                    }
+            for (tl, len) in geo.runs(t0, nt) {
+                for oi in 0..o {
+                    // SAFETY: each tile, and so each output pixel, belongs to one block.
+                    unsafe { geo.output_run(m, oi, t0 + tl, len, nt, tl, rows, &yp) };
                 }
             }
         },
     );
     y
+}
+
+/// Tile geometry of one [`conv3x3`] call, with the transforms of a run of tiles that share
+/// one image and one tile row (so that their input rows and output rows are contiguous, and
+/// the transforms run along them as vector loops).
+struct Tiles {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    oh: usize,
+    ow: usize,
+    tw: usize,
+    tiles: usize,
+    pad: usize,
+}
+
+impl Tiles {
+    /// The runs of the tiles `t0..t0+nt`, as `(offset in the block, length)`.
+    fn runs(&self, t0: usize, nt: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut tl = 0;
+        std::iter::from_fn(move || {
+            if tl >= nt {
+                return None;
+            }
+            let tx = (t0 + tl) % self.tiles % self.tw;
+            let len = (self.tw - tx).min(nt - tl);
+            let r = (tl, len);
+            tl += len;
+            Some(r)
+        })
+    }
+
+    /// Input transform `Bᵀ·d·B` of channel `ci` for the `len` tiles from tile `t` (in one tile
+    /// row) into columns `tl..tl+len` of `v` (16 × C rows of stride `nt`). `rows` is scratch
+    /// space of at least 8·(2·len + 2) elements.
+    #[allow(clippy::too_many_arguments)]
+    fn input_run<T: Float>(
+        &self,
+        x: &[T],
+        ci: usize,
+        t: usize,
+        len: usize,
+        rows: &mut [T],
+        v: &mut [T],
+        nt: usize,
+        tl: usize,
+    ) {
+        let (h, w) = (self.h, self.w);
+        let (ni, r) = (t / self.tiles, t % self.tiles);
+        let (ty, tx) = (r / self.tw, r % self.tw);
+        let xc = &x[(ni * self.c + ci) * h * w..(ni * self.c + ci + 1) * h * w];
+        // the four input rows under the run, columns 2·tx - pad .. + 2·len + 2, zero-padded
+        let width = 2 * len + 2;
+        let x0 = (2 * tx) as isize - self.pad as isize;
+        let (d, r) = rows.split_at_mut(4 * width);
+        for i in 0..4 {
+            let row = &mut d[i * width..(i + 1) * width];
+            let iy = (2 * ty + i) as isize - self.pad as isize;
+            if iy < 0 || iy >= h as isize {
+                row.fill(T::zero());
+                continue;
+            }
+            let src = &xc[iy as usize * w..(iy as usize + 1) * w];
+            let lo = (-x0).clamp(0, width as isize) as usize;
+            let hi = (w as isize - x0).clamp(lo as isize, width as isize) as usize;
+            row[..lo].fill(T::zero());
+            row[lo..hi]
+                .copy_from_slice(&src[(x0 + lo as isize) as usize..(x0 + hi as isize) as usize]);
+            row[hi..].fill(T::zero());
+        }
+        // Bᵀ·d down the columns: r_k are combinations of the four rows
+        {
+            let (d0, rest) = d.split_at(width);
+            let (d1, rest) = rest.split_at(width);
+            let (d2, d3) = rest.split_at(width);
+            let (r0, rest) = r.split_at_mut(width);
+            let (r1, rest) = rest.split_at_mut(width);
+            let (r2, r3) = rest.split_at_mut(width);
+            for j in 0..width {
+                r0[j] = d0[j] - d2[j];
+                r1[j] = d1[j] + d2[j];
+                r2[j] = d2[j] - d1[j];
+                r3[j] = d1[j] - d3[j];
+            }
+        }
+        // ·B along each row: tile i covers columns 2i..2i+4
+        let c = self.c;
+        for k in 0..4 {
+            let rk = &r[k * width..(k + 1) * width];
+            let base = |j: usize| ((4 * k + j) * c + ci) * nt + tl;
+            let (v0, v1, v2, v3) = (base(0), base(1), base(2), base(3));
+            for i in 0..len {
+                let (a, b, cc, e) = (rk[2 * i], rk[2 * i + 1], rk[2 * i + 2], rk[2 * i + 3]);
+                v[v0 + i] = a - cc;
+                v[v1 + i] = b + cc;
+                v[v2 + i] = cc - b;
+                v[v3 + i] = b - e;
+            }
+        }
+    }
+
+    /// Output transform `Aᵀ·m·A` of output channel `oi` for the `len` tiles from tile `t` (one
+    /// tile row), read from columns `tl..tl+len` of `m` (16 × O rows of stride `nt`), written
+    /// into `y`. `rows` is scratch space of at least 4·len elements.
+    ///
+    /// # Safety
+    /// `y` must hold N·O·OH·OW elements, and no other thread may write these tiles' pixels.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn output_run<T: Float>(
+        &self,
+        m: &[T],
+        oi: usize,
+        t: usize,
+        len: usize,
+        nt: usize,
+        tl: usize,
+        rows: &mut [T],
+        y: &SendPtr<T>,
+    ) {
+        let (ni, r) = (t / self.tiles, t % self.tiles);
+        let (ty, tx) = (r / self.tw, r % self.tw);
+        let q: [&[T]; 16] = std::array::from_fn(|xi| &m[(xi * self.o + oi) * nt + tl..][..len]);
+        let (out0, rest) = rows.split_at_mut(2 * len);
+        let out1 = &mut rest[..2 * len];
+        for i in 0..len {
+            let s = |j: usize| q[j][i] + q[4 + j][i] + q[8 + j][i];
+            let d = |j: usize| q[4 + j][i] - q[8 + j][i] - q[12 + j][i];
+            let (s0, s1, s2, s3) = (s(0), s(1), s(2), s(3));
+            let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+            out0[2 * i] = s0 + s1 + s2;
+            out0[2 * i + 1] = s1 - s2 - s3;
+            out1[2 * i] = d0 + d1 + d2;
+            out1[2 * i + 1] = d1 - d2 - d3;
+        }
+        let (oh, ow) = (self.oh, self.ow);
+        let plane = (ni * self.o + oi) * oh * ow;
+        let x0 = 2 * tx;
+        let cols = (2 * len).min(ow - x0); // the last tile of a row may stick out
+        for (i, out) in [&*out0, &*out1].into_iter().enumerate() {
+            let yy = 2 * ty + i;
+            if yy < oh {
+                // SAFETY: row yy of this plane, columns x0..x0+cols, lies inside y (caller).
+                let dst = std::slice::from_raw_parts_mut(y.get().add(plane + yy * ow + x0), cols);
+                dst.copy_from_slice(&out[..cols]);
+            }
+        }
+    }
 }
 
 /// Flip each 3×3 filter and swap its in/out channels: (O, C, 3, 3) → (C, O, 3, 3). The
