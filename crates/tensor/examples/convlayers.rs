@@ -1,7 +1,11 @@
 //! Times conv2d forward and input-gradient for each VGG19 layer shape (up to relu5_1) at one
 //! image size: `cargo run --release -p aics-tensor --example convlayers -- 256 256`.
+//! The backward time includes the `sum` that starts it.
 use aics_tensor::{ConvParams, Rng, Tensor};
 use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args: Vec<usize> = std::env::args()

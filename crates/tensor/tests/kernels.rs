@@ -212,6 +212,8 @@ fn winograd_matches_naive() {
         (2, 5, 3, 3, 3, 0),
         (1, 3, 2, 4, 10, 2),
         (2, 4, 3, 40, 1, 1),
+        // few tiles, many channels: the schedule that runs all tiles through each GEMM at once
+        (2, 256, 256, 7, 6, 1),
     ] {
         let p = ConvParams::default().padding(pad);
         let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, 3, 3], &p).unwrap();

@@ -18,7 +18,9 @@ use super::SendPtr;
 use crate::dtype::Float;
 
 /// Whether the Winograd path applies and pays off: many channels and many output tiles
-/// (measured against im2col + GEMM with `aics bench`; below ~512 tiles the GEMMs get too thin).
+/// (measured against im2col + GEMM with `aics bench` and the `convlayers` example; below ~512
+/// tiles the GEMMs get too thin, unless the channels are many: from 256×256 channels, 64 tiles
+/// are enough when all tiles go through each GEMM at once).
 pub fn eligible(g: &super::conv::Conv2dGeom) -> bool {
     let tiles = g.n * g.oh.div_ceil(2) * g.ow.div_ceil(2);
     g.kh == 3
@@ -28,7 +30,14 @@ pub fn eligible(g: &super::conv::Conv2dGeom) -> bool {
         && g.ph <= 2
         && g.c >= 64
         && g.o >= 64
-        && tiles >= 512
+        && (tiles >= 512 || (tiles >= 64 && by_xi(tiles, g.c, g.o)))
+}
+
+/// Whether to run all tiles through each of the 16 GEMMs at once instead of in cache-sized
+/// blocks: when the tiles are few and the channels many, the transformed filters U (16·O·C)
+/// outweigh a block's tiles, and reading them once per block would dominate.
+fn by_xi(tiles: usize, c: usize, o: usize) -> bool {
+    tiles <= 1024 && c * o >= 256 * 256
 }
 
 /// `G·g·Gᵀ` for one 3×3 filter → 4×4.
@@ -78,15 +87,6 @@ pub fn conv3x3<T: Float>(
             unsafe { *up.get().add(xi * o * c + oc) = v };
         }
     });
-    // Tiles are processed in blocks small enough that a block's V and M stay in cache:
-    // per block, input transform → 16 GEMMs → output transform.
-    const TILE_BLOCK: usize = 96;
-    let threads = rayon::current_num_threads();
-    let nblocks = tt.div_ceil(TILE_BLOCK).div_ceil(threads) * threads;
-    let tb = tt.div_ceil(nblocks.min(tt).max(1));
-    let nblocks = tt.div_ceil(tb);
-    let mut y = vec![T::zero(); n * o * oh * ow];
-    let yp = SendPtr(y.as_mut_ptr());
     let geo = Tiles {
         c,
         h,
@@ -98,6 +98,48 @@ pub fn conv3x3<T: Float>(
         tiles,
         pad,
     };
+    let mut y = vec![T::zero(); n * o * oh * ow];
+    let yp = SendPtr(y.as_mut_ptr());
+    if by_xi(tt, c, o) {
+        // Few tiles, many channels: all tiles at once, so that each U[ξ] is read once.
+        // V[c][ξ][t] by channel → the 16 GEMMs M[ξ][o][t] side by side → outputs by channel.
+        let mut v = vec![T::zero(); 16 * c * tt];
+        v.par_chunks_mut(16 * tt).enumerate().for_each_init(
+            || vec![T::zero(); 8 * (2 * tw + 2)],
+            |rows, (ci, vc)| {
+                for (tl, len) in geo.runs(0, tt) {
+                    geo.input_run(x, ci, tl, len, rows, vc, (tt, 0), tl);
+                }
+            },
+        );
+        let mut m = vec![T::zero(); 16 * o * tt];
+        m.par_chunks_mut(o * tt).enumerate().for_each(|(xi, mx)| {
+            let vx = Mat {
+                data: &v[xi * tt..],
+                rs: 16 * tt,
+                cs: 1,
+            };
+            gemm(o, tt, c, Mat::rm(&u[xi * o * c..], c), vx, mx, false, false);
+        });
+        drop(v);
+        (0..o).into_par_iter().for_each_init(
+            || vec![T::zero(); 4 * tw],
+            |rows, oi| {
+                for (tl, len) in geo.runs(0, tt) {
+                    // SAFETY: output channel oi's planes are written by this task alone.
+                    unsafe { geo.output_run(&m, oi, tl, len, tt, tl, rows, &yp) };
+                }
+            },
+        );
+        return y;
+    }
+    // Tiles are processed in blocks small enough that a block's V and M stay in cache:
+    // per block, input transform → 16 GEMMs → output transform.
+    const TILE_BLOCK: usize = 96;
+    let threads = rayon::current_num_threads();
+    let nblocks = tt.div_ceil(TILE_BLOCK).div_ceil(threads) * threads;
+    let tb = tt.div_ceil(nblocks.min(tt).max(1));
+    let nblocks = tt.div_ceil(tb);
     (0..nblocks).into_par_iter().for_each_init(
         || {
             (
@@ -112,7 +154,7 @@ pub fn conv3x3<T: Float>(
             // V[ξ][c][t]
             for (tl, len) in geo.runs(t0, nt) {
                 for ci in 0..c {
-                    geo.input_run(x, ci, t0 + tl, len, rows, v, nt, tl);
+                    geo.input_run(x, ci, t0 + tl, len, rows, v, (c * nt, nt), tl);
                 }
             }
             // M[ξ] = U[ξ] · V[ξ]
@@ -172,8 +214,8 @@ impl Tiles {
     }
 
     /// Input transform `Bᵀ·d·B` of channel `ci` for the `len` tiles from tile `t` (in one tile
-    /// row) into columns `tl..tl+len` of `v` (16 × C rows of stride `nt`). `rows` is scratch
-    /// space of at least 8·(2·len + 2) elements.
+    /// row): element ξ of tile i goes to `v[ξ·sx + ci·sc + tl + i]`. `rows` is scratch space of
+    /// at least 8·(2·len + 2) elements.
     #[allow(clippy::too_many_arguments)]
     fn input_run<T: Float>(
         &self,
@@ -183,7 +225,7 @@ impl Tiles {
         len: usize,
         rows: &mut [T],
         v: &mut [T],
-        nt: usize,
+        (sx, sc): (usize, usize),
         tl: usize,
     ) {
         let (h, w) = (self.h, self.w);
@@ -225,10 +267,9 @@ impl Tiles {
             }
         }
         // ·B along each row: tile i covers columns 2i..2i+4
-        let c = self.c;
         for k in 0..4 {
             let rk = &r[k * width..(k + 1) * width];
-            let base = |j: usize| ((4 * k + j) * c + ci) * nt + tl;
+            let base = |j: usize| (4 * k + j) * sx + ci * sc + tl;
             let (v0, v1, v2, v3) = (base(0), base(1), base(2), base(3));
             for i in 0..len {
                 let (a, b, cc, e) = (rk[2 * i], rk[2 * i + 1], rk[2 * i + 2], rk[2 * i + 3]);
