@@ -239,6 +239,9 @@ fn winograd_matches_naive() {
             2 - pad,
         );
         assert_close(&format!("winograd dx {tag}"), &got, &dx, 1e-3);
+        let direct =
+            aics_tensor::cpu::winograd::conv3x3_bwd_data(&dy, n, o, g.oh, g.ow, &wt, c, pad);
+        assert_close(&format!("winograd bwd_data {tag}"), &direct, &dx, 1e-3);
     }
 }
 

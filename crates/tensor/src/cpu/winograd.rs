@@ -74,19 +74,69 @@ pub fn conv3x3<T: Float>(
     o: usize,
     pad: usize,
 ) -> Vec<T> {
+    let u = transformed_filters(o, c, |oi, ci| {
+        std::array::from_fn(|k| wt[(oi * c + ci) * 9 + k])
+    });
+    conv3x3_u(x, n, c, h, w, &u, o, pad)
+}
+
+/// The backward-data pass of a Winograd-eligible convolution with padding `pad`: `dy`
+/// (N, O, OH, OW) and the forward's `wt` (O, C, 3, 3) → dX (N, C, H, W). The same as
+/// `conv3x3(dy, n, o, oh, ow, &flip_transpose(wt, o, c), c, 2 - pad)`, with the flipped filters
+/// transformed straight from `wt`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_bwd_data<T: Float>(
+    dy: &[T],
+    n: usize,
+    o: usize,
+    oh: usize,
+    ow: usize,
+    wt: &[T],
+    c: usize,
+    pad: usize,
+) -> Vec<T> {
+    // filter (ci ← oi) of the full convolution is wt[oi][ci] turned by 180°
+    let u = transformed_filters(c, o, |ci, oi| {
+        std::array::from_fn(|k| wt[(oi * c + ci) * 9 + 8 - k])
+    });
+    conv3x3_u(dy, n, o, oh, ow, &u, c, 2 - pad)
+}
+
+/// U[ξ][o][c] = (G·g·Gᵀ)[ξ] for the 3×3 filters `filter(o, c)`, built row by row in parallel.
+fn transformed_filters<T: Float>(
+    o: usize,
+    c: usize,
+    filter: impl Fn(usize, usize) -> [T; 9] + Sync,
+) -> Vec<T> {
+    let mut u = vec![T::zero(); 16 * o * c];
+    let up = SendPtr(u.as_mut_ptr());
+    (0..o).into_par_iter().for_each(|oi| {
+        for ci in 0..c {
+            for (xi, &v) in filter_transform(&filter(oi, ci)).iter().enumerate() {
+                // SAFETY: output channel oi alone writes the elements (ξ, oi, ·).
+                unsafe { *up.get().add((xi * o + oi) * c + ci) = v };
+            }
+        }
+    });
+    u
+}
+
+/// [`conv3x3`] with the filters already transformed: `u` is U[ξ][o][c].
+#[allow(clippy::too_many_arguments)]
+fn conv3x3_u<T: Float>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    u: &[T],
+    o: usize,
+    pad: usize,
+) -> Vec<T> {
     let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let tiles = th * tw;
     let tt = n * tiles;
-    // U[ξ][o][c]
-    let mut u = vec![T::zero(); 16 * o * c];
-    let up = SendPtr(u.as_mut_ptr());
-    (0..o * c).into_par_iter().for_each(|oc| {
-        for (xi, &v) in filter_transform(&wt[oc * 9..oc * 9 + 9]).iter().enumerate() {
-            // SAFETY: filter oc alone writes element (ξ, oc).
-            unsafe { *up.get().add(xi * o * c + oc) = v };
-        }
-    });
     let geo = Tiles {
         c,
         h,
@@ -123,7 +173,7 @@ pub fn conv3x3<T: Float>(
         });
         drop(v);
         (0..o).into_par_iter().for_each_init(
-            || vec![T::zero(); 4 * tw],
+            || vec![T::zero(); 12 * tw],
             |rows, oi| {
                 for (tl, len) in geo.runs(0, tt) {
                     // SAFETY: output channel oi's planes are written by this task alone.
@@ -145,7 +195,7 @@ pub fn conv3x3<T: Float>(
             (
                 vec![T::zero(); 16 * c * tb],
                 vec![T::zero(); 16 * o * tb],
-                vec![T::zero(); 8 * (2 * tb + 2)],
+                vec![T::zero(); 16 * tb + 16], // input: 8·(2·tb + 2), output: 12·tb
             )
         },
         |(v, m, rows), bi| {
@@ -283,7 +333,7 @@ impl Tiles {
 
     /// Output transform `Aᵀ·m·A` of output channel `oi` for the `len` tiles from tile `t` (one
     /// tile row), read from columns `tl..tl+len` of `m` (16 × O rows of stride `nt`), written
-    /// into `y`. `rows` is scratch space of at least 4·len elements.
+    /// into `y`. `rows` is scratch space of at least 12·len elements.
     ///
     /// # Safety
     /// `y` must hold N·O·OH·OW elements, and no other thread may write these tiles' pixels.
@@ -302,23 +352,34 @@ impl Tiles {
         let (ni, r) = (t / self.tiles, t % self.tiles);
         let (ty, tx) = (r / self.tw, r % self.tw);
         let q: [&[T]; 16] = std::array::from_fn(|xi| &m[(xi * self.o + oi) * nt + tl..][..len]);
-        let (out0, rest) = rows.split_at_mut(2 * len);
-        let out1 = &mut rest[..2 * len];
-        for i in 0..len {
-            let s = |j: usize| q[j][i] + q[4 + j][i] + q[8 + j][i];
-            let d = |j: usize| q[4 + j][i] - q[8 + j][i] - q[12 + j][i];
-            let (s0, s1, s2, s3) = (s(0), s(1), s(2), s(3));
-            let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-            out0[2 * i] = s0 + s1 + s2;
-            out0[2 * i + 1] = s1 - s2 - s3;
-            out1[2 * i] = d0 + d1 + d2;
-            out1[2 * i + 1] = d1 - d2 - d3;
+        // Aᵀ·m down the columns (vector loops over the run's tiles), then ·A along the rows
+        let (sd, out) = rows.split_at_mut(8 * len);
+        let (s, d) = sd.split_at_mut(4 * len);
+        for j in 0..4 {
+            let (a, b, c, e) = (q[j], q[4 + j], q[8 + j], q[12 + j]);
+            let sj = &mut s[j * len..(j + 1) * len];
+            let dj = &mut d[j * len..(j + 1) * len];
+            for i in 0..len {
+                sj[i] = a[i] + b[i] + c[i];
+                dj[i] = b[i] - c[i] - e[i];
+            }
         }
+        let (out0, out1) = out[..4 * len].split_at_mut(2 * len);
+        for (src, dst) in [(&*s, out0), (&*d, out1)] {
+            let (t0, rest) = src.split_at(len);
+            let (t1, rest) = rest.split_at(len);
+            let (t2, t3) = rest.split_at(len);
+            for i in 0..len {
+                dst[2 * i] = t0[i] + t1[i] + t2[i];
+                dst[2 * i + 1] = t1[i] - t2[i] - t3[i];
+            }
+        }
+        let (out0, out1) = out[..4 * len].split_at(2 * len);
         let (oh, ow) = (self.oh, self.ow);
         let plane = (ni * self.o + oi) * oh * ow;
         let x0 = 2 * tx;
         let cols = (2 * len).min(ow - x0); // the last tile of a row may stick out
-        for (i, out) in [&*out0, &*out1].into_iter().enumerate() {
+        for (i, out) in [out0, out1].into_iter().enumerate() {
             let yy = 2 * ty + i;
             if yy < oh {
                 // SAFETY: row yy of this plane, columns x0..x0+cols, lies inside y (caller).

@@ -266,8 +266,7 @@ impl<T: Float> Tensor<T> {
                             depthwise::bwd_data(gy, &wd, &g)
                         } else if wino {
                             // the full convolution of dY with the flipped, transposed filters
-                            let wf = winograd::flip_transpose(&wd, g.o, g.c);
-                            winograd::conv3x3(gy, g.n, g.o, g.oh, g.ow, &wf, g.c, 2 - g.ph)
+                            winograd::conv3x3_bwd_data(gy, g.n, g.o, g.oh, g.ow, &wd, g.c, g.ph)
                         } else {
                             k::conv2d_bwd_data(gy, &wd, &g)
                         }
