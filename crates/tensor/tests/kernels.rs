@@ -356,3 +356,43 @@ fn depthwise_matches_naive_random_shapes() {
         );
     }
 }
+
+#[test]
+fn max_pool_2x2_matches_a_direct_loop_with_ties_and_nan() {
+    use aics_tensor::{PoolParams, Tensor};
+    let mut rng = Rng::new(5);
+    for (h, w) in [(7, 9), (8, 8), (2, 3)] {
+        // small integers make ties common; a few NaNs
+        let mut x: Vec<f32> = (0..2 * 3 * h * w)
+            .map(|_| (rng.below(4) as f32) - 1.0)
+            .collect();
+        x[3] = f32::NAN;
+        x[h * w + 1] = f32::NAN;
+        x[h * w + w] = f32::NAN;
+        let t = Tensor::from_vec(x.clone(), &[2, 3, h, w]).unwrap();
+        let (y, idx) = t
+            .max_pool2d_with_indices(PoolParams::new(2).stride(2))
+            .unwrap();
+        let (oh, ow) = (h / 2, w / 2);
+        let y = y.to_vec();
+        for pl in 0..6 {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut best, mut bi) = (f32::NEG_INFINITY, 2 * oy * w + 2 * ox);
+                    for ki in 0..2 {
+                        for kj in 0..2 {
+                            let i = (2 * oy + ki) * w + 2 * ox + kj;
+                            let v = x[pl * h * w + i];
+                            if v > best || v.is_nan() {
+                                (best, bi) = (v, i);
+                            }
+                        }
+                    }
+                    let o = pl * oh * ow + oy * ow + ox;
+                    assert_eq!(idx[o] as usize, bi, "index at plane {pl} ({oy}, {ox})");
+                    assert!(y[o] == best || (y[o].is_nan() && best.is_nan()));
+                }
+            }
+        }
+    }
+}

@@ -160,7 +160,10 @@ fn bias_relu<T: Float>(y: &mut [T], bias: Option<&[T]>, per_channel: usize, relu
     let f = |(ch, v): (usize, &mut [T])| {
         let b = bias.map_or(T::zero(), |b| b[ch % b.len()]);
         if relu {
-            v.iter_mut().for_each(|e| *e = (*e + b).max(T::zero()));
+            v.iter_mut().for_each(|e| {
+                let t = *e + b;
+                *e = if t > T::zero() { t } else { T::zero() };
+            });
         } else {
             v.iter_mut().for_each(|e| *e += b);
         }
