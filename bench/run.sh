@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark aics against PyTorch on the CPU and print a comparison table.
 #
-#   bench/run.sh [THREADS]          (default 2)
+#   bench/run.sh [THREADS [FILTER]]   (default 2 threads, all workloads)
 #
 # Needs a release build (cargo build --release) and PyTorch for $PYTHON
 # (default /usr/bin/python3, which has Debian's python3-torch; install
@@ -9,6 +9,7 @@
 set -euo pipefail
 
 THREADS="${1:-2}"
+FILTER="${2:-}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 AICS="$ROOT/target/release/aics"
@@ -21,9 +22,9 @@ if [ ! -x "$AICS" ]; then
 fi
 
 echo "== aics ($THREADS threads) -> $AICS_OUT" >&2
-"$AICS" bench --json --threads "$THREADS" > "$AICS_OUT"
+"$AICS" bench --json --threads "$THREADS" --filter "$FILTER" > "$AICS_OUT"
 
 echo "== torch ($THREADS threads, $PYTHON) -> $TORCH_OUT" >&2
-"$PYTHON" "$ROOT/bench/torch_bench.py" --threads "$THREADS" > "$TORCH_OUT"
+"$PYTHON" "$ROOT/bench/torch_bench.py" --threads "$THREADS" --filter "$FILTER" > "$TORCH_OUT"
 
 "$PYTHON" "$ROOT/bench/compare.py" "$AICS_OUT" "$TORCH_OUT"
