@@ -273,27 +273,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             continue;
         }
         use aics_style::gatys::{self, Config};
-        use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
-        let vgg = Vgg19::random(
-            0,
-            InputSpace::Caffe {
-                bgr: true,
-                mean_rgb: CAFFE_MEAN_RGB,
-            },
-        );
         let cfg = if textbook {
             Config::textbook()
         } else {
             Config::default()
         };
-        let photo = vgg
-            .space
-            .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
-        let painting = vgg
-            .space
-            .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
-        let targets = gatys::targets(&vgg, &photo, &[(painting, 1.0)], &cfg)?;
-        let x = photo.copy().requires_grad_(true);
+        let (vgg, targets, x) = gatys::random_problem(h, w, &cfg, 0)?;
         let s = time(a.min_time, || {
             x.zero_grad();
             let (total, _) = gatys::loss(&vgg, &x, &targets, &cfg)?;

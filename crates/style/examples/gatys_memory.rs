@@ -5,8 +5,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use aics_style::gatys::{self, Config};
-use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
-use aics_tensor::{Rng, Tensor};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -45,21 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         a.first().copied().unwrap_or(512),
         a.get(1).copied().unwrap_or(512),
     );
-    let mut rng = Rng::new(0);
-    let space = InputSpace::Caffe {
-        bgr: true,
-        mean_rgb: CAFFE_MEAN_RGB,
-    };
-    let vgg = Vgg19::random(0, space);
     let cfg = Config::default();
-    let photo = vgg
-        .space
-        .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
-    let painting = vgg
-        .space
-        .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
-    let targets = gatys::targets(&vgg, &photo, &[(painting, 1.0)], &cfg)?;
-    let x = photo.copy().requires_grad_(true);
+    let (vgg, targets, x) = gatys::random_problem(h, w, &cfg, 0)?;
     let base = LIVE.load(Relaxed);
     PEAK.store(base, Relaxed);
     println!("{h}x{w}: before the step {:.1} MB live", mb(base));

@@ -150,6 +150,32 @@ pub fn targets(
     })
 }
 
+/// A random problem of one size, for benchmarks and examples: VGG19 with random weights (Caffe
+/// input convention), a random photo and painting of `h`×`w` pixels, their targets under
+/// `cfg`, and the image to optimise (the photo, requiring grad).
+pub fn random_problem(
+    h: usize,
+    w: usize,
+    cfg: &Config,
+    seed: u64,
+) -> Result<(Vgg19, Targets, Tensor)> {
+    use crate::vgg::{InputSpace, CAFFE_MEAN_RGB};
+    let space = InputSpace::Caffe {
+        bgr: true,
+        mean_rgb: CAFFE_MEAN_RGB,
+    };
+    let vgg = Vgg19::random(seed, space);
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let photo = vgg
+        .space
+        .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
+    let painting = vgg
+        .space
+        .encode(&Tensor::rand(&[1, 3, h, w], 0.0, 1.0, &mut rng))?;
+    let t = targets(&vgg, &photo, &[(painting, 1.0)], cfg)?;
+    Ok((vgg, t, photo.requires_grad_(true)))
+}
+
 /// The weighted losses at one image (already multiplied by their weights).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Losses {
