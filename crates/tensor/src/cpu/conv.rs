@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, gemm_strided, Mat};
-use super::SendPtr;
+use super::{copy_padded, SendPtr};
 use crate::dtype::Float;
 
 /// Geometry of one conv2d call: every size and output-size formula lives here.
@@ -128,14 +128,7 @@ fn im2col_channel<T: Float>(
                 } else {
                     let xrow = &xc[(iy * w) as usize..((iy + 1) * w) as usize];
                     if g.sw == 1 {
-                        // ix = ox0 + t + off must lie in [0, w)
-                        let lo = (-off - ox0 as isize).clamp(0, seg as isize) as usize;
-                        let hi = (w - off - ox0 as isize).clamp(lo as isize, seg as isize) as usize;
-                        d[..lo].fill(T::zero());
-                        let start = (ox0 + lo) as isize + off;
-                        d[lo..hi]
-                            .copy_from_slice(&xrow[start as usize..start as usize + (hi - lo)]);
-                        d[hi..].fill(T::zero());
+                        copy_padded(xrow, ox0 as isize + off, d);
                     } else {
                         for (t, v) in d.iter_mut().enumerate() {
                             let ix = ((ox0 + t) * g.sw) as isize + off;

@@ -12,6 +12,19 @@ pub mod winograd;
 /// Work below this many elements runs on one thread: rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
+/// `dst[t] = src[x0 + t]` where that index lies inside `src`, zero elsewhere: one row of an
+/// input read through zero padding.
+pub(crate) fn copy_padded<T: crate::dtype::Float>(src: &[T], x0: isize, dst: &mut [T]) {
+    let (n, w) = (dst.len() as isize, src.len() as isize);
+    let lo = (-x0).clamp(0, n) as usize;
+    let hi = (w - x0).clamp(lo as isize, n) as usize;
+    dst[..lo].fill(T::zero());
+    if hi > lo {
+        dst[lo..hi].copy_from_slice(&src[(x0 + lo as isize) as usize..(x0 + hi as isize) as usize]);
+    }
+    dst[hi..].fill(T::zero());
+}
+
 /// A raw output pointer shared by parallel tasks that write disjoint elements (each use
 /// states why its writes are disjoint).
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);

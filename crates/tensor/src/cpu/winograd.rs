@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, Mat};
-use super::SendPtr;
+use super::{copy_padded, SendPtr};
 use crate::dtype::Float;
 
 /// Whether the Winograd path applies and pays off: many channels and many output tiles
@@ -293,13 +293,7 @@ impl Tiles {
                 row.fill(T::zero());
                 continue;
             }
-            let src = &xc[iy as usize * w..(iy as usize + 1) * w];
-            let lo = (-x0).clamp(0, width as isize) as usize;
-            let hi = (w as isize - x0).clamp(lo as isize, width as isize) as usize;
-            row[..lo].fill(T::zero());
-            row[lo..hi]
-                .copy_from_slice(&src[(x0 + lo as isize) as usize..(x0 + hi as isize) as usize]);
-            row[hi..].fill(T::zero());
+            copy_padded(&xc[iy as usize * w..(iy as usize + 1) * w], x0, row);
         }
         // Bᵀ·d down the columns: r_k are combinations of the four rows
         {

@@ -139,13 +139,6 @@ fn check_bias<T: Float>(op: &'static str, bias: Option<&Tensor<T>>, o: usize) ->
     }
 }
 
-fn add_bias<T: Float>(y: &mut [T], bias: &[T], per_channel: usize) {
-    for (ch, v) in y.chunks_mut(per_channel).enumerate() {
-        let b = bias[ch % bias.len()];
-        v.iter_mut().for_each(|e| *e += b);
-    }
-}
-
 fn bias_grad<T: Float>(g: &[T], o: usize, per_channel: usize) -> Vec<T> {
     let mut gb = vec![T::zero(); o];
     for (ch, v) in g.chunks(per_channel).enumerate() {
@@ -230,12 +223,8 @@ impl<T: Float> Tensor<T> {
             k::conv2d_fwd(&xd, &wd, &g, keep)
         };
         if bias.is_some() || relu {
-            bias_relu(
-                &mut y,
-                bias.map(|b| b.data()).as_deref().map(|v| &v[..]),
-                g.ohw(),
-                relu,
-            );
+            let bd = bias.map(|b| b.data());
+            bias_relu(&mut y, bd.as_ref().map(|b| b.as_slice()), g.ohw(), relu);
         }
         let y = std::sync::Arc::new(y);
         let yk = relu.then(|| y.clone());
@@ -368,7 +357,7 @@ impl<T: Float> Tensor<T> {
         let (xd, wd) = (self.data(), weight.data());
         let mut y = k::conv2d_bwd_data(&xd, &wd, &g);
         if let Some(b) = bias {
-            add_bias(&mut y, &b.data(), g.hw());
+            bias_relu(&mut y, Some(&b.data()), g.hw(), false);
         }
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
