@@ -92,8 +92,13 @@ def conv_flops(n, c, h, w, o, k, oh, ow):
 FILTER = [""]
 
 
+def wanted(*names):
+    """Whether any of these workloads passes --filter (a substring, as `aics bench --filter`)."""
+    return any(FILTER[0] in n for n in names)
+
+
 def emit(name, seconds, reps, flop=None, **extra):
-    if FILTER[0] not in name:
+    if not wanted(name):
         return
     rec = {"workload": name, "seconds": seconds,
            "gflop_s": (flop / seconds / 1e9) if flop else None, "repeats": reps}
@@ -204,7 +209,7 @@ def bench_models(budget, threads, tmpdir):
         return
     import os
     for name, arch, batch in MODEL_FWD:
-        if FILTER[0] not in name and FILTER[0] not in name + "@onnxruntime":
+        if not wanted(name, name + "@onnxruntime"):
             continue
         torch.manual_seed(0)
         model = getattr(torchvision.models, arch)().eval()
@@ -217,7 +222,7 @@ def bench_models(budget, threads, tmpdir):
             feed = {"x": x.numpy()}
             s, r = measure(lambda: sess.run(None, feed), budget)
             emit(name + "@onnxruntime", s, r, images_s=batch / s)
-    if FILTER[0] not in "resnet18_train_32_b64":
+    if not wanted("resnet18_train_32_b64"):
         return
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
@@ -269,7 +274,7 @@ def bench_gatys(budget):
     for name, h, w, textbook in [("gatys_step_256", 256, 256, False),
                                  ("gatys_step_512", 512, 512, False),
                                  ("gatys_step_textbook", 192, 320, True)]:
-        if FILTER[0] not in name:
+        if not wanted(name):
             continue
         photo = torch.rand(1, 3, h, w) * 255 - 120
         painting = torch.rand(1, 3, h, w) * 255 - 120
@@ -313,27 +318,26 @@ def main():
 
     b = args.budget
     FILTER[0] = args.filter
-    want = lambda *names: any(args.filter in n for n in names)
     with torch.no_grad():
-        if want("sgemm_1024"):
+        if wanted("sgemm_1024"):
             bench_sgemm(1024, b)
-        if want("sgemm_2048"):
+        if wanted("sgemm_2048"):
             bench_sgemm(2048, b)
-    if want("conv3x3_256_56_fwd", "conv3x3_256_56_fwdbwd"):
+    if wanted("conv3x3_256_56_fwd", "conv3x3_256_56_fwdbwd"):
         bench_conv("conv3x3_256_56_fwd", "conv3x3_256_56_fwdbwd", 1, 256, 56, 56, 256, b)
-    if want("conv_lab33_fwd", "conv_lab33_bwd"):
+    if wanted("conv_lab33_fwd", "conv_lab33_bwd"):
         bench_conv("conv_lab33_fwd", "conv_lab33_bwd", 1, 256, 24, 40, 256, b, other="bwd")
-    if want("maxpool"):
+    if wanted("maxpool3s2_fwdbwd"):
         bench_maxpool(b)
-    if want("lenet"):
+    if wanted("lenet5_train_b64"):
         bench_lenet(b)
-    if want("vgg", "resnet", "mobilenet", "onnxruntime"):
+    models = [m[0] for m in MODEL_FWD]
+    if wanted(*models, *(m + "@onnxruntime" for m in models), "resnet18_train_32_b64"):
         import tempfile
         with tempfile.TemporaryDirectory() as d:
             bench_models(b, args.threads, d)
-    if want("gatys_step_256", "gatys_step_512", "gatys_step_textbook"):
+    if wanted("gatys_step_256", "gatys_step_512", "gatys_step_textbook"):
         bench_gatys(b)
-
 
 if __name__ == "__main__":
     sys.exit(main())
