@@ -200,7 +200,7 @@ fn conv_grouped_samples_pointwise_and_grouped() {
 
 #[test]
 fn winograd_matches_naive() {
-    use aics_tensor::cpu::winograd::{conv3x3, flip_transpose};
+    use aics_tensor::cpu::winograd::{conv3x3, conv3x3_bwd_data, flip_transpose, Tile};
     let mut rng = Rng::new(21);
     // odd sizes (partial tiles), every padding, batches (tiles across images), and more than one
     // tile block
@@ -214,60 +214,83 @@ fn winograd_matches_naive() {
         (2, 4, 3, 40, 1, 1),
         // few tiles, many channels: the schedule that runs all tiles through each GEMM at once
         (2, 256, 256, 7, 6, 1),
+        (1, 256, 256, 17, 19, 1),
     ] {
-        let p = ConvParams::default().padding(pad);
-        let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, 3, 3], &p).unwrap();
-        let x = randv(n * c * h * w, &mut rng);
-        let wt = randv(o * c * 9, &mut rng);
-        let tag = format!("{n}x{c}x{h}x{w} -> {o}, pad {pad}");
-        assert_close(
-            &format!("winograd fwd {tag}"),
-            &conv3x3(&x, n, c, h, w, &wt, o, pad),
-            &conv2d_fwd_naive(&x, &wt, &g),
-            1e-3,
-        );
-        let dy = randv(n * o * g.oh * g.ow, &mut rng);
-        let (dx, _) = conv2d_bwd_naive(&x, &wt, &dy, &g);
-        let got = conv3x3(
-            &dy,
-            n,
-            o,
-            g.oh,
-            g.ow,
-            &flip_transpose(&wt, o, c),
-            c,
-            2 - pad,
-        );
-        assert_close(&format!("winograd dx {tag}"), &got, &dx, 1e-3);
-        let direct =
-            aics_tensor::cpu::winograd::conv3x3_bwd_data(&dy, n, o, g.oh, g.ow, &wt, c, pad);
-        assert_close(&format!("winograd bwd_data {tag}"), &direct, &dx, 1e-3);
+        for tile in [Tile::F2, Tile::F4] {
+            let p = ConvParams::default().padding(pad);
+            let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, 3, 3], &p).unwrap();
+            let x = randv(n * c * h * w, &mut rng);
+            let wt = randv(o * c * 9, &mut rng);
+            let tag = format!("{n}x{c}x{h}x{w} -> {o}, pad {pad}, {tile:?}");
+            assert_close(
+                &format!("winograd fwd {tag}"),
+                &conv3x3(&x, n, c, h, w, &wt, o, pad, tile),
+                &conv2d_fwd_naive(&x, &wt, &g),
+                1e-3,
+            );
+            let dy = randv(n * o * g.oh * g.ow, &mut rng);
+            let (dx, _) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+            let got = conv3x3(
+                &dy,
+                n,
+                o,
+                g.oh,
+                g.ow,
+                &flip_transpose(&wt, o, c),
+                c,
+                2 - pad,
+                tile,
+            );
+            assert_close(&format!("winograd dx {tag}"), &got, &dx, 1e-3);
+            let direct = conv3x3_bwd_data(&dy, n, o, g.oh, g.ow, &wt, c, pad, tile);
+            assert_close(&format!("winograd bwd_data {tag}"), &direct, &dx, 1e-3);
+        }
     }
 }
 
 #[test]
 fn conv_op_through_winograd_matches_naive() {
-    // large enough for the op to choose Winograd: forward and input gradient via autograd
+    // large enough for the op to choose Winograd (each tile size): forward and input gradient
+    // via autograd
+    use aics_tensor::cpu::winograd::{plan, Tile};
     use aics_tensor::Tensor;
     let mut rng = Rng::new(4);
     let p = ConvParams::default().padding(1);
-    let g = conv2d_geom("conv2d", &[1, 64, 46, 46], &[64, 64, 3, 3], &p).unwrap();
-    assert!(aics_tensor::cpu::winograd::eligible(&g));
-    let x = randv(64 * 46 * 46, &mut rng);
-    let wt = randv(64 * 64 * 9, &mut rng);
-    let dy = randv(64 * 46 * 46, &mut rng);
-    let xt = Tensor::from_vec(x.clone(), &[1, 64, 46, 46])
-        .unwrap()
-        .requires_grad_(true);
-    let wtt = Tensor::from_vec(wt.clone(), &[64, 64, 3, 3])
-        .unwrap()
-        .requires_grad_(true);
-    let y = xt.conv2d(&wtt, None, p).unwrap();
-    assert_close("op fwd", &y.to_vec(), &conv2d_fwd_naive(&x, &wt, &g), 1e-3);
-    y.backward_with(dy.clone()).unwrap();
-    let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
-    assert_close("op dx", &xt.grad().unwrap().to_vec(), &dx, 1e-3);
-    assert_close("op dw", &wtt.grad().unwrap().to_vec(), &dw, 1e-3);
+    for (hw, tile) in [(46, Tile::F2), (90, Tile::F4)] {
+        let g = conv2d_geom("conv2d", &[1, 64, hw, hw], &[64, 64, 3, 3], &p).unwrap();
+        assert_eq!(plan(&g), Some(tile));
+        let x = randv(64 * hw * hw, &mut rng);
+        let wt = randv(64 * 64 * 9, &mut rng);
+        let dy = randv(64 * hw * hw, &mut rng);
+        let xt = Tensor::from_vec(x.clone(), &[1, 64, hw, hw])
+            .unwrap()
+            .requires_grad_(true);
+        let wtt = Tensor::from_vec(wt.clone(), &[64, 64, 3, 3])
+            .unwrap()
+            .requires_grad_(true);
+        let y = xt.conv2d(&wtt, None, p).unwrap();
+        let tag = format!("{tile:?}");
+        assert_close(
+            &format!("op fwd {tag}"),
+            &y.to_vec(),
+            &conv2d_fwd_naive(&x, &wt, &g),
+            1e-3,
+        );
+        y.backward_with(dy.clone()).unwrap();
+        let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        assert_close(
+            &format!("op dx {tag}"),
+            &xt.grad().unwrap().to_vec(),
+            &dx,
+            1e-3,
+        );
+        assert_close(
+            &format!("op dw {tag}"),
+            &wtt.grad().unwrap().to_vec(),
+            &dw,
+            1e-3,
+        );
+    }
 }
 
 #[test]

@@ -209,12 +209,12 @@ impl<T: Float> Tensor<T> {
         // The input is kept for the weight gradient only when that gradient will be asked for,
         // and its unfolded form too when it is not too large.
         let want_dw = crate::autograd::grad_enabled() && weight.requires_grad();
-        let wino = winograd::eligible(&g);
+        let wino = winograd::plan(&g);
         let dw = depthwise::eligible(&g);
         let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
-        let (mut y, cols) = if wino {
+        let (mut y, cols) = if let Some(tile) = wino {
             (
-                winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph),
+                winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
                 None,
             )
         } else if dw {
@@ -256,9 +256,10 @@ impl<T: Float> Tensor<T> {
                     needs[0].then(|| {
                         if dw {
                             depthwise::bwd_data(gy, &wd, &g)
-                        } else if wino {
+                        } else if let Some(tile) = wino {
                             // the full convolution of dY with the flipped, transposed filters
-                            winograd::conv3x3_bwd_data(gy, g.n, g.o, g.oh, g.ow, &wd, g.c, g.ph)
+                            let (n, o, c) = (g.n, g.o, g.c);
+                            winograd::conv3x3_bwd_data(gy, n, o, g.oh, g.ow, &wd, c, g.ph, tile)
                         } else {
                             k::conv2d_bwd_data(gy, &wd, &g)
                         }
