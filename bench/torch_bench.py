@@ -300,6 +300,36 @@ def bench_gatys(budget):
         emit(name, s, r)
 
 
+def bench_fast_style(budget):
+    """The fast-style transformation network (Johnson et al.; random weights) on one 512²
+    image, forward only, as `aics bench` times it: reflection padding, instance norm, nearest
+    upsampling."""
+    import torch.nn as nn
+
+    def unit(c, o, k, stride=1):
+        return [nn.ReflectionPad2d(k // 2), nn.Conv2d(c, o, k, stride),
+                nn.InstanceNorm2d(o, affine=True), nn.ReLU()]
+
+    class Res(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.body = nn.Sequential(*unit(c, c, 3)[:3], nn.ReLU(), *unit(c, c, 3)[:3])
+
+        def forward(self, x):
+            return x + self.body(x)
+
+    torch.manual_seed(0)
+    net = nn.Sequential(*unit(3, 32, 9), *unit(32, 64, 3, 2), *unit(64, 128, 3, 2),
+                        *[Res(128) for _ in range(5)],
+                        nn.Upsample(scale_factor=2, mode="nearest"), *unit(128, 64, 3),
+                        nn.Upsample(scale_factor=2, mode="nearest"), *unit(64, 32, 3),
+                        nn.ReflectionPad2d(4), nn.Conv2d(32, 3, 9)).eval()
+    x = torch.rand(1, 3, 512, 512)
+    with torch.no_grad():
+        s, r = measure(lambda: net(x), budget)
+    emit("fast_style_512", s, r, images_s=1.0 / s)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -338,6 +368,8 @@ def main():
             bench_models(b, args.threads, d)
     if wanted("gatys_step_256", "gatys_step_512", "gatys_step_textbook"):
         bench_gatys(b)
+    if wanted("fast_style_512"):
+        bench_fast_style(b)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -293,6 +293,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
         });
     }
 
+    // fast style transfer: the transformation network's forward pass on a 512² photo
+    if want("fast_style_512") {
+        let net = aics_style::fast::transform_net(0)?;
+        net.set_training(false);
+        let x = Tensor::<f32>::rand(&[1, 3, 512, 512], 0.0, 1.0, &mut rng);
+        let _g = aics_tensor::no_grad();
+        let s = time(a.min_time, || {
+            net.forward(&x)?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name: "fast_style_512",
+            seconds: s,
+            flop: None,
+            images: Some(1.0 / s),
+        });
+    }
+
     let threads = aics_tensor::num_threads();
     if !a.json {
         println!(

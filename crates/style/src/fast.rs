@@ -5,10 +5,10 @@
 //! The network: a 9×9 convolution, two stride-2 3×3 convolutions (down to 1/4 resolution, 128
 //! channels), five residual blocks, two nearest-neighbour ×2 upsamplings each followed by a 3×3
 //! convolution, and a final 9×9 convolution to RGB; instance normalisation and ReLU after every
-//! convolution but the last. Input and output are RGB images in [0, 1]. (Convolutions pad with
-//! zeros where the paper reflects.)
+//! convolution but the last. Input and output are RGB images in [0, 1]. Every convolution reads
+//! its input through reflection padding, so that the borders do not darken.
 
-use aics_nn::layers::{Conv2d, InstanceNorm2d, ReLU, Upsample};
+use aics_nn::layers::{Conv2d, InstanceNorm2d, ReLU, ReflectionPad2d, Upsample};
 use aics_nn::{Kind, Module, Result, Sequential};
 use aics_tensor::{ConvParams, Interp, Rng, Tensor};
 
@@ -16,20 +16,21 @@ use crate::gatys::Losses;
 use crate::loss::{content_loss, gram, style_loss, tv_loss, LossForm};
 use crate::vgg::Vgg19;
 
+/// A k×k convolution without padding of its own (the reflection padding before it keeps the
+/// size: see [`pad`]).
 fn conv(c: usize, o: usize, k: usize, stride: usize, rng: &mut Rng) -> Result<Conv2d> {
-    Conv2d::new(
-        c,
-        o,
-        k,
-        ConvParams::default().stride(stride).padding(k / 2),
-        true,
-        rng,
-    )
+    Conv2d::new(c, o, k, ConvParams::default().stride(stride), true, rng)
 }
 
-/// conv → instance norm → ReLU.
+/// The reflection padding in front of a k×k convolution.
+fn pad(k: usize) -> ReflectionPad2d {
+    ReflectionPad2d { pad: k / 2 }
+}
+
+/// reflection pad → conv → instance norm → ReLU.
 fn unit(c: usize, o: usize, k: usize, stride: usize, rng: &mut Rng) -> Result<Sequential> {
     Ok(Sequential::new()
+        .push("pad", pad(k))
         .push("conv", conv(c, o, k, stride, rng)?)
         .push("norm", InstanceNorm2d::new(o, true))
         .push("relu", ReLU))
@@ -55,9 +56,11 @@ impl Module for ResidualBlock {
 fn residual(c: usize, rng: &mut Rng) -> Result<ResidualBlock> {
     Ok(ResidualBlock {
         body: Sequential::new()
+            .push("pad1", pad(3))
             .push("conv1", conv(c, c, 3, 1, rng)?)
             .push("in1", InstanceNorm2d::new(c, true))
             .push("relu", ReLU)
+            .push("pad2", pad(3))
             .push("conv2", conv(c, c, 3, 1, rng)?)
             .push("in2", InstanceNorm2d::new(c, true)),
     })
@@ -83,6 +86,7 @@ pub fn transform_net(seed: u64) -> Result<Sequential> {
         .push("up1", unit(128, 64, 3, 1, r)?)
         .push("upsample2", up())
         .push("up2", unit(64, 32, 3, 1, r)?)
+        .push("out_pad", pad(9))
         .push("out", conv(32, 3, 9, 1, r)?))
 }
 

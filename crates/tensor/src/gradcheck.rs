@@ -193,6 +193,9 @@ pub fn op_cases() -> Vec<OpCase> {
         case("stack", &[&[2, 3], &[2, 3]], None, |x| {
             Tensor::stack(&[&x[0], &x[1]], 0)
         }),
+        case("reflection_pad2d", &[&[2, 2, 3, 4]], None, |x| {
+            x[0].reflection_pad2d([3, 1, 2, 0])
+        }),
         case("pad", &[&[1, 2, 3, 3]], None, |x| {
             x[0].pad(&[(0, 0), (0, 0), (1, 2), (2, 1)], 0.5)
         }),
@@ -374,6 +377,15 @@ pub fn op_cases() -> Vec<OpCase> {
         }),
         case("instance_norm", &[&[2, 3, 3, 3], &[3], &[3]], None, |x| {
             x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5)
+        }),
+        case("instance_norm_plain_1d", &[&[2, 2, 5]], None, |x| {
+            x[0].instance_norm(None, None, 1e-5)
+        }),
+        case("instance_norm_weight_only", &[&[1, 2, 2, 3], &[2]], None, |x| {
+            x[0].instance_norm(Some(&x[1]), None, 1e-5)
+        }),
+        case("instance_norm_bias_only", &[&[1, 2, 2, 3], &[2]], None, |x| {
+            x[0].instance_norm(None, Some(&x[1]), 1e-5)
         }),
         case("nearest2x", &[&[1, 2, 3, 3]], None, |x| {
             x[0].upsample(6, 6, Interp::Nearest)

@@ -419,3 +419,15 @@ fn max_pool_2x2_matches_a_direct_loop_with_ties_and_nan() {
         }
     }
 }
+
+#[test]
+fn reflection_pad_rejects_bad_input() {
+    use aics_tensor::Tensor;
+    let x = Tensor::<f32>::zeros(&[1, 1, 3, 3]);
+    assert!(x.reflection_pad2d([2, 2, 2, 2]).is_ok());
+    assert!(x.reflection_pad2d([3, 0, 0, 0]).is_err());
+    assert!(x.reflection_pad2d([0, 0, 0, 3]).is_err());
+    assert!(Tensor::<f32>::zeros(&[3, 3])
+        .reflection_pad2d([1; 4])
+        .is_err());
+}

@@ -143,6 +143,10 @@ fn ops_match_pytorch() {
                     "embedding" => {
                         t["weight"].embedding(&fx.usizes("indices"), &fx.usizes("indices_shape"))
                     }
+                    "reflection_pad2d" => {
+                        let p = fx.usizes("pad");
+                        x.unwrap().reflection_pad2d([p[0], p[1], p[2], p[3]])
+                    }
                     "upsample_nearest" => {
                         let (h, w) = size(x.unwrap());
                         x.unwrap().upsample(h, w, Interp::Nearest)

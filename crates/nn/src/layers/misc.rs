@@ -1,4 +1,4 @@
-//! `Dropout`, `Flatten`, `Embedding` (key `weight` (V, D)), `Upsample`.
+//! `Dropout`, `Flatten`, `Embedding` (key `weight` (V, D)), `Upsample`, `ReflectionPad2d`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -109,5 +109,20 @@ impl Module for Upsample {
     }
     fn type_name(&self) -> String {
         format!("Upsample(x{})", self.scale)
+    }
+}
+
+/// Reflection padding of an (N, C, H, W) input by `pad` pixels on every side (PyTorch's
+/// `ReflectionPad2d(pad)`); each side's padding must be smaller than the input's size.
+pub struct ReflectionPad2d {
+    pub pad: usize,
+}
+
+impl Module for ReflectionPad2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.reflection_pad2d([self.pad; 4])?)
+    }
+    fn type_name(&self) -> String {
+        format!("ReflectionPad2d({})", self.pad)
     }
 }

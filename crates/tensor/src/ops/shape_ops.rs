@@ -2,6 +2,8 @@
 //! pad, index_select, gather. Tensors are always contiguous, so reshape shares the data and
 //! the others copy.
 
+use rayon::prelude::*;
+
 use crate::cpu::elementwise::strided_copy;
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result, TensorError};
@@ -415,6 +417,69 @@ impl<T: Float> Tensor<T> {
             "pad",
             &[self],
             move |g, _| vec![Some(pos.iter().map(|&p| g[p]).collect())],
+        ))
+    }
+
+    /// Reflection padding of the last two dimensions of an (N, C, H, W) tensor, as PyTorch's
+    /// `ReflectionPad2d`: `pad = [left, right, top, bottom]`, each smaller than the dimension it
+    /// pads. Row `-k` repeats row `k` (the edge itself is not repeated).
+    pub fn reflection_pad2d(&self, pad: [usize; 4]) -> Result<Tensor<T>> {
+        let op = "reflection_pad2d";
+        let &[n, c, h, w] = self.shape() else {
+            return Err(arg_err(
+                op,
+                format!("an (N, C, H, W) input, got {:?}", self.shape()),
+            ));
+        };
+        let [l, r, t, b] = pad;
+        if l.max(r) >= w.max(1) || t.max(b) >= h.max(1) {
+            return Err(arg_err(
+                op,
+                format!("padding {pad:?} smaller than the input's width {w} and height {h}"),
+            ));
+        }
+        let (oh, ow) = (h + t + b, w + l + r);
+        // source index of output position o along a dimension of size s padded by p before
+        let src = |o: usize, p: usize, s: usize| -> usize {
+            let i = o as isize - p as isize;
+            let i = if i < 0 { -i } else { i };
+            let last = s as isize - 1;
+            (if i > last { 2 * last - i } else { i }) as usize
+        };
+        let cols: Vec<usize> = (0..ow).map(|ox| src(ox, l, w)).collect();
+        let rows: Vec<usize> = (0..oh).map(|oy| src(oy, t, h)).collect();
+        let x = self.data();
+        let mut out = vec![T::zero(); n * c * oh * ow];
+        out.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(o, xp)| {
+                for (orow, &iy) in o.chunks_exact_mut(ow).zip(&rows) {
+                    let xr = &xp[iy * w..(iy + 1) * w];
+                    for (v, &ix) in orow.iter_mut().zip(&cols) {
+                        *v = xr[ix];
+                    }
+                }
+            });
+        Ok(Tensor::from_op(
+            out,
+            vec![n, c, oh, ow],
+            op,
+            &[self],
+            move |g, _| {
+                // each output's gradient flows back to the input it copied
+                let mut dx = vec![T::zero(); n * c * h * w];
+                dx.par_chunks_mut(h * w)
+                    .zip(g.par_chunks(oh * ow))
+                    .for_each(|(d, gp)| {
+                        for (grow, &iy) in gp.chunks_exact(ow).zip(&rows) {
+                            let dr = &mut d[iy * w..(iy + 1) * w];
+                            for (&gv, &ix) in grow.iter().zip(&cols) {
+                                dr[ix] += gv;
+                            }
+                        }
+                    });
+                vec![Some(dx)]
+            },
         ))
     }
 }
