@@ -381,12 +381,18 @@ pub fn op_cases() -> Vec<OpCase> {
         case("instance_norm_plain_1d", &[&[2, 2, 5]], None, |x| {
             x[0].instance_norm(None, None, 1e-5)
         }),
-        case("instance_norm_weight_only", &[&[1, 2, 2, 3], &[2]], None, |x| {
-            x[0].instance_norm(Some(&x[1]), None, 1e-5)
-        }),
-        case("instance_norm_bias_only", &[&[1, 2, 2, 3], &[2]], None, |x| {
-            x[0].instance_norm(None, Some(&x[1]), 1e-5)
-        }),
+        case(
+            "instance_norm_weight_only",
+            &[&[1, 2, 2, 3], &[2]],
+            None,
+            |x| x[0].instance_norm(Some(&x[1]), None, 1e-5),
+        ),
+        case(
+            "instance_norm_bias_only",
+            &[&[1, 2, 2, 3], &[2]],
+            None,
+            |x| x[0].instance_norm(None, Some(&x[1]), 1e-5),
+        ),
         case("nearest2x", &[&[1, 2, 3, 3]], None, |x| {
             x[0].upsample(6, 6, Interp::Nearest)
         }),

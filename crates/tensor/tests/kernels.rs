@@ -431,3 +431,30 @@ fn reflection_pad_rejects_bad_input() {
         .reflection_pad2d([1; 4])
         .is_err());
 }
+
+#[test]
+fn direct_conv_matches_naive() {
+    // large kernels with few input or output channels: partial chunks, padding, batches, and
+    // output-channel blocks of 3 and 4 (with a partial block)
+    use aics_tensor::cpu::direct;
+    let mut rng = Rng::new(77);
+    for (n, c, o, h, w, k, pad) in [
+        (1, 3, 32, 20, 70, 9, 4),
+        (2, 32, 3, 13, 9, 9, 4),
+        (1, 4, 5, 11, 12, 5, 0),
+        (2, 2, 1, 6, 130, 5, 2),
+        (1, 5, 2, 9, 9, 7, 3),
+    ] {
+        let p = ConvParams::default().padding(pad);
+        let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, k, k], &p).unwrap();
+        assert!(direct::eligible(&g));
+        let x = randv(n * c * h * w, &mut rng);
+        let wt = randv(o * c * k * k, &mut rng);
+        assert_close(
+            &format!("direct {n}x{c}x{h}x{w} -> {o}, {k}x{k} pad {pad}"),
+            &direct::fwd(&x, &wt, &g),
+            &conv2d_fwd_naive(&x, &wt, &g),
+            1e-4,
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! valid geometry.
 
 use crate::cpu::conv::{self as k, conv_out_size, Conv2dGeom};
-use crate::cpu::{depthwise, winograd};
+use crate::cpu::{depthwise, direct, winograd};
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::Tensor;
@@ -219,6 +219,8 @@ impl<T: Float> Tensor<T> {
             )
         } else if dw {
             (depthwise::fwd(&xd, &wd, &g), None)
+        } else if direct::eligible(&g) {
+            (direct::fwd(&xd, &wd, &g), None)
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
         };

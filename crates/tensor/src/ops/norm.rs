@@ -163,11 +163,8 @@ impl<T: Float> Tensor<T> {
                 .enumerate()
                 .for_each(|(p, ((yp, xp), st))| {
                     let mean = xp.iter().map(|v| v.as_f64()).sum::<f64>() / hw as f64;
-                    let var = xp
-                        .iter()
-                        .map(|v| (v.as_f64() - mean).powi(2))
-                        .sum::<f64>()
-                        / hw as f64;
+                    let var =
+                        xp.iter().map(|v| (v.as_f64() - mean).powi(2)).sum::<f64>() / hw as f64;
                     let rstd = 1.0 / (var + eps).sqrt();
                     let g = wd.as_ref().map_or(1.0, |w| w[p % c].as_f64());
                     let b = bd.as_ref().map_or(0.0, |b| b[p % c].as_f64());
