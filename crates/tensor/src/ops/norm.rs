@@ -15,6 +15,29 @@ fn channel_shape(x: &[usize]) -> Vec<usize> {
     s
 }
 
+/// Each given per-channel vector must have shape [C] for an input of shape `sh` (C = sh[1]).
+fn check_per_channel<T: Float>(
+    op: &'static str,
+    sh: &[usize],
+    vecs: &[(&str, Option<&Tensor<T>>)],
+) -> Result<()> {
+    let c = sh[1];
+    for &(name, t) in vecs {
+        if let Some(t) = t {
+            if t.shape() != [c] {
+                return Err(shape_err(
+                    op,
+                    format!(
+                        "{name} {:?} does not fit {c} channels of input {sh:?}",
+                        t.shape()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl<T: Float> Tensor<T> {
     /// Batch normalisation over all dims but the channel dim 1 (BatchNorm1d on (N, C) or (N, C, L),
     /// BatchNorm2d on (N, C, H, W)). In training, `running_mean`/`running_var` are updated in place
@@ -38,24 +61,16 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let c = sh[1];
-        for (name, t) in [
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ] {
-            if let Some(t) = t {
-                if t.shape() != [c] {
-                    return Err(shape_err(
-                        "batch_norm",
-                        format!(
-                            "{name} {:?} does not fit {c} channels of input {sh:?}",
-                            t.shape()
-                        ),
-                    ));
-                }
-            }
-        }
+        check_per_channel(
+            "batch_norm",
+            &sh,
+            &[
+                ("weight", weight),
+                ("bias", bias),
+                ("running_mean", running_mean),
+                ("running_var", running_var),
+            ],
+        )?;
         let cs = channel_shape(&sh);
         let dims: Vec<isize> = (0..sh.len() as isize).filter(|&d| d != 1).collect();
         let count = self.numel() / c.max(1);
@@ -135,19 +150,7 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let c = sh[1];
-        for (name, t) in [("weight", weight), ("bias", bias)] {
-            if let Some(t) = t {
-                if t.shape() != [c] {
-                    return Err(shape_err(
-                        "instance_norm",
-                        format!(
-                            "{name} {:?} does not fit {c} channels of input {sh:?}",
-                            t.shape()
-                        ),
-                    ));
-                }
-            }
-        }
+        check_per_channel("instance_norm", &sh, &[("weight", weight), ("bias", bias)])?;
         let hw: usize = sh[2..].iter().product();
         let x = self.data();
         let wd = weight.map(|w| w.data());
