@@ -47,7 +47,8 @@ impl Tile {
 }
 
 /// Which Winograd tile, if any, the convolution `g` should run with: the path applies to 3×3,
-/// stride-1, undilated, ungrouped convolutions and pays off with many channels and enough
+/// stride-1, undilated, ungrouped convolutions and pays off with many channels (64, or 32 on
+/// images of 64² pixels and more, where im2col's unfolded input gets large) and enough
 /// output tiles for the GEMMs not to get too thin (measured against im2col + GEMM and between
 /// the two tiles with `aics bench` and the `convlayers` example).
 pub fn plan(g: &super::conv::Conv2dGeom) -> Option<Tile> {
@@ -56,8 +57,7 @@ pub fn plan(g: &super::conv::Conv2dGeom) -> Option<Tile> {
         && (g.sh, g.sw, g.dh, g.dw, g.groups) == (1, 1, 1, 1, 1)
         && g.ph == g.pw
         && g.ph <= 2
-        && g.c >= 64
-        && g.o >= 64;
+        && ((g.c >= 64 && g.o >= 64) || (g.c >= 32 && g.o >= 32 && g.ohw() >= 64 * 64));
     if !applies {
         return None;
     }
