@@ -1,8 +1,9 @@
 //! Runtime choice of vector instructions for the kernels written here (the GEMM crate makes its
 //! own). The binary is built for the baseline x86-64 (SSE2), so a hot loop gets AVX2 + FMA or
 //! AVX-512 only when it runs inside [`with_best`], which calls it through a function compiled for
-//! the best instruction set this CPU has; the loop's own functions must be `#[inline(always)]`
-//! so that they are compiled into that function.
+//! the best instruction set this CPU has. The closure passed and the loop's own functions must
+//! be `#[inline(always)]` so that they are compiled into that function (else they stay SSE2 and
+//! `mul_add` becomes a library call): `with_best(#[inline(always)] || kernel(..))`.
 
 use std::sync::OnceLock;
 
