@@ -154,28 +154,7 @@ pub fn conv3x3<T: Float>(
     tile: Tile,
 ) -> Vec<T> {
     let filter = |oi: usize, ci: usize| std::array::from_fn(|k| wt[(oi * c + ci) * 9 + k]);
-    match tile {
-        Tile::F2 => conv3x3_u::<T, 4>(
-            x,
-            n,
-            c,
-            h,
-            w,
-            &transformed_filters::<T, 4>(o, c, filter),
-            o,
-            pad,
-        ),
-        Tile::F4 => conv3x3_u::<T, 6>(
-            x,
-            n,
-            c,
-            h,
-            w,
-            &transformed_filters::<T, 6>(o, c, filter),
-            o,
-            pad,
-        ),
-    }
+    run(x, n, c, h, w, o, pad, tile, filter)
 }
 
 /// The backward-data pass of a Winograd-eligible convolution with padding `pad`: `dy`
@@ -196,27 +175,43 @@ pub fn conv3x3_bwd_data<T: Float>(
 ) -> Vec<T> {
     // filter (ci ← oi) of the full convolution is wt[oi][ci] turned by 180°
     let filter = |ci: usize, oi: usize| std::array::from_fn(|k| wt[(oi * c + ci) * 9 + 8 - k]);
-    let p = 2 - pad;
+    run(dy, n, o, oh, ow, c, 2 - pad, tile, filter)
+}
+
+/// The convolution of `x` (N, C, H, W) with the O×C 3×3 filters `filter(o, c)`, padding `pad`,
+/// with Winograd tile `tile`.
+#[allow(clippy::too_many_arguments)]
+fn run<T: Float>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    pad: usize,
+    tile: Tile,
+    filter: impl Fn(usize, usize) -> [T; 9] + Sync,
+) -> Vec<T> {
     match tile {
         Tile::F2 => conv3x3_u::<T, 4>(
-            dy,
+            x,
             n,
-            o,
-            oh,
-            ow,
-            &transformed_filters::<T, 4>(c, o, filter),
             c,
-            p,
+            h,
+            w,
+            &transformed_filters::<T, 4>(o, c, filter),
+            o,
+            pad,
         ),
         Tile::F4 => conv3x3_u::<T, 6>(
-            dy,
+            x,
             n,
-            o,
-            oh,
-            ow,
-            &transformed_filters::<T, 6>(c, o, filter),
             c,
-            p,
+            h,
+            w,
+            &transformed_filters::<T, 6>(o, c, filter),
+            o,
+            pad,
         ),
     }
 }
