@@ -7,6 +7,11 @@
 //! convolution, and a final 9×9 convolution to RGB; instance normalisation and ReLU after every
 //! convolution but the last. Input and output are RGB images in [0, 1]. Every convolution reads
 //! its input through reflection padding, so that the borders do not darken.
+//!
+//! The last convolution works in 0–255 pixel units, as in the paper's network, and a fixed
+//! [`PixelScale`] brings its output to [0, 1]. Adam moves each weight by about the learning rate
+//! whatever the scale, so this keeps the reference step size meaningful: without it, a step of
+//! 1e-3 on the last layer's weights moves the output 255 times further relative to its range.
 
 use aics_nn::layers::{Conv2d, InstanceNorm2d, ReLU, ReflectionPad2d, Upsample};
 use aics_nn::{Kind, Module, Result, Sequential};
@@ -53,6 +58,18 @@ impl Module for ResidualBlock {
     }
 }
 
+/// Multiplies by 1/255: from the last convolution's 0–255 pixel units to [0, 1].
+pub struct PixelScale;
+
+impl Module for PixelScale {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.mul_scalar(1.0 / 255.0))
+    }
+    fn type_name(&self) -> String {
+        "PixelScale".into()
+    }
+}
+
 fn residual(c: usize, rng: &mut Rng) -> Result<ResidualBlock> {
     Ok(ResidualBlock {
         body: Sequential::new()
@@ -87,7 +104,8 @@ pub fn transform_net(seed: u64) -> Result<Sequential> {
         .push("upsample2", up())
         .push("up2", unit(64, 32, 3, 1, r)?)
         .push("out_pad", pad(9))
-        .push("out", conv(32, 3, 9, 1, r)?))
+        .push("out", conv(32, 3, 9, 1, r)?)
+        .push("to_unit", PixelScale))
 }
 
 /// Johnson et al.'s perceptual losses: style from Gram matrices at relu1_2, relu2_2, relu3_3,
