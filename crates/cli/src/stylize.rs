@@ -22,6 +22,9 @@ pub struct StylizeArgs {
     /// The photo whose content is kept.
     #[arg(long, default_value = ".cache/images/chelsea.png")]
     pub content: PathBuf,
+    /// The photo, given without `--content` (`aics stylize --model NET.safetensors PHOTO`).
+    #[arg(value_name = "PHOTO", conflicts_with = "content")]
+    pub photo: Option<PathBuf>,
     /// A painting whose style is taken; repeat for several.
     #[arg(long = "style", default_value = ".cache/images/starry_night.jpg")]
     pub styles: Vec<PathBuf>,
@@ -138,7 +141,10 @@ fn available_memory() -> Option<usize> {
     Some(kb * 1024)
 }
 
-pub fn run(a: StylizeArgs) -> Result<()> {
+pub fn run(mut a: StylizeArgs) -> Result<()> {
+    if let Some(p) = a.photo.take() {
+        a.content = p;
+    }
     if let Some(m) = &a.model {
         let net = crate::stylize_train::load_net(m)?;
         let photo = picture::read(&a.content)?;

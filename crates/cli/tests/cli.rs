@@ -682,6 +682,22 @@ fn stylize_train_then_feed_forward() {
     ]));
     let img = image::open(&out).unwrap();
     assert_eq!((img.width(), img.height()), (64, 40));
+    // the photo may also be given as the positional argument
+    let out2 = d.join("ff2.png");
+    ok(&aics(&[
+        "stylize",
+        "--model",
+        net.to_str().unwrap(),
+        cat.to_str().unwrap(),
+        "--size",
+        "64",
+        "--out",
+        out2.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        image::open(&out2).unwrap().to_rgb8().into_raw(),
+        img.to_rgb8().into_raw()
+    );
     // a checkpoint of something else is refused
     let e = err(&aics(&[
         "stylize",
