@@ -4,23 +4,11 @@
 
 use std::path::Path;
 
-use aics_io::MatValue;
 use libfuzzer_sys::fuzz_target;
 
-/// Walks a value and calls the helpers, which must not panic either.
-fn exercise(v: &MatValue) {
-    match v {
-        MatValue::Numeric(a) | MatValue::Logical(a) => {
-            // Documented to panic only if data and dims disagree, which the reader rules out.
-            let (_, r) = a.to_row_major_f32();
-            assert_eq!(r.len(), a.numel());
-        }
-        MatValue::Char(_) => {}
-        MatValue::Cell { items, .. } => items.iter().for_each(exercise),
-        MatValue::Struct { elems, .. } => elems.iter().flatten().for_each(exercise),
-    }
-    let _ = v.field("name");
-}
+#[path = "../../crates/io/tests/common/mat_exercise.rs"]
+mod mat_exercise;
+use mat_exercise::exercise;
 
 fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.mat");

@@ -311,6 +311,17 @@ pub enum MatValue {
 }
 
 impl MatValue {
+    /// Calls `f` on this value and then on every value nested in it (cell items, struct
+    /// fields), depth first.
+    pub fn walk(&self, f: &mut dyn FnMut(&MatValue)) {
+        f(self);
+        match self {
+            MatValue::Cell { items, .. } => items.iter().for_each(|v| v.walk(f)),
+            MatValue::Struct { elems, .. } => elems.iter().flatten().for_each(|v| v.walk(f)),
+            _ => {}
+        }
+    }
+
     /// A short name of the variant: `"numeric"`, `"logical"`, `"char"`,
     /// `"cell"` or `"struct"`.
     pub fn kind(&self) -> &'static str {

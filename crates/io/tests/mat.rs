@@ -729,19 +729,9 @@ impl Rng {
     }
 }
 
-/// Walks a value and calls the helpers, which must not panic either.
-fn exercise(v: &MatValue) {
-    match v {
-        MatValue::Numeric(a) | MatValue::Logical(a) => {
-            let (_, r) = a.to_row_major_f32();
-            assert_eq!(r.len(), a.numel());
-        }
-        MatValue::Char(_) => {}
-        MatValue::Cell { items, .. } => items.iter().for_each(exercise),
-        MatValue::Struct { elems, .. } => elems.iter().flatten().for_each(exercise),
-    }
-    let _ = v.field("name");
-}
+#[path = "common/mat_exercise.rs"]
+mod mat_exercise;
+use mat_exercise::exercise;
 
 #[test]
 fn random_mutations_never_panic() {
