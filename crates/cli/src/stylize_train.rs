@@ -30,6 +30,10 @@ pub struct StylizeTrainArgs {
     /// Training crops are SIZE × SIZE.
     #[arg(long, default_value_t = 256)]
     pub size: u32,
+    /// The painting is scaled to this longest side before its Gram matrices are taken (default:
+    /// --size). A larger painting has larger brush strokes in pixels, and so will the output.
+    #[arg(long)]
+    pub style_size: Option<u32>,
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 2000)]
@@ -131,7 +135,11 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
     }
     let vgg = Vgg19::load(&weights)?;
     let painting = picture::read(&a.style)?;
-    let (pw, ph) = picture::fit(painting.width(), painting.height(), a.size);
+    let style_size = a.style_size.unwrap_or(a.size);
+    if style_size < 16 {
+        bail!("--style-size {style_size}: expected at least 16 pixels");
+    }
+    let (pw, ph) = picture::fit(painting.width(), painting.height(), style_size);
     let painting = picture::to_tensor(&picture::resize(&painting, pw, ph));
     let losses = Perceptual::new(
         &vgg,
