@@ -248,7 +248,7 @@ fn save(net: &dyn Module, a: &StylizeTrainArgs, step: usize) -> Result<()> {
 pub fn stylize_image(net: &dyn Module, img: &image::RgbImage) -> Result<image::RgbImage> {
     let _g = no_grad();
     net.set_training(false);
-    let y = net.forward(&picture::to_tensor(img))?;
+    let y = aics_style::fast::stylize(net, &picture::to_tensor(img))?;
     Ok(picture::to_image(&y)?)
 }
 

@@ -108,6 +108,30 @@ pub fn transform_net(seed: u64) -> Result<Sequential> {
         .push("to_unit", PixelScale))
 }
 
+/// Reflected margin added around a photo before the network runs on it (and cropped after).
+pub const MARGIN: usize = 16;
+
+/// Stylise a batch of photos (N, 3, H, W), H, W ≥ 8, RGB in [0, 1], with a trained network. The input is
+/// padded by reflection (up to [`MARGIN`] pixels, and on the bottom and right to a multiple of
+/// 4, so that the two ×2 downsamplings and upsamplings line up) and the output cropped back, so
+/// that the network's border artifacts fall outside the picture.
+pub fn stylize(net: &dyn Module, x: &Tensor) -> Result<Tensor> {
+    let (h, w) = match *x.shape() {
+        [_, 3, h, w] if h >= 8 && w >= 8 => (h, w),
+        ref s => {
+            return Err(aics_nn::NnError::Config {
+                layer: "fast style".into(),
+                msg: format!("expected photos (N, 3, H, W) with H, W ≥ 8, got {s:?}"),
+            })
+        }
+    };
+    let (mt, ml) = (MARGIN.min(h - 1), MARGIN.min(w - 1));
+    let fill = |n: usize, m: usize| m + (4 - (n + 2 * m) % 4) % 4;
+    let (mb, mr) = (fill(h, mt).min(h - 1), fill(w, ml).min(w - 1));
+    let y = net.forward(&x.reflection_pad2d([ml, mr, mt, mb])?)?;
+    Ok(y.narrow(2, mt, h)?.narrow(3, ml, w)?)
+}
+
 /// Johnson et al.'s perceptual losses: style from Gram matrices at relu1_2, relu2_2, relu3_3,
 /// relu4_3; content at relu2_2; total variation.
 pub struct Perceptual {

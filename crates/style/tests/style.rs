@@ -243,3 +243,27 @@ fn encode_decode_round_trip_and_layer_names() {
     assert_eq!(Vgg19::layer_index("relu4_2").unwrap(), 22);
     assert!(Vgg19::layer_index("relu6_1").is_err());
 }
+
+/// Feed-forward stylisation keeps the photo's size whatever it is (the reflected margin and the
+/// round-up to a multiple of 4 are cropped off) and refuses what is not a batch of RGB images.
+#[test]
+fn fast_stylize_keeps_the_size_and_refuses_bad_input() {
+    let net = aics_style::fast::transform_net(3).unwrap();
+    for &(h, w) in &[(8, 8), (9, 13), (37, 50), (64, 64)] {
+        let x = Tensor::from_vec(
+            (0..3 * h * w)
+                .map(|i| ((i * 37) % 101) as f32 / 100.0)
+                .collect(),
+            &[1, 3, h, w],
+        )
+        .unwrap();
+        let y = aics_style::fast::stylize(&net, &x).unwrap();
+        assert_eq!(y.shape(), &[1, 3, h, w], "{h}×{w}");
+        assert!(y.to_vec().iter().all(|v| v.is_finite()));
+    }
+    for s in [&[3, 8, 8][..], &[1, 1, 8, 8], &[1, 3, 7, 8]] {
+        let x = Tensor::zeros(s);
+        let e = aics_style::fast::stylize(&net, &x).unwrap_err().to_string();
+        assert!(e.contains("expected photos"), "{s:?}: {e}");
+    }
+}
