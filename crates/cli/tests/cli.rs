@@ -668,6 +668,52 @@ fn stylize_train_then_feed_forward() {
     assert_eq!(totals.len(), 8);
     assert!(totals[7] < totals[0], "{totals:?}");
     assert!(d.join("net_preview.png").exists());
+    // --resume continues from the checkpoint's step with Adam's state, appending to the log
+    let ck = aics_nn::checkpoint::load_checkpoint(&net).unwrap();
+    assert_eq!(ck.meta("step"), Some("8"));
+    assert_eq!(ck.meta("optimizer"), Some("adam"));
+    let train_more = |steps: &str| {
+        aics(&[
+            "stylize-train",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--style",
+            night.to_str().unwrap(),
+            "--dataset",
+            &format!("folder:{}", photos.display()),
+            "--size",
+            "32",
+            "--batch-size",
+            "1",
+            "--steps",
+            steps,
+            "--save-every",
+            "4",
+            "--preview",
+            cat.to_str().unwrap(),
+            "--checkpoint",
+            net.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--resume",
+        ])
+    };
+    let o = ok(&train_more("10"));
+    assert!(o.contains("from step 8"), "{o}");
+    let steps: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=10).collect::<Vec<_>>());
+    let ck = aics_nn::checkpoint::load_checkpoint(&net).unwrap();
+    assert_eq!(ck.meta("step"), Some("10"));
+    let e = err(&train_more("10"));
+    assert!(e.contains("already trained for 10 steps"), "{e}");
     let out = d.join("ff.png");
     ok(&aics(&[
         "stylize",
