@@ -631,31 +631,38 @@ fn stylize_train_then_feed_forward() {
     std::fs::copy(&cat, photos.join("cat.png")).unwrap();
     let net = d.join("net.safetensors");
     let log = d.join("log.jsonl");
-    ok(&aics(&[
-        "stylize-train",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--style",
-        night.to_str().unwrap(),
-        "--dataset",
-        &format!("folder:{}", photos.display()),
-        "--size",
-        "32",
-        "--batch-size",
-        "1",
-        "--steps",
-        "8",
-        "--lr",
-        "1e-3",
-        "--save-every",
-        "4",
-        "--preview",
-        cat.to_str().unwrap(),
-        "--checkpoint",
-        net.to_str().unwrap(),
-        "--log",
-        log.to_str().unwrap(),
-    ]));
+    let dataset = format!("folder:{}", photos.display());
+    // `extra`: "--resume" or nothing
+    let train = |steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "stylize-train",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--style",
+            night.to_str().unwrap(),
+            "--dataset",
+            &dataset,
+            "--size",
+            "32",
+            "--batch-size",
+            "1",
+            "--steps",
+            steps,
+            "--lr",
+            "1e-3",
+            "--save-every",
+            "4",
+            "--preview",
+            cat.to_str().unwrap(),
+            "--checkpoint",
+            net.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        aics(&args)
+    };
+    ok(&train("8", &[]));
     let totals: Vec<f64> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
@@ -672,33 +679,7 @@ fn stylize_train_then_feed_forward() {
     let ck = aics_nn::checkpoint::load_checkpoint(&net).unwrap();
     assert_eq!(ck.meta("step"), Some("8"));
     assert_eq!(ck.meta("optimizer"), Some("adam"));
-    let train_more = |steps: &str| {
-        aics(&[
-            "stylize-train",
-            "--weights",
-            weights.to_str().unwrap(),
-            "--style",
-            night.to_str().unwrap(),
-            "--dataset",
-            &format!("folder:{}", photos.display()),
-            "--size",
-            "32",
-            "--batch-size",
-            "1",
-            "--steps",
-            steps,
-            "--save-every",
-            "4",
-            "--preview",
-            cat.to_str().unwrap(),
-            "--checkpoint",
-            net.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-            "--resume",
-        ])
-    };
-    let o = ok(&train_more("10"));
+    let o = ok(&train("10", &["--resume"]));
     assert!(o.contains("from step 8"), "{o}");
     let steps: Vec<u64> = std::fs::read_to_string(&log)
         .unwrap()
@@ -712,7 +693,7 @@ fn stylize_train_then_feed_forward() {
     assert_eq!(steps, (1..=10).collect::<Vec<_>>());
     let ck = aics_nn::checkpoint::load_checkpoint(&net).unwrap();
     assert_eq!(ck.meta("step"), Some("10"));
-    let e = err(&train_more("10"));
+    let e = err(&train("10", &["--resume"]));
     assert!(e.contains("already trained for 10 steps"), "{e}");
     let out = d.join("ff.png");
     ok(&aics(&[
