@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use aics_nn::checkpoint::{load_checkpoint, save_checkpoint};
+use aics_nn::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 use aics_nn::{load_state_dict, parameters, Adam, Module, Optimizer};
 use aics_style::fast::{transform_net, Perceptual};
 use aics_style::picture;
@@ -165,12 +165,7 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
                 a.checkpoint.display()
             )
         })?;
-        if ck.meta("kind") != Some("fast-style") {
-            bail!(
-                "{}: not a network written by `aics stylize-train`",
-                a.checkpoint.display()
-            );
-        }
+        check_kind(&ck)?;
         ck.load_into(&net)?;
         let state = ck.optimizer_state();
         if state.is_empty() {
@@ -301,15 +296,21 @@ pub fn stylize_image(net: &dyn Module, img: &image::RgbImage) -> Result<image::R
     Ok(picture::to_image(&y)?)
 }
 
+/// Refuse a checkpoint that `stylize-train` did not write.
+fn check_kind(ck: &Checkpoint) -> Result<()> {
+    if ck.meta("kind") != Some("fast-style") {
+        bail!(
+            "{}: not a network written by `aics stylize-train`",
+            ck.path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Load a network written by `stylize-train`.
 pub fn load_net(path: &Path) -> Result<aics_nn::Sequential> {
     let ck = load_checkpoint(path)?;
-    if ck.metadata.get("kind").map(String::as_str) != Some("fast-style") {
-        bail!(
-            "{}: not a network written by `aics stylize-train`",
-            path.display()
-        );
-    }
+    check_kind(&ck)?;
     let net = transform_net(0)?;
     load_state_dict(&net, &ck.model_tensors(), true)
         .with_context(|| format!("{}: loading the transformation network", path.display()))?;
