@@ -300,15 +300,22 @@ def bench_gatys(budget):
         emit(name, s, r)
 
 
-def bench_fast_style(budget):
-    """The fast-style transformation network (Johnson et al.; random weights) on one 512²
-    image, forward only, as `aics bench` times it: reflection padding, instance norm, nearest
-    upsampling."""
+def fast_style_net():
+    """Johnson et al.'s transformation network as `aics_style::fast::transform_net` builds it:
+    reflection padding, instance norm, nearest upsampling, 0-255 output scaled to [0, 1]."""
     import torch.nn as nn
 
     def unit(c, o, k, stride=1):
         return [nn.ReflectionPad2d(k // 2), nn.Conv2d(c, o, k, stride),
                 nn.InstanceNorm2d(o, affine=True), nn.ReLU()]
+
+    class Scale(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, x):
+            return x * self.k
 
     class Res(nn.Module):
         def __init__(self, c):
@@ -323,11 +330,77 @@ def bench_fast_style(budget):
                         *[Res(128) for _ in range(5)],
                         nn.Upsample(scale_factor=2, mode="nearest"), *unit(128, 64, 3),
                         nn.Upsample(scale_factor=2, mode="nearest"), *unit(64, 32, 3),
-                        nn.ReflectionPad2d(4), nn.Conv2d(32, 3, 9)).eval()
+                        nn.ReflectionPad2d(4), nn.Conv2d(32, 3, 9), Scale(1.0 / 255.0))
+    return net
+
+
+def bench_fast_style(budget):
+    """The fast-style transformation network (Johnson et al.; random weights) on one 512²
+    image, forward only, as `aics bench` times it: reflection padding, instance norm, nearest
+    upsampling."""
+    net = fast_style_net().eval()
     x = torch.rand(1, 3, 512, 512)
     with torch.no_grad():
         s, r = measure(lambda: net(x), budget)
     emit("fast_style_512", s, r, images_s=1.0 / s)
+
+
+def bench_fast_style_train(budget):
+    """One fast-style training step as `aics bench` times it: the transformation network on 4
+    photos at 256², VGG19 (random weights, Caffe input) to relu4_3, content loss at relu2_2,
+    Gram style losses at relu1_2, relu2_2, relu3_3, relu4_3 per image, TV, backward, Adam."""
+    torch.manual_seed(0)
+    net = fast_style_net().train()
+    blocks = [(2, 64), (2, 128), (4, 256), (4, 512)]
+    convs, c = [], 3
+    for n, o in blocks:
+        block = []
+        for _ in range(n):
+            b = (1.0 / (c * 9)) ** 0.5
+            block.append((torch.empty(o, c, 3, 3).uniform_(-b, b), torch.empty(o).uniform_(-b, b)))
+            c = o
+        convs.append(block)
+    style_layers = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    mean_bgr = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+
+    def features(rgb):
+        out, h = {}, rgb.flip(1) * 255.0 - mean_bgr
+        for b, block in enumerate(convs):
+            for i, (w, bias) in enumerate(block):
+                h = F.relu(F.conv2d(h, w, bias, padding=1))
+                name = f"relu{b + 1}_{i + 1}"
+                if name in style_layers:
+                    out[name] = h
+                if name == "relu4_3":
+                    return out
+            h = F.max_pool2d(h, 2, 2)
+        return out
+
+    def gram(f):
+        n, c, hh, ww = f.shape
+        m = f.reshape(n, c, hh * ww)
+        return m @ m.transpose(1, 2) / (c * hh * ww)
+
+    with torch.no_grad():
+        grams = {k: gram(v) for k, v in features(torch.rand(1, 3, 256, 256)).items()}
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.rand(4, 3, 256, 256)
+
+    def step():
+        opt.zero_grad()
+        y = net(x)
+        with torch.no_grad():
+            target = features(x)["relu2_2"]
+        f = features(y)
+        content = ((f["relu2_2"] - target) ** 2).mean()
+        style = sum(((gram(f[k]) - grams[k]) ** 2).sum() / f[k].shape[1] ** 2 for k in style_layers)
+        style = style * 5.0 / (x.shape[0] * len(style_layers))
+        tv = ((y[:, :, 1:] - y[:, :, :-1]) ** 2).mean() + ((y[:, :, :, 1:] - y[:, :, :, :-1]) ** 2).mean()
+        (content + style + 1e2 * tv).backward()
+        opt.step()
+
+    s, r = measure(step, budget, min_reps=3, warmup=1)
+    emit("fast_style_train_256_b4", s, r, images_s=4.0 / s)
 
 
 def main():
@@ -370,6 +443,8 @@ def main():
         bench_gatys(b)
     if wanted("fast_style_512"):
         bench_fast_style(b)
+    if wanted("fast_style_train_256_b4"):
+        bench_fast_style_train(b)
 
 if __name__ == "__main__":
     sys.exit(main())

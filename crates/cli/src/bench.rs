@@ -311,6 +311,38 @@ pub fn run(a: BenchArgs) -> Result<()> {
         });
     }
 
+    // one fast-style training step: the transformation network on 4 photos at 256², the
+    // perceptual loss through VGG19 (random weights) to relu4_3, backward, Adam
+    if want("fast_style_train_256_b4") {
+        use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
+        let vgg = Vgg19::random(
+            0,
+            InputSpace::Caffe {
+                bgr: true,
+                mean_rgb: CAFFE_MEAN_RGB,
+            },
+        );
+        let painting = Tensor::<f32>::rand(&[1, 3, 256, 256], 0.0, 1.0, &mut rng);
+        let losses = aics_style::fast::Perceptual::new(&vgg, &painting, 1.0, 5.0, 1e2)?;
+        let net = aics_style::fast::transform_net(0)?;
+        let mut opt = aics_nn::Adam::new(parameters(&net), 1e-3, 0.0);
+        let x = Tensor::<f32>::rand(&[4, 3, 256, 256], 0.0, 1.0, &mut rng);
+        let s = time(a.min_time, || {
+            opt.zero_grad();
+            let y = net.forward(&x)?;
+            let (total, _) = losses.loss(&vgg, &x, &y)?;
+            total.backward()?;
+            opt.step()?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name: "fast_style_train_256_b4",
+            seconds: s,
+            flop: None,
+            images: Some(4.0 / s),
+        });
+    }
+
     let threads = aics_tensor::num_threads();
     if !a.json {
         println!(

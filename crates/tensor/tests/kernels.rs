@@ -122,6 +122,34 @@ fn conv_large_single_image_uses_blocks() {
     assert_close("dw", &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-3);
 }
 
+/// Backward-data forms the unfolded gradient a block of output positions at a time (4M
+/// elements); with a large kernel over many channels the blocks end mid-row (ckk = 2592 here,
+/// so 1618 columns per block against 48-pixel rows), for one sample and for several, with and
+/// without stride, padding and dilation.
+#[test]
+fn conv_bwd_data_blocks_match_naive() {
+    let mut rng = Rng::new(12);
+    for (n, hw, p) in [
+        (1, 48, ConvParams::default().padding(4)),
+        (4, 48, ConvParams::default().padding(4)),
+        (1, 96, ConvParams::default().stride(2).padding(4)),
+        (3, 48, ConvParams::default().padding(8).dilation(2)),
+    ] {
+        let g = conv2d_geom("conv2d", &[n, 32, hw, hw], &[3, 32, 9, 9], &p).unwrap();
+        assert!(g.ckk() * g.ohw() > 1 << 22, "one block would do");
+        let x = randv(n * 32 * hw * hw, &mut rng);
+        let wt = randv(3 * 32 * 81, &mut rng);
+        let dy = randv(n * 3 * g.ohw(), &mut rng);
+        let (dx, _) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        assert_close(
+            &format!("dx n={n} {p:?}"),
+            &conv2d_bwd_data(&dy, &wt, &g),
+            &dx,
+            1e-3,
+        );
+    }
+}
+
 #[test]
 fn autograd_accumulates_and_frees() {
     use aics_tensor::Tensor;
