@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use aics_style::fast::Perceptual;
 use aics_style::gatys::{self, Config, Flow};
 use aics_style::loss::{content_loss, gram, style_loss, tv_loss, LossForm};
 use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
@@ -136,6 +137,47 @@ fn image_gradient_matches_pytorch() {
     assert!(
         err <= 1e-4 * scale,
         "image gradient: max |Δ| {err:e}, max |grad| {scale:e}"
+    );
+}
+
+/// The fast-style perceptual loss of a batch (content at relu2_2, per-image Gram style losses at
+/// relu1_2…relu4_3, TV) and its gradient with respect to the network's outputs equal PyTorch's.
+#[test]
+fn perceptual_loss_matches_pytorch() {
+    let fx = fixture();
+    let m = &fx["perceptual"];
+    let vgg = hashed_vgg();
+    let batch = |key: &str| {
+        let d = hash_uniform(key, 2 * 3 * 16 * 16)
+            .into_iter()
+            .map(|u| u as f32)
+            .collect();
+        Tensor::from_vec(d, &[2, 3, 16, 16]).unwrap()
+    };
+    let p = Perceptual::new(&vgg, &image("painting", 20, 20), 1.0, 5.0, 100.0).unwrap();
+    let y = batch("outputs").requires_grad_(true);
+    let (total, l) = p.loss(&vgg, &batch("photos"), &y).unwrap();
+    total.backward().unwrap();
+    close("content", l.content, m["content"].as_f64().unwrap(), 1e-4);
+    close("style", l.style, m["style"].as_f64().unwrap(), 1e-4);
+    close("tv", l.tv, m["tv"].as_f64().unwrap(), 1e-4);
+    close("total", l.total, m["total"].as_f64().unwrap(), 1e-4);
+    let g = y.grad().unwrap().to_vec();
+    let want: Vec<f64> = m["grad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(g.len(), want.len());
+    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+    let err = g
+        .iter()
+        .zip(&want)
+        .fold(0f64, |a, (x, y)| a.max((*x as f64 - y).abs()));
+    assert!(
+        err <= 1e-4 * scale,
+        "output gradient: max |Δ| {err:e}, max |grad| {scale:e}"
     );
 }
 

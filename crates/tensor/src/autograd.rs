@@ -1,22 +1,57 @@
 //! Reverse-mode, define-by-run autograd. Each op result holds a `Node`: its inputs and a closure
 //! that maps the gradient of the output to the gradients of the inputs. `backward` walks the
 //! graph once in reverse topological order; leaves accumulate (`+=`) into their `.grad`.
-//! The graph lives exactly as long as the tensors that reference it: dropping the loss frees a step.
+//! The graph lives at most as long as the tensors that reference it: dropping the loss frees a
+//! step. A backward pass frees each node's inputs and saved tensors as soon as it has used them
+//! (as PyTorch does without `retain_graph`), so activations are released while the pass runs;
+//! back-propagating through the same graph a second time is an error.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::dtype::Float;
 use crate::error::{Result, TensorError};
-use crate::tensor::Tensor;
+use crate::tensor::{Inner, Tensor};
 
 /// `(grad_output, needs_grad_per_input) -> grad per input` (None where not needed).
 pub(crate) type BackwardFn<T> = Box<dyn Fn(&[T], &[bool]) -> Vec<Option<Vec<T>>> + Send + Sync>;
 
 pub(crate) struct Node<T: Float> {
     pub(crate) op: &'static str,
-    pub(crate) inputs: Vec<Tensor<T>>,
+    /// The inputs and the backward closure (with what it saved), until a backward pass has used
+    /// them.
+    pub(crate) saved: Mutex<Option<Saved<T>>>,
+}
+
+pub(crate) struct Saved<T: Float> {
+    /// The inputs' graph identities (not their data: what the closure needs, it saved).
+    pub(crate) inputs: Vec<Arc<Inner<T>>>,
     pub(crate) backward: BackwardFn<T>,
+}
+
+impl<T: Float> Node<T> {
+    pub(crate) fn new(
+        op: &'static str,
+        inputs: Vec<Arc<Inner<T>>>,
+        backward: BackwardFn<T>,
+    ) -> Self {
+        Node {
+            op,
+            saved: Mutex::new(Some(Saved { inputs, backward })),
+        }
+    }
+
+    pub(crate) fn saved(&self) -> MutexGuard<'_, Option<Saved<T>>> {
+        // a panic inside a backward closure leaves nothing half-written here
+        self.saved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn freed(op: &str) -> TensorError {
+    TensorError::Backward(format!(
+        "the graph through `{op}` was freed by an earlier backward pass; run the forward again to back-propagate a second time"
+    ))
 }
 
 thread_local! {
@@ -74,41 +109,45 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let _g = no_grad();
-        let order = topo_order(self);
-        let mut grads: HashMap<usize, Vec<T>> = HashMap::new();
         if self.is_leaf() {
             self.accumulate_grad(grad);
             return Ok(());
         }
+        let mut order = topo_order(&self.0)?;
+        let mut grads: HashMap<usize, Vec<T>> = HashMap::new();
         grads.insert(self.id(), grad);
-        for t in order.iter().rev() {
-            let Some(g) = grads.remove(&t.id()) else {
+        // reverse topological order; each tensor is let go of once its node has run
+        while let Some(t) = order.pop() {
+            let Some(node) = t.node.as_ref() else {
                 continue;
             };
-            let Some(node) = t.0.node.as_ref() else {
+            let Some(saved) = node.saved().take() else {
+                return Err(freed(node.op));
+            };
+            let Some(g) = grads.remove(&t.id) else {
                 continue;
             };
-            let needs: Vec<bool> = node.inputs.iter().map(|i| i.requires_grad()).collect();
-            let gin = (node.backward)(&g, &needs);
+            let needs: Vec<bool> = saved.inputs.iter().map(|i| i.requires_grad()).collect();
+            let gin = (saved.backward)(&g, &needs);
             drop(g);
-            for (inp, gi) in node.inputs.iter().zip(gin) {
+            for (inp, gi) in saved.inputs.iter().zip(gin) {
                 let Some(gi) = gi else { continue };
                 if !inp.requires_grad() {
                     continue;
                 }
                 debug_assert_eq!(
                     gi.len(),
-                    inp.numel(),
+                    crate::shape::numel(&inp.shape),
                     "backward of {} gave a wrong-sized gradient",
                     node.op
                 );
                 if inp.is_leaf() {
                     inp.accumulate_grad(gi);
                 } else {
-                    match grads.get_mut(&inp.id()) {
+                    match grads.get_mut(&inp.id) {
                         Some(acc) => acc.iter_mut().zip(&gi).for_each(|(a, b)| *a += *b),
                         None => {
-                            grads.insert(inp.id(), gi);
+                            grads.insert(inp.id, gi);
                         }
                     }
                 }
@@ -120,25 +159,28 @@ impl<T: Float> Tensor<T> {
 
 /// Op nodes reachable from `root`, in post-order (inputs before the ops that use them).
 /// Iterative, so deep graphs (long unrolled RNNs) cannot overflow the stack.
-fn topo_order<T: Float>(root: &Tensor<T>) -> Vec<Tensor<T>> {
+fn topo_order<T: Float>(root: &Arc<Inner<T>>) -> Result<Vec<Arc<Inner<T>>>> {
     let mut order = Vec::new();
     let mut seen: HashSet<usize> = HashSet::new();
-    let mut stack: Vec<(Tensor<T>, usize)> = vec![(root.clone(), 0)];
-    seen.insert(root.id());
+    let mut stack: Vec<(Arc<Inner<T>>, usize)> = vec![(root.clone(), 0)];
+    seen.insert(root.id);
     while let Some((t, child)) = stack.pop() {
-        let node = match t.0.node.as_ref() {
+        let node = match t.node.as_ref() {
             Some(n) => n,
             None => continue,
         };
-        if child < node.inputs.len() {
-            let next = node.inputs[child].clone();
+        let next = match node.saved().as_ref() {
+            Some(s) => s.inputs.get(child).cloned(),
+            None => return Err(freed(node.op)),
+        };
+        if let Some(next) = next {
             stack.push((t, child + 1));
-            if next.0.node.is_some() && seen.insert(next.id()) {
+            if next.node.is_some() && seen.insert(next.id) {
                 stack.push((next, 0));
             }
         } else {
             order.push(t);
         }
     }
-    order
+    Ok(order)
 }

@@ -1,5 +1,8 @@
 //! The `Tensor`: a contiguous row-major array of `f32` or `f64` on a device, with an optional
-//! autograd node. Tensors are cheap to clone (an `Arc`); ops never mutate their inputs.
+//! autograd node. Tensors are cheap to clone (two `Arc`s); ops never mutate their inputs.
+//! The graph links tensors through their identity (`Inner`: id, shape, grad, node) only, not
+//! their data: an intermediate result whose values no backward closure saved is freed as soon
+//! as the last handle to it goes, though the graph still runs through it.
 //! Parameters are updated in place by optimizers through `update_data`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,21 +24,41 @@ pub enum Device {
     Cpu,
 }
 
+/// A tensor's identity in the graph: what autograd nodes hold of their inputs.
 pub(crate) struct Inner<T: Float> {
     pub(crate) id: usize,
     pub(crate) shape: Vec<usize>,
-    pub(crate) data: RwLock<Arc<Vec<T>>>,
     pub(crate) requires_grad: AtomicBool,
     pub(crate) grad: Mutex<Option<Vec<T>>>,
     pub(crate) node: Option<Node<T>>,
 }
 
-/// An n-dimensional array with reverse-mode autograd.
-pub struct Tensor<T: Float = f32>(pub(crate) Arc<Inner<T>>);
+impl<T: Float> Inner<T> {
+    pub(crate) fn requires_grad(&self) -> bool {
+        self.node.is_some() || self.requires_grad.load(Ordering::Relaxed)
+    }
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.node.is_none()
+    }
+    pub(crate) fn accumulate_grad(&self, g: Vec<T>) {
+        let mut slot = self.grad.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_mut() {
+            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += *b),
+            None => *slot = Some(g),
+        }
+    }
+}
+
+/// An n-dimensional array with reverse-mode autograd: its graph identity and its data (shared
+/// by all clones, so that in-place updates of a parameter are seen through every handle).
+pub struct Tensor<T: Float = f32>(
+    pub(crate) Arc<Inner<T>>,
+    pub(crate) Arc<RwLock<Arc<Vec<T>>>>,
+);
 
 impl<T: Float> Clone for Tensor<T> {
     fn clone(&self) -> Self {
-        Tensor(self.0.clone())
+        Tensor(self.0.clone(), self.1.clone())
     }
 }
 
@@ -57,14 +80,16 @@ impl<T: Float> std::fmt::Debug for Tensor<T> {
 impl<T: Float> Tensor<T> {
     fn build(data: Arc<Vec<T>>, shape: Vec<usize>, node: Option<Node<T>>) -> Self {
         debug_assert_eq!(data.len(), numel(&shape));
-        Tensor(Arc::new(Inner {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            shape,
-            data: RwLock::new(data),
-            requires_grad: AtomicBool::new(false),
-            grad: Mutex::new(None),
-            node,
-        }))
+        Tensor(
+            Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                shape,
+                requires_grad: AtomicBool::new(false),
+                grad: Mutex::new(None),
+                node,
+            }),
+            Arc::new(RwLock::new(data)),
+        )
     }
 
     /// A tensor owning `data` laid out row-major in `shape`.
@@ -111,11 +136,11 @@ impl<T: Float> Tensor<T> {
         let track = grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let node = if track {
             let f: BackwardFn<T> = Box::new(backward);
-            Some(Node {
+            Some(Node::new(
                 op,
-                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-                backward: f,
-            })
+                inputs.iter().map(|t| t.0.clone()).collect(),
+                f,
+            ))
         } else {
             None
         };
@@ -184,7 +209,7 @@ impl<T: Float> Tensor<T> {
 
     /// The data, shared (cheap).
     pub fn data(&self) -> Arc<Vec<T>> {
-        match self.0.data.read() {
+        match self.1.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
@@ -217,7 +242,7 @@ impl<T: Float> Tensor<T> {
                 want: self.numel(),
             });
         }
-        let mut g = match self.0.data.write() {
+        let mut g = match self.1.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
@@ -227,7 +252,7 @@ impl<T: Float> Tensor<T> {
 
     /// Update the data in place (copy-on-write if an autograd node still holds it).
     pub fn update_data(&self, f: impl FnOnce(&mut [T])) {
-        let mut g = match self.0.data.write() {
+        let mut g = match self.1.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
@@ -236,7 +261,7 @@ impl<T: Float> Tensor<T> {
 
     /// Whether a gradient flows to this tensor (a leaf marked `requires_grad`, or an op result).
     pub fn requires_grad(&self) -> bool {
-        self.0.node.is_some() || self.0.requires_grad.load(Ordering::Relaxed)
+        self.0.requires_grad()
     }
     /// Mark a leaf tensor as wanting a gradient; returns the same tensor for chaining.
     pub fn requires_grad_(self, on: bool) -> Self {
@@ -247,7 +272,7 @@ impl<T: Float> Tensor<T> {
         self.0.requires_grad.store(on, Ordering::Relaxed);
     }
     pub fn is_leaf(&self) -> bool {
-        self.0.node.is_none()
+        self.0.is_leaf()
     }
     /// The op that produced this tensor, if it is tracked.
     pub fn op_name(&self) -> Option<&'static str> {
@@ -281,11 +306,7 @@ impl<T: Float> Tensor<T> {
         *self.0.grad.lock().unwrap_or_else(|p| p.into_inner()) = g;
     }
     pub(crate) fn accumulate_grad(&self, g: Vec<T>) {
-        let mut slot = self.0.grad.lock().unwrap_or_else(|p| p.into_inner());
-        match slot.as_mut() {
-            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += *b),
-            None => *slot = Some(g),
-        }
+        self.0.accumulate_grad(g)
     }
 
     /// Whether a gradient has been accumulated (cheaper than `grad().is_some()`).
@@ -329,12 +350,16 @@ impl<T: Float> Drop for Inner<T> {
     /// Unlink the graph iteratively: the default recursive drop of a long chain (an unrolled
     /// RNN, 100k ops) would overflow the stack.
     fn drop(&mut self) {
+        let inputs = |n: Node<T>| {
+            let saved = n.saved.into_inner().unwrap_or_else(|e| e.into_inner());
+            saved.map(|s| s.inputs).unwrap_or_default()
+        };
         let Some(node) = self.node.take() else { return };
-        let mut stack = node.inputs;
+        let mut stack = inputs(node);
         while let Some(t) = stack.pop() {
-            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
+            if let Ok(mut inner) = Arc::try_unwrap(t) {
                 if let Some(n) = inner.node.take() {
-                    stack.extend(n.inputs);
+                    stack.extend(inputs(n));
                 }
             }
         }

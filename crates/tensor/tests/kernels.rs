@@ -170,6 +170,47 @@ fn autograd_accumulates_and_frees() {
     assert!(z.sum().backward().is_err());
 }
 
+/// A backward pass lets go of each node's inputs and saved tensors once it has used them, so
+/// intermediate activations are freed while the loss is still alive; a second pass through the
+/// same graph is an error that says so.
+#[test]
+fn backward_frees_the_graph_as_it_goes() {
+    use aics_tensor::Tensor;
+    let x = Tensor::<f32>::from_vec(vec![0.5, -1.0, 2.0], &[3])
+        .unwrap()
+        .requires_grad_(true);
+    let a = x.mul_scalar(2.0);
+    let b = a.exp();
+    let loss = b.mul(&a).unwrap().sum();
+    let (wa, wb) = (
+        std::sync::Arc::downgrade(&a.data()),
+        std::sync::Arc::downgrade(&b.data()),
+    );
+    drop((a, b));
+    assert!(
+        wa.upgrade().is_some() && wb.upgrade().is_some(),
+        "the graph holds them"
+    );
+    loss.backward().unwrap();
+    assert!(
+        wa.upgrade().is_none() && wb.upgrade().is_none(),
+        "freed by backward"
+    );
+    // d/dx of Σ 2x·e^{2x} = 2e^{2x}(1 + 2x)
+    for (g, &v) in x.grad().unwrap().to_vec().iter().zip(&[0.5f32, -1.0, 2.0]) {
+        let want = 2.0 * (2.0 * v).exp() * (1.0 + 2.0 * v);
+        assert!(
+            (g - want).abs() < 1e-4 * want.abs().max(1.0),
+            "{g} vs {want}"
+        );
+    }
+    let err = loss.backward().unwrap_err().to_string();
+    assert!(
+        err.contains("freed") && err.contains("forward again"),
+        "{err}"
+    );
+}
+
 #[test]
 fn long_chains_do_not_overflow_the_stack() {
     use aics_tensor::Tensor;

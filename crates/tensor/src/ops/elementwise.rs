@@ -146,17 +146,37 @@ fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> 
 }
 
 /// A unary map whose derivative is written in terms of the input `x` and output `y`.
+/// What a unary op's backward reads: only what is named here is kept for it.
+#[derive(Clone, Copy)]
+enum Saves {
+    Nothing,
+    Input,
+    Output,
+}
+
+/// `y = f(x)` elementwise, with `dy/dx = df(x, y)`; `df` is given zero for whichever of `x`, `y`
+/// is not in `saves`.
 fn unary<T: Float>(
     x: &Tensor<T>,
     op: &'static str,
+    saves: Saves,
     f: impl Fn(T) -> T + Sync + Send,
     df: impl Fn(T, T) -> T + Sync + Send + 'static,
 ) -> Tensor<T> {
     let xd = x.data();
     let y = Arc::new(k::map(&xd, f));
-    let yc = y.clone();
+    let (sx, sy) = match saves {
+        Saves::Nothing => (None, None),
+        Saves::Input => (Some(xd), None),
+        Saves::Output => (None, Some(y.clone())),
+    };
     Tensor::from_op_arc(y, x.shape().to_vec(), op, &[x], move |g, _| {
-        vec![Some(k::zip3_map(g, &xd, &yc, |g, x, y| g * df(x, y)))]
+        let z = T::zero();
+        vec![Some(match (&sx, &sy) {
+            (Some(x), _) => k::zip_map(g, x, |g, x| g * df(x, z)),
+            (None, Some(y)) => k::zip_map(g, y, |g, y| g * df(z, y)),
+            (None, None) => k::map(g, |g| g * df(z, z)),
+        })]
     })
 }
 
@@ -183,26 +203,44 @@ impl<T: Float> Tensor<T> {
 
     pub fn add_scalar(&self, s: f64) -> Tensor<T> {
         let s = T::from_f64(s);
-        unary(self, "add_scalar", move |x| x + s, |_, _| T::one())
+        unary(
+            self,
+            "add_scalar",
+            Saves::Nothing,
+            move |x| x + s,
+            |_, _| T::one(),
+        )
     }
     pub fn mul_scalar(&self, s: f64) -> Tensor<T> {
         let s = T::from_f64(s);
-        unary(self, "mul_scalar", move |x| x * s, move |_, _| s)
+        unary(
+            self,
+            "mul_scalar",
+            Saves::Nothing,
+            move |x| x * s,
+            move |_, _| s,
+        )
     }
     pub fn neg(&self) -> Tensor<T> {
-        unary(self, "neg", |x| -x, |_, _| -T::one())
+        unary(self, "neg", Saves::Nothing, |x| -x, |_, _| -T::one())
     }
     pub fn exp(&self) -> Tensor<T> {
-        unary(self, "exp", |x| x.exp(), |_, y| y)
+        unary(self, "exp", Saves::Output, |x| x.exp(), |_, y| y)
     }
     pub fn log(&self) -> Tensor<T> {
-        unary(self, "log", |x| x.ln(), |x, _| T::one() / x)
+        unary(self, "log", Saves::Input, |x| x.ln(), |x, _| T::one() / x)
     }
     pub fn sqrt(&self) -> Tensor<T> {
-        unary(self, "sqrt", |x| x.sqrt(), |_, y| T::from_f64(0.5) / y)
+        unary(
+            self,
+            "sqrt",
+            Saves::Output,
+            |x| x.sqrt(),
+            |_, y| T::from_f64(0.5) / y,
+        )
     }
     pub fn square(&self) -> Tensor<T> {
-        unary(self, "square", |x| x * x, |x, _| x + x)
+        unary(self, "square", Saves::Input, |x| x * x, |x, _| x + x)
     }
     /// `x^p` for a constant exponent.
     pub fn powf(&self, p: f64) -> Tensor<T> {
@@ -211,6 +249,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "powf",
+            Saves::Input,
             move |x| x.powf(pt),
             move |x, _| pt * x.powf(pm1),
         )
@@ -219,6 +258,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "abs",
+            Saves::Input,
             |x| x.abs(),
             |x, _| {
                 if x > T::zero() {
@@ -236,6 +276,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "clamp",
+            Saves::Input,
             move |x| x.max(l).min(h),
             move |x, _| {
                 if x >= l && x <= h {
@@ -250,8 +291,9 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "relu",
+            Saves::Output, // y > 0 exactly where x > 0
             |x| if x > T::zero() { x } else { T::zero() },
-            |x, _| if x > T::zero() { T::one() } else { T::zero() },
+            |_, y| if y > T::zero() { T::one() } else { T::zero() },
         )
     }
     /// `x` for `x > 0`, `slope·x` otherwise (PyTorch `leaky_relu`, default slope 0.01).
@@ -260,17 +302,25 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "leaky_relu",
+            Saves::Input,
             move |x| if x > T::zero() { x } else { s * x },
             move |x, _| if x > T::zero() { T::one() } else { s },
         )
     }
     pub fn tanh(&self) -> Tensor<T> {
-        unary(self, "tanh", |x| x.tanh(), |_, y| T::one() - y * y)
+        unary(
+            self,
+            "tanh",
+            Saves::Output,
+            |x| x.tanh(),
+            |_, y| T::one() - y * y,
+        )
     }
     pub fn sigmoid(&self) -> Tensor<T> {
         unary(
             self,
             "sigmoid",
+            Saves::Output,
             |x| T::one() / (T::one() + (-x).exp()),
             |_, y| y * (T::one() - y),
         )
@@ -280,6 +330,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "softplus",
+            Saves::Input,
             |x| {
                 if x > T::zero() {
                     x + (-x).exp().ln_1p()
@@ -298,6 +349,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "smooth_l1",
+            Saves::Input,
             move |x| {
                 if x.abs() < b {
                     half * x * x / b
