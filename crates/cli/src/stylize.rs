@@ -134,7 +134,7 @@ fn memory_estimate(h: usize, w: usize, deepest: usize) -> usize {
     4 * (3 * total + 2 * biggest)
 }
 
-fn available_memory() -> Option<usize> {
+pub(crate) fn available_memory() -> Option<usize> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -622,6 +622,18 @@ fn stylize_train_then_feed_forward() {
         "folder:/no/such/dir",
     ]));
     assert!(e.contains("/no/such/dir"), "{e}");
+    // a batch that cannot fit is refused before anything is loaded
+    let e = err(&aics(&[
+        "stylize-train",
+        "--dataset",
+        "folder:/no/such/dir",
+        "--size",
+        "2000000",
+    ]));
+    assert!(
+        e.contains("needs about") && e.contains("lower --size or --batch-size"),
+        "{e}"
+    );
     if !weights.exists() || !cat.exists() || !night.exists() {
         eprintln!("skipped the rest: VGG19 weights or images not in .cache (run scripts/setup.sh)");
         return;
