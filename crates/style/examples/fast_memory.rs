@@ -1,49 +1,25 @@
 //! Peak live heap bytes of one fast-style training step (the transformation network on a
 //! batch of photos, the perceptual loss through VGG19 with random weights, backward, Adam), by
 //! phase: `cargo run --release -p aics-style --example fast_memory -- 256 4`.
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
 use aics_nn::optim::Optimizer;
 use aics_nn::{parameters, Adam, Module};
 use aics_style::fast::{transform_net, Perceptual};
 use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
 use aics_tensor::{Rng, Tensor};
 
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let n = LIVE.fetch_add(l.size(), Relaxed) + l.size();
-        PEAK.fetch_max(n, Relaxed);
-        System.alloc(l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let n = LIVE.fetch_add(l.size(), Relaxed) + l.size();
-        PEAK.fetch_max(n, Relaxed);
-        System.alloc_zeroed(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
-        System.dealloc(p, l)
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::{live, mb, peak, reset_peak, Counting};
 
 #[global_allocator]
 static A: Counting = Counting;
 
-fn mb(b: usize) -> f64 {
-    b as f64 / (1 << 20) as f64
-}
-
 fn report(what: &str, base: usize) {
-    let live = LIVE.load(Relaxed);
+    let live = live();
     println!(
         "{what:<22} live +{:>8.1} MB, peak so far +{:>8.1} MB",
         mb(live.saturating_sub(base)),
-        mb(PEAK.load(Relaxed).saturating_sub(base))
+        mb(peak().saturating_sub(base))
     );
 }
 
@@ -70,8 +46,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut opt = Adam::new(parameters(&net), 1e-3, 0.0);
     let x = Tensor::<f32>::rand(&[n, 3, s, s], 0.0, 1.0, &mut rng);
     for step in 1..=2 {
-        let base = LIVE.load(Relaxed);
-        PEAK.store(base, Relaxed);
+        let base = live();
+        reset_peak();
         println!(
             "step {step} ({s}², batch {n}): {:.1} MB live before",
             mb(base)

@@ -1,38 +1,14 @@
 //! Peak live heap bytes of one Gatys step (VGG19 with random weights), by phase, and the
 //! fastest forward and backward times of a few steps:
 //! `cargo run --release -p aics-style --example gatys_memory -- 512 512`.
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
 use aics_style::gatys::{self, Config};
 
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let n = LIVE.fetch_add(l.size(), Relaxed) + l.size();
-        PEAK.fetch_max(n, Relaxed);
-        System.alloc(l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let n = LIVE.fetch_add(l.size(), Relaxed) + l.size();
-        PEAK.fetch_max(n, Relaxed);
-        System.alloc_zeroed(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
-        System.dealloc(p, l)
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::{live, mb, peak, reset_peak, Counting};
 
 #[global_allocator]
 static A: Counting = Counting;
-
-fn mb(b: usize) -> f64 {
-    b as f64 / (1 << 20) as f64
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<usize> = std::env::args()
@@ -45,26 +21,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let cfg = Config::default();
     let (vgg, targets, x) = gatys::random_problem(h, w, &cfg, 0)?;
-    let base = LIVE.load(Relaxed);
-    PEAK.store(base, Relaxed);
+    let base = live();
+    reset_peak();
     println!("{h}x{w}: before the step {:.1} MB live", mb(base));
     let (total, _) = gatys::loss(&vgg, &x, &targets, &cfg)?;
     println!(
         "after forward: {:.1} MB live (+{:.1}), peak +{:.1}",
-        mb(LIVE.load(Relaxed)),
-        mb(LIVE.load(Relaxed) - base),
-        mb(PEAK.load(Relaxed) - base)
+        mb(live()),
+        mb(live() - base),
+        mb(peak() - base)
     );
     total.backward()?;
     println!(
         "after backward: peak +{:.1} MB over the state before the step",
-        mb(PEAK.load(Relaxed) - base)
+        mb(peak() - base)
     );
     drop(total);
-    println!(
-        "after dropping the graph: {:.1} MB live",
-        mb(LIVE.load(Relaxed))
-    );
+    println!("after dropping the graph: {:.1} MB live", mb(live()));
     // fastest of a few steps, by phase
     let (mut f, mut b) = (f64::MAX, f64::MAX);
     for _ in 0..5 {
