@@ -54,6 +54,31 @@ fn close(what: &str, got: f64, want: f64, rtol: f64) {
     );
 }
 
+/// The losses and a gradient equal a fixture entry's (`content`, `style`, `tv`, `total`,
+/// `grad`), the gradient to 1e-4 of its largest magnitude.
+fn matches_fixture(what: &str, l: &gatys::Losses, g: &[f32], m: &Value) {
+    close("content", l.content, m["content"].as_f64().unwrap(), 1e-4);
+    close("style", l.style, m["style"].as_f64().unwrap(), 1e-4);
+    close("tv", l.tv, m["tv"].as_f64().unwrap(), 1e-4);
+    close("total", l.total, m["total"].as_f64().unwrap(), 1e-4);
+    let want: Vec<f64> = m["grad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(g.len(), want.len(), "{what}: size");
+    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+    let err = g
+        .iter()
+        .zip(&want)
+        .fold(0f64, |a, (x, y)| a.max((*x as f64 - y).abs()));
+    assert!(
+        err <= 1e-4 * scale,
+        "{what}: max |Δ| {err:e}, max |grad| {scale:e}"
+    );
+}
+
 #[test]
 fn losses_match_finite_differences() {
     let mut rng = Rng::new(3);
@@ -118,26 +143,7 @@ fn image_gradient_matches_pytorch() {
     let x = enc(&image("image", 32, 32)).requires_grad_(true);
     let (total, l) = gatys::loss(&vgg, &x, &t, &cfg).unwrap();
     total.backward().unwrap();
-    close("content", l.content, m["content"].as_f64().unwrap(), 1e-4);
-    close("style", l.style, m["style"].as_f64().unwrap(), 1e-4);
-    close("tv", l.tv, m["tv"].as_f64().unwrap(), 1e-4);
-    close("total", l.total, m["total"].as_f64().unwrap(), 1e-4);
-    let g = x.grad().unwrap().to_vec();
-    let want: Vec<f64> = m["grad"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
-    let err = g
-        .iter()
-        .zip(&want)
-        .fold(0f64, |a, (x, y)| a.max((*x as f64 - y).abs()));
-    assert!(
-        err <= 1e-4 * scale,
-        "image gradient: max |Δ| {err:e}, max |grad| {scale:e}"
-    );
+    matches_fixture("image gradient", &l, &x.grad().unwrap().to_vec(), m);
 }
 
 /// The fast-style perceptual loss of a batch (content at relu2_2, per-image Gram style losses at
@@ -158,27 +164,7 @@ fn perceptual_loss_matches_pytorch() {
     let y = batch("outputs").requires_grad_(true);
     let (total, l) = p.loss(&vgg, &batch("photos"), &y).unwrap();
     total.backward().unwrap();
-    close("content", l.content, m["content"].as_f64().unwrap(), 1e-4);
-    close("style", l.style, m["style"].as_f64().unwrap(), 1e-4);
-    close("tv", l.tv, m["tv"].as_f64().unwrap(), 1e-4);
-    close("total", l.total, m["total"].as_f64().unwrap(), 1e-4);
-    let g = y.grad().unwrap().to_vec();
-    let want: Vec<f64> = m["grad"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(g.len(), want.len());
-    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
-    let err = g
-        .iter()
-        .zip(&want)
-        .fold(0f64, |a, (x, y)| a.max((*x as f64 - y).abs()));
-    assert!(
-        err <= 1e-4 * scale,
-        "output gradient: max |Δ| {err:e}, max |grad| {scale:e}"
-    );
+    matches_fixture("output gradient", &l, &y.grad().unwrap().to_vec(), m);
 }
 
 /// The textbook preset's formulas and Adam (lr 1.0) from the same noisy start: the losses of
