@@ -154,16 +154,34 @@ const MAX_EXPANSION: usize = 4096;
 
 /// Reads the state dict stored in the PyTorch checkpoint at `path`.
 pub fn load_pth(path: &Path) -> Result<Vec<(String, RawTensor)>, IoError> {
+    load_pth_where(path, |_| true)
+}
+
+/// Like [`load_pth`], but only the entries whose names `keep` accepts: the others' storages are
+/// never decoded (VGG19's features are 80 MB of torchvision's 548 MB file).
+pub fn load_pth_where(
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, RawTensor)>, IoError> {
     let bytes = std::fs::read(path).map_err(|source| IoError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    load_pth_bytes(&bytes, path)
+    load_pth_bytes_where(&bytes, path, &keep)
 }
 
 /// Like [`load_pth`], but for checkpoint bytes already in memory; `path` is
 /// only used in error messages.
 pub fn load_pth_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, RawTensor)>, IoError> {
+    load_pth_bytes_where(bytes, path, &|_| true)
+}
+
+/// [`load_pth_bytes`] restricted to the entries `keep` accepts.
+pub fn load_pth_bytes_where(
+    bytes: &[u8],
+    path: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, RawTensor)>, IoError> {
     let fail = |msg: String| IoError::Format {
         path: path.to_path_buf(),
         msg,
@@ -179,9 +197,9 @@ pub fn load_pth_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, RawTenso
         },
     };
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-        load_zip(bytes, &fail, &from_pickle)
+        load_zip(bytes, keep, &fail, &from_pickle)
     } else if bytes.first() == Some(&0x80) {
-        load_legacy(bytes, &fail, &from_pickle)
+        load_legacy(bytes, keep, &fail, &from_pickle)
     } else {
         Err(fail(
             "not a PyTorch checkpoint: expected a zip archive or a pickle (byte 0x80) at the start"
@@ -195,6 +213,7 @@ type FromPickle<'a> = dyn Fn(PickleError, &str) -> IoError + 'a;
 
 fn load_zip(
     bytes: &[u8],
+    keep: &dyn Fn(&str) -> bool,
     fail: &Fail,
     from_pickle: &FromPickle,
 ) -> Result<Vec<(String, RawTensor)>, IoError> {
@@ -233,12 +252,15 @@ fn load_zip(
     };
     let pkl = read_entry(&pkl_name, bytes.len() as u64 * 1100 + 1024)?.unwrap_or_default();
     let u = pickle::unpickle(&pkl).map_err(|e| from_pickle(e, &format!("in {pkl_name}")))?;
-    let entries = state_dict_entries(&u.value).map_err(fail)?;
+    let mut entries = state_dict_entries(&u.value).map_err(fail)?;
+    entries.retain(|(name, _)| keep(name));
+    let last = last_uses(&entries);
 
+    // each storage is read when first needed and dropped after its last use
     let mut storages: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len().min(4096));
     let mut budget = bytes.len().saturating_mul(MAX_EXPANSION);
-    for (name, t) in entries {
+    for (i, (name, t)) in entries.into_iter().enumerate() {
         let key = &t.storage.key;
         if !storages.contains_key(key) {
             let needed = storage_bytes_needed(&t.storage).map_err(&fail)?;
@@ -251,9 +273,21 @@ fn load_zip(
         let data = &storages[key];
         let tensor = materialize(&t, data, big_endian, &mut budget)
             .map_err(|m| fail(format!("tensor '{name}': {m}")))?;
+        if last.get(key) == Some(&i) {
+            storages.remove(key);
+        }
         out.push((name, tensor));
     }
     Ok(out)
+}
+
+/// Index of the last entry that uses each storage.
+fn last_uses(entries: &[(String, Rc<TensorRef>)]) -> HashMap<String, usize> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| (t.storage.key.clone(), i))
+        .collect()
 }
 
 /// Bytes spanned by a storage reference (root offset + declared elements).
@@ -269,6 +303,7 @@ const LEGACY_MAGIC: i128 = 0x1950a86a20f9469cfc6c;
 
 fn load_legacy(
     bytes: &[u8],
+    keep: &dyn Fn(&str) -> bool,
     fail: &Fail,
     from_pickle: &FromPickle,
 ) -> Result<Vec<(String, RawTensor)>, IoError> {
@@ -344,6 +379,14 @@ fn load_legacy(
     for (_, t) in &entries {
         dtypes.insert(&t.storage.key, t.storage.dtype);
     }
+    // only the storages of the kept entries are copied out
+    let kept: Vec<_> = entries
+        .iter()
+        .filter(|(name, _)| keep(name))
+        .cloned()
+        .collect();
+    let wanted: std::collections::HashSet<&str> =
+        kept.iter().map(|(_, t)| t.storage.key.as_str()).collect();
     let mut storages: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
     for key in &keys {
         let count_bytes = bytes.get(pos..pos + 8).ok_or_else(|| {
@@ -372,12 +415,15 @@ fn load_legacy(
                     bytes.len() - pos
                 ))
             })? as usize;
-        storages.insert(key.clone(), Rc::new(bytes[pos..pos + len].to_vec()));
+        if wanted.contains(key.as_str()) {
+            storages.insert(key.clone(), Rc::new(bytes[pos..pos + len].to_vec()));
+        }
         pos += len;
     }
-    let mut out = Vec::with_capacity(entries.len().min(4096));
+    let last = last_uses(&kept);
+    let mut out = Vec::with_capacity(kept.len().min(4096));
     let mut budget = bytes.len().saturating_mul(MAX_EXPANSION);
-    for (name, t) in entries {
+    for (i, (name, t)) in kept.into_iter().enumerate() {
         let data = storages.get(&t.storage.key).ok_or_else(|| {
             fail(format!(
                 "tensor '{name}' uses storage {} that is not in the file",
@@ -386,6 +432,9 @@ fn load_legacy(
         })?;
         let tensor = materialize(&t, data, big_endian, &mut budget)
             .map_err(|m| fail(format!("tensor '{name}': {m}")))?;
+        if last.get(&t.storage.key) == Some(&i) {
+            storages.remove(&t.storage.key);
+        }
         out.push((name, tensor));
     }
     Ok(out)

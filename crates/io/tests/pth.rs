@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aics_io::{load_pth, load_pth_bytes, IoError};
+use aics_io::{load_pth, load_pth_bytes, load_pth_where, IoError};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pth")
@@ -95,6 +95,34 @@ fn zip_and_legacy_agree() {
         let a = load_pth(&fixtures().join(format!("{stem}_zip.pth"))).unwrap();
         let b = load_pth(&fixtures().join(format!("{stem}_legacy.pth"))).unwrap();
         assert_eq!(a, b, "{stem}");
+    }
+}
+
+/// Loading a subset of the entries gives exactly those entries of the full load, in order, in
+/// both formats (storages shared by several views included), and keeping none gives none.
+#[test]
+fn a_subset_loads_like_the_whole() {
+    for stem in ["tiny", "dtypes", "wrapped", "nested"] {
+        for fmt in ["zip", "legacy"] {
+            let path = fixtures().join(format!("{stem}_{fmt}.pth"));
+            let all = load_pth(&path).unwrap();
+            for parity in [0, 1] {
+                let names: Vec<&str> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % 2 == parity)
+                    .map(|(_, (n, _))| n.as_str())
+                    .collect();
+                let some = load_pth_where(&path, |n| names.contains(&n)).unwrap();
+                let want: Vec<_> = all
+                    .iter()
+                    .filter(|(n, _)| names.contains(&n.as_str()))
+                    .cloned()
+                    .collect();
+                assert_eq!(some, want, "{stem}_{fmt} parity {parity}");
+            }
+            assert!(load_pth_where(&path, |_| false).unwrap().is_empty());
+        }
     }
 }
 
