@@ -239,6 +239,30 @@ def bench_models(budget, threads, tmpdir):
     emit("resnet18_train_32_b64", s, r, images_s=64.0 / s)
 
 
+def vgg_features(convs, x, wanted, last):
+    """The ReLU outputs named in `wanted` of a VGG trunk (`convs`: blocks of (weight, bias)
+    pairs, 3x3 with padding 1, 2x2 max pooling between blocks), computed up to `last`."""
+    out, h = {}, x
+    for b, block in enumerate(convs):
+        for i, (w, bias) in enumerate(block):
+            h = F.relu(F.conv2d(h, w, bias, padding=1))
+            name = f"relu{b + 1}_{i + 1}"
+            if name in wanted:
+                out[name] = h
+            if name == last:
+                return out
+        h = F.max_pool2d(h, 2, 2)
+    return out
+
+
+def gram(f, normalise=True):
+    """Gram matrices (N, C, C) of feature maps (N, C, H, W), divided by C*H*W if `normalise`."""
+    n, c, hh, ww = f.shape
+    m = f.reshape(n, c, hh * ww)
+    g = m @ m.transpose(1, 2)
+    return g / (c * hh * ww) if normalise else g
+
+
 def bench_gatys(budget):
     """One Gatys step as `aics bench` times it: VGG19 (random weights) to relu5_1, content loss
     at relu4_2, Gram style losses at relu1_1..relu5_1, TV on the decoded image, backward to the
@@ -253,23 +277,7 @@ def bench_gatys(budget):
     style_layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
     def features(x):
-        out, h = {}, x
-        for b, block in enumerate(convs):
-            for i, (w, bias) in enumerate(block):
-                h = F.relu(F.conv2d(h, w, bias, padding=1))
-                name = f"relu{b + 1}_{i + 1}"
-                if name in style_layers or name == "relu4_2":
-                    out[name] = h
-                if name == "relu5_1":
-                    return out
-            h = F.max_pool2d(h, 2, 2)
-        return out
-
-    def gram(f, textbook):
-        _, c, hh, ww = f.shape
-        m = f.reshape(c, hh * ww)
-        g = m @ m.t()
-        return g if textbook else g / (c * hh * ww)
+        return vgg_features(convs, x, set(style_layers) | {"relu4_2"}, "relu5_1")
 
     for name, h, w, textbook in [("gatys_step_256", 256, 256, False),
                                  ("gatys_step_512", 512, 512, False),
@@ -280,14 +288,14 @@ def bench_gatys(budget):
         painting = torch.rand(1, 3, h, w) * 255 - 120
         with torch.no_grad():
             pf = features(photo)["relu4_2"]
-            sg = {k: gram(v, textbook) for k, v in features(painting).items() if k in style_layers}
+            sg = {k: gram(v, not textbook) for k, v in features(painting).items() if k in style_layers}
         x = photo.clone().requires_grad_(True)
 
         def step():
             x.grad = None
             f = features(x)
             lc = ((f["relu4_2"] - pf) ** 2).mean()
-            ls = sum(0.2 * ((gram(f[k], textbook) - sg[k]) ** 2).sum() / f[k].shape[1] ** 2
+            ls = sum(0.2 * ((gram(f[k], not textbook) - sg[k]) ** 2).sum() / f[k].shape[1] ** 2
                      for k in style_layers)
             loss = lc + 500.0 * ls
             if not textbook:
@@ -364,22 +372,7 @@ def bench_fast_style_train(budget):
     mean_bgr = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
     def features(rgb):
-        out, h = {}, rgb.flip(1) * 255.0 - mean_bgr
-        for b, block in enumerate(convs):
-            for i, (w, bias) in enumerate(block):
-                h = F.relu(F.conv2d(h, w, bias, padding=1))
-                name = f"relu{b + 1}_{i + 1}"
-                if name in style_layers:
-                    out[name] = h
-                if name == "relu4_3":
-                    return out
-            h = F.max_pool2d(h, 2, 2)
-        return out
-
-    def gram(f):
-        n, c, hh, ww = f.shape
-        m = f.reshape(n, c, hh * ww)
-        return m @ m.transpose(1, 2) / (c * hh * ww)
+        return vgg_features(convs, rgb.flip(1) * 255.0 - mean_bgr, set(style_layers), "relu4_3")
 
     with torch.no_grad():
         grams = {k: gram(v) for k, v in features(torch.rand(1, 3, 256, 256)).items()}

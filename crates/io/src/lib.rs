@@ -385,8 +385,7 @@ fn load_legacy(
         .filter(|(name, _)| keep(name))
         .cloned()
         .collect();
-    let wanted: std::collections::HashSet<&str> =
-        kept.iter().map(|(_, t)| t.storage.key.as_str()).collect();
+    let last = last_uses(&kept);
     let mut storages: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
     for key in &keys {
         let count_bytes = bytes.get(pos..pos + 8).ok_or_else(|| {
@@ -415,12 +414,11 @@ fn load_legacy(
                     bytes.len() - pos
                 ))
             })? as usize;
-        if wanted.contains(key.as_str()) {
+        if last.contains_key(key) {
             storages.insert(key.clone(), Rc::new(bytes[pos..pos + len].to_vec()));
         }
         pos += len;
     }
-    let last = last_uses(&kept);
     let mut out = Vec::with_capacity(kept.len().min(4096));
     let mut budget = bytes.len().saturating_mul(MAX_EXPANSION);
     for (i, (name, t)) in kept.into_iter().enumerate() {

@@ -18,7 +18,7 @@ use aics_nn::{Kind, Module, Result, Sequential};
 use aics_tensor::{ConvParams, Interp, Rng, Tensor};
 
 use crate::gatys::Losses;
-use crate::loss::{content_loss, gram, tv_loss, LossForm};
+use crate::loss::{content_loss, gram, style_loss, tv_loss, LossForm};
 use crate::vgg::Vgg19;
 
 /// A k×k convolution without padding of its own (the reflection padding before it keeps the
@@ -188,10 +188,8 @@ impl Perceptual {
             .mul_scalar(self.content_weight);
         let mut style = Tensor::scalar(0.0f32);
         for (f, a) in feats.iter().zip(&self.grams) {
-            // each image's Gram matrix (N, C, C) against the painting's (C, C)
-            let c = f.shape()[1];
-            let d = gram(f, LossForm::Mean)?.sub(a)?.square().sum();
-            style = style.add(&d.mul_scalar(1.0 / (c * c) as f64))?;
+            // on the whole batch: each image's Gram matrix (N, C, C) against the painting's
+            style = style.add(&style_loss(f, a, LossForm::Mean)?)?;
         }
         let style = style.mul_scalar(self.style_weight / (n * self.grams.len()) as f64);
         let tv = tv_loss(y)?.mul_scalar(self.tv_weight);

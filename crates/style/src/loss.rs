@@ -57,6 +57,7 @@ pub fn content_loss<T: Float>(x: &Tensor<T>, p: &Tensor<T>, form: LossForm) -> R
 }
 
 /// Style loss at one layer: the image's features `x` against the style's Gram matrix `a`.
+/// For a batch (N > 1) against one (C, C) matrix, the `Mean` form is the sum of the N images' losses.
 pub fn style_loss<T: Float>(x: &Tensor<T>, a: &Tensor<T>, form: LossForm) -> Result<Tensor<T>> {
     let (n, c, hw) = dims(x)?;
     let g = gram(x, form)?;

@@ -539,7 +539,6 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         );
     } else {
         // fewer samples than threads: each GEMM and col2im runs in parallel
-        let nb = if g.is_pointwise() { p } else { nb };
         let mut buf = vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * nb }];
         for (ni, dxn) in dx.chunks_mut(chw).enumerate() {
             for gi in 0..g.groups {

@@ -27,28 +27,6 @@ pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) 
     }
 }
 
-/// `out[i] = f(a[i], b[i], c[i])` for equal-length slices.
-pub fn zip3_map<T: Float>(
-    a: &[T],
-    b: &[T],
-    c: &[T],
-    f: impl Fn(T, T, T) -> T + Sync + Send,
-) -> Vec<T> {
-    if a.len() >= PAR_THRESHOLD {
-        a.par_iter()
-            .zip(b.par_iter())
-            .zip(c.par_iter())
-            .map(|((&x, &y), &z)| f(x, y, z))
-            .collect()
-    } else {
-        a.iter()
-            .zip(b)
-            .zip(c)
-            .map(|((&x, &y), &z)| f(x, y, z))
-            .collect()
-    }
-}
-
 /// Offset of row `r` (a multi-index over all but the last output dim) under `strides`.
 #[inline]
 fn row_offset(mut r: usize, out_shape: &[usize], strides: &[usize]) -> usize {

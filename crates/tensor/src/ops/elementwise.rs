@@ -145,7 +145,6 @@ fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> 
     ))
 }
 
-/// A unary map whose derivative is written in terms of the input `x` and output `y`.
 /// What a unary op's backward reads: only what is named here is kept for it.
 #[derive(Clone, Copy)]
 enum Saves {
