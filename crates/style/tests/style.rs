@@ -8,6 +8,7 @@ use aics_style::gatys::{self, Config, Flow};
 use aics_style::loss::{content_loss, gram, style_loss, tv_loss, LossForm};
 use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
 use aics_tensor::gradcheck::gradcheck;
+use aics_tensor::testing::{assert_close, assert_close_one, Tol};
 use aics_tensor::{hash_fill, hash_uniform, Rng, Tensor};
 use serde_json::Value;
 
@@ -48,9 +49,11 @@ fn image(key: &str, h: usize, w: usize) -> Tensor {
 }
 
 fn close(what: &str, got: f64, want: f64, rtol: f64) {
-    assert!(
-        (got - want).abs() <= rtol * want.abs().max(1e-6),
-        "{what}: {got} vs PyTorch {want}"
+    assert_close_one(
+        &format!("{what} vs PyTorch"),
+        got,
+        want,
+        Tol::new(rtol * 1e-6, rtol),
     );
 }
 
@@ -67,16 +70,7 @@ fn matches_fixture(what: &str, l: &gatys::Losses, g: &[f32], m: &Value) {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
-    assert_eq!(g.len(), want.len(), "{what}: size");
-    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
-    let err = g
-        .iter()
-        .zip(&want)
-        .fold(0f64, |a, (x, y)| a.max((*x as f64 - y).abs()));
-    assert!(
-        err <= 1e-4 * scale,
-        "{what}: max |Δ| {err:e}, max |grad| {scale:e}"
-    );
+    assert_close(what, g, &want, Tol::scaled(1e-4, &want));
 }
 
 #[test]
@@ -251,12 +245,12 @@ fn encode_decode_round_trip_and_layer_names() {
         },
     ] {
         let back = space.decode(&space.encode(&img).unwrap()).unwrap();
-        let err = back
-            .to_vec()
-            .iter()
-            .zip(img.to_vec())
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(err < 1e-5, "{space:?}: {err}");
+        assert_close(
+            &format!("{space:?} round trip"),
+            &back.to_vec(),
+            &img.to_vec(),
+            Tol::new(1e-5, 0.0),
+        );
     }
     // BGR: channel 0 of the input is blue
     let caffe = InputSpace::Caffe {
@@ -265,7 +259,7 @@ fn encode_decode_round_trip_and_layer_names() {
     };
     let x = caffe.encode(&img).unwrap().to_vec();
     let b0 = img.to_vec()[2 * 35] * 255.0 - 103.939;
-    assert!((x[0] - b0).abs() < 1e-3);
+    assert_close_one("blue first", x[0] as f64, b0 as f64, Tol::new(1e-3, 0.0));
     let names = aics_style::vgg::layer_names();
     assert_eq!(names.len(), 37);
     assert_eq!(Vgg19::layer_index("relu4_2").unwrap(), 22);

@@ -135,12 +135,15 @@ impl<T: Float> Tensor<T> {
                 if !inp.requires_grad() {
                     continue;
                 }
-                debug_assert_eq!(
-                    gi.len(),
-                    crate::shape::numel(&inp.shape),
-                    "backward of {} gave a wrong-sized gradient",
-                    node.op
-                );
+                let want = crate::shape::numel(&inp.shape);
+                if gi.len() != want {
+                    return Err(TensorError::Backward(format!(
+                        "backward of `{}` gave a gradient of {} elements for an input of shape {:?}",
+                        node.op,
+                        gi.len(),
+                        inp.shape
+                    )));
+                }
                 if inp.is_leaf() {
                     inp.accumulate_grad(gi);
                 } else {
@@ -183,4 +186,34 @@ fn topo_order<T: Float>(root: &Arc<Inner<T>>) -> Result<Vec<Arc<Inner<T>>>> {
         }
     }
     Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Tensor;
+
+    /// An op whose backward returns a gradient of the wrong size is an error in every build,
+    /// not a debug assertion (in release it would have been added to a wrong-sized buffer).
+    #[test]
+    fn a_wrong_sized_gradient_is_an_error() {
+        let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0], &[3])
+            .unwrap()
+            .requires_grad_(true);
+        let y = Tensor::from_op(vec![6.0], vec![1], "bad_sum", &[&x], |_, _| {
+            vec![Some(vec![1.0, 1.0])]
+        });
+        let err = y.backward().unwrap_err().to_string();
+        assert!(
+            err.contains("bad_sum") && err.contains("2 elements") && err.contains("[3]"),
+            "{err}"
+        );
+        assert!(x.grad().is_none(), "no gradient is accumulated");
+
+        // through an intermediate node too
+        let h = x.mul_scalar(2.0);
+        let y = Tensor::from_op(vec![12.0], vec![1], "bad_sum", &[&h], |_, _| {
+            vec![Some(vec![1.0; 4])]
+        });
+        assert!(y.backward().is_err());
+    }
 }

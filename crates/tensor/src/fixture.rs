@@ -145,15 +145,9 @@ impl Fixture {
                     want.shape()
                 ));
             }
-            let mut worst = 0.0f64;
-            for (i, (a, b)) in got.data().iter().zip(want.data().iter()).enumerate() {
-                let err = (a - b).abs();
-                if err > tol * (1.0 + b.abs()) {
-                    return Err(format!("{} {what}[{i}]: got {a}, expected {b}", self.name));
-                }
-                worst = worst.max(err);
-            }
-            Ok(worst)
+            crate::testing::compare(&got.data(), &want.data(), crate::testing::Tol::mixed(tol))
+                .map(|r| r.max_abs)
+                .map_err(|m| format!("{} {what}{m}", self.name))
         };
         let mut worst = close("output", &out, &self.output)?;
         if self.grads.is_empty() {

@@ -8,6 +8,7 @@ use crate::ops::pool::PoolParams;
 use crate::ops::upsample::Interp;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use crate::testing::{self, Tol};
 
 #[derive(Clone, Debug)]
 pub struct GradCheckReport {
@@ -20,7 +21,8 @@ pub struct GradCheckReport {
 }
 
 /// Check `f` at `inputs`; `wrt[i]` says whether input i is differentiated. Passes when every
-/// element agrees within `atol + rtol·|numerical|`.
+/// element agrees within `atol + rtol·|numerical|` ([`crate::testing`]: a NaN or infinity on
+/// either side fails).
 #[allow(clippy::type_complexity)]
 pub fn gradcheck(
     f: &dyn Fn(&[Tensor<f64>]) -> Result<Tensor<f64>>,
@@ -65,12 +67,11 @@ pub fn gradcheck(
             xs[i] = Tensor::from_vec(minus, leaf.shape())?;
             let lm = loss_at(&xs)?;
             let num = (lp - lm) / (2.0 * eps);
+            // a non-finite value on either side fails, and stays NaN in the report
             let err = (analytic[j] - num).abs();
-            max_abs = max_abs.max(err);
-            max_rel = max_rel.max(err / num.abs().max(1.0));
-            if err > atol + rtol * num.abs() {
-                passed = false;
-            }
+            passed &= testing::within(analytic[j], num, Tol::new(atol, rtol));
+            max_abs = testing::nan_max(max_abs, err);
+            max_rel = testing::nan_max(max_rel, err / num.abs().max(1.0));
             checked += 1;
         }
     }

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod rng;
 pub mod shape;
 pub mod tensor;
+pub mod testing;
 
 pub use autograd::{grad_enabled, no_grad, NoGradGuard};
 pub use dtype::{DType, Float};

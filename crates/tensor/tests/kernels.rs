@@ -5,20 +5,16 @@ use aics_tensor::cpu::conv::{
 };
 use aics_tensor::cpu::gemm::{gemm, gemm_naive, Mat};
 use aics_tensor::ops::conv::conv2d_geom;
+use aics_tensor::testing::{self, Tol};
 use aics_tensor::{ConvParams, Rng};
 
 fn randv(n: usize, rng: &mut Rng) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32).collect()
 }
 
+/// Fast (first) against naive (second), within `tol·(1 + |naive|)`; NaN fails.
 fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= tol * (1.0 + y.abs()),
-            "{what}[{i}]: fast {x}, naive {y}"
-        );
-    }
+    testing::assert_close(what, a, b, Tol::mixed(tol as f64));
 }
 
 #[test]
@@ -95,11 +91,113 @@ fn conv_fast_matches_naive_random_shapes() {
         );
         assert_close(
             &format!("dw cached {tag}"),
-            &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()),
+            &conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()),
             &dw,
             1e-4,
         );
     }
+}
+
+/// The columns the forward keeps are read by the backward in the layout the forward cut them
+/// in, even when the two run in pools of different sizes (the layout depends on the thread
+/// count: one block for one thread, one per thread for a single small image).
+#[test]
+fn conv_cols_keep_their_layout_across_pools() {
+    let mut rng = Rng::new(21);
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    for (n, fwd_threads, bwd_threads) in [(1, 1, 4), (1, 4, 1), (3, 2, 7), (2, 7, 2)] {
+        let p = ConvParams::default().padding(1);
+        let g = conv2d_geom("conv2d", &[n, 3, 9, 11], &[4, 3, 3, 3], &p).unwrap();
+        let x = randv(n * 3 * 99, &mut rng);
+        let wt = randv(4 * 27, &mut rng);
+        let dy = randv(n * 4 * 99, &mut rng);
+        let (_, cols) = pool(fwd_threads).install(|| conv2d_fwd(&x, &wt, &g, true));
+        let dw = pool(bwd_threads).install(|| conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()));
+        let (_, want) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        assert_close(
+            &format!("dw, n={n}, forward on {fwd_threads} threads, backward on {bwd_threads}"),
+            &dw,
+            &want,
+            1e-4,
+        );
+    }
+}
+
+/// The same through autograd: a conv op's forward in one pool, its backward in another.
+#[test]
+fn conv_op_backward_in_another_pool() {
+    use aics_tensor::Tensor;
+    let mut rng = Rng::new(22);
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let x = Tensor::<f32>::randn(&[1, 3, 9, 11], 0.0, 1.0, &mut rng);
+    let w = Tensor::<f32>::randn(&[4, 3, 3, 3], 0.0, 1.0, &mut rng).requires_grad_(true);
+    let p = ConvParams::default().padding(1);
+    let y = pool(1).install(|| x.conv2d(&w, None, p).unwrap());
+    pool(5).install(|| y.sum().backward().unwrap());
+    let g = conv2d_geom("conv2d", x.shape(), w.shape(), &p).unwrap();
+    let ones = vec![1.0f32; y.numel()];
+    let (_, want) = conv2d_bwd_naive(&x.to_vec(), &w.to_vec(), &ones, &g);
+    assert_close("dW", &w.grad().unwrap().to_vec(), &want, 1e-4);
+}
+
+/// Safe kernels check their slices' extents in release builds too.
+#[test]
+#[should_panic(expected = "gemm")]
+fn gemm_refuses_a_short_operand() {
+    let a = vec![1.0f32; 5]; // a 3×2 matrix needs 6
+    let b = vec![1.0f32; 8];
+    let mut c = vec![0.0f32; 12];
+    gemm(
+        3,
+        4,
+        2,
+        Mat::rm(&a, 2),
+        Mat::rm(&b, 4),
+        &mut c,
+        false,
+        false,
+    );
+}
+
+#[test]
+#[should_panic(expected = "conv2d")]
+fn conv_refuses_a_short_input() {
+    let g = conv2d_geom(
+        "conv2d",
+        &[2, 3, 8, 8],
+        &[4, 3, 3, 3],
+        &ConvParams::default(),
+    )
+    .unwrap();
+    let x = vec![0.0f32; 3 * 64]; // one image where the geometry says two
+    let wt = vec![0.0f32; 4 * 27];
+    let _ = conv2d_fwd(&x, &wt, &g, false);
+}
+
+#[test]
+#[should_panic(expected = "inconsistent geometry")]
+fn conv_refuses_an_inconsistent_geometry() {
+    let mut g = conv2d_geom(
+        "conv2d",
+        &[1, 3, 8, 8],
+        &[4, 3, 3, 3],
+        &ConvParams::default(),
+    )
+    .unwrap();
+    g.oh += 3; // output rows the input does not have
+    let x = vec![0.0f32; 3 * 64];
+    let wt = vec![0.0f32; 4 * 27];
+    let _ = conv2d_fwd(&x, &wt, &g, false);
 }
 
 #[test]
@@ -260,7 +358,7 @@ fn conv_grouped_samples_pointwise_and_grouped() {
         );
         assert_close(
             &format!("dw cached {tag}"),
-            &conv2d_bwd_weight(&x, &dy, &g, cols.as_deref()),
+            &conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()),
             &dw,
             1e-4,
         );

@@ -2,6 +2,7 @@
 //! `fixtures/gen_lenet_step.py`): same deterministic weights and batch, so the loss before and
 //! after an SGD step (momentum 0.9, weight decay 5e-4) and the gradients must match.
 
+use aics_tensor::testing::{assert_close, assert_close_one, Tol};
 use std::path::PathBuf;
 
 use aics_nn::loss::cross_entropy;
@@ -46,15 +47,19 @@ fn lenet5_step_matches_pytorch() {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
-    for (a, b) in logits.to_vec().iter().zip(&want_logits) {
-        assert!((*a as f64 - b).abs() < 1e-4, "logit {a} vs {b}");
-    }
+    assert_close(
+        "logits",
+        &logits.to_vec(),
+        &want_logits,
+        Tol::new(1e-4, 0.0),
+    );
     let loss = cross_entropy(&logits, &target, None, 0.0).unwrap();
     let loss0 = fx["loss0"].as_f64().unwrap();
-    assert!(
-        (loss.item().unwrap() as f64 - loss0).abs() < 1e-5,
-        "loss0 {} vs {loss0}",
-        loss.item().unwrap()
+    assert_close_one(
+        "loss0",
+        loss.item().unwrap() as f64,
+        loss0,
+        Tol::new(1e-5, 0.0),
     );
     let mut opt = Sgd::new(parameters(&model), 0.1, 0.9, 5e-4, false);
     loss.backward().unwrap();
@@ -62,13 +67,13 @@ fn lenet5_step_matches_pytorch() {
     for (name, want) in fx["grads"].as_object().unwrap() {
         let t = &sd.iter().find(|(k, _)| k == name).unwrap().1;
         let got = t.grad().unwrap().to_vec();
-        for (a, b) in got.iter().zip(want["data"].as_array().unwrap()) {
-            let b = b.as_f64().unwrap();
-            assert!(
-                (*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
-                "grad {name}: {a} vs {b}"
-            );
-        }
+        let want: Vec<f64> = want["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_f64().unwrap())
+            .collect();
+        assert_close(&format!("grad {name}"), &got, &want, Tol::mixed(1e-5));
     }
     opt.step().unwrap();
     let loss1 = cross_entropy(&model.forward(&x).unwrap(), &target, None, 0.0)
@@ -76,5 +81,5 @@ fn lenet5_step_matches_pytorch() {
         .item()
         .unwrap() as f64;
     let want1 = fx["loss1"].as_f64().unwrap();
-    assert!((loss1 - want1).abs() < 1e-5, "loss1 {loss1} vs {want1}");
+    assert_close_one("loss1", loss1, want1, Tol::new(1e-5, 0.0));
 }

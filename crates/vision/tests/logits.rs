@@ -8,22 +8,18 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use aics_nn::{load_state_dict, state_dict, Module};
+use aics_tensor::testing::{assert_close, Tol};
 use aics_tensor::{hash_fill, hash_uniform, Tensor};
 use aics_vision::{build, ModelConfig};
 use serde_json::Value;
 
+/// Within 1e-4 of the largest |logit|; NaN or infinity anywhere fails.
 fn check(name: &str, got: &Tensor, want: &[f32], what: &str) {
-    let got = got.to_vec();
-    assert_eq!(got.len(), want.len(), "{name} {what}");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("{name} {what}: max |Δ| {err:e}, max |logit| {scale}");
-    assert!(
-        err <= 1e-4 * scale,
-        "{name} {what}: max |Δ| {err:e} vs max |logit| {scale}"
+    let tol = Tol::scaled(1e-4, want);
+    let r = assert_close(&format!("{name} {what}"), &got.to_vec(), want, tol);
+    eprintln!(
+        "{name} {what}: max |Δ| {:e}, allowed {:e}",
+        r.max_abs, tol.atol
     );
 }
 

@@ -10,6 +10,7 @@
 //! 3. gray, gray+alpha, RGBA, palette, 16-bit RGB and 16-bit gray PNGs through `preprocess`
 //!    against Pillow's `convert('RGB')` path, and JPEGs within a decoder tolerance.
 
+use aics_tensor::testing::{assert_close, assert_close_one, Tol};
 use std::path::PathBuf;
 
 use aics_tensor::Tensor;
@@ -165,7 +166,7 @@ fn preprocess_matches_torchvision() {
 
         let t = preprocess(&src, resize, crop).unwrap().to_vec();
         let n = (crop * crop) as usize;
-        let mut worst = 0f64;
+        let tol = Tol::new(1e-6, 0.0);
         for c in 0..3 {
             let ch = &t[c * n..(c + 1) * n];
             let mean = ch.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
@@ -174,18 +175,32 @@ fn preprocess_matches_torchvision() {
                 summary["mean"][c].as_f64().unwrap(),
                 summary["std"][c].as_f64().unwrap(),
             );
-            worst = worst
-                .max((mean - want_mean).abs())
-                .max((var.sqrt() - want_std).abs());
+            assert_close_one(
+                &format!("{name}: mean of channel {c}"),
+                mean,
+                want_mean,
+                tol,
+            );
+            assert_close_one(
+                &format!("{name}: std of channel {c}"),
+                var.sqrt(),
+                want_std,
+                tol,
+            );
         }
         let idx = summary["sample_index"].as_array().unwrap();
         let val = summary["sample_value"].as_array().unwrap();
-        for (i, v) in idx.iter().zip(val) {
-            let d = (t[i.as_u64().unwrap() as usize] as f64 - v.as_f64().unwrap()).abs();
-            worst = worst.max(d);
-        }
-        eprintln!("{name}: max |diff| of mean/std/samples vs torchvision {worst:e}");
-        assert!(worst < 1e-6, "{name}: {worst}");
+        assert_eq!(idx.len(), val.len(), "{name}: samples");
+        let got: Vec<f32> = idx
+            .iter()
+            .map(|i| t[i.as_u64().unwrap() as usize])
+            .collect();
+        let want: Vec<f64> = val.iter().map(|v| v.as_f64().unwrap()).collect();
+        let r = assert_close(&format!("{name}: samples"), &got, &want, tol);
+        eprintln!(
+            "{name}: max |diff| of samples vs torchvision {:e}",
+            r.max_abs
+        );
     }
 }
 

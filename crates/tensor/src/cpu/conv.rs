@@ -75,17 +75,45 @@ impl Conv2dGeom {
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
-    /// How the work is cut into tasks: `(samples per task, column blocks per sample, block width)`.
+    /// Panics unless `x` (N, C, H, W) and `wt` (O, C/G, KH, KW) have this geometry's sizes and
+    /// the geometry is consistent (groups divide both channel counts, OH and OW follow from the
+    /// input, kernel, stride, padding and dilation). The kernels index through raw pointers on
+    /// the strength of this check, so every public kernel makes it once per call.
+    pub fn check(&self, x: usize, wt: usize) {
+        assert!(
+            self.is_consistent(),
+            "conv2d: inconsistent geometry {self:?}"
+        );
+        assert!(
+            x == self.n * self.c * self.hw() && wt == self.o * self.ckk(),
+            "conv2d: input of {x} and weight of {wt} elements for {self:?}"
+        );
+    }
+    /// Whether the derived sizes follow from the others (see [`Conv2dGeom::check`]).
+    pub fn is_consistent(&self) -> bool {
+        self.groups > 0
+            && self.c % self.groups == 0
+            && self.o % self.groups == 0
+            && self.kh > 0
+            && self.kw > 0
+            && self.dh > 0
+            && self.dw > 0
+            && conv_out_size(self.h, self.kh, self.sh, self.ph, self.dh) == Some(self.oh)
+            && conv_out_size(self.w, self.kw, self.sw, self.pw, self.dw) == Some(self.ow)
+    }
+    /// How the work is cut into tasks for a pool of `threads` workers. The forward's kept
+    /// columns record the layout they were cut by ([`ConvCols`]), so the backward reads them the
+    /// same way whatever pool it runs in.
     /// A block of `col` is at most about 16 MB of f32 (measured best on the 3×3 256-channel
     /// workloads), or 1 MB when a group has at most 64 output channels: there the GEMM does
     /// little work per unfolded element and the block is better written and read in L2 (32 → 64
     /// channels, stride 2, at 512²: 24 ms instead of 32–38); there are enough tasks to keep every thread busy; and small images are grouped
     /// several to a task so that each GEMM is large enough to run at full speed.
-    fn tasks(&self) -> (usize, usize, usize) {
+    fn tasks(&self, threads: usize) -> TaskLayout {
         const SMALL: usize = 1 << 16;
         let budget: usize = if self.og() <= 64 { 1 << 18 } else { 1 << 22 };
         let p = self.ohw().max(1);
-        let threads = rayon::current_num_threads();
+        let threads = threads.max(1);
         let n = self.n.max(1);
         let mut nblk = (self.ckk() * p).div_ceil(budget).max(1);
         if n * nblk < threads {
@@ -99,7 +127,34 @@ impl Conv2dGeom {
             // group samples, keeping at least two tasks per thread
             spt = (SMALL / (self.ckk() * p)).min(n / (2 * threads)).max(1);
         }
-        (spt, nblk, nb)
+        TaskLayout { spt, nblk, nb }
+    }
+}
+
+/// How a convolution's work is cut into tasks: `spt` samples per task, `nblk` column blocks
+/// per sample, `nb` columns per block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TaskLayout {
+    spt: usize,
+    nblk: usize,
+    nb: usize,
+}
+
+/// The im2col blocks that [`conv2d_fwd`] keeps for [`conv2d_bwd_weight`], with the task layout
+/// they were cut by: one block per task, holding all groups.
+pub struct ConvCols<T> {
+    layout: TaskLayout,
+    geom: Conv2dGeom,
+    blocks: Vec<Vec<T>>,
+}
+
+impl<T> ConvCols<T> {
+    /// Elements held.
+    pub fn len(&self) -> usize {
+        self.blocks.iter().map(Vec::len).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -273,10 +328,12 @@ pub fn conv2d_fwd<T: Float>(
     wt: &[T],
     g: &Conv2dGeom,
     keep_cols: bool,
-) -> (Vec<T>, Option<Vec<Vec<T>>>) {
+) -> (Vec<T>, Option<ConvCols<T>>) {
+    g.check(x.len(), wt.len());
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     let mut y = vec![T::zero(); g.n * g.o * p];
-    let (spt, nblk, nb) = g.tasks();
+    let layout = g.tasks(rayon::current_num_threads());
+    let TaskLayout { spt, nblk, nb } = layout;
     let direct = g.is_pointwise() && spt == 1; // the input itself is the column matrix
     let keep = keep_cols && !direct;
     let nchunks = g.n.div_ceil(spt);
@@ -366,19 +423,38 @@ pub fn conv2d_fwd<T: Float>(
             },
         )
         .collect();
-    (y, keep.then_some(cols))
+    let cols = keep.then_some(ConvCols {
+        layout,
+        geom: *g,
+        blocks: cols,
+    });
+    (y, cols)
 }
 
 /// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ, with the forward's im2col blocks
-/// when it kept them.
+/// when it kept them (cut into tasks as the forward cut them, whatever pool this runs in).
+/// Panics if `cols` were kept for another geometry.
 pub fn conv2d_bwd_weight<T: Float>(
     x: &[T],
     dy: &[T],
     g: &Conv2dGeom,
-    cols: Option<&[Vec<T>]>,
+    cols: Option<&ConvCols<T>>,
 ) -> Vec<T> {
+    g.check(x.len(), g.o * g.ckk());
+    assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
-    let (spt, nblk, nb) = g.tasks();
+    let layout = match cols {
+        Some(c) => {
+            assert_eq!(
+                &c.geom, g,
+                "conv2d backward: columns kept for another geometry"
+            );
+            c.layout
+        }
+        None => g.tasks(rayon::current_num_threads()),
+    };
+    let TaskLayout { spt, nblk, nb } = layout;
+    let cols = cols.map(|c| &c.blocks[..]);
     let direct = g.is_pointwise() && spt == 1;
     let wlen = g.o * ckk;
     let tasks = g.n.div_ceil(spt) * nblk;
@@ -462,8 +538,10 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     let (ckk, og, p, hw, kk, cg) = (g.ckk(), g.og(), g.ohw(), g.hw(), g.kk(), g.cg());
     let chw = g.c * hw;
     let mut dx = vec![T::zero(); g.n * chw];
+    g.check(g.n * g.c * g.hw(), wt.len());
+    assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
     let threads = rayon::current_num_threads();
-    let (spt, _, _) = g.tasks();
+    let spt = g.tasks(threads).spt;
     let nb = (BWD_DATA_BLOCK / ckk.max(1)).clamp(1, p.max(1));
     if g.n >= threads {
         // chunks of samples in parallel
@@ -565,6 +643,7 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
 
 /// Reference forward: the direct loop nest, accumulated in f64.
 pub fn conv2d_fwd_naive<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    g.check(x.len(), wt.len());
     let mut y = vec![T::zero(); g.n * g.o * g.ohw()];
     for n in 0..g.n {
         for o in 0..g.o {
@@ -611,6 +690,8 @@ fn tap(
 
 /// Reference backward: (dX, dW) by the same loop nest as the forward.
 pub fn conv2d_bwd_naive<T: Float>(x: &[T], wt: &[T], dy: &[T], g: &Conv2dGeom) -> (Vec<T>, Vec<T>) {
+    g.check(x.len(), wt.len());
+    assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
     let mut dx = vec![0.0f64; x.len()];
     let mut dw = vec![0.0f64; wt.len()];
     for n in 0..g.n {

@@ -51,6 +51,8 @@ fn for_each_tap(g: &Conv2dGeom, mut f: impl FnMut(usize, usize, usize, usize, us
 
 /// Forward: `x` (N, C, H, W), `wt` (C, 1, KH, KW) → `y` (N, C, OH, OW), no bias.
 pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    g.check(x.len(), wt.len());
+    assert!(eligible(g), "depthwise conv: not eligible for {g:?}");
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
     let mut y = vec![T::zero(); g.n * g.c * ohw];
     y.par_chunks_mut(ohw).enumerate().for_each(|(plane, yp)| {
@@ -77,6 +79,11 @@ pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
 /// Gradient with respect to the input: each tap scatters `w·dy` back to the input positions
 /// it read (per plane, so no two tasks write the same element).
 pub fn bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    g.check(g.n * g.c * g.hw(), wt.len());
+    assert!(
+        eligible(g) && dy.len() == g.n * g.o * g.ohw(),
+        "depthwise conv backward: {g:?}"
+    );
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
     let mut dx = vec![T::zero(); g.n * g.c * hw];
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
@@ -103,6 +110,11 @@ pub fn bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
 /// Gradient with respect to the filters: `dw[c, kh, kw] = Σ_n Σ_(oh, ow) dy · x`, one task
 /// per channel summing its samples in order (deterministic).
 pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
+    g.check(x.len(), g.o * g.ckk());
+    assert!(
+        eligible(g) && dy.len() == g.n * g.o * g.ohw(),
+        "depthwise conv backward: {g:?}"
+    );
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
     let mut dw = vec![T::zero(); g.c * kk];
     dw.par_chunks_mut(kk).enumerate().for_each(|(c, dwc)| {

@@ -61,6 +61,8 @@ fn chunk_acc<T: Float, const OB: usize, const FMA: bool>(
 
 /// The forward pass: `x` (N, C, H, W), `wt` (O, C, KH, KW) → (N, O, OH, OW).
 pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    g.check(x.len(), wt.len());
+    assert!(eligible(g), "direct conv: not eligible for {g:?}");
     if !g.o.is_multiple_of(4) && g.o.is_multiple_of(3) {
         fwd_ob::<T, 3>(x, wt, g)
     } else {

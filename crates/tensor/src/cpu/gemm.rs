@@ -53,6 +53,7 @@ pub fn gemm<T: Float>(
         "gemm: output of {} elements for a {m}x{n} product",
         c.len()
     );
+    check_views(m, n, k, &a, &b);
     let par = if parallel && m * n * k >= 1 << 15 {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -62,8 +63,36 @@ pub fn gemm<T: Float>(
     unsafe { call(m, n, k, a, b, c.as_mut_ptr(), n, accumulate, par) }
 }
 
+/// Panics unless `a` covers an m×k and `b` a k×n strided extent: the kernel reads them through
+/// raw pointers.
+fn check_views<T>(m: usize, n: usize, k: usize, a: &Mat<T>, b: &Mat<T>) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let last = |r: usize, c: usize, v: &Mat<T>| {
+        (r - 1)
+            .checked_mul(v.rs)
+            .and_then(|x| (c - 1).checked_mul(v.cs).and_then(|y| x.checked_add(y)))
+    };
+    assert!(
+        last(m, k, a).is_some_and(|i| i < a.data.len()),
+        "gemm: left operand of {} elements (strides {}, {}) for a {m}x{k} matrix",
+        a.data.len(),
+        a.rs,
+        a.cs
+    );
+    assert!(
+        last(k, n, b).is_some_and(|i| i < b.data.len()),
+        "gemm: right operand of {} elements (strides {}, {}) for a {k}x{n} matrix",
+        b.data.len(),
+        b.rs,
+        b.cs
+    );
+}
+
 /// Like [`gemm`] but writes through a raw pointer with row stride `ldc`, so disjoint column
-/// blocks of one output matrix can be filled from different threads.
+/// blocks of one output matrix can be filled from different threads. The operands' extents are
+/// checked (panics as in [`gemm`]); the output's cannot be.
 ///
 /// # Safety
 /// `c` must be valid for writes at `i * ldc + j` for `i < m`, `j < n`, and no other thread may
@@ -79,11 +108,13 @@ pub unsafe fn gemm_strided<T: Float>(
     ldc: usize,
     accumulate: bool,
 ) {
-    call(m, n, k, a, b, c, ldc, accumulate, gemm::Parallelism::None)
+    check_views(m, n, k, &a, &b);
+    // SAFETY: the operands' extents were checked above; `c`'s is the caller's contract.
+    unsafe { call(m, n, k, a, b, c, ldc, accumulate, gemm::Parallelism::None) }
 }
 
 /// # Safety
-/// As for [`gemm_strided`]; the views must cover their strided extents (debug-checked).
+/// As for [`gemm_strided`], and the views must cover their strided extents ([`check_views`]).
 #[allow(clippy::too_many_arguments)]
 unsafe fn call<T: Float>(
     m: usize,
@@ -103,14 +134,15 @@ unsafe fn call<T: Float>(
         if !accumulate {
             for i in 0..m {
                 for j in 0..n {
+                    // SAFETY: inside the m×n extent at stride ldc that the caller vouches for.
                     *c.add(i * ldc + j) = T::zero();
                 }
             }
         }
         return;
     }
-    debug_assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs);
-    debug_assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs);
+    // SAFETY: `a` and `b` cover their extents (the callers ran `check_views`), `c` is valid
+    // for the m×n writes at stride ldc (the callers' contract), and the strides are the views'.
     gemm::gemm(
         m,
         n,

@@ -30,7 +30,10 @@ pub(crate) fn copy_padded<T: crate::dtype::Float>(src: &[T], x0: isize, dst: &mu
 /// A raw output pointer shared by parallel tasks that write disjoint elements (each use
 /// states why its writes are disjoint).
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+// SAFETY: the pointer is only written through, at elements that each use proves disjoint from
+// every other thread's, and the buffer it points into outlives the parallel section.
 unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as for Send; shared references to it only hand out the raw pointer.
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
     pub(crate) fn get(&self) -> *mut T {

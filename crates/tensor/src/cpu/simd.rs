@@ -46,6 +46,7 @@ pub(crate) fn with_best<R>(f: impl FnOnce() -> R) -> R {
     match level() {
         // SAFETY: the CPU has these features (checked by `level`).
         Level::Avx512 => return unsafe { avx512(f) },
+        // SAFETY: as above, for AVX2 and FMA.
         Level::Avx2 => return unsafe { avx2(f) },
         Level::Base => {}
     }

@@ -153,6 +153,7 @@ pub fn conv3x3<T: Float>(
     pad: usize,
     tile: Tile,
 ) -> Vec<T> {
+    check("conv3x3", x.len(), n, c, h, w, wt.len(), o, pad);
     let filter = |oi: usize, ci: usize| std::array::from_fn(|k| wt[(oi * c + ci) * 9 + k]);
     run(x, n, c, h, w, o, pad, tile, filter)
 }
@@ -173,9 +174,45 @@ pub fn conv3x3_bwd_data<T: Float>(
     pad: usize,
     tile: Tile,
 ) -> Vec<T> {
+    check(
+        "conv3x3_bwd_data",
+        dy.len(),
+        n,
+        o,
+        oh,
+        ow,
+        wt.len(),
+        c,
+        2 - pad.min(2),
+    );
+    assert!(pad <= 2, "conv3x3_bwd_data: padding {pad} > 2");
     // filter (ci ← oi) of the full convolution is wt[oi][ci] turned by 180°
     let filter = |ci: usize, oi: usize| std::array::from_fn(|k| wt[(oi * c + ci) * 9 + 8 - k]);
     run(dy, n, o, oh, ow, c, 2 - pad, tile, filter)
+}
+
+/// Panics unless `x` holds (N, C, H, W), the filters O×C 3×3, and the padded image fits a
+/// 3×3 window with padding at most 2: the kernels write through raw pointers on its strength.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    op: &str,
+    xlen: usize,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    wlen: usize,
+    o: usize,
+    pad: usize,
+) {
+    assert!(
+        xlen == n * c * h * w && wlen == o * c * 9,
+        "{op}: input of {xlen} and filters of {wlen} elements for N={n} C={c} H={h} W={w} O={o}"
+    );
+    assert!(
+        pad <= 2 && h + 2 * pad >= 3 && w + 2 * pad >= 3,
+        "{op}: a {h}x{w} image with padding {pad} does not fit a 3x3 window"
+    );
 }
 
 /// The convolution of `x` (N, C, H, W) with the O×C 3×3 filters `filter(o, c)`, padding `pad`,

@@ -273,7 +273,7 @@ impl<T: Float> Tensor<T> {
                             Some(if dw {
                                 depthwise::bwd_weight(xd, gy, &g)
                             } else {
-                                k::conv2d_bwd_weight(xd, gy, &g, cols.as_deref())
+                                k::conv2d_bwd_weight(xd, gy, &g, cols.as_ref())
                             })
                         })
                         .flatten(),
