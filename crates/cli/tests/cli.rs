@@ -1,9 +1,24 @@
 //! End-to-end tests of the `aics` binary on a tiny synthetic IDX data set: training, exact
 //! repetition under a seed, resume, eval, predict, summary, and one-line errors on bad input.
 
+use aics_tensor::testing::{assert_close_one, Tol};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// A file fetched by `scripts/setup.sh`, relative to the repository root; the tests that need
+/// one are `#[ignore]`d, and `.ci/run` runs them after set-up, so a missing file is a failure.
+fn asset(rel: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: this test needs the fetched assets (bash scripts/setup.sh)",
+        p.display()
+    );
+    p
+}
 
 fn aics(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aics"))
@@ -273,15 +288,10 @@ fn bad_input_gives_one_clear_line() {
 /// On the real Fashion-MNIST (present after `scripts/setup.sh`): two quick epochs on a third of
 /// the training set already classify most of the test images.
 #[test]
+#[ignore = "needs the fetched assets: bash scripts/setup.sh"]
 fn fashion_mnist_quick_training() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fashion-mnist");
-    if !dir.join("t10k-images-idx3-ubyte.gz").exists() {
-        eprintln!(
-            "skipped: {} not present (run scripts/setup.sh)",
-            dir.display()
-        );
-        return;
-    }
+    let dir = asset(".cache/fashion-mnist");
+    asset(".cache/fashion-mnist/t10k-images-idx3-ubyte.gz");
     let d = tmp("fashion");
     let ck = d.join("f.safetensors");
     let data = format!("fashion-mnist:{}", dir.display());
@@ -306,17 +316,14 @@ fn fashion_mnist_quick_training() {
 /// torchvision's ImageNet MobileNetV2 weights (fetched by `scripts/setup.sh`) through the legacy
 /// `.pth` reader: the scikit-image photos get the labels torchvision gives them.
 #[test]
+#[ignore = "needs the fetched assets: bash scripts/setup.sh"]
 fn classify_with_real_mobilenet_v2_weights() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let weights = root.join(".cache/weights/mobilenet_v2-b0353104.pth");
+    let weights = asset(".cache/weights/mobilenet_v2-b0353104.pth");
     let (cat, coffee) = (
-        root.join(".cache/images/chelsea.png"),
-        root.join(".cache/images/coffee.png"),
+        asset(".cache/images/chelsea.png"),
+        asset(".cache/images/coffee.png"),
     );
-    if !weights.exists() || !cat.exists() || !coffee.exists() {
-        eprintln!("skipped: weights or photos not in .cache (run scripts/setup.sh)");
-        return;
-    }
     let w = weights.to_str().unwrap();
     let out = ok(&aics(&[
         "classify",
@@ -350,7 +357,12 @@ fn classify_with_real_mobilenet_v2_weights() {
         for (g, w) in got.iter().zip(want) {
             assert_eq!(g["class"], w["class"], "{name}: {out}");
             let (pg, pw) = (g["prob"].as_f64().unwrap(), w["prob"].as_f64().unwrap());
-            assert!((pg - pw).abs() < 1e-4, "{name}: {pg} vs torchvision {pw}");
+            assert_close_one(
+                &format!("{name} vs torchvision"),
+                pg,
+                pw,
+                Tol::new(1e-4, 0.0),
+            );
         }
     }
     // a weights file for another architecture is refused by name
@@ -443,13 +455,7 @@ fn feature_maps_grid_png() {
 /// `aics stylize` end to end with the real VGG19 weights (fetched by `scripts/setup.sh`) on a
 /// tiny image, plus its error messages.
 #[test]
-fn stylize_runs_and_reports_bad_input() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let weights = root.join(".cache/weights/vgg19_conv_q.bin");
-    let cat = root.join(".cache/images/chelsea.png");
-    let night = root.join(".cache/images/starry_night.jpg");
-    let d = tmp("stylize");
-    // errors that need no weights
+fn stylize_reports_a_missing_weights_file() {
     let e = err(&aics(&[
         "stylize",
         "--content",
@@ -458,10 +464,15 @@ fn stylize_runs_and_reports_bad_input() {
         "/no/such.bin",
     ]));
     assert!(e.contains("/no/such.bin") && e.contains("--weights"), "{e}");
-    if !weights.exists() || !cat.exists() || !night.exists() {
-        eprintln!("skipped the rest: VGG19 weights or images not in .cache (run scripts/setup.sh)");
-        return;
-    }
+}
+
+#[test]
+#[ignore = "needs the fetched assets: bash scripts/setup.sh"]
+fn stylize_runs_and_reports_bad_input() {
+    let weights = asset(".cache/weights/vgg19_conv_q.bin");
+    let cat = asset(".cache/images/chelsea.png");
+    let night = asset(".cache/images/starry_night.jpg");
+    let d = tmp("stylize");
     let (w, c, s) = (
         weights.to_str().unwrap(),
         cat.to_str().unwrap(),
@@ -610,12 +621,7 @@ fn stylize_runs_and_reports_bad_input() {
 /// Fast style transfer: a few training steps lower the perceptual loss, the network is saved
 /// and then stylises a photo in one pass.
 #[test]
-fn stylize_train_then_feed_forward() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let weights = root.join(".cache/weights/vgg19_conv_q.bin");
-    let cat = root.join(".cache/images/chelsea.png");
-    let night = root.join(".cache/images/starry_night.jpg");
-    let d = tmp("fast-style");
+fn stylize_train_refuses_bad_input_before_loading() {
     let e = err(&aics(&[
         "stylize-train",
         "--dataset",
@@ -634,10 +640,15 @@ fn stylize_train_then_feed_forward() {
         e.contains("needs about") && e.contains("lower --size or --batch-size"),
         "{e}"
     );
-    if !weights.exists() || !cat.exists() || !night.exists() {
-        eprintln!("skipped the rest: VGG19 weights or images not in .cache (run scripts/setup.sh)");
-        return;
-    }
+}
+
+#[test]
+#[ignore = "needs the fetched assets: bash scripts/setup.sh"]
+fn stylize_train_then_feed_forward() {
+    let weights = asset(".cache/weights/vgg19_conv_q.bin");
+    let cat = asset(".cache/images/chelsea.png");
+    let night = asset(".cache/images/starry_night.jpg");
+    let d = tmp("fast-style");
     let photos = d.join("photos");
     std::fs::create_dir_all(&photos).unwrap();
     std::fs::copy(&cat, photos.join("cat.png")).unwrap();

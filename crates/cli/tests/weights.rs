@@ -109,16 +109,16 @@ fn missing_file_and_unreachable_server_name_the_address() {
 /// The real MobileNetV2 file (fetched by `scripts/setup.sh`) has the SHA-256 its name
 /// promises: it is cached, then reused without another request.
 #[test]
+#[ignore = "needs the fetched assets: bash scripts/setup.sh"]
 fn good_download_is_cached_and_reused() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let real = root.join(".cache/weights/mobilenet_v2-b0353104.pth");
-    let Ok(body) = std::fs::read(&real) else {
-        eprintln!(
-            "skipped: {} not present (run scripts/setup.sh)",
+    let body = std::fs::read(&real).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: this test needs the fetched assets (bash scripts/setup.sh)",
             real.display()
-        );
-        return;
-    };
+        )
+    });
     let (base, hits) = serve("mobilenet_v2-b0353104.pth", body.clone());
     let cache = tmp("good");
     let out = fetch("mobilenet_v2", &base, &cache);
