@@ -217,3 +217,73 @@ fn bad_checkpoints_are_clear_errors() {
         .to_string();
     assert!(e.contains("1.weight"), "{e}");
 }
+
+/// `torch.optim.RMSprop` trajectories (`fixtures/rmsprop.json`, written by
+/// `fixtures/gen_rmsprop.py` in float64): each step's stored gradient is replayed on our
+/// float32 RMSprop and the parameter is compared with PyTorch's after every step.
+#[test]
+fn rmsprop_matches_pytorch() {
+    // float32 updates against float64 references: relative (absolute near 0)
+    const TOL: f64 = 1e-6;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/rmsprop.json");
+    let text = std::fs::read_to_string(path).expect("fixtures/rmsprop.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .expect("a list of numbers")
+            .iter()
+            .map(|x| x.as_f64().expect("a number"))
+            .collect()
+    };
+    let steps = v["steps"].as_u64().expect("steps") as usize;
+    let cases = v["cases"].as_array().expect("cases");
+    assert!(
+        cases.len() >= 5 && steps >= 5,
+        "{} cases of {steps} steps",
+        cases.len()
+    );
+    let mut worst = 0.0f64;
+    for c in cases {
+        let name = c["name"].as_str().expect("name");
+        let num = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{name}: {k}"));
+        let p0 = floats(&c["p0"]);
+        let p = Tensor::from_vec(p0.iter().map(|&x| x as f32).collect(), &[p0.len()])
+            .unwrap()
+            .requires_grad_(true);
+        let mut opt = RmsProp::new(
+            vec![("p".into(), p.clone())],
+            num("lr"),
+            num("momentum"),
+            num("weight_decay"),
+        );
+        opt.alpha = num("alpha");
+        opt.eps = num("eps");
+        let grads = c["grads"].as_array().expect("grads");
+        let params = c["params"].as_array().expect("params");
+        assert!(
+            grads.len() == steps && params.len() == steps,
+            "{name}: {steps} steps"
+        );
+        for (step, (g, want)) in grads.iter().zip(params).enumerate() {
+            let g: Vec<f32> = floats(g).iter().map(|&x| x as f32).collect();
+            assert_eq!(g.len(), p0.len(), "{name}: gradient length");
+            p.set_grad(Some(g));
+            opt.step().unwrap();
+            opt.zero_grad();
+            let got = p.to_vec();
+            let want = floats(want);
+            assert_eq!(got.len(), want.len(), "{name}: parameter length");
+            for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
+                let a = a as f64;
+                // written so that a NaN or infinity on either side fails
+                assert!(
+                    (a - b).abs() <= TOL * (1.0 + b.abs()),
+                    "rmsprop {name} step {} p[{i}]: got {a}, expected {b}",
+                    step + 1
+                );
+                worst = worst.max((a - b).abs() / (1.0 + b.abs()));
+            }
+        }
+    }
+    eprintln!("rmsprop: worst error {worst:.2e} (tolerance {TOL:e})");
+}
