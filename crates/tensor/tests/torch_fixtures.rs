@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
-use aics_tensor::fixture::Fixture;
 use aics_tensor::{ConvParams, Interp, PoolParams, Tensor};
+use aics_testkit::fixture::Fixture;
 
 fn fixtures() -> Vec<Fixture> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/ops");
@@ -23,17 +23,7 @@ const LOSSES: &[&str] = &[
 
 /// Fixtures on which aics disagrees with PyTorch today. Each stays in the test, which asserts
 /// that it still FAILS: whoever fixes the op is told to remove its entry here.
-const KNOWN_WRONG: &[&str] = &[
-    // `maximum`/`minimum` at a == b: PyTorch splits the gradient half/half between a and b;
-    // aics gives all of it to a.
-    "maximum_ties",
-    "maximum_ties_bcast_scalar",
-    "minimum_ties",
-    // Full max with several equal maxima: PyTorch's `x.max()` splits the gradient evenly among
-    // them. aics has no differentiable full max (`max_all` returns a plain value); the test
-    // composes it as `reshape([n]).max_dim(0)`, which routes all of it to the first maximum.
-    "max_all_ties",
-];
+const KNOWN_WRONG: &[&str] = &[];
 
 /// A signed integer parameter (`Fixture::usizes` reads negative values as 0).
 fn int(fx: &Fixture, key: &str) -> isize {
@@ -248,7 +238,6 @@ fn ops_match_pytorch() {
                         Ok(y)
                     }
                     "max_all" => {
-                        // aics has no differentiable full max; this is its composition of one
                         let x = x.unwrap();
                         let top = x.max_all()?;
                         let want = fx.output.to_vec()[0];
@@ -257,7 +246,7 @@ fn ops_match_pytorch() {
                                 .borrow_mut()
                                 .push(format!("{} max_all: got {top}, expected {want}", fx.name));
                         }
-                        x.reshape(&[x.numel()])?.max_dim(0, false).map(|(y, _)| y)
+                        x.max()
                     }
                     "permute" => x.unwrap().permute(&fx.usizes("perm")),
                     "transpose" => x.unwrap().transpose(int(fx, "dim0"), int(fx, "dim1")),

@@ -37,21 +37,43 @@ impl Bin {
             Bin::Sub => x - y,
             Bin::Mul => x * y,
             Bin::Div => x / y,
+            // PyTorch's maximum/minimum: a NaN on either side is the result
             Bin::Max => {
-                if x >= y {
+                if x.is_nan() || y.is_nan() {
+                    T::nan()
+                } else if x >= y {
                     x
                 } else {
                     y
                 }
             }
             Bin::Min => {
-                if x <= y {
+                if x.is_nan() || y.is_nan() {
+                    T::nan()
+                } else if x <= y {
                     x
                 } else {
                     y
                 }
             }
         }
+    }
+}
+
+/// The share of the upstream gradient that `maximum(x, y)` (or `minimum`) passes to `x`:
+/// all of it where x wins, none where it loses, half at a tie (PyTorch's rule), and all of it
+/// where either is NaN (neither wins nor ties). `y`'s share is `share(y, x)`.
+fn share<T: Float>(op: Bin, x: T, y: T) -> T {
+    let loses = match op {
+        Bin::Max => x < y,
+        _ => x > y,
+    };
+    if x == y {
+        T::from_f64(0.5)
+    } else if loses {
+        T::zero()
+    } else {
+        T::one()
     }
 }
 
@@ -78,6 +100,17 @@ fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> 
         Bin::Max | Bin::Min => run!(|x: T, y: T| op.apply(x, y)),
     };
     let (ash, bsh, osh) = (a.shape().to_vec(), b.shape().to_vec(), out_shape.clone());
+    // The node keeps only the operands its backward reads: none for add and sub; for mul and
+    // div, the other factor of each input that needs a gradient (and a for div's ∂/∂b).
+    let (ra, rb) = (a.requires_grad(), b.requires_grad());
+    let (keep_a, keep_b) = match op {
+        Bin::Add | Bin::Sub => (false, false),
+        Bin::Mul => (rb, ra),
+        Bin::Div => (rb, ra || rb),
+        Bin::Max | Bin::Min => (true, true),
+    };
+    let ad = keep_a.then_some(ad);
+    let bd = keep_b.then_some(bd);
     Ok(Tensor::from_op(
         data,
         out_shape,
@@ -92,50 +125,36 @@ fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> 
             let with = |other: &[T], so: &[usize], f: &(dyn Fn(T, T) -> T + Sync + Send)| {
                 k::broadcast_map(g, &os, other, so, &osh, f)
             };
-            let ga = needs[0].then(|| {
+            // kept operands (present whenever the gradient that reads them is needed)
+            let (av, bv): (&[T], &[T]) = (
+                ad.as_deref().map_or(&[], |v| v),
+                bd.as_deref().map_or(&[], |v| v),
+            );
+            // (an input that did not require grad when the op ran has nothing kept for it)
+            let ga = (needs[0] && ra).then(|| {
                 let full = match op {
                     Bin::Add | Bin::Sub => g.to_vec(),
-                    Bin::Mul => with(&bd, &sb, &|g, y| g * y),
-                    Bin::Div => with(&bd, &sb, &|g, y| g / y),
+                    Bin::Mul => with(bv, &sb, &|g, y| g * y),
+                    Bin::Div => with(bv, &sb, &|g, y| g / y),
                     Bin::Max | Bin::Min => {
-                        let a_b = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
-                            let pick = match op {
-                                Bin::Max => x >= y,
-                                _ => x <= y,
-                            };
-                            if pick {
-                                T::one()
-                            } else {
-                                T::zero()
-                            }
-                        });
-                        k::zip_map(g, &a_b, |g, m| g * m)
+                        let s = k::broadcast_map(av, &sa, bv, &sb, &osh, |x, y| share(op, x, y));
+                        k::zip_map(g, &s, |g, s| g * s)
                     }
                 };
                 k::reduce_to_shape(&full, &osh, &ash)
             });
-            let gb = needs[1].then(|| {
+            let gb = (needs[1] && rb).then(|| {
                 let full = match op {
                     Bin::Add => g.to_vec(),
                     Bin::Sub => g.iter().map(|&v| -v).collect(),
-                    Bin::Mul => with(&ad, &sa, &|g, x| g * x),
+                    Bin::Mul => with(av, &sa, &|g, x| g * x),
                     Bin::Div => {
-                        let q = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| -x / (y * y));
+                        let q = k::broadcast_map(av, &sa, bv, &sb, &osh, |x, y| -x / (y * y));
                         k::zip_map(g, &q, |g, q| g * q)
                     }
                     Bin::Max | Bin::Min => {
-                        let m = k::broadcast_map(&ad, &sa, &bd, &sb, &osh, |x, y| {
-                            let a_wins = match op {
-                                Bin::Max => x >= y,
-                                _ => x <= y,
-                            };
-                            if a_wins {
-                                T::zero()
-                            } else {
-                                T::one()
-                            }
-                        });
-                        k::zip_map(g, &m, |g, m| g * m)
+                        let s = k::broadcast_map(av, &sa, bv, &sb, &osh, |x, y| share(op, y, x));
+                        k::zip_map(g, &s, |g, s| g * s)
                     }
                 };
                 k::reduce_to_shape(&full, &osh, &bsh)
@@ -192,10 +211,12 @@ impl<T: Float> Tensor<T> {
     pub fn div(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
         binary(self, o, Bin::Div)
     }
-    /// Elementwise maximum (the gradient goes to `self` on ties).
+    /// Elementwise maximum, as `torch.maximum`: NaN if either is NaN; at a tie the gradient is
+    /// split half and half between the two.
     pub fn maximum(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
         binary(self, o, Bin::Max)
     }
+    /// Elementwise minimum, as `torch.minimum` (NaN and ties as in [`Tensor::maximum`]).
     pub fn minimum(&self, o: &Tensor<T>) -> Result<Tensor<T>> {
         binary(self, o, Bin::Min)
     }

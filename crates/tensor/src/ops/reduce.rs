@@ -152,6 +152,51 @@ impl<T: Float> Tensor<T> {
         Ok(self.max_dim(dim, false)?.1)
     }
 
+    /// The largest element as a 0-d tensor, differentiable as PyTorch's `x.max()`: the gradient
+    /// is split evenly among all elements equal to the maximum. A NaN anywhere is the result,
+    /// and the gradient is then split among the NaNs.
+    pub fn max(&self) -> Result<Tensor<T>> {
+        self.extreme("max", |a, b| b > a)
+    }
+
+    /// The smallest element as a 0-d tensor (ties and NaN as in [`Tensor::max`]).
+    pub fn min(&self) -> Result<Tensor<T>> {
+        self.extreme("min", |a, b| b < a)
+    }
+
+    fn extreme(&self, op: &'static str, better: fn(T, T) -> bool) -> Result<Tensor<T>> {
+        let x = self.data();
+        let m = x
+            .iter()
+            .copied()
+            .reduce(|a, b| {
+                if a.is_nan() || (!b.is_nan() && !better(a, b)) {
+                    a
+                } else {
+                    b
+                }
+            })
+            .ok_or_else(|| crate::error::arg_err(op, "empty tensor"))?;
+        let xk = self.requires_grad().then(|| x.clone());
+        Ok(Tensor::from_op(
+            vec![m],
+            vec![],
+            op,
+            &[self],
+            move |g, _| {
+                let x = xk.as_deref().map_or(&[][..], |v| v);
+                let hit = |v: T| if m.is_nan() { v.is_nan() } else { v == m };
+                let count = x.iter().filter(|&&v| hit(v)).count().max(1);
+                let share = g[0] / T::from_usize(count);
+                vec![Some(
+                    x.iter()
+                        .map(|&v| if hit(v) { share } else { T::zero() })
+                        .collect(),
+                )]
+            },
+        ))
+    }
+
     /// Largest element.
     pub fn max_all(&self) -> Result<T> {
         self.data()
