@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use aics_nn::loss::*;
-use aics_tensor::fixture::Fixture;
+use aics_testkit::fixture::Fixture;
 
 #[test]
 fn losses_match_pytorch() {

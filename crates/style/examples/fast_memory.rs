@@ -7,9 +7,7 @@ use aics_style::fast::{transform_net, Perceptual};
 use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
 use aics_tensor::{Rng, Tensor};
 
-#[path = "common/counting.rs"]
-mod counting;
-use counting::{live, mb, peak, reset_peak, Counting};
+use aics_testkit::alloc::{live, mb, peak, reset_peak, Counting};
 
 #[global_allocator]
 static A: Counting = Counting;

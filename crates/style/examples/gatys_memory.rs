@@ -3,9 +3,7 @@
 //! `cargo run --release -p aics-style --example gatys_memory -- 512 512`.
 use aics_style::gatys::{self, Config};
 
-#[path = "common/counting.rs"]
-mod counting;
-use counting::{live, mb, peak, reset_peak, Counting};
+use aics_testkit::alloc::{live, mb, peak, reset_peak, Counting};
 
 #[global_allocator]
 static A: Counting = Counting;

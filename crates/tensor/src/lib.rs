@@ -13,7 +13,6 @@ pub mod autograd;
 pub mod cpu;
 pub mod dtype;
 pub mod error;
-pub mod fixture;
 pub mod gradcheck;
 pub mod ops;
 pub mod rng;

@@ -1,4 +1,5 @@
-//! A global allocator that counts live heap bytes and their peak, for the memory examples.
+//! A global allocator that counts live heap bytes and their peak, for the memory tests and
+//! examples: `#[global_allocator] static A: Counting = Counting;` in the test or example.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 

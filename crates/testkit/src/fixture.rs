@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::tensor::Tensor;
+use aics_tensor::Tensor;
 
 pub struct Fixture {
     pub name: String,
@@ -113,7 +113,7 @@ impl Fixture {
     /// and compare every gradient the fixture holds. Returns the worst error seen.
     pub fn check(
         &self,
-        f: impl Fn(&BTreeMap<String, Tensor<f64>>) -> crate::Result<Tensor<f64>>,
+        f: impl Fn(&BTreeMap<String, Tensor<f64>>) -> aics_tensor::Result<Tensor<f64>>,
         tol: f64,
     ) -> Result<f64, String> {
         let no_grad: Vec<String> = self.params["no_grad"]
@@ -145,9 +145,13 @@ impl Fixture {
                     want.shape()
                 ));
             }
-            crate::testing::compare(&got.data(), &want.data(), crate::testing::Tol::mixed(tol))
-                .map(|r| r.max_abs)
-                .map_err(|m| format!("{} {what}{m}", self.name))
+            aics_tensor::testing::compare(
+                &got.data(),
+                &want.data(),
+                aics_tensor::testing::Tol::mixed(tol),
+            )
+            .map(|r| r.max_abs)
+            .map_err(|m| format!("{} {what}{m}", self.name))
         };
         let mut worst = close("output", &out, &self.output)?;
         if self.grads.is_empty() {

@@ -1,0 +1,6 @@
+//! Test support for the aics crates, kept out of their public APIs: the reader of the PyTorch
+//! reference fixtures (`fixtures/ops/*.json`) and a global allocator that counts live heap bytes
+//! for the memory tests and examples.
+
+pub mod alloc;
+pub mod fixture;
