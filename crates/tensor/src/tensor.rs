@@ -51,6 +51,22 @@ impl<T: Float> Inner<T> {
 
 /// An n-dimensional array with reverse-mode autograd: its graph identity and its data (shared
 /// by all clones, so that in-place updates of a parameter are seen through every handle).
+///
+/// **`clone()` is not PyTorch's `clone()`.** A `Tensor` is a handle, as in candle: `clone()`
+/// is cheap and gives another handle to the same data and the same graph node (what Python's
+/// `b = a` does). PyTorch's `a.clone()`, a new tensor with its own copy of the data, is
+/// [`Tensor::copy`] here (cut from the graph, like `a.detach().clone()`), and [`Tensor::detach`]
+/// shares the data without the graph, as `a.detach()` does.
+///
+/// ```
+/// use aics_tensor::Tensor;
+/// let w = Tensor::<f32>::from_vec(vec![1.0, 2.0], &[2]).unwrap();
+/// let handle = w.clone(); // the same tensor
+/// let copy = w.copy(); // PyTorch's w.clone(): its own data
+/// w.set_data(vec![5.0, 6.0]).unwrap();
+/// assert_eq!(handle.to_vec(), vec![5.0, 6.0]);
+/// assert_eq!(copy.to_vec(), vec![1.0, 2.0]);
+/// ```
 pub struct Tensor<T: Float = f32>(
     pub(crate) Arc<Inner<T>>,
     pub(crate) Arc<RwLock<Arc<Vec<T>>>>,
@@ -283,7 +299,8 @@ impl<T: Float> Tensor<T> {
     pub fn detach(&self) -> Self {
         Self::raw_arc(self.data(), self.shape().to_vec())
     }
-    /// A deep copy, cut from the graph.
+    /// A deep copy, cut from the graph: PyTorch's `a.detach().clone()` (`clone()` here is a
+    /// cheap handle to the same tensor; see [`Tensor`]).
     pub fn copy(&self) -> Self {
         Self::raw(self.to_vec(), self.shape().to_vec())
     }

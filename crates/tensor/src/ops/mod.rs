@@ -6,6 +6,7 @@ pub mod elementwise;
 pub mod lrn;
 pub mod matmul;
 pub mod norm;
+pub mod operators;
 pub mod pool;
 pub mod reduce;
 pub mod shape_ops;
