@@ -72,9 +72,14 @@ pub struct TrainArgs {
     /// Checkpoint file (default runs/MODEL-DATASET.safetensors).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Continue from the checkpoint's last completed epoch.
+    /// Continue from the checkpoint's last completed epoch, with the run's own settings (a
+    /// different setting is refused; a larger --epochs extends the run).
     #[arg(long)]
     pub resume: bool,
+    /// Stop after this many epochs of this invocation, with a checkpoint, as if interrupted
+    /// (for time-limited jobs); the schedule still spans --epochs and --resume continues.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// JSONL log, one line per epoch (default next to the checkpoint).
     #[arg(long)]
     pub log: Option<PathBuf>,
@@ -108,6 +113,133 @@ pub struct EpochLog {
     pub lr: f64,
     pub seconds: f64,
     pub images_per_s: f64,
+}
+
+/// The settings that decide a run's result, stored in every checkpoint (`aics.run`), so that
+/// `--resume` continues exactly the run that wrote it or says what differs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct RunSettings {
+    dataset: String,
+    image_size: (usize, usize),
+    gray: bool,
+    limit_train: Option<usize>,
+    limit_test: Option<usize>,
+    seed: u64,
+    batch_size: usize,
+    optimizer: String,
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    weight_decay: f64,
+    schedule: String,
+    warmup: usize,
+    label_smoothing: f64,
+    clip_grad_norm: Option<f64>,
+    augment: bool,
+    /// The epochs the schedule spans: `--epochs` of the run's first start. A resumed run that
+    /// asks for more epochs keeps it, so its first epochs repeat the original run exactly.
+    horizon: usize,
+}
+
+const RUN_META: &str = "aics.run";
+
+impl RunSettings {
+    fn new(a: &TrainArgs, lr: f64, momentum: f64) -> Self {
+        RunSettings {
+            dataset: a.dataset.clone(),
+            image_size: a.image_size,
+            gray: a.gray,
+            limit_train: a.limit_train,
+            limit_test: a.limit_test,
+            seed: a.seed,
+            batch_size: a.batch_size,
+            optimizer: a.optimizer.clone(),
+            lr,
+            momentum,
+            nesterov: a.nesterov,
+            weight_decay: a.weight_decay,
+            schedule: a.schedule.clone(),
+            warmup: a.warmup,
+            label_smoothing: a.label_smoothing,
+            clip_grad_norm: a.clip_grad_norm,
+            augment: a.augment,
+            horizon: a.epochs,
+        }
+    }
+
+    /// The options whose values differ from `saved`'s, as `--flag VALUE (checkpoint: VALUE)`;
+    /// the horizon is not compared (a run may be extended).
+    fn differences(&self, saved: &RunSettings) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut cmp = |flag: &str, now: String, then: String| {
+            if now != then {
+                d.push(format!("{flag} {now} (checkpoint: {then})"));
+            }
+        };
+        cmp("--dataset", self.dataset.clone(), saved.dataset.clone());
+        let hw = |s: &RunSettings| format!("{}x{}", s.image_size.0, s.image_size.1);
+        cmp("--image-size", hw(self), hw(saved));
+        cmp("--gray", self.gray.to_string(), saved.gray.to_string());
+        cmp(
+            "--limit-train",
+            format!("{:?}", self.limit_train),
+            format!("{:?}", saved.limit_train),
+        );
+        cmp(
+            "--limit-test",
+            format!("{:?}", self.limit_test),
+            format!("{:?}", saved.limit_test),
+        );
+        cmp("--seed", self.seed.to_string(), saved.seed.to_string());
+        cmp(
+            "--batch-size",
+            self.batch_size.to_string(),
+            saved.batch_size.to_string(),
+        );
+        cmp(
+            "--optimizer",
+            self.optimizer.clone(),
+            saved.optimizer.clone(),
+        );
+        cmp("--lr", self.lr.to_string(), saved.lr.to_string());
+        cmp(
+            "--momentum",
+            self.momentum.to_string(),
+            saved.momentum.to_string(),
+        );
+        cmp(
+            "--nesterov",
+            self.nesterov.to_string(),
+            saved.nesterov.to_string(),
+        );
+        cmp(
+            "--weight-decay",
+            self.weight_decay.to_string(),
+            saved.weight_decay.to_string(),
+        );
+        cmp("--schedule", self.schedule.clone(), saved.schedule.clone());
+        cmp(
+            "--warmup",
+            self.warmup.to_string(),
+            saved.warmup.to_string(),
+        );
+        cmp(
+            "--label-smoothing",
+            self.label_smoothing.to_string(),
+            saved.label_smoothing.to_string(),
+        );
+        cmp(
+            "--clip-grad-norm",
+            format!("{:?}", self.clip_grad_norm),
+            format!("{:?}", saved.clip_grad_norm),
+        );
+        cmp(
+            "--augment",
+            self.augment.to_string(),
+            saved.augment.to_string(),
+        );
+        d
+    }
 }
 
 pub fn limit(ds: Arc<dyn aics_data::Dataset>, n: Option<usize>) -> Arc<dyn aics_data::Dataset> {
@@ -292,7 +424,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             OPTIMIZERS.join(", ")
         );
     }
-    let schedule = LrSchedule::parse(&a.schedule, a.epochs.saturating_sub(a.warmup))
+    // checked here, before any data is read; parsed again below once the horizon is known
+    LrSchedule::parse(&a.schedule, a.epochs.saturating_sub(a.warmup))
         .map_err(anyhow::Error::msg)?;
     let hidden = data_spec::parse_hidden(a.hidden.as_deref())?;
     let DataSpec {
@@ -337,6 +470,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let mut opt = make_optimizer(&a, parameters(&model))?;
     let base_lr = opt.lr();
+    let mut run = RunSettings::new(&a, base_lr, momentum(&a)?);
 
     let mut start = 0;
     let mut history = Vec::new();
@@ -370,9 +504,47 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         opt.load_state(&ck.optimizer_state())?;
         start = ck.meta("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+        let saved: RunSettings = ck
+            .meta(RUN_META)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .with_context(|| {
+                format!(
+                    "{}: the checkpoint does not record its run's settings (written by an older aics), so --resume cannot continue it exactly; start a new run",
+                    ckpt.display()
+                )
+            })?;
+        let diff = run.differences(&saved);
+        if !diff.is_empty() {
+            bail!(
+                "{}: --resume continues the checkpoint's run, but {}; give the checkpoint's settings, or start a new run",
+                ckpt.display(),
+                diff.join(", ")
+            );
+        }
+        if a.epochs <= start {
+            bail!(
+                "{}: the checkpoint has already trained {start} epochs; ask for more with --epochs",
+                ckpt.display()
+            );
+        }
+        run.horizon = saved.horizon;
+        if a.epochs > run.horizon {
+            println!(
+                "extending the run from {} to {} epochs: the schedule `{}` keeps the {}-epoch span it had, as the first {} epochs were trained with it (a cosine stays at its final rate from epoch {} on); start a new run to spread it over {} epochs",
+                run.horizon,
+                a.epochs,
+                a.schedule,
+                run.horizon,
+                run.horizon,
+                run.horizon + 1,
+                a.epochs
+            );
+        }
         history = read_log(&log_path, start);
         println!("resuming {} from epoch {start}", ckpt.display());
     }
+    let schedule = LrSchedule::parse(&a.schedule, run.horizon.saturating_sub(a.warmup))
+        .map_err(anyhow::Error::msg)?;
 
     let train = limit(train, a.limit_train);
     let test = limit(test, a.limit_test);
@@ -413,7 +585,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         aics_tensor::num_threads()
     );
 
-    for epoch in start..a.epochs {
+    let end = match a.stop_after {
+        Some(0) => bail!("--stop-after must be positive"),
+        Some(n) => a.epochs.min(start + n),
+        None => a.epochs,
+    };
+    for epoch in start..end {
         let lr = schedule.lr_at(base_lr, epoch, a.warmup);
         opt.set_lr(lr);
         model.set_training(true);
@@ -496,6 +673,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let mut md = meta.to_map();
         md.insert("epoch".into(), (epoch + 1).to_string());
         md.insert("seed".into(), a.seed.to_string());
+        md.insert(RUN_META.into(), serde_json::to_string(&run)?);
         md.insert("test_acc".into(), format!("{test_acc:.6}"));
         save_checkpoint(&ckpt, &model, Some(opt.as_ref()), md)?;
         write_log(&log_path, &history)?;

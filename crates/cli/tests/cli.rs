@@ -200,6 +200,99 @@ fn train_repeat_resume_eval_predict() {
     assert!(out.starts_with(&format!("{}: 4 ", png.display())), "{out}");
 }
 
+/// `--resume` continues a run bit for bit, dropout's random streams and the cosine schedule's
+/// span included, and refuses settings that would make it another run.
+#[test]
+fn resume_with_dropout_and_cosine_is_exact() {
+    let d = tmp("resume-exact");
+    synthetic_mnist(&d, 240, 60);
+    let data = format!("mnist:{}", d.display());
+    let args = |ck: &Path, epochs: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--threads",
+            "2",
+            "train",
+            "--model",
+            "alexnet_small",
+            "--dataset",
+            &data,
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "32",
+            "--schedule",
+            "cosine",
+            "--seed",
+            "3",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |v: Vec<String>| aics(&v.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let (a, b) = (d.join("a.safetensors"), d.join("b.safetensors"));
+    ok(&run(args(&a, "3", &[])));
+    ok(&run(args(&b, "3", &["--stop-after", "2"])));
+    // the checkpoint carries both dropout layers' random streams
+    let ck = aics_nn::checkpoint::load_checkpoint(&b).unwrap();
+    let rng = ck
+        .meta("aics.rng")
+        .expect("dropout state in the checkpoint");
+    assert!(
+        rng.contains("classifier.0") && rng.contains("classifier.3"),
+        "{rng}"
+    );
+    // settings that would change the run are refused, each named
+    let e = err(&run(args(
+        &b,
+        "3",
+        &["--resume", "--lr", "0.1", "--weight-decay", "0"],
+    )));
+    assert!(
+        e.contains("--lr 0.1 (checkpoint: 0.05)")
+            && e.contains("--weight-decay 0 (checkpoint: 0.0005)"),
+        "{e}"
+    );
+    let e = err(&run(args(&b, "2", &["--resume"])));
+    assert!(e.contains("already trained 2 epochs"), "{e}");
+    // resumed to 3 epochs: the same weights as the uninterrupted run, bit for bit
+    let out = ok(&run(args(&b, "3", &["--resume"])));
+    assert!(out.contains("resuming"), "{out}");
+    let ta = aics_nn::checkpoint::load_checkpoint(&a)
+        .unwrap()
+        .model_tensors();
+    let tb = aics_nn::checkpoint::load_checkpoint(&b)
+        .unwrap()
+        .model_tensors();
+    assert!(!ta.is_empty());
+    for (k, (shape, v)) in &ta {
+        let (s2, w) = &tb[k];
+        assert_eq!(shape, s2, "{k}");
+        assert!(
+            v.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{k}: the resumed run's weights differ from the uninterrupted run's"
+        );
+    }
+    assert_eq!(
+        log_without_times(&a.with_extension("jsonl")),
+        log_without_times(&b.with_extension("jsonl"))
+    );
+    // extending the run keeps the schedule's span and says so
+    let out = ok(&run(args(&b, "4", &["--resume"])));
+    assert!(out.contains("keeps the 3-epoch span"), "{out}");
+    let log = std::fs::read_to_string(b.with_extension("jsonl")).unwrap();
+    let lr4: serde_json::Value = serde_json::from_str(log.lines().nth(3).unwrap()).unwrap();
+    assert_eq!(
+        lr4["lr"].as_f64(),
+        Some(0.0),
+        "cosine over 3 epochs ends at 0: {lr4}"
+    );
+}
+
 #[test]
 fn summary_counts_parameters_and_weights() {
     let out = ok(&aics(&["summary", "--model", "lenet5", "--json"]));

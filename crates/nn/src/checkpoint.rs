@@ -9,11 +9,15 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use aics_tensor::Rng;
+
 use crate::error::{NnError, Result};
 use crate::module::{state_dict, Module};
 use crate::optim::Optimizer;
 
 pub const OPTIM_PREFIX: &str = "optimizer.";
+/// Metadata key of the model's random streams (dropout's): a JSON object, key → `Rng::state`.
+pub const RNG_META: &str = "aics.rng";
 
 /// Tensors by name: (shape, data).
 pub type TensorMap = HashMap<String, (Vec<usize>, Vec<f32>)>;
@@ -46,14 +50,43 @@ impl Checkpoint {
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(|s| s.as_str())
     }
-    /// Load the model tensors into `model`, naming this file in any error.
+    /// Load the model tensors into `model`, and its random streams (dropout's) where the file
+    /// has them, naming this file in any error.
     pub fn load_into(&self, model: &dyn Module) -> Result<()> {
-        crate::module::load_state_dict(model, &self.model_tensors(), true).map_err(|e| {
-            NnError::Checkpoint {
-                path: self.path.clone(),
-                msg: e.to_string(),
-            }
-        })
+        let bad = |msg: String| NnError::Checkpoint {
+            path: self.path.clone(),
+            msg,
+        };
+        crate::module::load_state_dict(model, &self.model_tensors(), true)
+            .map_err(|e| bad(e.to_string()))?;
+        let Some(text) = self.meta(RNG_META) else {
+            return Ok(()); // written before checkpoints carried them, or a model without any
+        };
+        let saved: HashMap<String, String> = serde_json::from_str(text)
+            .map_err(|e| bad(format!("unreadable {RNG_META} metadata ({e})")))?;
+        let mut found = 0;
+        let mut err = None;
+        model.visit_rngs(
+            "",
+            &mut |k, r| match saved.get(&k).map(|s| Rng::from_state(s)) {
+                Some(Some(state)) => {
+                    *r.lock().unwrap_or_else(|p| p.into_inner()) = state;
+                    found += 1;
+                }
+                Some(None) => err = Some(format!("random stream `{k}`: unreadable state")),
+                None => err = Some(format!("no random stream `{k}` saved for this model")),
+            },
+        );
+        if let Some(e) = err {
+            return Err(bad(e));
+        }
+        if found != saved.len() {
+            return Err(bad(format!(
+                "{} random streams saved, the model has {found}",
+                saved.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -119,6 +152,14 @@ pub fn save_checkpoint(
     }
     let mut meta = metadata;
     meta.insert("format".into(), "aics-checkpoint-v1".into());
+    let mut rngs = serde_json::Map::new();
+    model.visit_rngs("", &mut |k, r| {
+        let state = r.lock().unwrap_or_else(|p| p.into_inner()).state();
+        rngs.insert(k, serde_json::Value::String(state));
+    });
+    if !rngs.is_empty() {
+        meta.insert(RNG_META.into(), serde_json::Value::Object(rngs).to_string());
+    }
     if let Some(o) = optim {
         meta.insert("optimizer".into(), o.name().into());
         meta.insert("lr".into(), o.lr().to_string());

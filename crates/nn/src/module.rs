@@ -3,8 +3,9 @@
 //! checkpoint is an identity mapping.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-use aics_tensor::Tensor;
+use aics_tensor::{Rng, Tensor};
 
 use crate::error::{NnError, Result};
 
@@ -42,6 +43,11 @@ pub trait Module: Send + Sync {
 
     /// Switch training/evaluation behaviour (recursively for containers).
     fn set_training(&self, _training: bool) {}
+
+    /// Visit every random stream the module draws from while training (dropout's) with its
+    /// state-dict-style key, so that a checkpoint saves it and a resumed run draws exactly what
+    /// the uninterrupted run would have. Containers visit their children.
+    fn visit_rngs(&self, _prefix: &str, _f: &mut dyn FnMut(String, &Mutex<Rng>)) {}
 
     /// Multiply-adds of one forward pass for the given input and output shapes.
     fn macs(&self, _input: &[usize], _output: &[usize]) -> usize {
@@ -156,6 +162,11 @@ impl Module for Sequential {
             l.visit(&key(prefix, name), f);
         }
     }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        for (name, l) in &self.layers {
+            l.visit_rngs(&key(prefix, name), f);
+        }
+    }
     fn set_training(&self, training: bool) {
         self.layers
             .iter()
@@ -241,6 +252,11 @@ impl Module for Concat {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
         for (name, p) in &self.paths {
             p.visit(&key(prefix, name), f);
+        }
+    }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        for (name, p) in &self.paths {
+            p.visit_rngs(&key(prefix, name), f);
         }
     }
     fn set_training(&self, training: bool) {
@@ -350,6 +366,9 @@ impl Module for Box<dyn Module> {
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
         (**self).visit(prefix, f)
+    }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        (**self).visit_rngs(prefix, f)
     }
     fn set_training(&self, training: bool) {
         (**self).set_training(training)

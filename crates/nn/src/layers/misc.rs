@@ -42,6 +42,9 @@ impl Module for Dropout {
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
     }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        f(prefix.to_string(), &self.rng)
+    }
 }
 
 /// Flatten all dimensions from `start` (default 1) into one.

@@ -14,6 +14,7 @@
 //! training and whose losses are weighted by 0.3.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use aics_nn::layers::{
     AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d,
@@ -217,6 +218,17 @@ impl Module for GoogLeNet {
             a.visit(&key(prefix, "aux2"), f);
         }
         self.head.visit(prefix, f);
+    }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        self.stem.visit_rngs(prefix, f);
+        self.mid.visit_rngs(prefix, f);
+        if let Some(a) = &self.aux1 {
+            a.visit_rngs(&key(prefix, "aux1"), f);
+        }
+        if let Some(a) = &self.aux2 {
+            a.visit_rngs(&key(prefix, "aux2"), f);
+        }
+        self.head.visit_rngs(prefix, f);
     }
     fn set_training(&self, on: bool) {
         self.training.store(on, Ordering::Relaxed);

@@ -12,6 +12,7 @@
 //! torchvision (`Mixed_5b.branch5x5_1.conv.weight`, `AuxLogits.fc.bias`), so its checkpoints load.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use aics_nn::layers::{AdaptiveAvgPool2d, AvgPool2d, Dropout, Flatten, Linear, MaxPool2d};
 use aics_nn::module::key;
@@ -245,6 +246,13 @@ impl Module for InceptionV3 {
             a.visit(&key(prefix, "AuxLogits"), f);
         }
         self.tail.visit(prefix, f);
+    }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        self.body.visit_rngs(prefix, f);
+        if let Some(a) = &self.aux {
+            a.visit_rngs(&key(prefix, "AuxLogits"), f);
+        }
+        self.tail.visit_rngs(prefix, f);
     }
     fn set_training(&self, on: bool) {
         self.training.store(on, Ordering::Relaxed);
