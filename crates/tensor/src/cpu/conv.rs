@@ -92,8 +92,8 @@ impl Conv2dGeom {
     /// Whether the derived sizes follow from the others (see [`Conv2dGeom::check`]).
     pub fn is_consistent(&self) -> bool {
         self.groups > 0
-            && self.c % self.groups == 0
-            && self.o % self.groups == 0
+            && self.c.is_multiple_of(self.groups)
+            && self.o.is_multiple_of(self.groups)
             && self.kh > 0
             && self.kw > 0
             && self.dh > 0
