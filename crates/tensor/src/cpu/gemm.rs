@@ -69,25 +69,18 @@ fn check_views<T>(m: usize, n: usize, k: usize, a: &Mat<T>, b: &Mat<T>) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let last = |r: usize, c: usize, v: &Mat<T>| {
-        (r - 1)
+    for (side, v, r, c) in [("left", a, m, k), ("right", b, k, n)] {
+        let last = (r - 1)
             .checked_mul(v.rs)
-            .and_then(|x| (c - 1).checked_mul(v.cs).and_then(|y| x.checked_add(y)))
-    };
-    assert!(
-        last(m, k, a).is_some_and(|i| i < a.data.len()),
-        "gemm: left operand of {} elements (strides {}, {}) for a {m}x{k} matrix",
-        a.data.len(),
-        a.rs,
-        a.cs
-    );
-    assert!(
-        last(k, n, b).is_some_and(|i| i < b.data.len()),
-        "gemm: right operand of {} elements (strides {}, {}) for a {k}x{n} matrix",
-        b.data.len(),
-        b.rs,
-        b.cs
-    );
+            .and_then(|x| (c - 1).checked_mul(v.cs).and_then(|y| x.checked_add(y)));
+        assert!(
+            last.is_some_and(|i| i < v.data.len()),
+            "gemm: {side} operand of {} elements (strides {}, {}) for a {r}x{c} matrix",
+            v.data.len(),
+            v.rs,
+            v.cs
+        );
+    }
 }
 
 /// Like [`gemm`] but writes through a raw pointer with row stride `ldc`, so disjoint column
