@@ -21,6 +21,7 @@
 //! before any data is read, and the result is made contiguous (row-major).
 
 pub mod mat;
+pub mod matconvnet;
 mod pickle;
 
 use std::collections::HashMap;
@@ -28,10 +29,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-pub use mat::{
-    load_mat, load_mat_bytes, load_matconvnet, matconvnet_simplenn, MatArray, MatClass,
-    MatConvNetConv, MatConvNetModel, MatData, MatValue,
-};
+pub use mat::{load_mat, load_mat_bytes, MatArray, MatClass, MatData, MatValue};
+pub use matconvnet::{load_matconvnet, matconvnet_simplenn, MatConvNetConv, MatConvNetModel};
 use pickle::{PickleError, StorageRef, TensorRef, Value};
 
 /// Element type of a serialized PyTorch storage.
