@@ -6,4 +6,4 @@ pub mod models;
 pub mod resize;
 pub mod weights;
 
-pub use models::{build, default_shape, ModelConfig, MODELS};
+pub use models::{build, default_shape, model_names, zoo_entry, ModelConfig, ZooEntry, ZOO};

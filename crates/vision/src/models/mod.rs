@@ -53,89 +53,135 @@ pub struct ModelConfig {
     pub seed: u64,
 }
 
-/// Names accepted by [`build`].
-pub const MODELS: &[&str] = &[
-    "mlp",
-    "lenet5",
-    "alexnet",
-    "alexnet_paper",
-    "alexnet_small",
-    "vgg11",
-    "vgg11_bn",
-    "vgg13",
-    "vgg13_bn",
-    "vgg16",
-    "vgg16_bn",
-    "vgg19",
-    "vgg19_bn",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "mobilenet_v2",
-    "googlenet",
-    "googlenet_noaux",
-    "googlenet_paper",
-    "googlenet_naive",
-    "googlenet_small",
-    "bn_inception",
-    "inception_v3",
-    "inception_v3_noaux",
+/// One model of the zoo: its name, the input (C, H, W) and class count it is usually built for,
+/// and its builder. Adding a model to the zoo is one entry in [`ZOO`].
+pub struct ZooEntry {
+    pub name: &'static str,
+    pub input: [usize; 3],
+    pub classes: usize,
+    build: fn(&str, &ModelConfig) -> Result<Box<dyn Module>>,
+}
+
+const MNIST: ([usize; 3], usize) = ([1, 28, 28], 10);
+const CIFAR: ([usize; 3], usize) = ([3, 32, 32], 10);
+const IMAGENET: ([usize; 3], usize) = ([3, 224, 224], 1000);
+
+const fn entry(
+    name: &'static str,
+    (input, classes): ([usize; 3], usize),
+    build: fn(&str, &ModelConfig) -> Result<Box<dyn Module>>,
+) -> ZooEntry {
+    ZooEntry {
+        name,
+        input,
+        classes,
+        build,
+    }
+}
+
+fn boxed<M: Module + 'static>(m: Result<M>) -> Result<Box<dyn Module>> {
+    Ok(Box::new(m?))
+}
+
+/// Every model [`build`] knows.
+pub static ZOO: &[ZooEntry] = &[
+    entry("mlp", MNIST, |_, c| boxed(mlp(c))),
+    entry("lenet5", MNIST, |_, c| boxed(lenet5(c))),
+    entry("alexnet", IMAGENET, |_, c| boxed(alexnet::alexnet(c))),
+    entry("alexnet_paper", ([3, 227, 227], 1000), |_, c| {
+        boxed(alexnet::alexnet_paper(c))
+    }),
+    entry("alexnet_small", CIFAR, |_, c| {
+        boxed(alexnet::alexnet_small(c))
+    }),
+    entry("vgg11", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("vgg11_bn", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("vgg13", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("vgg13_bn", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("vgg16", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("vgg16_bn", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("vgg19", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("vgg19_bn", IMAGENET, |n, c| boxed(vgg::vgg(n, c))),
+    entry("resnet18", IMAGENET, |n, c| boxed(resnet::resnet(n, c))),
+    entry("resnet34", IMAGENET, |n, c| boxed(resnet::resnet(n, c))),
+    entry("resnet50", IMAGENET, |n, c| boxed(resnet::resnet(n, c))),
+    entry("resnet101", IMAGENET, |n, c| boxed(resnet::resnet(n, c))),
+    entry("resnet152", IMAGENET, |n, c| boxed(resnet::resnet(n, c))),
+    entry("resnet20", CIFAR, |n, c| boxed(resnet::resnet_cifar(n, c))),
+    entry("resnet32", CIFAR, |n, c| boxed(resnet::resnet_cifar(n, c))),
+    entry("resnet44", CIFAR, |n, c| boxed(resnet::resnet_cifar(n, c))),
+    entry("resnet56", CIFAR, |n, c| boxed(resnet::resnet_cifar(n, c))),
+    entry("resnet110", CIFAR, |n, c| boxed(resnet::resnet_cifar(n, c))),
+    entry("mobilenet_v2", IMAGENET, |_, c| {
+        boxed(mobilenet::mobilenet_v2(c))
+    }),
+    entry("googlenet", IMAGENET, |_, c| {
+        boxed(googlenet::googlenet(c, Variant::Torchvision, true))
+    }),
+    entry("googlenet_noaux", IMAGENET, |_, c| {
+        boxed(googlenet::googlenet(c, Variant::Torchvision, false))
+    }),
+    entry("googlenet_paper", IMAGENET, |_, c| {
+        boxed(googlenet::googlenet(
+            c,
+            Variant::Paper { naive: false },
+            true,
+        ))
+    }),
+    entry("googlenet_naive", IMAGENET, |_, c| {
+        boxed(googlenet::googlenet(
+            c,
+            Variant::Paper { naive: true },
+            true,
+        ))
+    }),
+    entry("googlenet_small", CIFAR, |_, c| {
+        boxed(googlenet::googlenet_small(c))
+    }),
+    entry("bn_inception", IMAGENET, |_, c| {
+        boxed(bn_inception::bn_inception(c))
+    }),
+    entry("inception_v3", ([3, 299, 299], 1000), |_, c| {
+        boxed(inception_v3::inception_v3(c, true))
+    }),
+    entry("inception_v3_noaux", ([3, 299, 299], 1000), |_, c| {
+        boxed(inception_v3::inception_v3(c, false))
+    }),
 ];
 
-/// The input (C, H, W) and class count a model is usually built for.
+/// Other names for zoo models.
+const ALIASES: &[(&str, &str)] = &[("lenet", "lenet5")];
+
+/// The zoo entry of `name` (or of the model it is an alias of).
+pub fn zoo_entry(name: &str) -> Option<&'static ZooEntry> {
+    let name = ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map_or(name, |(_, n)| n);
+    ZOO.iter().find(|e| e.name == name)
+}
+
+/// The names of the zoo's models, in [`ZOO`] order.
+pub fn model_names() -> Vec<&'static str> {
+    ZOO.iter().map(|e| e.name).collect()
+}
+
+/// The input (C, H, W) and class count a model is usually built for (ImageNet's for a name
+/// the zoo does not know).
 pub fn default_shape(name: &str) -> ([usize; 3], usize) {
-    match name {
-        "mlp" | "lenet5" | "lenet" => ([1, 28, 28], 10),
-        "alexnet_small" | "googlenet_small" | "resnet20" | "resnet32" | "resnet44" | "resnet56"
-        | "resnet110" => ([3, 32, 32], 10),
-        "alexnet_paper" => ([3, 227, 227], 1000),
-        "inception_v3" | "inception_v3_noaux" => ([3, 299, 299], 1000),
-        _ => ([3, 224, 224], 1000),
-    }
+    zoo_entry(name).map_or(IMAGENET, |e| (e.input, e.classes))
 }
 
 /// Build a model by name.
 pub fn build(name: &str, cfg: &ModelConfig) -> Result<Box<dyn Module>> {
-    Ok(match name {
-        "googlenet" => Box::new(googlenet::googlenet(cfg, Variant::Torchvision, true)?),
-        "googlenet_noaux" => Box::new(googlenet::googlenet(cfg, Variant::Torchvision, false)?),
-        "googlenet_paper" => Box::new(googlenet::googlenet(
-            cfg,
-            Variant::Paper { naive: false },
-            true,
-        )?),
-        "googlenet_naive" => Box::new(googlenet::googlenet(
-            cfg,
-            Variant::Paper { naive: true },
-            true,
-        )?),
-        "googlenet_small" => Box::new(googlenet::googlenet_small(cfg)?),
-        "bn_inception" => Box::new(bn_inception::bn_inception(cfg)?),
-        "inception_v3" => Box::new(inception_v3::inception_v3(cfg, true)?),
-        "inception_v3_noaux" => Box::new(inception_v3::inception_v3(cfg, false)?),
-        "alexnet_paper" => Box::new(alexnet::alexnet_paper(cfg)?),
-        "alexnet_small" => Box::new(alexnet::alexnet_small(cfg)?),
-        "resnet20" | "resnet32" | "resnet44" | "resnet56" | "resnet110" => {
-            Box::new(resnet::resnet_cifar(name, cfg)?)
-        }
-        "mlp" => Box::new(mlp(cfg)?),
-        "lenet5" | "lenet" => Box::new(lenet5(cfg)?),
-        "alexnet" => Box::new(alexnet::alexnet(cfg)?),
-        "mobilenet_v2" => Box::new(mobilenet::mobilenet_v2(cfg)?),
-        n if n.starts_with("vgg") && MODELS.contains(&n) => Box::new(vgg::vgg(n, cfg)?),
-        n if n.starts_with("resnet") && MODELS.contains(&n) => Box::new(resnet::resnet(n, cfg)?),
-        other => {
-            return Err(aics_nn::NnError::Config {
-                layer: "model".into(),
-                msg: format!("unknown model `{other}` (available: {})", MODELS.join(", ")),
-            })
-        }
-    })
+    match zoo_entry(name) {
+        Some(e) => (e.build)(e.name, cfg),
+        None => Err(aics_nn::NnError::Config {
+            layer: "model".into(),
+            msg: format!(
+                "unknown model `{name}` (available: {})",
+                model_names().join(", ")
+            ),
+        }),
+    }
 }
