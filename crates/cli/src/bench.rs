@@ -75,7 +75,7 @@ fn train_step(name: &str, x: &Tensor, min_time: f64) -> Result<(f64, f64)> {
             seed: 0,
         },
     )?;
-    let mut opt = Sgd::new(parameters(&model), 0.01, 0.9, 0.0, false);
+    let mut opt = Sgd::new(parameters(&model)).lr(0.01).momentum(0.9);
     let y: Vec<usize> = (0..s[0]).map(|i| i % 10).collect();
     let flop = 3.0 * 2.0 * model_macs(&model, x)? as f64;
     let secs = time(min_time, || {
@@ -325,7 +325,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let painting = Tensor::<f32>::rand(&[1, 3, 256, 256], 0.0, 1.0, &mut rng);
         let losses = aics_style::fast::Perceptual::new(&vgg, &painting, 1.0, 5.0, 1e2)?;
         let net = aics_style::fast::transform_net(0)?;
-        let mut opt = aics_nn::Adam::new(parameters(&net), 1e-3, 0.0);
+        let mut opt = aics_nn::Adam::new(parameters(&net)).lr(1e-3);
         let x = Tensor::<f32>::rand(&[4, 3, 256, 256], 0.0, 1.0, &mut rng);
         let s = time(a.min_time, || {
             opt.zero_grad();

@@ -176,7 +176,7 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
         a.tv_weight,
     )?;
     let net = transform_net(a.seed)?;
-    let mut opt = Adam::new(parameters(&net), a.lr, 0.0);
+    let mut opt = Adam::new(parameters(&net)).lr(a.lr);
     let mut start = 0;
     if a.resume {
         let ck = load_checkpoint(&a.checkpoint).with_context(|| {

@@ -312,21 +312,29 @@ fn make_optimizer(a: &TrainArgs, params: Vec<(String, Tensor)>) -> Result<Box<dy
         bail!("--momentum {m}: expected a value in [0, 1)");
     }
     Ok(match a.optimizer.as_str() {
-        "sgd" => Box::new(Sgd::new(
-            params,
-            a.lr.unwrap_or(0.05),
-            momentum,
-            a.weight_decay,
-            a.nesterov,
-        )),
-        "adam" => Box::new(Adam::new(params, a.lr.unwrap_or(1e-3), a.weight_decay)),
-        "adamw" => Box::new(Adam::adamw(params, a.lr.unwrap_or(1e-3), a.weight_decay)),
-        "rmsprop" => Box::new(RmsProp::new(
-            params,
-            a.lr.unwrap_or(1e-3),
-            momentum,
-            a.weight_decay,
-        )),
+        "sgd" => Box::new(
+            Sgd::new(params)
+                .lr(a.lr.unwrap_or(0.05))
+                .momentum(momentum)
+                .weight_decay(a.weight_decay)
+                .nesterov(a.nesterov),
+        ),
+        "adam" => Box::new(
+            Adam::new(params)
+                .lr(a.lr.unwrap_or(1e-3))
+                .weight_decay(a.weight_decay),
+        ),
+        "adamw" => Box::new(
+            Adam::adamw(params)
+                .lr(a.lr.unwrap_or(1e-3))
+                .weight_decay(a.weight_decay),
+        ),
+        "rmsprop" => Box::new(
+            RmsProp::new(params)
+                .lr(a.lr.unwrap_or(1e-3))
+                .momentum(momentum)
+                .weight_decay(a.weight_decay),
+        ),
         other => bail!("unknown optimizer `{other}` (expected sgd, adam, adamw or rmsprop)"),
     })
 }
@@ -410,11 +418,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if a.batch_size == 0 || a.epochs == 0 {
         bail!("--batch-size and --epochs must be positive");
     }
-    if !aics_vision::MODELS.contains(&a.model.as_str()) {
+    if aics_vision::zoo_entry(&a.model).is_none() {
         bail!(
             "unknown model `{}` (expected one of {})",
             a.model,
-            aics_vision::MODELS.join(", ")
+            aics_vision::model_names().join(", ")
         );
     }
     if !OPTIMIZERS.contains(&a.optimizer.as_str()) {
@@ -469,7 +477,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     }
     let mut opt = make_optimizer(&a, parameters(&model))?;
-    let base_lr = opt.lr();
+    let base_lr = opt.get_lr();
     let mut run = RunSettings::new(&a, base_lr, momentum(&a)?);
 
     let mut start = 0;
@@ -703,7 +711,7 @@ mod tests {
             a: TrainArgs,
         }
         let help = Cli::command().render_long_help().to_string();
-        for m in aics_vision::MODELS {
+        for m in aics_vision::model_names() {
             let named = help.contains(m)
                 || m.strip_suffix("_bn")
                     .is_some_and(|b| help.contains(b) && help.contains("_bn"));

@@ -162,7 +162,7 @@ pub fn save_checkpoint(
     }
     if let Some(o) = optim {
         meta.insert("optimizer".into(), o.name().into());
-        meta.insert("lr".into(), o.lr().to_string());
+        meta.insert("lr".into(), o.get_lr().to_string());
     }
     let bad = |msg: String| NnError::Checkpoint {
         path: path.to_path_buf(),

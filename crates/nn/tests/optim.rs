@@ -22,11 +22,13 @@ fn lbfgs_strong_wolfe_minimises_rosenbrock() {
     let p = Tensor::from_vec(vec![-1.5f32, 2.0], &[2])
         .unwrap()
         .requires_grad_(true);
-    let mut opt = Lbfgs::new(vec![("p".into(), p.clone())], 1.0, true);
+    let mut opt = Lbfgs::new(vec![("p".into(), p.clone())])
+        .lr(1.0)
+        .strong_wolfe(true);
     opt.max_iter = 100;
     opt.max_eval = 200;
     for _ in 0..5 {
-        opt.step(&mut || {
+        opt.step_with(&mut || {
             p.zero_grad();
             let l = rosenbrock(&p)?;
             l.backward()?;
@@ -52,7 +54,9 @@ fn sgd_momentum_nesterov_and_adam_single_steps() {
     let grad = |w: &Tensor| w.square().sum().backward().unwrap();
 
     let w = mk();
-    let mut sgd = Sgd::new(vec![("w".into(), w.clone())], 0.1, 0.9, 0.0, false);
+    let mut sgd = Sgd::new(vec![("w".into(), w.clone())])
+        .lr(0.1)
+        .momentum(0.9);
     grad(&w);
     sgd.step().unwrap(); // b = 4; w = 2 - 0.4
     assert!((w.to_vec()[0] - 1.6).abs() < 1e-6);
@@ -62,19 +66,24 @@ fn sgd_momentum_nesterov_and_adam_single_steps() {
     assert!((w.to_vec()[0] - 0.92).abs() < 1e-6);
 
     let w = mk();
-    let mut nes = Sgd::new(vec![("w".into(), w.clone())], 0.1, 0.9, 0.0, true);
+    let mut nes = Sgd::new(vec![("w".into(), w.clone())])
+        .lr(0.1)
+        .momentum(0.9)
+        .nesterov(true);
     grad(&w);
     nes.step().unwrap(); // b = 4; d = 4 + 0.9·4 = 7.6; w = 2 - 0.76
     assert!((w.to_vec()[0] - 1.24).abs() < 1e-6);
 
     let w = mk();
-    let mut adam = Adam::new(vec![("w".into(), w.clone())], 0.01, 0.0);
+    let mut adam = Adam::new(vec![("w".into(), w.clone())]).lr(0.01);
     grad(&w);
     adam.step().unwrap(); // first Adam step moves by lr·sign(g) (up to ε)
     assert!((w.to_vec()[0] - 1.99).abs() < 1e-6);
 
     let w = mk();
-    let mut adamw = Adam::adamw(vec![("w".into(), w.clone())], 0.01, 0.1);
+    let mut adamw = Adam::adamw(vec![("w".into(), w.clone())])
+        .lr(0.01)
+        .weight_decay(0.1);
     grad(&w);
     adamw.step().unwrap(); // w·(1 - 0.001) - 0.01
     assert!((w.to_vec()[0] - (2.0 * 0.999 - 0.01)).abs() < 1e-6);
@@ -119,7 +128,7 @@ fn checkpoint_round_trip_with_optimizer_state() {
         .add(ReLU)
         .add(BatchNorm::new(4));
     let x = Tensor::randn(&[5, 3], 0.0, 1.0, &mut rng);
-    let mut opt = Sgd::new(parameters(&model), 0.1, 0.9, 0.0, false);
+    let mut opt = Sgd::new(parameters(&model)).lr(0.1).momentum(0.9);
     model.forward(&x).unwrap().sum().backward().unwrap();
     opt.step().unwrap();
     let dir = tmpdir("ckpt");
@@ -157,7 +166,7 @@ fn checkpoint_round_trip_with_optimizer_state() {
             "2.num_batches_tracked"
         ]
     );
-    let mut opt2 = Sgd::new(parameters(&model2), 0.1, 0.9, 0.0, false);
+    let mut opt2 = Sgd::new(parameters(&model2)).lr(0.1).momentum(0.9);
     opt2.load_state(&ck.optimizer_state()).unwrap();
     assert_eq!(opt2.state(), opt.state());
     // no temp files are left behind
@@ -250,12 +259,10 @@ fn rmsprop_matches_pytorch() {
         let p = Tensor::from_vec(p0.iter().map(|&x| x as f32).collect(), &[p0.len()])
             .unwrap()
             .requires_grad_(true);
-        let mut opt = RmsProp::new(
-            vec![("p".into(), p.clone())],
-            num("lr"),
-            num("momentum"),
-            num("weight_decay"),
-        );
+        let mut opt = RmsProp::new(vec![("p".into(), p.clone())])
+            .lr(num("lr"))
+            .momentum(num("momentum"))
+            .weight_decay(num("weight_decay"));
         opt.alpha = num("alpha");
         opt.eps = num("eps");
         let grads = c["grads"].as_array().expect("grads");
@@ -286,4 +293,72 @@ fn rmsprop_matches_pytorch() {
         }
     }
     eprintln!("rmsprop: worst error {worst:.2e} (tolerance {TOL:e})");
+}
+
+/// Optimizers are built as PyTorch's: parameters, then named settings over PyTorch's defaults.
+/// L-BFGS is an `Optimizer` too, whose step needs the closure.
+#[test]
+fn builders_start_from_pytorch_defaults() {
+    let p = || {
+        vec![(
+            "w".to_string(),
+            Tensor::from_vec(vec![1.0f32], &[1]).unwrap(),
+        )]
+    };
+    let s = Sgd::new(p());
+    assert_eq!(
+        (s.lr, s.momentum, s.weight_decay, s.nesterov),
+        (1e-3, 0.0, 0.0, false)
+    );
+    let a = Adam::new(p());
+    assert_eq!(
+        (a.lr, a.betas, a.eps, a.weight_decay, a.decoupled),
+        (1e-3, (0.9, 0.999), 1e-8, 0.0, false)
+    );
+    let w = Adam::adamw(p());
+    assert_eq!((w.weight_decay, w.decoupled), (1e-2, true));
+    let r = RmsProp::new(p());
+    assert_eq!(
+        (r.lr, r.alpha, r.eps, r.momentum, r.weight_decay),
+        (1e-2, 0.99, 1e-8, 0.0, 0.0)
+    );
+    let l = Lbfgs::new(p());
+    assert_eq!(
+        (
+            l.lr,
+            l.max_iter,
+            l.max_eval,
+            l.tolerance_grad,
+            l.tolerance_change,
+            l.history_size,
+            l.strong_wolfe
+        ),
+        (1.0, 20, 25, 1e-7, 1e-9, 100, false)
+    );
+    let s = Sgd::new(p())
+        .lr(0.05)
+        .momentum(0.9)
+        .weight_decay(5e-4)
+        .nesterov(true);
+    assert_eq!(
+        (s.lr, s.momentum, s.weight_decay, s.nesterov),
+        (0.05, 0.9, 5e-4, true)
+    );
+
+    // L-BFGS behind the trait: step() is refused, step_with(closure) minimises (x − 3)²
+    let x = Tensor::from_vec(vec![0.0f32], &[1])
+        .unwrap()
+        .requires_grad_(true);
+    let mut opt: Box<dyn Optimizer> =
+        Box::new(Lbfgs::new(vec![("x".into(), x.clone())]).strong_wolfe(true));
+    assert!(opt.step().unwrap_err().to_string().contains("step_with"));
+    let mut closure = || {
+        x.zero_grad();
+        let loss = x.add_scalar(-3.0).square().sum();
+        loss.backward()?;
+        Ok(loss.item()? as f64)
+    };
+    let first = opt.step_with(&mut closure).unwrap();
+    assert_eq!(first, 9.0);
+    assert!((x.to_vec()[0] - 3.0).abs() < 1e-4, "{:?}", x.to_vec());
 }

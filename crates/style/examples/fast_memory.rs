@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let painting = Tensor::<f32>::rand(&[1, 3, s, s], 0.0, 1.0, &mut rng);
     let losses = Perceptual::new(&vgg, &painting, 1.0, 5.0, 1e2)?;
     let net = transform_net(0)?;
-    let mut opt = Adam::new(parameters(&net), 1e-3, 0.0);
+    let mut opt = Adam::new(parameters(&net)).lr(1e-3);
     let x = Tensor::<f32>::rand(&[n, 3, s, s], 0.0, 1.0, &mut rng);
     for step in 1..=2 {
         let base = live();

@@ -272,32 +272,21 @@ pub fn optimize(
         *last = l;
         Ok(l.total)
     };
-    enum Opt {
-        L(Box<Lbfgs>),
-        A(Box<Adam>),
-    }
-    let mut opt = match cfg.method {
-        Method::Lbfgs => {
-            let mut o = Lbfgs::new(params, 1.0, true);
-            o.max_iter = 1;
-            o.max_eval = 8;
-            o.tolerance_change = 0.0;
-            o.tolerance_grad = 0.0;
-            Opt::L(Box::new(o))
-        }
-        Method::Adam { lr } => Opt::A(Box::new(Adam::new(params, lr, 0.0))),
+    // one step is one L-BFGS iteration (with its line search) or one Adam update
+    let mut opt: Box<dyn Optimizer> = match cfg.method {
+        Method::Lbfgs => Box::new(
+            Lbfgs::new(params)
+                .strong_wolfe(true)
+                .max_iter(1)
+                .max_eval(8)
+                .tolerance_change(0.0)
+                .tolerance_grad(0.0),
+        ),
+        Method::Adam { lr } => Box::new(Adam::new(params).lr(lr)),
     };
     for step in 1..=cfg.steps {
         let t0 = Instant::now();
-        match &mut opt {
-            Opt::L(o) => {
-                o.step(&mut || eval(&mut last))?;
-            }
-            Opt::A(o) => {
-                eval(&mut last)?;
-                o.step()?;
-            }
-        }
+        opt.step_with(&mut || eval(&mut last))?;
         if !last.total.is_finite() {
             return Err(NnError::Config {
                 layer: "stylize".into(),

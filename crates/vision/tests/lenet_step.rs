@@ -61,7 +61,10 @@ fn lenet5_step_matches_pytorch() {
         loss0,
         Tol::new(1e-5, 0.0),
     );
-    let mut opt = Sgd::new(parameters(&model), 0.1, 0.9, 5e-4, false);
+    let mut opt = Sgd::new(parameters(&model))
+        .lr(0.1)
+        .momentum(0.9)
+        .weight_decay(5e-4);
     loss.backward().unwrap();
     let sd = state_dict(&model);
     for (name, want) in fx["grads"].as_object().unwrap() {

@@ -20,25 +20,45 @@ pub struct Adam {
 }
 
 impl Adam {
-    pub fn new(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Self {
+    /// PyTorch's `optim.Adam` defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay.
+    pub fn new(params: Vec<(String, Tensor)>) -> Self {
         let n = params.len();
         Adam {
             params,
-            lr,
+            lr: 1e-3,
             betas: (0.9, 0.999),
             eps: 1e-8,
-            weight_decay,
+            weight_decay: 0.0,
             decoupled: false,
             t: 0,
             m: vec![None; n],
             v: vec![None; n],
         }
     }
-    pub fn adamw(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Self {
+    /// PyTorch's `optim.AdamW`: decoupled weight decay, 1e-2 by default.
+    pub fn adamw(params: Vec<(String, Tensor)>) -> Self {
         Adam {
             decoupled: true,
-            ..Adam::new(params, lr, weight_decay)
+            weight_decay: 1e-2,
+            ..Adam::new(params)
         }
+    }
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
+        self.betas = (beta1, beta2);
+        self
+    }
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// L2 penalty for Adam, decoupled decay for AdamW.
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
     }
 }
 
@@ -70,7 +90,7 @@ impl Optimizer for Adam {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
+    fn get_lr(&self) -> f64 {
         self.lr
     }
     fn set_lr(&mut self, lr: f64) {

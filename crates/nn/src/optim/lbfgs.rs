@@ -3,11 +3,14 @@
 //! interpolation). Neural style transfer optimises the image with it.
 //!
 //! Unlike the first-order optimizers, a step needs a closure that recomputes the loss and its
-//! gradients: `opt.step(&mut || { zero grads; loss = f(); loss.backward(); Ok(loss) })`.
+//! gradients, as PyTorch's `LBFGS.step(closure)`: through the [`Optimizer`] trait,
+//! `opt.step_with(&mut || { zero grads; loss = f(); loss.backward(); Ok(loss) })`; `step()` alone
+//! is an error.
 
 use aics_tensor::Tensor;
 
-use crate::error::Result;
+use crate::error::{NnError, Result};
+use crate::optim::Optimizer;
 
 pub struct Lbfgs {
     params: Vec<(String, Tensor)>,
@@ -64,18 +67,18 @@ fn cubic_interpolate(
 }
 
 impl Lbfgs {
-    /// PyTorch defaults: max_iter 20, max_eval 25, tolerance_grad 1e-7, tolerance_change 1e-9,
-    /// history 100, no line search.
-    pub fn new(params: Vec<(String, Tensor)>, lr: f64, strong_wolfe: bool) -> Self {
+    /// PyTorch's `optim.LBFGS` defaults: lr 1, max_iter 20, max_eval 25 (= max_iter · 5/4),
+    /// tolerance_grad 1e-7, tolerance_change 1e-9, history 100, no line search.
+    pub fn new(params: Vec<(String, Tensor)>) -> Self {
         Lbfgs {
             params,
-            lr,
+            lr: 1.0,
             max_iter: 20,
             max_eval: 25,
             tolerance_grad: 1e-7,
             tolerance_change: 1e-9,
             history_size: 100,
-            strong_wolfe,
+            strong_wolfe: false,
             d: Vec::new(),
             t: 0.0,
             old_dirs: Vec::new(),
@@ -88,8 +91,36 @@ impl Lbfgs {
         }
     }
 
-    pub fn params(&self) -> &[(String, Tensor)] {
-        &self.params
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Iterations per step; max_eval follows as in PyTorch (max_iter · 5/4) unless set after.
+    pub fn max_iter(mut self, max_iter: usize) -> Self {
+        self.max_iter = max_iter;
+        self.max_eval = max_iter * 5 / 4;
+        self
+    }
+    pub fn max_eval(mut self, max_eval: usize) -> Self {
+        self.max_eval = max_eval;
+        self
+    }
+    pub fn tolerance_grad(mut self, tol: f64) -> Self {
+        self.tolerance_grad = tol;
+        self
+    }
+    pub fn tolerance_change(mut self, tol: f64) -> Self {
+        self.tolerance_change = tol;
+        self
+    }
+    pub fn history_size(mut self, n: usize) -> Self {
+        self.history_size = n;
+        self
+    }
+    /// PyTorch's `line_search_fn="strong_wolfe"`.
+    pub fn strong_wolfe(mut self, on: bool) -> Self {
+        self.strong_wolfe = on;
+        self
     }
 
     fn flat_params(&self) -> Vec<f64> {
@@ -129,7 +160,7 @@ impl Lbfgs {
     }
 
     /// One optimisation step (up to `max_iter` iterations). Returns the loss at entry.
-    pub fn step(&mut self, closure: &mut dyn FnMut() -> Result<f64>) -> Result<f64> {
+    fn lbfgs_step(&mut self, closure: &mut dyn FnMut() -> Result<f64>) -> Result<f64> {
         let orig_loss = closure()?;
         self.func_evals += 1;
         let mut loss = orig_loss;
@@ -354,5 +385,47 @@ impl Lbfgs {
         }
         let best = br.swap_remove(lo);
         Ok((best.1, best.2, best.0, evals))
+    }
+}
+
+impl Optimizer for Lbfgs {
+    /// L-BFGS re-evaluates the loss during its step: without a closure it cannot run.
+    fn step(&mut self) -> Result<()> {
+        Err(NnError::Config {
+            layer: "L-BFGS".into(),
+            msg: "step() needs the loss: call step_with(closure), as PyTorch's LBFGS.step(closure)"
+                .into(),
+        })
+    }
+    fn step_with(&mut self, closure: &mut dyn FnMut() -> Result<f64>) -> Result<f64> {
+        self.lbfgs_step(closure)
+    }
+    fn get_lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn params(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+    /// The L-BFGS history (f64 directions and curvature pairs) is not saved in checkpoints.
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        Vec::new()
+    }
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<()> {
+        match state.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(NnError::Config {
+                layer: "L-BFGS".into(),
+                msg: format!("keeps no saved state, but `{k}` was given"),
+            }),
+        }
+    }
+    fn name(&self) -> &'static str {
+        "lbfgs"
     }
 }

@@ -18,11 +18,23 @@ pub use sgd::Sgd;
 
 use crate::error::Result;
 
-/// A first-order optimizer over a fixed list of named parameters.
+/// An optimizer over a fixed list of named parameters, built as PyTorch's are: the parameters,
+/// then named settings with PyTorch's defaults (`Sgd::new(params).lr(0.05).momentum(0.9)`).
 pub trait Optimizer: Send {
-    /// Apply one update from the parameters' accumulated gradients.
+    /// Apply one update from the parameters' accumulated gradients. L-BFGS, which must
+    /// re-evaluate the loss, refuses this and needs [`Optimizer::step_with`].
     fn step(&mut self) -> Result<()>;
-    fn lr(&self) -> f64;
+    /// PyTorch's `step(closure)`: `closure` zeroes the gradients, computes the loss,
+    /// back-propagates and returns the loss. First-order optimizers call it once and then
+    /// [`Optimizer::step`]; L-BFGS calls it as often as its line search needs. Returns the loss
+    /// of the first evaluation.
+    fn step_with(&mut self, closure: &mut dyn FnMut() -> Result<f64>) -> Result<f64> {
+        let loss = closure()?;
+        self.step()?;
+        Ok(loss)
+    }
+    /// The current learning rate (PyTorch's `param_groups[0]["lr"]`).
+    fn get_lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
     fn params(&self) -> &[(String, Tensor)];
     /// Per-parameter state tensors under stable names (for checkpoints).

@@ -18,18 +18,42 @@ pub struct RmsProp {
 }
 
 impl RmsProp {
-    pub fn new(params: Vec<(String, Tensor)>, lr: f64, momentum: f64, weight_decay: f64) -> Self {
+    /// PyTorch's `optim.RMSprop` defaults: lr 1e-2, alpha 0.99, eps 1e-8, no momentum, no
+    /// weight decay.
+    pub fn new(params: Vec<(String, Tensor)>) -> Self {
         let n = params.len();
         RmsProp {
             params,
-            lr,
+            lr: 1e-2,
             alpha: 0.99,
             eps: 1e-8,
-            momentum,
-            weight_decay,
+            momentum: 0.0,
+            weight_decay: 0.0,
             sq: vec![None; n],
             buf: vec![None; n],
         }
+    }
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Smoothing constant of the squared-gradient average.
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    /// L2 penalty added to the gradient.
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
     }
 }
 
@@ -68,7 +92,7 @@ impl Optimizer for RmsProp {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
+    fn get_lr(&self) -> f64 {
         self.lr
     }
     fn set_lr(&mut self, lr: f64) {

@@ -16,22 +16,34 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    pub fn new(
-        params: Vec<(String, Tensor)>,
-        lr: f64,
-        momentum: f64,
-        weight_decay: f64,
-        nesterov: bool,
-    ) -> Self {
+    /// PyTorch's defaults: lr 1e-3, no momentum, no weight decay, no Nesterov.
+    pub fn new(params: Vec<(String, Tensor)>) -> Self {
         let n = params.len();
         Sgd {
             params,
-            lr,
-            momentum,
-            weight_decay,
-            nesterov,
+            lr: 1e-3,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
             bufs: vec![None; n],
         }
+    }
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    /// L2 penalty added to the gradient.
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    pub fn nesterov(mut self, nesterov: bool) -> Self {
+        self.nesterov = nesterov;
+        self
     }
 }
 
@@ -66,7 +78,7 @@ impl Optimizer for Sgd {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
+    fn get_lr(&self) -> f64 {
         self.lr
     }
     fn set_lr(&mut self, lr: f64) {
