@@ -1,6 +1,9 @@
 //! aics-nn: the `Module` trait, layers named like PyTorch's, losses, initialisation, optimizers
 //! with schedules, and atomic safetensors checkpoints.
 
+// lets `#[derive(Module)]`'s `::aics_nn::` paths resolve inside this crate too
+extern crate self as aics_nn;
+
 pub mod checkpoint;
 pub mod error;
 pub mod init;
@@ -12,7 +15,7 @@ pub mod optim;
 pub use error::{NnError, Result};
 pub use layers::*;
 pub use module::{
-    load_state_dict, num_params, parameters, state_dict, Concat, Kind, Module, Sequential,
+    load_state_dict, num_params, parameters, state_dict, Concat, Fields, Kind, Module, Sequential,
     SummaryRow,
 };
 pub use optim::{clip_grad_norm, Adam, Lbfgs, LrSchedule, Optimizer, RmsProp, Sgd};

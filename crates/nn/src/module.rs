@@ -9,6 +9,9 @@ use aics_tensor::{Rng, Tensor};
 
 use crate::error::{NnError, Result};
 
+/// `#[derive(Module)]`: the derive macro beside the trait of the same name, as serde's are.
+pub use aics_derive::Module;
+
 /// What a named tensor of a module is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -30,24 +33,74 @@ pub struct SummaryRow {
     pub macs: usize,
 }
 
+/// The walk over a module's own fields: parameters, buffers, child modules, random streams and
+/// the train/eval flag. `#[derive(Module)]` writes it from the struct's marked fields (see
+/// `aics_derive`); [`Module`]'s `visit`, `set_training`, `visit_rngs` and `type_name` call it
+/// unless a module overrides them (containers with a list of children do).
+pub trait Fields {
+    fn visit_fields(&self, _prefix: &str, _f: &mut dyn FnMut(String, &Tensor, Kind)) {}
+    fn set_training_fields(&self, _training: bool) {}
+    fn visit_rngs_fields(&self, _prefix: &str, _f: &mut dyn FnMut(String, &Mutex<Rng>)) {}
+    fn type_name_fields(&self) -> String {
+        "Module".into()
+    }
+}
+
 /// A layer or a model. `forward` is the inference/training computation; behaviour that differs
 /// between training and evaluation (dropout, batch norm) follows `set_training`.
-pub trait Module: Send + Sync {
+///
+/// As in PyTorch, a model is a struct of its layers plus a forward:
+///
+/// ```
+/// use aics_nn::{Linear, Module, ReLU, Result};
+/// use aics_tensor::{Rng, Tensor};
+///
+/// #[derive(Module)]
+/// struct Mlp {
+///     #[module]
+///     fc1: Linear,
+///     #[module]
+///     fc2: Linear,
+/// }
+///
+/// impl Module for Mlp {
+///     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+///         self.fc2.forward(&self.fc1.forward(x)?.relu())
+///     }
+/// }
+///
+/// let mut rng = Rng::new(0);
+/// let net = Mlp { fc1: Linear::new(4, 8, true, &mut rng)?, fc2: Linear::new(8, 2, true, &mut rng)? };
+/// let keys: Vec<String> = aics_nn::state_dict(&net).into_iter().map(|(k, _)| k).collect();
+/// assert_eq!(keys, ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+/// assert_eq!(net.type_name(), "Mlp");
+/// # let _ = ReLU;
+/// # Ok::<(), aics_nn::NnError>(())
+/// ```
+pub trait Module: Fields + Send + Sync {
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 
-    /// A short type name for summaries (`Conv2d`, `ReLU`).
-    fn type_name(&self) -> String;
+    /// A short type name for summaries (`Conv2d`, `ReLU`): the struct's name by default.
+    fn type_name(&self) -> String {
+        self.type_name_fields()
+    }
 
     /// Visit every parameter and buffer with its full state-dict key.
-    fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(String, &Tensor, Kind)) {}
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        self.visit_fields(prefix, f)
+    }
 
     /// Switch training/evaluation behaviour (recursively for containers).
-    fn set_training(&self, _training: bool) {}
+    fn set_training(&self, training: bool) {
+        self.set_training_fields(training)
+    }
 
     /// Visit every random stream the module draws from while training (dropout's) with its
     /// state-dict-style key, so that a checkpoint saves it and a resumed run draws exactly what
     /// the uninterrupted run would have. Containers visit their children.
-    fn visit_rngs(&self, _prefix: &str, _f: &mut dyn FnMut(String, &Mutex<Rng>)) {}
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        self.visit_rngs_fields(prefix, f)
+    }
 
     /// Multiply-adds of one forward pass for the given input and output shapes.
     fn macs(&self, _input: &[usize], _output: &[usize]) -> usize {
@@ -139,6 +192,8 @@ impl Sequential {
         self.layers.iter().map(|(n, m)| (n.as_str(), m.as_ref()))
     }
 }
+
+impl Fields for Sequential {}
 
 impl Module for Sequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -235,6 +290,8 @@ fn sub_path<'a>(name: &str, path: &'a str) -> Option<&'a str> {
         _ => None,
     }
 }
+
+impl Fields for Concat {}
 
 impl Module for Concat {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -355,6 +412,8 @@ pub fn load_state_dict(
     }
     Ok(())
 }
+
+impl Fields for Box<dyn Module> {}
 
 /// A boxed model is a model (the zoo returns `Box<dyn Module>`).
 impl Module for Box<dyn Module> {

@@ -14,7 +14,7 @@
 //! 1e-3 on the last layer's weights moves the output 255 times further relative to its range.
 
 use aics_nn::layers::{Conv2d, InstanceNorm2d, ReLU, ReflectionPad2d, Upsample};
-use aics_nn::{Kind, Module, Result, Sequential};
+use aics_nn::{Module, Result, Sequential};
 use aics_tensor::{ConvParams, Interp, Rng, Tensor};
 
 use crate::gatys::Losses;
@@ -42,7 +42,9 @@ fn unit(c: usize, o: usize, k: usize, stride: usize, rng: &mut Rng) -> Result<Se
 }
 
 /// `x + IN(conv(ReLU(IN(conv(x)))))`.
+#[derive(Module)]
 pub struct ResidualBlock {
+    #[module(flatten)]
     body: Sequential,
 }
 
@@ -50,23 +52,15 @@ impl Module for ResidualBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.body.forward(x)?.add(x)?)
     }
-    fn type_name(&self) -> String {
-        "ResidualBlock".into()
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.body.visit(prefix, f)
-    }
 }
 
 /// Multiplies by 1/255: from the last convolution's 0–255 pixel units to [0, 1].
+#[derive(Module)]
 pub struct PixelScale;
 
 impl Module for PixelScale {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.mul_scalar(1.0 / 255.0))
-    }
-    fn type_name(&self) -> String {
-        "PixelScale".into()
     }
 }
 

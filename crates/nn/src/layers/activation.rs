@@ -4,15 +4,22 @@
 use aics_tensor::Tensor;
 
 use crate::error::Result;
-use crate::module::{key, Kind, Module};
+use crate::module::Module;
 
+#[derive(Module)]
 pub struct ReLU;
 /// `min(max(x, 0), 6)` (MobileNet).
+#[derive(Module)]
 pub struct ReLU6;
+#[derive(Module)]
 pub struct LeakyReLU(pub f64);
+#[derive(Module)]
 pub struct Tanh;
+#[derive(Module)]
 pub struct Sigmoid;
+#[derive(Module)]
 pub struct Softmax(pub isize);
+#[derive(Module)]
 pub struct LogSoftmax(pub isize);
 
 impl Module for ReLU {
@@ -78,7 +85,9 @@ impl Module for LogSoftmax {
     }
 }
 
+#[derive(Module)]
 pub struct PReLU {
+    #[param]
     pub weight: Tensor,
 }
 
@@ -93,11 +102,5 @@ impl PReLU {
 impl Module for PReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.prelu(&self.weight)?)
-    }
-    fn type_name(&self) -> String {
-        "PReLU".into()
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        f(key(prefix, "weight"), &self.weight, Kind::Param);
     }
 }

@@ -5,10 +5,13 @@ use aics_tensor::{ConvParams, Rng, Tensor};
 
 use crate::error::{config, Result};
 use crate::init::default_uniform;
-use crate::module::{key, Kind, Module};
+use crate::module::Module;
 
+#[derive(Module)]
 pub struct Conv2d {
+    #[param]
     pub weight: Tensor,
+    #[param]
     pub bias: Option<Tensor>,
     pub params: ConvParams,
 }
@@ -71,20 +74,17 @@ impl Module for Conv2d {
             self.params.padding.0
         )
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        f(key(prefix, "weight"), &self.weight, Kind::Param);
-        if let Some(b) = &self.bias {
-            f(key(prefix, "bias"), b, Kind::Param);
-        }
-    }
     fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
         let s = self.weight.shape();
         output.iter().product::<usize>() * s[1] * s[2] * s[3]
     }
 }
 
+#[derive(Module)]
 pub struct ConvTranspose2d {
+    #[param]
     pub weight: Tensor,
+    #[param]
     pub bias: Option<Tensor>,
     pub params: ConvParams,
 }
@@ -139,12 +139,6 @@ impl Module for ConvTranspose2d {
             s[3],
             self.params.stride.0
         )
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        f(key(prefix, "weight"), &self.weight, Kind::Param);
-        if let Some(b) = &self.bias {
-            f(key(prefix, "bias"), b, Kind::Param);
-        }
     }
     fn macs(&self, input: &[usize], _output: &[usize]) -> usize {
         let s = self.weight.shape();

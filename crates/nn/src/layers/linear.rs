@@ -4,10 +4,13 @@ use aics_tensor::{Rng, Tensor};
 
 use crate::error::{config, Result};
 use crate::init::default_uniform;
-use crate::module::{key, Kind, Module};
+use crate::module::Module;
 
+#[derive(Module)]
 pub struct Linear {
+    #[param]
     pub weight: Tensor,
+    #[param]
     pub bias: Option<Tensor>,
 }
 
@@ -35,12 +38,6 @@ impl Module for Linear {
             self.weight.shape()[1],
             self.weight.shape()[0]
         )
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        f(key(prefix, "weight"), &self.weight, Kind::Param);
-        if let Some(b) = &self.bias {
-            f(key(prefix, "bias"), b, Kind::Param);
-        }
     }
     fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
         output.iter().product::<usize>() * self.weight.shape()[1]

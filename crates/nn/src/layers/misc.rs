@@ -6,12 +6,15 @@ use std::sync::Mutex;
 use aics_tensor::{Interp, Rng, Tensor};
 
 use crate::error::{config, Result};
-use crate::module::{key, Kind, Module};
+use crate::module::Module;
 
 /// Inverted dropout: active only in training mode; its random stream is seeded.
+#[derive(Module)]
 pub struct Dropout {
     pub p: f64,
+    #[rng]
     rng: Mutex<Rng>,
+    #[training]
     training: AtomicBool,
 }
 
@@ -39,15 +42,10 @@ impl Module for Dropout {
     fn type_name(&self) -> String {
         format!("Dropout({})", self.p)
     }
-    fn set_training(&self, training: bool) {
-        self.training.store(training, Ordering::Relaxed);
-    }
-    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
-        f(prefix.to_string(), &self.rng)
-    }
 }
 
 /// Flatten all dimensions from `start` (default 1) into one.
+#[derive(Module)]
 pub struct Flatten(pub usize);
 
 impl Module for Flatten {
@@ -59,7 +57,9 @@ impl Module for Flatten {
     }
 }
 
+#[derive(Module)]
 pub struct Embedding {
+    #[param]
     pub weight: Tensor,
 }
 
@@ -88,12 +88,10 @@ impl Module for Embedding {
             self.weight.shape()[1]
         )
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        f(key(prefix, "weight"), &self.weight, Kind::Param);
-    }
 }
 
 /// Resize by an integer scale factor.
+#[derive(Module)]
 pub struct Upsample {
     pub scale: usize,
     pub mode: Interp,
@@ -117,6 +115,7 @@ impl Module for Upsample {
 
 /// Reflection padding of an (N, C, H, W) input by `pad` pixels on every side (PyTorch's
 /// `ReflectionPad2d(pad)`); each side's padding must be smaller than the input's size.
+#[derive(Module)]
 pub struct ReflectionPad2d {
     pub pad: usize,
 }

@@ -6,16 +6,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use aics_tensor::Tensor;
 
 use crate::error::Result;
-use crate::module::{key, Kind, Module};
+use crate::module::Module;
 
+#[derive(Module)]
 pub struct BatchNorm {
+    #[param]
     pub weight: Option<Tensor>,
+    #[param]
     pub bias: Option<Tensor>,
+    #[buffer]
     pub running_mean: Tensor,
+    #[buffer]
     pub running_var: Tensor,
+    #[buffer]
     pub num_batches_tracked: Tensor,
     pub eps: f64,
     pub momentum: f64,
+    #[training]
     training: AtomicBool,
 }
 
@@ -54,32 +61,13 @@ impl Module for BatchNorm {
     fn type_name(&self) -> String {
         format!("BatchNorm({})", self.running_mean.numel())
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        if let Some(w) = &self.weight {
-            f(key(prefix, "weight"), w, Kind::Param);
-        }
-        if let Some(b) = &self.bias {
-            f(key(prefix, "bias"), b, Kind::Param);
-        }
-        f(
-            key(prefix, "running_mean"),
-            &self.running_mean,
-            Kind::Buffer,
-        );
-        f(key(prefix, "running_var"), &self.running_var, Kind::Buffer);
-        f(
-            key(prefix, "num_batches_tracked"),
-            &self.num_batches_tracked,
-            Kind::Buffer,
-        );
-    }
-    fn set_training(&self, training: bool) {
-        self.training.store(training, Ordering::Relaxed);
-    }
 }
 
+#[derive(Module)]
 pub struct InstanceNorm2d {
+    #[param]
     pub weight: Option<Tensor>,
+    #[param]
     pub bias: Option<Tensor>,
     pub eps: f64,
 }
@@ -99,20 +87,10 @@ impl Module for InstanceNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.instance_norm(self.weight.as_ref(), self.bias.as_ref(), self.eps)?)
     }
-    fn type_name(&self) -> String {
-        "InstanceNorm2d".into()
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        if let Some(w) = &self.weight {
-            f(key(prefix, "weight"), w, Kind::Param);
-        }
-        if let Some(b) = &self.bias {
-            f(key(prefix, "bias"), b, Kind::Param);
-        }
-    }
 }
 
 /// Local response normalisation across channels.
+#[derive(Module)]
 pub struct LocalResponseNorm {
     pub size: usize,
     pub alpha: f64,

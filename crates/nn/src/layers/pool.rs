@@ -5,15 +5,19 @@ use aics_tensor::{PoolParams, Tensor};
 use crate::error::Result;
 use crate::module::Module;
 
+#[derive(Module)]
 pub struct MaxPool2d(pub PoolParams);
+#[derive(Module)]
 pub struct AvgPool2d {
     pub params: PoolParams,
     pub count_include_pad: bool,
 }
+#[derive(Module)]
 pub struct LPPool2d {
     pub norm_type: f64,
     pub params: PoolParams,
 }
+#[derive(Module)]
 pub struct AdaptiveAvgPool2d(pub usize, pub usize);
 
 impl MaxPool2d {

@@ -14,14 +14,13 @@
 //! training and whose losses are weighted by 0.3.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use aics_nn::layers::{
     AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d,
     ReLU,
 };
 use aics_nn::module::key;
-use aics_nn::{Concat, Kind, Module, Result, Sequential, SummaryRow};
+use aics_nn::{Concat, Module, Result, Sequential, SummaryRow};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
 use super::{conv_bn_relu, ModelConfig};
@@ -163,13 +162,20 @@ fn inception_aux(
         .push("fc2", Linear::new(fc_w, classes, true, rng)?))
 }
 
+#[derive(Module)]
 pub struct GoogLeNet {
-    /// The main path up to inception4a, to inception4d, and to the logits.
+    /// The main path up to inception4a, to inception4d, and to the logits (keys at this level).
+    #[module(flatten)]
     stem: Sequential,
+    #[module(flatten)]
     mid: Sequential,
-    head: Sequential,
+    #[module]
     pub aux1: Option<Sequential>,
+    #[module]
     pub aux2: Option<Sequential>,
+    #[module(flatten)]
+    head: Sequential,
+    #[training]
     training: AtomicBool,
     name: &'static str,
 }
@@ -207,38 +213,6 @@ impl Module for GoogLeNet {
     }
     fn type_name(&self) -> String {
         self.name.into()
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.stem.visit(prefix, f);
-        self.mid.visit(prefix, f);
-        if let Some(a) = &self.aux1 {
-            a.visit(&key(prefix, "aux1"), f);
-        }
-        if let Some(a) = &self.aux2 {
-            a.visit(&key(prefix, "aux2"), f);
-        }
-        self.head.visit(prefix, f);
-    }
-    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
-        self.stem.visit_rngs(prefix, f);
-        self.mid.visit_rngs(prefix, f);
-        if let Some(a) = &self.aux1 {
-            a.visit_rngs(&key(prefix, "aux1"), f);
-        }
-        if let Some(a) = &self.aux2 {
-            a.visit_rngs(&key(prefix, "aux2"), f);
-        }
-        self.head.visit_rngs(prefix, f);
-    }
-    fn set_training(&self, on: bool) {
-        self.training.store(on, Ordering::Relaxed);
-        for s in [&self.stem, &self.mid, &self.head] {
-            s.set_training(on);
-        }
-        self.aux1
-            .iter()
-            .chain(self.aux2.iter())
-            .for_each(|a| a.set_training(on));
     }
     fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
         let (a, c1) = self.stem.forward_capture(x, path)?;

@@ -12,11 +12,10 @@
 //! torchvision (`Mixed_5b.branch5x5_1.conv.weight`, `AuxLogits.fc.bias`), so its checkpoints load.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use aics_nn::layers::{AdaptiveAvgPool2d, AvgPool2d, Dropout, Flatten, Linear, MaxPool2d};
 use aics_nn::module::key;
-use aics_nn::{Concat, Kind, Module, Result, Sequential, SummaryRow};
+use aics_nn::{Concat, Module, Result, Sequential, SummaryRow};
 use aics_tensor::{PoolParams, Rng, Tensor};
 
 use super::{conv_bn_relu, ModelConfig};
@@ -217,11 +216,16 @@ fn inception_aux(c: usize, classes: usize, r: &mut Rng) -> Result<Sequential> {
         .push("fc", Linear::new(768, classes, true, r)?))
 }
 
+#[derive(Module)]
 pub struct InceptionV3 {
     /// Stem and blocks up to Mixed_6e (where the auxiliary head branches off), and the rest.
+    #[module(flatten)]
     body: Sequential,
+    #[module(name = "AuxLogits")]
     pub aux: Option<Sequential>,
+    #[module(flatten)]
     tail: Sequential,
+    #[training]
     training: AtomicBool,
 }
 
@@ -239,28 +243,6 @@ impl Module for InceptionV3 {
     }
     fn type_name(&self) -> String {
         "Inception3".into()
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.body.visit(prefix, f);
-        if let Some(a) = &self.aux {
-            a.visit(&key(prefix, "AuxLogits"), f);
-        }
-        self.tail.visit(prefix, f);
-    }
-    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
-        self.body.visit_rngs(prefix, f);
-        if let Some(a) = &self.aux {
-            a.visit_rngs(&key(prefix, "AuxLogits"), f);
-        }
-        self.tail.visit_rngs(prefix, f);
-    }
-    fn set_training(&self, on: bool) {
-        self.training.store(on, Ordering::Relaxed);
-        self.body.set_training(on);
-        self.tail.set_training(on);
-        if let Some(a) = &self.aux {
-            a.set_training(on);
-        }
     }
     fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
         let (h, c1) = self.body.forward_capture(x, path)?;

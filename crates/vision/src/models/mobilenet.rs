@@ -4,7 +4,7 @@
 //! pooling and `classifier` (dropout 0.2, linear). Keys `features.N.conv.M.*`, `classifier.1.*`.
 
 use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Linear, ReLU6};
-use aics_nn::{Kind, Module, Result, Sequential};
+use aics_nn::{Module, Result, Sequential};
 use aics_tensor::{ConvParams, Rng, Tensor};
 
 use super::ModelConfig;
@@ -28,7 +28,9 @@ fn conv_bn_relu6(
         .add(ReLU6))
 }
 
+#[derive(Module)]
 pub struct InvertedResidual {
+    #[module]
     conv: Sequential,
     residual: bool,
 }
@@ -72,12 +74,6 @@ impl Module for InvertedResidual {
             "InvertedResidual{}",
             if self.residual { " (+x)" } else { "" }
         )
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.conv.visit(&aics_nn::module::key(prefix, "conv"), f);
-    }
-    fn set_training(&self, on: bool) {
-        self.conv.set_training(on);
     }
     fn macs(&self, input: &[usize], _output: &[usize]) -> usize {
         // run the shapes through the sub-layers

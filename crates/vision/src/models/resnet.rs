@@ -4,8 +4,7 @@
 //! `y = relu(F(x) + shortcut(x))`, with a 1×1 conv + BN shortcut (`downsample`) when the shape changes.
 
 use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
-use aics_nn::module::key;
-use aics_nn::{num_params, Kind, Module, NnError, Result, Sequential};
+use aics_nn::{num_params, Module, NnError, Result, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
 use super::ModelConfig;
@@ -22,22 +21,36 @@ fn conv(c: usize, o: usize, k: usize, stride: usize, rng: &mut Rng) -> Result<Co
 }
 
 /// Two 3×3 convolutions.
+#[derive(Module)]
 pub struct BasicBlock {
+    #[module]
     conv1: Conv2d,
+    #[module]
     bn1: BatchNorm,
+    #[module]
     conv2: Conv2d,
+    #[module]
     bn2: BatchNorm,
+    #[module]
     downsample: Option<Sequential>,
 }
 
 /// 1×1 reduce, 3×3, 1×1 expand (×4).
+#[derive(Module)]
 pub struct Bottleneck {
+    #[module]
     conv1: Conv2d,
+    #[module]
     bn1: BatchNorm,
+    #[module]
     conv2: Conv2d,
+    #[module]
     bn2: BatchNorm,
+    #[module]
     conv3: Conv2d,
+    #[module]
     bn3: BatchNorm,
+    #[module]
     downsample: Option<Sequential>,
 }
 
@@ -61,22 +74,6 @@ impl Module for BasicBlock {
             self.conv2.weight.shape()[0]
         )
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.conv1.visit(&key(prefix, "conv1"), f);
-        self.bn1.visit(&key(prefix, "bn1"), f);
-        self.conv2.visit(&key(prefix, "conv2"), f);
-        self.bn2.visit(&key(prefix, "bn2"), f);
-        if let Some(d) = &self.downsample {
-            d.visit(&key(prefix, "downsample"), f);
-        }
-    }
-    fn set_training(&self, on: bool) {
-        self.bn1.set_training(on);
-        self.bn2.set_training(on);
-        if let Some(d) = &self.downsample {
-            d.set_training(on);
-        }
-    }
     fn macs(&self, input: &[usize], output: &[usize]) -> usize {
         block_macs(&[&self.conv1, &self.conv2], &self.downsample, input, output)
     }
@@ -95,25 +92,6 @@ impl Module for Bottleneck {
             self.conv1.weight.shape()[1],
             self.conv3.weight.shape()[0]
         )
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
-        self.conv1.visit(&key(prefix, "conv1"), f);
-        self.bn1.visit(&key(prefix, "bn1"), f);
-        self.conv2.visit(&key(prefix, "conv2"), f);
-        self.bn2.visit(&key(prefix, "bn2"), f);
-        self.conv3.visit(&key(prefix, "conv3"), f);
-        self.bn3.visit(&key(prefix, "bn3"), f);
-        if let Some(d) = &self.downsample {
-            d.visit(&key(prefix, "downsample"), f);
-        }
-    }
-    fn set_training(&self, on: bool) {
-        for bn in [&self.bn1, &self.bn2, &self.bn3] {
-            bn.set_training(on);
-        }
-        if let Some(d) = &self.downsample {
-            d.set_training(on);
-        }
     }
     fn macs(&self, input: &[usize], output: &[usize]) -> usize {
         block_macs(
@@ -156,6 +134,7 @@ fn block_macs(
 
 /// The CIFAR ResNets' parameter-free shortcut ("option A"): take every other pixel and pad the
 /// new channels with zeros.
+#[derive(Module)]
 pub struct ZeroPadShortcut {
     stride: usize,
     extra: usize,
