@@ -19,3 +19,8 @@ pub use module::{
     SummaryRow,
 };
 pub use optim::{clip_grad_norm, Adam, Lbfgs, LrSchedule, Optimizer, RmsProp, Sgd};
+
+/// The README's library example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;
