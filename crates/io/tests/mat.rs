@@ -319,10 +319,18 @@ fn check_vgg(file: &str, key: &str, dtype: PthDtype, mean_tol: f32) {
         assert_eq!(c.bias.data, want, "{file}:{} bias", c.name);
     }
     let mean = m.mean_rgb.expect("mean pixel");
-    for (g, x) in mean.iter().zip(exp["mean"].as_array().unwrap()) {
-        let x = x.as_f64().unwrap() as f32;
-        assert!((g - x).abs() <= mean_tol, "{file}: mean {mean:?} vs {x}");
-    }
+    let want: Vec<f32> = exp["mean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    aics_tensor::testing::assert_close(
+        &format!("{file}: mean"),
+        &mean,
+        &want,
+        aics_tensor::testing::Tol::new(mean_tol as f64, 0.0),
+    );
 }
 
 #[test]

@@ -279,17 +279,13 @@ fn rmsprop_matches_pytorch() {
             opt.zero_grad();
             let got = p.to_vec();
             let want = floats(want);
-            assert_eq!(got.len(), want.len(), "{name}: parameter length");
-            for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
-                let a = a as f64;
-                // written so that a NaN or infinity on either side fails
-                assert!(
-                    (a - b).abs() <= TOL * (1.0 + b.abs()),
-                    "rmsprop {name} step {} p[{i}]: got {a}, expected {b}",
-                    step + 1
-                );
-                worst = worst.max((a - b).abs() / (1.0 + b.abs()));
-            }
+            let r = aics_tensor::testing::assert_close(
+                &format!("rmsprop {name} step {}", step + 1),
+                &got,
+                &want,
+                aics_tensor::testing::Tol::mixed(TOL),
+            );
+            worst = worst.max(r.max_rel);
         }
     }
     eprintln!("rmsprop: worst error {worst:.2e} (tolerance {TOL:e})");

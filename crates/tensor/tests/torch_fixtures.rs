@@ -157,13 +157,12 @@ fn ops_match_pytorch() {
                             for (got, key) in [(&rm, "running_mean_out"), (&rv, "running_var_out")]
                             {
                                 let want = fx.f64s(key).unwrap();
-                                for (a, w) in got.to_vec().iter().zip(&want) {
-                                    assert!(
-                                        (a - w).abs() < 1e-10,
-                                        "{}: {key} got {a}, expected {w}",
-                                        fx.name
-                                    );
-                                }
+                                aics_tensor::testing::assert_close(
+                                    &format!("{}: {key}", fx.name),
+                                    &got.to_vec(),
+                                    &want,
+                                    aics_tensor::testing::Tol::new(1e-10, 0.0),
+                                );
                             }
                         }
                         Ok(y)

@@ -54,9 +54,12 @@ fn matconvnet_file_loads_with_mean_pixel() {
     assert_eq!(shape.len(), 4);
     assert_eq!(shape.iter().product::<usize>(), data.len());
     let m = mean.expect("mean pixel");
-    for (a, b) in m.iter().zip([123.68f32, 116.779, 103.939]) {
-        assert!((a - b).abs() < 1e-3, "{m:?}");
-    }
+    aics_tensor::testing::assert_close(
+        "mean pixel",
+        &m,
+        &[123.68f32, 116.779, 103.939],
+        aics_tensor::testing::Tol::new(1e-3, 0.0),
+    );
     // a file that is not a MatConvNet model is an error naming it
     let err = read_matconvnet_vgg(&fixture("numeric.mat"))
         .unwrap_err()
