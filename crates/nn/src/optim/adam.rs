@@ -43,22 +43,15 @@ impl Adam {
             ..Adam::new(params)
         }
     }
-    pub fn lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
     pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.betas = (beta1, beta2);
         self
     }
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-    /// L2 penalty for Adam, decoupled decay for AdamW.
-    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
+    setters! {
+        lr: f64,
+        eps: f64,
+        /// L2 penalty for Adam, decoupled decay for AdamW.
+        weight_decay: f64,
     }
 }
 

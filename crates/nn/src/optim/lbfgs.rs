@@ -91,36 +91,20 @@ impl Lbfgs {
         }
     }
 
-    pub fn lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
     /// Iterations per step; max_eval follows as in PyTorch (max_iter · 5/4) unless set after.
     pub fn max_iter(mut self, max_iter: usize) -> Self {
         self.max_iter = max_iter;
         self.max_eval = max_iter * 5 / 4;
         self
     }
-    pub fn max_eval(mut self, max_eval: usize) -> Self {
-        self.max_eval = max_eval;
-        self
-    }
-    pub fn tolerance_grad(mut self, tol: f64) -> Self {
-        self.tolerance_grad = tol;
-        self
-    }
-    pub fn tolerance_change(mut self, tol: f64) -> Self {
-        self.tolerance_change = tol;
-        self
-    }
-    pub fn history_size(mut self, n: usize) -> Self {
-        self.history_size = n;
-        self
-    }
-    /// PyTorch's `line_search_fn="strong_wolfe"`.
-    pub fn strong_wolfe(mut self, on: bool) -> Self {
-        self.strong_wolfe = on;
-        self
+    setters! {
+        lr: f64,
+        max_eval: usize,
+        tolerance_grad: f64,
+        tolerance_change: f64,
+        history_size: usize,
+        /// PyTorch's `line_search_fn="strong_wolfe"`.
+        strong_wolfe: bool,
     }
 
     fn flat_params(&self) -> Vec<f64> {

@@ -2,6 +2,19 @@
 //! schedules, and gradient clipping. Optimizer state can be saved into a checkpoint and loaded
 //! back, so a resumed run continues exactly.
 
+/// Builder setters for an optimizer's settings: `pub fn NAME(mut self, NAME: TYPE) -> Self`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $name: $ty) -> Self {
+                self.$name = $name;
+                self
+            }
+        )*
+    };
+}
+
 pub mod adam;
 pub mod lbfgs;
 pub mod rmsprop;

@@ -33,27 +33,14 @@ impl RmsProp {
             buf: vec![None; n],
         }
     }
-    pub fn lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
-    /// Smoothing constant of the squared-gradient average.
-    pub fn alpha(mut self, alpha: f64) -> Self {
-        self.alpha = alpha;
-        self
-    }
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-    pub fn momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
-        self
-    }
-    /// L2 penalty added to the gradient.
-    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
+    setters! {
+        lr: f64,
+        /// Smoothing constant of the squared-gradient average.
+        alpha: f64,
+        eps: f64,
+        momentum: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
     }
 }
 

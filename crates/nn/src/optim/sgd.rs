@@ -28,22 +28,12 @@ impl Sgd {
             bufs: vec![None; n],
         }
     }
-    pub fn lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
-    pub fn momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
-        self
-    }
-    /// L2 penalty added to the gradient.
-    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-    pub fn nesterov(mut self, nesterov: bool) -> Self {
-        self.nesterov = nesterov;
-        self
+    setters! {
+        lr: f64,
+        momentum: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+        nesterov: bool,
     }
 }
 
