@@ -46,7 +46,7 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
             .with_context(|| format!("cannot read image {}", a.image.display()))?;
         Tensor::from_vec(img, &[1, c, h, w])?
     };
-    let (_, captured) = model.forward_capture(&x, &a.layer)?;
+    let (_, captured) = aics_nn::inspect::capture(&model, &x, &a.layer)?;
     let Some(f) = captured else {
         bail!("{}: no layer `{}` (use a path from the state-dict keys, e.g. `aics summary --model {}`)", a.model, a.layer, a.model);
     };

@@ -16,7 +16,9 @@
 //!
 //! `#[module(name = "AuxLogits")]` (or `#[param(name = "…")]`, …) gives a state-dict key that is
 //! not a Rust identifier; `#[module(flatten)]` lays a child's keys out at this level (a stem
-//! whose layers are keyed `conv1`, `bn1` directly, as in torchvision).
+//! whose layers are keyed `conv1`, `bn1` directly, as in torchvision). `#[module(transparent)]`
+//! on the struct lets a summary or a feature capture look into its container fields
+//! (`aics_nn::inspect`); without it the struct is seen as one layer.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
@@ -170,11 +172,23 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     };
     let name = &input.ident;
     let type_name = name.to_string();
+    let mut transparent = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("module")) {
+        attr.parse_nested_meta(|m| {
+            if m.path.is_ident("transparent") {
+                transparent = true;
+                Ok(())
+            } else {
+                Err(m.error("expected `transparent`"))
+            }
+        })?;
+    }
     let (impl_g, ty_g, where_g) = input.generics.split_for_impl();
 
     let mut visit = Vec::new();
     let mut train = Vec::new();
     let mut rngs = Vec::new();
+    let mut children = Vec::new();
     for f in &fields {
         let id = &f.ident;
         let key = &f.key;
@@ -202,6 +216,9 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                     f,
                     quote!(::aics_nn::Module::visit_rngs(m, &at, f);),
                 ));
+                if transparent {
+                    children.push(each_child(f, quote!(f(&at, m);)));
+                }
             }
             Role::Rng => rngs.push(quote! { f(::aics_nn::module::key(prefix, #key), &self.#id); }),
             Role::Training => train.push(quote! {
@@ -235,6 +252,12 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             }
             fn type_name_fields(&self) -> String {
                 #type_name.to_string()
+            }
+            #[allow(unused_variables)]
+            fn transparent_children(&self, f: &mut dyn FnMut(&str, &dyn ::aics_nn::Module)) {
+                // keys relative to the struct: "" for a flattened field
+                let prefix = "";
+                #(#children)*
             }
         }
     })

@@ -7,16 +7,17 @@ extern crate self as aics_nn;
 pub mod checkpoint;
 pub mod error;
 pub mod init;
+pub mod inspect;
 pub mod layers;
 pub mod loss;
 pub mod module;
 pub mod optim;
 
 pub use error::{NnError, Result};
+pub use inspect::SummaryRow;
 pub use layers::*;
 pub use module::{
     load_state_dict, num_params, parameters, state_dict, Concat, Fields, Kind, Module, Sequential,
-    SummaryRow,
 };
 pub use optim::{clip_grad_norm, Adam, Lbfgs, LrSchedule, Optimizer, RmsProp, Sgd};
 

@@ -21,18 +21,6 @@ pub enum Kind {
     Buffer,
 }
 
-/// One row of `aics summary`.
-#[derive(Clone, Debug)]
-pub struct SummaryRow {
-    pub name: String,
-    pub layer: String,
-    pub output: Vec<usize>,
-    pub params: usize,
-    /// Parameters that are weights (not biases or norm shifts): the chapter's "number of weights".
-    pub weights: usize,
-    pub macs: usize,
-}
-
 /// The walk over a module's own fields: parameters, buffers, child modules, random streams and
 /// the train/eval flag. `#[derive(Module)]` writes it from the struct's marked fields (see
 /// `aics_derive`); [`Module`]'s `visit`, `set_training`, `visit_rngs` and `type_name` call it
@@ -44,6 +32,9 @@ pub trait Fields {
     fn type_name_fields(&self) -> String {
         "Module".into()
     }
+    /// For a `#[module(transparent)]` struct: each container field with its key, so that a
+    /// summary or a feature capture looks into them ([`crate::inspect`]).
+    fn transparent_children(&self, _f: &mut dyn FnMut(&str, &dyn Module)) {}
 }
 
 /// A layer or a model. `forward` is the inference/training computation; behaviour that differs
@@ -102,45 +93,11 @@ pub trait Module: Fields + Send + Sync {
         self.visit_rngs_fields(prefix, f)
     }
 
-    /// Multiply-adds of one forward pass for the given input and output shapes.
-    fn macs(&self, _input: &[usize], _output: &[usize]) -> usize {
-        0
-    }
-
-    /// Run the forward pass and also return the output of the sub-layer at `path` (dot-separated
-    /// child names, as in the state-dict keys), if this module has one there.
-    fn forward_capture(&self, x: &Tensor, _path: &str) -> Result<(Tensor, Option<Tensor>)> {
-        Ok((self.forward(x)?, None))
-    }
-
     /// The logits plus any auxiliary logits with their loss weights (GoogLeNet's two side
     /// classifiers, 0.3 each; Inception-v3's head). Only models with auxiliary heads return any,
     /// and only in training mode.
     fn forward_with_aux(&self, x: &Tensor) -> Result<(Tensor, Vec<(f32, Tensor)>)> {
         Ok((self.forward(x)?, Vec::new()))
-    }
-
-    /// Run the forward pass and record one summary row per leaf layer (containers recurse).
-    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
-        let y = self.forward(x)?;
-        let (mut params, mut weights) = (0, 0);
-        self.visit("", &mut |k, t, kind| {
-            if kind == Kind::Param {
-                params += t.numel();
-                if k.ends_with("weight") {
-                    weights += t.numel();
-                }
-            }
-        });
-        rows.push(SummaryRow {
-            name: name.to_string(),
-            layer: self.type_name(),
-            output: y.shape().to_vec(),
-            params,
-            weights,
-            macs: self.macs(x.shape(), y.shape()),
-        });
-        Ok(y)
     }
 }
 
@@ -197,9 +154,10 @@ impl Fields for Sequential {}
 
 impl Module for Sequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let seen = crate::inspect::open(self);
         let mut h = x.clone();
         for (name, l) in &self.layers {
-            h = l.forward(&h).map_err(|e| match e {
+            h = crate::inspect::call(name, l.as_ref(), &h).map_err(|e| match e {
                 NnError::Tensor(t) => NnError::Config {
                     layer: format!("layer `{name}` ({})", l.type_name()),
                     msg: t.to_string(),
@@ -207,6 +165,7 @@ impl Module for Sequential {
                 other => other,
             })?;
         }
+        seen.close(&h);
         Ok(h)
     }
     fn type_name(&self) -> String {
@@ -226,37 +185,6 @@ impl Module for Sequential {
         self.layers
             .iter()
             .for_each(|(_, l)| l.set_training(training));
-    }
-    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
-        let mut h = x.clone();
-        let mut found = None;
-        for (name, l) in &self.layers {
-            let rest = if name.is_empty() {
-                Some(path)
-            } else {
-                path.strip_prefix(name.as_str())
-            };
-            match rest {
-                Some("") => {
-                    h = l.forward(&h)?;
-                    found = Some(h.clone());
-                }
-                Some(r) if r.starts_with('.') || name.is_empty() => {
-                    let (y, c) = l.forward_capture(&h, r.trim_start_matches('.'))?;
-                    h = y;
-                    found = found.or(c);
-                }
-                _ => h = l.forward(&h)?,
-            }
-        }
-        Ok((h, found))
-    }
-    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
-        let mut h = x.clone();
-        for (n, l) in &self.layers {
-            h = l.summarize(&key(name, n), &h, rows)?;
-        }
-        Ok(h)
     }
 }
 
@@ -279,29 +207,20 @@ impl Concat {
     }
 }
 
-/// The part of a capture `path` below the child `name` (`Some("")` when it names the child).
-fn sub_path<'a>(name: &str, path: &'a str) -> Option<&'a str> {
-    if name.is_empty() {
-        return Some(path);
-    }
-    match path.strip_prefix(name) {
-        Some("") => Some(""),
-        Some(r) if r.starts_with('.') => Some(&r[1..]),
-        _ => None,
-    }
-}
-
 impl Fields for Concat {}
 
 impl Module for Concat {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let seen = crate::inspect::open(self);
         let outs: Vec<Tensor> = self
             .paths
             .iter()
-            .map(|(_, p)| p.forward(x))
+            .map(|(name, p)| crate::inspect::call(name, p, x))
             .collect::<Result<_>>()?;
         let refs: Vec<&Tensor> = outs.iter().collect();
-        Ok(Tensor::concat(&refs, 1)?)
+        let y = Tensor::concat(&refs, 1)?;
+        seen.close(&y);
+        Ok(y)
     }
     fn type_name(&self) -> String {
         format!("Concat({} paths)", self.paths.len())
@@ -320,36 +239,6 @@ impl Module for Concat {
         self.paths
             .iter()
             .for_each(|(_, p)| p.set_training(training));
-    }
-    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
-        let mut outs = Vec::with_capacity(self.paths.len());
-        let mut found = None;
-        for (name, p) in &self.paths {
-            match sub_path(name, path) {
-                Some("") if !name.is_empty() => {
-                    let y = p.forward(x)?;
-                    found = Some(y.clone());
-                    outs.push(y);
-                }
-                Some(r) => {
-                    let (y, c) = p.forward_capture(x, r)?;
-                    found = found.or(c);
-                    outs.push(y);
-                }
-                None => outs.push(p.forward(x)?),
-            }
-        }
-        let refs: Vec<&Tensor> = outs.iter().collect();
-        Ok((Tensor::concat(&refs, 1)?, found))
-    }
-    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
-        let outs: Vec<Tensor> = self
-            .paths
-            .iter()
-            .map(|(n, p)| p.summarize(&key(name, n), x, rows))
-            .collect::<Result<_>>()?;
-        let refs: Vec<&Tensor> = outs.iter().collect();
-        Ok(Tensor::concat(&refs, 1)?)
     }
 }
 
@@ -418,7 +307,9 @@ impl Fields for Box<dyn Module> {}
 /// A boxed model is a model (the zoo returns `Box<dyn Module>`).
 impl Module for Box<dyn Module> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        (**self).forward(x)
+        // the boxed module is this one's only child, under the same key
+        let _seen = crate::inspect::open(self);
+        crate::inspect::call("", &**self, x)
     }
     fn type_name(&self) -> String {
         (**self).type_name()
@@ -431,15 +322,6 @@ impl Module for Box<dyn Module> {
     }
     fn set_training(&self, training: bool) {
         (**self).set_training(training)
-    }
-    fn macs(&self, input: &[usize], output: &[usize]) -> usize {
-        (**self).macs(input, output)
-    }
-    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
-        (**self).summarize(name, x, rows)
-    }
-    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
-        (**self).forward_capture(x, path)
     }
     fn forward_with_aux(&self, x: &Tensor) -> Result<(Tensor, Vec<(f32, Tensor)>)> {
         (**self).forward_with_aux(x)

@@ -15,6 +15,7 @@ pub mod dtype;
 pub mod error;
 pub mod gradcheck;
 pub mod ops;
+pub mod profile;
 pub mod rng;
 pub mod shape;
 pub mod tensor;

@@ -74,10 +74,6 @@ impl Module for Conv2d {
             self.params.padding.0
         )
     }
-    fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
-        let s = self.weight.shape();
-        output.iter().product::<usize>() * s[1] * s[2] * s[3]
-    }
 }
 
 #[derive(Module)]
@@ -139,9 +135,5 @@ impl Module for ConvTranspose2d {
             s[3],
             self.params.stride.0
         )
-    }
-    fn macs(&self, input: &[usize], _output: &[usize]) -> usize {
-        let s = self.weight.shape();
-        input.iter().product::<usize>() * s[1] * s[2] * s[3]
     }
 }

@@ -205,6 +205,7 @@ impl<T: Float> Tensor<T> {
         let op = if relu { "conv2d_relu" } else { "conv2d" };
         let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
         check_bias(op, bias, g.o)?;
+        crate::profile::add_macs(g.macs());
         let (xd, wd) = (self.data(), weight.data());
         // The input is kept for the weight gradient only when that gradient will be asked for,
         // and its unfolded form too when it is not too large.
@@ -357,6 +358,7 @@ impl<T: Float> Tensor<T> {
             ));
         }
         check_bias(op, bias, c_out)?;
+        crate::profile::add_macs(g.macs());
         let (xd, wd) = (self.data(), weight.data());
         let mut y = k::conv2d_bwd_data(&xd, &wd, &g);
         if let Some(b) = bias {

@@ -24,6 +24,7 @@ impl<T: Float> Tensor<T> {
         } else {
             vec![batch, m, n]
         };
+        crate::profile::add_macs(batch * m * n * k);
         let (ad, bd) = (self.data(), rhs.data());
         let mut out = vec![T::zero(); batch * m * n];
         let bstride = if shared_rhs { 0 } else { k * n };
@@ -130,6 +131,7 @@ impl<T: Float> Tensor<T> {
         let mut shape = s.to_vec();
         let last = shape.len() - 1;
         shape[last] = c;
+        crate::profile::add_macs(batch * c * c * k);
         let xd = self.data();
         let mut out = vec![T::zero(); batch * c * c];
         for (i, o) in out.chunks_mut((c * c).max(1)).enumerate() {
@@ -187,6 +189,7 @@ impl<T: Float> Tensor<T> {
             }
         }
         let rows = self.numel() / i.max(1);
+        crate::profile::add_macs(rows * o * i);
         let (xd, wd) = (self.data(), weight.data());
         let mut out = vec![T::zero(); rows * o];
         if let Some(b) = bias {

@@ -19,8 +19,7 @@ use aics_nn::layers::{
     AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d,
     ReLU,
 };
-use aics_nn::module::key;
-use aics_nn::{Concat, Module, Result, Sequential, SummaryRow};
+use aics_nn::{Concat, Module, Result, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
 use super::{conv_bn_relu, ModelConfig};
@@ -163,6 +162,7 @@ fn inception_aux(
 }
 
 #[derive(Module)]
+#[module(transparent)]
 pub struct GoogLeNet {
     /// The main path up to inception4a, to inception4d, and to the logits (keys at this level).
     #[module(flatten)]
@@ -213,23 +213,6 @@ impl Module for GoogLeNet {
     }
     fn type_name(&self) -> String {
         self.name.into()
-    }
-    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
-        let (a, c1) = self.stem.forward_capture(x, path)?;
-        let (b, c2) = self.mid.forward_capture(&a, path)?;
-        let (y, c3) = self.head.forward_capture(&b, path)?;
-        Ok((y, c1.or(c2).or(c3)))
-    }
-    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
-        let a = self.stem.summarize(name, x, rows)?;
-        let b = self.mid.summarize(name, &a, rows)?;
-        if let Some(a1) = &self.aux1 {
-            a1.summarize(&key(name, "aux1"), &a, rows)?;
-        }
-        if let Some(a2) = &self.aux2 {
-            a2.summarize(&key(name, "aux2"), &b, rows)?;
-        }
-        self.head.summarize(name, &b, rows)
     }
 }
 

@@ -14,8 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aics_nn::layers::{AdaptiveAvgPool2d, AvgPool2d, Dropout, Flatten, Linear, MaxPool2d};
-use aics_nn::module::key;
-use aics_nn::{Concat, Module, Result, Sequential, SummaryRow};
+use aics_nn::{Concat, Module, Result, Sequential};
 use aics_tensor::{PoolParams, Rng, Tensor};
 
 use super::{conv_bn_relu, ModelConfig};
@@ -217,6 +216,7 @@ fn inception_aux(c: usize, classes: usize, r: &mut Rng) -> Result<Sequential> {
 }
 
 #[derive(Module)]
+#[module(transparent)]
 pub struct InceptionV3 {
     /// Stem and blocks up to Mixed_6e (where the auxiliary head branches off), and the rest.
     #[module(flatten)]
@@ -243,18 +243,6 @@ impl Module for InceptionV3 {
     }
     fn type_name(&self) -> String {
         "Inception3".into()
-    }
-    fn forward_capture(&self, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
-        let (h, c1) = self.body.forward_capture(x, path)?;
-        let (y, c2) = self.tail.forward_capture(&h, path)?;
-        Ok((y, c1.or(c2)))
-    }
-    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
-        let h = self.body.summarize(name, x, rows)?;
-        if let Some(a) = &self.aux {
-            a.summarize(&key(name, "AuxLogits"), &h, rows)?;
-        }
-        self.tail.summarize(name, &h, rows)
     }
 }
 

@@ -75,15 +75,6 @@ impl Module for InvertedResidual {
             if self.residual { " (+x)" } else { "" }
         )
     }
-    fn macs(&self, input: &[usize], _output: &[usize]) -> usize {
-        // run the shapes through the sub-layers
-        let mut rows = Vec::new();
-        let _g = aics_tensor::no_grad();
-        match self.conv.summarize("", &Tensor::zeros(input), &mut rows) {
-            Ok(_) => rows.iter().map(|r| r.macs).sum(),
-            Err(_) => 0,
-        }
-    }
 }
 
 /// (expansion t, channels c, repeats n, first stride s), from the paper's Table 2.

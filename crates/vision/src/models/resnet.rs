@@ -4,7 +4,7 @@
 //! `y = relu(F(x) + shortcut(x))`, with a 1×1 conv + BN shortcut (`downsample`) when the shape changes.
 
 use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
-use aics_nn::{num_params, Module, NnError, Result, Sequential};
+use aics_nn::{Module, NnError, Result, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
 use super::ModelConfig;
@@ -74,9 +74,6 @@ impl Module for BasicBlock {
             self.conv2.weight.shape()[0]
         )
     }
-    fn macs(&self, input: &[usize], output: &[usize]) -> usize {
-        block_macs(&[&self.conv1, &self.conv2], &self.downsample, input, output)
-    }
 }
 
 impl Module for Bottleneck {
@@ -93,43 +90,6 @@ impl Module for Bottleneck {
             self.conv3.weight.shape()[0]
         )
     }
-    fn macs(&self, input: &[usize], output: &[usize]) -> usize {
-        block_macs(
-            &[&self.conv1, &self.conv2, &self.conv3],
-            &self.downsample,
-            input,
-            output,
-        )
-    }
-}
-
-/// Multiply-adds of a block's convolutions: each conv's output has the block's output size
-/// except the first convs of a strided block, which run at the input size until the stride.
-fn block_macs(
-    convs: &[&Conv2d],
-    ds: &Option<Sequential>,
-    input: &[usize],
-    output: &[usize],
-) -> usize {
-    let (n, oh, ow) = (output[0], output[2], output[3]);
-    let (ih, iw) = (input[2], input[3]);
-    let mut total = 0;
-    let mut strided = false;
-    for c in convs {
-        let s = c.weight.shape();
-        strided |= c.params.stride.0 > 1;
-        let (h, w) = if strided || (ih == oh && iw == ow) {
-            (oh, ow)
-        } else {
-            (ih, iw)
-        };
-        total += n * s[0] * h * w * s[1] * s[2] * s[3];
-    }
-    // a projection shortcut (1×1 conv) costs; ResNet-20's zero-padding shortcut does not
-    if ds.as_ref().is_some_and(|d| num_params(d) > 0) {
-        total += n * output[1] * oh * ow * input[1];
-    }
-    total
 }
 
 /// The CIFAR ResNets' parameter-free shortcut ("option A"): take every other pixel and pad the
