@@ -83,15 +83,7 @@ impl Optimizer for Adam {
         }
         Ok(())
     }
-    fn get_lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn params(&self) -> &[(String, Tensor)] {
-        &self.params
-    }
+    accessors!();
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let mut s = save_slots(
             &[("exp_avg", &self.m), ("exp_avg_sq", &self.v)],

@@ -384,15 +384,7 @@ impl Optimizer for Lbfgs {
     fn step_with(&mut self, closure: &mut dyn FnMut() -> Result<f64>) -> Result<f64> {
         self.lbfgs_step(closure)
     }
-    fn get_lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn params(&self) -> &[(String, Tensor)] {
-        &self.params
-    }
+    accessors!();
     /// The L-BFGS history (f64 directions and curvature pairs) is not saved in checkpoints.
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         Vec::new()

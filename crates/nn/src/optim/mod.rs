@@ -15,6 +15,22 @@ macro_rules! setters {
     };
 }
 
+/// The `Optimizer` methods that read and set the learning rate and list the parameters, for a
+/// struct with fields `lr` and `params`.
+macro_rules! accessors {
+    () => {
+        fn get_lr(&self) -> f64 {
+            self.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.lr = lr;
+        }
+        fn params(&self) -> &[(String, Tensor)] {
+            &self.params
+        }
+    };
+}
+
 pub mod adam;
 pub mod lbfgs;
 pub mod rmsprop;

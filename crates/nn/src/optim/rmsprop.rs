@@ -79,15 +79,7 @@ impl Optimizer for RmsProp {
         }
         Ok(())
     }
-    fn get_lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn params(&self) -> &[(String, Tensor)] {
-        &self.params
-    }
+    accessors!();
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         save_slots(
             &[("square_avg", &self.sq), ("momentum_buffer", &self.buf)],
