@@ -1,0 +1,245 @@
+//! Box operators with torchvision's semantics (`torchvision.ops.boxes`). Boxes are (N, 4)
+//! tensors; the differentiable ones (conversions, areas, IoU, GIoU, clipping) are written with
+//! tensor ops, so their gradients come from autograd. Areas have no +1: a box from x1 to x2 is
+//! x2 − x1 wide.
+
+use aics_tensor::{Float, Tensor};
+
+use crate::error::{arg, Result};
+
+/// How a box's four numbers are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoxFormat {
+    /// corners: x1, y1, x2, y2
+    Xyxy,
+    /// corner and size: x1, y1, w, h (COCO's)
+    Xywh,
+    /// centre and size: cx, cy, w, h
+    Cxcywh,
+}
+
+/// Check `b` is (N, 4) and return N.
+fn rows<T: Float>(op: &'static str, b: &Tensor<T>) -> Result<usize> {
+    match b.shape() {
+        [n, 4] => Ok(*n),
+        s => Err(arg(op, format!("boxes must be (N, 4), got {s:?}"))),
+    }
+}
+
+/// Column `i` of (N, 4) boxes as (N, 1).
+fn col<T: Float>(b: &Tensor<T>, i: usize) -> Result<Tensor<T>> {
+    Ok(b.narrow(1, i, 1)?)
+}
+
+/// Boxes from `from` to `to` (torchvision's `box_convert`).
+pub fn box_convert<T: Float>(b: &Tensor<T>, from: BoxFormat, to: BoxFormat) -> Result<Tensor<T>> {
+    rows("box_convert", b)?;
+    if from == to {
+        return Ok(b.clone());
+    }
+    let (a, c, d, e) = (col(b, 0)?, col(b, 1)?, col(b, 2)?, col(b, 3)?);
+    // to corners first
+    let (x1, y1, x2, y2) = match from {
+        BoxFormat::Xyxy => (a, c, d, e),
+        BoxFormat::Xywh => {
+            let (x2, y2) = (a.add(&d)?, c.add(&e)?);
+            (a, c, x2, y2)
+        }
+        BoxFormat::Cxcywh => {
+            let (hw, hh) = (d.mul_scalar(0.5), e.mul_scalar(0.5));
+            (a.sub(&hw)?, c.sub(&hh)?, a.add(&hw)?, c.add(&hh)?)
+        }
+    };
+    let out = match to {
+        BoxFormat::Xyxy => [x1, y1, x2, y2],
+        BoxFormat::Xywh => {
+            let (w, h) = (x2.sub(&x1)?, y2.sub(&y1)?);
+            [x1, y1, w, h]
+        }
+        BoxFormat::Cxcywh => {
+            let (w, h) = (x2.sub(&x1)?, y2.sub(&y1)?);
+            let cx = x1.add(&x2)?.mul_scalar(0.5);
+            let cy = y1.add(&y2)?.mul_scalar(0.5);
+            [cx, cy, w, h]
+        }
+    };
+    Ok(Tensor::concat(&[&out[0], &out[1], &out[2], &out[3]], 1)?)
+}
+
+/// Areas of (N, 4) xyxy boxes → (N).
+pub fn box_area<T: Float>(b: &Tensor<T>) -> Result<Tensor<T>> {
+    let n = rows("box_area", b)?;
+    let w = col(b, 2)?.sub(&col(b, 0)?)?;
+    let h = col(b, 3)?.sub(&col(b, 1)?)?;
+    Ok(w.mul(&h)?.reshape(&[n])?)
+}
+
+/// Intersections and unions of every pair of `a` (N, 4) and `b` (M, 4) xyxy boxes, both
+/// (N, M), and the corners of the pairs' overlaps and enclosing boxes, (N, M, 2) each.
+struct Pairs<T: Float> {
+    inter: Tensor<T>,
+    union: Tensor<T>,
+    lt: Tensor<T>,
+    rb: Tensor<T>,
+}
+
+fn pairs<T: Float>(op: &'static str, a: &Tensor<T>, b: &Tensor<T>) -> Result<Pairs<T>> {
+    let (n, m) = (rows(op, a)?, rows(op, b)?);
+    let (area_a, area_b) = (box_area(a)?, box_area(b)?);
+    let a_lo = a.narrow(1, 0, 2)?.reshape(&[n, 1, 2])?; // [N,1,2]
+    let a_hi = a.narrow(1, 2, 2)?.reshape(&[n, 1, 2])?;
+    let b_lo = b.narrow(1, 0, 2)?.reshape(&[1, m, 2])?; // [1,M,2]
+    let b_hi = b.narrow(1, 2, 2)?.reshape(&[1, m, 2])?;
+    let lt = a_lo.maximum(&b_lo)?; // [N,M,2]
+    let rb = a_hi.minimum(&b_hi)?; // [N,M,2]
+    let wh = rb.sub(&lt)?.clamp(0.0, f64::INFINITY); // [N,M,2]
+    let inter = wh
+        .narrow(2, 0, 1)?
+        .mul(&wh.narrow(2, 1, 1)?)?
+        .reshape(&[n, m])?; // [N,M]
+    let union = area_a
+        .reshape(&[n, 1])?
+        .add(&area_b.reshape(&[1, m])?)?
+        .sub(&inter)?; // [N,M]
+    let (elt, erb) = (a_lo.minimum(&b_lo)?, a_hi.maximum(&b_hi)?); // enclosing, [N,M,2]
+    Ok(Pairs {
+        inter,
+        union,
+        lt: elt,
+        rb: erb,
+    })
+}
+
+/// Pairwise IoU of `a` (N, 4) and `b` (M, 4) xyxy boxes → (N, M) (torchvision's `box_iou`).
+pub fn box_iou<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    let p = pairs("box_iou", a, b)?;
+    Ok(p.inter.div(&p.union)?)
+}
+
+/// Pairwise generalized IoU, `IoU − (C − U) / C` with C the area of the smallest box enclosing
+/// both (Rezatofighi et al.) → (N, M).
+pub fn generalized_box_iou<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    let p = pairs("generalized_box_iou", a, b)?;
+    let (n, m) = (a.shape()[0], b.shape()[0]);
+    let iou = p.inter.div(&p.union)?;
+    let wh = p.rb.sub(&p.lt)?.clamp(0.0, f64::INFINITY);
+    let area = wh
+        .narrow(2, 0, 1)?
+        .mul(&wh.narrow(2, 1, 1)?)?
+        .reshape(&[n, m])?;
+    Ok(iou.sub(&area.sub(&p.union)?.div(&area)?)?)
+}
+
+/// Clip xyxy boxes to an image of `(height, width)`: x into [0, width], y into [0, height].
+pub fn clip_boxes_to_image<T: Float>(b: &Tensor<T>, (h, w): (usize, usize)) -> Result<Tensor<T>> {
+    rows("clip_boxes_to_image", b)?;
+    let (w, h) = (w as f64, h as f64);
+    let x1 = col(b, 0)?.clamp(0.0, w);
+    let y1 = col(b, 1)?.clamp(0.0, h);
+    let x2 = col(b, 2)?.clamp(0.0, w);
+    let y2 = col(b, 3)?.clamp(0.0, h);
+    Ok(Tensor::concat(&[&x1, &y1, &x2, &y2], 1)?)
+}
+
+/// Indices of the xyxy boxes whose width and height are both at least `min_size`.
+pub fn remove_small_boxes<T: Float>(b: &Tensor<T>, min_size: f64) -> Result<Vec<usize>> {
+    rows("remove_small_boxes", b)?;
+    let d = b.data();
+    Ok(d.chunks_exact(4)
+        .enumerate()
+        .filter(|(_, r)| (r[2] - r[0]).as_f64() >= min_size && (r[3] - r[1]).as_f64() >= min_size)
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Check boxes (N, 4) and scores (N) of NMS, and return N.
+fn nms_args<T: Float>(op: &'static str, b: &Tensor<T>, scores: &[T]) -> Result<usize> {
+    let n = rows(op, b)?;
+    if scores.len() != n {
+        return Err(arg(op, format!("{} scores for {n} boxes", scores.len())));
+    }
+    Ok(n)
+}
+
+/// Non-maximum suppression, as `torchvision.ops.nms`: visit boxes in decreasing score and keep
+/// each one whose IoU with every box kept before it is at most `iou_threshold` (a box is
+/// suppressed by IoU strictly above it). Equal scores are visited in index order (a stable
+/// sort), as torchvision's CPU kernel does. Areas have no +1. Returns the kept indices in
+/// decreasing score.
+pub fn nms<T: Float>(boxes: &Tensor<T>, scores: &[T], iou_threshold: f64) -> Result<Vec<usize>> {
+    nms_args("nms", boxes, scores)?;
+    Ok(nms_kernel(&boxes.data(), scores, iou_threshold))
+}
+
+/// The NMS loop over xyxy boxes `b` (4 values each) and their scores.
+fn nms_kernel<T: Float>(b: &[T], scores: &[T], iou_threshold: f64) -> Vec<usize> {
+    let n = scores.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    // decreasing score, stable: ties keep index order (NaN scores go last)
+    order.sort_by(|&i, &j| {
+        scores[j]
+            .partial_cmp(&scores[i])
+            .unwrap_or_else(|| scores[i].is_nan().cmp(&scores[j].is_nan()))
+    });
+    let area = |i: usize| (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
+    let mut suppressed = vec![false; n];
+    let mut keep = Vec::new();
+    for (pos, &i) in order.iter().enumerate() {
+        if suppressed[i] {
+            continue;
+        }
+        keep.push(i);
+        let (ix1, iy1, ix2, iy2) = (b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]);
+        let iarea = area(i);
+        for &j in &order[pos + 1..] {
+            if suppressed[j] {
+                continue;
+            }
+            let xx1 = ix1.max(b[4 * j]);
+            let yy1 = iy1.max(b[4 * j + 1]);
+            let xx2 = ix2.min(b[4 * j + 2]);
+            let yy2 = iy2.min(b[4 * j + 3]);
+            let w = (xx2 - xx1).max(T::zero());
+            let h = (yy2 - yy1).max(T::zero());
+            let inter = w * h;
+            let ovr = inter / (iarea + area(j) - inter);
+            // compared in f64, as torchvision compares its float IoU with a double threshold
+            if ovr.as_f64() > iou_threshold {
+                suppressed[j] = true;
+            }
+        }
+    }
+    keep
+}
+
+/// NMS within each class (`idxs[i]` is box i's class), as `torchvision.ops.batched_nms`: the
+/// boxes of each class are moved apart by `class × (max coordinate + 1)` so that boxes of
+/// different classes never overlap, then one NMS runs. Returns kept indices in decreasing score.
+pub fn batched_nms<T: Float>(
+    boxes: &Tensor<T>,
+    scores: &[T],
+    idxs: &[usize],
+    iou_threshold: f64,
+) -> Result<Vec<usize>> {
+    let n = nms_args("batched_nms", boxes, scores)?;
+    if idxs.len() != n {
+        return Err(arg(
+            "batched_nms",
+            format!("{} class indices for {n} boxes", idxs.len()),
+        ));
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let b = boxes.data();
+    let max = b.iter().copied().fold(T::neg_infinity(), |m, v| m.max(v));
+    let moved: Vec<T> = b
+        .chunks_exact(4)
+        .zip(idxs)
+        .flat_map(|(r, &c)| {
+            let off = T::from_usize(c) * (max + T::one());
+            r.iter().map(move |&v| v + off)
+        })
+        .collect();
+    Ok(nms_kernel(&moved, scores, iou_threshold))
+}

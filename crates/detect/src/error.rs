@@ -1,0 +1,20 @@
+//! Errors of the detection crate: each names the operation and what was expected.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DetectError {
+    #[error("{op}: {msg}")]
+    Arg { op: &'static str, msg: String },
+    #[error(transparent)]
+    Tensor(#[from] aics_tensor::TensorError),
+}
+
+pub type Result<T> = std::result::Result<T, DetectError>;
+
+pub(crate) fn arg(op: &'static str, msg: impl Into<String>) -> DetectError {
+    DetectError::Arg {
+        op,
+        msg: msg.into(),
+    }
+}

@@ -1,0 +1,16 @@
+//! aics-detect: what every detector shares. Box formats and their conversions, pairwise IoU and
+//! GIoU (differentiable, through tensor ops), clipping, small-box removal, non-maximum
+//! suppression, the R-CNN box coder and the anchor generator, with torchvision's semantics.
+
+pub mod anchors;
+pub mod boxes;
+pub mod coder;
+pub mod error;
+
+pub use anchors::AnchorGenerator;
+pub use boxes::{
+    batched_nms, box_area, box_convert, box_iou, clip_boxes_to_image, generalized_box_iou, nms,
+    remove_small_boxes, BoxFormat,
+};
+pub use coder::BoxCoder;
+pub use error::{DetectError, Result};
