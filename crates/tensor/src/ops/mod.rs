@@ -9,6 +9,7 @@ pub mod norm;
 pub mod operators;
 pub mod pool;
 pub mod reduce;
+pub mod roi;
 pub mod shape_ops;
 pub mod softmax;
 pub mod upsample;
