@@ -67,7 +67,7 @@ impl BoxCoder {
 }
 
 fn check<T>(op: &'static str, a: &[T], b: &[T]) -> Result<()> {
-    if a.len() % 4 != 0 || a.len() != b.len() {
+    if !a.len().is_multiple_of(4) || a.len() != b.len() {
         return Err(arg(
             op,
             format!(
