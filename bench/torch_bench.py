@@ -17,11 +17,13 @@ library that was loaded.
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -151,6 +153,46 @@ def bench_maxpool(budget):
 
     s, r = measure(step, budget, max_reps=200)
     emit("maxpool3s2_fwdbwd", s, r)
+
+
+def hashed(key, n):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+    import hashinit
+    return hashinit, hashinit.uniform(key, n)
+
+
+def bench_detection_ops(budget):
+    """torchvision's NMS and ROI ops on the same key-hashed inputs as `aics bench`."""
+    try:
+        from torchvision.ops import nms, roi_align, roi_pool
+    except ImportError:
+        print("torchvision not installed; skipping the detection ops", file=sys.stderr)
+        return
+    if wanted("nms_10k"):
+        n = 10_000
+        _, u = hashed("bench.nms", 5 * n)
+        x, y = u[:n] * 1000.0, u[n:2 * n] * 1000.0
+        w, h = 10.0 + u[2 * n:3 * n] * 100.0, 10.0 + u[3 * n:4 * n] * 100.0
+        boxes = torch.tensor(np.stack([x, y, x + w, y + h], axis=1), dtype=torch.float32)
+        scores = torch.tensor(u[4 * n:], dtype=torch.float32)
+        s, r = measure(lambda: nms(boxes, scores, 0.5), budget, max_reps=200)
+        emit("nms_10k", s, r)
+    if wanted("roi_pool_512x38x50_300", "roi_align_512x38x50_300"):
+        hashinit, u = hashed("bench.roi.boxes", 4 * 300)
+        feats = hashinit.fill("bench.roi.x", (1, 512, 38, 50))
+        u = u.reshape(300, 4)
+        x0, y0 = u[:, 0] * 700.0, u[:, 1] * 500.0
+        w, h = 16.0 + u[:, 2] * 300.0, 16.0 + u[:, 3] * 300.0
+        rois = torch.tensor(np.stack([np.zeros(300), x0, y0, x0 + w, y0 + h], axis=1),
+                            dtype=torch.float32)
+        with torch.no_grad():
+            if wanted("roi_pool_512x38x50_300"):
+                s, r = measure(lambda: roi_pool(feats, rois, (7, 7), 1.0 / 16), budget, max_reps=200)
+                emit("roi_pool_512x38x50_300", s, r)
+            if wanted("roi_align_512x38x50_300"):
+                s, r = measure(lambda: roi_align(feats, rois, (7, 7), 1.0 / 16, 2, False), budget,
+                               max_reps=200)
+                emit("roi_align_512x38x50_300", s, r)
 
 
 def bench_lenet(budget):
@@ -425,6 +467,8 @@ def main():
         bench_conv("conv_lab33_fwd", "conv_lab33_bwd", 1, 256, 24, 40, 256, b, other="bwd")
     if wanted("maxpool3s2_fwdbwd"):
         bench_maxpool(b)
+    if wanted("nms_10k", "roi_pool_512x38x50_300", "roi_align_512x38x50_300"):
+        bench_detection_ops(b)
     if wanted("lenet5_train_b64"):
         bench_lenet(b)
     models = [m[0] for m in MODEL_FWD]

@@ -54,6 +54,37 @@ fn conv_case(rng: &mut Rng, shape: [usize; 4]) -> (Tensor, Tensor, f64) {
     (x, w, flop)
 }
 
+/// `n` boxes in a 1000×1000 image, 10 to 110 pixels a side, and their scores, from key-hashed
+/// values (`bench/torch_bench.py` makes the same ones).
+fn nms_case(n: usize) -> (Tensor, Vec<f32>) {
+    let u = aics_tensor::hash_uniform("bench.nms", 5 * n);
+    let mut b = Vec::with_capacity(4 * n);
+    for i in 0..n {
+        let (x, y) = (u[i] * 1000.0, u[n + i] * 1000.0);
+        let (w, h) = (10.0 + u[2 * n + i] * 100.0, 10.0 + u[3 * n + i] * 100.0);
+        b.extend([x as f32, y as f32, (x + w) as f32, (y + h) as f32]);
+    }
+    let scores = u[4 * n..].iter().map(|&s| s as f32).collect();
+    (Tensor::from_vec(b, &[n, 4]).expect("n×4 boxes"), scores)
+}
+
+/// A (1, 512, 38, 50) feature map (stride 16 of a 608×800 image) and 300 regions in it.
+fn roi_case() -> (Tensor, Tensor) {
+    let x = Tensor::from_vec(
+        aics_tensor::hash_fill("bench.roi.x", &[1, 512, 38, 50]),
+        &[1, 512, 38, 50],
+    )
+    .expect("feature map");
+    let u = aics_tensor::hash_uniform("bench.roi.boxes", 4 * 300);
+    let mut r = Vec::with_capacity(5 * 300);
+    for i in 0..300 {
+        let (x0, y0) = (u[4 * i] * 700.0, u[4 * i + 1] * 500.0);
+        let (w, h) = (16.0 + u[4 * i + 2] * 300.0, 16.0 + u[4 * i + 3] * 300.0);
+        r.extend([0.0, x0, y0, x0 + w, y0 + h].map(|v| v as f32));
+    }
+    (x, Tensor::from_vec(r, &[300, 5]).expect("300 regions"))
+}
+
 /// Multiply-adds of one forward pass of `m` on `x` (counted by the ops).
 fn model_macs(m: &dyn Module, x: &Tensor) -> Result<usize> {
     let _g = no_grad();
@@ -202,6 +233,42 @@ pub fn run(a: BenchArgs) -> Result<()> {
         })?;
         out.push(Outcome {
             name: "maxpool3s2_fwdbwd",
+            seconds: s,
+            flop: None,
+            images: None,
+        });
+    }
+
+    // detection ops, on the same key-hashed inputs as bench/torch_bench.py
+    if want("nms_10k") {
+        let (boxes, scores) = nms_case(10_000);
+        let s = time(a.min_time, || {
+            aics_detect::nms(&boxes, &scores, 0.5)?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name: "nms_10k",
+            seconds: s,
+            flop: None,
+            images: None,
+        });
+    }
+    for name in ["roi_pool_512x38x50_300", "roi_align_512x38x50_300"] {
+        if !want(name) {
+            continue;
+        }
+        let (x, rois) = roi_case();
+        let _g = no_grad();
+        let s = time(a.min_time, || {
+            if name.starts_with("roi_pool") {
+                x.roi_pool(&rois, (7, 7), 1.0 / 16.0)?;
+            } else {
+                x.roi_align(&rois, (7, 7), 1.0 / 16.0, 2, false)?;
+            }
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name,
             seconds: s,
             flop: None,
             images: None,

@@ -171,7 +171,9 @@ pub fn nms<T: Float>(boxes: &Tensor<T>, scores: &[T], iou_threshold: f64) -> Res
     Ok(nms_kernel(&boxes.data(), scores, iou_threshold))
 }
 
-/// The NMS loop over xyxy boxes `b` (4 values each) and their scores.
+/// The NMS loop over xyxy boxes `b` (4 values each) and their scores. The boxes are gathered
+/// in visiting order into one array per coordinate, so that the inner loop, which marks every
+/// later box overlapping a kept one, runs without branches over contiguous data.
 fn nms_kernel<T: Float>(b: &[T], scores: &[T], iou_threshold: f64) -> Vec<usize> {
     let n = scores.len();
     let mut order: Vec<usize> = (0..n).collect();
@@ -181,32 +183,33 @@ fn nms_kernel<T: Float>(b: &[T], scores: &[T], iou_threshold: f64) -> Vec<usize>
             .partial_cmp(&scores[i])
             .unwrap_or_else(|| scores[i].is_nan().cmp(&scores[j].is_nan()))
     });
-    let area = |i: usize| (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
+    let coord = |k: usize| order.iter().map(|&i| b[4 * i + k]).collect::<Vec<T>>();
+    let (x1, y1, x2, y2) = (coord(0), coord(1), coord(2), coord(3));
+    let area: Vec<T> = (0..n).map(|p| (x2[p] - x1[p]) * (y2[p] - y1[p])).collect();
     let mut suppressed = vec![false; n];
     let mut keep = Vec::new();
-    for (pos, &i) in order.iter().enumerate() {
-        if suppressed[i] {
+    for p in 0..n {
+        if suppressed[p] {
             continue;
         }
-        keep.push(i);
-        let (ix1, iy1, ix2, iy2) = (b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]);
-        let iarea = area(i);
-        for &j in &order[pos + 1..] {
-            if suppressed[j] {
-                continue;
-            }
-            let xx1 = ix1.max(b[4 * j]);
-            let yy1 = iy1.max(b[4 * j + 1]);
-            let xx2 = ix2.min(b[4 * j + 2]);
-            let yy2 = iy2.min(b[4 * j + 3]);
-            let w = (xx2 - xx1).max(T::zero());
-            let h = (yy2 - yy1).max(T::zero());
+        keep.push(order[p]);
+        let (ix1, iy1, ix2, iy2, ia) = (x1[p], y1[p], x2[p], y2[p], area[p]);
+        let rest = p + 1..n;
+        for (((((s, &jx1), &jy1), &jx2), &jy2), &ja) in suppressed[rest.clone()]
+            .iter_mut()
+            .zip(&x1[rest.clone()])
+            .zip(&y1[rest.clone()])
+            .zip(&x2[rest.clone()])
+            .zip(&y2[rest.clone()])
+            .zip(&area[rest])
+        {
+            let w = (ix2.min(jx2) - ix1.max(jx1)).max(T::zero());
+            let h = (iy2.min(jy2) - iy1.max(jy1)).max(T::zero());
             let inter = w * h;
-            let ovr = inter / (iarea + area(j) - inter);
-            // compared in f64, as torchvision compares its float IoU with a double threshold
-            if ovr.as_f64() > iou_threshold {
-                suppressed[j] = true;
-            }
+            let ovr = inter / (ia + ja - inter);
+            // compared in f64, as torchvision compares its float IoU with a double threshold;
+            // a box already suppressed stays so
+            *s |= ovr.as_f64() > iou_threshold;
         }
     }
     keep

@@ -55,6 +55,22 @@ fn roi_ops_equal_torchvision() {
         }
         .unwrap();
         let what = format!("case {i} ({op} {p})");
+        // the forward without a graph (roi_pool then keeps no argmax) gives the same values
+        let plain = {
+            let _g = aics_tensor::no_grad();
+            match op {
+                "roi_pool" => x.roi_pool(&rois, out, scale),
+                _ => x.roi_align(
+                    &rois,
+                    out,
+                    scale,
+                    p["sampling_ratio"].as_i64().unwrap() as i32,
+                    p["aligned"].as_bool().unwrap(),
+                ),
+            }
+            .unwrap()
+        };
+        assert_eq!(plain.to_vec(), y.to_vec(), "{what}: without a graph");
         let want_shape: Vec<usize> = f64s(&c["shape"]).into_iter().map(|v| v as usize).collect();
         assert_eq!(y.shape(), &want_shape[..], "{what}");
         assert_close(&what, &y.to_vec(), &f64s(&c["out"]), Tol::mixed(1e-12));

@@ -165,6 +165,72 @@ fn for_each_tap(a: &AlignRoi, g: &RoiGeom, py: usize, px: usize, mut f: impl FnM
     }
 }
 
+/// The bilinear taps of every bin of region `a`, computed once and used for all channels
+/// (torchvision's `pre_calc`), with the taps of a bin's samples that fall on the same cell
+/// merged: bin b reads `taps[ends[b-1]..ends[b]]`, each (index in the plane, weight already
+/// divided by the bin's sample count). Samples outside the map add nothing.
+struct AlignTaps<T> {
+    ends: Vec<usize>,
+    taps: Vec<(u32, T)>,
+}
+
+fn align_taps<T: Float>(a: &AlignRoi, g: &RoiGeom) -> AlignTaps<T> {
+    let mut taps: Vec<(u32, T)> = Vec::new();
+    let mut ends = Vec::with_capacity(g.ph * g.pw);
+    let mut bin: Vec<(usize, f64)> = Vec::new();
+    for py in 0..g.ph {
+        for px in 0..g.pw {
+            bin.clear();
+            for_each_tap(a, g, py, px, |i, wt| bin.push((i, wt)));
+            bin.sort_by_key(|&(i, _)| i);
+            let mut k = 0;
+            while k < bin.len() {
+                let (i, mut wt) = bin[k];
+                k += 1;
+                while k < bin.len() && bin[k].0 == i {
+                    wt += bin[k].1;
+                    k += 1;
+                }
+                if wt != 0.0 {
+                    taps.push((i as u32, T::from_f64(wt)));
+                }
+            }
+            ends.push(taps.len());
+        }
+    }
+    AlignTaps { ends, taps }
+}
+
+impl<T> AlignTaps<T> {
+    /// The taps of each bin in turn.
+    fn bins(&self) -> impl Iterator<Item = &[(u32, T)]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter()).map(|(s, &e)| &self.taps[s..e])
+    }
+}
+
+/// One region's bins for roi_pool: (row start, row end, column start, column end) in cells,
+/// empty when end ≤ start.
+fn pool_bins<T: Float>(roi: &[T], g: &RoiGeom, spatial_scale: f64) -> Vec<[usize; 4]> {
+    let s = |i: usize| (roi[i].as_f64() * spatial_scale).round() as i64;
+    let (x0, y0, x1, y1) = (s(1), s(2), s(3), s(4));
+    let rw = (x1 - x0 + 1).max(1) as f64;
+    let rh = (y1 - y0 + 1).max(1) as f64;
+    let (bh, bw) = (rh / g.ph as f64, rw / g.pw as f64);
+    let clampi = |v: i64, hi: usize| v.clamp(0, hi as i64) as usize;
+    let mut bins = Vec::with_capacity(g.ph * g.pw);
+    for py in 0..g.ph {
+        let hs = clampi((py as f64 * bh).floor() as i64 + y0, g.h);
+        let he = clampi(((py + 1) as f64 * bh).ceil() as i64 + y0, g.h);
+        for px in 0..g.pw {
+            let ws = clampi((px as f64 * bw).floor() as i64 + x0, g.w);
+            let we = clampi(((px + 1) as f64 * bw).ceil() as i64 + x0, g.w);
+            bins.push([hs, he, ws, we]);
+        }
+    }
+    bins
+}
+
 impl<T: Float> Tensor<T> {
     /// ROI max pooling (torchvision's `roi_pool`): each region, scaled and rounded to feature
     /// cells (half away from zero, at least 1×1), is cut into `output` bins whose maxima form
@@ -178,48 +244,69 @@ impl<T: Float> Tensor<T> {
         let g = roi_geom("roi_pool", self, rois, output, spatial_scale)?;
         let (x, r) = (self.data(), rois.data());
         let (hw, bins) = (g.h * g.w, g.ph * g.pw);
-        // per output: its value and the argmax (flat index into x), or none for an empty bin
-        let mut y = vec![T::zero(); g.k * g.c * bins];
-        let mut arg = vec![usize::MAX; g.k * g.c * bins];
-        y.par_chunks_mut(bins)
-            .zip(arg.par_chunks_mut(bins))
-            .enumerate()
-            .for_each(|(kc, (yo, ao))| {
-                let (ki, ci) = (kc / g.c, kc % g.c);
-                let roi = &r[ki * 5..ki * 5 + 5];
-                let s = |i: usize| (roi[i].as_f64() * spatial_scale).round() as i64;
-                let (x0, y0, x1, y1) = (s(1), s(2), s(3), s(4));
-                let rw = (x1 - x0 + 1).max(1) as f64;
-                let rh = (y1 - y0 + 1).max(1) as f64;
-                let (bh, bw) = (rh / g.ph as f64, rw / g.pw as f64);
-                let plane = (roi[0].as_f64() as usize * g.c + ci) * hw;
-                let clampi = |v: i64, hi: usize| v.clamp(0, hi as i64) as usize;
-                for py in 0..g.ph {
-                    let hs = clampi((py as f64 * bh).floor() as i64 + y0, g.h);
-                    let he = clampi(((py + 1) as f64 * bh).ceil() as i64 + y0, g.h);
-                    for px in 0..g.pw {
-                        let ws = clampi((px as f64 * bw).floor() as i64 + x0, g.w);
-                        let we = clampi(((px + 1) as f64 * bw).ceil() as i64 + x0, g.w);
-                        let o = py * g.pw + px;
-                        if he <= hs || we <= ws {
-                            continue; // empty bin: 0, no gradient
-                        }
-                        let (mut best, mut at) = (T::neg_infinity(), usize::MAX);
-                        for yy in hs..he {
-                            for xx in ws..we {
-                                let v = x[plane + yy * g.w + xx];
-                                if v > best || at == usize::MAX {
+        let regions: Vec<Vec<[usize; 4]>> = r
+            .chunks_exact(5)
+            .map(|roi| pool_bins(roi, &g, spatial_scale))
+            .collect();
+        let batch: Vec<usize> = r
+            .chunks_exact(5)
+            .map(|roi| roi[0].as_f64() as usize)
+            .collect();
+        // the max of each bin, and where it is in its plane (u32::MAX for an empty bin), kept
+        // only when a gradient will be asked for
+        let want_grad = crate::autograd::grad_enabled() && self.requires_grad();
+        let pool = |kc: usize, yo: &mut [T], mut ao: Option<&mut [u32]>| {
+            let (ki, ci) = (kc / g.c, kc % g.c);
+            let base = (batch[ki] * g.c + ci) * hw;
+            let plane = &x[base..base + hw];
+            for (o, &[hs, he, ws, we]) in regions[ki].iter().enumerate() {
+                if he <= hs || we <= ws {
+                    continue; // empty bin: 0, no gradient
+                }
+                let rows = (hs..he).map(|yy| (yy * g.w + ws, &plane[yy * g.w + ws..yy * g.w + we]));
+                match ao.as_deref_mut() {
+                    // the first maximum and where it is (torchvision's strict `>`)
+                    Some(a) => {
+                        let (mut best, mut at) = (plane[hs * g.w + ws], hs * g.w + ws);
+                        for (start, row) in rows {
+                            for (dx, &v) in row.iter().enumerate() {
+                                if v > best {
                                     best = v;
-                                    at = plane + yy * g.w + xx;
+                                    at = start + dx;
                                 }
                             }
                         }
                         yo[o] = best;
-                        ao[o] = at;
+                        a[o] = at as u32;
+                    }
+                    // the maximum alone: a branch-free select
+                    None => {
+                        yo[o] = rows.fold(plane[hs * g.w + ws], |m, (_, row)| {
+                            row.iter().fold(m, |m, &v| if v > m { v } else { m })
+                        });
                     }
                 }
-            });
+            }
+        };
+        let mut y = vec![T::zero(); g.k * g.c * bins];
+        let arg = if want_grad {
+            if hw > u32::MAX as usize {
+                return Err(arg_err("roi_pool", "feature planes above 2³² cells"));
+            }
+            let mut arg = vec![u32::MAX; g.k * g.c * bins];
+            y.par_chunks_mut(bins)
+                .zip(arg.par_chunks_mut(bins))
+                .enumerate()
+                .for_each(|(kc, (yo, ao))| pool(kc, yo, Some(ao)));
+            arg
+        } else {
+            y.par_chunks_mut(bins)
+                .enumerate()
+                .for_each(|(kc, yo)| pool(kc, yo, None));
+            Vec::new()
+        };
         let xlen = g.n * g.c * hw;
+        let c = g.c;
         Ok(Tensor::from_op(
             y,
             vec![g.k, g.c, g.ph, g.pw],
@@ -228,9 +315,12 @@ impl<T: Float> Tensor<T> {
             move |gy, needs| {
                 let gx = needs[0].then(|| {
                     let mut gx = vec![T::zero(); xlen];
-                    for (&a, &v) in arg.iter().zip(gy) {
-                        if a != usize::MAX {
-                            gx[a] += v;
+                    for (kc, (a, v)) in arg.chunks(bins).zip(gy.chunks(bins)).enumerate() {
+                        let base = (batch[kc / c] * c + kc % c) * hw;
+                        for (&i, &v) in a.iter().zip(v) {
+                            if i != u32::MAX {
+                                gx[base + i as usize] += v;
+                            }
                         }
                     }
                     gx
@@ -259,19 +349,24 @@ impl<T: Float> Tensor<T> {
             .chunks_exact(5)
             .map(|roi| align_roi(roi, &g, spatial_scale, sampling_ratio, aligned))
             .collect();
+        let taps: Vec<AlignTaps<T>> = regions.par_iter().map(|a| align_taps(a, &g)).collect();
         let mut y = vec![T::zero(); g.k * g.c * bins];
-        y.par_chunks_mut(bins).enumerate().for_each(|(kc, yo)| {
-            let (ki, ci) = (kc / g.c, kc % g.c);
-            let a = &regions[ki];
-            let plane = &x[(a.batch * g.c + ci) * hw..(a.batch * g.c + ci + 1) * hw];
-            for py in 0..g.ph {
-                for px in 0..g.pw {
-                    let mut acc = 0.0f64;
-                    for_each_tap(a, &g, py, px, |i, wt| acc += wt * plane[i].as_f64());
-                    yo[py * g.pw + px] = T::from_f64(acc);
+        // a task is a region's channels: (K·C) tasks of 49 outputs cost more to schedule than to run
+        y.par_chunks_mut(g.c * bins)
+            .enumerate()
+            .for_each(|(ki, yk)| {
+                let (a, t) = (&regions[ki], &taps[ki]);
+                for (ci, yo) in yk.chunks_exact_mut(bins).enumerate() {
+                    let plane = &x[(a.batch * g.c + ci) * hw..(a.batch * g.c + ci + 1) * hw];
+                    for (yv, bin) in yo.iter_mut().zip(t.bins()) {
+                        let mut acc = T::zero();
+                        for &(i, wt) in bin {
+                            acc += wt * plane[i as usize];
+                        }
+                        *yv = acc;
+                    }
                 }
-            }
-        });
+            });
         let xlen = g.n * g.c * hw;
         Ok(Tensor::from_op(
             y,
@@ -280,20 +375,19 @@ impl<T: Float> Tensor<T> {
             &[self, rois],
             move |gy, needs| {
                 let gx = needs[0].then(|| {
-                    let mut gx = vec![0.0f64; xlen];
-                    for (ki, a) in regions.iter().enumerate() {
+                    let mut gx = vec![T::zero(); xlen];
+                    for (ki, (a, t)) in regions.iter().zip(&taps).enumerate() {
                         for ci in 0..g.c {
-                            let plane = (a.batch * g.c + ci) * hw;
+                            let plane = &mut gx[(a.batch * g.c + ci) * hw..][..hw];
                             let go = &gy[(ki * g.c + ci) * bins..(ki * g.c + ci + 1) * bins];
-                            for py in 0..g.ph {
-                                for px in 0..g.pw {
-                                    let v = go[py * g.pw + px].as_f64();
-                                    for_each_tap(a, &g, py, px, |i, wt| gx[plane + i] += wt * v);
+                            for (&v, bin) in go.iter().zip(t.bins()) {
+                                for &(i, wt) in bin {
+                                    plane[i as usize] += wt * v;
                                 }
                             }
                         }
                     }
-                    gx.into_iter().map(T::from_f64).collect()
+                    gx
                 });
                 vec![gx, None]
             },
