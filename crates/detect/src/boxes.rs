@@ -246,3 +246,80 @@ pub fn batched_nms<T: Float>(
         .collect();
     Ok(nms_kernel(&moved, scores, iou_threshold))
 }
+
+/// ONNX's `NonMaxSuppression` over a batch: `boxes` (B, N, 4) and `scores` (B, C, N), each class
+/// of each image on its own. Boxes are two opposite corners in either order, `[y1, x1, y2, x2]`
+/// (IoU does not care which axis is which), or `[cx, cy, w, h]` with `center_point_box`. Boxes
+/// scoring at most `score_threshold` are dropped, NMS suppresses IoU strictly above
+/// `iou_threshold`, and at most `max_per_class` boxes are kept a class (none when 0). Returns
+/// `(batch, class, box)` triples, image by image, class by class, in decreasing score.
+pub fn non_max_suppression<T: Float>(
+    boxes: &Tensor<T>,
+    scores: &Tensor<T>,
+    max_per_class: usize,
+    iou_threshold: f64,
+    score_threshold: Option<f64>,
+    center_point_box: bool,
+) -> Result<Vec<[usize; 3]>> {
+    let op = "non_max_suppression";
+    let (&[nb, n, 4], &[sb, c, sn]) = (boxes.shape(), scores.shape()) else {
+        return Err(arg(
+            op,
+            format!(
+                "boxes must be (B, N, 4) and scores (B, C, N); got {:?} and {:?}",
+                boxes.shape(),
+                scores.shape()
+            ),
+        ));
+    };
+    if sb != nb || sn != n {
+        return Err(arg(
+            op,
+            format!(
+                "scores {:?} do not fit boxes {:?}",
+                scores.shape(),
+                boxes.shape()
+            ),
+        ));
+    }
+    let (bd, sd) = (boxes.data(), scores.data());
+    let half = T::from_f64(0.5);
+    let mut out = Vec::new();
+    for bi in 0..nb {
+        // corners, lower first
+        let corners: Vec<T> = bd[bi * n * 4..(bi + 1) * n * 4]
+            .chunks_exact(4)
+            .flat_map(|r| {
+                if center_point_box {
+                    let (hw, hh) = (r[2] * half, r[3] * half);
+                    [r[0] - hw, r[1] - hh, r[0] + hw, r[1] + hh]
+                } else {
+                    [
+                        r[0].min(r[2]),
+                        r[1].min(r[3]),
+                        r[0].max(r[2]),
+                        r[1].max(r[3]),
+                    ]
+                }
+            })
+            .collect();
+        for ci in 0..c {
+            let s = &sd[(bi * c + ci) * n..(bi * c + ci + 1) * n];
+            let cand: Vec<usize> = (0..n)
+                .filter(|&i| score_threshold.is_none_or(|t| s[i].as_f64() > t))
+                .collect();
+            let cb: Vec<T> = cand
+                .iter()
+                .flat_map(|&i| corners[4 * i..4 * i + 4].to_vec())
+                .collect();
+            let cs: Vec<T> = cand.iter().map(|&i| s[i]).collect();
+            let kept = nms_kernel(&cb, &cs, iou_threshold);
+            out.extend(
+                kept.into_iter()
+                    .take(max_per_class)
+                    .map(|k| [bi, ci, cand[k]]),
+            );
+        }
+    }
+    Ok(out)
+}

@@ -10,7 +10,7 @@ pub mod error;
 pub use anchors::AnchorGenerator;
 pub use boxes::{
     batched_nms, box_area, box_convert, box_iou, clip_boxes_to_image, generalized_box_iou, nms,
-    remove_small_boxes, BoxFormat,
+    non_max_suppression, remove_small_boxes, BoxFormat,
 };
 pub use coder::BoxCoder;
 pub use error::{DetectError, Result};
