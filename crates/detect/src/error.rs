@@ -6,6 +6,12 @@ use thiserror::Error;
 pub enum DetectError {
     #[error("{op}: {msg}")]
     Arg { op: &'static str, msg: String },
+    /// A file that cannot be read or does not hold what it should: its path and what is wrong.
+    #[error("{}: {msg}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        msg: String,
+    },
     #[error(transparent)]
     Tensor(#[from] aics_tensor::TensorError),
 }

@@ -1,10 +1,12 @@
 //! aics-detect: what every detector shares. Box formats and their conversions, pairwise IoU and
 //! GIoU (differentiable, through tensor ops), clipping, small-box removal, non-maximum
-//! suppression, the R-CNN box coder and the anchor generator, with torchvision's semantics.
+//! suppression, the R-CNN box coder and the anchor generator, with torchvision's semantics; and
+//! detection annotations (COCO JSON, Pascal VOC XML, COCO results files).
 
 pub mod anchors;
 pub mod boxes;
 pub mod coder;
+pub mod data;
 pub mod error;
 
 pub use anchors::AnchorGenerator;
