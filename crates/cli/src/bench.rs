@@ -47,6 +47,18 @@ struct Outcome {
     images: Option<f64>,
 }
 
+impl Outcome {
+    /// A workload measured by its time alone.
+    fn time_only(name: &'static str, seconds: f64) -> Self {
+        Outcome {
+            name,
+            seconds,
+            flop: None,
+            images: None,
+        }
+    }
+}
+
 fn conv_case(rng: &mut Rng, shape: [usize; 4]) -> (Tensor, Tensor, f64) {
     let x = Tensor::<f32>::randn(&shape, 0.0, 1.0, rng);
     let w = Tensor::<f32>::randn(&[256, shape[1], 3, 3], 0.0, 0.05, rng);
@@ -231,12 +243,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             x.max_pool2d(p)?.backward_with(gy.clone())?;
             Ok(())
         })?;
-        out.push(Outcome {
-            name: "maxpool3s2_fwdbwd",
-            seconds: s,
-            flop: None,
-            images: None,
-        });
+        out.push(Outcome::time_only("maxpool3s2_fwdbwd", s));
     }
 
     // detection ops, on the same key-hashed inputs as bench/torch_bench.py
@@ -246,12 +253,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             aics_detect::nms(&boxes, &scores, 0.5)?;
             Ok(())
         })?;
-        out.push(Outcome {
-            name: "nms_10k",
-            seconds: s,
-            flop: None,
-            images: None,
-        });
+        out.push(Outcome::time_only("nms_10k", s));
     }
     for name in ["roi_pool_512x38x50_300", "roi_align_512x38x50_300"] {
         if !want(name) {
@@ -267,12 +269,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             Ok(())
         })?;
-        out.push(Outcome {
-            name,
-            seconds: s,
-            flop: None,
-            images: None,
-        });
+        out.push(Outcome::time_only(name, s));
     }
 
     if want("lenet5_train_b64") {
@@ -352,12 +349,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             total.backward()?;
             Ok(())
         })?;
-        out.push(Outcome {
-            name,
-            seconds: s,
-            flop: None,
-            images: None,
-        });
+        out.push(Outcome::time_only(name, s));
     }
 
     // fast style transfer: the transformation network's forward pass on a 512² photo

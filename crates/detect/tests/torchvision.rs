@@ -1,8 +1,6 @@
 //! The box operators against torchvision 0.14 (`fixtures/boxes.json`, written by
 //! `fixtures/gen_boxes.py`), and the differentiable ones against f64 finite differences.
 
-use std::path::PathBuf;
-
 use aics_detect::{
     batched_nms, box_convert, box_iou, clip_boxes_to_image, generalized_box_iou, nms,
     remove_small_boxes, AnchorGenerator, BoxCoder, BoxFormat,
@@ -10,31 +8,15 @@ use aics_detect::{
 use aics_tensor::gradcheck::gradcheck;
 use aics_tensor::testing::{assert_close, Tol};
 use aics_tensor::{Rng, Tensor};
+use aics_testkit::json::{f64s, usizes};
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/boxes.json");
-    serde_json::from_str(&std::fs::read_to_string(p).expect("fixtures/boxes.json")).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    aics_testkit::json::load("boxes.json")
 }
 
 fn f32s(v: &Value) -> Vec<f32> {
     f64s(v).into_iter().map(|x| x as f32).collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
 }
 
 fn boxes64(v: &Value) -> Tensor<f64> {

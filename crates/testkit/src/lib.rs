@@ -1,6 +1,7 @@
 //! Test support for the aics crates, kept out of their public APIs: the reader of the PyTorch
-//! reference fixtures (`fixtures/ops/*.json`) and a global allocator that counts live heap bytes
-//! for the memory tests and examples.
+//! reference fixtures (`fixtures/ops/*.json`), helpers for the other JSON fixtures, and a global
+//! allocator that counts live heap bytes for the memory tests and examples.
 
 pub mod alloc;
 pub mod fixture;
+pub mod json;
