@@ -8,6 +8,7 @@ pub mod boxes;
 pub mod coder;
 pub mod data;
 pub mod error;
+pub mod transforms;
 
 pub use anchors::AnchorGenerator;
 pub use boxes::{
