@@ -40,21 +40,12 @@ pub fn run(a: SummaryArgs) -> Result<()> {
     let _g = no_grad();
     model.set_training(false);
     let x = Tensor::zeros(&[1, input[0], input[1], input[2]]);
-    let (rows, (_, macs)) = (
-        aics_nn::inspect::summary(&model, &x)?,
-        aics_tensor::profile::count_macs(|| model.forward(&x)),
-    );
-    let macs = macs as usize;
-    // every parameter, also of heads that do not run in eval mode (GoogLeNet's auxiliaries)
-    let (mut params, mut weights) = (0, 0);
-    model.visit("", &mut |k, t, kind| {
-        if kind == aics_nn::Kind::Param {
-            params += t.numel();
-            if k.ends_with("weight") {
-                weights += t.numel();
-            }
-        }
-    });
+    let aics_nn::inspect::Summary {
+        rows,
+        macs,
+        params,
+        weights,
+    } = aics_nn::inspect::summary(&model, &x)?;
     if a.json {
         let layers: Vec<_> = rows.iter().map(|r| serde_json::json!({"name": r.name, "layer": r.layer, "output": r.output, "params": r.params, "weights": r.weights, "macs": r.macs})).collect();
         println!(

@@ -181,7 +181,8 @@ pub fn call(name: &str, m: &dyn Module, x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
-fn row(path: &str, m: &dyn Module, y: &Tensor, macs: u64) -> SummaryRow {
+/// A module's trained parameters, and how many of them are in tensors named `*weight`.
+pub fn param_counts(m: &dyn Module) -> (usize, usize) {
     let (mut params, mut weights) = (0, 0);
     m.visit("", &mut |k, t, kind| {
         if kind == Kind::Param {
@@ -191,6 +192,11 @@ fn row(path: &str, m: &dyn Module, y: &Tensor, macs: u64) -> SummaryRow {
             }
         }
     });
+    (params, weights)
+}
+
+fn row(path: &str, m: &dyn Module, y: &Tensor, macs: u64) -> SummaryRow {
+    let (params, weights) = param_counts(m);
     SummaryRow {
         name: path.to_string(),
         layer: m.type_name(),
@@ -231,7 +237,7 @@ fn found(path: &str, y: &Tensor) {
 
 /// Run `model` on `x` under `mode`. The inspection ends with the run, also on error or unwind,
 /// and one already running on this thread (an inspection inside a layer) is put back.
-fn inspect(model: &dyn Module, x: &Tensor, mode: Mode) -> (Result<Tensor>, Inspection) {
+fn inspect(model: &dyn Module, x: &Tensor, mode: Mode) -> (Result<Tensor>, Inspection, u64) {
     struct Restore(Option<Option<Inspection>>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -257,25 +263,44 @@ fn inspect(model: &dyn Module, x: &Tensor, mode: Mode) -> (Result<Tensor>, Inspe
     if let (Ok(y), Mode::Summary(rows), true) = (&y, &mut ins.mode, root_leaf) {
         rows.push(row("", model, y, macs));
     }
-    (y, ins)
+    (y, ins, macs)
 }
 
-/// The layers of `model` run on `x`, in the order they finish: name (state-dict path), type,
-/// output shape, parameters, weights and multiply-adds. Run it under `no_grad` and in eval
-/// mode for an inference summary.
-pub fn summary(model: &dyn Module, x: &Tensor) -> Result<Vec<SummaryRow>> {
-    let (y, ins) = inspect(model, x, Mode::Summary(Vec::new()));
+/// A model's summary: its layers, and totals.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// The layers run, in the order they finish.
+    pub rows: Vec<SummaryRow>,
+    /// Multiply-adds of the whole forward pass.
+    pub macs: u64,
+    /// Every trained parameter, also of parts that did not run (GoogLeNet's auxiliary heads
+    /// in eval mode), and those in `*weight` tensors.
+    pub params: usize,
+    pub weights: usize,
+}
+
+/// The layers of `model` run on `x` (name (state-dict path), type, output shape, parameters,
+/// weights and multiply-adds) and the model's totals, from one forward pass. Run it under
+/// `no_grad` and in eval mode for an inference summary.
+pub fn summary(model: &dyn Module, x: &Tensor) -> Result<Summary> {
+    let (y, ins, macs) = inspect(model, x, Mode::Summary(Vec::new()));
     y?;
-    Ok(match ins.mode {
-        Mode::Summary(rows) => rows,
-        Mode::Capture(..) => Vec::new(),
+    let (params, weights) = param_counts(model);
+    Ok(Summary {
+        rows: match ins.mode {
+            Mode::Summary(rows) => rows,
+            Mode::Capture(..) => Vec::new(),
+        },
+        macs,
+        params,
+        weights,
     })
 }
 
 /// The model's output on `x`, and the output of the layer at `path` (its state-dict path, as
 /// `features.3` or `layer2`), if a container runs one there.
 pub fn capture(model: &dyn Module, x: &Tensor, path: &str) -> Result<(Tensor, Option<Tensor>)> {
-    let (y, ins) = inspect(model, x, Mode::Capture(path.to_string(), None));
+    let (y, ins, _) = inspect(model, x, Mode::Capture(path.to_string(), None));
     let found = match ins.mode {
         Mode::Capture(_, found) => found,
         Mode::Summary(_) => None,

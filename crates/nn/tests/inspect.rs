@@ -64,7 +64,7 @@ fn net() -> Net {
 fn summary_rows_follow_the_containers() {
     let n = net();
     let x = Tensor::ones(&[1, 1, 5, 5]);
-    let rows = summary(&n, &x).unwrap();
+    let rows = summary(&n, &x).unwrap().rows;
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["conv1", "relu", "block", "head.0"]);
     let block = &rows[2];
@@ -78,7 +78,7 @@ fn summary_rows_follow_the_containers() {
     assert_eq!(rows[3].macs, 50 * 3);
     // a model with no containers is one row
     let lin = Linear::new(4, 2, true, &mut Rng::new(1)).unwrap();
-    let rows = summary(&lin, &Tensor::ones(&[3, 4])).unwrap();
+    let rows = summary(&lin, &Tensor::ones(&[3, 4])).unwrap().rows;
     assert_eq!(
         (rows.len(), rows[0].name.as_str(), rows[0].macs),
         (1, "", 3 * 4 * 2)
