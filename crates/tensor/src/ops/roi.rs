@@ -47,6 +47,13 @@ fn roi_geom<T: Float>(
     if h == 0 || w == 0 {
         return Err(shape_err(op, format!("empty feature map {:?}", x.shape())));
     }
+    // both ops keep cell indices within a plane as u32
+    if h * w > u32::MAX as usize {
+        return Err(shape_err(
+            op,
+            format!("feature planes of {h}×{w} cells exceed 2³²"),
+        ));
+    }
     if ph == 0 || pw == 0 || !(spatial_scale.is_finite() && spatial_scale > 0.0) {
         return Err(arg_err(
             op,
@@ -290,9 +297,6 @@ impl<T: Float> Tensor<T> {
         };
         let mut y = vec![T::zero(); g.k * g.c * bins];
         let arg = if want_grad {
-            if hw > u32::MAX as usize {
-                return Err(arg_err("roi_pool", "feature planes above 2³² cells"));
-            }
             let mut arg = vec![u32::MAX; g.k * g.c * bins];
             y.par_chunks_mut(bins)
                 .zip(arg.par_chunks_mut(bins))
