@@ -75,12 +75,23 @@ pub fn box_area<T: Float>(b: &Tensor<T>) -> Result<Tensor<T>> {
 }
 
 /// Intersections and unions of every pair of `a` (N, 4) and `b` (M, 4) xyxy boxes, both
-/// (N, M), and the corners of the pairs' overlaps and enclosing boxes, (N, M, 2) each.
+/// (N, M), and the boxes' corners laid out for pairing: `a` as (N, 1, 2), `b` as (1, M, 2).
 struct Pairs<T: Float> {
     inter: Tensor<T>,
     union: Tensor<T>,
-    lt: Tensor<T>,
-    rb: Tensor<T>,
+    a_lo: Tensor<T>,
+    a_hi: Tensor<T>,
+    b_lo: Tensor<T>,
+    b_hi: Tensor<T>,
+}
+
+/// The areas (N, M) of the (N, M, 2) corner differences `lo`..`hi`, empty ones 0.
+fn pair_areas<T: Float>(lo: &Tensor<T>, hi: &Tensor<T>, n: usize, m: usize) -> Result<Tensor<T>> {
+    let wh = hi.sub(lo)?.clamp(0.0, f64::INFINITY); // [N,M,2]
+    Ok(wh
+        .narrow(2, 0, 1)?
+        .mul(&wh.narrow(2, 1, 1)?)?
+        .reshape(&[n, m])?)
 }
 
 fn pairs<T: Float>(op: &'static str, a: &Tensor<T>, b: &Tensor<T>) -> Result<Pairs<T>> {
@@ -90,23 +101,19 @@ fn pairs<T: Float>(op: &'static str, a: &Tensor<T>, b: &Tensor<T>) -> Result<Pai
     let a_hi = a.narrow(1, 2, 2)?.reshape(&[n, 1, 2])?;
     let b_lo = b.narrow(1, 0, 2)?.reshape(&[1, m, 2])?; // [1,M,2]
     let b_hi = b.narrow(1, 2, 2)?.reshape(&[1, m, 2])?;
-    let lt = a_lo.maximum(&b_lo)?; // [N,M,2]
-    let rb = a_hi.minimum(&b_hi)?; // [N,M,2]
-    let wh = rb.sub(&lt)?.clamp(0.0, f64::INFINITY); // [N,M,2]
-    let inter = wh
-        .narrow(2, 0, 1)?
-        .mul(&wh.narrow(2, 1, 1)?)?
-        .reshape(&[n, m])?; // [N,M]
+    // the overlaps: [N,M,2] corners
+    let inter = pair_areas(&a_lo.maximum(&b_lo)?, &a_hi.minimum(&b_hi)?, n, m)?; // [N,M]
     let union = area_a
         .reshape(&[n, 1])?
         .add(&area_b.reshape(&[1, m])?)?
         .sub(&inter)?; // [N,M]
-    let (elt, erb) = (a_lo.minimum(&b_lo)?, a_hi.maximum(&b_hi)?); // enclosing, [N,M,2]
     Ok(Pairs {
         inter,
         union,
-        lt: elt,
-        rb: erb,
+        a_lo,
+        a_hi,
+        b_lo,
+        b_hi,
     })
 }
 
@@ -122,11 +129,8 @@ pub fn generalized_box_iou<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Ten
     let p = pairs("generalized_box_iou", a, b)?;
     let (n, m) = (a.shape()[0], b.shape()[0]);
     let iou = p.inter.div(&p.union)?;
-    let wh = p.rb.sub(&p.lt)?.clamp(0.0, f64::INFINITY);
-    let area = wh
-        .narrow(2, 0, 1)?
-        .mul(&wh.narrow(2, 1, 1)?)?
-        .reshape(&[n, m])?;
+    // the enclosing boxes
+    let area = pair_areas(&p.a_lo.minimum(&p.b_lo)?, &p.a_hi.maximum(&p.b_hi)?, n, m)?;
     Ok(iou.sub(&area.sub(&p.union)?.div(&area)?)?)
 }
 
@@ -310,7 +314,7 @@ pub fn non_max_suppression<T: Float>(
                 .collect();
             let cb: Vec<T> = cand
                 .iter()
-                .flat_map(|&i| corners[4 * i..4 * i + 4].to_vec())
+                .flat_map(|&i| corners[4 * i..4 * i + 4].iter().copied())
                 .collect();
             let cs: Vec<T> = cand.iter().map(|&i| s[i]).collect();
             let kept = nms_kernel(&cb, &cs, iou_threshold);
