@@ -155,11 +155,6 @@ pub fn compare<A: Float, B: Float>(got: &[A], want: &[B], tol: Tol) -> Result<Re
     Ok(r)
 }
 
-/// [`compare`] one value.
-pub fn compare_one(got: f64, want: f64, tol: Tol) -> Result<Report, Mismatch> {
-    compare(&[got], &[want], tol)
-}
-
 /// [`compare`], panicking with `what` and the first mismatch.
 #[track_caller]
 pub fn assert_close<A: Float, B: Float>(what: &str, got: &[A], want: &[B], tol: Tol) -> Report {
@@ -169,7 +164,7 @@ pub fn assert_close<A: Float, B: Float>(what: &str, got: &[A], want: &[B], tol: 
     }
 }
 
-/// [`compare_one`], panicking with `what` and the mismatch.
+/// [`assert_close`] for one value.
 #[track_caller]
 pub fn assert_close_one(what: &str, got: f64, want: f64, tol: Tol) -> Report {
     assert_close(what, &[got], &[want], tol)

@@ -148,16 +148,6 @@ pub struct ConvCols<T> {
     blocks: Vec<Vec<T>>,
 }
 
-impl<T> ConvCols<T> {
-    /// Elements held.
-    pub fn len(&self) -> usize {
-        self.blocks.iter().map(Vec::len).sum()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Fill `rows` (KH·KW rows of stride `ld`, nb columns) with the windows of one input channel
 /// `xc` (H, W) for the output positions `p0..p0+nb`.
 fn im2col_channel<T: Float>(
