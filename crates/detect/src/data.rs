@@ -138,12 +138,17 @@ impl Dataset {
     }
 }
 
+/// Parse and validate the text of a COCO annotation file.
+pub fn parse_coco(text: &str) -> std::result::Result<Dataset, String> {
+    let d: Dataset =
+        serde_json::from_str(text).map_err(|e| format!("not a COCO annotation file: {e}"))?;
+    d.validate()?;
+    Ok(d)
+}
+
 /// Read a COCO annotation file and validate it.
 pub fn read_coco(path: &Path) -> Result<Dataset> {
-    let d: Dataset = serde_json::from_str(&read(path)?)
-        .map_err(|e| file_err(path, format!("not a COCO annotation file: {e}")))?;
-    d.validate().map_err(|e| file_err(path, e))?;
-    Ok(d)
+    parse_coco(&read(path)?).map_err(|e| file_err(path, e))
 }
 
 /// Write a COCO annotation file (areas filled in from the boxes where absent).
@@ -156,33 +161,40 @@ pub fn write_coco(d: &Dataset, path: &Path) -> Result<()> {
     std::fs::write(path, text).map_err(|e| file_err(path, e))
 }
 
-/// Read a COCO results file, checking that every detection names an image and a category of
-/// `gt` and has a finite score and a box with area.
-pub fn read_results(path: &Path, gt: &Dataset) -> Result<Vec<Detection>> {
-    let dets: Vec<Detection> = serde_json::from_str(&read(path)?)
-        .map_err(|e| file_err(path, format!("not a COCO results file: {e}")))?;
+/// Parse the text of a COCO results file, checking that every detection names an image and a
+/// category of `gt` and has a finite score and a box with area.
+pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detection>, String> {
+    let dets: Vec<Detection> =
+        serde_json::from_str(text).map_err(|e| format!("not a COCO results file: {e}"))?;
     let images: BTreeSet<u64> = gt.images.iter().map(|i| i.id).collect();
     let cats: BTreeSet<u64> = gt.categories.iter().map(|c| c.id).collect();
     for (i, d) in dets.iter().enumerate() {
-        let bad = |m: String| file_err(path, format!("detection {i}: {m}"));
         if !images.contains(&d.image_id) {
-            return Err(bad(format!("unknown image id {}", d.image_id)));
+            return Err(format!("detection {i}: unknown image id {}", d.image_id));
         }
         if !cats.contains(&d.category_id) {
-            return Err(bad(format!("unknown category id {}", d.category_id)));
+            return Err(format!(
+                "detection {i}: unknown category id {}",
+                d.category_id
+            ));
         }
         if !d.score.is_finite()
             || !d.bbox.iter().all(|v| v.is_finite())
             || d.bbox[2] <= 0.0
             || d.bbox[3] <= 0.0
         {
-            return Err(bad(format!(
-                "score {} and box {:?} must be finite, with area",
+            return Err(format!(
+                "detection {i}: score {} and box {:?} must be finite, with area",
                 d.score, d.bbox
-            )));
+            ));
         }
     }
     Ok(dets)
+}
+
+/// Read a COCO results file (see [`parse_results`]).
+pub fn read_results(path: &Path, gt: &Dataset) -> Result<Vec<Detection>> {
+    parse_results(&read(path)?, gt).map_err(|e| file_err(path, e))
 }
 
 /// One VOC XML file: the image's file name and size, and its objects (class name, box
