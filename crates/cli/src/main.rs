@@ -7,6 +7,7 @@ mod eval;
 mod features;
 mod filters;
 mod gradcheck_cmd;
+mod map;
 mod meta;
 mod plot;
 mod stylize;
@@ -56,6 +57,8 @@ enum Cmd {
     Summary(summary::SummaryArgs),
     /// Finite-difference (f64) gradient check of every operator.
     Gradcheck(gradcheck_cmd::GradcheckArgs),
+    /// Score detections against ground truth: COCO's mAP or Pascal VOC's.
+    Map(map::MapArgs),
     /// Time the speed workloads (one JSON line each with --json).
     Bench(bench::BenchArgs),
     /// List, locate and download torchvision's published ImageNet weights.
@@ -105,6 +108,7 @@ fn main() {
         Cmd::Summary(a) => summary::run(a),
         Cmd::Gradcheck(a) => gradcheck_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Map(a) => map::run(a),
     };
     if let Err(e) = result {
         // one line: the error and each cause that adds something (typed errors often repeat

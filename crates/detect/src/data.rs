@@ -40,7 +40,11 @@ pub struct Annotation {
     #[serde(default, deserialize_with = "flag")]
     pub iscrowd: bool,
     /// VOC's `difficult` (not in COCO files).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "flag",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub difficult: bool,
 }
 
@@ -162,16 +166,46 @@ pub fn write_coco(d: &Dataset, path: &Path) -> Result<()> {
 }
 
 /// Parse the text of a COCO results file, checking that every detection names an image and a
-/// category of `gt` and has a finite score and a box with area.
+/// category of `gt` and has a finite score and a box with area. An `image_id` may also be a
+/// string: the image's file name or its stem (VOC data sets name images by file).
 pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detection>, String> {
-    let dets: Vec<Detection> =
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        N(u64),
+        S(String),
+    }
+    #[derive(Deserialize)]
+    struct Raw {
+        image_id: Id,
+        category_id: u64,
+        bbox: [f64; 4],
+        score: f64,
+    }
+    let raw: Vec<Raw> =
         serde_json::from_str(text).map_err(|e| format!("not a COCO results file: {e}"))?;
     let images: BTreeSet<u64> = gt.images.iter().map(|i| i.id).collect();
-    let cats: BTreeSet<u64> = gt.categories.iter().map(|c| c.id).collect();
-    for (i, d) in dets.iter().enumerate() {
-        if !images.contains(&d.image_id) {
-            return Err(format!("detection {i}: unknown image id {}", d.image_id));
+    let mut names: HashMap<&str, u64> = HashMap::new();
+    for im in &gt.images {
+        names.insert(im.file_name.as_str(), im.id);
+        if let Some(stem) = Path::new(&im.file_name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+        {
+            names.entry(stem).or_insert(im.id);
         }
+    }
+    let cats: BTreeSet<u64> = gt.categories.iter().map(|c| c.id).collect();
+    let mut dets = Vec::with_capacity(raw.len());
+    for (i, d) in raw.into_iter().enumerate() {
+        let image_id = match d.image_id {
+            Id::N(n) if images.contains(&n) => n,
+            Id::N(n) => return Err(format!("detection {i}: unknown image id {n}")),
+            Id::S(s) => match names.get(s.as_str()) {
+                Some(&n) => n,
+                None => return Err(format!("detection {i}: unknown image {s:?}")),
+            },
+        };
         if !cats.contains(&d.category_id) {
             return Err(format!(
                 "detection {i}: unknown category id {}",
@@ -188,6 +222,12 @@ pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detect
                 d.score, d.bbox
             ));
         }
+        dets.push(Detection {
+            image_id,
+            category_id: d.category_id,
+            bbox: d.bbox,
+            score: d.score,
+        });
     }
     Ok(dets)
 }

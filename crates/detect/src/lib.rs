@@ -6,8 +6,10 @@
 pub mod anchors;
 pub mod boxes;
 pub mod coder;
+pub mod darknet;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod transforms;
 
 pub use anchors::AnchorGenerator;
@@ -17,3 +19,4 @@ pub use boxes::{
 };
 pub use coder::BoxCoder;
 pub use error::{DetectError, Result};
+pub use eval::{coco_eval, voc_eval, CocoEval, CocoStats, VocAp, VocEval};
