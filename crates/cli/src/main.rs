@@ -3,6 +3,7 @@
 mod bench;
 mod classify;
 mod data_spec;
+mod detect;
 mod eval;
 mod features;
 mod filters;
@@ -57,6 +58,8 @@ enum Cmd {
     Summary(summary::SummaryArgs),
     /// Finite-difference (f64) gradient check of every operator.
     Gradcheck(gradcheck_cmd::GradcheckArgs),
+    /// Find objects in photos with a pretrained detector (default: YOLOv3-tiny) and draw them.
+    Detect(detect::DetectArgs),
     /// Score detections against ground truth: COCO's mAP or Pascal VOC's.
     Map(map::MapArgs),
     /// Time the speed workloads (one JSON line each with --json).
@@ -109,6 +112,7 @@ fn main() {
         Cmd::Gradcheck(a) => gradcheck_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Map(a) => map::run(a),
+        Cmd::Detect(a) => detect::run(a),
     };
     if let Err(e) = result {
         // one line: the error and each cause that adds something (typed errors often repeat

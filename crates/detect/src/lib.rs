@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod transforms;
+pub mod yolo;
 
 pub use anchors::AnchorGenerator;
 pub use boxes::{
