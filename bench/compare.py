@@ -7,7 +7,9 @@ Both files hold one JSON object per line with "workload", "seconds" and
 "gflop_s" (lines that are not JSON objects are ignored; "_info" lines are
 printed as a header). ratio = torch_seconds / aics_seconds, so a ratio above 1
 means aics is faster. Rows named WORKLOAD@onnxruntime in the torch file give
-an onnxruntime column (ratio ort = onnxruntime_seconds / aics_seconds).
+an onnxruntime column (ratio ort = onnxruntime_seconds / aics_seconds), rows
+named WORKLOAD@darknet a darknet column (ratio dn = darknet_seconds /
+aics_seconds).
 """
 
 import json
@@ -60,23 +62,27 @@ def main(argv):
             rest = {k: v for k, v in rec.items() if k != "workload"}
             print(f"# {label}: " + ", ".join(f"{k}={v}" for k, v in rest.items()))
 
-    ORT = "@onnxruntime"
-    names = list(aics) + [n for n in torch if n not in aics and not n.endswith(ORT)]
+    ORT, DN = "@onnxruntime", "@darknet"
+    names = list(aics) + [n for n in torch if n not in aics and not n.endswith((ORT, DN))]
     header = ["workload", "aics", "torch", "ratio", "onnxruntime", "ratio ort",
+              "darknet", "ratio dn",
               "aics GFLOP/s", "torch GFLOP/s", "aics img/s", "torch img/s"]
     table = []
     for n in names:
-        a, t, o = aics.get(n, {}), torch.get(n, {}), torch.get(n + ORT, {})
-        sa, st, so = a.get("seconds"), t.get("seconds"), o.get("seconds")
+        a, t = aics.get(n, {}), torch.get(n, {})
+        o, d = torch.get(n + ORT, {}), torch.get(n + DN, {})
+        sa, st = a.get("seconds"), t.get("seconds")
+        so, sd = o.get("seconds"), d.get("seconds")
         ratio = st / sa if sa and st else None
         ratio_o = so / sa if sa and so else None
+        ratio_d = sd / sa if sa and sd else None
         table.append([n, fmt_s(sa), fmt_s(st), fmt_num(ratio, 2), fmt_s(so),
-                      fmt_num(ratio_o, 2),
+                      fmt_num(ratio_o, 2), fmt_s(sd), fmt_num(ratio_d, 2),
                       fmt_num(a.get("gflop_s")), fmt_num(t.get("gflop_s")),
                       fmt_num(a.get("images_s"), 0), fmt_num(t.get("images_s"), 0)])
-    # Drop the onnxruntime and images/s columns when no workload reports them.
+    # Drop the onnxruntime, darknet and images/s columns when no workload reports them.
     keep = [i for i in range(len(header))
-            if not ((i in (4, 5, 8, 9)) and all(r[i] == "-" for r in table))]
+            if not ((i in (4, 5, 6, 7, 10, 11)) and all(r[i] == "-" for r in table))]
     header = [header[i] for i in keep]
     table = [[r[i] for i in keep] for r in table]
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)

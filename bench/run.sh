@@ -6,6 +6,10 @@
 # Needs a release build (cargo build --release) and PyTorch for $PYTHON
 # (default /usr/bin/python3, which has Debian's python3-torch; install
 # libopenblas0-pthread too, or its sgemm falls back to the reference BLAS).
+# The onnxruntime columns need onnxruntime importable by the same python, e.g.
+#   /usr/bin/python3 -m venv --system-site-packages .cache/venv-ort
+#   .cache/venv-ort/bin/pip install onnxruntime
+#   PYTHON=.cache/venv-ort/bin/python bench/run.sh 2
 set -euo pipefail
 
 THREADS="${1:-2}"

@@ -9,6 +9,12 @@ Prints one JSON object per line: first {"workload": "_info", ...}, then
 warm-up; the reported time is the median over the timed repeats. The whole run
 takes well under a minute at 2 threads.
 
+yolov3_tiny_416_fwd (bench/yolov3_tiny.py, darknet's weights from .cache/weights) has two more
+peers: its ONNX export in onnxruntime (WORKLOAD@onnxruntime, as the torchvision models, with
+onnxruntime importable by this python) and darknet itself (WORKLOAD@darknet, libdarknet.so from
+.cache/darknet-deb through ctypes, single-threaded). A missing peer is noted on stderr.
+`--filter yolov3_tiny` runs that workload alone (no aics numbers are needed).
+
 Debian's python3-torch does its matrix products through the system BLAS
 (libblas.so.3). Install libopenblas0-pthread for it; with the reference BLAS
 alone sgemm runs at only a few GFLOP/s. The "_info" line names the BLAS
@@ -281,6 +287,75 @@ def bench_models(budget, threads, tmpdir):
     emit("resnet18_train_32_b64", s, r, images_s=64.0 / s)
 
 
+YOLO = "yolov3_tiny_416_fwd"
+
+
+def bench_yolov3_tiny(budget, threads):
+    """YOLOv3-tiny as `aics bench` times it: batch 1, a 3x416x416 input of key-hashed uniform
+    values, darknet's COCO weights (.cache/weights), batch norm folded, the forward pass to the
+    inputs of the two [yolo] layers (no decoding, no NMS). Peers: the PyTorch port
+    (bench/yolov3_tiny.py), its ONNX export in onnxruntime (YOLO@onnxruntime) and darknet itself
+    (YOLO@darknet: libdarknet.so from .cache/darknet-deb, network_predict, single-threaded C
+    without OpenMP, batch norm not folded, its time includes the [yolo] layers' logistic). A
+    missing peer gets a note on stderr and the others go on."""
+    import warnings
+    import yolov3_tiny as Y
+    for p in (Y.CFG, Y.WEIGHTS):
+        if not os.path.exists(p):
+            print(f"{YOLO}: {p} not found (scripts/fetch-assets.sh fetches it); "
+                  "skipping the workload and all its peers", file=sys.stderr)
+            return
+    model = Y.build()
+    x = Y.bench_input()
+    flop = sum(2.0 * m.weight.numel() * model.shapes[i][1] * model.shapes[i][2]
+               for i, (k, m) in enumerate(zip(model.kinds, model.layers)) if k == "convolutional")
+    with torch.no_grad():
+        ref = [h.numpy() for h in model(x)]
+        if wanted(YOLO):
+            s, r = measure(lambda: model(x), budget)
+            emit(YOLO, s, r, flop, images_s=1.0 / s)
+
+    if wanted(YOLO + "@onnxruntime"):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            ort = None
+            print(f"{YOLO}@onnxruntime: onnxruntime is not installed for {sys.executable}; "
+                  "skipping this peer", file=sys.stderr)
+        if ort is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    path = Y.export_onnx(model, Y.ONNX_PATH, opset=13)
+                sess = Y.ort_session(path, threads)
+                feed = {"x": x.numpy()}
+                diff = max(float(np.abs(g - e).max()) for g, e in zip(sess.run(None, feed), ref))
+                s, r = measure(lambda: sess.run(None, feed), budget)
+                emit(YOLO + "@onnxruntime", s, r, flop, images_s=1.0 / s,
+                     onnxruntime=ort.__version__, max_abs_diff_vs_torch=diff)
+            except Exception as e:  # noqa: BLE001 - report and go on with the other peers
+                print(f"{YOLO}@onnxruntime: failed ({e}); skipping this peer", file=sys.stderr)
+
+    if wanted(YOLO + "@darknet"):
+        try:
+            dn = Y.DarknetNet()
+        except (OSError, RuntimeError) as e:  # FileNotFoundError is an OSError
+            print(f"{YOLO}@darknet: no darknet ({e}; fixtures/gen_darknet.py unpacks the Debian "
+                  "package into .cache/darknet-deb); skipping this peer", file=sys.stderr)
+            return
+        dn.set_input(x.numpy())
+        # network_predict returns the last [yolo] layer's output: the port's second head
+        # with darknet's logistic applied
+        out = dn.output(dn.predict(), ref[-1].size)
+        last = Y.yolo_activate(torch.from_numpy(ref[-1]),
+                               len(model.anchor_mask[model.heads[-1]])).numpy().reshape(-1)
+        diff = float(np.abs(out - last).max())
+        s, r = measure(dn.predict, budget)
+        dn.close()
+        emit(YOLO + "@darknet", s, r, flop, images_s=1.0 / s, threads=1,
+             max_abs_diff_vs_torch=diff)
+
+
 def vgg_features(convs, x, wanted, last):
     """The ReLU outputs named in `wanted` of a VGG trunk (`convs`: blocks of (weight, bias)
     pairs, 3x3 with padding 1, 2x2 max pooling between blocks), computed up to `last`."""
@@ -482,6 +557,8 @@ def main():
         bench_fast_style(b)
     if wanted("fast_style_train_256_b4"):
         bench_fast_style_train(b)
+    if wanted(YOLO, YOLO + "@onnxruntime", YOLO + "@darknet"):
+        bench_yolov3_tiny(b, args.threads)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -272,6 +272,42 @@ pub fn run(a: BenchArgs) -> Result<()> {
         out.push(Outcome::time_only(name, s));
     }
 
+    // YOLOv3-tiny, the official COCO weights fetched by set-up, batch norm folded: the network
+    // forward to both heads' raw outputs (decoding and NMS take well under a millisecond)
+    if want("yolov3_tiny_416_fwd") {
+        let cfg = std::path::Path::new(".cache/weights/yolov3-tiny.cfg");
+        let weights = std::path::Path::new(".cache/weights/yolov3-tiny.weights");
+        if cfg.exists() && weights.exists() {
+            let net = aics_detect::darknet::Darknet::read_cfg(cfg)?;
+            net.load_weights(weights)?;
+            let net = net.fused()?;
+            let x = Tensor::from_vec(
+                aics_tensor::hash_uniform("yolov3_tiny_416_fwd/input", 3 * 416 * 416)
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect(),
+                &[1, 3, 416, 416],
+            )?;
+            let macs = model_macs(&net, &x)?;
+            let _g = no_grad();
+            let s = time(a.min_time, || {
+                net.forward_heads(&x)?;
+                Ok(())
+            })?;
+            out.push(Outcome {
+                name: "yolov3_tiny_416_fwd",
+                seconds: s,
+                flop: Some(2.0 * macs as f64),
+                images: Some(1.0),
+            });
+        } else {
+            eprintln!(
+                "yolov3_tiny_416_fwd: skipped, {} not found (run `bash scripts/setup.sh`)",
+                weights.display()
+            );
+        }
+    }
+
     if want("lenet5_train_b64") {
         let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
         let (s, _) = train_step("lenet5", &x, a.min_time)?;

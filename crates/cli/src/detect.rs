@@ -96,10 +96,18 @@ pub fn run(a: DetectArgs) -> Result<()> {
     let yolo = Yolo::load(&cfg, &weights)?;
     let classes = yolo.classes();
     if names.len() != classes {
-        bail!("{}: {} class names, but {} has {classes} classes", names_path.display(), names.len(), cfg.display());
+        bail!(
+            "{}: {} class names, but {} has {classes} classes",
+            names_path.display(),
+            names.len(),
+            cfg.display()
+        );
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let settings = YoloSettings { thresh: a.score, nms: a.nms };
+    let settings = YoloSettings {
+        thresh: a.score,
+        nms: a.nms,
+    };
     let mut results = Vec::new();
     for path in &images {
         let img = image::ImageReader::open(path)
@@ -138,9 +146,17 @@ pub fn run(a: DetectArgs) -> Result<()> {
                 .iter()
                 .map(|d| json!({"box": d.bbox, "class": d.class, "label": names[d.class], "score": d.score}))
                 .collect();
-            println!("{}", json!({"image": path, "width": w, "height": h, "detections": ds}));
+            println!(
+                "{}",
+                json!({"image": path, "width": w, "height": h, "detections": ds})
+            );
         } else {
-            println!("{}: {} detections → {}", path.display(), dets.len(), out_png.display());
+            println!(
+                "{}: {} detections → {}",
+                path.display(),
+                dets.len(),
+                out_png.display()
+            );
             for d in &dets {
                 println!(
                     "  {:<14} {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",

@@ -881,12 +881,20 @@ pub fn write_boxes(path: &Path, img: &image::RgbImage, boxes: &[LabelledBox]) ->
             let (x2, y2) = (clip(b.bbox[2], w), clip(b.bbox[3], h));
             root.draw(&Rectangle::new([(x1, y1), (x2, y2)], c.stroke_width(line)))?;
             for &(x, y) in &b.points {
-                root.draw(&Circle::new((x.round() as i32, y.round() as i32), line + 1, c.filled()))?;
+                root.draw(&Circle::new(
+                    (x.round() as i32, y.round() as i32),
+                    line + 1,
+                    c.filled(),
+                ))?;
             }
             if text && !b.label.is_empty() {
                 let style = TextStyle::from((FONT_FAMILY, px).into_font()).color(&WHITE);
                 let (tw, th) = root.estimate_text_size(&b.label, &style).unwrap_or((0, 0));
-                let ty = if y1 >= th as i32 + 2 { y1 - th as i32 - 2 } else { y1 };
+                let ty = if y1 >= th as i32 + 2 {
+                    y1 - th as i32 - 2
+                } else {
+                    y1
+                };
                 root.draw(&Rectangle::new(
                     [(x1, ty), (x1 + tw as i32 + 6, ty + th as i32 + 2)],
                     c.filled(),

@@ -7,7 +7,7 @@
 //! negative indices relative), `[shortcut]` (`alpha·input + beta·from`, then the activation),
 //! `[upsample]` (nearest, times `scale`), `[connected]`, `[local]` (an unshared convolution),
 //! `[dropout]` (identity at inference), `[softmax]`, and the detection heads `[yolo]`,
-//! `[region]` and `[detection]`, whose raw outputs [`Darknet::forward_heads`] returns for
+//! `[region]` and `[detection]`, whose activated outputs [`Darknet::forward_heads`] returns for
 //! [`crate::yolo`] to decode. Batch norm is darknet's: `(x − mean)/(√var + 1e-6)·scale + bias`,
 //! the epsilon outside the root.
 //!
@@ -464,7 +464,12 @@ pub enum Layer {
         scale: f64,
     },
     Dropout,
-    Softmax,
+    /// darknet's `[softmax]`: the flat input cut into `groups` equal blocks, each
+    /// `softmax(x / temperature)`.
+    Softmax {
+        groups: usize,
+        temperature: f64,
+    },
     Yolo(YoloHead),
     Region(RegionHead),
     Detection(DetectionHead),
@@ -482,7 +487,7 @@ impl Layer {
             Layer::Shortcut { .. } => "shortcut",
             Layer::Upsample { .. } => "upsample",
             Layer::Dropout => "dropout",
-            Layer::Softmax => "softmax",
+            Layer::Softmax { .. } => "softmax",
             Layer::Yolo(_) => "yolo",
             Layer::Region(_) => "region",
             Layer::Detection(_) => "detection",
@@ -658,10 +663,21 @@ impl Darknet {
                 "avgpool" | "avg" => (Layer::AvgPool, (c, 1, 1)),
                 "dropout" => (Layer::Dropout, (c, h, w)),
                 "softmax" | "soft" => {
-                    if s.int("groups", 1)? != 1 {
-                        return Err(s.err("groups other than 1 are not supported"));
+                    let groups = s.uint("groups", 1, 1)?;
+                    let temperature = s.float("temperature", 1.0)?;
+                    if (c * h * w) % groups != 0 || temperature == 0.0 {
+                        return Err(s.err(format!(
+                            "groups={groups} must divide the {} inputs, temperature must not be 0",
+                            c * h * w
+                        )));
                     }
-                    (Layer::Softmax, (c, h, w))
+                    (
+                        Layer::Softmax {
+                            groups,
+                            temperature,
+                        },
+                        (c, h, w),
+                    )
                 }
                 "route" => {
                     let idx = s.ints("layers")?;
@@ -977,7 +993,13 @@ impl Darknet {
                     scale: *scale,
                 },
                 Layer::Dropout => Layer::Dropout,
-                Layer::Softmax => Layer::Softmax,
+                Layer::Softmax {
+                    groups,
+                    temperature,
+                } => Layer::Softmax {
+                    groups: *groups,
+                    temperature: *temperature,
+                },
                 Layer::Yolo(y) => Layer::Yolo(y.clone()),
                 Layer::Region(r) => Layer::Region(r.clone()),
                 Layer::Detection(d) => Layer::Detection(d.clone()),
@@ -1015,10 +1037,25 @@ impl Darknet {
                     stride,
                     padding,
                 } => {
-                    let (a, b) = (padding / 2, padding - padding / 2);
-                    input
-                        .pad(&[(0, 0), (0, 0), (a, b), (a, b)], f64::NEG_INFINITY)?
-                        .max_pool2d(PoolParams::new(*size).stride(*stride))?
+                    // darknet pads `padding/2` before; after, only as much as the windows reach
+                    // (none for a 2/2 pool on an even size); padded cells never win
+                    let (_, oh, ow) = self.shapes[i];
+                    let s = input.shape();
+                    let before = padding / 2;
+                    let after =
+                        |n: usize, o: usize| ((o - 1) * stride + size).saturating_sub(before + n);
+                    let (ah, aw) = (after(s[2], oh), after(s[3], ow));
+                    let pool = PoolParams::new(*size).stride(*stride);
+                    if before == 0 && ah == 0 && aw == 0 {
+                        input.max_pool2d(pool)?
+                    } else {
+                        input
+                            .pad(
+                                &[(0, 0), (0, 0), (before, ah), (before, aw)],
+                                f64::NEG_INFINITY,
+                            )?
+                            .max_pool2d(pool)?
+                    }
                 }
                 Layer::AvgPool => {
                     let s = input.shape().to_vec();
@@ -1027,9 +1064,22 @@ impl Darknet {
                         .reshape(&[s[0], s[1], 1, 1])?
                 }
                 Layer::Dropout => input.clone(),
-                Layer::Softmax => {
-                    let s = input.shape().to_vec();
-                    input.flatten(1)?.softmax(1)?.reshape(&s)?
+                Layer::Softmax {
+                    groups,
+                    temperature,
+                } => {
+                    let sh = input.shape().to_vec();
+                    let x = input.reshape(&[
+                        sh[0],
+                        *groups,
+                        sh[1..].iter().product::<usize>() / groups,
+                    ])?;
+                    let x = if *temperature == 1.0 {
+                        x
+                    } else {
+                        x.mul_scalar(1.0 / temperature)
+                    };
+                    x.softmax(2)?.reshape(&sh)?
                 }
                 Layer::Route(idx) => {
                     let ts: Vec<&Tensor> = idx.iter().map(|&j| &outs[j]).collect();
@@ -1066,14 +1116,35 @@ impl Darknet {
                         y.mul_scalar(*scale)
                     }
                 }
-                Layer::Yolo(_) | Layer::Region(_) | Layer::Detection(_) => input.clone(),
+                Layer::Yolo(h) => activate_head(input, h.anchors.len(), 4, h.classes, false)?,
+                Layer::Region(h) => {
+                    activate_head(input, h.anchors.len(), h.coords, h.classes, h.softmax)?
+                }
+                Layer::Detection(h) => {
+                    if h.softmax {
+                        let n = input.shape()[0];
+                        let cells = h.side * h.side;
+                        let flat = input.flatten(1)?;
+                        let cls = flat
+                            .narrow(1, 0, cells * h.classes)?
+                            .reshape(&[n, cells, h.classes])?
+                            .softmax(2)?
+                            .reshape(&[n, cells * h.classes])?;
+                        let rest =
+                            flat.narrow(1, cells * h.classes, flat.shape()[1] - cells * h.classes)?;
+                        Tensor::concat(&[&cls, &rest], 1)?.reshape(input.shape())?
+                    } else {
+                        input.clone()
+                    }
+                }
             };
             outs.push(y);
         }
         Ok(outs)
     }
 
-    /// Run the network and return the raw input of every detection head, in layer order.
+    /// Run the network and return every detection head's output, in layer order, activated as
+    /// darknet's forward pass leaves it (see [`crate::yolo`]).
     pub fn forward_heads(&self, x: &Tensor) -> aics_nn::Result<Vec<HeadOutput<'_>>> {
         let outs = self.run(x)?;
         let mut heads = Vec::new();
@@ -1148,6 +1219,31 @@ impl Module for Darknet {
             })
         })
     }
+}
+
+/// What darknet's `[yolo]` and `[region]` forward passes do to their input: per anchor block
+/// `[x, y, w, h, (more coords), objectness, classes]`, the logistic on x, y and objectness, w and
+/// h (and further coords) raw, and the classes through the logistic or a softmax.
+fn activate_head(
+    x: &Tensor,
+    anchors: usize,
+    coords: usize,
+    classes: usize,
+    softmax: bool,
+) -> aics_nn::Result<Tensor> {
+    let sh = x.shape().to_vec();
+    let per = coords + 1 + classes;
+    let t = x.reshape(&[sh[0], anchors, per, sh[2] * sh[3]])?;
+    let xy = t.narrow(2, 0, 2)?.sigmoid();
+    let wh = t.narrow(2, 2, coords - 2)?;
+    let obj = t.narrow(2, coords, 1)?.sigmoid();
+    let cls = t.narrow(2, coords + 1, classes)?;
+    let cls = if softmax {
+        cls.softmax(2)?
+    } else {
+        cls.sigmoid()
+    };
+    Ok(Tensor::concat(&[&xy, &wh, &obj, &cls], 2)?.reshape(&sh)?)
 }
 
 /// Class names, one a line (darknet's `coco.names`).

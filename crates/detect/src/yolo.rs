@@ -7,7 +7,8 @@
 //! by score, suppressing a box whose IoU with a better one is above the threshold by zeroing
 //! that class's score only.
 //!
-//! Arithmetic is darknet's: `f32` storage, the logistic and `exp` in `f64`.
+//! The heads' outputs come activated from [`Darknet::forward_heads`] (logistic and softmax, as
+//! darknet's forward passes leave them); arithmetic is darknet's: `f32` storage, `exp` in `f64`.
 
 use std::path::Path;
 
@@ -35,7 +36,11 @@ impl Planar {
         if rgb.len() != w * h * 3 || w == 0 || h == 0 {
             return Err(crate::error::arg(
                 "Planar::from_rgb8",
-                format!("{} bytes for a {w}x{h} RGB image (expected {})", rgb.len(), w * h * 3),
+                format!(
+                    "{} bytes for a {w}x{h} RGB image (expected {})",
+                    rgb.len(),
+                    w * h * 3
+                ),
             ));
         }
         let mut data = vec![0f32; 3 * w * h];
@@ -115,12 +120,23 @@ impl Planar {
                 data[(k * h + r + dy) * w + dx..][..g.new_w].copy_from_slice(src);
             }
         }
-        (Planar { c: self.c, h, w, data }, g)
+        (
+            Planar {
+                c: self.c,
+                h,
+                w,
+                data,
+            },
+            g,
+        )
     }
 
     /// The image as a `(1, C, H, W)` tensor.
     pub fn to_tensor(&self) -> Result<Tensor> {
-        Ok(Tensor::from_vec(self.data.clone(), &[1, self.c, self.h, self.w])?)
+        Ok(Tensor::from_vec(
+            self.data.clone(),
+            &[1, self.c, self.h, self.w],
+        )?)
     }
 }
 
@@ -164,8 +180,10 @@ impl LetterboxGeom {
     fn correct(&self, b: [f32; 4]) -> [f32; 4] {
         let (nw, nh) = (self.net_w as f64, self.net_h as f64);
         let (new_w, new_h) = (self.new_w as f32, self.new_h as f32);
-        let x = ((b[0] as f64 - (nw - self.new_w as f64) / 2.0 / nw) / (new_w / self.net_w as f32) as f64) as f32;
-        let y = ((b[1] as f64 - (nh - self.new_h as f64) / 2.0 / nh) / (new_h / self.net_h as f32) as f64) as f32;
+        let x = ((b[0] as f64 - (nw - self.new_w as f64) / 2.0 / nw)
+            / (new_w / self.net_w as f32) as f64) as f32;
+        let y = ((b[1] as f64 - (nh - self.new_h as f64) / 2.0 / nh)
+            / (new_h / self.net_h as f32) as f64) as f32;
         let w = b[2] * (self.net_w as f32 / new_w);
         let h = b[3] * (self.net_h as f32 / new_h);
         [
@@ -196,26 +214,36 @@ pub struct YoloDetection {
     pub bbox: [f32; 4],
 }
 
-fn logistic(x: f32) -> f32 {
-    (1.0 / (1.0 + (-(x as f64)).exp())) as f32
-}
-
-/// The raw head output as `(C, H, W)` values of image 0.
+/// The head output as `(C, H, W)` values of image 0.
 fn chw(t: &Tensor) -> Result<(Vec<f32>, usize, usize, usize)> {
     let s = t.shape();
     if s.len() != 4 || s[0] < 1 {
-        return Err(crate::error::arg("yolo", format!("head output must be (N, C, H, W), got {s:?}")));
+        return Err(crate::error::arg(
+            "yolo",
+            format!("head output must be (N, C, H, W), got {s:?}"),
+        ));
     }
     let v = t.narrow(0, 0, 1)?.to_vec();
     Ok((v, s[1], s[2], s[3]))
 }
 
 /// Decode a `[yolo]` head (`get_yolo_detections` + `correct_yolo_boxes`).
-pub fn decode_yolo(head: &YoloHead, out: &Tensor, g: &LetterboxGeom, thresh: f32) -> Result<Vec<Candidate>> {
+pub fn decode_yolo(
+    head: &YoloHead,
+    out: &Tensor,
+    g: &LetterboxGeom,
+    thresh: f32,
+) -> Result<Vec<Candidate>> {
     let (p, c, lh, lw) = chw(out)?;
     let per = 5 + head.classes;
     if c != head.anchors.len() * per {
-        return Err(crate::error::arg("yolo", format!("head output has {c} channels, expected {}", head.anchors.len() * per)));
+        return Err(crate::error::arg(
+            "yolo",
+            format!(
+                "head output has {c} channels, expected {}",
+                head.anchors.len() * per
+            ),
+        ));
     }
     let hw = lh * lw;
     let at = |n: usize, e: usize, i: usize| p[(n * per + e) * hw + i];
@@ -223,32 +251,51 @@ pub fn decode_yolo(head: &YoloHead, out: &Tensor, g: &LetterboxGeom, thresh: f32
     for i in 0..hw {
         let (row, col) = (i / lw, i % lw);
         for (n, &(aw, ah)) in head.anchors.iter().enumerate() {
-            let obj = logistic(at(n, 4, i));
+            let obj = at(n, 4, i);
             if obj <= thresh {
                 continue;
             }
-            let bx = (col as f32 + logistic(at(n, 0, i))) / lw as f32;
-            let by = (row as f32 + logistic(at(n, 1, i))) / lh as f32;
+            let bx = (col as f32 + at(n, 0, i)) / lw as f32;
+            let by = (row as f32 + at(n, 1, i)) / lh as f32;
             let bw = ((at(n, 2, i) as f64).exp() * aw / g.net_w as f64) as f32;
             let bh = ((at(n, 3, i) as f64).exp() * ah / g.net_h as f64) as f32;
             let probs = (0..head.classes)
                 .map(|j| {
-                    let pr = obj * logistic(at(n, 5 + j, i));
-                    if pr > thresh { pr } else { 0.0 }
+                    let pr = obj * at(n, 5 + j, i);
+                    if pr > thresh {
+                        pr
+                    } else {
+                        0.0
+                    }
                 })
                 .collect();
-            dets.push(Candidate { bbox: g.correct([bx, by, bw, bh]), objectness: obj, probs });
+            dets.push(Candidate {
+                bbox: g.correct([bx, by, bw, bh]),
+                objectness: obj,
+                probs,
+            });
         }
     }
     Ok(dets)
 }
 
 /// Decode a `[region]` head (YOLOv2: `get_region_detections` + `correct_region_boxes`).
-pub fn decode_region(head: &RegionHead, out: &Tensor, g: &LetterboxGeom, thresh: f32) -> Result<Vec<Candidate>> {
+pub fn decode_region(
+    head: &RegionHead,
+    out: &Tensor,
+    g: &LetterboxGeom,
+    thresh: f32,
+) -> Result<Vec<Candidate>> {
     let (p, c, lh, lw) = chw(out)?;
     let per = head.coords + 1 + head.classes;
     if c != head.anchors.len() * per {
-        return Err(crate::error::arg("region", format!("head output has {c} channels, expected {}", head.anchors.len() * per)));
+        return Err(crate::error::arg(
+            "region",
+            format!(
+                "head output has {c} channels, expected {}",
+                head.anchors.len() * per
+            ),
+        ));
     }
     let hw = lh * lw;
     let at = |n: usize, e: usize, i: usize| p[(n * per + e) * hw + i];
@@ -256,62 +303,71 @@ pub fn decode_region(head: &RegionHead, out: &Tensor, g: &LetterboxGeom, thresh:
     for i in 0..hw {
         let (row, col) = (i / lw, i % lw);
         for (n, &(aw, ah)) in head.anchors.iter().enumerate() {
-            let obj = logistic(at(n, head.coords, i));
+            let obj = at(n, head.coords, i);
             if obj <= thresh {
                 continue;
             }
-            let bx = (col as f32 + logistic(at(n, 0, i))) / lw as f32;
-            let by = (row as f32 + logistic(at(n, 1, i))) / lh as f32;
+            let bx = (col as f32 + at(n, 0, i)) / lw as f32;
+            let by = (row as f32 + at(n, 1, i)) / lh as f32;
             let bw = ((at(n, 2, i) as f64).exp() * aw / lw as f64) as f32;
             let bh = ((at(n, 3, i) as f64).exp() * ah / lh as f64) as f32;
-            let raw: Vec<f32> = (0..head.classes).map(|j| at(n, head.coords + 1 + j, i)).collect();
-            let cls: Vec<f32> = if head.softmax { softmax(&raw) } else { raw.iter().map(|&x| logistic(x)).collect() };
-            let probs = cls
-                .iter()
-                .map(|&q| {
+            let probs = (0..head.classes)
+                .map(|j| at(n, head.coords + 1 + j, i))
+                .map(|q| {
                     let pr = obj * q;
-                    if pr > thresh { pr } else { 0.0 }
+                    if pr > thresh {
+                        pr
+                    } else {
+                        0.0
+                    }
                 })
                 .collect();
-            dets.push(Candidate { bbox: g.correct([bx, by, bw, bh]), objectness: obj, probs });
+            dets.push(Candidate {
+                bbox: g.correct([bx, by, bw, bh]),
+                objectness: obj,
+                probs,
+            });
         }
     }
     Ok(dets)
-}
-
-/// darknet's `softmax` (temperature 1): `exp(x − max)/Σ`, in `f32` with `exp` in `f64`.
-fn softmax(x: &[f32]) -> Vec<f32> {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = x.iter().map(|&v| ((v - m) as f64).exp() as f32).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|&v| v / s).collect()
 }
 
 /// Decode a `[detection]` head (YOLOv1, `get_detection_detections`): the output
 /// `[S²·C class probabilities][S²·B confidences][S²·B·4 boxes]`, boxes relative to their cell
 /// (x, y) and to the image (w, h; squared when the head has `sqrt=1`), scaled to the photo
 /// (YOLOv1 takes a plain resize, no letterbox).
-pub fn decode_detection(head: &DetectionHead, out: &Tensor, image_w: usize, image_h: usize, thresh: f32) -> Result<Vec<Candidate>> {
+pub fn decode_detection(
+    head: &DetectionHead,
+    out: &Tensor,
+    image_w: usize,
+    image_h: usize,
+    thresh: f32,
+) -> Result<Vec<Candidate>> {
     let p = out.narrow(0, 0, 1)?.to_vec();
     let (s, b, cl) = (head.side, head.num, head.classes);
     if p.len() != s * s * (cl + b * 5) {
-        return Err(crate::error::arg("detection", format!("head output has {} values, expected {}", p.len(), s * s * (cl + b * 5))));
+        return Err(crate::error::arg(
+            "detection",
+            format!(
+                "head output has {} values, expected {}",
+                p.len(),
+                s * s * (cl + b * 5)
+            ),
+        ));
     }
-    let mut probs_all = p.clone();
-    if head.softmax {
-        for i in 0..s * s {
-            let sm = softmax(&p[i * cl..(i + 1) * cl]);
-            probs_all[i * cl..(i + 1) * cl].copy_from_slice(&sm);
-        }
-    }
-    let p = probs_all;
     let mut dets = Vec::with_capacity(s * s * b);
     for i in 0..s * s {
         let (row, col) = (i / s, i % s);
         for n in 0..b {
             let scale = p[s * s * cl + i * b + n];
             let bi = s * s * (cl + b) + (i * b + n) * 4;
-            let pw = |v: f32| if head.sqrt { ((v as f64).powi(2)) as f32 } else { v };
+            let pw = |v: f32| {
+                if head.sqrt {
+                    ((v as f64).powi(2)) as f32
+                } else {
+                    v
+                }
+            };
             let bbox = [
                 (p[bi] + col as f32) / s as f32 * image_w as f32,
                 (p[bi + 1] + row as f32) / s as f32 * image_h as f32,
@@ -321,10 +377,18 @@ pub fn decode_detection(head: &DetectionHead, out: &Tensor, image_w: usize, imag
             let probs = (0..cl)
                 .map(|j| {
                     let pr = scale * p[i * cl + j];
-                    if pr > thresh { pr } else { 0.0 }
+                    if pr > thresh {
+                        pr
+                    } else {
+                        0.0
+                    }
                 })
                 .collect();
-            dets.push(Candidate { bbox, objectness: scale, probs });
+            dets.push(Candidate {
+                bbox,
+                objectness: scale,
+                probs,
+            });
         }
     }
     Ok(dets)
@@ -349,7 +413,9 @@ pub fn center_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 /// with it is above `thresh`.
 pub fn nms_sort(dets: &mut [Candidate], thresh: f32) {
     let classes = dets.first().map_or(0, |d| d.probs.len());
-    let mut order: Vec<usize> = (0..dets.len()).filter(|&i| dets[i].objectness != 0.0).collect();
+    let mut order: Vec<usize> = (0..dets.len())
+        .filter(|&i| dets[i].objectness != 0.0)
+        .collect();
     for k in 0..classes {
         order.sort_by(|&a, &b| dets[b].probs[k].total_cmp(&dets[a].probs[k]));
         for (oi, &i) in order.iter().enumerate() {
@@ -397,7 +463,10 @@ pub struct YoloSettings {
 
 impl Default for YoloSettings {
     fn default() -> Self {
-        YoloSettings { thresh: 0.25, nms: 0.45 }
+        YoloSettings {
+            thresh: 0.25,
+            nms: 0.45,
+        }
     }
 }
 
@@ -433,26 +502,54 @@ impl Yolo {
     pub fn detect(&self, img: &Planar, s: YoloSettings) -> Result<Vec<YoloDetection>> {
         let (nw, nh) = (self.net.width, self.net.height);
         if img.c != self.net.channels {
-            return Err(crate::error::arg("yolo", format!("the network takes {} channels, the image has {}", self.net.channels, img.c)));
+            return Err(crate::error::arg(
+                "yolo",
+                format!(
+                    "the network takes {} channels, the image has {}",
+                    self.net.channels, img.c
+                ),
+            ));
         }
-        let v1 = self.net.layers.iter().any(|l| matches!(l, crate::darknet::Layer::Detection(_)));
+        let v1 = self
+            .net
+            .layers
+            .iter()
+            .any(|l| matches!(l, crate::darknet::Layer::Detection(_)));
         let (input, g) = if v1 {
-            (img.resize(nw, nh), LetterboxGeom { image_w: img.w, image_h: img.h, net_w: nw, net_h: nh, new_w: nw, new_h: nh })
+            (
+                img.resize(nw, nh),
+                LetterboxGeom {
+                    image_w: img.w,
+                    image_h: img.h,
+                    net_w: nw,
+                    net_h: nh,
+                    new_w: nw,
+                    new_h: nh,
+                },
+            )
         } else {
             img.letterbox(nw, nh)
         };
         let _guard = aics_tensor::no_grad();
-        let heads = self.net.forward_heads(&input.to_tensor()?).map_err(|e| crate::error::arg("yolo", e.to_string()))?;
+        let heads = self
+            .net
+            .forward_heads(&input.to_tensor()?)
+            .map_err(|e| crate::error::arg("yolo", e.to_string()))?;
         let mut cands = Vec::new();
         for h in &heads {
             cands.extend(match h {
                 HeadOutput::Yolo(head, t) => decode_yolo(head, t, &g, s.thresh)?,
                 HeadOutput::Region(head, t) => decode_region(head, t, &g, s.thresh)?,
-                HeadOutput::Detection(head, t) => decode_detection(head, t, img.w, img.h, s.thresh)?,
+                HeadOutput::Detection(head, t) => {
+                    decode_detection(head, t, img.w, img.h, s.thresh)?
+                }
             });
         }
         if cands.is_empty() && heads.is_empty() {
-            return Err(crate::error::arg("yolo", "the network has no [yolo], [region] or [detection] layer"));
+            return Err(crate::error::arg(
+                "yolo",
+                "the network has no [yolo], [region] or [detection] layer",
+            ));
         }
         nms_sort(&mut cands, s.nms);
         Ok(detections(&cands, s.thresh))

@@ -393,30 +393,42 @@ impl<T: Float> Tensor<T> {
             .collect();
         let ost = strides(&out_shape);
         let base: usize = pads.iter().zip(&ost).map(|(&(a, _), &s)| a * s).sum();
-        // The input's elements land at `base + Σ idx_i · out_stride_i`: a strided scatter.
-        let mut out = vec![T::from_f64(value); numel(&out_shape)];
-        let x = self.data();
-        let mut pos = Vec::with_capacity(x.len());
-        let mut idx = vec![0usize; in_shape.len()];
-        for _ in 0..x.len() {
-            pos.push(base + idx.iter().zip(&ost).map(|(&i, &s)| i * s).sum::<usize>());
+        // The input is a sequence of rows (its last dimension), each landing contiguously at
+        // `base + Σ idx_i · out_stride_i` over the leading indices: copy row by row.
+        let row = in_shape.last().copied().unwrap_or(1);
+        let lead = &in_shape[..in_shape.len().saturating_sub(1)];
+        let rows = numel(lead);
+        let mut starts = Vec::with_capacity(rows);
+        let mut idx = vec![0usize; lead.len()];
+        for _ in 0..rows {
+            starts.push(base + idx.iter().zip(&ost).map(|(&i, &s)| i * s).sum::<usize>());
             for d in (0..idx.len()).rev() {
                 idx[d] += 1;
-                if idx[d] < in_shape[d] {
+                if idx[d] < lead[d] {
                     break;
                 }
                 idx[d] = 0;
             }
         }
-        for (&p, &v) in pos.iter().zip(x.iter()) {
-            out[p] = v;
+        let mut out = vec![T::from_f64(value); numel(&out_shape)];
+        let x = self.data();
+        if row > 0 {
+            for (&p, src) in starts.iter().zip(x.chunks_exact(row)) {
+                out[p..p + row].copy_from_slice(src);
+            }
         }
         Ok(Tensor::from_op(
             out,
             out_shape,
             "pad",
             &[self],
-            move |g, _| vec![Some(pos.iter().map(|&p| g[p]).collect())],
+            move |g, _| {
+                let mut gx = Vec::with_capacity(rows * row);
+                for &p in &starts {
+                    gx.extend_from_slice(&g[p..p + row]);
+                }
+                vec![Some(gx)]
+            },
         ))
     }
 
