@@ -14,6 +14,7 @@ const DEFAULT_WEIGHTS: &str = ".cache/weights/yolov3-tiny.weights";
 const DEFAULT_CFG: &str = ".cache/weights/yolov3-tiny.cfg";
 const DEFAULT_NAMES: &str = ".cache/weights/coco.names";
 const DEFAULT_IMAGE: &str = ".cache/darknet/data/dog.jpg";
+const DEFAULT_FACES: &str = "fixtures/mtcnn/faces.png";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DetectModel {
@@ -22,6 +23,9 @@ pub enum DetectModel {
     Yolov3Tiny,
     /// Any darknet YOLO model given by --cfg, --weights and --names (v1, v2 or v3 heads).
     Darknet,
+    /// MTCNN, the cascade face detector (facenet-pytorch's trained networks; --weights is the
+    /// folder with pnet.pt, rnet.pt, onet.pt). Boxes come with five landmarks.
+    Mtcnn,
 }
 
 #[derive(Args, Debug)]
@@ -39,12 +43,13 @@ pub struct DetectArgs {
     /// Class names, one a line (default for yolov3-tiny: COCO's 80, darknet's coco.names).
     #[arg(long)]
     names: Option<PathBuf>,
-    /// Keep detections scoring above this (darknet's -thresh).
-    #[arg(long, default_value_t = 0.25)]
-    score: f32,
-    /// IoU above which NMS suppresses a box of the same class.
-    #[arg(long, default_value_t = 0.45)]
-    nms: f32,
+    /// Keep detections scoring above this (YOLO: darknet's -thresh, default 0.25; MTCNN: the
+    /// last stage's threshold, default 0.7).
+    #[arg(long)]
+    score: Option<f32>,
+    /// IoU above which NMS suppresses a box of the same class (YOLO; default 0.45).
+    #[arg(long)]
+    nms: Option<f32>,
     /// Print one JSON object a photo instead of text.
     #[arg(long)]
     json: bool,
@@ -73,26 +78,159 @@ fn or_default(p: &Option<PathBuf>, d: &str, what: &str, model: DetectModel) -> R
     }
 }
 
-pub fn run(a: DetectArgs) -> Result<()> {
-    if !(a.score > 0.0 && a.score < 1.0) {
-        bail!("--score must be in (0, 1), got {}", a.score);
+const DEFAULT_MTCNN: &str = ".cache/weights/mtcnn";
+
+/// The photo as 0–255 values, channel-first (MTCNN's input).
+fn planar255(img: &image::RgbImage) -> Planar {
+    let (w, h) = img.dimensions();
+    let n = (w * h) as usize;
+    let mut data = vec![0f32; 3 * n];
+    for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+        for k in 0..3 {
+            data[k * n + i] = px[k] as f32;
+        }
     }
-    if !(a.nms > 0.0 && a.nms <= 1.0) {
-        bail!("--nms must be in (0, 1], got {}", a.nms);
+    Planar {
+        c: 3,
+        h: h as usize,
+        w: w as usize,
+        data,
+    }
+}
+
+fn open_rgb(path: &Path) -> Result<image::RgbImage> {
+    Ok(image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: cannot decode the image", path.display()))?
+        .to_rgb8())
+}
+
+fn default_images(a: &DetectArgs) -> Result<Vec<PathBuf>> {
+    if !a.images.is_empty() {
+        return Ok(a.images.clone());
+    }
+    let p = PathBuf::from(if a.model == DetectModel::Mtcnn {
+        DEFAULT_FACES
+    } else {
+        DEFAULT_IMAGE
+    });
+    if !p.exists() {
+        bail!("{}: not found; run `bash scripts/setup.sh` to fetch the demo photos, or name photos to run on", p.display());
+    }
+    Ok(vec![p])
+}
+
+fn out_path(a: &DetectArgs, n: usize, path: &Path) -> PathBuf {
+    if n == 1 {
+        a.out.join("detections.png")
+    } else {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+        a.out.join(format!("{stem}.detections.png"))
+    }
+}
+
+fn run_mtcnn(a: &DetectArgs) -> Result<()> {
+    for (flag, given) in [
+        ("--cfg", a.cfg.is_some()),
+        ("--names", a.names.is_some()),
+        ("--nms", a.nms.is_some()),
+    ] {
+        if given {
+            bail!("{flag} does not apply to --model mtcnn (its cascade fixes its NMS thresholds)");
+        }
+    }
+    let score = a.score.unwrap_or(0.7);
+    if !(score > 0.0 && score < 1.0) {
+        bail!("--score must be in (0, 1), got {score}");
+    }
+    let dir = a
+        .weights
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MTCNN));
+    if !dir.join("pnet.pt").exists() {
+        bail!("{}: no pnet.pt there; run `bash scripts/setup.sh` to fetch the MTCNN weights, or give --weights DIR", dir.display());
+    }
+    let m = aics_detect::mtcnn::Mtcnn::load(&dir)?;
+    let mut settings = aics_detect::mtcnn::MtcnnSettings::default();
+    settings.thresholds[2] = score;
+    let images = default_images(a)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut results = Vec::new();
+    for path in &images {
+        let img = open_rgb(path)?;
+        let (w, h) = img.dimensions();
+        let (faces, _) = m.detect(&planar255(&img), settings)?;
+        let out_png = out_path(a, images.len(), path);
+        let boxes: Vec<LabelledBox> = faces
+            .iter()
+            .map(|f| LabelledBox {
+                bbox: f.bbox,
+                label: format!("face {:.0}%", 100.0 * f.score),
+                color: 2,
+                points: f.landmarks.to_vec(),
+            })
+            .collect();
+        write_boxes(&out_png, &img, &boxes)?;
+        if a.json {
+            let ds: Vec<_> = faces
+                .iter()
+                .map(|f| json!({"box": f.bbox, "class": 0, "label": "face", "score": f.score,
+                                "landmarks": f.landmarks.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>()}))
+                .collect();
+            println!(
+                "{}",
+                json!({"image": path, "width": w, "height": h, "detections": ds})
+            );
+        } else {
+            println!(
+                "{}: {} faces → {}",
+                path.display(),
+                faces.len(),
+                out_png.display()
+            );
+            for f in &faces {
+                println!(
+                    "  face {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                    100.0 * f.score,
+                    f.bbox[0],
+                    f.bbox[1],
+                    f.bbox[2],
+                    f.bbox[3]
+                );
+            }
+        }
+        let id = image_id(path);
+        for f in &faces {
+            let [x1, y1, x2, y2] = f.bbox;
+            results.push(json!({"image_id": id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": f.score}));
+        }
+    }
+    if let Some(p) = &a.coco_results {
+        write_atomic(p, serde_json::to_string(&results)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+pub fn run(a: DetectArgs) -> Result<()> {
+    if a.model == DetectModel::Mtcnn {
+        return run_mtcnn(&a);
+    }
+    let score = a.score.unwrap_or(0.25);
+    let nms = a.nms.unwrap_or(0.45);
+    if !(score > 0.0 && score < 1.0) {
+        bail!("--score must be in (0, 1), got {score}");
+    }
+    if !(nms > 0.0 && nms <= 1.0) {
+        bail!("--nms must be in (0, 1], got {nms}");
     }
     let cfg = or_default(&a.cfg, DEFAULT_CFG, "cfg", a.model)?;
     let weights = or_default(&a.weights, DEFAULT_WEIGHTS, "weights", a.model)?;
     let names_path = or_default(&a.names, DEFAULT_NAMES, "names", a.model)?;
     let names = read_names(&names_path)?;
-    let images: Vec<PathBuf> = if a.images.is_empty() {
-        let p = PathBuf::from(DEFAULT_IMAGE);
-        if !p.exists() {
-            bail!("{}: not found; run `bash scripts/setup.sh` to fetch the demo photos, or name photos to run on", p.display());
-        }
-        vec![p]
-    } else {
-        a.images.clone()
-    };
+    let images = default_images(&a)?;
     let yolo = Yolo::load(&cfg, &weights)?;
     let classes = yolo.classes();
     if names.len() != classes {
@@ -104,28 +242,14 @@ pub fn run(a: DetectArgs) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let settings = YoloSettings {
-        thresh: a.score,
-        nms: a.nms,
-    };
+    let settings = YoloSettings { thresh: score, nms };
     let mut results = Vec::new();
     for path in &images {
-        let img = image::ImageReader::open(path)
-            .with_context(|| format!("{}: cannot open", path.display()))?
-            .with_guessed_format()
-            .with_context(|| format!("{}: cannot read", path.display()))?
-            .decode()
-            .with_context(|| format!("{}: cannot decode the image", path.display()))?
-            .to_rgb8();
+        let img = open_rgb(path)?;
         let (w, h) = img.dimensions();
         let planar = Planar::from_rgb8(w as usize, h as usize, img.as_raw())?;
         let dets = yolo.detect(&planar, settings)?;
-        let out_png = if images.len() == 1 {
-            a.out.join("detections.png")
-        } else {
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-            a.out.join(format!("{stem}.detections.png"))
-        };
+        let out_png = out_path(&a, images.len(), path);
         // one box may carry several classes (darknet's NMS is per class): one label for it
         let mut boxes: Vec<LabelledBox> = Vec::new();
         for d in &dets {
