@@ -2,6 +2,7 @@
 
 mod bench;
 mod classify;
+mod data_cmd;
 mod data_spec;
 mod detect;
 mod eval;
@@ -58,6 +59,8 @@ enum Cmd {
     Summary(summary::SummaryArgs),
     /// Finite-difference (f64) gradient check of every operator.
     Gradcheck(gradcheck_cmd::GradcheckArgs),
+    /// Make data sets (synthetic detection scenes).
+    Data(data_cmd::DataArgs),
     /// Find objects in photos with a pretrained detector (default: YOLOv3-tiny) and draw them.
     Detect(detect::DetectArgs),
     /// Score detections against ground truth: COCO's mAP or Pascal VOC's.
@@ -113,6 +116,7 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Map(a) => map::run(a),
         Cmd::Detect(a) => detect::run(a),
+        Cmd::Data(a) => data_cmd::run(a),
     };
     if let Err(e) = result {
         // one line: the error and each cause that adds something (typed errors often repeat

@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod mtcnn;
+pub mod synth;
 pub mod transforms;
 pub mod yolo;
 

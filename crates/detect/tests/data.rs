@@ -198,3 +198,25 @@ fn bad_files_are_one_clear_error() {
     assert!(err_of(read_coco(Path::new("/no/such/gt.json"))).contains("/no/such/gt.json"));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The DeepForest aerial photos' VOC files (fetched by set-up): 61, 37 and 279 tree boxes.
+#[test]
+#[ignore = "needs the DeepForest annotations fetched by scripts/setup.sh"]
+fn deepforest_annotations_read() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/deepforest");
+    assert!(
+        dir.join("OSBS_029.xml").exists(),
+        "{} is missing: run `bash scripts/setup.sh` first",
+        dir.display()
+    );
+    let d = read_voc_dir(&dir).unwrap();
+    let mut counts: Vec<usize> = d
+        .images
+        .iter()
+        .map(|im| d.annotations.iter().filter(|a| a.image_id == im.id).count())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![37, 61, 279]);
+    let names: Vec<&str> = d.categories.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["Alive", "Dead", "Tree"]);
+}
