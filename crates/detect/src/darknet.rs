@@ -112,6 +112,13 @@ impl Section {
                 format!("[{}] {key}={v}: must be at least {min}", self.name),
             ));
         }
+        if v > MAX_DIM as i64 {
+            let l = self.find(key).map_or(self.line, |x| x.1);
+            return Err(cfg_err(
+                l,
+                format!("[{}] {key}={v}: must be at most {MAX_DIM}", self.name),
+            ));
+        }
         Ok(v as usize)
     }
     fn float(&self, key: &str, default: f64) -> std::result::Result<f64, String> {
@@ -521,6 +528,22 @@ fn anchors_of(s: &Section) -> std::result::Result<Vec<(f64, f64)>, String> {
     Ok(a.chunks(2).map(|p| (p[0], p[1])).collect())
 }
 
+/// The most values one layer's weights or output may have (2³⁰, 4 GiB of `f32`): a cfg asking
+/// for more is refused before anything is allocated.
+const MAX_VALUES: usize = 1 << 30;
+/// The largest size, count or stride a cfg option may give.
+const MAX_DIM: usize = 1 << 20;
+
+fn check_size(s: &Section, shape: &[usize]) -> std::result::Result<(), String> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    match n {
+        Some(n) if n <= MAX_VALUES => Ok(()),
+        _ => Err(s.err(format!(
+            "weights of shape {shape:?} are beyond any network this builds"
+        ))),
+    }
+}
+
 fn zeros(shape: &[usize]) -> Tensor {
     Tensor::zeros(shape)
 }
@@ -537,6 +560,11 @@ impl Darknet {
         let width = net.uint("width", 0, 1)?;
         let height = net.uint("height", 0, 1)?;
         let channels = net.uint("channels", 0, 1)?;
+        if width * height * channels > MAX_VALUES {
+            return Err(net.err(format!(
+                "input {channels}x{height}x{width} is beyond any network this builds"
+            )));
+        }
         let mut layers = Vec::new();
         let mut shapes: Vec<(usize, usize, usize)> = Vec::new();
         let mut rng = Rng::new(0);
@@ -558,7 +586,7 @@ impl Darknet {
                     let filters = s.uint("filters", 1, 1)?;
                     let size = s.uint("size", 1, 1)?;
                     let stride = s.uint("stride", 1, 1)?;
-                    let pad = s.int("pad", 0)?;
+                    let pad = s.uint("pad", 0, 0)?;
                     let mut padding = s.uint("padding", 0, 0)?;
                     if pad != 0 {
                         padding = size / 2;
@@ -574,6 +602,7 @@ impl Darknet {
                     }
                     let oh = (h + 2 * padding - size) / stride + 1;
                     let ow = (w + 2 * padding - size) / stride + 1;
+                    check_size(s, &[filters, c / groups, size, size])?;
                     let conv = DarknetConv {
                         weight: zeros(&[filters, c / groups, size, size]),
                         bias: zeros(&[filters]),
@@ -596,6 +625,7 @@ impl Darknet {
                     let bn = s.int("batch_normalize", 0)? != 0;
                     let act = Activation::parse(s, "logistic")?;
                     let inputs = c * h * w;
+                    check_size(s, &[out, inputs])?;
                     let fc = DarknetConv {
                         weight: zeros(&[out, inputs]),
                         bias: zeros(&[out]),
@@ -630,6 +660,7 @@ impl Darknet {
                             "a {size}x{size} window with pad {pad} does not fit the {h}x{w} input"
                         )));
                     }
+                    check_size(s, &[oh * ow, filters, c * size * size])?;
                     let l = DarknetLocal {
                         weight: zeros(&[oh * ow, filters, c * size * size]),
                         bias: zeros(&[filters, oh, ow]),
@@ -723,7 +754,7 @@ impl Darknet {
                 }
                 "upsample" => {
                     let stride = s.int("stride", 2)?;
-                    if stride < 1 {
+                    if stride < 1 || stride > MAX_DIM as i64 {
                         return Err(s.err(format!(
                             "stride={stride}: only upsampling (stride ≥ 1) is supported"
                         )));
@@ -734,8 +765,12 @@ impl Darknet {
                 }
                 "yolo" => {
                     let classes = s.uint("classes", 20, 1)?;
-                    let anchors = anchors_of(s)?;
+                    let mut anchors = anchors_of(s)?;
                     let total = s.uint("num", 1, 1)?;
+                    // darknet starts every anchor at 0.5 and overwrites those the cfg lists
+                    if anchors.len() < total {
+                        anchors.resize(total, (0.5, 0.5));
+                    }
                     let mask = s.ints("mask")?;
                     let mask: Vec<usize> = if mask.is_empty() {
                         (0..total).collect()
@@ -814,6 +849,12 @@ impl Darknet {
                 "cost" => (Layer::Dropout, (c, h, w)),
                 other => return Err(s.err(format!("layer type `{other}` is not supported"))),
             };
+            let (oc, oh, ow) = shape;
+            if oc.saturating_mul(oh).saturating_mul(ow) > MAX_VALUES {
+                return Err(s.err(format!(
+                    "output {oc}x{oh}x{ow} is beyond any network this builds"
+                )));
+            }
             layers.push(layer);
             shapes.push(shape);
         }
