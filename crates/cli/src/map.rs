@@ -27,7 +27,8 @@ pub struct MapArgs {
     #[arg(long)]
     gt: PathBuf,
     /// Detections: a COCO results JSON (`[{"image_id","category_id","bbox":[x,y,w,h],"score"}]`);
-    /// with VOC ground truth, `image_id` may be the image's file name or its stem.
+    /// `image_id` may also be the image's file name or its stem, and `category_id` the class
+    /// name (VOC folders number their classes in name order).
     #[arg(long)]
     dt: PathBuf,
     #[arg(long, value_enum, default_value = "coco")]

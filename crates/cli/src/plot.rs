@@ -528,6 +528,62 @@ where
     Ok(())
 }
 
+/// One labelled box to draw on a photo: `[x1, y1, x2, y2]` in pixels, a colour index, and
+/// points (landmarks) to mark.
+pub struct LabelledBox {
+    pub bbox: [f32; 4],
+    pub label: String,
+    pub color: usize,
+    pub points: Vec<(f32, f32)>,
+}
+
+/// Draw boxes with their labels on an RGB photo and write it as PNG. Boxes reaching past the
+/// border are drawn clipped to it.
+pub fn write_boxes(path: &Path, img: &image::RgbImage, boxes: &[LabelledBox]) -> Result<()> {
+    check_png_path(path)?;
+    let text = ensure_font();
+    let (w, h) = img.dimensions();
+    let mut buf = img.as_raw().clone();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let line = ((w.max(h) as f32 / 300.0).round() as u32).clamp(2, 6);
+        let px = (w.max(h) as f64 / 40.0).clamp(12.0, 28.0);
+        let clip = |v: f32, hi: u32| (v.round() as i32).clamp(0, hi.saturating_sub(1) as i32);
+        for b in boxes {
+            let c = color_for(b.color);
+            let (x1, y1) = (clip(b.bbox[0], w), clip(b.bbox[1], h));
+            let (x2, y2) = (clip(b.bbox[2], w), clip(b.bbox[3], h));
+            root.draw(&Rectangle::new([(x1, y1), (x2, y2)], c.stroke_width(line)))?;
+            for &(x, y) in &b.points {
+                root.draw(&Circle::new(
+                    (x.round() as i32, y.round() as i32),
+                    line + 1,
+                    c.filled(),
+                ))?;
+            }
+            if text && !b.label.is_empty() {
+                let style = TextStyle::from((FONT_FAMILY, px).into_font()).color(&WHITE);
+                let (tw, th) = root.estimate_text_size(&b.label, &style).unwrap_or((0, 0));
+                let ty = if y1 >= th as i32 + 2 {
+                    y1 - th as i32 - 2
+                } else {
+                    y1
+                };
+                root.draw(&Rectangle::new(
+                    [(x1, ty), (x1 + tw as i32 + 6, ty + th as i32 + 2)],
+                    c.filled(),
+                ))?;
+                root.draw(&Text::new(b.label.clone(), (x1 + 3, ty + 1), style))?;
+            }
+        }
+        root.present()
+            .with_context(|| format!("drawing on {}", path.display()))?;
+    }
+    image::save_buffer(path, &buf, w, h, image::ExtendedColorType::Rgb8)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -852,60 +908,4 @@ mod tests {
         let big = finite_points(&[(f64::MAX, -f64::MAX)]);
         assert_eq!(big, vec![(VALUE_LIMIT, -VALUE_LIMIT)]);
     }
-}
-
-/// One labelled box to draw on a photo: `[x1, y1, x2, y2]` in pixels, a colour index, and
-/// points (landmarks) to mark.
-pub struct LabelledBox {
-    pub bbox: [f32; 4],
-    pub label: String,
-    pub color: usize,
-    pub points: Vec<(f32, f32)>,
-}
-
-/// Draw boxes with their labels on an RGB photo and write it as PNG. Boxes reaching past the
-/// border are drawn clipped to it.
-pub fn write_boxes(path: &Path, img: &image::RgbImage, boxes: &[LabelledBox]) -> Result<()> {
-    check_png_path(path)?;
-    let text = ensure_font();
-    let (w, h) = img.dimensions();
-    let mut buf = img.as_raw().clone();
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let line = ((w.max(h) as f32 / 300.0).round() as u32).clamp(2, 6);
-        let px = (w.max(h) as f64 / 40.0).clamp(12.0, 28.0);
-        let clip = |v: f32, hi: u32| (v.round() as i32).clamp(0, hi.saturating_sub(1) as i32);
-        for b in boxes {
-            let c = color_for(b.color);
-            let (x1, y1) = (clip(b.bbox[0], w), clip(b.bbox[1], h));
-            let (x2, y2) = (clip(b.bbox[2], w), clip(b.bbox[3], h));
-            root.draw(&Rectangle::new([(x1, y1), (x2, y2)], c.stroke_width(line)))?;
-            for &(x, y) in &b.points {
-                root.draw(&Circle::new(
-                    (x.round() as i32, y.round() as i32),
-                    line + 1,
-                    c.filled(),
-                ))?;
-            }
-            if text && !b.label.is_empty() {
-                let style = TextStyle::from((FONT_FAMILY, px).into_font()).color(&WHITE);
-                let (tw, th) = root.estimate_text_size(&b.label, &style).unwrap_or((0, 0));
-                let ty = if y1 >= th as i32 + 2 {
-                    y1 - th as i32 - 2
-                } else {
-                    y1
-                };
-                root.draw(&Rectangle::new(
-                    [(x1, ty), (x1 + tw as i32 + 6, ty + th as i32 + 2)],
-                    c.filled(),
-                ))?;
-                root.draw(&Text::new(b.label.clone(), (x1 + 3, ty + 1), style))?;
-            }
-        }
-        root.present()
-            .with_context(|| format!("drawing on {}", path.display()))?;
-    }
-    image::save_buffer(path, &buf, w, h, image::ExtendedColorType::Rgb8)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

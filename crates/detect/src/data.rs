@@ -167,7 +167,9 @@ pub fn write_coco(d: &Dataset, path: &Path) -> Result<()> {
 
 /// Parse the text of a COCO results file, checking that every detection names an image and a
 /// category of `gt` and has a finite score and a box with area. An `image_id` may also be a
-/// string: the image's file name or its stem (VOC data sets name images by file).
+/// string: the image's file name or its stem (VOC data sets name images by file), and a
+/// `category_id` the category's name (VOC data sets name classes, and number them only in the
+/// order the reader finds them).
 pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detection>, String> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -178,7 +180,7 @@ pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detect
     #[derive(Deserialize)]
     struct Raw {
         image_id: Id,
-        category_id: u64,
+        category_id: Id,
         bbox: [f64; 4],
         score: f64,
     }
@@ -196,6 +198,11 @@ pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detect
         }
     }
     let cats: BTreeSet<u64> = gt.categories.iter().map(|c| c.id).collect();
+    let cat_names: HashMap<&str, u64> = gt
+        .categories
+        .iter()
+        .map(|c| (c.name.as_str(), c.id))
+        .collect();
     let mut dets = Vec::with_capacity(raw.len());
     for (i, d) in raw.into_iter().enumerate() {
         let image_id = match d.image_id {
@@ -206,12 +213,14 @@ pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detect
                 None => return Err(format!("detection {i}: unknown image {s:?}")),
             },
         };
-        if !cats.contains(&d.category_id) {
-            return Err(format!(
-                "detection {i}: unknown category id {}",
-                d.category_id
-            ));
-        }
+        let category_id = match d.category_id {
+            Id::N(n) if cats.contains(&n) => n,
+            Id::N(n) => return Err(format!("detection {i}: unknown category id {n}")),
+            Id::S(s) => match cat_names.get(s.as_str()) {
+                Some(&n) => n,
+                None => return Err(format!("detection {i}: unknown category {s:?}")),
+            },
+        };
         if !d.score.is_finite()
             || !d.bbox.iter().all(|v| v.is_finite())
             || d.bbox[2] <= 0.0
@@ -224,7 +233,7 @@ pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detect
         }
         dets.push(Detection {
             image_id,
-            category_id: d.category_id,
+            category_id,
             bbox: d.bbox,
             score: d.score,
         });

@@ -377,7 +377,7 @@ fn crop(img: &Planar, b: &[f32; 4], size: usize) -> Option<Vec<f32>> {
     let y = t(b[1]).max(1);
     let ex = t(b[2]).min(img.w as i64);
     let ey = t(b[3]).min(img.h as i64);
-    if ey <= y - 1 || ex <= x - 1 {
+    if ey < y || ex < x {
         return None;
     }
     let (cw, ch) = ((ex - x + 1) as usize, (ey - y + 1) as usize);
