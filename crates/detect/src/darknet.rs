@@ -290,6 +290,13 @@ impl Module for DarknetConv {
         let training = self.training.load(Ordering::Relaxed);
         let has_bn = self.scales.is_some();
         let y = match self.conv {
+            // the activation fused into the convolution's output pass
+            Some(p) if !has_bn && self.activation == Activation::Leaky => {
+                return Ok(x.conv2d_leaky_relu(&self.weight, Some(&self.bias), p, 0.1)?);
+            }
+            Some(p) if !has_bn && self.activation == Activation::Relu => {
+                return Ok(x.conv2d_relu(&self.weight, Some(&self.bias), p)?);
+            }
             Some(p) if !has_bn => x.conv2d(&self.weight, Some(&self.bias), p)?,
             Some(p) => x.conv2d(&self.weight, None, p)?,
             None => {

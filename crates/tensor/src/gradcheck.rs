@@ -231,6 +231,12 @@ pub fn op_cases() -> Vec<OpCase> {
             |x| x[0].conv2d_relu(&x[1], Some(&x[2]), p().padding(1)),
         ),
         case(
+            "conv3x3_leaky_relu",
+            &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4]],
+            None,
+            |x| x[0].conv2d_leaky_relu(&x[1], Some(&x[2]), p().padding(1), 0.1),
+        ),
+        case(
             "conv1x1",
             &[&[2, 3, 4, 4], &[5, 3, 1, 1], &[5]],
             None,

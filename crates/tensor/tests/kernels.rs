@@ -459,10 +459,16 @@ fn conv_op_through_winograd_matches_naive() {
 
 #[test]
 fn fused_conv_relu_equals_conv_then_relu() {
-    // both the im2col and the Winograd paths, with and without a weight gradient
+    // both the im2col and the Winograd paths, with and without a weight gradient; ReLU and leaky
     use aics_tensor::Tensor;
     let mut rng = Rng::new(9);
-    for (c, o, hw, weight_grad) in [(3, 5, 9, true), (64, 64, 46, true), (64, 64, 46, false)] {
+    for (c, o, hw, weight_grad, slope) in [
+        (3, 5, 9, true, 0.0),
+        (64, 64, 46, true, 0.0),
+        (64, 64, 46, false, 0.0),
+        (3, 5, 9, true, 0.1),
+        (64, 64, 46, true, 0.1),
+    ] {
         let x = Tensor::from_vec(randv(2 * c * hw * hw, &mut rng), &[2, c, hw, hw]).unwrap();
         let w = Tensor::from_vec(randv(o * c * 9, &mut rng), &[o, c, 3, 3]).unwrap();
         let b = Tensor::from_vec(randv(o, &mut rng), &[o]).unwrap();
@@ -474,10 +480,11 @@ fn fused_conv_relu_equals_conv_then_relu() {
                 w.copy().requires_grad_(weight_grad),
                 b.copy().requires_grad_(true),
             );
-            let y = if fused {
-                x.conv2d_relu(&w, Some(&b), p).unwrap()
-            } else {
-                x.conv2d(&w, Some(&b), p).unwrap().relu()
+            let y = match (fused, slope > 0.0) {
+                (true, false) => x.conv2d_relu(&w, Some(&b), p).unwrap(),
+                (false, false) => x.conv2d(&w, Some(&b), p).unwrap().relu(),
+                (true, true) => x.conv2d_leaky_relu(&w, Some(&b), p, slope).unwrap(),
+                (false, true) => x.conv2d(&w, Some(&b), p).unwrap().leaky_relu(slope),
             };
             y.backward_with(dy.clone()).unwrap();
             let gw = w.grad().map(|g| g.to_vec());
@@ -489,7 +496,7 @@ fn fused_conv_relu_equals_conv_then_relu() {
             )
         };
         let (a, b2) = (run(true), run(false));
-        let tag = format!("{c}->{o} {hw}x{hw}");
+        let tag = format!("{c}->{o} {hw}x{hw} slope {slope}");
         assert_close(&format!("y {tag}"), &a.0, &b2.0, 1e-6);
         assert_close(&format!("dx {tag}"), &a.1, &b2.1, 1e-6);
         assert_eq!(a.2.is_some(), weight_grad);
@@ -608,6 +615,9 @@ fn direct_conv_matches_naive() {
         (1, 4, 5, 11, 12, 5, 0),
         (2, 2, 1, 6, 130, 5, 2),
         (1, 5, 2, 9, 9, 7, 3),
+        // a 3×3 first layer on a large RGB image (YOLO's), and one with a partial block
+        (1, 3, 16, 130, 131, 3, 1),
+        (1, 3, 5, 131, 130, 3, 0),
     ] {
         let p = ConvParams::default().padding(pad);
         let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, k, k], &p).unwrap();

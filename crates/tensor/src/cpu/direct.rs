@@ -20,8 +20,8 @@ const S: usize = 4;
 /// `aics bench`'s fast_style_512: a 9×9 3 → 32 and a 9×9 32 → 3 convolution at 512²).
 pub fn eligible(g: &Conv2dGeom) -> bool {
     (g.sh, g.sw, g.dh, g.dw, g.groups) == (1, 1, 1, 1, 1)
-        && g.kh * g.kw >= 25
-        && (g.o <= 4 || g.c <= 4)
+        && ((g.kh * g.kw >= 25 && (g.o <= 4 || g.c <= 4))
+            || (g.kh * g.kw >= 9 && g.c <= 3 && g.ohw() >= 128 * 128))
 }
 
 /// One chunk of L·S pixels from `x0` of output row `oy`, for one block of OB output channels:

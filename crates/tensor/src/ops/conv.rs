@@ -148,14 +148,20 @@ fn bias_grad<T: Float>(g: &[T], o: usize, per_channel: usize) -> Vec<T> {
 }
 
 /// `y = max(y + b, 0)` (or `y + b` without `relu`), per channel planes of `per_channel`.
-fn bias_relu<T: Float>(y: &mut [T], bias: Option<&[T]>, per_channel: usize, relu: bool) {
+fn bias_act<T: Float>(y: &mut [T], bias: Option<&[T]>, per_channel: usize, slope: Option<T>) {
     use rayon::prelude::*;
     let f = |(ch, v): (usize, &mut [T])| {
         let b = bias.map_or(T::zero(), |b| b[ch % b.len()]);
-        if relu {
+        if let Some(s) = slope {
             v.iter_mut().for_each(|e| {
                 let t = *e + b;
-                *e = if t > T::zero() { t } else { T::zero() };
+                *e = if t > T::zero() {
+                    t
+                } else if s == T::zero() {
+                    T::zero()
+                } else {
+                    t * s
+                };
             });
         } else {
             v.iter_mut().for_each(|e| *e += b);
@@ -180,7 +186,7 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, false)
+        self.conv2d_impl(weight, bias, p, None)
     }
 
     /// `relu(conv2d(x, w, b))` as one op: the same values and gradients as the two ops, but the
@@ -192,7 +198,26 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, true)
+        self.conv2d_impl(weight, bias, p, Some(0.0))
+    }
+
+    /// `leaky_relu(conv2d(x, w, b), slope)` as one op (`slope` > 0), as [`Tensor::conv2d_relu`]
+    /// is for the ReLU: darknet's convolution–leaky pairs without a pass over the output between
+    /// them.
+    pub fn conv2d_leaky_relu(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvParams,
+        slope: f64,
+    ) -> Result<Tensor<T>> {
+        if !(slope > 0.0 && slope.is_finite()) {
+            return Err(arg_err(
+                "conv2d_leaky_relu",
+                format!("slope must be positive, got {slope}"),
+            ));
+        }
+        self.conv2d_impl(weight, bias, p, Some(slope))
     }
 
     fn conv2d_impl(
@@ -200,9 +225,13 @@ impl<T: Float> Tensor<T> {
         weight: &Tensor<T>,
         bias: Option<&Tensor<T>>,
         p: ConvParams,
-        relu: bool,
+        slope: Option<f64>,
     ) -> Result<Tensor<T>> {
-        let op = if relu { "conv2d_relu" } else { "conv2d" };
+        let op = match slope {
+            None => "conv2d",
+            Some(s) if s == 0.0 => "conv2d_relu",
+            Some(_) => "conv2d_leaky_relu",
+        };
         let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
         check_bias(op, bias, g.o)?;
         crate::profile::add_macs(g.macs());
@@ -225,12 +254,17 @@ impl<T: Float> Tensor<T> {
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
         };
-        if bias.is_some() || relu {
+        if bias.is_some() || slope.is_some() {
             let bd = bias.map(|b| b.data());
-            bias_relu(&mut y, bd.as_ref().map(|b| b.as_slice()), g.ohw(), relu);
+            bias_act(
+                &mut y,
+                bd.as_ref().map(|b| b.as_slice()),
+                g.ohw(),
+                slope.map(T::from_f64),
+            );
         }
         let y = std::sync::Arc::new(y);
-        let yk = relu.then(|| y.clone());
+        let yk = slope.map(|s| (y.clone(), T::from_f64(s)));
         let xk = want_dw.then_some(xd);
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
@@ -240,15 +274,19 @@ impl<T: Float> Tensor<T> {
             op,
             &inputs,
             move |gy, needs| {
-                // through the ReLU first: the gradient passes where the output is positive
+                // through the activation first: the gradient passes where the output is positive,
+                // times the slope elsewhere (the output's sign is the pre-activation's)
                 let masked;
                 let gy = match &yk {
-                    Some(y) => {
+                    Some((y, s)) => {
+                        let s = *s;
                         masked = crate::cpu::elementwise::zip_map(gy, y, |g, y| {
                             if y > T::zero() {
                                 g
-                            } else {
+                            } else if s == T::zero() {
                                 T::zero()
+                            } else {
+                                g * s
                             }
                         });
                         &masked[..]
@@ -362,7 +400,7 @@ impl<T: Float> Tensor<T> {
         let (xd, wd) = (self.data(), weight.data());
         let mut y = k::conv2d_bwd_data(&xd, &wd, &g);
         if let Some(b) = bias {
-            bias_relu(&mut y, Some(&b.data()), g.hw(), false);
+            bias_act(&mut y, Some(&b.data()), g.hw(), None);
         }
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
