@@ -618,6 +618,7 @@ fn direct_conv_matches_naive() {
         // a 3×3 first layer on a large RGB image (YOLO's), and one with a partial block
         (1, 3, 16, 130, 131, 3, 1),
         (1, 3, 5, 131, 130, 3, 0),
+        (1, 16, 32, 130, 129, 3, 1),
     ] {
         let p = ConvParams::default().padding(pad);
         let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, k, k], &p).unwrap();

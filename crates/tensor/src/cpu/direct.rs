@@ -17,11 +17,12 @@ const L: usize = 16;
 const S: usize = 4;
 
 /// Whether the direct kernel applies and pays off (measured against im2col + GEMM with
-/// `aics bench`'s fast_style_512: a 9×9 3 → 32 and a 9×9 32 → 3 convolution at 512²).
+/// `aics bench`'s fast_style_512: a 9×9 3 → 32 and a 9×9 32 → 3 convolution at 512²; and on
+/// YOLOv3-tiny's first two 3×3 layers, 3 → 16 at 416² and 16 → 32 at 208²).
 pub fn eligible(g: &Conv2dGeom) -> bool {
     (g.sh, g.sw, g.dh, g.dw, g.groups) == (1, 1, 1, 1, 1)
         && ((g.kh * g.kw >= 25 && (g.o <= 4 || g.c <= 4))
-            || (g.kh * g.kw >= 9 && g.c <= 3 && g.ohw() >= 128 * 128))
+            || (g.kh * g.kw >= 9 && g.c <= 16 && g.ohw() >= 128 * 128))
 }
 
 /// One chunk of L·S pixels from `x0` of output row `oy`, for one block of OB output channels:
