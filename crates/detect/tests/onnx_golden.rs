@@ -69,10 +69,12 @@ fn non_max_suppression_equals_onnx() {
 #[test]
 fn roi_align_equals_onnx() {
     let cases = cases("RoiAlign");
-    assert_eq!(cases.len(), 2);
+    assert_eq!(cases.len(), 3);
+    let mut modes = Vec::new();
     for c in &cases {
         let (i, a) = (&c["inputs"], &c["attributes"]);
-        assert_eq!(a["mode"].as_str().unwrap_or("avg"), "avg");
+        let max = a["mode"].as_str().unwrap_or("avg") == "max";
+        modes.push(max);
         // ONNX gives the regions (K, 4) and their images apart; aics takes (K, 5) rows
         let rois = tensor(&i["rois"]).to_vec();
         let batch = tensor(&i["batch_indices"]).to_vec();
@@ -82,18 +84,23 @@ fn roi_align_equals_onnx() {
             .flat_map(|(&b, r)| [b, r[0], r[1], r[2], r[3]])
             .collect();
         let k = batch.len();
-        let y = tensor(&i["X"])
-            .roi_align(
-                &Tensor::from_vec(rows, &[k, 5]).unwrap(),
-                (
-                    a["output_height"].as_u64().unwrap() as usize,
-                    a["output_width"].as_u64().unwrap() as usize,
-                ),
-                a["spatial_scale"].as_f64().unwrap(),
-                a["sampling_ratio"].as_i64().unwrap() as i32,
-                a["coordinate_transformation_mode"] == "half_pixel",
-            )
-            .unwrap();
+        let x = tensor(&i["X"]);
+        let args = (
+            &Tensor::from_vec(rows, &[k, 5]).unwrap(),
+            (
+                a["output_height"].as_u64().unwrap() as usize,
+                a["output_width"].as_u64().unwrap() as usize,
+            ),
+            a["spatial_scale"].as_f64().unwrap(),
+            a["sampling_ratio"].as_i64().unwrap() as i32,
+            a["coordinate_transformation_mode"] == "half_pixel",
+        );
+        let y = if max {
+            x.roi_align_max(args.0, args.1, args.2, args.3, args.4)
+        } else {
+            x.roi_align(args.0, args.1, args.2, args.3, args.4)
+        }
+        .unwrap();
         let want = tensor(&c["outputs"]["Y"]);
         assert_eq!(y.shape(), want.shape());
         assert_close(
@@ -103,4 +110,10 @@ fn roi_align_equals_onnx() {
             Tol::new(1e-4, 0.0),
         );
     }
+    modes.sort();
+    assert_eq!(
+        modes,
+        [false, false, true],
+        "two avg cases and one max case"
+    );
 }

@@ -239,6 +239,62 @@ fn pool_bins<T: Float>(roi: &[T], g: &RoiGeom, spatial_scale: f64) -> Vec<[usize
 }
 
 impl<T: Float> Tensor<T> {
+    /// ONNX `RoiAlign` with `mode="max"` (inference only: no gradient): the regions, sampling
+    /// grid and bilinear taps of [`Tensor::roi_align`], but each output the largest *weighted
+    /// corner term* `wᵢ·vᵢ` over its sampling points (ONNX's reference and onnxruntime compute
+    /// exactly that, not the largest interpolated value); a sampling point outside the map
+    /// counts as 0, and a bin without sampling points is 0.
+    pub fn roi_align_max(
+        &self,
+        rois: &Tensor<T>,
+        output: (usize, usize),
+        spatial_scale: f64,
+        sampling_ratio: i32,
+        aligned: bool,
+    ) -> Result<Tensor<T>> {
+        let g = roi_geom("roi_align_max", self, rois, output, spatial_scale)?;
+        let (x, r) = (self.data(), rois.data());
+        let (hw, bins) = (g.h * g.w, g.ph * g.pw);
+        let regions: Vec<AlignRoi> = r
+            .chunks_exact(5)
+            .map(|roi| align_roi(roi, &g, spatial_scale, sampling_ratio, aligned))
+            .collect();
+        let mut y = vec![T::zero(); g.k * g.c * bins];
+        y.par_chunks_mut(g.c * bins)
+            .enumerate()
+            .for_each(|(ki, yk)| {
+                let a = &regions[ki];
+                for (ci, yo) in yk.chunks_exact_mut(bins).enumerate() {
+                    let plane = &x[(a.batch * g.c + ci) * hw..(a.batch * g.c + ci + 1) * hw];
+                    for ph in 0..g.ph {
+                        for pw in 0..g.pw {
+                            let mut out: Option<f64> = None;
+                            for iy in 0..a.grid_h {
+                                let yy = a.y0
+                                    + ph as f64 * a.bin_h
+                                    + (iy as f64 + 0.5) * a.bin_h / a.grid_h as f64;
+                                for ix in 0..a.grid_w {
+                                    let xx = a.x0
+                                        + pw as f64 * a.bin_w
+                                        + (ix as f64 + 0.5) * a.bin_w / a.grid_w as f64;
+                                    let v = match bilinear(g.h, g.w, yy, xx) {
+                                        None => 0.0,
+                                        Some(t) => t
+                                            .iter()
+                                            .map(|&(i, wt)| (T::from_f64(wt) * plane[i]).as_f64())
+                                            .fold(f64::NEG_INFINITY, f64::max),
+                                    };
+                                    out = Some(out.map_or(v, |o| o.max(v)));
+                                }
+                            }
+                            yo[ph * g.pw + pw] = T::from_f64(out.unwrap_or(0.0));
+                        }
+                    }
+                }
+            });
+        Tensor::from_vec(y, &[g.k, g.c, g.ph, g.pw])
+    }
+
     /// ROI max pooling (torchvision's `roi_pool`): each region, scaled and rounded to feature
     /// cells (half away from zero, at least 1×1), is cut into `output` bins whose maxima form
     /// the (K, C, PH, PW) result; an empty bin is 0. The gradient goes to each bin's maximum.
