@@ -229,7 +229,7 @@ impl<T: Float> Tensor<T> {
     ) -> Result<Tensor<T>> {
         let op = match slope {
             None => "conv2d",
-            Some(s) if s == 0.0 => "conv2d_relu",
+            Some(0.0) => "conv2d_relu",
             Some(_) => "conv2d_leaky_relu",
         };
         let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
