@@ -14,6 +14,7 @@ pub mod mtcnn;
 pub mod synth;
 pub mod transforms;
 pub mod yolo;
+pub mod yolov1;
 
 pub use anchors::AnchorGenerator;
 pub use boxes::{
