@@ -551,6 +551,11 @@ fn check_size(s: &Section, shape: &[usize]) -> std::result::Result<(), String> {
     }
 }
 
+/// A trained parameter, zero until weights are loaded or [`Darknet::randomize`]d.
+fn param(shape: &[usize]) -> Tensor {
+    aics_nn::init::constant(shape, 0.0)
+}
+
 fn zeros(shape: &[usize]) -> Tensor {
     Tensor::zeros(shape)
 }
@@ -611,9 +616,9 @@ impl Darknet {
                     let ow = (w + 2 * padding - size) / stride + 1;
                     check_size(s, &[filters, c / groups, size, size])?;
                     let conv = DarknetConv {
-                        weight: zeros(&[filters, c / groups, size, size]),
-                        bias: zeros(&[filters]),
-                        scales: bn.then(|| Tensor::ones(&[filters])),
+                        weight: param(&[filters, c / groups, size, size]),
+                        bias: param(&[filters]),
+                        scales: bn.then(|| aics_nn::init::constant(&[filters], 1.0)),
                         rolling_mean: bn.then(|| zeros(&[filters])),
                         rolling_variance: bn.then(|| Tensor::ones(&[filters])),
                         conv: Some(
@@ -634,9 +639,9 @@ impl Darknet {
                     let inputs = c * h * w;
                     check_size(s, &[out, inputs])?;
                     let fc = DarknetConv {
-                        weight: zeros(&[out, inputs]),
-                        bias: zeros(&[out]),
-                        scales: bn.then(|| Tensor::ones(&[out])),
+                        weight: param(&[out, inputs]),
+                        bias: param(&[out]),
+                        scales: bn.then(|| aics_nn::init::constant(&[out], 1.0)),
                         rolling_mean: bn.then(|| zeros(&[out])),
                         rolling_variance: bn.then(|| Tensor::ones(&[out])),
                         conv: None,
@@ -669,8 +674,8 @@ impl Darknet {
                     }
                     check_size(s, &[oh * ow, filters, c * size * size])?;
                     let l = DarknetLocal {
-                        weight: zeros(&[oh * ow, filters, c * size * size]),
-                        bias: zeros(&[filters, oh, ow]),
+                        weight: param(&[oh * ow, filters, c * size * size]),
+                        bias: param(&[filters, oh, ow]),
                         size,
                         stride,
                         pad,
@@ -1205,6 +1210,47 @@ impl Darknet {
             }
         }
         Ok(heads)
+    }
+
+    /// Random initial weights as darknet makes them: convolutions `√(2/fan_in)·N(0, 1)`,
+    /// connected and local layers `√(2/fan_in)·U(−1, 1)`, biases 0, batch norm the identity.
+    pub fn randomize(&self, rng: &mut Rng) {
+        let fill = |t: &Tensor, f: &mut dyn FnMut() -> f32| {
+            t.update_data(|d| d.iter_mut().for_each(|v| *v = f()))
+        };
+        for l in &self.layers {
+            match l {
+                Layer::Conv(c) | Layer::Connected(c) => {
+                    let fan_in = (c.weight.numel() / c.weight.shape()[0].max(1)).max(1);
+                    let scale = (2.0 / fan_in as f64).sqrt();
+                    if c.conv.is_some() {
+                        fill(&c.weight, &mut || (scale * rng.normal()) as f32);
+                    } else {
+                        fill(&c.weight, &mut || {
+                            (scale * (2.0 * rng.uniform() - 1.0)) as f32
+                        });
+                    }
+                    fill(&c.bias, &mut || 0.0);
+                    for (t, v) in [
+                        (&c.scales, 1.0),
+                        (&c.rolling_mean, 0.0),
+                        (&c.rolling_variance, 1.0),
+                    ] {
+                        if let Some(t) = t {
+                            fill(t, &mut || v);
+                        }
+                    }
+                }
+                Layer::Local(lc) => {
+                    let scale = (2.0 / lc.weight.shape()[2].max(1) as f64).sqrt();
+                    fill(&lc.weight, &mut || {
+                        (scale * (2.0 * rng.uniform() - 1.0)) as f32
+                    });
+                    fill(&lc.bias, &mut || 0.0);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Number of weights the `.weights` file must hold after its header.

@@ -41,7 +41,13 @@ pub struct Yolov1Scales {
 impl Default for Yolov1Scales {
     /// The paper's λcoord = 5, λnoobj = 0.5; darknet's `rescore=1`.
     fn default() -> Self {
-        Yolov1Scales { object: 1.0, noobject: 0.5, class: 1.0, coord: 5.0, rescore: true }
+        Yolov1Scales {
+            object: 1.0,
+            noobject: 0.5,
+            class: 1.0,
+            coord: 5.0,
+            rescore: true,
+        }
     }
 }
 
@@ -76,16 +82,28 @@ fn rmse(a: [f32; 4], b: [f32; 4]) -> f32 {
 
 /// Per cell of one image: the object it learns, as darknet's truth
 /// `(class, x − col, y − row (in cells), w, h)`.
-pub fn cell_targets(head: &DetectionHead, objects: &[V1Object]) -> Result<Vec<Option<(usize, [f32; 4])>>> {
+pub fn cell_targets(
+    head: &DetectionHead,
+    objects: &[V1Object],
+) -> Result<Vec<Option<(usize, [f32; 4])>>> {
     let s = head.side;
     let mut cells: Vec<Option<(usize, [f32; 4])>> = vec![None; s * s];
     for o in objects {
         let [x, y, w, h] = o.bbox;
         if o.class >= head.classes {
-            return Err(arg("yolov1_loss", format!("class {} of {} classes", o.class, head.classes)));
+            return Err(arg(
+                "yolov1_loss",
+                format!("class {} of {} classes", o.class, head.classes),
+            ));
         }
-        if !(x.is_finite() && y.is_finite() && w.is_finite() && h.is_finite()) || w <= 0.0 || h <= 0.0 {
-            return Err(arg("yolov1_loss", format!("object box {:?} must be finite with positive size", o.bbox)));
+        if !(x.is_finite() && y.is_finite() && w.is_finite() && h.is_finite())
+            || w <= 0.0
+            || h <= 0.0
+        {
+            return Err(arg(
+                "yolov1_loss",
+                format!("object box {:?} must be finite with positive size", o.bbox),
+            ));
         }
         if w < 0.005 || h < 0.005 {
             continue; // darknet skips boxes under half a percent of the image
@@ -94,7 +112,10 @@ pub fn cell_targets(head: &DetectionHead, objects: &[V1Object]) -> Result<Vec<Op
         let row = ((y * s as f32) as isize).clamp(0, s as isize - 1) as usize;
         let cell = &mut cells[row * s + col];
         if cell.is_none() {
-            *cell = Some((o.class, [x * s as f32 - col as f32, y * s as f32 - row as f32, w, h]));
+            *cell = Some((
+                o.class,
+                [x * s as f32 - col as f32, y * s as f32 - row as f32, w, h],
+            ));
         }
     }
     Ok(cells)
@@ -102,17 +123,31 @@ pub fn cell_targets(head: &DetectionHead, objects: &[V1Object]) -> Result<Vec<Op
 
 /// The YOLOv1 loss of `out` (N, S²·(C + 5B)), the raw `[detection]` output, for the objects of
 /// each image.
-pub fn yolov1_loss(out: &Tensor, head: &DetectionHead, objects: &[Vec<V1Object>], sc: Yolov1Scales) -> Result<Yolov1Loss> {
+pub fn yolov1_loss(
+    out: &Tensor,
+    head: &DetectionHead,
+    objects: &[Vec<V1Object>],
+    sc: Yolov1Scales,
+) -> Result<Yolov1Loss> {
     let (s, b, c) = (head.side, head.num, head.classes);
     let cells = s * s;
     let per = cells * (c + 5 * b);
     let shape = out.shape();
     let n = shape.first().copied().unwrap_or(0);
     if shape.len() < 2 || shape[1..].iter().product::<usize>() != per || objects.len() != n {
-        return Err(arg("yolov1_loss", format!("output {shape:?} for {} images, expected (N, {per})", objects.len())));
+        return Err(arg(
+            "yolov1_loss",
+            format!(
+                "output {shape:?} for {} images, expected (N, {per})",
+                objects.len()
+            ),
+        ));
     }
     if head.coords != 4 {
-        return Err(arg("yolov1_loss", format!("coords={} (4 expected)", head.coords)));
+        return Err(arg(
+            "yolov1_loss",
+            format!("coords={} (4 expected)", head.coords),
+        ));
     }
     let o = out.detach().to_vec();
     let mut target = o.clone();
@@ -165,7 +200,11 @@ pub fn yolov1_loss(out: &Tensor, head: &DetectionHead, objects: &[Vec<V1Object>]
             target[p] = if sc.rescore { u } else { 1.0 };
             weight[p] = sc.object;
             let bi = base + cells * (c + b) + (i * b + j) * 4;
-            let (tw, th) = if head.sqrt { (tb[2].sqrt(), tb[3].sqrt()) } else { (tb[2], tb[3]) };
+            let (tw, th) = if head.sqrt {
+                (tb[2].sqrt(), tb[3].sqrt())
+            } else {
+                (tb[2], tb[3])
+            };
             for (k, v) in [tb[0], tb[1], tw, th].into_iter().enumerate() {
                 target[bi + k] = v;
                 weight[bi + k] = sc.coord;
@@ -183,7 +222,11 @@ pub fn yolov1_loss(out: &Tensor, head: &DetectionHead, objects: &[Vec<V1Object>]
     Ok(Yolov1Loss {
         loss,
         delta,
-        avg_iou: if count > 0 { iou_sum / count as f32 } else { 0.0 },
+        avg_iou: if count > 0 {
+            iou_sum / count as f32
+        } else {
+            0.0
+        },
         count,
     })
 }
