@@ -5,6 +5,7 @@ mod classify;
 mod data_cmd;
 mod data_spec;
 mod detect;
+mod detect_train;
 mod eval;
 mod features;
 mod filters;
@@ -63,6 +64,8 @@ enum Cmd {
     Data(data_cmd::DataArgs),
     /// Find objects in photos with a pretrained detector (default: YOLOv3-tiny) and draw them.
     Detect(detect::DetectArgs),
+    /// Train a detector (YOLOv1) on a detection data set, with mAP on held-out images.
+    DetectTrain(detect_train::DetectTrainArgs),
     /// Score detections against ground truth: COCO's mAP or Pascal VOC's.
     Map(map::MapArgs),
     /// Time the speed workloads (one JSON line each with --json).
@@ -116,6 +119,7 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Map(a) => map::run(a),
         Cmd::Detect(a) => detect::run(a),
+        Cmd::DetectTrain(a) => detect_train::run(a),
         Cmd::Data(a) => data_cmd::run(a),
     };
     if let Err(e) = result {

@@ -80,14 +80,14 @@ fn rmse(a: [f32; 4], b: [f32; 4]) -> f32 {
     s.sqrt() as f32
 }
 
+/// A cell's object: class and darknet's truth box `(x − col, y − row, w, h)`.
+pub type CellTarget = (usize, [f32; 4]);
+
 /// Per cell of one image: the object it learns, as darknet's truth
 /// `(class, x − col, y − row (in cells), w, h)`.
-pub fn cell_targets(
-    head: &DetectionHead,
-    objects: &[V1Object],
-) -> Result<Vec<Option<(usize, [f32; 4])>>> {
+pub fn cell_targets(head: &DetectionHead, objects: &[V1Object]) -> Result<Vec<Option<CellTarget>>> {
     let s = head.side;
-    let mut cells: Vec<Option<(usize, [f32; 4])>> = vec![None; s * s];
+    let mut cells: Vec<Option<CellTarget>> = vec![None; s * s];
     for o in objects {
         let [x, y, w, h] = o.bbox;
         if o.class >= head.classes {

@@ -1,0 +1,455 @@
+//! `aics detect-train`: train a chapter detector on a detection data set, with mAP on held-out
+//! images every epoch, atomic checkpoints and exact resume. YOLOv1 so far.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aics_detect::darknet::{Darknet, HeadOutput, Layer};
+use aics_detect::data::{read_coco, read_voc_dir, Dataset, Detection};
+use aics_detect::yolo::{decode_detection, detections, nms_sort};
+use aics_detect::yolov1::{yolov1_loss, V1Object, Yolov1Scales};
+use aics_detect::{coco_eval, voc_eval, VocAp};
+use aics_nn::checkpoint::{load_checkpoint, save_checkpoint, write_atomic};
+use aics_nn::optim::Optimizer;
+use aics_nn::{parameters, Adam, Module};
+use aics_tensor::{no_grad, Rng, Tensor};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DetModel {
+    /// YOLOv1: S×S grid (S = size/32), B = 2 boxes a cell, the sum-squared loss.
+    Yolov1,
+}
+
+#[derive(Args, Debug)]
+pub struct DetectTrainArgs {
+    #[arg(long, value_enum, default_value = "yolov1")]
+    model: DetModel,
+    /// Training data: synth:DIR (from `aics data synth-detect`), coco:ANNOTATIONS.json:IMAGES,
+    /// or voc:XML_DIR:IMAGES.
+    #[arg(long)]
+    dataset: String,
+    /// Validation data (same forms); default: the last 10% of the training images, held out.
+    #[arg(long)]
+    val: Option<String>,
+    /// Network input size (a multiple of 32; the grid is size/32).
+    #[arg(long, default_value_t = 224)]
+    size: usize,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Adam learning rate (divided by 10 for the last third of the epochs).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint, written atomically after every epoch.
+    #[arg(long, default_value = "runs/yolov1.safetensors")]
+    checkpoint: PathBuf,
+    /// JSON lines, one per epoch (default: the checkpoint's path with .jsonl).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Continue the run that wrote --checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// A data set held in memory at the network's input size.
+struct Split {
+    gt: Dataset,
+    /// Per image: RGB bytes at size × size.
+    pixels: Vec<Vec<u8>>,
+    /// Per image: objects with image-relative centre boxes, class index 0-based.
+    objects: Vec<Vec<V1Object>>,
+}
+
+fn parse_spec(spec: &str) -> Result<(Dataset, PathBuf)> {
+    let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    match kind {
+        "synth" => {
+            let dir = PathBuf::from(rest);
+            Ok((read_coco(&dir.join("annotations.json"))?, dir.join("images")))
+        }
+        "coco" | "voc" => {
+            let Some((ann, images)) = rest.rsplit_once(':') else {
+                bail!("--dataset {spec}: expected {kind}:ANNOTATIONS:IMAGES");
+            };
+            let d = if kind == "coco" { read_coco(Path::new(ann))? } else { read_voc_dir(Path::new(ann))? };
+            Ok((d, PathBuf::from(images)))
+        }
+        _ => bail!("--dataset {spec}: expected synth:DIR, coco:ANNOTATIONS.json:IMAGES or voc:XML_DIR:IMAGES"),
+    }
+}
+
+fn load_split(
+    gt: Dataset,
+    images: &Path,
+    keep: &[usize],
+    size: usize,
+    cat_index: &HashMap<u64, usize>,
+) -> Result<Split> {
+    let mut pixels = Vec::new();
+    let mut objects = Vec::new();
+    let ids: Vec<u64> = keep.iter().map(|&i| gt.images[i].id).collect();
+    let pb = ProgressBar::new(keep.len() as u64);
+    pb.set_style(
+        ProgressStyle::with_template("loading {bar:30} {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for &i in keep {
+        let im = &gt.images[i];
+        let path = images.join(&im.file_name);
+        let img = image::open(&path)
+            .with_context(|| format!("{}: cannot read the image", path.display()))?
+            .to_rgb8();
+        if img.width() != im.width || img.height() != im.height {
+            bail!(
+                "{}: {}x{} pixels, the annotations say {}x{}",
+                path.display(),
+                img.width(),
+                img.height(),
+                im.width,
+                im.height
+            );
+        }
+        let r = image::imageops::resize(
+            &img,
+            size as u32,
+            size as u32,
+            image::imageops::FilterType::Triangle,
+        );
+        pixels.push(r.into_raw());
+        let (w, h) = (im.width as f32, im.height as f32);
+        objects.push(
+            gt.annotations
+                .iter()
+                .filter(|a| a.image_id == im.id && !a.iscrowd)
+                .map(|a| {
+                    let b = a.bbox;
+                    V1Object {
+                        class: cat_index[&a.category_id],
+                        bbox: [
+                            (b[0] + b[2] / 2.0) as f32 / w,
+                            (b[1] + b[3] / 2.0) as f32 / h,
+                            b[2] as f32 / w,
+                            b[3] as f32 / h,
+                        ],
+                    }
+                })
+                .collect(),
+        );
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let gt = Dataset {
+        images: gt
+            .images
+            .iter()
+            .filter(|im| ids.contains(&im.id))
+            .cloned()
+            .collect(),
+        annotations: gt
+            .annotations
+            .iter()
+            .filter(|a| ids.contains(&a.image_id))
+            .cloned()
+            .collect(),
+        categories: gt.categories.clone(),
+    };
+    Ok(Split {
+        gt,
+        pixels,
+        objects,
+    })
+}
+
+/// The YOLOv1 network for `size`² inputs and `classes` classes: darknet's tiny YOLOv1 layout
+/// (3×3 conv + BN + leaky, 2×2 max pool, five times), a 3×3 conv, and a connected layer to the
+/// S²·(C + 5B) output.
+pub fn yolov1_cfg(size: usize, classes: usize) -> String {
+    let s = size / 32;
+    let mut c = format!("[net]\nwidth={size}\nheight={size}\nchannels=3\n");
+    for f in [16, 32, 64, 128, 256] {
+        c += &format!("\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n[maxpool]\nsize=2\nstride=2\n");
+    }
+    c += "\n[convolutional]\nbatch_normalize=1\nfilters=256\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
+    c += &format!(
+        "\n[connected]\noutput={}\nactivation=linear\n",
+        s * s * (classes + 10)
+    );
+    c += &format!("\n[detection]\nclasses={classes}\ncoords=4\nrescore=1\nside={s}\nnum=2\nsoftmax=0\nsqrt=1\nobject_scale=1\nnoobject_scale=.5\nclass_scale=1\ncoord_scale=5\n");
+    c
+}
+
+fn batch_tensor(split: &Split, idx: &[usize], size: usize, flips: &[bool]) -> Result<Tensor> {
+    let n = size * size;
+    let mut x = vec![0f32; idx.len() * 3 * n];
+    for (b, (&i, &flip)) in idx.iter().zip(flips).enumerate() {
+        let px = &split.pixels[i];
+        for y in 0..size {
+            for xx in 0..size {
+                let sx = if flip { size - 1 - xx } else { xx };
+                for c in 0..3 {
+                    x[b * 3 * n + c * n + y * size + xx] =
+                        px[(y * size + sx) * 3 + c] as f32 / 255.0;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(x, &[idx.len(), 3, size, size])?)
+}
+
+/// Detections of the network on a split, in the split's image pixels, for mAP.
+fn evaluate(net: &Darknet, split: &Split, size: usize, batch: usize) -> Result<Vec<Detection>> {
+    let _g = no_grad();
+    net.set_training(false);
+    let mut dets = Vec::new();
+    let idx: Vec<usize> = (0..split.pixels.len()).collect();
+    for chunk in idx.chunks(batch) {
+        let x = batch_tensor(split, chunk, size, &vec![false; chunk.len()])?;
+        for h in net.forward_heads(&x)? {
+            let HeadOutput::Detection(hd, t) = h else {
+                continue;
+            };
+            for (b, &i) in chunk.iter().enumerate() {
+                let im = &split.gt.images[i];
+                let mut c = decode_detection(
+                    hd,
+                    &t.narrow(0, b, 1)?,
+                    im.width as usize,
+                    im.height as usize,
+                    0.01,
+                )?;
+                nms_sort(&mut c, 0.45);
+                let mut d = detections(&c, 0.01);
+                d.truncate(100);
+                for d in d {
+                    let [x1, y1, x2, y2] = d.bbox;
+                    let (x1, y1) = (x1.max(0.0), y1.max(0.0));
+                    let (x2, y2) = (x2.min(im.width as f32), y2.min(im.height as f32));
+                    if x2 > x1 && y2 > y1 {
+                        dets.push(Detection {
+                            image_id: im.id,
+                            category_id: split.gt.categories[d.class].id,
+                            bbox: [x1 as f64, y1 as f64, (x2 - x1) as f64, (y2 - y1) as f64],
+                            score: d.score as f64,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(dets)
+}
+
+pub fn run(a: DetectTrainArgs) -> Result<()> {
+    if a.size < 64 || !a.size.is_multiple_of(32) {
+        bail!(
+            "--size must be a multiple of 32, at least 64 (got {})",
+            a.size
+        );
+    }
+    if a.batch == 0 || a.epochs == 0 || !(a.lr > 0.0) {
+        bail!("--batch and --epochs must be at least 1 and --lr positive");
+    }
+    let (mut gt, images) = parse_spec(&a.dataset)?;
+    gt.categories.sort_by_key(|c| c.id);
+    let cat_index: HashMap<u64, usize> = gt
+        .categories
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id, i))
+        .collect();
+    let n = gt.images.len();
+    let (train_idx, val) = match &a.val {
+        Some(spec) => {
+            let (mut vg, vimages) = parse_spec(spec)?;
+            vg.categories.sort_by_key(|c| c.id);
+            let names = |d: &Dataset| {
+                d.categories
+                    .iter()
+                    .map(|c| (c.id, c.name.clone()))
+                    .collect::<Vec<_>>()
+            };
+            if names(&vg) != names(&gt) {
+                bail!("--val {spec}: its classes differ from the training set's");
+            }
+            let all: Vec<usize> = (0..vg.images.len()).collect();
+            (
+                (0..n).collect::<Vec<_>>(),
+                load_split(vg, &vimages, &all, a.size, &cat_index)?,
+            )
+        }
+        None => {
+            if n < 10 {
+                bail!("{}: {n} images; holding out 10% for validation needs at least 10 (or give --val)", a.dataset);
+            }
+            let nv = n / 10;
+            let v: Vec<usize> = (n - nv..n).collect();
+            (
+                (0..n - nv).collect(),
+                load_split(gt.clone(), &images, &v, a.size, &cat_index)?,
+            )
+        }
+    };
+    let train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
+    let classes = gt.categories.len();
+    let cfg = yolov1_cfg(a.size, classes);
+    let net = Darknet::from_cfg(&cfg).map_err(|e| anyhow::anyhow!("yolov1 cfg: {e}"))?;
+    net.randomize(&mut Rng::new(a.seed));
+    let head = net
+        .layers
+        .iter()
+        .find_map(|l| {
+            if let Layer::Detection(h) = l {
+                Some(h.clone())
+            } else {
+                None
+            }
+        })
+        .context("no [detection] layer")?;
+    let settings = json!({"model": "yolov1", "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": a.epochs,
+                          "batch": a.batch, "lr": a.lr, "seed": a.seed}).to_string();
+    let mut opt = Adam::new(parameters(&net)).lr(a.lr);
+    let mut start = 0;
+    let log_path = a
+        .log
+        .clone()
+        .unwrap_or_else(|| a.checkpoint.with_extension("jsonl"));
+    let mut log_lines: Vec<String> = Vec::new();
+    if a.resume {
+        let ck = load_checkpoint(&a.checkpoint)
+            .with_context(|| "--resume needs the checkpoint of an earlier run")?;
+        if ck.meta("aics.detect_train") != Some(settings.as_str()) {
+            bail!("{}: --resume continues the checkpoint's run, but the settings differ (checkpoint: {}); give the same settings, or start a new run", a.checkpoint.display(), ck.meta("aics.detect_train").unwrap_or("none"));
+        }
+        ck.load_into(&net)?;
+        opt.load_state(&ck.optimizer_state())?;
+        start = ck
+            .meta("aics.epoch")
+            .and_then(|e| e.parse::<usize>().ok())
+            .context("checkpoint without its epoch")?;
+        if let Ok(text) = std::fs::read_to_string(&log_path) {
+            log_lines = text.lines().take(start).map(|s| s.to_string()).collect();
+        }
+    }
+    if let Some(dir) = a.checkpoint.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let nt = train.pixels.len();
+    let steps = nt.div_ceil(a.batch);
+    println!(
+        "yolov1 {}×{} (S={}, B=2, {classes} classes): {nt} training images, {} validation images",
+        a.size,
+        a.size,
+        a.size / 32,
+        val.pixels.len()
+    );
+    for epoch in start..a.epochs {
+        let lr = if epoch >= a.epochs * 2 / 3 {
+            a.lr / 10.0
+        } else {
+            a.lr
+        };
+        opt.set_lr(lr);
+        let mut rng = Rng::derive(a.seed, epoch as u64 + 1);
+        let mut order: Vec<usize> = (0..nt).collect();
+        rng.shuffle(&mut order);
+        let pb = ProgressBar::new(steps as u64);
+        pb.set_style(
+            ProgressStyle::with_template(&format!(
+                "epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}} ({{elapsed}}<{{eta}})",
+                epoch + 1,
+                a.epochs
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let t0 = Instant::now();
+        let (mut loss_sum, mut iou_sum, mut seen) = (0f64, 0f64, 0usize);
+        net.set_training(true);
+        for chunk in order.chunks(a.batch) {
+            let flips: Vec<bool> = chunk.iter().map(|_| rng.uniform() < 0.5).collect();
+            let x = batch_tensor(&train, chunk, a.size, &flips)?;
+            let objs: Vec<Vec<V1Object>> = chunk
+                .iter()
+                .zip(&flips)
+                .map(|(&i, &f)| {
+                    train.objects[i]
+                        .iter()
+                        .map(|o| V1Object {
+                            class: o.class,
+                            bbox: if f {
+                                [1.0 - o.bbox[0], o.bbox[1], o.bbox[2], o.bbox[3]]
+                            } else {
+                                o.bbox
+                            },
+                        })
+                        .collect()
+                })
+                .collect();
+            opt.zero_grad();
+            let out = net.forward(&x)?;
+            let l = yolov1_loss(&out, &head, &objs, Yolov1Scales::default())?;
+            let v = l.loss.to_vec()[0] as f64 / chunk.len() as f64;
+            if !v.is_finite() {
+                bail!(
+                    "epoch {}: the loss is not finite ({v}); try a smaller --lr",
+                    epoch + 1
+                );
+            }
+            l.loss.mul_scalar(1.0 / chunk.len() as f64).backward()?;
+            opt.step()?;
+            loss_sum += v * chunk.len() as f64;
+            iou_sum += l.avg_iou as f64 * chunk.len() as f64;
+            seen += chunk.len();
+            pb.set_message(format!("loss {:.3}", loss_sum / seen as f64));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let train_s = t0.elapsed().as_secs_f64();
+        let dets = evaluate(&net, &val, a.size, a.batch)?;
+        let voc = voc_eval(&val.gt, &dets, 0.5, VocAp::AllPoint).map;
+        let coco = coco_eval(&val.gt, &dets).stats();
+        let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, "avg_iou": iou_sum / seen as f64, "lr": lr,
+                          "val_map50_voc": voc, "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,
+                          "seconds_per_image": train_s / nt as f64}).to_string();
+        println!(
+            "epoch {}: loss {:.4}, val mAP@0.5 {:.4} (VOC), COCO AP {:.4}, AP50 {:.4}, {:.1} s",
+            epoch + 1,
+            loss_sum / seen as f64,
+            voc,
+            coco.ap,
+            coco.ap50,
+            train_s
+        );
+        log_lines.push(line);
+        let mut md = HashMap::new();
+        md.insert("aics.detect_train".to_string(), settings.clone());
+        md.insert("aics.epoch".to_string(), (epoch + 1).to_string());
+        md.insert("aics.darknet_cfg".to_string(), cfg.clone());
+        md.insert(
+            "aics.class_names".to_string(),
+            serde_json::to_string(
+                &gt.categories
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>(),
+            )?,
+        );
+        save_checkpoint(&a.checkpoint, &net, Some(&opt), md)?;
+        write_atomic(&log_path, (log_lines.join("\n") + "\n").as_bytes())?;
+    }
+    std::io::stdout().flush().ok();
+    println!(
+        "checkpoint: {}\nlog: {}",
+        a.checkpoint.display(),
+        log_path.display()
+    );
+    Ok(())
+}
