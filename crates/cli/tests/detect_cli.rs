@@ -382,3 +382,82 @@ fn detect_default_finds_the_dog_bicycle_and_truck() {
     assert_eq!(v["detections"].as_array().unwrap().len(), 4);
     assert_eq!(v["detections"][0]["landmarks"].as_array().unwrap().len(), 5);
 }
+
+#[test]
+fn detect_train_runs_logs_and_refuses_a_different_resume() {
+    let d = tmp("dtrain");
+    let set = d.join("set");
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        s(&set),
+        "--images",
+        "20",
+        "--classes",
+        "3",
+        "--size",
+        "64",
+        "--seed",
+        "2",
+    ]));
+    let ck = d.join("y.safetensors");
+    let spec = format!("synth:{}", s(&set));
+    let args = [
+        "detect-train",
+        "--dataset",
+        &spec,
+        "--size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch",
+        "4",
+        "--checkpoint",
+        s(&ck),
+    ];
+    let text = ok(&aics(&args));
+    assert!(text.contains("epoch 2:"), "{text}");
+    let log = std::fs::read_to_string(ck.with_extension("jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["loss"].as_f64().unwrap().is_finite() && v["val_map50_voc"].as_f64().is_some(),
+            "{line}"
+        );
+    }
+    // the same settings resume (nothing left to do); others are refused in one line
+    ok(&aics(&[&args[..], &["--resume"]].concat()));
+    let e = err(&aics(&[
+        "detect-train",
+        "--dataset",
+        &spec,
+        "--size",
+        "64",
+        "--epochs",
+        "3",
+        "--batch",
+        "4",
+        "--checkpoint",
+        s(&ck),
+        "--resume",
+    ]));
+    assert!(e.contains("--resume"), "{e}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--dataset",
+        "synth:/nonexistent",
+        "--checkpoint",
+        s(&ck),
+    ]));
+    assert!(e.contains("nonexistent"), "{e}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--dataset",
+        &spec,
+        "--size",
+        "100",
+    ]));
+    assert!(e.contains("--size"), "{e}");
+}
