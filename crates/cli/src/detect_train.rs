@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use aics_detect::darknet::{Darknet, HeadOutput, Layer};
+use aics_detect::darknet::{Darknet, DetectionHead, Layer};
 use aics_detect::data::{read_coco, read_voc_dir, Dataset, Detection};
 use aics_detect::yolo::{decode_detection, detections, nms_sort};
 use aics_detect::yolov1::{yolov1_loss, V1Object, Yolov1Scales};
@@ -26,10 +26,23 @@ pub enum DetModel {
     Yolov1,
 }
 
+/// YOLOv1's head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HeadKind {
+    /// The paper's: a fully connected layer from the last feature map to the S²·(C + 5B) output.
+    Connected,
+    /// A 1×1 convolution predicting each cell's C + 5B values from its own features (shared
+    /// across cells), its output laid out as darknet's `[detection]` layer expects.
+    Conv,
+}
+
 #[derive(Args, Debug)]
 pub struct DetectTrainArgs {
     #[arg(long, value_enum, default_value = "yolov1")]
     model: DetModel,
+    /// YOLOv1's head.
+    #[arg(long, value_enum, default_value = "connected")]
+    head: HeadKind,
     /// Training data: synth:DIR (from `aics data synth-detect`), coco:ANNOTATIONS.json:IMAGES,
     /// or voc:XML_DIR:IMAGES.
     #[arg(long)]
@@ -172,13 +185,20 @@ fn load_split(
 /// The YOLOv1 network for `size`² inputs and `classes` classes: darknet's tiny YOLOv1 layout
 /// (3×3 conv + BN + leaky, 2×2 max pool, five times), a 3×3 conv, and a connected layer to the
 /// S²·(C + 5B) output.
-pub fn yolov1_cfg(size: usize, classes: usize) -> String {
+pub fn yolov1_cfg(size: usize, classes: usize, head: HeadKind) -> String {
     let s = size / 32;
     let mut c = format!("[net]\nwidth={size}\nheight={size}\nchannels=3\n");
     for f in [16, 32, 64, 128, 256] {
         c += &format!("\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n[maxpool]\nsize=2\nstride=2\n");
     }
     c += "\n[convolutional]\nbatch_normalize=1\nfilters=256\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
+    if head == HeadKind::Conv {
+        c += &format!(
+            "\n[convolutional]\nfilters={}\nsize=1\nstride=1\nactivation=linear\n",
+            classes + 10
+        );
+        return c;
+    }
     c += &format!(
         "\n[connected]\noutput={}\nactivation=linear\n",
         s * s * (classes + 10)
@@ -205,18 +225,39 @@ fn batch_tensor(split: &Split, idx: &[usize], size: usize, flips: &[bool]) -> Re
     Ok(Tensor::from_vec(x, &[idx.len(), 3, size, size])?)
 }
 
+/// The network's output in darknet's `[detection]` layout `(N, S²·(C + 5B))`: as it comes for
+/// the connected head; for the convolutional head, `(N, C + 5B, S, S)` reordered to
+/// `[S²·C classes][S²·B confidences][S²·B·4 boxes]`.
+fn head_output(net: &Darknet, x: &Tensor, kind: HeadKind, h: &DetectionHead) -> Result<Tensor> {
+    let y = net.forward(x)?;
+    if kind == HeadKind::Connected {
+        return Ok(y);
+    }
+    let (n, c, b, cells) = (y.shape()[0], h.classes, h.num, h.side * h.side);
+    let t = y.permute(&[0, 2, 3, 1])?.reshape(&[n, cells, c + 5 * b])?;
+    let cls = t.narrow(2, 0, c)?.reshape(&[n, cells * c])?;
+    let conf = t.narrow(2, c, b)?.reshape(&[n, cells * b])?;
+    let boxes = t.narrow(2, c + b, 4 * b)?.reshape(&[n, cells * 4 * b])?;
+    Ok(Tensor::concat(&[&cls, &conf, &boxes], 1)?)
+}
+
 /// Detections of the network on a split, in the split's image pixels, for mAP.
-fn evaluate(net: &Darknet, split: &Split, size: usize, batch: usize) -> Result<Vec<Detection>> {
+fn evaluate(
+    net: &Darknet,
+    kind: HeadKind,
+    hd: &DetectionHead,
+    split: &Split,
+    size: usize,
+    batch: usize,
+) -> Result<Vec<Detection>> {
     let _g = no_grad();
     net.set_training(false);
     let mut dets = Vec::new();
     let idx: Vec<usize> = (0..split.pixels.len()).collect();
     for chunk in idx.chunks(batch) {
         let x = batch_tensor(split, chunk, size, &vec![false; chunk.len()])?;
-        for h in net.forward_heads(&x)? {
-            let HeadOutput::Detection(hd, t) = h else {
-                continue;
-            };
+        {
+            let t = head_output(net, &x, kind, hd)?;
             for (b, &i) in chunk.iter().enumerate() {
                 let im = &split.gt.images[i];
                 let mut c = decode_detection(
@@ -300,21 +341,31 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
     };
     let train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
     let classes = gt.categories.len();
-    let cfg = yolov1_cfg(a.size, classes);
+    let cfg = yolov1_cfg(a.size, classes, a.head);
     let net = Darknet::from_cfg(&cfg).map_err(|e| anyhow::anyhow!("yolov1 cfg: {e}"))?;
     net.randomize(&mut Rng::new(a.seed));
-    let head = net
-        .layers
-        .iter()
-        .find_map(|l| {
-            if let Layer::Detection(h) = l {
-                Some(h.clone())
-            } else {
-                None
-            }
-        })
-        .context("no [detection] layer")?;
-    let settings = json!({"model": "yolov1", "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": a.epochs,
+    let head = match a.head {
+        HeadKind::Connected => net
+            .layers
+            .iter()
+            .find_map(|l| {
+                if let Layer::Detection(h) = l {
+                    Some(h.clone())
+                } else {
+                    None
+                }
+            })
+            .context("no [detection] layer")?,
+        HeadKind::Conv => DetectionHead {
+            classes,
+            coords: 4,
+            side: a.size / 32,
+            num: 2,
+            sqrt: true,
+            softmax: false,
+        },
+    };
+    let settings = json!({"model": "yolov1", "head": format!("{:?}", a.head).to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": a.epochs,
                           "batch": a.batch, "lr": a.lr, "seed": a.seed}).to_string();
     let mut opt = Adam::new(parameters(&net)).lr(a.lr);
     let mut start = 0;
@@ -394,7 +445,7 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
                 })
                 .collect();
             opt.zero_grad();
-            let out = net.forward(&x)?;
+            let out = head_output(&net, &x, a.head, &head)?;
             let l = yolov1_loss(&out, &head, &objs, Yolov1Scales::default())?;
             let v = l.loss.to_vec()[0] as f64 / chunk.len() as f64;
             if !v.is_finite() {
@@ -413,7 +464,7 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
         }
         pb.finish_and_clear();
         let train_s = t0.elapsed().as_secs_f64();
-        let dets = evaluate(&net, &val, a.size, a.batch)?;
+        let dets = evaluate(&net, a.head, &head, &val, a.size, a.batch)?;
         let voc = voc_eval(&val.gt, &dets, 0.5, VocAp::AllPoint).map;
         let coco = coco_eval(&val.gt, &dets).stats();
         let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, "avg_iou": iou_sum / seen as f64, "lr": lr,
