@@ -83,6 +83,18 @@ fn name_of(names: &BTreeMap<u64, &str>, id: u64) -> String {
         .map_or_else(|| id.to_string(), |s| s.to_string())
 }
 
+/// Per-class precision–recall curves as one PNG.
+fn plot_pr(path: &Path, title: &str, curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    let cs: Vec<Curve> = curves
+        .iter()
+        .map(|(l, c)| Curve {
+            label: l,
+            points: c,
+        })
+        .collect();
+    write_line_chart(path, title, "recall", "precision", &cs)
+}
+
 fn fmt(v: f64) -> String {
     if v < 0.0 {
         "   n/a".into()
@@ -129,19 +141,10 @@ fn run_coco(
             .enumerate()
             .filter_map(|(k, &id)| ev.pr_curve(t_sel, k).map(|c| (name_of(names, id), c)))
             .collect();
-        let cs: Vec<Curve> = curves
-            .iter()
-            .map(|(l, c)| Curve {
-                label: l,
-                points: c,
-            })
-            .collect();
-        write_line_chart(
+        plot_pr(
             p,
             &format!("Precision–recall at IoU {thr:.2} (COCO, area all, 100 detections)"),
-            "recall",
-            "precision",
-            &cs,
+            &curves,
         )?;
     }
     if a.json {
@@ -228,19 +231,10 @@ fn run_voc(
                 Some((name_of(names, id), pts))
             })
             .collect();
-        let cs: Vec<Curve> = curves
-            .iter()
-            .map(|(l, c)| Curve {
-                label: l,
-                points: c,
-            })
-            .collect();
-        write_line_chart(
+        plot_pr(
             p,
             &format!("Precision–recall at IoU {iou} (Pascal VOC)"),
-            "recall",
-            "precision",
-            &cs,
+            &curves,
         )?;
     }
     if a.json {

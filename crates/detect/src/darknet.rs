@@ -135,33 +135,28 @@ impl Section {
         self.find(key)
             .map_or(default.to_string(), |(v, _)| v.to_string())
     }
+    /// A comma-separated list option (`anchors=10,14,23,27`, `layers=-1,8`); empty when absent.
+    fn list<V: std::str::FromStr>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> std::result::Result<Vec<V>, String> {
+        let Some((v, l)) = self.find(key) else {
+            return Ok(Vec::new());
+        };
+        v.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<V>()
+                    .map_err(|_| cfg_err(l, format!("[{}] {key}: `{s}` is not {what}", self.name)))
+            })
+            .collect()
+    }
     fn floats(&self, key: &str) -> std::result::Result<Vec<f64>, String> {
-        match self.find(key) {
-            None => Ok(Vec::new()),
-            Some((v, l)) => v
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<f64>().map_err(|_| {
-                        cfg_err(l, format!("[{}] {key}: `{s}` is not a number", self.name))
-                    })
-                })
-                .collect(),
-        }
+        self.list(key, "a number")
     }
     fn ints(&self, key: &str) -> std::result::Result<Vec<i64>, String> {
-        match self.find(key) {
-            None => Ok(Vec::new()),
-            Some((v, l)) => v
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<i64>().map_err(|_| {
-                        cfg_err(l, format!("[{}] {key}: `{s}` is not an integer", self.name))
-                    })
-                })
-                .collect(),
-        }
+        self.list(key, "an integer")
     }
     fn err(&self, msg: impl std::fmt::Display) -> String {
         cfg_err(self.line, format!("[{}] {msg}", self.name))

@@ -227,41 +227,49 @@ fn chw(t: &Tensor) -> Result<(Vec<f32>, usize, usize, usize)> {
     Ok((v, s[1], s[2], s[3]))
 }
 
-/// Decode a `[yolo]` head (`get_yolo_detections` + `correct_yolo_boxes`).
-pub fn decode_yolo(
-    head: &YoloHead,
+/// The anchored heads' shared decoding: per cell and anchor, a box `(col + x)/W, (row + y)/H`
+/// with `exp(tw)·anchor_w/scale_w` (YOLOv3's anchors are in network pixels, YOLOv2's in cells),
+/// kept when its objectness is above `thresh`, with `objectness · P(class)` per class above it.
+#[allow(clippy::too_many_arguments)]
+fn decode_anchored(
+    op: &'static str,
     out: &Tensor,
+    anchors: &[(f64, f64)],
+    coords: usize,
+    classes: usize,
     g: &LetterboxGeom,
+    anchor_scale: impl Fn(usize, usize) -> (f64, f64),
     thresh: f32,
 ) -> Result<Vec<Candidate>> {
     let (p, c, lh, lw) = chw(out)?;
-    let per = 5 + head.classes;
-    if c != head.anchors.len() * per {
+    let per = coords + 1 + classes;
+    if c != anchors.len() * per {
         return Err(crate::error::arg(
-            "yolo",
+            op,
             format!(
                 "head output has {c} channels, expected {}",
-                head.anchors.len() * per
+                anchors.len() * per
             ),
         ));
     }
+    let (sw, sh) = anchor_scale(lw, lh);
     let hw = lh * lw;
     let at = |n: usize, e: usize, i: usize| p[(n * per + e) * hw + i];
     let mut dets = Vec::new();
     for i in 0..hw {
         let (row, col) = (i / lw, i % lw);
-        for (n, &(aw, ah)) in head.anchors.iter().enumerate() {
-            let obj = at(n, 4, i);
+        for (n, &(aw, ah)) in anchors.iter().enumerate() {
+            let obj = at(n, coords, i);
             if obj <= thresh {
                 continue;
             }
             let bx = (col as f32 + at(n, 0, i)) / lw as f32;
             let by = (row as f32 + at(n, 1, i)) / lh as f32;
-            let bw = ((at(n, 2, i) as f64).exp() * aw / g.net_w as f64) as f32;
-            let bh = ((at(n, 3, i) as f64).exp() * ah / g.net_h as f64) as f32;
-            let probs = (0..head.classes)
+            let bw = ((at(n, 2, i) as f64).exp() * aw / sw) as f32;
+            let bh = ((at(n, 3, i) as f64).exp() * ah / sh) as f32;
+            let probs = (0..classes)
                 .map(|j| {
-                    let pr = obj * at(n, 5 + j, i);
+                    let pr = obj * at(n, coords + 1 + j, i);
                     if pr > thresh {
                         pr
                     } else {
@@ -279,6 +287,26 @@ pub fn decode_yolo(
     Ok(dets)
 }
 
+/// Decode a `[yolo]` head (`get_yolo_detections` + `correct_yolo_boxes`).
+pub fn decode_yolo(
+    head: &YoloHead,
+    out: &Tensor,
+    g: &LetterboxGeom,
+    thresh: f32,
+) -> Result<Vec<Candidate>> {
+    let net = (g.net_w as f64, g.net_h as f64);
+    decode_anchored(
+        "yolo",
+        out,
+        &head.anchors,
+        4,
+        head.classes,
+        g,
+        |_, _| net,
+        thresh,
+    )
+}
+
 /// Decode a `[region]` head (YOLOv2: `get_region_detections` + `correct_region_boxes`).
 pub fn decode_region(
     head: &RegionHead,
@@ -286,50 +314,16 @@ pub fn decode_region(
     g: &LetterboxGeom,
     thresh: f32,
 ) -> Result<Vec<Candidate>> {
-    let (p, c, lh, lw) = chw(out)?;
-    let per = head.coords + 1 + head.classes;
-    if c != head.anchors.len() * per {
-        return Err(crate::error::arg(
-            "region",
-            format!(
-                "head output has {c} channels, expected {}",
-                head.anchors.len() * per
-            ),
-        ));
-    }
-    let hw = lh * lw;
-    let at = |n: usize, e: usize, i: usize| p[(n * per + e) * hw + i];
-    let mut dets = Vec::new();
-    for i in 0..hw {
-        let (row, col) = (i / lw, i % lw);
-        for (n, &(aw, ah)) in head.anchors.iter().enumerate() {
-            let obj = at(n, head.coords, i);
-            if obj <= thresh {
-                continue;
-            }
-            let bx = (col as f32 + at(n, 0, i)) / lw as f32;
-            let by = (row as f32 + at(n, 1, i)) / lh as f32;
-            let bw = ((at(n, 2, i) as f64).exp() * aw / lw as f64) as f32;
-            let bh = ((at(n, 3, i) as f64).exp() * ah / lh as f64) as f32;
-            let probs = (0..head.classes)
-                .map(|j| at(n, head.coords + 1 + j, i))
-                .map(|q| {
-                    let pr = obj * q;
-                    if pr > thresh {
-                        pr
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            dets.push(Candidate {
-                bbox: g.correct([bx, by, bw, bh]),
-                objectness: obj,
-                probs,
-            });
-        }
-    }
-    Ok(dets)
+    decode_anchored(
+        "region",
+        out,
+        &head.anchors,
+        head.coords,
+        head.classes,
+        g,
+        |w, h| (w as f64, h as f64),
+        thresh,
+    )
 }
 
 /// Decode a `[detection]` head (YOLOv1, `get_detection_detections`): the output
