@@ -296,7 +296,7 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
             a.size
         );
     }
-    if a.batch == 0 || a.epochs == 0 || !(a.lr > 0.0) {
+    if a.batch == 0 || a.epochs == 0 || a.lr.is_nan() || a.lr <= 0.0 {
         bail!("--batch and --epochs must be at least 1 and --lr positive");
     }
     let (mut gt, images) = parse_spec(&a.dataset)?;
