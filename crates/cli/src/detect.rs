@@ -23,6 +23,8 @@ pub enum DetectModel {
     Yolov3Tiny,
     /// Any darknet YOLO model given by --cfg, --weights and --names (v1, v2 or v3 heads).
     Darknet,
+    /// A YOLOv1 checkpoint written by `aics detect-train` (--weights CKPT).
+    Yolov1,
     /// MTCNN, the cascade face detector (facenet-pytorch's trained networks; --weights is the
     /// folder with pnet.pt, rnet.pt, onet.pt). Boxes come with five landmarks.
     Mtcnn,
@@ -132,6 +134,86 @@ fn out_path(a: &DetectArgs, n: usize, path: &Path) -> PathBuf {
     }
 }
 
+fn run_yolov1(a: &DetectArgs) -> Result<()> {
+    for (flag, given) in [("--cfg", a.cfg.is_some()), ("--names", a.names.is_some())] {
+        if given {
+            bail!("{flag} does not apply to --model yolov1 (the checkpoint holds its network and class names)");
+        }
+    }
+    let Some(ckpt) = &a.weights else {
+        bail!("--model yolov1 needs --weights CKPT (a checkpoint of aics detect-train)");
+    };
+    let score = a.score.unwrap_or(0.2);
+    let nms = a.nms.unwrap_or(0.45);
+    if !(score > 0.0 && score < 1.0) || !(nms > 0.0 && nms <= 1.0) {
+        bail!("--score must be in (0, 1) and --nms in (0, 1], got {score} and {nms}");
+    }
+    let m = crate::detect_train::load_yolov1(ckpt)?;
+    if a.images.is_empty() {
+        bail!("--model yolov1: name the images to run on");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let _g = aics_tensor::no_grad();
+    let mut results = Vec::new();
+    for path in &a.images {
+        let img = open_rgb(path)?;
+        let (w, h) = img.dimensions();
+        let r = image::imageops::resize(
+            &img,
+            m.size as u32,
+            m.size as u32,
+            image::imageops::FilterType::Triangle,
+        );
+        let n = m.size * m.size;
+        let mut x = vec![0f32; 3 * n];
+        for (i, px) in r.as_raw().chunks_exact(3).enumerate() {
+            for k in 0..3 {
+                x[k * n + i] = px[k] as f32 / 255.0;
+            }
+        }
+        let x = aics_tensor::Tensor::from_vec(x, &[1, 3, m.size, m.size])?;
+        let out = crate::detect_train::head_output(&m.net, &x, m.kind, &m.head)?;
+        let mut c =
+            aics_detect::yolo::decode_detection(&m.head, &out, w as usize, h as usize, score)?;
+        aics_detect::yolo::nms_sort(&mut c, nms);
+        let dets = aics_detect::yolo::detections(&c, score);
+        let out_png = out_path(a, a.images.len(), path);
+        let boxes: Vec<LabelledBox> = dets
+            .iter()
+            .map(|d| LabelledBox {
+                bbox: d.bbox,
+                label: format!("{} {:.0}%", m.names[d.class], 100.0 * d.score),
+                color: d.class,
+                points: Vec::new(),
+            })
+            .collect();
+        write_boxes(&out_png, &img, &boxes)?;
+        if a.json {
+            let ds: Vec<_> = dets.iter().map(|d| json!({"box": d.bbox, "class": d.class, "label": m.names[d.class], "score": d.score})).collect();
+            println!(
+                "{}",
+                json!({"image": path, "width": w, "height": h, "detections": ds})
+            );
+        } else {
+            println!(
+                "{}: {} detections → {}",
+                path.display(),
+                dets.len(),
+                out_png.display()
+            );
+        }
+        let id = image_id(path);
+        for d in &dets {
+            let [x1, y1, x2, y2] = d.bbox;
+            results.push(json!({"image_id": id, "category_id": d.class + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score}));
+        }
+    }
+    if let Some(p) = &a.coco_results {
+        write_atomic(p, serde_json::to_string(&results)?.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn run_mtcnn(a: &DetectArgs) -> Result<()> {
     for (flag, given) in [
         ("--cfg", a.cfg.is_some()),
@@ -217,6 +299,9 @@ fn run_mtcnn(a: &DetectArgs) -> Result<()> {
 pub fn run(a: DetectArgs) -> Result<()> {
     if a.model == DetectModel::Mtcnn {
         return run_mtcnn(&a);
+    }
+    if a.model == DetectModel::Yolov1 {
+        return run_yolov1(&a);
     }
     let score = a.score.unwrap_or(0.25);
     let nms = a.nms.unwrap_or(0.45);

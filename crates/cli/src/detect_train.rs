@@ -73,6 +73,85 @@ pub struct DetectTrainArgs {
     resume: bool,
 }
 
+/// A YOLOv1 checkpoint written by `aics detect-train`: the network, its head, its input size and
+/// its class names.
+pub struct Yolov1Checkpoint {
+    pub net: Darknet,
+    pub kind: HeadKind,
+    pub head: DetectionHead,
+    pub size: usize,
+    pub names: Vec<String>,
+}
+
+/// Load a checkpoint of `aics detect-train --model yolov1`, naming the file in any error.
+pub fn load_yolov1(path: &Path) -> Result<Yolov1Checkpoint> {
+    let ck = load_checkpoint(path)?;
+    let bad = |what: &str| {
+        anyhow::anyhow!(
+            "{}: not a YOLOv1 checkpoint of aics detect-train ({what})",
+            path.display()
+        )
+    };
+    let cfg = ck
+        .meta("aics.darknet_cfg")
+        .ok_or_else(|| bad("no aics.darknet_cfg"))?;
+    let settings: serde_json::Value = serde_json::from_str(
+        ck.meta("aics.detect_train")
+            .ok_or_else(|| bad("no aics.detect_train"))?,
+    )
+    .map_err(|_| bad("unreadable aics.detect_train"))?;
+    let names: Vec<String> = serde_json::from_str(
+        ck.meta("aics.class_names")
+            .ok_or_else(|| bad("no aics.class_names"))?,
+    )
+    .map_err(|_| bad("unreadable aics.class_names"))?;
+    let kind = match settings["head"].as_str() {
+        Some("conv") => HeadKind::Conv,
+        Some("connected") | None => HeadKind::Connected,
+        Some(other) => return Err(bad(&format!("head {other}"))),
+    };
+    let size = settings["size"].as_u64().ok_or_else(|| bad("no size"))? as usize;
+    let net =
+        Darknet::from_cfg(cfg).map_err(|e| anyhow::anyhow!("{}: its cfg: {e}", path.display()))?;
+    ck.load_into(&net)?;
+    net.set_training(false);
+    let head = match kind {
+        HeadKind::Connected => net
+            .layers
+            .iter()
+            .find_map(|l| {
+                if let Layer::Detection(h) = l {
+                    Some(h.clone())
+                } else {
+                    None
+                }
+            })
+            .ok_or_else(|| bad("no [detection] layer"))?,
+        HeadKind::Conv => DetectionHead {
+            classes: names.len(),
+            coords: 4,
+            side: size / 32,
+            num: 2,
+            sqrt: true,
+            softmax: false,
+        },
+    };
+    if head.classes != names.len() {
+        return Err(bad(&format!(
+            "{} class names for {} classes",
+            names.len(),
+            head.classes
+        )));
+    }
+    Ok(Yolov1Checkpoint {
+        net,
+        kind,
+        head,
+        size,
+        names,
+    })
+}
+
 /// A data set held in memory at the network's input size.
 struct Split {
     gt: Dataset,
@@ -228,7 +307,7 @@ fn batch_tensor(split: &Split, idx: &[usize], size: usize, flips: &[bool]) -> Re
 /// The network's output in darknet's `[detection]` layout `(N, S²·(C + 5B))`: as it comes for
 /// the connected head; for the convolutional head, `(N, C + 5B, S, S)` reordered to
 /// `[S²·C classes][S²·B confidences][S²·B·4 boxes]`.
-fn head_output(net: &Darknet, x: &Tensor, kind: HeadKind, h: &DetectionHead) -> Result<Tensor> {
+pub fn head_output(net: &Darknet, x: &Tensor, kind: HeadKind, h: &DetectionHead) -> Result<Tensor> {
     let y = net.forward(x)?;
     if kind == HeadKind::Connected {
         return Ok(y);

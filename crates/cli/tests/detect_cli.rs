@@ -427,6 +427,32 @@ fn detect_train_runs_logs_and_refuses_a_different_resume() {
             "{line}"
         );
     }
+    // the checkpoint detects
+    let img = set.join("images/00001.png");
+    let v: Value = serde_json::from_str(&ok(&aics(&[
+        "detect",
+        "--model",
+        "yolov1",
+        "--weights",
+        s(&ck),
+        "--json",
+        "--out",
+        s(&d),
+        "--score",
+        "0.01",
+        s(&img),
+    ])))
+    .unwrap();
+    assert!(v["detections"].as_array().is_some(), "{v}");
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "yolov1",
+        "--weights",
+        s(&set.join("annotations.json")),
+        s(&img),
+    ]));
+    assert!(e.contains("annotations.json"), "{e}");
     // the same settings resume (nothing left to do); others are refused in one line
     ok(&aics(&[&args[..], &["--resume"]].concat()));
     let e = err(&aics(&[
