@@ -145,7 +145,7 @@ fn run_yolov1(a: &DetectArgs) -> Result<()> {
     };
     let score = a.score.unwrap_or(0.2);
     let nms = a.nms.unwrap_or(0.45);
-    if !(score > 0.0 && score < 1.0) || !(nms > 0.0 && nms <= 1.0) {
+    if !(score > 0.0 && score < 1.0 && nms > 0.0 && nms <= 1.0) {
         bail!("--score must be in (0, 1) and --nms in (0, 1], got {score} and {nms}");
     }
     let m = crate::detect_train::load_yolov1(ckpt)?;
