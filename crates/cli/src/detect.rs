@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use aics_detect::darknet::read_names;
-use aics_detect::yolo::{Planar, Yolo, YoloSettings};
+use aics_detect::yolo::{Planar, Yolo, YoloDetection, YoloSettings};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -82,24 +82,6 @@ fn or_default(p: &Option<PathBuf>, d: &str, what: &str, model: DetectModel) -> R
 
 const DEFAULT_MTCNN: &str = ".cache/weights/mtcnn";
 
-/// The photo as 0–255 values, channel-first (MTCNN's input).
-fn planar255(img: &image::RgbImage) -> Planar {
-    let (w, h) = img.dimensions();
-    let n = (w * h) as usize;
-    let mut data = vec![0f32; 3 * n];
-    for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
-        for k in 0..3 {
-            data[k * n + i] = px[k] as f32;
-        }
-    }
-    Planar {
-        c: 3,
-        h: h as usize,
-        w: w as usize,
-        data,
-    }
-}
-
 fn open_rgb(path: &Path) -> Result<image::RgbImage> {
     Ok(image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
@@ -177,41 +159,9 @@ fn run_yolov1(a: &DetectArgs) -> Result<()> {
             aics_detect::yolo::decode_detection(&m.head, &out, w as usize, h as usize, score)?;
         aics_detect::yolo::nms_sort(&mut c, nms);
         let dets = aics_detect::yolo::detections(&c, score);
-        let out_png = out_path(a, a.images.len(), path);
-        let boxes: Vec<LabelledBox> = dets
-            .iter()
-            .map(|d| LabelledBox {
-                bbox: d.bbox,
-                label: format!("{} {:.0}%", m.names[d.class], 100.0 * d.score),
-                color: d.class,
-                points: Vec::new(),
-            })
-            .collect();
-        write_boxes(&out_png, &img, &boxes)?;
-        if a.json {
-            let ds: Vec<_> = dets.iter().map(|d| json!({"box": d.bbox, "class": d.class, "label": m.names[d.class], "score": d.score})).collect();
-            println!(
-                "{}",
-                json!({"image": path, "width": w, "height": h, "detections": ds})
-            );
-        } else {
-            println!(
-                "{}: {} detections → {}",
-                path.display(),
-                dets.len(),
-                out_png.display()
-            );
-        }
-        let id = image_id(path);
-        for d in &dets {
-            let [x1, y1, x2, y2] = d.bbox;
-            results.push(json!({"image_id": id, "category_id": d.class + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score}));
-        }
+        report_yolo(a, a.images.len(), path, &img, &dets, &m.names, &mut results)?;
     }
-    if let Some(p) = &a.coco_results {
-        write_atomic(p, serde_json::to_string(&results)?.as_bytes())?;
-    }
-    Ok(())
+    write_results(a, &results)
 }
 
 fn run_mtcnn(a: &DetectArgs) -> Result<()> {
@@ -244,7 +194,10 @@ fn run_mtcnn(a: &DetectArgs) -> Result<()> {
     for path in &images {
         let img = open_rgb(path)?;
         let (w, h) = img.dimensions();
-        let (faces, _) = m.detect(&planar255(&img), settings)?;
+        let (faces, _) = m.detect(
+            &Planar::from_rgb8_255(w as usize, h as usize, img.as_raw())?,
+            settings,
+        )?;
         let out_png = out_path(a, images.len(), path);
         let boxes: Vec<LabelledBox> = faces
             .iter()
@@ -284,16 +237,13 @@ fn run_mtcnn(a: &DetectArgs) -> Result<()> {
                 );
             }
         }
-        let id = image_id(path);
-        for f in &faces {
-            let [x1, y1, x2, y2] = f.bbox;
-            results.push(json!({"image_id": id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": f.score}));
-        }
+        push_results(
+            &mut results,
+            path,
+            faces.iter().map(|f| (1, f.bbox, f.score)),
+        );
     }
-    if let Some(p) = &a.coco_results {
-        write_atomic(p, serde_json::to_string(&results)?.as_bytes())?;
-    }
-    Ok(())
+    write_results(a, &results)
 }
 
 pub fn run(a: DetectArgs) -> Result<()> {
@@ -334,60 +284,90 @@ pub fn run(a: DetectArgs) -> Result<()> {
         let (w, h) = img.dimensions();
         let planar = Planar::from_rgb8(w as usize, h as usize, img.as_raw())?;
         let dets = yolo.detect(&planar, settings)?;
-        let out_png = out_path(&a, images.len(), path);
-        // one box may carry several classes (darknet's NMS is per class): one label for it
-        let mut boxes: Vec<LabelledBox> = Vec::new();
-        for d in &dets {
-            let label = format!("{} {:.0}%", names[d.class], 100.0 * d.score);
-            match boxes.iter_mut().find(|b| b.bbox == d.bbox) {
-                Some(b) => b.label = format!("{}, {label}", b.label),
-                None => boxes.push(LabelledBox {
-                    bbox: d.bbox,
-                    label,
-                    color: d.class,
-                    points: Vec::new(),
-                }),
-            }
-        }
-        write_boxes(&out_png, &img, &boxes)?;
-        if a.json {
-            let ds: Vec<_> = dets
-                .iter()
-                .map(|d| json!({"box": d.bbox, "class": d.class, "label": names[d.class], "score": d.score}))
-                .collect();
-            println!(
-                "{}",
-                json!({"image": path, "width": w, "height": h, "detections": ds})
-            );
-        } else {
-            println!(
-                "{}: {} detections → {}",
-                path.display(),
-                dets.len(),
-                out_png.display()
-            );
-            for d in &dets {
-                println!(
-                    "  {:<14} {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
-                    names[d.class],
-                    100.0 * d.score,
-                    d.bbox[0],
-                    d.bbox[1],
-                    d.bbox[2],
-                    d.bbox[3]
-                );
-            }
-        }
-        let id = image_id(path);
-        for d in &dets {
-            let [x1, y1, x2, y2] = d.bbox;
-            results.push(json!({"image_id": id, "category_id": d.class + 1,
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d.score}));
+        report_yolo(&a, images.len(), path, &img, &dets, &names, &mut results)?;
+    }
+    write_results(&a, &results)
+}
+
+/// One photo's YOLO detections: the picture with labelled boxes (one label for a box that carries
+/// several classes: darknet's NMS is per class), JSON or text on stdout, and COCO results rows.
+fn report_yolo(
+    a: &DetectArgs,
+    n_images: usize,
+    path: &Path,
+    img: &image::RgbImage,
+    dets: &[YoloDetection],
+    names: &[String],
+    results: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let (w, h) = img.dimensions();
+    let out_png = out_path(a, n_images, path);
+    let mut boxes: Vec<LabelledBox> = Vec::new();
+    for d in dets {
+        let label = format!("{} {:.0}%", names[d.class], 100.0 * d.score);
+        match boxes.iter_mut().find(|b| b.bbox == d.bbox) {
+            Some(b) => b.label = format!("{}, {label}", b.label),
+            None => boxes.push(LabelledBox {
+                bbox: d.bbox,
+                label,
+                color: d.class,
+                points: Vec::new(),
+            }),
         }
     }
+    write_boxes(&out_png, img, &boxes)?;
+    if a.json {
+        let ds: Vec<_> = dets
+            .iter()
+            .map(|d| json!({"box": d.bbox, "class": d.class, "label": names[d.class], "score": d.score}))
+            .collect();
+        println!(
+            "{}",
+            json!({"image": path, "width": w, "height": h, "detections": ds})
+        );
+    } else {
+        println!(
+            "{}: {} detections → {}",
+            path.display(),
+            dets.len(),
+            out_png.display()
+        );
+        for d in dets {
+            println!(
+                "  {:<14} {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                names[d.class],
+                100.0 * d.score,
+                d.bbox[0],
+                d.bbox[1],
+                d.bbox[2],
+                d.bbox[3]
+            );
+        }
+    }
+    push_results(
+        results,
+        path,
+        dets.iter().map(|d| (d.class + 1, d.bbox, d.score)),
+    );
+    Ok(())
+}
+
+/// COCO results rows for one photo: `(category id, [x1, y1, x2, y2], score)` each.
+fn push_results(
+    results: &mut Vec<serde_json::Value>,
+    path: &Path,
+    dets: impl Iterator<Item = (usize, [f32; 4], f32)>,
+) {
+    let id = image_id(path);
+    for (c, [x1, y1, x2, y2], score) in dets {
+        results.push(json!({"image_id": id, "category_id": c, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}));
+    }
+}
+
+/// `--coco-results`, written atomically.
+fn write_results(a: &DetectArgs, results: &[serde_json::Value]) -> Result<()> {
     if let Some(p) = &a.coco_results {
-        let text = serde_json::to_string(&results)?;
-        write_atomic(p, text.as_bytes())?;
+        aics_nn::checkpoint::write_atomic(p, serde_json::to_string(results)?.as_bytes())?;
     }
     Ok(())
 }
@@ -399,11 +379,4 @@ fn image_id(path: &Path) -> serde_json::Value {
         Ok(n) => json!(n),
         Err(_) => json!(stem),
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.part");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

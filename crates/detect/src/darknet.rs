@@ -14,7 +14,6 @@
 //! Every layer's tensors have state-dict keys under its index (`3.weight`, `3.scales`,
 //! `3.rolling_mean`, …), darknet's own names.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -1343,13 +1342,4 @@ pub fn read_names(path: &Path) -> Result<Vec<String>> {
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .collect())
-}
-
-/// The number of layers of each kind, for summaries.
-pub fn layer_counts(net: &Darknet) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for l in &net.layers {
-        *m.entry(l.kind()).or_insert(0) += 1;
-    }
-    m
 }

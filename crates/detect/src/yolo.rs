@@ -33,6 +33,15 @@ impl Planar {
 
     /// From interleaved RGB bytes, as darknet's `load_image_color` stores them (`v/255`).
     pub fn from_rgb8(w: usize, h: usize, rgb: &[u8]) -> Result<Planar> {
+        Planar::from_rgb8_with(w, h, rgb, |v| (v as f64 / 255.0) as f32)
+    }
+
+    /// From interleaved RGB bytes, keeping the values 0–255 (MTCNN's input).
+    pub fn from_rgb8_255(w: usize, h: usize, rgb: &[u8]) -> Result<Planar> {
+        Planar::from_rgb8_with(w, h, rgb, |v| v as f32)
+    }
+
+    fn from_rgb8_with(w: usize, h: usize, rgb: &[u8], value: impl Fn(u8) -> f32) -> Result<Planar> {
         if rgb.len() != w * h * 3 || w == 0 || h == 0 {
             return Err(crate::error::arg(
                 "Planar::from_rgb8",
@@ -46,7 +55,7 @@ impl Planar {
         let mut data = vec![0f32; 3 * w * h];
         for (i, px) in rgb.chunks_exact(3).enumerate() {
             for k in 0..3 {
-                data[k * w * h + i] = (px[k] as f64 / 255.0) as f32;
+                data[k * w * h + i] = value(px[k]);
             }
         }
         Ok(Planar { c: 3, h, w, data })

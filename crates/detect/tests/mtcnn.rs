@@ -103,20 +103,7 @@ fn mtcnn_faces_equal_facenet_pytorch() {
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
             .to_rgb8();
         let (w, h) = img.dimensions();
-        let planar = Planar {
-            c: 3,
-            h: h as usize,
-            w: w as usize,
-            data: {
-                let mut d = vec![0f32; 3 * (w * h) as usize];
-                for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
-                    for k in 0..3 {
-                        d[k * (w * h) as usize + i] = px[k] as f32;
-                    }
-                }
-                d
-            },
-        };
+        let planar = Planar::from_rgb8_255(w as usize, h as usize, img.as_raw()).unwrap();
         let (faces, trace) = m.detect(&planar, MtcnnSettings::default()).unwrap();
         let name = im["name"].as_str().unwrap();
         let want = im["boxes"].as_array().map(|a| a.len()).unwrap_or(0);
