@@ -219,9 +219,10 @@ fn nms_kernel<T: Float>(b: &[T], scores: &[T], iou_threshold: f64) -> Vec<usize>
     keep
 }
 
-/// NMS within each class (`idxs[i]` is box i's class), as `torchvision.ops.batched_nms`: the
-/// boxes of each class are moved apart by `class × (max coordinate + 1)` so that boxes of
-/// different classes never overlap, then one NMS runs. Returns kept indices in decreasing score.
+/// NMS within each class (`idxs[i]` is box i's class), as `torchvision.ops.batched_nms` on the
+/// CPU: up to 1000 boxes, the boxes of each class are moved apart by `class × (max coordinate
+/// + 1)` so that boxes of different classes never overlap, then one NMS runs; above that, NMS
+/// runs class by class. Returns kept indices in decreasing score.
 pub fn batched_nms<T: Float>(
     boxes: &Tensor<T>,
     scores: &[T],
@@ -239,6 +240,34 @@ pub fn batched_nms<T: Float>(
         return Ok(Vec::new());
     }
     let b = boxes.data();
+    if 4 * n > 4000 {
+        // torchvision's CPU path for many boxes: NMS class by class on the boxes as they are,
+        // the kept ones merged in decreasing score
+        let mut classes: Vec<usize> = idxs.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        let mut keep = Vec::new();
+        for c in classes {
+            let members: Vec<usize> = (0..n).filter(|&i| idxs[i] == c).collect();
+            let sub: Vec<T> = members
+                .iter()
+                .flat_map(|&i| b[4 * i..4 * i + 4].to_vec())
+                .collect();
+            let s: Vec<T> = members.iter().map(|&i| scores[i]).collect();
+            keep.extend(
+                nms_kernel(&sub, &s, iou_threshold)
+                    .into_iter()
+                    .map(|k| members[k]),
+            );
+        }
+        keep.sort_by(|&i, &j| {
+            scores[j]
+                .partial_cmp(&scores[i])
+                .unwrap_or_else(|| scores[i].is_nan().cmp(&scores[j].is_nan()))
+                .then(i.cmp(&j))
+        });
+        return Ok(keep);
+    }
     let max = b.iter().copied().fold(T::neg_infinity(), |m, v| m.max(v));
     let moved: Vec<T> = b
         .chunks_exact(4)

@@ -14,6 +14,8 @@ pub enum DetectError {
     },
     #[error(transparent)]
     Tensor(#[from] aics_tensor::TensorError),
+    #[error(transparent)]
+    Nn(#[from] aics_nn::NnError),
 }
 
 pub type Result<T> = std::result::Result<T, DetectError>;

@@ -10,6 +10,7 @@ pub mod darknet;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod faster_rcnn;
 pub mod mtcnn;
 pub mod synth;
 pub mod transforms;
@@ -24,3 +25,4 @@ pub use boxes::{
 pub use coder::BoxCoder;
 pub use error::{DetectError, Result};
 pub use eval::{coco_eval, voc_eval, CocoEval, CocoStats, VocAp, VocEval};
+pub use faster_rcnn::{Detections, FasterRcnn};

@@ -11,5 +11,5 @@ pub use activation::{LeakyReLU, LogSoftmax, PReLU, ReLU, ReLU6, Sigmoid, Softmax
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use linear::Linear;
 pub use misc::{Dropout, Embedding, Flatten, ReflectionPad2d, Upsample};
-pub use norm::{BatchNorm, InstanceNorm2d, LocalResponseNorm};
+pub use norm::{BatchNorm, FrozenBatchNorm2d, InstanceNorm2d, LocalResponseNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, LPPool2d, MaxPool2d};

@@ -1,5 +1,5 @@
 //! `BatchNorm` (1d/2d: keys `weight`, `bias`, `running_mean`, `running_var`,
-//! `num_batches_tracked`), `InstanceNorm2d`, and `LocalResponseNorm` (AlexNet).
+//! `num_batches_tracked`), `FrozenBatchNorm2d` (fixed statistics, all buffers), `InstanceNorm2d`, and `LocalResponseNorm` (AlexNet).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -60,6 +60,74 @@ impl Module for BatchNorm {
     }
     fn type_name(&self) -> String {
         format!("BatchNorm({})", self.running_mean.numel())
+    }
+}
+
+/// Batch norm with fixed statistics and affine terms, torchvision's `FrozenBatchNorm2d`: all four
+/// tensors are buffers (nothing is trained, no `num_batches_tracked`), and the layer computes
+/// `x·scale + shift` with `scale = weight / √(running_var + eps)` in training and evaluation
+/// alike. Detection backbones use it (the ResNet-50 Faster R-CNN weights with eps 0).
+#[derive(Module)]
+pub struct FrozenBatchNorm2d {
+    #[buffer]
+    pub weight: Tensor,
+    #[buffer]
+    pub bias: Tensor,
+    #[buffer]
+    pub running_mean: Tensor,
+    #[buffer]
+    pub running_var: Tensor,
+    pub eps: f64,
+}
+
+impl FrozenBatchNorm2d {
+    /// Identity statistics (weight 1, bias 0, mean 0, variance 1), as torchvision initializes it.
+    pub fn new(channels: usize, eps: f64) -> Self {
+        FrozenBatchNorm2d {
+            weight: Tensor::ones(&[channels]),
+            bias: Tensor::zeros(&[channels]),
+            running_mean: Tensor::zeros(&[channels]),
+            running_var: Tensor::ones(&[channels]),
+            eps,
+        }
+    }
+
+    /// The per-channel scale and shift the layer applies.
+    pub fn scale_shift(&self) -> (Vec<f32>, Vec<f32>) {
+        let (w, b) = (self.weight.data(), self.bias.data());
+        let (m, v) = (self.running_mean.data(), self.running_var.data());
+        let scale: Vec<f32> = w
+            .iter()
+            .zip(v.iter())
+            .map(|(&w, &v)| w * (1.0 / (v + self.eps as f32).sqrt()))
+            .collect();
+        let shift = b
+            .iter()
+            .zip(m.iter())
+            .zip(&scale)
+            .map(|((&b, &m), &s)| b - m * s)
+            .collect();
+        (scale, shift)
+    }
+}
+
+impl Module for FrozenBatchNorm2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.running_mean.numel();
+        let (scale, shift) = self.scale_shift();
+        let sh = x.shape();
+        if sh.len() != 4 || sh[1] != c {
+            return Err(crate::NnError::Config {
+                layer: format!("FrozenBatchNorm2d({c})"),
+                msg: format!("expected input (N, {c}, H, W), got {sh:?}"),
+            });
+        }
+        let scale = Tensor::from_vec(scale, &[1, c, 1, 1])?;
+        let shift = Tensor::from_vec(shift, &[1, c, 1, 1])?;
+        Ok(x.mul(&scale)?.add(&shift)?)
+    }
+    fn type_name(&self) -> String {
+        format!("FrozenBatchNorm2d({})", self.running_mean.numel())
     }
 }
 

@@ -3,7 +3,9 @@
 //! stride on the 3×3 conv, "v1.5"), global average pooling and `fc`. A block adds its input back:
 //! `y = relu(F(x) + shortcut(x))`, with a 1×1 conv + BN shortcut (`downsample`) when the shape changes.
 
-use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
+use aics_nn::layers::{
+    AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, FrozenBatchNorm2d, Linear, MaxPool2d, ReLU,
+};
 use aics_nn::{Module, NnError, Result, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
@@ -26,11 +28,11 @@ pub struct BasicBlock {
     #[module]
     conv1: Conv2d,
     #[module]
-    bn1: BatchNorm,
+    bn1: Box<dyn Module>,
     #[module]
     conv2: Conv2d,
     #[module]
-    bn2: BatchNorm,
+    bn2: Box<dyn Module>,
     #[module]
     downsample: Option<Sequential>,
 }
@@ -41,15 +43,15 @@ pub struct Bottleneck {
     #[module]
     conv1: Conv2d,
     #[module]
-    bn1: BatchNorm,
+    bn1: Box<dyn Module>,
     #[module]
     conv2: Conv2d,
     #[module]
-    bn2: BatchNorm,
+    bn2: Box<dyn Module>,
     #[module]
     conv3: Conv2d,
     #[module]
-    bn3: BatchNorm,
+    bn3: Box<dyn Module>,
     #[module]
     downsample: Option<Sequential>,
 }
@@ -150,9 +152,9 @@ pub fn resnet_cifar(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
             });
             seq = seq.add(BasicBlock {
                 conv1: conv(c, width, 3, stride, &mut rng)?,
-                bn1: BatchNorm::new(width),
+                bn1: Norm::Batch.layer(width),
                 conv2: conv(width, width, 3, 1, &mut rng)?,
-                bn2: BatchNorm::new(width),
+                bn2: Norm::Batch.layer(width),
                 downsample,
             });
             c = width;
@@ -165,19 +167,66 @@ pub fn resnet_cifar(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
         .push("fc", Linear::new(c, cfg.num_classes, true, &mut rng)?))
 }
 
-fn downsample(c: usize, o: usize, stride: usize, rng: &mut Rng) -> Result<Option<Sequential>> {
+/// The normalization layer of a ResNet: trainable batch norm (the classifiers) or frozen batch
+/// norm with its eps (torchvision's detection backbones).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Norm {
+    Batch,
+    Frozen(f64),
+}
+
+impl Norm {
+    pub fn layer(self, channels: usize) -> Box<dyn Module> {
+        match self {
+            Norm::Batch => Box::new(BatchNorm::new(channels)),
+            Norm::Frozen(eps) => Box::new(FrozenBatchNorm2d::new(channels, eps)),
+        }
+    }
+}
+
+fn downsample(
+    c: usize,
+    o: usize,
+    stride: usize,
+    norm: Norm,
+    rng: &mut Rng,
+) -> Result<Option<Sequential>> {
     if stride == 1 && c == o {
         return Ok(None);
     }
-    Ok(Some(
-        Sequential::new()
-            .add(conv(c, o, 1, stride, rng)?)
-            .add(BatchNorm::new(o)),
-    ))
+    let mut seq = Sequential::new().add(conv(c, o, 1, stride, rng)?);
+    seq.push_boxed("1", norm.layer(o));
+    Ok(Some(seq))
 }
 
 /// ResNet-18/34/50/101/152.
 pub fn resnet(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
+    let mut rng = Rng::new(cfg.seed);
+    let (net, c) = resnet_stages(name, cfg.in_shape[0], Norm::Batch, &mut rng)?;
+    Ok(net
+        .push("avgpool", AdaptiveAvgPool2d(1, 1))
+        .push("flatten", Flatten(1))
+        .push("fc", Linear::new(c, cfg.num_classes, true, &mut rng)?))
+}
+
+/// The ResNet without its pooling and `fc`, with the given normalization: the stem (`conv1`,
+/// `bn1`, `relu`, `maxpool`) and stages `layer1`…`layer4`, keys as torchvision's, so a detector
+/// reads each stage's output (`IntermediateLayerGetter`). Returns it with its output channels.
+pub fn resnet_body(
+    name: &str,
+    in_channels: usize,
+    norm: Norm,
+    seed: u64,
+) -> Result<(Sequential, usize)> {
+    resnet_stages(name, in_channels, norm, &mut Rng::new(seed))
+}
+
+fn resnet_stages(
+    name: &str,
+    in_channels: usize,
+    norm: Norm,
+    rng: &mut Rng,
+) -> Result<(Sequential, usize)> {
     let (bottleneck, layers): (bool, [usize; 4]) = match name {
         "resnet18" => (false, [2, 2, 2, 2]),
         "resnet34" => (false, [3, 4, 6, 3]),
@@ -192,25 +241,22 @@ pub fn resnet(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
         }
     };
     let expansion = if bottleneck { 4 } else { 1 };
-    let mut rng = Rng::new(cfg.seed);
-    let mut net = Sequential::new()
-        .push(
-            "conv1",
-            Conv2d::new(
-                cfg.in_shape[0],
-                64,
-                7,
-                ConvParams::default().stride(2).padding(3),
-                false,
-                &mut rng,
-            )?,
-        )
-        .push("bn1", BatchNorm::new(64))
-        .push("relu", ReLU)
-        .push(
-            "maxpool",
-            MaxPool2d(PoolParams::new(3).stride(2).padding(1)),
-        );
+    let mut net = Sequential::new().push(
+        "conv1",
+        Conv2d::new(
+            in_channels,
+            64,
+            7,
+            ConvParams::default().stride(2).padding(3),
+            false,
+            rng,
+        )?,
+    );
+    net.push_boxed("bn1", norm.layer(64));
+    let mut net = net.push("relu", ReLU).push(
+        "maxpool",
+        MaxPool2d(PoolParams::new(3).stride(2).padding(1)),
+    );
     let mut c = 64;
     for (stage, &blocks) in layers.iter().enumerate() {
         let width = 64 << stage;
@@ -220,29 +266,26 @@ pub fn resnet(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
             let o = width * expansion;
             if bottleneck {
                 seq = seq.add(Bottleneck {
-                    conv1: conv(c, width, 1, 1, &mut rng)?,
-                    bn1: BatchNorm::new(width),
-                    conv2: conv(width, width, 3, stride, &mut rng)?,
-                    bn2: BatchNorm::new(width),
-                    conv3: conv(width, o, 1, 1, &mut rng)?,
-                    bn3: BatchNorm::new(o),
-                    downsample: downsample(c, o, stride, &mut rng)?,
+                    conv1: conv(c, width, 1, 1, rng)?,
+                    bn1: norm.layer(width),
+                    conv2: conv(width, width, 3, stride, rng)?,
+                    bn2: norm.layer(width),
+                    conv3: conv(width, o, 1, 1, rng)?,
+                    bn3: norm.layer(o),
+                    downsample: downsample(c, o, stride, norm, rng)?,
                 });
             } else {
                 seq = seq.add(BasicBlock {
-                    conv1: conv(c, width, 3, stride, &mut rng)?,
-                    bn1: BatchNorm::new(width),
-                    conv2: conv(width, width, 3, 1, &mut rng)?,
-                    bn2: BatchNorm::new(width),
-                    downsample: downsample(c, o, stride, &mut rng)?,
+                    conv1: conv(c, width, 3, stride, rng)?,
+                    bn1: norm.layer(width),
+                    conv2: conv(width, width, 3, 1, rng)?,
+                    bn2: norm.layer(width),
+                    downsample: downsample(c, o, stride, norm, rng)?,
                 });
             }
             c = o;
         }
         net = net.push(&format!("layer{}", stage + 1), seq);
     }
-    Ok(net
-        .push("avgpool", AdaptiveAvgPool2d(1, 1))
-        .push("flatten", Flatten(1))
-        .push("fc", Linear::new(c, cfg.num_classes, true, &mut rng)?))
+    Ok((net, c))
 }

@@ -1,0 +1,926 @@
+//! Faster R-CNN (Ren et al., 2015) as torchvision builds it, with its state-dict keys, so that a
+//! torchvision checkpoint loads as it is:
+//!
+//! - `transform`: `GeneralizedRCNNTransform` — normalize with the ImageNet mean and std, resize
+//!   so that the short side is `min_size` unless the long side would pass `max_size` (bilinear),
+//!   pad the batch with zeros to a multiple of 32; boxes are scaled back at the end.
+//! - `backbone`: a ResNet body (`backbone.body.*`, frozen batch norm) whose four stages feed a
+//!   feature pyramid (`backbone.fpn.*`: 1×1 lateral convs, nearest top-down upsampling, 3×3
+//!   output convs, and a max-pooled extra level).
+//! - `rpn`: the region proposal network — a 3×3 conv and two 1×1 convs (objectness, box deltas)
+//!   over every level, anchors from [`AnchorGenerator`], and the proposal layer: per level the
+//!   `pre_nms_top_n` best anchors, decoded, clipped, small boxes dropped, NMS 0.7 within each
+//!   level, the `post_nms_top_n` best kept.
+//! - `roi_heads`: multi-scale ROI align (each proposal pooled 7×7 from the level its size
+//!   selects), two fully connected layers, the sibling classifier and per-class box regressor,
+//!   and the post-processing (softmax, decode, clip, score threshold, NMS 0.5 per class, the
+//!   100 best).
+//!
+//! The pyramid, the heads and the losses are built from differentiable tensor ops; the proposal
+//! selection and post-processing work on plain numbers, as torchvision's do under `no_grad`.
+
+use std::collections::HashMap;
+
+use aics_nn::layers::{Conv2d, Linear, ReLU};
+use aics_nn::{Module, Sequential};
+use aics_tensor::{ConvParams, Interp, PoolParams, Rng, Tensor};
+use aics_vision::models::resnet::{resnet_body, Norm};
+
+use crate::anchors::AnchorGenerator;
+use crate::boxes::batched_nms;
+use crate::coder::BoxCoder;
+use crate::error::{arg, Result};
+
+/// `GeneralizedRCNNTransform`'s settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RcnnTransform {
+    pub min_size: f64,
+    pub max_size: f64,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub size_divisible: usize,
+}
+
+impl Default for RcnnTransform {
+    /// torchvision's: short side 800, long side at most 1333, ImageNet statistics, pad to 32.
+    fn default() -> Self {
+        RcnnTransform {
+            min_size: 800.0,
+            max_size: 1333.0,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            size_divisible: 32,
+        }
+    }
+}
+
+/// A batch as the network sees it: the padded tensor and each image's size inside it.
+pub struct ImageList {
+    pub tensor: Tensor,
+    /// (h, w) of each resized image before padding.
+    pub sizes: Vec<(usize, usize)>,
+}
+
+impl RcnnTransform {
+    /// The size an image of `(h, w)` is resized to. The scale is computed in f32, as torchvision
+    /// computes it from a float tensor, and each side is `floor(side · scale)`.
+    pub fn resized_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let (lo, hi) = (h.min(w) as f32, h.max(w) as f32);
+        let scale = (self.min_size as f32 / lo).min(self.max_size as f32 / hi) as f64;
+        (
+            ((h as f64 * scale).floor() as usize).max(1),
+            ((w as f64 * scale).floor() as usize).max(1),
+        )
+    }
+
+    /// Normalize, resize and batch images given as (3, H, W) tensors with values in [0, 1].
+    pub fn batch(&self, images: &[Tensor]) -> Result<ImageList> {
+        if images.is_empty() {
+            return Err(arg("RcnnTransform", "no images"));
+        }
+        let mut resized = Vec::with_capacity(images.len());
+        for (i, img) in images.iter().enumerate() {
+            let s = img.shape();
+            if s.len() != 3 || s[0] != 3 || s[1] == 0 || s[2] == 0 {
+                return Err(arg(
+                    "RcnnTransform",
+                    format!("image {i}: expected (3, H, W), got {s:?}"),
+                ));
+            }
+            let (h, w) = (s[1], s[2]);
+            let mut v = img.to_vec();
+            for (c, plane) in v.chunks_exact_mut(h * w).enumerate() {
+                for p in plane {
+                    *p = (*p - self.mean[c]) / self.std[c];
+                }
+            }
+            let (oh, ow) = self.resized_size(h, w);
+            let t = Tensor::from_vec(v, &[1, 3, h, w])?.upsample(
+                oh,
+                ow,
+                Interp::Bilinear {
+                    align_corners: false,
+                },
+            )?;
+            resized.push((t.to_vec(), oh, ow));
+        }
+        let d = self.size_divisible.max(1);
+        let ph = resized.iter().map(|r| r.1).max().unwrap_or(0).div_ceil(d) * d;
+        let pw = resized.iter().map(|r| r.2).max().unwrap_or(0).div_ceil(d) * d;
+        let mut out = vec![0f32; images.len() * 3 * ph * pw];
+        for (n, (v, h, w)) in resized.iter().enumerate() {
+            for c in 0..3 {
+                for y in 0..*h {
+                    let dst = ((n * 3 + c) * ph + y) * pw;
+                    let src = (c * h + y) * w;
+                    out[dst..dst + w].copy_from_slice(&v[src..src + w]);
+                }
+            }
+        }
+        Ok(ImageList {
+            tensor: Tensor::from_vec(out, &[images.len(), 3, ph, pw])?,
+            sizes: resized.iter().map(|r| (r.1, r.2)).collect(),
+        })
+    }
+}
+
+/// Scale boxes from the resized image `from` (h, w) back to the original `to`, with the f32
+/// ratios torchvision uses.
+pub fn resize_boxes(boxes: &mut [[f32; 4]], from: (usize, usize), to: (usize, usize)) {
+    let rh = to.0 as f32 / from.0 as f32;
+    let rw = to.1 as f32 / from.1 as f32;
+    for b in boxes {
+        *b = [b[0] * rw, b[1] * rh, b[2] * rw, b[3] * rh];
+    }
+}
+
+fn conv(c: usize, o: usize, k: usize, rng: &mut Rng) -> Result<Conv2d> {
+    Ok(Conv2d::new(
+        c,
+        o,
+        k,
+        ConvParams::default().padding(k / 2),
+        true,
+        rng,
+    )?)
+}
+
+/// A feature pyramid (Lin et al., 2017), torchvision's `FeaturePyramidNetwork` with
+/// `LastLevelMaxPool`: keys `inner_blocks.{i}.0.*` (1×1 laterals) and `layer_blocks.{i}.0.*`
+/// (3×3 outputs).
+#[derive(Module)]
+pub struct Fpn {
+    #[module]
+    pub inner_blocks: Sequential,
+    #[module]
+    pub layer_blocks: Sequential,
+    /// Add a level max-pooled (kernel 1, stride 2) from the coarsest one.
+    pub extra_max_pool: bool,
+    inner: Vec<usize>,
+}
+
+impl Fpn {
+    pub fn new(
+        in_channels: &[usize],
+        out: usize,
+        extra_max_pool: bool,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let (mut inner_blocks, mut layer_blocks) = (Sequential::new(), Sequential::new());
+        for &c in in_channels {
+            inner_blocks = inner_blocks.add(Sequential::new().add(conv(c, out, 1, rng)?));
+            layer_blocks = layer_blocks.add(Sequential::new().add(conv(out, out, 3, rng)?));
+        }
+        Ok(Fpn {
+            inner_blocks,
+            layer_blocks,
+            extra_max_pool,
+            inner: in_channels.to_vec(),
+        })
+    }
+
+    /// The pyramid of `xs` (finest first): one 256-channel map per input, plus the pooled one.
+    pub fn levels(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+        if xs.len() != self.inner.len() || xs.is_empty() {
+            return Err(arg(
+                "Fpn",
+                format!(
+                    "{} feature maps for {} lateral convs",
+                    xs.len(),
+                    self.inner.len()
+                ),
+            ));
+        }
+        let inner: Vec<&dyn Module> = self.inner_blocks.layers().map(|(_, m)| m).collect();
+        let outer: Vec<&dyn Module> = self.layer_blocks.layers().map(|(_, m)| m).collect();
+        let last = xs.len() - 1;
+        let mut top = inner[last].forward(&xs[last])?;
+        let mut out = vec![outer[last].forward(&top)?];
+        for i in (0..last).rev() {
+            let lateral = inner[i].forward(&xs[i])?;
+            let s = lateral.shape();
+            let down = top.upsample(s[2], s[3], Interp::Nearest)?;
+            top = lateral.add(&down)?;
+            out.insert(0, outer[i].forward(&top)?);
+        }
+        if self.extra_max_pool {
+            let p = out[last].max_pool2d(PoolParams::new(1).stride(2))?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+}
+
+impl Module for Fpn {
+    /// The finest level.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        Ok(self
+            .levels(std::slice::from_ref(x))
+            .map_err(nn_err)?
+            .remove(0))
+    }
+}
+
+fn nn_err(e: crate::DetectError) -> aics_nn::NnError {
+    match e {
+        crate::DetectError::Nn(n) => n,
+        crate::DetectError::Tensor(t) => t.into(),
+        other => aics_nn::NnError::Config {
+            layer: "detector".into(),
+            msg: other.to_string(),
+        },
+    }
+}
+
+/// A classification body with a feature pyramid over some of its stages
+/// (torchvision's `BackboneWithFPN`): keys `body.*` and `fpn.*`.
+#[derive(Module)]
+pub struct BackboneWithFpn {
+    #[module]
+    pub body: Sequential,
+    #[module]
+    pub fpn: Fpn,
+    /// The body's children whose outputs feed the pyramid, in order.
+    pub return_layers: Vec<String>,
+}
+
+impl BackboneWithFpn {
+    /// `resnet_fpn_backbone`: ResNet stages `layer1`…`layer4` into a 256-channel pyramid with
+    /// a max-pooled fifth level.
+    pub fn resnet(name: &str, norm: Norm, rng: &mut Rng) -> Result<Self> {
+        let (body, c) = resnet_body(name, 3, norm, rng.next_u64())?;
+        let channels: Vec<usize> = (0..4).map(|i| c >> (3 - i)).collect();
+        Ok(BackboneWithFpn {
+            body,
+            fpn: Fpn::new(&channels, 256, true, rng)?,
+            return_layers: (1..=4).map(|i| format!("layer{i}")).collect(),
+        })
+    }
+
+    /// The pyramid levels of a batch.
+    pub fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut h = x.clone();
+        let mut taken = Vec::new();
+        for (name, m) in self.body.layers() {
+            h = m.forward(&h)?;
+            if self.return_layers.iter().any(|r| r == name) {
+                taken.push(h.clone());
+            }
+            if taken.len() == self.return_layers.len() {
+                break;
+            }
+        }
+        self.fpn.levels(&taken)
+    }
+}
+
+impl Module for BackboneWithFpn {
+    /// The finest pyramid level.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        Ok(self.features(x).map_err(nn_err)?.remove(0))
+    }
+}
+
+/// The RPN's head: a 3×3 conv with ReLU shared by all levels (`conv.0.0.*`), then 1×1 convs
+/// for one objectness logit (`cls_logits`) and four box deltas (`bbox_pred`) per anchor.
+#[derive(Module)]
+pub struct RpnHead {
+    #[module]
+    pub conv: Sequential,
+    #[module]
+    pub cls_logits: Conv2d,
+    #[module]
+    pub bbox_pred: Conv2d,
+}
+
+impl RpnHead {
+    pub fn new(channels: usize, anchors: usize, rng: &mut Rng) -> Result<Self> {
+        Ok(RpnHead {
+            conv: Sequential::new().add(
+                Sequential::new()
+                    .add(conv(channels, channels, 3, rng)?)
+                    .add(ReLU),
+            ),
+            cls_logits: conv(channels, anchors, 1, rng)?,
+            bbox_pred: conv(channels, anchors * 4, 1, rng)?,
+        })
+    }
+
+    /// (objectness (N, A, H, W), deltas (N, 4A, H, W)) of one level.
+    pub fn level(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = self.conv.forward(x)?;
+        Ok((self.cls_logits.forward(&t)?, self.bbox_pred.forward(&t)?))
+    }
+}
+
+impl Module for RpnHead {
+    /// The objectness logits of one level.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        Ok(self.level(x).map_err(nn_err)?.0)
+    }
+}
+
+/// The proposal layer's settings (torchvision's test-time defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RpnSettings {
+    pub pre_nms_top_n: usize,
+    pub post_nms_top_n: usize,
+    pub nms_thresh: f64,
+    /// Proposals scoring below this (after the sigmoid) are dropped.
+    pub score_thresh: f64,
+    /// Proposals narrower or lower than this are dropped.
+    pub min_size: f64,
+}
+
+impl Default for RpnSettings {
+    fn default() -> Self {
+        RpnSettings {
+            pre_nms_top_n: 1000,
+            post_nms_top_n: 1000,
+            nms_thresh: 0.7,
+            score_thresh: 0.0,
+            min_size: 1e-3,
+        }
+    }
+}
+
+/// Proposals of one image: boxes (xyxy in resized-image pixels) and objectness probabilities,
+/// best first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Proposals {
+    pub boxes: Vec<[f32; 4]>,
+    pub scores: Vec<f32>,
+}
+
+/// The region proposal network.
+#[derive(Module)]
+pub struct Rpn {
+    #[module]
+    pub head: RpnHead,
+    pub anchor_generator: AnchorGenerator,
+    pub settings: RpnSettings,
+    pub coder: BoxCoder,
+}
+
+/// The raw RPN outputs of a batch, level by level.
+pub struct RpnOutput {
+    pub objectness: Vec<Tensor>,
+    pub deltas: Vec<Tensor>,
+    /// All anchors of one image (the same for every image of a batch), level by level.
+    pub anchors: Vec<[f32; 4]>,
+    pub anchors_per_level: Vec<usize>,
+}
+
+impl Rpn {
+    pub fn new(channels: usize, anchor_generator: AnchorGenerator, rng: &mut Rng) -> Result<Self> {
+        let per = anchor_generator.num_anchors_per_location();
+        if per.windows(2).any(|w| w[0] != w[1]) {
+            return Err(arg(
+                "Rpn",
+                format!(
+                    "one shared head needs the same number of anchors at every level, got {per:?}"
+                ),
+            ));
+        }
+        Ok(Rpn {
+            head: RpnHead::new(channels, per[0], rng)?,
+            anchor_generator,
+            settings: RpnSettings::default(),
+            coder: BoxCoder::new([1.0; 4]),
+        })
+    }
+
+    /// Run the head over every level and lay out the anchors of a `padded` (h, w) batch.
+    pub fn run(&self, feats: &[Tensor], padded: (usize, usize)) -> Result<RpnOutput> {
+        let (mut objectness, mut deltas) = (Vec::new(), Vec::new());
+        for f in feats {
+            let (o, d) = self.head.level(f)?;
+            objectness.push(o);
+            deltas.push(d);
+        }
+        let grids: Vec<(usize, usize)> =
+            feats.iter().map(|f| (f.shape()[2], f.shape()[3])).collect();
+        let anchors = self.anchor_generator.anchors(padded, &grids)?;
+        let per = self.anchor_generator.num_anchors_per_location();
+        let anchors_per_level = grids.iter().zip(&per).map(|(g, a)| g.0 * g.1 * a).collect();
+        Ok(RpnOutput {
+            objectness,
+            deltas,
+            anchors: anchors.iter().map(|a| a.map(|v| v as f32)).collect(),
+            anchors_per_level,
+        })
+    }
+
+    /// The proposals of image `n` of a batch (the proposal layer).
+    pub fn proposals(
+        &self,
+        out: &RpnOutput,
+        n: usize,
+        image_size: (usize, usize),
+    ) -> Result<Proposals> {
+        let s = &self.settings;
+        let (mut boxes, mut scores, mut levels) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for (lvl, (o, d)) in out.objectness.iter().zip(&out.deltas).enumerate() {
+            let (obj, del) = level_rows(o, d, n)?;
+            let count = out.anchors_per_level[lvl];
+            if obj.len() != count {
+                return Err(arg(
+                    "Rpn",
+                    format!("level {lvl}: {} scores for {count} anchors", obj.len()),
+                ));
+            }
+            let mut order: Vec<usize> = (0..count).collect();
+            order.sort_by(|&i, &j| obj[j].total_cmp(&obj[i]));
+            order.truncate(s.pre_nms_top_n.min(count));
+            let anchors: Vec<f32> = order
+                .iter()
+                .flat_map(|&i| out.anchors[offset + i])
+                .collect();
+            let sel: Vec<f32> = order
+                .iter()
+                .flat_map(|&i| del[4 * i..4 * i + 4].to_vec())
+                .collect();
+            let decoded = self.coder.decode(&sel, &anchors)?;
+            for (k, &i) in order.iter().enumerate() {
+                boxes.push(clip(&decoded[4 * k..4 * k + 4], image_size));
+                scores.push(1.0 / (1.0 + (-obj[i]).exp()));
+                levels.push(lvl);
+            }
+            offset += count;
+        }
+        let keep: Vec<usize> = (0..boxes.len())
+            .filter(|&i| {
+                let b = &boxes[i];
+                (b[2] - b[0]) as f64 >= s.min_size
+                    && (b[3] - b[1]) as f64 >= s.min_size
+                    && scores[i] as f64 >= s.score_thresh
+            })
+            .collect();
+        let kept = gather_boxes(&boxes, &keep);
+        let kept_scores: Vec<f32> = keep.iter().map(|&i| scores[i]).collect();
+        let kept_levels: Vec<usize> = keep.iter().map(|&i| levels[i]).collect();
+        let nms = batched_nms_rows(&kept, &kept_scores, &kept_levels, s.nms_thresh)?;
+        let nms = &nms[..nms.len().min(s.post_nms_top_n)];
+        Ok(Proposals {
+            boxes: nms.iter().map(|&i| kept[i]).collect(),
+            scores: nms.iter().map(|&i| kept_scores[i]).collect(),
+        })
+    }
+}
+
+impl Module for Rpn {
+    /// The objectness logits of one level.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        self.head.forward(x)
+    }
+}
+
+/// Image `n`'s objectness (H·W·A, in (y, x, anchor) order) and deltas (4 a row) of one level.
+fn level_rows(o: &Tensor, d: &Tensor, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (os, ds) = (o.shape(), d.shape());
+    if os.len() != 4 || ds.len() != 4 || ds[1] != 4 * os[1] || n >= os[0] {
+        return Err(arg(
+            "Rpn",
+            format!("head outputs {os:?} and {ds:?} do not fit"),
+        ));
+    }
+    let (a, h, w) = (os[1], os[2], os[3]);
+    let (ov, dv) = (o.narrow(0, n, 1)?.to_vec(), d.narrow(0, n, 1)?.to_vec());
+    let mut obj = Vec::with_capacity(a * h * w);
+    let mut del = Vec::with_capacity(4 * a * h * w);
+    for y in 0..h {
+        for x in 0..w {
+            for k in 0..a {
+                obj.push(ov[(k * h + y) * w + x]);
+                for c in 0..4 {
+                    del.push(dv[((4 * k + c) * h + y) * w + x]);
+                }
+            }
+        }
+    }
+    Ok((obj, del))
+}
+
+/// Clamp a box to an image of (h, w).
+fn clip(b: &[f32], (h, w): (usize, usize)) -> [f32; 4] {
+    let (h, w) = (h as f32, w as f32);
+    [
+        b[0].clamp(0.0, w),
+        b[1].clamp(0.0, h),
+        b[2].clamp(0.0, w),
+        b[3].clamp(0.0, h),
+    ]
+}
+
+fn gather_boxes(b: &[[f32; 4]], idx: &[usize]) -> Vec<[f32; 4]> {
+    idx.iter().map(|&i| b[i]).collect()
+}
+
+fn batched_nms_rows(
+    b: &[[f32; 4]],
+    scores: &[f32],
+    groups: &[usize],
+    thresh: f64,
+) -> Result<Vec<usize>> {
+    let t = Tensor::from_vec(b.iter().flatten().copied().collect(), &[b.len(), 4])?;
+    batched_nms(&t, scores, groups, thresh)
+}
+
+/// torchvision's `MultiScaleRoIAlign`: each box is pooled (ROI align, `sampling_ratio` samples
+/// a bin side, unaligned) from the pyramid level `⌊4 + log2(√area / 224) + 1e-6⌋`, clamped to the
+/// levels present; each level's scale is inferred from its size relative to the image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiScaleRoiAlign {
+    pub output: usize,
+    pub sampling_ratio: i32,
+    /// How many of the pyramid's levels are pooled from (the finest ones; not the extra level).
+    pub levels: usize,
+}
+
+impl MultiScaleRoiAlign {
+    /// The scale of each level: 2^round(log2(feature side / image side)).
+    fn scales(feats: &[Tensor], image_sizes: &[(usize, usize)]) -> Vec<f64> {
+        let max_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
+        feats
+            .iter()
+            .map(|f| {
+                let approx = (f.shape()[2] as f64 / max_h as f64) as f32;
+                2f64.powf(round_half_even(approx.log2()) as f64)
+            })
+            .collect()
+    }
+
+    /// The pooled features (K, C, output, output) of the boxes of every image, in order.
+    pub fn pool(
+        &self,
+        feats: &[Tensor],
+        boxes: &[Vec<[f32; 4]>],
+        image_sizes: &[(usize, usize)],
+    ) -> Result<Tensor> {
+        let feats = &feats[..self.levels.min(feats.len())];
+        if feats.is_empty() {
+            return Err(arg("MultiScaleRoiAlign", "no feature maps"));
+        }
+        let scales = Self::scales(feats, image_sizes);
+        let k_min = (-(scales[0] as f32).log2()) as i64;
+        let k_max = (-(scales[scales.len() - 1] as f32).log2()) as i64;
+        let mut rois = Vec::new();
+        let mut level = Vec::new();
+        for (n, bs) in boxes.iter().enumerate() {
+            for b in bs {
+                rois.push([n as f32, b[0], b[1], b[2], b[3]]);
+                let s = ((b[2] - b[0]) * (b[3] - b[1])).sqrt();
+                let t = (4.0f32 + (s / 224.0).log2() + 1e-6f32).floor();
+                let t = (t as i64).clamp(k_min, k_max);
+                level.push((t - k_min) as usize);
+            }
+        }
+        let total = rois.len();
+        let c = feats[0].shape()[1];
+        let o = self.output;
+        if total == 0 {
+            return Ok(Tensor::zeros(&[0, c, o, o]));
+        }
+        let mut parts = Vec::new();
+        let mut order = Vec::new();
+        for (l, f) in feats.iter().enumerate() {
+            let idx: Vec<usize> = (0..total).filter(|&i| level[i] == l).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let r: Vec<f32> = idx.iter().flat_map(|&i| rois[i]).collect();
+            let r = Tensor::from_vec(r, &[idx.len(), 5])?;
+            parts.push(f.roi_align(&r, (o, o), scales[l], self.sampling_ratio, false)?);
+            order.extend(idx);
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        let cat = Tensor::concat(&refs, 0)?;
+        // row `order[j]` of the result is row j of `cat`
+        let mut inverse = vec![0; total];
+        for (j, &i) in order.iter().enumerate() {
+            inverse[i] = j;
+        }
+        Ok(cat.index_select(0, &inverse)?)
+    }
+}
+
+/// `torch.round`: halves to even.
+fn round_half_even(v: f32) -> f32 {
+    let r = v.round();
+    if (v - v.trunc()).abs() == 0.5 {
+        2.0 * (v / 2.0).round()
+    } else {
+        r
+    }
+}
+
+/// torchvision's `TwoMLPHead`: flatten, `fc6`, ReLU, `fc7`, ReLU.
+#[derive(Module)]
+pub struct TwoMlpHead {
+    #[module]
+    pub fc6: Linear,
+    #[module]
+    pub fc7: Linear,
+}
+
+impl Module for TwoMlpHead {
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        let x = x.flatten(1)?;
+        Ok(self.fc7.forward(&self.fc6.forward(&x)?.relu())?.relu())
+    }
+}
+
+/// torchvision's `FastRCNNPredictor`: class scores (`cls_score`) and per-class box deltas
+/// (`bbox_pred`), the two sibling layers of Fast R-CNN.
+#[derive(Module)]
+pub struct FastRcnnPredictor {
+    #[module]
+    pub cls_score: Linear,
+    #[module]
+    pub bbox_pred: Linear,
+}
+
+impl FastRcnnPredictor {
+    pub fn new(features: usize, classes: usize, rng: &mut Rng) -> Result<Self> {
+        Ok(FastRcnnPredictor {
+            cls_score: Linear::new(features, classes, true, rng)?,
+            bbox_pred: Linear::new(features, classes * 4, true, rng)?,
+        })
+    }
+    /// (class logits (K, C), box deltas (K, 4C)).
+    pub fn predict(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((self.cls_score.forward(x)?, self.bbox_pred.forward(x)?))
+    }
+}
+
+impl Module for FastRcnnPredictor {
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        self.cls_score.forward(x)
+    }
+}
+
+/// The box head's post-processing settings (torchvision's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoxSettings {
+    /// Detections must score above this.
+    pub score_thresh: f64,
+    pub nms_thresh: f64,
+    pub detections_per_img: usize,
+}
+
+impl Default for BoxSettings {
+    fn default() -> Self {
+        BoxSettings {
+            score_thresh: 0.05,
+            nms_thresh: 0.5,
+            detections_per_img: 100,
+        }
+    }
+}
+
+/// Detections of one image: boxes (xyxy pixels), scores, and labels (1… ; 0 is background).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Detections {
+    pub boxes: Vec<[f32; 4]>,
+    pub scores: Vec<f32>,
+    pub labels: Vec<usize>,
+}
+
+/// The detection head of Fast and Faster R-CNN over pooled proposals.
+#[derive(Module)]
+pub struct RoiHeads {
+    #[module]
+    pub box_head: TwoMlpHead,
+    #[module]
+    pub box_predictor: FastRcnnPredictor,
+    pub pool: MultiScaleRoiAlign,
+    pub settings: BoxSettings,
+    pub coder: BoxCoder,
+}
+
+impl RoiHeads {
+    pub fn new(channels: usize, classes: usize, levels: usize, rng: &mut Rng) -> Result<Self> {
+        let pool = MultiScaleRoiAlign {
+            output: 7,
+            sampling_ratio: 2,
+            levels,
+        };
+        Ok(RoiHeads {
+            box_head: TwoMlpHead {
+                fc6: Linear::new(channels * 49, 1024, true, rng)?,
+                fc7: Linear::new(1024, 1024, true, rng)?,
+            },
+            box_predictor: FastRcnnPredictor::new(1024, classes, rng)?,
+            pool,
+            settings: BoxSettings::default(),
+            coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
+        })
+    }
+
+    /// Class logits and box deltas of every proposal of every image.
+    pub fn predict(
+        &self,
+        feats: &[Tensor],
+        proposals: &[Vec<[f32; 4]>],
+        image_sizes: &[(usize, usize)],
+    ) -> Result<(Tensor, Tensor)> {
+        let pooled = self.pool.pool(feats, proposals, image_sizes)?;
+        let h = self.box_head.forward(&pooled)?;
+        self.box_predictor.predict(&h)
+    }
+
+    /// torchvision's `postprocess_detections` for each image.
+    pub fn detections(
+        &self,
+        logits: &Tensor,
+        deltas: &Tensor,
+        proposals: &[Vec<[f32; 4]>],
+        image_sizes: &[(usize, usize)],
+    ) -> Result<Vec<Detections>> {
+        let s = &self.settings;
+        let classes = logits.shape()[1];
+        let probs = logits.softmax(-1)?.to_vec();
+        let deltas = deltas.to_vec();
+        let mut out = Vec::new();
+        let mut row = 0;
+        for (props, &size) in proposals.iter().zip(image_sizes) {
+            let (mut boxes, mut scores, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+            for p in props {
+                let d = &deltas[row * 4 * classes..(row + 1) * 4 * classes];
+                let anchors: Vec<f32> = (0..classes).flat_map(|_| *p).collect();
+                let dec = self.coder.decode(d, &anchors)?;
+                for c in 1..classes {
+                    let score = probs[row * classes + c];
+                    if (score as f64) <= s.score_thresh {
+                        continue;
+                    }
+                    let b = clip(&dec[4 * c..4 * c + 4], size);
+                    if b[2] - b[0] < 1e-2 || b[3] - b[1] < 1e-2 {
+                        continue;
+                    }
+                    boxes.push(b);
+                    scores.push(score);
+                    labels.push(c);
+                }
+                row += 1;
+            }
+            let keep = batched_nms_rows(&boxes, &scores, &labels, s.nms_thresh)?;
+            let keep = &keep[..keep.len().min(s.detections_per_img)];
+            out.push(Detections {
+                boxes: gather_boxes(&boxes, keep),
+                scores: keep.iter().map(|&i| scores[i]).collect(),
+                labels: keep.iter().map(|&i| labels[i]).collect(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Module for RoiHeads {
+    /// The class logits of pooled features (K, C, 7, 7).
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        self.box_predictor.forward(&self.box_head.forward(x)?)
+    }
+}
+
+/// What a Faster R-CNN computes for a batch, stage by stage (for tests and pictures).
+pub struct FasterRcnnTrace {
+    pub images: ImageList,
+    pub features: Vec<Tensor>,
+    pub proposals: Vec<Proposals>,
+    /// In original-image pixels.
+    pub detections: Vec<Detections>,
+}
+
+/// Faster R-CNN with a feature-pyramid backbone; keys `backbone.*`, `rpn.*`, `roi_heads.*`.
+#[derive(Module)]
+pub struct FasterRcnn {
+    #[module]
+    pub backbone: BackboneWithFpn,
+    #[module]
+    pub rpn: Rpn,
+    #[module]
+    pub roi_heads: RoiHeads,
+    pub transform: RcnnTransform,
+    /// Classes including the background (91 for COCO).
+    pub num_classes: usize,
+}
+
+impl FasterRcnn {
+    /// torchvision's `fasterrcnn_resnet50_fpn` with `num_classes` (91 for COCO): frozen batch
+    /// norm with `eps` (0 for the published COCO weights, 1e-5 otherwise), FPN anchors of sizes
+    /// 32…512 (one a level) with ratios 0.5, 1, 2. Weights are initialized from `seed`.
+    pub fn resnet50_fpn(num_classes: usize, eps: f64, seed: u64) -> Result<Self> {
+        if num_classes < 2 {
+            return Err(arg(
+                "fasterrcnn_resnet50_fpn",
+                format!(
+                    "num_classes counts the background and must be at least 2, got {num_classes}"
+                ),
+            ));
+        }
+        let mut rng = Rng::new(seed);
+        let backbone = BackboneWithFpn::resnet("resnet50", Norm::Frozen(eps), &mut rng)?;
+        let anchors = AnchorGenerator::new(
+            [32.0, 64.0, 128.0, 256.0, 512.0]
+                .iter()
+                .map(|&s| vec![s])
+                .collect(),
+            vec![vec![0.5, 1.0, 2.0]; 5],
+        )?;
+        Ok(FasterRcnn {
+            backbone,
+            rpn: Rpn::new(256, anchors, &mut rng)?,
+            roi_heads: RoiHeads::new(256, num_classes, 4, &mut rng)?,
+            transform: RcnnTransform::default(),
+            num_classes,
+        })
+    }
+
+    /// Every stage for images given as (3, H, W) tensors in [0, 1].
+    pub fn trace(&self, images: &[Tensor]) -> Result<FasterRcnnTrace> {
+        let list = self.transform.batch(images)?;
+        let features = self.backbone.features(&list.tensor)?;
+        let ts = list.tensor.shape();
+        let rpn = self.rpn.run(&features, (ts[2], ts[3]))?;
+        let proposals = (0..images.len())
+            .map(|n| self.rpn.proposals(&rpn, n, list.sizes[n]))
+            .collect::<Result<Vec<_>>>()?;
+        let boxes: Vec<Vec<[f32; 4]>> = proposals.iter().map(|p| p.boxes.clone()).collect();
+        let (logits, deltas) = self.roi_heads.predict(&features, &boxes, &list.sizes)?;
+        let mut detections = self
+            .roi_heads
+            .detections(&logits, &deltas, &boxes, &list.sizes)?;
+        for (n, d) in detections.iter_mut().enumerate() {
+            let s = images[n].shape();
+            resize_boxes(&mut d.boxes, list.sizes[n], (s[1], s[2]));
+        }
+        Ok(FasterRcnnTrace {
+            images: list,
+            features,
+            proposals,
+            detections,
+        })
+    }
+
+    /// Detections for images given as (3, H, W) tensors in [0, 1], in their own pixels.
+    pub fn detect(&self, images: &[Tensor]) -> Result<Vec<Detections>> {
+        Ok(self.trace(images)?.detections)
+    }
+
+    /// Copy a torchvision state dict in, renaming the keys of checkpoints saved before
+    /// torchvision 0.13 (`rpn.head.conv.*`, `fpn.inner_blocks.{i}.*`, `fpn.layer_blocks.{i}.*`).
+    pub fn load_state_dict(&self, tensors: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+        let mut renamed = HashMap::with_capacity(tensors.len());
+        for (k, v) in tensors {
+            renamed.insert(upgrade_key(k), v.clone());
+        }
+        Ok(aics_nn::load_state_dict(self, &renamed, true)?)
+    }
+}
+
+/// A key of an older torchvision checkpoint as today's model names it.
+pub fn upgrade_key(k: &str) -> String {
+    for t in ["weight", "bias"] {
+        if k == format!("rpn.head.conv.{t}") {
+            return format!("rpn.head.conv.0.0.{t}");
+        }
+    }
+    for block in ["backbone.fpn.inner_blocks.", "backbone.fpn.layer_blocks."] {
+        if let Some(rest) = k.strip_prefix(block) {
+            if let Some((i, t)) = rest.split_once('.') {
+                if i.parse::<usize>().is_ok() && (t == "weight" || t == "bias") {
+                    return format!("{block}{i}.0.{t}");
+                }
+            }
+        }
+    }
+    k.to_string()
+}
+
+impl Module for FasterRcnn {
+    /// The detections of one image (1, 3, H, W) in [0, 1], as rows
+    /// `[x1, y1, x2, y2, score, label]`.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        let s = x.shape();
+        if s.len() != 4 || s[0] != 1 {
+            return Err(aics_nn::NnError::Config {
+                layer: "FasterRcnn".into(),
+                msg: format!(
+                    "forward takes one image (1, 3, H, W), got {s:?}; detect() takes a batch"
+                ),
+            });
+        }
+        let img = x.reshape(&s[1..])?;
+        let d = self.detect(&[img]).map_err(nn_err)?.remove(0);
+        let rows: Vec<f32> = d
+            .boxes
+            .iter()
+            .zip(&d.scores)
+            .zip(&d.labels)
+            .flat_map(|((b, &s), &l)| [b[0], b[1], b[2], b[3], s, l as f32])
+            .collect();
+        Ok(Tensor::from_vec(rows, &[d.scores.len(), 6])?)
+    }
+}
