@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use aics_nn::layers::{Conv2d, Linear, ReLU};
 use aics_nn::{Module, Sequential};
 use aics_tensor::{ConvParams, Interp, PoolParams, Rng, Tensor};
+use aics_vision::models::mobilenet_v3::mobilenet_v3_features;
 use aics_vision::models::resnet::{resnet_body, Norm};
 
 use crate::anchors::AnchorGenerator;
@@ -254,6 +255,21 @@ impl BackboneWithFpn {
             body,
             fpn: Fpn::new(&channels, 256, true, rng)?,
             return_layers: (1..=4).map(|i| format!("layer{i}")).collect(),
+        })
+    }
+
+    /// torchvision's `_mobilenet_extractor(mobilenet_v3_large, fpn=True)`: the outputs of the
+    /// last two stages (the block that strides to 1/32, and the final 1×1 conv) into a
+    /// 256-channel pyramid with a max-pooled third level.
+    pub fn mobilenet_v3_large(norm: Norm, rng: &mut Rng) -> Result<Self> {
+        let f = mobilenet_v3_features(true, norm, false, false, 3, rng)?;
+        let st = &f.stage_indices;
+        let taken = [st[st.len() - 2], st[st.len() - 1]];
+        let channels: Vec<usize> = taken.iter().map(|&i| f.channels[i]).collect();
+        Ok(BackboneWithFpn {
+            body: f.features,
+            fpn: Fpn::new(&channels, 256, true, rng)?,
+            return_layers: taken.iter().map(|i| i.to_string()).collect(),
         })
     }
 
@@ -838,6 +854,50 @@ impl FasterRcnn {
         })
     }
 
+    /// torchvision's `fasterrcnn_mobilenet_v3_large_fpn` (`low_res`: the `_320_fpn` variant,
+    /// short side 320, long side at most 640, 150 proposals before and after NMS): frozen batch
+    /// norm (eps 1e-5), anchors of sizes 32…512 at each of the three levels with ratios 0.5,
+    /// 1, 2 (15 a location), proposals scoring below 0.05 dropped.
+    pub fn mobilenet_v3_large_fpn(num_classes: usize, low_res: bool, seed: u64) -> Result<Self> {
+        check_classes("fasterrcnn_mobilenet_v3_large_fpn", num_classes)?;
+        let mut rng = Rng::new(seed);
+        let backbone = BackboneWithFpn::mobilenet_v3_large(Norm::Frozen(1e-5), &mut rng)?;
+        let anchors = AnchorGenerator::new(
+            vec![vec![32.0, 64.0, 128.0, 256.0, 512.0]; 3],
+            vec![vec![0.5, 1.0, 2.0]; 3],
+        )?;
+        let mut rpn = Rpn::new(256, anchors, &mut rng)?;
+        rpn.settings.score_thresh = 0.05;
+        let mut transform = RcnnTransform::default();
+        if low_res {
+            rpn.settings.pre_nms_top_n = 150;
+            rpn.settings.post_nms_top_n = 150;
+            transform.min_size = 320.0;
+            transform.max_size = 640.0;
+        }
+        Ok(FasterRcnn {
+            backbone,
+            rpn,
+            roi_heads: RoiHeads::new(256, num_classes, 2, &mut rng)?,
+            transform,
+            num_classes,
+        })
+    }
+
+    /// A model by torchvision's name: `fasterrcnn_resnet50_fpn` (eps 0, as the published
+    /// COCO weights), `fasterrcnn_mobilenet_v3_large_fpn`, `fasterrcnn_mobilenet_v3_large_320_fpn`.
+    pub fn by_name(name: &str, num_classes: usize, seed: u64) -> Result<Self> {
+        match name {
+            "fasterrcnn_resnet50_fpn" => Self::resnet50_fpn(num_classes, 0.0, seed),
+            "fasterrcnn_mobilenet_v3_large_fpn" => Self::mobilenet_v3_large_fpn(num_classes, false, seed),
+            "fasterrcnn_mobilenet_v3_large_320_fpn" => Self::mobilenet_v3_large_fpn(num_classes, true, seed),
+            other => Err(arg(
+                "FasterRcnn",
+                format!("unknown model `{other}`; known: fasterrcnn_resnet50_fpn, fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_mobilenet_v3_large_320_fpn"),
+            )),
+        }
+    }
+
     /// Every stage for images given as (3, H, W) tensors in [0, 1].
     pub fn trace(&self, images: &[Tensor]) -> Result<FasterRcnnTrace> {
         let list = self.transform.batch(images)?;
@@ -878,6 +938,16 @@ impl FasterRcnn {
         }
         Ok(aics_nn::load_state_dict(self, &renamed, true)?)
     }
+}
+
+fn check_classes(op: &'static str, num_classes: usize) -> Result<()> {
+    if num_classes < 2 {
+        return Err(arg(
+            op,
+            format!("num_classes counts the background and must be at least 2, got {num_classes}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A key of an older torchvision checkpoint as today's model names it.

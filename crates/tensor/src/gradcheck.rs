@@ -163,6 +163,19 @@ pub fn op_cases() -> Vec<OpCase> {
         case("leaky_relu", &[&[4, 4]], Some((0.1, 1.0)), |x| {
             Ok(x[0].add_scalar(-0.55).leaky_relu(0.2))
         }),
+        case("hardswish_middle", &[&[4, 4]], Some((0.1, 1.0)), |x| {
+            Ok(x[0].mul_scalar(2.5).hardswish())
+        }),
+        case("hardswish_tails", &[&[4, 4]], Some((0.1, 1.0)), |x| {
+            x[0].add_scalar(4.2)
+                .hardswish()
+                .add(&x[0].add_scalar(-4.2).hardswish())
+        }),
+        case("hardsigmoid", &[&[4, 4]], Some((0.1, 1.0)), |x| {
+            x[0].mul_scalar(2.5)
+                .hardsigmoid()
+                .add(&x[0].add_scalar(4.2).hardsigmoid())
+        }),
         case("prelu", &[&[2, 3, 2, 2], &[3]], Some((0.1, 1.0)), |x| {
             x[0].add_scalar(-0.55).prelu(&x[1])
         }),

@@ -174,6 +174,8 @@ fn ops_match_pytorch() {
                     "linear" => x.unwrap().linear(&t["weight"], b),
                     "relu" => Ok(x.unwrap().relu()),
                     "leaky_relu" => Ok(x.unwrap().leaky_relu(fx.num("negative_slope"))),
+                    "hardswish" => Ok(x.unwrap().hardswish()),
+                    "hardsigmoid" => Ok(x.unwrap().hardsigmoid()),
                     "tanh" => Ok(x.unwrap().tanh()),
                     "sigmoid" => Ok(x.unwrap().sigmoid()),
                     "prelu" => x.unwrap().prelu(&t["weight"]),

@@ -1,4 +1,5 @@
-//! Activation layers without state (ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, LogSoftmax) and
+//! Activation layers without state (ReLU, ReLU6, LeakyReLU, Hardswish, Hardsigmoid, Tanh, Sigmoid,
+//! Softmax, LogSoftmax) and
 //! `PReLU` (key `weight`, one slope per channel, initialised to 0.25).
 
 use aics_tensor::Tensor;
@@ -13,6 +14,12 @@ pub struct ReLU;
 pub struct ReLU6;
 #[derive(Module)]
 pub struct LeakyReLU(pub f64);
+/// `x · relu6(x + 3) / 6` (MobileNetV3).
+#[derive(Module)]
+pub struct Hardswish;
+/// `relu6(x + 3) / 6` (MobileNetV3's squeeze-and-excitation gate).
+#[derive(Module)]
+pub struct Hardsigmoid;
 #[derive(Module)]
 pub struct Tanh;
 #[derive(Module)]
@@ -28,6 +35,24 @@ impl Module for ReLU {
     }
     fn type_name(&self) -> String {
         "ReLU".into()
+    }
+}
+
+impl Module for Hardswish {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.hardswish())
+    }
+    fn type_name(&self) -> String {
+        "Hardswish".into()
+    }
+}
+
+impl Module for Hardsigmoid {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.hardsigmoid())
+    }
+    fn type_name(&self) -> String {
+        "Hardsigmoid".into()
     }
 }
 

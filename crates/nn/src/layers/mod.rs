@@ -7,7 +7,9 @@ pub mod misc;
 pub mod norm;
 pub mod pool;
 
-pub use activation::{LeakyReLU, LogSoftmax, PReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh};
+pub use activation::{
+    Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, PReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh,
+};
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use linear::Linear;
 pub use misc::{Dropout, Embedding, Flatten, ReflectionPad2d, Upsample};

@@ -316,6 +316,43 @@ impl<T: Float> Tensor<T> {
             |_, y| if y > T::zero() { T::one() } else { T::zero() },
         )
     }
+    /// `relu6(x + 3) / 6`, PyTorch's `hardsigmoid`: gradient 1/6 strictly between −3 and 3.
+    pub fn hardsigmoid(&self) -> Tensor<T> {
+        let (three, six) = (T::from_f64(3.0), T::from_f64(6.0));
+        unary(
+            self,
+            "hardsigmoid",
+            Saves::Input,
+            move |x| (x + three).max(T::zero()).min(six) / six,
+            move |x, _| {
+                if x > -three && x < three {
+                    T::one() / six
+                } else {
+                    T::zero()
+                }
+            },
+        )
+    }
+    /// `x · relu6(x + 3) / 6`, PyTorch's `hardswish` (MobileNetV3): gradient 0 below −3,
+    /// `x/3 + 1/2` up to 3 (both ends included, as PyTorch), 1 above.
+    pub fn hardswish(&self) -> Tensor<T> {
+        let (three, six) = (T::from_f64(3.0), T::from_f64(6.0));
+        unary(
+            self,
+            "hardswish",
+            Saves::Input,
+            move |x| x * (x + three).max(T::zero()).min(six) / six,
+            move |x, _| {
+                if x < -three {
+                    T::zero()
+                } else if x <= three {
+                    x / three + T::from_f64(0.5)
+                } else {
+                    T::one()
+                }
+            },
+        )
+    }
     /// `x` for `x > 0`, `slope·x` otherwise (PyTorch `leaky_relu`, default slope 0.01).
     pub fn leaky_relu(&self, slope: f64) -> Tensor<T> {
         let s = T::from_f64(slope);

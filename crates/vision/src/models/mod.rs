@@ -8,10 +8,11 @@ pub mod inception_v3;
 pub mod lenet;
 pub mod mlp;
 pub mod mobilenet;
+pub mod mobilenet_v3;
 pub mod resnet;
 pub mod vgg;
 
-use aics_nn::layers::{BatchNorm, Conv2d, ReLU};
+use aics_nn::layers::{BatchNorm, Conv2d, FrozenBatchNorm2d, ReLU};
 use aics_nn::{Module, Result, Sequential};
 use aics_tensor::{ConvParams, Rng};
 
@@ -40,6 +41,35 @@ pub(crate) fn conv_bn_relu(
         .push("conv", Conv2d::new_hw(c, o, k, p, false, rng)?)
         .push("bn", bn)
         .push("relu", ReLU))
+}
+
+/// The normalization layer a builder puts after its convolutions: trainable batch norm with
+/// its eps and momentum (the classifiers), or frozen batch norm with its eps (torchvision's
+/// detection backbones).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Norm {
+    Batch { eps: f64, momentum: f64 },
+    Frozen(f64),
+}
+
+impl Norm {
+    /// `nn.BatchNorm2d`'s defaults: eps 1e-5, momentum 0.1.
+    pub const BATCH: Norm = Norm::Batch {
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+
+    pub fn layer(self, channels: usize) -> Box<dyn Module> {
+        match self {
+            Norm::Batch { eps, momentum } => {
+                let mut bn = BatchNorm::new(channels);
+                bn.eps = eps;
+                bn.momentum = momentum;
+                Box::new(bn)
+            }
+            Norm::Frozen(eps) => Box::new(FrozenBatchNorm2d::new(channels, eps)),
+        }
+    }
 }
 
 /// What a model is built for.
@@ -114,6 +144,12 @@ pub static ZOO: &[ZooEntry] = &[
     entry("resnet110", CIFAR, |n, c| boxed(resnet::resnet_cifar(n, c))),
     entry("mobilenet_v2", IMAGENET, |_, c| {
         boxed(mobilenet::mobilenet_v2(c))
+    }),
+    entry("mobilenet_v3_large", IMAGENET, |n, c| {
+        boxed(mobilenet_v3::mobilenet_v3(n, c))
+    }),
+    entry("mobilenet_v3_small", IMAGENET, |n, c| {
+        boxed(mobilenet_v3::mobilenet_v3(n, c))
     }),
     entry("googlenet", IMAGENET, |_, c| {
         boxed(googlenet::googlenet(c, Variant::Torchvision, true))

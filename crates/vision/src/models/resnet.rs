@@ -3,13 +3,12 @@
 //! stride on the 3×3 conv, "v1.5"), global average pooling and `fc`. A block adds its input back:
 //! `y = relu(F(x) + shortcut(x))`, with a 1×1 conv + BN shortcut (`downsample`) when the shape changes.
 
-use aics_nn::layers::{
-    AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, FrozenBatchNorm2d, Linear, MaxPool2d, ReLU,
-};
+use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
 use aics_nn::{Module, NnError, Result, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 
 use super::ModelConfig;
+pub use super::Norm;
 
 fn conv(c: usize, o: usize, k: usize, stride: usize, rng: &mut Rng) -> Result<Conv2d> {
     Conv2d::new(
@@ -152,9 +151,9 @@ pub fn resnet_cifar(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
             });
             seq = seq.add(BasicBlock {
                 conv1: conv(c, width, 3, stride, &mut rng)?,
-                bn1: Norm::Batch.layer(width),
+                bn1: Norm::BATCH.layer(width),
                 conv2: conv(width, width, 3, 1, &mut rng)?,
-                bn2: Norm::Batch.layer(width),
+                bn2: Norm::BATCH.layer(width),
                 downsample,
             });
             c = width;
@@ -165,23 +164,6 @@ pub fn resnet_cifar(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
         .push("avgpool", AdaptiveAvgPool2d(1, 1))
         .push("flatten", Flatten(1))
         .push("fc", Linear::new(c, cfg.num_classes, true, &mut rng)?))
-}
-
-/// The normalization layer of a ResNet: trainable batch norm (the classifiers) or frozen batch
-/// norm with its eps (torchvision's detection backbones).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Norm {
-    Batch,
-    Frozen(f64),
-}
-
-impl Norm {
-    pub fn layer(self, channels: usize) -> Box<dyn Module> {
-        match self {
-            Norm::Batch => Box::new(BatchNorm::new(channels)),
-            Norm::Frozen(eps) => Box::new(FrozenBatchNorm2d::new(channels, eps)),
-        }
-    }
 }
 
 fn downsample(
@@ -202,7 +184,7 @@ fn downsample(
 /// ResNet-18/34/50/101/152.
 pub fn resnet(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
     let mut rng = Rng::new(cfg.seed);
-    let (net, c) = resnet_stages(name, cfg.in_shape[0], Norm::Batch, &mut rng)?;
+    let (net, c) = resnet_stages(name, cfg.in_shape[0], Norm::BATCH, &mut rng)?;
     Ok(net
         .push("avgpool", AdaptiveAvgPool2d(1, 1))
         .push("flatten", Flatten(1))
