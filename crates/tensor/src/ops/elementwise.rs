@@ -326,7 +326,8 @@ impl<T: Float> Tensor<T> {
             move |x| (x + three).max(T::zero()).min(six) / six,
             move |x, _| {
                 if x > -three && x < three {
-                    T::one() / six
+                    // PyTorch's kernel uses the float 1/6 for every dtype
+                    T::from_f64((1.0f32 / 6.0) as f64)
                 } else {
                     T::zero()
                 }
