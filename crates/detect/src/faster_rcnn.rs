@@ -40,6 +40,8 @@ pub struct RcnnTransform {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub size_divisible: usize,
+    /// Resize every image to this (h, w) instead (SSD's 300×300 and 320×320).
+    pub fixed_size: Option<(usize, usize)>,
 }
 
 impl Default for RcnnTransform {
@@ -51,6 +53,7 @@ impl Default for RcnnTransform {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             size_divisible: 32,
+            fixed_size: None,
         }
     }
 }
@@ -66,6 +69,9 @@ impl RcnnTransform {
     /// The size an image of `(h, w)` is resized to. The scale is computed in f32, as torchvision
     /// computes it from a float tensor, and each side is `floor(side · scale)`.
     pub fn resized_size(&self, h: usize, w: usize) -> (usize, usize) {
+        if let Some(size) = self.fixed_size {
+            return size;
+        }
         let (lo, hi) = (h.min(w) as f32, h.max(w) as f32);
         let scale = (self.min_size as f32 / lo).min(self.max_size as f32 / hi) as f64;
         (
@@ -222,7 +228,7 @@ impl Module for Fpn {
     }
 }
 
-fn nn_err(e: crate::DetectError) -> aics_nn::NnError {
+pub(crate) fn nn_err(e: crate::DetectError) -> aics_nn::NnError {
     match e {
         crate::DetectError::Nn(n) => n,
         crate::DetectError::Tensor(t) => t.into(),
@@ -267,7 +273,7 @@ impl BackboneWithFpn {
         let taken = [st[st.len() - 2], st[st.len() - 1]];
         let channels: Vec<usize> = taken.iter().map(|&i| f.channels[i]).collect();
         Ok(BackboneWithFpn {
-            body: f.features,
+            body: f.sequential(),
             fpn: Fpn::new(&channels, 256, true, rng)?,
             return_layers: taken.iter().map(|i| i.to_string()).collect(),
         })

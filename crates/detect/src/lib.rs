@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod faster_rcnn;
 pub mod mtcnn;
+pub mod ssd;
 pub mod synth;
 pub mod transforms;
 pub mod yolo;

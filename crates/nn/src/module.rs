@@ -148,6 +148,11 @@ impl Sequential {
     pub fn layers(&self) -> impl Iterator<Item = (&str, &dyn Module)> {
         self.layers.iter().map(|(n, m)| (n.as_str(), m.as_ref()))
     }
+    /// The named children, taken out (to rebuild them into another container, as torchvision's
+    /// detectors slice a classifier's `features`).
+    pub fn into_layers(self) -> Vec<(String, Box<dyn Module>)> {
+        self.layers
+    }
 }
 
 impl Fields for Sequential {}

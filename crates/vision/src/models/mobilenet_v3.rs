@@ -9,7 +9,9 @@
 //! The detection models build the same blocks with frozen batch norm, and may halve the last
 //! stage (`reduced_tail`) or dilate it instead of striding (`dilated`).
 
-use aics_nn::layers::{AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Hardswish, Linear, ReLU};
+use aics_nn::layers::{
+    AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Hardswish, Linear, ReLU, ReLU6,
+};
 use aics_nn::{Module, NnError, Result, Sequential};
 use aics_tensor::{ConvParams, Rng, Tensor};
 
@@ -29,6 +31,7 @@ pub fn make_divisible(v: usize) -> usize {
 pub enum Act {
     None,
     ReLU,
+    ReLU6,
     Hardswish,
 }
 
@@ -53,6 +56,7 @@ pub fn conv_norm_act(
     Ok(match act {
         Act::None => s,
         Act::ReLU => s.add(ReLU),
+        Act::ReLU6 => s.add(ReLU6),
         Act::Hardswish => s.add(Hardswish),
     })
 }
@@ -125,6 +129,18 @@ impl InvertedResidualV3 {
     }
 }
 
+impl InvertedResidualV3 {
+    /// The block's layers (expand, depthwise, SE, project), keys `0`, `1`, …: SSDlite splits a
+    /// block after its expansion.
+    pub fn into_block(self) -> Sequential {
+        self.block
+    }
+    /// Whether the block adds its input back.
+    pub fn residual(&self) -> bool {
+        self.residual
+    }
+}
+
 impl Module for InvertedResidualV3 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.block.forward(x)?;
@@ -159,7 +175,7 @@ fn table(large: bool, reduce: usize) -> Vec<Bneck> {
             (80, 3, 184, 80, false, true, 1),
             (80, 3, 480, 112, true, true, 1),
             (112, 3, 672, 112, true, true, 1),
-            (112, 5, r(672), r(160), true, true, 2),
+            (112, 5, 672, r(160), true, true, 2),
             (r(160), 5, r(960), r(160), true, true, 1),
             (r(160), 5, r(960), r(160), true, true, 1),
         ]
@@ -173,20 +189,34 @@ fn table(large: bool, reduce: usize) -> Vec<Bneck> {
             (40, 5, 240, 40, true, true, 1),
             (40, 5, 120, 48, true, true, 1),
             (48, 5, 144, 48, true, true, 1),
-            (48, 5, r(288), r(96), true, true, 2),
+            (48, 5, 288, r(96), true, true, 2),
             (r(96), 5, r(576), r(96), true, true, 1),
             (r(96), 5, r(576), r(96), true, true, 1),
         ]
     }
 }
 
-/// The `features` of MobileNetV3: the stem, the blocks, and the 1×1 conv to 6× the last width.
+/// The `features` of MobileNetV3 in parts: the stem, the blocks, and the 1×1 conv to 6× the
+/// last width (children `0`, `1`…`n`, `n+1` of torchvision's `features`).
 pub struct V3Features {
-    pub features: Sequential,
+    pub stem: Sequential,
+    pub blocks: Vec<InvertedResidualV3>,
+    pub last: Sequential,
     /// Output channels of each child of `features`.
     pub channels: Vec<usize>,
     /// torchvision's stage indices: 0, each block whose table stride is above 1, the last child.
     pub stage_indices: Vec<usize>,
+}
+
+impl V3Features {
+    /// torchvision's `features` as one container.
+    pub fn sequential(self) -> Sequential {
+        let mut s = Sequential::new().add(self.stem);
+        for b in self.blocks {
+            s = s.add(b);
+        }
+        s.add(self.last)
+    }
 }
 
 /// MobileNetV3's `features` (`large` or small) with `norm`; `reduced_tail` halves the last
@@ -202,40 +232,27 @@ pub fn mobilenet_v3_features(
     let rows = table(large, if reduced_tail { 2 } else { 1 });
     // the last stage: the block that strides (or dilates) and the two after it
     let last_stage = rows.len() - 3;
-    let mut features = Sequential::new().add(conv_norm_act(
-        in_channels,
-        16,
-        3,
-        (2, 1, 1),
-        norm,
-        Act::Hardswish,
-        rng,
-    )?);
+    let stem = conv_norm_act(in_channels, 16, 3, (2, 1, 1), norm, Act::Hardswish, rng)?;
     let mut channels = vec![16];
     let mut stage_indices = vec![0];
+    let mut blocks = Vec::new();
     for (i, &b) in rows.iter().enumerate() {
         let d = if dilated && i >= last_stage { 2 } else { 1 };
         let block = InvertedResidualV3::new(b, d, norm, rng)?;
         if block.downsamples {
-            stage_indices.push(features.len());
+            stage_indices.push(i + 1);
         }
         channels.push(block.out_channels);
-        features = features.add(block);
+        blocks.push(block);
     }
     let c = *channels.last().unwrap_or(&16);
-    features = features.add(conv_norm_act(
-        c,
-        6 * c,
-        1,
-        (1, 1, 1),
-        norm,
-        Act::Hardswish,
-        rng,
-    )?);
+    let last = conv_norm_act(c, 6 * c, 1, (1, 1, 1), norm, Act::Hardswish, rng)?;
     channels.push(6 * c);
-    stage_indices.push(features.len() - 1);
+    stage_indices.push(rows.len() + 1);
     Ok(V3Features {
-        features,
+        stem,
+        blocks,
+        last,
         channels,
         stage_indices,
     })
@@ -267,7 +284,7 @@ pub fn mobilenet_v3(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
         .add(Dropout::new(0.2, cfg.seed ^ 1)?)
         .add(Linear::new(last, cfg.num_classes, true, &mut rng)?);
     Ok(Sequential::new()
-        .push("features", f.features)
+        .push("features", f.sequential())
         .push("avgpool", AdaptiveAvgPool2d(1, 1))
         .push("flatten", Flatten(1))
         .push("classifier", classifier))

@@ -1,0 +1,738 @@
+//! SSD (Liu et al., 2016) as torchvision builds it, with its state-dict keys:
+//!
+//! - `ssd300_vgg16`: VGG16 up to conv4_3 (pool3 in ceil mode), its output L2-normalized per
+//!   location and scaled by a learned weight per channel (`backbone.scale_weight`); then pool5
+//!   3×3/1, the dilated fc6 and fc7 as convolutions, and four extra blocks — six feature maps
+//!   (38², 19², 10², 5², 3², 1² at 300×300) with 4, 6, 6, 6, 4, 4 default boxes a location:
+//!   aspect ratios {1, 1′, 2, 1/2} plus {3, 1/3} on the middle maps; 3×3 conv heads.
+//! - `ssdlite320_mobilenet_v3_large`: MobileNetV3-Large (reduced tail) cut after the expansion
+//!   of the block that strides to 1/32, plus four depthwise-separable extra blocks; heads are
+//!   depthwise 3×3 + BN + ReLU6 then 1×1; six default boxes a location at every map.
+//!
+//! Post-processing as torchvision: softmax, decode against the default boxes (weights
+//! 10, 10, 5, 5), clip; per class the scores above the threshold, the best `topk_candidates`;
+//! NMS per class; the best `detections_per_img`.
+
+use std::sync::Mutex;
+
+use aics_nn::layers::{Conv2d, MaxPool2d, ReLU};
+use aics_nn::{Kind, Module, Sequential};
+use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
+use aics_vision::models::mobilenet_v3::{conv_norm_act, mobilenet_v3_features, Act};
+use aics_vision::models::Norm;
+
+use crate::boxes::batched_nms;
+use crate::coder::BoxCoder;
+use crate::error::{arg, Result};
+use crate::faster_rcnn::{resize_boxes, Detections, RcnnTransform};
+
+/// torchvision's `DefaultBoxGenerator`: per feature map k, boxes of scale s_k and
+/// √(s_k·s_{k+1}) with ratio 1, then s_k·√r × s_k/√r and its transpose for each ratio r; centred
+/// on each cell (`(i + 0.5) / f_k`, or `/ (image / step_k)` with steps), sizes relative to the
+/// image and clipped to [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DefaultBoxes {
+    pub aspect_ratios: Vec<Vec<f64>>,
+    /// One more than the maps: s_1 … s_m, then the scale that only s′_m uses.
+    pub scales: Vec<f64>,
+    pub steps: Option<Vec<f64>>,
+    pub clip: bool,
+}
+
+impl DefaultBoxes {
+    /// Scales spread evenly from `min_ratio` to `max_ratio` over the maps, then 1.
+    pub fn linear(aspect_ratios: Vec<Vec<f64>>, min_ratio: f64, max_ratio: f64) -> Self {
+        let m = aspect_ratios.len();
+        let mut scales: Vec<f64> = if m > 1 {
+            (0..m)
+                .map(|k| min_ratio + (max_ratio - min_ratio) * k as f64 / (m as f64 - 1.0))
+                .collect()
+        } else {
+            vec![min_ratio]
+        };
+        scales.push(if m > 1 { 1.0 } else { max_ratio });
+        DefaultBoxes {
+            aspect_ratios,
+            scales,
+            steps: None,
+            clip: true,
+        }
+    }
+
+    pub fn num_anchors_per_location(&self) -> Vec<usize> {
+        self.aspect_ratios.iter().map(|r| 2 + 2 * r.len()).collect()
+    }
+
+    /// The (w, h) pairs of map k, relative to the image (f32, as torchvision stores them).
+    fn wh_pairs(&self, k: usize) -> Vec<[f32; 2]> {
+        let s = self.scales[k];
+        let s2 = (s * self.scales[k + 1]).sqrt();
+        let mut v = vec![[s, s], [s2, s2]];
+        for &r in &self.aspect_ratios[k] {
+            let q = r.sqrt();
+            let (w, h) = (s * q, s / q);
+            v.push([w, h]);
+            v.push([h, w]);
+        }
+        v.iter()
+            .map(|p| {
+                let p = p.map(|x| x as f32);
+                if self.clip {
+                    p.map(|x| x.clamp(0.0, 1.0))
+                } else {
+                    p
+                }
+            })
+            .collect()
+    }
+
+    /// All default boxes, xyxy in pixels of an image of `image` (h, w), for maps of
+    /// `grids` (h, w): map by map, then row-major over cells, then the pairs of a cell.
+    pub fn boxes(&self, grids: &[(usize, usize)], image: (usize, usize)) -> Result<Vec<[f32; 4]>> {
+        if grids.len() != self.aspect_ratios.len() || self.scales.len() <= grids.len() {
+            return Err(arg(
+                "DefaultBoxes",
+                format!(
+                    "{} feature maps for {} lists of aspect ratios",
+                    grids.len(),
+                    self.aspect_ratios.len()
+                ),
+            ));
+        }
+        let (ih, iw) = (image.0 as f32, image.1 as f32);
+        let mut out = Vec::new();
+        for (k, &(gh, gw)) in grids.iter().enumerate() {
+            let (fy, fx) = match &self.steps {
+                Some(st) => (image.0 as f64 / st[k], image.1 as f64 / st[k]),
+                None => (gh as f64, gw as f64),
+            };
+            let (fy, fx) = (fy as f32, fx as f32);
+            let pairs = self.wh_pairs(k);
+            for y in 0..gh {
+                let cy = (y as f32 + 0.5) / fy;
+                for x in 0..gw {
+                    let cx = (x as f32 + 0.5) / fx;
+                    for [w, h] in &pairs {
+                        out.push([
+                            (cx - 0.5 * w) * iw,
+                            (cy - 0.5 * h) * ih,
+                            (cx + 0.5 * w) * iw,
+                            (cy + 0.5 * h) * ih,
+                        ]);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn conv(c: usize, o: usize, k: usize, p: ConvParams, rng: &mut Rng) -> Result<Conv2d> {
+    Ok(Conv2d::new(c, o, k, p, true, rng)?)
+}
+
+fn conv_relu(
+    seq: Sequential,
+    c: usize,
+    o: usize,
+    k: usize,
+    p: ConvParams,
+    rng: &mut Rng,
+) -> Result<Sequential> {
+    Ok(seq.add(conv(c, o, k, p, rng)?).add(ReLU))
+}
+
+/// SSD300's VGG16 extractor (torchvision's `SSDFeatureExtractorVGG`): keys `scale_weight`,
+/// `features.*` (VGG16's `features.0`…`22`), `extra.0.*` (pool4, conv5, and the pool5 / fc6 /
+/// fc7 block as `extra.0.7.*`), `extra.1`…`extra.4`.
+#[derive(Module)]
+pub struct SsdVgg {
+    #[param]
+    pub scale_weight: Tensor,
+    #[module]
+    pub features: Sequential,
+    #[module]
+    pub extra: Sequential,
+}
+
+impl SsdVgg {
+    pub fn new(rng: &mut Rng) -> Result<Self> {
+        let p1 = ConvParams::default().padding(1);
+        let pool = || MaxPool2d(PoolParams::new(2).stride(2));
+        let mut features = Sequential::new();
+        let mut c = 3;
+        // VGG16 up to conv4_3's ReLU; pool3 rounds up (75 → 38 at 300×300)
+        for &w in &[64, 64, 0, 128, 128, 0, 256, 256, 256, 1, 512, 512, 512] {
+            features = match w {
+                0 => features.add(pool()),
+                1 => features.add(MaxPool2d(PoolParams::new(2).stride(2).ceil_mode(true))),
+                _ => {
+                    let f = conv_relu(features, c, w, 3, p1, rng)?;
+                    c = w;
+                    f
+                }
+            };
+        }
+        let mut e0 = Sequential::new().add(pool());
+        for _ in 0..3 {
+            e0 = conv_relu(e0, 512, 512, 3, p1, rng)?;
+        }
+        let fc = Sequential::new().add(MaxPool2d(PoolParams::new(3).stride(1).padding(1)));
+        let fc = conv_relu(
+            fc,
+            512,
+            1024,
+            3,
+            ConvParams::default().padding(6).dilation(6),
+            rng,
+        )?;
+        let fc = conv_relu(fc, 1024, 1024, 1, ConvParams::default(), rng)?;
+        let e0 = e0.add(fc);
+        let mut extra = Sequential::new().add(e0);
+        let s2 = ConvParams::default().padding(1).stride(2);
+        for (c, mid, o, p) in [
+            (1024, 256, 512, s2),
+            (512, 128, 256, s2),
+            (256, 128, 256, ConvParams::default()),
+            (256, 128, 256, ConvParams::default()),
+        ] {
+            let b = conv_relu(Sequential::new(), c, mid, 1, ConvParams::default(), rng)?;
+            extra = extra.add(conv_relu(b, mid, o, 3, p, rng)?);
+        }
+        Ok(SsdVgg {
+            scale_weight: Tensor::full(&[512], 20.0).requires_grad_(true),
+            features,
+            extra,
+        })
+    }
+
+    pub fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let x = self.features.forward(x)?;
+        let c = self.scale_weight.numel();
+        let norm = x
+            .square()
+            .sum_dim(1, true)?
+            .sqrt()
+            .clamp(1e-12, f64::INFINITY);
+        let w = self.scale_weight.reshape(&[1, c, 1, 1])?;
+        let mut out = vec![w.mul(&x.div(&norm)?)?];
+        let mut h = x;
+        for (_, block) in self.extra.layers() {
+            h = block.forward(&h)?;
+            out.push(h.clone());
+        }
+        Ok(out)
+    }
+}
+
+/// SSDlite's MobileNetV3 extractor (torchvision's `SSDLiteFeatureExtractorMobileNet`): keys
+/// `features.0.*` (the network up to the expansion conv of the block that strides to 1/32),
+/// `features.1.*` (the rest of that block as `features.1.0.{1,2,3}`, then the later children),
+/// `extra.0`…`extra.3` (1×1, depthwise 3×3/2, 1×1, each with batch norm and ReLU6).
+#[derive(Module)]
+pub struct SsdLiteMobileNet {
+    #[module]
+    pub features: Sequential,
+    #[module]
+    pub extra: Sequential,
+}
+
+impl SsdLiteMobileNet {
+    /// MobileNetV3-Large with `reduced_tail` and batch norm `norm`.
+    pub fn new(norm: Norm, reduced_tail: bool, rng: &mut Rng) -> Result<Self> {
+        let f = mobilenet_v3_features(true, norm, reduced_tail, false, 3, rng)?;
+        let c4 = f.stage_indices[f.stage_indices.len() - 2];
+        let last_c = *f.channels.last().unwrap_or(&960);
+        let mut first = Sequential::new().add(f.stem);
+        let mut second = Sequential::new();
+        let mut tail = Sequential::new();
+        for (i, b) in f.blocks.into_iter().enumerate() {
+            let idx = i + 1;
+            if idx < c4 {
+                first = first.add(b);
+            } else if idx == c4 {
+                if b.residual() {
+                    return Err(arg(
+                        "SsdLiteMobileNet",
+                        "the block at C4 must not be residual",
+                    ));
+                }
+                let mut layers = b.into_block().into_layers().into_iter();
+                if let Some((_, expand)) = layers.next() {
+                    first.push_boxed(&c4.to_string(), expand);
+                }
+                for (name, l) in layers {
+                    tail.push_boxed(&name, l);
+                }
+            } else {
+                second.push_boxed(&(idx - c4).to_string(), Box::new(b));
+            }
+        }
+        let mut rest = Sequential::new().add(tail);
+        for (name, l) in second.into_layers() {
+            rest.push_boxed(&name, l);
+        }
+        rest.push_boxed(&(rest.len()).to_string(), Box::new(f.last));
+        let features = Sequential::new().add(first).add(rest);
+        let mut extra = Sequential::new();
+        let mut c = last_c;
+        for o in [512, 256, 256, 128] {
+            let mid = o / 2;
+            extra = extra.add(
+                Sequential::new()
+                    .add(conv_norm_act(c, mid, 1, (1, 1, 1), norm, Act::ReLU6, rng)?)
+                    .add(conv_norm_act(
+                        mid,
+                        mid,
+                        3,
+                        (2, 1, mid),
+                        norm,
+                        Act::ReLU6,
+                        rng,
+                    )?)
+                    .add(conv_norm_act(mid, o, 1, (1, 1, 1), norm, Act::ReLU6, rng)?),
+            );
+            c = o;
+        }
+        Ok(SsdLiteMobileNet { features, extra })
+    }
+
+    pub fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut out = Vec::new();
+        let mut h = x.clone();
+        for (_, block) in self.features.layers().chain(self.extra.layers()) {
+            h = block.forward(&h)?;
+            out.push(h.clone());
+        }
+        Ok(out)
+    }
+}
+
+/// An SSD backbone: the feature maps the heads read.
+pub enum SsdBackbone {
+    Vgg(SsdVgg),
+    MobileNet(SsdLiteMobileNet),
+}
+
+impl SsdBackbone {
+    fn inner(&self) -> &dyn Module {
+        match self {
+            SsdBackbone::Vgg(m) => m,
+            SsdBackbone::MobileNet(m) => m,
+        }
+    }
+    pub fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            SsdBackbone::Vgg(m) => m.feature_maps(x),
+            SsdBackbone::MobileNet(m) => m.feature_maps(x),
+        }
+    }
+}
+
+impl aics_nn::Fields for SsdBackbone {}
+
+impl Module for SsdBackbone {
+    /// The finest feature map.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        self.inner().forward(x)
+    }
+    fn type_name(&self) -> String {
+        match self {
+            SsdBackbone::Vgg(_) => "SsdVgg".into(),
+            SsdBackbone::MobileNet(_) => "SsdLiteMobileNet".into(),
+        }
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        self.inner().visit(prefix, f)
+    }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
+        self.inner().visit_rngs(prefix, f)
+    }
+    fn set_training(&self, training: bool) {
+        self.inner().set_training(training)
+    }
+}
+
+impl Module for SsdVgg {
+    /// conv4_3's normalized and scaled output.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        Ok(self
+            .feature_maps(x)
+            .map_err(crate::faster_rcnn::nn_err)?
+            .remove(0))
+    }
+}
+
+impl Module for SsdLiteMobileNet {
+    /// The finest feature map.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        Ok(self
+            .feature_maps(x)
+            .map_err(crate::faster_rcnn::nn_err)?
+            .remove(0))
+    }
+}
+
+/// One prediction layer per feature map (`module_list.{i}`), each giving `columns` numbers per
+/// default box (torchvision's `SSDScoringHead`).
+#[derive(Module)]
+pub struct ScoringHead {
+    #[module]
+    pub module_list: Sequential,
+    pub columns: usize,
+}
+
+impl ScoringHead {
+    /// (N, Σ H·W·A, columns) over all maps, in (map, y, x, box) order.
+    pub fn scores(&self, maps: &[Tensor]) -> Result<Tensor> {
+        if maps.len() != self.module_list.len() {
+            return Err(arg(
+                "ScoringHead",
+                format!(
+                    "{} feature maps for {} prediction layers",
+                    maps.len(),
+                    self.module_list.len()
+                ),
+            ));
+        }
+        let mut parts = Vec::new();
+        for ((_, m), x) in self.module_list.layers().zip(maps) {
+            let y = m.forward(x)?;
+            let s = y.shape().to_vec();
+            let n = s[0];
+            let a = s[1] / self.columns;
+            let y = y
+                .reshape(&[n, a, self.columns, s[2], s[3]])?
+                .permute(&[0, 3, 4, 1, 2])?
+                .reshape(&[n, s[2] * s[3] * a, self.columns])?;
+            parts.push(y);
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        Ok(Tensor::concat(&refs, 1)?)
+    }
+}
+
+impl Module for ScoringHead {
+    /// The first map's prediction layer.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        match self.module_list.layers().next() {
+            Some((_, m)) => m.forward(x),
+            None => Err(aics_nn::NnError::Config {
+                layer: "ScoringHead".into(),
+                msg: "no prediction layers".into(),
+            }),
+        }
+    }
+}
+
+/// The class and box heads (`head.classification_head`, `head.regression_head`).
+#[derive(Module)]
+pub struct SsdHead {
+    #[module]
+    pub classification_head: ScoringHead,
+    #[module]
+    pub regression_head: ScoringHead,
+}
+
+impl Module for SsdHead {
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        self.classification_head.forward(x)
+    }
+}
+
+/// Post-processing settings (torchvision's `SSD` arguments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SsdSettings {
+    pub score_thresh: f64,
+    pub nms_thresh: f64,
+    pub detections_per_img: usize,
+    pub topk_candidates: usize,
+}
+
+/// What an SSD computes for a batch, stage by stage.
+pub struct SsdTrace {
+    pub sizes: Vec<(usize, usize)>,
+    pub features: Vec<Tensor>,
+    /// (N, boxes, classes) and (N, boxes, 4).
+    pub logits: Tensor,
+    pub deltas: Tensor,
+    pub anchors: Vec<[f32; 4]>,
+    /// In original-image pixels.
+    pub detections: Vec<Detections>,
+}
+
+/// An SSD detector; keys `backbone.*`, `head.*`.
+#[derive(Module)]
+pub struct Ssd {
+    #[module]
+    pub backbone: SsdBackbone,
+    #[module]
+    pub head: SsdHead,
+    pub anchor_generator: DefaultBoxes,
+    pub transform: RcnnTransform,
+    pub settings: SsdSettings,
+    pub coder: BoxCoder,
+    pub num_classes: usize,
+}
+
+impl Ssd {
+    /// torchvision's `ssd300_vgg16`: 300×300 input with the VGG weights' normalization (mean
+    /// 0.48235, 0.45882, 0.40784; std 1/255), scales 0.07 … 1.05, steps 8 … 300.
+    pub fn ssd300_vgg16(num_classes: usize, seed: u64) -> Result<Self> {
+        check_classes("ssd300_vgg16", num_classes)?;
+        let mut rng = Rng::new(seed);
+        let backbone = SsdVgg::new(&mut rng)?;
+        let anchors = DefaultBoxes {
+            aspect_ratios: vec![
+                vec![2.0],
+                vec![2.0, 3.0],
+                vec![2.0, 3.0],
+                vec![2.0, 3.0],
+                vec![2.0],
+                vec![2.0],
+            ],
+            scales: vec![0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+            steps: Some(vec![8.0, 16.0, 32.0, 64.0, 100.0, 300.0]),
+            clip: true,
+        };
+        let channels = [512, 1024, 512, 256, 256, 256];
+        let per = anchors.num_anchors_per_location();
+        let p1 = ConvParams::default().padding(1);
+        let (mut cls, mut reg) = (Sequential::new(), Sequential::new());
+        for (&c, &a) in channels.iter().zip(&per) {
+            cls = cls.add(conv(c, num_classes * a, 3, p1, &mut rng)?);
+        }
+        for (&c, &a) in channels.iter().zip(&per) {
+            reg = reg.add(conv(c, 4 * a, 3, p1, &mut rng)?);
+        }
+        let transform = RcnnTransform {
+            min_size: 300.0,
+            max_size: 300.0,
+            mean: [0.48235, 0.45882, 0.40784],
+            std: [1.0 / 255.0; 3],
+            size_divisible: 1,
+            fixed_size: Some((300, 300)),
+        };
+        Ok(Ssd {
+            backbone: SsdBackbone::Vgg(backbone),
+            head: SsdHead {
+                classification_head: ScoringHead {
+                    module_list: cls,
+                    columns: num_classes,
+                },
+                regression_head: ScoringHead {
+                    module_list: reg,
+                    columns: 4,
+                },
+            },
+            anchor_generator: anchors,
+            transform,
+            settings: SsdSettings {
+                score_thresh: 0.01,
+                nms_thresh: 0.45,
+                detections_per_img: 200,
+                topk_candidates: 400,
+            },
+            coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
+            num_classes,
+        })
+    }
+
+    /// torchvision's `ssdlite320_mobilenet_v3_large` as built for its published COCO weights:
+    /// MobileNetV3-Large with the reduced tail, batch norm eps 0.001 / momentum 0.03, 320×320
+    /// input normalized to [−1, 1], scales 0.2 … 0.95 with ratios {2, 3} at every map.
+    pub fn ssdlite320_mobilenet_v3_large(num_classes: usize, seed: u64) -> Result<Self> {
+        check_classes("ssdlite320_mobilenet_v3_large", num_classes)?;
+        let mut rng = Rng::new(seed);
+        let norm = Norm::Batch {
+            eps: 1e-3,
+            momentum: 0.03,
+        };
+        let backbone = SsdLiteMobileNet::new(norm, true, &mut rng)?;
+        let anchors = DefaultBoxes::linear(vec![vec![2.0, 3.0]; 6], 0.2, 0.95);
+        let channels = [672, 480, 512, 256, 256, 128];
+        let per = anchors.num_anchors_per_location();
+        let block = |c: usize, o: usize, rng: &mut Rng| -> Result<Sequential> {
+            Ok(Sequential::new()
+                .add(conv_norm_act(c, c, 3, (1, 1, c), norm, Act::ReLU6, rng)?)
+                .add(conv(c, o, 1, ConvParams::default(), rng)?))
+        };
+        let (mut cls, mut reg) = (Sequential::new(), Sequential::new());
+        for (&c, &a) in channels.iter().zip(&per) {
+            cls = cls.add(block(c, num_classes * a, &mut rng)?);
+        }
+        for (&c, &a) in channels.iter().zip(&per) {
+            reg = reg.add(block(c, 4 * a, &mut rng)?);
+        }
+        let transform = RcnnTransform {
+            min_size: 320.0,
+            max_size: 320.0,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            size_divisible: 1,
+            fixed_size: Some((320, 320)),
+        };
+        Ok(Ssd {
+            backbone: SsdBackbone::MobileNet(backbone),
+            head: SsdHead {
+                classification_head: ScoringHead {
+                    module_list: cls,
+                    columns: num_classes,
+                },
+                regression_head: ScoringHead {
+                    module_list: reg,
+                    columns: 4,
+                },
+            },
+            anchor_generator: anchors,
+            transform,
+            settings: SsdSettings {
+                score_thresh: 0.001,
+                nms_thresh: 0.55,
+                detections_per_img: 300,
+                topk_candidates: 300,
+            },
+            coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
+            num_classes,
+        })
+    }
+
+    /// A model by torchvision's name.
+    pub fn by_name(name: &str, num_classes: usize, seed: u64) -> Result<Self> {
+        match name {
+            "ssd300_vgg16" => Self::ssd300_vgg16(num_classes, seed),
+            "ssdlite320_mobilenet_v3_large" => {
+                Self::ssdlite320_mobilenet_v3_large(num_classes, seed)
+            }
+            other => Err(arg(
+                "Ssd",
+                format!(
+                    "unknown model `{other}`; known: ssd300_vgg16, ssdlite320_mobilenet_v3_large"
+                ),
+            )),
+        }
+    }
+
+    /// Every stage for images given as (3, H, W) tensors in [0, 1].
+    pub fn trace(&self, images: &[Tensor]) -> Result<SsdTrace> {
+        let list = self.transform.batch(images)?;
+        let features = self.backbone.feature_maps(&list.tensor)?;
+        let logits = self.head.classification_head.scores(&features)?;
+        let deltas = self.head.regression_head.scores(&features)?;
+        let ts = list.tensor.shape();
+        let grids: Vec<(usize, usize)> = features
+            .iter()
+            .map(|f| (f.shape()[2], f.shape()[3]))
+            .collect();
+        let anchors = self.anchor_generator.boxes(&grids, (ts[2], ts[3]))?;
+        let mut detections = self.postprocess(&logits, &deltas, &anchors, &list.sizes)?;
+        for (n, d) in detections.iter_mut().enumerate() {
+            let s = images[n].shape();
+            resize_boxes(&mut d.boxes, list.sizes[n], (s[1], s[2]));
+        }
+        Ok(SsdTrace {
+            sizes: list.sizes,
+            features,
+            logits,
+            deltas,
+            anchors,
+            detections,
+        })
+    }
+
+    /// Detections for images given as (3, H, W) tensors in [0, 1], in their own pixels.
+    pub fn detect(&self, images: &[Tensor]) -> Result<Vec<Detections>> {
+        Ok(self.trace(images)?.detections)
+    }
+
+    /// torchvision's `postprocess_detections`, in resized-image pixels.
+    pub fn postprocess(
+        &self,
+        logits: &Tensor,
+        deltas: &Tensor,
+        anchors: &[[f32; 4]],
+        sizes: &[(usize, usize)],
+    ) -> Result<Vec<Detections>> {
+        let s = &self.settings;
+        let (n, k, c) = (logits.shape()[0], logits.shape()[1], logits.shape()[2]);
+        if k != anchors.len() || deltas.shape() != [n, k, 4] {
+            return Err(arg(
+                "Ssd",
+                format!(
+                    "{:?} logits and {:?} deltas for {} default boxes",
+                    logits.shape(),
+                    deltas.shape(),
+                    anchors.len()
+                ),
+            ));
+        }
+        let probs = logits.softmax(-1)?.to_vec();
+        let deltas = deltas.to_vec();
+        let flat: Vec<f32> = anchors.iter().flatten().copied().collect();
+        let mut out = Vec::new();
+        for (img, &size) in sizes.iter().enumerate().take(n) {
+            let dec = self
+                .coder
+                .decode(&deltas[img * k * 4..(img + 1) * k * 4], &flat)?;
+            let boxes: Vec<[f32; 4]> = dec
+                .chunks_exact(4)
+                .map(|b| {
+                    let (h, w) = (size.0 as f32, size.1 as f32);
+                    [
+                        b[0].clamp(0.0, w),
+                        b[1].clamp(0.0, h),
+                        b[2].clamp(0.0, w),
+                        b[3].clamp(0.0, h),
+                    ]
+                })
+                .collect();
+            let p = &probs[img * k * c..(img + 1) * k * c];
+            let (mut cb, mut cs, mut cl) = (Vec::new(), Vec::new(), Vec::new());
+            for label in 1..c {
+                let mut idx: Vec<usize> = (0..k)
+                    .filter(|&i| p[i * c + label] as f64 > s.score_thresh)
+                    .collect();
+                idx.sort_by(|&a, &b| p[b * c + label].total_cmp(&p[a * c + label]));
+                idx.truncate(s.topk_candidates);
+                for i in idx {
+                    cb.push(boxes[i]);
+                    cs.push(p[i * c + label]);
+                    cl.push(label);
+                }
+            }
+            let t = Tensor::from_vec(cb.iter().flatten().copied().collect(), &[cb.len(), 4])?;
+            let keep = batched_nms(&t, &cs, &cl, s.nms_thresh)?;
+            let keep = &keep[..keep.len().min(s.detections_per_img)];
+            out.push(Detections {
+                boxes: keep.iter().map(|&i| cb[i]).collect(),
+                scores: keep.iter().map(|&i| cs[i]).collect(),
+                labels: keep.iter().map(|&i| cl[i]).collect(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn check_classes(op: &'static str, num_classes: usize) -> Result<()> {
+    if num_classes < 2 {
+        return Err(arg(
+            op,
+            format!("num_classes counts the background and must be at least 2, got {num_classes}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Module for Ssd {
+    /// The class logits (N, boxes, classes) of a batch already resized and normalized.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        let maps = self
+            .backbone
+            .feature_maps(x)
+            .map_err(crate::faster_rcnn::nn_err)?;
+        self.head
+            .classification_head
+            .scores(&maps)
+            .map_err(crate::faster_rcnn::nn_err)
+    }
+}
