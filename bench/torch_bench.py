@@ -513,6 +513,75 @@ def bench_fast_style_train(budget):
     emit("fast_style_train_256_b4", s, r, images_s=4.0 / s)
 
 
+# (workload, torchvision model) for the detectors' forward: one 480×640 image in [0, 1], batch 1,
+# eval mode, each model's own resize and post-processing, key-hashed weights on both sides
+# (fixtures/hashinit.py's fill, scaled as the parity fixtures do; the aics side uses hash_fill)
+# so that both see the same scores
+TV_DETECTORS = [
+    ("faster_rcnn_mobilenet_320_fwd", "fasterrcnn_mobilenet_v3_large_320_fpn"),
+    ("ssd300_fwd", "ssd300_vgg16"),
+    ("ssdlite320_fwd", "ssdlite320_mobilenet_v3_large"),
+]
+
+
+def tv_detector(name):
+    """torchvision's detector as built for its published COCO weights (frozen batch norm for
+    Faster R-CNN, SSDlite's reduced tail), without downloading them."""
+    from torchvision.models import mobilenet_v3_large
+    from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+    from torchvision.models.detection.faster_rcnn import FasterRCNN
+    from torchvision.ops import misc as misc_nn_ops
+    if name == "ssd300_vgg16":
+        return ssd300_vgg16(weights=None, weights_backbone=None)
+    if name == "ssdlite320_mobilenet_v3_large":
+        return ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None)
+    body = _mobilenet_extractor(
+        mobilenet_v3_large(weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d), True, 3)
+    sizes = ((32, 64, 128, 256, 512),) * 3
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    return FasterRCNN(body, num_classes=91, rpn_anchor_generator=anchors, min_size=320,
+                      max_size=640, rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=150,
+                      rpn_score_thresh=0.05)
+
+
+def detector_scales(name):
+    """The (key prefix, factor) pairs by which the parity fixtures scale the hashed weights
+    (fixtures/rcnn/*.json), so that heads see unsaturated scores."""
+    d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "rcnn")
+    try:
+        if name.startswith("fasterrcnn"):
+            with open(os.path.join(d, "faster_rcnn.json")) as f:
+                e = json.load(f)["models"][name.replace("_320_fpn", "_fpn")]
+            return [("backbone.fpn.inner_blocks.", e["lateral_scale"])]
+        with open(os.path.join(d, "ssd.json")) as f:
+            return [tuple(p) for p in json.load(f)["models"][name]["scaled"]]
+    except (OSError, KeyError):
+        return []
+
+
+def bench_tv_detectors(budget):
+    for workload, name in TV_DETECTORS:
+        if not wanted(workload):
+            continue
+        hashinit, u = hashed(workload + "/input", 3 * 480 * 640)
+        x = torch.from_numpy(u.astype(np.float32).reshape(3, 480, 640))
+        m = tv_detector(name)
+        scaled = detector_scales(name)
+        for k, t in m.state_dict().items():
+            if not k.endswith("num_batches_tracked"):
+                t.copy_(hashinit.fill(k, tuple(t.shape)))
+                for prefix, f in scaled:
+                    if k.startswith(prefix):
+                        t.mul_(f)
+                        break
+        m.eval()
+        with torch.no_grad():
+            s, r = measure(lambda: m([x]), budget)
+        emit(workload, s, r, images_s=1.0 / s)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -546,6 +615,8 @@ def main():
         bench_detection_ops(b)
     if wanted("lenet5_train_b64"):
         bench_lenet(b)
+    if wanted(*(w for w, _ in TV_DETECTORS)):
+        bench_tv_detectors(b)
     models = [m[0] for m in MODEL_FWD]
     if wanted(*models, *(m + "@onnxruntime" for m in models), "resnet18_train_32_b64"):
         import tempfile

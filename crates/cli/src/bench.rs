@@ -24,6 +24,31 @@ pub struct BenchArgs {
     pub min_time: f64,
 }
 
+/// The (key prefix, factor) pairs by which the parity fixtures scale a detector's key-hashed
+/// weights (`fixtures/rcnn/*.json`; none when the fixtures are not there).
+fn detector_scales(model: &str) -> Vec<(String, f64)> {
+    let read = |f: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(format!("fixtures/rcnn/{f}")).ok()?).ok()
+    };
+    if model.starts_with("fasterrcnn") {
+        let key = model.replace("_320_fpn", "_fpn");
+        read("faster_rcnn.json")
+            .and_then(|v| v["models"][&key]["lateral_scale"].as_f64())
+            .map(|f| vec![("backbone.fpn.inner_blocks.".to_string(), f)])
+            .unwrap_or_default()
+    } else {
+        read("ssd.json")
+            .and_then(|v| {
+                v["models"][model]["scaled"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_f64()?)))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Median seconds of `f` over at least 5 runs and `min_time` seconds, after 2 warm-up runs.
 fn time(min_time: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     for _ in 0..2 {
@@ -306,6 +331,60 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 weights.display()
             );
         }
+    }
+
+    // torchvision's detectors: one 480×640 image, each model's own resize and post-processing,
+    // eval mode, key-hashed weights scaled as the parity fixtures scale them, so that the heads
+    // see unsaturated scores and post-processing has real work (the bench script gives
+    // torchvision the same weights)
+    for (name, model) in [
+        (
+            "faster_rcnn_mobilenet_320_fwd",
+            "fasterrcnn_mobilenet_v3_large_320_fpn",
+        ),
+        ("ssd300_fwd", "ssd300_vgg16"),
+        ("ssdlite320_fwd", "ssdlite320_mobilenet_v3_large"),
+    ] {
+        if !want(name) {
+            continue;
+        }
+        let det = crate::detect_tv::TvDetector::build(model, 91, 0)?;
+        let m = det.module();
+        let scaled = detector_scales(model);
+        let w: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = aics_nn::state_dict(m)
+            .into_iter()
+            .map(|(k, t)| {
+                let mut v = if k.ends_with("num_batches_tracked") {
+                    vec![0.0]
+                } else {
+                    aics_tensor::hash_fill(&k, t.shape())
+                };
+                if let Some((_, f)) = scaled.iter().find(|(p, _)| k.starts_with(p.as_str())) {
+                    v.iter_mut().for_each(|x| *x = (*x as f64 * f) as f32);
+                }
+                (k, (t.shape().to_vec(), v))
+            })
+            .collect();
+        aics_nn::load_state_dict(m, &w, true)?;
+        m.set_training(false);
+        let x = Tensor::from_vec(
+            aics_tensor::hash_uniform(&format!("{name}/input"), 3 * 480 * 640)
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            &[3, 480, 640],
+        )?;
+        let _g = no_grad();
+        let s = time(a.min_time, || {
+            det.detect(&x)?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name,
+            seconds: s,
+            flop: None,
+            images: Some(1.0),
+        });
     }
 
     if want("lenet5_train_b64") {

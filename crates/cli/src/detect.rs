@@ -28,6 +28,38 @@ pub enum DetectModel {
     /// MTCNN, the cascade face detector (facenet-pytorch's trained networks; --weights is the
     /// folder with pnet.pt, rnet.pt, onet.pt). Boxes come with five landmarks.
     Mtcnn,
+    /// torchvision's Faster R-CNN, ResNet-50 FPN (--weights: a torchvision state dict; default:
+    /// the published COCO weights, after `aics weights fetch fasterrcnn_resnet50_fpn`).
+    #[value(name = "fasterrcnn_resnet50_fpn")]
+    FasterrcnnResnet50Fpn,
+    /// torchvision's Faster R-CNN, MobileNetV3-Large FPN.
+    #[value(name = "fasterrcnn_mobilenet_v3_large_fpn")]
+    FasterrcnnMobilenetV3LargeFpn,
+    /// torchvision's Faster R-CNN, MobileNetV3-Large FPN at 320 px.
+    #[value(name = "fasterrcnn_mobilenet_v3_large_320_fpn")]
+    FasterrcnnMobilenetV3Large320Fpn,
+    /// torchvision's SSD300 with VGG16.
+    #[value(name = "ssd300_vgg16")]
+    Ssd300Vgg16,
+    /// torchvision's SSDlite320 with MobileNetV3-Large.
+    #[value(name = "ssdlite320_mobilenet_v3_large")]
+    Ssdlite320MobilenetV3Large,
+}
+
+impl DetectModel {
+    /// torchvision's name, for its detectors.
+    fn torchvision(self) -> Option<&'static str> {
+        Some(match self {
+            DetectModel::FasterrcnnResnet50Fpn => "fasterrcnn_resnet50_fpn",
+            DetectModel::FasterrcnnMobilenetV3LargeFpn => "fasterrcnn_mobilenet_v3_large_fpn",
+            DetectModel::FasterrcnnMobilenetV3Large320Fpn => {
+                "fasterrcnn_mobilenet_v3_large_320_fpn"
+            }
+            DetectModel::Ssd300Vgg16 => "ssd300_vgg16",
+            DetectModel::Ssdlite320MobilenetV3Large => "ssdlite320_mobilenet_v3_large",
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -46,10 +78,12 @@ pub struct DetectArgs {
     #[arg(long)]
     names: Option<PathBuf>,
     /// Keep detections scoring above this (YOLO: darknet's -thresh, default 0.25; MTCNN: the
-    /// last stage's threshold, default 0.7).
+    /// last stage's threshold, default 0.7; torchvision's detectors: default 0.5, where
+    /// torchvision evaluates with 0.05 for Faster R-CNN, 0.01 for SSD, 0.001 for SSDlite).
     #[arg(long)]
     score: Option<f32>,
-    /// IoU above which NMS suppresses a box of the same class (YOLO; default 0.45).
+    /// IoU above which NMS suppresses a box of the same class (YOLO: default 0.45;
+    /// torchvision's detectors: their own, 0.5 for Faster R-CNN, 0.45 SSD, 0.55 SSDlite).
     #[arg(long)]
     nms: Option<f32>,
     /// Print one JSON object a photo instead of text.
@@ -159,7 +193,16 @@ fn run_yolov1(a: &DetectArgs) -> Result<()> {
             aics_detect::yolo::decode_detection(&m.head, &out, w as usize, h as usize, score)?;
         aics_detect::yolo::nms_sort(&mut c, nms);
         let dets = aics_detect::yolo::detections(&c, score);
-        report_yolo(a, a.images.len(), path, &img, &dets, &m.names, &mut results)?;
+        report(
+            a,
+            a.images.len(),
+            path,
+            &img,
+            &dets,
+            &m.names,
+            1,
+            &mut results,
+        )?;
     }
     write_results(a, &results)
 }
@@ -246,7 +289,70 @@ fn run_mtcnn(a: &DetectArgs) -> Result<()> {
     write_results(a, &results)
 }
 
+fn run_torchvision(a: &DetectArgs, name: &str) -> Result<()> {
+    if a.cfg.is_some() {
+        bail!("--cfg does not apply to --model {name} (its layers are torchvision's)");
+    }
+    let score = a.score.unwrap_or(0.5);
+    if !(score > 0.0 && score < 1.0) {
+        bail!("--score must be in (0, 1), got {score}");
+    }
+    if let Some(n) = a.nms {
+        if !(n > 0.0 && n <= 1.0) {
+            bail!("--nms must be in (0, 1], got {n}");
+        }
+    }
+    let weights = match &a.weights {
+        Some(p) => p.clone(),
+        None => crate::weights_cmd::cached(name).with_context(|| {
+            format!("--model {name}: no --weights given and the published COCO weights are not in the cache; run `aics weights fetch {name}` (needs internet) or give --weights PATH (a torchvision state dict)")
+        })?,
+    };
+    let mut det = crate::detect_tv::TvDetector::load(name, &weights)?;
+    det.set_thresholds(score as f64, a.nms.map(|n| n as f64));
+    let classes = det.num_classes();
+    let names = match &a.names {
+        Some(p) => {
+            let n = read_names(p)?;
+            if n.len() != classes {
+                bail!(
+                    "{}: {} class names, but {} has {classes} labels (the background, label 0, included)",
+                    p.display(),
+                    n.len(),
+                    weights.display()
+                );
+            }
+            n
+        }
+        None => crate::detect_tv::label_names(classes),
+    };
+    let images = default_images(a)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let _g = aics_tensor::no_grad();
+    let mut results = Vec::new();
+    for path in &images {
+        let img = open_rgb(path)?;
+        let d = det.detect(&crate::detect_tv::to_tensor(&img)?)?;
+        let dets: Vec<YoloDetection> = d
+            .boxes
+            .iter()
+            .zip(&d.scores)
+            .zip(&d.labels)
+            .map(|((b, &s), &l)| YoloDetection {
+                class: l,
+                score: s,
+                bbox: *b,
+            })
+            .collect();
+        report(a, images.len(), path, &img, &dets, &names, 0, &mut results)?;
+    }
+    write_results(a, &results)
+}
+
 pub fn run(a: DetectArgs) -> Result<()> {
+    if let Some(name) = a.model.torchvision() {
+        return run_torchvision(&a, name);
+    }
     if a.model == DetectModel::Mtcnn {
         return run_mtcnn(&a);
     }
@@ -284,20 +390,24 @@ pub fn run(a: DetectArgs) -> Result<()> {
         let (w, h) = img.dimensions();
         let planar = Planar::from_rgb8(w as usize, h as usize, img.as_raw())?;
         let dets = yolo.detect(&planar, settings)?;
-        report_yolo(&a, images.len(), path, &img, &dets, &names, &mut results)?;
+        report(&a, images.len(), path, &img, &dets, &names, 1, &mut results)?;
     }
     write_results(&a, &results)
 }
 
-/// One photo's YOLO detections: the picture with labelled boxes (one label for a box that carries
-/// several classes: darknet's NMS is per class), JSON or text on stdout, and COCO results rows.
-fn report_yolo(
+/// One photo's detections: the picture with labelled boxes (one label for a box that carries
+/// several classes: darknet's NMS is per class), JSON or text on stdout, and COCO results rows
+/// (category id = class + `id_offset`: 1 for darknet's 0-based classes, 0 for torchvision's
+/// labels, which are COCO ids).
+#[allow(clippy::too_many_arguments)]
+fn report(
     a: &DetectArgs,
     n_images: usize,
     path: &Path,
     img: &image::RgbImage,
     dets: &[YoloDetection],
     names: &[String],
+    id_offset: usize,
     results: &mut Vec<serde_json::Value>,
 ) -> Result<()> {
     let (w, h) = img.dimensions();
@@ -347,7 +457,7 @@ fn report_yolo(
     push_results(
         results,
         path,
-        dets.iter().map(|d| (d.class + 1, d.bbox, d.score)),
+        dets.iter().map(|d| (d.class + id_offset, d.bbox, d.score)),
     );
     Ok(())
 }

@@ -60,7 +60,7 @@ pub fn run(a: WeightsArgs) -> Result<()> {
                     Some(p) => format!("cached: {}", p.display()),
                     None => "not fetched".into(),
                 };
-                println!("{model:<16} {file:<34} {state}");
+                println!("{model:<38} {file:<52} {state}");
             }
             Ok(())
         }

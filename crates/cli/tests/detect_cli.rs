@@ -487,3 +487,134 @@ fn detect_train_runs_logs_and_refuses_a_different_resume() {
     ]));
     assert!(e.contains("--size"), "{e}");
 }
+
+/// torchvision's detectors from a state dict: an SSDlite with 3 labels saved by the library,
+/// run by `aics detect`; and one clear line for what does not fit.
+#[test]
+fn detect_runs_torchvision_detectors_from_a_state_dict() {
+    use aics_nn::Module;
+    let d = tmp("tvdet");
+    let model = aics_detect::ssd::Ssd::by_name("ssdlite320_mobilenet_v3_large", 3, 7).unwrap();
+    model.set_training(false);
+    let w = d.join("ssdlite.safetensors");
+    aics_nn::checkpoint::save_checkpoint(&w, &model, None, Default::default()).unwrap();
+    let img = d.join("photo.png");
+    image::RgbImage::from_fn(80, 60, |x, y| {
+        image::Rgb([(3 * x) as u8, (4 * y) as u8, 90])
+    })
+    .save(&img)
+    .unwrap();
+    let run = |score: &str| -> Value {
+        let out = ok(&aics(&[
+            "detect",
+            "--model",
+            "ssdlite320_mobilenet_v3_large",
+            "--weights",
+            s(&w),
+            "--score",
+            score,
+            "--json",
+            "--out",
+            s(&d),
+            s(&img),
+        ]));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let low = run("0.2");
+    let dets = low["detections"].as_array().unwrap();
+    assert!(!dets.is_empty(), "{low}");
+    for det in dets {
+        let b: Vec<f64> = det["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            b[0] >= 0.0
+                && b[1] >= 0.0
+                && b[2] <= 80.0
+                && b[3] <= 60.0
+                && b[0] <= b[2]
+                && b[1] <= b[3],
+            "{det}"
+        );
+        let (c, sc) = (
+            det["class"].as_u64().unwrap(),
+            det["score"].as_f64().unwrap(),
+        );
+        assert!((1..3).contains(&c) && sc > 0.2 && sc <= 1.0, "{det}");
+    }
+    assert!(d.join("detections.png").is_file());
+    // a higher --score keeps a subset
+    let high = run("0.6");
+    assert!(high["detections"].as_array().unwrap().len() <= dets.len());
+
+    let names = d.join("two.names");
+    std::fs::write(&names, "background\ncat\n").unwrap();
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "ssdlite320_mobilenet_v3_large",
+        "--weights",
+        s(&w),
+        "--names",
+        s(&names),
+        "--out",
+        s(&d),
+        s(&img),
+    ]));
+    assert!(e.contains("two.names") && e.contains("3 labels"), "{e}");
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "fasterrcnn_resnet50_fpn",
+        "--weights",
+        s(&w),
+        "--out",
+        s(&d),
+        s(&img),
+    ]));
+    assert!(
+        e.contains("ssdlite.safetensors") && e.contains("roi_heads.box_predictor.cls_score.bias"),
+        "{e}"
+    );
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "ssd300_vgg16",
+        "--weights",
+        s(&w),
+        "--out",
+        s(&d),
+        s(&img),
+    ]));
+    assert!(e.contains("ssdlite.safetensors"), "{e}");
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "ssd300_vgg16",
+        "--cfg",
+        s(&w),
+        "--weights",
+        s(&w),
+        s(&img),
+    ]));
+    assert!(e.contains("--cfg"), "{e}");
+    // no --weights and nothing in the cache
+    let out = Command::new(env!("CARGO_BIN_EXE_aics"))
+        .args([
+            "detect",
+            "--model",
+            "fasterrcnn_mobilenet_v3_large_fpn",
+            s(&img),
+        ])
+        .env("XDG_CACHE_HOME", d.join("empty-cache"))
+        .output()
+        .unwrap();
+    let e = err(&out);
+    assert!(
+        e.contains("aics weights fetch fasterrcnn_mobilenet_v3_large_fpn"),
+        "{e}"
+    );
+}

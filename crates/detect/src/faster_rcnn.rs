@@ -32,6 +32,102 @@ use crate::boxes::batched_nms;
 use crate::coder::BoxCoder;
 use crate::error::{arg, Result};
 
+/// The labels of torchvision's COCO detectors: index = label = COCO category id; 0 is the
+/// background and `N/A` marks ids that COCO does not use.
+pub const COCO_CATEGORIES: [&str; 91] = [
+    "__background__",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "N/A",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "N/A",
+    "backpack",
+    "umbrella",
+    "N/A",
+    "N/A",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "N/A",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "N/A",
+    "dining table",
+    "N/A",
+    "N/A",
+    "toilet",
+    "N/A",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "N/A",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+];
+
 /// `GeneralizedRCNNTransform`'s settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RcnnTransform {
@@ -937,10 +1033,20 @@ impl FasterRcnn {
 
     /// Copy a torchvision state dict in, renaming the keys of checkpoints saved before
     /// torchvision 0.13 (`rpn.head.conv.*`, `fpn.inner_blocks.{i}.*`, `fpn.layer_blocks.{i}.*`).
+    /// `num_batches_tracked` entries are ignored where the model has frozen batch norm, as
+    /// torchvision's `FrozenBatchNorm2d` ignores them.
     pub fn load_state_dict(&self, tensors: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+        let own: std::collections::HashSet<String> = aics_nn::state_dict(self)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let mut renamed = HashMap::with_capacity(tensors.len());
         for (k, v) in tensors {
-            renamed.insert(upgrade_key(k), v.clone());
+            let k = upgrade_key(k);
+            if k.ends_with("num_batches_tracked") && !own.contains(&k) {
+                continue;
+            }
+            renamed.insert(k, v.clone());
         }
         Ok(aics_nn::load_state_dict(self, &renamed, true)?)
     }

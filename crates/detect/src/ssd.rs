@@ -15,6 +15,8 @@
 
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+
 use aics_nn::layers::{Conv2d, MaxPool2d, ReLU};
 use aics_nn::{Kind, Module, Sequential};
 use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
@@ -687,16 +689,29 @@ impl Ssd {
                 })
                 .collect();
             let p = &probs[img * k * c..(img + 1) * k * c];
+            // per class: the scores above the threshold, the best `topk_candidates` of them
+            let by_score =
+                |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            let per_class: Vec<Vec<(usize, f32)>> = (1..c)
+                .into_par_iter()
+                .map(|label| {
+                    let mut v: Vec<(usize, f32)> = (0..k)
+                        .map(|i| (i, p[i * c + label]))
+                        .filter(|&(_, sc)| sc as f64 > s.score_thresh)
+                        .collect();
+                    if v.len() > s.topk_candidates {
+                        v.select_nth_unstable_by(s.topk_candidates, by_score);
+                        v.truncate(s.topk_candidates);
+                    }
+                    v.sort_by(by_score);
+                    v
+                })
+                .collect();
             let (mut cb, mut cs, mut cl) = (Vec::new(), Vec::new(), Vec::new());
-            for label in 1..c {
-                let mut idx: Vec<usize> = (0..k)
-                    .filter(|&i| p[i * c + label] as f64 > s.score_thresh)
-                    .collect();
-                idx.sort_by(|&a, &b| p[b * c + label].total_cmp(&p[a * c + label]));
-                idx.truncate(s.topk_candidates);
-                for i in idx {
+            for (label, v) in (1..c).zip(per_class) {
+                for (i, sc) in v {
                     cb.push(boxes[i]);
-                    cs.push(p[i * c + label]);
+                    cs.push(sc);
                     cl.push(label);
                 }
             }

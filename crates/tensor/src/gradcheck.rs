@@ -176,6 +176,9 @@ pub fn op_cases() -> Vec<OpCase> {
                 .hardsigmoid()
                 .add(&x[0].add_scalar(4.2).hardsigmoid())
         }),
+        case("channel_affine", &[&[2, 3, 2, 2], &[3], &[3]], None, |x| {
+            x[0].channel_affine(&x[1], &x[2])
+        }),
         case("prelu", &[&[2, 3, 2, 2], &[3]], Some((0.1, 1.0)), |x| {
             x[0].add_scalar(-0.55).prelu(&x[1])
         }),

@@ -31,8 +31,28 @@ pub const PUBLISHED: &[(&str, &str)] = &[
     ("resnet101", "resnet101-63fe2227.pth"),
     ("resnet152", "resnet152-394f9c45.pth"),
     ("mobilenet_v2", "mobilenet_v2-b0353104.pth"),
+    ("mobilenet_v3_large", "mobilenet_v3_large-8738ca79.pth"),
+    ("mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth"),
     ("googlenet_noaux", "googlenet-1378be20.pth"),
     ("inception_v3", "inception_v3_google-0cc3c7bd.pth"),
+    // detectors trained on COCO (91 classes with the background), for `aics detect`
+    (
+        "fasterrcnn_resnet50_fpn",
+        "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
+    ),
+    (
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
+    ),
+    (
+        "fasterrcnn_mobilenet_v3_large_320_fpn",
+        "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth",
+    ),
+    ("ssd300_vgg16", "ssd300_vgg16_coco-b556d3b4.pth"),
+    (
+        "ssdlite320_mobilenet_v3_large",
+        "ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
+    ),
 ];
 
 /// The published weights file for a zoo model name (`googlenet` maps to the weights without

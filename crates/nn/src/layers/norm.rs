@@ -113,18 +113,16 @@ impl FrozenBatchNorm2d {
 
 impl Module for FrozenBatchNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let c = self.running_mean.numel();
-        let (scale, shift) = self.scale_shift();
-        let sh = x.shape();
-        if sh.len() != 4 || sh[1] != c {
-            return Err(crate::NnError::Config {
-                layer: format!("FrozenBatchNorm2d({c})"),
-                msg: format!("expected input (N, {c}, H, W), got {sh:?}"),
-            });
-        }
-        let scale = Tensor::from_vec(scale, &[1, c, 1, 1])?;
-        let shift = Tensor::from_vec(shift, &[1, c, 1, 1])?;
-        Ok(x.mul(&scale)?.add(&shift)?)
+        // batch norm in evaluation mode is the same per-channel affine map
+        Ok(x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            false,
+            0.0,
+            self.eps,
+        )?)
     }
     fn type_name(&self) -> String {
         format!("FrozenBatchNorm2d({})", self.running_mean.numel())

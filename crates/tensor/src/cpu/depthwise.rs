@@ -55,21 +55,42 @@ pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     assert!(eligible(g), "depthwise conv: not eligible for {g:?}");
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
     let mut y = vec![T::zero(); g.n * g.c * ohw];
+    // with a column stride s, each input row is first split into its s phases (columns
+    // q, q + s, q + 2s, …) so that every tap reads a contiguous run
+    let s = g.sw;
+    let phase_start: Vec<usize> = (0..s)
+        .scan(0, |acc, q| {
+            let start = *acc;
+            *acc += (g.w + s - 1 - q) / s;
+            Some(start)
+        })
+        .collect();
     y.par_chunks_mut(ohw).enumerate().for_each(|(plane, yp)| {
         let c = plane % g.c;
         let xp = &x[plane * hw..(plane + 1) * hw];
         let wc = &wt[c * kk..(c + 1) * kk];
+        let split: Vec<T> = if s == 1 {
+            Vec::new()
+        } else {
+            let mut v = Vec::with_capacity(hw);
+            for row in xp.chunks_exact(g.w) {
+                for q in 0..s {
+                    v.extend(row.iter().skip(q).step_by(s));
+                }
+            }
+            v
+        };
         for_each_tap(g, |oh, ih, tap, lo, hi, first| {
-            let (wv, xr) = (wc[tap], &xp[ih * g.w..(ih + 1) * g.w]);
+            let wv = wc[tap];
             let yr = &mut yp[oh * g.ow + lo..oh * g.ow + hi];
-            if g.sw == 1 {
-                for (o, &xv) in yr.iter_mut().zip(&xr[first..first + (hi - lo)]) {
-                    *o += wv * xv;
-                }
+            let xr = if s == 1 {
+                &xp[ih * g.w + first..ih * g.w + first + (hi - lo)]
             } else {
-                for (i, o) in yr.iter_mut().enumerate() {
-                    *o += wv * xr[first + i * g.sw];
-                }
+                let at = ih * g.w + phase_start[first % s] + first / s;
+                &split[at..at + (hi - lo)]
+            };
+            for (o, &xv) in yr.iter_mut().zip(xr) {
+                *o += wv * xv;
             }
         });
     });

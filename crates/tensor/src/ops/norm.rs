@@ -116,7 +116,7 @@ impl<T: Float> Tensor<T> {
                     if let Some(b) = bias {
                         shift = shift.add(b)?;
                     }
-                    return self.mul(&scale.reshape(&cs)?)?.add(&shift.reshape(&cs)?);
+                    return self.channel_affine(&scale, &shift);
                 }
                 _ => return self.batch_norm(weight, bias, None, None, true, momentum, eps),
             }
@@ -130,6 +130,87 @@ impl<T: Float> Tensor<T> {
             y = y.add(&b.reshape(&cs)?)?;
         }
         Ok(y)
+    }
+
+    /// `y = x·scale[c] + shift[c]` over dim 1 of an (N, C, ...) input, in one pass: batch norm
+    /// in evaluation mode (and frozen batch norm). Gradients: `dx = dy·scale[c]`,
+    /// `dscale[c] = Σ dy·x`, `dshift[c] = Σ dy` (sums in f64).
+    pub fn channel_affine(&self, scale: &Tensor<T>, shift: &Tensor<T>) -> Result<Tensor<T>> {
+        let sh = self.shape().to_vec();
+        if sh.len() < 2 || scale.shape() != [sh[1]] || shift.shape() != [sh[1]] {
+            return Err(shape_err(
+                "channel_affine",
+                format!(
+                    "expected input (N, C, ...) with scale and shift (C); got {sh:?}, {:?}, {:?}",
+                    scale.shape(),
+                    shift.shape()
+                ),
+            ));
+        }
+        let c = sh[1];
+        let inner: usize = sh[2..].iter().product();
+        let x = self.data();
+        let (sd, bd) = (scale.data(), shift.data());
+        let mut y = vec![T::zero(); x.len()];
+        if inner > 0 {
+            y.par_chunks_mut(inner)
+                .zip(x.par_chunks(inner))
+                .enumerate()
+                .for_each(|(p, (yp, xp))| {
+                    let (a, b) = (sd[p % c], bd[p % c]);
+                    for (yv, &xv) in yp.iter_mut().zip(xp) {
+                        *yv = xv * a + b;
+                    }
+                });
+        }
+        Ok(Tensor::from_op(
+            y,
+            sh,
+            "channel_affine",
+            &[self, scale, shift],
+            move |gy, needs| {
+                let dx = needs[0].then(|| {
+                    let mut dx = vec![T::zero(); gy.len()];
+                    if inner > 0 {
+                        dx.par_chunks_mut(inner)
+                            .zip(gy.par_chunks(inner))
+                            .enumerate()
+                            .for_each(|(p, (dp, gp))| {
+                                let a = sd[p % c];
+                                for (d, &g) in dp.iter_mut().zip(gp) {
+                                    *d = g * a;
+                                }
+                            });
+                    }
+                    dx
+                });
+                let sums: Vec<(f64, f64)> = if (needs[1] || needs[2]) && inner > 0 {
+                    gy.par_chunks(inner)
+                        .zip(x.par_chunks(inner))
+                        .map(|(gp, xp)| {
+                            gp.iter().zip(xp).fold((0.0, 0.0), |(s, sx), (&g, &xv)| {
+                                let g = g.as_f64();
+                                (s + g, sx + g * xv.as_f64())
+                            })
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let per_channel = |f: fn(&(f64, f64)) -> f64| -> Vec<T> {
+                    let mut v = vec![0.0f64; c];
+                    for (p, s) in sums.iter().enumerate() {
+                        v[p % c] += f(s);
+                    }
+                    v.into_iter().map(T::from_f64).collect()
+                };
+                vec![
+                    dx,
+                    needs[1].then(|| per_channel(|s| s.1)),
+                    needs[2].then(|| per_channel(|s| s.0)),
+                ]
+            },
+        ))
     }
 
     /// Instance normalisation: statistics per sample and channel over the spatial dims,
