@@ -751,3 +751,191 @@ impl Module for Ssd {
             .map_err(crate::faster_rcnn::nn_err)
     }
 }
+
+/// Ground truth of one image for training: boxes (xyxy, network-input pixels) and labels
+/// (1 … C − 1; 0 is the background).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Target {
+    pub boxes: Vec<[f32; 4]>,
+    pub labels: Vec<usize>,
+}
+
+/// IoU of two xyxy boxes in f32, as `box_iou` computes it.
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    inter / (area(a) + area(b) - inter)
+}
+
+/// torchvision's `SSDMatcher`: each default box takes the ground-truth box it overlaps most if
+/// that IoU is at least `thresh` (else −1, background); then every ground-truth box claims the
+/// default box that overlaps it most, whatever the IoU (a later box wins a shared one).
+pub fn ssd_match(gt: &[[f32; 4]], anchors: &[[f32; 4]], thresh: f64) -> Vec<i64> {
+    if gt.is_empty() {
+        return vec![-1; anchors.len()];
+    }
+    let mut best_anchor = vec![(f32::NEG_INFINITY, 0usize); gt.len()];
+    let mut matches: Vec<i64> = anchors
+        .iter()
+        .enumerate()
+        .map(|(k, a)| {
+            let mut best = (f32::NEG_INFINITY, 0usize);
+            for (g, b) in gt.iter().enumerate() {
+                let q = iou(b, a);
+                if q > best.0 {
+                    best = (q, g);
+                }
+                if q > best_anchor[g].0 {
+                    best_anchor[g] = (q, k);
+                }
+            }
+            if (best.0 as f64) < thresh {
+                -1
+            } else {
+                best.1 as i64
+            }
+        })
+        .collect();
+    for (g, &(_, k)) in best_anchor.iter().enumerate() {
+        matches[k] = g as i64;
+    }
+    matches
+}
+
+/// The two terms of SSD's MultiBox loss, each divided by the number of matched default boxes.
+pub struct SsdLoss {
+    /// Smooth L1 (β = 1) of the box deltas of matched default boxes.
+    pub bbox_regression: Tensor,
+    /// Cross-entropy of the matched default boxes plus the `neg_to_pos`× as many unmatched ones
+    /// with the highest loss (hard negative mining).
+    pub classification: Tensor,
+    /// Matched default boxes over the batch.
+    pub num_foreground: usize,
+}
+
+/// torchvision's `SSD.compute_loss` for head outputs `logits` (N, K, C) and `deltas` (N, K, 4)
+/// over `anchors` (K, xyxy): default boxes matched with [`ssd_match`] at `iou_thresh`, regression
+/// targets encoded by `coder`, and per image the `neg_to_pos` × (matched count) background
+/// boxes of highest cross-entropy.
+pub fn multibox_loss(
+    logits: &Tensor,
+    deltas: &Tensor,
+    anchors: &[[f32; 4]],
+    targets: &[Target],
+    coder: &BoxCoder,
+    iou_thresh: f64,
+    neg_to_pos: f64,
+) -> Result<SsdLoss> {
+    let (n, k, c) = match logits.shape() {
+        &[n, k, c] => (n, k, c),
+        s => {
+            return Err(arg(
+                "multibox_loss",
+                format!("logits must be (N, K, C), got {s:?}"),
+            ))
+        }
+    };
+    if deltas.shape() != [n, k, 4] || anchors.len() != k || targets.len() != n {
+        return Err(arg(
+            "multibox_loss",
+            format!(
+                "deltas {:?}, {} default boxes and {} targets for logits {:?}",
+                deltas.shape(),
+                anchors.len(),
+                targets.len(),
+                logits.shape()
+            ),
+        ));
+    }
+    let mut rows = Vec::new(); // foreground rows of (N·K)
+    let mut enc_gt = Vec::new();
+    let mut enc_anchor = Vec::new();
+    let mut cls_target = vec![0usize; n * k];
+    for (i, t) in targets.iter().enumerate() {
+        if t.boxes.len() != t.labels.len() {
+            return Err(arg(
+                "multibox_loss",
+                format!(
+                    "image {i}: {} boxes, {} labels",
+                    t.boxes.len(),
+                    t.labels.len()
+                ),
+            ));
+        }
+        if let Some(&l) = t.labels.iter().find(|&&l| l == 0 || l >= c) {
+            return Err(arg(
+                "multibox_loss",
+                format!("image {i}: label {l} outside 1..{}", c - 1),
+            ));
+        }
+        let m = ssd_match(&t.boxes, anchors, iou_thresh);
+        for (a, &g) in m.iter().enumerate() {
+            if g >= 0 {
+                let g = g as usize;
+                rows.push(i * k + a);
+                enc_gt.extend(t.boxes[g]);
+                enc_anchor.extend(anchors[a]);
+                cls_target[i * k + a] = t.labels[g];
+            }
+        }
+    }
+    let nfg = rows.len();
+    let denom = nfg.max(1) as f64;
+    let flat_d = deltas.reshape(&[n * k, 4])?;
+    let bbox_regression = if nfg == 0 {
+        flat_d.sum().mul_scalar(0.0)
+    } else {
+        let pred = flat_d.index_select(0, &rows)?;
+        let target = Tensor::from_vec(coder.encode(&enc_gt, &enc_anchor)?, &[nfg, 4])?;
+        pred.sub(&target)?
+            .smooth_l1(1.0)
+            .sum()
+            .mul_scalar(1.0 / denom)
+    };
+    let logp = logits.reshape(&[n * k, c])?.log_softmax(-1)?;
+    let ce = logp.gather(1, &cls_target, &[n * k, 1])?.neg(); // (N·K, 1)
+    let ce_v = ce.to_vec();
+    // hard negatives: per image, rank the background boxes by their loss (matched boxes last)
+    let mut chosen: Vec<usize> = rows.clone();
+    for i in 0..n {
+        let fg = (0..k).filter(|&a| cls_target[i * k + a] > 0).count();
+        let want = (neg_to_pos * fg as f64) as usize;
+        let mut order: Vec<usize> = (0..k).collect();
+        let key = |a: usize| {
+            if cls_target[i * k + a] > 0 {
+                f32::NEG_INFINITY
+            } else {
+                ce_v[i * k + a]
+            }
+        };
+        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+        chosen.extend(order.iter().take(want.min(k)).map(|&a| i * k + a));
+    }
+    let classification = if chosen.is_empty() {
+        ce.sum().mul_scalar(0.0)
+    } else {
+        ce.index_select(0, &chosen)?.sum().mul_scalar(1.0 / denom)
+    };
+    Ok(SsdLoss {
+        bbox_regression,
+        classification,
+        num_foreground: nfg,
+    })
+}
+
+impl Ssd {
+    /// The MultiBox loss of a batch already at the network's input (N, 3, H, W), normalized,
+    /// with targets in its pixels.
+    pub fn loss(&self, x: &Tensor, targets: &[Target]) -> Result<SsdLoss> {
+        let maps = self.backbone.feature_maps(x)?;
+        let logits = self.head.classification_head.scores(&maps)?;
+        let deltas = self.head.regression_head.scores(&maps)?;
+        let grids: Vec<(usize, usize)> =
+            maps.iter().map(|f| (f.shape()[2], f.shape()[3])).collect();
+        let s = x.shape();
+        let anchors = self.anchor_generator.boxes(&grids, (s[2], s[3]))?;
+        multibox_loss(&logits, &deltas, &anchors, targets, &self.coder, 0.5, 3.0)
+    }
+}

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use aics_detect::faster_rcnn::{upgrade_key, Detections, FasterRcnn};
-use aics_detect::ssd::Ssd;
+use aics_detect::ssd::{Ssd, Target};
 use aics_nn::{num_params, state_dict, Kind, Module};
 use aics_tensor::{hash_fill, hash_uniform, Tensor};
 use aics_testkit::json::{f64s, load};
@@ -280,6 +280,47 @@ fn check_ssd(name: &str) {
         }
     }
     check_detections(name, &t.detections[0], e);
+
+    // the MultiBox loss of the image and its mirror
+    let img = image(&fx);
+    let (h, w) = (img.shape()[1], img.shape()[2]);
+    let v = img.to_vec();
+    let mirrored: Vec<f32> = (0..v.len())
+        .map(|i| v[(i / w) * w + (w - 1 - i % w)])
+        .collect();
+    let mirror = Tensor::from_vec(mirrored, &[3, h, w]).unwrap();
+    let list = model.transform.batch(&[img, mirror]).unwrap();
+    let l = &e["loss"];
+    let targets: Vec<Target> = l["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Target {
+            boxes: rows(&t["boxes"])
+                .iter()
+                .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32])
+                .collect(),
+            labels: sizes(&t["labels"]),
+        })
+        .collect();
+    let loss = model.loss(&list.tensor, &targets).unwrap();
+    assert_eq!(
+        loss.num_foreground,
+        l["num_foreground"].as_u64().unwrap() as usize,
+        "{name}: matched default boxes"
+    );
+    for (what, got) in [
+        ("bbox_regression", &loss.bbox_regression),
+        ("classification", &loss.classification),
+    ] {
+        let want = l[what].as_f64().unwrap();
+        close(
+            &format!("{name} loss {what}"),
+            got.to_vec()[0] as f64,
+            want,
+            1e-4 * want.abs(),
+        );
+    }
 }
 
 #[test]
