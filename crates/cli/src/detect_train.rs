@@ -1,5 +1,5 @@
 //! `aics detect-train`: train a chapter detector on a detection data set, with mAP on held-out
-//! images every epoch, atomic checkpoints and exact resume. YOLOv1 so far.
+//! images every epoch, atomic checkpoints and exact resume: YOLOv1 and SSD.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use aics_detect::darknet::{Darknet, DetectionHead, Layer};
 use aics_detect::data::{read_coco, read_voc_dir, Dataset, Detection};
+use aics_detect::faster_rcnn::resize_boxes;
+use aics_detect::ssd::{Ssd, Target};
 use aics_detect::yolo::{decode_detection, detections, nms_sort};
 use aics_detect::yolov1::{yolov1_loss, V1Object, Yolov1Scales};
 use aics_detect::{coco_eval, voc_eval, VocAp};
@@ -24,6 +26,9 @@ use serde_json::json;
 pub enum DetModel {
     /// YOLOv1: S×S grid (S = size/32), B = 2 boxes a cell, the sum-squared loss.
     Yolov1,
+    /// SSD with a small backbone (feature maps at strides 8 to 64, default boxes of scales
+    /// 0.08–0.9), the MultiBox loss with 3:1 hard negatives; --size a multiple of 64.
+    Ssd,
 }
 
 /// YOLOv1's head.
@@ -40,9 +45,9 @@ pub enum HeadKind {
 pub struct DetectTrainArgs {
     #[arg(long, value_enum, default_value = "yolov1")]
     model: DetModel,
-    /// YOLOv1's head.
-    #[arg(long, value_enum, default_value = "connected")]
-    head: HeadKind,
+    /// YOLOv1's head (default: connected).
+    #[arg(long, value_enum)]
+    head: Option<HeadKind>,
     /// Training data: synth:DIR (from `aics data synth-detect`), coco:ANNOTATIONS.json:IMAGES,
     /// or voc:XML_DIR:IMAGES.
     #[arg(long)]
@@ -62,9 +67,9 @@ pub struct DetectTrainArgs {
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Checkpoint, written atomically after every epoch.
-    #[arg(long, default_value = "runs/yolov1.safetensors")]
-    checkpoint: PathBuf,
+    /// Checkpoint, written atomically after every epoch (default: runs/MODEL.safetensors).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// JSON lines, one per epoch (default: the checkpoint's path with .jsonl).
     #[arg(long)]
     log: Option<PathBuf>,
@@ -320,47 +325,148 @@ pub fn head_output(net: &Darknet, x: &Tensor, kind: HeadKind, h: &DetectionHead)
     Ok(Tensor::concat(&[&cls, &conf, &boxes], 1)?)
 }
 
+/// A detector being trained.
+enum Trainee {
+    Yolov1 {
+        net: Darknet,
+        kind: HeadKind,
+        head: DetectionHead,
+        cfg: String,
+    },
+    Ssd(Ssd),
+}
+
+impl Trainee {
+    fn module(&self) -> &dyn Module {
+        match self {
+            Trainee::Yolov1 { net, .. } => net,
+            Trainee::Ssd(m) => m,
+        }
+    }
+
+    /// The network's input for a batch of [0, 1] pixels.
+    fn input(&self, x: Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Trainee::Yolov1 { .. } => x,
+            Trainee::Ssd(_) => x.add_scalar(-0.5).mul_scalar(2.0),
+        })
+    }
+
+    /// The loss to minimize (a batch mean) and a number to watch: YOLOv1's average IoU of the
+    /// responsible boxes, SSD's matched default boxes an image.
+    fn loss(&self, x: &Tensor, objs: &[Vec<V1Object>], size: usize) -> Result<(Tensor, f64)> {
+        let n = objs.len() as f64;
+        match self {
+            Trainee::Yolov1 {
+                net, kind, head, ..
+            } => {
+                let out = head_output(net, x, *kind, head)?;
+                let l = yolov1_loss(&out, head, objs, Yolov1Scales::default())?;
+                Ok((l.loss.mul_scalar(1.0 / n), l.avg_iou as f64))
+            }
+            Trainee::Ssd(m) => {
+                let s = size as f32;
+                let targets: Vec<Target> = objs
+                    .iter()
+                    .map(|o| Target {
+                        boxes: o
+                            .iter()
+                            .map(|v| {
+                                let [cx, cy, w, h] = v.bbox;
+                                [
+                                    (cx - w / 2.0) * s,
+                                    (cy - h / 2.0) * s,
+                                    (cx + w / 2.0) * s,
+                                    (cy + h / 2.0) * s,
+                                ]
+                            })
+                            .collect(),
+                        labels: o.iter().map(|v| v.class + 1).collect(),
+                    })
+                    .collect();
+                let l = m.loss(x, &targets)?;
+                Ok((
+                    l.bbox_regression.add(&l.classification)?,
+                    l.num_foreground as f64 / n,
+                ))
+            }
+        }
+    }
+
+    /// Detections of image `b` of a batch's output, in pixels of a `w`×`h` image: (class, score,
+    /// xyxy).
+    fn detections(
+        &self,
+        x: &Tensor,
+        size: usize,
+        dims: &[(usize, usize)],
+    ) -> Result<Vec<Vec<(usize, f32, [f32; 4])>>> {
+        match self {
+            Trainee::Yolov1 {
+                net, kind, head, ..
+            } => {
+                let t = head_output(net, x, *kind, head)?;
+                let mut out = Vec::new();
+                for (b, &(w, h)) in dims.iter().enumerate() {
+                    let mut c = decode_detection(head, &t.narrow(0, b, 1)?, w, h, 0.01)?;
+                    nms_sort(&mut c, 0.45);
+                    let mut d = detections(&c, 0.01);
+                    d.truncate(100);
+                    out.push(d.into_iter().map(|d| (d.class, d.score, d.bbox)).collect());
+                }
+                Ok(out)
+            }
+            Trainee::Ssd(m) => {
+                let (logits, deltas, anchors) = m.heads(x)?;
+                let sizes = vec![(size, size); dims.len()];
+                let dets = m.postprocess(&logits, &deltas, &anchors, &sizes)?;
+                Ok(dets
+                    .into_iter()
+                    .zip(dims)
+                    .map(|(mut d, &(w, h))| {
+                        resize_boxes(&mut d.boxes, (size, size), (h, w));
+                        d.labels
+                            .iter()
+                            .zip(&d.scores)
+                            .zip(&d.boxes)
+                            .map(|((&l, &s), &b)| (l - 1, s, b))
+                            .collect()
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
 /// Detections of the network on a split, in the split's image pixels, for mAP.
-fn evaluate(
-    net: &Darknet,
-    kind: HeadKind,
-    hd: &DetectionHead,
-    split: &Split,
-    size: usize,
-    batch: usize,
-) -> Result<Vec<Detection>> {
+fn evaluate(t: &Trainee, split: &Split, size: usize, batch: usize) -> Result<Vec<Detection>> {
     let _g = no_grad();
-    net.set_training(false);
+    t.module().set_training(false);
     let mut dets = Vec::new();
     let idx: Vec<usize> = (0..split.pixels.len()).collect();
     for chunk in idx.chunks(batch) {
-        let x = batch_tensor(split, chunk, size, &vec![false; chunk.len()])?;
-        {
-            let t = head_output(net, &x, kind, hd)?;
-            for (b, &i) in chunk.iter().enumerate() {
-                let im = &split.gt.images[i];
-                let mut c = decode_detection(
-                    hd,
-                    &t.narrow(0, b, 1)?,
-                    im.width as usize,
-                    im.height as usize,
-                    0.01,
-                )?;
-                nms_sort(&mut c, 0.45);
-                let mut d = detections(&c, 0.01);
-                d.truncate(100);
-                for d in d {
-                    let [x1, y1, x2, y2] = d.bbox;
-                    let (x1, y1) = (x1.max(0.0), y1.max(0.0));
-                    let (x2, y2) = (x2.min(im.width as f32), y2.min(im.height as f32));
-                    if x2 > x1 && y2 > y1 {
-                        dets.push(Detection {
-                            image_id: im.id,
-                            category_id: split.gt.categories[d.class].id,
-                            bbox: [x1 as f64, y1 as f64, (x2 - x1) as f64, (y2 - y1) as f64],
-                            score: d.score as f64,
-                        });
-                    }
+        let x = t.input(batch_tensor(split, chunk, size, &vec![false; chunk.len()])?)?;
+        let dims: Vec<(usize, usize)> = chunk
+            .iter()
+            .map(|&i| {
+                (
+                    split.gt.images[i].width as usize,
+                    split.gt.images[i].height as usize,
+                )
+            })
+            .collect();
+        for (&i, found) in chunk.iter().zip(t.detections(&x, size, &dims)?) {
+            let im = &split.gt.images[i];
+            for (class, score, [x1, y1, x2, y2]) in found {
+                let (x1, y1) = (x1.max(0.0), y1.max(0.0));
+                let (x2, y2) = (x2.min(im.width as f32), y2.min(im.height as f32));
+                if x2 > x1 && y2 > y1 {
+                    dets.push(Detection {
+                        image_id: im.id,
+                        category_id: split.gt.categories[class].id,
+                        bbox: [x1 as f64, y1 as f64, (x2 - x1) as f64, (y2 - y1) as f64],
+                        score: score as f64,
+                    });
                 }
             }
         }
@@ -368,7 +474,17 @@ fn evaluate(
     Ok(dets)
 }
 
-pub fn run(a: DetectTrainArgs) -> Result<()> {
+pub fn run(mut a: DetectTrainArgs) -> Result<()> {
+    let model_name = format!("{:?}", a.model).to_lowercase();
+    let head = match (a.model, a.head) {
+        (DetModel::Yolov1, h) => h.unwrap_or(HeadKind::Connected),
+        (_, Some(_)) => bail!("--head applies to --model yolov1 only"),
+        (_, None) => HeadKind::Connected,
+    };
+    let checkpoint = a
+        .checkpoint
+        .take()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{model_name}.safetensors")));
     if a.size < 64 || !a.size.is_multiple_of(32) {
         bail!(
             "--size must be a multiple of 32, at least 64 (got {})",
@@ -420,46 +536,58 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
     };
     let train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
     let classes = gt.categories.len();
-    let cfg = yolov1_cfg(a.size, classes, a.head);
-    let net = Darknet::from_cfg(&cfg).map_err(|e| anyhow::anyhow!("yolov1 cfg: {e}"))?;
-    net.randomize(&mut Rng::new(a.seed));
-    let head = match a.head {
-        HeadKind::Connected => net
-            .layers
-            .iter()
-            .find_map(|l| {
-                if let Layer::Detection(h) = l {
-                    Some(h.clone())
-                } else {
-                    None
-                }
-            })
-            .context("no [detection] layer")?,
-        HeadKind::Conv => DetectionHead {
-            classes,
-            coords: 4,
-            side: a.size / 32,
-            num: 2,
-            sqrt: true,
-            softmax: false,
-        },
+    let trainee = match a.model {
+        DetModel::Yolov1 => {
+            let cfg = yolov1_cfg(a.size, classes, head);
+            let net = Darknet::from_cfg(&cfg).map_err(|e| anyhow::anyhow!("yolov1 cfg: {e}"))?;
+            net.randomize(&mut Rng::new(a.seed));
+            let dhead = match head {
+                HeadKind::Connected => net
+                    .layers
+                    .iter()
+                    .find_map(|l| {
+                        if let Layer::Detection(h) = l {
+                            Some(h.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .context("no [detection] layer")?,
+                HeadKind::Conv => DetectionHead {
+                    classes,
+                    coords: 4,
+                    side: a.size / 32,
+                    num: 2,
+                    sqrt: true,
+                    softmax: false,
+                },
+            };
+            Trainee::Yolov1 {
+                net,
+                kind: head,
+                head: dhead,
+                cfg,
+            }
+        }
+        DetModel::Ssd => Trainee::Ssd(Ssd::small(classes + 1, a.size, a.seed)?),
     };
-    let settings = json!({"model": "yolov1", "head": format!("{:?}", a.head).to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": a.epochs,
+    let net = trainee.module();
+    let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": a.epochs,
                           "batch": a.batch, "lr": a.lr, "seed": a.seed}).to_string();
-    let mut opt = Adam::new(parameters(&net)).lr(a.lr);
+    let mut opt = Adam::new(parameters(net)).lr(a.lr);
     let mut start = 0;
     let log_path = a
         .log
         .clone()
-        .unwrap_or_else(|| a.checkpoint.with_extension("jsonl"));
+        .unwrap_or_else(|| checkpoint.with_extension("jsonl"));
     let mut log_lines: Vec<String> = Vec::new();
     if a.resume {
-        let ck = load_checkpoint(&a.checkpoint)
+        let ck = load_checkpoint(&checkpoint)
             .with_context(|| "--resume needs the checkpoint of an earlier run")?;
         if ck.meta("aics.detect_train") != Some(settings.as_str()) {
-            bail!("{}: --resume continues the checkpoint's run, but the settings differ (checkpoint: {}); give the same settings, or start a new run", a.checkpoint.display(), ck.meta("aics.detect_train").unwrap_or("none"));
+            bail!("{}: --resume continues the checkpoint's run, but the settings differ (checkpoint: {}); give the same settings, or start a new run", checkpoint.display(), ck.meta("aics.detect_train").unwrap_or("none"));
         }
-        ck.load_into(&net)?;
+        ck.load_into(net)?;
         opt.load_state(&ck.optimizer_state())?;
         start = ck
             .meta("aics.epoch")
@@ -469,16 +597,21 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
             log_lines = text.lines().take(start).map(|s| s.to_string()).collect();
         }
     }
-    if let Some(dir) = a.checkpoint.parent() {
+    if let Some(dir) = checkpoint.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let nt = train.pixels.len();
     let steps = nt.div_ceil(a.batch);
+    let what = match a.model {
+        DetModel::Yolov1 => format!(
+            "yolov1 {0}×{0} (S={1}, B=2, {classes} classes)",
+            a.size,
+            a.size / 32
+        ),
+        DetModel::Ssd => format!("ssd {0}×{0} ({classes} classes)", a.size),
+    };
     println!(
-        "yolov1 {}×{} (S={}, B=2, {classes} classes): {nt} training images, {} validation images",
-        a.size,
-        a.size,
-        a.size / 32,
+        "{what}: {nt} training images, {} validation images",
         val.pixels.len()
     );
     for epoch in start..a.epochs {
@@ -524,29 +657,33 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
                 })
                 .collect();
             opt.zero_grad();
-            let out = head_output(&net, &x, a.head, &head)?;
-            let l = yolov1_loss(&out, &head, &objs, Yolov1Scales::default())?;
-            let v = l.loss.to_vec()[0] as f64 / chunk.len() as f64;
+            let x = trainee.input(x)?;
+            let (loss, watch) = trainee.loss(&x, &objs, a.size)?;
+            let v = loss.to_vec()[0] as f64;
             if !v.is_finite() {
                 bail!(
                     "epoch {}: the loss is not finite ({v}); try a smaller --lr",
                     epoch + 1
                 );
             }
-            l.loss.mul_scalar(1.0 / chunk.len() as f64).backward()?;
+            loss.backward()?;
             opt.step()?;
             loss_sum += v * chunk.len() as f64;
-            iou_sum += l.avg_iou as f64 * chunk.len() as f64;
+            iou_sum += watch * chunk.len() as f64;
             seen += chunk.len();
             pb.set_message(format!("loss {:.3}", loss_sum / seen as f64));
             pb.inc(1);
         }
         pb.finish_and_clear();
         let train_s = t0.elapsed().as_secs_f64();
-        let dets = evaluate(&net, a.head, &head, &val, a.size, a.batch)?;
+        let dets = evaluate(&trainee, &val, a.size, a.batch)?;
         let voc = voc_eval(&val.gt, &dets, 0.5, VocAp::AllPoint).map;
         let coco = coco_eval(&val.gt, &dets).stats();
-        let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, "avg_iou": iou_sum / seen as f64, "lr": lr,
+        let watch_key = match a.model {
+            DetModel::Yolov1 => "avg_iou",
+            DetModel::Ssd => "matched_boxes",
+        };
+        let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr,
                           "val_map50_voc": voc, "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,
                           "seconds_per_image": train_s / nt as f64}).to_string();
         println!(
@@ -562,7 +699,9 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
         let mut md = HashMap::new();
         md.insert("aics.detect_train".to_string(), settings.clone());
         md.insert("aics.epoch".to_string(), (epoch + 1).to_string());
-        md.insert("aics.darknet_cfg".to_string(), cfg.clone());
+        if let Trainee::Yolov1 { cfg, .. } = &trainee {
+            md.insert("aics.darknet_cfg".to_string(), cfg.clone());
+        }
         md.insert(
             "aics.class_names".to_string(),
             serde_json::to_string(
@@ -572,13 +711,13 @@ pub fn run(a: DetectTrainArgs) -> Result<()> {
                     .collect::<Vec<_>>(),
             )?,
         );
-        save_checkpoint(&a.checkpoint, &net, Some(&opt), md)?;
+        save_checkpoint(&checkpoint, net, Some(&opt), md)?;
         write_atomic(&log_path, (log_lines.join("\n") + "\n").as_bytes())?;
     }
     std::io::stdout().flush().ok();
     println!(
         "checkpoint: {}\nlog: {}",
-        a.checkpoint.display(),
+        checkpoint.display(),
         log_path.display()
     );
     Ok(())

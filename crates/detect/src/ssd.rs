@@ -310,10 +310,80 @@ impl SsdLiteMobileNet {
     }
 }
 
+/// A small SSD backbone for small images (the synthetic scenes): stages of 3×3 conv + batch
+/// norm + ReLU, the first with stride 2, each later one after a 2×2 max pool; the last `maps`
+/// stages feed the heads. Keys `stages.{i}.*`.
+#[derive(Module)]
+pub struct SsdSmall {
+    #[module]
+    pub stages: Sequential,
+    /// How many of the last stages are feature maps.
+    pub maps: usize,
+}
+
+impl SsdSmall {
+    /// Widths of the stages; their output strides are 2, 4, 8, ….
+    pub fn new(widths: &[usize], maps: usize, rng: &mut Rng) -> Result<Self> {
+        if maps == 0 || maps > widths.len() {
+            return Err(arg(
+                "SsdSmall",
+                format!("{maps} feature maps of {} stages", widths.len()),
+            ));
+        }
+        let norm = Norm::BATCH;
+        let mut stages = Sequential::new();
+        let mut c = 3;
+        for (i, &w) in widths.iter().enumerate() {
+            let mut st = Sequential::new();
+            if i > 0 {
+                st = st.add(MaxPool2d(PoolParams::new(2).stride(2)));
+            }
+            // the first stage strides by 2 itself
+            let stride = if i == 0 { 2 } else { 1 };
+            st = st.add(conv_norm_act(
+                c,
+                w,
+                3,
+                (stride, 1, 1),
+                norm,
+                Act::ReLU,
+                rng,
+            )?);
+            stages = stages.add(st);
+            c = w;
+        }
+        Ok(SsdSmall { stages, maps })
+    }
+
+    pub fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let n = self.stages.len();
+        let mut out = Vec::new();
+        let mut h = x.clone();
+        for (i, (_, st)) in self.stages.layers().enumerate() {
+            h = st.forward(&h)?;
+            if i + self.maps >= n {
+                out.push(h.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Module for SsdSmall {
+    /// The finest feature map.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        Ok(self
+            .feature_maps(x)
+            .map_err(crate::faster_rcnn::nn_err)?
+            .remove(0))
+    }
+}
+
 /// An SSD backbone: the feature maps the heads read.
 pub enum SsdBackbone {
     Vgg(SsdVgg),
     MobileNet(SsdLiteMobileNet),
+    Small(SsdSmall),
 }
 
 impl SsdBackbone {
@@ -321,12 +391,14 @@ impl SsdBackbone {
         match self {
             SsdBackbone::Vgg(m) => m,
             SsdBackbone::MobileNet(m) => m,
+            SsdBackbone::Small(m) => m,
         }
     }
     pub fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         match self {
             SsdBackbone::Vgg(m) => m.feature_maps(x),
             SsdBackbone::MobileNet(m) => m.feature_maps(x),
+            SsdBackbone::Small(m) => m.feature_maps(x),
         }
     }
 }
@@ -342,6 +414,7 @@ impl Module for SsdBackbone {
         match self {
             SsdBackbone::Vgg(_) => "SsdVgg".into(),
             SsdBackbone::MobileNet(_) => "SsdLiteMobileNet".into(),
+            SsdBackbone::Small(_) => "SsdSmall".into(),
         }
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
@@ -597,6 +670,76 @@ impl Ssd {
             coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
             num_classes,
         })
+    }
+
+    /// A small SSD for `size`² images (a multiple of 64, at least 128) with `num_classes`
+    /// (background included): stages of 32, 64, 128, 256, 256, 256 channels, feature maps
+    /// at strides 8, 16, 32, 64 (24², 12², 6², 3² at 192), default boxes of scales 0.08 … 0.9
+    /// with ratios {2} on the finest and coarsest maps and {2, 3} between; 3×3 conv heads;
+    /// inputs normalized to [−1, 1].
+    pub fn small(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
+        check_classes("ssd_small", num_classes)?;
+        if size < 128 || !size.is_multiple_of(64) {
+            return Err(arg(
+                "ssd_small",
+                format!("the input size must be a multiple of 64, at least 128; got {size}"),
+            ));
+        }
+        let mut rng = Rng::new(seed);
+        let widths = [32, 64, 128, 256, 256, 256];
+        let backbone = SsdSmall::new(&widths, 4, &mut rng)?;
+        let ratios = vec![vec![2.0], vec![2.0, 3.0], vec![2.0, 3.0], vec![2.0]];
+        let anchors = DefaultBoxes::linear(ratios, 0.08, 0.9);
+        let per = anchors.num_anchors_per_location();
+        let p1 = ConvParams::default().padding(1);
+        let channels = &widths[widths.len() - 4..];
+        let (mut cls, mut reg) = (Sequential::new(), Sequential::new());
+        for (&c, &a) in channels.iter().zip(&per) {
+            cls = cls.add(conv(c, num_classes * a, 3, p1, &mut rng)?);
+            reg = reg.add(conv(c, 4 * a, 3, p1, &mut rng)?);
+        }
+        Ok(Ssd {
+            backbone: SsdBackbone::Small(backbone),
+            head: SsdHead {
+                classification_head: ScoringHead {
+                    module_list: cls,
+                    columns: num_classes,
+                },
+                regression_head: ScoringHead {
+                    module_list: reg,
+                    columns: 4,
+                },
+            },
+            anchor_generator: anchors,
+            transform: RcnnTransform {
+                min_size: size as f64,
+                max_size: size as f64,
+                mean: [0.5; 3],
+                std: [0.5; 3],
+                size_divisible: 1,
+                fixed_size: Some((size, size)),
+            },
+            settings: SsdSettings {
+                score_thresh: 0.01,
+                nms_thresh: 0.45,
+                detections_per_img: 100,
+                topk_candidates: 200,
+            },
+            coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
+            num_classes,
+        })
+    }
+
+    /// Head outputs and default boxes of a batch at the network's input, normalized.
+    pub fn heads(&self, x: &Tensor) -> Result<(Tensor, Tensor, Vec<[f32; 4]>)> {
+        let maps = self.backbone.feature_maps(x)?;
+        let logits = self.head.classification_head.scores(&maps)?;
+        let deltas = self.head.regression_head.scores(&maps)?;
+        let grids: Vec<(usize, usize)> =
+            maps.iter().map(|f| (f.shape()[2], f.shape()[3])).collect();
+        let s = x.shape();
+        let anchors = self.anchor_generator.boxes(&grids, (s[2], s[3]))?;
+        Ok((logits, deltas, anchors))
     }
 
     /// A model by torchvision's name.
@@ -929,13 +1072,7 @@ impl Ssd {
     /// The MultiBox loss of a batch already at the network's input (N, 3, H, W), normalized,
     /// with targets in its pixels.
     pub fn loss(&self, x: &Tensor, targets: &[Target]) -> Result<SsdLoss> {
-        let maps = self.backbone.feature_maps(x)?;
-        let logits = self.head.classification_head.scores(&maps)?;
-        let deltas = self.head.regression_head.scores(&maps)?;
-        let grids: Vec<(usize, usize)> =
-            maps.iter().map(|f| (f.shape()[2], f.shape()[3])).collect();
-        let s = x.shape();
-        let anchors = self.anchor_generator.boxes(&grids, (s[2], s[3]))?;
+        let (logits, deltas, anchors) = self.heads(x)?;
         multibox_loss(&logits, &deltas, &anchors, targets, &self.coder, 0.5, 3.0)
     }
 }
