@@ -536,7 +536,17 @@ impl Rpn {
         n: usize,
         image_size: (usize, usize),
     ) -> Result<Proposals> {
-        let s = &self.settings;
+        self.proposals_with(out, n, image_size, &self.settings)
+    }
+
+    /// The proposals of image `n` under other settings (training keeps more).
+    pub fn proposals_with(
+        &self,
+        out: &RpnOutput,
+        n: usize,
+        image_size: (usize, usize),
+        s: &RpnSettings,
+    ) -> Result<Proposals> {
         let (mut boxes, mut scores, mut levels) = (Vec::new(), Vec::new(), Vec::new());
         let mut offset = 0;
         for (lvl, (o, d)) in out.objectness.iter().zip(&out.deltas).enumerate() {
@@ -802,6 +812,14 @@ impl Default for BoxSettings {
 pub struct Detections {
     pub boxes: Vec<[f32; 4]>,
     pub scores: Vec<f32>,
+    pub labels: Vec<usize>,
+}
+
+/// Ground truth of one image for training: boxes (xyxy pixels) and labels
+/// (1 … C − 1; 0 is the background).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Target {
+    pub boxes: Vec<[f32; 4]>,
     pub labels: Vec<usize>,
 }
 
@@ -1104,5 +1122,394 @@ impl Module for FasterRcnn {
             .flat_map(|((b, &s), &l)| [b[0], b[1], b[2], b[3], s, l as f32])
             .collect();
         Ok(Tensor::from_vec(rows, &[d.scores.len(), 6])?)
+    }
+}
+
+/// torchvision's `Matcher` over an IoU matrix given as a closure `q(gt, anchor)`: each anchor
+/// takes its best ground-truth box (the first of equals) when that IoU reaches `high`, −2
+/// between `low` and `high`, −1 below `low`; with `low_quality`, every anchor that is some
+/// box's best match (ties included) keeps its best box whatever the IoU.
+pub fn match_boxes(
+    gt: &[[f32; 4]],
+    anchors: &[[f32; 4]],
+    low: f64,
+    high: f64,
+    low_quality: bool,
+) -> Vec<i64> {
+    if gt.is_empty() {
+        return vec![-1; anchors.len()];
+    }
+    let q: Vec<Vec<f32>> = gt
+        .iter()
+        .map(|g| anchors.iter().map(|a| crate::ssd::iou(g, a)).collect())
+        .collect();
+    let mut best_of_gt = vec![f32::NEG_INFINITY; gt.len()];
+    for (g, row) in q.iter().enumerate() {
+        for &v in row {
+            if v > best_of_gt[g] {
+                best_of_gt[g] = v;
+            }
+        }
+    }
+    (0..anchors.len())
+        .map(|a| {
+            let (mut bv, mut bg) = (f32::NEG_INFINITY, 0usize);
+            for (g, row) in q.iter().enumerate() {
+                if row[a] > bv {
+                    bv = row[a];
+                    bg = g;
+                }
+            }
+            let low_q = low_quality && q.iter().enumerate().any(|(g, row)| row[a] == best_of_gt[g]);
+            if low_q || bv as f64 >= high {
+                bg as i64
+            } else if (bv as f64) < low {
+                -1
+            } else {
+                -2
+            }
+        })
+        .collect()
+}
+
+/// torchvision's `BalancedPositiveNegativeSampler`: of the positives (label ≥ 1) at most
+/// `batch · fraction`, of the negatives (label 0) the rest of `batch`, each drawn at random.
+/// Returns (positives, negatives), each in increasing index order.
+pub fn sample_balanced(
+    labels: &[i64],
+    batch: usize,
+    fraction: f64,
+    rng: &mut Rng,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut pos: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] >= 1).collect();
+    let mut neg: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 0).collect();
+    let np = ((batch as f64 * fraction) as usize).min(pos.len());
+    let nn = (batch - np).min(neg.len());
+    let mut pick = |v: &mut Vec<usize>, k: usize| {
+        if k < v.len() {
+            rng.shuffle(v);
+            v.truncate(k);
+        }
+        v.sort_unstable();
+    };
+    pick(&mut pos, np);
+    pick(&mut neg, nn);
+    (pos, neg)
+}
+
+/// Training settings of Faster R-CNN (torchvision's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RcnnTrainSettings {
+    /// Anchors sampled per image for the RPN's loss, and the positive fraction.
+    pub rpn_batch: usize,
+    pub rpn_fraction: f64,
+    /// Anchors at IoU ≥ fg are positive, < bg negative.
+    pub rpn_fg_iou: f64,
+    pub rpn_bg_iou: f64,
+    /// Proposals kept per level before NMS and in all after it, while training.
+    pub rpn_pre_nms_top_n: usize,
+    pub rpn_post_nms_top_n: usize,
+    /// Proposals sampled per image for the box head, and the positive fraction.
+    pub box_batch: usize,
+    pub box_fraction: f64,
+    /// Proposals at IoU ≥ this are foreground.
+    pub box_fg_iou: f64,
+}
+
+impl Default for RcnnTrainSettings {
+    fn default() -> Self {
+        RcnnTrainSettings {
+            rpn_batch: 256,
+            rpn_fraction: 0.5,
+            rpn_fg_iou: 0.7,
+            rpn_bg_iou: 0.3,
+            rpn_pre_nms_top_n: 2000,
+            rpn_post_nms_top_n: 2000,
+            box_batch: 512,
+            box_fraction: 0.25,
+            box_fg_iou: 0.5,
+        }
+    }
+}
+
+/// Faster R-CNN's four losses.
+pub struct RcnnLosses {
+    /// Binary cross-entropy of the sampled anchors' objectness (mean).
+    pub objectness: Tensor,
+    /// Smooth L1 (β = 1/9) of the positive anchors' deltas, over the sampled anchors.
+    pub rpn_box_reg: Tensor,
+    /// Cross-entropy of the sampled proposals' classes (mean).
+    pub classifier: Tensor,
+    /// Smooth L1 (β = 1/9) of the foreground proposals' deltas for their class, over the
+    /// sampled proposals.
+    pub box_reg: Tensor,
+}
+
+impl RcnnLosses {
+    pub fn total(&self) -> Result<Tensor> {
+        Ok(self
+            .objectness
+            .add(&self.rpn_box_reg)?
+            .add(&self.classifier)?
+            .add(&self.box_reg)?)
+    }
+}
+
+/// The objectness logits (N·total) and deltas (N·total, 4) of all levels, rows in the anchors'
+/// order (level, y, x, anchor) image by image.
+fn flat_rpn(out: &RpnOutput) -> Result<(Tensor, Tensor)> {
+    let (mut os, mut ds) = (Vec::new(), Vec::new());
+    for (o, d) in out.objectness.iter().zip(&out.deltas) {
+        let s = o.shape().to_vec();
+        let (n, a, h, w) = (s[0], s[1], s[2], s[3]);
+        os.push(o.permute(&[0, 2, 3, 1])?.reshape(&[n, h * w * a])?);
+        ds.push(
+            d.reshape(&[n, a, 4, h, w])?
+                .permute(&[0, 3, 4, 1, 2])?
+                .reshape(&[n, h * w * a, 4])?,
+        );
+    }
+    let n = out.objectness[0].shape()[0];
+    let total = out.anchors.len();
+    let o = Tensor::concat(&os.iter().collect::<Vec<_>>(), 1)?.reshape(&[n * total])?;
+    let d = Tensor::concat(&ds.iter().collect::<Vec<_>>(), 1)?.reshape(&[n * total, 4])?;
+    Ok((o, d))
+}
+
+impl FasterRcnn {
+    /// The four losses of a batch: images (3, H, W) in [0, 1] with targets in their pixels
+    /// (scaled with the images by the transform). Sampling draws from `rng`.
+    pub fn losses(
+        &self,
+        images: &[Tensor],
+        targets: &[Target],
+        ts: &RcnnTrainSettings,
+        rng: &mut Rng,
+    ) -> Result<RcnnLosses> {
+        if images.len() != targets.len() {
+            return Err(arg(
+                "FasterRcnn::losses",
+                format!("{} images, {} targets", images.len(), targets.len()),
+            ));
+        }
+        let list = self.transform.batch(images)?;
+        let targets: Vec<Target> = targets
+            .iter()
+            .zip(images)
+            .zip(&list.sizes)
+            .map(|((t, img), &size)| {
+                let mut boxes = t.boxes.clone();
+                let s = img.shape();
+                resize_boxes(&mut boxes, (s[1], s[2]), size);
+                Target {
+                    boxes,
+                    labels: t.labels.clone(),
+                }
+            })
+            .collect();
+        for (i, t) in targets.iter().enumerate() {
+            if t.boxes.len() != t.labels.len() {
+                return Err(arg(
+                    "FasterRcnn::losses",
+                    format!(
+                        "image {i}: {} boxes, {} labels",
+                        t.boxes.len(),
+                        t.labels.len()
+                    ),
+                ));
+            }
+            if let Some(&l) = t.labels.iter().find(|&&l| l == 0 || l >= self.num_classes) {
+                return Err(arg(
+                    "FasterRcnn::losses",
+                    format!("image {i}: label {l} outside 1..{}", self.num_classes - 1),
+                ));
+            }
+            if t.boxes.iter().any(|b| !(b[2] > b[0] && b[3] > b[1])) {
+                return Err(arg(
+                    "FasterRcnn::losses",
+                    format!("image {i}: a box without positive width and height"),
+                ));
+            }
+        }
+        let features = self.backbone.features(&list.tensor)?;
+        let tsz = list.tensor.shape();
+        let out = self.rpn.run(&features, (tsz[2], tsz[3]))?;
+        let total = out.anchors.len();
+
+        // RPN: anchor targets, sampled anchors, losses
+        let mut rpn_pos = Vec::new();
+        let mut rpn_sampled = Vec::new();
+        let mut rpn_labels = Vec::new();
+        let (mut enc_gt, mut enc_anchor) = (Vec::new(), Vec::new());
+        for (i, t) in targets.iter().enumerate() {
+            let m = match_boxes(&t.boxes, &out.anchors, ts.rpn_bg_iou, ts.rpn_fg_iou, true);
+            let labels: Vec<i64> = m
+                .iter()
+                .map(|&g| {
+                    if g >= 0 {
+                        1
+                    } else if g == -1 {
+                        0
+                    } else {
+                        -1
+                    }
+                })
+                .collect();
+            let (pos, neg) = sample_balanced(&labels, ts.rpn_batch, ts.rpn_fraction, rng);
+            for &a in &pos {
+                enc_gt.extend(t.boxes[m[a] as usize]);
+                enc_anchor.extend(out.anchors[a]);
+                rpn_pos.push(i * total + a);
+            }
+            for &a in pos.iter().chain(&neg) {
+                rpn_sampled.push(i * total + a);
+                rpn_labels.push(if labels[a] >= 1 { 1.0f32 } else { 0.0 });
+            }
+        }
+        let (obj, del) = flat_rpn(&out)?;
+        let objectness = if rpn_sampled.is_empty() {
+            obj.sum().mul_scalar(0.0)
+        } else {
+            let y = Tensor::from_vec(rpn_labels, &[rpn_sampled.len()])?;
+            aics_nn::loss::bce_with_logits(&obj.index_select(0, &rpn_sampled)?, &y)?
+        };
+        let rpn_box_reg = if rpn_pos.is_empty() {
+            del.sum().mul_scalar(0.0)
+        } else {
+            let target = Tensor::from_vec(
+                self.rpn.coder.encode(&enc_gt, &enc_anchor)?,
+                &[rpn_pos.len(), 4],
+            )?;
+            del.index_select(0, &rpn_pos)?
+                .sub(&target)?
+                .smooth_l1(1.0 / 9.0)
+                .sum()
+                .mul_scalar(1.0 / rpn_sampled.len().max(1) as f64)
+        };
+
+        // proposals (training's top-k), the ground truth added, sampled for the box head
+        let mut settings = self.rpn.settings.clone();
+        settings.pre_nms_top_n = ts.rpn_pre_nms_top_n;
+        settings.post_nms_top_n = ts.rpn_post_nms_top_n;
+        let mut sampled_boxes = Vec::new();
+        let mut box_labels = Vec::new();
+        let (mut box_gt, mut box_props) = (Vec::new(), Vec::new());
+        let mut fg_rows = Vec::new();
+        let mut row = 0;
+        for (i, t) in targets.iter().enumerate() {
+            let mut props = {
+                let _g = aics_tensor::no_grad();
+                self.rpn
+                    .proposals_with(&out, i, list.sizes[i], &settings)?
+                    .boxes
+            };
+            props.extend(t.boxes.iter().copied());
+            let m = match_boxes(&t.boxes, &props, ts.box_fg_iou, ts.box_fg_iou, false);
+            let labels: Vec<i64> = m
+                .iter()
+                .map(|&g| {
+                    if g >= 0 {
+                        t.labels[g as usize] as i64
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let (pos, neg) = sample_balanced(&labels, ts.box_batch, ts.box_fraction, rng);
+            let mut chosen: Vec<usize> = pos.iter().chain(&neg).copied().collect();
+            chosen.sort_unstable();
+            let mut boxes = Vec::new();
+            for &p in &chosen {
+                boxes.push(props[p]);
+                let l = labels[p].max(0) as usize;
+                box_labels.push(l);
+                if l > 0 {
+                    box_gt.extend(t.boxes[m[p] as usize]);
+                    box_props.extend(props[p]);
+                    fg_rows.push((row, l));
+                }
+                row += 1;
+            }
+            sampled_boxes.push(boxes);
+        }
+        let (logits, deltas) = self
+            .roi_heads
+            .predict(&features, &sampled_boxes, &list.sizes)?;
+        let classifier = if box_labels.is_empty() {
+            logits.sum().mul_scalar(0.0)
+        } else {
+            aics_nn::loss::cross_entropy(&logits, &box_labels, None, 0.0)?
+        };
+        let c = self.num_classes;
+        let box_reg = if fg_rows.is_empty() {
+            deltas.sum().mul_scalar(0.0)
+        } else {
+            let rows: Vec<usize> = fg_rows.iter().map(|&(r, l)| r * c + l).collect();
+            let target = Tensor::from_vec(
+                self.roi_heads.coder.encode(&box_gt, &box_props)?,
+                &[rows.len(), 4],
+            )?;
+            deltas
+                .reshape(&[row * c, 4])?
+                .index_select(0, &rows)?
+                .sub(&target)?
+                .smooth_l1(1.0 / 9.0)
+                .sum()
+                .mul_scalar(1.0 / row.max(1) as f64)
+        };
+        Ok(RcnnLosses {
+            objectness,
+            rpn_box_reg,
+            classifier,
+            box_reg,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_keeps_the_fraction_and_draws_without_repeats() {
+        // 10 positives, 100 negatives, 20 ignored
+        let labels: Vec<i64> = (0..130)
+            .map(|i| {
+                if i < 10 {
+                    1 + (i % 3)
+                } else if i < 110 {
+                    0
+                } else {
+                    -1
+                }
+            })
+            .collect();
+        let mut rng = Rng::new(3);
+        let (p, n) = sample_balanced(&labels, 16, 0.5, &mut rng);
+        assert_eq!((p.len(), n.len()), (8, 8));
+        assert!(p.iter().all(|&i| labels[i] >= 1) && n.iter().all(|&i| labels[i] == 0));
+        assert!(p.windows(2).all(|w| w[0] < w[1]) && n.windows(2).all(|w| w[0] < w[1]));
+        // too few positives: the negatives fill the batch
+        let (p, n) = sample_balanced(&labels, 64, 0.5, &mut rng);
+        assert_eq!((p.len(), n.len()), (10, 54));
+        // a batch larger than everything takes everything
+        let (p, n) = sample_balanced(&labels, 1000, 0.25, &mut rng);
+        assert_eq!((p.len(), n.len()), (10, 100));
+    }
+
+    #[test]
+    fn matcher_thresholds_and_low_quality_matches() {
+        let gt = [[0.0f32, 0.0, 10.0, 10.0]];
+        let anchors = [
+            [0.0f32, 0.0, 10.0, 10.0], // IoU 1
+            [0.0, 0.0, 10.0, 5.0],     // 0.5: between 0.3 and 0.7
+            [50.0, 50.0, 60.0, 60.0],  // 0
+        ];
+        assert_eq!(match_boxes(&gt, &anchors, 0.3, 0.7, false), vec![0, -2, -1]);
+        // the best anchor of a box is kept even below the threshold
+        let far = [[0.0f32, 0.0, 10.0, 2.0], [50.0, 50.0, 60.0, 60.0]];
+        assert_eq!(match_boxes(&gt, &far, 0.3, 0.7, false), vec![-1, -1]);
+        assert_eq!(match_boxes(&gt, &far, 0.3, 0.7, true), vec![0, -1]);
+        assert_eq!(match_boxes(&[], &far, 0.3, 0.7, true), vec![-1, -1]);
     }
 }

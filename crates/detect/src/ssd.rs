@@ -26,6 +26,7 @@ use aics_vision::models::Norm;
 use crate::boxes::batched_nms;
 use crate::coder::BoxCoder;
 use crate::error::{arg, Result};
+pub use crate::faster_rcnn::Target;
 use crate::faster_rcnn::{resize_boxes, Detections, RcnnTransform};
 
 /// torchvision's `DefaultBoxGenerator`: per feature map k, boxes of scale s_k and
@@ -895,16 +896,8 @@ impl Module for Ssd {
     }
 }
 
-/// Ground truth of one image for training: boxes (xyxy, network-input pixels) and labels
-/// (1 … C − 1; 0 is the background).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Target {
-    pub boxes: Vec<[f32; 4]>,
-    pub labels: Vec<usize>,
-}
-
 /// IoU of two xyxy boxes in f32, as `box_iou` computes it.
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);

@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use aics_detect::faster_rcnn::{upgrade_key, Detections, FasterRcnn};
-use aics_detect::ssd::{Ssd, Target};
+use aics_detect::faster_rcnn::{upgrade_key, Detections, FasterRcnn, RcnnTrainSettings, Target};
+use aics_detect::ssd::Ssd;
 use aics_nn::{num_params, state_dict, Kind, Module};
 use aics_tensor::{hash_fill, hash_uniform, Tensor};
 use aics_testkit::json::{f64s, load};
@@ -225,6 +225,57 @@ fn check_model(name: &str, mut model: FasterRcnn, fx: &Value) {
         props.boxes.len()
     );
     check_detections(name, &t.detections[0], e);
+
+    // the four training losses of the image and its mirror, every candidate sampled
+    let l = &e["loss"];
+    let img = image(fx);
+    let targets: Vec<Target> = l["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Target {
+            boxes: rows(&t["boxes"])
+                .iter()
+                .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32])
+                .collect(),
+            labels: sizes(&t["labels"]),
+        })
+        .collect();
+    let batch = l["sampler_batch"].as_u64().unwrap() as usize;
+    let ts = RcnnTrainSettings {
+        rpn_batch: batch,
+        box_batch: batch,
+        ..Default::default()
+    };
+    let losses = model
+        .losses(
+            &[img.clone(), mirror(&img)],
+            &targets,
+            &ts,
+            &mut aics_tensor::Rng::new(0),
+        )
+        .unwrap();
+    for (what, got) in [
+        ("loss_objectness", &losses.objectness),
+        ("loss_rpn_box_reg", &losses.rpn_box_reg),
+        ("loss_classifier", &losses.classifier),
+        ("loss_box_reg", &losses.box_reg),
+    ] {
+        let want = l[what].as_f64().unwrap();
+        let got = got.to_vec()[0] as f64;
+        eprintln!("{name} {what}: {got} (torchvision {want})");
+        close(&format!("{name} {what}"), got, want, 1e-4 * want.abs());
+    }
+}
+
+/// The image mirrored left to right.
+fn mirror(img: &Tensor) -> Tensor {
+    let (h, w) = (img.shape()[1], img.shape()[2]);
+    let v = img.to_vec();
+    let m: Vec<f32> = (0..v.len())
+        .map(|i| v[(i / w) * w + (w - 1 - i % w)])
+        .collect();
+    Tensor::from_vec(m, &[3, h, w]).unwrap()
 }
 
 fn check_ssd(name: &str) {
@@ -283,13 +334,7 @@ fn check_ssd(name: &str) {
 
     // the MultiBox loss of the image and its mirror
     let img = image(&fx);
-    let (h, w) = (img.shape()[1], img.shape()[2]);
-    let v = img.to_vec();
-    let mirrored: Vec<f32> = (0..v.len())
-        .map(|i| v[(i / w) * w + (w - 1 - i % w)])
-        .collect();
-    let mirror = Tensor::from_vec(mirrored, &[3, h, w]).unwrap();
-    let list = model.transform.batch(&[img, mirror]).unwrap();
+    let list = model.transform.batch(&[img.clone(), mirror(&img)]).unwrap();
     let l = &e["loss"];
     let targets: Vec<Target> = l["targets"]
         .as_array()
