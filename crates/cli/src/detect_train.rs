@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aics_detect::darknet::{Darknet, DetectionHead, Layer};
 use aics_detect::data::{read_coco, read_voc_dir, Dataset, Detection};
-use aics_detect::faster_rcnn::resize_boxes;
+use aics_detect::faster_rcnn::{resize_boxes, FasterRcnn, RcnnTrainSettings};
 use aics_detect::ssd::{Ssd, Target};
 use aics_detect::yolo::{decode_detection, detections, nms_sort};
 use aics_detect::yolov1::{yolov1_loss, V1Object, Yolov1Scales};
@@ -29,6 +29,10 @@ pub enum DetModel {
     /// SSD with a small backbone (feature maps at strides 8 to 64, default boxes of scales
     /// 0.08–0.9), the MultiBox loss with 3:1 hard negatives; --size a multiple of 64.
     Ssd,
+    /// Faster R-CNN with a small backbone: one stride-16 feature map, an RPN with 9 anchors a
+    /// location, ROI align 7×7, two 256-wide layers; RPN and box-head losses trained together.
+    #[value(name = "faster_rcnn")]
+    FasterRcnn,
 }
 
 /// YOLOv1's head.
@@ -334,6 +338,37 @@ enum Trainee {
         cfg: String,
     },
     Ssd(Ssd),
+    Rcnn(FasterRcnn, RcnnTrainSettings),
+}
+
+/// A batch (N, 3, S, S) as a list of images.
+fn images_of(x: &Tensor) -> Result<Vec<Tensor>> {
+    let s = x.shape().to_vec();
+    (0..s[0])
+        .map(|i| Ok(x.narrow(0, i, 1)?.reshape(&s[1..])?))
+        .collect()
+}
+
+/// Objects as xyxy boxes in pixels of a `size`² input, labels 1-based.
+fn targets_of(objs: &[Vec<V1Object>], size: usize) -> Vec<Target> {
+    let s = size as f32;
+    objs.iter()
+        .map(|o| Target {
+            boxes: o
+                .iter()
+                .map(|v| {
+                    let [cx, cy, w, h] = v.bbox;
+                    [
+                        (cx - w / 2.0) * s,
+                        (cy - h / 2.0) * s,
+                        (cx + w / 2.0) * s,
+                        (cy + h / 2.0) * s,
+                    ]
+                })
+                .collect(),
+            labels: o.iter().map(|v| v.class + 1).collect(),
+        })
+        .collect()
 }
 
 impl Trainee {
@@ -341,20 +376,28 @@ impl Trainee {
         match self {
             Trainee::Yolov1 { net, .. } => net,
             Trainee::Ssd(m) => m,
+            Trainee::Rcnn(m, _) => m,
         }
     }
 
     /// The network's input for a batch of [0, 1] pixels.
     fn input(&self, x: Tensor) -> Result<Tensor> {
         Ok(match self {
-            Trainee::Yolov1 { .. } => x,
+            Trainee::Yolov1 { .. } | Trainee::Rcnn(..) => x,
             Trainee::Ssd(_) => x.add_scalar(-0.5).mul_scalar(2.0),
         })
     }
 
     /// The loss to minimize (a batch mean) and a number to watch: YOLOv1's average IoU of the
-    /// responsible boxes, SSD's matched default boxes an image.
-    fn loss(&self, x: &Tensor, objs: &[Vec<V1Object>], size: usize) -> Result<(Tensor, f64)> {
+    /// responsible boxes, SSD's matched default boxes an image, Faster R-CNN's box-head
+    /// cross-entropy. Samplers draw from `rng`.
+    fn loss(
+        &self,
+        x: &Tensor,
+        objs: &[Vec<V1Object>],
+        size: usize,
+        rng: &mut Rng,
+    ) -> Result<(Tensor, f64)> {
         let n = objs.len() as f64;
         match self {
             Trainee::Yolov1 {
@@ -365,30 +408,17 @@ impl Trainee {
                 Ok((l.loss.mul_scalar(1.0 / n), l.avg_iou as f64))
             }
             Trainee::Ssd(m) => {
-                let s = size as f32;
-                let targets: Vec<Target> = objs
-                    .iter()
-                    .map(|o| Target {
-                        boxes: o
-                            .iter()
-                            .map(|v| {
-                                let [cx, cy, w, h] = v.bbox;
-                                [
-                                    (cx - w / 2.0) * s,
-                                    (cy - h / 2.0) * s,
-                                    (cx + w / 2.0) * s,
-                                    (cy + h / 2.0) * s,
-                                ]
-                            })
-                            .collect(),
-                        labels: o.iter().map(|v| v.class + 1).collect(),
-                    })
-                    .collect();
+                let targets = targets_of(objs, size);
                 let l = m.loss(x, &targets)?;
                 Ok((
                     l.bbox_regression.add(&l.classification)?,
                     l.num_foreground as f64 / n,
                 ))
+            }
+            Trainee::Rcnn(m, ts) => {
+                let l = m.losses(&images_of(x)?, &targets_of(objs, size), ts, rng)?;
+                let watch = l.classifier.to_vec()[0] as f64;
+                Ok((l.total()?, watch))
             }
         }
     }
@@ -420,22 +450,32 @@ impl Trainee {
                 let (logits, deltas, anchors) = m.heads(x)?;
                 let sizes = vec![(size, size); dims.len()];
                 let dets = m.postprocess(&logits, &deltas, &anchors, &sizes)?;
-                Ok(dets
-                    .into_iter()
-                    .zip(dims)
-                    .map(|(mut d, &(w, h))| {
-                        resize_boxes(&mut d.boxes, (size, size), (h, w));
-                        d.labels
-                            .iter()
-                            .zip(&d.scores)
-                            .zip(&d.boxes)
-                            .map(|((&l, &s), &b)| (l - 1, s, b))
-                            .collect()
-                    })
-                    .collect())
+                Ok(in_image_pixels(dets, size, dims))
             }
+            Trainee::Rcnn(m, _) => Ok(in_image_pixels(m.detect(&images_of(x)?)?, size, dims)),
         }
     }
+}
+
+/// Detections of `size`² inputs as (class 0-based, score, xyxy) in pixels of images of `dims`
+/// (w, h).
+fn in_image_pixels(
+    dets: Vec<aics_detect::Detections>,
+    size: usize,
+    dims: &[(usize, usize)],
+) -> Vec<Vec<(usize, f32, [f32; 4])>> {
+    dets.into_iter()
+        .zip(dims)
+        .map(|(mut d, &(w, h))| {
+            resize_boxes(&mut d.boxes, (size, size), (h, w));
+            d.labels
+                .iter()
+                .zip(&d.scores)
+                .zip(&d.boxes)
+                .map(|((&l, &s), &b)| (l - 1, s, b))
+                .collect()
+        })
+        .collect()
 }
 
 /// Detections of the network on a split, in the split's image pixels, for mAP.
@@ -475,7 +515,11 @@ fn evaluate(t: &Trainee, split: &Split, size: usize, batch: usize) -> Result<Vec
 }
 
 pub fn run(mut a: DetectTrainArgs) -> Result<()> {
-    let model_name = format!("{:?}", a.model).to_lowercase();
+    let model_name = match a.model {
+        DetModel::Yolov1 => "yolov1",
+        DetModel::Ssd => "ssd",
+        DetModel::FasterRcnn => "faster_rcnn",
+    };
     let head = match (a.model, a.head) {
         (DetModel::Yolov1, h) => h.unwrap_or(HeadKind::Connected),
         (_, Some(_)) => bail!("--head applies to --model yolov1 only"),
@@ -570,6 +614,16 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             }
         }
         DetModel::Ssd => Trainee::Ssd(Ssd::small(classes + 1, a.size, a.seed)?),
+        DetModel::FasterRcnn => {
+            let mut m = FasterRcnn::small(classes + 1, a.size, a.seed)?;
+            // evaluation keeps low scores, as mAP wants them
+            m.roi_heads.settings.score_thresh = 0.01;
+            let ts = RcnnTrainSettings {
+                box_batch: 128,
+                ..Default::default()
+            };
+            Trainee::Rcnn(m, ts)
+        }
     };
     let net = trainee.module();
     let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": a.epochs,
@@ -609,6 +663,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             a.size / 32
         ),
         DetModel::Ssd => format!("ssd {0}×{0} ({classes} classes)", a.size),
+        DetModel::FasterRcnn => format!("faster_rcnn {0}×{0} ({classes} classes)", a.size),
     };
     println!(
         "{what}: {nt} training images, {} validation images",
@@ -658,7 +713,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
                 .collect();
             opt.zero_grad();
             let x = trainee.input(x)?;
-            let (loss, watch) = trainee.loss(&x, &objs, a.size)?;
+            let (loss, watch) = trainee.loss(&x, &objs, a.size, &mut rng)?;
             let v = loss.to_vec()[0] as f64;
             if !v.is_finite() {
                 bail!(
@@ -682,6 +737,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         let watch_key = match a.model {
             DetModel::Yolov1 => "avg_iou",
             DetModel::Ssd => "matched_boxes",
+            DetModel::FasterRcnn => "loss_classifier",
         };
         let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr,
                           "val_map50_voc": voc, "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,

@@ -836,7 +836,19 @@ pub struct RoiHeads {
 }
 
 impl RoiHeads {
+    /// torchvision's: 7×7 pooling, two 1024-wide layers.
     pub fn new(channels: usize, classes: usize, levels: usize, rng: &mut Rng) -> Result<Self> {
+        Self::with_width(channels, classes, levels, 1024, rng)
+    }
+
+    /// With `width`-wide fully connected layers.
+    pub fn with_width(
+        channels: usize,
+        classes: usize,
+        levels: usize,
+        width: usize,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let pool = MultiScaleRoiAlign {
             output: 7,
             sampling_ratio: 2,
@@ -844,10 +856,10 @@ impl RoiHeads {
         };
         Ok(RoiHeads {
             box_head: TwoMlpHead {
-                fc6: Linear::new(channels * 49, 1024, true, rng)?,
-                fc7: Linear::new(1024, 1024, true, rng)?,
+                fc6: Linear::new(channels * 49, width, true, rng)?,
+                fc7: Linear::new(width, width, true, rng)?,
             },
-            box_predictor: FastRcnnPredictor::new(1024, classes, rng)?,
+            box_predictor: FastRcnnPredictor::new(width, classes, rng)?,
             pool,
             settings: BoxSettings::default(),
             coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
@@ -999,6 +1011,66 @@ impl FasterRcnn {
             backbone,
             rpn,
             roi_heads: RoiHeads::new(256, num_classes, 2, &mut rng)?,
+            transform,
+            num_classes,
+        })
+    }
+
+    /// The chapter's Faster R-CNN for small `size`² images (a multiple of 32, at least 64):
+    /// one feature map at stride 16 from a small backbone (3×3 conv + batch norm + ReLU stages
+    /// of 32, 64, 128, 256 channels, the first with stride 2, the others after a 2×2 max pool,
+    /// then a 1×1 and a 3×3 conv to 128 channels), 9 anchors a location (sizes 0.125, 0.25 and
+    /// 0.5 of the image × ratios 0.5, 1, 2), ROI align to 7×7, two 256-wide layers.
+    pub fn small(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
+        check_classes("faster_rcnn_small", num_classes)?;
+        if size < 64 || !size.is_multiple_of(32) {
+            return Err(arg(
+                "faster_rcnn_small",
+                format!("the input size must be a multiple of 32, at least 64; got {size}"),
+            ));
+        }
+        let mut rng = Rng::new(seed);
+        let mut body = Sequential::new();
+        let mut c = 3;
+        for (i, w) in [32usize, 64, 128, 256].into_iter().enumerate() {
+            let mut st = Sequential::new();
+            if i > 0 {
+                st = st.add(aics_nn::layers::MaxPool2d(PoolParams::new(2).stride(2)));
+            }
+            let stride = if i == 0 { 2 } else { 1 };
+            st = st.add(aics_vision::models::mobilenet_v3::conv_norm_act(
+                c,
+                w,
+                3,
+                (stride, 1, 1),
+                Norm::BATCH,
+                aics_vision::models::mobilenet_v3::Act::ReLU,
+                &mut rng,
+            )?);
+            body = body.add(st);
+            c = w;
+        }
+        let backbone = BackboneWithFpn {
+            body,
+            fpn: Fpn::new(&[c], 128, false, &mut rng)?,
+            return_layers: vec!["3".to_string()],
+        };
+        let s = size as f64;
+        let anchors = AnchorGenerator::new(
+            vec![vec![s / 8.0, s / 4.0, s / 2.0]],
+            vec![vec![0.5, 1.0, 2.0]],
+        )?;
+        let mut transform = RcnnTransform {
+            min_size: s,
+            max_size: s,
+            fixed_size: Some((size, size)),
+            ..Default::default()
+        };
+        transform.size_divisible = 32;
+        Ok(FasterRcnn {
+            backbone,
+            rpn: Rpn::new(128, anchors, &mut rng)?,
+            roi_heads: RoiHeads::with_width(128, num_classes, 1, 256, &mut rng)?,
             transform,
             num_classes,
         })
