@@ -25,6 +25,11 @@ pub enum DetectModel {
     Darknet,
     /// A YOLOv1 checkpoint written by `aics detect-train` (--weights CKPT).
     Yolov1,
+    /// An SSD checkpoint written by `aics detect-train` (--weights CKPT).
+    Ssd,
+    /// A Faster R-CNN checkpoint written by `aics detect-train` (--weights CKPT).
+    #[value(name = "faster_rcnn")]
+    FasterRcnn,
     /// MTCNN, the cascade face detector (facenet-pytorch's trained networks; --weights is the
     /// folder with pnet.pt, rnet.pt, onet.pt). Boxes come with five landmarks.
     Mtcnn,
@@ -150,49 +155,34 @@ fn out_path(a: &DetectArgs, n: usize, path: &Path) -> PathBuf {
     }
 }
 
-fn run_yolov1(a: &DetectArgs) -> Result<()> {
+/// A detector trained by `aics detect-train` (`--model yolov1|ssd|faster_rcnn --weights CKPT`).
+fn run_trained(a: &DetectArgs, model: &str) -> Result<()> {
     for (flag, given) in [("--cfg", a.cfg.is_some()), ("--names", a.names.is_some())] {
         if given {
-            bail!("{flag} does not apply to --model yolov1 (the checkpoint holds its network and class names)");
+            bail!("{flag} does not apply to --model {model} (the checkpoint holds its network and class names)");
         }
     }
     let Some(ckpt) = &a.weights else {
-        bail!("--model yolov1 needs --weights CKPT (a checkpoint of aics detect-train)");
+        bail!("--model {model} needs --weights CKPT (a checkpoint of aics detect-train)");
     };
     let score = a.score.unwrap_or(0.2);
     let nms = a.nms.unwrap_or(0.45);
     if !(score > 0.0 && score < 1.0 && nms > 0.0 && nms <= 1.0) {
         bail!("--score must be in (0, 1) and --nms in (0, 1], got {score} and {nms}");
     }
-    let m = crate::detect_train::load_yolov1(ckpt)?;
+    let m = crate::detect_train::load_trained(ckpt, model, score, nms)?;
     if a.images.is_empty() {
-        bail!("--model yolov1: name the images to run on");
+        bail!("--model {model}: name the images to run on");
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let _g = aics_tensor::no_grad();
     let mut results = Vec::new();
     for path in &a.images {
         let img = open_rgb(path)?;
-        let (w, h) = img.dimensions();
-        let r = image::imageops::resize(
-            &img,
-            m.size as u32,
-            m.size as u32,
-            image::imageops::FilterType::Triangle,
-        );
-        let n = m.size * m.size;
-        let mut x = vec![0f32; 3 * n];
-        for (i, px) in r.as_raw().chunks_exact(3).enumerate() {
-            for k in 0..3 {
-                x[k * n + i] = px[k] as f32 / 255.0;
-            }
-        }
-        let x = aics_tensor::Tensor::from_vec(x, &[1, 3, m.size, m.size])?;
-        let out = crate::detect_train::head_output(&m.net, &x, m.kind, &m.head)?;
-        let mut c =
-            aics_detect::yolo::decode_detection(&m.head, &out, w as usize, h as usize, score)?;
-        aics_detect::yolo::nms_sort(&mut c, nms);
-        let dets = aics_detect::yolo::detections(&c, score);
+        let dets: Vec<YoloDetection> = m
+            .detect(&img)?
+            .into_iter()
+            .map(|(class, score, bbox)| YoloDetection { class, score, bbox })
+            .collect();
         report(
             a,
             a.images.len(),
@@ -356,8 +346,11 @@ pub fn run(a: DetectArgs) -> Result<()> {
     if a.model == DetectModel::Mtcnn {
         return run_mtcnn(&a);
     }
-    if a.model == DetectModel::Yolov1 {
-        return run_yolov1(&a);
+    match a.model {
+        DetectModel::Yolov1 => return run_trained(&a, "yolov1"),
+        DetectModel::Ssd => return run_trained(&a, "ssd"),
+        DetectModel::FasterRcnn => return run_trained(&a, "faster_rcnn"),
+        _ => {}
     }
     let score = a.score.unwrap_or(0.25);
     let nms = a.nms.unwrap_or(0.45);

@@ -82,14 +82,11 @@ pub struct DetectTrainArgs {
     resume: bool,
 }
 
-/// A YOLOv1 checkpoint written by `aics detect-train`: the network, its head, its input size and
-/// its class names.
+/// A YOLOv1 checkpoint written by `aics detect-train`: the network and its head.
 pub struct Yolov1Checkpoint {
     pub net: Darknet,
     pub kind: HeadKind,
     pub head: DetectionHead,
-    pub size: usize,
-    pub names: Vec<String>,
 }
 
 /// Load a checkpoint of `aics detect-train --model yolov1`, naming the file in any error.
@@ -152,13 +149,114 @@ pub fn load_yolov1(path: &Path) -> Result<Yolov1Checkpoint> {
             head.classes
         )));
     }
-    Ok(Yolov1Checkpoint {
-        net,
-        kind,
-        head,
+    Ok(Yolov1Checkpoint { net, kind, head })
+}
+
+/// A detector trained by `aics detect-train`, loaded from its checkpoint for `aics detect`.
+pub struct Trained {
+    trainee: Trainee,
+    pub size: usize,
+    pub names: Vec<String>,
+}
+
+/// Load a checkpoint of `aics detect-train`, keeping detections above `score` after NMS at
+/// `nms`; `want` names the model the caller expects (a checkpoint of another is refused).
+pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Trained> {
+    let ck = load_checkpoint(path)?;
+    let bad = |what: &str| {
+        anyhow::anyhow!(
+            "{}: not a checkpoint of aics detect-train ({what})",
+            path.display()
+        )
+    };
+    let settings: serde_json::Value = serde_json::from_str(
+        ck.meta("aics.detect_train")
+            .ok_or_else(|| bad("no aics.detect_train"))?,
+    )
+    .map_err(|_| bad("unreadable aics.detect_train"))?;
+    let model = settings["model"].as_str().unwrap_or("yolov1").to_string();
+    if model != want {
+        bail!(
+            "{}: a {model} checkpoint, not {want}; run it with --model {}",
+            path.display(),
+            model
+        );
+    }
+    let names: Vec<String> = serde_json::from_str(
+        ck.meta("aics.class_names")
+            .ok_or_else(|| bad("no aics.class_names"))?,
+    )
+    .map_err(|_| bad("unreadable aics.class_names"))?;
+    let size = settings["size"].as_u64().ok_or_else(|| bad("no size"))? as usize;
+    let classes = names.len() + 1;
+    let trainee = match model.as_str() {
+        "yolov1" => {
+            let m = load_yolov1(path)?;
+            Trainee::Yolov1 {
+                net: m.net,
+                kind: m.kind,
+                head: m.head,
+                cfg: String::new(),
+                score,
+                nms,
+            }
+        }
+        "ssd" => {
+            let mut m = Ssd::small(classes, size, 0)?;
+            m.settings.score_thresh = score as f64;
+            m.settings.nms_thresh = nms as f64;
+            Trainee::Ssd(m)
+        }
+        "faster_rcnn" => {
+            let mut m = FasterRcnn::small(classes, size, 0)?;
+            m.roi_heads.settings.score_thresh = score as f64;
+            m.roi_heads.settings.nms_thresh = nms as f64;
+            Trainee::Rcnn(m, RcnnTrainSettings::default())
+        }
+        other => return Err(bad(&format!("model {other}"))),
+    };
+    if model != "yolov1" {
+        ck.load_into(trainee.module()).with_context(|| {
+            format!(
+                "{}: does not fit a {model} of {} classes at {size}",
+                path.display(),
+                names.len()
+            )
+        })?;
+    }
+    trainee.module().set_training(false);
+    Ok(Trained {
+        trainee,
         size,
         names,
     })
+}
+
+impl Trained {
+    /// Detections on a photo: (class 0-based, score, xyxy in its pixels).
+    pub fn detect(&self, img: &image::RgbImage) -> Result<Vec<(usize, f32, [f32; 4])>> {
+        let _g = no_grad();
+        let (w, h) = img.dimensions();
+        let s = self.size;
+        let r = image::imageops::resize(
+            img,
+            s as u32,
+            s as u32,
+            image::imageops::FilterType::Triangle,
+        );
+        let n = s * s;
+        let mut x = vec![0f32; 3 * n];
+        for (i, px) in r.as_raw().chunks_exact(3).enumerate() {
+            for k in 0..3 {
+                x[k * n + i] = px[k] as f32 / 255.0;
+            }
+        }
+        let x = self.trainee.input(Tensor::from_vec(x, &[1, 3, s, s])?)?;
+        Ok(self
+            .trainee
+            .detections(&x, s, &[(w as usize, h as usize)])?
+            .remove(0))
+    }
 }
 
 /// A data set held in memory at the network's input size.
@@ -336,6 +434,9 @@ enum Trainee {
         kind: HeadKind,
         head: DetectionHead,
         cfg: String,
+        /// Detections must score above this; NMS at `nms`.
+        score: f32,
+        nms: f32,
     },
     Ssd(Ssd),
     Rcnn(FasterRcnn, RcnnTrainSettings),
@@ -433,14 +534,19 @@ impl Trainee {
     ) -> Result<Vec<Vec<(usize, f32, [f32; 4])>>> {
         match self {
             Trainee::Yolov1 {
-                net, kind, head, ..
+                net,
+                kind,
+                head,
+                score,
+                nms,
+                ..
             } => {
                 let t = head_output(net, x, *kind, head)?;
                 let mut out = Vec::new();
                 for (b, &(w, h)) in dims.iter().enumerate() {
-                    let mut c = decode_detection(head, &t.narrow(0, b, 1)?, w, h, 0.01)?;
-                    nms_sort(&mut c, 0.45);
-                    let mut d = detections(&c, 0.01);
+                    let mut c = decode_detection(head, &t.narrow(0, b, 1)?, w, h, *score)?;
+                    nms_sort(&mut c, *nms);
+                    let mut d = detections(&c, *score);
                     d.truncate(100);
                     out.push(d.into_iter().map(|d| (d.class, d.score, d.bbox)).collect());
                 }
@@ -611,6 +717,8 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
                 kind: head,
                 head: dhead,
                 cfg,
+                score: 0.01,
+                nms: 0.45,
             }
         }
         DetModel::Ssd => Trainee::Ssd(Ssd::small(classes + 1, a.size, a.seed)?),

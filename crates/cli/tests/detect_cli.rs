@@ -618,3 +618,97 @@ fn detect_runs_torchvision_detectors_from_a_state_dict() {
         "{e}"
     );
 }
+
+/// SSD and Faster R-CNN through `aics detect-train` and back through `aics detect`; a
+/// checkpoint given to the other detector, or --head to either, is one clear line.
+#[test]
+fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
+    let d = tmp("dtrain2");
+    let set = d.join("set");
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        s(&set),
+        "--images",
+        "20",
+        "--classes",
+        "3",
+        "--size",
+        "128",
+        "--seed",
+        "4",
+    ]));
+    let spec = format!("synth:{}", s(&set));
+    let img = set.join("images/00001.png");
+    for model in ["ssd", "faster_rcnn"] {
+        let ck = d.join(format!("{model}.safetensors"));
+        let text = ok(&aics(&[
+            "detect-train",
+            "--model",
+            model,
+            "--dataset",
+            &spec,
+            "--size",
+            "128",
+            "--epochs",
+            "1",
+            "--batch",
+            "4",
+            "--checkpoint",
+            s(&ck),
+        ]));
+        assert!(text.contains("epoch 1:"), "{text}");
+        let log = std::fs::read_to_string(ck.with_extension("jsonl")).unwrap();
+        let v: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        assert!(v["loss"].as_f64().unwrap().is_finite(), "{v}");
+        let v: Value = serde_json::from_str(&ok(&aics(&[
+            "detect",
+            "--model",
+            model,
+            "--weights",
+            s(&ck),
+            "--json",
+            "--score",
+            "0.01",
+            "--out",
+            s(&d),
+            s(&img),
+        ])))
+        .unwrap();
+        assert!(v["detections"].as_array().is_some(), "{v}");
+        let other = if model == "ssd" { "faster_rcnn" } else { "ssd" };
+        let e = err(&aics(&[
+            "detect",
+            "--model",
+            other,
+            "--weights",
+            s(&ck),
+            s(&img),
+        ]));
+        assert!(
+            e.contains(&format!("a {model} checkpoint, not {other}")),
+            "{e}"
+        );
+    }
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "ssd",
+        "--head",
+        "conv",
+        "--dataset",
+        &spec,
+    ]));
+    assert!(e.contains("--head"), "{e}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "ssd",
+        "--dataset",
+        &spec,
+        "--size",
+        "96",
+    ]));
+    assert!(e.contains("multiple of 64"), "{e}");
+}
