@@ -121,27 +121,8 @@ pub fn load_yolov1(path: &Path) -> Result<Yolov1Checkpoint> {
         Darknet::from_cfg(cfg).map_err(|e| anyhow::anyhow!("{}: its cfg: {e}", path.display()))?;
     ck.load_into(&net)?;
     net.set_training(false);
-    let head = match kind {
-        HeadKind::Connected => net
-            .layers
-            .iter()
-            .find_map(|l| {
-                if let Layer::Detection(h) = l {
-                    Some(h.clone())
-                } else {
-                    None
-                }
-            })
-            .ok_or_else(|| bad("no [detection] layer"))?,
-        HeadKind::Conv => DetectionHead {
-            classes: names.len(),
-            coords: 4,
-            side: size / 32,
-            num: 2,
-            sqrt: true,
-            softmax: false,
-        },
-    };
+    let head =
+        yolov1_head(&net, kind, names.len(), size).ok_or_else(|| bad("no [detection] layer"))?;
     if head.classes != names.len() {
         return Err(bad(&format!(
             "{} class names for {} classes",
@@ -366,6 +347,30 @@ fn load_split(
         pixels,
         objects,
     })
+}
+
+/// YOLOv1's output layout: the `[detection]` layer's for the connected head; for the
+/// convolutional head, S = size/32, B = 2, √w and √h, no softmax.
+fn yolov1_head(
+    net: &Darknet,
+    kind: HeadKind,
+    classes: usize,
+    size: usize,
+) -> Option<DetectionHead> {
+    match kind {
+        HeadKind::Connected => net.layers.iter().find_map(|l| match l {
+            Layer::Detection(h) => Some(h.clone()),
+            _ => None,
+        }),
+        HeadKind::Conv => Some(DetectionHead {
+            classes,
+            coords: 4,
+            side: size / 32,
+            num: 2,
+            sqrt: true,
+            softmax: false,
+        }),
+    }
 }
 
 /// The YOLOv1 network for `size`² inputs and `classes` classes: darknet's tiny YOLOv1 layout
@@ -691,27 +696,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             let cfg = yolov1_cfg(a.size, classes, head);
             let net = Darknet::from_cfg(&cfg).map_err(|e| anyhow::anyhow!("yolov1 cfg: {e}"))?;
             net.randomize(&mut Rng::new(a.seed));
-            let dhead = match head {
-                HeadKind::Connected => net
-                    .layers
-                    .iter()
-                    .find_map(|l| {
-                        if let Layer::Detection(h) = l {
-                            Some(h.clone())
-                        } else {
-                            None
-                        }
-                    })
-                    .context("no [detection] layer")?,
-                HeadKind::Conv => DetectionHead {
-                    classes,
-                    coords: 4,
-                    side: a.size / 32,
-                    num: 2,
-                    sqrt: true,
-                    softmax: false,
-                },
-            };
+            let dhead = yolov1_head(&net, head, classes, a.size).context("no [detection] layer")?;
             Trainee::Yolov1 {
                 net,
                 kind: head,

@@ -1030,26 +1030,9 @@ impl FasterRcnn {
             ));
         }
         let mut rng = Rng::new(seed);
-        let mut body = Sequential::new();
-        let mut c = 3;
-        for (i, w) in [32usize, 64, 128, 256].into_iter().enumerate() {
-            let mut st = Sequential::new();
-            if i > 0 {
-                st = st.add(aics_nn::layers::MaxPool2d(PoolParams::new(2).stride(2)));
-            }
-            let stride = if i == 0 { 2 } else { 1 };
-            st = st.add(aics_vision::models::mobilenet_v3::conv_norm_act(
-                c,
-                w,
-                3,
-                (stride, 1, 1),
-                Norm::BATCH,
-                aics_vision::models::mobilenet_v3::Act::ReLU,
-                &mut rng,
-            )?);
-            body = body.add(st);
-            c = w;
-        }
+        let widths = [32, 64, 128, 256];
+        let body = crate::ssd::small_stages(&widths, &mut rng)?;
+        let c = widths[widths.len() - 1];
         let backbone = BackboneWithFpn {
             body,
             fpn: Fpn::new(&[c], 128, false, &mut rng)?,

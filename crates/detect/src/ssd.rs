@@ -311,6 +311,33 @@ impl SsdLiteMobileNet {
     }
 }
 
+/// Stages of 3×3 conv + batch norm + ReLU of the given widths, the first with stride 2, each
+/// later one after a 2×2 max pool (output strides 2, 4, 8, …): the small backbones of the
+/// detectors trained on synthetic scenes. Keys `{i}.0.*` (`{i}.1.*` after a pool).
+pub fn small_stages(widths: &[usize], rng: &mut Rng) -> Result<Sequential> {
+    let mut stages = Sequential::new();
+    let mut c = 3;
+    for (i, &w) in widths.iter().enumerate() {
+        let mut st = Sequential::new();
+        if i > 0 {
+            st = st.add(MaxPool2d(PoolParams::new(2).stride(2)));
+        }
+        let stride = if i == 0 { 2 } else { 1 };
+        st = st.add(conv_norm_act(
+            c,
+            w,
+            3,
+            (stride, 1, 1),
+            Norm::BATCH,
+            Act::ReLU,
+            rng,
+        )?);
+        stages = stages.add(st);
+        c = w;
+    }
+    Ok(stages)
+}
+
 /// A small SSD backbone for small images (the synthetic scenes): stages of 3×3 conv + batch
 /// norm + ReLU, the first with stride 2, each later one after a 2×2 max pool; the last `maps`
 /// stages feed the heads. Keys `stages.{i}.*`.
@@ -331,29 +358,10 @@ impl SsdSmall {
                 format!("{maps} feature maps of {} stages", widths.len()),
             ));
         }
-        let norm = Norm::BATCH;
-        let mut stages = Sequential::new();
-        let mut c = 3;
-        for (i, &w) in widths.iter().enumerate() {
-            let mut st = Sequential::new();
-            if i > 0 {
-                st = st.add(MaxPool2d(PoolParams::new(2).stride(2)));
-            }
-            // the first stage strides by 2 itself
-            let stride = if i == 0 { 2 } else { 1 };
-            st = st.add(conv_norm_act(
-                c,
-                w,
-                3,
-                (stride, 1, 1),
-                norm,
-                Act::ReLU,
-                rng,
-            )?);
-            stages = stages.add(st);
-            c = w;
-        }
-        Ok(SsdSmall { stages, maps })
+        Ok(SsdSmall {
+            stages: small_stages(widths, rng)?,
+            maps,
+        })
     }
 
     pub fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {

@@ -229,18 +229,7 @@ fn check_model(name: &str, mut model: FasterRcnn, fx: &Value) {
     // the four training losses of the image and its mirror, every candidate sampled
     let l = &e["loss"];
     let img = image(fx);
-    let targets: Vec<Target> = l["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| Target {
-            boxes: rows(&t["boxes"])
-                .iter()
-                .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32])
-                .collect(),
-            labels: sizes(&t["labels"]),
-        })
-        .collect();
+    let targets = targets_of(&l["targets"]);
     let batch = l["sampler_batch"].as_u64().unwrap() as usize;
     let ts = RcnnTrainSettings {
         rpn_batch: batch,
@@ -266,6 +255,21 @@ fn check_model(name: &str, mut model: FasterRcnn, fx: &Value) {
         eprintln!("{name} {what}: {got} (torchvision {want})");
         close(&format!("{name} {what}"), got, want, 1e-4 * want.abs());
     }
+}
+
+/// Targets as the generators write them: `[{"boxes": [[x1, y1, x2, y2], …], "labels": […]}, …]`.
+fn targets_of(v: &Value) -> Vec<Target> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Target {
+            boxes: rows(&t["boxes"])
+                .iter()
+                .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32])
+                .collect(),
+            labels: sizes(&t["labels"]),
+        })
+        .collect()
 }
 
 /// The image mirrored left to right.
@@ -336,18 +340,7 @@ fn check_ssd(name: &str) {
     let img = image(&fx);
     let list = model.transform.batch(&[img.clone(), mirror(&img)]).unwrap();
     let l = &e["loss"];
-    let targets: Vec<Target> = l["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| Target {
-            boxes: rows(&t["boxes"])
-                .iter()
-                .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32])
-                .collect(),
-            labels: sizes(&t["labels"]),
-        })
-        .collect();
+    let targets = targets_of(&l["targets"]);
     let loss = model.loss(&list.tensor, &targets).unwrap();
     assert_eq!(
         loss.num_foreground,
