@@ -214,10 +214,8 @@ pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Tra
 }
 
 impl Trained {
-    /// Detections on a photo: (class 0-based, score, xyxy in its pixels).
-    pub fn detect(&self, img: &image::RgbImage) -> Result<Vec<(usize, f32, [f32; 4])>> {
-        let _g = no_grad();
-        let (w, h) = img.dimensions();
+    /// A photo resized to the network's input, (1, 3, S, S) in [0, 1].
+    fn pixels(&self, img: &image::RgbImage) -> Result<Tensor> {
         let s = self.size;
         let r = image::imageops::resize(
             img,
@@ -232,10 +230,58 @@ impl Trained {
                 x[k * n + i] = px[k] as f32 / 255.0;
             }
         }
-        let x = self.trainee.input(Tensor::from_vec(x, &[1, 3, s, s])?)?;
+        Ok(Tensor::from_vec(x, &[1, 3, s, s])?)
+    }
+
+    /// A Faster R-CNN's RPN on a photo: its anchors' base boxes (xyxy around the origin) and
+    /// its proposals with their objectness, best first, both in the photo's pixels; None for
+    /// other models.
+    #[allow(clippy::type_complexity)]
+    pub fn rpn(
+        &self,
+        img: &image::RgbImage,
+    ) -> Result<Option<(Vec<[f32; 4]>, Vec<([f32; 4], f32)>)>> {
+        let Trainee::Rcnn(m, _) = &self.trainee else {
+            return Ok(None);
+        };
+        let _g = no_grad();
+        let (w, h) = img.dimensions();
+        let s = self.size;
+        let (fx, fy) = (w as f32 / s as f32, h as f32 / s as f32);
+        let x = self.pixels(img)?;
+        let t = m.trace(&[x.reshape(&[3, s, s])?])?;
+        let p = &t.proposals[0];
+        let props = p
+            .boxes
+            .iter()
+            .zip(&p.scores)
+            .map(|(b, &sc)| ([b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy], sc))
+            .collect();
+        let base = m
+            .rpn
+            .anchor_generator
+            .cell_anchors(0)
+            .iter()
+            .map(|a| {
+                [
+                    a[0] as f32 * fx,
+                    a[1] as f32 * fy,
+                    a[2] as f32 * fx,
+                    a[3] as f32 * fy,
+                ]
+            })
+            .collect();
+        Ok(Some((base, props)))
+    }
+
+    /// Detections on a photo: (class 0-based, score, xyxy in its pixels).
+    pub fn detect(&self, img: &image::RgbImage) -> Result<Vec<(usize, f32, [f32; 4])>> {
+        let _g = no_grad();
+        let (w, h) = img.dimensions();
+        let x = self.trainee.input(self.pixels(img)?)?;
         Ok(self
             .trainee
-            .detections(&x, s, &[(w as usize, h as usize)])?
+            .detections(&x, self.size, &[(w as usize, h as usize)])?
             .remove(0))
     }
 }

@@ -1,5 +1,6 @@
 //! `aics`: train, evaluate, inspect and benchmark the classic deep-learning models.
 
+mod anchors_cmd;
 mod bench;
 mod classify;
 mod data_cmd;
@@ -65,8 +66,11 @@ enum Cmd {
     Data(data_cmd::DataArgs),
     /// Find objects in photos with a pretrained detector (default: YOLOv3-tiny) and draw them.
     Detect(detect::DetectArgs),
-    /// Train a detector (YOLOv1) on a detection data set, with mAP on held-out images.
+    /// Train a detector (YOLOv1, SSD, Faster R-CNN) on a detection data set, with mAP on
+    /// held-out images.
     DetectTrain(detect_train::DetectTrainArgs),
+    /// Draw the RPN's 9 anchors at a location of a photo, and a trained Faster R-CNN's proposals.
+    Anchors(anchors_cmd::AnchorsArgs),
     /// Score detections against ground truth: COCO's mAP or Pascal VOC's.
     Map(map::MapArgs),
     /// Time the speed workloads (one JSON line each with --json).
@@ -121,6 +125,7 @@ fn main() {
         Cmd::Map(a) => map::run(a),
         Cmd::Detect(a) => detect::run(a),
         Cmd::DetectTrain(a) => detect_train::run(a),
+        Cmd::Anchors(a) => anchors_cmd::run(a),
         Cmd::Data(a) => data_cmd::run(a),
     };
     if let Err(e) = result {

@@ -677,6 +677,24 @@ fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
         ])))
         .unwrap();
         assert!(v["detections"].as_array().is_some(), "{v}");
+        // the RPN figure: 9 anchors, and the proposals of a Faster R-CNN
+        let png = d.join(format!("{model}.anchors.png"));
+        let out = aics(&[
+            "anchors",
+            "--image",
+            s(&img),
+            "--weights",
+            s(&ck),
+            "--out",
+            s(&png),
+        ]);
+        if model == "faster_rcnn" {
+            let text = ok(&out);
+            assert!(text.contains("9 anchors") && png.is_file(), "{text}");
+        } else {
+            let e = err(&out);
+            assert!(e.contains("not faster_rcnn"), "{e}");
+        }
         let other = if model == "ssd" { "faster_rcnn" } else { "ssd" };
         let e = err(&aics(&[
             "detect",
