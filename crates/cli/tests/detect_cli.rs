@@ -730,3 +730,67 @@ fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
     ]));
     assert!(e.contains("multiple of 64"), "{e}");
 }
+
+/// A data set with a degenerate box, a box outside its image, an unknown category or a missing
+/// image: one clear line, and no checkpoint written.
+#[test]
+fn detect_train_refuses_bad_data_sets() {
+    let d = tmp("dtrainbad");
+    let set = d.join("set");
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        s(&set),
+        "--images",
+        "12",
+        "--classes",
+        "2",
+        "--size",
+        "64",
+        "--seed",
+        "3",
+    ]));
+    let ann = set.join("annotations.json");
+    let orig: Value = serde_json::from_str(&std::fs::read_to_string(&ann).unwrap()).unwrap();
+    let ck = d.join("c.safetensors");
+    let spec = format!("synth:{}", s(&set));
+    let cases: [(&str, Box<dyn Fn(&mut Value)>); 4] = [
+        (
+            "has no area",
+            Box::new(|v: &mut Value| v["annotations"][0]["bbox"][2] = 0.0.into()),
+        ),
+        (
+            "lies outside the 64×64 image",
+            Box::new(|v: &mut Value| v["annotations"][1]["bbox"][0] = 60.0.into()),
+        ),
+        (
+            "unknown category id 99",
+            Box::new(|v: &mut Value| v["annotations"][0]["category_id"] = 99.into()),
+        ),
+        (
+            "cannot read the image",
+            Box::new(|v: &mut Value| v["images"][0]["file_name"] = "gone.png".into()),
+        ),
+    ];
+    for (want, edit) in cases {
+        let mut v = orig.clone();
+        edit(&mut v);
+        std::fs::write(&ann, v.to_string()).unwrap();
+        let e = err(&aics(&[
+            "detect-train",
+            "--model",
+            "ssd",
+            "--dataset",
+            &spec,
+            "--size",
+            "128",
+            "--epochs",
+            "1",
+            "--checkpoint",
+            s(&ck),
+        ]));
+        assert!(e.contains(want), "{want}: {e}");
+        assert!(!ck.exists(), "{want}: a checkpoint was written");
+    }
+}
