@@ -295,7 +295,23 @@ struct Split {
     objects: Vec<Vec<V1Object>>,
 }
 
-fn parse_spec(spec: &str) -> Result<(Dataset, PathBuf)> {
+/// The file of an image named `file_name` in `dir`; when it is not there, a file of the same
+/// stem as .png, .jpg or .jpeg (VOC files of converted photos often keep the original's name,
+/// as DeepForest's name .tif files shipped as .png).
+pub(crate) fn image_path(dir: &Path, file_name: &str) -> PathBuf {
+    let p = dir.join(file_name);
+    if p.exists() {
+        return p;
+    }
+    let stem = Path::new(file_name).with_extension("");
+    ["png", "jpg", "jpeg"]
+        .iter()
+        .map(|e| dir.join(stem.with_extension(e)))
+        .find(|q| q.exists())
+        .unwrap_or(p)
+}
+
+pub(crate) fn parse_spec(spec: &str) -> Result<(Dataset, PathBuf)> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
         "synth" => {
@@ -330,7 +346,7 @@ fn load_split(
     );
     for &i in keep {
         let im = &gt.images[i];
-        let path = images.join(&im.file_name);
+        let path = image_path(images, &im.file_name);
         let img = image::open(&path)
             .with_context(|| format!("{}: cannot read the image", path.display()))?
             .to_rgb8();
@@ -478,7 +494,11 @@ pub fn head_output(net: &Darknet, x: &Tensor, kind: HeadKind, h: &DetectionHead)
     Ok(Tensor::concat(&[&cls, &conf, &boxes], 1)?)
 }
 
+/// One image's detections: (class 0-based, score, xyxy).
+type Found = Vec<(usize, f32, [f32; 4])>;
+
 /// A detector being trained.
+#[allow(clippy::large_enum_variant)]
 enum Trainee {
     Yolov1 {
         net: Darknet,
@@ -577,12 +597,7 @@ impl Trainee {
 
     /// Detections of image `b` of a batch's output, in pixels of a `w`×`h` image: (class, score,
     /// xyxy).
-    fn detections(
-        &self,
-        x: &Tensor,
-        size: usize,
-        dims: &[(usize, usize)],
-    ) -> Result<Vec<Vec<(usize, f32, [f32; 4])>>> {
+    fn detections(&self, x: &Tensor, size: usize, dims: &[(usize, usize)]) -> Result<Vec<Found>> {
         match self {
             Trainee::Yolov1 {
                 net,
@@ -620,7 +635,7 @@ fn in_image_pixels(
     dets: Vec<aics_detect::Detections>,
     size: usize,
     dims: &[(usize, usize)],
-) -> Vec<Vec<(usize, f32, [f32; 4])>> {
+) -> Vec<Found> {
     dets.into_iter()
         .zip(dims)
         .map(|(mut d, &(w, h))| {

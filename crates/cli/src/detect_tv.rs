@@ -10,6 +10,7 @@ use aics_nn::Module;
 use aics_tensor::Tensor;
 use anyhow::{bail, Context, Result};
 
+#[allow(clippy::large_enum_variant)]
 pub enum TvDetector {
     Rcnn(FasterRcnn),
     Ssd(Ssd),

@@ -15,6 +15,7 @@ mod gradcheck_cmd;
 mod map;
 mod meta;
 mod plot;
+mod proposals_cmd;
 mod stylize;
 mod stylize_train;
 mod summary;
@@ -71,6 +72,8 @@ enum Cmd {
     DetectTrain(detect_train::DetectTrainArgs),
     /// Draw the RPN's 9 anchors at a location of a photo, and a trained Faster R-CNN's proposals.
     Anchors(anchors_cmd::AnchorsArgs),
+    /// R-CNN's region proposals by selective search: drawn on a photo, or their recall of a data set.
+    Proposals(proposals_cmd::ProposalsArgs),
     /// Score detections against ground truth: COCO's mAP or Pascal VOC's.
     Map(map::MapArgs),
     /// Time the speed workloads (one JSON line each with --json).
@@ -126,6 +129,7 @@ fn main() {
         Cmd::Detect(a) => detect::run(a),
         Cmd::DetectTrain(a) => detect_train::run(a),
         Cmd::Anchors(a) => anchors_cmd::run(a),
+        Cmd::Proposals(a) => proposals_cmd::run(a),
         Cmd::Data(a) => data_cmd::run(a),
     };
     if let Err(e) = result {

@@ -794,3 +794,58 @@ fn detect_train_refuses_bad_data_sets() {
         assert!(!ck.exists(), "{want}: a checkpoint was written");
     }
 }
+
+/// Selective search through `aics proposals`: drawn on a photo, and its recall of a data set.
+#[test]
+fn proposals_draws_and_reports_recall() {
+    let d = tmp("props");
+    let set = d.join("set");
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        s(&set),
+        "--images",
+        "4",
+        "--classes",
+        "3",
+        "--size",
+        "96",
+        "--seed",
+        "6",
+    ]));
+    let img = set.join("images/00001.png");
+    let png = d.join("p.png");
+    let text = ok(&aics(&[
+        "proposals",
+        s(&img),
+        "--out",
+        s(&png),
+        "--top",
+        "5",
+    ]));
+    assert!(text.contains("proposals in") && png.is_file(), "{text}");
+    let spec = format!("synth:{}", s(&set));
+    let text = ok(&aics(&[
+        "proposals",
+        "--dataset",
+        &spec,
+        "--mode",
+        "single",
+    ]));
+    let last = text.lines().last().unwrap();
+    assert!(last.trim_start().starts_with("all"), "{text}");
+    let r: Vec<f64> = last
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        r.len() == 2 && r[0] > 0.5 && r[0] <= 1.0 && r[1] <= r[0],
+        "{text}"
+    );
+    let e = err(&aics(&["proposals", s(&img), "--dataset", &spec]));
+    assert!(e.contains("not both"), "{e}");
+    let e = err(&aics(&["proposals", s(&img), "--limit", "3"]));
+    assert!(e.contains("--limit"), "{e}");
+}

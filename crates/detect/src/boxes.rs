@@ -220,9 +220,9 @@ fn nms_kernel<T: Float>(b: &[T], scores: &[T], iou_threshold: f64) -> Vec<usize>
 }
 
 /// NMS within each class (`idxs[i]` is box i's class), as `torchvision.ops.batched_nms` on the
-/// CPU: up to 1000 boxes, the boxes of each class are moved apart by `class × (max coordinate
-/// + 1)` so that boxes of different classes never overlap, then one NMS runs; above that, NMS
-/// runs class by class. Returns kept indices in decreasing score.
+/// CPU: up to 1000 boxes, the boxes of each class are moved apart by the class index times one
+/// more than the largest coordinate, so that boxes of different classes never overlap, then
+/// one NMS runs; above that, NMS runs class by class. Returns kept indices in decreasing score.
 pub fn batched_nms<T: Float>(
     boxes: &Tensor<T>,
     scores: &[T],

@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod faster_rcnn;
 pub mod mtcnn;
+pub mod selective_search;
 pub mod ssd;
 pub mod synth;
 pub mod transforms;
