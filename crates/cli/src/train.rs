@@ -27,7 +27,8 @@ pub struct TrainArgs {
     /// resnet20, resnet32, resnet44, resnet56, resnet110, alexnet_small, googlenet_small (with
     /// auxiliary losses); and, on any --image-size they fit: alexnet, alexnet_paper, vgg11, vgg13,
     /// vgg16, vgg19 (each also _bn), resnet18, resnet34, resnet50, resnet101, resnet152,
-    /// mobilenet_v2, googlenet, googlenet_noaux, googlenet_paper, googlenet_naive, bn_inception,
+    /// mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, googlenet, googlenet_noaux,
+    /// googlenet_paper, googlenet_naive, bn_inception,
     /// inception_v3, inception_v3_noaux.
     #[arg(long, default_value = "lenet5")]
     pub model: String,
