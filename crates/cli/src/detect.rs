@@ -30,6 +30,10 @@ pub enum DetectModel {
     /// A Faster R-CNN checkpoint written by `aics detect-train` (--weights CKPT).
     #[value(name = "faster_rcnn")]
     FasterRcnn,
+    /// A Fast R-CNN checkpoint written by `aics detect-train` (--weights CKPT); proposals by
+    /// selective search.
+    #[value(name = "fast_rcnn")]
+    FastRcnn,
     /// MTCNN, the cascade face detector (facenet-pytorch's trained networks; --weights is the
     /// folder with pnet.pt, rnet.pt, onet.pt). Boxes come with five landmarks.
     Mtcnn,
@@ -350,6 +354,7 @@ pub fn run(a: DetectArgs) -> Result<()> {
         DetectModel::Yolov1 => return run_trained(&a, "yolov1"),
         DetectModel::Ssd => return run_trained(&a, "ssd"),
         DetectModel::FasterRcnn => return run_trained(&a, "faster_rcnn"),
+        DetectModel::FastRcnn => return run_trained(&a, "fast_rcnn"),
         _ => {}
     }
     let score = a.score.unwrap_or(0.25);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aics_detect::darknet::{Darknet, DetectionHead, Layer};
 use aics_detect::data::{read_coco, read_voc_dir, Dataset, Detection};
-use aics_detect::faster_rcnn::{resize_boxes, FasterRcnn, RcnnTrainSettings};
+use aics_detect::faster_rcnn::{resize_boxes, FastRcnn, FasterRcnn, RcnnTrainSettings};
 use aics_detect::ssd::{Ssd, Target};
 use aics_detect::yolo::{decode_detection, detections, nms_sort};
 use aics_detect::yolov1::{yolov1_loss, V1Object, Yolov1Scales};
@@ -33,6 +33,10 @@ pub enum DetModel {
     /// location, ROI align 7×7, two 256-wide layers; RPN and box-head losses trained together.
     #[value(name = "faster_rcnn")]
     FasterRcnn,
+    /// Fast R-CNN: selective search's proposals (computed once per image), ROI max pooling
+    /// 7×7 from one stride-16 map, the multi-task loss on 64 proposals an image.
+    #[value(name = "fast_rcnn")]
+    FastRcnn,
 }
 
 /// YOLOv1's head.
@@ -188,6 +192,12 @@ pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Tra
             m.settings.nms_thresh = nms as f64;
             Trainee::Ssd(m)
         }
+        "fast_rcnn" => {
+            let mut m = FastRcnn::small(classes, size, 0)?;
+            m.roi_heads.settings.score_thresh = score as f64;
+            m.roi_heads.settings.nms_thresh = nms as f64;
+            Trainee::Fast(m)
+        }
         "faster_rcnn" => {
             let mut m = FasterRcnn::small(classes, size, 0)?;
             m.roi_heads.settings.score_thresh = score as f64;
@@ -278,10 +288,32 @@ impl Trained {
     pub fn detect(&self, img: &image::RgbImage) -> Result<Vec<(usize, f32, [f32; 4])>> {
         let _g = no_grad();
         let (w, h) = img.dimensions();
-        let x = self.trainee.input(self.pixels(img)?)?;
+        let px = self.pixels(img)?;
+        // Fast R-CNN's proposals: selective search on the photo as the network sees it
+        let props = if let Trainee::Fast(_) = self.trainee {
+            use aics_detect::selective_search::{fast_strategies, selective_search, RgbView};
+            let s = self.size;
+            let r = image::imageops::resize(
+                img,
+                s as u32,
+                s as u32,
+                image::imageops::FilterType::Triangle,
+            );
+            let v = RgbView {
+                width: s,
+                height: s,
+                pixels: r.as_raw(),
+            };
+            let mut p = selective_search(&v, &fast_strategies(), 0)?;
+            p.truncate(2000);
+            vec![p]
+        } else {
+            Vec::new()
+        };
+        let x = self.trainee.input(px)?;
         Ok(self
             .trainee
-            .detections(&x, self.size, &[(w as usize, h as usize)])?
+            .detections(&x, &props, self.size, &[(w as usize, h as usize)])?
             .remove(0))
     }
 }
@@ -293,6 +325,57 @@ struct Split {
     pixels: Vec<Vec<u8>>,
     /// Per image: objects with image-relative centre boxes, class index 0-based.
     objects: Vec<Vec<V1Object>>,
+    /// Per image, for Fast R-CNN: selective search's proposals in size × size pixels.
+    proposals: Vec<Vec<[f32; 4]>>,
+}
+
+impl Split {
+    /// Selective search on every image (in parallel), for Fast R-CNN.
+    fn propose(&mut self, size: usize) -> Result<()> {
+        use aics_detect::selective_search::{fast_strategies, selective_search, RgbView};
+        use rayon::prelude::*;
+        println!("selective search on {} images…", self.pixels.len());
+        let st = fast_strategies();
+        self.proposals = self
+            .pixels
+            .par_iter()
+            .map(|px| {
+                let v = RgbView {
+                    width: size,
+                    height: size,
+                    pixels: px,
+                };
+                selective_search(&v, &st, 0).map(|mut p| {
+                    p.truncate(2000);
+                    p
+                })
+            })
+            .collect::<aics_detect::Result<Vec<_>>>()?;
+        Ok(())
+    }
+
+    /// The proposals of images `idx`, mirrored where `flips` says.
+    fn proposals_of(&self, idx: &[usize], flips: &[bool], size: usize) -> Vec<Vec<[f32; 4]>> {
+        if self.proposals.is_empty() {
+            return Vec::new();
+        }
+        let s = size as f32;
+        idx.iter()
+            .zip(flips)
+            .map(|(&i, &f)| {
+                self.proposals[i]
+                    .iter()
+                    .map(|b| {
+                        if f {
+                            [s - b[2], b[1], s - b[0], b[3]]
+                        } else {
+                            *b
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// The file of an image named `file_name` in `dir`; when it is not there, a file of the same
@@ -408,6 +491,7 @@ fn load_split(
         gt,
         pixels,
         objects,
+        proposals: Vec::new(),
     })
 }
 
@@ -511,6 +595,7 @@ enum Trainee {
     },
     Ssd(Ssd),
     Rcnn(FasterRcnn, RcnnTrainSettings),
+    Fast(FastRcnn),
 }
 
 /// A batch (N, 3, S, S) as a list of images.
@@ -549,13 +634,14 @@ impl Trainee {
             Trainee::Yolov1 { net, .. } => net,
             Trainee::Ssd(m) => m,
             Trainee::Rcnn(m, _) => m,
+            Trainee::Fast(m) => m,
         }
     }
 
     /// The network's input for a batch of [0, 1] pixels.
     fn input(&self, x: Tensor) -> Result<Tensor> {
         Ok(match self {
-            Trainee::Yolov1 { .. } | Trainee::Rcnn(..) => x,
+            Trainee::Yolov1 { .. } | Trainee::Rcnn(..) | Trainee::Fast(_) => x,
             Trainee::Ssd(_) => x.add_scalar(-0.5).mul_scalar(2.0),
         })
     }
@@ -567,6 +653,7 @@ impl Trainee {
         &self,
         x: &Tensor,
         objs: &[Vec<V1Object>],
+        props: &[Vec<[f32; 4]>],
         size: usize,
         rng: &mut Rng,
     ) -> Result<(Tensor, f64)> {
@@ -592,12 +679,23 @@ impl Trainee {
                 let watch = l.classifier.to_vec()[0] as f64;
                 Ok((l.total()?, watch))
             }
+            Trainee::Fast(m) => {
+                let (c, b) = m.losses(&images_of(x)?, props, &targets_of(objs, size), rng)?;
+                let watch = c.to_vec()[0] as f64;
+                Ok((c.add(&b)?, watch))
+            }
         }
     }
 
     /// Detections of image `b` of a batch's output, in pixels of a `w`×`h` image: (class, score,
     /// xyxy).
-    fn detections(&self, x: &Tensor, size: usize, dims: &[(usize, usize)]) -> Result<Vec<Found>> {
+    fn detections(
+        &self,
+        x: &Tensor,
+        props: &[Vec<[f32; 4]>],
+        size: usize,
+        dims: &[(usize, usize)],
+    ) -> Result<Vec<Found>> {
         match self {
             Trainee::Yolov1 {
                 net,
@@ -625,6 +723,11 @@ impl Trainee {
                 Ok(in_image_pixels(dets, size, dims))
             }
             Trainee::Rcnn(m, _) => Ok(in_image_pixels(m.detect(&images_of(x)?)?, size, dims)),
+            Trainee::Fast(m) => Ok(in_image_pixels(
+                m.detect(&images_of(x)?, props)?,
+                size,
+                dims,
+            )),
         }
     }
 }
@@ -667,7 +770,8 @@ fn evaluate(t: &Trainee, split: &Split, size: usize, batch: usize) -> Result<Vec
                 )
             })
             .collect();
-        for (&i, found) in chunk.iter().zip(t.detections(&x, size, &dims)?) {
+        let props = split.proposals_of(chunk, &vec![false; chunk.len()], size);
+        for (&i, found) in chunk.iter().zip(t.detections(&x, &props, size, &dims)?) {
             let im = &split.gt.images[i];
             for (class, score, [x1, y1, x2, y2]) in found {
                 let (x1, y1) = (x1.max(0.0), y1.max(0.0));
@@ -691,6 +795,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         DetModel::Yolov1 => "yolov1",
         DetModel::Ssd => "ssd",
         DetModel::FasterRcnn => "faster_rcnn",
+        DetModel::FastRcnn => "fast_rcnn",
     };
     let head = match (a.model, a.head) {
         (DetModel::Yolov1, h) => h.unwrap_or(HeadKind::Connected),
@@ -750,7 +855,12 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             )
         }
     };
-    let train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
+    let mut train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
+    let mut val = val;
+    if a.model == DetModel::FastRcnn {
+        train.propose(a.size)?;
+        val.propose(a.size)?;
+    }
     let classes = gt.categories.len();
     let trainee = match a.model {
         DetModel::Yolov1 => {
@@ -777,6 +887,11 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
                 ..Default::default()
             };
             Trainee::Rcnn(m, ts)
+        }
+        DetModel::FastRcnn => {
+            let mut m = FastRcnn::small(classes + 1, a.size, a.seed)?;
+            m.roi_heads.settings.score_thresh = 0.01;
+            Trainee::Fast(m)
         }
     };
     let net = trainee.module();
@@ -818,6 +933,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         ),
         DetModel::Ssd => format!("ssd {0}×{0} ({classes} classes)", a.size),
         DetModel::FasterRcnn => format!("faster_rcnn {0}×{0} ({classes} classes)", a.size),
+        DetModel::FastRcnn => format!("fast_rcnn {0}×{0} ({classes} classes)", a.size),
     };
     println!(
         "{what}: {nt} training images, {} validation images",
@@ -867,7 +983,8 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
                 .collect();
             opt.zero_grad();
             let x = trainee.input(x)?;
-            let (loss, watch) = trainee.loss(&x, &objs, a.size, &mut rng)?;
+            let props = train.proposals_of(chunk, &flips, a.size);
+            let (loss, watch) = trainee.loss(&x, &objs, &props, a.size, &mut rng)?;
             let v = loss.to_vec()[0] as f64;
             if !v.is_finite() {
                 bail!(
@@ -891,7 +1008,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         let watch_key = match a.model {
             DetModel::Yolov1 => "avg_iou",
             DetModel::Ssd => "matched_boxes",
-            DetModel::FasterRcnn => "loss_classifier",
+            DetModel::FasterRcnn | DetModel::FastRcnn => "loss_classifier",
         };
         let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr,
                           "val_map50_voc": voc, "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,

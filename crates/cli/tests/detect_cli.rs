@@ -619,8 +619,8 @@ fn detect_runs_torchvision_detectors_from_a_state_dict() {
     );
 }
 
-/// SSD and Faster R-CNN through `aics detect-train` and back through `aics detect`; a
-/// checkpoint given to the other detector, or --head to either, is one clear line.
+/// SSD, Faster R-CNN and Fast R-CNN through `aics detect-train` and back through
+/// `aics detect`; a checkpoint given to another detector, or --head, is one clear line.
 #[test]
 fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
     let d = tmp("dtrain2");
@@ -641,7 +641,7 @@ fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
     ]));
     let spec = format!("synth:{}", s(&set));
     let img = set.join("images/00001.png");
-    for model in ["ssd", "faster_rcnn"] {
+    for model in ["ssd", "faster_rcnn", "fast_rcnn"] {
         let ck = d.join(format!("{model}.safetensors"));
         let text = ok(&aics(&[
             "detect-train",

@@ -664,6 +664,8 @@ pub struct MultiScaleRoiAlign {
     pub sampling_ratio: i32,
     /// How many of the pyramid's levels are pooled from (the finest ones; not the extra level).
     pub levels: usize,
+    /// Fast R-CNN's ROI max pooling (`roi_pool`) instead of ROI align.
+    pub max_pool: bool,
 }
 
 impl MultiScaleRoiAlign {
@@ -719,7 +721,11 @@ impl MultiScaleRoiAlign {
             }
             let r: Vec<f32> = idx.iter().flat_map(|&i| rois[i]).collect();
             let r = Tensor::from_vec(r, &[idx.len(), 5])?;
-            parts.push(f.roi_align(&r, (o, o), scales[l], self.sampling_ratio, false)?);
+            parts.push(if self.max_pool {
+                f.roi_pool(&r, (o, o), scales[l])?
+            } else {
+                f.roi_align(&r, (o, o), scales[l], self.sampling_ratio, false)?
+            });
             order.extend(idx);
         }
         let refs: Vec<&Tensor> = parts.iter().collect();
@@ -853,6 +859,7 @@ impl RoiHeads {
             output: 7,
             sampling_ratio: 2,
             levels,
+            max_pool: false,
         };
         Ok(RoiHeads {
             box_head: TwoMlpHead {
@@ -876,6 +883,79 @@ impl RoiHeads {
         let pooled = self.pool.pool(feats, proposals, image_sizes)?;
         let h = self.box_head.forward(&pooled)?;
         self.box_predictor.predict(&h)
+    }
+
+    /// The box head's two losses for `proposals` of each image (ground truth is added to
+    /// them): proposals are labelled by the box they overlap at IoU ≥ `fg_iou` (else
+    /// background), `batch` a image are sampled with `fraction` foreground, and the result is
+    /// (cross-entropy over the sampled, smooth L1 with `beta` of the foreground's deltas for
+    /// their class summed over the sampled count).
+    pub fn loss(
+        &self,
+        features: &[Tensor],
+        mut proposals: Vec<Vec<[f32; 4]>>,
+        targets: &[Target],
+        sizes: &[(usize, usize)],
+        s: &BoxSampling,
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut sampled_boxes = Vec::new();
+        let mut box_labels = Vec::new();
+        let (mut box_gt, mut box_props) = (Vec::new(), Vec::new());
+        let mut fg_rows = Vec::new();
+        let mut row = 0;
+        for (t, props) in targets.iter().zip(proposals.iter_mut()) {
+            props.extend(t.boxes.iter().copied());
+            let m = match_boxes(&t.boxes, props, s.fg_iou, s.fg_iou, false);
+            let labels: Vec<i64> = m
+                .iter()
+                .map(|&g| {
+                    if g >= 0 {
+                        t.labels[g as usize] as i64
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let (pos, neg) = sample_balanced(&labels, s.batch, s.fraction, rng);
+            let mut chosen: Vec<usize> = pos.iter().chain(&neg).copied().collect();
+            chosen.sort_unstable();
+            let mut boxes = Vec::new();
+            for &p in &chosen {
+                boxes.push(props[p]);
+                let l = labels[p].max(0) as usize;
+                box_labels.push(l);
+                if l > 0 {
+                    box_gt.extend(t.boxes[m[p] as usize]);
+                    box_props.extend(props[p]);
+                    fg_rows.push((row, l));
+                }
+                row += 1;
+            }
+            sampled_boxes.push(boxes);
+        }
+        let (logits, deltas) = self.predict(features, &sampled_boxes, sizes)?;
+        let classifier = if box_labels.is_empty() {
+            logits.sum().mul_scalar(0.0)
+        } else {
+            aics_nn::loss::cross_entropy(&logits, &box_labels, None, 0.0)?
+        };
+        let c = logits.shape()[1];
+        let box_reg = if fg_rows.is_empty() {
+            deltas.sum().mul_scalar(0.0)
+        } else {
+            let rows: Vec<usize> = fg_rows.iter().map(|&(r, l)| r * c + l).collect();
+            let target =
+                Tensor::from_vec(self.coder.encode(&box_gt, &box_props)?, &[rows.len(), 4])?;
+            deltas
+                .reshape(&[row * c, 4])?
+                .index_select(0, &rows)?
+                .sub(&target)?
+                .smooth_l1(s.beta)
+                .sum()
+                .mul_scalar(1.0 / row.max(1) as f64)
+        };
+        Ok((classifier, box_reg))
     }
 
     /// torchvision's `postprocess_detections` for each image.
@@ -1287,6 +1367,18 @@ impl Default for RcnnTrainSettings {
     }
 }
 
+/// How the box head's training samples proposals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoxSampling {
+    /// Proposals sampled an image, and the foreground fraction.
+    pub batch: usize,
+    pub fraction: f64,
+    /// Proposals at IoU ≥ this are foreground, the rest background.
+    pub fg_iou: f64,
+    /// The smooth L1's β (torchvision 1/9, the Fast R-CNN paper 1).
+    pub beta: f64,
+}
+
 /// Faster R-CNN's four losses.
 pub struct RcnnLosses {
     /// Binary cross-entropy of the sampled anchors' objectness (mean).
@@ -1446,78 +1538,154 @@ impl FasterRcnn {
         let mut settings = self.rpn.settings.clone();
         settings.pre_nms_top_n = ts.rpn_pre_nms_top_n;
         settings.post_nms_top_n = ts.rpn_post_nms_top_n;
-        let mut sampled_boxes = Vec::new();
-        let mut box_labels = Vec::new();
-        let (mut box_gt, mut box_props) = (Vec::new(), Vec::new());
-        let mut fg_rows = Vec::new();
-        let mut row = 0;
-        for (i, t) in targets.iter().enumerate() {
-            let mut props = {
-                let _g = aics_tensor::no_grad();
+        let mut proposals = Vec::new();
+        for i in 0..targets.len() {
+            let _g = aics_tensor::no_grad();
+            proposals.push(
                 self.rpn
                     .proposals_with(&out, i, list.sizes[i], &settings)?
-                    .boxes
-            };
-            props.extend(t.boxes.iter().copied());
-            let m = match_boxes(&t.boxes, &props, ts.box_fg_iou, ts.box_fg_iou, false);
-            let labels: Vec<i64> = m
-                .iter()
-                .map(|&g| {
-                    if g >= 0 {
-                        t.labels[g as usize] as i64
-                    } else {
-                        0
-                    }
-                })
-                .collect();
-            let (pos, neg) = sample_balanced(&labels, ts.box_batch, ts.box_fraction, rng);
-            let mut chosen: Vec<usize> = pos.iter().chain(&neg).copied().collect();
-            chosen.sort_unstable();
-            let mut boxes = Vec::new();
-            for &p in &chosen {
-                boxes.push(props[p]);
-                let l = labels[p].max(0) as usize;
-                box_labels.push(l);
-                if l > 0 {
-                    box_gt.extend(t.boxes[m[p] as usize]);
-                    box_props.extend(props[p]);
-                    fg_rows.push((row, l));
-                }
-                row += 1;
-            }
-            sampled_boxes.push(boxes);
+                    .boxes,
+            );
         }
-        let (logits, deltas) = self
-            .roi_heads
-            .predict(&features, &sampled_boxes, &list.sizes)?;
-        let classifier = if box_labels.is_empty() {
-            logits.sum().mul_scalar(0.0)
-        } else {
-            aics_nn::loss::cross_entropy(&logits, &box_labels, None, 0.0)?
+        let sampling = BoxSampling {
+            batch: ts.box_batch,
+            fraction: ts.box_fraction,
+            fg_iou: ts.box_fg_iou,
+            beta: 1.0 / 9.0,
         };
-        let c = self.num_classes;
-        let box_reg = if fg_rows.is_empty() {
-            deltas.sum().mul_scalar(0.0)
-        } else {
-            let rows: Vec<usize> = fg_rows.iter().map(|&(r, l)| r * c + l).collect();
-            let target = Tensor::from_vec(
-                self.roi_heads.coder.encode(&box_gt, &box_props)?,
-                &[rows.len(), 4],
-            )?;
-            deltas
-                .reshape(&[row * c, 4])?
-                .index_select(0, &rows)?
-                .sub(&target)?
-                .smooth_l1(1.0 / 9.0)
-                .sum()
-                .mul_scalar(1.0 / row.max(1) as f64)
-        };
+        let (classifier, box_reg) =
+            self.roi_heads
+                .loss(&features, proposals, &targets, &list.sizes, &sampling, rng)?;
         Ok(RcnnLosses {
             objectness,
             rpn_box_reg,
             classifier,
             box_reg,
         })
+    }
+}
+
+/// Fast R-CNN (Girshick, 2015): one feature map per image; each proposal given from outside
+/// (selective search) is max-pooled to 7×7 from it (ROI pooling); two fully connected layers;
+/// the sibling classifier and per-class box regressor; trained with the multi-task loss
+/// (cross-entropy + smooth L1, λ = 1) on 64 proposals an image, a quarter foreground (IoU ≥ 0.5).
+/// Keys `backbone.*`, `roi_heads.*`.
+#[derive(Module)]
+pub struct FastRcnn {
+    #[module]
+    pub backbone: BackboneWithFpn,
+    #[module]
+    pub roi_heads: RoiHeads,
+    pub transform: RcnnTransform,
+    pub num_classes: usize,
+    pub sampling: BoxSampling,
+}
+
+impl FastRcnn {
+    /// For small `size`² images: [`FasterRcnn::small`]'s backbone and head, without the RPN,
+    /// with ROI max pooling.
+    pub fn small(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
+        let f = FasterRcnn::small(num_classes, size, seed)?;
+        let mut roi_heads = f.roi_heads;
+        roi_heads.pool.max_pool = true;
+        Ok(FastRcnn {
+            backbone: f.backbone,
+            roi_heads,
+            transform: f.transform,
+            num_classes,
+            sampling: BoxSampling {
+                batch: 64,
+                fraction: 0.25,
+                fg_iou: 0.5,
+                beta: 1.0,
+            },
+        })
+    }
+
+    /// Proposals of each image (its pixels) in the resized images' pixels.
+    fn scaled(
+        images: &[Tensor],
+        list: &ImageList,
+        proposals: &[Vec<[f32; 4]>],
+    ) -> Result<Vec<Vec<[f32; 4]>>> {
+        if proposals.len() != images.len() {
+            return Err(arg(
+                "FastRcnn",
+                format!(
+                    "{} images, {} lists of proposals",
+                    images.len(),
+                    proposals.len()
+                ),
+            ));
+        }
+        Ok(proposals
+            .iter()
+            .zip(images)
+            .zip(&list.sizes)
+            .map(|((p, img), &size)| {
+                let mut p = p.clone();
+                let s = img.shape();
+                resize_boxes(&mut p, (s[1], s[2]), size);
+                p
+            })
+            .collect())
+    }
+
+    /// The multi-task loss (classifier, box regression) of images (3, H, W) in [0, 1] with
+    /// their proposals and targets in their pixels.
+    pub fn losses(
+        &self,
+        images: &[Tensor],
+        proposals: &[Vec<[f32; 4]>],
+        targets: &[Target],
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Tensor)> {
+        let list = self.transform.batch(images)?;
+        let props = Self::scaled(images, &list, proposals)?;
+        let targets: Vec<Target> = targets
+            .iter()
+            .zip(images)
+            .zip(&list.sizes)
+            .map(|((t, img), &size)| {
+                let mut boxes = t.boxes.clone();
+                let s = img.shape();
+                resize_boxes(&mut boxes, (s[1], s[2]), size);
+                Target {
+                    boxes,
+                    labels: t.labels.clone(),
+                }
+            })
+            .collect();
+        let features = self.backbone.features(&list.tensor)?;
+        self.roi_heads
+            .loss(&features, props, &targets, &list.sizes, &self.sampling, rng)
+    }
+
+    /// Detections for images with their proposals, in the images' pixels.
+    pub fn detect(
+        &self,
+        images: &[Tensor],
+        proposals: &[Vec<[f32; 4]>],
+    ) -> Result<Vec<Detections>> {
+        let list = self.transform.batch(images)?;
+        let props = Self::scaled(images, &list, proposals)?;
+        let features = self.backbone.features(&list.tensor)?;
+        let (logits, deltas) = self.roi_heads.predict(&features, &props, &list.sizes)?;
+        let mut d = self
+            .roi_heads
+            .detections(&logits, &deltas, &props, &list.sizes)?;
+        for (n, d) in d.iter_mut().enumerate() {
+            let s = images[n].shape();
+            resize_boxes(&mut d.boxes, list.sizes[n], (s[1], s[2]));
+        }
+        Ok(d)
+    }
+}
+
+impl Module for FastRcnn {
+    /// The feature map of a batch already resized and normalized.
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        self.backbone.forward(x)
     }
 }
 
