@@ -1,5 +1,5 @@
 //! `aics detect-train`: train a chapter detector on a detection data set, with mAP on held-out
-//! images every epoch, atomic checkpoints and exact resume: YOLOv1 and SSD.
+//! images every epoch, atomic checkpoints and exact resume: YOLOv1, SSD, Fast and Faster R-CNN.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -857,9 +857,15 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     };
     let mut train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
     let mut val = val;
+    let (mut proposal_s, mut proposals_per_image) = (0.0, 0.0);
     if a.model == DetModel::FastRcnn {
+        let t = Instant::now();
         train.propose(a.size)?;
         val.propose(a.size)?;
+        let n = (train.pixels.len() + val.pixels.len()).max(1) as f64;
+        proposal_s = t.elapsed().as_secs_f64() / n;
+        proposals_per_image = val.proposals.iter().map(|p| p.len()).sum::<usize>() as f64
+            / val.pixels.len().max(1) as f64;
     }
     let classes = gt.categories.len();
     let trainee = match a.model {
@@ -1002,7 +1008,11 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         }
         pb.finish_and_clear();
         let train_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
         let dets = evaluate(&trainee, &val, a.size, a.batch)?;
+        // the network and post-processing on the held-out images (Fast R-CNN's proposals were
+        // computed before training: `proposal_seconds_per_image`)
+        let eval_s = t1.elapsed().as_secs_f64() / val.pixels.len().max(1) as f64;
         let voc = voc_eval(&val.gt, &dets, 0.5, VocAp::AllPoint).map;
         let coco = coco_eval(&val.gt, &dets).stats();
         let watch_key = match a.model {
@@ -1012,7 +1022,8 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         };
         let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr,
                           "val_map50_voc": voc, "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,
-                          "seconds_per_image": train_s / nt as f64}).to_string();
+                          "seconds_per_image": train_s / nt as f64, "eval_seconds_per_image": eval_s,
+                          "proposal_seconds_per_image": proposal_s, "proposals_per_image": proposals_per_image}).to_string();
         println!(
             "epoch {}: loss {:.4}, val mAP@0.5 {:.4} (VOC), COCO AP {:.4}, AP50 {:.4}, {:.1} s",
             epoch + 1,

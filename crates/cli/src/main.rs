@@ -67,7 +67,7 @@ enum Cmd {
     Data(data_cmd::DataArgs),
     /// Find objects in photos with a pretrained detector (default: YOLOv3-tiny) and draw them.
     Detect(detect::DetectArgs),
-    /// Train a detector (YOLOv1, SSD, Faster R-CNN) on a detection data set, with mAP on
+    /// Train a detector (YOLOv1, SSD, Fast or Faster R-CNN) on a detection data set, with mAP on
     /// held-out images.
     DetectTrain(detect_train::DetectTrainArgs),
     /// Draw the RPN's 9 anchors at a location of a photo, and a trained Faster R-CNN's proposals.

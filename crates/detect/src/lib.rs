@@ -1,7 +1,9 @@
 //! aics-detect: what every detector shares. Box formats and their conversions, pairwise IoU and
 //! GIoU (differentiable, through tensor ops), clipping, small-box removal, non-maximum
-//! suppression, the R-CNN box coder and the anchor generator, with torchvision's semantics; and
-//! detection annotations (COCO JSON, Pascal VOC XML, COCO results files).
+//! suppression, the R-CNN box coder and the anchor generator, with torchvision's semantics;
+//! detection annotations (COCO JSON, Pascal VOC XML, COCO results files) and mAP; and the
+//! detectors: darknet's YOLO, MTCNN, YOLOv1's loss, selective search, Fast and Faster R-CNN and
+//! SSD (torchvision's models with their keys, and small ones trained on synthetic scenes).
 
 pub mod anchors;
 pub mod boxes;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The chapter's comparison of detectors on one synthetic test set: each detector aics can
+# train is trained on the same synthetic scenes and scored on the same 200 held-out ones, and
+# one table is printed from the training logs (mAP@0.5 by the VOC all-point rule, COCO AP,
+# proposals an image, seconds an image at inference and in training, all on this machine).
+#
+#   bash scripts/compare-detectors.sh [OUT_DIR]      (default runs/compare; hours on 2 cores)
+#
+# Runs that are already complete are kept (each checkpoint resumes), so the script can be
+# stopped and started again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT="${1:-runs/compare}"
+AICS=target/release/aics
+cargo build --release -q
+mkdir -p "$OUT"
+[ -f "$OUT/train/annotations.json" ] || "$AICS" data synth-detect --out "$OUT/train" --images 2000 --size 192 --max-objects 4 --seed 1
+[ -f "$OUT/val/annotations.json" ] || "$AICS" data synth-detect --out "$OUT/val" --images 200 --size 192 --max-objects 4 --seed 2
+
+train() { # name, then detect-train options
+    local name="$1"; shift
+    local ck="$OUT/$name.safetensors"
+    local resume=()
+    [ -f "$ck" ] && resume=(--resume)
+    "$AICS" detect-train --dataset "synth:$OUT/train" --val "synth:$OUT/val" --size 192 \
+        --checkpoint "$ck" "${resume[@]}" "$@"
+}
+train ssd --model ssd --epochs 15 --batch 16
+train fast_rcnn --model fast_rcnn --epochs 10 --batch 2
+train faster_rcnn --model faster_rcnn --epochs 8 --batch 8
+train yolov1 --model yolov1 --head conv --epochs 40 --batch 16
+
+echo
+echo "| detector | mAP@0.5 | COCO AP | proposals / image | s / image, inference | s / image, training |"
+echo "|---|---|---|---|---|---|"
+for name in fast_rcnn faster_rcnn yolov1 ssd; do
+    last=$(tail -n 1 "$OUT/$name.jsonl")
+    field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" <<<"$last"; }
+    props=$(field proposals_per_image)
+    case "$name" in
+        faster_rcnn) props="RPN, ≤ 1000" ;;
+        yolov1|ssd) props="none" ;;
+    esac
+    printf "| %s | %.3f | %.3f | %s | %.4f | %.4f |\n" "$name" "$(field val_map50_voc)" \
+        "$(field val_coco_ap)" "$props" \
+        "$(awk "BEGIN{print $(field eval_seconds_per_image) + $(field proposal_seconds_per_image)}")" \
+        "$(field seconds_per_image)"
+done
