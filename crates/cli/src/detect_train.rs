@@ -224,15 +224,16 @@ pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Tra
 }
 
 impl Trained {
+    /// A photo resized to the network's input, as training resized its images.
+    fn resized(&self, img: &image::RgbImage) -> image::RgbImage {
+        let s = self.size as u32;
+        image::imageops::resize(img, s, s, image::imageops::FilterType::Triangle)
+    }
+
     /// A photo resized to the network's input, (1, 3, S, S) in [0, 1].
     fn pixels(&self, img: &image::RgbImage) -> Result<Tensor> {
         let s = self.size;
-        let r = image::imageops::resize(
-            img,
-            s as u32,
-            s as u32,
-            image::imageops::FilterType::Triangle,
-        );
+        let r = self.resized(img);
         let n = s * s;
         let mut x = vec![0f32; 3 * n];
         for (i, px) in r.as_raw().chunks_exact(3).enumerate() {
@@ -293,12 +294,7 @@ impl Trained {
         let props = if let Trainee::Fast(_) = self.trainee {
             use aics_detect::selective_search::{fast_strategies, selective_search, RgbView};
             let s = self.size;
-            let r = image::imageops::resize(
-                img,
-                s as u32,
-                s as u32,
-                image::imageops::FilterType::Triangle,
-            );
+            let r = self.resized(img);
             let v = RgbView {
                 width: s,
                 height: s,

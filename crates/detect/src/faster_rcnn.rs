@@ -227,6 +227,14 @@ impl RcnnTransform {
     }
 }
 
+/// Boxes in the pixels of `img` (3, H, W), scaled to it resized to `size` (h, w).
+fn rescaled(boxes: &[[f32; 4]], img: &Tensor, size: (usize, usize)) -> Vec<[f32; 4]> {
+    let mut b = boxes.to_vec();
+    let s = img.shape();
+    resize_boxes(&mut b, (s[1], s[2]), size);
+    b
+}
+
 /// Scale boxes from the resized image `from` (h, w) back to the original `to`, with the f32
 /// ratios torchvision uses.
 pub fn resize_boxes(boxes: &mut [[f32; 4]], from: (usize, usize), to: (usize, usize)) {
@@ -1444,14 +1452,9 @@ impl FasterRcnn {
             .iter()
             .zip(images)
             .zip(&list.sizes)
-            .map(|((t, img), &size)| {
-                let mut boxes = t.boxes.clone();
-                let s = img.shape();
-                resize_boxes(&mut boxes, (s[1], s[2]), size);
-                Target {
-                    boxes,
-                    labels: t.labels.clone(),
-                }
+            .map(|((t, img), &size)| Target {
+                boxes: rescaled(&t.boxes, img, size),
+                labels: t.labels.clone(),
             })
             .collect();
         for (i, t) in targets.iter().enumerate() {
@@ -1622,12 +1625,7 @@ impl FastRcnn {
             .iter()
             .zip(images)
             .zip(&list.sizes)
-            .map(|((p, img), &size)| {
-                let mut p = p.clone();
-                let s = img.shape();
-                resize_boxes(&mut p, (s[1], s[2]), size);
-                p
-            })
+            .map(|((p, img), &size)| rescaled(p, img, size))
             .collect())
     }
 
@@ -1646,14 +1644,9 @@ impl FastRcnn {
             .iter()
             .zip(images)
             .zip(&list.sizes)
-            .map(|((t, img), &size)| {
-                let mut boxes = t.boxes.clone();
-                let s = img.shape();
-                resize_boxes(&mut boxes, (s[1], s[2]), size);
-                Target {
-                    boxes,
-                    labels: t.labels.clone(),
-                }
+            .map(|((t, img), &size)| Target {
+                boxes: rescaled(&t.boxes, img, size),
+                labels: t.labels.clone(),
             })
             .collect();
         let features = self.backbone.features(&list.tensor)?;
