@@ -755,7 +755,8 @@ fn detect_train_refuses_bad_data_sets() {
     let orig: Value = serde_json::from_str(&std::fs::read_to_string(&ann).unwrap()).unwrap();
     let ck = d.join("c.safetensors");
     let spec = format!("synth:{}", s(&set));
-    let cases: [(&str, Box<dyn Fn(&mut Value)>); 4] = [
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Edit); 4] = [
         (
             "has no area",
             Box::new(|v: &mut Value| v["annotations"][0]["bbox"][2] = 0.0.into()),

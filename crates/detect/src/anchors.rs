@@ -13,7 +13,7 @@ pub struct AnchorGenerator {
 }
 
 /// Round half to even, as `torch.round`.
-fn round_even(v: f64) -> f64 {
+pub(crate) fn round_even(v: f64) -> f64 {
     let r = v.round();
     if (v - v.trunc()).abs() == 0.5 {
         2.0 * (v / 2.0).round()

@@ -175,6 +175,22 @@ pub fn nms<T: Float>(boxes: &Tensor<T>, scores: &[T], iou_threshold: f64) -> Res
     Ok(nms_kernel(&boxes.data(), scores, iou_threshold))
 }
 
+/// Decreasing score, NaN scores last (a stable sort keeps equal scores in index order).
+fn by_score<T: Float>(scores: &[T], i: usize, j: usize) -> std::cmp::Ordering {
+    scores[j]
+        .partial_cmp(&scores[i])
+        .unwrap_or_else(|| scores[i].is_nan().cmp(&scores[j].is_nan()))
+}
+
+/// IoU of two xyxy boxes in f32, computed as `box_iou` computes each entry (no +1).
+pub fn pair_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    inter / (area(a) + area(b) - inter)
+}
+
 /// The NMS loop over xyxy boxes `b` (4 values each) and their scores. The boxes are gathered
 /// in visiting order into one array per coordinate, so that the inner loop, which marks every
 /// later box overlapping a kept one, runs without branches over contiguous data.
@@ -182,11 +198,7 @@ fn nms_kernel<T: Float>(b: &[T], scores: &[T], iou_threshold: f64) -> Vec<usize>
     let n = scores.len();
     let mut order: Vec<usize> = (0..n).collect();
     // decreasing score, stable: ties keep index order (NaN scores go last)
-    order.sort_by(|&i, &j| {
-        scores[j]
-            .partial_cmp(&scores[i])
-            .unwrap_or_else(|| scores[i].is_nan().cmp(&scores[j].is_nan()))
-    });
+    order.sort_by(|&i, &j| by_score(scores, i, j));
     let coord = |k: usize| order.iter().map(|&i| b[4 * i + k]).collect::<Vec<T>>();
     let (x1, y1, x2, y2) = (coord(0), coord(1), coord(2), coord(3));
     let area: Vec<T> = (0..n).map(|p| (x2[p] - x1[p]) * (y2[p] - y1[p])).collect();
@@ -243,12 +255,12 @@ pub fn batched_nms<T: Float>(
     if 4 * n > 4000 {
         // torchvision's CPU path for many boxes: NMS class by class on the boxes as they are,
         // the kept ones merged in decreasing score
-        let mut classes: Vec<usize> = idxs.to_vec();
-        classes.sort_unstable();
-        classes.dedup();
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, &c) in idxs.iter().enumerate() {
+            groups.entry(c).or_default().push(i);
+        }
         let mut keep = Vec::new();
-        for c in classes {
-            let members: Vec<usize> = (0..n).filter(|&i| idxs[i] == c).collect();
+        for members in groups.into_values() {
             let sub: Vec<T> = members
                 .iter()
                 .flat_map(|&i| b[4 * i..4 * i + 4].to_vec())
@@ -260,12 +272,7 @@ pub fn batched_nms<T: Float>(
                     .map(|k| members[k]),
             );
         }
-        keep.sort_by(|&i, &j| {
-            scores[j]
-                .partial_cmp(&scores[i])
-                .unwrap_or_else(|| scores[i].is_nan().cmp(&scores[j].is_nan()))
-                .then(i.cmp(&j))
-        });
+        keep.sort_by(|&i, &j| by_score(scores, i, j).then(i.cmp(&j)));
         return Ok(keep);
     }
     let max = b.iter().copied().fold(T::neg_infinity(), |m, v| m.max(v));

@@ -684,7 +684,7 @@ impl MultiScaleRoiAlign {
             .iter()
             .map(|f| {
                 let approx = (f.shape()[2] as f64 / max_h as f64) as f32;
-                2f64.powf(round_half_even(approx.log2()) as f64)
+                2f64.powf(crate::anchors::round_even(approx.log2() as f64))
             })
             .collect()
     }
@@ -744,16 +744,6 @@ impl MultiScaleRoiAlign {
             inverse[i] = j;
         }
         Ok(cat.index_select(0, &inverse)?)
-    }
-}
-
-/// `torch.round`: halves to even.
-fn round_half_even(v: f32) -> f32 {
-    let r = v.round();
-    if (v - v.trunc()).abs() == 0.5 {
-        2.0 * (v / 2.0).round()
-    } else {
-        r
     }
 }
 
@@ -1111,12 +1101,7 @@ impl FasterRcnn {
     /// 0.5 of the image × ratios 0.5, 1, 2), ROI align to 7×7, two 256-wide layers.
     pub fn small(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
         check_classes("faster_rcnn_small", num_classes)?;
-        if size < 64 || !size.is_multiple_of(32) {
-            return Err(arg(
-                "faster_rcnn_small",
-                format!("the input size must be a multiple of 32, at least 64; got {size}"),
-            ));
-        }
+        check_size("faster_rcnn_small", size, 32, 64)?;
         let mut rng = Rng::new(seed);
         let widths = [32, 64, 128, 256];
         let body = crate::ssd::small_stages(&widths, &mut rng)?;
@@ -1213,11 +1198,22 @@ impl FasterRcnn {
     }
 }
 
-fn check_classes(op: &'static str, num_classes: usize) -> Result<()> {
+pub(crate) fn check_classes(op: &'static str, num_classes: usize) -> Result<()> {
     if num_classes < 2 {
         return Err(arg(
             op,
             format!("num_classes counts the background and must be at least 2, got {num_classes}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An input side that is a multiple of `multiple`, at least `min`.
+pub(crate) fn check_size(op: &'static str, size: usize, multiple: usize, min: usize) -> Result<()> {
+    if size < min || !size.is_multiple_of(multiple) {
+        return Err(arg(
+            op,
+            format!("the input size must be a multiple of {multiple}, at least {min}; got {size}"),
         ));
     }
     Ok(())
@@ -1284,7 +1280,12 @@ pub fn match_boxes(
     }
     let q: Vec<Vec<f32>> = gt
         .iter()
-        .map(|g| anchors.iter().map(|a| crate::ssd::iou(g, a)).collect())
+        .map(|g| {
+            anchors
+                .iter()
+                .map(|a| crate::boxes::pair_iou(g, a))
+                .collect()
+        })
         .collect();
     let mut best_of_gt = vec![f32::NEG_INFINITY; gt.len()];
     for (g, row) in q.iter().enumerate() {

@@ -155,29 +155,21 @@ fn blur(v: &[f32], w: usize, h: usize, sigma: f64) -> Vec<f32> {
         .collect();
     let sum: f32 = k.iter().sum();
     let k: Vec<f32> = k.iter().map(|x| x / sum).collect();
-    let mut tmp = vec![0f32; v.len()];
-    for y in 0..h {
-        for x in 0..w {
-            let mut s = 0.0;
-            for (j, &kv) in k.iter().enumerate() {
-                let xx = (x as isize + j as isize - r).clamp(0, w as isize - 1) as usize;
-                s += kv * v[y * w + xx];
-            }
-            tmp[y * w + x] = s;
-        }
-    }
-    let mut out = vec![0f32; v.len()];
-    for y in 0..h {
-        for x in 0..w {
-            let mut s = 0.0;
-            for (j, &kv) in k.iter().enumerate() {
-                let yy = (y as isize + j as isize - r).clamp(0, h as isize - 1) as usize;
-                s += kv * tmp[yy * w + x];
-            }
-            out[y * w + x] = s;
-        }
-    }
-    out
+    // one pass along rows (dx) or columns (dy), edges clamped
+    let pass = |src: &[f32], (dx, dy): (isize, isize)| -> Vec<f32> {
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as isize, (i / w) as isize);
+                k.iter().enumerate().fold(0.0, |s, (j, &kv)| {
+                    let o = j as isize - r;
+                    let xx = (x + o * dx).clamp(0, w as isize - 1) as usize;
+                    let yy = (y + o * dy).clamp(0, h as isize - 1) as usize;
+                    s + kv * src[yy * w + xx]
+                })
+            })
+            .collect()
+    };
+    pass(&pass(v, (1, 0)), (0, 1))
 }
 
 struct Dsu {
@@ -548,7 +540,7 @@ pub fn recall(proposals: &[[f32; 4]], gt: &[[f32; 4]], n: usize, iou: f32) -> (u
     let props = &proposals[..n.min(proposals.len())];
     let found = gt
         .iter()
-        .filter(|g| props.iter().any(|p| crate::ssd::iou(g, p) >= iou))
+        .filter(|g| props.iter().any(|p| crate::boxes::pair_iou(g, p) >= iou))
         .count();
     (found, gt.len())
 }

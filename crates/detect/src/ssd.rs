@@ -23,11 +23,11 @@ use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
 use aics_vision::models::mobilenet_v3::{conv_norm_act, mobilenet_v3_features, Act};
 use aics_vision::models::Norm;
 
-use crate::boxes::batched_nms;
+use crate::boxes::{batched_nms, pair_iou};
 use crate::coder::BoxCoder;
 use crate::error::{arg, Result};
 pub use crate::faster_rcnn::Target;
-use crate::faster_rcnn::{resize_boxes, Detections, RcnnTransform};
+use crate::faster_rcnn::{check_classes, check_size, resize_boxes, Detections, RcnnTransform};
 
 /// torchvision's `DefaultBoxGenerator`: per feature map k, boxes of scale s_k and
 /// √(s_k·s_{k+1}) with ratio 1, then s_k·√r × s_k/√r and its transpose for each ratio r; centred
@@ -597,29 +597,19 @@ impl Ssd {
             size_divisible: 1,
             fixed_size: Some((300, 300)),
         };
-        Ok(Ssd {
-            backbone: SsdBackbone::Vgg(backbone),
-            head: SsdHead {
-                classification_head: ScoringHead {
-                    module_list: cls,
-                    columns: num_classes,
-                },
-                regression_head: ScoringHead {
-                    module_list: reg,
-                    columns: 4,
-                },
-            },
-            anchor_generator: anchors,
+        Ok(Self::assemble(
+            SsdBackbone::Vgg(backbone),
+            (cls, reg),
+            anchors,
             transform,
-            settings: SsdSettings {
+            SsdSettings {
                 score_thresh: 0.01,
                 nms_thresh: 0.45,
                 detections_per_img: 200,
                 topk_candidates: 400,
             },
-            coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
             num_classes,
-        })
+        ))
     }
 
     /// torchvision's `ssdlite320_mobilenet_v3_large` as built for its published COCO weights:
@@ -656,29 +646,19 @@ impl Ssd {
             size_divisible: 1,
             fixed_size: Some((320, 320)),
         };
-        Ok(Ssd {
-            backbone: SsdBackbone::MobileNet(backbone),
-            head: SsdHead {
-                classification_head: ScoringHead {
-                    module_list: cls,
-                    columns: num_classes,
-                },
-                regression_head: ScoringHead {
-                    module_list: reg,
-                    columns: 4,
-                },
-            },
-            anchor_generator: anchors,
+        Ok(Self::assemble(
+            SsdBackbone::MobileNet(backbone),
+            (cls, reg),
+            anchors,
             transform,
-            settings: SsdSettings {
+            SsdSettings {
                 score_thresh: 0.001,
                 nms_thresh: 0.55,
                 detections_per_img: 300,
                 topk_candidates: 300,
             },
-            coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
             num_classes,
-        })
+        ))
     }
 
     /// A small SSD for `size`² images (a multiple of 64, at least 128) with `num_classes`
@@ -688,12 +668,7 @@ impl Ssd {
     /// inputs normalized to [−1, 1].
     pub fn small(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
         check_classes("ssd_small", num_classes)?;
-        if size < 128 || !size.is_multiple_of(64) {
-            return Err(arg(
-                "ssd_small",
-                format!("the input size must be a multiple of 64, at least 128; got {size}"),
-            ));
-        }
+        check_size("ssd_small", size, 64, 128)?;
         let mut rng = Rng::new(seed);
         let widths = [32, 64, 128, 256, 256, 256];
         let backbone = SsdSmall::new(&widths, 4, &mut rng)?;
@@ -707,8 +682,61 @@ impl Ssd {
             cls = cls.add(conv(c, num_classes * a, 3, p1, &mut rng)?);
             reg = reg.add(conv(c, 4 * a, 3, p1, &mut rng)?);
         }
-        Ok(Ssd {
-            backbone: SsdBackbone::Small(backbone),
+        let transform = RcnnTransform {
+            min_size: size as f64,
+            max_size: size as f64,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            size_divisible: 1,
+            fixed_size: Some((size, size)),
+        };
+        Ok(Self::assemble(
+            SsdBackbone::Small(backbone),
+            (cls, reg),
+            anchors,
+            transform,
+            SsdSettings {
+                score_thresh: 0.01,
+                nms_thresh: 0.45,
+                detections_per_img: 100,
+                topk_candidates: 200,
+            },
+            num_classes,
+        ))
+    }
+
+    /// Head outputs and default boxes of a batch at the network's input, normalized.
+    pub fn heads(&self, x: &Tensor) -> Result<(Tensor, Tensor, Vec<[f32; 4]>)> {
+        let (_, logits, deltas, anchors) = self.run(x)?;
+        Ok((logits, deltas, anchors))
+    }
+
+    /// The feature maps, class logits (N, K, C), box deltas (N, K, 4) and the K default boxes
+    /// of a batch at the network's input.
+    #[allow(clippy::type_complexity)]
+    fn run(&self, x: &Tensor) -> Result<(Vec<Tensor>, Tensor, Tensor, Vec<[f32; 4]>)> {
+        let maps = self.backbone.feature_maps(x)?;
+        let logits = self.head.classification_head.scores(&maps)?;
+        let deltas = self.head.regression_head.scores(&maps)?;
+        let grids: Vec<(usize, usize)> =
+            maps.iter().map(|f| (f.shape()[2], f.shape()[3])).collect();
+        let s = x.shape();
+        let anchors = self.anchor_generator.boxes(&grids, (s[2], s[3]))?;
+        Ok((maps, logits, deltas, anchors))
+    }
+
+    /// An SSD of `backbone` with one prediction layer per map in `cls` (C·A columns) and
+    /// `reg` (4·A), box weights (10, 10, 5, 5).
+    fn assemble(
+        backbone: SsdBackbone,
+        (cls, reg): (Sequential, Sequential),
+        anchor_generator: DefaultBoxes,
+        transform: RcnnTransform,
+        settings: SsdSettings,
+        num_classes: usize,
+    ) -> Self {
+        Ssd {
+            backbone,
             head: SsdHead {
                 classification_head: ScoringHead {
                     module_list: cls,
@@ -719,36 +747,12 @@ impl Ssd {
                     columns: 4,
                 },
             },
-            anchor_generator: anchors,
-            transform: RcnnTransform {
-                min_size: size as f64,
-                max_size: size as f64,
-                mean: [0.5; 3],
-                std: [0.5; 3],
-                size_divisible: 1,
-                fixed_size: Some((size, size)),
-            },
-            settings: SsdSettings {
-                score_thresh: 0.01,
-                nms_thresh: 0.45,
-                detections_per_img: 100,
-                topk_candidates: 200,
-            },
+            anchor_generator,
+            transform,
+            settings,
             coder: BoxCoder::new([10.0, 10.0, 5.0, 5.0]),
             num_classes,
-        })
-    }
-
-    /// Head outputs and default boxes of a batch at the network's input, normalized.
-    pub fn heads(&self, x: &Tensor) -> Result<(Tensor, Tensor, Vec<[f32; 4]>)> {
-        let maps = self.backbone.feature_maps(x)?;
-        let logits = self.head.classification_head.scores(&maps)?;
-        let deltas = self.head.regression_head.scores(&maps)?;
-        let grids: Vec<(usize, usize)> =
-            maps.iter().map(|f| (f.shape()[2], f.shape()[3])).collect();
-        let s = x.shape();
-        let anchors = self.anchor_generator.boxes(&grids, (s[2], s[3]))?;
-        Ok((logits, deltas, anchors))
+        }
     }
 
     /// A model by torchvision's name.
@@ -770,15 +774,7 @@ impl Ssd {
     /// Every stage for images given as (3, H, W) tensors in [0, 1].
     pub fn trace(&self, images: &[Tensor]) -> Result<SsdTrace> {
         let list = self.transform.batch(images)?;
-        let features = self.backbone.feature_maps(&list.tensor)?;
-        let logits = self.head.classification_head.scores(&features)?;
-        let deltas = self.head.regression_head.scores(&features)?;
-        let ts = list.tensor.shape();
-        let grids: Vec<(usize, usize)> = features
-            .iter()
-            .map(|f| (f.shape()[2], f.shape()[3]))
-            .collect();
-        let anchors = self.anchor_generator.boxes(&grids, (ts[2], ts[3]))?;
+        let (features, logits, deltas, anchors) = self.run(&list.tensor)?;
         let mut detections = self.postprocess(&logits, &deltas, &anchors, &list.sizes)?;
         for (n, d) in detections.iter_mut().enumerate() {
             let s = images[n].shape();
@@ -880,16 +876,6 @@ impl Ssd {
     }
 }
 
-fn check_classes(op: &'static str, num_classes: usize) -> Result<()> {
-    if num_classes < 2 {
-        return Err(arg(
-            op,
-            format!("num_classes counts the background and must be at least 2, got {num_classes}"),
-        ));
-    }
-    Ok(())
-}
-
 impl Module for Ssd {
     /// The class logits (N, boxes, classes) of a batch already resized and normalized.
     fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
@@ -902,15 +888,6 @@ impl Module for Ssd {
             .scores(&maps)
             .map_err(crate::faster_rcnn::nn_err)
     }
-}
-
-/// IoU of two xyxy boxes in f32, as `box_iou` computes it.
-pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    inter / (area(a) + area(b) - inter)
 }
 
 /// torchvision's `SSDMatcher`: each default box takes the ground-truth box it overlaps most if
@@ -927,7 +904,7 @@ pub fn ssd_match(gt: &[[f32; 4]], anchors: &[[f32; 4]], thresh: f64) -> Vec<i64>
         .map(|(k, a)| {
             let mut best = (f32::NEG_INFINITY, 0usize);
             for (g, b) in gt.iter().enumerate() {
-                let q = iou(b, a);
+                let q = pair_iou(b, a);
                 if q > best.0 {
                     best = (q, g);
                 }

@@ -113,6 +113,17 @@ fn check_maps<'a>(name: &str, maps: &[Tensor], want: impl Iterator<Item = (Strin
     }
 }
 
+/// Each coordinate of `got` within `tol(want)` of `want`; returns the largest difference.
+fn close_box(what: &str, got: &[f32; 4], want: &[f64], tol: impl Fn(f64) -> f64) -> f64 {
+    assert_eq!(want.len(), 4, "{what}: a box of four numbers");
+    let mut worst = 0f64;
+    for (c, (&g, &w)) in got.iter().zip(want).enumerate() {
+        close(&format!("{what}[{c}]"), g as f64, w, tol(w));
+        worst = worst.max((g as f64 - w).abs());
+    }
+    worst
+}
+
 /// Boxes within 0.05 px + 2e-4·|x| (a box side is exp(dw)·anchor: a 1e-5 difference in dw
 /// moves a 512-pixel anchor's side by 0.005 px).
 fn box_tol(w: f64) -> f64 {
@@ -146,15 +157,12 @@ fn check_detections(name: &str, d: &Detections, e: &Value) {
             .min_by(|&a, &b| dist(a, i).total_cmp(&dist(b, i)))
             .unwrap_or_else(|| panic!("{name}: no detection of label {} for #{i}", wl[i]));
         assert!(j.abs_diff(i) <= 2, "{name}: detection #{i} found at #{j}");
-        for c in 0..4 {
-            close(
-                &format!("{name} detection {i} box[{c}]"),
-                d.boxes[j][c] as f64,
-                wb[i][c],
-                box_tol(wb[i][c]),
-            );
-            db = db.max((d.boxes[j][c] as f64 - wb[i][c]).abs());
-        }
+        db = db.max(close_box(
+            &format!("{name} detection {i}"),
+            &d.boxes[j],
+            &wb[i],
+            box_tol,
+        ));
         close(
             &format!("{name} detection {i} score"),
             d.scores[j] as f64,
@@ -210,15 +218,12 @@ fn check_model(name: &str, mut model: FasterRcnn, fx: &Value) {
     );
     let mut worst = 0f64;
     for (i, w) in rows(&e["proposals"]).iter().enumerate() {
-        for c in 0..4 {
-            worst = worst.max((props.boxes[i][c] as f64 - w[c]).abs());
-            close(
-                &format!("{name} proposal {i}[{c}]"),
-                props.boxes[i][c] as f64,
-                w[c],
-                box_tol(w[c]),
-            );
-        }
+        worst = worst.max(close_box(
+            &format!("{name} proposal {i}"),
+            &props.boxes[i],
+            w,
+            box_tol,
+        ));
     }
     eprintln!(
         "{name}: {} proposals, first 40 within {worst:.2e} px",
@@ -325,14 +330,12 @@ fn check_ssd(name: &str) {
     );
     let stride = e["anchor_stride"].as_u64().unwrap() as usize;
     for (i, w) in rows(&e["anchors"]).iter().enumerate() {
-        for c in 0..4 {
-            close(
-                &format!("{name} default box {}[{c}]", i * stride),
-                t.anchors[i * stride][c] as f64,
-                w[c],
-                1e-4 * (1.0 + w[c].abs()),
-            );
-        }
+        close_box(
+            &format!("{name} default box {}", i * stride),
+            &t.anchors[i * stride],
+            w,
+            |v| 1e-4 * (1.0 + v.abs()),
+        );
     }
     check_detections(name, &t.detections[0], e);
 
