@@ -34,6 +34,9 @@ pub enum DetectModel {
     /// selective search.
     #[value(name = "fast_rcnn")]
     FastRcnn,
+    /// An R-CNN checkpoint written by `aics detect-train` (--weights CKPT): selective search,
+    /// warped regions, SVM scores (margins; --score default 0), NMS 0.3.
+    Rcnn,
     /// MTCNN, the cascade face detector (facenet-pytorch's trained networks; --weights is the
     /// folder with pnet.pt, rnet.pt, onet.pt). Boxes come with five landmarks.
     Mtcnn,
@@ -169,9 +172,14 @@ fn run_trained(a: &DetectArgs, model: &str) -> Result<()> {
     let Some(ckpt) = &a.weights else {
         bail!("--model {model} needs --weights CKPT (a checkpoint of aics detect-train)");
     };
-    let score = a.score.unwrap_or(0.2);
-    let nms = a.nms.unwrap_or(0.45);
-    if !(score > 0.0 && score < 1.0 && nms > 0.0 && nms <= 1.0) {
+    // R-CNN scores are SVM margins (positive: the class), the others probabilities
+    let svm = model == "rcnn";
+    let score = a.score.unwrap_or(if svm { 0.0 } else { 0.2 });
+    let nms = a.nms.unwrap_or(if svm { 0.3 } else { 0.45 });
+    if svm && !(score.is_finite() && nms > 0.0 && nms <= 1.0) {
+        bail!("--score must be a finite SVM margin and --nms in (0, 1], got {score} and {nms}");
+    }
+    if !svm && !(score > 0.0 && score < 1.0 && nms > 0.0 && nms <= 1.0) {
         bail!("--score must be in (0, 1) and --nms in (0, 1], got {score} and {nms}");
     }
     let m = crate::detect_train::load_trained(ckpt, model, score, nms)?;
@@ -355,6 +363,7 @@ pub fn run(a: DetectArgs) -> Result<()> {
         DetectModel::Ssd => return run_trained(&a, "ssd"),
         DetectModel::FasterRcnn => return run_trained(&a, "faster_rcnn"),
         DetectModel::FastRcnn => return run_trained(&a, "fast_rcnn"),
+        DetectModel::Rcnn => return run_trained(&a, "rcnn"),
         _ => {}
     }
     let score = a.score.unwrap_or(0.25);

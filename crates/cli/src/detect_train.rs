@@ -9,6 +9,7 @@ use std::time::Instant;
 use aics_detect::darknet::{Darknet, DetectionHead, Layer};
 use aics_detect::data::{read_coco, read_voc_dir, Dataset, Detection};
 use aics_detect::faster_rcnn::{resize_boxes, FastRcnn, FasterRcnn, RcnnTrainSettings};
+use aics_detect::rcnn::Rcnn;
 use aics_detect::ssd::{Ssd, Target};
 use aics_detect::yolo::{decode_detection, detections, nms_sort};
 use aics_detect::yolov1::{yolov1_loss, V1Object, Yolov1Scales};
@@ -37,6 +38,10 @@ pub enum DetModel {
     /// 7×7 from one stride-16 map, the multi-task loss on 64 proposals an image.
     #[value(name = "fast_rcnn")]
     FastRcnn,
+    /// R-CNN: selective search's proposals warped to --warp px with 16 px of context,
+    /// MobileNetV2's ImageNet features, one linear SVM a class trained with hard-negative
+    /// mining, class-specific ridge box regression, NMS 0.3. Trained once (no epochs).
+    Rcnn,
 }
 
 /// YOLOv1's head.
@@ -66,13 +71,23 @@ pub struct DetectTrainArgs {
     /// Network input size (a multiple of 32; the grid is size/32).
     #[arg(long, default_value_t = 224)]
     size: usize,
-    #[arg(long, default_value_t = 30)]
-    epochs: usize,
+    /// Epochs (default 30; R-CNN takes none).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images a step (R-CNN: warped regions a backbone pass).
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Adam learning rate (divided by 10 for the last third of the epochs).
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    /// Adam learning rate (default 1e-3, divided by 10 for the last third of the epochs; R-CNN
+    /// takes none).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// R-CNN: the side of the warped regions.
+    #[arg(long)]
+    warp: Option<usize>,
+    /// R-CNN: the backbone's ImageNet weights (torchvision's MobileNetV2 .pth; default: the file
+    /// `scripts/setup.sh` fetches).
+    #[arg(long)]
+    backbone_weights: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Checkpoint, written atomically after every epoch (default: runs/MODEL.safetensors).
@@ -198,6 +213,13 @@ pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Tra
             m.roi_heads.settings.nms_thresh = nms as f64;
             Trainee::Fast(m)
         }
+        "rcnn" => {
+            let warp = settings["warp"].as_u64().ok_or_else(|| bad("no warp"))? as usize;
+            let mut m = crate::detect_rcnn::build(classes, warp, None)?;
+            m.settings.score_thresh = score;
+            m.settings.nms_thresh = nms as f64;
+            Trainee::Svm(m)
+        }
         "faster_rcnn" => {
             let mut m = FasterRcnn::small(classes, size, 0)?;
             m.roi_heads.settings.score_thresh = score as f64;
@@ -291,7 +313,7 @@ impl Trained {
         let (w, h) = img.dimensions();
         let px = self.pixels(img)?;
         // Fast R-CNN's proposals: selective search on the photo as the network sees it
-        let props = if let Trainee::Fast(_) = self.trainee {
+        let props = if let Trainee::Fast(_) | Trainee::Svm(_) = self.trainee {
             use aics_detect::selective_search::{fast_strategies, selective_search, RgbView};
             let s = self.size;
             let r = self.resized(img);
@@ -315,14 +337,14 @@ impl Trained {
 }
 
 /// A data set held in memory at the network's input size.
-struct Split {
-    gt: Dataset,
+pub(crate) struct Split {
+    pub(crate) gt: Dataset,
     /// Per image: RGB bytes at size × size.
-    pixels: Vec<Vec<u8>>,
+    pub(crate) pixels: Vec<Vec<u8>>,
     /// Per image: objects with image-relative centre boxes, class index 0-based.
-    objects: Vec<Vec<V1Object>>,
-    /// Per image, for Fast R-CNN: selective search's proposals in size × size pixels.
-    proposals: Vec<Vec<[f32; 4]>>,
+    pub(crate) objects: Vec<Vec<V1Object>>,
+    /// Per image, for Fast R-CNN and R-CNN: selective search's proposals in size × size pixels.
+    pub(crate) proposals: Vec<Vec<[f32; 4]>>,
 }
 
 impl Split {
@@ -579,7 +601,7 @@ type Found = Vec<(usize, f32, [f32; 4])>;
 
 /// A detector being trained.
 #[allow(clippy::large_enum_variant)]
-enum Trainee {
+pub(crate) enum Trainee {
     Yolov1 {
         net: Darknet,
         kind: HeadKind,
@@ -592,6 +614,7 @@ enum Trainee {
     Ssd(Ssd),
     Rcnn(FasterRcnn, RcnnTrainSettings),
     Fast(FastRcnn),
+    Svm(Rcnn),
 }
 
 /// A batch (N, 3, S, S) as a list of images.
@@ -603,7 +626,7 @@ fn images_of(x: &Tensor) -> Result<Vec<Tensor>> {
 }
 
 /// Objects as xyxy boxes in pixels of a `size`² input, labels 1-based.
-fn targets_of(objs: &[Vec<V1Object>], size: usize) -> Vec<Target> {
+pub(crate) fn targets_of(objs: &[Vec<V1Object>], size: usize) -> Vec<Target> {
     let s = size as f32;
     objs.iter()
         .map(|o| Target {
@@ -625,19 +648,20 @@ fn targets_of(objs: &[Vec<V1Object>], size: usize) -> Vec<Target> {
 }
 
 impl Trainee {
-    fn module(&self) -> &dyn Module {
+    pub(crate) fn module(&self) -> &dyn Module {
         match self {
             Trainee::Yolov1 { net, .. } => net,
             Trainee::Ssd(m) => m,
             Trainee::Rcnn(m, _) => m,
             Trainee::Fast(m) => m,
+            Trainee::Svm(m) => m,
         }
     }
 
     /// The network's input for a batch of [0, 1] pixels.
     fn input(&self, x: Tensor) -> Result<Tensor> {
         Ok(match self {
-            Trainee::Yolov1 { .. } | Trainee::Rcnn(..) | Trainee::Fast(_) => x,
+            Trainee::Yolov1 { .. } | Trainee::Rcnn(..) | Trainee::Fast(_) | Trainee::Svm(_) => x,
             Trainee::Ssd(_) => x.add_scalar(-0.5).mul_scalar(2.0),
         })
     }
@@ -680,6 +704,7 @@ impl Trainee {
                 let watch = c.to_vec()[0] as f64;
                 Ok((c.add(&b)?, watch))
             }
+            Trainee::Svm(_) => bail!("R-CNN trains its SVMs on cached features, not by steps"),
         }
     }
 
@@ -724,6 +749,24 @@ impl Trainee {
                 size,
                 dims,
             )),
+            Trainee::Svm(m) => {
+                // the batch's [0, 1] pixels back to the bytes they were made from
+                let n = size * size;
+                let xs = x.to_vec();
+                let mut dets = Vec::new();
+                for (b, p) in props.iter().enumerate().take(dims.len()) {
+                    let px: Vec<u8> = (0..n * 3)
+                        .map(|i| (xs[b * 3 * n + (i % 3) * n + i / 3] * 255.0).round() as u8)
+                        .collect();
+                    let v = aics_detect::selective_search::RgbView {
+                        width: size,
+                        height: size,
+                        pixels: &px,
+                    };
+                    dets.push(m.detect(&v, p)?);
+                }
+                Ok(in_image_pixels(dets, size, dims))
+            }
         }
     }
 }
@@ -750,7 +793,7 @@ fn in_image_pixels(
 }
 
 /// Detections of the network on a split, in the split's image pixels, for mAP.
-fn evaluate(t: &Trainee, split: &Split, size: usize, batch: usize) -> Result<Vec<Detection>> {
+pub(crate) fn evaluate(t: &Trainee, split: &Split, size: usize, batch: usize) -> Result<Vec<Detection>> {
     let _g = no_grad();
     t.module().set_training(false);
     let mut dets = Vec::new();
@@ -792,6 +835,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         DetModel::Ssd => "ssd",
         DetModel::FasterRcnn => "faster_rcnn",
         DetModel::FastRcnn => "fast_rcnn",
+        DetModel::Rcnn => "rcnn",
     };
     let head = match (a.model, a.head) {
         (DetModel::Yolov1, h) => h.unwrap_or(HeadKind::Connected),
@@ -808,7 +852,16 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             a.size
         );
     }
-    if a.batch == 0 || a.epochs == 0 || a.lr.is_nan() || a.lr <= 0.0 {
+    if a.model == DetModel::Rcnn {
+        if a.epochs.is_some() || a.lr.is_some() {
+            bail!("--epochs and --lr do not apply to --model rcnn (its SVMs and regressors are solved once, on cached features)");
+        }
+    } else if a.warp.is_some() || a.backbone_weights.is_some() {
+        bail!("--warp and --backbone-weights apply to --model rcnn only");
+    }
+    let epochs = a.epochs.unwrap_or(30);
+    let lr = a.lr.unwrap_or(1e-3);
+    if a.batch == 0 || epochs == 0 || lr.is_nan() || lr <= 0.0 {
         bail!("--batch and --epochs must be at least 1 and --lr positive");
     }
     let (mut gt, images) = parse_spec(&a.dataset)?;
@@ -854,7 +907,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     let mut train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
     let mut val = val;
     let (mut proposal_s, mut proposals_per_image) = (0.0, 0.0);
-    if a.model == DetModel::FastRcnn {
+    if matches!(a.model, DetModel::FastRcnn | DetModel::Rcnn) {
         let t = Instant::now();
         train.propose(a.size)?;
         val.propose(a.size)?;
@@ -895,16 +948,29 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             m.roi_heads.settings.score_thresh = 0.01;
             Trainee::Fast(m)
         }
+        DetModel::Rcnn => {
+            let warp = a.warp.unwrap_or(crate::detect_rcnn::DEFAULT_WARP);
+            let mut m = crate::detect_rcnn::build(classes + 1, warp, Some(a.backbone_weights.as_deref()))?;
+            m.settings.batch = a.batch;
+            Trainee::Svm(m)
+        }
     };
-    let net = trainee.module();
-    let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": a.epochs,
-                          "batch": a.batch, "lr": a.lr, "seed": a.seed}).to_string();
-    let mut opt = Adam::new(parameters(net)).lr(a.lr);
-    let mut start = 0;
     let log_path = a
         .log
         .clone()
         .unwrap_or_else(|| checkpoint.with_extension("jsonl"));
+    let names: Vec<String> = gt.categories.iter().map(|c| c.name.clone()).collect();
+    if let Trainee::Svm(m) = trainee {
+        let settings = json!({"model": model_name, "dataset": a.dataset, "val": a.val, "size": a.size, "warp": m.warp,
+                              "batch": a.batch, "seed": a.seed}).to_string();
+        let out = crate::detect_rcnn::Outputs { checkpoint: &checkpoint, log: &log_path, settings, names: &names };
+        return crate::detect_rcnn::train(m, &train, &val, a.size, a.resume, (proposal_s, proposals_per_image), out);
+    }
+    let net = trainee.module();
+    let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": epochs,
+                          "batch": a.batch, "lr": lr, "seed": a.seed}).to_string();
+    let mut opt = Adam::new(parameters(net)).lr(lr);
+    let mut start = 0;
     let mut log_lines: Vec<String> = Vec::new();
     if a.resume {
         let ck = load_checkpoint(&checkpoint)
@@ -936,18 +1002,15 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         DetModel::Ssd => format!("ssd {0}×{0} ({classes} classes)", a.size),
         DetModel::FasterRcnn => format!("faster_rcnn {0}×{0} ({classes} classes)", a.size),
         DetModel::FastRcnn => format!("fast_rcnn {0}×{0} ({classes} classes)", a.size),
+        DetModel::Rcnn => format!("rcnn {0}×{0} ({classes} classes)", a.size),
     };
     println!(
         "{what}: {nt} training images, {} validation images",
         val.pixels.len()
     );
-    for epoch in start..a.epochs {
-        let lr = if epoch >= a.epochs * 2 / 3 {
-            a.lr / 10.0
-        } else {
-            a.lr
-        };
-        opt.set_lr(lr);
+    for epoch in start..epochs {
+        let lr_now = if epoch >= epochs * 2 / 3 { lr / 10.0 } else { lr };
+        opt.set_lr(lr_now);
         let mut rng = Rng::derive(a.seed, epoch as u64 + 1);
         let mut order: Vec<usize> = (0..nt).collect();
         rng.shuffle(&mut order);
@@ -956,7 +1019,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             ProgressStyle::with_template(&format!(
                 "epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}} ({{elapsed}}<{{eta}})",
                 epoch + 1,
-                a.epochs
+                epochs
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -1014,9 +1077,9 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         let watch_key = match a.model {
             DetModel::Yolov1 => "avg_iou",
             DetModel::Ssd => "matched_boxes",
-            DetModel::FasterRcnn | DetModel::FastRcnn => "loss_classifier",
+            DetModel::FasterRcnn | DetModel::FastRcnn | DetModel::Rcnn => "loss_classifier",
         };
-        let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr,
+        let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr_now,
                           "val_map50_voc": voc, "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,
                           "seconds_per_image": train_s / nt as f64, "eval_seconds_per_image": eval_s,
                           "proposal_seconds_per_image": proposal_s, "proposals_per_image": proposals_per_image}).to_string();

@@ -6,6 +6,7 @@ mod classify;
 mod data_cmd;
 mod data_spec;
 mod detect;
+mod detect_rcnn;
 mod detect_train;
 mod detect_tv;
 mod eval;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod faster_rcnn;
 pub mod mtcnn;
+pub mod rcnn;
 pub mod selective_search;
 pub mod ssd;
 pub mod synth;
