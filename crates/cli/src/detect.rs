@@ -91,8 +91,9 @@ pub struct DetectArgs {
     names: Option<PathBuf>,
     /// Keep detections scoring above this (YOLO: darknet's -thresh, default 0.25; MTCNN: the
     /// last stage's threshold, default 0.7; torchvision's detectors: default 0.5, where
-    /// torchvision evaluates with 0.05 for Faster R-CNN, 0.01 for SSD, 0.001 for SSDlite).
-    #[arg(long)]
+    /// torchvision evaluates with 0.05 for Faster R-CNN, 0.01 for SSD, 0.001 for SSDlite; R-CNN:
+    /// an SVM margin, default 0, may be negative).
+    #[arg(long, allow_negative_numbers = true)]
     score: Option<f32>,
     /// IoU above which NMS suppresses a box of the same class (YOLO: default 0.45;
     /// torchvision's detectors: their own, 0.5 for Faster R-CNN, 0.45 SSD, 0.55 SSDlite).

@@ -27,7 +27,8 @@ const MOBILENET_WEIGHTS: &str = ".cache/weights/mobilenet_v2-b0353104.pth";
 
 /// An R-CNN of `classes` (with the background) on MobileNetV2's features at `warp` px. With
 /// `backbone` Some, the ImageNet weights are loaded (from the path, or the fetched file when
-/// None); with None the backbone is left for a checkpoint to fill.
+/// None; the path `none` keeps the random initialisation, to see what the pretrained features
+/// are worth); with None the backbone is left for a checkpoint to fill.
 pub fn build(classes: usize, warp: usize, backbone: Option<Option<&Path>>) -> Result<Rcnn> {
     if !(48..=448).contains(&warp) {
         bail!("--warp {warp}: expected 48 to 448 px");
@@ -38,8 +39,10 @@ pub fn build(classes: usize, warp: usize, backbone: Option<Option<&Path>>) -> Re
         hidden: vec![],
         seed: 0,
     })?;
-    if let Some(path) = backbone {
-        let p = path.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(MOBILENET_WEIGHTS));
+    if let Some(path) = backbone.filter(|p| *p != Some(Path::new("none"))) {
+        let p = path
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(MOBILENET_WEIGHTS));
         if !p.exists() {
             bail!(
                 "{}: not found; R-CNN needs MobileNetV2's ImageNet weights: run `bash scripts/setup.sh`, or pass --backbone-weights PATH",

@@ -85,7 +85,7 @@ pub struct DetectTrainArgs {
     #[arg(long)]
     warp: Option<usize>,
     /// R-CNN: the backbone's ImageNet weights (torchvision's MobileNetV2 .pth; default: the file
-    /// `scripts/setup.sh` fetches).
+    /// `scripts/setup.sh` fetches; `none`: random weights).
     #[arg(long)]
     backbone_weights: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
@@ -793,7 +793,12 @@ fn in_image_pixels(
 }
 
 /// Detections of the network on a split, in the split's image pixels, for mAP.
-pub(crate) fn evaluate(t: &Trainee, split: &Split, size: usize, batch: usize) -> Result<Vec<Detection>> {
+pub(crate) fn evaluate(
+    t: &Trainee,
+    split: &Split,
+    size: usize,
+    batch: usize,
+) -> Result<Vec<Detection>> {
     let _g = no_grad();
     t.module().set_training(false);
     let mut dets = Vec::new();
@@ -950,7 +955,8 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         }
         DetModel::Rcnn => {
             let warp = a.warp.unwrap_or(crate::detect_rcnn::DEFAULT_WARP);
-            let mut m = crate::detect_rcnn::build(classes + 1, warp, Some(a.backbone_weights.as_deref()))?;
+            let mut m =
+                crate::detect_rcnn::build(classes + 1, warp, Some(a.backbone_weights.as_deref()))?;
             m.settings.batch = a.batch;
             Trainee::Svm(m)
         }
@@ -963,8 +969,21 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     if let Trainee::Svm(m) = trainee {
         let settings = json!({"model": model_name, "dataset": a.dataset, "val": a.val, "size": a.size, "warp": m.warp,
                               "batch": a.batch, "seed": a.seed}).to_string();
-        let out = crate::detect_rcnn::Outputs { checkpoint: &checkpoint, log: &log_path, settings, names: &names };
-        return crate::detect_rcnn::train(m, &train, &val, a.size, a.resume, (proposal_s, proposals_per_image), out);
+        let out = crate::detect_rcnn::Outputs {
+            checkpoint: &checkpoint,
+            log: &log_path,
+            settings,
+            names: &names,
+        };
+        return crate::detect_rcnn::train(
+            m,
+            &train,
+            &val,
+            a.size,
+            a.resume,
+            (proposal_s, proposals_per_image),
+            out,
+        );
     }
     let net = trainee.module();
     let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": epochs,
@@ -1009,7 +1028,11 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         val.pixels.len()
     );
     for epoch in start..epochs {
-        let lr_now = if epoch >= epochs * 2 / 3 { lr / 10.0 } else { lr };
+        let lr_now = if epoch >= epochs * 2 / 3 {
+            lr / 10.0
+        } else {
+            lr
+        };
         opt.set_lr(lr_now);
         let mut rng = Rng::derive(a.seed, epoch as u64 + 1);
         let mut order: Vec<usize> = (0..nt).collect();

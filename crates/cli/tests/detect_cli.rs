@@ -850,3 +850,108 @@ fn proposals_draws_and_reports_recall() {
     let e = err(&aics(&["proposals", s(&img), "--limit", "3"]));
     assert!(e.contains("--limit"), "{e}");
 }
+
+/// R-CNN through `aics detect-train` (random backbone weights, so that no fetched file is
+/// needed) and back through `aics detect`; options that do not apply are refused.
+#[test]
+fn detect_train_rcnn_solves_once_and_detects() {
+    let d = tmp("dtrain_rcnn");
+    let set = d.join("set");
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        s(&set),
+        "--images",
+        "12",
+        "--classes",
+        "2",
+        "--size",
+        "64",
+        "--seed",
+        "5",
+    ]));
+    let spec = format!("synth:{}", s(&set));
+    let img = set.join("images/00001.png");
+    let ck = d.join("rcnn.safetensors");
+    let train = |extra: &[&str]| {
+        let mut v = vec![
+            "detect-train",
+            "--model",
+            "rcnn",
+            "--dataset",
+            &spec,
+            "--size",
+            "64",
+            "--warp",
+            "48",
+            "--backbone-weights",
+            "none",
+            "--checkpoint",
+            s(&ck),
+        ];
+        v.extend_from_slice(extra);
+        aics(&v)
+    };
+    let text = ok(&train(&[]));
+    assert!(
+        text.contains("val mAP@0.5") && text.contains("positives"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(ck.with_extension("jsonl")).unwrap();
+    let v: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let m = v["val_map50_voc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&m), "{v}");
+    assert!(v["proposals_per_image"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["classes"].as_array().unwrap().len(), 2, "{v}");
+    let text = ok(&train(&["--resume"]));
+    assert!(text.contains("trained to the end already"), "{text}");
+    let v: Value = serde_json::from_str(&ok(&aics(&[
+        "detect",
+        "--model",
+        "rcnn",
+        "--weights",
+        s(&ck),
+        "--json",
+        "--score",
+        "-5",
+        "--out",
+        s(&d),
+        s(&img),
+    ])))
+    .unwrap();
+    assert!(v["detections"].as_array().is_some(), "{v}");
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "ssd",
+        "--weights",
+        s(&ck),
+        s(&img),
+    ]));
+    assert!(e.contains("a rcnn checkpoint, not ssd"), "{e}");
+    let e = err(&train(&["--epochs", "3"]));
+    assert!(e.contains("--epochs and --lr do not apply"), "{e}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "ssd",
+        "--dataset",
+        &spec,
+        "--warp",
+        "64",
+    ]));
+    assert!(e.contains("apply to --model rcnn only"), "{e}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "rcnn",
+        "--dataset",
+        &spec,
+        "--size",
+        "64",
+        "--backbone-weights",
+        s(&d.join("missing.pth")),
+    ]));
+    assert!(e.contains("missing.pth: not found"), "{e}");
+}

@@ -516,7 +516,8 @@ impl Rcnn {
                 if !(s > self.settings.score_thresh) {
                     continue;
                 }
-                let b = coder.decode(&deltas[(i * k + c) * 4..(i * k + c + 1) * 4], &proposals[i])?;
+                let b =
+                    coder.decode(&deltas[(i * k + c) * 4..(i * k + c + 1) * 4], &proposals[i])?;
                 let b = [
                     b[0].clamp(0.0, w),
                     b[1].clamp(0.0, h),
@@ -536,8 +537,12 @@ impl Rcnn {
         let mut keep = batched_nms(&bt, &sc, &labels, self.settings.nms_thresh)?;
         keep.truncate(self.settings.detections_per_img);
         for i in keep {
-            out.boxes
-                .push([boxes[4 * i], boxes[4 * i + 1], boxes[4 * i + 2], boxes[4 * i + 3]]);
+            out.boxes.push([
+                boxes[4 * i],
+                boxes[4 * i + 1],
+                boxes[4 * i + 2],
+                boxes[4 * i + 3],
+            ]);
             out.scores.push(sc[i]);
             out.labels.push(labels[i]);
         }
@@ -799,6 +804,98 @@ mod tests {
         }
         assert!(ridge_regression(&x, d, &t[..3], k, 1.0).is_err());
         assert!(ridge_regression(&x, d, &t, k, f64::NAN).is_err());
+    }
+
+    /// The whole pipeline on colour: a backbone that passes the warped pixels through, so a
+    /// region's features are its mean colour; red squares are class 1, blue ones class 2 on grey.
+    /// After `fit`, `detect` finds each square, with its class, as the top box of its class.
+    #[test]
+    fn fit_and_detect_find_coloured_squares() {
+        let (w, h) = (64usize, 64usize);
+        let scene = |i: usize| -> (Vec<u8>, [f32; 4], usize) {
+            let label = 1 + i % 2;
+            let (x0, y0) = (8 + (i * 7) % 30, 6 + (i * 11) % 30);
+            let side = 16 + i % 8;
+            let mut px = vec![128u8; w * h * 3];
+            for y in y0..y0 + side {
+                for x in x0..x0 + side {
+                    let c = if label == 1 {
+                        [230, 20, 20]
+                    } else {
+                        [20, 20, 230]
+                    };
+                    px[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&c);
+                }
+            }
+            let b = [x0 as f32, y0 as f32, (x0 + side) as f32, (y0 + side) as f32];
+            (px, b, label)
+        };
+        let proposals = |g: [f32; 4]| -> Vec<[f32; 4]> {
+            let mut p = vec![
+                [0.0, 0.0, 20.0, 20.0],
+                [40.0, 40.0, 63.0, 63.0],
+                [0.0, 40.0, 24.0, 63.0],
+                [40.0, 0.0, 63.0, 22.0],
+            ];
+            p.retain(|q| pair_iou(q, &g) < 0.3);
+            for d in [-2.0, 0.0, 2.0] {
+                p.push([g[0] + d, g[1] - d, g[2] + d, g[3]]);
+            }
+            p
+        };
+        let mut m = Rcnn::new(Box::new(Sequential::new()), 3, 3, 24, 2, 0).unwrap();
+        let mut images = Vec::new();
+        for i in 0..12 {
+            let (px, g, label) = scene(i);
+            let v = RgbView {
+                width: w,
+                height: h,
+                pixels: &px,
+            };
+            let props = proposals(g);
+            images.push(RcnnImage {
+                gt_features: m.features(&v, &[g], false).unwrap(),
+                proposal_features: m.features(&v, &props, false).unwrap(),
+                gt_boxes: vec![g],
+                gt_labels: vec![label],
+                proposals: props,
+            });
+        }
+        let s = RcnnFitSettings {
+            svm: SvmSettings {
+                c: 1.0,
+                ..Default::default()
+            },
+            reg_lambda: 1.0,
+            ..Default::default()
+        };
+        let report = m.fit(&images, &s).unwrap();
+        assert_eq!(report.len(), 2);
+        assert_eq!(report[0].positives, 6);
+        assert!(report
+            .iter()
+            .all(|r| r.negatives > 0 && r.regression_pairs > 0));
+        for i in 12..16 {
+            let (px, g, label) = scene(i);
+            let v = RgbView {
+                width: w,
+                height: h,
+                pixels: &px,
+            };
+            let d = m.detect(&v, &proposals(g)).unwrap();
+            assert!(!d.labels.is_empty(), "scene {i}: nothing found");
+            assert_eq!(d.labels[0], label, "scene {i}: {d:?}");
+            assert!(d.scores[0].is_finite() && d.scores[0] > 0.0, "{d:?}");
+            assert!(pair_iou(&d.boxes[0], &g) > 0.5, "scene {i}: {d:?}");
+            // the other colour's SVM does not fire on it
+            assert!(
+                d.labels
+                    .iter()
+                    .zip(&d.scores)
+                    .all(|(&l, &sc)| l == label || sc < 0.0),
+                "{d:?}"
+            );
+        }
     }
 
     #[test]
