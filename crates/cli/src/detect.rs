@@ -177,11 +177,19 @@ fn run_trained(a: &DetectArgs, model: &str) -> Result<()> {
     let svm = model == "rcnn";
     let score = a.score.unwrap_or(if svm { 0.0 } else { 0.2 });
     let nms = a.nms.unwrap_or(if svm { 0.3 } else { 0.45 });
-    if svm && !(score.is_finite() && nms > 0.0 && nms <= 1.0) {
-        bail!("--score must be a finite SVM margin and --nms in (0, 1], got {score} and {nms}");
-    }
-    if !svm && !(score > 0.0 && score < 1.0 && nms > 0.0 && nms <= 1.0) {
-        bail!("--score must be in (0, 1) and --nms in (0, 1], got {score} and {nms}");
+    let nms_ok = nms > 0.0 && nms <= 1.0;
+    let score_ok = if svm {
+        score.is_finite()
+    } else {
+        score > 0.0 && score < 1.0
+    };
+    if !(score_ok && nms_ok) {
+        let want = if svm {
+            "a finite SVM margin"
+        } else {
+            "in (0, 1)"
+        };
+        bail!("--score must be {want} and --nms in (0, 1], got {score} and {nms}");
     }
     let m = crate::detect_train::load_trained(ckpt, model, score, nms)?;
     if a.images.is_empty() {

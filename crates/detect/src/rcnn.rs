@@ -197,7 +197,7 @@ pub fn train_linear_svm(
 /// minimise ‖X·W + 1·b − T‖² + λ‖W‖² for samples `x` (n × d) and targets `t` (n × k), by the
 /// normal equations (XᵀX + λI) solved with a Cholesky factorisation in f64.
 pub fn ridge_regression(x: &[f32], d: usize, t: &[f32], k: usize, lambda: f64) -> Result<Vec<f64>> {
-    let n = if d == 0 { 0 } else { x.len() / d };
+    let n = x.len().checked_div(d).unwrap_or(0);
     if d == 0 || k == 0 || x.len() != n * d || t.len() != n * k || n == 0 {
         return Err(arg(
             "ridge_regression",
@@ -208,7 +208,7 @@ pub fn ridge_regression(x: &[f32], d: usize, t: &[f32], k: usize, lambda: f64) -
             ),
         ));
     }
-    if !(lambda > 0.0) {
+    if lambda.is_nan() || lambda <= 0.0 {
         return Err(arg("ridge_regression", "λ must be positive"));
     }
     // [X 1]ᵀ[X 1] and [X 1]ᵀT through the tensor core's matrix product
@@ -513,7 +513,7 @@ impl Rcnn {
         for i in 0..n {
             for c in 0..k {
                 let s = scores[i * k + c];
-                if !(s > self.settings.score_thresh) {
+                if s.is_nan() || s <= self.settings.score_thresh {
                     continue;
                 }
                 let b =
