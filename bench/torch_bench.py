@@ -582,6 +582,219 @@ def bench_tv_detectors(budget):
         emit(workload, s, r, images_s=1.0 / s)
 
 
+# The chapter detectors' training workloads (crates/cli/src/bench_detect.rs): one Adam step at
+# 192², the same networks built from torchvision's parts, the same images, boxes and proposals
+DET_SIZE, DET_CLASSES = 192, 5
+CHAPTER_DETECTORS = ["yolov1_train_192_b16", "ssd_train_192_b16", "faster_rcnn_train_192_b8",
+                     "fast_rcnn_train_192_b2", "rcnn_regions_96_b64"]
+
+
+def det_images(n):
+    _, u = hashed("bench.detect.images", n * 3 * DET_SIZE * DET_SIZE)
+    return torch.from_numpy(u.astype(np.float32).reshape(n, 3, DET_SIZE, DET_SIZE))
+
+
+def det_targets(n):
+    out = []
+    for i in range(n):
+        boxes, labels = [], []
+        for j in range(3):
+            x0, y0 = 12 + 56 * j + 4 * (i % 4), 20 + 44 * j
+            w, h = 28 + 8 * j, 44 - 6 * j
+            boxes.append([x0, y0, x0 + w, y0 + h])
+            labels.append(1 + (i + j) % DET_CLASSES)
+        out.append({"boxes": torch.tensor(boxes, dtype=torch.float32),
+                    "labels": torch.tensor(labels, dtype=torch.int64)})
+    return out
+
+
+def det_proposals():
+    p = []
+    for k in range(200):
+        x0, y0 = (k * 37) % 150, (k * 53) % 150
+        w, h = 16 + (k * 7) % 48, 16 + (k * 11) % 48
+        p.append([x0, y0, min(x0 + w, 192), min(y0 + h, 192)])
+    return torch.tensor(p, dtype=torch.float32)
+
+
+def small_stages(widths, act=nn.ReLU):
+    """aics_detect::ssd::small_stages: 3×3 conv (no bias) + BN + activation, the first with
+    stride 2, the later ones after a 2×2 max pool."""
+    stages, c = [], 3
+    for i, w in enumerate(widths):
+        layers = [nn.MaxPool2d(2, 2)] if i > 0 else []
+        layers += [nn.Conv2d(c, w, 3, 2 if i == 0 else 1, 1, bias=False), nn.BatchNorm2d(w), act()]
+        stages.append(nn.Sequential(*layers))
+        c = w
+    return nn.ModuleList(stages)
+
+
+class SmallBackbone(nn.Module):
+    """The small backbone's last `maps` stages as an OrderedDict, with an optional FPN."""
+
+    def __init__(self, widths, maps, fpn=None):
+        super().__init__()
+        from collections import OrderedDict
+        self.stages, self.maps, self.fpn = small_stages(widths), maps, fpn
+        self.out_channels = 128 if fpn is not None else widths[-maps:]
+        self.od = OrderedDict
+
+    def forward(self, x):
+        outs = []
+        for i, st in enumerate(self.stages):
+            x = st(x)
+            if i + self.maps >= len(self.stages):
+                outs.append(x)
+        d = self.od((str(i), t) for i, t in enumerate(outs))
+        return self.fpn(d) if self.fpn is not None else d
+
+
+def small_faster_rcnn():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FasterRCNN, TwoMLPHead, FastRCNNPredictor
+    from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+    s = float(DET_SIZE)
+    body = SmallBackbone([32, 64, 128, 256], 1, FeaturePyramidNetwork([256], 128))
+    return FasterRCNN(
+        body, num_classes=None,
+        rpn_anchor_generator=AnchorGenerator(((s / 8, s / 4, s / 2),), ((0.5, 1.0, 2.0),)),
+        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        box_head=TwoMLPHead(128 * 49, 256), box_predictor=FastRCNNPredictor(256, DET_CLASSES + 1),
+        min_size=DET_SIZE, max_size=DET_SIZE, fixed_size=(DET_SIZE, DET_SIZE),
+        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=1000,
+        box_batch_size_per_image=128)
+
+
+class RoiMaxPool(nn.Module):
+    """Fast R-CNN's ROI max pooling to 7×7 from the stride-16 map, called as torchvision's
+    RoIHeads calls its pooler."""
+
+    def forward(self, features, proposals, image_shapes):
+        from torchvision.ops import roi_pool
+        return roi_pool(features["0"], proposals, 7, 1.0 / 16)
+
+
+def small_ssd():
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD, SSDHead
+    anchors = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2]], min_ratio=0.08, max_ratio=0.9)
+    widths = [32, 64, 128, 256, 256, 256]
+    body = SmallBackbone(widths, 4)
+    head = SSDHead(widths[-4:], anchors.num_anchors_per_location(), DET_CLASSES + 1)
+    return SSD(body, anchors, (DET_SIZE, DET_SIZE), DET_CLASSES + 1, image_mean=[0.5] * 3,
+               image_std=[0.5] * 3, head=head)
+
+
+def yolov1_net():
+    """crates/cli/src/detect_train.rs's yolov1_cfg with the conv head: darknet's tiny layout."""
+    layers, c = [], 3
+    for f in [16, 32, 64, 128, 256]:
+        layers += [nn.Conv2d(c, f, 3, 1, 1, bias=False), nn.BatchNorm2d(f), nn.LeakyReLU(0.1),
+                   nn.MaxPool2d(2, 2)]
+        c = f
+    layers += [nn.Conv2d(256, 256, 3, 1, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.1),
+               nn.Conv2d(256, DET_CLASSES + 10, 1)]
+    return nn.Sequential(*layers)
+
+
+def yolov1_loss(out, targets):
+    """YOLOv1's sum-squared loss (λcoord 5, λnoobj 0.5, √w √h, the responsible box by IoU, the
+    confidence target its IoU), as crates/detect/src/yolov1.rs computes it, vectorised."""
+    n, _, S, _ = out.shape
+    C, B = DET_CLASSES, 2
+    t = out.permute(0, 2, 3, 1)
+    cls, conf = t[..., :C], t[..., C:C + B]
+    box = t[..., C + B:].reshape(n, S, S, B, 4)
+    has = torch.zeros(n, S, S, dtype=torch.bool)
+    tcls = torch.zeros(n, S, S, C)
+    tbox = torch.zeros(n, S, S, 4)
+    for i, tg in enumerate(targets):
+        for b, l in zip(tg["boxes"].tolist(), tg["labels"].tolist()):
+            cx, cy = (b[0] + b[2]) / 2 / DET_SIZE, (b[1] + b[3]) / 2 / DET_SIZE
+            w, h = (b[2] - b[0]) / DET_SIZE, (b[3] - b[1]) / DET_SIZE
+            gx, gy = int(cx * S), int(cy * S)
+            has[i, gy, gx] = True
+            tcls[i, gy, gx] = 0
+            tcls[i, gy, gx, l - 1] = 1
+            tbox[i, gy, gx] = torch.tensor([cx * S - gx, cy * S - gy, w, h])
+    # predicted boxes in image units: x, y offsets in the cell, √w, √h
+    gy, gx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    px = (box[..., 0] + gx[None, :, :, None]) / S
+    py = (box[..., 1] + gy[None, :, :, None]) / S
+    pw, ph = box[..., 2] ** 2, box[..., 3] ** 2
+    tx = (tbox[..., 0] + gx) / S
+    ty = (tbox[..., 1] + gy) / S
+    tw, th = tbox[..., 2], tbox[..., 3]
+    ix = (torch.min(px + pw / 2, (tx + tw / 2)[..., None]) - torch.max(px - pw / 2, (tx - tw / 2)[..., None])).clamp(min=0)
+    iy = (torch.min(py + ph / 2, (ty + th / 2)[..., None]) - torch.max(py - ph / 2, (ty - th / 2)[..., None])).clamp(min=0)
+    inter = ix * iy
+    iou = inter / (pw * ph + (tw * th)[..., None] - inter + 1e-9)
+    resp = F.one_hot(iou.detach().argmax(-1), B).bool() & has[..., None]
+    noobj = 0.5 * (conf[~resp] ** 2).sum()
+    obj = ((conf[resp] - iou.detach()[resp]) ** 2).sum()
+    cl = ((cls[has] - tcls[has]) ** 2).sum()
+    tgt = torch.stack([tbox[..., 0], tbox[..., 1], tbox[..., 2].sqrt(), tbox[..., 3].sqrt()], -1)
+    coord = 5 * ((box[resp] - tgt[..., None, :].expand(-1, -1, -1, B, -1)[resp]) ** 2).sum()
+    return noobj + obj + cl + coord
+
+
+def bench_chapter_detectors(budget):
+    def adam_step(model, loss_fn):
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            opt.step()
+        return step
+
+    torch.manual_seed(0)
+    if wanted("yolov1_train_192_b16"):
+        m, x, t = yolov1_net(), det_images(16), det_targets(16)
+        s, r = measure(adam_step(m, lambda: yolov1_loss(m(x), t) / 16), budget)
+        emit("yolov1_train_192_b16", s, r, images_s=16 / s)
+    if wanted("ssd_train_192_b16"):
+        m, x, t = small_ssd(), list(det_images(16)), det_targets(16)
+        s, r = measure(adam_step(m, lambda: sum(m(x, t).values())), budget)
+        emit("ssd_train_192_b16", s, r, images_s=16 / s)
+    if wanted("faster_rcnn_train_192_b8"):
+        m, x, t = small_faster_rcnn(), list(det_images(8)), det_targets(8)
+        s, r = measure(adam_step(m, lambda: sum(m(x, t).values())), budget)
+        emit("faster_rcnn_train_192_b8", s, r, images_s=8 / s)
+    if wanted("fast_rcnn_train_192_b2"):
+        m, x, t = small_faster_rcnn(), list(det_images(2)), det_targets(2)
+        m.roi_heads.box_roi_pool = RoiMaxPool()
+        m.roi_heads.fg_bg_sampler.batch_size_per_image = 64
+        m.roi_heads.fg_bg_sampler.positive_fraction = 0.25
+        props = [det_proposals(), det_proposals()]
+
+        def fast_loss():
+            images, targets = m.transform(x, t)
+            feats = m.backbone(images.tensors)
+            _, losses = m.roi_heads(feats, props, images.image_sizes, targets)
+            return sum(losses.values())
+        s, r = measure(adam_step(m, fast_loss), budget)
+        emit("fast_rcnn_train_192_b2", s, r, images_s=2 / s)
+    if wanted("rcnn_regions_96_b64"):
+        from torchvision.models import mobilenet_v2
+        from torchvision.ops import roi_align
+        feats = mobilenet_v2(weights=None).features.eval()
+        img = det_images(1)
+        p = det_proposals()[:64]
+        # the warp with 16 px of context around the box's 64 px (as roi_align's bilinear crop)
+        c = (p[:, 2:] - p[:, :2]) * (16 / 64)
+        rois = torch.cat([torch.zeros(64, 1), p[:, :2] - c, p[:, 2:] + c], 1)
+
+        def regions():
+            with torch.no_grad():
+                w = roi_align(img, rois, 96, 1.0, 1, aligned=True)
+                return feats(w).mean((2, 3))
+        s, r = measure(regions, budget)
+        emit("rcnn_regions_96_b64", s, r, images_s=64 / s)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -617,6 +830,8 @@ def main():
         bench_lenet(b)
     if wanted(*(w for w, _ in TV_DETECTORS)):
         bench_tv_detectors(b)
+    if wanted(*CHAPTER_DETECTORS):
+        bench_chapter_detectors(b)
     models = [m[0] for m in MODEL_FWD]
     if wanted(*models, *(m + "@onnxruntime" for m in models), "resnet18_train_32_b64"):
         import tempfile

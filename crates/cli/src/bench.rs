@@ -50,7 +50,7 @@ fn detector_scales(model: &str) -> Vec<(String, f64)> {
 }
 
 /// Median seconds of `f` over at least 5 runs and `min_time` seconds, after 2 warm-up runs.
-fn time(min_time: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+pub(crate) fn time(min_time: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     for _ in 0..2 {
         f()?;
     }
@@ -65,11 +65,11 @@ fn time(min_time: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-struct Outcome {
-    name: &'static str,
-    seconds: f64,
-    flop: Option<f64>,
-    images: Option<f64>,
+pub(crate) struct Outcome {
+    pub(crate) name: &'static str,
+    pub(crate) seconds: f64,
+    pub(crate) flop: Option<f64>,
+    pub(crate) images: Option<f64>,
 }
 
 impl Outcome {
@@ -386,6 +386,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             images: Some(1.0),
         });
     }
+
+    // one training step of each chapter detector, and R-CNN's warped regions
+    crate::bench_detect::run(&want, a.min_time, &mut out)?;
 
     if want("lenet5_train_b64") {
         let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);

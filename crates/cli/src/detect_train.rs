@@ -515,7 +515,7 @@ fn load_split(
 
 /// YOLOv1's output layout: the `[detection]` layer's for the connected head; for the
 /// convolutional head, S = size/32, B = 2, √w and √h, no softmax.
-fn yolov1_head(
+pub(crate) fn yolov1_head(
     net: &Darknet,
     kind: HeadKind,
     classes: usize,

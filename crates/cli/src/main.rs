@@ -2,6 +2,7 @@
 
 mod anchors_cmd;
 mod bench;
+mod bench_detect;
 mod classify;
 mod data_cmd;
 mod data_spec;
