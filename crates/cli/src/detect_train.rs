@@ -44,6 +44,16 @@ pub enum DetModel {
     Rcnn,
 }
 
+/// How training images are varied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Augment {
+    /// Horizontal flips.
+    Flip,
+    /// Flips and YOLO's: scale and translation by up to 20%, exposure and saturation by up to
+    /// 1.5 in HSV.
+    Yolo,
+}
+
 /// YOLOv1's head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HeadKind {
@@ -99,6 +109,10 @@ pub struct DetectTrainArgs {
     /// Continue the run that wrote --checkpoint.
     #[arg(long)]
     resume: bool,
+    /// How training images are varied (default: flip; not for the detectors trained on
+    /// precomputed proposals).
+    #[arg(long, value_enum)]
+    augment: Option<Augment>,
 }
 
 /// A YOLOv1 checkpoint written by `aics detect-train`: the network and its head.
@@ -563,10 +577,16 @@ pub fn yolov1_cfg(size: usize, classes: usize, head: HeadKind) -> String {
 }
 
 fn batch_tensor(split: &Split, idx: &[usize], size: usize, flips: &[bool]) -> Result<Tensor> {
+    let px: Vec<&[u8]> = idx.iter().map(|&i| split.pixels[i].as_slice()).collect();
+    pack(&px, size, flips)
+}
+
+/// RGB images (size² bytes each) as a (N, 3, size, size) batch in [0, 1], mirrored where
+/// `flips` says.
+fn pack(images: &[&[u8]], size: usize, flips: &[bool]) -> Result<Tensor> {
     let n = size * size;
-    let mut x = vec![0f32; idx.len() * 3 * n];
-    for (b, (&i, &flip)) in idx.iter().zip(flips).enumerate() {
-        let px = &split.pixels[i];
+    let mut x = vec![0f32; images.len() * 3 * n];
+    for (b, (px, &flip)) in images.iter().zip(flips).enumerate() {
         for y in 0..size {
             for xx in 0..size {
                 let sx = if flip { size - 1 - xx } else { xx };
@@ -577,7 +597,87 @@ fn batch_tensor(split: &Split, idx: &[usize], size: usize, flips: &[bool]) -> Re
             }
         }
     }
-    Ok(Tensor::from_vec(x, &[idx.len(), 3, size, size])?)
+    Ok(Tensor::from_vec(x, &[images.len(), 3, size, size])?)
+}
+
+/// YOLO's augmentation (Redmon et al., 2016): the image scaled by up to 20% either way about its
+/// centre and moved by up to 20% of its size on each axis (uncovered pixels grey), its exposure
+/// and saturation scaled by up to 1.5 either way in HSV. Boxes follow and are clipped; a box
+/// keeping under a quarter of its area, or under 2 px a side, is dropped.
+fn jitter_scene(
+    px: &[u8],
+    size: usize,
+    objs: &[V1Object],
+    rng: &mut Rng,
+) -> (Vec<u8>, Vec<V1Object>) {
+    let s = 0.8 + 0.4 * rng.uniform() as f32;
+    let (tx, ty) = (
+        (rng.uniform() as f32 - 0.5) * 0.4 * size as f32,
+        (rng.uniform() as f32 - 0.5) * 0.4 * size as f32,
+    );
+    // darknet's rand_scale: a factor in [1, 1.5], inverted half of the time
+    let mut scale = || {
+        let f = 1.0 + 0.5 * rng.uniform() as f32;
+        if rng.uniform() < 0.5 {
+            1.0 / f
+        } else {
+            f
+        }
+    };
+    let (sat, exp) = (scale(), scale());
+    let c = size as f32 / 2.0;
+    let mut out = vec![128u8; size * size * 3];
+    for v in 0..size {
+        let sy = (v as f32 + 0.5 - c - ty) / s + c - 0.5;
+        for u in 0..size {
+            let sx = (u as f32 + 0.5 - c - tx) / s + c - 0.5;
+            let (x0, y0) = (sx.floor(), sy.floor());
+            if x0 < 0.0 || y0 < 0.0 || x0 + 1.0 > (size - 1) as f32 || y0 + 1.0 > (size - 1) as f32
+            {
+                continue;
+            }
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as usize, y0 as usize);
+            let mut rgb = [0f32; 3];
+            for (k, o) in rgb.iter_mut().enumerate() {
+                let at = |x: usize, y: usize| px[(y * size + x) * 3 + k] as f32;
+                *o = (at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx) * (1.0 - fy)
+                    + (at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx) * fy;
+            }
+            // exposure and saturation in HSV: V and S scale, the hue stays
+            let mx = rgb[0].max(rgb[1]).max(rgb[2]);
+            let mn = rgb[0].min(rgb[1]).min(rgb[2]);
+            let v_new = (mx * exp).min(255.0);
+            let s_old = if mx > 0.0 { (mx - mn) / mx } else { 0.0 };
+            let s_new = (s_old * sat).min(1.0);
+            for (k, &o) in rgb.iter().enumerate() {
+                // each channel keeps its place between the min and the max
+                let t = if mx > mn { (mx - o) / (mx - mn) } else { 0.0 };
+                let val = v_new * (1.0 - s_new * t);
+                out[(v * size + u) * 3 + k] = val.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    let objs = objs
+        .iter()
+        .filter_map(|o| {
+            let [cx, cy, w, h] = o.bbox.map(|v| v * size as f32);
+            let map = |x: f32, t: f32| (x - c) * s + c + t;
+            let (x0, x1) = (map(cx - w / 2.0, tx), map(cx + w / 2.0, tx));
+            let (y0, y1) = (map(cy - h / 2.0, ty), map(cy + h / 2.0, ty));
+            let z = size as f32;
+            let (cx0, cx1, cy0, cy1) = (x0.max(0.0), x1.min(z), y0.max(0.0), y1.min(z));
+            let (cw, ch) = (cx1 - cx0, cy1 - cy0);
+            if cw < 2.0 || ch < 2.0 || cw * ch < 0.25 * (x1 - x0) * (y1 - y0) {
+                return None;
+            }
+            Some(V1Object {
+                class: o.class,
+                bbox: [(cx0 + cx1) / 2.0 / z, (cy0 + cy1) / 2.0 / z, cw / z, ch / z],
+            })
+        })
+        .collect();
+    (out, objs)
 }
 
 /// The network's output in darknet's `[detection]` layout `(N, S²·(C + 5B))`: as it comes for
@@ -864,6 +964,10 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     } else if a.warp.is_some() || a.backbone_weights.is_some() {
         bail!("--warp and --backbone-weights apply to --model rcnn only");
     }
+    let augment = a.augment.unwrap_or(Augment::Flip);
+    if augment != Augment::Flip && matches!(a.model, DetModel::FastRcnn | DetModel::Rcnn) {
+        bail!("--augment yolo does not apply to --model {model_name}: its proposals are computed once, on the images as they are");
+    }
     let epochs = a.epochs.unwrap_or(30);
     let lr = a.lr.unwrap_or(1e-3);
     if a.batch == 0 || epochs == 0 || lr.is_nan() || lr <= 0.0 {
@@ -987,7 +1091,13 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     }
     let net = trainee.module();
     let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": epochs,
-                          "batch": a.batch, "lr": lr, "seed": a.seed}).to_string();
+                          "batch": a.batch, "lr": lr, "seed": a.seed});
+    let mut settings = settings;
+    if augment != Augment::Flip {
+        // runs with flips alone keep the settings they were written with
+        settings["augment"] = json!(format!("{augment:?}").to_lowercase());
+    }
+    let settings = settings.to_string();
     let mut opt = Adam::new(parameters(net)).lr(lr);
     let mut start = 0;
     let mut log_lines: Vec<String> = Vec::new();
@@ -1051,12 +1161,28 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         net.set_training(true);
         for chunk in order.chunks(a.batch) {
             let flips: Vec<bool> = chunk.iter().map(|_| rng.uniform() < 0.5).collect();
-            let x = batch_tensor(&train, chunk, a.size, &flips)?;
+            let jittered: Vec<(Vec<u8>, Vec<V1Object>)> = if augment == Augment::Yolo {
+                chunk
+                    .iter()
+                    .map(|&i| jitter_scene(&train.pixels[i], a.size, &train.objects[i], &mut rng))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let x = if jittered.is_empty() {
+                batch_tensor(&train, chunk, a.size, &flips)?
+            } else {
+                let px: Vec<&[u8]> = jittered.iter().map(|(p, _)| p.as_slice()).collect();
+                pack(&px, a.size, &flips)?
+            };
             let objs: Vec<Vec<V1Object>> = chunk
                 .iter()
                 .zip(&flips)
-                .map(|(&i, &f)| {
-                    train.objects[i]
+                .enumerate()
+                .map(|(b, (&i, &f))| {
+                    jittered
+                        .get(b)
+                        .map_or(&train.objects[i], |(_, o)| o)
                         .iter()
                         .map(|o| V1Object {
                             class: o.class,
@@ -1141,4 +1267,66 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         log_path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The jittered box is where the jittered pixels of its object are, and saturation and
+    /// exposure keep each pixel's hue.
+    #[test]
+    fn jitter_moves_boxes_with_their_pixels() {
+        let size = 96;
+        let mut px = vec![128u8; size * size * 3];
+        let (x0, y0, x1, y1) = (30usize, 40usize, 60usize, 64usize);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                px[(y * size + x) * 3..(y * size + x) * 3 + 3].copy_from_slice(&[250, 40, 40]);
+            }
+        }
+        let z = size as f32;
+        let obj = V1Object {
+            class: 2,
+            bbox: [
+                (x0 + x1) as f32 / 2.0 / z,
+                (y0 + y1) as f32 / 2.0 / z,
+                (x1 - x0) as f32 / z,
+                (y1 - y0) as f32 / z,
+            ],
+        };
+        let mut rng = Rng::new(7);
+        let mut kept = 0;
+        for _ in 0..20 {
+            let (out, objs) = jitter_scene(&px, size, &[obj], &mut rng);
+            // the red object's pixels: red well above the other channels
+            let (mut bx0, mut by0, mut bx1, mut by1) = (size, size, 0, 0);
+            for y in 0..size {
+                for x in 0..size {
+                    let p = &out[(y * size + x) * 3..(y * size + x) * 3 + 3];
+                    if p[0] as i32 - p[1] as i32 > 60 {
+                        (bx0, by0, bx1, by1) =
+                            (bx0.min(x), by0.min(y), bx1.max(x + 1), by1.max(y + 1));
+                    } else {
+                        // grey, or grey blended with the object at its edge: green = blue
+                        assert_eq!(p[1], p[2], "hue changed at {x},{y}: {p:?}");
+                    }
+                }
+            }
+            if let Some(o) = objs.first() {
+                kept += 1;
+                assert_eq!(o.class, 2);
+                let [cx, cy, w, h] = o.bbox.map(|v| v * z);
+                let want = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
+                let got = [bx0, by0, bx1, by1].map(|v| v as f32);
+                for k in 0..4 {
+                    assert!(
+                        (want[k] - got[k]).abs() <= 2.0,
+                        "box {want:?}, pixels {got:?}"
+                    );
+                }
+            }
+        }
+        assert!(kept >= 15, "{kept} of 20 kept");
+    }
 }
