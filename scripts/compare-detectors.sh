@@ -2,7 +2,9 @@
 # The chapter's comparison of detectors on one synthetic test set: each detector aics can
 # train is trained on the same synthetic scenes and scored on the same 200 held-out ones, and
 # one table is printed from the training logs (mAP@0.5 by the VOC all-point rule, COCO AP,
-# proposals an image, seconds an image at inference and in training, all on this machine).
+# proposals an image, seconds an image at inference and in training, all on this machine), and
+# each detector's boxes on the same held-out scene (OUT_DIR/pictures/, and side by side in
+# OUT_DIR/pictures/all.png when python3 with PIL is there to paste them).
 #
 #   bash scripts/compare-detectors.sh [OUT_DIR]      (default runs/compare; hours on 2 cores)
 #
@@ -25,6 +27,7 @@ train() { # name, then detect-train options
     "$AICS" detect-train --dataset "synth:$OUT/train" --val "synth:$OUT/val" --size 192 \
         --checkpoint "$ck" "${resume[@]}" "$@"
 }
+train rcnn --model rcnn --batch 64
 train ssd --model ssd --epochs 15 --batch 16
 train fast_rcnn --model fast_rcnn --epochs 10 --batch 2
 train faster_rcnn --model faster_rcnn --epochs 8 --batch 8
@@ -33,7 +36,7 @@ train yolov1 --model yolov1 --head conv --epochs 40 --batch 16
 echo
 echo "| detector | mAP@0.5 | COCO AP | proposals / image | s / image, inference | s / image, training |"
 echo "|---|---|---|---|---|---|"
-for name in fast_rcnn faster_rcnn yolov1 ssd; do
+for name in rcnn fast_rcnn faster_rcnn yolov1 ssd; do
     last=$(tail -n 1 "$OUT/$name.jsonl")
     field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" <<<"$last"; }
     props=$(field proposals_per_image)
@@ -46,3 +49,29 @@ for name in fast_rcnn faster_rcnn yolov1 ssd; do
         "$(awk "BEGIN{print $(field eval_seconds_per_image) + $(field proposal_seconds_per_image)}")" \
         "$(field seconds_per_image)"
 done
+
+# each detector's boxes on the same held-out scene
+scene="$OUT/val/images/00001.png"
+mkdir -p "$OUT/pictures"
+for name in rcnn fast_rcnn faster_rcnn yolov1 ssd; do
+    score=()
+    [ "$name" = rcnn ] || score=(--score 0.3)
+    "$AICS" detect --model "$name" --weights "$OUT/$name.safetensors" "${score[@]}" \
+        --out "$OUT/pictures/$name" "$scene" >/dev/null
+done
+if /usr/bin/python3 -c "import PIL" 2>/dev/null; then
+    /usr/bin/python3 - "$OUT/pictures" <<'PY'
+import sys
+from PIL import Image, ImageDraw
+d = sys.argv[1]
+names = ["rcnn", "fast_rcnn", "faster_rcnn", "yolov1", "ssd"]
+ims = [Image.open(f"{d}/{n}/00001.detections.png").convert("RGB") for n in names]
+w, h = ims[0].size
+out = Image.new("RGB", (w * len(ims), h + 20), "white")
+for i, (n, im) in enumerate(zip(names, ims)):
+    out.paste(im.resize((w, h)), (i * w, 20))
+    ImageDraw.Draw(out).text((i * w + 4, 4), n, fill="black")
+out.save(f"{d}/all.png")
+PY
+    echo "pictures: $OUT/pictures/all.png"
+fi

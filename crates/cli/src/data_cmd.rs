@@ -20,6 +20,30 @@ enum DataCmd {
     /// Synthetic detection scenes with exact boxes (drawn shapes, then Fashion-MNIST items, on
     /// textured backgrounds), written as PNGs, COCO JSON (annotations.json) and VOC XML (voc/).
     SynthDetect(SynthArgs),
+    /// Cut the photos of a detection data set into square tiles with their boxes (as aerial
+    /// photos are cut for training): PNGs and COCO JSON (annotations.json), read back as
+    /// synth:OUT.
+    Tile(TileArgs),
+}
+
+#[derive(Args, Debug)]
+struct TileArgs {
+    /// The data set: coco:ANNOTATIONS.json:IMAGES or voc:XML_DIR:IMAGES.
+    #[arg(long)]
+    dataset: String,
+    /// Output folder (images/ and annotations.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Tile side in pixels.
+    #[arg(long, default_value_t = 400)]
+    tile: u32,
+    /// Pixels between tiles (at most --tile; the last tile of a row or column is flush with
+    /// the edge).
+    #[arg(long, default_value_t = 200)]
+    stride: u32,
+    /// Keep an object in a tile when at least this fraction of its box is inside.
+    #[arg(long, default_value_t = 0.5)]
+    min_visible: f64,
 }
 
 #[derive(Args, Debug)]
@@ -52,7 +76,54 @@ struct SynthArgs {
 pub fn run(a: DataArgs) -> Result<()> {
     match a.cmd {
         DataCmd::SynthDetect(s) => synth(s),
+        DataCmd::Tile(t) => tile(t),
     }
+}
+
+fn tile(a: TileArgs) -> Result<()> {
+    let (d, images) = crate::detect_train::parse_spec(&a.dataset)?;
+    let (t, tiles) = aics_detect::data::tile_dataset(&d, a.tile, a.stride, a.min_visible)?;
+    let dir = a.out.join("images");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut last: Option<(usize, image::RgbImage)> = None;
+    for (ti, tl) in t.images.iter().zip(&tiles) {
+        if last.as_ref().map(|l| l.0) != Some(tl.source) {
+            let im = &d.images[tl.source];
+            let path = crate::detect_train::image_path(&images, &im.file_name);
+            let img = image::open(&path)
+                .with_context(|| format!("{}: cannot read the image", path.display()))?
+                .to_rgb8();
+            if img.width() != im.width || img.height() != im.height {
+                bail!(
+                    "{}: {}x{} pixels, the annotations say {}x{}",
+                    path.display(),
+                    img.width(),
+                    img.height(),
+                    im.width,
+                    im.height
+                );
+            }
+            last = Some((tl.source, img));
+        }
+        let Some((_, img)) = &last else { continue };
+        let [x, y, w, h] = tl.rect;
+        let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
+        let path = dir.join(&ti.file_name);
+        crop.save(&path)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let ann = a.out.join("annotations.json");
+    let tmp = a.out.join("annotations.json.tmp");
+    aics_detect::data::write_coco(&t, &tmp)?;
+    std::fs::rename(&tmp, &ann).with_context(|| format!("{}: cannot write", ann.display()))?;
+    println!(
+        "{} tiles of {} images, {} objects: {}",
+        t.images.len(),
+        d.images.len(),
+        t.annotations.len(),
+        ann.display()
+    );
+    Ok(())
 }
 
 fn synth(a: SynthArgs) -> Result<()> {

@@ -39,21 +39,32 @@ pub fn build(classes: usize, warp: usize, backbone: Option<Option<&Path>>) -> Re
         hidden: vec![],
         seed: 0,
     })?;
-    if let Some(path) = backbone.filter(|p| *p != Some(Path::new("none"))) {
-        let p = path
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(MOBILENET_WEIGHTS));
-        if !p.exists() {
-            bail!(
-                "{}: not found; R-CNN needs MobileNetV2's ImageNet weights: run `bash scripts/setup.sh`, or pass --backbone-weights PATH",
-                p.display()
-            );
+    if let Some(path) = backbone {
+        if let Some(p) = imagenet_weights(path)? {
+            aics_vision::weights::load_weights(&net, &p)
+                .with_context(|| format!("{}: MobileNetV2 weights", p.display()))?;
         }
-        aics_vision::weights::load_weights(&net, &p)
-            .with_context(|| format!("{}: MobileNetV2 weights", p.display()))?;
     }
     net.set_training(false);
     Ok(Rcnn::mobilenet_v2(net, classes, warp, 16, 0)?)
+}
+
+/// The MobileNetV2 ImageNet weights to start from: `path`, or the fetched file when None; None
+/// for the path `none` (random weights). A missing file is an error that says how to get it.
+pub fn imagenet_weights(path: Option<&Path>) -> Result<Option<PathBuf>> {
+    if path == Some(Path::new("none")) {
+        return Ok(None);
+    }
+    let p = path
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(MOBILENET_WEIGHTS));
+    if !p.exists() {
+        bail!(
+            "{}: not found; MobileNetV2's ImageNet weights are needed: run `bash scripts/setup.sh`, or pass --backbone-weights PATH",
+            p.display()
+        );
+    }
+    Ok(Some(p))
 }
 
 /// Where [`train`] writes, and what the checkpoint records.

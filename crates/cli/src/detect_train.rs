@@ -44,6 +44,14 @@ pub enum DetModel {
     Rcnn,
 }
 
+/// Faster R-CNN's backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backbone {
+    Small,
+    #[value(name = "mobilenet_v2")]
+    MobilenetV2,
+}
+
 /// How training images are varied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Augment {
@@ -94,8 +102,12 @@ pub struct DetectTrainArgs {
     /// R-CNN: the side of the warped regions.
     #[arg(long)]
     warp: Option<usize>,
-    /// R-CNN: the backbone's ImageNet weights (torchvision's MobileNetV2 .pth; default: the file
-    /// `scripts/setup.sh` fetches; `none`: random weights).
+    /// Faster R-CNN's backbone: small (trained from scratch, the default) or mobilenet_v2
+    /// (ImageNet weights, fine-tuned with frozen batch norm).
+    #[arg(long, value_enum)]
+    backbone: Option<Backbone>,
+    /// R-CNN's, or Faster R-CNN's mobilenet_v2 backbone's, ImageNet weights (torchvision's
+    /// MobileNetV2 .pth; default: the file `scripts/setup.sh` fetches; `none`: random weights).
     #[arg(long)]
     backbone_weights: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
@@ -235,7 +247,11 @@ pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Tra
             Trainee::Svm(m)
         }
         "faster_rcnn" => {
-            let mut m = FasterRcnn::small(classes, size, 0)?;
+            let mut m = match settings["backbone"].as_str() {
+                None | Some("small") => FasterRcnn::small(classes, size, 0)?,
+                Some("mobilenet_v2") => FasterRcnn::mobilenet_v2(classes, size, 0)?,
+                Some(other) => return Err(bad(&format!("backbone {other}"))),
+            };
             m.roi_heads.settings.score_thresh = score as f64;
             m.roi_heads.settings.nms_thresh = nms as f64;
             Trainee::Rcnn(m, RcnnTrainSettings::default())
@@ -961,8 +977,18 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         if a.epochs.is_some() || a.lr.is_some() {
             bail!("--epochs and --lr do not apply to --model rcnn (its SVMs and regressors are solved once, on cached features)");
         }
-    } else if a.warp.is_some() || a.backbone_weights.is_some() {
-        bail!("--warp and --backbone-weights apply to --model rcnn only");
+    } else if a.warp.is_some() {
+        bail!("--warp applies to --model rcnn only");
+    }
+    let backbone = a.backbone.unwrap_or(Backbone::Small);
+    if a.backbone.is_some() && a.model != DetModel::FasterRcnn {
+        bail!("--backbone applies to --model faster_rcnn only");
+    }
+    if a.backbone_weights.is_some()
+        && a.model != DetModel::Rcnn
+        && backbone != Backbone::MobilenetV2
+    {
+        bail!("--backbone-weights applies to --model rcnn and to --backbone mobilenet_v2 only");
     }
     let augment = a.augment.unwrap_or(Augment::Flip);
     if augment != Augment::Flip && matches!(a.model, DetModel::FastRcnn | DetModel::Rcnn) {
@@ -1043,7 +1069,19 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         }
         DetModel::Ssd => Trainee::Ssd(Ssd::small(classes + 1, a.size, a.seed)?),
         DetModel::FasterRcnn => {
-            let mut m = FasterRcnn::small(classes + 1, a.size, a.seed)?;
+            let mut m = match backbone {
+                Backbone::Small => FasterRcnn::small(classes + 1, a.size, a.seed)?,
+                Backbone::MobilenetV2 => {
+                    let m = FasterRcnn::mobilenet_v2(classes + 1, a.size, a.seed)?;
+                    let p = crate::detect_rcnn::imagenet_weights(a.backbone_weights.as_deref())?;
+                    if let Some(p) = p {
+                        let w = aics_vision::weights::read_weights(&p)?;
+                        m.load_mobilenet_v2(&w)
+                            .with_context(|| format!("{}: MobileNetV2 weights", p.display()))?;
+                    }
+                    m
+                }
+            };
             // evaluation keeps low scores, as mAP wants them
             m.roi_heads.settings.score_thresh = 0.01;
             let ts = RcnnTrainSettings {
@@ -1093,9 +1131,12 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": epochs,
                           "batch": a.batch, "lr": lr, "seed": a.seed});
     let mut settings = settings;
+    // runs with the defaults keep the settings they were written with
     if augment != Augment::Flip {
-        // runs with flips alone keep the settings they were written with
         settings["augment"] = json!(format!("{augment:?}").to_lowercase());
+    }
+    if backbone != Backbone::Small {
+        settings["backbone"] = json!("mobilenet_v2");
     }
     let settings = settings.to_string();
     let mut opt = Adam::new(parameters(net)).lr(lr);

@@ -451,3 +451,145 @@ pub fn write_voc_dir(d: &Dataset, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// One tile of [`tile_dataset`]: the source image's index in the data set and the tile's
+/// rectangle (x, y, width, height) in its pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub source: usize,
+    pub rect: [u32; 4],
+}
+
+/// Offsets of `tile`-wide windows every `stride` pixels along a side of `len`, the last one
+/// flush with the end; one window of the whole side when it is shorter than a tile.
+fn tile_offsets(len: u32, tile: u32, stride: u32) -> Vec<u32> {
+    if len <= tile {
+        return vec![0];
+    }
+    let mut v: Vec<u32> = (0..=len - tile).step_by(stride as usize).collect();
+    if *v.last().unwrap_or(&0) != len - tile {
+        v.push(len - tile);
+    }
+    v
+}
+
+/// Cut every image of `d` into `tile`×`tile` windows every `stride` pixels (the last window of
+/// a row or column flush with the edge), as detectors are trained on crops of large aerial
+/// photos. An object is kept in a tile, clipped to it, when at least `min_visible` of its box
+/// lies inside; crowd and difficult flags carry over. Returns the tiles' data set (file names
+/// `STEM_X_Y.png`, ids from 1) and where each tile comes from.
+pub fn tile_dataset(
+    d: &Dataset,
+    tile: u32,
+    stride: u32,
+    min_visible: f64,
+) -> Result<(Dataset, Vec<Tile>)> {
+    if tile == 0 || stride == 0 || stride > tile || !(0.0..=1.0).contains(&min_visible) {
+        return Err(crate::error::arg(
+            "tile_dataset",
+            format!("tile {tile}, stride {stride}, min visible {min_visible}: need 0 < stride ≤ tile and a fraction in [0, 1]"),
+        ));
+    }
+    let mut out = Dataset {
+        images: Vec::new(),
+        annotations: Vec::new(),
+        categories: d.categories.clone(),
+    };
+    let mut tiles = Vec::new();
+    for (si, im) in d.images.iter().enumerate() {
+        let stem = Path::new(&im.file_name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("image")
+            .to_string();
+        let (tw, th) = (tile.min(im.width), tile.min(im.height));
+        for &y in &tile_offsets(im.height, tile, stride) {
+            for &x in &tile_offsets(im.width, tile, stride) {
+                let id = out.images.len() as u64 + 1;
+                out.images.push(Image {
+                    id,
+                    file_name: format!("{stem}_{x}_{y}.png"),
+                    width: tw,
+                    height: th,
+                });
+                tiles.push(Tile {
+                    source: si,
+                    rect: [x, y, tw, th],
+                });
+                let (x0, y0, x1, y1) = (x as f64, y as f64, (x + tw) as f64, (y + th) as f64);
+                for a in d.annotations.iter().filter(|a| a.image_id == im.id) {
+                    let [bx, by, bw, bh] = a.bbox;
+                    let (cx0, cy0) = (bx.max(x0), by.max(y0));
+                    let (cx1, cy1) = ((bx + bw).min(x1), (by + bh).min(y1));
+                    if cx1 <= cx0 || cy1 <= cy0 {
+                        continue;
+                    }
+                    let inside = (cx1 - cx0) * (cy1 - cy0);
+                    if bw * bh <= 0.0 || inside < min_visible * bw * bh {
+                        continue;
+                    }
+                    out.annotations.push(Annotation {
+                        id: out.annotations.len() as u64 + 1,
+                        image_id: id,
+                        category_id: a.category_id,
+                        bbox: [cx0 - x0, cy0 - y0, cx1 - cx0, cy1 - cy0],
+                        area: None,
+                        iscrowd: a.iscrowd,
+                        difficult: a.difficult,
+                    });
+                }
+            }
+        }
+    }
+    Ok((out, tiles))
+}
+
+#[cfg(test)]
+mod tile_tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_image_and_clip_their_objects() {
+        assert_eq!(tile_offsets(1000, 400, 200), vec![0, 200, 400, 600]);
+        assert_eq!(tile_offsets(1035, 400, 200), vec![0, 200, 400, 600, 635]);
+        assert_eq!(tile_offsets(300, 400, 200), vec![0]);
+        let d = Dataset {
+            images: vec![Image {
+                id: 7,
+                file_name: "a.tif".into(),
+                width: 600,
+                height: 400,
+            }],
+            annotations: vec![
+                // across the seam at x = 400: 40% in the first tile, all in the second
+                Annotation {
+                    id: 1,
+                    image_id: 7,
+                    category_id: 3,
+                    bbox: [380.0, 10.0, 50.0, 20.0],
+                    area: None,
+                    iscrowd: false,
+                    difficult: false,
+                },
+            ],
+            categories: vec![Category {
+                id: 3,
+                name: "tree".into(),
+            }],
+        };
+        let (t, tiles) = tile_dataset(&d, 400, 200, 0.5).unwrap();
+        assert_eq!(tiles.len(), 2);
+        assert_eq!(tiles[1].rect, [200, 0, 400, 400]);
+        assert_eq!(t.images[1].file_name, "a_200_0.png");
+        // the first tile holds 20 of its 50 px (40%): dropped; the second all of it, shifted
+        assert_eq!(t.annotations.len(), 1);
+        assert_eq!(t.annotations[0].image_id, 2);
+        assert_eq!(t.annotations[0].bbox, [180.0, 10.0, 50.0, 20.0]);
+        // keeping a third or more: the first tile has it too, clipped at its edge
+        let (t, _) = tile_dataset(&d, 400, 200, 0.3).unwrap();
+        assert_eq!(t.annotations.len(), 2);
+        assert_eq!(t.annotations[0].image_id, 1);
+        assert_eq!(t.annotations[0].bbox, [380.0, 10.0, 20.0, 20.0]);
+        assert!(tile_dataset(&d, 400, 500, 0.5).is_err());
+    }
+}

@@ -1132,6 +1132,42 @@ impl FasterRcnn {
         })
     }
 
+    /// [`FasterRcnn::small`] on an ImageNet backbone, for fine-tuning: MobileNetV2's first 14
+    /// layers (stride 16, 96 channels, frozen batch norm, keys `backbone.body.N.*` as
+    /// torchvision's `features.N.*`) in place of the small stages; the same FPN level, anchors,
+    /// RPN and box head. [`FasterRcnn::load_mobilenet_v2`] loads the ImageNet weights.
+    pub fn mobilenet_v2(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
+        let mut m = Self::small(num_classes, size, seed)?;
+        let mut rng = Rng::new(seed ^ 0x6d62);
+        let (body, c) = aics_vision::models::mobilenet::mobilenet_v2_features(
+            3,
+            14,
+            Norm::Frozen(1e-5),
+            &mut rng,
+        )?;
+        m.backbone = BackboneWithFpn {
+            body,
+            fpn: Fpn::new(&[c], 128, false, &mut rng)?,
+            return_layers: vec!["13".to_string()],
+        };
+        Ok(m)
+    }
+
+    /// Copy torchvision's MobileNetV2 ImageNet weights (`features.N.*`, as read from its .pth)
+    /// into the body of a [`FasterRcnn::mobilenet_v2`].
+    pub fn load_mobilenet_v2(&self, weights: &aics_nn::checkpoint::TensorMap) -> Result<()> {
+        let body: HashMap<String, (Vec<usize>, Vec<f32>)> = weights
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("features.")?;
+                let (n, _) = rest.split_once('.')?;
+                (n.parse::<usize>().ok()? < 14).then(|| (rest.to_string(), v.clone()))
+            })
+            .collect();
+        aics_nn::load_state_dict(&self.backbone.body, &body, false)?;
+        Ok(())
+    }
+
     /// A model by torchvision's name: `fasterrcnn_resnet50_fpn` (eps 0, as the published
     /// COCO weights), `fasterrcnn_mobilenet_v3_large_fpn`, `fasterrcnn_mobilenet_v3_large_320_fpn`.
     pub fn by_name(name: &str, num_classes: usize, seed: u64) -> Result<Self> {
@@ -1686,6 +1722,73 @@ impl Module for FastRcnn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fine-tuning backbone computes what the zoo's MobileNetV2 computes through its first
+    /// 14 layers, once both hold the same (key-hashed) ImageNet-style weights.
+    #[test]
+    fn mobilenet_v2_backbone_equals_the_zoo_features() {
+        let cfg = aics_vision::ModelConfig {
+            in_shape: [3, 64, 64],
+            num_classes: 1000,
+            hidden: vec![],
+            seed: 0,
+        };
+        let zoo = aics_vision::models::mobilenet::mobilenet_v2(&cfg).unwrap();
+        let w: aics_nn::checkpoint::TensorMap = aics_nn::state_dict(&zoo)
+            .into_iter()
+            .map(|(k, t)| {
+                let mut v = aics_tensor::hash_fill(&k, t.shape());
+                if k.ends_with("running_var") {
+                    v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+                }
+                if k.ends_with("weight") {
+                    v.iter_mut().for_each(|x| *x *= 0.5);
+                }
+                (k, (t.shape().to_vec(), v))
+            })
+            .collect();
+        aics_nn::load_state_dict(&zoo, &w, true).unwrap();
+        zoo.set_training(false);
+        let m = FasterRcnn::mobilenet_v2(3, 64, 0).unwrap();
+        m.load_mobilenet_v2(&w).unwrap();
+        let x = Tensor::from_vec(
+            aics_tensor::hash_fill("x", &[1, 3, 64, 64]),
+            &[1, 3, 64, 64],
+        )
+        .unwrap();
+        let _g = aics_tensor::no_grad();
+        let mut h = x.clone();
+        let layers = zoo.into_layers();
+        let features = &layers.iter().find(|(n, _)| n == "features").unwrap().1;
+        let got = m.backbone.body.forward(&x).unwrap();
+        // the zoo's features through layer 13: run the whole and compare shapes first, then
+        // the truncated body against a zoo built to 14 layers with the same weights
+        let (zoo14, _) = aics_vision::models::mobilenet::mobilenet_v2_features(
+            3,
+            14,
+            aics_vision::models::Norm::BATCH,
+            &mut Rng::new(0),
+        )
+        .unwrap();
+        let w14: aics_nn::checkpoint::TensorMap = w
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("features.")?;
+                let n: usize = rest.split_once('.')?.0.parse().ok()?;
+                (n < 14).then(|| (rest.to_string(), v.clone()))
+            })
+            .collect();
+        aics_nn::load_state_dict(&zoo14, &w14, true).unwrap();
+        zoo14.set_training(false);
+        h = zoo14.forward(&h).unwrap();
+        assert_eq!(got.shape(), &[1, 96, 4, 4]);
+        assert_eq!(features.forward(&x).unwrap().shape(), &[1, 1280, 2, 2]);
+        let (a, b) = (got.to_vec(), h.to_vec());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() <= 1e-4 * scale.max(1.0), "{p} vs {q}");
+        }
+    }
 
     #[test]
     fn sampler_keeps_the_fraction_and_draws_without_repeats() {

@@ -3,11 +3,11 @@
 //! residual connection when the shape is kept), a 1×1 conv to 1280 channels, global average
 //! pooling and `classifier` (dropout 0.2, linear). Keys `features.N.conv.M.*`, `classifier.1.*`.
 
-use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Linear, ReLU6};
+use aics_nn::layers::{AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, ReLU6};
 use aics_nn::{Module, Result, Sequential};
 use aics_tensor::{ConvParams, Rng, Tensor};
 
-use super::ModelConfig;
+use super::{ModelConfig, Norm};
 
 /// Conv (no bias) → BatchNorm → ReLU6, torchvision's `Conv2dNormActivation`.
 fn conv_bn_relu6(
@@ -16,16 +16,16 @@ fn conv_bn_relu6(
     k: usize,
     stride: usize,
     groups: usize,
+    norm: Norm,
     rng: &mut Rng,
 ) -> Result<Sequential> {
     let p = ConvParams::default()
         .stride(stride)
         .padding((k - 1) / 2)
         .groups(groups);
-    Ok(Sequential::new()
-        .add(Conv2d::new(c, o, k, p, false, rng)?)
-        .add(BatchNorm::new(o))
-        .add(ReLU6))
+    let mut s = Sequential::new().add(Conv2d::new(c, o, k, p, false, rng)?);
+    s.push_boxed("1", norm.layer(o));
+    Ok(s.add(ReLU6))
 }
 
 #[derive(Module)]
@@ -36,14 +36,21 @@ pub struct InvertedResidual {
 }
 
 impl InvertedResidual {
-    fn new(c: usize, o: usize, stride: usize, expand: usize, rng: &mut Rng) -> Result<Self> {
+    fn new(
+        c: usize,
+        o: usize,
+        stride: usize,
+        expand: usize,
+        norm: Norm,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let hidden = c * expand;
         let mut conv = Sequential::new();
         if expand != 1 {
-            conv = conv.add(conv_bn_relu6(c, hidden, 1, 1, 1, rng)?);
+            conv = conv.add(conv_bn_relu6(c, hidden, 1, 1, 1, norm, rng)?);
         }
         conv = conv
-            .add(conv_bn_relu6(hidden, hidden, 3, stride, hidden, rng)?)
+            .add(conv_bn_relu6(hidden, hidden, 3, stride, hidden, norm, rng)?)
             .add(Conv2d::new(
                 hidden,
                 o,
@@ -51,8 +58,9 @@ impl InvertedResidual {
                 ConvParams::default(),
                 false,
                 rng,
-            )?)
-            .add(BatchNorm::new(o));
+            )?);
+        let n = conv.len().to_string();
+        conv.push_boxed(&n, norm.layer(o));
         Ok(InvertedResidual {
             conv,
             residual: stride == 1 && c == o,
@@ -88,24 +96,45 @@ const SETTING: [(usize, usize, usize, usize); 7] = [
     (6, 320, 1, 1),
 ];
 
-pub fn mobilenet_v2(cfg: &ModelConfig) -> Result<Sequential> {
-    let mut rng = Rng::new(cfg.seed);
-    let mut features =
-        Sequential::new().add(conv_bn_relu6(cfg.in_shape[0], 32, 3, 2, 1, &mut rng)?);
+/// MobileNetV2's `features` (keys `N.*`), its first `layers` of 19: the stem, the seventeen
+/// blocks and the 1×1 conv to 1280 channels. The first 14 end at stride 16 with 96 channels,
+/// the first 7 at stride 8 with 32. Returns them with the channels of the last.
+pub fn mobilenet_v2_features(
+    in_channels: usize,
+    layers: usize,
+    norm: Norm,
+    rng: &mut Rng,
+) -> Result<(Sequential, usize)> {
+    let mut features = Sequential::new().add(conv_bn_relu6(in_channels, 32, 3, 2, 1, norm, rng)?);
     let mut c = 32;
     for (t, o, n, s) in SETTING {
         for i in 0..n {
+            if features.len() == layers {
+                return Ok((features, c));
+            }
             features = features.add(InvertedResidual::new(
                 c,
                 o,
                 if i == 0 { s } else { 1 },
                 t,
-                &mut rng,
+                norm,
+                rng,
             )?);
             c = o;
         }
     }
-    features = features.add(conv_bn_relu6(c, 1280, 1, 1, 1, &mut rng)?);
+    if features.len() == layers {
+        return Ok((features, c));
+    }
+    Ok((
+        features.add(conv_bn_relu6(c, 1280, 1, 1, 1, norm, rng)?),
+        1280,
+    ))
+}
+
+pub fn mobilenet_v2(cfg: &ModelConfig) -> Result<Sequential> {
+    let mut rng = Rng::new(cfg.seed);
+    let (features, _) = mobilenet_v2_features(cfg.in_shape[0], 19, Norm::BATCH, &mut rng)?;
     let classifier = Sequential::new()
         .add(Dropout::new(0.2, cfg.seed ^ 1)?)
         .add(Linear::new(1280, cfg.num_classes, true, &mut rng)?);
