@@ -955,3 +955,132 @@ fn detect_train_rcnn_solves_once_and_detects() {
     ]));
     assert!(e.contains("missing.pth: not found"), "{e}");
 }
+
+/// `aics data tile` cuts a data set into tiles that train as they are; Faster R-CNN on the
+/// MobileNetV2 backbone trains on them and its checkpoint detects; misplaced options are refused.
+#[test]
+fn tiles_train_a_mobilenet_faster_rcnn() {
+    let d = tmp("tiles");
+    let set = d.join("set");
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        s(&set),
+        "--images",
+        "3",
+        "--classes",
+        "2",
+        "--size",
+        "128",
+        "--seed",
+        "6",
+    ]));
+    let tiles = d.join("tiles");
+    let text = ok(&aics(&[
+        "data",
+        "tile",
+        "--dataset",
+        &format!(
+            "coco:{}:{}",
+            s(&set.join("annotations.json")),
+            s(&set.join("images"))
+        ),
+        "--out",
+        s(&tiles),
+        "--tile",
+        "96",
+        "--stride",
+        "32",
+    ]));
+    // offsets 0 and 32 on each axis: 4 tiles an image
+    assert!(text.starts_with("12 tiles of 3 images"), "{text}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(tiles.join("annotations.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["images"].as_array().unwrap().len(), 12);
+    assert!(tiles.join("images/00001_32_32.png").is_file());
+    let ck = d.join("frcnn.safetensors");
+    let spec = format!("synth:{}", s(&tiles));
+    let text = ok(&aics(&[
+        "detect-train",
+        "--model",
+        "faster_rcnn",
+        "--backbone",
+        "mobilenet_v2",
+        "--backbone-weights",
+        "none",
+        "--dataset",
+        &spec,
+        "--size",
+        "96",
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--checkpoint",
+        s(&ck),
+    ]));
+    assert!(text.contains("epoch 1:"), "{text}");
+    let v: Value = serde_json::from_str(&ok(&aics(&[
+        "detect",
+        "--model",
+        "faster_rcnn",
+        "--weights",
+        s(&ck),
+        "--json",
+        "--score",
+        "0.01",
+        "--out",
+        s(&d),
+        s(&tiles.join("images/00001_0_0.png")),
+    ])))
+    .unwrap();
+    assert!(v["detections"].as_array().is_some(), "{v}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "ssd",
+        "--backbone",
+        "mobilenet_v2",
+        "--dataset",
+        &spec,
+    ]));
+    assert!(
+        e.contains("--backbone applies to --model faster_rcnn only"),
+        "{e}"
+    );
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "yolov1",
+        "--backbone-weights",
+        "x.pth",
+        "--dataset",
+        &spec,
+    ]));
+    assert!(e.contains("--backbone-weights applies"), "{e}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "fast_rcnn",
+        "--augment",
+        "yolo",
+        "--dataset",
+        &spec,
+    ]));
+    assert!(e.contains("--augment yolo does not apply"), "{e}");
+    let e = err(&aics(&[
+        "data",
+        "tile",
+        "--dataset",
+        &spec,
+        "--out",
+        s(&d.join("t2")),
+        "--tile",
+        "32",
+        "--stride",
+        "64",
+    ]));
+    assert!(e.contains("stride"), "{e}");
+}
