@@ -1134,8 +1134,10 @@ impl FasterRcnn {
 
     /// [`FasterRcnn::small`] on an ImageNet backbone, for fine-tuning: MobileNetV2's first 14
     /// layers (stride 16, 96 channels, frozen batch norm, keys `backbone.body.N.*` as
-    /// torchvision's `features.N.*`) in place of the small stages; the same FPN level, anchors,
-    /// RPN and box head. [`FasterRcnn::load_mobilenet_v2`] loads the ImageNet weights.
+    /// torchvision's `features.N.*`) in place of the small stages; the same FPN level, RPN and
+    /// box head, with 12 anchors a location (sizes 1/16, 1/8, 1/4 and 1/2 of the image, for
+    /// objects as small as aerial photos' trees). [`FasterRcnn::load_mobilenet_v2`] loads the
+    /// ImageNet weights.
     pub fn mobilenet_v2(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
         let mut m = Self::small(num_classes, size, seed)?;
         let mut rng = Rng::new(seed ^ 0x6d62);
@@ -1150,6 +1152,14 @@ impl FasterRcnn {
             fpn: Fpn::new(&[c], 128, false, &mut rng)?,
             return_layers: vec!["13".to_string()],
         };
+        let z = size as f64;
+        let anchors = AnchorGenerator::new(
+            vec![vec![z / 16.0, z / 8.0, z / 4.0, z / 2.0]],
+            vec![vec![0.5, 1.0, 2.0]],
+        )?;
+        let settings = m.rpn.settings.clone();
+        m.rpn = Rpn::new(128, anchors, &mut rng)?;
+        m.rpn.settings = settings;
         Ok(m)
     }
 
