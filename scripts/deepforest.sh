@@ -21,7 +21,8 @@ for f in "$SRC"/*.xml; do
     esac
 done
 [ -f "$OUT/tiles/annotations.json" ] ||
-    "$AICS" data tile --dataset "voc:$OUT/train_xml:$SRC" --out "$OUT/tiles" --tile 384 --stride 192
+    "$AICS" data tile --dataset "voc:$OUT/train_xml:$SRC" --out "$OUT/tiles" --tile 384 --stride 192 \
+        --one-class Tree
 ck="$OUT/faster_rcnn.safetensors"
 resume=()
 [ -f "$ck" ] && resume=(--resume)

@@ -44,6 +44,10 @@ struct TileArgs {
     /// Keep an object in a tile when at least this fraction of its box is inside.
     #[arg(long, default_value_t = 0.5)]
     min_visible: f64,
+    /// Merge every class into one of this name (DeepForest labels some trees Alive and Dead,
+    /// others Tree).
+    #[arg(long)]
+    one_class: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -82,7 +86,14 @@ pub fn run(a: DataArgs) -> Result<()> {
 
 fn tile(a: TileArgs) -> Result<()> {
     let (d, images) = crate::detect_train::parse_spec(&a.dataset)?;
-    let (t, tiles) = aics_detect::data::tile_dataset(&d, a.tile, a.stride, a.min_visible)?;
+    let (mut t, tiles) = aics_detect::data::tile_dataset(&d, a.tile, a.stride, a.min_visible)?;
+    if let Some(name) = &a.one_class {
+        t.categories = vec![aics_detect::data::Category {
+            id: 1,
+            name: name.clone(),
+        }];
+        t.annotations.iter_mut().for_each(|x| x.category_id = 1);
+    }
     let dir = a.out.join("images");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut last: Option<(usize, image::RgbImage)> = None;
