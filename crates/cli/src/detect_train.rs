@@ -106,6 +106,9 @@ pub struct DetectTrainArgs {
     /// (ImageNet weights, fine-tuned with frozen batch norm).
     #[arg(long, value_enum)]
     backbone: Option<Backbone>,
+    /// With --backbone mobilenet_v2: keep its first N layers (of 14) at their ImageNet weights.
+    #[arg(long)]
+    freeze_backbone: Option<usize>,
     /// R-CNN's, or Faster R-CNN's mobilenet_v2 backbone's, ImageNet weights (torchvision's
     /// MobileNetV2 .pth; default: the file `scripts/setup.sh` fetches; `none`: random weights).
     #[arg(long)]
@@ -984,6 +987,9 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     if a.backbone.is_some() && a.model != DetModel::FasterRcnn {
         bail!("--backbone applies to --model faster_rcnn only");
     }
+    if a.freeze_backbone.is_some() && backbone != Backbone::MobilenetV2 {
+        bail!("--freeze-backbone applies to --backbone mobilenet_v2 only");
+    }
     if a.backbone_weights.is_some()
         && a.model != DetModel::Rcnn
         && backbone != Backbone::MobilenetV2
@@ -1079,6 +1085,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
                         m.load_mobilenet_v2(&w)
                             .with_context(|| format!("{}: MobileNetV2 weights", p.display()))?;
                     }
+                    m.freeze_body(a.freeze_backbone.unwrap_or(0))?;
                     m
                 }
             };
@@ -1137,6 +1144,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     }
     if backbone != Backbone::Small {
         settings["backbone"] = json!("mobilenet_v2");
+        settings["freeze_backbone"] = json!(a.freeze_backbone.unwrap_or(0));
     }
     let settings = settings.to_string();
     let mut opt = Adam::new(parameters(net)).lr(lr);

@@ -1163,6 +1163,25 @@ impl FasterRcnn {
         Ok(m)
     }
 
+    /// Freeze the first `layers` layers of the backbone's body (their parameters stop requiring
+    /// gradients, so optimisers leave them), as torchvision's `trainable_backbone_layers` keeps
+    /// a pretrained body's early layers fixed. An error when the body has fewer layers.
+    pub fn freeze_body(&self, layers: usize) -> Result<()> {
+        let n = self.backbone.body.len();
+        if layers > n {
+            return Err(arg(
+                "FasterRcnn::freeze_body",
+                format!("{layers} layers to freeze, the body has {n}"),
+            ));
+        }
+        for (_, l) in self.backbone.body.layers().take(layers) {
+            for (_, t) in aics_nn::parameters(l) {
+                t.set_requires_grad(false);
+            }
+        }
+        Ok(())
+    }
+
     /// Copy torchvision's MobileNetV2 ImageNet weights (`features.N.*`, as read from its .pth)
     /// into the body of a [`FasterRcnn::mobilenet_v2`].
     pub fn load_mobilenet_v2(&self, weights: &aics_nn::checkpoint::TensorMap) -> Result<()> {
@@ -1732,6 +1751,20 @@ impl Module for FastRcnn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frozen_body_layers_get_no_gradient() {
+        let m = FasterRcnn::mobilenet_v2(3, 64, 0).unwrap();
+        m.freeze_body(10).unwrap();
+        assert!(m.freeze_body(15).is_err());
+        let x = Tensor::from_vec(aics_tensor::hash_fill("x", &[1, 3, 64, 64]), &[1, 3, 64, 64]).unwrap();
+        m.backbone.body.forward(&x).unwrap().sum().backward().unwrap();
+        for (i, (_, l)) in m.backbone.body.layers().enumerate() {
+            for (k, t) in aics_nn::parameters(l) {
+                assert_eq!(t.has_grad(), i >= 10, "layer {i} {k}");
+            }
+        }
+    }
 
     /// The fine-tuning backbone computes what the zoo's MobileNetV2 computes through its first
     /// 14 layers, once both hold the same (key-hashed) ImageNet-style weights.
