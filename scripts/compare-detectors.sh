@@ -16,10 +16,13 @@ OUT="${1:-runs/compare}"
 AICS=target/release/aics
 cargo build --release -q
 mkdir -p "$OUT"
-[ -f "$OUT/train/annotations.json" ] || "$AICS" data synth-detect --out "$OUT/train" --images 2000 --size 192 --max-objects 4 --seed 1
+[ "${EVAL_ONLY:-0}" = 1 ] || [ -f "$OUT/train/annotations.json" ] || "$AICS" data synth-detect --out "$OUT/train" --images 2000 --size 192 --max-objects 4 --seed 1
 [ -f "$OUT/val/annotations.json" ] || "$AICS" data synth-detect --out "$OUT/val" --images 200 --size 192 --max-objects 4 --seed 2
 
+# EVAL_ONLY=1: score the checkpoints already in OUT_DIR (OUT_DIR/NAME.safetensors and its .jsonl
+# for each detector, OUT_DIR/val) without training
 train() { # name, then detect-train options
+    [ "${EVAL_ONLY:-0}" = 1 ] && return 0
     local name="$1"; shift
     local ck="$OUT/$name.safetensors"
     local resume=()
@@ -54,7 +57,9 @@ for name in rcnn fast_rcnn faster_rcnn yolov1 ssd; do
     last=$(tail -n 1 "$OUT/$name.jsonl")
     field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" <<<"$last"; }
     case "$name" in
-        rcnn|fast_rcnn) props="selective search, $(printf %.0f "$(field proposals_per_image)")" ;;
+        rcnn|fast_rcnn)
+            pp=$(field proposals_per_image)
+            props="selective search${pp:+, $(printf %.0f "$pp")}" ;;
         faster_rcnn) props="RPN, ≤ 1000" ;;
         *) props="none" ;;
     esac

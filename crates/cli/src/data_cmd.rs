@@ -99,21 +99,7 @@ fn tile(a: TileArgs) -> Result<()> {
     let mut last: Option<(usize, image::RgbImage)> = None;
     for (ti, tl) in t.images.iter().zip(&tiles) {
         if last.as_ref().map(|l| l.0) != Some(tl.source) {
-            let im = &d.images[tl.source];
-            let path = crate::detect_train::image_path(&images, &im.file_name);
-            let img = image::open(&path)
-                .with_context(|| format!("{}: cannot read the image", path.display()))?
-                .to_rgb8();
-            if img.width() != im.width || img.height() != im.height {
-                bail!(
-                    "{}: {}x{} pixels, the annotations say {}x{}",
-                    path.display(),
-                    img.width(),
-                    img.height(),
-                    im.width,
-                    im.height
-                );
-            }
+            let img = crate::detect_train::read_annotated(&images, &d.images[tl.source])?;
             last = Some((tl.source, img));
         }
         let Some((_, img)) = &last else { continue };

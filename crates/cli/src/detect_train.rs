@@ -445,6 +445,29 @@ pub(crate) fn image_path(dir: &Path, file_name: &str) -> PathBuf {
         .unwrap_or(p)
 }
 
+/// The image of annotation entry `im` in folder `images`, checked against the size the
+/// annotations give it.
+pub(crate) fn read_annotated(
+    images: &Path,
+    im: &aics_detect::data::Image,
+) -> Result<image::RgbImage> {
+    let path = image_path(images, &im.file_name);
+    let img = image::open(&path)
+        .with_context(|| format!("{}: cannot read the image", path.display()))?
+        .to_rgb8();
+    if img.width() != im.width || img.height() != im.height {
+        bail!(
+            "{}: {}x{} pixels, the annotations say {}x{}",
+            path.display(),
+            img.width(),
+            img.height(),
+            im.width,
+            im.height
+        );
+    }
+    Ok(img)
+}
+
 pub(crate) fn parse_spec(spec: &str) -> Result<(Dataset, PathBuf)> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
@@ -480,20 +503,7 @@ fn load_split(
     );
     for &i in keep {
         let im = &gt.images[i];
-        let path = image_path(images, &im.file_name);
-        let img = image::open(&path)
-            .with_context(|| format!("{}: cannot read the image", path.display()))?
-            .to_rgb8();
-        if img.width() != im.width || img.height() != im.height {
-            bail!(
-                "{}: {}x{} pixels, the annotations say {}x{}",
-                path.display(),
-                img.width(),
-                img.height(),
-                im.width,
-                im.height
-            );
-        }
+        let img = read_annotated(images, im)?;
         let r = image::imageops::resize(
             &img,
             size as u32,

@@ -51,6 +51,24 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
+/// `aics data synth-detect` into `out`: `images` scenes of `classes` classes at `size`².
+fn synth_set(out: &std::path::Path, images: usize, classes: usize, size: usize, seed: u64) {
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        s(out),
+        "--images",
+        &images.to_string(),
+        "--classes",
+        &classes.to_string(),
+        "--size",
+        &size.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]));
+}
+
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
@@ -387,20 +405,7 @@ fn detect_default_finds_the_dog_bicycle_and_truck() {
 fn detect_train_runs_logs_and_refuses_a_different_resume() {
     let d = tmp("dtrain");
     let set = d.join("set");
-    ok(&aics(&[
-        "data",
-        "synth-detect",
-        "--out",
-        s(&set),
-        "--images",
-        "20",
-        "--classes",
-        "3",
-        "--size",
-        "64",
-        "--seed",
-        "2",
-    ]));
+    synth_set(&set, 20, 3, 64, 2);
     let ck = d.join("y.safetensors");
     let spec = format!("synth:{}", s(&set));
     let args = [
@@ -625,20 +630,7 @@ fn detect_runs_torchvision_detectors_from_a_state_dict() {
 fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
     let d = tmp("dtrain2");
     let set = d.join("set");
-    ok(&aics(&[
-        "data",
-        "synth-detect",
-        "--out",
-        s(&set),
-        "--images",
-        "20",
-        "--classes",
-        "3",
-        "--size",
-        "128",
-        "--seed",
-        "4",
-    ]));
+    synth_set(&set, 20, 3, 128, 4);
     let spec = format!("synth:{}", s(&set));
     let img = set.join("images/00001.png");
     for model in ["ssd", "faster_rcnn", "fast_rcnn"] {
@@ -737,20 +729,7 @@ fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
 fn detect_train_refuses_bad_data_sets() {
     let d = tmp("dtrainbad");
     let set = d.join("set");
-    ok(&aics(&[
-        "data",
-        "synth-detect",
-        "--out",
-        s(&set),
-        "--images",
-        "12",
-        "--classes",
-        "2",
-        "--size",
-        "64",
-        "--seed",
-        "3",
-    ]));
+    synth_set(&set, 12, 2, 64, 3);
     let ann = set.join("annotations.json");
     let orig: Value = serde_json::from_str(&std::fs::read_to_string(&ann).unwrap()).unwrap();
     let ck = d.join("c.safetensors");
@@ -801,20 +780,7 @@ fn detect_train_refuses_bad_data_sets() {
 fn proposals_draws_and_reports_recall() {
     let d = tmp("props");
     let set = d.join("set");
-    ok(&aics(&[
-        "data",
-        "synth-detect",
-        "--out",
-        s(&set),
-        "--images",
-        "4",
-        "--classes",
-        "3",
-        "--size",
-        "96",
-        "--seed",
-        "6",
-    ]));
+    synth_set(&set, 4, 3, 96, 6);
     let img = set.join("images/00001.png");
     let png = d.join("p.png");
     let text = ok(&aics(&[
@@ -857,20 +823,7 @@ fn proposals_draws_and_reports_recall() {
 fn detect_train_rcnn_solves_once_and_detects() {
     let d = tmp("dtrain_rcnn");
     let set = d.join("set");
-    ok(&aics(&[
-        "data",
-        "synth-detect",
-        "--out",
-        s(&set),
-        "--images",
-        "12",
-        "--classes",
-        "2",
-        "--size",
-        "64",
-        "--seed",
-        "5",
-    ]));
+    synth_set(&set, 12, 2, 64, 5);
     let spec = format!("synth:{}", s(&set));
     let img = set.join("images/00001.png");
     let ck = d.join("rcnn.safetensors");
@@ -941,7 +894,7 @@ fn detect_train_rcnn_solves_once_and_detects() {
         "--warp",
         "64",
     ]));
-    assert!(e.contains("apply to --model rcnn only"), "{e}");
+    assert!(e.contains("--warp applies to --model rcnn only"), "{e}");
     let e = err(&aics(&[
         "detect-train",
         "--model",
@@ -962,20 +915,7 @@ fn detect_train_rcnn_solves_once_and_detects() {
 fn tiles_train_a_mobilenet_faster_rcnn() {
     let d = tmp("tiles");
     let set = d.join("set");
-    ok(&aics(&[
-        "data",
-        "synth-detect",
-        "--out",
-        s(&set),
-        "--images",
-        "3",
-        "--classes",
-        "2",
-        "--size",
-        "128",
-        "--seed",
-        "6",
-    ]));
+    synth_set(&set, 3, 2, 128, 6);
     let tiles = d.join("tiles");
     let text = ok(&aics(&[
         "data",

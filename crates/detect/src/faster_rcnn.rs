@@ -1757,8 +1757,18 @@ mod tests {
         let m = FasterRcnn::mobilenet_v2(3, 64, 0).unwrap();
         m.freeze_body(10).unwrap();
         assert!(m.freeze_body(15).is_err());
-        let x = Tensor::from_vec(aics_tensor::hash_fill("x", &[1, 3, 64, 64]), &[1, 3, 64, 64]).unwrap();
-        m.backbone.body.forward(&x).unwrap().sum().backward().unwrap();
+        let x = Tensor::from_vec(
+            aics_tensor::hash_fill("x", &[1, 3, 64, 64]),
+            &[1, 3, 64, 64],
+        )
+        .unwrap();
+        m.backbone
+            .body
+            .forward(&x)
+            .unwrap()
+            .sum()
+            .backward()
+            .unwrap();
         for (i, (_, l)) in m.backbone.body.layers().enumerate() {
             for (k, t) in aics_nn::parameters(l) {
                 assert_eq!(t.has_grad(), i >= 10, "layer {i} {k}");
