@@ -27,6 +27,8 @@ pub enum DetectModel {
     Yolov1,
     /// An SSD checkpoint written by `aics detect-train` (--weights CKPT).
     Ssd,
+    /// An SSDlite checkpoint written by `aics detect-train --model ssdlite` (--weights CKPT).
+    Ssdlite,
     /// A Faster R-CNN checkpoint written by `aics detect-train` (--weights CKPT).
     #[value(name = "faster_rcnn")]
     FasterRcnn,
@@ -370,6 +372,7 @@ pub fn run(a: DetectArgs) -> Result<()> {
     match a.model {
         DetectModel::Yolov1 => return run_trained(&a, "yolov1"),
         DetectModel::Ssd => return run_trained(&a, "ssd"),
+        DetectModel::Ssdlite => return run_trained(&a, "ssdlite"),
         DetectModel::FasterRcnn => return run_trained(&a, "faster_rcnn"),
         DetectModel::FastRcnn => return run_trained(&a, "fast_rcnn"),
         DetectModel::Rcnn => return run_trained(&a, "rcnn"),

@@ -30,6 +30,8 @@ pub enum DetModel {
     /// SSD with a small backbone (feature maps at strides 8 to 64, default boxes of scales
     /// 0.08–0.9), the MultiBox loss with 3:1 hard negatives; --size a multiple of 64.
     Ssd,
+    /// torchvision's SSDlite320 on MobileNetV3-Large (random weights), the same loss; --size 320.
+    Ssdlite,
     /// Faster R-CNN with a small backbone: one stride-16 feature map, an RPN with 9 anchors a
     /// location, ROI align 7×7, two 256-wide layers; RPN and box-head losses trained together.
     #[value(name = "faster_rcnn")]
@@ -230,8 +232,12 @@ pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Tra
                 nms,
             }
         }
-        "ssd" => {
-            let mut m = Ssd::small(classes, size, 0)?;
+        "ssd" | "ssdlite" => {
+            let mut m = if model == "ssd" {
+                Ssd::small(classes, size, 0)?
+            } else {
+                Ssd::ssdlite320_mobilenet_v3_large(classes, 0)?
+            };
             m.settings.score_thresh = score as f64;
             m.settings.nms_thresh = nms as f64;
             Trainee::Ssd(m)
@@ -967,6 +973,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     let model_name = match a.model {
         DetModel::Yolov1 => "yolov1",
         DetModel::Ssd => "ssd",
+        DetModel::Ssdlite => "ssdlite",
         DetModel::FasterRcnn => "faster_rcnn",
         DetModel::FastRcnn => "fast_rcnn",
         DetModel::Rcnn => "rcnn",
@@ -1084,6 +1091,15 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             }
         }
         DetModel::Ssd => Trainee::Ssd(Ssd::small(classes + 1, a.size, a.seed)?),
+        DetModel::Ssdlite => {
+            if a.size != 320 {
+                bail!(
+                    "--model ssdlite takes --size 320 (SSDlite320's input), got {}",
+                    a.size
+                );
+            }
+            Trainee::Ssd(Ssd::ssdlite320_mobilenet_v3_large(classes + 1, a.seed)?)
+        }
         DetModel::FasterRcnn => {
             let mut m = match backbone {
                 Backbone::Small => FasterRcnn::small(classes + 1, a.size, a.seed)?,
@@ -1188,6 +1204,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             a.size / 32
         ),
         DetModel::Ssd => format!("ssd {0}×{0} ({classes} classes)", a.size),
+        DetModel::Ssdlite => format!("ssdlite320_mobilenet_v3_large ({classes} classes)"),
         DetModel::FasterRcnn => format!("faster_rcnn {0}×{0} ({classes} classes)", a.size),
         DetModel::FastRcnn => format!("fast_rcnn {0}×{0} ({classes} classes)", a.size),
         DetModel::Rcnn => format!("rcnn {0}×{0} ({classes} classes)", a.size),
@@ -1284,7 +1301,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         let coco = coco_eval(&val.gt, &dets).stats();
         let watch_key = match a.model {
             DetModel::Yolov1 => "avg_iou",
-            DetModel::Ssd => "matched_boxes",
+            DetModel::Ssd | DetModel::Ssdlite => "matched_boxes",
             DetModel::FasterRcnn | DetModel::FastRcnn | DetModel::Rcnn => "loss_classifier",
         };
         let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr_now,

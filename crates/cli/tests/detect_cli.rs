@@ -1024,3 +1024,55 @@ fn tiles_train_a_mobilenet_faster_rcnn() {
     ]));
     assert!(e.contains("stride"), "{e}");
 }
+
+/// torchvision's SSDlite320 trains through `aics detect-train --model ssdlite` (at 320² only)
+/// and its checkpoint detects.
+#[test]
+fn detect_train_ssdlite_runs_and_detects() {
+    let d = tmp("ssdlite");
+    let set = d.join("set");
+    synth_set(&set, 4, 2, 64, 8);
+    let spec = format!("synth:{}", s(&set));
+    let ck = d.join("ssdlite.safetensors");
+    let train = |size: &str| {
+        aics(&[
+            "detect-train",
+            "--model",
+            "ssdlite",
+            "--dataset",
+            &spec,
+            "--val",
+            &spec,
+            "--size",
+            size,
+            "--epochs",
+            "1",
+            "--batch",
+            "2",
+            "--checkpoint",
+            s(&ck),
+        ])
+    };
+    let e = err(&train("192"));
+    assert!(e.contains("--size 320"), "{e}");
+    let text = ok(&train("320"));
+    assert!(
+        text.contains("ssdlite320_mobilenet_v3_large (2 classes)"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_str(&ok(&aics(&[
+        "detect",
+        "--model",
+        "ssdlite",
+        "--weights",
+        s(&ck),
+        "--json",
+        "--score",
+        "0.01",
+        "--out",
+        s(&d),
+        s(&set.join("images/00001.png")),
+    ])))
+    .unwrap();
+    assert!(v["detections"].as_array().is_some(), "{v}");
+}
