@@ -69,6 +69,22 @@ fn synth_set(out: &std::path::Path, images: usize, classes: usize, size: usize, 
     ]));
 }
 
+/// A fresh folder `name` with a synthetic set in `set/`: the folder, the set and its
+/// `synth:` spec.
+fn synth_case(
+    name: &str,
+    images: usize,
+    classes: usize,
+    size: usize,
+    seed: u64,
+) -> (PathBuf, PathBuf, String) {
+    let d = tmp(name);
+    let set = d.join("set");
+    synth_set(&set, images, classes, size, seed);
+    let spec = format!("synth:{}", s(&set));
+    (d, set, spec)
+}
+
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
@@ -403,9 +419,7 @@ fn detect_default_finds_the_dog_bicycle_and_truck() {
 
 #[test]
 fn detect_train_runs_logs_and_refuses_a_different_resume() {
-    let d = tmp("dtrain");
-    let set = d.join("set");
-    synth_set(&set, 20, 3, 64, 2);
+    let (d, set, _) = synth_case("dtrain", 20, 3, 64, 2);
     let ck = d.join("y.safetensors");
     let spec = format!("synth:{}", s(&set));
     let args = [
@@ -628,10 +642,7 @@ fn detect_runs_torchvision_detectors_from_a_state_dict() {
 /// `aics detect`; a checkpoint given to another detector, or --head, is one clear line.
 #[test]
 fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
-    let d = tmp("dtrain2");
-    let set = d.join("set");
-    synth_set(&set, 20, 3, 128, 4);
-    let spec = format!("synth:{}", s(&set));
+    let (d, set, spec) = synth_case("dtrain2", 20, 3, 128, 4);
     let img = set.join("images/00001.png");
     for model in ["ssd", "faster_rcnn", "fast_rcnn"] {
         let ck = d.join(format!("{model}.safetensors"));
@@ -727,9 +738,7 @@ fn detect_train_ssd_and_faster_rcnn_run_and_detect() {
 /// image: one clear line, and no checkpoint written.
 #[test]
 fn detect_train_refuses_bad_data_sets() {
-    let d = tmp("dtrainbad");
-    let set = d.join("set");
-    synth_set(&set, 12, 2, 64, 3);
+    let (d, set, _) = synth_case("dtrainbad", 12, 2, 64, 3);
     let ann = set.join("annotations.json");
     let orig: Value = serde_json::from_str(&std::fs::read_to_string(&ann).unwrap()).unwrap();
     let ck = d.join("c.safetensors");
@@ -778,9 +787,7 @@ fn detect_train_refuses_bad_data_sets() {
 /// Selective search through `aics proposals`: drawn on a photo, and its recall of a data set.
 #[test]
 fn proposals_draws_and_reports_recall() {
-    let d = tmp("props");
-    let set = d.join("set");
-    synth_set(&set, 4, 3, 96, 6);
+    let (d, set, _) = synth_case("props", 4, 3, 96, 6);
     let img = set.join("images/00001.png");
     let png = d.join("p.png");
     let text = ok(&aics(&[
@@ -821,10 +828,7 @@ fn proposals_draws_and_reports_recall() {
 /// needed) and back through `aics detect`; options that do not apply are refused.
 #[test]
 fn detect_train_rcnn_solves_once_and_detects() {
-    let d = tmp("dtrain_rcnn");
-    let set = d.join("set");
-    synth_set(&set, 12, 2, 64, 5);
-    let spec = format!("synth:{}", s(&set));
+    let (d, set, spec) = synth_case("dtrain_rcnn", 12, 2, 64, 5);
     let img = set.join("images/00001.png");
     let ck = d.join("rcnn.safetensors");
     let train = |extra: &[&str]| {
@@ -913,9 +917,7 @@ fn detect_train_rcnn_solves_once_and_detects() {
 /// MobileNetV2 backbone trains on them and its checkpoint detects; misplaced options are refused.
 #[test]
 fn tiles_train_a_mobilenet_faster_rcnn() {
-    let d = tmp("tiles");
-    let set = d.join("set");
-    synth_set(&set, 3, 2, 128, 6);
+    let (d, set, _) = synth_case("tiles", 3, 2, 128, 6);
     let tiles = d.join("tiles");
     let text = ok(&aics(&[
         "data",
@@ -1029,10 +1031,7 @@ fn tiles_train_a_mobilenet_faster_rcnn() {
 /// and its checkpoint detects.
 #[test]
 fn detect_train_ssdlite_runs_and_detects() {
-    let d = tmp("ssdlite");
-    let set = d.join("set");
-    synth_set(&set, 4, 2, 64, 8);
-    let spec = format!("synth:{}", s(&set));
+    let (d, set, spec) = synth_case("ssdlite", 4, 2, 64, 8);
     let ck = d.join("ssdlite.safetensors");
     let train = |size: &str| {
         aics(&[
