@@ -431,9 +431,17 @@ fn report(
 ) -> Result<()> {
     let (w, h) = img.dimensions();
     let out_png = out_path(a, n_images, path);
+    // R-CNN's scores are SVM margins, the others' probabilities
+    let score = |s: f32, digits: usize| {
+        if a.model == DetectModel::Rcnn {
+            format!("{s:+.2}")
+        } else {
+            format!("{:.digits$}%", 100.0 * s)
+        }
+    };
     let mut boxes: Vec<LabelledBox> = Vec::new();
     for d in dets {
-        let label = format!("{} {:.0}%", names[d.class], 100.0 * d.score);
+        let label = format!("{} {}", names[d.class], score(d.score, 0));
         match boxes.iter_mut().find(|b| b.bbox == d.bbox) {
             Some(b) => b.label = format!("{}, {label}", b.label),
             None => boxes.push(LabelledBox {
@@ -463,9 +471,9 @@ fn report(
         );
         for d in dets {
             println!(
-                "  {:<14} {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                "  {:<14} {:>6}  [{:.0}, {:.0}, {:.0}, {:.0}]",
                 names[d.class],
-                100.0 * d.score,
+                score(d.score, 1),
                 d.bbox[0],
                 d.bbox[1],
                 d.bbox[2],
