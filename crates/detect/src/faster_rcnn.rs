@@ -235,6 +235,19 @@ fn rescaled(boxes: &[[f32; 4]], img: &Tensor, size: (usize, usize)) -> Vec<[f32;
     b
 }
 
+/// Targets of `images` (their pixels) in the pixels of the batch `list` made of them.
+fn rescaled_targets(targets: &[Target], images: &[Tensor], list: &ImageList) -> Vec<Target> {
+    targets
+        .iter()
+        .zip(images)
+        .zip(&list.sizes)
+        .map(|((t, img), &size)| Target {
+            boxes: rescaled(&t.boxes, img, size),
+            labels: t.labels.clone(),
+        })
+        .collect()
+}
+
 /// Scale boxes from the resized image `from` (h, w) back to the original `to`, with the f32
 /// ratios torchvision uses.
 pub fn resize_boxes(boxes: &mut [[f32; 4]], from: (usize, usize), to: (usize, usize)) {
@@ -1106,16 +1119,37 @@ impl FasterRcnn {
         let widths = [32, 64, 128, 256];
         let body = crate::ssd::small_stages(&widths, &mut rng)?;
         let c = widths[widths.len() - 1];
+        let s = size as f64;
+        Self::small_on(
+            num_classes,
+            size,
+            body,
+            c,
+            "3",
+            vec![s / 8.0, s / 4.0, s / 2.0],
+            &mut rng,
+        )
+    }
+
+    /// The small Faster R-CNN around `body` (its layer `last` gives `channels` channels at
+    /// stride 16): one 128-wide FPN level, an RPN with `sizes` × ratios 0.5, 1, 2 anchors a
+    /// location, ROI align 7×7 and two 256-wide layers, images fixed at `size`².
+    fn small_on(
+        num_classes: usize,
+        size: usize,
+        body: Sequential,
+        channels: usize,
+        last: &str,
+        sizes: Vec<f64>,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let backbone = BackboneWithFpn {
             body,
-            fpn: Fpn::new(&[c], 128, false, &mut rng)?,
-            return_layers: vec!["3".to_string()],
+            fpn: Fpn::new(&[channels], 128, false, rng)?,
+            return_layers: vec![last.to_string()],
         };
+        let anchors = AnchorGenerator::new(vec![sizes], vec![vec![0.5, 1.0, 2.0]])?;
         let s = size as f64;
-        let anchors = AnchorGenerator::new(
-            vec![vec![s / 8.0, s / 4.0, s / 2.0]],
-            vec![vec![0.5, 1.0, 2.0]],
-        )?;
         let mut transform = RcnnTransform {
             min_size: s,
             max_size: s,
@@ -1125,8 +1159,8 @@ impl FasterRcnn {
         transform.size_divisible = 32;
         Ok(FasterRcnn {
             backbone,
-            rpn: Rpn::new(128, anchors, &mut rng)?,
-            roi_heads: RoiHeads::with_width(128, num_classes, 1, 256, &mut rng)?,
+            rpn: Rpn::new(128, anchors, rng)?,
+            roi_heads: RoiHeads::with_width(128, num_classes, 1, 256, rng)?,
             transform,
             num_classes,
         })
@@ -1139,28 +1173,25 @@ impl FasterRcnn {
     /// objects as small as aerial photos' trees). [`FasterRcnn::load_mobilenet_v2`] loads the
     /// ImageNet weights.
     pub fn mobilenet_v2(num_classes: usize, size: usize, seed: u64) -> Result<Self> {
-        let mut m = Self::small(num_classes, size, seed)?;
-        let mut rng = Rng::new(seed ^ 0x6d62);
+        check_classes("faster_rcnn_mobilenet_v2", num_classes)?;
+        check_size("faster_rcnn_mobilenet_v2", size, 32, 64)?;
+        let mut rng = Rng::new(seed);
         let (body, c) = aics_vision::models::mobilenet::mobilenet_v2_features(
             3,
             14,
             Norm::Frozen(1e-5),
             &mut rng,
         )?;
-        m.backbone = BackboneWithFpn {
-            body,
-            fpn: Fpn::new(&[c], 128, false, &mut rng)?,
-            return_layers: vec!["13".to_string()],
-        };
         let z = size as f64;
-        let anchors = AnchorGenerator::new(
-            vec![vec![z / 16.0, z / 8.0, z / 4.0, z / 2.0]],
-            vec![vec![0.5, 1.0, 2.0]],
-        )?;
-        let settings = m.rpn.settings.clone();
-        m.rpn = Rpn::new(128, anchors, &mut rng)?;
-        m.rpn.settings = settings;
-        Ok(m)
+        Self::small_on(
+            num_classes,
+            size,
+            body,
+            c,
+            "13",
+            vec![z / 16.0, z / 8.0, z / 4.0, z / 2.0],
+            &mut rng,
+        )
     }
 
     /// Freeze the first `layers` layers of the backbone's body (their parameters stop requiring
@@ -1514,15 +1545,7 @@ impl FasterRcnn {
             ));
         }
         let list = self.transform.batch(images)?;
-        let targets: Vec<Target> = targets
-            .iter()
-            .zip(images)
-            .zip(&list.sizes)
-            .map(|((t, img), &size)| Target {
-                boxes: rescaled(&t.boxes, img, size),
-                labels: t.labels.clone(),
-            })
-            .collect();
+        let targets = rescaled_targets(targets, images, &list);
         for (i, t) in targets.iter().enumerate() {
             if t.boxes.len() != t.labels.len() {
                 return Err(arg(
@@ -1706,15 +1729,7 @@ impl FastRcnn {
     ) -> Result<(Tensor, Tensor)> {
         let list = self.transform.batch(images)?;
         let props = Self::scaled(images, &list, proposals)?;
-        let targets: Vec<Target> = targets
-            .iter()
-            .zip(images)
-            .zip(&list.sizes)
-            .map(|((t, img), &size)| Target {
-                boxes: rescaled(&t.boxes, img, size),
-                labels: t.labels.clone(),
-            })
-            .collect();
+        let targets = rescaled_targets(targets, images, &list);
         let features = self.backbone.features(&list.tensor)?;
         self.roi_heads
             .loss(&features, props, &targets, &list.sizes, &self.sampling, rng)

@@ -384,6 +384,13 @@ pub struct Rcnn {
 impl Module for Rcnn {
     /// Warped regions (N, 3, warp, warp) → scaled features (N, D).
     fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        Ok(self.pooled(x)?.mul(&self.feature_scale)?)
+    }
+}
+
+impl Rcnn {
+    /// The backbone's map of warped regions, average-pooled: (N, D), unscaled.
+    fn pooled(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
         let f = self.backbone.forward(x)?;
         let s = f.shape().to_vec();
         if s.len() != 4 {
@@ -392,12 +399,9 @@ impl Module for Rcnn {
                 msg: format!("expected a (N, C, H, W) map, got {s:?}"),
             });
         }
-        let pooled = f.mean_dims(&[2, 3], false)?;
-        Ok(pooled.mul(&self.feature_scale)?)
+        Ok(f.mean_dims(&[2, 3], false)?)
     }
-}
 
-impl Rcnn {
     /// R-CNN on MobileNetV2's `features` (1280 channels): `net` is the whole classifier as the zoo
     /// builds it (`aics_vision::models::mobilenet::mobilenet_v2`), with the weights it should
     /// carry; `num_classes` counts the background.
@@ -470,7 +474,7 @@ impl Rcnn {
             let f = if scaled {
                 self.forward(&x)?
             } else {
-                self.backbone.forward(&x)?.mean_dims(&[2, 3], false)?
+                self.pooled(&x)?
             };
             if f.shape() != [chunk.len(), d] {
                 return Err(arg(
@@ -653,7 +657,14 @@ impl Rcnn {
             let mut svm = train(&cache, &mut rng)?;
             let mut hard_per_round = Vec::new();
             for _ in 0..s.mining_rounds {
-                let scores: Vec<f32> = negs.par_iter().map(|n| svm.score(&neg_feat(n))).collect();
+                // w·(scale·f) + b, on the cached features as they are
+                let scores: Vec<f32> = negs
+                    .par_iter()
+                    .map(|&(ii, p)| {
+                        let f = &images[ii].proposal_features[p * d..(p + 1) * d];
+                        dot(&svm.w, f) * scale as f32 + svm.b
+                    })
+                    .collect();
                 let hard: Vec<usize> = (0..negs.len())
                     .filter(|&i| !cached[i] && scores[i] > s.hard_score)
                     .collect();
