@@ -5,6 +5,7 @@ use crate::autograd::no_grad;
 use crate::error::Result;
 use crate::ops::conv::ConvParams;
 use crate::ops::pool::PoolParams;
+use crate::ops::recurrent::{Cell, RecurrentOpts};
 use crate::ops::upsample::Interp;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -440,5 +441,161 @@ pub fn op_cases() -> Vec<OpCase> {
                 },
             )
         }),
+        recurrent_case("rnn_tanh", Cell::RnnTanh, 3, 3, false, false, None, false),
+        recurrent_case(
+            "rnn_relu_rev_len",
+            Cell::RnnRelu,
+            3,
+            3,
+            false,
+            false,
+            Some(vec![4, 2, 3]),
+            true,
+        ),
+        recurrent_case("lstm", LSTM, 3, 3, true, false, None, false),
+        recurrent_case(
+            "lstm_peephole_rev_len",
+            LSTM_PEEP,
+            3,
+            3,
+            true,
+            false,
+            Some(vec![2, 4, 1]),
+            true,
+        ),
+        recurrent_case(
+            "lstm_coupled_peephole_len",
+            LSTM_CPL_PEEP,
+            3,
+            3,
+            true,
+            false,
+            Some(vec![3, 4, 2]),
+            false,
+        ),
+        recurrent_case("lstm_coupled", LSTM_CPL, 3, 3, false, false, None, true),
+        recurrent_case(
+            "lstm_proj_len",
+            LSTM,
+            3,
+            2,
+            true,
+            true,
+            Some(vec![4, 1, 3]),
+            false,
+        ),
+        recurrent_case(
+            "lstm_proj_peephole_rev",
+            LSTM_PEEP,
+            3,
+            2,
+            true,
+            true,
+            None,
+            true,
+        ),
+        recurrent_case("gru", GRU, 3, 3, false, false, None, false),
+        recurrent_case(
+            "gru_rev_len",
+            GRU,
+            3,
+            3,
+            false,
+            false,
+            Some(vec![1, 4, 3]),
+            true,
+        ),
+        recurrent_case("gru_cho", GRU_CHO, 3, 3, false, false, None, false),
+        recurrent_case(
+            "gru_cho_rev_len",
+            GRU_CHO,
+            3,
+            3,
+            false,
+            false,
+            Some(vec![2, 3, 4]),
+            true,
+        ),
     ]
+}
+
+const LSTM: Cell = Cell::Lstm {
+    peephole: false,
+    coupled: false,
+};
+const LSTM_PEEP: Cell = Cell::Lstm {
+    peephole: true,
+    coupled: false,
+};
+const LSTM_CPL: Cell = Cell::Lstm {
+    peephole: false,
+    coupled: true,
+};
+const LSTM_CPL_PEEP: Cell = Cell::Lstm {
+    peephole: true,
+    coupled: true,
+};
+const GRU: Cell = Cell::Gru { reset_after: true };
+const GRU_CHO: Cell = Cell::Gru { reset_after: false };
+
+/// One direction of a recurrent layer over 4 steps of a batch of 3 (hidden `h`, state `p`), its
+/// output, final state and final cell state flattened into one tensor. Inputs: the input
+/// projection, h0, W_hh, b_hh, then c0 (`with_c0`), the peepholes and W_hr (`p < h`) as the cell
+/// has them.
+#[allow(clippy::too_many_arguments)]
+fn recurrent_case(
+    name: &'static str,
+    cell: Cell,
+    h: usize,
+    p: usize,
+    with_c0: bool,
+    proj: bool,
+    lengths: Option<Vec<usize>>,
+    reverse: bool,
+) -> OpCase {
+    let (t, n, gh) = (4, 3, cell.gates() * h);
+    let mut shapes: Vec<Vec<usize>> = vec![vec![t, n, gh], vec![n, p], vec![gh, p], vec![gh]];
+    if with_c0 {
+        shapes.push(vec![n, h]);
+    }
+    let peep = cell.peepholes();
+    if peep > 0 {
+        shapes.push(vec![peep, h]);
+    }
+    if proj {
+        shapes.push(vec![p, h]);
+    }
+    OpCase {
+        name,
+        shapes,
+        range: None,
+        f: Box::new(move |x| {
+            let mut k = 4;
+            let mut next = |on: bool| {
+                on.then(|| {
+                    k += 1;
+                    &x[k - 1]
+                })
+            };
+            let opts = RecurrentOpts {
+                b_hh: Some(&x[3]),
+                c0: next(with_c0),
+                peephole: next(peep > 0),
+                w_hr: next(proj),
+                lengths: lengths.as_deref(),
+                reverse,
+            };
+            // keep the recurrence away from saturation: W_hh at half scale
+            let out = x[0].recurrent(cell, &x[1], &x[2].mul_scalar(0.5), opts)?;
+            let mut parts = vec![
+                out.output.reshape(&[t * n * p])?,
+                out.h_n.reshape(&[n * p])?,
+            ];
+            if let Some(c) = out.c_n {
+                parts.push(c.reshape(&[n * h])?);
+            }
+            let refs: Vec<&Tensor<f64>> = parts.iter().collect();
+            Tensor::concat(&refs, 0)
+        }),
+    }
 }

@@ -26,6 +26,7 @@ pub use dtype::{DType, Float};
 pub use error::{Result, TensorError};
 pub use ops::conv::ConvParams;
 pub use ops::pool::PoolParams;
+pub use ops::recurrent::{Cell, RecurrentOpts, RecurrentOut};
 pub use ops::upsample::Interp;
 pub use rng::{hash_fill, hash_uniform, Rng};
 pub use tensor::{Device, Tensor};

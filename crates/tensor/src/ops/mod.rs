@@ -8,6 +8,7 @@ pub mod matmul;
 pub mod norm;
 pub mod operators;
 pub mod pool;
+pub mod recurrent;
 pub mod reduce;
 pub mod roi;
 pub mod shape_ops;
