@@ -6,6 +6,7 @@ pub mod linear;
 pub mod misc;
 pub mod norm;
 pub mod pool;
+pub mod recurrent;
 
 pub use activation::{
     Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, PReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh,
@@ -15,3 +16,4 @@ pub use linear::Linear;
 pub use misc::{Dropout, Embedding, Flatten, ReflectionPad2d, Upsample};
 pub use norm::{BatchNorm, FrozenBatchNorm2d, InstanceNorm2d, LocalResponseNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, LPPool2d, MaxPool2d};
+pub use recurrent::{Recurrent, RecurrentCell, RecurrentConfig, RecurrentState};

@@ -152,7 +152,7 @@ fn check<T: Float>(
 ) -> Result<Geom> {
     const OP: &str = "recurrent";
     let xs = xp.shape();
-    if xs.len() != 3 || xs[2] % cell.gates() != 0 || xs[2] == 0 {
+    if xs.len() != 3 || !xs[2].is_multiple_of(cell.gates()) || xs[2] == 0 {
         return Err(shape_err(
             OP,
             format!("input projection {xs:?} must be (T, N, {}·H)", cell.gates()),
