@@ -16,4 +16,7 @@ pub use linear::Linear;
 pub use misc::{Dropout, Embedding, Flatten, ReflectionPad2d, Upsample};
 pub use norm::{BatchNorm, FrozenBatchNorm2d, InstanceNorm2d, LocalResponseNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, LPPool2d, MaxPool2d};
-pub use recurrent::{Recurrent, RecurrentCell, RecurrentConfig, RecurrentState};
+pub use recurrent::{
+    onnx_gate_perm, reorder_blocks, Recurrent, RecurrentCell, RecurrentConfig, RecurrentState,
+    ONNX_PEEPHOLE_PERM,
+};

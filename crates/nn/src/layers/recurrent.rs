@@ -520,3 +520,32 @@ impl Module for RecurrentCell {
         )
     }
 }
+
+/// The order of ONNX's gate blocks in aics's (PyTorch's): `ours[k] = onnx[perm[k]]`. ONNX's LSTM
+/// has (i, o, f, c), its GRU (z, r, h), its peepholes (i, o, f); aics has (i, f, g, o),
+/// (r, z, n) and (i, f, o).
+pub fn onnx_gate_perm(cell: Cell) -> &'static [usize] {
+    match cell {
+        Cell::RnnTanh | Cell::RnnRelu => &[0],
+        Cell::Lstm { coupled: false, .. } => &[0, 2, 3, 1],
+        // ONNX has no coupled LSTM; its blocks would be (i, o, c)
+        Cell::Lstm { coupled: true, .. } => &[0, 2, 1],
+        Cell::Gru { .. } => &[1, 0, 2],
+    }
+}
+
+/// ONNX's peephole rows (i, o, f) in aics's order (i, f, o).
+pub const ONNX_PEEPHOLE_PERM: [usize; 3] = [0, 2, 1];
+
+/// `data` made of `perm.len()` blocks of `block` values each, re-ordered so that block k is
+/// `data`'s block `perm[k]`. None when the sizes do not fit.
+pub fn reorder_blocks<T: Copy>(data: &[T], perm: &[usize], block: usize) -> Option<Vec<T>> {
+    if data.len() != perm.len() * block || perm.iter().any(|&p| p >= perm.len()) {
+        return None;
+    }
+    Some(
+        perm.iter()
+            .flat_map(|&p| data[p * block..(p + 1) * block].iter().copied())
+            .collect(),
+    )
+}
