@@ -595,7 +595,9 @@ pub fn yolov1_cfg(size: usize, classes: usize, head: HeadKind) -> String {
     for f in [16, 32, 64, 128, 256] {
         c += &format!("\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n[maxpool]\nsize=2\nstride=2\n");
     }
-    c += "\n[convolutional]\nbatch_normalize=1\nfilters=256\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
+    for f in [512, 1024, 256] {
+        c += &format!("\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n");
+    }
     if head == HeadKind::Conv {
         c += &format!(
             "\n[convolutional]\nfilters={}\nsize=1\nstride=1\nactivation=linear\n",

@@ -246,13 +246,10 @@ fn meta_of(ck: &Checkpoint) -> Result<LmMeta> {
 /// into `lm`, naming the file in any error.
 fn restore(ck: &Checkpoint, lm: &CharLm) -> Result<Option<RecurrentState>> {
     let t = ck.model_tensors();
-    let state = match t.get(STATE_H) {
-        Some((s, _)) => Some(RecurrentState {
-            h: Tensor::zeros(s),
-            c: t.get(STATE_C).map(|(s, _)| Tensor::zeros(s)),
-        }),
-        None => None,
-    };
+    let state = t.get(STATE_H).map(|(s, _)| RecurrentState {
+        h: Tensor::zeros(s),
+        c: t.get(STATE_C).map(|(s, _)| Tensor::zeros(s)),
+    });
     ck.load_into(&Snapshot {
         lm,
         state: state.as_ref(),
@@ -309,7 +306,7 @@ fn train(a: LmTrainArgs) -> Result<()> {
     if a.layers == 0 || a.hidden == 0 || a.embed == 0 || a.seq_len == 0 || a.batch_size == 0 {
         bail!("--layers, --hidden, --embed, --seq-len and --batch-size must be positive");
     }
-    if !(a.lr > 0.0 && a.lr.is_finite()) || !(a.clip >= 0.0) {
+    if !(a.lr > 0.0 && a.lr.is_finite() && a.clip >= 0.0 && a.clip.is_finite()) {
         bail!("--lr must be positive and --clip not negative");
     }
     if !(a.val_fraction > 0.0 && a.val_fraction < 0.5) {
