@@ -316,7 +316,7 @@ fn train(a: LmTrainArgs) -> Result<()> {
         bail!("--epochs, --max-steps, --save-every and --eval-every must be at least 1");
     }
     if let Some(t) = a.time_budget {
-        if !(t > 0.0) {
+        if t.is_nan() || t <= 0.0 {
             bail!("--time-budget must be positive seconds, got {t}");
         }
     }
