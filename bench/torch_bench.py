@@ -795,6 +795,53 @@ def bench_chapter_detectors(budget):
         emit("rcnn_regions_96_b64", s, r, images_s=64 / s)
 
 
+RNN_WORKLOADS = ("lstm_charlm_train", "gru_charlm_train", "lstm_infer_b1")
+
+
+class CharLm(nn.Module):
+    """aics's CharLm (crates/text/src/lm.rs): embedding, recurrent layers, linear read-out."""
+
+    def __init__(self, cell, vocab=65, embed=64, hidden=256, layers=2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](embed, hidden, layers)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, x):
+        y, _ = self.rnn(self.embed(x))
+        return self.head(y.reshape(-1, y.shape[-1]))
+
+
+def bench_rnn(budget):
+    """The recurrent workloads of crates/cli/src/bench_rnn.rs."""
+    T, N, V = 100, 32, 65
+    k = torch.arange(T * N)
+    x = ((k * 7 + 3) % V).reshape(T, N)
+    y = ((k * 7 + 4) % V)
+    for cell in ("lstm", "gru"):
+        name = cell + "_charlm_train"
+        if not wanted(name):
+            continue
+        m = CharLm(cell)
+        opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+
+        def step():
+            opt.zero_grad()
+            F.cross_entropy(m(x), y).backward()
+            opt.step()
+        s, r = measure(step, budget)
+        emit(name, s, r, tokens_s=T * N / s)
+    if wanted("lstm_infer_b1"):
+        m = nn.LSTM(512, 512).eval()
+        xi = torch.rand(T, 1, 512) * 2 - 1
+
+        def infer():
+            with torch.no_grad():
+                m(xi)
+        s, r = measure(infer, budget)
+        emit("lstm_infer_b1", s, r, tokens_s=T / s)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -832,6 +879,8 @@ def main():
         bench_tv_detectors(b)
     if wanted(*CHAPTER_DETECTORS):
         bench_chapter_detectors(b)
+    if wanted(*RNN_WORKLOADS):
+        bench_rnn(b)
     models = [m[0] for m in MODEL_FWD]
     if wanted(*models, *(m + "@onnxruntime" for m in models), "resnet18_train_32_b64"):
         import tempfile

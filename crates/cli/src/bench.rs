@@ -70,6 +70,8 @@ pub(crate) struct Outcome {
     pub(crate) seconds: f64,
     pub(crate) flop: Option<f64>,
     pub(crate) images: Option<f64>,
+    /// Tokens a second, for sequence models.
+    pub(crate) tokens: Option<f64>,
 }
 
 impl Outcome {
@@ -80,6 +82,7 @@ impl Outcome {
             seconds,
             flop: None,
             images: None,
+            tokens: None,
         }
     }
 }
@@ -183,6 +186,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: Some(2.0 * (n * n * n) as f64),
             images: None,
+            tokens: None,
         });
     }
 
@@ -215,6 +219,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 seconds: s,
                 flop: Some(flop),
                 images: None,
+                tokens: None,
             });
         }
         let xg = x.detach().requires_grad_(true);
@@ -232,6 +237,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 seconds: s,
                 flop: Some(3.0 * flop),
                 images: None,
+                tokens: None,
             });
         }
         if name == "conv_lab33" && want("conv_lab33_bwd") {
@@ -256,6 +262,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 seconds: times[times.len() / 2],
                 flop: Some(2.0 * flop),
                 images: None,
+                tokens: None,
             });
         }
     }
@@ -324,6 +331,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 seconds: s,
                 flop: Some(2.0 * macs as f64),
                 images: Some(1.0),
+                tokens: None,
             });
         } else {
             eprintln!(
@@ -384,11 +392,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: None,
             images: Some(1.0),
+            tokens: None,
         });
     }
 
     // one training step of each chapter detector, and R-CNN's warped regions
     crate::bench_detect::run(&want, a.min_time, &mut out)?;
+    // recurrent language models: a training step, and inference one token at a time
+    crate::bench_rnn::run(&want, a.min_time, &mut out)?;
 
     if want("lenet5_train_b64") {
         let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
@@ -398,6 +409,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: None,
             images: Some(64.0 / s),
+            tokens: None,
         });
     }
 
@@ -431,6 +443,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: Some(flop),
             images: Some(batch as f64 / s),
+            tokens: None,
         });
     }
 
@@ -442,6 +455,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: Some(flop),
             images: Some(64.0 / s),
+            tokens: None,
         });
     }
 
@@ -485,6 +499,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: None,
             images: Some(1.0 / s),
+            tokens: None,
         });
     }
 
@@ -517,6 +532,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: None,
             images: Some(4.0 / s),
+            tokens: None,
         });
     }
 
@@ -534,6 +550,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             if let Some(i) = o.images {
                 v["images_s"] = serde_json::json!(i);
             }
+            if let Some(t) = o.tokens {
+                v["tokens_s"] = serde_json::json!(t);
+            }
             println!("{v}");
         } else {
             let g = gflops
@@ -542,6 +561,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let i = o
                 .images
                 .map(|i| format!("{i:.0}"))
+                .or(o.tokens.map(|t| format!("{t:.0} tok")))
                 .unwrap_or_else(|| "-".into());
             println!("{:<24} {:>12.6} {:>10} {:>10}", o.name, o.seconds, g, i);
         }

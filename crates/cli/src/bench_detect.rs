@@ -94,6 +94,7 @@ pub(crate) fn run(
             seconds: s,
             flop: None,
             images: Some(n as f64 / s),
+            tokens: None,
         })
     };
     if want("yolov1_train_192_b16") {
