@@ -22,6 +22,7 @@
 
 pub mod mat;
 pub mod matconvnet;
+pub mod npz;
 mod pickle;
 
 use std::collections::HashMap;
@@ -93,7 +94,7 @@ impl PthDtype {
 }
 
 /// IEEE 754 half precision → single precision (exact).
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1f) as u32;
     let man = (h & 0x3ff) as u32;
@@ -142,7 +143,7 @@ pub enum IoError {
 }
 
 /// Upper bound on the number of elements of one output tensor.
-const MAX_TENSOR_ELEMS: usize = 1 << 31;
+pub(crate) const MAX_TENSOR_ELEMS: usize = 1 << 31;
 /// Upper bound on the number of state-dict entries.
 const MAX_ENTRIES: usize = 1 << 20;
 /// Upper bound on the elements of one tensor per element of its storage, and on the elements
