@@ -14,6 +14,7 @@ mod detect_tv;
 mod eval;
 mod features;
 mod filters;
+mod g2p_cmd;
 mod gradcheck_cmd;
 mod lm;
 mod map;
@@ -91,6 +92,8 @@ enum Cmd {
     /// Character-level language models: `lm train` (RNN, LSTM and its variants, GRU) and
     /// `lm sample`.
     Lm(lm::LmArgs),
+    /// English words to ARPAbet phonemes with g2p_en's trained GRU encoder–decoder.
+    G2p(g2p_cmd::G2pArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay`: how long freed memory stays committed before it is given
@@ -128,6 +131,7 @@ fn main() {
         Cmd::Stylize(a) => stylize::run(a),
         Cmd::StylizeTrain(a) => stylize_train::run(a),
         Cmd::Lm(a) => lm::run(a),
+        Cmd::G2p(a) => g2p_cmd::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),

@@ -242,3 +242,76 @@ fn bad_input_is_one_line() {
     ]));
     assert!(e.contains("none.safetensors"), "{e}");
 }
+
+#[test]
+#[ignore = "needs g2p_en's weights and CMUdict (scripts/setup.sh)"]
+fn g2p_prints_the_packages_phonemes() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/g2p.json")).unwrap())
+            .unwrap();
+    let words: Vec<&serde_json::Value> = fx["words"].as_array().unwrap().iter().take(40).collect();
+    let w = root.join(".cache/weights/g2p_en/checkpoint20.npz");
+    let mut args = vec![
+        "g2p".to_string(),
+        "--json".into(),
+        "--weights".into(),
+        w.display().to_string(),
+    ];
+    args.extend(
+        words
+            .iter()
+            .map(|v| v["word"].as_str().unwrap().to_string()),
+    );
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = ok(&aics(&refs));
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), words.len());
+    for (got, want) in lines.iter().zip(&words) {
+        assert_eq!(got["word"], want["word"]);
+        assert_eq!(got["phonemes"], want["phonemes"], "{}", want["word"]);
+        assert_eq!(got["source"], "model");
+    }
+    // with --dict, a dictionary word comes from CMUdict
+    let c = root.join(".cache/cmudict/cmudict.dict");
+    let out = ok(&aics(&[
+        "g2p",
+        "--dict",
+        "--json",
+        "--weights",
+        w.to_str().unwrap(),
+        "--cmudict",
+        c.to_str().unwrap(),
+        "hello",
+        "activationist",
+    ]));
+    let l: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(l[0]["source"], "cmudict");
+    assert_eq!(
+        l[0]["phonemes"],
+        serde_json::json!(["HH", "AH0", "L", "OW1"])
+    );
+    assert_eq!(l[1]["source"], "model");
+}
+
+#[test]
+fn g2p_bad_input_is_one_line() {
+    let d = tmp("g2p");
+    let e = err(&aics(&[
+        "g2p",
+        "--weights",
+        d.join("none.npz").to_str().unwrap(),
+        "word",
+    ]));
+    assert!(e.contains("none.npz"), "{e}");
+    let bad = d.join("bad.npz");
+    std::fs::write(&bad, b"not a zip").unwrap();
+    let e = err(&aics(&["g2p", "--weights", bad.to_str().unwrap(), "word"]));
+    assert!(e.contains("bad.npz"), "{e}");
+}
