@@ -23,7 +23,8 @@ use crate::plot::{write_training_curves, Curve};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Model to train, any of the zoo's. For 28×28 images: mlp, lenet5; for 32×32 (CIFAR-size):
+    /// Model to train, any of the zoo's. For 28×28 images: mlp, lenet5, lstm_seq (an LSTM reading
+    /// the rows as a sequence); for 32×32 (CIFAR-size):
     /// resnet20, resnet32, resnet44, resnet56, resnet110, alexnet_small, googlenet_small (with
     /// auxiliary losses); and, on any --image-size they fit: alexnet, alexnet_paper, vgg11, vgg13,
     /// vgg16, vgg19 (each also _bn), resnet18, resnet34, resnet50, resnet101, resnet152,
@@ -67,7 +68,7 @@ pub struct TrainArgs {
     pub clip_grad_norm: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Hidden sizes of the MLP, e.g. 128,64.
+    /// Hidden sizes of the MLP (e.g. 128,64), or of lstm_seq's layers (e.g. 128,128: two layers).
     #[arg(long)]
     pub hidden: Option<String>,
     /// Checkpoint file (default runs/MODEL-DATASET.safetensors).
@@ -437,6 +438,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     LrSchedule::parse(&a.schedule, a.epochs.saturating_sub(a.warmup))
         .map_err(anyhow::Error::msg)?;
     let hidden = data_spec::parse_hidden(a.hidden.as_deref())?;
+    if !hidden.is_empty() && !matches!(a.model.as_str(), "mlp" | "lstm_seq") {
+        bail!("--hidden applies to --model mlp and lstm_seq only");
+    }
     let DataSpec {
         name: ds_name,
         train,

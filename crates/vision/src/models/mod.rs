@@ -6,6 +6,7 @@ pub mod bn_inception;
 pub mod googlenet;
 pub mod inception_v3;
 pub mod lenet;
+pub mod lstm_seq;
 pub mod mlp;
 pub mod mobilenet;
 pub mod mobilenet_v3;
@@ -117,6 +118,7 @@ fn boxed<M: Module + 'static>(m: Result<M>) -> Result<Box<dyn Module>> {
 pub static ZOO: &[ZooEntry] = &[
     entry("mlp", MNIST, |_, c| boxed(mlp(c))),
     entry("lenet5", MNIST, |_, c| boxed(lenet5(c))),
+    entry("lstm_seq", MNIST, |_, c| boxed(lstm_seq::lstm_seq(c))),
     entry("alexnet", IMAGENET, |_, c| boxed(alexnet::alexnet(c))),
     entry("alexnet_paper", ([3, 227, 227], 1000), |_, c| {
         boxed(alexnet::alexnet_paper(c))
