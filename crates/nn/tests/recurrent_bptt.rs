@@ -3,9 +3,8 @@
 //! forget gate stays near 1, and clipping by global norm bounds the exploding one.
 
 #[allow(dead_code)]
-mod example {
-    include!("../examples/bptt_gradients.rs");
-}
+#[path = "../examples/bptt_gradients.rs"]
+mod example;
 
 use aics_tensor::Cell;
 use example::grad_norm;
