@@ -250,6 +250,7 @@ fn check<T: Float>(
 }
 
 /// `out[m×n] (+)= a[m×k] · b` where `b` is given as a row-major `n×k` matrix (so `b ᵀ` is used).
+/// (A hand-written matrix–vector path for batches of one was slower than the GEMM crate's.)
 fn mm_bt<T: Float>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T], acc: bool) {
     gemm(m, n, k, Mat::rm(a, k), Mat::rm_t(b, k), out, acc, true);
 }
@@ -331,6 +332,7 @@ impl<T: Float> Tensor<T> {
         ];
         let mut qn = vec![T::zero(); q.len()];
         let mut m = vec![T::zero(); if whr.is_some() { n * h } else { 0 }];
+        let mut proj = vec![T::zero(); if whr.is_some() { n * p } else { 0 }];
 
         for s in 0..t {
             let (hprev_all, hnext_all) = hs.split_at_mut((s + 1) * n * p);
@@ -465,7 +467,6 @@ impl<T: Float> Tensor<T> {
             }
             if let Some(wr) = whr.as_ref() {
                 // h' = W_hr m for the sequences still running
-                let mut proj = vec![T::zero(); n * p];
                 mm_bt(n, p, h, &m, wr, &mut proj, false);
                 for b in 0..n {
                     let Some(ti) = tix(s, b) else { continue };
