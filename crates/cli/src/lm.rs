@@ -34,6 +34,19 @@ pub enum LmCmd {
     Train(LmTrainArgs),
     /// Print text sampled from a trained model.
     Sample(LmSampleArgs),
+    /// Compare training logs (--log of `lm train`): validation bits per character against
+    /// training time on one plot, and a table.
+    Compare(LmCompareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LmCompareArgs {
+    /// JSON-lines logs of `aics lm train --log`, one per model.
+    #[arg(required = true)]
+    pub logs: Vec<PathBuf>,
+    /// The plot (PNG).
+    #[arg(long, default_value = "runs/lm-compare.png")]
+    pub out: PathBuf,
 }
 
 /// The recurrent cell of a language model.
@@ -174,6 +187,7 @@ pub fn run(a: LmArgs) -> Result<()> {
     match a.cmd {
         LmCmd::Train(t) => train(t),
         LmCmd::Sample(s) => sample(s),
+        LmCmd::Compare(c) => compare(c),
     }
 }
 
@@ -583,5 +597,86 @@ fn sample(a: LmSampleArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     write!(out, "{}{}", a.prompt, text)?;
     writeln!(out)?;
+    Ok(())
+}
+
+fn compare(a: LmCompareArgs) -> Result<()> {
+    struct Run {
+        label: String,
+        points: Vec<(f64, f64)>,
+        steps: u64,
+        seconds: f64,
+        last: f64,
+        best: f64,
+        tokens_s: f64,
+    }
+    let mut runs = Vec::new();
+    for p in &a.logs {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let mut r = Run {
+            label: String::new(),
+            points: Vec::new(),
+            steps: 0,
+            seconds: 0.0,
+            last: f64::NAN,
+            best: f64::INFINITY,
+            tokens_s: 0.0,
+        };
+        let mut tps = Vec::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: line {} is not JSON", p.display(), n + 1))?;
+            let num = |k: &str| {
+                v[k].as_f64().with_context(|| {
+                    format!(
+                        "{}: line {} has no `{k}` (not a log of `aics lm train`)",
+                        p.display(),
+                        n + 1
+                    )
+                })
+            };
+            let (secs, bpc) = (num("elapsed_s")?, num("val_bpc")?);
+            r.points.push((secs, bpc));
+            r.steps = num("step")? as u64;
+            r.seconds = secs;
+            r.last = bpc;
+            r.best = r.best.min(bpc);
+            tps.push(num("tokens_per_s")?);
+            r.label = v["cell"].as_str().unwrap_or("?").to_string();
+        }
+        if r.points.is_empty() {
+            bail!("{}: no validation lines", p.display());
+        }
+        r.tokens_s = tps.iter().sum::<f64>() / tps.len() as f64;
+        runs.push(r);
+    }
+    let curves: Vec<Curve> = runs
+        .iter()
+        .map(|r| Curve {
+            label: &r.label,
+            points: &r.points,
+        })
+        .collect();
+    write_line_chart(
+        &a.out,
+        "character language models: validation loss against training time",
+        "seconds of training",
+        "validation bits per character",
+        &curves,
+    )?;
+    println!("| cell | steps | seconds | tokens/s | validation bits/char (last) | (best) |");
+    println!("|---|---|---|---|---|---|");
+    for r in &runs {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.3} | {:.3} |",
+            r.label, r.steps, r.seconds, r.tokens_s, r.last, r.best
+        );
+    }
+    eprintln!("plot: {}", a.out.display());
     Ok(())
 }
