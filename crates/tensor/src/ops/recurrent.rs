@@ -140,7 +140,36 @@ impl Geom {
 
 #[inline(always)]
 fn sigmoid<T: Float>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    T::one() / (T::one() + (-x).fast_exp())
+}
+
+// Slice passes of the fused gate kernels: branch-free loops the compiler vectorizes (they run
+// inside `with_best`, so with AVX2 or AVX-512 where the CPU has them).
+
+#[inline(always)]
+fn sigmoid_inplace<T: Float>(v: &mut [T]) {
+    v.iter_mut().for_each(|x| *x = sigmoid(*x));
+}
+
+#[inline(always)]
+fn tanh_inplace<T: Float>(v: &mut [T]) {
+    v.iter_mut().for_each(|x| *x = x.fast_tanh());
+}
+
+/// `out = a + b + c`, element by element.
+#[inline(always)]
+fn add3<T: Float>(out: &mut [T], a: &[T], b: &[T], c: &[T]) {
+    for (((o, &x), &y), &z) in out.iter_mut().zip(a).zip(b).zip(c) {
+        *o = x + y + z;
+    }
+}
+
+/// `out += a ⊙ b`.
+#[inline(always)]
+fn mul_add_into<T: Float>(out: &mut [T], a: &[T], b: &[T]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o += x * y;
+    }
 }
 
 fn check<T: Float>(
@@ -333,6 +362,10 @@ impl<T: Float> Tensor<T> {
         let mut qn = vec![T::zero(); q.len()];
         let mut m = vec![T::zero(); if whr.is_some() { n * h } else { 0 }];
         let mut proj = vec![T::zero(); if whr.is_some() { n * p } else { 0 }];
+        // b_hh, zeros when absent, so that the gate passes need no branch
+        let bias_v: Vec<T> = bhh
+            .as_ref()
+            .map_or_else(|| vec![T::zero(); gh], |v| v.to_vec());
 
         for s in 0..t {
             let (hprev_all, hnext_all) = hs.split_at_mut((s + 1) * n * p);
@@ -347,105 +380,137 @@ impl<T: Float> Tensor<T> {
                 }
                 _ => mm_bt(n, gh, p, hprev, &whh, &mut pre, false),
             }
-            for b in 0..n {
-                let hp = &hprev[b * p..(b + 1) * p];
-                let Some(ti) = tix(s, b) else {
-                    hnext[b * p..(b + 1) * p].copy_from_slice(hp);
-                    if cell.has_c() {
-                        let (cp, cn) = cs.split_at_mut((s + 1) * n * h);
-                        cn[b * h..(b + 1) * h]
-                            .copy_from_slice(&cp[(s * n + b) * h..(s * n + b + 1) * h]);
-                    }
-                    continue;
-                };
-                let x = &xp[(ti * n + b) * gh..(ti * n + b + 1) * gh];
-                let ab = &mut a[b * gh..(b + 1) * gh];
-                let bias = |j: usize| bhh.as_ref().map_or(T::zero(), |v| v[j]);
-                match cell {
-                    Cell::RnnTanh | Cell::RnnRelu => {
-                        let r = &pre[b * gh..(b + 1) * gh];
-                        for j in 0..h {
-                            let v = x[j] + r[j] + bias(j);
-                            let y = if cell == Cell::RnnTanh {
-                                v.tanh()
-                            } else {
-                                v.max(T::zero())
-                            };
-                            ab[j] = y;
-                            hnext[b * p + j] = y;
-                            out[(ti * n + b) * p + j] = y;
-                        }
-                    }
-                    Cell::Lstm { coupled, .. } => {
-                        let r = &pre[b * gh..(b + 1) * gh];
-                        let (cp, cn) = cs.split_at_mut((s + 1) * n * h);
-                        let cprev = &cp[(s * n + b) * h..(s * n + b + 1) * h];
-                        let cnext = &mut cn[b * h..(b + 1) * h];
-                        let pw = |row: Option<usize>, j: usize| match (row, peep.as_ref()) {
-                            (Some(k), Some(w)) => w[k * h + j],
-                            _ => T::zero(),
-                        };
-                        // gate blocks: (i, f, g, o), or (i, g, o) when coupled
-                        let (bi, bf, bg, bo) = if coupled {
-                            (0, usize::MAX, h, 2 * h)
-                        } else {
-                            (0, h, 2 * h, 3 * h)
-                        };
-                        for j in 0..h {
-                            let z = |blk: usize| x[blk + j] + r[blk + j] + bias(blk + j);
-                            let iv = sigmoid(z(bi) + pw(np_i, j) * cprev[j]);
-                            let fv = if coupled {
-                                T::one() - iv
-                            } else {
-                                sigmoid(z(bf) + pw(np_f, j) * cprev[j])
-                            };
-                            let gv = z(bg).tanh();
-                            let c = fv * cprev[j] + iv * gv;
-                            let ov = sigmoid(z(bo) + pw(np_o, j) * c);
-                            let mv = ov * c.tanh();
-                            cnext[j] = c;
-                            ab[bi + j] = iv;
-                            if !coupled {
-                                ab[bf + j] = fv;
+            // the gates of every running sequence, compiled for the best vector instructions
+            crate::cpu::simd::with_best(
+                #[inline(always)]
+                || {
+                    for b in 0..n {
+                        let hp = &hprev[b * p..(b + 1) * p];
+                        let Some(ti) = tix(s, b) else {
+                            hnext[b * p..(b + 1) * p].copy_from_slice(hp);
+                            if cell.has_c() {
+                                let (cp, cn) = cs.split_at_mut((s + 1) * n * h);
+                                cn[b * h..(b + 1) * h]
+                                    .copy_from_slice(&cp[(s * n + b) * h..(s * n + b + 1) * h]);
                             }
-                            ab[bg + j] = gv;
-                            ab[bo + j] = ov;
-                            if whr.is_some() {
-                                m[b * h + j] = mv;
-                            } else {
-                                hnext[b * p + j] = mv;
-                                out[(ti * n + b) * p + j] = mv;
+                            continue;
+                        };
+                        let x = &xp[(ti * n + b) * gh..(ti * n + b + 1) * gh];
+                        let ab = &mut a[b * gh..(b + 1) * gh];
+                        let bias = |j: usize| bhh.as_ref().map_or(T::zero(), |v| v[j]);
+                        match cell {
+                            Cell::RnnTanh | Cell::RnnRelu => {
+                                let r = &pre[b * gh..(b + 1) * gh];
+                                add3(ab, x, r, &bias_v);
+                                if cell == Cell::RnnTanh {
+                                    tanh_inplace(ab);
+                                } else {
+                                    ab.iter_mut().for_each(|v| *v = v.max(T::zero()));
+                                }
+                                hnext[b * p..(b + 1) * p].copy_from_slice(ab);
+                                out[(ti * n + b) * p..(ti * n + b + 1) * p].copy_from_slice(ab);
+                            }
+                            Cell::Lstm { coupled, .. } => {
+                                // gate blocks: (i, f, g, o), or (i, g, o) when coupled; each pass
+                                // below is one branch-free loop over a block
+                                let r = &pre[b * gh..(b + 1) * gh];
+                                let (cp, cn) = cs.split_at_mut((s + 1) * n * h);
+                                let cprev = &cp[(s * n + b) * h..(s * n + b + 1) * h];
+                                let cnext = &mut cn[b * h..(b + 1) * h];
+                                let (bi, bg, bo) = if coupled {
+                                    (0, h, 2 * h)
+                                } else {
+                                    (0, 2 * h, 3 * h)
+                                };
+                                add3(ab, x, r, &bias_v);
+                                if let Some(pv) = peep.as_ref() {
+                                    let k = np_i.unwrap_or(0);
+                                    mul_add_into(
+                                        &mut ab[bi..bi + h],
+                                        &pv[k * h..(k + 1) * h],
+                                        cprev,
+                                    );
+                                    if let Some(k) = np_f {
+                                        mul_add_into(
+                                            &mut ab[h..2 * h],
+                                            &pv[k * h..(k + 1) * h],
+                                            cprev,
+                                        );
+                                    }
+                                }
+                                if coupled {
+                                    sigmoid_inplace(&mut ab[bi..bi + h]);
+                                } else {
+                                    sigmoid_inplace(&mut ab[..2 * h]);
+                                }
+                                tanh_inplace(&mut ab[bg..bg + h]);
+                                {
+                                    let (ifg, o) = ab.split_at_mut(bo);
+                                    if coupled {
+                                        for j in 0..h {
+                                            let (iv, gv) = (ifg[j], ifg[bg + j]);
+                                            cnext[j] = (T::one() - iv) * cprev[j] + iv * gv;
+                                        }
+                                    } else {
+                                        for j in 0..h {
+                                            let (iv, fv, gv) = (ifg[j], ifg[h + j], ifg[bg + j]);
+                                            cnext[j] = fv * cprev[j] + iv * gv;
+                                        }
+                                    }
+                                    if let (Some(pv), Some(k)) = (peep.as_ref(), np_o) {
+                                        mul_add_into(o, &pv[k * h..(k + 1) * h], cnext);
+                                    }
+                                    sigmoid_inplace(o);
+                                    // m = o ⊙ tanh(c'): the new h, or what the projection reads
+                                    let dst = if whr.is_some() {
+                                        &mut m[b * h..(b + 1) * h]
+                                    } else {
+                                        &mut hnext[b * p..(b + 1) * p]
+                                    };
+                                    dst.copy_from_slice(cnext);
+                                    tanh_inplace(dst);
+                                    dst.iter_mut().zip(o.iter()).for_each(|(d, &ov)| *d *= ov);
+                                }
+                                if whr.is_none() {
+                                    out[(ti * n + b) * p..(ti * n + b + 1) * p]
+                                        .copy_from_slice(&hnext[b * p..(b + 1) * p]);
+                                }
+                            }
+                            Cell::Gru { reset_after: true } => {
+                                let r = &pre[b * gh..(b + 1) * gh];
+                                let g = &mut ghn[(s * n + b) * h..(s * n + b + 1) * h];
+                                // r and z: σ(x + W_h h + b_h); the candidate's W_hn h + b_hn kept
+                                add3(&mut ab[..2 * h], &x[..2 * h], &r[..2 * h], &bias_v[..2 * h]);
+                                sigmoid_inplace(&mut ab[..2 * h]);
+                                for j in 0..h {
+                                    g[j] = r[2 * h + j] + bias_v[2 * h + j];
+                                }
+                                let (rz, nb) = ab.split_at_mut(2 * h);
+                                for j in 0..h {
+                                    nb[j] = x[2 * h + j] + rz[j] * g[j];
+                                }
+                                tanh_inplace(nb);
+                                let hn = &mut hnext[b * p..(b + 1) * p];
+                                for j in 0..h {
+                                    let zv = rz[h + j];
+                                    hn[j] = (T::one() - zv) * nb[j] + zv * hp[j];
+                                }
+                                out[(ti * n + b) * p..(ti * n + b + 1) * p].copy_from_slice(hn);
+                            }
+                            Cell::Gru { reset_after: false } => {
+                                let r = &pre[b * 2 * h..(b + 1) * 2 * h];
+                                for j in 0..h {
+                                    let rv = sigmoid(x[j] + r[j] + bias(j));
+                                    let zv = sigmoid(x[h + j] + r[h + j] + bias(h + j));
+                                    ab[j] = rv;
+                                    ab[h + j] = zv;
+                                    q[b * h + j] = rv * hp[j];
+                                }
                             }
                         }
                     }
-                    Cell::Gru { reset_after: true } => {
-                        let r = &pre[b * gh..(b + 1) * gh];
-                        for j in 0..h {
-                            let rv = sigmoid(x[j] + r[j] + bias(j));
-                            let zv = sigmoid(x[h + j] + r[h + j] + bias(h + j));
-                            let hn = r[2 * h + j] + bias(2 * h + j);
-                            let nv = (x[2 * h + j] + rv * hn).tanh();
-                            let y = (T::one() - zv) * nv + zv * hp[j];
-                            ab[j] = rv;
-                            ab[h + j] = zv;
-                            ab[2 * h + j] = nv;
-                            ghn[(s * n + b) * h + j] = hn;
-                            hnext[b * p + j] = y;
-                            out[(ti * n + b) * p + j] = y;
-                        }
-                    }
-                    Cell::Gru { reset_after: false } => {
-                        let r = &pre[b * 2 * h..(b + 1) * 2 * h];
-                        for j in 0..h {
-                            let rv = sigmoid(x[j] + r[j] + bias(j));
-                            let zv = sigmoid(x[h + j] + r[h + j] + bias(h + j));
-                            ab[j] = rv;
-                            ab[h + j] = zv;
-                            q[b * h + j] = rv * hp[j];
-                        }
-                    }
-                }
-            }
+                },
+            );
             if matches!(cell, Cell::Gru { reset_after: false }) {
                 // the candidate reads r ⊙ h through W_hn
                 mm_bt(n, h, h, &q, &whh[2 * h * p..], &mut qn, false);
@@ -456,7 +521,7 @@ impl<T: Float> Tensor<T> {
                     let hp = &hprev[b * p..(b + 1) * p];
                     for j in 0..h {
                         let bn = bhh.as_ref().map_or(T::zero(), |v| v[2 * h + j]);
-                        let nv = (x[2 * h + j] + qn[b * h + j] + bn).tanh();
+                        let nv = (x[2 * h + j] + qn[b * h + j] + bn).fast_tanh();
                         let zv = ab[h + j];
                         let y = (T::one() - zv) * nv + zv * hp[j];
                         ab[2 * h + j] = nv;
@@ -618,10 +683,6 @@ impl<T: Float> Saved<T> {
             } => (Some(0), None, Some(1)),
             _ => (None, None, None),
         };
-        let pw = |row: Option<usize>, j: usize| match (row, self.peep.as_ref()) {
-            (Some(k), Some(w)) => w[k * h + j],
-            _ => T::zero(),
-        };
         // dh: (N, P), dc: (N, H) running gradients of the state entering the step being undone
         let mut dh = gout[t * n * p..(t + 1) * n * p].to_vec();
         let mut dc = if cell.has_c() {
@@ -650,6 +711,10 @@ impl<T: Float> Saved<T> {
         // Cho's GRU keeps r ⊙ h of each step for ∂W_hn: (T, N, H)
         let mut qs = vec![T::zero(); if gru_cho { t * n * h } else { 0 }];
 
+        // LSTM scratch: tanh(c) of a row, a zero row and gradient rows for absent peepholes
+        let mut tc = vec![T::zero(); h];
+        let zeros_h = vec![T::zero(); h];
+        let mut scratch3 = vec![T::zero(); 3 * h];
         for s in (0..t).rev() {
             let hprev = &self.hs[s * n * p..(s + 1) * n * p];
             let a = &self.acts[s * n * gh..(s + 1) * n * gh];
@@ -710,104 +775,132 @@ impl<T: Float> Saved<T> {
                     true,
                 );
             }
-            for b in 0..n {
-                if self.tix(s, b).is_none() {
-                    continue;
-                }
-                let ab = &a[b * gh..(b + 1) * gh];
-                let dgb = &mut dg[b * gh..(b + 1) * gh];
-                let hp = &hprev[b * p..(b + 1) * p];
-                match cell {
-                    Cell::RnnTanh => {
-                        for j in 0..h {
-                            let y = ab[j];
-                            dgb[j] = dh[b * p + j] * (one - y * y);
+            crate::cpu::simd::with_best(
+                #[inline(always)]
+                || {
+                    for b in 0..n {
+                        if self.tix(s, b).is_none() {
+                            continue;
                         }
-                    }
-                    Cell::RnnRelu => {
-                        for j in 0..h {
-                            dgb[j] = if ab[j] > T::zero() {
-                                dh[b * p + j]
-                            } else {
-                                T::zero()
-                            };
-                        }
-                    }
-                    Cell::Lstm { .. } => {
-                        let cprev = &self.cs[(s * n + b) * h..(s * n + b + 1) * h];
-                        let cnow = &self.cs[((s + 1) * n + b) * h..((s + 1) * n + b + 1) * h];
-                        let (bi, bf, bg, bo) = if coupled {
-                            (0, usize::MAX, h, 2 * h)
-                        } else {
-                            (0, h, 2 * h, 3 * h)
-                        };
-                        for j in 0..h {
-                            let (iv, gv, ov) = (ab[bi + j], ab[bg + j], ab[bo + j]);
-                            let fv = if coupled { one - iv } else { ab[bf + j] };
-                            let c = cnow[j];
-                            let tc = c.tanh();
-                            let dmj = dm[b * h + j];
-                            let do_pre = dmj * tc * ov * (one - ov);
-                            let mut dcj = dc[b * h + j] + dmj * ov * (one - tc * tc);
-                            if let Some(k) = np_o {
-                                dcj += do_pre * pw(Some(k), j);
-                                dpeep[k * h + j] += do_pre * c;
-                            }
-                            let df = dcj * cprev[j];
-                            let mut di = dcj * gv;
-                            let dg_pre = dcj * iv * (one - gv * gv);
-                            let mut dcp = dcj * fv;
-                            if coupled {
-                                di -= df; // f = 1 − i
-                            } else {
-                                let df_pre = df * fv * (one - fv);
-                                dgb[bf + j] = df_pre;
-                                if let Some(k) = np_f {
-                                    dcp += df_pre * pw(Some(k), j);
-                                    dpeep[k * h + j] += df_pre * cprev[j];
+                        let ab = &a[b * gh..(b + 1) * gh];
+                        let dgb = &mut dg[b * gh..(b + 1) * gh];
+                        let hp = &hprev[b * p..(b + 1) * p];
+                        match cell {
+                            Cell::RnnTanh => {
+                                for j in 0..h {
+                                    let y = ab[j];
+                                    dgb[j] = dh[b * p + j] * (one - y * y);
                                 }
                             }
-                            let di_pre = di * iv * (one - iv);
-                            if let Some(k) = np_i {
-                                dcp += di_pre * pw(Some(k), j);
-                                dpeep[k * h + j] += di_pre * cprev[j];
+                            Cell::RnnRelu => {
+                                for j in 0..h {
+                                    dgb[j] = if ab[j] > T::zero() {
+                                        dh[b * p + j]
+                                    } else {
+                                        T::zero()
+                                    };
+                                }
                             }
-                            dgb[bi + j] = di_pre;
-                            dgb[bg + j] = dg_pre;
-                            dgb[bo + j] = do_pre;
-                            dc[b * h + j] = dcp;
+                            Cell::Lstm { .. } => {
+                                let cprev = &self.cs[(s * n + b) * h..(s * n + b + 1) * h];
+                                let cnow =
+                                    &self.cs[((s + 1) * n + b) * h..((s + 1) * n + b + 1) * h];
+                                tc.copy_from_slice(cnow);
+                                tanh_inplace(&mut tc);
+                                // the peepholes' weights and gradients (zeros and a scratch row
+                                // without peepholes: the loops stay branch-free)
+                                let row = |k: Option<usize>| k.map_or(0..0, |k| k * h..(k + 1) * h);
+                                let pv = self.peep.as_deref().map(|v| &v[..]);
+                                let (p_i, p_f, p_o) = match pv {
+                                    Some(v) => (
+                                        &v[row(np_i)],
+                                        if np_f.is_some() {
+                                            &v[row(np_f)]
+                                        } else {
+                                            &zeros_h[..]
+                                        },
+                                        &v[row(np_o)],
+                                    ),
+                                    None => (&zeros_h[..], &zeros_h[..], &zeros_h[..]),
+                                };
+                                let (dpi, rest) = if pv.is_some() {
+                                    dpeep.split_at_mut(h)
+                                } else {
+                                    scratch3.split_at_mut(h)
+                                };
+                                let (dp_second, dp_third) = rest.split_at_mut(h);
+                                // rows (i, f, o), or (i, o) when coupled
+                                let (dpf, dpo): (&mut [T], &mut [T]) = if coupled {
+                                    (dp_third, dp_second)
+                                } else {
+                                    (dp_second, dp_third)
+                                };
+                                let dmb = &dm[b * h..(b + 1) * h];
+                                let dcb = &mut dc[b * h..(b + 1) * h];
+                                let (bi, bg, bo) = if coupled {
+                                    (0, h, 2 * h)
+                                } else {
+                                    (0, 2 * h, 3 * h)
+                                };
+                                for j in 0..h {
+                                    let (iv, gv, ov) = (ab[bi + j], ab[bg + j], ab[bo + j]);
+                                    let fv = if coupled { one - iv } else { ab[h + j] };
+                                    let (c, t) = (cnow[j], tc[j]);
+                                    let do_pre = dmb[j] * t * ov * (one - ov);
+                                    let dcj =
+                                        dcb[j] + dmb[j] * ov * (one - t * t) + do_pre * p_o[j];
+                                    dpo[j] += do_pre * c;
+                                    let df = dcj * cprev[j];
+                                    // f = 1 − i when coupled: i's gradient loses f's
+                                    let di = if coupled { dcj * gv - df } else { dcj * gv };
+                                    let df_pre = df * fv * (one - fv);
+                                    let di_pre = di * iv * (one - iv);
+                                    let dg_pre = dcj * iv * (one - gv * gv);
+                                    let mut dcp = dcj * fv + di_pre * p_i[j];
+                                    dpi[j] += di_pre * cprev[j];
+                                    if !coupled {
+                                        dcp += df_pre * p_f[j];
+                                        dpf[j] += df_pre * cprev[j];
+                                        dgb[h + j] = df_pre;
+                                    }
+                                    dgb[bi + j] = di_pre;
+                                    dgb[bg + j] = dg_pre;
+                                    dgb[bo + j] = do_pre;
+                                    dcb[j] = dcp;
+                                }
+                            }
+                            Cell::Gru { reset_after: true } => {
+                                let dghb = &mut dgh[(s * n + b) * gh..(s * n + b + 1) * gh];
+                                for j in 0..h {
+                                    let (rv, zv, nv) = (ab[j], ab[h + j], ab[2 * h + j]);
+                                    let d = dh[b * p + j];
+                                    let dn_pre = d * (one - zv) * (one - nv * nv);
+                                    let hn = self.ghn[(s * n + b) * h + j];
+                                    let dr_pre = dn_pre * hn * rv * (one - rv);
+                                    let dz_pre = d * (hp[j] - nv) * zv * (one - zv);
+                                    dgb[j] = dr_pre;
+                                    dgb[h + j] = dz_pre;
+                                    dgb[2 * h + j] = dn_pre;
+                                    dghb[j] = dr_pre;
+                                    dghb[h + j] = dz_pre;
+                                    dghb[2 * h + j] = dn_pre * rv;
+                                }
+                            }
+                            Cell::Gru { reset_after: false } => {
+                                for j in 0..h {
+                                    let (rv, zv, nv) = (ab[j], ab[h + j], ab[2 * h + j]);
+                                    let d = dh[b * p + j];
+                                    let dr_pre = dq[b * h + j] * hp[j] * rv * (one - rv);
+                                    let dz_pre = d * (hp[j] - nv) * zv * (one - zv);
+                                    dgb[j] = dr_pre;
+                                    dgb[h + j] = dz_pre;
+                                    qs[(s * n + b) * h + j] = rv * hp[j];
+                                }
+                            }
                         }
                     }
-                    Cell::Gru { reset_after: true } => {
-                        let dghb = &mut dgh[(s * n + b) * gh..(s * n + b + 1) * gh];
-                        for j in 0..h {
-                            let (rv, zv, nv) = (ab[j], ab[h + j], ab[2 * h + j]);
-                            let d = dh[b * p + j];
-                            let dn_pre = d * (one - zv) * (one - nv * nv);
-                            let hn = self.ghn[(s * n + b) * h + j];
-                            let dr_pre = dn_pre * hn * rv * (one - rv);
-                            let dz_pre = d * (hp[j] - nv) * zv * (one - zv);
-                            dgb[j] = dr_pre;
-                            dgb[h + j] = dz_pre;
-                            dgb[2 * h + j] = dn_pre;
-                            dghb[j] = dr_pre;
-                            dghb[h + j] = dz_pre;
-                            dghb[2 * h + j] = dn_pre * rv;
-                        }
-                    }
-                    Cell::Gru { reset_after: false } => {
-                        for j in 0..h {
-                            let (rv, zv, nv) = (ab[j], ab[h + j], ab[2 * h + j]);
-                            let d = dh[b * p + j];
-                            let dr_pre = dq[b * h + j] * hp[j] * rv * (one - rv);
-                            let dz_pre = d * (hp[j] - nv) * zv * (one - zv);
-                            dgb[j] = dr_pre;
-                            dgb[h + j] = dz_pre;
-                            qs[(s * n + b) * h + j] = rv * hp[j];
-                        }
-                    }
-                }
-            }
+                },
+            );
             // ∂h_prev: the recurrent matmul's share, plus the direct paths
             let dgr: &[T] = if dgh.is_empty() {
                 &dgx[s * n * gh..(s + 1) * n * gh]
