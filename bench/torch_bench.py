@@ -692,8 +692,10 @@ def yolov1_net():
         layers += [nn.Conv2d(c, f, 3, 1, 1, bias=False), nn.BatchNorm2d(f), nn.LeakyReLU(0.1),
                    nn.MaxPool2d(2, 2)]
         c = f
-    layers += [nn.Conv2d(256, 256, 3, 1, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.1),
-               nn.Conv2d(256, DET_CLASSES + 10, 1)]
+    for f in [512, 1024, 256]:
+        layers += [nn.Conv2d(c, f, 3, 1, 1, bias=False), nn.BatchNorm2d(f), nn.LeakyReLU(0.1)]
+        c = f
+    layers += [nn.Conv2d(256, DET_CLASSES + 10, 1)]
     return nn.Sequential(*layers)
 
 

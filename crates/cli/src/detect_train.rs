@@ -586,9 +586,10 @@ pub(crate) fn yolov1_head(
     }
 }
 
-/// The YOLOv1 network for `size`² inputs and `classes` classes: darknet's tiny YOLOv1 layout
-/// (3×3 conv + BN + leaky, 2×2 max pool, five times), a 3×3 conv, and a connected layer to the
-/// S²·(C + 5B) output.
+/// The YOLOv1 network for `size`² inputs and `classes` classes: darknet's YOLOv1-tiny layout
+/// (3×3 conv + BN + leaky with 16, 32, 64, 128, 256 filters, each followed by a 2×2 max pool;
+/// then 3×3 convs of 512, 1024 and 256 filters) without its sixth pool, so that the grid is
+/// size/32; then a connected layer to the S²·(C + 5B) output, or a 1×1 conv (`--head conv`).
 pub fn yolov1_cfg(size: usize, classes: usize, head: HeadKind) -> String {
     let s = size / 32;
     let mut c = format!("[net]\nwidth={size}\nheight={size}\nchannels=3\n");
