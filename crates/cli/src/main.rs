@@ -112,15 +112,18 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        if n == 0 {
-            eprintln!("error: --threads must be at least 1");
-            std::process::exit(2);
-        }
-        if let Err(e) = aics_tensor::set_num_threads(n) {
-            eprintln!("error: cannot start {n} threads: {e}");
-            std::process::exit(2);
-        }
+    if cli.threads == Some(0) {
+        eprintln!("error: --threads must be at least 1");
+        std::process::exit(2);
+    }
+    // subnormals flushed to zero here and on every worker (see aics_tensor::flush_denormals)
+    aics_tensor::flush_denormals();
+    let n = cli.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    });
+    if let Err(e) = aics_tensor::set_num_threads(n) {
+        eprintln!("error: cannot start {n} threads: {e}");
+        std::process::exit(2);
     }
     let result = match cli.cmd {
         Cmd::Train(a) => train::run(a),

@@ -66,7 +66,7 @@ impl Float for f32 {
         const LN2_HI: f32 = 0.693_359_4;
         const LN2_LO: f32 = -2.121_944_4e-4;
         const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
-        let x = self.clamp(-87.0, 88.0);
+        let x = self.clamp(-80.0, 80.0);
         let n = (x * LOG2E + ROUND) - ROUND;
         let r = x - n * LN2_HI - n * LN2_LO;
         let p = 1.0

@@ -31,12 +31,31 @@ pub use ops::upsample::Interp;
 pub use rng::{hash_fill, hash_uniform, Rng};
 pub use tensor::{Device, Tensor};
 
-/// Set the number of worker threads for all kernels (call once, before any work).
+/// Set the number of worker threads for all kernels (call once, before any work). The workers
+/// flush subnormal numbers to zero ([`flush_denormals`]).
 pub fn set_num_threads(n: usize) -> std::result::Result<(), String> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        .start_handler(|_| flush_denormals())
         .build_global()
         .map_err(|e| e.to_string())
+}
+
+/// Treat subnormal floats as zero on this thread, as inputs and as results (x86's FTZ and DAZ
+/// flags; elsewhere nothing). A saturated gate multiplies gradients down into the subnormal
+/// range, where every arithmetic instruction that meets them takes a slow microcode path; an
+/// LSTM with peepholes trained ten times slower after 50 steps without this. Values below
+/// 1.2e-38 become 0.
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads and writes this thread's MXCSR through a local; only the FTZ (bit 15) and
+    // DAZ (bit 6) flags change, which affect rounding of subnormal values and nothing else.
+    unsafe {
+        let mut csr: u32 = 0;
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack));
+        csr |= (1 << 15) | (1 << 6);
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack));
+    }
 }
 
 /// The number of worker threads kernels use.
