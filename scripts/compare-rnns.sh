@@ -20,7 +20,7 @@ logs=()
 for cell in rnn lstm lstm-peephole lstm-coupled gru; do
     ck="$OUT/$cell.safetensors"
     if [ ! -f "$ck" ]; then
-        "$AICS" lm train --cell "$cell" --time-budget "$BUDGET" --eval-every 200 \
+        "$AICS" lm train --cell "$cell" --time-budget "$BUDGET" --epochs 1000 --eval-every 200 \
             --checkpoint "$ck" --log "$OUT/$cell.jsonl"
     fi
     "$AICS" lm sample --checkpoint "$ck" --prompt "ROMEO:" --length 300 --seed 1 > "$OUT/$cell.txt"
