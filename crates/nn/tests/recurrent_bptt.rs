@@ -22,6 +22,12 @@ fn gradients_vanish_explode_and_are_carried() {
     let lstm_long = ratio(lstm, 1.0, 3.0);
     assert!(tanh.is_finite() && tanh < 1e-9, "tanh {tanh}");
     assert!(relu.is_finite() && relu > 1e6, "relu {relu}");
-    assert!(lstm_short.is_finite() && lstm_short < 1e-2, "lstm, forget 0.5: {lstm_short}");
-    assert!(lstm_long.is_finite() && lstm_long > 0.5, "lstm, forget 0.95: {lstm_long}");
+    assert!(
+        lstm_short.is_finite() && lstm_short < 1e-2,
+        "lstm, forget 0.5: {lstm_short}"
+    );
+    assert!(
+        lstm_long.is_finite() && lstm_long > 0.5,
+        "lstm, forget 0.95: {lstm_long}"
+    );
 }
