@@ -138,6 +138,29 @@ impl Geom {
     }
 }
 
+/// Which time position each sequence is at in each step: sequence b runs its first `len_b`
+/// steps, backwards from `len_b − 1` in the reverse direction.
+#[derive(Clone)]
+struct Steps {
+    lengths: Vec<usize>,
+    reverse: bool,
+}
+
+impl Steps {
+    fn new<T: Float>(o: &RecurrentOpts<'_, T>, t: usize, n: usize) -> Steps {
+        Steps {
+            lengths: o.lengths.map_or_else(|| vec![t; n], |l| l.to_vec()),
+            reverse: o.reverse,
+        }
+    }
+    /// The time index of sequence `b` at step `s`, or None once it has ended.
+    #[inline]
+    fn time(&self, s: usize, b: usize) -> Option<usize> {
+        let l = self.lengths[b];
+        (s < l).then(|| if self.reverse { l - 1 - s } else { s })
+    }
+}
+
 #[inline(always)]
 fn sigmoid<T: Float>(x: T) -> T {
     T::one() / (T::one() + (-x).fast_exp())
@@ -298,13 +321,8 @@ impl<T: Float> Tensor<T> {
         let geo = check(cell, self, h0, w_hh, &opts)?;
         let Geom { t, n, h, p, .. } = geo;
         let gh = geo.gh();
-        let lengths: Vec<usize> = opts.lengths.map_or_else(|| vec![t; n], |l| l.to_vec());
-        // time index of sequence b at step s, or None once it has ended
-        let reverse = opts.reverse;
-        let tix = move |s: usize, b: usize| -> Option<usize> {
-            let l = lengths[b];
-            (s < l).then(|| if reverse { l - 1 - s } else { s })
-        };
+        let steps = Steps::new(&opts, t, n);
+        let tix = |s: usize, b: usize| steps.time(s, b);
 
         let xp = self.data();
         let whh = w_hh.data();
@@ -570,11 +588,9 @@ impl<T: Float> Tensor<T> {
             inputs.len() - 1
         });
         let n_inputs = inputs.len();
-        let lengths: Vec<usize> = opts.lengths.map_or_else(|| vec![t; n], |l| l.to_vec());
         let saved = Saved {
             geo,
-            reverse,
-            lengths,
+            steps: steps.clone(),
             whh,
             peep,
             whr,
@@ -633,8 +649,7 @@ impl<T: Float> Tensor<T> {
 /// What the backward needs from the forward.
 struct Saved<T: Float> {
     geo: Geom,
-    reverse: bool,
-    lengths: Vec<usize>,
+    steps: Steps,
     whh: std::sync::Arc<Vec<T>>,
     peep: Option<std::sync::Arc<Vec<T>>>,
     whr: Option<std::sync::Arc<Vec<T>>>,
@@ -657,8 +672,7 @@ struct Grads<T> {
 
 impl<T: Float> Saved<T> {
     fn tix(&self, s: usize, b: usize) -> Option<usize> {
-        let l = self.lengths[b];
-        (s < l).then(|| if self.reverse { l - 1 - s } else { s })
+        self.steps.time(s, b)
     }
 
     /// Back-propagation through time. `gout` is the gradient of
@@ -1059,11 +1073,8 @@ impl<T: Float> Tensor<T> {
         let geo = check(cell, self, h0, w_hh, &opts)?;
         let Geom { t, n, h, p, .. } = geo;
         let gh = geo.gh();
-        let lengths: Vec<usize> = opts.lengths.map_or_else(|| vec![t; n], |l| l.to_vec());
-        let tix = |s: usize, b: usize| -> Option<usize> {
-            let l = lengths[b];
-            (s < l).then(|| if opts.reverse { l - 1 - s } else { s })
-        };
+        let steps = Steps::new(&opts, t, n);
+        let tix = |s: usize, b: usize| steps.time(s, b);
         let xp = self.reshape(&[t * n, gh])?;
         let wt = w_hh.transpose(0, 1)?; // (P, G·H)
         let block = |x: &Tensor<T>, k: usize| x.narrow(1, k * h, h);
