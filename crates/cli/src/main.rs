@@ -118,9 +118,9 @@ fn main() {
     }
     // subnormals flushed to zero here and on every worker (see aics_tensor::flush_denormals)
     aics_tensor::flush_denormals();
-    let n = cli.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
+    let n = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if let Err(e) = aics_tensor::set_num_threads(n) {
         eprintln!("error: cannot start {n} threads: {e}");
         std::process::exit(2);
