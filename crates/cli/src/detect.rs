@@ -496,7 +496,9 @@ fn push_results(
     dets: impl Iterator<Item = (usize, [f32; 4], f32)>,
 ) {
     let id = image_id(path);
-    for (c, [x1, y1, x2, y2], score) in dets {
+    // a box clipped to nothing cannot match anything: dropped, as torchvision's
+    // `remove_small_boxes` drops them
+    for (c, [x1, y1, x2, y2], score) in dets.filter(|(_, b, _)| b[2] > b[0] && b[3] > b[1]) {
         results.push(json!({"image_id": id, "category_id": c, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}));
     }
 }

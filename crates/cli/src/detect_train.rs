@@ -126,6 +126,11 @@ pub struct DetectTrainArgs {
     /// Continue the run that wrote --checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Start from the weights of another run's checkpoint (the same model, head, size and
+    /// classes) with a fresh optimizer and schedule: fine-tuning, e.g. on new scenes. A resumed
+    /// run names the same --init; its weights then come from --checkpoint.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// How training images are varied (default: flip; not for the detectors trained on
     /// precomputed proposals).
     #[arg(long, value_enum)]
@@ -560,6 +565,46 @@ fn load_split(
         objects,
         proposals: Vec::new(),
     })
+}
+
+/// `--init`: load the weights of `path`, a checkpoint of a run whose model, head, size and
+/// backbone equal `settings`' and whose classes are `names`.
+fn init_from(path: &Path, net: &dyn Module, settings: &str, names: &[String]) -> Result<()> {
+    let ck = load_checkpoint(path).with_context(|| format!("--init {}", path.display()))?;
+    let theirs: serde_json::Value = ck
+        .meta("aics.detect_train")
+        .and_then(|m| serde_json::from_str(m).ok())
+        .with_context(|| {
+            format!(
+                "--init {}: not a checkpoint of aics detect-train",
+                path.display()
+            )
+        })?;
+    let ours: serde_json::Value = serde_json::from_str(settings)?;
+    for key in ["model", "head", "size", "backbone"] {
+        if theirs.get(key) != ours.get(key) {
+            bail!(
+                "--init {}: its {key} is {}, this run's is {}",
+                path.display(),
+                theirs.get(key).unwrap_or(&json!(null)),
+                ours.get(key).unwrap_or(&json!(null))
+            );
+        }
+    }
+    let their_names: Option<Vec<String>> = ck
+        .meta("aics.class_names")
+        .and_then(|m| serde_json::from_str(m).ok());
+    if their_names.as_deref() != Some(names) {
+        bail!(
+            "--init {}: its classes {:?} differ from the data set's {:?}",
+            path.display(),
+            their_names.unwrap_or_default(),
+            names
+        );
+    }
+    ck.load_into(net)
+        .with_context(|| format!("--init {}", path.display()))?;
+    Ok(())
 }
 
 /// YOLOv1's output layout: the `[detection]` layer's for the connected head; for the
@@ -1020,6 +1065,11 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     if augment != Augment::Flip && matches!(a.model, DetModel::FastRcnn | DetModel::Rcnn) {
         bail!("--augment yolo does not apply to --model {model_name}: its proposals are computed once, on the images as they are");
     }
+    if a.init.is_some() && a.model == DetModel::Rcnn {
+        bail!(
+            "--init does not apply to --model rcnn (its SVMs are solved once, on cached features)"
+        );
+    }
     let epochs = a.epochs.unwrap_or(30);
     let lr = a.lr.unwrap_or(1e-3);
     if a.batch == 0 || epochs == 0 || lr.is_nan() || lr <= 0.0 {
@@ -1175,7 +1225,13 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         settings["backbone"] = json!("mobilenet_v2");
         settings["freeze_backbone"] = json!(a.freeze_backbone.unwrap_or(0));
     }
+    if let Some(init) = &a.init {
+        settings["init"] = json!(init.display().to_string());
+    }
     let settings = settings.to_string();
+    if let (Some(init), false) = (&a.init, a.resume) {
+        init_from(init, net, &settings, &names)?;
+    }
     let mut opt = Adam::new(parameters(net)).lr(lr);
     let mut start = 0;
     let mut log_lines: Vec<String> = Vec::new();

@@ -166,7 +166,7 @@ pub fn write_coco(d: &Dataset, path: &Path) -> Result<()> {
 }
 
 /// Parse the text of a COCO results file, checking that every detection names an image and a
-/// category of `gt` and has a finite score and a box with area. An `image_id` may also be a
+/// category of `gt` and has a finite score and a box with no negative side (pycocotools scores a zero-area box as a miss). An `image_id` may also be a
 /// string: the image's file name or its stem (VOC data sets name images by file), and a
 /// `category_id` the category's name (VOC data sets name classes, and number them only in the
 /// order the reader finds them).
@@ -223,11 +223,11 @@ pub fn parse_results(text: &str, gt: &Dataset) -> std::result::Result<Vec<Detect
         };
         if !d.score.is_finite()
             || !d.bbox.iter().all(|v| v.is_finite())
-            || d.bbox[2] <= 0.0
-            || d.bbox[3] <= 0.0
+            || d.bbox[2] < 0.0
+            || d.bbox[3] < 0.0
         {
             return Err(format!(
-                "detection {i}: score {} and box {:?} must be finite, with area",
+                "detection {i}: score {} and box {:?} must be finite, with no negative side",
                 d.score, d.bbox
             ));
         }

@@ -47,6 +47,15 @@ impl Checkpoint {
             })
             .collect()
     }
+    /// The state of the optimizer saved as `name` by [`save_checkpoint_optims`], prefix
+    /// removed.
+    pub fn optimizer_state_of(&self, name: &str) -> TensorMap {
+        let pre = format!("{OPTIM_PREFIX}{name}.");
+        self.tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&pre).map(|s| (s.to_string(), v.clone())))
+            .collect()
+    }
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(|s| s.as_str())
     }
@@ -133,6 +142,19 @@ pub fn save_checkpoint(
     optim: Option<&dyn Optimizer>,
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    let optims: Vec<(&str, &dyn Optimizer)> = optim.map(|o| ("", o)).into_iter().collect();
+    save_checkpoint_optims(path, model, &optims, metadata)
+}
+
+/// Save a model trained by several optimizers (a GAN's generator and discriminator): each
+/// optimizer's state goes under `optimizer.NAME.` (read back by
+/// [`Checkpoint::optimizer_state_of`]); an empty name is [`save_checkpoint`]'s layout.
+pub fn save_checkpoint_optims(
+    path: &Path,
+    model: &dyn Module,
+    optims: &[(&str, &dyn Optimizer)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (k, t) in state_dict(model) {
         entries.push((
@@ -141,10 +163,15 @@ pub fn save_checkpoint(
             t.data().iter().flat_map(|v| v.to_le_bytes()).collect(),
         ));
     }
-    if let Some(o) = optim {
+    for (name, o) in optims {
+        let pre = if name.is_empty() {
+            OPTIM_PREFIX.to_string()
+        } else {
+            format!("{OPTIM_PREFIX}{name}.")
+        };
         for (k, shape, data) in o.state() {
             entries.push((
-                format!("{OPTIM_PREFIX}{k}"),
+                format!("{pre}{k}"),
                 shape,
                 data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ));
@@ -160,9 +187,10 @@ pub fn save_checkpoint(
     if !rngs.is_empty() {
         meta.insert(RNG_META.into(), serde_json::Value::Object(rngs).to_string());
     }
-    if let Some(o) = optim {
-        meta.insert("optimizer".into(), o.name().into());
-        meta.insert("lr".into(), o.get_lr().to_string());
+    for (name, o) in optims {
+        let sep = if name.is_empty() { "" } else { "." };
+        meta.insert(format!("optimizer{sep}{name}"), o.name().into());
+        meta.insert(format!("lr{sep}{name}"), o.get_lr().to_string());
     }
     let bad = |msg: String| NnError::Checkpoint {
         path: path.to_path_buf(),

@@ -128,9 +128,12 @@ pub fn smooth_l1_loss<T: Float>(x: &Tensor<T>, y: &Tensor<T>, beta: f64) -> Resu
     Ok(x.sub(y)?.smooth_l1(beta).mean())
 }
 
-/// `mean(max(x,0) - x·y + log(1 + e^{-|x|}))`, the stable form of BCE on logits.
+/// `mean((1 − y)·x + log(1 + e^{−x}))`, BCE on logits in PyTorch's form, with the stable
+/// softplus. Its gradient is `σ(x) − y` everywhere; the form `max(x, 0) − x·y +
+/// log(1 + e^{−|x|})` has the same values but, built from `relu` and `abs`, a gradient of
+/// `−y` at exactly x = 0, where the kinks' one-sided derivatives are taken as 0.
 pub fn bce_with_logits<T: Float>(x: &Tensor<T>, y: &Tensor<T>) -> Result<Tensor<T>> {
     same_shape("bce_with_logits", x, y)?;
-    let t = x.relu().sub(&x.mul(y)?)?.add(&x.abs().neg().softplus())?;
+    let t = x.mul(&y.neg().add_scalar(1.0))?.add(&x.neg().softplus())?;
     Ok(t.mean())
 }
