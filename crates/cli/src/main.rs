@@ -15,6 +15,7 @@ mod eval;
 mod features;
 mod filters;
 mod g2p_cmd;
+mod gan_cmd;
 mod gradcheck_cmd;
 mod lm;
 mod map;
@@ -94,6 +95,9 @@ enum Cmd {
     Lm(lm::LmArgs),
     /// English words to ARPAbet phonemes with g2p_en's trained GRU encoder–decoder.
     G2p(g2p_cmd::G2pArgs),
+    /// Generative adversarial networks: `gan train` (GAN, DCGAN, WGAN), `gan sample`,
+    /// `gan interpolate`, `gan eval` (mode collapse measured).
+    Gan(gan_cmd::GanArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay`: how long freed memory stays committed before it is given
@@ -135,6 +139,7 @@ fn main() {
         Cmd::StylizeTrain(a) => stylize_train::run(a),
         Cmd::Lm(a) => lm::run(a),
         Cmd::G2p(a) => g2p_cmd::run(a),
+        Cmd::Gan(a) => gan_cmd::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),
