@@ -119,7 +119,8 @@ pub struct TrainArgs {
     /// without extension, plus `-samples/`).
     #[arg(long)]
     samples: Option<PathBuf>,
-    /// Continue the run that wrote --checkpoint.
+    /// Continue the run that wrote --checkpoint, up to --epochs (the learning rates are
+    /// constant, so a run may also be extended).
     #[arg(long)]
     resume: bool,
 }
@@ -322,7 +323,8 @@ fn load_images(spec: &str, size: usize, limit: Option<usize>, with_test: bool) -
 }
 
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let rd = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read the folder", dir.display()))?;
+    let rd = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read the folder", dir.display()))?;
     for e in rd {
         let p = e?.path();
         if p.is_dir() {
@@ -355,9 +357,18 @@ fn fit(x: &[u8], c: usize, h: usize, w: usize, size: usize) -> Result<Vec<u8>> {
         return Ok(out);
     }
     for ch in 0..c {
-        let plane = image::GrayImage::from_raw(w as u32, h as u32, x[ch * h * w..(ch + 1) * h * w].to_vec())
-            .context("image plane")?;
-        let r = image::imageops::resize(&plane, size as u32, size as u32, image::imageops::FilterType::Triangle);
+        let plane = image::GrayImage::from_raw(
+            w as u32,
+            h as u32,
+            x[ch * h * w..(ch + 1) * h * w].to_vec(),
+        )
+        .context("image plane")?;
+        let r = image::imageops::resize(
+            &plane,
+            size as u32,
+            size as u32,
+            image::imageops::FilterType::Triangle,
+        );
         out[ch * size * size..(ch + 1) * size * size].copy_from_slice(r.as_raw());
     }
     Ok(out)
@@ -369,9 +380,16 @@ impl Images {
         let per = self.c * self.size * self.size;
         let mut v = Vec::with_capacity(idx.len() * per);
         for &i in idx {
-            v.extend(self.pixels[i * per..(i + 1) * per].iter().map(|&b| b as f32 / 127.5 - 1.0));
+            v.extend(
+                self.pixels[i * per..(i + 1) * per]
+                    .iter()
+                    .map(|&b| b as f32 / 127.5 - 1.0),
+            );
         }
-        Ok(Tensor::from_vec(v, &[idx.len(), self.c, self.size, self.size])?)
+        Ok(Tensor::from_vec(
+            v,
+            &[idx.len(), self.c, self.size, self.size],
+        )?)
     }
 }
 
@@ -405,7 +423,14 @@ struct Described {
     native: usize,
 }
 
-fn describe(cfg: &GanConfig, model: ModelArg, dataset: &str, obj: Objective, padded: bool, native: usize) -> Value {
+fn describe(
+    cfg: &GanConfig,
+    model: ModelArg,
+    dataset: &str,
+    obj: Objective,
+    padded: bool,
+    native: usize,
+) -> Value {
     json!({
         "model": format!("{model:?}").to_lowercase(),
         "dataset": dataset,
@@ -420,13 +445,31 @@ fn describe(cfg: &GanConfig, model: ModelArg, dataset: &str, obj: Objective, pad
 }
 
 fn read_description(ck: &Checkpoint) -> Result<Described> {
-    let bad = || format!("{}: not a checkpoint of `aics gan train` (no aics.gan metadata)", ck.path.display());
-    let v: Value = serde_json::from_str(ck.meta("aics.gan").with_context(bad)?).with_context(bad)?;
-    let s = |k: &str| v[k].as_str().map(str::to_string).with_context(|| format!("{}: aics.gan without {k}", ck.path.display()));
-    let u = |k: &str| v[k].as_u64().map(|x| x as usize).with_context(|| format!("{}: aics.gan without {k}", ck.path.display()));
+    let bad = || {
+        format!(
+            "{}: not a checkpoint of `aics gan train` (no aics.gan metadata)",
+            ck.path.display()
+        )
+    };
+    let v: Value =
+        serde_json::from_str(ck.meta("aics.gan").with_context(bad)?).with_context(bad)?;
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{}: aics.gan without {k}", ck.path.display()))
+    };
+    let u = |k: &str| {
+        v[k].as_u64()
+            .map(|x| x as usize)
+            .with_context(|| format!("{}: aics.gan without {k}", ck.path.display()))
+    };
     let shape: Vec<usize> = v["shape"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().map(|x| x as usize))
+                .collect()
+        })
         .unwrap_or_default();
     let arch = match s("arch")?.as_str() {
         "mlp" => Arch::Mlp,
@@ -461,8 +504,10 @@ fn load_generator(path: &Path) -> Result<(Generator, Option<Described>)> {
         .is_some_and(|e| matches!(e, "pth" | "pt"));
     if is_pth {
         let raw = aics_io::load_pth(path)?;
-        let map: HashMap<String, (Vec<usize>, Vec<f32>)> =
-            raw.into_iter().map(|(k, t)| (k, (t.shape, t.data))).collect();
+        let map: HashMap<String, (Vec<usize>, Vec<f32>)> = raw
+            .into_iter()
+            .map(|(k, t)| (k, (t.shape, t.data)))
+            .collect();
         let cfg = dcgan_config_from_shapes(&|k| map.get(k).map(|t| t.0.clone()))
             .with_context(|| path.display().to_string())?;
         let g = Generator::new(&cfg, &mut Rng::new(0))?;
@@ -497,7 +542,11 @@ fn grid_png(path: &Path, x: &Tensor, cols: usize) -> Result<()> {
                     let v = d[((k * c + ch) * h + y) * w + xx];
                     ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
                 };
-                let px = if c == 3 { [at(0), at(1), at(2)] } else { [at(0); 3] };
+                let px = if c == 3 {
+                    [at(0), at(1), at(2)]
+                } else {
+                    [at(0); 3]
+                };
                 img.put_pixel((x0 + xx) as u32, (y0 + y) as u32, image::Rgb(px));
             }
         }
@@ -511,8 +560,11 @@ fn write_png(path: &Path, img: &image::RgbImage) -> Result<()> {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .with_context(|| format!("encoding {}", path.display()))?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .with_context(|| format!("encoding {}", path.display()))?;
     write_atomic(path, &bytes)?;
     Ok(())
 }
@@ -552,7 +604,10 @@ fn load_classifier(path: &Path, classes: usize, channels: usize) -> Result<Class
     }
     let features = match meta.model.as_str() {
         "lenet5" => "relu4",
-        other => bail!("{}: Fréchet features are defined for lenet5 classifiers (fc2's output), not {other}", path.display()),
+        other => bail!(
+            "{}: Fréchet features are defined for lenet5 classifiers (fc2's output), not {other}",
+            path.display()
+        ),
     };
     model.set_training(false);
     Ok(Classifier {
@@ -607,12 +662,25 @@ fn to_native(x: &Tensor, padded: bool, native: usize) -> Result<Vec<f32>> {
                 out.extend(plane.iter().map(|v| (v.clamp(-1.0, 1.0) + 1.0) / 2.0));
             } else if padded && size == native + 4 {
                 for y in 2..2 + native {
-                    out.extend(plane[y * size + 2..y * size + 2 + native].iter().map(|v| (v.clamp(-1.0, 1.0) + 1.0) / 2.0));
+                    out.extend(
+                        plane[y * size + 2..y * size + 2 + native]
+                            .iter()
+                            .map(|v| (v.clamp(-1.0, 1.0) + 1.0) / 2.0),
+                    );
                 }
             } else {
-                let bytes: Vec<u8> = plane.iter().map(|v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8).collect();
-                let img = image::GrayImage::from_raw(size as u32, size as u32, bytes).context("plane")?;
-                let r = image::imageops::resize(&img, native as u32, native as u32, image::imageops::FilterType::Triangle);
+                let bytes: Vec<u8> = plane
+                    .iter()
+                    .map(|v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
+                    .collect();
+                let img =
+                    image::GrayImage::from_raw(size as u32, size as u32, bytes).context("plane")?;
+                let r = image::imageops::resize(
+                    &img,
+                    native as u32,
+                    native as u32,
+                    image::imageops::FilterType::Triangle,
+                );
                 out.extend(r.as_raw().iter().map(|&b| b as f32 / 255.0));
             }
         }
@@ -662,9 +730,16 @@ fn score_images(
 // ---------------------------------------------------------------------------------------------
 // train
 
-fn settings_of(a: &TrainArgs, cfg: &GanConfig, obj: Objective, batch: usize, lr: Option<f64>, iters: Option<usize>) -> String {
+fn settings_of(
+    a: &TrainArgs,
+    cfg: &GanConfig,
+    obj: Objective,
+    batch: usize,
+    lr: Option<f64>,
+    iters: Option<usize>,
+) -> String {
     json!({"model": format!("{:?}", a.model).to_lowercase(), "dataset": a.dataset, "objective": objective_name(obj),
-           "shape": cfg.shape, "width": cfg.width, "z_dim": cfg.z_dim, "epochs": a.epochs, "batch": batch, "lr": lr,
+           "shape": cfg.shape, "width": cfg.width, "z_dim": cfg.z_dim, "batch": batch, "lr": lr,
            "iterations": iters, "limit": a.limit, "seed": a.seed})
     .to_string()
 }
@@ -693,7 +768,9 @@ fn train(a: TrainArgs) -> Result<()> {
             }
         }
     } else if a.iterations.is_some() {
-        bail!("--iterations applies to ring8 and grid25 (an image epoch is a pass over the images)");
+        bail!(
+            "--iterations applies to ring8 and grid25 (an image epoch is a pass over the images)"
+        );
     }
     if a.width.is_some() && a.model == ModelArg::Gan {
         bail!("--width applies to the convolutional models (dcgan, wgan)");
@@ -711,19 +788,20 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let obj = objective_of(a.model, a.loss);
     let model_name = format!("{:?}", a.model).to_lowercase();
-    let ds_name: String = a
-        .dataset
-        .split(':')
-        .next()
-        .unwrap_or("data")
-        .to_string();
+    let ds_name: String = a.dataset.split(':').next().unwrap_or("data").to_string();
     let checkpoint = a
         .checkpoint
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/gan-{model_name}-{ds_name}.safetensors")));
-    let log_path = a.log.clone().unwrap_or_else(|| checkpoint.with_extension("jsonl"));
+    let log_path = a
+        .log
+        .clone()
+        .unwrap_or_else(|| checkpoint.with_extension("jsonl"));
     let samples_dir = a.samples.clone().unwrap_or_else(|| {
-        let stem = checkpoint.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let stem = checkpoint
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         checkpoint.with_file_name(format!("{stem}-samples"))
     });
 
@@ -734,7 +812,11 @@ fn train(a: TrainArgs) -> Result<()> {
             let with_test = a.eval_samples != Some(0);
             let im = load_images(&a.dataset, size, a.limit, with_test)?;
             if im.n < batch {
-                bail!("{}: {} images, fewer than one batch of {batch}", a.dataset, im.n);
+                bail!(
+                    "{}: {} images, fewer than one batch of {batch}",
+                    a.dataset,
+                    im.n
+                );
             }
             Data::Images(im)
         }
@@ -756,7 +838,11 @@ fn train(a: TrainArgs) -> Result<()> {
             (c, im.padded, im.native)
         }
     };
-    let lr = a.lr.or(if toy.is_some() && obj != Objective::Wasserstein { Some(1e-3) } else { None });
+    let lr = a.lr.or(if toy.is_some() && obj != Objective::Wasserstein {
+        Some(1e-3)
+    } else {
+        None
+    });
     let iters_per_epoch = toy.map(|_| a.iterations.unwrap_or(500));
     if iters_per_epoch == Some(0) {
         bail!("--iterations must be at least 1");
@@ -777,7 +863,11 @@ fn train(a: TrainArgs) -> Result<()> {
             };
             match (path, &im.test) {
                 (Some(p), Some((_, _, classes))) => Some(load_classifier(&p, *classes, im.c)?),
-                (Some(p), None) => bail!("--classifier {}: {} has no labelled test images to compare with", p.display(), a.dataset),
+                (Some(p), None) => bail!(
+                    "--classifier {}: {} has no labelled test images to compare with",
+                    p.display(),
+                    a.dataset
+                ),
                 (None, _) => {
                     eprintln!("note: no classifier ({DEFAULT_CLASSIFIER} is made by `aics train`): generated images are not scored; --eval-samples 0 silences this");
                     None
@@ -801,34 +891,46 @@ fn train(a: TrainArgs) -> Result<()> {
     let mut start_epoch = 0;
     let mut log_lines: Vec<String> = Vec::new();
     if a.resume {
-        let ck = load_checkpoint(&checkpoint).with_context(|| "--resume needs the checkpoint of an earlier run")?;
+        let ck = load_checkpoint(&checkpoint)
+            .with_context(|| "--resume needs the checkpoint of an earlier run")?;
         if ck.meta("aics.gan_settings") != Some(settings.as_str()) {
             bail!("{}: --resume continues the checkpoint's run, but the settings differ (checkpoint: {}); give the same settings, or start a new run", checkpoint.display(), ck.meta("aics.gan_settings").unwrap_or("none"));
         }
         ck.load_into(&tr.gan)?;
         tr.opt_g.load_state(&ck.optimizer_state_of("generator"))?;
-        tr.opt_d.load_state(&ck.optimizer_state_of("discriminator"))?;
-        start_epoch = ck.meta("aics.epoch").and_then(|e| e.parse().ok()).context("checkpoint without its epoch")?;
-        tr.step = ck.meta("aics.step").and_then(|e| e.parse().ok()).context("checkpoint without its step")?;
+        tr.opt_d
+            .load_state(&ck.optimizer_state_of("discriminator"))?;
+        start_epoch = ck
+            .meta("aics.epoch")
+            .and_then(|e| e.parse().ok())
+            .context("checkpoint without its epoch")?;
+        tr.step = ck
+            .meta("aics.step")
+            .and_then(|e| e.parse().ok())
+            .context("checkpoint without its step")?;
         if let Ok(text) = std::fs::read_to_string(&log_path) {
             // the epoch lines and iteration lines the checkpoint's epochs wrote
             log_lines = text
                 .lines()
                 .filter(|l| {
                     serde_json::from_str::<Value>(l).ok().is_some_and(|v| {
-                        v["epoch"].as_u64().is_some_and(|e| e as usize <= start_epoch)
+                        v["epoch"]
+                            .as_u64()
+                            .is_some_and(|e| e as usize <= start_epoch)
                     })
                 })
                 .map(str::to_string)
                 .collect();
         }
     } else if checkpoint.exists() {
-        eprintln!("note: {} exists and will be replaced (pass --resume to continue it)", checkpoint.display());
+        eprintln!(
+            "note: {} exists and will be replaced (pass --resume to continue it)",
+            checkpoint.display()
+        );
     }
     if let Some(d) = checkpoint.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    std::fs::create_dir_all(&samples_dir).with_context(|| format!("creating {}", samples_dir.display()))?;
     let write_log = |lines: &[String]| -> Result<()> {
         let mut s = lines.join("\n");
         s.push('\n');
@@ -838,10 +940,21 @@ fn train(a: TrainArgs) -> Result<()> {
     let describe_v = describe(&cfg, a.model, &a.dataset, obj, padded, native);
     let fixed_z = tr.gan.generator.noise(64, &mut Rng::derive(a.seed, 0xf1ed));
     let what = match &data {
-        Data::Toy(t) => format!("{model_name} on {} ({} iterations an epoch, batch {batch})", t.name(), iters_per_epoch.unwrap_or(0)),
-        Data::Images(im) => format!("{model_name} on {} ({} images of {}×{size}×{size}, batch {batch})", a.dataset, im.n, im.c),
+        Data::Toy(t) => format!(
+            "{model_name} on {} ({} iterations an epoch, batch {batch})",
+            t.name(),
+            iters_per_epoch.unwrap_or(0)
+        ),
+        Data::Images(im) => format!(
+            "{model_name} on {} ({} images of {}×{size}×{size}, batch {batch})",
+            a.dataset, im.n, im.c
+        ),
     };
-    println!("{what}: {} + {} parameters", aics_nn::num_params(&tr.gan.generator), aics_nn::num_params(&tr.gan.discriminator));
+    println!(
+        "{what}: {} + {} parameters",
+        aics_nn::num_params(&tr.gan.generator),
+        aics_nn::num_params(&tr.gan.discriminator)
+    );
 
     for epoch in start_epoch..a.epochs {
         let t0 = Instant::now();
@@ -850,30 +963,45 @@ fn train(a: TrainArgs) -> Result<()> {
             Data::Images(im) => {
                 let mut order: Vec<usize> = (0..im.n).collect();
                 Rng::derive(a.seed, epoch as u64 + 1).shuffle(&mut order);
-                let batches: Vec<Vec<usize>> = order.chunks_exact(batch).map(|c| c.to_vec()).collect();
+                let batches: Vec<Vec<usize>> =
+                    order.chunks_exact(batch).map(|c| c.to_vec()).collect();
                 let n_iter = batches.len() / tr.n_critic;
                 (batches, n_iter)
             }
             Data::Toy(_) => (Vec::new(), iters_per_epoch.unwrap_or(0)),
         };
         if n_iter == 0 {
-            bail!("{}: too few images for one iteration ({} batches of {batch} a generator step)", a.dataset, tr.n_critic);
+            bail!(
+                "{}: too few images for one iteration ({} batches of {batch} a generator step)",
+                a.dataset,
+                tr.n_critic
+            );
         }
         let pb = ProgressBar::new(n_iter as u64);
         pb.set_style(
-            ProgressStyle::with_template(&format!("epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}} ({{elapsed}}<{{eta}})", epoch + 1, a.epochs))
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(&format!(
+                "epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}} ({{elapsed}}<{{eta}})",
+                epoch + 1,
+                a.epochs
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let (mut sd, mut sg, mut sw, mut sr, mut sf) = (0f64, 0f64, 0f64, 0f64, 0f64);
         for it in 0..n_iter {
             let step = tr.step;
             let mut srng = step_rng(a.seed, step);
             let reals: Vec<Tensor> = match &data {
-                Data::Images(im) => (0..tr.n_critic).map(|j| im.batch(&plan[it * tr.n_critic + j])).collect::<Result<_>>()?,
-                Data::Toy(t) => (0..tr.n_critic).map(|_| t.sample(batch, &mut srng)).collect(),
+                Data::Images(im) => (0..tr.n_critic)
+                    .map(|j| im.batch(&plan[it * tr.n_critic + j]))
+                    .collect::<Result<_>>()?,
+                Data::Toy(t) => (0..tr.n_critic)
+                    .map(|_| t.sample(batch, &mut srng))
+                    .collect(),
             };
             let z_dim = cfg.z_dim;
-            let s = tr.iteration(&reals, &mut |n| Tensor::randn(&[n, z_dim], 0.0, 1.0, &mut srng))?;
+            let s = tr.iteration(&reals, &mut |n| {
+                Tensor::randn(&[n, z_dim], 0.0, 1.0, &mut srng)
+            })?;
             sd += s.d_loss;
             sg += s.g_loss;
             sr += s.d_real;
@@ -881,13 +1009,21 @@ fn train(a: TrainArgs) -> Result<()> {
             sw += s.wasserstein.unwrap_or(0.0);
             let msg = match s.wasserstein {
                 Some(w) => format!("W {w:.4} D {:.4} G {:.4}", s.d_loss, s.g_loss),
-                None => format!("D {:.3} G {:.3} D(x) {:.2} D(G(z)) {:.2}", s.d_loss, s.g_loss, s.d_real, s.d_fake),
+                None => format!(
+                    "D {:.3} G {:.3} D(x) {:.2} D(G(z)) {:.2}",
+                    s.d_loss, s.g_loss, s.d_real, s.d_fake
+                ),
             };
             pb.set_message(msg);
             pb.inc(1);
             if let Data::Toy(t) = &data {
                 if (it + 1) % 100 == 0 {
-                    let pts = sample(&tr.gan.generator, &tr.gan.generator.noise(2500, &mut Rng::derive(a.seed, 0x70f)))?;
+                    let pts = sample(
+                        &tr.gan.generator,
+                        &tr.gan
+                            .generator
+                            .noise(2500, &mut Rng::derive(a.seed, 0x70f)),
+                    )?;
                     let c = t.coverage(&pts.data())?;
                     let mut line = json!({"epoch": epoch + 1, "iteration": tr.step, "d_loss": s.d_loss, "g_loss": s.g_loss,
                         "modes_covered": c.covered, "modes": c.modes, "high_quality": c.high_quality});
@@ -913,27 +1049,56 @@ fn train(a: TrainArgs) -> Result<()> {
         // pictures and measures
         match &data {
             Data::Toy(t) => {
-                let pts = sample(&tr.gan.generator, &tr.gan.generator.noise(2500, &mut Rng::derive(a.seed, 0x70f)))?;
+                let pts = sample(
+                    &tr.gan.generator,
+                    &tr.gan
+                        .generator
+                        .noise(2500, &mut Rng::derive(a.seed, 0x70f)),
+                )?;
                 let c = t.coverage(&pts.data())?;
                 line["modes_covered"] = json!(c.covered);
                 line["modes"] = json!(c.modes);
                 line["high_quality"] = json!(c.high_quality);
-                summary += &format!(", {} of {} modes, {:.1}% high quality", c.covered, c.modes, 100.0 * c.high_quality);
+                summary += &format!(
+                    ", {} of {} modes, {:.1}% high quality",
+                    c.covered,
+                    c.modes,
+                    100.0 * c.high_quality
+                );
                 let real = t.sample(2500, &mut Rng::derive(a.seed, 0x7ea1));
                 let p = samples_dir.join(format!("epoch_{:03}.png", epoch + 1));
                 let title = format!("{model_name} on {}, epoch {}", t.name(), epoch + 1);
-                write_scatter(&p, &title, &[ScatterPanel { title: "", real: &real.data(), generated: &pts.data() }], toy_lim(*t))?;
+                write_scatter(
+                    &p,
+                    &title,
+                    &[ScatterPanel {
+                        title: "",
+                        real: &real.data(),
+                        generated: &pts.data(),
+                    }],
+                    toy_lim(*t),
+                )?;
             }
             Data::Images(_) => {
                 let x = sample(&tr.gan.generator, &fixed_z)?;
-                grid_png(&samples_dir.join(format!("epoch_{:03}.png", epoch + 1)), &x, 8)?;
+                grid_png(
+                    &samples_dir.join(format!("epoch_{:03}.png", epoch + 1)),
+                    &x,
+                    8,
+                )?;
                 if let (Some(cls), Some(rf)) = (&classifier, &real_feats) {
                     let s = score_images(&tr.gan.generator, cls, rf, eval_n, a.seed, padded)?;
                     line["class_histogram"] = json!(s.hist);
                     line["kl_to_uniform"] = json!(s.kl);
                     line["classes_covered"] = json!(s.covered);
                     line["frechet_lenet"] = json!(s.frechet);
-                    summary += &format!(", {} of {} classes, KL to uniform {:.3}, Fréchet (LeNet features) {:.2}", s.covered, s.hist.len(), s.kl, s.frechet);
+                    summary += &format!(
+                        ", {} of {} classes, KL to uniform {:.3}, Fréchet (LeNet features) {:.2}",
+                        s.covered,
+                        s.hist.len(),
+                        s.kl,
+                        s.frechet
+                    );
                 }
             }
         }
@@ -948,13 +1113,21 @@ fn train(a: TrainArgs) -> Result<()> {
         save_checkpoint_optims(
             &checkpoint,
             &tr.gan,
-            &[("generator", tr.opt_g.as_ref()), ("discriminator", tr.opt_d.as_ref())],
+            &[
+                ("generator", tr.opt_g.as_ref()),
+                ("discriminator", tr.opt_d.as_ref()),
+            ],
             meta,
         )?;
         write_log(&log_lines)?;
         std::io::stdout().flush().ok();
     }
-    println!("checkpoint: {}\nlog: {}\nsamples: {}", checkpoint.display(), log_path.display(), samples_dir.display());
+    println!(
+        "checkpoint: {}\nlog: {}\nsamples: {}",
+        checkpoint.display(),
+        log_path.display(),
+        samples_dir.display()
+    );
     Ok(())
 }
 
@@ -971,7 +1144,16 @@ fn run_sample(a: SampleArgs) -> Result<()> {
     match d.as_ref().and_then(|d| parse_toy(&d.dataset)) {
         Some(t) => {
             let real = t.sample(a.n, &mut Rng::derive(a.seed, 0x7ea1));
-            write_scatter(&a.out, t.name(), &[ScatterPanel { title: "", real: &real.data(), generated: &x.data() }], toy_lim(t))?;
+            write_scatter(
+                &a.out,
+                t.name(),
+                &[ScatterPanel {
+                    title: "",
+                    real: &real.data(),
+                    generated: &x.data(),
+                }],
+                toy_lim(t),
+            )?;
         }
         None => grid_png(&a.out, &x, (a.n as f64).sqrt().ceil() as usize)?,
     }
@@ -983,12 +1165,16 @@ fn run_sample(a: SampleArgs) -> Result<()> {
 fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
     let na = a.iter().map(|v| v * v).sum::<f32>().sqrt();
     let nb = b.iter().map(|v| v * v).sum::<f32>().sqrt();
-    let cos = (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
+    let cos =
+        (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
     let omega = cos.acos();
     if omega.abs() < 1e-6 {
         return a.iter().zip(b).map(|(x, y)| x + t * (y - x)).collect();
     }
-    let (wa, wb) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+    let (wa, wb) = (
+        ((1.0 - t) * omega).sin() / omega.sin(),
+        (t * omega).sin() / omega.sin(),
+    );
     a.iter().zip(b).map(|(x, y)| wa * x + wb * y).collect()
 }
 
@@ -998,7 +1184,11 @@ fn run_interpolate(a: InterpolateArgs) -> Result<()> {
     }
     let (g, d) = load_generator(&a.checkpoint)?;
     if g.cfg.shape.len() != 3 {
-        bail!("{}: interpolation draws images; this generator makes {}-D points", a.checkpoint.display(), g.cfg.sample_len());
+        bail!(
+            "{}: interpolation draws images; this generator makes {}-D points",
+            a.checkpoint.display(),
+            g.cfg.sample_len()
+        );
     }
     let _ = d;
     let za = g.noise(1, &mut Rng::new(a.seeds[0])).to_vec();
@@ -1025,7 +1215,12 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let mut panels: Vec<(String, Vec<f32>, Vec<f32>, Toy)> = Vec::new();
     for path in &a.checkpoint {
         let (g, d) = load_generator(path)?;
-        let d = d.with_context(|| format!("{}: eval needs an `aics gan train` checkpoint (it names the data set)", path.display()))?;
+        let d = d.with_context(|| {
+            format!(
+                "{}: eval needs an `aics gan train` checkpoint (it names the data set)",
+                path.display()
+            )
+        })?;
         if let Some(t) = parse_toy(&d.dataset) {
             if a.classifier.is_some() {
                 bail!("--classifier applies to image data sets, not {}", d.dataset);
@@ -1038,11 +1233,20 @@ fn run_eval(a: EvalArgs) -> Result<()> {
                 path.display(), d.model, objective_name(d.objective), t.name(), c.covered, c.modes, 100.0 * c.high_quality, c.per_mode
             );
             let real = t.sample(n, &mut Rng::derive(a.seed, 0x7ea1));
-            panels.push((format!("{} ({} of {} modes)", d.model, c.covered, c.modes), real.to_vec(), x.to_vec(), t));
+            panels.push((
+                format!("{} ({} of {} modes)", d.model, c.covered, c.modes),
+                real.to_vec(),
+                x.to_vec(),
+                t,
+            ));
             continue;
         }
         if a.plot.is_some() {
-            bail!("--plot draws ring8/grid25 points; {} was trained on {}", path.display(), d.dataset);
+            bail!(
+                "--plot draws ring8/grid25 points; {} was trained on {}",
+                path.display(),
+                d.dataset
+            );
         }
         let n = a.n.unwrap_or(10_000);
         if n < 2 {
@@ -1050,7 +1254,10 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         }
         let size = d.cfg.shape.get(1).copied().unwrap_or(32);
         let im = load_images(&d.dataset, size, Some(0), true)?;
-        let (x, _, classes) = im.test.as_ref().with_context(|| format!("{}: no labelled test images to score against", d.dataset))?;
+        let (x, _, classes) = im
+            .test
+            .as_ref()
+            .with_context(|| format!("{}: no labelled test images to score against", d.dataset))?;
         let default = PathBuf::from(DEFAULT_CLASSIFIER);
         let cls_path = a.classifier.clone().unwrap_or(default);
         if !cls_path.exists() {
@@ -1062,18 +1269,38 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         let (real_labels, real_feats) = cls.score(&x[..nr * per], nr)?;
         let s = score_images(&g, &cls, &real_feats, n, a.seed, d.padded)?;
         let real_hist = class_histogram(&real_labels, *classes)?;
-        println!("{}: {} on {}, {n} samples scored by {}", path.display(), d.model, d.dataset, cls_path.display());
+        println!(
+            "{}: {} on {}, {n} samples scored by {}",
+            path.display(),
+            d.model,
+            d.dataset,
+            cls_path.display()
+        );
         println!("  class histogram (generated): {:?}", s.hist);
         println!("  class histogram (real test): {real_hist:?}");
-        println!("  classes covered (≥ 1% of samples): {} of {classes}", s.covered);
-        println!("  KL(generated classes ‖ uniform): {:.4} nats (real test images: {:.4})", s.kl, kl_to_uniform(&real_hist));
-        println!("  Fréchet distance in the classifier's penultimate features (not FID): {:.3}", s.frechet);
+        println!(
+            "  classes covered (≥ 1% of samples): {} of {classes}",
+            s.covered
+        );
+        println!(
+            "  KL(generated classes ‖ uniform): {:.4} nats (real test images: {:.4})",
+            s.kl,
+            kl_to_uniform(&real_hist)
+        );
+        println!(
+            "  Fréchet distance in the classifier's penultimate features (not FID): {:.3}",
+            s.frechet
+        );
     }
     if let Some(p) = &a.plot {
         let lim = panels.iter().map(|p| toy_lim(p.3)).fold(0.0, f64::max);
         let ps: Vec<ScatterPanel> = panels
             .iter()
-            .map(|(t, r, g, _)| ScatterPanel { title: t, real: r, generated: g })
+            .map(|(t, r, g, _)| ScatterPanel {
+                title: t,
+                real: r,
+                generated: g,
+            })
             .collect();
         write_scatter(p, "real (grey) and generated points", &ps, lim)?;
         println!("{}", p.display());

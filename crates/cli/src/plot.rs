@@ -948,9 +948,17 @@ pub fn write_scatter(path: &Path, title: &str, panels: &[ScatterPanel], lim: f64
                 .collect()
         };
         let grey = RGBColor(170, 170, 170);
-        chart.draw_series(pts(p.real).into_iter().map(|q| Circle::new(q, 2, grey.filled())))?;
+        chart.draw_series(
+            pts(p.real)
+                .into_iter()
+                .map(|q| Circle::new(q, 2, grey.filled())),
+        )?;
         let c = color_for(0);
-        chart.draw_series(pts(p.generated).into_iter().map(|q| Circle::new(q, 2, c.mix(0.6).filled())))?;
+        chart.draw_series(
+            pts(p.generated)
+                .into_iter()
+                .map(|q| Circle::new(q, 2, c.mix(0.6).filled())),
+        )?;
     }
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;

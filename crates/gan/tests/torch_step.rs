@@ -129,3 +129,41 @@ fn dcgan_iterations_match_pytorch() {
 fn wgan_iterations_match_pytorch() {
     check("wgan", Objective::Wasserstein, 2);
 }
+
+/// PyTorch's DCGAN example saves `netG.state_dict()`; such a file loads as it is, and the
+/// generator's evaluation-mode output (batch norm on its running statistics) equals PyTorch's.
+#[test]
+fn pytorch_generator_pth_loads_and_matches() {
+    let fx = aics_testkit::json::load("gan/dcgan_step.json");
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/gan/netG_32.pth");
+    let raw = aics_io::load_pth(&path).unwrap();
+    let map: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = raw
+        .into_iter()
+        .map(|(k, t)| (k, (t.shape, t.data)))
+        .collect();
+    let cfg =
+        aics_gan::models::dcgan_config_from_shapes(&|k| map.get(k).map(|t| t.0.clone())).unwrap();
+    assert_eq!(
+        (cfg.z_dim, cfg.width, cfg.shape.clone()),
+        (8, 4, vec![3, 32, 32])
+    );
+    let g = aics_gan::Generator::new(&cfg, &mut aics_tensor::Rng::new(0)).unwrap();
+    aics_nn::load_state_dict(&g, &map, true).unwrap();
+    let y = aics_gan::train::sample(&g, &sym("pth.z", &[1, 8])).unwrap();
+    let want = aics_testkit::json::f64s(&fx["pth"]["output"]);
+    assert_eq!(y.numel(), want.len());
+    let worst = y
+        .to_vec_f64()
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| {
+            if a.is_finite() {
+                (a - b).abs()
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0f64, f64::max);
+    assert!(worst < 1e-5, "worst difference {worst}");
+}

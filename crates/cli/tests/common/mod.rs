@@ -1,0 +1,49 @@
+//! Helpers the CLI's end-to-end tests share: run the binary, expect success or one clear error
+//! line, and a fresh temporary folder.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Run `aics` with `args`.
+pub fn aics(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aics"))
+        .args(args)
+        .output()
+        .expect("run aics")
+}
+
+/// The stdout of a run that must succeed.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "aics failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error line of a run that must fail: non-zero exit, no panic, one line starting `error:`.
+pub fn err(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!e.contains("panicked"), "panic: {e}");
+    let lines: Vec<&str> = e.lines().filter(|l| !l.starts_with("note:")).collect();
+    assert_eq!(lines.len(), 1, "error should be one line: {e}");
+    assert!(lines[0].starts_with("error:"), "{e}");
+    lines[0].to_string()
+}
+
+/// A fresh folder under the system's temporary folder, unique to this test process.
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aics-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
