@@ -844,6 +844,42 @@ def bench_rnn(budget):
         emit("lstm_infer_b1", s, r, tokens_s=T / s)
 
 
+def bench_dcgan(budget):
+    """dcgan64_step_b64 of crates/cli/src/bench_gan.rs: one iteration of PyTorch's DCGAN example
+    (64², nz 100, ngf = ndf = 64, batch 64, BCELoss, Adam 2e-4 β (0.5, 0.999))."""
+    nz, ngf, ndf, nc, b = 100, 64, 64, 3, 64
+    g = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+    d = nn.Sequential(
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+    crit = nn.BCELoss()
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.sin(torch.arange(b * nc * 64 * 64, dtype=torch.float32) * 0.001).reshape(b, nc, 64, 64)
+    z = torch.randn(b, nz, 1, 1)
+    ones, zeros = torch.ones(b), torch.zeros(b)
+
+    def step():
+        d.zero_grad()
+        crit(d(real).view(-1), ones).backward()
+        fake = g(z)
+        crit(d(fake.detach()).view(-1), zeros).backward()
+        opt_d.step()
+        g.zero_grad()
+        crit(d(fake).view(-1), ones).backward()
+        opt_g.step()
+    s, r = measure(step, budget)
+    emit("dcgan64_step_b64", s, r, images_s=b / s)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -883,6 +919,8 @@ def main():
         bench_chapter_detectors(b)
     if wanted(*RNN_WORKLOADS):
         bench_rnn(b)
+    if wanted("dcgan64_step_b64"):
+        bench_dcgan(b)
     models = [m[0] for m in MODEL_FWD]
     if wanted(*models, *(m + "@onnxruntime" for m in models), "resnet18_train_32_b64"):
         import tempfile

@@ -400,6 +400,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     crate::bench_detect::run(&want, a.min_time, &mut out)?;
     // recurrent language models: a training step, and inference one token at a time
     crate::bench_rnn::run(&want, a.min_time, &mut out)?;
+    // one DCGAN iteration (discriminator and generator steps) at 64²
+    crate::bench_gan::run(&want, a.min_time, &mut out)?;
 
     if want("lenet5_train_b64") {
         let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);

@@ -868,7 +868,8 @@ fn train(a: TrainArgs) -> Result<()> {
                     p.display(),
                     a.dataset
                 ),
-                (None, _) => {
+                (None, None) => None,
+                (None, Some(_)) => {
                     eprintln!("note: no classifier ({DEFAULT_CLASSIFIER} is made by `aics train`): generated images are not scored; --eval-samples 0 silences this");
                     None
                 }
@@ -922,11 +923,6 @@ fn train(a: TrainArgs) -> Result<()> {
                 .map(str::to_string)
                 .collect();
         }
-    } else if checkpoint.exists() {
-        eprintln!(
-            "note: {} exists and will be replaced (pass --resume to continue it)",
-            checkpoint.display()
-        );
     }
     if let Some(d) = checkpoint.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;

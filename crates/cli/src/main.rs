@@ -3,6 +3,7 @@
 mod anchors_cmd;
 mod bench;
 mod bench_detect;
+mod bench_gan;
 mod bench_rnn;
 mod classify;
 mod data_cmd;

@@ -584,6 +584,61 @@ pub fn write_boxes(path: &Path, img: &image::RgbImage, boxes: &[LabelledBox]) ->
     Ok(())
 }
 
+/// One panel of [`write_scatter`]: real and generated 2-D points as (x0, y0, x1, y1, …).
+pub struct ScatterPanel<'a> {
+    pub title: &'a str,
+    pub real: &'a [f32],
+    pub generated: &'a [f32],
+}
+
+/// Scatter plots side by side, real points in grey and generated ones in colour, every panel
+/// on the same square axes (`lim` either way). Non-finite points are skipped.
+pub fn write_scatter(path: &Path, title: &str, panels: &[ScatterPanel], lim: f64) -> Result<()> {
+    check_png_path(path)?;
+    let text = ensure_font();
+    let n = panels.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (420 * n, 460)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let body = draw_title(&root, title, text)?;
+    for (area, p) in body.split_evenly((1, n as usize)).iter().zip(panels) {
+        let mut b = ChartBuilder::on(area);
+        b.margin(10).x_label_area_size(25).y_label_area_size(35);
+        if text {
+            b.caption(p.title, font(CAPTION_FONT_PX));
+        }
+        let mut chart = b.build_cartesian_2d(-lim..lim, -lim..lim)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.light_line_style(WHITE);
+        if text {
+            mesh.label_style(font(TICK_FONT_PX));
+        } else {
+            mesh.disable_x_axis().disable_y_axis();
+        }
+        mesh.draw()?;
+        let pts = |v: &[f32]| -> Vec<(f64, f64)> {
+            v.chunks_exact(2)
+                .map(|q| (q[0] as f64, q[1] as f64))
+                .filter(|(x, y)| x.is_finite() && y.is_finite() && x.abs() <= lim && y.abs() <= lim)
+                .collect()
+        };
+        let grey = RGBColor(170, 170, 170);
+        chart.draw_series(
+            pts(p.real)
+                .into_iter()
+                .map(|q| Circle::new(q, 2, grey.filled())),
+        )?;
+        let c = color_for(0);
+        chart.draw_series(
+            pts(p.generated)
+                .into_iter()
+                .map(|q| Circle::new(q, 2, c.mix(0.6).filled())),
+        )?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -908,59 +963,4 @@ mod tests {
         let big = finite_points(&[(f64::MAX, -f64::MAX)]);
         assert_eq!(big, vec![(VALUE_LIMIT, -VALUE_LIMIT)]);
     }
-}
-
-/// One panel of [`write_scatter`]: real and generated 2-D points as (x0, y0, x1, y1, …).
-pub struct ScatterPanel<'a> {
-    pub title: &'a str,
-    pub real: &'a [f32],
-    pub generated: &'a [f32],
-}
-
-/// Scatter plots side by side, real points in grey and generated ones in colour, every panel
-/// on the same square axes (`lim` either way). Non-finite points are skipped.
-pub fn write_scatter(path: &Path, title: &str, panels: &[ScatterPanel], lim: f64) -> Result<()> {
-    check_png_path(path)?;
-    let text = ensure_font();
-    let n = panels.len().max(1) as u32;
-    let root = BitMapBackend::new(path, (420 * n, 460)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let body = draw_title(&root, title, text)?;
-    for (area, p) in body.split_evenly((1, n as usize)).iter().zip(panels) {
-        let mut b = ChartBuilder::on(area);
-        b.margin(10).x_label_area_size(25).y_label_area_size(35);
-        if text {
-            b.caption(p.title, font(CAPTION_FONT_PX));
-        }
-        let mut chart = b.build_cartesian_2d(-lim..lim, -lim..lim)?;
-        let mut mesh = chart.configure_mesh();
-        mesh.light_line_style(WHITE);
-        if text {
-            mesh.label_style(font(TICK_FONT_PX));
-        } else {
-            mesh.disable_x_axis().disable_y_axis();
-        }
-        mesh.draw()?;
-        let pts = |v: &[f32]| -> Vec<(f64, f64)> {
-            v.chunks_exact(2)
-                .map(|q| (q[0] as f64, q[1] as f64))
-                .filter(|(x, y)| x.is_finite() && y.is_finite() && x.abs() <= lim && y.abs() <= lim)
-                .collect()
-        };
-        let grey = RGBColor(170, 170, 170);
-        chart.draw_series(
-            pts(p.real)
-                .into_iter()
-                .map(|q| Circle::new(q, 2, grey.filled())),
-        )?;
-        let c = color_for(0);
-        chart.draw_series(
-            pts(p.generated)
-                .into_iter()
-                .map(|q| Circle::new(q, 2, c.mix(0.6).filled())),
-        )?;
-    }
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

@@ -1,10 +1,12 @@
 //! End-to-end tests of the `aics` binary on a tiny synthetic IDX data set: training, exact
 //! repetition under a seed, resume, eval, predict, summary, and one-line errors on bad input.
 
+mod common;
+
 use aics_tensor::testing::{assert_close_one, Tol};
+use common::{aics, err, ok, tmp};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// A file fetched by `scripts/setup.sh`, relative to the repository root; the tests that need
 /// one are `#[ignore]`d, and `.ci/run` runs them after set-up, so a missing file is a failure.
@@ -18,43 +20,6 @@ fn asset(rel: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-fn aics(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aics"))
-        .args(args)
-        .output()
-        .expect("run aics")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "aics failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// stderr of a failed run: exactly one line, starting with "error:".
-fn err(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got success: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert!(!e.contains("panicked"), "panic: {e}");
-    assert_eq!(e.lines().count(), 1, "error should be one line: {e}");
-    e
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn write_gz(path: &Path, bytes: &[u8]) {

@@ -1,48 +1,14 @@
 //! `aics map`, `aics detect` and `aics data synth-detect` end to end: the numbers of the library
 //! through the command line, and one clear line on bad input.
 
+mod common;
+
+use common::{aics, err, ok, tmp};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use aics_tensor::testing::{within, Tol};
 use serde_json::Value;
-
-fn aics(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aics"))
-        .args(args)
-        .output()
-        .expect("run aics")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "aics failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn err(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert!(!e.contains("panicked"), "panic: {e}");
-    assert_eq!(e.lines().count(), 1, "error should be one line: {e}");
-    assert!(e.starts_with("error:"), "{e}");
-    e
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-detect-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn fixture(name: &str) -> Value {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,50 +1,15 @@
 //! `aics lm train` and `aics lm sample` end to end on a small text: exact resume, deterministic
 //! sampling, and one clear line on bad input.
 
+mod common;
+
+use common::{aics, err, ok, tmp};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use aics_nn::checkpoint::{load_checkpoint, save_checkpoint};
 use aics_tensor::{Cell, Rng};
 use aics_text::{CharLm, LmConfig};
-
-fn aics(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aics"))
-        .args(args)
-        .output()
-        .expect("run aics")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "aics failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn err(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert!(!e.contains("panicked"), "panic: {e}");
-    assert_eq!(e.lines().count(), 1, "error should be one line: {e}");
-    assert!(e.starts_with("error:"), "{e}");
-    e
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-lm-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A few kilobytes of verse-like text.
 fn corpus(dir: &std::path::Path) -> String {

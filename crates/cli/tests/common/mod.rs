@@ -34,10 +34,9 @@ pub fn err(out: &Output) -> String {
     );
     let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert!(!e.contains("panicked"), "panic: {e}");
-    let lines: Vec<&str> = e.lines().filter(|l| !l.starts_with("note:")).collect();
-    assert_eq!(lines.len(), 1, "error should be one line: {e}");
-    assert!(lines[0].starts_with("error:"), "{e}");
-    lines[0].to_string()
+    assert_eq!(e.lines().count(), 1, "error should be one line: {e}");
+    assert!(e.starts_with("error:"), "{e}");
+    e
 }
 
 /// A fresh folder under the system's temporary folder, unique to this test process.
