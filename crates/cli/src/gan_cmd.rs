@@ -954,26 +954,27 @@ fn train(a: TrainArgs) -> Result<()> {
 
     for epoch in start_epoch..a.epochs {
         let t0 = Instant::now();
-        // the iterations of this epoch, each a list of n_critic real batches
-        let (plan, n_iter): (Vec<Vec<usize>>, usize) = match &data {
+        // image epochs: the shuffled batches, `critic_steps` an iteration while they last;
+        // mixture epochs: `--iterations` generator steps on freshly drawn points
+        let (plan, total): (Vec<Vec<usize>>, usize) = match &data {
             Data::Images(im) => {
                 let mut order: Vec<usize> = (0..im.n).collect();
                 Rng::derive(a.seed, epoch as u64 + 1).shuffle(&mut order);
                 let batches: Vec<Vec<usize>> =
                     order.chunks_exact(batch).map(|c| c.to_vec()).collect();
-                let n_iter = batches.len() / tr.n_critic;
-                (batches, n_iter)
+                let total = batches.len();
+                (batches, total)
             }
             Data::Toy(_) => (Vec::new(), iters_per_epoch.unwrap_or(0)),
         };
-        if n_iter == 0 {
+        if matches!(data, Data::Images(_)) && total < tr.n_critic {
             bail!(
                 "{}: too few images for one iteration ({} batches of {batch} a generator step)",
                 a.dataset,
                 tr.n_critic
             );
         }
-        let pb = ProgressBar::new(n_iter as u64);
+        let pb = ProgressBar::new(total as u64);
         pb.set_style(
             ProgressStyle::with_template(&format!(
                 "epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}} ({{elapsed}}<{{eta}})",
@@ -983,21 +984,36 @@ fn train(a: TrainArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let (mut sd, mut sg, mut sw, mut sr, mut sf) = (0f64, 0f64, 0f64, 0f64, 0f64);
-        for it in 0..n_iter {
-            let step = tr.step;
-            let mut srng = step_rng(a.seed, step);
+        let (mut cursor, mut n_iter) = (0usize, 0usize);
+        loop {
+            let want = tr.critic_steps();
+            let mut srng = step_rng(a.seed, tr.step);
             let reals: Vec<Tensor> = match &data {
-                Data::Images(im) => (0..tr.n_critic)
-                    .map(|j| im.batch(&plan[it * tr.n_critic + j]))
-                    .collect::<Result<_>>()?,
-                Data::Toy(t) => (0..tr.n_critic)
-                    .map(|_| t.sample(batch, &mut srng))
-                    .collect(),
+                Data::Images(im) => {
+                    // a boosted WGAN iteration takes what is left of the epoch when that is
+                    // less, but never fewer than n_critic batches
+                    let k = want.min(total - cursor);
+                    if k < tr.n_critic {
+                        break;
+                    }
+                    let r = (0..k)
+                        .map(|j| im.batch(&plan[cursor + j]))
+                        .collect::<Result<_>>()?;
+                    cursor += k;
+                    r
+                }
+                Data::Toy(t) => {
+                    if n_iter == total {
+                        break;
+                    }
+                    (0..want).map(|_| t.sample(batch, &mut srng)).collect()
+                }
             };
             let z_dim = cfg.z_dim;
             let s = tr.iteration(&reals, &mut |n| {
                 Tensor::randn(&[n, z_dim], 0.0, 1.0, &mut srng)
             })?;
+            n_iter += 1;
             sd += s.d_loss;
             sg += s.g_loss;
             sr += s.d_real;
@@ -1011,9 +1027,13 @@ fn train(a: TrainArgs) -> Result<()> {
                 ),
             };
             pb.set_message(msg);
-            pb.inc(1);
+            pb.set_position(if matches!(data, Data::Images(_)) {
+                cursor
+            } else {
+                n_iter
+            } as u64);
             if let Data::Toy(t) = &data {
-                if (it + 1) % 100 == 0 {
+                if n_iter % 100 == 0 {
                     let pts = sample(
                         &tr.gan.generator,
                         &tr.gan

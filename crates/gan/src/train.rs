@@ -1,6 +1,7 @@
 //! One training iteration of a GAN and WGAN's weight clipping.
 //!
-//! An iteration takes `n_critic` real batches (1 for GAN and DCGAN, 5 for WGAN). For each:
+//! An iteration takes `n_critic` real batches (1 for GAN and DCGAN, 5 for WGAN, 100 in WGAN's
+//! first 25 generator steps and every 500th: [`GanTrainer::critic_steps`]). For each:
 //! new latent codes, the generator's samples, and one discriminator (critic) update on the real
 //! batch against those samples, detached from the generator; WGAN then clips every critic
 //! parameter to [−c, c] (Arjovsky et al., 2017, Algorithm 1). Then one generator update: with
@@ -47,6 +48,9 @@ pub struct GanTrainer {
     pub n_critic: usize,
     /// WGAN's clipping bound c.
     pub clip: Option<f32>,
+    /// WGAN: 100 critic steps for the first 25 generator steps and every 500th, as the WGAN
+    /// authors' code trains the critic closer to optimality there ([`GanTrainer::critic_steps`]).
+    pub critic_boost: bool,
     /// Iterations done (the step numbers errors name).
     pub step: u64,
 }
@@ -111,7 +115,18 @@ impl GanTrainer {
             objective,
             n_critic,
             clip,
+            critic_boost: objective == Objective::Wasserstein,
             step: 0,
+        }
+    }
+
+    /// The real batches the next iteration takes: `n_critic`, or 100 in WGAN's boosted
+    /// iterations (generator steps 0–24 and every 500th).
+    pub fn critic_steps(&self) -> usize {
+        if self.critic_boost && (self.step < 25 || self.step % 500 == 0) {
+            100
+        } else {
+            self.n_critic
         }
     }
 
