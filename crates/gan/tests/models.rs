@@ -205,3 +205,50 @@ fn loss_gradients_match_finite_differences() {
         }
     }
 }
+
+/// The discriminator's (critic's) loss: gradients with respect to the real and the generated
+/// logits against central differences (the clipping step is checked in `clip_weights_bounds`).
+#[test]
+fn discriminator_loss_gradients_match_finite_differences() {
+    let real: Vec<f64> = vec![-1.5, 0.0, 0.3, 4.0];
+    let fake: Vec<f64> = vec![2.0, -0.2, 0.0, -3.0];
+    let t =
+        |v: &[f64]| Tensor::from_vec(v.iter().map(|&x| x as f32).collect(), &[v.len()]).unwrap();
+    for obj in [Objective::NonSaturating, Objective::Wasserstein] {
+        let f = |r: &[f64], g: &[f64]| -> f64 {
+            let (a, b) = loss::d_loss(&t(r), &t(g), obj).unwrap();
+            a.add(&b).unwrap().item().unwrap() as f64
+        };
+        let (xr, xf) = (t(&real).requires_grad_(true), t(&fake).requires_grad_(true));
+        let (a, b) = loss::d_loss(&xr, &xf, obj).unwrap();
+        a.add(&b).unwrap().backward().unwrap();
+        let (gr, gf) = (xr.grad().unwrap().to_vec(), xf.grad().unwrap().to_vec());
+        for i in 0..4 {
+            let h = 1e-2;
+            let bump = |v: &[f64], d: f64| {
+                let mut w = v.to_vec();
+                w[i] += d;
+                w
+            };
+            let fr = (f(&bump(&real, h), &fake) - f(&bump(&real, -h), &fake)) / (2.0 * h);
+            let ff = (f(&real, &bump(&fake, h)) - f(&real, &bump(&fake, -h))) / (2.0 * h);
+            assert!(
+                (gr[i] as f64 - fr).abs() < 2e-4,
+                "{obj:?} real {i}: {} vs {fr}",
+                gr[i]
+            );
+            assert!(
+                (gf[i] as f64 - ff).abs() < 2e-4,
+                "{obj:?} fake {i}: {} vs {ff}",
+                gf[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn clip_weights_bounds() {
+    let p = Tensor::from_vec(vec![-0.5f32, -0.01, 0.003, 0.02, 7.0], &[5]).unwrap();
+    aics_gan::clip_weights(&[("w".to_string(), p.clone())], 0.01);
+    assert_eq!(p.to_vec(), [-0.01, -0.01, 0.003, 0.01, 0.01]);
+}
