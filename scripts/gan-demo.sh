@@ -17,9 +17,10 @@ cd "$ROOT"
 # the original GAN (non-saturating, Adam 1e-3) and WGAN (RMSprop 5e-5, c = 0.01, n_critic 5),
 # both fully connected, on freshly drawn points; 500 generator steps an epoch
 "$AICS" gan train --model gan --dataset ring8 --epochs 40 --checkpoint "$OUT/gan-ring8.safetensors"
+"$AICS" gan train --model gan --loss minimax --dataset ring8 --epochs 40 --checkpoint "$OUT/gan-minimax-ring8.safetensors"
 "$AICS" gan train --model wgan --dataset ring8 --epochs 100 --checkpoint "$OUT/wgan-ring8.safetensors"
-"$AICS" gan eval --checkpoint "$OUT/gan-ring8.safetensors" --checkpoint "$OUT/wgan-ring8.safetensors" \
-    --plot "$OUT/ring8.png"
+"$AICS" gan eval --checkpoint "$OUT/gan-ring8.safetensors" --checkpoint "$OUT/gan-minimax-ring8.safetensors" \
+    --checkpoint "$OUT/wgan-ring8.safetensors" --plot "$OUT/ring8.png" --curves "$OUT/ring8-modes.png"
 
 [ "${TOY_ONLY:-0}" = 1 ] && exit 0
 # the classifier that scores generated images

@@ -170,6 +170,10 @@ pub struct EvalArgs {
     /// ring8/grid25: real and generated points of every checkpoint, side by side (PNG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// ring8/grid25: modes covered against generator steps, one curve a checkpoint, from each
+    /// run's log (the checkpoint's path with .jsonl) (PNG).
+    #[arg(long)]
+    curves: Option<PathBuf>,
 }
 
 pub fn run(a: GanArgs) -> Result<()> {
@@ -1249,8 +1253,13 @@ fn run_eval(a: EvalArgs) -> Result<()> {
                 path.display(), d.model, objective_name(d.objective), t.name(), c.covered, c.modes, 100.0 * c.high_quality, c.per_mode
             );
             let real = t.sample(n, &mut Rng::derive(a.seed, 0x7ea1));
+            let label = if d.model == "gan" {
+                format!("gan, {}", objective_name(d.objective).replace('_', "-"))
+            } else {
+                d.model.clone()
+            };
             panels.push((
-                format!("{} ({} of {} modes)", d.model, c.covered, c.modes),
+                format!("{label} ({} of {} modes)", c.covered, c.modes),
                 real.to_vec(),
                 x.to_vec(),
                 t,
@@ -1307,6 +1316,44 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             "  Fréchet distance in the classifier's penultimate features (not FID): {:.3}",
             s.frechet
         );
+    }
+    if let Some(p) = &a.curves {
+        if panels.len() != a.checkpoint.len() {
+            bail!("--curves draws ring8/grid25 runs' modes covered; give only such checkpoints");
+        }
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for (path, (title, ..)) in a.checkpoint.iter().zip(&panels) {
+            let log = path.with_extension("jsonl");
+            let text = std::fs::read_to_string(&log)
+                .with_context(|| format!("{}: the run's log, for --curves", log.display()))?;
+            let pts: Vec<(f64, f64)> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|v| Some((v["iteration"].as_f64()?, v["modes_covered"].as_f64()?)))
+                .collect();
+            if pts.is_empty() {
+                bail!(
+                    "{}: no per-iteration lines (runs log every 100 generator steps)",
+                    log.display()
+                );
+            }
+            series.push((title.split(" (").next().unwrap_or(title).to_string(), pts));
+        }
+        let curves: Vec<crate::plot::Curve> = series
+            .iter()
+            .map(|(l, p)| crate::plot::Curve {
+                label: l,
+                points: p,
+            })
+            .collect();
+        crate::plot::write_line_chart(
+            p,
+            "modes covered (of 2,500 samples, within 3σ)",
+            "generator steps",
+            "modes covered",
+            &curves,
+        )?;
+        println!("{}", p.display());
     }
     if let Some(p) = &a.plot {
         let lim = panels.iter().map(|p| toy_lim(p.3)).fold(0.0, f64::max);
