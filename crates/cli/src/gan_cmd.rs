@@ -1036,22 +1036,25 @@ fn train(a: TrainArgs) -> Result<()> {
             } else {
                 n_iter
             } as u64);
-            if let Data::Toy(t) = &data {
-                if n_iter % 100 == 0 {
-                    let pts = sample(
-                        &tr.gan.generator,
-                        &tr.gan
-                            .generator
-                            .noise(2500, &mut Rng::derive(a.seed, 0x70f)),
-                    )?;
-                    let c = t.coverage(&pts.data())?;
-                    let mut line = json!({"epoch": epoch + 1, "iteration": tr.step, "d_loss": s.d_loss, "g_loss": s.g_loss,
-                        "modes_covered": c.covered, "modes": c.modes, "high_quality": c.high_quality});
-                    if let Some(w) = s.wasserstein {
-                        line["wasserstein"] = json!(w);
-                    }
-                    log_lines.push(line.to_string());
+            // a line every step for WGAN (its Wasserstein estimate), and every 100 steps on the
+            // mixtures with the modes covered
+            let toy_now = matches!(data, Data::Toy(_)) && tr.step % 100 == 0;
+            if toy_now || s.wasserstein.is_some() {
+                let mut line = json!({"epoch": epoch + 1, "iteration": tr.step, "d_loss": s.d_loss, "g_loss": s.g_loss});
+                if let Some(w) = s.wasserstein {
+                    line["wasserstein"] = json!(w);
                 }
+                if let (Data::Toy(t), true) = (&data, toy_now) {
+                    let z = tr
+                        .gan
+                        .generator
+                        .noise(2500, &mut Rng::derive(a.seed, 0x70f));
+                    let c = t.coverage(&sample(&tr.gan.generator, &z)?.data())?;
+                    line["modes_covered"] = json!(c.covered);
+                    line["modes"] = json!(c.modes);
+                    line["high_quality"] = json!(c.high_quality);
+                }
+                log_lines.push(line.to_string());
             }
         }
         pb.finish_and_clear();
