@@ -1038,7 +1038,7 @@ fn train(a: TrainArgs) -> Result<()> {
             } as u64);
             // a line every step for WGAN (its Wasserstein estimate), and every 100 steps on the
             // mixtures with the modes covered
-            let toy_now = matches!(data, Data::Toy(_)) && tr.step % 100 == 0;
+            let toy_now = matches!(data, Data::Toy(_)) && tr.step.is_multiple_of(100);
             if toy_now || s.wasserstein.is_some() {
                 let mut line = json!({"epoch": epoch + 1, "iteration": tr.step, "d_loss": s.d_loss, "g_loss": s.g_loss});
                 if let Some(w) = s.wasserstein {

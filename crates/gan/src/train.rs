@@ -123,7 +123,7 @@ impl GanTrainer {
     /// The real batches the next iteration takes: `n_critic`, or 100 in WGAN's boosted
     /// iterations (generator steps 0–24 and every 500th).
     pub fn critic_steps(&self) -> usize {
-        if self.critic_boost && (self.step < 25 || self.step % 500 == 0) {
+        if self.critic_boost && (self.step < 25 || self.step.is_multiple_of(500)) {
             100
         } else {
             self.n_critic
