@@ -573,6 +573,23 @@ fn write_png(path: &Path, img: &image::RgbImage) -> Result<()> {
     Ok(())
 }
 
+/// `n` samples of a mixture's generator (the same codes for a seed every time) and their
+/// coverage, which also goes into a log line.
+fn toy_measure(
+    g: &Generator,
+    t: Toy,
+    n: usize,
+    seed: u64,
+    line: &mut Value,
+) -> Result<(Tensor, aics_gan::Coverage)> {
+    let x = sample(g, &g.noise(n, &mut Rng::derive(seed, 0x70f)))?;
+    let c = t.coverage(&x.data())?;
+    line["modes_covered"] = json!(c.covered);
+    line["modes"] = json!(c.modes);
+    line["high_quality"] = json!(c.high_quality);
+    Ok((x, c))
+}
+
 fn toy_lim(t: Toy) -> f64 {
     match t {
         Toy::Ring8 => 3.0,
@@ -1045,14 +1062,7 @@ fn train(a: TrainArgs) -> Result<()> {
                     line["wasserstein"] = json!(w);
                 }
                 if let (Data::Toy(t), true) = (&data, toy_now) {
-                    let z = tr
-                        .gan
-                        .generator
-                        .noise(2500, &mut Rng::derive(a.seed, 0x70f));
-                    let c = t.coverage(&sample(&tr.gan.generator, &z)?.data())?;
-                    line["modes_covered"] = json!(c.covered);
-                    line["modes"] = json!(c.modes);
-                    line["high_quality"] = json!(c.high_quality);
+                    toy_measure(&tr.gan.generator, *t, 2500, a.seed, &mut line)?;
                 }
                 log_lines.push(line.to_string());
             }
@@ -1072,16 +1082,7 @@ fn train(a: TrainArgs) -> Result<()> {
         // pictures and measures
         match &data {
             Data::Toy(t) => {
-                let pts = sample(
-                    &tr.gan.generator,
-                    &tr.gan
-                        .generator
-                        .noise(2500, &mut Rng::derive(a.seed, 0x70f)),
-                )?;
-                let c = t.coverage(&pts.data())?;
-                line["modes_covered"] = json!(c.covered);
-                line["modes"] = json!(c.modes);
-                line["high_quality"] = json!(c.high_quality);
+                let (pts, c) = toy_measure(&tr.gan.generator, *t, 2500, a.seed, &mut line)?;
                 summary += &format!(
                     ", {} of {} modes, {:.1}% high quality",
                     c.covered,
@@ -1249,8 +1250,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
                 bail!("--classifier applies to image data sets, not {}", d.dataset);
             }
             let n = a.n.unwrap_or(2500);
-            let x = sample(&g, &g.noise(n, &mut Rng::derive(a.seed, 0x70f)))?;
-            let c = t.coverage(&x.data())?;
+            let (x, c) = toy_measure(&g, t, n, a.seed, &mut json!({}))?;
             println!(
                 "{}: {} ({}) on {}: {} of {} modes covered, {:.1}% high-quality samples (within 3σ), per mode {:?}",
                 path.display(), d.model, objective_name(d.objective), t.name(), c.covered, c.modes, 100.0 * c.high_quality, c.per_mode

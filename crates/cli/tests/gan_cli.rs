@@ -171,17 +171,20 @@ fn dcgan_on_a_folder_then_sample_and_interpolate() {
     let grid = image::open(d.join("dc-samples/epoch_002.png")).unwrap();
     // 8 × 8 tiles of 32 pixels with 2-pixel gaps
     assert_eq!((grid.width(), grid.height()), (8 * 34 + 2, 8 * 34 + 2));
+    let sample = |out: &Path| {
+        ok(&aics(&[
+            "gan",
+            "sample",
+            "--checkpoint",
+            s(&ck),
+            "--n",
+            "6",
+            "--out",
+            s(out),
+        ]))
+    };
     let g = d.join("g.png");
-    ok(&aics(&[
-        "gan",
-        "sample",
-        "--checkpoint",
-        s(&ck),
-        "--n",
-        "6",
-        "--out",
-        s(&g),
-    ]));
+    sample(&g);
     assert_eq!(image::open(&g).unwrap().width(), 3 * 34 + 2);
     let strip = d.join("strip.png");
     ok(&aics(&[
@@ -198,16 +201,7 @@ fn dcgan_on_a_folder_then_sample_and_interpolate() {
     assert_eq!((im.width(), im.height()), (5 * 34 + 2, 2 * 34 + 2));
     // the same seed gives the same samples
     let g2 = d.join("g2.png");
-    ok(&aics(&[
-        "gan",
-        "sample",
-        "--checkpoint",
-        s(&ck),
-        "--n",
-        "6",
-        "--out",
-        s(&g2),
-    ]));
+    sample(&g2);
     assert_eq!(std::fs::read(&g).unwrap(), std::fs::read(&g2).unwrap());
     // WGAN on the same folder: 5 critic batches a generator step
     let e = err(&train(&[

@@ -131,6 +131,23 @@ fn conv(cin: usize, cout: usize, stride: usize, pad: usize, rng: &mut Rng) -> Re
     Ok(c)
 }
 
+/// Linear layers through `dims`, each but the last followed by ReLU (or leaky ReLU 0.2), and a
+/// final tanh if asked: keys `0.weight`, `2.weight`, ….
+fn mlp(dims: &[usize], leaky: bool, tanh: bool, rng: &mut Rng) -> Result<Sequential> {
+    let mut m = Sequential::new();
+    for (i, d) in dims.windows(2).enumerate() {
+        m = m.add(Linear::new(d[0], d[1], true, rng)?);
+        if i + 2 < dims.len() {
+            m = if leaky {
+                m.add(LeakyReLU(0.2))
+            } else {
+                m.add(ReLU)
+            };
+        }
+    }
+    Ok(if tanh { m.add(Tanh) } else { m })
+}
+
 /// The generator: `forward` maps latent codes (N, z_dim) to samples (N, shape…).
 #[derive(Module)]
 pub struct Generator {
@@ -162,28 +179,12 @@ impl Generator {
                     .add(Tanh);
             }
             Arch::Mlp => {
-                let w = cfg.width;
-                let out = cfg.sample_len();
-                if cfg.shape.len() == 1 {
-                    main = main
-                        .add(Linear::new(cfg.z_dim, w, true, rng)?)
-                        .add(ReLU)
-                        .add(Linear::new(w, w, true, rng)?)
-                        .add(ReLU)
-                        .add(Linear::new(w, w, true, rng)?)
-                        .add(ReLU)
-                        .add(Linear::new(w, out, true, rng)?);
+                let (w, out) = (cfg.width, cfg.sample_len());
+                main = if cfg.shape.len() == 1 {
+                    mlp(&[cfg.z_dim, w, w, w, out], false, false, rng)?
                 } else {
-                    main = main
-                        .add(Linear::new(cfg.z_dim, w, true, rng)?)
-                        .add(LeakyReLU(0.2))
-                        .add(Linear::new(w, 2 * w, true, rng)?)
-                        .add(LeakyReLU(0.2))
-                        .add(Linear::new(2 * w, 4 * w, true, rng)?)
-                        .add(LeakyReLU(0.2))
-                        .add(Linear::new(4 * w, out, true, rng)?)
-                        .add(Tanh);
-                }
+                    mlp(&[cfg.z_dim, w, 2 * w, 4 * w, out], true, true, rng)?
+                };
             }
         }
         Ok(Generator {
@@ -249,21 +250,11 @@ impl Discriminator {
             }
             Arch::Mlp => {
                 let (w, inp) = (cfg.width, cfg.sample_len());
-                if cfg.shape.len() == 1 {
-                    main = main
-                        .add(Linear::new(inp, w, true, rng)?)
-                        .add(LeakyReLU(0.2))
-                        .add(Linear::new(w, w, true, rng)?)
-                        .add(LeakyReLU(0.2))
-                        .add(Linear::new(w, 1, true, rng)?);
+                main = if cfg.shape.len() == 1 {
+                    mlp(&[inp, w, w, 1], true, false, rng)?
                 } else {
-                    main = main
-                        .add(Linear::new(inp, 2 * w, true, rng)?)
-                        .add(LeakyReLU(0.2))
-                        .add(Linear::new(2 * w, w, true, rng)?)
-                        .add(LeakyReLU(0.2))
-                        .add(Linear::new(w, 1, true, rng)?);
-                }
+                    mlp(&[inp, 2 * w, w, 1], true, false, rng)?
+                };
             }
         }
         Ok(Discriminator {
