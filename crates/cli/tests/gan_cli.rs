@@ -264,39 +264,32 @@ fn bad_input_is_one_line() {
         s(&ck),
     ]));
     assert!(e.contains("share one size"), "{e}");
-    let e = err(&train(&[
-        "--model",
-        "dcgan",
-        "--dataset",
-        "ring8",
-        "--checkpoint",
-        s(&ck),
-    ]));
-    assert!(e.contains("2-D points"), "{e}");
-    let e = err(&train(&[
-        "--dataset",
-        "ring8",
-        "--model",
-        "gan",
-        "--image-size",
-        "64",
-        "--checkpoint",
-        s(&ck),
-    ]));
-    assert!(e.contains("--image-size"), "{e}");
-    let e = err(&train(&["--dataset", "nonsense", "--checkpoint", s(&ck)]));
-    assert!(e.contains("unknown --dataset"), "{e}");
-    let e = err(&train(&[
-        "--model",
-        "dcgan",
-        "--dataset",
-        "ring8",
-        "--loss",
-        "minimax",
-        "--checkpoint",
-        s(&ck),
-    ]));
-    assert!(e.contains("--loss"), "{e}");
+    // options that do not apply, and unknown data, each refused naming what is wrong
+    for (args, want) in [
+        (
+            &["--model", "dcgan", "--dataset", "ring8"][..],
+            "2-D points",
+        ),
+        (
+            &["--dataset", "ring8", "--model", "gan", "--image-size", "64"],
+            "--image-size",
+        ),
+        (&["--dataset", "nonsense"], "unknown --dataset"),
+        (
+            &[
+                "--model",
+                "dcgan",
+                "--dataset",
+                "ring8",
+                "--loss",
+                "minimax",
+            ],
+            "--loss",
+        ),
+    ] {
+        let e = err(&train(&[args, &["--checkpoint", s(&ck)]].concat()));
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
     // a loss that becomes NaN stops the run at the step, with nothing written
     let e = err(&train(&[
         "--model",
