@@ -211,10 +211,6 @@ enum Data {
     Toy(Toy),
 }
 
-fn parse_toy(spec: &str) -> Option<Toy> {
-    Toy::parse(spec)
-}
-
 /// Load an image data set spec as bytes at `size`².
 fn load_images(spec: &str, size: usize, limit: Option<usize>, with_test: bool) -> Result<Images> {
     let (kind, dir) = match spec.split_once(':') {
@@ -223,22 +219,9 @@ fn load_images(spec: &str, size: usize, limit: Option<usize>, with_test: bool) -
     };
     match kind {
         "fashion-mnist" | "mnist" => {
-            let (train, test) = if kind == "fashion-mnist" {
-                let d = dir.unwrap_or_else(|| PathBuf::from(crate::data_spec::DEFAULT_FASHION_DIR));
-                if !d.exists() {
-                    bail!("Fashion-MNIST not found in {}: run `bash scripts/setup.sh` first, or pass --dataset fashion-mnist:DIR", d.display());
-                }
-                (
-                    aics_data::load_fashion_mnist(&d, true)?,
-                    with_test.then(|| aics_data::load_fashion_mnist(&d, false)).transpose()?,
-                )
-            } else {
-                let d = dir.context("--dataset mnist:DIR needs the folder with train-images-idx3-ubyte[.gz] and friends")?;
-                (
-                    aics_data::load_mnist_dir(&d, true)?,
-                    with_test.then(|| aics_data::load_mnist_dir(&d, false)).transpose()?,
-                )
-            };
+            // the classifier data sets' own loader, with their paths and messages
+            let spec = crate::data_spec::load(spec, (28, 28), true)?;
+            let (train, test) = (spec.train, with_test.then_some(spec.test));
             use aics_data::Dataset;
             let [c, h, w] = train.shape();
             let n = limit.unwrap_or(train.len()).min(train.len());
@@ -766,7 +749,7 @@ fn settings_of(
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    let toy = parse_toy(&a.dataset);
+    let toy = Toy::parse(&a.dataset);
     if a.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
@@ -1165,7 +1148,7 @@ fn run_sample(a: SampleArgs) -> Result<()> {
     let (g, d) = load_generator(&a.checkpoint)?;
     let z = g.noise(a.n, &mut Rng::new(a.seed));
     let x = sample(&g, &z)?;
-    match d.as_ref().and_then(|d| parse_toy(&d.dataset)) {
+    match d.as_ref().and_then(|d| Toy::parse(&d.dataset)) {
         Some(t) => {
             let real = t.sample(a.n, &mut Rng::derive(a.seed, 0x7ea1));
             write_scatter(
@@ -1206,7 +1189,7 @@ fn run_interpolate(a: InterpolateArgs) -> Result<()> {
     if a.steps < 2 {
         bail!("--steps must be at least 2 (the two ends)");
     }
-    let (g, d) = load_generator(&a.checkpoint)?;
+    let (g, _) = load_generator(&a.checkpoint)?;
     if g.cfg.shape.len() != 3 {
         bail!(
             "{}: interpolation draws images; this generator makes {}-D points",
@@ -1214,7 +1197,6 @@ fn run_interpolate(a: InterpolateArgs) -> Result<()> {
             g.cfg.sample_len()
         );
     }
-    let _ = d;
     let za = g.noise(1, &mut Rng::new(a.seeds[0])).to_vec();
     let zb = g.noise(1, &mut Rng::new(a.seeds[1])).to_vec();
     let mut codes = Vec::new();
@@ -1245,7 +1227,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
                 path.display()
             )
         })?;
-        if let Some(t) = parse_toy(&d.dataset) {
+        if let Some(t) = Toy::parse(&d.dataset) {
             if a.classifier.is_some() {
                 bail!("--classifier applies to image data sets, not {}", d.dataset);
             }

@@ -188,12 +188,6 @@ impl GanTrainer {
         self.step += 1;
         Ok(stats)
     }
-
-    /// `n` samples from the generator in evaluation mode (batch norm on its running statistics),
-    /// without a graph; the generator is put back in training mode after.
-    pub fn sample(&self, z: &Tensor) -> Result<Tensor> {
-        sample(&self.gan.generator, z)
-    }
 }
 
 /// The generator's samples for codes `z`, in evaluation mode and without a graph; the generator
