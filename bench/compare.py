@@ -5,7 +5,8 @@
 
 Both files hold one JSON object per line with "workload", "seconds" and
 "gflop_s" (lines that are not JSON objects are ignored; "_info" lines are
-printed as a header). ratio = torch_seconds / aics_seconds, so a ratio above 1
+printed as a header: aics's gives the measured FMA peak, and "aics % peak" each
+workload's GFLOP/s as a share of it). ratio = torch_seconds / aics_seconds, so a ratio above 1
 means aics is faster. Rows named WORKLOAD@onnxruntime in the torch file give
 an onnxruntime column (ratio ort = onnxruntime_seconds / aics_seconds), rows
 named WORKLOAD@darknet a darknet column (ratio dn = darknet_seconds /
@@ -66,7 +67,7 @@ def main(argv):
     names = list(aics) + [n for n in torch if n not in aics and not n.endswith((ORT, DN))]
     header = ["workload", "aics", "torch", "ratio", "onnxruntime", "ratio ort",
               "darknet", "ratio dn",
-              "aics GFLOP/s", "torch GFLOP/s", "aics img/s", "torch img/s"]
+              "aics GFLOP/s", "torch GFLOP/s", "aics % peak", "aics img/s", "torch img/s"]
     table = []
     for n in names:
         a, t = aics.get(n, {}), torch.get(n, {})
@@ -79,10 +80,11 @@ def main(argv):
         table.append([n, fmt_s(sa), fmt_s(st), fmt_num(ratio, 2), fmt_s(so),
                       fmt_num(ratio_o, 2), fmt_s(sd), fmt_num(ratio_d, 2),
                       fmt_num(a.get("gflop_s")), fmt_num(t.get("gflop_s")),
+                      fmt_num(None if a.get("peak_share") is None else 100 * a["peak_share"], 0),
                       fmt_num(a.get("images_s"), 0), fmt_num(t.get("images_s"), 0)])
     # Drop the onnxruntime, darknet and images/s columns when no workload reports them.
     keep = [i for i in range(len(header))
-            if not ((i in (4, 5, 6, 7, 10, 11)) and all(r[i] == "-" for r in table))]
+            if not ((i in (4, 5, 6, 7, 10, 11, 12)) and all(r[i] == "-" for r in table))]
     header = [header[i] for i in keep]
     table = [[r[i] for i in keep] for r in table]
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)

@@ -539,16 +539,39 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     let threads = aics_tensor::num_threads();
-    if !a.json {
+    // the machine's measured FMA peak on these threads, for each vector width it has
+    let peaks = aics_tensor::cpu::simd::fma_peak(0.3);
+    let peak = peaks.iter().map(|p| p.1).fold(0.0, f64::max);
+    let simd = aics_tensor::cpu::simd::level_name();
+    if a.json {
+        let mut v = serde_json::json!({"workload": "_info", "threads": threads, "simd": simd});
+        for (name, g) in &peaks {
+            v[format!("fma_peak_{name}")] = serde_json::json!(g);
+        }
+        println!("{v}");
+    } else {
+        let p: Vec<String> = peaks
+            .iter()
+            .map(|(n, g)| format!("{n} {g:.0} GFLOP/s"))
+            .collect();
         println!(
-            "{:<24} {:>12} {:>10} {:>10}   ({threads} threads)",
-            "workload", "seconds", "GFLOP/s", "images/s"
+            "# {threads} threads, kernels for {simd}; measured FMA peak: {}",
+            if p.is_empty() {
+                "-".into()
+            } else {
+                p.join(", ")
+            }
+        );
+        println!(
+            "{:<24} {:>12} {:>10} {:>7} {:>10}",
+            "workload", "seconds", "GFLOP/s", "% peak", "images/s"
         );
     }
     for o in &out {
         let gflops = o.flop.map(|f| f / o.seconds / 1e9);
+        let share = gflops.filter(|_| peak > 0.0).map(|g| g / peak);
         if a.json {
-            let mut v = serde_json::json!({"workload": o.name, "seconds": o.seconds, "gflop_s": gflops, "threads": threads});
+            let mut v = serde_json::json!({"workload": o.name, "seconds": o.seconds, "gflop_s": gflops, "peak_share": share, "threads": threads});
             if let Some(i) = o.images {
                 v["images_s"] = serde_json::json!(i);
             }
@@ -565,7 +588,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 .map(|i| format!("{i:.0}"))
                 .or(o.tokens.map(|t| format!("{t:.0} tok")))
                 .unwrap_or_else(|| "-".into());
-            println!("{:<24} {:>12.6} {:>10} {:>10}", o.name, o.seconds, g, i);
+            let sh = share
+                .map(|s| format!("{:.0}", 100.0 * s))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{:<24} {:>12.6} {:>10} {:>7} {:>10}",
+                o.name, o.seconds, g, sh, i
+            );
         }
     }
     Ok(())

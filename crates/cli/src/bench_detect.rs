@@ -99,11 +99,11 @@ pub(crate) fn run(
     };
     if want("yolov1_train_192_b16") {
         let n = 16;
-        let cfg = yolov1_cfg(SIZE, CLASSES, HeadKind::Conv);
+        let cfg = yolov1_cfg(SIZE, SIZE / 32, CLASSES, HeadKind::Conv);
         let net = aics_detect::darknet::Darknet::from_cfg(&cfg)
             .map_err(|e| anyhow::anyhow!("yolov1 cfg: {e}"))?;
         net.randomize(&mut Rng::new(0));
-        let head = yolov1_head(&net, HeadKind::Conv, CLASSES, SIZE)
+        let head = yolov1_head(&net, HeadKind::Conv, CLASSES, SIZE / 32)
             .ok_or_else(|| anyhow::anyhow!("yolov1: no head"))?;
         let x = batch(&images(n))?;
         let objs: Vec<Vec<V1Object>> = targets(n)

@@ -25,7 +25,8 @@ use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DetModel {
-    /// YOLOv1: S×S grid (S = size/32), B = 2 boxes a cell, the sum-squared loss.
+    /// YOLOv1: S×S grid (S = size/32, or size/16 with --grid), B = 2 boxes a cell, the
+    /// sum-squared loss.
     Yolov1,
     /// SSD with a small backbone (feature maps at strides 8 to 64, default boxes of scales
     /// 0.08–0.9), the MultiBox loss with 3:1 hard negatives; --size a multiple of 64.
@@ -88,9 +89,14 @@ pub struct DetectTrainArgs {
     /// Validation data (same forms); default: the last 10% of the training images, held out.
     #[arg(long)]
     val: Option<String>,
-    /// Network input size (a multiple of 32; the grid is size/32).
+    /// Network input size (a multiple of 32; YOLOv1's grid is size/32).
     #[arg(long, default_value_t = 224)]
     size: usize,
+    /// YOLOv1's S: size/32 (the default), or size/16, where the fifth max pool keeps the
+    /// resolution (size 2, stride 1, as in YOLOv2-tiny) so that cells are half as wide, for
+    /// small objects. A checkpoint of either grid can --init the other: the weights are the same.
+    #[arg(long)]
+    grid: Option<usize>,
     /// Epochs (default 30; R-CNN takes none).
     #[arg(long)]
     epochs: Option<usize>,
@@ -172,12 +178,13 @@ pub fn load_yolov1(path: &Path) -> Result<Yolov1Checkpoint> {
         Some(other) => return Err(bad(&format!("head {other}"))),
     };
     let size = settings["size"].as_u64().ok_or_else(|| bad("no size"))? as usize;
+    let grid = settings["grid"].as_u64().map_or(size / 32, |g| g as usize);
     let net =
         Darknet::from_cfg(cfg).map_err(|e| anyhow::anyhow!("{}: its cfg: {e}", path.display()))?;
     ck.load_into(&net)?;
     net.set_training(false);
     let head =
-        yolov1_head(&net, kind, names.len(), size).ok_or_else(|| bad("no [detection] layer"))?;
+        yolov1_head(&net, kind, names.len(), grid).ok_or_else(|| bad("no [detection] layer"))?;
     if head.classes != names.len() {
         return Err(bad(&format!(
             "{} class names for {} classes",
@@ -608,12 +615,12 @@ fn init_from(path: &Path, net: &dyn Module, settings: &str, names: &[String]) ->
 }
 
 /// YOLOv1's output layout: the `[detection]` layer's for the connected head; for the
-/// convolutional head, S = size/32, B = 2, √w and √h, no softmax.
+/// convolutional head, S = `grid`, B = 2, √w and √h, no softmax.
 pub(crate) fn yolov1_head(
     net: &Darknet,
     kind: HeadKind,
     classes: usize,
-    size: usize,
+    grid: usize,
 ) -> Option<DetectionHead> {
     match kind {
         HeadKind::Connected => net.layers.iter().find_map(|l| match l {
@@ -623,7 +630,7 @@ pub(crate) fn yolov1_head(
         HeadKind::Conv => Some(DetectionHead {
             classes,
             coords: 4,
-            side: size / 32,
+            side: grid,
             num: 2,
             sqrt: true,
             softmax: false,
@@ -633,13 +640,16 @@ pub(crate) fn yolov1_head(
 
 /// The YOLOv1 network for `size`² inputs and `classes` classes: darknet's YOLOv1-tiny layout
 /// (3×3 conv + BN + leaky with 16, 32, 64, 128, 256 filters, each followed by a 2×2 max pool;
-/// then 3×3 convs of 512, 1024 and 256 filters) without its sixth pool, so that the grid is
+/// then 3×3 convs of 512, 1024 and 256 filters) without its sixth pool, so that the grid S is
 /// size/32; then a connected layer to the S²·(C + 5B) output, or a 1×1 conv (`--head conv`).
-pub fn yolov1_cfg(size: usize, classes: usize, head: HeadKind) -> String {
-    let s = size / 32;
+/// With `grid` = size/16 the fifth pool has stride 1 (and darknet's padding), keeping its input's
+/// resolution: the same layers and weights, a grid twice as fine.
+pub fn yolov1_cfg(size: usize, grid: usize, classes: usize, head: HeadKind) -> String {
+    let s = grid;
     let mut c = format!("[net]\nwidth={size}\nheight={size}\nchannels=3\n");
-    for f in [16, 32, 64, 128, 256] {
-        c += &format!("\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n[maxpool]\nsize=2\nstride=2\n");
+    for (i, f) in [16, 32, 64, 128, 256].into_iter().enumerate() {
+        let stride = if i == 4 && grid * 16 == size { 1 } else { 2 };
+        c += &format!("\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n[maxpool]\nsize=2\nstride={stride}\n");
     }
     for f in [512, 1024, 256] {
         c += &format!("\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n");
@@ -1048,6 +1058,20 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     } else if a.warp.is_some() {
         bail!("--warp applies to --model rcnn only");
     }
+    let grid = a.grid.unwrap_or(a.size / 32);
+    if let Some(g) = a.grid {
+        if a.model != DetModel::Yolov1 {
+            bail!("--grid applies to --model yolov1 only");
+        }
+        if g * 32 != a.size && g * 16 != a.size {
+            bail!(
+                "--grid {g} with --size {}: YOLOv1's grid is size/32 ({}) or size/16 ({})",
+                a.size,
+                a.size / 32,
+                a.size / 16
+            );
+        }
+    }
     let backbone = a.backbone.unwrap_or(Backbone::Small);
     if a.backbone.is_some() && a.model != DetModel::FasterRcnn {
         bail!("--backbone applies to --model faster_rcnn only");
@@ -1130,10 +1154,10 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     let classes = gt.categories.len();
     let trainee = match a.model {
         DetModel::Yolov1 => {
-            let cfg = yolov1_cfg(a.size, classes, head);
+            let cfg = yolov1_cfg(a.size, grid, classes, head);
             let net = Darknet::from_cfg(&cfg).map_err(|e| anyhow::anyhow!("yolov1 cfg: {e}"))?;
             net.randomize(&mut Rng::new(a.seed));
-            let dhead = yolov1_head(&net, head, classes, a.size).context("no [detection] layer")?;
+            let dhead = yolov1_head(&net, head, classes, grid).context("no [detection] layer")?;
             Trainee::Yolov1 {
                 net,
                 kind: head,
@@ -1221,6 +1245,9 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     if augment != Augment::Flip {
         settings["augment"] = json!(format!("{augment:?}").to_lowercase());
     }
+    if grid != a.size / 32 {
+        settings["grid"] = json!(grid);
+    }
     if backbone != Backbone::Small {
         settings["backbone"] = json!("mobilenet_v2");
         settings["freeze_backbone"] = json!(a.freeze_backbone.unwrap_or(0));
@@ -1257,11 +1284,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     let nt = train.pixels.len();
     let steps = nt.div_ceil(a.batch);
     let what = match a.model {
-        DetModel::Yolov1 => format!(
-            "yolov1 {0}×{0} (S={1}, B=2, {classes} classes)",
-            a.size,
-            a.size / 32
-        ),
+        DetModel::Yolov1 => format!("yolov1 {0}×{0} (S={grid}, B=2, {classes} classes)", a.size),
         DetModel::Ssd => format!("ssd {0}×{0} ({classes} classes)", a.size),
         DetModel::Ssdlite => format!("ssdlite320_mobilenet_v3_large ({classes} classes)"),
         DetModel::FasterRcnn => format!("faster_rcnn {0}×{0} ({classes} classes)", a.size),

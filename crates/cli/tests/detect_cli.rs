@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{aics, err, ok, tmp};
+use common::{aics, err, ok, tmp, TempDir};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -43,7 +43,7 @@ fn synth_case(
     classes: usize,
     size: usize,
     seed: u64,
-) -> (PathBuf, PathBuf, String) {
+) -> (TempDir, PathBuf, String) {
     let d = tmp(name);
     let set = d.join("set");
     synth_set(&set, images, classes, size, seed);
@@ -471,6 +471,80 @@ fn detect_train_runs_logs_and_refuses_a_different_resume() {
         "100",
     ]));
     assert!(e.contains("--size"), "{e}");
+}
+
+/// `--grid`: YOLOv1 at S = size/16, initialised from an S = size/32 checkpoint (the same
+/// weights), predicts on the finer grid; a grid that is neither is refused in one line.
+#[test]
+fn detect_train_yolov1_finer_grid() {
+    let (d, set, spec) = synth_case("dgrid", 12, 3, 64, 5);
+    let (coarse, fine) = (d.join("s2.safetensors"), d.join("s4.safetensors"));
+    let train = |ck: &std::path::Path, extra: &[&str]| {
+        let args = [
+            &[
+                "detect-train",
+                "--model",
+                "yolov1",
+                "--head",
+                "conv",
+                "--dataset",
+                &spec,
+                "--size",
+                "64",
+                "--epochs",
+                "1",
+                "--batch",
+                "4",
+                "--checkpoint",
+                s(ck),
+            ][..],
+            extra,
+        ]
+        .concat();
+        aics(&args)
+    };
+    assert!(ok(&train(&coarse, &[])).contains("S=2,"));
+    let text = ok(&train(&fine, &["--grid", "4", "--init", s(&coarse)]));
+    assert!(text.contains("S=4,"), "{text}");
+    // every box of every cell above a tiny score, nothing suppressed: more than S = 2 could
+    // give (2·2 cells × 2 boxes × 3 classes = 24), at most S = 4's 96
+    let img = set.join("images/00001.png");
+    let v: Value = serde_json::from_str(&ok(&aics(&[
+        "detect",
+        "--model",
+        "yolov1",
+        "--weights",
+        s(&fine),
+        "--json",
+        "--out",
+        s(&d.join("pic")),
+        "--score",
+        "1e-9",
+        "--nms",
+        "1",
+        s(&img),
+    ])))
+    .unwrap();
+    let n = v["detections"].as_array().map_or(0, |a| a.len());
+    assert!(n > 24 && n <= 96, "{n} detections: {v}");
+    let x = d.join("x.safetensors");
+    let e = err(&train(&x, &["--grid", "3"]));
+    assert!(e.contains("--grid 3 with --size 64"), "{e}");
+    let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "ssd",
+        "--grid",
+        "4",
+        "--dataset",
+        &spec,
+        "--size",
+        "64",
+        "--checkpoint",
+        s(&x),
+    ]));
+    assert!(e.contains("--model yolov1 only"), "{e}");
+    assert!(!x.exists());
 }
 
 /// torchvision's detectors from a state dict: an SSDlite with 3 labels saved by the library,

@@ -4,11 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-setup-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> aics_testkit::TempDir {
+    aics_testkit::TempDir::new(&format!("setup-{name}"))
 }
 
 /// A copy of the scripts in a fresh "repository" at `root`, and a bin folder holding the

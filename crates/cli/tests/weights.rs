@@ -58,11 +58,8 @@ fn fetch(model: &str, base: &str, cache: &Path) -> Output {
         .unwrap()
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-weights-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> aics_testkit::TempDir {
+    aics_testkit::TempDir::new(&format!("weights-{name}"))
 }
 
 #[test]

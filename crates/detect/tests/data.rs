@@ -7,11 +7,8 @@ use aics_detect::data::{
     Category, Dataset, Image,
 };
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-detect-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> aics_testkit::TempDir {
+    aics_testkit::TempDir::new(&format!("detect-{name}"))
 }
 
 fn dataset() -> Dataset {

@@ -91,8 +91,7 @@ fn scenes_follow_the_seed() {
 
 #[test]
 fn files_read_back_to_the_same_boxes() {
-    let dir = std::env::temp_dir().join(format!("aics-synth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = aics_testkit::TempDir::new("synth");
     let cfg = SynthConfig {
         images: 5,
         classes: 5,

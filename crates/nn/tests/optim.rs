@@ -114,10 +114,8 @@ fn clip_grad_norm_scales() {
     assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5);
 }
 
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-nn-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(name: &str) -> aics_testkit::TempDir {
+    aics_testkit::TempDir::new(&format!("nn-test-{name}"))
 }
 
 #[test]
@@ -357,4 +355,55 @@ fn builders_start_from_pytorch_defaults() {
     let first = opt.step_with(&mut closure).unwrap();
     assert_eq!(first, 9.0);
     assert!((x.to_vec()[0] - 3.0).abs() < 1e-4, "{:?}", x.to_vec());
+}
+
+/// A large parameter is updated in chunks over the thread pool; every element's arithmetic is
+/// the one-thread loop's, so the weights and state after three steps are bit-equal, for SGD
+/// (plain, momentum, Nesterov, weight decay) and Adam/AdamW.
+#[test]
+fn parallel_parameter_updates_equal_one_thread() {
+    let n = 200_003; // several chunks and a ragged last one
+    let mut rng = Rng::new(5);
+    let w0 = Tensor::<f32>::randn(&[n], 0.0, 1.0, &mut rng).to_vec();
+    let grads: Vec<Vec<f32>> = (0..3)
+        .map(|_| Tensor::<f32>::randn(&[n], 0.0, 1.0, &mut rng).to_vec())
+        .collect();
+    type Make = fn(Vec<(String, Tensor)>) -> Box<dyn Optimizer>;
+    let makers: [(&str, Make); 5] = [
+        ("sgd", |p| Box::new(Sgd::new(p).lr(0.1))),
+        ("momentum", |p| {
+            Box::new(Sgd::new(p).lr(0.1).momentum(0.9).weight_decay(1e-2))
+        }),
+        ("nesterov", |p| {
+            Box::new(Sgd::new(p).lr(0.1).momentum(0.9).nesterov(true))
+        }),
+        ("adam", |p| {
+            Box::new(Adam::new(p).lr(1e-2).weight_decay(1e-3))
+        }),
+        ("adamw", |p| Box::new(Adam::adamw(p).lr(1e-2))),
+    ];
+    for (name, make) in makers {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let p = Tensor::from_vec(w0.clone(), &[n])
+                    .unwrap()
+                    .requires_grad_(true);
+                let mut opt = make(vec![("p".into(), p.clone())]);
+                for g in &grads {
+                    p.set_grad(Some(g.clone()));
+                    opt.step().unwrap();
+                }
+                let state: Vec<Vec<f32>> = opt.state().into_iter().map(|s| s.2).collect();
+                (p.to_vec(), state)
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.0.iter().all(|v| v.is_finite()), "{name}");
+        assert!(one.0 != w0, "{name}: the weights did not move");
+        assert_eq!(one, two, "{name}: threads changed the update");
+    }
 }

@@ -399,6 +399,18 @@ pub fn op_cases() -> Vec<OpCase> {
         case("batch_norm_1d", &[&[5, 3], &[3], &[3]], None, |x| {
             x[0].batch_norm(Some(&x[1]), Some(&x[2]), None, None, true, 0.1, 1e-5)
         }),
+        case("batch_norm_plain", &[&[3, 2, 5]], None, |x| {
+            x[0].batch_norm(None, None, None, None, true, 0.1, 1e-5)
+        }),
+        case(
+            "batch_norm_weight_only",
+            &[&[2, 3, 2, 2], &[3]],
+            None,
+            |x| x[0].batch_norm(Some(&x[1]), None, None, None, true, 0.1, 1e-5),
+        ),
+        case("batch_norm_bias_only", &[&[2, 3, 2, 2], &[3]], None, |x| {
+            x[0].batch_norm(None, Some(&x[1]), None, None, true, 0.1, 1e-5)
+        }),
         case("instance_norm", &[&[2, 3, 3, 3], &[3], &[3]], None, |x| {
             x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5)
         }),

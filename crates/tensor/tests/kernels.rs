@@ -458,6 +458,58 @@ fn conv_op_through_winograd_matches_naive() {
 }
 
 #[test]
+fn fused_batch_norm_equals_its_composition() {
+    // the one-op training batch norm against the chain of mean, subtract, square, power,
+    // multiply and add it replaces: output and every gradient, with and without affine terms
+    use aics_tensor::Tensor;
+    let mut rng = Rng::new(13);
+    for (shape, affine) in [
+        (vec![4, 3, 5, 5], true),
+        (vec![2, 16, 7, 9], true),
+        (vec![6, 5], true),
+        (vec![3, 4, 11], false),
+        (vec![1, 8, 33, 33], true),
+    ] {
+        let c = shape[1];
+        let n: usize = shape.iter().product();
+        // an offset and a spread per tensor, as activations have
+        let x: Vec<f32> = randv(n, &mut rng).iter().map(|v| 3.0 + 2.5 * v).collect();
+        let x = Tensor::from_vec(x, &shape).unwrap();
+        let w = Tensor::from_vec(randv(c, &mut rng), &[c]).unwrap();
+        let b = Tensor::from_vec(randv(c, &mut rng), &[c]).unwrap();
+        let dy = randv(n, &mut rng);
+        let run = |fused: bool| {
+            let x = x.copy().requires_grad_(true);
+            let (w, b) = (w.copy().requires_grad_(true), b.copy().requires_grad_(true));
+            let (wo, bo) = if affine {
+                (Some(&w), Some(&b))
+            } else {
+                (None, None)
+            };
+            let y = if fused {
+                x.batch_norm(wo, bo, None, None, true, 0.1, 1e-5).unwrap()
+            } else {
+                x.batch_norm_reference(wo, bo, 1e-5).unwrap()
+            };
+            y.backward_with(dy.clone()).unwrap();
+            let grads = if affine {
+                vec![w.grad().unwrap().to_vec(), b.grad().unwrap().to_vec()]
+            } else {
+                vec![]
+            };
+            (y.to_vec(), x.grad().unwrap().to_vec(), grads)
+        };
+        let (a, r) = (run(true), run(false));
+        let tag = format!("{shape:?}");
+        assert_close(&format!("y {tag}"), &a.0, &r.0, 2e-5);
+        assert_close(&format!("dx {tag}"), &a.1, &r.1, 2e-5);
+        for (i, (g1, g2)) in a.2.iter().zip(&r.2).enumerate() {
+            assert_close(&format!("affine grad {i} {tag}"), g1, g2, 2e-5);
+        }
+    }
+}
+
+#[test]
 fn fused_conv_relu_equals_conv_then_relu() {
     // both the im2col and the Winograd paths, with and without a weight gradient; ReLU and leaky
     use aics_tensor::Tensor;

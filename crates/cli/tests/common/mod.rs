@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+pub use aics_testkit::TempDir;
 use std::process::{Command, Output};
 
 /// Run `aics` with `args`.
@@ -39,10 +39,7 @@ pub fn err(out: &Output) -> String {
     e
 }
 
-/// A fresh folder under the system's temporary folder, unique to this test process.
-pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aics-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh folder under the system's temporary folder, deleted when the test is done with it.
+pub fn tmp(name: &str) -> TempDir {
+    TempDir::new(&format!("cli-{name}"))
 }

@@ -3,7 +3,7 @@
 
 use aics_tensor::Tensor;
 
-use super::{decayed_grad, load_slot, save_slots, scalar_state, Optimizer};
+use super::{chunked, load_slot, save_slots, scalar_state, with_param_and_grad, Optimizer};
 use crate::error::Result;
 
 pub struct Adam {
@@ -65,21 +65,25 @@ impl Optimizer for Adam {
         let step = (self.lr / bc1) as f32;
         let (b1f, b2f, eps, sbc2) = (b1 as f32, b2 as f32, self.eps as f32, bc2.sqrt() as f32);
         let (wd, lr) = (self.weight_decay as f32, self.lr as f32);
+        let l2 = if self.decoupled { 0.0 } else { wd };
+        let decay = if self.decoupled { 1.0 - lr * wd } else { 1.0 };
+        // one pass over each parameter, in place: L2 term, both moments, the update
+        let update = |w: &mut [f32], g: &[f32], [m, v]: [&mut [f32]; 2]| {
+            for j in 0..w.len() {
+                let g = if l2 != 0.0 { g[j] + l2 * w[j] } else { g[j] };
+                m[j] = b1f * m[j] + (1.0 - b1f) * g;
+                v[j] = b2f * v[j] + (1.0 - b2f) * g * g;
+                w[j] = w[j] * decay - step * m[j] / (v[j].sqrt() / sbc2 + eps);
+            }
+        };
         for (i, (_, p)) in self.params.iter().enumerate() {
             if !p.has_grad() {
                 continue;
             }
-            let g = decayed_grad(p, if self.decoupled { 0.0 } else { wd });
-            let m = self.m[i].get_or_insert_with(|| vec![0.0; g.len()]);
-            let v = self.v[i].get_or_insert_with(|| vec![0.0; g.len()]);
-            let decay = if self.decoupled { 1.0 - lr * wd } else { 1.0 };
-            p.update_data(|w| {
-                for j in 0..w.len() {
-                    m[j] = b1f * m[j] + (1.0 - b1f) * g[j];
-                    v[j] = b2f * v[j] + (1.0 - b2f) * g[j] * g[j];
-                    w[j] = w[j] * decay - step * m[j] / (v[j].sqrt() / sbc2 + eps);
-                }
-            });
+            let n = p.numel();
+            let m = self.m[i].get_or_insert_with(|| vec![0.0; n]);
+            let v = self.v[i].get_or_insert_with(|| vec![0.0; n]);
+            with_param_and_grad(p, |w, g| chunked(w, g, [m, v], update));
         }
         Ok(())
     }

@@ -86,6 +86,44 @@ pub(crate) fn grad_of(p: &Tensor) -> Vec<f32> {
         .unwrap_or_else(|| vec![0.0; p.numel()])
 }
 
+/// Run `f(weights, gradient)` in place on a parameter that has a gradient (no copies of either);
+/// false if it has none.
+pub(crate) fn with_param_and_grad(p: &Tensor, f: impl FnOnce(&mut [f32], &[f32])) -> bool {
+    p.with_grad(|g| match g {
+        Some(g) => {
+            p.update_data(|w| f(w, g));
+            true
+        }
+        None => false,
+    })
+}
+
+/// Apply `f` to matching chunks of a parameter update's slices, over the thread pool when there
+/// are enough elements to gain from it. Every element's arithmetic is the same either way.
+pub(crate) fn chunked<const K: usize>(
+    w: &mut [f32],
+    g: &[f32],
+    state: [&mut [f32]; K],
+    f: impl Fn(&mut [f32], &[f32], [&mut [f32]; K]) + Sync,
+) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    if w.len() < 4 * CHUNK || rayon::current_num_threads() < 2 {
+        return f(w, g, state);
+    }
+    type Part<'a, const K: usize> = (&'a mut [f32], &'a [f32], [&'a mut [f32]; K]);
+    let mut parts: Vec<Part<K>> = Vec::new();
+    let mut ws = w.chunks_mut(CHUNK);
+    let mut gs = g.chunks(CHUNK);
+    let mut ss: Vec<std::slice::ChunksMut<f32>> =
+        state.into_iter().map(|s| s.chunks_mut(CHUNK)).collect();
+    while let (Some(w), Some(g)) = (ws.next(), gs.next()) {
+        let st: [&mut [f32]; K] = std::array::from_fn(|k| ss[k].next().unwrap_or_default());
+        parts.push((w, g, st));
+    }
+    parts.into_par_iter().for_each(|(w, g, st)| f(w, g, st));
+}
+
 /// The gradient with L2 weight decay folded in: `g + λ·p`.
 pub(crate) fn decayed_grad(p: &Tensor, weight_decay: f32) -> Vec<f32> {
     let mut g = grad_of(p);

@@ -3,7 +3,7 @@
 
 use aics_tensor::Tensor;
 
-use super::{decayed_grad, load_slot, save_slots, Optimizer};
+use super::{chunked, load_slot, save_slots, with_param_and_grad, Optimizer};
 use crate::error::Result;
 
 pub struct Sgd {
@@ -45,26 +45,36 @@ impl Optimizer for Sgd {
             self.momentum as f32,
             self.weight_decay as f32,
         );
+        let nesterov = self.nesterov;
         for ((_, p), buf) in self.params.iter().zip(self.bufs.iter_mut()) {
             if !p.has_grad() {
                 continue;
             }
-            let mut d = decayed_grad(p, wd);
-            if mu != 0.0 {
-                let b = match buf {
-                    Some(b) => {
-                        b.iter_mut().zip(&d).for_each(|(b, &d)| *b = mu * *b + d);
-                        b
-                    }
-                    None => buf.insert(d.clone()),
-                };
-                if self.nesterov {
-                    d.iter_mut().zip(b.iter()).for_each(|(d, &b)| *d += mu * b);
-                } else {
-                    d.copy_from_slice(b);
-                }
+            // one pass over each parameter, in place: L2 term, momentum buffer, the update
+            if mu == 0.0 {
+                with_param_and_grad(p, |w, g| {
+                    chunked(w, g, [], |w, g, []| {
+                        for j in 0..w.len() {
+                            let d = if wd != 0.0 { g[j] + wd * w[j] } else { g[j] };
+                            w[j] -= lr * d;
+                        }
+                    })
+                });
+                continue;
             }
-            p.update_data(|w| w.iter_mut().zip(&d).for_each(|(w, &d)| *w -= lr * d));
+            let first = buf.is_none();
+            let n = p.numel();
+            let b = buf.get_or_insert_with(|| vec![0.0; n]);
+            with_param_and_grad(p, |w, g| {
+                chunked(w, g, [b], |w, g, [b]| {
+                    for j in 0..w.len() {
+                        let d = if wd != 0.0 { g[j] + wd * w[j] } else { g[j] };
+                        // the first step's buffer is the gradient itself, as PyTorch's
+                        b[j] = if first { d } else { mu * b[j] + d };
+                        w[j] -= lr * if nesterov { d + mu * b[j] } else { b[j] };
+                    }
+                })
+            });
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ fn valid_range(w: usize, ow: usize, s: usize, k: usize, d: usize, p: usize) -> (
 /// Every filter tap of one plane, row by row: `f(oh, ih, tap, lo, hi, first)` for output row
 /// `oh`, the input row `ih` it reads through tap `tap = kh·KW + kw`, and the output columns
 /// `lo..hi` whose input columns `first, first + s, …` are inside the image.
+#[inline(always)]
 fn for_each_tap(g: &Conv2dGeom, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
     for oh in 0..g.oh {
         for kh in 0..g.kh {
@@ -80,19 +81,25 @@ pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
             }
             v
         };
-        for_each_tap(g, |oh, ih, tap, lo, hi, first| {
-            let wv = wc[tap];
-            let yr = &mut yp[oh * g.ow + lo..oh * g.ow + hi];
-            let xr = if s == 1 {
-                &xp[ih * g.w + first..ih * g.w + first + (hi - lo)]
-            } else {
-                let at = ih * g.w + phase_start[first % s] + first / s;
-                &split[at..at + (hi - lo)]
-            };
-            for (o, &xv) in yr.iter_mut().zip(xr) {
-                *o += wv * xv;
-            }
-        });
+        // the row loops compiled for this CPU's widest vectors
+        super::simd::with_best(
+            #[inline(always)]
+            || {
+                for_each_tap(g, |oh, ih, tap, lo, hi, first| {
+                    let wv = wc[tap];
+                    let yr = &mut yp[oh * g.ow + lo..oh * g.ow + hi];
+                    let xr = if s == 1 {
+                        &xp[ih * g.w + first..ih * g.w + first + (hi - lo)]
+                    } else {
+                        let at = ih * g.w + phase_start[first % s] + first / s;
+                        &split[at..at + (hi - lo)]
+                    };
+                    for (o, &xv) in yr.iter_mut().zip(xr) {
+                        *o += wv * xv;
+                    }
+                })
+            },
+        );
     });
     y
 }
@@ -111,19 +118,24 @@ pub fn bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         let c = plane % g.c;
         let dyp = &dy[plane * ohw..(plane + 1) * ohw];
         let wc = &wt[c * kk..(c + 1) * kk];
-        for_each_tap(g, |oh, ih, tap, lo, hi, first| {
-            let (wv, dyr) = (wc[tap], &dyp[oh * g.ow + lo..oh * g.ow + hi]);
-            let dxr = &mut dxp[ih * g.w..(ih + 1) * g.w];
-            if g.sw == 1 {
-                for (d, &gv) in dxr[first..first + (hi - lo)].iter_mut().zip(dyr) {
-                    *d += wv * gv;
-                }
-            } else {
-                for (i, &gv) in dyr.iter().enumerate() {
-                    dxr[first + i * g.sw] += wv * gv;
-                }
-            }
-        });
+        super::simd::with_best(
+            #[inline(always)]
+            || {
+                for_each_tap(g, |oh, ih, tap, lo, hi, first| {
+                    let (wv, dyr) = (wc[tap], &dyp[oh * g.ow + lo..oh * g.ow + hi]);
+                    let dxr = &mut dxp[ih * g.w..(ih + 1) * g.w];
+                    if g.sw == 1 {
+                        for (d, &gv) in dxr[first..first + (hi - lo)].iter_mut().zip(dyr) {
+                            *d += wv * gv;
+                        }
+                    } else {
+                        for (i, &gv) in dyr.iter().enumerate() {
+                            dxr[first + i * g.sw] += wv * gv;
+                        }
+                    }
+                })
+            },
+        );
     });
     dx
 }
@@ -143,22 +155,44 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
             let plane = n * g.c + c;
             let xp = &x[plane * hw..(plane + 1) * hw];
             let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-            for_each_tap(g, |oh, ih, tap, lo, hi, first| {
-                let (xr, dyr) = (
-                    &xp[ih * g.w..(ih + 1) * g.w],
-                    &dyp[oh * g.ow + lo..oh * g.ow + hi],
-                );
-                dwc[tap] += if g.sw == 1 {
-                    dyr.iter()
-                        .zip(&xr[first..first + (hi - lo)])
-                        .fold(T::zero(), |s, (&a, &b)| s + a * b)
-                } else {
-                    dyr.iter()
-                        .enumerate()
-                        .fold(T::zero(), |s, (i, &gv)| s + gv * xr[first + i * g.sw])
-                };
-            });
+            super::simd::with_best(
+                #[inline(always)]
+                || {
+                    for_each_tap(g, |oh, ih, tap, lo, hi, first| {
+                        let (xr, dyr) = (
+                            &xp[ih * g.w..(ih + 1) * g.w],
+                            &dyp[oh * g.ow + lo..oh * g.ow + hi],
+                        );
+                        dwc[tap] += if g.sw == 1 {
+                            dot(dyr, &xr[first..first + (hi - lo)])
+                        } else {
+                            dyr.iter()
+                                .enumerate()
+                                .fold(T::zero(), |s, (i, &gv)| s + gv * xr[first + i * g.sw])
+                        };
+                    })
+                },
+            );
         }
     });
     dw
+}
+
+/// `Σ a·b` in 16 interleaved partial sums (a fixed order, so deterministic), which vectorise.
+#[inline(always)]
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    const L: usize = 16;
+    let mut acc = [T::zero(); L];
+    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..L {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ar.iter().zip(br).fold(T::zero(), |s, (&x, &y)| s + x * y);
+    for v in acc {
+        s += v;
+    }
+    s
 }

@@ -8,7 +8,7 @@ pub mod direct;
 pub mod elementwise;
 pub mod gemm;
 pub mod pool;
-pub(crate) mod simd;
+pub mod simd;
 pub mod winograd;
 
 /// Work below this many elements runs on one thread: rayon's fork/join costs more than it saves.

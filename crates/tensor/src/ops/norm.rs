@@ -1,6 +1,7 @@
-//! Normalisation: batch norm, built from differentiable ops (train: batch statistics and an
-//! update of the running ones; eval: running statistics; the composition keeps the backward
-//! exact, `d(var)/d(mean) = 0`), and instance norm, one fused op with its backward beside it.
+//! Normalisation: batch norm (train: batch statistics and an update of the running ones, one
+//! fused op with its backward beside it; eval: running statistics, one per-channel affine pass)
+//! with the composition of differentiable ops kept as its reference, and instance norm, one
+//! fused op with its backward beside it.
 
 use rayon::prelude::*;
 
@@ -71,56 +72,193 @@ impl<T: Float> Tensor<T> {
                 ("running_var", running_var),
             ],
         )?;
+        if !training {
+            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
+                // y = x·s + (b − μ·s) with s = w / √(σ² + ε)
+                let mut scale = rv.detach().add_scalar(eps).powf(-0.5);
+                if let Some(w) = weight {
+                    scale = scale.mul(w)?;
+                }
+                let mut shift = rm.detach().mul(&scale)?.neg();
+                if let Some(b) = bias {
+                    shift = shift.add(b)?;
+                }
+                return self.channel_affine(&scale, &shift);
+            }
+        }
+        let count = self.numel() / c.max(1);
+        if count <= 1 {
+            return Err(shape_err(
+                "batch_norm",
+                format!("expected more than 1 value per channel when training, got input {sh:?}"),
+            ));
+        }
+        let (y, mean, var) = self.batch_norm_batch_stats(weight, bias, eps);
+        if training {
+            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
+                update_running(rm, rv, &mean, &var, momentum, count);
+            }
+        }
+        Ok(y)
+    }
+
+    /// Batch norm with batch statistics as one op: per channel, the mean and then the biased
+    /// variance (two passes, summed in f64), then `y = x·s + (b − μ·s)`; backward in two passes,
+    /// `dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂))`, `dγ = Σ dy·x̂`, `dβ = Σ dy`, with r = 1/√(σ² + ε).
+    /// Returns the output and the per-channel mean and biased variance.
+    fn batch_norm_batch_stats(
+        &self,
+        weight: Option<&Tensor<T>>,
+        bias: Option<&Tensor<T>>,
+        eps: f64,
+    ) -> (Tensor<T>, Vec<f64>, Vec<f64>) {
+        let sh = self.shape().to_vec();
+        let c = sh[1];
+        let inner: usize = sh[2..].iter().product();
+        let count = (self.numel() / c.max(1)) as f64;
+        let x = self.data();
+        let wd = weight.map(|w| w.data());
+        let bd = bias.map(|b| b.data());
+        // per-(sample, channel) plane sums, reduced per channel in plane order
+        let per_channel = |plane: Vec<f64>| -> Vec<f64> {
+            let mut v = vec![0.0f64; c];
+            for (p, s) in plane.iter().enumerate() {
+                v[p % c] += s;
+            }
+            v
+        };
+        let plane_sums = |f: &(dyn Fn(usize, &[T]) -> f64 + Sync)| -> Vec<f64> {
+            if inner == 0 {
+                return Vec::new();
+            }
+            x.par_chunks(inner)
+                .enumerate()
+                .map(|(p, xp)| f(p, xp))
+                .collect()
+        };
+        let mean: Vec<f64> = per_channel(plane_sums(&|_, xp| {
+            xp.iter().map(|v| v.as_f64()).sum::<f64>()
+        }))
+        .into_iter()
+        .map(|s| s / count)
+        .collect();
+        let var: Vec<f64> = per_channel(plane_sums(&|p, xp| {
+            let m = mean[p % c];
+            xp.iter().map(|v| (v.as_f64() - m).powi(2)).sum::<f64>()
+        }))
+        .into_iter()
+        .map(|s| s / count)
+        .collect();
+        let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let gammas: Vec<f64> = (0..c)
+            .map(|ch| wd.as_ref().map_or(1.0, |w| w[ch].as_f64()))
+            .collect();
+        let gamma = move |ch: usize| gammas[ch];
+        let beta = |ch: usize| bd.as_ref().map_or(0.0, |b| b[ch].as_f64());
+        let scale: Vec<T> = (0..c).map(|ch| T::from_f64(gamma(ch) * rstd[ch])).collect();
+        let shift: Vec<T> = (0..c)
+            .map(|ch| T::from_f64(beta(ch) - mean[ch] * gamma(ch) * rstd[ch]))
+            .collect();
+        let mut y = vec![T::zero(); x.len()];
+        if inner > 0 {
+            y.par_chunks_mut(inner)
+                .zip(x.par_chunks(inner))
+                .enumerate()
+                .for_each(|(p, (yp, xp))| {
+                    let (a, b) = (scale[p % c], shift[p % c]);
+                    for (yv, &xv) in yp.iter_mut().zip(xp) {
+                        *yv = xv * a + b;
+                    }
+                });
+        }
+        let mut inputs = vec![self];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        let (has_w, has_b) = (weight.is_some(), bias.is_some());
+        let (mean_c, var_c) = (mean.clone(), var);
+        let out = Tensor::from_op(y, sh, "batch_norm", &inputs, move |gy, needs| {
+            // per channel: Σdy and Σdy·x̂
+            let sums: Vec<(f64, f64)> = if inner == 0 {
+                Vec::new()
+            } else {
+                gy.par_chunks(inner)
+                    .zip(x.par_chunks(inner))
+                    .enumerate()
+                    .map(|(p, (gp, xp))| {
+                        let (m, r) = (mean[p % c], rstd[p % c]);
+                        gp.iter().zip(xp).fold((0.0, 0.0), |(s, sx), (&g, &xv)| {
+                            let g = g.as_f64();
+                            (s + g, sx + g * (xv.as_f64() - m) * r)
+                        })
+                    })
+                    .collect()
+            };
+            let mut sum = vec![(0.0f64, 0.0f64); c];
+            for (p, &(s, sx)) in sums.iter().enumerate() {
+                sum[p % c].0 += s;
+                sum[p % c].1 += sx;
+            }
+            let dx = needs[0].then(|| {
+                // dx = k·dy + a·x + b0 per channel
+                let coef: Vec<(T, T, T)> = (0..c)
+                    .map(|ch| {
+                        let (m, r) = (mean[ch], rstd[ch]);
+                        let k = gamma(ch) * r;
+                        let (mg, mgx) = (sum[ch].0 / count, sum[ch].1 / count);
+                        let a = -k * r * mgx;
+                        let b0 = -k * mg + k * r * mgx * m;
+                        (T::from_f64(k), T::from_f64(a), T::from_f64(b0))
+                    })
+                    .collect();
+                let mut dx = vec![T::zero(); x.len()];
+                if inner > 0 {
+                    dx.par_chunks_mut(inner)
+                        .zip(gy.par_chunks(inner).zip(x.par_chunks(inner)))
+                        .enumerate()
+                        .for_each(|(p, (dp, (gp, xp)))| {
+                            let (k, a, b0) = coef[p % c];
+                            for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
+                                *d = k * gv + a * xv + b0;
+                            }
+                        });
+                }
+                dx
+            });
+            let mut r = vec![dx];
+            let mut k = 1;
+            if has_w {
+                r.push(needs[k].then(|| sum.iter().map(|s| T::from_f64(s.1)).collect()));
+                k += 1;
+            }
+            if has_b {
+                r.push(needs[k].then(|| sum.iter().map(|s| T::from_f64(s.0)).collect()));
+            }
+            r
+        });
+        (out, mean_c, var_c)
+    }
+
+    /// Batch norm built from differentiable ops (mean, subtract, square, mean, power, multiply,
+    /// add): the reference the fused training op is held to. Batch statistics, no running ones.
+    pub fn batch_norm_reference(
+        &self,
+        weight: Option<&Tensor<T>>,
+        bias: Option<&Tensor<T>>,
+        eps: f64,
+    ) -> Result<Tensor<T>> {
+        let sh = self.shape().to_vec();
+        if sh.len() < 2 {
+            return Err(shape_err(
+                "batch_norm",
+                format!("expected input (N, C, ...), got {sh:?}"),
+            ));
+        }
+        check_per_channel("batch_norm", &sh, &[("weight", weight), ("bias", bias)])?;
         let cs = channel_shape(&sh);
         let dims: Vec<isize> = (0..sh.len() as isize).filter(|&d| d != 1).collect();
-        let count = self.numel() / c.max(1);
-        // Per-channel work happens on C-vectors; the full tensor is touched only by the
-        // statistics (training) and one multiply and one add.
-        let (centered, var) = if training {
-            if count <= 1 {
-                return Err(shape_err(
-                    "batch_norm",
-                    format!(
-                        "expected more than 1 value per channel when training, got input {sh:?}"
-                    ),
-                ));
-            }
-            let mean = self.mean_dims(&dims, true)?;
-            let centered = self.sub(&mean)?;
-            let var = centered.square().mean_dims(&dims, true)?;
-            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
-                let (m, v) = (mean.data(), var.data());
-                let mo = T::from_f64(momentum);
-                let unbias = T::from_f64(count as f64 / (count as f64 - 1.0));
-                rm.update_data(|r| {
-                    r.iter_mut()
-                        .zip(m.iter())
-                        .for_each(|(r, &m)| *r = (T::one() - mo) * *r + mo * m)
-                });
-                rv.update_data(|r| {
-                    r.iter_mut()
-                        .zip(v.iter())
-                        .for_each(|(r, &v)| *r = (T::one() - mo) * *r + mo * v * unbias)
-                });
-            }
-            (centered, var)
-        } else {
-            match (running_mean, running_var) {
-                (Some(rm), Some(rv)) => {
-                    // y = x·s + (b − μ·s) with s = w / √(σ² + ε)
-                    let mut scale = rv.detach().add_scalar(eps).powf(-0.5);
-                    if let Some(w) = weight {
-                        scale = scale.mul(w)?;
-                    }
-                    let mut shift = rm.detach().mul(&scale)?.neg();
-                    if let Some(b) = bias {
-                        shift = shift.add(b)?;
-                    }
-                    return self.channel_affine(&scale, &shift);
-                }
-                _ => return self.batch_norm(weight, bias, None, None, true, momentum, eps),
-            }
-        };
+        let mean = self.mean_dims(&dims, true)?;
+        let centered = self.sub(&mean)?;
+        let var = centered.square().mean_dims(&dims, true)?;
         let mut scale = var.add_scalar(eps).powf(-0.5);
         if let Some(w) = weight {
             scale = scale.mul(&w.reshape(&cs)?)?;
@@ -346,4 +484,26 @@ impl<T: Float> Tensor<T> {
             .collect();
         self.mul(&Tensor::raw(mask, self.shape().to_vec()))
     }
+}
+
+/// `r ← (1 − m)·r + m·v` for the running mean, and the same with the unbiased batch variance.
+fn update_running<T: Float>(
+    rm: &Tensor<T>,
+    rv: &Tensor<T>,
+    mean: &[f64],
+    var: &[f64],
+    momentum: f64,
+    count: usize,
+) {
+    let unbias = count as f64 / (count as f64 - 1.0);
+    rm.update_data(|r| {
+        r.iter_mut()
+            .zip(mean)
+            .for_each(|(r, &m)| *r = T::from_f64((1.0 - momentum) * r.as_f64() + momentum * m))
+    });
+    rv.update_data(|r| {
+        r.iter_mut().zip(var).for_each(|(r, &v)| {
+            *r = T::from_f64((1.0 - momentum) * r.as_f64() + momentum * v * unbias)
+        })
+    });
 }
