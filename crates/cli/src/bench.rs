@@ -22,6 +22,150 @@ pub struct BenchArgs {
     /// Minimum seconds of timed runs per workload.
     #[arg(long, default_value_t = 1.0)]
     pub min_time: f64,
+    /// Time one model workload layer by layer and convolution by convolution (with the kernel
+    /// each ran on) instead: vgg19_fwd_b1, resnet50_fwd_b1, resnet50_fwd_b8 or
+    /// mobilenet_v2_fwd_b1. The median of 7 passes after 2 warm-up ones.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Run the whole-model inference workloads (and --profile) on the plain path, without
+    /// `prepare_inference` (no batch norm folding, no fused activations or residual adds).
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// The whole-model inference workloads: (workload, zoo model, batch), at 224².
+const MODEL_WORKLOADS: [(&str, &str, usize); 4] = [
+    ("vgg19_fwd_b1", "vgg19", 1),
+    ("resnet50_fwd_b1", "resnet50", 1),
+    ("resnet50_fwd_b8", "resnet50", 8),
+    ("mobilenet_v2_fwd_b1", "mobilenet_v2", 1),
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// `aics bench --profile WORKLOAD`: per-layer and per-convolution times of one forward pass.
+fn profile(name: &str, json: bool, plain: bool) -> Result<()> {
+    let Some(&(_, model, batch)) = MODEL_WORKLOADS.iter().find(|w| w.0 == name) else {
+        let names: Vec<&str> = MODEL_WORKLOADS.iter().map(|w| w.0).collect();
+        anyhow::bail!("--profile takes one of {}; got {name}", names.join(", "));
+    };
+    let cfg = ModelConfig {
+        in_shape: [3, 224, 224],
+        num_classes: 1000,
+        hidden: vec![],
+        seed: 0,
+    };
+    let mut m = build(model, &cfg)?;
+    m.set_training(false);
+    if !plain {
+        m.prepare_inference()?;
+    }
+    let x = Tensor::<f32>::randn(&[batch, 3, 224, 224], 0.0, 1.0, &mut Rng::new(0));
+    let _g = no_grad();
+    for _ in 0..2 {
+        m.forward(&x)?;
+    }
+    const RUNS: usize = 7;
+    let mut totals = Vec::new();
+    let mut layers: Vec<(aics_nn::SummaryRow, Vec<f64>)> = Vec::new();
+    let mut convs: Vec<(aics_tensor::profile::OpRecord, Vec<f64>)> = Vec::new();
+    for run in 0..RUNS {
+        let t = Instant::now();
+        let (sum, ops) = aics_tensor::profile::record_ops(|| aics_nn::inspect::summary(&m, &x));
+        totals.push(t.elapsed().as_secs_f64());
+        let sum = sum?;
+        if run == 0 {
+            layers = sum.rows.into_iter().map(|r| (r, Vec::new())).collect();
+            convs = ops.into_iter().map(|o| (o, Vec::new())).collect();
+            continue;
+        }
+        for ((_, v), r) in layers.iter_mut().zip(&sum.rows) {
+            v.push(r.seconds);
+        }
+        for ((_, v), o) in convs.iter_mut().zip(&ops) {
+            v.push(o.seconds);
+        }
+    }
+    let total = median(totals);
+    let gflops = |macs: u64, s: f64| 2.0 * macs as f64 / s / 1e9;
+    let layer_rows: Vec<(aics_nn::SummaryRow, f64)> = layers
+        .into_iter()
+        .map(|(r, v)| {
+            let t = if v.is_empty() { r.seconds } else { median(v) };
+            (r, t)
+        })
+        .collect();
+    let conv_rows: Vec<(aics_tensor::profile::OpRecord, f64)> = convs
+        .into_iter()
+        .map(|(o, v)| {
+            let t = if v.is_empty() { o.seconds } else { median(v) };
+            (o, t)
+        })
+        .collect();
+    let conv_total: f64 = conv_rows.iter().map(|c| c.1).sum();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"workload": name, "seconds": total, "conv_seconds": conv_total, "threads": aics_tensor::num_threads()})
+        );
+        for (r, t) in &layer_rows {
+            println!(
+                "{}",
+                serde_json::json!({"layer": r.name, "type": r.layer, "output": r.output, "macs": r.macs, "seconds": t})
+            );
+        }
+        for (o, t) in &conv_rows {
+            println!(
+                "{}",
+                serde_json::json!({"op": o.op, "detail": o.detail, "macs": o.macs, "seconds": t})
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "# {name}: {:.2} ms a pass on {} threads (median of {RUNS}); convolutions {:.2} ms ({:.0}%)",
+        total * 1e3,
+        aics_tensor::num_threads(),
+        conv_total * 1e3,
+        100.0 * conv_total / total
+    );
+    println!(
+        "{:<24} {:<34} {:>18} {:>9} {:>6} {:>8}",
+        "layer", "type", "output", "ms", "%", "GFLOP/s"
+    );
+    for (r, t) in &layer_rows {
+        let out = format!("{:?}", r.output);
+        println!(
+            "{:<24} {:<34} {:>18} {:>9.3} {:>6.1} {:>8.1}",
+            r.name,
+            r.layer.chars().take(34).collect::<String>(),
+            out,
+            t * 1e3,
+            100.0 * t / total,
+            gflops(r.macs as u64, *t)
+        );
+    }
+    println!();
+    println!("convolutions, slowest first:");
+    println!(
+        "{:<64} {:>9} {:>6} {:>8}",
+        "kernel: shape", "ms", "%", "GFLOP/s"
+    );
+    let mut sorted: Vec<&(aics_tensor::profile::OpRecord, f64)> = conv_rows.iter().collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (o, t) in sorted {
+        println!(
+            "{:<64} {:>9.3} {:>6.1} {:>8.1}",
+            o.detail,
+            t * 1e3,
+            100.0 * t / total,
+            gflops(o.macs, *t)
+        );
+    }
+    Ok(())
 }
 
 /// The (key prefix, factor) pairs by which the parity fixtures scale a detector's key-hashed
@@ -160,6 +304,12 @@ fn train_step(name: &str, x: &Tensor, min_time: f64) -> Result<(f64, f64)> {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if let Some(p) = &a.profile {
+        if a.filter.is_some() {
+            anyhow::bail!("--profile times one workload; it takes no --filter");
+        }
+        return profile(p, a.json, a.plain);
+    }
     let mut rng = Rng::new(0);
     let want = |n: &str| a.filter.as_ref().is_none_or(|f| n.contains(f.as_str()));
     let mut out: Vec<Outcome> = Vec::new();
@@ -416,12 +566,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 
     // whole models, eval-mode forward at their ImageNet size
-    for (name, model, batch) in [
-        ("vgg19_fwd_b1", "vgg19", 1),
-        ("resnet50_fwd_b1", "resnet50", 1),
-        ("resnet50_fwd_b8", "resnet50", 8),
-        ("mobilenet_v2_fwd_b1", "mobilenet_v2", 1),
-    ] {
+    for (name, model, batch) in MODEL_WORKLOADS {
         if !want(name) {
             continue;
         }
@@ -431,8 +576,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             hidden: vec![],
             seed: 0,
         };
-        let m = build(model, &cfg)?;
+        let mut m = build(model, &cfg)?;
         m.set_training(false);
+        // the inference path, as `aics classify` runs it
+        if !a.plain {
+            m.prepare_inference()?;
+        }
         let x = Tensor::<f32>::randn(&[batch, 3, 224, 224], 0.0, 1.0, &mut rng);
         let flop = 2.0 * model_macs(&m, &x)? as f64;
         let _g = no_grad();

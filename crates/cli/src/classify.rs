@@ -53,7 +53,7 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
     } else {
         (256, 224)
     };
-    let model = build(
+    let mut model = build(
         model_name,
         &ModelConfig {
             in_shape: [3, crop as usize, crop as usize],
@@ -68,6 +68,8 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
         model_name.starts_with("googlenet") || model_name.starts_with("inception_v3");
     aics_vision::weights::load_weights(&model, &weights)?;
     model.set_training(false);
+    // the inference path: batch norms folded, activations and residual adds fused
+    model.prepare_inference()?;
     let _g = no_grad();
     let names = imagenet::class_names();
     for path in &a.images {

@@ -189,6 +189,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let mut train = Vec::new();
     let mut rngs = Vec::new();
     let mut children = Vec::new();
+    let mut prepare = Vec::new();
     for f in &fields {
         let id = &f.ident;
         let key = &f.key;
@@ -219,6 +220,16 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                 if transparent {
                     children.push(each_child(f, quote!(f(&at, m);)));
                 }
+                let id = &f.ident;
+                prepare.push(match f.shape {
+                    Shape::One => quote! { self.#id.prepare_inference()?; },
+                    Shape::Option => quote! {
+                        if let Some(m) = &mut self.#id { m.prepare_inference()?; }
+                    },
+                    Shape::Vec => quote! {
+                        for m in self.#id.iter_mut() { m.prepare_inference()?; }
+                    },
+                });
             }
             Role::Rng => rngs.push(quote! { f(::aics_nn::module::key(prefix, #key), &self.#id); }),
             Role::Training => train.push(quote! {
@@ -226,6 +237,19 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             }),
         }
     }
+    // a module is reachable as `Any` (to fuse layers by type) when it is not generic
+    let as_any = if input.generics.params.is_empty() {
+        quote! {
+            fn as_any_mut(&mut self) -> Option<&mut dyn ::std::any::Any> {
+                Some(self)
+            }
+            fn as_any(&self) -> Option<&dyn ::std::any::Any> {
+                Some(self)
+            }
+        }
+    } else {
+        quote!()
+    };
     // `prefix` is unused by set_training; keep it in scope for the shared child code
     Ok(quote! {
         impl #impl_g ::aics_nn::Fields for #name #ty_g #where_g {
@@ -253,6 +277,13 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             fn type_name_fields(&self) -> String {
                 #type_name.to_string()
             }
+            fn prepare_inference_fields(&mut self) -> ::aics_nn::Result<()> {
+                #[allow(unused_imports)]
+                use ::aics_nn::Module as _;
+                #(#prepare)*
+                Ok(())
+            }
+            #as_any
             #[allow(unused_variables)]
             fn transparent_children(&self, f: &mut dyn FnMut(&str, &dyn ::aics_nn::Module)) {
                 // keys relative to the struct: "" for a flattened field

@@ -1,5 +1,5 @@
 //! Looking into a model from outside it: a per-layer summary (output shape, parameters,
-//! multiply-adds) and the output of one sub-layer, for feature maps. Neither is part of the
+//! multiply-adds, time) and the output of one sub-layer, for feature maps. Neither is part of the
 //! [`Module`] trait: the containers ([`Sequential`](crate::Sequential), [`Concat`](crate::Concat))
 //! run each child through [`call`], which reports it to the inspection running on this thread
 //! (none, almost always: then it is a plain `forward`), and the multiply-adds come from the ops
@@ -29,6 +29,8 @@ pub struct SummaryRow {
     /// Parameters named `*weight` (the chapter counts weights and biases apart).
     pub weights: usize,
     pub macs: usize,
+    /// Wall time of the layer's forward pass (of this one run: profile over several).
+    pub seconds: f64,
 }
 
 enum Mode {
@@ -169,7 +171,9 @@ pub fn call(name: &str, m: &dyn Module, x: &Tensor) -> Result<Tensor> {
     let Some(path) = path else {
         return m.forward(x);
     };
+    let t = std::time::Instant::now();
     let (y, macs) = count_macs(|| m.forward(x));
+    let seconds = t.elapsed().as_secs_f64();
     let leaf = INSPECTION.with(|i| {
         let mut i = i.borrow_mut();
         i.as_mut()
@@ -177,7 +181,7 @@ pub fn call(name: &str, m: &dyn Module, x: &Tensor) -> Result<Tensor> {
             .is_some_and(|f| !f.had_child)
     });
     let y = y?;
-    report(&path, m, &y, macs, leaf);
+    report(&path, m, &y, macs, seconds, leaf);
     Ok(y)
 }
 
@@ -195,7 +199,7 @@ pub fn param_counts(m: &dyn Module) -> (usize, usize) {
     (params, weights)
 }
 
-fn row(path: &str, m: &dyn Module, y: &Tensor, macs: u64) -> SummaryRow {
+fn row(path: &str, m: &dyn Module, y: &Tensor, macs: u64, seconds: f64) -> SummaryRow {
     let (params, weights) = param_counts(m);
     SummaryRow {
         name: path.to_string(),
@@ -204,17 +208,18 @@ fn row(path: &str, m: &dyn Module, y: &Tensor, macs: u64) -> SummaryRow {
         params,
         weights,
         macs: macs as usize,
+        seconds,
     }
 }
 
-fn report(path: &str, m: &dyn Module, y: &Tensor, macs: u64, leaf: bool) {
+fn report(path: &str, m: &dyn Module, y: &Tensor, macs: u64, seconds: f64, leaf: bool) {
     let summary = INSPECTION.with(|i| {
         matches!(
             i.borrow().as_ref().map(|ins| &ins.mode),
             Some(Mode::Summary(_))
         )
     });
-    let r = (summary && leaf).then(|| row(path, m, y, macs));
+    let r = (summary && leaf).then(|| row(path, m, y, macs, seconds));
     INSPECTION.with(|i| {
         if let Some(Mode::Summary(rows)) = i.borrow_mut().as_mut().map(|ins| &mut ins.mode) {
             rows.extend(r)
@@ -251,7 +256,9 @@ fn inspect(model: &dyn Module, x: &Tensor, mode: Mode) -> (Result<Tensor>, Inspe
         stack: vec![Frame::new(String::new(), model)],
     };
     let _restore = Restore(Some(INSPECTION.with(|i| i.borrow_mut().replace(fresh))));
+    let t = std::time::Instant::now();
     let (y, macs) = count_macs(|| model.forward(x));
+    let seconds = t.elapsed().as_secs_f64();
     let mut ins = INSPECTION
         .with(|i| i.borrow_mut().take())
         .unwrap_or(Inspection {
@@ -261,7 +268,7 @@ fn inspect(model: &dyn Module, x: &Tensor, mode: Mode) -> (Result<Tensor>, Inspe
     // a model that no container reported children for is one row itself
     let root_leaf = ins.stack.first().is_some_and(|f| !f.had_child);
     if let (Ok(y), Mode::Summary(rows), true) = (&y, &mut ins.mode, root_leaf) {
-        rows.push(row("", model, y, macs));
+        rows.push(row("", model, y, macs, seconds));
     }
     (y, ins, macs)
 }

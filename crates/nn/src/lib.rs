@@ -6,6 +6,7 @@ extern crate self as aics_nn;
 
 pub mod checkpoint;
 pub mod error;
+pub mod fuse;
 pub mod init;
 pub mod inspect;
 pub mod layers;

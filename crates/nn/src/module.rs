@@ -35,6 +35,18 @@ pub trait Fields {
     /// For a `#[module(transparent)]` struct: each container field with its key, so that a
     /// summary or a feature capture looks into them ([`crate::inspect`]).
     fn transparent_children(&self, _f: &mut dyn FnMut(&str, &dyn Module)) {}
+    /// [`Module::prepare_inference`] on each child module.
+    fn prepare_inference_fields(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The module as `Any`, so that a container can recognise the layers it fuses.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
+    /// The module as `Any`, to find a fused layer by type in a block's forward.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// A layer or a model. `forward` is the inference/training computation; behaviour that differs
@@ -91,6 +103,17 @@ pub trait Module: Fields + Send + Sync {
     /// the uninterrupted run would have. Containers visit their children.
     fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(String, &Mutex<Rng>)) {
         self.visit_rngs_fields(prefix, f)
+    }
+
+    /// Enter the inference path, once, in evaluation mode: batch norm folded into the
+    /// convolution before it, and the activation after it (ReLU, ReLU6, leaky ReLU) and, in
+    /// residual blocks, the shortcut's add applied in the convolution's output pass. The outputs
+    /// are the plain path's up to float rounding. One way: the folded weights replace the
+    /// convolutions' (the batch norms become identities), so train or save the model before,
+    /// not after. Containers fuse the layer sequences they hold; models with their own forward
+    /// fuse their blocks; other modules prepare their children.
+    fn prepare_inference(&mut self) -> Result<()> {
+        self.prepare_inference_fields()
     }
 
     /// The logits plus any auxiliary logits with their loss weights (GoogLeNet's two side
@@ -191,6 +214,12 @@ impl Module for Sequential {
             .iter()
             .for_each(|(_, l)| l.set_training(training));
     }
+    fn prepare_inference(&mut self) -> Result<()> {
+        for (_, l) in self.layers.iter_mut() {
+            l.prepare_inference()?;
+        }
+        crate::fuse::fuse_sequence(&mut self.layers)
+    }
 }
 
 /// Parallel paths applied to the same input, outputs concatenated along channels (dim 1): the
@@ -244,6 +273,12 @@ impl Module for Concat {
         self.paths
             .iter()
             .for_each(|(_, p)| p.set_training(training));
+    }
+    fn prepare_inference(&mut self) -> Result<()> {
+        for (_, p) in self.paths.iter_mut() {
+            p.prepare_inference()?;
+        }
+        Ok(())
     }
 }
 
@@ -307,7 +342,17 @@ pub fn load_state_dict(
     Ok(())
 }
 
-impl Fields for Box<dyn Module> {}
+impl Fields for Box<dyn Module> {
+    fn prepare_inference_fields(&mut self) -> Result<()> {
+        (**self).prepare_inference_fields()
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        (**self).as_any_mut()
+    }
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        (**self).as_any()
+    }
+}
 
 /// A boxed model is a model (the zoo returns `Box<dyn Module>`).
 impl Module for Box<dyn Module> {
@@ -330,5 +375,8 @@ impl Module for Box<dyn Module> {
     }
     fn forward_with_aux(&self, x: &Tensor) -> Result<(Tensor, Vec<(f32, Tensor)>)> {
         (**self).forward_with_aux(x)
+    }
+    fn prepare_inference(&mut self) -> Result<()> {
+        (**self).prepare_inference()
     }
 }

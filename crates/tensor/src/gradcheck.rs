@@ -399,6 +399,34 @@ pub fn op_cases() -> Vec<OpCase> {
         case("batch_norm_1d", &[&[5, 3], &[3], &[3]], None, |x| {
             x[0].batch_norm(Some(&x[1]), Some(&x[2]), None, None, true, 0.1, 1e-5)
         }),
+        case(
+            "conv2d_fused_relu6_residual",
+            &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4], &[2, 4, 5, 5]],
+            Some((-2.0, 2.0)),
+            |x| {
+                x[0].conv2d_fused(
+                    &x[1],
+                    Some(&x[2]),
+                    ConvParams::default().padding(1),
+                    crate::Activation::Relu6,
+                    Some(&x[3]),
+                )
+            },
+        ),
+        case(
+            "conv2d_fused_relu_residual_depthwise",
+            &[&[1, 3, 6, 6], &[3, 1, 3, 3], &[3], &[1, 3, 3, 3]],
+            None,
+            |x| {
+                x[0].conv2d_fused(
+                    &x[1],
+                    Some(&x[2]),
+                    ConvParams::default().padding(1).stride(2).groups(3),
+                    crate::Activation::Relu,
+                    Some(&x[3]),
+                )
+            },
+        ),
         case("batch_norm_plain", &[&[3, 2, 5]], None, |x| {
             x[0].batch_norm(None, None, None, None, true, 0.1, 1e-5)
         }),

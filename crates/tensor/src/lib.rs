@@ -24,7 +24,7 @@ pub mod testing;
 pub use autograd::{grad_enabled, no_grad, NoGradGuard};
 pub use dtype::{DType, Float};
 pub use error::{Result, TensorError};
-pub use ops::conv::ConvParams;
+pub use ops::conv::{Activation, ConvParams};
 pub use ops::pool::PoolParams;
 pub use ops::recurrent::{Cell, RecurrentOpts, RecurrentOut};
 pub use ops::upsample::Interp;

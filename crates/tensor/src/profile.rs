@@ -1,6 +1,7 @@
 //! Counting the multiply-adds of the ops a computation runs, op by op: convolutions, transposed
 //! convolutions, `linear`, `matmul` and `gram` report theirs while a count is open on the calling
-//! thread. Elementwise ops, pooling and normalisation count none.
+//! thread. Elementwise ops, pooling and normalisation count none. [`record_ops`] times the
+//! convolutions one by one, with the kernel each ran on.
 //!
 //! ```
 //! use aics_tensor::{profile::count_macs, Tensor};
@@ -40,6 +41,57 @@ pub(crate) fn add_macs(n: usize) {
     MACS.with(|m| {
         if let Some(v) = m.get() {
             m.set(Some(v + n as u64));
+        }
+    });
+}
+
+/// One op timed while a [`record_ops`] is open: its name, what it ran on and by which kernel,
+/// its multiply-adds and its wall time.
+#[derive(Clone, Debug)]
+pub struct OpRecord {
+    pub op: &'static str,
+    pub detail: String,
+    pub macs: u64,
+    pub seconds: f64,
+}
+
+thread_local! {
+    static OPS: std::cell::RefCell<Option<Vec<OpRecord>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` and return the timed ops it ran on this thread (the convolutions), in order.
+pub fn record_ops<R>(f: impl FnOnce() -> R) -> (R, Vec<OpRecord>) {
+    let outer = OPS.with(|o| o.replace(Some(Vec::new())));
+    struct Restore(Option<Option<Vec<OpRecord>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(outer) = self.0.take() {
+                OPS.with(|o| *o.borrow_mut() = outer);
+            }
+        }
+    }
+    let restore = Restore(Some(outer));
+    let r = f();
+    let ops = OPS.with(|o| o.borrow_mut().take()).unwrap_or_default();
+    drop(restore);
+    (r, ops)
+}
+
+/// Whether ops are being recorded on this thread (ops time themselves only then).
+pub(crate) fn recording() -> bool {
+    OPS.with(|o| o.borrow().is_some())
+}
+
+/// Record an op that ran (a no-op when nothing is recording).
+pub(crate) fn push_op(op: &'static str, detail: impl FnOnce() -> String, macs: u64, seconds: f64) {
+    OPS.with(|o| {
+        if let Some(v) = o.borrow_mut().as_mut() {
+            v.push(OpRecord {
+                op,
+                detail: detail(),
+                macs,
+                seconds,
+            });
         }
     });
 }

@@ -458,6 +458,79 @@ fn conv_op_through_winograd_matches_naive() {
 }
 
 #[test]
+fn fused_conv_epilogues_equal_the_separate_ops() {
+    // act(conv(x) + b + r) in one op against conv, add, activation: im2col, Winograd and
+    // depthwise paths; with and without a residual; ReLU, ReLU6, leaky ReLU and none
+    use aics_tensor::{Activation, Tensor};
+    let mut rng = Rng::new(21);
+    let cases = [
+        (3, 5, 9, 1, Activation::Relu6, true),
+        (64, 64, 30, 1, Activation::Relu, true),
+        (64, 64, 30, 1, Activation::Identity, true),
+        (16, 16, 12, 16, Activation::Relu6, false),
+        (8, 12, 7, 1, Activation::LeakyRelu(0.1), true),
+    ];
+    for (c, o, hw, groups, act, with_res) in cases {
+        let x: Vec<f32> = randv(2 * c * hw * hw, &mut rng)
+            .iter()
+            .map(|v| 2.0 * v)
+            .collect();
+        let x = Tensor::from_vec(x, &[2, c, hw, hw]).unwrap();
+        let w = Tensor::from_vec(
+            randv(o * (c / groups) * 9, &mut rng),
+            &[o, c / groups, 3, 3],
+        )
+        .unwrap();
+        let b = Tensor::from_vec(randv(o, &mut rng), &[o]).unwrap();
+        let r = Tensor::from_vec(randv(2 * o * hw * hw, &mut rng), &[2, o, hw, hw]).unwrap();
+        let dy = randv(2 * o * hw * hw, &mut rng);
+        let p = ConvParams::default().padding(1).groups(groups);
+        let run = |fused: bool| {
+            let (x, w, b, r) = (
+                x.copy().requires_grad_(true),
+                w.copy().requires_grad_(true),
+                b.copy().requires_grad_(true),
+                r.copy().requires_grad_(true),
+            );
+            let res = with_res.then_some(&r);
+            let y = if fused {
+                x.conv2d_fused(&w, Some(&b), p, act, res).unwrap()
+            } else {
+                let mut y = x.conv2d(&w, Some(&b), p).unwrap();
+                if let Some(r) = res {
+                    y = y.add(r).unwrap();
+                }
+                match act {
+                    Activation::Identity => y,
+                    Activation::Relu => y.relu(),
+                    Activation::Relu6 => y.clamp(0.0, 6.0),
+                    Activation::LeakyRelu(s) => y.leaky_relu(s),
+                }
+            };
+            y.backward_with(dy.clone()).unwrap();
+            let gr = with_res.then(|| r.grad().unwrap().to_vec());
+            (
+                y.to_vec(),
+                x.grad().unwrap().to_vec(),
+                w.grad().unwrap().to_vec(),
+                b.grad().unwrap().to_vec(),
+                gr,
+            )
+        };
+        let (a, e) = (run(true), run(false));
+        let tag = format!("{c}->{o} {hw}x{hw} groups {groups} {act:?} residual {with_res}");
+        assert_close(&format!("y {tag}"), &a.0, &e.0, 1e-6);
+        assert_close(&format!("dx {tag}"), &a.1, &e.1, 1e-5);
+        assert_close(&format!("dw {tag}"), &a.2, &e.2, 1e-5);
+        assert_close(&format!("db {tag}"), &a.3, &e.3, 1e-5);
+        assert_eq!(a.4.is_some(), with_res);
+        if let (Some(g1), Some(g2)) = (&a.4, &e.4) {
+            assert_close(&format!("dr {tag}"), g1, g2, 1e-6);
+        }
+    }
+}
+
+#[test]
 fn fused_batch_norm_equals_its_composition() {
     // the one-op training batch norm against the chain of mean, subtract, square, power,
     // multiply and add it replaces: output and every gradient, with and without affine terms
@@ -564,7 +637,12 @@ fn depthwise_matches_naive_random_shapes() {
     use aics_tensor::cpu::depthwise;
     let mut rng = Rng::new(21);
     for case in 0..60 {
-        let c = 2 + rng.below(6);
+        // a few channels, and runs of channels longer than a vector (with a ragged end)
+        let c = if case % 3 == 0 {
+            17 + rng.below(60)
+        } else {
+            2 + rng.below(6)
+        };
         let (kh, kw) = (1 + rng.below(5), 1 + rng.below(5));
         let p = ConvParams {
             stride: (1 + rng.below(3), 1 + rng.below(3)),

@@ -1,7 +1,7 @@
 //! `Conv2d` and `ConvTranspose2d` (PyTorch keys `weight`, `bias`; weight (O, C/groups, KH, KW)
 //! and (C_in, C_out/groups, KH, KW) respectively).
 
-use aics_tensor::{ConvParams, Rng, Tensor};
+use aics_tensor::{Activation, ConvParams, Rng, Tensor};
 
 use crate::error::{config, Result};
 use crate::init::default_uniform;
@@ -14,6 +14,8 @@ pub struct Conv2d {
     #[param]
     pub bias: Option<Tensor>,
     pub params: ConvParams,
+    /// Applied in the output pass (the inference path fuses the following activation here).
+    pub act: Activation,
 }
 
 impl Conv2d {
@@ -54,18 +56,45 @@ impl Conv2d {
             weight,
             bias,
             params,
+            act: Activation::Identity,
         })
+    }
+
+    /// `act(conv(x) + residual)` with this layer's weights, in one op: a residual block's last
+    /// convolution with its shortcut added (`act` replaces the layer's own).
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        act: Activation,
+    ) -> Result<Tensor> {
+        Ok(x.conv2d_fused(
+            &self.weight,
+            self.bias.as_ref(),
+            self.params,
+            act,
+            Some(residual),
+        )?)
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.conv2d(&self.weight, self.bias.as_ref(), self.params)?)
+        Ok(match self.act {
+            Activation::Identity => x.conv2d(&self.weight, self.bias.as_ref(), self.params)?,
+            act => x.conv2d_fused(&self.weight, self.bias.as_ref(), self.params, act, None)?,
+        })
     }
     fn type_name(&self) -> String {
         let s = self.weight.shape();
+        let act = match self.act {
+            Activation::Identity => String::new(),
+            Activation::Relu => " + ReLU".into(),
+            Activation::Relu6 => " + ReLU6".into(),
+            Activation::LeakyRelu(a) => format!(" + LeakyReLU({a})"),
+        };
         format!(
-            "Conv2d({}→{}, {}x{}, s{}, p{})",
+            "Conv2d({}→{}, {}x{}, s{}, p{}){act}",
             s[1] * self.params.groups,
             s[0],
             s[2],

@@ -128,3 +128,17 @@ impl Module for ReflectionPad2d {
         format!("ReflectionPad2d({})", self.pad)
     }
 }
+
+/// Passes its input on (`nn.Identity`); the inference path puts it where an activation was
+/// fused into the convolution before it.
+#[derive(Module)]
+pub struct Identity;
+
+impl Module for Identity {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+    fn type_name(&self) -> String {
+        "Identity".into()
+    }
+}

@@ -13,7 +13,7 @@ pub use activation::{
 };
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use linear::Linear;
-pub use misc::{Dropout, Embedding, Flatten, ReflectionPad2d, Upsample};
+pub use misc::{Dropout, Embedding, Flatten, Identity, ReflectionPad2d, Upsample};
 pub use norm::{BatchNorm, FrozenBatchNorm2d, InstanceNorm2d, LocalResponseNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, LPPool2d, MaxPool2d};
 pub use recurrent::{

@@ -24,6 +24,8 @@ pub struct BatchNorm {
     pub momentum: f64,
     #[training]
     training: AtomicBool,
+    /// Folded into the convolution before it (the inference path): the layer passes its input on.
+    pub(crate) folded: bool,
 }
 
 impl BatchNorm {
@@ -38,12 +40,21 @@ impl BatchNorm {
             eps: 1e-5,
             momentum: 0.1,
             training: AtomicBool::new(true),
+            folded: false,
         }
+    }
+
+    /// Whether the layer normalises with batch statistics (training) or running ones.
+    pub fn is_training(&self) -> bool {
+        self.training.load(Ordering::Relaxed)
     }
 }
 
 impl Module for BatchNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.folded {
+            return Ok(x.clone());
+        }
         let training = self.training.load(Ordering::Relaxed);
         if training {
             self.num_batches_tracked.update_data(|v| v[0] += 1.0);
@@ -78,6 +89,8 @@ pub struct FrozenBatchNorm2d {
     #[buffer]
     pub running_var: Tensor,
     pub eps: f64,
+    /// Folded into the convolution before it (the inference path).
+    pub(crate) folded: bool,
 }
 
 impl FrozenBatchNorm2d {
@@ -89,6 +102,7 @@ impl FrozenBatchNorm2d {
             running_mean: Tensor::zeros(&[channels]),
             running_var: Tensor::ones(&[channels]),
             eps,
+            folded: false,
         }
     }
 
@@ -113,6 +127,9 @@ impl FrozenBatchNorm2d {
 
 impl Module for FrozenBatchNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.folded {
+            return Ok(x.clone());
+        }
         // batch norm in evaluation mode is the same per-channel affine map
         Ok(x.batch_norm(
             Some(&self.weight),

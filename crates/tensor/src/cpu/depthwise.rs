@@ -51,56 +51,89 @@ fn for_each_tap(g: &Conv2dGeom, mut f: impl FnMut(usize, usize, usize, usize, us
 }
 
 /// Forward: `x` (N, C, H, W), `wt` (C, 1, KH, KW) → `y` (N, C, OH, OW), no bias.
+///
+/// Plane by plane, each tap as one long vector loop: the input plane is copied into a
+/// zero-bordered buffer split into the stride's s×s phases (rows and columns q, q + s, …), all
+/// of one width `wq`. Output pixel (oy, ox) reads, through tap (kh, kw), element
+/// `(oy + kh·dh/s)·wq + ox + kw·dw/s` of phase `(kh·dh mod s, kw·dw mod s)`, so a "wide" output
+/// of `oh` rows of `wq` columns gets each tap as `out[i] += w·phase[offset + i]` over all of it
+/// (the columns past `ow` are computed and dropped) — no per-row or per-pixel edge cases, even
+/// on 7×7 planes. Tasks take runs of planes, so small planes do not drown in scheduling.
 pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     g.check(x.len(), wt.len());
     assert!(eligible(g), "depthwise conv: not eligible for {g:?}");
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
-    let mut y = vec![T::zero(); g.n * g.c * ohw];
-    // with a column stride s, each input row is first split into its s phases (columns
-    // q, q + s, q + 2s, …) so that every tap reads a contiguous run
-    let s = g.sw;
-    let phase_start: Vec<usize> = (0..s)
-        .scan(0, |acc, q| {
-            let start = *acc;
-            *acc += (g.w + s - 1 - q) / s;
-            Some(start)
-        })
+    let (sh, sw) = (g.sh, g.sw);
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    // every phase plane is hq × wq, with a spare row so that the last tap's run stays inside
+    let (wq, hq) = (wp.div_ceil(sw), hp.div_ceil(sh) + 1);
+    let phase_len = hq * wq;
+    let wide = g.oh * wq;
+    let planes = g.n * g.c;
+    let mut y = vec![T::zero(); planes * ohw];
+    if ohw == 0 {
+        return y;
+    }
+    // (phase, offset) of each tap
+    let taps: Vec<(usize, usize)> = (0..g.kh)
+        .flat_map(|kh| (0..g.kw).map(move |kw| (kh * g.dh, kw * g.dw)))
+        .map(|(dy, dx)| ((dy % sh) * sw + dx % sw, (dy / sh) * wq + dx / sw))
         .collect();
-    y.par_chunks_mut(ohw).enumerate().for_each(|(plane, yp)| {
-        let c = plane % g.c;
-        let xp = &x[plane * hw..(plane + 1) * hw];
-        let wc = &wt[c * kk..(c + 1) * kk];
-        let split: Vec<T> = if s == 1 {
-            Vec::new()
-        } else {
-            let mut v = Vec::with_capacity(hw);
-            for row in xp.chunks_exact(g.w) {
-                for q in 0..s {
-                    v.extend(row.iter().skip(q).step_by(s));
+    let per_task = (planes / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
+    y.par_chunks_mut(per_task * ohw)
+        .enumerate()
+        .for_each(|(task, ys)| {
+            // borders stay zero: only the image's pixels are written, plane after plane
+            let mut pad = vec![T::zero(); sh * sw * phase_len];
+            let mut out = vec![T::zero(); wide];
+            for (k, yp) in ys.chunks_mut(ohw).enumerate() {
+                let plane = task * per_task + k;
+                let xp = &x[plane * hw..(plane + 1) * hw];
+                for iy in 0..g.h {
+                    let py = iy + g.ph;
+                    let src = &xp[iy * g.w..(iy + 1) * g.w];
+                    let row0 = (py % sh) * sw * phase_len + (py / sh) * wq;
+                    if sw == 1 {
+                        pad[row0 + g.pw..row0 + g.pw + g.w].copy_from_slice(src);
+                    } else {
+                        for q in 0..sw {
+                            // padded columns q, q + sw, … that hold image pixels
+                            let first = if g.pw > q { (g.pw - q).div_ceil(sw) } else { 0 };
+                            let col = q + first * sw; // its first, ≥ pw
+                            if col >= g.pw + g.w {
+                                continue;
+                            }
+                            let count = (g.pw + g.w - col).div_ceil(sw);
+                            let base = row0 + q * phase_len + first;
+                            let from = src[col - g.pw..].iter().step_by(sw);
+                            for (d, &v) in pad[base..base + count].iter_mut().zip(from) {
+                                *d = v;
+                            }
+                        }
+                    }
+                }
+                let wc = &wt[(plane % g.c) * kk..(plane % g.c + 1) * kk];
+                super::simd::with_best(
+                    #[inline(always)]
+                    || {
+                        // in blocks that stay in the L1 cache across the taps
+                        const BLOCK: usize = 1024;
+                        for (b, ob) in out.chunks_mut(BLOCK).enumerate() {
+                            ob.iter_mut().for_each(|v| *v = T::zero());
+                            for (&wv, &(ph, off)) in wc.iter().zip(&taps) {
+                                let (at, len) = (ph * phase_len + off + b * BLOCK, ob.len());
+                                for (o, &xv) in ob.iter_mut().zip(&pad[at..at + len]) {
+                                    *o += wv * xv;
+                                }
+                            }
+                        }
+                    },
+                );
+                for (yr, orow) in yp.chunks_exact_mut(g.ow).zip(out.chunks_exact(wq)) {
+                    yr.copy_from_slice(&orow[..g.ow]);
                 }
             }
-            v
-        };
-        // the row loops compiled for this CPU's widest vectors
-        super::simd::with_best(
-            #[inline(always)]
-            || {
-                for_each_tap(g, |oh, ih, tap, lo, hi, first| {
-                    let wv = wc[tap];
-                    let yr = &mut yp[oh * g.ow + lo..oh * g.ow + hi];
-                    let xr = if s == 1 {
-                        &xp[ih * g.w + first..ih * g.w + first + (hi - lo)]
-                    } else {
-                        let at = ih * g.w + phase_start[first % s] + first / s;
-                        &split[at..at + (hi - lo)]
-                    };
-                    for (o, &xv) in yr.iter_mut().zip(xr) {
-                        *o += wv * xv;
-                    }
-                })
-            },
-        );
-    });
+        });
     y
 }
 

@@ -133,7 +133,7 @@ fn measure(seconds: f64, fmas: usize, f: impl Fn(u64) -> f32 + Sync) -> f64 {
     while run(iters) < seconds / 10.0 && iters < 1 << 34 {
         iters *= 2;
     }
-    let best = (0..5).map(|_| run(iters)).fold(f64::INFINITY, f64::min);
+    let best = (0..10).map(|_| run(iters)).fold(f64::INFINITY, f64::min);
     (threads as f64 * iters as f64 * fmas as f64 * 2.0) / best / 1e9
 }
 

@@ -147,33 +147,114 @@ fn bias_grad<T: Float>(g: &[T], o: usize, per_channel: usize) -> Vec<T> {
     gb
 }
 
-/// `y = max(y + b, 0)` (or `y + b` without `relu`), per channel planes of `per_channel`.
-fn bias_act<T: Float>(y: &mut [T], bias: Option<&[T]>, per_channel: usize, slope: Option<T>) {
-    use rayon::prelude::*;
-    let f = |(ch, v): (usize, &mut [T])| {
-        let b = bias.map_or(T::zero(), |b| b[ch % b.len()]);
-        if let Some(s) = slope {
-            v.iter_mut().for_each(|e| {
-                let t = *e + b;
-                *e = if t > T::zero() {
-                    t
-                } else if s == T::zero() {
-                    T::zero()
-                } else {
-                    t * s
-                };
-            });
-        } else {
-            v.iter_mut().for_each(|e| *e += b);
+/// The activation a convolution applies in the pass that adds its bias (and a residual), so
+/// that the pre-activation is never stored: `act(conv(x) + b + r)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// `min(max(x, 0), 6)` (MobileNet's).
+    Relu6,
+    /// `x` above 0, `slope·x` below (`slope` > 0).
+    LeakyRelu(f64),
+}
+
+impl Activation {
+    fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "conv2d",
+            Activation::Relu => "conv2d_relu",
+            Activation::Relu6 => "conv2d_relu6",
+            Activation::LeakyRelu(_) => "conv2d_leaky_relu",
         }
-    };
+    }
+}
+
+/// One plane of the epilogue: `v ← act(v + b + r)`.
+#[inline(always)]
+fn epilogue_plane<T: Float>(v: &mut [T], b: T, r: Option<&[T]>, act: Activation) {
+    let (zero, six) = (T::zero(), T::from_f64(6.0));
+    macro_rules! each {
+        ($f:expr) => {
+            match r {
+                Some(r) => v
+                    .iter_mut()
+                    .zip(r)
+                    .for_each(|(e, &rv)| *e = $f(*e + b + rv)),
+                None => v.iter_mut().for_each(|e| *e = $f(*e + b)),
+            }
+        };
+    }
+    match act {
+        Activation::Identity => each!(|t: T| t),
+        Activation::Relu => each!(|t: T| if t > zero { t } else { zero }),
+        Activation::Relu6 => each!(|t: T| if t > six {
+            six
+        } else if t > zero {
+            t
+        } else {
+            zero
+        }),
+        Activation::LeakyRelu(s) => {
+            let s = T::from_f64(s);
+            each!(|t: T| if t > zero { t } else { t * s })
+        }
+    }
+}
+
+/// `y ← act(y + b[c] + r)` over the output's channel planes of `per_channel` elements.
+fn epilogue<T: Float>(
+    y: &mut [T],
+    bias: Option<&[T]>,
+    residual: Option<&[T]>,
+    per_channel: usize,
+    act: Activation,
+) {
+    use rayon::prelude::*;
     if per_channel == 0 {
         return;
     }
+    let f = |(p, v): (usize, &mut [T])| {
+        let b = bias.map_or(T::zero(), |b| b[p % b.len()]);
+        let r = residual.map(|r| &r[p * per_channel..(p + 1) * per_channel]);
+        crate::cpu::simd::with_best(
+            #[inline(always)]
+            || epilogue_plane(v, b, r, act),
+        )
+    };
     if y.len() >= crate::cpu::PAR_THRESHOLD {
         y.par_chunks_mut(per_channel).enumerate().for_each(f);
     } else {
         y.chunks_mut(per_channel).enumerate().for_each(f);
+    }
+}
+
+/// The gradient through the epilogue's activation, read from its output: it passes where the
+/// output is inside the activation's linear part (the output's sign is the pre-activation's).
+fn through_activation<T: Float>(gy: &[T], y: &[T], act: Activation) -> Vec<T> {
+    let (zero, six) = (T::zero(), T::from_f64(6.0));
+    match act {
+        Activation::Identity => gy.to_vec(),
+        Activation::Relu => {
+            crate::cpu::elementwise::zip_map(gy, y, |g, y| if y > zero { g } else { zero })
+        }
+        Activation::Relu6 => {
+            crate::cpu::elementwise::zip_map(
+                gy,
+                y,
+                |g, y| {
+                    if y > zero && y < six {
+                        g
+                    } else {
+                        zero
+                    }
+                },
+            )
+        }
+        Activation::LeakyRelu(s) => {
+            let s = T::from_f64(s);
+            crate::cpu::elementwise::zip_map(gy, y, |g, y| if y > zero { g } else { g * s })
+        }
     }
 }
 
@@ -186,7 +267,7 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, None)
+        self.conv2d_impl(weight, bias, p, Activation::Identity, None)
     }
 
     /// `relu(conv2d(x, w, b))` as one op: the same values and gradients as the two ops, but the
@@ -198,7 +279,7 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, Some(0.0))
+        self.conv2d_impl(weight, bias, p, Activation::Relu, None)
     }
 
     /// `leaky_relu(conv2d(x, w, b), slope)` as one op (`slope` > 0), as [`Tensor::conv2d_relu`]
@@ -217,7 +298,30 @@ impl<T: Float> Tensor<T> {
                 format!("slope must be positive, got {slope}"),
             ));
         }
-        self.conv2d_impl(weight, bias, p, Some(slope))
+        self.conv2d_impl(weight, bias, p, Activation::LeakyRelu(slope), None)
+    }
+
+    /// `act(conv2d(x, w, b) + residual)` as one op: the bias, the residual (an (N, O, OH, OW)
+    /// tensor, a ResNet block's shortcut) and the activation are applied in one pass over the
+    /// output, and only the output is kept for the backward pass. The same values and
+    /// gradients as the separate ops.
+    pub fn conv2d_fused(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvParams,
+        act: Activation,
+        residual: Option<&Tensor<T>>,
+    ) -> Result<Tensor<T>> {
+        if let Activation::LeakyRelu(s) = act {
+            if !(s > 0.0 && s.is_finite()) {
+                return Err(arg_err(
+                    "conv2d_fused",
+                    format!("leaky ReLU slope must be positive, got {s}"),
+                ));
+            }
+        }
+        self.conv2d_impl(weight, bias, p, act, residual)
     }
 
     fn conv2d_impl(
@@ -225,16 +329,26 @@ impl<T: Float> Tensor<T> {
         weight: &Tensor<T>,
         bias: Option<&Tensor<T>>,
         p: ConvParams,
-        slope: Option<f64>,
+        act: Activation,
+        residual: Option<&Tensor<T>>,
     ) -> Result<Tensor<T>> {
-        let op = match slope {
-            None => "conv2d",
-            Some(0.0) => "conv2d_relu",
-            Some(_) => "conv2d_leaky_relu",
-        };
+        let op = act.name();
         let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
         check_bias(op, bias, g.o)?;
+        if let Some(r) = residual {
+            if r.shape() != [g.n, g.o, g.oh, g.ow] {
+                return Err(shape_err(
+                    op,
+                    format!(
+                        "residual {:?} does not fit the output {:?}",
+                        r.shape(),
+                        [g.n, g.o, g.oh, g.ow]
+                    ),
+                ));
+            }
+        }
         crate::profile::add_macs(g.macs());
+        let started = crate::profile::recording().then(std::time::Instant::now);
         let (xd, wd) = (self.data(), weight.data());
         // The input is kept for the weight gradient only when that gradient will be asked for,
         // and its unfolded form too when it is not too large.
@@ -254,41 +368,59 @@ impl<T: Float> Tensor<T> {
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
         };
-        if bias.is_some() || slope.is_some() {
+        if bias.is_some() || residual.is_some() || act != Activation::Identity {
             let bd = bias.map(|b| b.data());
-            bias_act(
+            let rd = residual.map(|r| r.data());
+            epilogue(
                 &mut y,
                 bd.as_ref().map(|b| b.as_slice()),
+                rd.as_ref().map(|r| r.as_slice()),
                 g.ohw(),
-                slope.map(T::from_f64),
+                act,
+            );
+        }
+        if let Some(t) = started {
+            let kernel = if let Some(tile) = wino {
+                format!("winograd {tile:?}")
+            } else if dw {
+                "depthwise".into()
+            } else if direct::eligible(&g) {
+                "direct".into()
+            } else if g.kh * g.kw == 1 && g.sh * g.sw == 1 && g.ph + g.pw == 0 {
+                "gemm (1×1)".into()
+            } else {
+                "im2col + gemm".into()
+            };
+            crate::profile::push_op(
+                op,
+                || {
+                    format!(
+                        "{kernel}: {}→{} {}×{} stride {} groups {} on {}×{}×{}",
+                        g.c, g.o, g.kh, g.kw, g.sh, g.groups, g.n, g.h, g.w
+                    )
+                },
+                g.macs() as u64,
+                t.elapsed().as_secs_f64(),
             );
         }
         let y = std::sync::Arc::new(y);
-        let yk = slope.map(|s| (y.clone(), T::from_f64(s)));
+        let yk = (act != Activation::Identity).then(|| y.clone());
         let xk = want_dw.then_some(xd);
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
+        inputs.extend(residual);
+        let has_bias = bias.is_some();
         Ok(Tensor::from_op_arc(
             y,
             vec![g.n, g.o, g.oh, g.ow],
             op,
             &inputs,
             move |gy, needs| {
-                // through the activation first: the gradient passes where the output is positive,
-                // times the slope elsewhere (the output's sign is the pre-activation's)
+                // through the activation first
                 let masked;
                 let gy = match &yk {
-                    Some((y, s)) => {
-                        let s = *s;
-                        masked = crate::cpu::elementwise::zip_map(gy, y, |g, y| {
-                            if y > T::zero() {
-                                g
-                            } else if s == T::zero() {
-                                T::zero()
-                            } else {
-                                g * s
-                            }
-                        });
+                    Some(y) => {
+                        masked = through_activation(gy, y, act);
                         &masked[..]
                     }
                     None => gy,
@@ -317,8 +449,12 @@ impl<T: Float> Tensor<T> {
                         })
                         .flatten(),
                 ];
-                if needs.len() > 2 {
+                if has_bias {
                     r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));
+                }
+                // the residual's gradient is the one through the activation
+                if needs.len() > r.len() {
+                    r.push(needs[r.len()].then(|| gy.to_vec()));
                 }
                 r
             },
@@ -400,7 +536,7 @@ impl<T: Float> Tensor<T> {
         let (xd, wd) = (self.data(), weight.data());
         let mut y = k::conv2d_bwd_data(&xd, &wd, &g);
         if let Some(b) = bias {
-            bias_act(&mut y, Some(&b.data()), g.hw(), None);
+            epilogue(&mut y, Some(&b.data()), None, g.hw(), Activation::Identity);
         }
         let mut inputs = vec![self, weight];
         inputs.extend(bias);

@@ -3,9 +3,10 @@
 //! residual connection when the shape is kept), a 1×1 conv to 1280 channels, global average
 //! pooling and `classifier` (dropout 0.2, linear). Keys `features.N.conv.M.*`, `classifier.1.*`.
 
+use aics_nn::fuse::passes_input_on;
 use aics_nn::layers::{AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, ReLU6};
-use aics_nn::{Module, Result, Sequential};
-use aics_tensor::{ConvParams, Rng, Tensor};
+use aics_nn::{Fields, Module, Result, Sequential};
+use aics_tensor::{Activation, ConvParams, Rng, Tensor};
 
 use super::{ModelConfig, Norm};
 
@@ -33,6 +34,9 @@ pub struct InvertedResidual {
     #[module]
     conv: Sequential,
     residual: bool,
+    /// The inference path: the layer index of the projection convolution that adds the
+    /// block's input in its output pass (every layer after it passes its input on).
+    fused_residual: Option<usize>,
 }
 
 impl InvertedResidual {
@@ -64,18 +68,48 @@ impl InvertedResidual {
         Ok(InvertedResidual {
             conv,
             residual: stride == 1 && c == o,
+            fused_residual: None,
         })
     }
 }
 
 impl Module for InvertedResidual {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(last) = self.fused_residual {
+            let mut h = x.clone();
+            for (i, (_, l)) in self.conv.layers().enumerate().take(last + 1) {
+                h = match l.as_any().and_then(|a| a.downcast_ref::<Conv2d>()) {
+                    Some(c) if i == last => c.forward_residual(&h, x, Activation::Identity)?,
+                    _ => l.forward(&h)?,
+                };
+            }
+            return Ok(h);
+        }
         let y = self.conv.forward(x)?;
         if self.residual {
             Ok(x.add(&y)?)
         } else {
             Ok(y)
         }
+    }
+    fn prepare_inference(&mut self) -> Result<()> {
+        self.prepare_inference_fields()?;
+        if self.residual && self.fused_residual.is_none() {
+            // the last convolution, if only layers that pass their input on follow it
+            let layers: Vec<&dyn Module> = self.conv.layers().map(|(_, l)| l).collect();
+            let last = layers
+                .iter()
+                .rposition(|l| l.as_any().is_some_and(|a| a.is::<Conv2d>()));
+            if let Some(i) = last {
+                let conv = layers[i].as_any().and_then(|a| a.downcast_ref::<Conv2d>());
+                if conv.is_some_and(|c| c.act == Activation::Identity)
+                    && layers[i + 1..].iter().all(|l| passes_input_on(*l))
+                {
+                    self.fused_residual = Some(i);
+                }
+            }
+        }
+        Ok(())
     }
     fn type_name(&self) -> String {
         format!(

@@ -3,9 +3,10 @@
 //! stride on the 3×3 conv, "v1.5"), global average pooling and `fc`. A block adds its input back:
 //! `y = relu(F(x) + shortcut(x))`, with a 1×1 conv + BN shortcut (`downsample`) when the shape changes.
 
+use aics_nn::fuse::{conv_bn_act, fold_batch_norm};
 use aics_nn::layers::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU};
-use aics_nn::{Module, NnError, Result, Sequential};
-use aics_tensor::{ConvParams, PoolParams, Rng, Tensor};
+use aics_nn::{Fields, Module, NnError, Result, Sequential};
+use aics_tensor::{Activation, ConvParams, PoolParams, Rng, Tensor};
 
 use super::ModelConfig;
 pub use super::Norm;
@@ -34,6 +35,8 @@ pub struct BasicBlock {
     bn2: Box<dyn Module>,
     #[module]
     downsample: Option<Sequential>,
+    /// The inference path: batch norms folded, ReLUs and the shortcut's add in the convolutions.
+    fused: bool,
 }
 
 /// 1×1 reduce, 3×3, 1×1 expand (×4).
@@ -53,6 +56,8 @@ pub struct Bottleneck {
     bn3: Box<dyn Module>,
     #[module]
     downsample: Option<Sequential>,
+    /// The inference path, as for [`BasicBlock`].
+    fused: bool,
 }
 
 fn shortcut(ds: &Option<Sequential>, x: &Tensor) -> Result<Tensor> {
@@ -64,9 +69,24 @@ fn shortcut(ds: &Option<Sequential>, x: &Tensor) -> Result<Tensor> {
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fused {
+            let h = self.conv1.forward(x)?;
+            let s = shortcut(&self.downsample, x)?;
+            return self.conv2.forward_residual(&h, &s, Activation::Relu);
+        }
         let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu();
         let h = self.bn2.forward(&self.conv2.forward(&h)?)?;
         Ok(h.add(&shortcut(&self.downsample, x)?)?.relu())
+    }
+    fn prepare_inference(&mut self) -> Result<()> {
+        self.prepare_inference_fields()?;
+        if !self.fused
+            && conv_bn_act(&mut self.conv1, self.bn1.as_mut(), Activation::Relu)?
+            && fold_batch_norm(&mut self.conv2, self.bn2.as_mut())?
+        {
+            self.fused = true;
+        }
+        Ok(())
     }
     fn type_name(&self) -> String {
         format!(
@@ -79,10 +99,26 @@ impl Module for BasicBlock {
 
 impl Module for Bottleneck {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fused {
+            let h = self.conv2.forward(&self.conv1.forward(x)?)?;
+            let s = shortcut(&self.downsample, x)?;
+            return self.conv3.forward_residual(&h, &s, Activation::Relu);
+        }
         let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu();
         let h = self.bn2.forward(&self.conv2.forward(&h)?)?.relu();
         let h = self.bn3.forward(&self.conv3.forward(&h)?)?;
         Ok(h.add(&shortcut(&self.downsample, x)?)?.relu())
+    }
+    fn prepare_inference(&mut self) -> Result<()> {
+        self.prepare_inference_fields()?;
+        if !self.fused
+            && conv_bn_act(&mut self.conv1, self.bn1.as_mut(), Activation::Relu)?
+            && conv_bn_act(&mut self.conv2, self.bn2.as_mut(), Activation::Relu)?
+            && fold_batch_norm(&mut self.conv3, self.bn3.as_mut())?
+        {
+            self.fused = true;
+        }
+        Ok(())
     }
     fn type_name(&self) -> String {
         format!(
@@ -155,6 +191,7 @@ pub fn resnet_cifar(name: &str, cfg: &ModelConfig) -> Result<Sequential> {
                 conv2: conv(width, width, 3, 1, &mut rng)?,
                 bn2: Norm::BATCH.layer(width),
                 downsample,
+                fused: false,
             });
             c = width;
         }
@@ -255,6 +292,7 @@ fn resnet_stages(
                     conv3: conv(width, o, 1, 1, rng)?,
                     bn3: norm.layer(o),
                     downsample: downsample(c, o, stride, norm, rng)?,
+                    fused: false,
                 });
             } else {
                 seq = seq.add(BasicBlock {
@@ -263,6 +301,7 @@ fn resnet_stages(
                     conv2: conv(width, width, 3, 1, rng)?,
                     bn2: norm.layer(width),
                     downsample: downsample(c, o, stride, norm, rng)?,
+                    fused: false,
                 });
             }
             c = o;
