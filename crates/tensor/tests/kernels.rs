@@ -763,3 +763,52 @@ fn direct_conv_matches_naive() {
         );
     }
 }
+
+/// Max pooling without a backward pass (values only, row maxima then column maxima) gives the
+/// indexed kernel's values on random windows, strides, paddings, dilations and ceil modes, with
+/// NaNs in the input propagating to the same outputs.
+#[test]
+fn max_pool_values_match_the_indexed_kernel() {
+    use aics_tensor::{PoolParams, Tensor};
+    let mut rng = Rng::new(33);
+    let mut compared = 0;
+    for case in 0..80 {
+        let (kh, kw) = (1 + rng.below(4), 1 + rng.below(4));
+        let p = PoolParams {
+            kernel: (kh, kw),
+            stride: (1 + rng.below(3), 1 + rng.below(3)),
+            padding: (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1)),
+            dilation: (1 + rng.below(2), 1 + rng.below(2)),
+            ceil_mode: rng.below(2) == 1,
+        };
+        let (n, c) = (1 + rng.below(2), 1 + rng.below(4));
+        let (h, w) = (2 * kh + rng.below(12), 2 * kw + rng.below(12));
+        let mut x = randv(n * c * h * w, &mut rng);
+        if case % 4 == 0 {
+            for _ in 0..3 {
+                let i = rng.below(x.len());
+                x[i] = f32::NAN;
+            }
+        }
+        let x = Tensor::from_vec(x, &[n, c, h, w]).unwrap();
+        let got = {
+            let _g = aics_tensor::no_grad();
+            x.max_pool2d(p)
+        };
+        let Ok((want, _)) = x.max_pool2d_with_indices(p) else {
+            // a window that does not fit: refused by both
+            assert!(got.is_err(), "case {case}: {p:?}");
+            continue;
+        };
+        let got = got.unwrap();
+        compared += 1;
+        assert_eq!(got.shape(), want.shape(), "case {case}: {p:?}");
+        for (i, (a, b)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "case {case} {p:?} at {i}: {a} against {b}"
+            );
+        }
+    }
+    assert!(compared >= 60, "only {compared} cases fit");
+}

@@ -125,6 +125,55 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     (y, idx)
 }
 
+/// Max pooling's values alone (inference: no indices to keep), per output row in two passes:
+/// the maximum over the window's input rows, element by element along the whole row (a vector
+/// loop), then over the window's columns of that row. The same values as [`max_pool_fwd`],
+/// NaN included.
+pub fn max_pool_values<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let rows = tap_ranges(g.oh, g.h, g.kh, g.sh, g.ph, g.dh);
+    let cols = tap_ranges(g.ow, g.w, g.kw, g.sw, g.pw, g.dw);
+    let mut y = vec![T::zero(); g.planes * ohw];
+    if ohw == 0 {
+        return y;
+    }
+    let max = |a: T, b: T| if b > a || b.is_nan() { b } else { a };
+    y.par_chunks_mut(ohw)
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(pl, yp)| {
+            let xp = &x[pl * hw..(pl + 1) * hw];
+            let mut m = vec![T::neg_infinity(); g.w];
+            for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
+                super::simd::with_best(
+                    #[inline(always)]
+                    || {
+                        m.iter_mut().for_each(|v| *v = T::neg_infinity());
+                        for ki in klo..khi {
+                            let r = (ys + (ki * g.dh) as isize) as usize * g.w;
+                            for (v, &xv) in m.iter_mut().zip(&xp[r..r + g.w]) {
+                                // a NaN kept stays (a later value never replaces it)
+                                *v = if v.is_nan() { *v } else { max(*v, xv) };
+                            }
+                        }
+                    },
+                );
+                for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
+                    let mut best = T::neg_infinity();
+                    for kj in jlo..jhi {
+                        let v = m[(xs + (kj * g.dw) as isize) as usize];
+                        if best.is_nan() {
+                            break;
+                        }
+                        best = max(best, v);
+                    }
+                    yp[oy * g.ow + ox] = best;
+                }
+            }
+        });
+    y
+}
+
 /// [`max_pool_fwd`] of one plane for a 2×2 window, stride 2, no padding (windows inside the
 /// plane), visiting each window's taps in the same order as the general loop.
 fn max_pool_2x2_plane<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ip: &mut [u32]) {

@@ -133,6 +133,18 @@ impl<T: Float> Tensor<T> {
     }
 
     pub fn max_pool2d(&self, p: PoolParams) -> Result<Tensor<T>> {
+        if !(crate::autograd::grad_enabled() && self.requires_grad()) {
+            // no backward pass: the values alone, without the indices it would read
+            let g = pool_geom("max_pool2d", self.shape(), &p)?;
+            let y = k::max_pool_values(&self.data(), &g);
+            return Ok(Tensor::from_op(
+                y,
+                out_shape(self.shape(), g.oh, g.ow),
+                "max_pool2d",
+                &[self],
+                |_, _| vec![None],
+            ));
+        }
         Ok(self.max_pool2d_with_indices(p)?.0)
     }
 
