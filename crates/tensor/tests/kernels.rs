@@ -812,3 +812,78 @@ fn max_pool_values_match_the_indexed_kernel() {
     }
     assert!(compared >= 60, "only {compared} cases fit");
 }
+
+/// Max pooling with indices (the training path) against a naive loop over each window in row
+/// order that keeps the first maximum and the last NaN, as PyTorch does: values and indices
+/// equal, on inputs with many ties (small integers, ReLU-like zeros) and some NaNs.
+#[test]
+fn max_pool_indices_match_a_naive_window_loop() {
+    use aics_tensor::{PoolParams, Tensor};
+    let mut rng = Rng::new(35);
+    let mut compared = 0;
+    for case in 0..80 {
+        let (kh, kw) = (1 + rng.below(4), 1 + rng.below(4));
+        let p = PoolParams {
+            kernel: (kh, kw),
+            stride: (1 + rng.below(3), 1 + rng.below(3)),
+            padding: (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1)),
+            dilation: (1, 1),
+            ceil_mode: rng.below(2) == 1,
+        };
+        let (h, w) = (2 * kh + rng.below(12), 2 * kw + rng.below(12));
+        let c = 1 + rng.below(3);
+        // ties everywhere: values in {0, 1, 2}, half of them clamped to 0
+        let mut x: Vec<f32> = (0..c * h * w)
+            .map(|_| (rng.below(3) as f32).max(0.0) * (rng.below(2) as f32))
+            .collect();
+        if case % 3 == 0 {
+            for _ in 0..2 {
+                let i = rng.below(x.len());
+                x[i] = f32::NAN;
+            }
+        }
+        let xt = Tensor::from_vec(x.clone(), &[1, c, h, w]).unwrap();
+        let Ok((y, idx)) = xt.max_pool2d_with_indices(p) else {
+            continue;
+        };
+        compared += 1;
+        let (oh, ow) = (y.shape()[2], y.shape()[3]);
+        let y = y.to_vec();
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut best, mut bi) = (f32::NEG_INFINITY, None);
+                    for ki in 0..kh {
+                        for kj in 0..kw {
+                            let iy = (oy * p.stride.0 + ki) as isize - p.padding.0 as isize;
+                            let ix = (ox * p.stride.1 + kj) as isize - p.padding.1 as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let i = iy as usize * w + ix as usize;
+                            let v = x[ch * h * w + i];
+                            // the first tap in the image is the index until a later one
+                            // wins; a NaN always wins (so the last NaN stays)
+                            if bi.is_none() {
+                                bi = Some(i);
+                            }
+                            if v > best || v.is_nan() {
+                                best = v;
+                                bi = Some(i);
+                            }
+                        }
+                    }
+                    let o = (ch * oh + oy) * ow + ox;
+                    let tag = format!("case {case} {p:?} channel {ch} at ({oy}, {ox})");
+                    assert!(
+                        y[o].to_bits() == best.to_bits() || (y[o].is_nan() && best.is_nan()),
+                        "{tag}: {} against {best}",
+                        y[o]
+                    );
+                    assert_eq!(Some(idx[o] as usize), bi, "{tag}");
+                }
+            }
+        }
+    }
+    assert!(compared >= 60, "only {compared} cases fit");
+}

@@ -91,6 +91,7 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let fast2x2 = (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw) == (2, 2, 2, 2, 0, 0, 1, 1)
         && 2 * g.oh <= g.h
         && 2 * g.ow <= g.w;
+    let by_rows = g.dh == 1 && g.dw == 1;
     y.par_chunks_mut(ohw)
         .zip(idx.par_chunks_mut(ohw))
         .enumerate()
@@ -99,6 +100,10 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
             let xp = &x[pl * hw..(pl + 1) * hw];
             if fast2x2 {
                 max_pool_2x2_plane(xp, g, yp, ip);
+                return;
+            }
+            if by_rows {
+                max_pool_plane_by_rows(xp, g, &rows, &cols, yp, ip);
                 return;
             }
             for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
@@ -123,6 +128,64 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
             }
         });
     (y, idx)
+}
+
+/// [`max_pool_fwd`] of one plane without dilation, in two passes per output row: down the
+/// window's rows, each input column's maximum and the row it is in; then across the window's
+/// columns. The result is the general loop's, which visits a window row by row: the first
+/// maximum (smallest row, then smallest column), or, when there are NaNs, the last NaN
+/// (largest row, then largest column).
+fn max_pool_plane_by_rows<T: Float>(
+    xp: &[T],
+    g: &PoolGeom,
+    rows: &[(isize, usize, usize)],
+    cols: &[(isize, usize, usize)],
+    yp: &mut [T],
+    ip: &mut [u32],
+) {
+    let w = g.w;
+    let mut best = vec![T::neg_infinity(); w];
+    let mut at = vec![0u32; w];
+    for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
+        // (a window with no rows in the image keeps -inf at its first tap, as the general loop)
+        let first = (ys + klo as isize).max(0) as usize;
+        best.iter_mut().for_each(|v| *v = T::neg_infinity());
+        at.iter_mut().for_each(|r| *r = first as u32);
+        for ki in klo..khi {
+            let r = (ys + ki as isize) as usize;
+            let row = &xp[r * w..(r + 1) * w];
+            // branch-free selects, so that the loop vectorises
+            super::simd::with_best(
+                #[inline(always)]
+                || {
+                    for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(row) {
+                        #[allow(clippy::eq_op)]
+                        let take = v > *b || v != v;
+                        *b = if take { v } else { *b };
+                        *a = if take { r as u32 } else { *a };
+                    }
+                },
+            );
+        }
+        for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
+            let c0 = (xs + jlo as isize).max(0) as usize;
+            let (mut bv, mut br, mut bc) = (T::neg_infinity(), first, c0);
+            for kj in jlo..jhi {
+                let c = (xs + kj as isize) as usize;
+                let (v, r) = (best[c], at[c] as usize);
+                let take = if v.is_nan() {
+                    !bv.is_nan() || r >= br
+                } else {
+                    !bv.is_nan() && (v > bv || (v == bv && r < br))
+                };
+                if take {
+                    (bv, br, bc) = (v, r, c);
+                }
+            }
+            yp[oy * g.ow + ox] = bv;
+            ip[oy * g.ow + ox] = (br * w + bc) as u32;
+        }
+    }
 }
 
 /// Max pooling's values alone (inference: no indices to keep), per output row in two passes:
