@@ -866,3 +866,48 @@ fn stylize_train_then_feed_forward() {
     ]));
     assert!(e.contains("log.jsonl"), "{e}");
 }
+
+/// `aics bench --profile`: one model's layers and convolutions as JSON lines (the convolutions'
+/// kernels named, the batch norms folded on the inference path and not with --plain), and one
+/// clear line for what it does not take.
+#[test]
+fn bench_profile_lists_layers_and_convolutions() {
+    let lines = |plain: bool| -> Vec<serde_json::Value> {
+        let mut args = vec!["bench", "--profile", "mobilenet_v2_fwd_b1", "--json"];
+        if plain {
+            args.push("--plain");
+        }
+        ok(&aics(&args))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let fused = lines(false);
+    assert_eq!(fused[0]["workload"], "mobilenet_v2_fwd_b1");
+    assert!(fused[0]["seconds"].as_f64().is_some_and(|s| s > 0.0));
+    let convs: Vec<&serde_json::Value> = fused.iter().filter(|v| v.get("op").is_some()).collect();
+    // MobileNetV2: the stem, 17 blocks (the first without expansion) and the last 1×1
+    assert_eq!(convs.len(), 1 + 2 + 16 * 3 + 1, "{convs:?}");
+    assert!(convs
+        .iter()
+        .any(|v| v["detail"].as_str().unwrap().starts_with("depthwise")));
+    let layer_types = |v: &[serde_json::Value]| -> Vec<String> {
+        v.iter()
+            .filter_map(|l| l["type"].as_str().map(String::from))
+            .collect()
+    };
+    assert!(layer_types(&fused).iter().any(|t| t.contains("+ ReLU6")));
+    assert!(!layer_types(&lines(true))
+        .iter()
+        .any(|t| t.contains("+ ReLU6")));
+    let e = err(&aics(&["bench", "--profile", "lenet"]));
+    assert!(e.contains("--profile takes one of"), "{e}");
+    let e = err(&aics(&[
+        "bench",
+        "--profile",
+        "vgg19_fwd_b1",
+        "--filter",
+        "x",
+    ]));
+    assert!(e.contains("no --filter"), "{e}");
+}
