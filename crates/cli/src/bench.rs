@@ -41,17 +41,9 @@ const MODEL_WORKLOADS: [(&str, &str, usize); 4] = [
     ("mobilenet_v2_fwd_b1", "mobilenet_v2", 1),
 ];
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// `aics bench --profile WORKLOAD`: per-layer and per-convolution times of one forward pass.
-fn profile(name: &str, json: bool, plain: bool) -> Result<()> {
-    let Some(&(_, model, batch)) = MODEL_WORKLOADS.iter().find(|w| w.0 == name) else {
-        let names: Vec<&str> = MODEL_WORKLOADS.iter().map(|w| w.0).collect();
-        anyhow::bail!("--profile takes one of {}; got {name}", names.join(", "));
-    };
+/// Zoo model `model` for 224² ImageNet inputs in evaluation mode, on the inference path (as
+/// `aics classify` runs it) unless `plain`.
+fn imagenet_model(model: &str, plain: bool) -> Result<Box<dyn Module>> {
     let cfg = ModelConfig {
         in_shape: [3, 224, 224],
         num_classes: 1000,
@@ -63,6 +55,21 @@ fn profile(name: &str, json: bool, plain: bool) -> Result<()> {
     if !plain {
         m.prepare_inference()?;
     }
+    Ok(m)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// `aics bench --profile WORKLOAD`: per-layer and per-convolution times of one forward pass.
+fn profile(name: &str, json: bool, plain: bool) -> Result<()> {
+    let Some(&(_, model, batch)) = MODEL_WORKLOADS.iter().find(|w| w.0 == name) else {
+        let names: Vec<&str> = MODEL_WORKLOADS.iter().map(|w| w.0).collect();
+        anyhow::bail!("--profile takes one of {}; got {name}", names.join(", "));
+    };
+    let m = imagenet_model(model, plain)?;
     let x = Tensor::<f32>::randn(&[batch, 3, 224, 224], 0.0, 1.0, &mut Rng::new(0));
     let _g = no_grad();
     for _ in 0..2 {
@@ -570,18 +577,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if !want(name) {
             continue;
         }
-        let cfg = ModelConfig {
-            in_shape: [3, 224, 224],
-            num_classes: 1000,
-            hidden: vec![],
-            seed: 0,
-        };
-        let mut m = build(model, &cfg)?;
-        m.set_training(false);
-        // the inference path, as `aics classify` runs it
-        if !a.plain {
-            m.prepare_inference()?;
-        }
+        let m = imagenet_model(model, a.plain)?;
         let x = Tensor::<f32>::randn(&[batch, 3, 224, 224], 0.0, 1.0, &mut rng);
         let flop = 2.0 * model_macs(&m, &x)? as f64;
         let _g = no_grad();

@@ -764,23 +764,34 @@ fn direct_conv_matches_naive() {
     }
 }
 
+/// A random pooling window: kernel 1–4, stride 1–3, padding up to half the kernel (as PyTorch
+/// allows), dilation 1–2 when `dilated`, either ceil mode.
+fn random_pool(rng: &mut Rng, dilated: bool) -> aics_tensor::PoolParams {
+    let (kh, kw) = (1 + rng.below(4), 1 + rng.below(4));
+    aics_tensor::PoolParams {
+        kernel: (kh, kw),
+        stride: (1 + rng.below(3), 1 + rng.below(3)),
+        padding: (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1)),
+        dilation: if dilated {
+            (1 + rng.below(2), 1 + rng.below(2))
+        } else {
+            (1, 1)
+        },
+        ceil_mode: rng.below(2) == 1,
+    }
+}
+
 /// Max pooling without a backward pass (values only, row maxima then column maxima) gives the
 /// indexed kernel's values on random windows, strides, paddings, dilations and ceil modes, with
 /// NaNs in the input propagating to the same outputs.
 #[test]
 fn max_pool_values_match_the_indexed_kernel() {
-    use aics_tensor::{PoolParams, Tensor};
+    use aics_tensor::Tensor;
     let mut rng = Rng::new(33);
     let mut compared = 0;
     for case in 0..80 {
-        let (kh, kw) = (1 + rng.below(4), 1 + rng.below(4));
-        let p = PoolParams {
-            kernel: (kh, kw),
-            stride: (1 + rng.below(3), 1 + rng.below(3)),
-            padding: (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1)),
-            dilation: (1 + rng.below(2), 1 + rng.below(2)),
-            ceil_mode: rng.below(2) == 1,
-        };
+        let p = random_pool(&mut rng, true);
+        let (kh, kw) = p.kernel;
         let (n, c) = (1 + rng.below(2), 1 + rng.below(4));
         let (h, w) = (2 * kh + rng.below(12), 2 * kw + rng.below(12));
         let mut x = randv(n * c * h * w, &mut rng);
@@ -818,18 +829,12 @@ fn max_pool_values_match_the_indexed_kernel() {
 /// equal, on inputs with many ties (small integers, ReLU-like zeros) and some NaNs.
 #[test]
 fn max_pool_indices_match_a_naive_window_loop() {
-    use aics_tensor::{PoolParams, Tensor};
+    use aics_tensor::Tensor;
     let mut rng = Rng::new(35);
     let mut compared = 0;
     for case in 0..80 {
-        let (kh, kw) = (1 + rng.below(4), 1 + rng.below(4));
-        let p = PoolParams {
-            kernel: (kh, kw),
-            stride: (1 + rng.below(3), 1 + rng.below(3)),
-            padding: (rng.below(kh / 2 + 1), rng.below(kw / 2 + 1)),
-            dilation: (1, 1),
-            ceil_mode: rng.below(2) == 1,
-        };
+        let p = random_pool(&mut rng, false);
+        let (kh, kw) = p.kernel;
         let (h, w) = (2 * kh + rng.below(12), 2 * kw + rng.below(12));
         let c = 1 + rng.below(3);
         // ties everywhere: values in {0, 1, 2}, half of them clamped to 0

@@ -1,7 +1,7 @@
-//! Normalisation: batch norm (train: batch statistics and an update of the running ones, one
-//! fused op with its backward beside it; eval: running statistics, one per-channel affine pass)
-//! with the composition of differentiable ops kept as its reference, and instance norm, one
-//! fused op with its backward beside it.
+//! Normalisation: batch norm (train: batch statistics and an update of the running ones; eval:
+//! running statistics, one per-channel affine pass) and instance norm. Both train through one
+//! kernel with its backward beside it, which normalises groups of planes (a channel across the
+//! batch, or one plane); the composition of differentiable ops is kept as its reference.
 
 use rayon::prelude::*;
 
@@ -93,7 +93,7 @@ impl<T: Float> Tensor<T> {
                 format!("expected more than 1 value per channel when training, got input {sh:?}"),
             ));
         }
-        let (y, mean, var) = self.batch_norm_batch_stats(weight, bias, eps);
+        let (y, mean, var) = self.normalize_planes(weight, bias, eps, false, "batch_norm");
         if training {
             if let (Some(rm), Some(rv)) = (running_mean, running_var) {
                 update_running(rm, rv, &mean, &var, momentum, count);
@@ -102,70 +102,72 @@ impl<T: Float> Tensor<T> {
         Ok(y)
     }
 
-    /// Batch norm with batch statistics as one op: per channel, the mean and then the biased
-    /// variance (two passes, summed in f64), then `y = x·s + (b − μ·s)`; backward in two passes,
-    /// `dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂))`, `dγ = Σ dy·x̂`, `dβ = Σ dy`, with r = 1/√(σ² + ε).
-    /// Returns the output and the per-channel mean and biased variance.
-    fn batch_norm_batch_stats(
+    /// Normalisation over groups of (sample, channel) planes, as one op: batch norm's group is
+    /// a channel across the batch (`per_sample` false), instance norm's one plane (true); γ and
+    /// β are per channel. Forward: each group's mean, then its biased variance (two passes,
+    /// summed in f64 plane by plane and then in plane order), then `y = x·s + (b − μ·s)` in one
+    /// write. Backward: per plane Σdy and Σdy·x̂, then one write of
+    /// `dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂))` (means over the group, r = 1/√(σ² + ε)), with
+    /// `dγ = Σ dy·x̂` and `dβ = Σ dy` per channel. Returns the output and each group's mean and
+    /// biased variance.
+    fn normalize_planes(
         &self,
         weight: Option<&Tensor<T>>,
         bias: Option<&Tensor<T>>,
         eps: f64,
+        per_sample: bool,
+        op: &'static str,
     ) -> (Tensor<T>, Vec<f64>, Vec<f64>) {
         let sh = self.shape().to_vec();
         let c = sh[1];
         let inner: usize = sh[2..].iter().product();
-        let count = (self.numel() / c.max(1)) as f64;
+        let planes = sh[0] * c;
+        let groups = if per_sample { planes } else { c };
+        let group = move |p: usize| if per_sample { p } else { p % c };
+        let count = (inner * planes / groups.max(1)) as f64;
         let x = self.data();
-        let wd = weight.map(|w| w.data());
-        let bd = bias.map(|b| b.data());
-        // per-(sample, channel) plane sums, reduced per channel in plane order
-        let per_channel = |plane: Vec<f64>| -> Vec<f64> {
-            let mut v = vec![0.0f64; c];
-            for (p, s) in plane.iter().enumerate() {
-                v[p % c] += s;
+        let gammas: Vec<f64> = (0..c)
+            .map(|ch| weight.map_or(1.0, |w| w.data()[ch].as_f64()))
+            .collect();
+        let betas: Vec<f64> = (0..c)
+            .map(|ch| bias.map_or(0.0, |b| b.data()[ch].as_f64()))
+            .collect();
+        // per-plane sums of f, reduced per group in plane order
+        let group_sums = |f: &(dyn Fn(usize, &[T]) -> f64 + Sync)| -> Vec<f64> {
+            let mut v = vec![0.0f64; groups];
+            if inner > 0 {
+                let per_plane: Vec<f64> = x
+                    .par_chunks(inner)
+                    .enumerate()
+                    .map(|(p, xp)| f(p, xp))
+                    .collect();
+                for (p, s) in per_plane.iter().enumerate() {
+                    v[group(p)] += s;
+                }
             }
             v
         };
-        let plane_sums = |f: &(dyn Fn(usize, &[T]) -> f64 + Sync)| -> Vec<f64> {
-            if inner == 0 {
-                return Vec::new();
-            }
-            x.par_chunks(inner)
-                .enumerate()
-                .map(|(p, xp)| f(p, xp))
-                .collect()
-        };
-        let mean: Vec<f64> = per_channel(plane_sums(&|_, xp| {
-            xp.iter().map(|v| v.as_f64()).sum::<f64>()
-        }))
-        .into_iter()
-        .map(|s| s / count)
-        .collect();
-        let var: Vec<f64> = per_channel(plane_sums(&|p, xp| {
-            let m = mean[p % c];
+        let mean: Vec<f64> = group_sums(&|_, xp| xp.iter().map(|v| v.as_f64()).sum::<f64>())
+            .into_iter()
+            .map(|s| s / count)
+            .collect();
+        let var: Vec<f64> = group_sums(&|p, xp| {
+            let m = mean[group(p)];
             xp.iter().map(|v| (v.as_f64() - m).powi(2)).sum::<f64>()
-        }))
+        })
         .into_iter()
         .map(|s| s / count)
         .collect();
         let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        let gammas: Vec<f64> = (0..c)
-            .map(|ch| wd.as_ref().map_or(1.0, |w| w[ch].as_f64()))
-            .collect();
-        let gamma = move |ch: usize| gammas[ch];
-        let beta = |ch: usize| bd.as_ref().map_or(0.0, |b| b[ch].as_f64());
-        let scale: Vec<T> = (0..c).map(|ch| T::from_f64(gamma(ch) * rstd[ch])).collect();
-        let shift: Vec<T> = (0..c)
-            .map(|ch| T::from_f64(beta(ch) - mean[ch] * gamma(ch) * rstd[ch]))
-            .collect();
         let mut y = vec![T::zero(); x.len()];
         if inner > 0 {
             y.par_chunks_mut(inner)
                 .zip(x.par_chunks(inner))
                 .enumerate()
                 .for_each(|(p, (yp, xp))| {
-                    let (a, b) = (scale[p % c], shift[p % c]);
+                    let (gi, ch) = (group(p), p % c);
+                    let k = gammas[ch] * rstd[gi];
+                    let (a, b) = (T::from_f64(k), T::from_f64(betas[ch] - mean[gi] * k));
                     for (yv, &xv) in yp.iter_mut().zip(xp) {
                         *yv = xv * a + b;
                     }
@@ -175,17 +177,17 @@ impl<T: Float> Tensor<T> {
         inputs.extend(weight);
         inputs.extend(bias);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
-        let (mean_c, var_c) = (mean.clone(), var);
-        let out = Tensor::from_op(y, sh, "batch_norm", &inputs, move |gy, needs| {
-            // per channel: Σdy and Σdy·x̂
+        let (mean_out, var_out) = (mean.clone(), var);
+        let out = Tensor::from_op(y, sh, op, &inputs, move |gy, needs| {
+            // per plane: Σdy and Σdy·x̂
             let sums: Vec<(f64, f64)> = if inner == 0 {
-                Vec::new()
+                vec![(0.0, 0.0); planes]
             } else {
                 gy.par_chunks(inner)
                     .zip(x.par_chunks(inner))
                     .enumerate()
                     .map(|(p, (gp, xp))| {
-                        let (m, r) = (mean[p % c], rstd[p % c]);
+                        let (m, r) = (mean[group(p)], rstd[group(p)]);
                         gp.iter().zip(xp).fold((0.0, 0.0), |(s, sx), (&g, &xv)| {
                             let g = g.as_f64();
                             (s + g, sx + g * (xv.as_f64() - m) * r)
@@ -193,30 +195,29 @@ impl<T: Float> Tensor<T> {
                     })
                     .collect()
             };
-            let mut sum = vec![(0.0f64, 0.0f64); c];
+            let mut per_group = vec![(0.0f64, 0.0f64); groups];
+            let mut per_channel = vec![(0.0f64, 0.0f64); c];
             for (p, &(s, sx)) in sums.iter().enumerate() {
-                sum[p % c].0 += s;
-                sum[p % c].1 += sx;
+                per_group[group(p)].0 += s;
+                per_group[group(p)].1 += sx;
+                per_channel[p % c].0 += s;
+                per_channel[p % c].1 += sx;
             }
             let dx = needs[0].then(|| {
-                // dx = k·dy + a·x + b0 per channel
-                let coef: Vec<(T, T, T)> = (0..c)
-                    .map(|ch| {
-                        let (m, r) = (mean[ch], rstd[ch]);
-                        let k = gamma(ch) * r;
-                        let (mg, mgx) = (sum[ch].0 / count, sum[ch].1 / count);
-                        let a = -k * r * mgx;
-                        let b0 = -k * mg + k * r * mgx * m;
-                        (T::from_f64(k), T::from_f64(a), T::from_f64(b0))
-                    })
-                    .collect();
                 let mut dx = vec![T::zero(); x.len()];
                 if inner > 0 {
                     dx.par_chunks_mut(inner)
                         .zip(gy.par_chunks(inner).zip(x.par_chunks(inner)))
                         .enumerate()
                         .for_each(|(p, (dp, (gp, xp)))| {
-                            let (k, a, b0) = coef[p % c];
+                            let gi = group(p);
+                            let (m, r) = (mean[gi], rstd[gi]);
+                            let k = gammas[p % c] * r;
+                            let (mg, mgx) = (per_group[gi].0 / count, per_group[gi].1 / count);
+                            // dx = k·(dy − mg − (x − μ)·r·mgx) = k·dy + a·x + b0
+                            let a = -k * r * mgx;
+                            let b0 = -k * mg + k * r * mgx * m;
+                            let (k, a, b0) = (T::from_f64(k), T::from_f64(a), T::from_f64(b0));
                             for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
                                 *d = k * gv + a * xv + b0;
                             }
@@ -227,15 +228,15 @@ impl<T: Float> Tensor<T> {
             let mut r = vec![dx];
             let mut k = 1;
             if has_w {
-                r.push(needs[k].then(|| sum.iter().map(|s| T::from_f64(s.1)).collect()));
+                r.push(needs[k].then(|| per_channel.iter().map(|s| T::from_f64(s.1)).collect()));
                 k += 1;
             }
             if has_b {
-                r.push(needs[k].then(|| sum.iter().map(|s| T::from_f64(s.0)).collect()));
+                r.push(needs[k].then(|| per_channel.iter().map(|s| T::from_f64(s.0)).collect()));
             }
             r
         });
-        (out, mean_c, var_c)
+        (out, mean_out, var_out)
     }
 
     /// Batch norm built from differentiable ops (mean, subtract, square, mean, power, multiply,
@@ -352,9 +353,9 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Instance normalisation: statistics per sample and channel over the spatial dims,
-    /// `y = γ·(x − μ)/√(σ² + ε) + β` with the biased variance. One pass per plane forward and
-    /// one backward, with the textbook gradient
-    /// `dx = γ/√(σ² + ε) · (dy − mean(dy) − x̂·mean(dy·x̂))`; statistics are summed in f64.
+    /// `y = γ·(x − μ)/√(σ² + ε) + β` with the biased variance, as one op with the textbook
+    /// gradient `dx = γ/√(σ² + ε) · (dy − mean(dy) − x̂·mean(dy·x̂))`: batch norm's kernel with
+    /// one plane a group (statistics summed in f64).
     pub fn instance_norm(
         &self,
         weight: Option<&Tensor<T>>,
@@ -368,103 +369,10 @@ impl<T: Float> Tensor<T> {
                 format!("expected input (N, C, H, W) or (N, C, L), got {sh:?}"),
             ));
         }
-        let c = sh[1];
         check_per_channel("instance_norm", &sh, &[("weight", weight), ("bias", bias)])?;
-        let hw: usize = sh[2..].iter().product();
-        let x = self.data();
-        let wd = weight.map(|w| w.data());
-        let bd = bias.map(|b| b.data());
-        let planes = sh[0] * c;
-        let mut y = vec![T::zero(); x.len()];
-        // (mean, 1/√(σ² + ε)) per plane
-        let mut stats = vec![(0.0f64, 0.0f64); planes];
-        if hw > 0 {
-            y.par_chunks_mut(hw)
-                .zip(x.par_chunks(hw))
-                .zip(stats.par_iter_mut())
-                .enumerate()
-                .for_each(|(p, ((yp, xp), st))| {
-                    let mean = xp.iter().map(|v| v.as_f64()).sum::<f64>() / hw as f64;
-                    let var =
-                        xp.iter().map(|v| (v.as_f64() - mean).powi(2)).sum::<f64>() / hw as f64;
-                    let rstd = 1.0 / (var + eps).sqrt();
-                    let g = wd.as_ref().map_or(1.0, |w| w[p % c].as_f64());
-                    let b = bd.as_ref().map_or(0.0, |b| b[p % c].as_f64());
-                    let (scale, shift) = (T::from_f64(g * rstd), T::from_f64(b - mean * g * rstd));
-                    for (yv, &xv) in yp.iter_mut().zip(xp) {
-                        *yv = xv * scale + shift;
-                    }
-                    *st = (mean, rstd);
-                });
-        }
-        let mut inputs = vec![self];
-        inputs.extend(weight);
-        inputs.extend(bias);
-        let (has_w, has_b) = (weight.is_some(), bias.is_some());
-        Ok(Tensor::from_op(
-            y,
-            sh,
-            "instance_norm",
-            &inputs,
-            move |gy, needs| {
-                // per plane: Σdy and Σdy·x̂
-                let sums: Vec<(f64, f64)> = if hw == 0 {
-                    vec![(0.0, 0.0); planes]
-                } else {
-                    gy.par_chunks(hw)
-                        .zip(x.par_chunks(hw))
-                        .zip(stats.par_iter())
-                        .map(|((gp, xp), &(mean, rstd))| {
-                            gp.iter().zip(xp).fold((0.0, 0.0), |(s, sx), (&g, &xv)| {
-                                let g = g.as_f64();
-                                (s + g, sx + g * (xv.as_f64() - mean) * rstd)
-                            })
-                        })
-                        .collect()
-                };
-                let dx = needs[0].then(|| {
-                    let mut dx = vec![T::zero(); x.len()];
-                    if hw > 0 {
-                        dx.par_chunks_mut(hw)
-                            .zip(gy.par_chunks(hw).zip(x.par_chunks(hw)))
-                            .enumerate()
-                            .for_each(|(p, (dp, (gp, xp)))| {
-                                let (mean, rstd) = stats[p];
-                                let (s, sx) = sums[p];
-                                let g = wd.as_ref().map_or(1.0, |w| w[p % c].as_f64());
-                                let k = g * rstd;
-                                let (mg, mgx) = (s / hw as f64, sx / hw as f64);
-                                // dx = k·(dy − mg − (x − μ)·rstd·mgx) = k·dy + a·x + b0
-                                let a = -k * rstd * mgx;
-                                let b0 = -k * mg + k * rstd * mgx * mean;
-                                let (k, a, b0) = (T::from_f64(k), T::from_f64(a), T::from_f64(b0));
-                                for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
-                                    *d = k * gv + a * xv + b0;
-                                }
-                            });
-                    }
-                    dx
-                });
-                // per-channel sums over the batch
-                let per_channel = |f: fn(&(f64, f64)) -> f64| -> Vec<T> {
-                    let mut v = vec![0.0f64; c];
-                    for (p, s) in sums.iter().enumerate() {
-                        v[p % c] += f(s);
-                    }
-                    v.into_iter().map(T::from_f64).collect()
-                };
-                let mut r = vec![dx];
-                let mut k = 1;
-                if has_w {
-                    r.push(needs[k].then(|| per_channel(|s| s.1)));
-                    k += 1;
-                }
-                if has_b {
-                    r.push(needs[k].then(|| per_channel(|s| s.0)));
-                }
-                r
-            },
-        ))
+        Ok(self
+            .normalize_planes(weight, bias, eps, true, "instance_norm")
+            .0)
     }
 
     /// Inverted dropout: zero each element with probability `p` and scale the rest by `1/(1-p)`.
