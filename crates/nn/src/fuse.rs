@@ -35,8 +35,7 @@ fn affine_of(layer: &mut dyn Module) -> Result<Option<Affine<'_>>> {
         let c = m.len();
         let w = bn.weight.as_ref().map_or(vec![1.0; c], f);
         let b = bn.bias.as_ref().map_or(vec![0.0; c], f);
-        let s: Vec<f64> = (0..c).map(|i| w[i] / (v[i] + bn.eps).sqrt()).collect();
-        let t = (0..c).map(|i| b[i] - m[i] * s[i]).collect();
+        let (s, t) = scale_shift(&w, &b, &m, &v, bn.eps);
         return Ok(Some((s, t, &mut bn.folded)));
     }
     if let Some(bn) = any.downcast_mut::<FrozenBatchNorm2d>() {
@@ -45,13 +44,22 @@ fn affine_of(layer: &mut dyn Module) -> Result<Option<Affine<'_>>> {
         }
         let (w, b) = (f(&bn.weight), f(&bn.bias));
         let (m, v) = (f(&bn.running_mean), f(&bn.running_var));
-        let s: Vec<f64> = (0..m.len())
-            .map(|i| w[i] / (v[i] + bn.eps).sqrt())
-            .collect();
-        let t = (0..m.len()).map(|i| b[i] - m[i] * s[i]).collect();
+        let (s, t) = scale_shift(&w, &b, &m, &v, bn.eps);
         return Ok(Some((s, t, &mut bn.folded)));
     }
     Ok(None)
+}
+
+/// Batch norm's evaluation-mode map `y = x·s + t`: `s = w / √(v + ε)`, `t = b − m·s`.
+fn scale_shift(w: &[f64], b: &[f64], m: &[f64], v: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>) {
+    let s: Vec<f64> = w.iter().zip(v).map(|(w, v)| w / (v + eps).sqrt()).collect();
+    let t = b
+        .iter()
+        .zip(m)
+        .zip(&s)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    (s, t)
 }
 
 /// Fold `norm` into `conv` if it is a batch norm (in evaluation mode) over the convolution's

@@ -72,7 +72,7 @@ impl Conv2dGeom {
     pub fn macs(&self) -> usize {
         self.n * self.o * self.ohw() * self.ckk()
     }
-    fn is_pointwise(&self) -> bool {
+    pub(crate) fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
     /// Panics unless `x` (N, C, H, W) and `wt` (O, C/G, KH, KW) have this geometry's sizes and

@@ -215,8 +215,8 @@ pub fn max_pool_values<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
                         for ki in klo..khi {
                             let r = (ys + (ki * g.dh) as isize) as usize * g.w;
                             for (v, &xv) in m.iter_mut().zip(&xp[r..r + g.w]) {
-                                // a NaN kept stays (a later value never replaces it)
-                                *v = if v.is_nan() { *v } else { max(*v, xv) };
+                                // (a NaN kept stays: nothing compares above it)
+                                *v = max(*v, xv);
                             }
                         }
                     },
@@ -224,11 +224,7 @@ pub fn max_pool_values<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
                 for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
                     let mut best = T::neg_infinity();
                     for kj in jlo..jhi {
-                        let v = m[(xs + (kj * g.dw) as isize) as usize];
-                        if best.is_nan() {
-                            break;
-                        }
-                        best = max(best, v);
+                        best = max(best, m[(xs + (kj * g.dw) as isize) as usize]);
                     }
                     yp[oy * g.ow + ox] = best;
                 }

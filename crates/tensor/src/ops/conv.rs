@@ -292,12 +292,6 @@ impl<T: Float> Tensor<T> {
         p: ConvParams,
         slope: f64,
     ) -> Result<Tensor<T>> {
-        if !(slope > 0.0 && slope.is_finite()) {
-            return Err(arg_err(
-                "conv2d_leaky_relu",
-                format!("slope must be positive, got {slope}"),
-            ));
-        }
         self.conv2d_impl(weight, bias, p, Activation::LeakyRelu(slope), None)
     }
 
@@ -313,14 +307,6 @@ impl<T: Float> Tensor<T> {
         act: Activation,
         residual: Option<&Tensor<T>>,
     ) -> Result<Tensor<T>> {
-        if let Activation::LeakyRelu(s) = act {
-            if !(s > 0.0 && s.is_finite()) {
-                return Err(arg_err(
-                    "conv2d_fused",
-                    format!("leaky ReLU slope must be positive, got {s}"),
-                ));
-            }
-        }
         self.conv2d_impl(weight, bias, p, act, residual)
     }
 
@@ -333,6 +319,11 @@ impl<T: Float> Tensor<T> {
         residual: Option<&Tensor<T>>,
     ) -> Result<Tensor<T>> {
         let op = act.name();
+        if let Activation::LeakyRelu(s) = act {
+            if !(s > 0.0 && s.is_finite()) {
+                return Err(arg_err(op, format!("slope must be positive, got {s}")));
+            }
+        }
         let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
         check_bias(op, bias, g.o)?;
         if let Some(r) = residual {
@@ -355,6 +346,7 @@ impl<T: Float> Tensor<T> {
         let want_dw = crate::autograd::grad_enabled() && weight.requires_grad();
         let wino = winograd::plan(&g);
         let dw = depthwise::eligible(&g);
+        let direct = wino.is_none() && !dw && direct::eligible(&g);
         let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
         let (mut y, cols) = if let Some(tile) = wino {
             (
@@ -363,7 +355,7 @@ impl<T: Float> Tensor<T> {
             )
         } else if dw {
             (depthwise::fwd(&xd, &wd, &g), None)
-        } else if direct::eligible(&g) {
+        } else if direct {
             (direct::fwd(&xd, &wd, &g), None)
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
@@ -384,9 +376,9 @@ impl<T: Float> Tensor<T> {
                 format!("winograd {tile:?}")
             } else if dw {
                 "depthwise".into()
-            } else if direct::eligible(&g) {
+            } else if direct {
                 "direct".into()
-            } else if g.kh * g.kw == 1 && g.sh * g.sw == 1 && g.ph + g.pw == 0 {
+            } else if g.is_pointwise() {
                 "gemm (1×1)".into()
             } else {
                 "im2col + gemm".into()
