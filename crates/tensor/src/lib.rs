@@ -22,6 +22,7 @@ pub mod tensor;
 pub mod testing;
 
 pub use autograd::{grad_enabled, no_grad, NoGradGuard};
+pub use cpu::packed::PackedWeights;
 pub use dtype::{DType, Float};
 pub use error::{Result, TensorError};
 pub use ops::conv::{Activation, ConvParams};

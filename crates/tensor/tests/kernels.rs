@@ -892,3 +892,134 @@ fn max_pool_indices_match_a_naive_window_loop() {
     }
     assert!(compared >= 60, "only {compared} cases fit");
 }
+
+/// `act(y + b + r)` one element at a time: the packed kernel's output pass spelled out.
+fn epilogue_reference(
+    y: &mut [f32],
+    bias: Option<&[f32]>,
+    res: Option<&[f32]>,
+    o: usize,
+    p: usize,
+    act: aics_tensor::Activation,
+) {
+    use aics_tensor::Activation;
+    for (i, v) in y.iter_mut().enumerate() {
+        let mut t = *v + bias.map_or(0.0, |b| b[(i / p) % o]);
+        t += res.map_or(0.0, |r| r[i]);
+        *v = match act {
+            Activation::Identity => t,
+            Activation::Relu => t.max(0.0),
+            Activation::Relu6 => t.clamp(0.0, 6.0),
+            Activation::LeakyRelu(s) => {
+                if t > 0.0 {
+                    t
+                } else {
+                    t * s as f32
+                }
+            }
+        };
+    }
+}
+
+#[test]
+fn packed_conv_matches_naive() {
+    use aics_tensor::cpu::packed::{conv2d_fwd as packed_fwd, Epilogue, PackedWeights};
+    use aics_tensor::Activation;
+    let mut rng = Rng::new(31);
+    let level = aics_tensor::cpu::simd::level_name();
+    // Column counts around the tiles (32 lanes with AVX-512, 16 with AVX2) and across images,
+    // rows around the panels (14 and 6), K over more than one block (256 rows), 3×3 and
+    // strided windows, one column.
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+    let cases: &[Case] = &[
+        // n, c, h, w, o, k, stride, pad
+        (1, 3, 7, 7, 5, 1, 1, 0),
+        (2, 16, 7, 7, 29, 1, 1, 0),
+        (3, 8, 5, 3, 14, 1, 1, 0),
+        (1, 300, 4, 8, 33, 1, 1, 0),
+        (4, 520, 2, 3, 6, 1, 1, 0),
+        (1, 7, 1, 1, 70, 1, 1, 0),
+        (2, 9, 33, 1, 13, 1, 1, 0),
+        (5, 4, 3, 3, 7, 3, 1, 1),
+        (2, 40, 9, 11, 15, 3, 2, 1),
+        (1, 64, 6, 6, 20, 3, 1, 0),
+    ];
+    let acts = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::LeakyRelu(0.1),
+    ];
+    for (i, &(n, c, h, w, o, k, s, pad)) in cases.iter().enumerate() {
+        let p = ConvParams::default().stride(s).padding(pad);
+        let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, k, k], &p).unwrap();
+        let x = randv(n * c * h * w, &mut rng);
+        let wt = randv(o * c * k * k, &mut rng);
+        let Some(pw) = PackedWeights::pack(&wt, o, c * k * k) else {
+            // only a CPU without AVX2 (or AICS_SIMD=base) has no packed kernel
+            assert_eq!(level, "base", "no packing at {level}");
+            continue;
+        };
+        assert!(pw.usable());
+        let ylen = n * o * g.oh * g.ow;
+        let bias = randv(o, &mut rng);
+        let res: Vec<f32> = randv(ylen, &mut rng).iter().map(|v| 3.0 * v).collect();
+        let act = acts[i % acts.len()];
+        for (with_bias, with_res) in [(false, false), (true, false), (true, true)] {
+            let epi = Epilogue {
+                bias: with_bias.then_some(&bias[..]),
+                residual: with_res.then_some(&res[..]),
+                act,
+            };
+            // garbage in the output: every element must be written
+            let mut got = vec![f32::NAN; ylen];
+            packed_fwd(&x, &pw, &g, epi, &mut got);
+            let mut want = conv2d_fwd_naive(&x, &wt, &g);
+            epilogue_reference(&mut want, epi.bias, epi.residual, o, g.oh * g.ow, act);
+            assert_close(
+                &format!("packed conv {n}x{c}x{h}x{w} -> {o}, {k}x{k} s{s} p{pad}, {act:?}, bias {with_bias}, residual {with_res} ({level})"),
+                &got,
+                &want,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn packed_conv_op_equals_the_plain_op_and_its_gradients() {
+    use aics_tensor::{Activation, PackedWeights, Tensor};
+    let mut rng = Rng::new(32);
+    let x = Tensor::<f32>::randn(&[2, 24, 5, 7], 0.0, 1.0, &mut rng).requires_grad_(true);
+    let w = Tensor::<f32>::randn(&[40, 24, 1, 1], 0.0, 0.3, &mut rng).requires_grad_(true);
+    let b = Tensor::<f32>::randn(&[40], 0.0, 1.0, &mut rng);
+    let r = Tensor::<f32>::randn(&[2, 40, 5, 7], 0.0, 1.0, &mut rng);
+    let p = ConvParams::default();
+    let pw = PackedWeights::for_conv(&w, &p);
+    assert_eq!(
+        pw.is_some(),
+        aics_tensor::cpu::simd::level_name() != "base",
+        "a 1×1 convolution is packed wherever there is AVX2"
+    );
+    // other convolutions are not packed
+    let w3 = Tensor::<f32>::zeros(&[4, 24, 3, 3]);
+    assert!(PackedWeights::for_conv(&w3, &p).is_none());
+    assert!(PackedWeights::for_conv(&w, &p.stride(2)).is_none());
+    let Some(pw) = pw else { return };
+    let act = Activation::Relu6;
+    let plain = x.conv2d_fused(&w, Some(&b), p, act, Some(&r)).unwrap();
+    let packed = x
+        .conv2d_fused_packed(&w, &pw, Some(&b), p, act, Some(&r))
+        .unwrap();
+    assert_close("packed op", &packed.to_vec(), &plain.to_vec(), 1e-5);
+    // the backward pass is the plain op's
+    let g1 = {
+        plain.sum().backward().unwrap();
+        (x.grad().unwrap().to_vec(), w.grad().unwrap().to_vec())
+    };
+    x.zero_grad();
+    w.zero_grad();
+    packed.sum().backward().unwrap();
+    assert_close("packed op dx", &x.grad().unwrap().to_vec(), &g1.0, 1e-5);
+    assert_close("packed op dw", &w.grad().unwrap().to_vec(), &g1.1, 1e-5);
+}

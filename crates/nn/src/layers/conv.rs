@@ -1,7 +1,9 @@
 //! `Conv2d` and `ConvTranspose2d` (PyTorch keys `weight`, `bias`; weight (O, C/groups, KH, KW)
 //! and (C_in, C_out/groups, KH, KW) respectively).
 
-use aics_tensor::{Activation, ConvParams, Rng, Tensor};
+use std::sync::{Arc, Mutex};
+
+use aics_tensor::{Activation, ConvParams, PackedWeights, Rng, Tensor};
 
 use crate::error::{config, Result};
 use crate::init::default_uniform;
@@ -16,6 +18,41 @@ pub struct Conv2d {
     pub params: ConvParams,
     /// Applied in the output pass (the inference path fuses the following activation here).
     pub act: Activation,
+    /// The weights in the packed kernel's layout, on the inference path.
+    pack: PackCache,
+}
+
+/// A convolution's packed weights ([`PackedWeights::for_conv`]), made at the first forward pass
+/// after [`Module::prepare_inference`] and made again whenever the weights change. It holds the
+/// weight data it was packed from: the tensor's data is then shared, so a change to the weights
+/// (in place or replaced) gives them new data, which no longer matches.
+#[derive(Default)]
+struct PackCache {
+    on: bool,
+    slot: Mutex<Option<Packed>>,
+}
+
+/// The weight data packed, and its packing (None: a convolution the packed kernel does not run).
+type Packed = (Arc<Vec<f32>>, Option<Arc<PackedWeights>>);
+
+impl PackCache {
+    /// The packing of `weight`'s current values, when this path is on and the convolution is
+    /// one the packed kernel runs.
+    fn get(&self, weight: &Tensor, p: &ConvParams) -> Option<Arc<PackedWeights>> {
+        if !self.on {
+            return None;
+        }
+        let data = weight.data();
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((from, pack)) if Arc::ptr_eq(from, &data) => pack.clone(),
+            _ => {
+                let pack = PackedWeights::for_conv(weight, p).map(Arc::new);
+                *slot = Some((data, pack.clone()));
+                pack
+            }
+        }
+    }
 }
 
 impl Conv2d {
@@ -57,6 +94,7 @@ impl Conv2d {
             bias,
             params,
             act: Activation::Identity,
+            pack: PackCache::default(),
         })
     }
 
@@ -68,22 +106,27 @@ impl Conv2d {
         residual: &Tensor,
         act: Activation,
     ) -> Result<Tensor> {
-        Ok(x.conv2d_fused(
-            &self.weight,
-            self.bias.as_ref(),
-            self.params,
-            act,
-            Some(residual),
-        )?)
+        self.fused(x, act, Some(residual))
+    }
+
+    fn fused(&self, x: &Tensor, act: Activation, residual: Option<&Tensor>) -> Result<Tensor> {
+        let (w, b, p) = (&self.weight, self.bias.as_ref(), self.params);
+        Ok(match self.pack.get(w, &p) {
+            Some(pack) => x.conv2d_fused_packed(w, &pack, b, p, act, residual)?,
+            None => x.conv2d_fused(w, b, p, act, residual)?,
+        })
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self.act {
-            Activation::Identity => x.conv2d(&self.weight, self.bias.as_ref(), self.params)?,
-            act => x.conv2d_fused(&self.weight, self.bias.as_ref(), self.params, act, None)?,
-        })
+        self.fused(x, self.act, None)
+    }
+    /// Marks the layer for the packed kernel: its weights are packed at the next forward pass
+    /// (after the containers have folded any batch norm into them) and kept with it.
+    fn prepare_inference(&mut self) -> Result<()> {
+        self.pack.on = true;
+        Ok(())
     }
     fn type_name(&self) -> String {
         let s = self.weight.shape();

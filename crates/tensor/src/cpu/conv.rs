@@ -150,7 +150,7 @@ pub struct ConvCols<T> {
 
 /// Fill `rows` (KH·KW rows of stride `ld`, nb columns) with the windows of one input channel
 /// `xc` (H, W) for the output positions `p0..p0+nb`.
-fn im2col_channel<T: Float>(
+pub(crate) fn im2col_channel<T: Float>(
     xc: &[T],
     g: &Conv2dGeom,
     p0: usize,

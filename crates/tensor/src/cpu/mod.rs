@@ -7,6 +7,7 @@ pub mod depthwise;
 pub mod direct;
 pub mod elementwise;
 pub mod gemm;
+pub mod packed;
 pub mod pool;
 pub mod simd;
 pub mod winograd;

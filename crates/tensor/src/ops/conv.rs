@@ -3,6 +3,7 @@
 //! valid geometry.
 
 use crate::cpu::conv::{self as k, conv_out_size, Conv2dGeom};
+use crate::cpu::packed::PackedWeights;
 use crate::cpu::{depthwise, direct, winograd};
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
@@ -229,6 +230,74 @@ fn epilogue<T: Float>(
     }
 }
 
+impl PackedWeights {
+    /// A convolution's weights packed for [`Tensor::conv2d_fused_packed`], where the packed
+    /// kernel runs it (1×1, stride 1, no padding, one group); None for other convolutions, or on
+    /// a CPU without AVX2.
+    pub fn for_conv(weight: &Tensor<f32>, p: &ConvParams) -> Option<PackedWeights> {
+        let s = weight.shape();
+        let pointwise = s.len() == 4
+            && s[2] == 1
+            && s[3] == 1
+            && p.groups == 1
+            && p.stride == (1, 1)
+            && p.padding == (0, 0);
+        if !pointwise {
+            return None;
+        }
+        PackedWeights::pack(&weight.data(), s[0], s[1])
+    }
+}
+
+/// Whether the packed kernel runs this convolution with `pw`: the packing fits the weights,
+/// and the convolution is one the packed kernel is faster at (measured: 1×1 with stride 1; for
+/// 3×3 its tile-by-tile unfolding of the input costs more than im2col + GEMM).
+fn fits_packed(pw: &PackedWeights, g: &crate::cpu::conv::Conv2dGeom) -> bool {
+    g.groups == 1 && g.is_pointwise() && pw.rows() == g.o && pw.depth() == g.ckk() && pw.usable()
+}
+
+/// The f32 view of a slice of `T` when `T` is f32.
+fn as_f32<T: Float>(v: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same type, so same size and alignment).
+        .then(|| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) })
+}
+
+/// The convolution through the packed weights `pw` with its epilogue; None unless T is f32.
+fn packed_fwd<T: Float>(
+    x: &[T],
+    pw: &PackedWeights,
+    g: &crate::cpu::conv::Conv2dGeom,
+    bias: Option<&Tensor<T>>,
+    residual: Option<&Tensor<T>>,
+    act: Activation,
+) -> Option<Vec<T>> {
+    let x = as_f32(x)?;
+    let bd = bias.map(|b| b.data());
+    let rd = residual.map(|r| r.data());
+    let epi = crate::cpu::packed::Epilogue {
+        bias: match &bd {
+            Some(b) => Some(as_f32(b)?),
+            None => None,
+        },
+        residual: match &rd {
+            Some(r) => Some(as_f32(r)?),
+            None => None,
+        },
+        act,
+    };
+    let mut y = vec![T::zero(); g.n * g.o * g.ohw()];
+    let yf = as_f32_mut(&mut y)?;
+    crate::cpu::packed::conv2d_fwd(x, pw, g, epi, yf);
+    Some(y)
+}
+
+fn as_f32_mut<T: Float>(v: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same type, so same size and alignment).
+        .then(|| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len()) })
+}
+
 /// The gradient through the epilogue's activation, read from its output: it passes where the
 /// output is inside the activation's linear part (the output's sign is the pre-activation's).
 fn through_activation<T: Float>(gy: &[T], y: &[T], act: Activation) -> Vec<T> {
@@ -267,7 +336,7 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, Activation::Identity, None)
+        self.conv2d_impl(weight, bias, p, Activation::Identity, None, None)
     }
 
     /// `relu(conv2d(x, w, b))` as one op: the same values and gradients as the two ops, but the
@@ -279,7 +348,7 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, Activation::Relu, None)
+        self.conv2d_impl(weight, bias, p, Activation::Relu, None, None)
     }
 
     /// `leaky_relu(conv2d(x, w, b), slope)` as one op (`slope` > 0), as [`Tensor::conv2d_relu`]
@@ -292,7 +361,7 @@ impl<T: Float> Tensor<T> {
         p: ConvParams,
         slope: f64,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, Activation::LeakyRelu(slope), None)
+        self.conv2d_impl(weight, bias, p, Activation::LeakyRelu(slope), None, None)
     }
 
     /// `act(conv2d(x, w, b) + residual)` as one op: the bias, the residual (an (N, O, OH, OW)
@@ -307,7 +376,26 @@ impl<T: Float> Tensor<T> {
         act: Activation,
         residual: Option<&Tensor<T>>,
     ) -> Result<Tensor<T>> {
-        self.conv2d_impl(weight, bias, p, act, residual)
+        self.conv2d_impl(weight, bias, p, act, residual, None)
+    }
+
+    /// [`Tensor::conv2d_fused`] with `packed`, the weights as [`PackedWeights::for_conv`] packed
+    /// them, for the forward pass where the packed kernel is the faster one (1×1 convolutions,
+    /// stride 1, one group, when the input's columns need not be kept for a weight gradient).
+    /// The packing must hold `weight`'s current values: the caller keeps the two together (as
+    /// `Conv2d` does on the inference path). A packing that does not fit `weight`'s shape is
+    /// ignored. The backward pass uses `weight`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_fused_packed(
+        &self,
+        weight: &Tensor<T>,
+        packed: &PackedWeights,
+        bias: Option<&Tensor<T>>,
+        p: ConvParams,
+        act: Activation,
+        residual: Option<&Tensor<T>>,
+    ) -> Result<Tensor<T>> {
+        self.conv2d_impl(weight, bias, p, act, residual, Some(packed))
     }
 
     fn conv2d_impl(
@@ -317,6 +405,7 @@ impl<T: Float> Tensor<T> {
         p: ConvParams,
         act: Activation,
         residual: Option<&Tensor<T>>,
+        packed: Option<&PackedWeights>,
     ) -> Result<Tensor<T>> {
         let op = act.name();
         if let Activation::LeakyRelu(s) = act {
@@ -348,6 +437,7 @@ impl<T: Float> Tensor<T> {
         let dw = depthwise::eligible(&g);
         let direct = wino.is_none() && !dw && direct::eligible(&g);
         let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
+        let mut fused = false;
         let (mut y, cols) = if let Some(tile) = wino {
             (
                 winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
@@ -357,10 +447,16 @@ impl<T: Float> Tensor<T> {
             (depthwise::fwd(&xd, &wd, &g), None)
         } else if direct {
             (direct::fwd(&xd, &wd, &g), None)
+        } else if let Some(y) = packed
+            .filter(|pw| !keep && fits_packed(pw, &g))
+            .and_then(|pw| packed_fwd(&xd, pw, &g, bias, residual, act))
+        {
+            fused = true;
+            (y, None)
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
         };
-        if bias.is_some() || residual.is_some() || act != Activation::Identity {
+        if !fused && (bias.is_some() || residual.is_some() || act != Activation::Identity) {
             let bd = bias.map(|b| b.data());
             let rd = residual.map(|r| r.data());
             epilogue(
@@ -378,6 +474,8 @@ impl<T: Float> Tensor<T> {
                 "depthwise".into()
             } else if direct {
                 "direct".into()
+            } else if fused {
+                "packed gemm (1×1)".into()
             } else if g.is_pointwise() {
                 "gemm (1×1)".into()
             } else {
