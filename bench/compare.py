@@ -10,7 +10,9 @@ workload's GFLOP/s as a share of it). ratio = torch_seconds / aics_seconds, so a
 means aics is faster. Rows named WORKLOAD@onnxruntime in the torch file give
 an onnxruntime column (ratio ort = onnxruntime_seconds / aics_seconds), rows
 named WORKLOAD@darknet a darknet column (ratio dn = darknet_seconds /
-aics_seconds).
+aics_seconds). Records with "peak_mb" (the resident memory a workload added at
+its peak, bench/peak_memory.sh) give the "aics MB", "torch MB" and "ort MB"
+columns.
 """
 
 import json
@@ -67,7 +69,8 @@ def main(argv):
     names = list(aics) + [n for n in torch if n not in aics and not n.endswith((ORT, DN))]
     header = ["workload", "aics", "torch", "ratio", "onnxruntime", "ratio ort",
               "darknet", "ratio dn",
-              "aics GFLOP/s", "torch GFLOP/s", "aics % peak", "aics img/s", "torch img/s"]
+              "aics GFLOP/s", "torch GFLOP/s", "aics % peak", "aics img/s", "torch img/s",
+              "aics MB", "torch MB", "ort MB"]
     table = []
     for n in names:
         a, t = aics.get(n, {}), torch.get(n, {})
@@ -81,10 +84,12 @@ def main(argv):
                       fmt_num(ratio_o, 2), fmt_s(sd), fmt_num(ratio_d, 2),
                       fmt_num(a.get("gflop_s")), fmt_num(t.get("gflop_s")),
                       fmt_num(None if a.get("peak_share") is None else 100 * a["peak_share"], 0),
-                      fmt_num(a.get("images_s"), 0), fmt_num(t.get("images_s"), 0)])
-    # Drop the onnxruntime, darknet and images/s columns when no workload reports them.
+                      fmt_num(a.get("images_s"), 0), fmt_num(t.get("images_s"), 0),
+                      fmt_num(a.get("peak_mb"), 0), fmt_num(t.get("peak_mb"), 0),
+                      fmt_num(o.get("peak_mb"), 0)])
+    # Drop the onnxruntime, darknet, images/s and memory columns when no workload reports them.
     keep = [i for i in range(len(header))
-            if not ((i in (4, 5, 6, 7, 10, 11, 12)) and all(r[i] == "-" for r in table))]
+            if not ((i in (4, 5, 6, 7, 10, 11, 12, 13, 14, 15)) and all(r[i] == "-" for r in table))]
     header = [header[i] for i in keep]
     table = [[r[i] for i in keep] for r in table]
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)

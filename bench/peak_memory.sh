@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
-# Peak resident memory of one workload in aics and in PyTorch: each side runs the workload
-# alone (`aics bench --filter W`, `bench/torch_bench.py --filter W`) under GNU time, whose
-# "maximum resident set size" includes each process's baseline (the Python interpreter and
-# PyTorch's libraries on that side).
+# Peak memory of the model workloads in aics, PyTorch and onnxruntime, beside their times.
 #
-#   bench/peak_memory.sh WORKLOAD [THREADS]     e.g. bench/peak_memory.sh dcgan64_step_b64
+#   bench/peak_memory.sh [THREADS [WORKLOAD ...]]
+#
+# Each workload runs alone in a fresh process on each side (`aics bench --filter W`, and
+# bench/torch_bench.py once for PyTorch and once for onnxruntime), because allocators keep freed
+# memory mapped for reuse and a second workload in the same process would reuse the first one's.
+# Each side reports the resident memory the workload added at its peak: the peak resident set
+# (Linux's VmHWM, reset just before the workload is built) less the resident set at that moment.
+# So the weights, activations and workspaces count, and the interpreter and libraries do not.
+# onnxruntime's mark is made after the export, before its session is built. Needs a release
+# build and, for the onnxruntime column, a $PYTHON with onnxruntime (see bench/run.sh).
 set -euo pipefail
-W="${1:?usage: bench/peak_memory.sh WORKLOAD [THREADS]}"
-THREADS="${2:-2}"
+THREADS="${1:-2}"
+shift || true
+WORKLOADS=("$@")
+if [ ${#WORKLOADS[@]} -eq 0 ]; then
+    WORKLOADS=(vgg19_fwd_b1 resnet50_fwd_b1 resnet50_fwd_b8 mobilenet_v2_fwd_b1
+               resnet18_train_32_b64 lenet5_train_b64)
+fi
 PYTHON="${PYTHON:-/usr/bin/python3}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[ -x /usr/bin/time ] || { echo "error: /usr/bin/time (Debian package time) is needed" >&2; exit 1; }
-peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
-a=$(peak "$ROOT/target/release/aics" bench --json --threads "$THREADS" --filter "$W" --min-time 0.5)
-t=$(peak "$PYTHON" "$ROOT/bench/torch_bench.py" --threads "$THREADS" --filter "$W" --budget 0.5)
-printf '{"workload": "%s", "aics_peak_mb": %.1f, "torch_peak_mb": %.1f, "ratio": %.2f}\n' \
-    "$W" "$(awk "BEGIN{print $a/1024}")" "$(awk "BEGIN{print $t/1024}")" "$(awk "BEGIN{print $t/$a}")"
+AICS="$ROOT/target/release/aics"
+[ -x "$AICS" ] || { echo "error: $AICS not found; build it with: cargo build --release" >&2; exit 1; }
+A="${TMPDIR:-/tmp}/aics_mem_t${THREADS}.jsonl"
+T="${TMPDIR:-/tmp}/torch_mem_t${THREADS}.jsonl"
+: > "$A"
+: > "$T"
+for W in "${WORKLOADS[@]}"; do
+    echo "== $W" >&2
+    "$AICS" bench --json --threads "$THREADS" --filter "$W" --min-time 0.5 >> "$A"
+    "$PYTHON" "$ROOT/bench/torch_bench.py" --threads "$THREADS" --filter "$W" \
+        --no-onnxruntime --budget 0.5 >> "$T"
+    case "$W" in
+        *_fwd_b*)
+            "$PYTHON" "$ROOT/bench/torch_bench.py" --threads "$THREADS" \
+                --filter "$W@onnxruntime" --budget 0.5 >> "$T" ;;
+    esac
+done
+"$PYTHON" "$ROOT/bench/compare.py" "$A" "$T"

@@ -98,11 +98,46 @@ def conv_flops(n, c, h, w, o, k, oh, ow):
 
 
 FILTER = [""]
+NO_ORT = [False]
 
 
 def wanted(*names):
     """Whether any of these workloads passes --filter (a substring, as `aics bench --filter`)."""
     return any(FILTER[0] in n for n in names)
+
+
+_MEM_TAKEN = [False]
+
+
+def _status_mb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024.0
+    return None
+
+
+def mem_mark():
+    """The resident set before a workload is built, with the peak reset (Linux), as `aics
+    bench` marks it. Only the first workload a process measures gets a mark: freed memory
+    stays mapped in the allocators for reuse, so a later workload would reuse it."""
+    if _MEM_TAKEN[0]:
+        return None
+    _MEM_TAKEN[0] = True
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_mb("VmRSS")
+    except OSError:
+        return None
+
+
+def mem_peak(base):
+    """MB the workload added at its peak since `mem_mark` (None without a mark)."""
+    if base is None:
+        return None
+    hwm = _status_mb("VmHWM")
+    return None if hwm is None else hwm - base
 
 
 def emit(name, seconds, reps, flop=None, **extra):
@@ -202,6 +237,7 @@ def bench_detection_ops(budget):
 
 
 def bench_lenet(budget):
+    mark = mem_mark()
     torch.manual_seed(0)
     model = LeNet5()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -215,7 +251,7 @@ def bench_lenet(budget):
         opt.step()
 
     s, r = measure(step, budget, warmup=5, max_reps=200)
-    emit("lenet5_train_b64", s, r, images_s=64.0 / s)
+    emit("lenet5_train_b64", s, r, images_s=64.0 / s, peak_mb=mem_peak(mark))
 
 
 # (workload, torchvision constructor name, batch): eval-mode forward at 224x224
@@ -229,7 +265,8 @@ MODEL_FWD = [
 
 def onnx_session(model, x, threads, path):
     """The model exported to ONNX and loaded in onnxruntime, or None (with a
-    note on stderr) when either is unavailable."""
+    note on stderr) when either is unavailable; with the memory mark made after
+    the export, before the session is built."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -243,6 +280,7 @@ def onnx_session(model, x, threads, path):
     except Exception as e:  # noqa: BLE001 - report and go on without ONNX
         print(f"ONNX export failed: {e}", file=sys.stderr)
         return None
+    onnx_session.mark = mem_mark()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -259,19 +297,25 @@ def bench_models(budget, threads, tmpdir):
     for name, arch, batch in MODEL_FWD:
         if not wanted(name, name + "@onnxruntime"):
             continue
+        mark = mem_mark() if wanted(name) else None
         torch.manual_seed(0)
         model = getattr(torchvision.models, arch)().eval()
         x = torch.randn(batch, 3, 224, 224)
-        with torch.no_grad():
-            s, r = measure(lambda: model(x), budget)
-        emit(name, s, r, images_s=batch / s)
+        if wanted(name):
+            with torch.no_grad():
+                s, r = measure(lambda: model(x), budget)
+            emit(name, s, r, images_s=batch / s, peak_mb=mem_peak(mark))
+        if NO_ORT[0] or not wanted(name + "@onnxruntime"):
+            continue
         sess = onnx_session(model, x, threads, os.path.join(tmpdir, arch + ".onnx"))
         if sess is not None:
             feed = {"x": x.numpy()}
             s, r = measure(lambda: sess.run(None, feed), budget)
-            emit(name + "@onnxruntime", s, r, images_s=batch / s)
+            emit(name + "@onnxruntime", s, r, images_s=batch / s,
+                 peak_mb=mem_peak(onnx_session.mark))
     if not wanted("resnet18_train_32_b64"):
         return
+    mark = mem_mark()
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -284,7 +328,7 @@ def bench_models(budget, threads, tmpdir):
         opt.step()
 
     s, r = measure(step, budget)
-    emit("resnet18_train_32_b64", s, r, images_s=64.0 / s)
+    emit("resnet18_train_32_b64", s, r, images_s=64.0 / s, peak_mb=mem_peak(mark))
 
 
 YOLO = "yolov3_tiny_416_fwd"
@@ -887,7 +931,10 @@ def main():
                     help="timed seconds per workload before stopping repeats (default 3)")
     ap.add_argument("--filter", default="",
                     help="only workloads whose name contains this text (as `aics bench --filter`)")
+    ap.add_argument("--no-onnxruntime", action="store_true",
+                    help="leave out the onnxruntime runs of the model workloads")
     args = ap.parse_args()
+    NO_ORT[0] = args.no_onnxruntime
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -223,6 +223,47 @@ pub(crate) struct Outcome {
     pub(crate) images: Option<f64>,
     /// Tokens a second, for sequence models.
     pub(crate) tokens: Option<f64>,
+    /// Resident memory the workload added at its peak, in MB ([`MemMark`]).
+    pub(crate) peak_mb: Option<f64>,
+}
+
+/// The resident memory a workload adds at its peak: the process's peak resident set (Linux's
+/// VmHWM, reset when the mark is made) less its resident set when the mark was made, before the
+/// workload was built. So it counts the weights, the activations and every buffer, but not the
+/// program itself. Only the first workload a run measures gets a number: the allocator keeps
+/// freed memory mapped for reuse (so that training steps do not fault their buffers in again),
+/// and a later workload would reuse what an earlier one left. `bash bench/peak_memory.sh` runs
+/// each model workload on its own, and PyTorch and onnxruntime the same way. None where /proc
+/// is not there.
+pub(crate) struct MemMark(Option<f64>);
+
+impl MemMark {
+    pub(crate) fn new() -> Self {
+        static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if TAKEN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return MemMark(None);
+        }
+        let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        MemMark(if reset { status_mb("VmRSS") } else { None })
+    }
+    pub(crate) fn peak_mb(&self) -> Option<f64> {
+        Some(status_mb("VmHWM")? - self.0?)
+    }
+}
+
+/// A `kB` line of /proc/self/status, in MB.
+fn status_mb(key: &str) -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
+    let kb: f64 = line[key.len() + 1..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 impl Outcome {
@@ -234,6 +275,7 @@ impl Outcome {
             flop: None,
             images: None,
             tokens: None,
+            peak_mb: None,
         }
     }
 }
@@ -344,6 +386,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             flop: Some(2.0 * (n * n * n) as f64),
             images: None,
             tokens: None,
+            peak_mb: None,
         });
     }
 
@@ -377,6 +420,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 flop: Some(flop),
                 images: None,
                 tokens: None,
+                peak_mb: None,
             });
         }
         let xg = x.detach().requires_grad_(true);
@@ -395,6 +439,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 flop: Some(3.0 * flop),
                 images: None,
                 tokens: None,
+                peak_mb: None,
             });
         }
         if name == "conv_lab33" && want("conv_lab33_bwd") {
@@ -420,6 +465,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 flop: Some(2.0 * flop),
                 images: None,
                 tokens: None,
+                peak_mb: None,
             });
         }
     }
@@ -489,6 +535,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 flop: Some(2.0 * macs as f64),
                 images: Some(1.0),
                 tokens: None,
+                peak_mb: None,
             });
         } else {
             eprintln!(
@@ -550,6 +597,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             flop: None,
             images: Some(1.0),
             tokens: None,
+            peak_mb: None,
         });
     }
 
@@ -561,6 +609,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     crate::bench_gan::run(&want, a.min_time, &mut out)?;
 
     if want("lenet5_train_b64") {
+        let mark = MemMark::new();
         let x = Tensor::<f32>::rand(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
         let (s, _) = train_step("lenet5", &x, a.min_time)?;
         out.push(Outcome {
@@ -569,6 +618,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             flop: None,
             images: Some(64.0 / s),
             tokens: None,
+            peak_mb: mark.peak_mb(),
         });
     }
 
@@ -577,6 +627,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if !want(name) {
             continue;
         }
+        let mark = MemMark::new();
         let m = imagenet_model(model, a.plain)?;
         let x = Tensor::<f32>::randn(&[batch, 3, 224, 224], 0.0, 1.0, &mut rng);
         let flop = 2.0 * model_macs(&m, &x)? as f64;
@@ -591,10 +642,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             flop: Some(flop),
             images: Some(batch as f64 / s),
             tokens: None,
+            peak_mb: mark.peak_mb(),
         });
     }
 
     if want("resnet18_train_32_b64") {
+        let mark = MemMark::new();
         let x = Tensor::<f32>::randn(&[64, 3, 32, 32], 0.0, 1.0, &mut rng);
         let (s, flop) = train_step("resnet18", &x, a.min_time)?;
         out.push(Outcome {
@@ -603,6 +656,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             flop: Some(flop),
             images: Some(64.0 / s),
             tokens: None,
+            peak_mb: mark.peak_mb(),
         });
     }
 
@@ -616,6 +670,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             continue;
         }
         use aics_style::gatys::{self, Config};
+        let mark = MemMark::new();
         let cfg = if textbook {
             Config::textbook()
         } else {
@@ -628,11 +683,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
             total.backward()?;
             Ok(())
         })?;
-        out.push(Outcome::time_only(name, s));
+        out.push(Outcome {
+            peak_mb: mark.peak_mb(),
+            ..Outcome::time_only(name, s)
+        });
     }
 
     // fast style transfer: the transformation network's forward pass on a 512² photo
     if want("fast_style_512") {
+        let mark = MemMark::new();
         let net = aics_style::fast::transform_net(0)?;
         net.set_training(false);
         let x = Tensor::<f32>::rand(&[1, 3, 512, 512], 0.0, 1.0, &mut rng);
@@ -647,12 +706,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             flop: None,
             images: Some(1.0 / s),
             tokens: None,
+            peak_mb: mark.peak_mb(),
         });
     }
 
     // one fast-style training step: the transformation network on 4 photos at 256², the
     // perceptual loss through VGG19 (random weights) to relu4_3, backward, Adam
     if want("fast_style_train_256_b4") {
+        let mark = MemMark::new();
         use aics_style::vgg::{InputSpace, Vgg19, CAFFE_MEAN_RGB};
         let vgg = Vgg19::random(
             0,
@@ -680,6 +741,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             flop: None,
             images: Some(4.0 / s),
             tokens: None,
+            peak_mb: mark.peak_mb(),
         });
     }
 
@@ -708,8 +770,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
         );
         println!(
-            "{:<24} {:>12} {:>10} {:>7} {:>10}",
-            "workload", "seconds", "GFLOP/s", "% peak", "images/s"
+            "{:<24} {:>12} {:>10} {:>7} {:>10} {:>9}",
+            "workload", "seconds", "GFLOP/s", "% peak", "images/s", "peak MB"
         );
     }
     for o in &out {
@@ -722,6 +784,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             if let Some(t) = o.tokens {
                 v["tokens_s"] = serde_json::json!(t);
+            }
+            if let Some(m) = o.peak_mb {
+                v["peak_mb"] = serde_json::json!(m);
             }
             println!("{v}");
         } else {
@@ -736,9 +801,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let sh = share
                 .map(|s| format!("{:.0}", 100.0 * s))
                 .unwrap_or_else(|| "-".into());
+            let mb = o
+                .peak_mb
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_else(|| "-".into());
             println!(
-                "{:<24} {:>12.6} {:>10} {:>7} {:>10}",
-                o.name, o.seconds, g, sh, i
+                "{:<24} {:>12.6} {:>10} {:>7} {:>10} {:>9}",
+                o.name, o.seconds, g, sh, i, mb
             );
         }
     }

@@ -95,6 +95,7 @@ pub(crate) fn run(
             flop: None,
             images: Some(n as f64 / s),
             tokens: None,
+            peak_mb: None,
         })
     };
     if want("yolov1_train_192_b16") {

@@ -44,6 +44,7 @@ pub(crate) fn run(
         flop: None,
         images: Some(b as f64 / s),
         tokens: None,
+        peak_mb: None,
     });
     Ok(())
 }

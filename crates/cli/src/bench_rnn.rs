@@ -68,6 +68,7 @@ pub(crate) fn run(
             flop: None,
             images: None,
             tokens: Some((T * N) as f64 / s),
+            peak_mb: None,
         });
     }
     if want("lstm_infer_b1") {
@@ -85,6 +86,7 @@ pub(crate) fn run(
             flop: None,
             images: None,
             tokens: Some(T as f64 / s),
+            peak_mb: None,
         });
     }
     Ok(())

@@ -897,6 +897,21 @@ fn bench_profile_lists_layers_and_convolutions() {
             .collect()
     };
     assert!(layer_types(&fused).iter().any(|t| t.contains("+ ReLU6")));
+    // the 1×1 convolutions run on packed weights on the inference path, wherever there is AVX2
+    let packed = |v: &[serde_json::Value]| {
+        v.iter()
+            .filter(|l| {
+                l["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("packed gemm"))
+            })
+            .count()
+    };
+    if aics_tensor::cpu::simd::level_name() != "base" {
+        // the expansions and projections (the first block has no expansion) and the last 1×1
+        assert_eq!(packed(&fused), 16 + 17 + 1);
+    }
+    assert_eq!(packed(&lines(true)), 0);
     assert!(!layer_types(&lines(true))
         .iter()
         .any(|t| t.contains("+ ReLU6")));
@@ -910,4 +925,21 @@ fn bench_profile_lists_layers_and_convolutions() {
         "x",
     ]));
     assert!(e.contains("no --filter"), "{e}");
+}
+
+#[test]
+fn bench_reports_the_peak_memory_of_a_model_workload() {
+    let out = ok(&aics(&[
+        "bench",
+        "--filter",
+        "lenet5_train_b64",
+        "--json",
+        "--min-time",
+        "0.05",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["workload"], "lenet5_train_b64");
+    // LeNet-5's weights are 0.25 MB; a step on 64 images holds a few MB of activations
+    let mb = v["peak_mb"].as_f64().unwrap();
+    assert!(mb > 0.1 && mb < 1000.0, "{mb}");
 }
