@@ -80,6 +80,7 @@ pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         .map(|(dy, dx)| ((dy % sh) * sw + dx % sw, (dy / sh) * wq + dx / sw))
         .collect();
     let per_task = (planes / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
+    let fma = super::simd::has_fma();
     y.par_chunks_mut(per_task * ohw)
         .enumerate()
         .for_each(|(task, ys)| {
@@ -89,52 +90,135 @@ pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
             for (k, yp) in ys.chunks_mut(ohw).enumerate() {
                 let plane = task * per_task + k;
                 let xp = &x[plane * hw..(plane + 1) * hw];
-                for iy in 0..g.h {
-                    let py = iy + g.ph;
-                    let src = &xp[iy * g.w..(iy + 1) * g.w];
-                    let row0 = (py % sh) * sw * phase_len + (py / sh) * wq;
-                    if sw == 1 {
-                        pad[row0 + g.pw..row0 + g.pw + g.w].copy_from_slice(src);
-                    } else {
-                        for q in 0..sw {
-                            // padded columns q, q + sw, … that hold image pixels
-                            let first = if g.pw > q { (g.pw - q).div_ceil(sw) } else { 0 };
-                            let col = q + first * sw; // its first, ≥ pw
-                            if col >= g.pw + g.w {
-                                continue;
-                            }
-                            let count = (g.pw + g.w - col).div_ceil(sw);
-                            let base = row0 + q * phase_len + first;
-                            let from = src[col - g.pw..].iter().step_by(sw);
-                            for (d, &v) in pad[base..base + count].iter_mut().zip(from) {
-                                *d = v;
-                            }
-                        }
-                    }
-                }
                 let wc = &wt[(plane % g.c) * kk..(plane % g.c + 1) * kk];
                 super::simd::with_best(
                     #[inline(always)]
                     || {
-                        // in blocks that stay in the L1 cache across the taps
-                        const BLOCK: usize = 1024;
-                        for (b, ob) in out.chunks_mut(BLOCK).enumerate() {
-                            ob.iter_mut().for_each(|v| *v = T::zero());
-                            for (&wv, &(ph, off)) in wc.iter().zip(&taps) {
-                                let (at, len) = (ph * phase_len + off + b * BLOCK, ob.len());
-                                for (o, &xv) in ob.iter_mut().zip(&pad[at..at + len]) {
-                                    *o += wv * xv;
-                                }
-                            }
+                        fill_phases(xp, g, wq, phase_len, &mut pad);
+                        if fma {
+                            taps_wide::<T, true>(wc, &taps, &pad, phase_len, &mut out);
+                        } else {
+                            taps_wide::<T, false>(wc, &taps, &pad, phase_len, &mut out);
+                        }
+                        for (yr, orow) in yp.chunks_exact_mut(g.ow).zip(out.chunks_exact(wq)) {
+                            copy_run(yr, &orow[..g.ow]);
                         }
                     },
                 );
-                for (yr, orow) in yp.chunks_exact_mut(g.ow).zip(out.chunks_exact(wq)) {
-                    yr.copy_from_slice(&orow[..g.ow]);
-                }
             }
         });
     y
+}
+
+/// Copy the plane `xp` into the zero-bordered phase planes `pad` (see [`fwd`]): padded pixel
+/// (py, px) goes to phase `(py mod sh, px mod sw)`, row `py / sh`, column `px / sw`.
+#[inline(always)]
+fn fill_phases<T: Float>(xp: &[T], g: &Conv2dGeom, wq: usize, phase_len: usize, pad: &mut [T]) {
+    let (sh, sw) = (g.sh, g.sw);
+    for iy in 0..g.h {
+        let py = iy + g.ph;
+        let src = &xp[iy * g.w..(iy + 1) * g.w];
+        let row0 = (py % sh) * sw * phase_len + (py / sh) * wq;
+        if sw == 1 {
+            copy_run(&mut pad[row0 + g.pw..row0 + g.pw + g.w], src);
+        } else if sw == 2 {
+            // input columns 2i and 2i + 1 go to the two phases together (one vector loop)
+            let p0 = g.pw % 2;
+            let (c0, c1) = (g.pw / 2, g.pw.div_ceil(2));
+            let pairs = g.w / 2;
+            let (lo, hi) = pad.split_at_mut(row0 + phase_len);
+            let (a, b) = (&mut lo[row0..], &mut hi[..]);
+            // phase p0 takes the even input columns, p1 the odd ones
+            let (even, odd) = if p0 == 0 { (a, b) } else { (b, a) };
+            let (even, odd) = (&mut even[c0..c0 + pairs], &mut odd[c1..c1 + pairs]);
+            for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if g.w % 2 == 1 {
+                let base = row0 + p0 * phase_len + c0 + pairs;
+                pad[base] = src[g.w - 1];
+            }
+        } else {
+            for q in 0..sw {
+                // padded columns q, q + sw, … that hold image pixels
+                let first = if g.pw > q { (g.pw - q).div_ceil(sw) } else { 0 };
+                let col = q + first * sw; // its first, ≥ pw
+                if col >= g.pw + g.w {
+                    continue;
+                }
+                let count = (g.pw + g.w - col).div_ceil(sw);
+                let base = row0 + q * phase_len + first;
+                let from = src[col - g.pw..].iter().step_by(sw);
+                for (d, &v) in pad[base..base + count].iter_mut().zip(from) {
+                    *d = v;
+                }
+            }
+        }
+    }
+}
+
+/// `dst = src` for the short rows of small planes, as vector moves inlined here rather than a
+/// call to the library's memmove (whose set-up costs more than a 7- to 112-element row).
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    const V: usize = 16;
+    let mut d = dst.chunks_exact_mut(V);
+    let mut s = src.chunks_exact(V);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let a: &mut [T; V] = a.try_into().expect("a run");
+        *a = *<&[T; V]>::try_from(b).expect("a run");
+    }
+    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a = b;
+    }
+}
+
+/// `out[i] = Σ_tap w[tap]·pad[phase·len + offset + i]` over the wide output, the taps in order,
+/// in runs of 64 outputs held in registers across the taps (with fused multiply-adds where the
+/// CPU has them, `FMA`).
+#[inline(always)]
+fn taps_wide<T: Float, const FMA: bool>(
+    wc: &[T],
+    taps: &[(usize, usize)],
+    pad: &[T],
+    phase_len: usize,
+    out: &mut [T],
+) {
+    const RUN: usize = 64;
+    let n = out.len();
+    let mut i = 0;
+    while i < n {
+        let len = RUN.min(n - i);
+        let mut acc = [T::zero(); RUN];
+        if len == RUN {
+            for (&wv, &(ph, off)) in wc.iter().zip(taps) {
+                let src: &[T; RUN] = pad[ph * phase_len + off + i..][..RUN]
+                    .try_into()
+                    .expect("a run");
+                for (a, &xv) in acc.iter_mut().zip(src) {
+                    *a = if FMA {
+                        wv.mul_add(xv, *a)
+                    } else {
+                        *a + wv * xv
+                    };
+                }
+            }
+        } else {
+            for (&wv, &(ph, off)) in wc.iter().zip(taps) {
+                let src = &pad[ph * phase_len + off + i..][..len];
+                for (a, &xv) in acc.iter_mut().zip(src) {
+                    *a = if FMA {
+                        wv.mul_add(xv, *a)
+                    } else {
+                        *a + wv * xv
+                    };
+                }
+            }
+        }
+        copy_run(&mut out[i..i + len], &acc[..len]);
+        i += len;
+    }
 }
 
 /// Gradient with respect to the input: each tap scatters `w·dy` back to the input positions
