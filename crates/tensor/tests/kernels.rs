@@ -468,6 +468,9 @@ fn fused_conv_epilogues_equal_the_separate_ops() {
         (64, 64, 30, 1, Activation::Relu, true),
         (64, 64, 30, 1, Activation::Identity, true),
         (16, 16, 12, 16, Activation::Relu6, false),
+        // depthwise with its bias and activation in its own pass, and with a residual first
+        (24, 24, 9, 24, Activation::LeakyRelu(0.2), false),
+        (16, 16, 12, 16, Activation::Relu6, true),
         (8, 12, 7, 1, Activation::LeakyRelu(0.1), true),
     ];
     for (c, o, hw, groups, act, with_res) in cases {

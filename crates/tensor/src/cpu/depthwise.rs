@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::conv::Conv2dGeom;
 use crate::dtype::Float;
+use crate::ops::conv::{epilogue_plane, Activation};
 
 /// Whether `g` is a depthwise convolution these kernels handle.
 pub fn eligible(g: &Conv2dGeom) -> bool {
@@ -60,7 +61,29 @@ fn for_each_tap(g: &Conv2dGeom, mut f: impl FnMut(usize, usize, usize, usize, us
 /// (the columns past `ow` are computed and dropped) — no per-row or per-pixel edge cases, even
 /// on 7×7 planes. Tasks take runs of planes, so small planes do not drown in scheduling.
 pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
+    fwd_fused(x, wt, g, None, Activation::Identity)
+}
+
+/// [`fwd`] with the bias and the activation applied to each plane as it is written:
+/// `act(conv(x) + bias[c])` (MobileNet's folded batch norm and ReLU6). Panics unless `bias`
+/// holds one value a channel.
+pub fn fwd_fused<T: Float>(
+    x: &[T],
+    wt: &[T],
+    g: &Conv2dGeom,
+    bias: Option<&[T]>,
+    act: Activation,
+) -> Vec<T> {
     g.check(x.len(), wt.len());
+    if let Some(b) = bias {
+        assert_eq!(
+            b.len(),
+            g.c,
+            "depthwise conv: bias of {} for {} channels",
+            b.len(),
+            g.c
+        );
+    }
     assert!(eligible(g), "depthwise conv: not eligible for {g:?}");
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
     let (sh, sw) = (g.sh, g.sw);
@@ -102,6 +125,10 @@ pub fn fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                         }
                         for (yr, orow) in yp.chunks_exact_mut(g.ow).zip(out.chunks_exact(wq)) {
                             copy_run(yr, &orow[..g.ow]);
+                        }
+                        if bias.is_some() || act != Activation::Identity {
+                            let b = bias.map_or(T::zero(), |b| b[plane % g.c]);
+                            epilogue_plane(yp, b, None, act);
                         }
                     },
                 );

@@ -173,7 +173,7 @@ impl Activation {
 
 /// One plane of the epilogue: `v ← act(v + b + r)`.
 #[inline(always)]
-fn epilogue_plane<T: Float>(v: &mut [T], b: T, r: Option<&[T]>, act: Activation) {
+pub(crate) fn epilogue_plane<T: Float>(v: &mut [T], b: T, r: Option<&[T]>, act: Activation) {
     let (zero, six) = (T::zero(), T::from_f64(6.0));
     macro_rules! each {
         ($f:expr) => {
@@ -444,7 +444,13 @@ impl<T: Float> Tensor<T> {
                 None,
             )
         } else if dw {
-            (depthwise::fwd(&xd, &wd, &g), None)
+            // the bias and activation in the depthwise kernel's own pass, unless a residual
+            // comes before the activation (then the output pass below does all three)
+            fused = residual.is_none();
+            let bd = bias.filter(|_| fused).map(|b| b.data());
+            let a = if fused { act } else { Activation::Identity };
+            let b = bd.as_ref().map(|b| b.as_slice());
+            (depthwise::fwd_fused(&xd, &wd, &g, b, a), None)
         } else if direct {
             (direct::fwd(&xd, &wd, &g), None)
         } else if let Some(y) = packed
