@@ -148,6 +148,29 @@ fn segments(c0: usize, w: usize, p: usize, out: &mut Vec<Seg>) {
 /// weights. `y` is (N, O, OH, OW) and fully written. Panics if the packing does not fit `g` or
 /// was made for another vector width (check [`PackedWeights::usable`]).
 pub fn conv2d_fwd(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y: &mut [f32]) {
+    assert_eq!(y.len(), g.n * g.o * g.ohw(), "packed conv: output length");
+    // SAFETY: `y` holds the whole output.
+    unsafe { run(x, w, g, epi, y.as_mut_ptr()) }
+}
+
+/// [`conv2d_fwd`] into a new vector, which is never filled with zeros first: the kernel writes
+/// every element (the first block of K stores every tile) before it reads any back.
+pub fn conv2d_fwd_new(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue) -> Vec<f32> {
+    let n = g.n * g.o * g.ohw();
+    let mut y = Vec::with_capacity(n);
+    // SAFETY: `y` has room for the whole output; `run` writes all n elements (it panics before
+    // writing anything on a bad argument, and the vector is then dropped empty), so they are
+    // initialised when the length is set.
+    unsafe {
+        run(x, w, g, epi, y.as_mut_ptr());
+        y.set_len(n);
+    }
+    y
+}
+
+/// # Safety
+/// `y` must be valid for writes (and reads of what was written) of the N·O·OH·OW output.
+unsafe fn run(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y: *mut f32) {
     assert!(
         g.groups == 1 && w.m == g.o && w.k == g.ckk() && w.usable(),
         "packed conv: weights {}x{} for {:?}",
@@ -157,12 +180,11 @@ pub fn conv2d_fwd(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y
     );
     g.check(x.len(), g.o * g.ckk());
     let p = g.ohw();
-    assert_eq!(y.len(), g.n * g.o * p, "packed conv: output length");
     if let Some(b) = epi.bias {
         assert_eq!(b.len(), g.o, "packed conv: bias length");
     }
     if let Some(r) = epi.residual {
-        assert_eq!(r.len(), y.len(), "packed conv: residual length");
+        assert_eq!(r.len(), g.n * g.o * p, "packed conv: residual length");
     }
     if let Activation::LeakyRelu(s) = epi.act {
         assert!(s > 0.0 && s.is_finite(), "packed conv: leaky slope {s}");
@@ -197,7 +219,7 @@ pub fn conv2d_fwd(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y
     let kc_max = cpb * kk;
     // tiles packed together: one block of a weight panel is read once for all of them
     let group = ((1usize << 19) / (4 * kc_max * nr)).clamp(1, 16);
-    let yp = SendPtr(y.as_mut_ptr());
+    let yp = SendPtr(y);
     let run = |task: usize| {
         let (tc, pc) = (task / panel_chunks, task % panel_chunks);
         let (t0, t1) = (tc * tiles / tile_chunks, (tc + 1) * tiles / tile_chunks);

@@ -286,16 +286,11 @@ fn packed_fwd<T: Float>(
         },
         act,
     };
-    let mut y = vec![T::zero(); g.n * g.o * g.ohw()];
-    let yf = as_f32_mut(&mut y)?;
-    crate::cpu::packed::conv2d_fwd(x, pw, g, epi, yf);
-    Some(y)
-}
-
-fn as_f32_mut<T: Float>(v: &mut [T]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        // SAFETY: T is f32 (same type, so same size and alignment).
-        .then(|| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len()) })
+    let y = std::mem::ManuallyDrop::new(crate::cpu::packed::conv2d_fwd_new(x, pw, g, epi));
+    let (ptr, len, cap) = (y.as_ptr() as *mut T, y.len(), y.capacity());
+    // SAFETY: T is f32 (`as_f32` on the input succeeded), so this is the same vector retyped:
+    // same allocation, size, alignment, length and capacity; `y` is not dropped.
+    Some(unsafe { Vec::from_raw_parts(ptr, len, cap) })
 }
 
 /// The gradient through the epilogue's activation, read from its output: it passes where the
