@@ -32,26 +32,26 @@ struct PackCache {
     slot: Mutex<Option<Packed>>,
 }
 
-/// The weight data packed, and its packing (None: a convolution the packed kernel does not run).
-type Packed = (Arc<Vec<f32>>, Option<Arc<PackedWeights>>);
+/// The weight data packed, and its packing.
+type Packed = (Arc<Vec<f32>>, Arc<PackedWeights>);
 
 impl PackCache {
     /// The packing of `weight`'s current values, when this path is on and the convolution is
-    /// one the packed kernel runs.
+    /// one the packed kernel runs (the others keep nothing, so their weights are not held).
     fn get(&self, weight: &Tensor, p: &ConvParams) -> Option<Arc<PackedWeights>> {
         if !self.on {
             return None;
         }
         let data = weight.data();
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        match &*slot {
-            Some((from, pack)) if Arc::ptr_eq(from, &data) => pack.clone(),
-            _ => {
-                let pack = PackedWeights::for_conv(weight, p).map(Arc::new);
-                *slot = Some((data, pack.clone()));
-                pack
+        if let Some((from, pack)) = &*slot {
+            if Arc::ptr_eq(from, &data) {
+                return Some(pack.clone());
             }
         }
+        let pack = Arc::new(PackedWeights::for_conv(weight, p)?);
+        *slot = Some((data, pack.clone()));
+        Some(pack)
     }
 }
 

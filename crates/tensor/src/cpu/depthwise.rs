@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::conv::Conv2dGeom;
+use super::copy_run;
 use crate::dtype::Float;
 use crate::ops::conv::{epilogue_plane, Activation};
 
@@ -150,7 +151,7 @@ fn fill_phases<T: Float>(xp: &[T], g: &Conv2dGeom, wq: usize, phase_len: usize, 
             let pairs = g.w / 2;
             let (lo, hi) = pad.split_at_mut(row0 + phase_len);
             let (a, b) = (&mut lo[row0..], &mut hi[..]);
-            // phase p0 takes the even input columns, p1 the odd ones
+            // phase p0 takes the even input columns, the other phase the odd ones
             let (even, odd) = if p0 == 0 { (a, b) } else { (b, a) };
             let (even, odd) = (&mut even[c0..c0 + pairs], &mut odd[c1..c1 + pairs]);
             for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
@@ -180,22 +181,6 @@ fn fill_phases<T: Float>(xp: &[T], g: &Conv2dGeom, wq: usize, phase_len: usize, 
     }
 }
 
-/// `dst = src` for the short rows of small planes, as vector moves inlined here rather than a
-/// call to the library's memmove (whose set-up costs more than a 7- to 112-element row).
-#[inline(always)]
-fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
-    const V: usize = 16;
-    let mut d = dst.chunks_exact_mut(V);
-    let mut s = src.chunks_exact(V);
-    for (a, b) in (&mut d).zip(&mut s) {
-        let a: &mut [T; V] = a.try_into().expect("a run");
-        *a = *<&[T; V]>::try_from(b).expect("a run");
-    }
-    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *a = b;
-    }
-}
-
 /// `out[i] = Σ_tap w[tap]·pad[phase·len + offset + i]` over the wide output, the taps in order,
 /// in runs of 64 outputs held in registers across the taps. A multiply and an add, not a fused
 /// multiply-add: the sums round as the plain loop's did (the detectors compared with
@@ -214,6 +199,8 @@ fn taps_wide<T: Float>(
     while i < n {
         let len = RUN.min(n - i);
         let mut acc = [T::zero(); RUN];
+        // a whole run through fixed-size arrays, so that the sums stay in registers; the last,
+        // shorter run through slices
         if len == RUN {
             for (&wv, &(ph, off)) in wc.iter().zip(taps) {
                 let src: &[T; RUN] = pad[ph * phase_len + off + i..][..RUN]

@@ -28,6 +28,23 @@ pub(crate) fn copy_padded<T: crate::dtype::Float>(src: &[T], x0: isize, dst: &mu
     dst[hi..].fill(T::zero());
 }
 
+/// `dst = src` for short rows (a 7- to 112-element row of a small plane, a tile's 32 columns),
+/// as vector moves inlined at the caller rather than a call to the library's memmove, whose
+/// set-up costs more than such a row.
+#[inline(always)]
+pub(crate) fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    const V: usize = 16;
+    let mut d = dst.chunks_exact_mut(V);
+    let mut s = src.chunks_exact(V);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let a: &mut [T; V] = a.try_into().expect("a run");
+        *a = *<&[T; V]>::try_from(b).expect("a run");
+    }
+    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a = b;
+    }
+}
+
 /// A raw output pointer shared by parallel tasks that write disjoint elements (each use
 /// states why its writes are disjoint).
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);

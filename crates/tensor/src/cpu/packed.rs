@@ -22,7 +22,7 @@
 use rayon::prelude::*;
 
 use super::conv::{im2col_channel, Conv2dGeom};
-use super::SendPtr;
+use super::{copy_run, SendPtr};
 use crate::ops::conv::Activation;
 
 /// The vector width this CPU gives the packed kernel, or None (then callers use the GEMM crate).
@@ -327,16 +327,10 @@ fn pack_tile(
         if pointwise {
             // the rows are the input's channels as they are
             for (cl, c) in chans.clone().enumerate() {
-                let src = &xn[c * hw + s.q0..][..s.len];
-                let dst = &mut bt[cl * ld + s.off..][..s.len];
-                if s.len == 32 {
-                    let d: &mut [f32; 32] = dst.try_into().expect("32 columns");
-                    *d = src.try_into().expect("32 columns");
-                } else {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v;
-                    }
-                }
+                copy_run(
+                    &mut bt[cl * ld + s.off..][..s.len],
+                    &xn[c * hw + s.q0..][..s.len],
+                );
             }
             continue;
         }
@@ -382,16 +376,17 @@ struct Out<'a> {
 /// rows and segments lie inside the output and belong to the caller alone.
 unsafe fn tile(width: Width, k: usize, a: &[f32], b: &[f32], wcols: usize, out: &Out) {
     #[cfg(target_arch = "x86_64")]
+    let one = wcols <= width.lanes(); // one vector's columns (see `tile_stride`)
     match width {
         Width::Avx512 => {
-            if wcols <= 16 {
+            if one {
                 x86::tile512::<1>(k, a.as_ptr(), b.as_ptr(), out)
             } else {
                 x86::tile512::<2>(k, a.as_ptr(), b.as_ptr(), out)
             }
         }
         Width::Avx2 => {
-            if wcols <= 8 {
+            if one {
                 x86::tile256::<1>(k, a.as_ptr(), b.as_ptr(), out)
             } else {
                 x86::tile256::<2>(k, a.as_ptr(), b.as_ptr(), out)
@@ -415,7 +410,7 @@ mod x86 {
         unsafe fn splat(v: f32) -> Self;
         unsafe fn load(p: *const f32) -> Self;
         unsafe fn store(self, p: *mut f32);
-        /// The first `n` (< L) lanes from `p`, zeros after.
+        /// The first `n` (≤ L) lanes from `p`, zeros after.
         unsafe fn load_n(p: *const f32, n: usize) -> Self;
         unsafe fn store_n(self, p: *mut f32, n: usize);
         unsafe fn fma(a: Self, b: Self, c: Self) -> Self;

@@ -432,7 +432,9 @@ impl<T: Float> Tensor<T> {
         let dw = depthwise::eligible(&g);
         let direct = wino.is_none() && !dw && direct::eligible(&g);
         let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
+        // the bias, residual and activation already applied by the kernel
         let mut fused = false;
+        let mut packed_ran = false;
         let (mut y, cols) = if let Some(tile) = wino {
             (
                 winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
@@ -452,7 +454,7 @@ impl<T: Float> Tensor<T> {
             .filter(|pw| !keep && fits_packed(pw, &g))
             .and_then(|pw| packed_fwd(&xd, pw, &g, bias, residual, act))
         {
-            fused = true;
+            (fused, packed_ran) = (true, true);
             (y, None)
         } else {
             k::conv2d_fwd(&xd, &wd, &g, keep)
@@ -475,7 +477,7 @@ impl<T: Float> Tensor<T> {
                 "depthwise".into()
             } else if direct {
                 "direct".into()
-            } else if fused {
+            } else if packed_ran {
                 "packed gemm (1×1)".into()
             } else if g.is_pointwise() {
                 "gemm (1×1)".into()
