@@ -128,6 +128,41 @@ fn conv_cols_keep_their_layout_across_pools() {
     }
 }
 
+/// Small maps with large filters (ResNet's last stage) sum their weight gradient in few
+/// partials, added up by chunks across the threads: held to the naive loop, with and without
+/// the forward's columns, and on one thread and three.
+#[test]
+fn conv_weight_gradient_of_small_maps_with_few_partials() {
+    let mut rng = Rng::new(23);
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let (n, c, o) = (8, 64, 64);
+    let p = ConvParams::default().padding(1);
+    let g = conv2d_geom("conv2d", &[n, c, 4, 4], &[o, c, 3, 3], &p).unwrap();
+    let x = randv(n * c * 16, &mut rng);
+    let wt = randv(o * c * 9, &mut rng);
+    let dy = randv(n * o * 16, &mut rng);
+    let (_, want) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+    for threads in [1, 3] {
+        for keep in [false, true] {
+            let dw = pool(threads).install(|| {
+                let (_, cols) = conv2d_fwd(&x, &wt, &g, keep);
+                conv2d_bwd_weight(&x, &dy, &g, cols.as_ref())
+            });
+            assert_close(
+                &format!("dw on {threads} threads, columns kept: {keep}"),
+                &dw,
+                &want,
+                1e-4,
+            );
+        }
+    }
+}
+
 /// The same through autograd: a conv op's forward in one pool, its backward in another.
 #[test]
 fn conv_op_backward_in_another_pool() {

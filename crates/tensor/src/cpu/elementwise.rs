@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use super::PAR_THRESHOLD;
 use crate::dtype::Float;
 
@@ -72,14 +74,13 @@ pub fn broadcast_map<T: Float>(
     if out_shape.is_empty() {
         return vec![f(a[0], b[0])];
     }
-    let mut out = vec![T::zero(); n];
     if n == 0 {
-        return out;
+        return Vec::new();
     }
     let (shape, sa, sb) = coalesce(out_shape, sa, sb);
     let inner = *shape.last().unwrap_or(&1);
     let (la, lb) = (sa[sa.len() - 1], sb[sb.len() - 1]);
-    let row = |(r, o): (usize, &mut [T])| {
+    let row = |(r, o): (usize, &mut [MaybeUninit<T>])| {
         let len = o.len();
         let oa = row_offset(r, &shape, &sa);
         let ob = row_offset(r, &shape, &sb);
@@ -88,42 +89,47 @@ pub fn broadcast_map<T: Float>(
             (1, 1) => {
                 let (ar, br) = (&a[oa..oa + len], &b[ob..ob + len]);
                 for ((v, &x), &y) in o.iter_mut().zip(ar).zip(br) {
-                    *v = f(x, y);
+                    v.write(f(x, y));
                 }
             }
             (1, 0) => {
                 let y = b[ob];
                 for (v, &x) in o.iter_mut().zip(&a[oa..oa + len]) {
-                    *v = f(x, y);
+                    v.write(f(x, y));
                 }
             }
             (0, 1) => {
                 let x = a[oa];
                 for (v, &y) in o.iter_mut().zip(&b[ob..ob + len]) {
-                    *v = f(x, y);
+                    v.write(f(x, y));
                 }
             }
             _ => {
                 for (j, v) in o.iter_mut().enumerate() {
-                    *v = f(a[oa + j * la], b[ob + j * lb]);
+                    v.write(f(a[oa + j * la], b[ob + j * lb]));
                 }
             }
         }
     };
-    if n >= PAR_THRESHOLD {
-        // rows of at least ~4096 elements per task
-        let rows_per_task = 4096usize.div_ceil(inner).max(1);
-        out.par_chunks_mut(inner * rows_per_task)
-            .enumerate()
-            .for_each(|(t, chunk)| {
-                for (i, o) in chunk.chunks_mut(inner).enumerate() {
-                    row((t * rows_per_task + i, o));
-                }
-            });
-    } else {
-        out.chunks_mut(inner).enumerate().for_each(row);
+    // SAFETY: n > 0, so inner > 0 and the rows of `inner` cover the output; every arm of `row`
+    // writes its whole row.
+    unsafe {
+        super::filled(n, |out| {
+            if n >= PAR_THRESHOLD {
+                // rows of at least ~4096 elements per task
+                let rows_per_task = 4096usize.div_ceil(inner).max(1);
+                out.par_chunks_mut(inner * rows_per_task)
+                    .enumerate()
+                    .for_each(|(t, chunk)| {
+                        for (i, o) in chunk.chunks_mut(inner).enumerate() {
+                            row((t * rows_per_task + i, o));
+                        }
+                    });
+            } else {
+                out.chunks_mut(inner).enumerate().for_each(row);
+            }
+        })
     }
-    out
 }
 
 /// Sum a gradient of the broadcast `out_shape` down to `target` (the inverse of broadcasting).

@@ -15,6 +15,24 @@ pub mod winograd;
 /// Work below this many elements runs on one thread: rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
+/// A vector of `n` elements that `fill` writes into its uninitialised storage, with no zero
+/// fill first: on output passes that overwrite every element anyway (batch norm, broadcast
+/// maps, copies), the zero fill of a reused allocation costs as much again as the pass.
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given (a panic inside it is fine: the
+/// vector is then dropped empty).
+pub(crate) unsafe fn filled<T>(
+    n: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>]),
+) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: the caller's contract: `fill` initialised all n elements.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// `dst[t] = src[x0 + t]` where that index lies inside `src`, zero elsewhere: one row of an
 /// input read through zero padding.
 pub(crate) fn copy_padded<T: crate::dtype::Float>(src: &[T], x0: isize, dst: &mut [T]) {

@@ -264,7 +264,10 @@ fn transformed_filters<T: Float, const A: usize>(
     // transformed lane-wise, and written out one cache line per ξ. (Written straight, the
     // (m+2)² elements of one filter would go to addresses O·C apart, which share cache sets.)
     const CB: usize = 16;
-    let mut u = vec![T::zero(); A * A * o * c];
+    // Every element is written below, through the pointer, so the vector starts
+    // uninitialised and gets its length at the end.
+    let ulen = A * A * o * c;
+    let mut u: Vec<T> = Vec::with_capacity(ulen);
     let up = SendPtr(u.as_mut_ptr());
     (0..o).into_par_iter().for_each(|oi| {
         let mut g = [[T::zero(); CB]; 9];
@@ -304,6 +307,8 @@ fn transformed_filters<T: Float, const A: usize>(
             }
         }
     });
+    // SAFETY: each (ξ, oi) row of c elements was written in full, by blocks c0..c0 + nb.
+    unsafe { u.set_len(ulen) };
     u
 }
 

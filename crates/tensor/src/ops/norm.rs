@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu;
 use crate::dtype::Float;
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
@@ -159,20 +160,25 @@ impl<T: Float> Tensor<T> {
         .map(|s| s / count)
         .collect();
         let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        let mut y = vec![T::zero(); x.len()];
-        if inner > 0 {
-            y.par_chunks_mut(inner)
-                .zip(x.par_chunks(inner))
-                .enumerate()
-                .for_each(|(p, (yp, xp))| {
-                    let (gi, ch) = (group(p), p % c);
-                    let k = gammas[ch] * rstd[gi];
-                    let (a, b) = (T::from_f64(k), T::from_f64(betas[ch] - mean[gi] * k));
-                    for (yv, &xv) in yp.iter_mut().zip(xp) {
-                        *yv = xv * a + b;
-                    }
-                });
-        }
+        // SAFETY: the planes of `inner` elements cover all of y (none when inner is 0, and
+        // then y is empty), and each is written in full.
+        let y = unsafe {
+            cpu::filled(x.len(), |y| {
+                if inner > 0 {
+                    y.par_chunks_mut(inner)
+                        .zip(x.par_chunks(inner))
+                        .enumerate()
+                        .for_each(|(p, (yp, xp))| {
+                            let (gi, ch) = (group(p), p % c);
+                            let k = gammas[ch] * rstd[gi];
+                            let (a, b) = (T::from_f64(k), T::from_f64(betas[ch] - mean[gi] * k));
+                            for (yv, &xv) in yp.iter_mut().zip(xp) {
+                                yv.write(xv * a + b);
+                            }
+                        });
+                }
+            })
+        };
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
@@ -203,27 +209,28 @@ impl<T: Float> Tensor<T> {
                 per_channel[p % c].0 += s;
                 per_channel[p % c].1 += sx;
             }
-            let dx = needs[0].then(|| {
-                let mut dx = vec![T::zero(); x.len()];
-                if inner > 0 {
-                    dx.par_chunks_mut(inner)
-                        .zip(gy.par_chunks(inner).zip(x.par_chunks(inner)))
-                        .enumerate()
-                        .for_each(|(p, (dp, (gp, xp)))| {
-                            let gi = group(p);
-                            let (m, r) = (mean[gi], rstd[gi]);
-                            let k = gammas[p % c] * r;
-                            let (mg, mgx) = (per_group[gi].0 / count, per_group[gi].1 / count);
-                            // dx = k·(dy − mg − (x − μ)·r·mgx) = k·dy + a·x + b0
-                            let a = -k * r * mgx;
-                            let b0 = -k * mg + k * r * mgx * m;
-                            let (k, a, b0) = (T::from_f64(k), T::from_f64(a), T::from_f64(b0));
-                            for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
-                                *d = k * gv + a * xv + b0;
-                            }
-                        });
-                }
-                dx
+            // SAFETY: the planes cover all of dx, and each is written in full.
+            let dx = needs[0].then(|| unsafe {
+                cpu::filled(x.len(), |dx| {
+                    if inner > 0 {
+                        dx.par_chunks_mut(inner)
+                            .zip(gy.par_chunks(inner).zip(x.par_chunks(inner)))
+                            .enumerate()
+                            .for_each(|(p, (dp, (gp, xp)))| {
+                                let gi = group(p);
+                                let (m, r) = (mean[gi], rstd[gi]);
+                                let k = gammas[p % c] * r;
+                                let (mg, mgx) = (per_group[gi].0 / count, per_group[gi].1 / count);
+                                // dx = k·(dy − mg − (x − μ)·r·mgx) = k·dy + a·x + b0
+                                let a = -k * r * mgx;
+                                let b0 = -k * mg + k * r * mgx * m;
+                                let (k, a, b0) = (T::from_f64(k), T::from_f64(a), T::from_f64(b0));
+                                for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
+                                    d.write(k * gv + a * xv + b0);
+                                }
+                            });
+                    }
+                })
             });
             let mut r = vec![dx];
             let mut k = 1;
@@ -290,38 +297,43 @@ impl<T: Float> Tensor<T> {
         let inner: usize = sh[2..].iter().product();
         let x = self.data();
         let (sd, bd) = (scale.data(), shift.data());
-        let mut y = vec![T::zero(); x.len()];
-        if inner > 0 {
-            y.par_chunks_mut(inner)
-                .zip(x.par_chunks(inner))
-                .enumerate()
-                .for_each(|(p, (yp, xp))| {
-                    let (a, b) = (sd[p % c], bd[p % c]);
-                    for (yv, &xv) in yp.iter_mut().zip(xp) {
-                        *yv = xv * a + b;
-                    }
-                });
-        }
+        // SAFETY: the planes cover all of y, and each is written in full.
+        let y = unsafe {
+            cpu::filled(x.len(), |y| {
+                if inner > 0 {
+                    y.par_chunks_mut(inner)
+                        .zip(x.par_chunks(inner))
+                        .enumerate()
+                        .for_each(|(p, (yp, xp))| {
+                            let (a, b) = (sd[p % c], bd[p % c]);
+                            for (yv, &xv) in yp.iter_mut().zip(xp) {
+                                yv.write(xv * a + b);
+                            }
+                        });
+                }
+            })
+        };
         Ok(Tensor::from_op(
             y,
             sh,
             "channel_affine",
             &[self, scale, shift],
             move |gy, needs| {
-                let dx = needs[0].then(|| {
-                    let mut dx = vec![T::zero(); gy.len()];
-                    if inner > 0 {
-                        dx.par_chunks_mut(inner)
-                            .zip(gy.par_chunks(inner))
-                            .enumerate()
-                            .for_each(|(p, (dp, gp))| {
-                                let a = sd[p % c];
-                                for (d, &g) in dp.iter_mut().zip(gp) {
-                                    *d = g * a;
-                                }
-                            });
-                    }
-                    dx
+                // SAFETY: the planes cover all of dx, and each is written in full.
+                let dx = needs[0].then(|| unsafe {
+                    cpu::filled(gy.len(), |dx| {
+                        if inner > 0 {
+                            dx.par_chunks_mut(inner)
+                                .zip(gy.par_chunks(inner))
+                                .enumerate()
+                                .for_each(|(p, (dp, gp))| {
+                                    let a = sd[p % c];
+                                    for (d, &g) in dp.iter_mut().zip(gp) {
+                                        d.write(g * a);
+                                    }
+                                });
+                        }
+                    })
                 });
                 let sums: Vec<(f64, f64)> = if (needs[1] || needs[2]) && inner > 0 {
                     gy.par_chunks(inner)
