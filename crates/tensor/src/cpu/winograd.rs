@@ -154,7 +154,11 @@ pub fn conv3x3<T: Float>(
     tile: Tile,
 ) -> Vec<T> {
     check("conv3x3", x.len(), n, c, h, w, wt.len(), o, pad);
-    let filter = |oi: usize, ci: usize| std::array::from_fn(|k| wt[(oi * c + ci) * 9 + k]);
+    // one bounds check per filter, not one per tap
+    let filter = |oi: usize, ci: usize| -> [T; 9] {
+        let f: &[T; 9] = wt[(oi * c + ci) * 9..][..9].try_into().expect("nine taps");
+        *f
+    };
     run(x, n, c, h, w, o, pad, tile, filter)
 }
 
@@ -187,7 +191,12 @@ pub fn conv3x3_bwd_data<T: Float>(
     );
     assert!(pad <= 2, "conv3x3_bwd_data: padding {pad} > 2");
     // filter (ci ← oi) of the full convolution is wt[oi][ci] turned by 180°
-    let filter = |ci: usize, oi: usize| std::array::from_fn(|k| wt[(oi * c + ci) * 9 + 8 - k]);
+    let filter = |ci: usize, oi: usize| -> [T; 9] {
+        let f: &[T; 9] = wt[(oi * c + ci) * 9..][..9].try_into().expect("nine taps");
+        let mut r = *f;
+        r.reverse();
+        r
+    };
     run(dy, n, o, oh, ow, c, 2 - pad, tile, filter)
 }
 
