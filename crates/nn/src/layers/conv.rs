@@ -22,7 +22,8 @@ pub struct Conv2d {
     pack: PackCache,
 }
 
-/// A convolution's packed weights ([`PackedWeights::for_conv`]), made at the first forward pass
+/// A convolution's packed weights ([`PackedWeights::for_conv_input`]: panels for a 1×1
+/// convolution, transformed filters for a 3×3 one that runs by Winograd), made at the first forward pass
 /// after [`Module::prepare_inference`] and made again whenever the weights change. It holds the
 /// weight data it was packed from: the tensor's data is then shared, so a change to the weights
 /// (in place or replaced) gives them new data, which no longer matches.
@@ -38,18 +39,24 @@ type Packed = (Arc<Vec<f32>>, Arc<PackedWeights>);
 impl PackCache {
     /// The packing of `weight`'s current values, when this path is on and the convolution is
     /// one the packed kernel runs (the others keep nothing, so their weights are not held).
-    fn get(&self, weight: &Tensor, p: &ConvParams) -> Option<Arc<PackedWeights>> {
+    /// The packing is for inputs of `input`'s shape (a Winograd tile depends on it), and made
+    /// again for an input that needs another.
+    fn get(&self, weight: &Tensor, p: &ConvParams, input: &[usize]) -> Option<Arc<PackedWeights>> {
         if !self.on {
             return None;
         }
         let data = weight.data();
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((from, pack)) = &*slot {
-            if Arc::ptr_eq(from, &data) {
+            if Arc::ptr_eq(from, &data) && pack.fits_input(weight.shape(), p, input) {
                 return Some(pack.clone());
             }
         }
-        let pack = Arc::new(PackedWeights::for_conv(weight, p)?);
+        let Some(pack) = PackedWeights::for_conv_input(weight, p, input) else {
+            *slot = None;
+            return None;
+        };
+        let pack = Arc::new(pack);
         *slot = Some((data, pack.clone()));
         Some(pack)
     }
@@ -111,7 +118,7 @@ impl Conv2d {
 
     fn fused(&self, x: &Tensor, act: Activation, residual: Option<&Tensor>) -> Result<Tensor> {
         let (w, b, p) = (&self.weight, self.bias.as_ref(), self.params);
-        Ok(match self.pack.get(w, &p) {
+        Ok(match self.pack.get(w, &p, x.shape()) {
             Some(pack) => x.conv2d_fused_packed(w, &pack, b, p, act, residual)?,
             None => x.conv2d_fused(w, b, p, act, residual)?,
         })

@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 
 use super::conv::{im2col_channel, Conv2dGeom};
+use super::winograd::Tile;
 use super::{copy_run, SendPtr};
 use crate::ops::conv::Activation;
 
@@ -62,14 +63,24 @@ impl Width {
     }
 }
 
-/// A convolution's weights `(O, C, KH, KW)` (one group) packed into the micro-kernel's panels,
-/// for the vector width of this CPU.
+/// A convolution's weights `(O, C, KH, KW)` (one group) in the layout of the kernel that runs
+/// it, made once for weights that do not change: packed into the micro-kernel's panels for the
+/// vector width of this CPU ([`PackedWeights::pack`], 1×1 convolutions), or transformed for a
+/// Winograd tile ([`PackedWeights::winograd`], 3×3 convolutions).
 #[derive(Clone, Debug)]
 pub struct PackedWeights {
-    width: Width,
+    kind: Kind,
     m: usize,
     k: usize,
     data: Vec<f32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `m × k` in panels of the width's MR rows, k-major.
+    Panels(Width),
+    /// U[ξ][o][c] for the tile (`m` = O, `k` = C).
+    Winograd(Tile),
 }
 
 impl PackedWeights {
@@ -92,20 +103,49 @@ impl PackedWeights {
                     }
                 }
             });
-        Some(PackedWeights { width, m, k, data })
+        Some(PackedWeights {
+            kind: Kind::Panels(width),
+            m,
+            k,
+            data,
+        })
+    }
+
+    /// The 3×3 filters `wt` (O, C, 3, 3) transformed for Winograd tile `tile`
+    /// ([`super::winograd::transform_filters`]). Panics unless `wt` holds O·C·9 values.
+    pub fn winograd(wt: &[f32], o: usize, c: usize, tile: Tile) -> PackedWeights {
+        PackedWeights {
+            kind: Kind::Winograd(tile),
+            m: o,
+            k: c,
+            data: super::winograd::transform_filters(wt, o, c, tile),
+        }
+    }
+
+    /// The Winograd tile these filters were transformed for, if they were.
+    pub fn winograd_tile(&self) -> Option<Tile> {
+        match self.kind {
+            Kind::Winograd(t) => Some(t),
+            Kind::Panels(_) => None,
+        }
+    }
+
+    /// The transformed filters, U[ξ][o][c], if these are Winograd filters.
+    pub fn winograd_filters(&self) -> Option<&[f32]> {
+        self.winograd_tile().map(|_| &self.data[..])
     }
 
     /// Rows (output channels).
     pub fn rows(&self) -> usize {
         self.m
     }
-    /// Columns (input channels × kernel area).
+    /// Columns (input channels × kernel area; input channels for Winograd filters).
     pub fn depth(&self) -> usize {
         self.k
     }
-    /// Whether these panels were packed for the vector width the kernels use now.
+    /// Whether these are panels packed for the vector width the kernels use now.
     pub fn usable(&self) -> bool {
-        width() == Some(self.width)
+        matches!(self.kind, Kind::Panels(w) if width() == Some(w))
     }
 }
 
@@ -189,7 +229,10 @@ unsafe fn run(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y: *m
     if let Activation::LeakyRelu(s) = epi.act {
         assert!(s > 0.0 && s.is_finite(), "packed conv: leaky slope {s}");
     }
-    let (width, mr, nr, k) = (w.width, w.width.mr(), w.width.nr(), w.k);
+    let Kind::Panels(width) = w.kind else {
+        unreachable!("`usable` was checked: panels")
+    };
+    let (mr, nr, k) = (width.mr(), width.nr(), w.k);
     let ncols = g.n * p;
     if ncols == 0 || g.o == 0 {
         return;

@@ -162,6 +162,54 @@ pub fn conv3x3<T: Float>(
     run(x, n, c, h, w, o, pad, tile, filter)
 }
 
+/// The filters `wt` (O, C, 3, 3) transformed for `tile`, as [`conv3x3_transformed`] takes them
+/// (U[ξ][o][c], (m+2)²·O·C values): made once for weights that do not change (the inference
+/// path), instead of on each call of [`conv3x3`].
+pub fn transform_filters<T: Float>(wt: &[T], o: usize, c: usize, tile: Tile) -> Vec<T> {
+    assert_eq!(
+        wt.len(),
+        o * c * 9,
+        "winograd filters: {o}x{c}x3x3 from {}",
+        wt.len()
+    );
+    let filter = |oi: usize, ci: usize| -> [T; 9] {
+        let f: &[T; 9] = wt[(oi * c + ci) * 9..][..9].try_into().expect("nine taps");
+        *f
+    };
+    match tile {
+        Tile::F2 => transformed_filters::<T, 4>(o, c, filter),
+        Tile::F4 => transformed_filters::<T, 6>(o, c, filter),
+    }
+}
+
+/// [`conv3x3`] with the filters already transformed by [`transform_filters`] for `tile`.
+/// Panics unless `u` holds (m+2)²·O·C values.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_transformed<T: Float>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    u: &[T],
+    o: usize,
+    pad: usize,
+    tile: Tile,
+) -> Vec<T> {
+    let a = tile.m() + 2;
+    check("conv3x3", x.len(), n, c, h, w, o * c * 9, o, pad);
+    assert_eq!(
+        u.len(),
+        a * a * o * c,
+        "winograd: transformed filters of {} values for {o}x{c} channels with {tile:?}",
+        u.len()
+    );
+    match tile {
+        Tile::F2 => conv3x3_u::<T, 4>(x, n, c, h, w, u, o, pad),
+        Tile::F4 => conv3x3_u::<T, 6>(x, n, c, h, w, u, o, pad),
+    }
+}
+
 /// The backward-data pass of a Winograd-eligible convolution with padding `pad`: `dy`
 /// (N, O, OH, OW) and the forward's `wt` (O, C, 3, 3) → dX (N, C, H, W). The same as
 /// `conv3x3(dy, n, o, oh, ow, &flip_transpose(wt, o, c), c, 2 - pad, tile)`, with the flipped

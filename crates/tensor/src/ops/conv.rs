@@ -247,6 +247,47 @@ impl PackedWeights {
         }
         PackedWeights::pack(&weight.data(), s[0], s[1])
     }
+
+    /// The weights in the layout of the kernel that runs the convolution on inputs of
+    /// `input_shape`: Winograd-transformed filters where [`Tensor::conv2d_fused_packed`] runs
+    /// it by Winograd (3×3 convolutions with many channels; the tile depends on the input's
+    /// size), as [`PackedWeights::for_conv`] otherwise. None where neither applies, or on a
+    /// shape the convolution refuses.
+    pub fn for_conv_input(
+        weight: &Tensor<f32>,
+        p: &ConvParams,
+        input_shape: &[usize],
+    ) -> Option<PackedWeights> {
+        let g = conv2d_geom("conv2d", input_shape, weight.shape(), p).ok()?;
+        match winograd::plan(&g) {
+            Some(tile) => Some(PackedWeights::winograd(&weight.data(), g.o, g.c, tile)),
+            None => PackedWeights::for_conv(weight, p),
+        }
+    }
+
+    /// Whether this packing is the one [`PackedWeights::for_conv_input`] makes for these
+    /// weights' shape on inputs of `input_shape` (the Winograd tile depends on the input).
+    pub fn fits_input(
+        &self,
+        weight_shape: &[usize],
+        p: &ConvParams,
+        input_shape: &[usize],
+    ) -> bool {
+        let Ok(g) = conv2d_geom("conv2d", input_shape, weight_shape, p) else {
+            return false;
+        };
+        match winograd::plan(&g) {
+            Some(tile) => self.winograd_tile() == Some(tile) && fits_winograd(self, &g),
+            None => fits_packed(self, &g),
+        }
+    }
+}
+
+/// Whether `pw` holds the transformed filters of `g`'s weights for its Winograd tile.
+fn fits_winograd(pw: &PackedWeights, g: &crate::cpu::conv::Conv2dGeom) -> bool {
+    winograd::plan(g).is_some_and(|t| pw.winograd_tile() == Some(t))
+        && pw.rows() == g.o
+        && pw.depth() == g.c
 }
 
 /// Whether the packed kernel runs this convolution with `pw`: the packing fits the weights,
@@ -261,6 +302,13 @@ fn as_f32<T: Float>(v: &[T]) -> Option<&[f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
         // SAFETY: T is f32 (same type, so same size and alignment).
         .then(|| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) })
+}
+
+/// The slice of f32 `v` as `T` when `T` is f32.
+fn from_f32<T: Float>(v: &[f32]) -> Option<&[T]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same type, so same size and alignment).
+        .then(|| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const T, v.len()) })
 }
 
 /// The convolution through the packed weights `pw` with its epilogue; None unless T is f32.
@@ -374,12 +422,14 @@ impl<T: Float> Tensor<T> {
         self.conv2d_impl(weight, bias, p, act, residual, None)
     }
 
-    /// [`Tensor::conv2d_fused`] with `packed`, the weights as [`PackedWeights::for_conv`] packed
-    /// them, for the forward pass where the packed kernel is the faster one (1×1 convolutions,
-    /// stride 1, one group, when the input's columns need not be kept for a weight gradient).
-    /// The packing must hold `weight`'s current values: the caller keeps the two together (as
-    /// `Conv2d` does on the inference path). A packing that does not fit `weight`'s shape is
-    /// ignored. The backward pass uses `weight`.
+    /// [`Tensor::conv2d_fused`] with `packed`, the weights as [`PackedWeights::for_conv`] or
+    /// [`PackedWeights::for_conv_input`] made them, for the forward pass: panels where the
+    /// packed kernel is the faster one (1×1 convolutions, stride 1, one group, when the input's
+    /// columns need not be kept for a weight gradient), Winograd filters transformed once where
+    /// the convolution runs by Winograd with their tile. The packing must hold `weight`'s
+    /// current values: the caller keeps the two together (as `Conv2d` does on the inference
+    /// path). A packing that does not fit the convolution is ignored. The backward pass uses
+    /// `weight`.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_fused_packed(
         &self,
@@ -435,11 +485,21 @@ impl<T: Float> Tensor<T> {
         // the bias, residual and activation already applied by the kernel
         let mut fused = false;
         let mut packed_ran = false;
+        let mut pre_ran = false;
         let (mut y, cols) = if let Some(tile) = wino {
-            (
-                winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
-                None,
-            )
+            // the filters transformed once, when the caller keeps them so (`Conv2d` on the
+            // inference path)
+            let pre = packed
+                .filter(|pw| fits_winograd(pw, &g))
+                .and_then(|pw| from_f32::<T>(pw.winograd_filters()?));
+            pre_ran = pre.is_some();
+            let y = match pre {
+                Some(u) => {
+                    winograd::conv3x3_transformed(&xd, g.n, g.c, g.h, g.w, u, g.o, g.ph, tile)
+                }
+                None => winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
+            };
+            (y, None)
         } else if dw {
             // the bias and activation in the depthwise kernel's own pass, unless a residual
             // comes before the activation (then the output pass below does all three)
@@ -472,7 +532,14 @@ impl<T: Float> Tensor<T> {
         }
         if let Some(t) = started {
             let kernel = if let Some(tile) = wino {
-                format!("winograd {tile:?}")
+                format!(
+                    "winograd {tile:?}{}",
+                    if pre_ran {
+                        " (filters transformed once)"
+                    } else {
+                        ""
+                    }
+                )
             } else if dw {
                 "depthwise".into()
             } else if direct {
