@@ -21,6 +21,7 @@ mod gradcheck_cmd;
 mod lm;
 mod map;
 mod meta;
+mod onnx_cmd;
 mod plot;
 mod proposals_cmd;
 mod stylize;
@@ -96,6 +97,9 @@ enum Cmd {
     Lm(lm::LmArgs),
     /// English words to ARPAbet phonemes with g2p_en's trained GRU encoder–decoder.
     G2p(g2p_cmd::G2pArgs),
+    /// ONNX models: `onnx check` lists a model's inputs, outputs, opsets and ops, and what aics
+    /// cannot run.
+    Onnx(onnx_cmd::OnnxArgs),
     /// Generative adversarial networks: `gan train` (GAN, DCGAN, WGAN), `gan sample`,
     /// `gan interpolate`, `gan eval` (mode collapse measured).
     Gan(gan_cmd::GanArgs),
@@ -141,6 +145,7 @@ fn main() {
         Cmd::Lm(a) => lm::run(a),
         Cmd::G2p(a) => g2p_cmd::run(a),
         Cmd::Gan(a) => gan_cmd::run(a),
+        Cmd::Onnx(a) => onnx_cmd::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),

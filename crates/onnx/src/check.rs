@@ -1,0 +1,155 @@
+//! What a model needs, found before anything runs: its inputs and outputs, opsets, the ops it
+//! uses and which of them aics cannot run, and structural faults (a value used before any node
+//! makes it, as in a cycle; a value made twice; an output nobody makes).
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::proto::{dtype, AttrValue, Dim, Graph, Model, ValueInfo};
+
+/// Ops aics runs, as (domain, op type); the default domain is "" or "ai.onnx". The graph
+/// runner that will execute ONNX graphs does not exist yet, so this list is empty and every
+/// op is reported as unsupported.
+pub const SUPPORTED: &[(&str, &str)] = &[];
+
+/// Whether aics runs `op_type` of `domain`.
+pub fn supported(domain: &str, op_type: &str) -> bool {
+    let d = if domain == "ai.onnx" { "" } else { domain };
+    SUPPORTED.iter().any(|&(sd, so)| sd == d && so == op_type)
+}
+
+/// The findings of [`check`].
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Graph inputs that are not initializers: what a caller feeds.
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+    pub opsets: Vec<(String, i64)>,
+    pub nodes: usize,
+    /// Initializers and their elements in all.
+    pub initializers: usize,
+    pub parameters: u64,
+    /// (domain, op type) → count, subgraphs included.
+    pub ops: BTreeMap<(String, String), usize>,
+    /// The ops in `ops` that aics does not run.
+    pub unsupported: Vec<(String, String)>,
+    /// Structural faults, each naming the node and value.
+    pub problems: Vec<String>,
+}
+
+/// Everything about `model` that can be known without running it.
+pub fn check(model: &Model) -> Report {
+    let g = &model.graph;
+    let init: HashSet<&str> = g.initializers.iter().map(|t| t.name.as_str()).collect();
+    let mut r = Report {
+        inputs: g
+            .inputs
+            .iter()
+            .filter(|i| !init.contains(i.name.as_str()))
+            .cloned()
+            .collect(),
+        outputs: g.outputs.clone(),
+        opsets: model.opsets.clone(),
+        nodes: g.nodes.len(),
+        initializers: g.initializers.len(),
+        parameters: g
+            .initializers
+            .iter()
+            .map(|t| t.numel().map_or(0, |n| n as u64))
+            .sum(),
+        ..Default::default()
+    };
+    if model.opsets.is_empty() {
+        r.problems.push("the model imports no opset".into());
+    }
+    for name in &g.sparse_initializers {
+        r.problems.push(format!(
+            "sparse initializer '{name}': sparse tensors are not supported"
+        ));
+    }
+    walk(g, &HashSet::new(), &mut r, "");
+    r.unsupported = r
+        .ops
+        .keys()
+        .filter(|(d, o)| !supported(d, o))
+        .cloned()
+        .collect();
+    r
+}
+
+/// Checks `g`'s nodes in order, with `outer` the names visible from enclosing graphs.
+fn walk(g: &Graph, outer: &HashSet<String>, r: &mut Report, path: &str) {
+    let mut known: HashSet<String> = outer.clone();
+    known.extend(g.inputs.iter().map(|i| i.name.clone()));
+    known.extend(g.initializers.iter().map(|t| t.name.clone()));
+    let mut made: HashSet<String> = HashSet::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        let label = if n.name.is_empty() {
+            format!("{path}#{i}")
+        } else {
+            format!("{path}{}", n.name)
+        };
+        *r.ops
+            .entry((n.domain.clone(), n.op_type.clone()))
+            .or_default() += 1;
+        for inp in &n.inputs {
+            if !inp.is_empty() && !known.contains(inp) {
+                r.problems.push(format!(
+                    "node '{label}' ({}): input '{inp}' is made by no earlier node, graph input or initializer (the nodes are out of order or form a cycle)",
+                    n.op_type
+                ));
+            }
+        }
+        // subgraphs see everything visible here
+        for a in &n.attributes {
+            let subs: Vec<&Graph> = match &a.value {
+                AttrValue::Graph(sg) => vec![sg.as_ref()],
+                AttrValue::Graphs(gs) => gs.iter().collect(),
+                _ => continue,
+            };
+            for sg in subs {
+                walk(sg, &known, r, &format!("{label}/{}/", a.name));
+            }
+        }
+        for out in &n.outputs {
+            if out.is_empty() {
+                continue;
+            }
+            if !made.insert(out.clone()) || g.initializers.iter().any(|t| &t.name == out) {
+                r.problems.push(format!(
+                    "node '{label}' ({}): output '{out}' is made a second time",
+                    n.op_type
+                ));
+            }
+            known.insert(out.clone());
+        }
+    }
+    for o in &g.outputs {
+        if !known.contains(&o.name) {
+            r.problems.push(format!(
+                "{}output '{}' is made by no node, input or initializer",
+                if path.is_empty() { "graph " } else { path },
+                o.name
+            ));
+        }
+    }
+}
+
+/// A declared value as text: `name: FLOAT[batch, 3, 224, 224]`.
+pub fn describe(v: &ValueInfo) -> String {
+    let ty = v.elem_type.map_or("?", dtype::name);
+    let shape = match &v.shape {
+        None => "[?]".to_string(),
+        Some(dims) => {
+            let d: Vec<String> = dims
+                .iter()
+                .map(|d| match d {
+                    Dim::Value(x) => x.to_string(),
+                    Dim::Param(p) => p.clone(),
+                    Dim::Unknown => "?".into(),
+                })
+                .collect();
+            format!("[{}]", d.join(", "))
+        }
+    };
+    format!("{}: {ty}{shape}", v.name)
+}

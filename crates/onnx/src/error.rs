@@ -1,0 +1,42 @@
+//! Errors of reading an ONNX file: each names where in the file (byte offset and message) or
+//! which tensor, node or attribute, and what was expected.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum OnnxError {
+    /// Reading the file itself failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error inside the file `path`.
+    #[error("{path}: {source}")]
+    InFile {
+        path: String,
+        #[source]
+        source: Box<OnnxError>,
+    },
+    /// The bytes are not a well-formed protobuf message of the expected kind.
+    #[error("malformed protobuf in {message} at byte {offset}: {what}")]
+    Decode {
+        message: &'static str,
+        offset: usize,
+        what: String,
+    },
+    /// A tensor's data does not match its type and shape.
+    #[error("tensor '{name}': {what}")]
+    Tensor { name: String, what: String },
+    /// An attribute is missing or has another type than the op needs.
+    #[error("node '{node}' ({op}): attribute '{attr}': {what}")]
+    Attribute {
+        node: String,
+        op: String,
+        attr: String,
+        what: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, OnnxError>;

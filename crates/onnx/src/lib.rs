@@ -1,0 +1,87 @@
+//! ONNX models for aics: the file decoded in pure Rust (a hand-written protobuf reader, with
+//! no code generator or `protoc` at build time), every size checked against the bytes present.
+//!
+//! [`load`] reads a `.onnx` file into a [`Model`]: its opsets, graph, nodes with their
+//! attributes, initializers (the weights, in any of the fields and types writers use, or in
+//! external data files beside the model) and declared inputs and outputs with their shapes.
+
+pub mod check;
+pub mod error;
+pub mod proto;
+mod wire;
+
+use std::path::Path;
+
+pub use error::{OnnxError, Result};
+pub use proto::{
+    decode_model, decode_tensor, AttrValue, Attribute, Dim, Graph, Model, Node, Tensor, TensorData,
+    ValueInfo,
+};
+
+/// Reads and decodes the model file at `path`. Initializers stored in external files stay
+/// [`TensorData::External`] until [`load_external`] reads them.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    decode_model(&bytes).map_err(|e| OnnxError::InFile {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    })
+}
+
+/// Reads the external data of `model`'s initializers from the files beside `model_path`
+/// (their `location`, relative to the model's directory, which it may not leave).
+pub fn load_external(model: &mut Model, model_path: impl AsRef<Path>) -> Result<()> {
+    let dir = model_path
+        .as_ref()
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .to_path_buf();
+    for t in &mut model.graph.initializers {
+        let TensorData::External {
+            location,
+            offset,
+            length,
+        } = &t.data
+        else {
+            continue;
+        };
+        let rel = Path::new(location);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(OnnxError::Tensor {
+                name: t.name.clone(),
+                what: format!("external data location '{location}' leaves the model's directory"),
+            });
+        }
+        let file = dir.join(rel);
+        let io = |source| OnnxError::Io {
+            path: file.display().to_string(),
+            source,
+        };
+        let bytes = std::fs::read(&file).map_err(io)?;
+        let start = usize::try_from(*offset).unwrap_or(usize::MAX);
+        let end = match length {
+            Some(l) => start.saturating_add(usize::try_from(*l).unwrap_or(usize::MAX)),
+            None => bytes.len(),
+        };
+        if start > end || end > bytes.len() {
+            return Err(OnnxError::Tensor {
+                name: t.name.clone(),
+                what: format!(
+                    "external data at bytes {start}..{end} of '{}', which has {}",
+                    file.display(),
+                    bytes.len()
+                ),
+            });
+        }
+        t.data = TensorData::Raw(bytes[start..end].to_vec());
+    }
+    Ok(())
+}
