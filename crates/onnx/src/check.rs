@@ -6,15 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::proto::{dtype, AttrValue, Dim, Graph, Model, ValueInfo};
 
-/// Ops aics runs, as (domain, op type); the default domain is "" or "ai.onnx". The graph
-/// runner that will execute ONNX graphs does not exist yet, so this list is empty and every
-/// op is reported as unsupported.
-pub const SUPPORTED: &[(&str, &str)] = &[];
-
-/// Whether aics runs `op_type` of `domain`.
+/// Whether aics runs `op_type` of `domain` ([`crate::run::OPS`], all in the default domain,
+/// "" or "ai.onnx").
 pub fn supported(domain: &str, op_type: &str) -> bool {
-    let d = if domain == "ai.onnx" { "" } else { domain };
-    SUPPORTED.iter().any(|&(sd, so)| sd == d && so == op_type)
+    (domain.is_empty() || domain == "ai.onnx") && crate::run::OPS.contains(&op_type)
 }
 
 /// The findings of [`check`].
@@ -30,7 +25,8 @@ pub struct Report {
     pub parameters: u64,
     /// (domain, op type) → count, subgraphs included.
     pub ops: BTreeMap<(String, String), usize>,
-    /// The ops in `ops` that aics does not run.
+    /// The ops in `ops` that aics does not run, then the uses of supported ops it does not run
+    /// ("MaxPool (the Indices output)").
     pub unsupported: Vec<(String, String)>,
     /// Structural faults, each naming the node and value.
     pub problems: Vec<String>,
@@ -67,12 +63,22 @@ pub fn check(model: &Model) -> Report {
         ));
     }
     walk(g, &HashSet::new(), &mut r, "");
-    r.unsupported = r
+    let mut whole: Vec<(String, String)> = r
         .ops
         .keys()
         .filter(|(d, o)| !supported(d, o))
         .cloned()
         .collect();
+    whole.append(&mut r.unsupported);
+    r.unsupported = whole;
+    for v in g.inputs.iter().chain(&g.outputs) {
+        if v.other_type {
+            r.problems.push(format!(
+                "'{}' is a sequence, map or optional value: aics runs tensors only",
+                v.name
+            ));
+        }
+    }
     r
 }
 
@@ -91,6 +97,14 @@ fn walk(g: &Graph, outer: &HashSet<String>, r: &mut Report, path: &str) {
         *r.ops
             .entry((n.domain.clone(), n.op_type.clone()))
             .or_default() += 1;
+        if supported(&n.domain, &n.op_type) {
+            if let Some(why) = crate::run::unsupported_variant(n) {
+                let v = (n.domain.clone(), format!("{} ({why})", n.op_type));
+                if !r.unsupported.contains(&v) {
+                    r.unsupported.push(v);
+                }
+            }
+        }
         for inp in &n.inputs {
             if !inp.is_empty() && !known.contains(inp) {
                 r.problems.push(format!(

@@ -29,6 +29,19 @@ pub enum OnnxError {
     /// A tensor's data does not match its type and shape.
     #[error("tensor '{name}': {what}")]
     Tensor { name: String, what: String },
+    /// A node cannot run: a missing input, a bad attribute, shapes that do not fit.
+    #[error("node '{node}' ({op}): {what}")]
+    Node {
+        node: String,
+        op: String,
+        what: String,
+    },
+    /// The model uses ops aics does not run, or its graph is malformed (all named at once).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The inputs given do not match the graph's.
+    #[error("{0}")]
+    Input(String),
     /// An attribute is missing or has another type than the op needs.
     #[error("node '{node}' ({op}): attribute '{attr}': {what}")]
     Attribute {

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod error;
 pub mod proto;
+pub mod run;
 mod wire;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ pub use proto::{
     decode_model, decode_tensor, AttrValue, Attribute, Dim, Graph, Model, Node, Tensor, TensorData,
     ValueInfo,
 };
+pub use run::{OnnxModel, Value};
 
 /// Reads and decodes the model file at `path`. Initializers stored in external files stay
 /// [`TensorData::External`] until [`load_external`] reads them.

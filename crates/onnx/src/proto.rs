@@ -75,6 +75,8 @@ pub struct ValueInfo {
     pub elem_type: Option<i32>,
     /// None when the shape is not given (any rank).
     pub shape: Option<Vec<Dim>>,
+    /// A type is given and it is not a tensor (a sequence, map, optional or sparse tensor).
+    pub other_type: bool,
 }
 
 /// One dimension of a declared shape.
@@ -309,9 +311,25 @@ impl Tensor {
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
                 .collect(),
+            (TensorData::Raw(b), UINT64) if b.len() % 8 == 0 => b
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8")) as i64)
+                .collect(),
             (TensorData::Raw(b), INT32) if b.len() % 4 == 0 => b
                 .chunks_exact(4)
                 .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
+                .collect(),
+            (TensorData::Raw(b), UINT32) if b.len() % 4 == 0 => b
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as i64)
+                .collect(),
+            (TensorData::Raw(b), INT16) if b.len() % 2 == 0 => b
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            (TensorData::Raw(b), UINT16) if b.len() % 2 == 0 => b
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
                 .collect(),
             (TensorData::Raw(b), UINT8 | BOOL) => b.iter().map(|&x| x as i64).collect(),
             (TensorData::Raw(b), INT8) => b.iter().map(|&x| x as i8 as i64).collect(),
@@ -623,8 +641,11 @@ fn value_info_msg(mut r: Reader<'_>) -> Result<ValueInfo> {
             2 => {
                 let mut tp = r.nested(r.bytes(f, v)?, "TypeProto")?;
                 while let Some((f, v)) = tp.next()? {
+                    if matches!(f, 4 | 5 | 7 | 8 | 9) {
+                        vi.other_type = true; // sequence, map, opaque, sparse, optional
+                    }
                     if f != 1 {
-                        continue; // sequence, map, optional, sparse types: no tensor type
+                        continue;
                     }
                     let mut tt = tp.nested(tp.bytes(f, v)?, "TypeProto.Tensor")?;
                     while let Some((f, v)) = tt.next()? {

@@ -32,11 +32,26 @@ fn for_lanes<T: Float>(
     }
 }
 
+/// `x − m − ln Σ exp(x − m)` with `m` the lane's maximum. The shift and the log-sum are
+/// subtracted one after the other: folded into one `m + ln Σ` first, the log-sum would vanish in
+/// the rounding of a large `m` (logits of 3.6·10¹² round away any term below 2¹⁸).
 fn log_softmax_lane<T: Float>(x: &[T], y: &mut [T]) {
     let m = x.iter().copied().fold(T::neg_infinity(), T::max);
     let s: T = x.iter().map(|&v| (v - m).exp()).sum();
-    let lse = m + s.ln();
-    y.iter_mut().zip(x).for_each(|(o, &v)| *o = v - lse);
+    let ls = s.ln();
+    y.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - m) - ls);
+}
+
+/// `exp(x − m) / Σ exp(x − m)`, as PyTorch computes it.
+fn softmax_lane<T: Float>(x: &[T], y: &mut [T]) {
+    let m = x.iter().copied().fold(T::neg_infinity(), T::max);
+    let mut s = T::zero();
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (v - m).exp();
+        s += *o;
+    }
+    let r = T::one() / s;
+    y.iter_mut().for_each(|o| *o *= r);
 }
 
 impl<T: Float> Tensor<T> {
@@ -44,10 +59,7 @@ impl<T: Float> Tensor<T> {
         let d = norm_dim(dim, self.rank(), "softmax")?;
         let (outer, n, inner) = split_at_dim(self.shape(), d);
         let mut y = vec![T::zero(); self.numel()];
-        for_lanes(&self.data(), &mut y, outer, n, inner, |x, out| {
-            log_softmax_lane(x, out);
-            out.iter_mut().for_each(|v| *v = v.exp());
-        });
+        for_lanes(&self.data(), &mut y, outer, n, inner, softmax_lane);
         let y = Arc::new(y);
         let yc = y.clone();
         Ok(Tensor::from_op_arc(
@@ -93,5 +105,51 @@ impl<T: Float> Tensor<T> {
                 vec![Some(gx)]
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{assert_close, Tol};
+    use crate::Tensor;
+
+    /// Logits so large that `m + ln Σ` rounds back to `m`. The values are PyTorch 1.13's:
+    /// `torch.softmax(torch.full((1, 1000), 3.6411243e12), 1)` is 0.001 everywhere and
+    /// `log_softmax` −6.9077554; for [3.6411243e12, 3.6411243e12 + 524288, 0] they are
+    /// [0, 1, 0] and [−524288, 0, −3641124847616].
+    #[test]
+    fn large_logits_keep_their_log_sum() {
+        let x = Tensor::<f32>::full(&[1, 1000], 3.641_124_3e12);
+        assert_close(
+            "softmax",
+            &x.softmax(1).unwrap().to_vec(),
+            &[0.001f32; 1000],
+            Tol::mixed(1e-6),
+        );
+        let want = vec![-6.907_755_4f32; 1000];
+        assert_close(
+            "log_softmax",
+            &x.log_softmax(1).unwrap().to_vec(),
+            &want,
+            Tol::mixed(1e-6),
+        );
+        let y = Tensor::<f32>::from_vec(
+            vec![3.641_124_3e12, 3.641_124_3e12 + 524_288.0, 0.0],
+            &[1, 3],
+        )
+        .unwrap();
+        assert_close(
+            "softmax",
+            &y.softmax(1).unwrap().to_vec(),
+            &[0.0f32, 1.0, 0.0],
+            Tol::mixed(1e-6),
+        );
+        let want = [-524_288.0f32, 0.0, -3_641_124_847_616.0];
+        assert_close(
+            "log_softmax",
+            &y.log_softmax(1).unwrap().to_vec(),
+            &want,
+            Tol::mixed(1e-6),
+        );
     }
 }

@@ -1,0 +1,1005 @@
+//! Running an ONNX graph on aics's tensors: each node becomes the aics op with ONNX's
+//! semantics, so the float path is differentiable and the same kernels run it as run aics's
+//! own models. Integer tensors (shapes, axes, indices) are kept as i64 beside the float ones.
+
+use std::collections::HashMap;
+
+use aics_tensor::{ConvParams, PoolParams, Tensor};
+
+use crate::check::check;
+use crate::error::{OnnxError, Result};
+use crate::proto::{dtype, AttrValue, Graph, Model, Node, TensorData};
+
+/// A value flowing through the graph.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// Any real type, computed in f32.
+    F(Tensor<f32>),
+    /// Integer and boolean types: data and shape.
+    I(Vec<i64>, Vec<usize>),
+}
+
+impl Value {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Value::F(t) => t.shape().to_vec(),
+            Value::I(_, s) => s.clone(),
+        }
+    }
+}
+
+/// An imported model ready to run: its graph, with the float initializers as tensors.
+pub struct OnnxModel {
+    /// Print each node's outputs (shape, and the first values) as it runs (`AICS_ONNX_TRACE`).
+    pub trace: bool,
+    graph: Graph,
+    opset: i64,
+    consts: HashMap<String, Value>,
+}
+
+fn node_err(n: &Node, what: impl Into<String>) -> OnnxError {
+    OnnxError::Node {
+        node: if n.name.is_empty() {
+            n.outputs.first().cloned().unwrap_or_default()
+        } else {
+            n.name.clone()
+        },
+        op: n.op_type.clone(),
+        what: what.into(),
+    }
+}
+
+/// A tensor from the file as a value: float types become f32 tensors, the others i64.
+pub fn value_of(t: &crate::proto::Tensor) -> Result<Value> {
+    let shape = t.shape()?;
+    match t.data_type {
+        dtype::FLOAT | dtype::DOUBLE | dtype::FLOAT16 | dtype::BFLOAT16 => {
+            let v = t.to_f32()?;
+            Tensor::from_vec(v, &shape)
+                .map(Value::F)
+                .map_err(|e| OnnxError::Tensor {
+                    name: t.name.clone(),
+                    what: e.to_string(),
+                })
+        }
+        _ => Ok(Value::I(t.to_i64()?, shape)),
+    }
+}
+
+impl OnnxModel {
+    /// Prepares `model` to run: refuses it, naming every op aics cannot run and every
+    /// structural problem, before anything runs.
+    pub fn new(model: Model) -> Result<Self> {
+        let r = check(&model);
+        if !r.unsupported.is_empty() || !r.problems.is_empty() {
+            let mut parts = Vec::new();
+            if !r.unsupported.is_empty() {
+                let names: Vec<String> = r
+                    .unsupported
+                    .iter()
+                    .map(|(d, o)| {
+                        if d.is_empty() {
+                            o.clone()
+                        } else {
+                            format!("{d}.{o}")
+                        }
+                    })
+                    .collect();
+                parts.push(format!("ops aics cannot run: {}", names.join(", ")));
+            }
+            parts.extend(r.problems.iter().cloned());
+            return Err(OnnxError::Unsupported(parts.join("; ")));
+        }
+        let opset = model
+            .opsets
+            .iter()
+            .find(|(d, _)| d.is_empty() || d == "ai.onnx")
+            .map_or(1, |(_, v)| *v);
+        let mut consts = HashMap::new();
+        for t in &model.graph.initializers {
+            if matches!(t.data, TensorData::External { .. }) {
+                return Err(OnnxError::Tensor {
+                    name: t.name.clone(),
+                    what: "external data not loaded (aics_onnx::load_external)".into(),
+                });
+            }
+            consts.insert(t.name.clone(), value_of(t)?);
+        }
+        Ok(OnnxModel {
+            trace: std::env::var_os("AICS_ONNX_TRACE").is_some(),
+            graph: model.graph,
+            opset,
+            consts,
+        })
+    }
+
+    /// The graph inputs a caller feeds (those that are not initializers).
+    pub fn input_names(&self) -> Vec<String> {
+        self.graph
+            .inputs
+            .iter()
+            .filter(|i| !self.consts.contains_key(&i.name))
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
+    /// Runs the graph on `inputs` (by name) and returns its outputs in order.
+    pub fn run(&self, inputs: &[(&str, Value)]) -> Result<Vec<(String, Value)>> {
+        let mut env: HashMap<String, Value> = self.consts.clone();
+        for name in self.input_names() {
+            let Some((_, v)) = inputs.iter().find(|(n, _)| *n == name) else {
+                return Err(OnnxError::Input(format!("input '{name}' was not given")));
+            };
+            env.insert(name, v.clone());
+        }
+        for (n, _) in inputs {
+            if !self.graph.inputs.iter().any(|i| i.name == *n) {
+                return Err(OnnxError::Input(format!(
+                    "the graph has no input '{n}' (it has: {})",
+                    self.input_names().join(", ")
+                )));
+            }
+        }
+        for node in &self.graph.nodes {
+            let args: Vec<Option<Value>> = node
+                .inputs
+                .iter()
+                .map(|i| {
+                    if i.is_empty() {
+                        None
+                    } else {
+                        env.get(i).cloned()
+                    }
+                })
+                .collect();
+            let outs = exec(node, &args, self.opset)?;
+            if self.trace {
+                for (name, v) in node.outputs.iter().zip(&outs) {
+                    eprintln!("{} {name} {:?} {}", node.op_type, v.shape(), summary(v));
+                }
+            }
+            for (name, v) in node.outputs.iter().zip(outs) {
+                if !name.is_empty() {
+                    env.insert(name.clone(), v);
+                }
+            }
+        }
+        self.graph
+            .outputs
+            .iter()
+            .map(|o| {
+                env.get(&o.name)
+                    .cloned()
+                    .map(|v| (o.name.clone(), v))
+                    .ok_or_else(|| {
+                        OnnxError::Input(format!("output '{}' was not computed", o.name))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The first few values of a value, for the trace.
+fn summary(v: &Value) -> String {
+    match v {
+        Value::F(t) => {
+            let d = t.to_vec();
+            format!("{:?}", &d[..d.len().min(4)])
+        }
+        Value::I(d, _) => format!("{:?}", &d[..d.len().min(4)]),
+    }
+}
+
+// ---- attributes -------------------------------------------------------------------------
+
+fn attr<'a>(n: &'a Node, name: &str) -> Option<&'a AttrValue> {
+    n.attributes
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| &a.value)
+}
+
+fn attr_int(n: &Node, name: &str, default: i64) -> Result<i64> {
+    match attr(n, name) {
+        None => Ok(default),
+        Some(AttrValue::Int(i)) => Ok(*i),
+        Some(other) => Err(node_err(
+            n,
+            format!("attribute '{name}' should be an int, is {other:?}"),
+        )),
+    }
+}
+
+fn attr_float(n: &Node, name: &str, default: f32) -> Result<f32> {
+    match attr(n, name) {
+        None => Ok(default),
+        Some(AttrValue::Float(f)) => Ok(*f),
+        Some(other) => Err(node_err(
+            n,
+            format!("attribute '{name}' should be a float, is {other:?}"),
+        )),
+    }
+}
+
+fn attr_ints(n: &Node, name: &str) -> Result<Option<Vec<i64>>> {
+    match attr(n, name) {
+        None => Ok(None),
+        Some(AttrValue::Ints(v)) => Ok(Some(v.clone())),
+        Some(other) => Err(node_err(
+            n,
+            format!("attribute '{name}' should be ints, is {other:?}"),
+        )),
+    }
+}
+
+fn attr_str(n: &Node, name: &str, default: &str) -> Result<String> {
+    match attr(n, name) {
+        None => Ok(default.to_string()),
+        Some(AttrValue::String(s)) => Ok(String::from_utf8_lossy(s).into_owned()),
+        Some(other) => Err(node_err(
+            n,
+            format!("attribute '{name}' should be a string, is {other:?}"),
+        )),
+    }
+}
+
+// ---- inputs -----------------------------------------------------------------------------
+
+fn input<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a Value> {
+    args.get(i)
+        .and_then(|a| a.as_ref())
+        .ok_or_else(|| node_err(n, format!("input {i} is missing")))
+}
+
+fn float<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a Tensor<f32>> {
+    match input(n, args, i)? {
+        Value::F(t) => Ok(t),
+        Value::I(..) => Err(node_err(
+            n,
+            format!("input {i} is an integer tensor; a float one is needed"),
+        )),
+    }
+}
+
+/// Input `i` as f32, converting an integer tensor.
+fn as_float(n: &Node, args: &[Option<Value>], i: usize) -> Result<Tensor<f32>> {
+    match input(n, args, i)? {
+        Value::F(t) => Ok(t.clone()),
+        Value::I(v, s) => t(
+            n,
+            Tensor::from_vec(v.iter().map(|&x| x as f32).collect(), s),
+        ),
+    }
+}
+
+fn ints<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a [i64]> {
+    match input(n, args, i)? {
+        Value::I(v, _) => Ok(v),
+        Value::F(_) => Err(node_err(
+            n,
+            format!("input {i} should be an integer tensor"),
+        )),
+    }
+}
+
+fn t<T>(n: &Node, r: aics_tensor::Result<T>) -> Result<T> {
+    r.map_err(|e| node_err(n, e.to_string()))
+}
+
+/// A possibly negative axis of a rank-`rank` tensor.
+fn axis(n: &Node, a: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    if a < -r || a >= r.max(1) {
+        return Err(node_err(
+            n,
+            format!("axis {a} out of range for rank {rank}"),
+        ));
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+// ---- ops --------------------------------------------------------------------------------
+
+/// The ops [`exec`] runs, all in the default domain.
+pub const OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Exp",
+    "Flatten",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "HardSigmoid",
+    "Identity",
+    "LRN",
+    "LeakyRelu",
+    "Log",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Min",
+    "Mul",
+    "Neg",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Softmax",
+    "Sqrt",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Squeeze",
+];
+
+/// Why aics cannot run this use of a supported op, if it cannot: variants the kernels do not
+/// cover, found from the node alone before anything runs.
+pub fn unsupported_variant(n: &Node) -> Option<&'static str> {
+    let ints = |name: &str| match attr(n, name) {
+        Some(AttrValue::Ints(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let int = |name: &str| match attr(n, name) {
+        Some(AttrValue::Int(v)) => *v,
+        _ => 0,
+    };
+    let given = |i: usize| n.inputs.get(i).is_some_and(|s| !s.is_empty());
+    match n.op_type.as_str() {
+        "MaxPool" | "AveragePool" | "Conv" => {
+            let k = ints("kernel_shape").map_or(0, |k| k.len());
+            if k > 2 {
+                return Some("3-D windows");
+            }
+            if n.op_type == "MaxPool" && n.outputs.get(1).is_some_and(|s| !s.is_empty()) {
+                return Some("the Indices output");
+            }
+            if n.op_type == "AveragePool"
+                && ints("dilations").is_some_and(|d| d.iter().any(|&x| x != 1))
+            {
+                return Some("dilated average pooling");
+            }
+            None
+        }
+        "BatchNormalization" if int("training_mode") != 0 || n.outputs.len() > 1 => {
+            Some("training mode")
+        }
+        "Dropout" if given(2) => Some("training mode (random masks)"),
+        _ => None,
+    }
+}
+
+fn exec(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
+    let f = |x: Tensor<f32>| Ok(vec![Value::F(x)]);
+    match n.op_type.as_str() {
+        "Identity" => Ok(vec![input(n, a, 0)?.clone()]),
+        "Dropout" => {
+            // inference: the input passes unchanged and the mask keeps everything
+            let x = input(n, a, 0)?.clone();
+            let shape = x.shape();
+            let numel = shape.iter().product();
+            Ok(vec![x, Value::I(vec![1; numel], shape)])
+        }
+        "Relu" => f(float(n, a, 0)?.relu()),
+        "Sigmoid" => f(float(n, a, 0)?.sigmoid()),
+        "Tanh" => f(float(n, a, 0)?.tanh()),
+        "Exp" => f(float(n, a, 0)?.exp()),
+        "Log" => f(float(n, a, 0)?.log()),
+        "Sqrt" => f(float(n, a, 0)?.sqrt()),
+        "Neg" => f(float(n, a, 0)?.neg()),
+        "Abs" => f(float(n, a, 0)?.abs()),
+        "LeakyRelu" => f(float(n, a, 0)?.leaky_relu(attr_float(n, "alpha", 0.01)? as f64)),
+        "HardSigmoid" => {
+            let (al, be) = (attr_float(n, "alpha", 0.2)?, attr_float(n, "beta", 0.5)?);
+            f(float(n, a, 0)?
+                .mul_scalar(al as f64)
+                .add_scalar(be as f64)
+                .clamp(0.0, 1.0))
+        }
+        "Clip" if matches!(input(n, a, 0)?, Value::I(..)) => {
+            let Value::I(v, shape) = input(n, a, 0)? else {
+                unreachable!("matched above")
+            };
+            let bound = |i: usize, d: i64| -> Result<i64> {
+                match a.get(i).and_then(|v| v.as_ref()) {
+                    None => Ok(d),
+                    Some(Value::I(b, _)) => Ok(b.first().copied().unwrap_or(d)),
+                    Some(Value::F(_)) => Err(node_err(n, "a float bound for an integer tensor")),
+                }
+            };
+            let (lo, hi) = (bound(1, i64::MIN)?, bound(2, i64::MAX)?);
+            let y = v.iter().map(|&x| x.max(lo).min(hi)).collect();
+            Ok(vec![Value::I(y, shape.clone())])
+        }
+        "Clip" => {
+            let x = float(n, a, 0)?;
+            let (lo, hi) = if opset < 11 {
+                (
+                    attr_float(n, "min", f32::MIN)?,
+                    attr_float(n, "max", f32::MAX)?,
+                )
+            } else {
+                let bound = |i: usize, d: f32| -> Result<f32> {
+                    match a.get(i).and_then(|v| v.as_ref()) {
+                        None => Ok(d),
+                        Some(Value::F(t)) => Ok(t.to_vec().first().copied().unwrap_or(d)),
+                        Some(Value::I(v, _)) => Ok(v.first().map_or(d, |&x| x as f32)),
+                    }
+                };
+                (bound(1, f32::MIN)?, bound(2, f32::MAX)?)
+            };
+            f(x.clamp(lo as f64, hi as f64))
+        }
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" => {
+            if let (Some(Some(Value::I(x, xs))), Some(Some(Value::I(y, ys)))) =
+                (a.first(), a.get(1))
+            {
+                if a.len() == 2 && (xs == ys || y.len() == 1) {
+                    return int_binary(n, x, xs, y);
+                }
+            }
+            let mut acc = as_float(n, a, 0)?;
+            for i in 1..a.len() {
+                let y = as_float(n, a, i)?;
+                acc = t(
+                    n,
+                    match n.op_type.as_str() {
+                        "Add" | "Sum" => acc.add(&y),
+                        "Sub" => acc.sub(&y),
+                        "Mul" => acc.mul(&y),
+                        "Div" => acc.div(&y),
+                        "Max" => acc.maximum(&y),
+                        _ => acc.minimum(&y),
+                    },
+                )?;
+            }
+            f(acc)
+        }
+        "MatMul" => f(matmul(n, float(n, a, 0)?, float(n, a, 1)?)?),
+        "Gemm" => {
+            let (ta, tb) = (
+                attr_int(n, "transA", 0)? != 0,
+                attr_int(n, "transB", 0)? != 0,
+            );
+            let (al, be) = (attr_float(n, "alpha", 1.0)?, attr_float(n, "beta", 1.0)?);
+            let mut x = float(n, a, 0)?.clone();
+            let mut w = float(n, a, 1)?.clone();
+            if ta {
+                x = t(n, x.transpose(0, 1))?;
+            }
+            if tb {
+                w = t(n, w.transpose(0, 1))?;
+            }
+            let mut y = t(n, x.matmul(&w))?;
+            if al != 1.0 {
+                y = y.mul_scalar(al as f64);
+            }
+            if let Some(Some(_)) = a.get(2) {
+                let mut c = as_float(n, a, 2)?;
+                if be != 1.0 {
+                    c = c.mul_scalar(be as f64);
+                }
+                y = t(n, y.add(&c))?;
+            }
+            f(y)
+        }
+        "Conv" => conv(n, a),
+        "MaxPool" | "AveragePool" => pool(n, a),
+        "GlobalAveragePool" => f(t(n, float(n, a, 0)?.mean_dims(&[2, 3], true))?),
+        "GlobalMaxPool" => {
+            let x = float(n, a, 0)?;
+            let s = x.shape().to_vec();
+            let flat = t(n, x.reshape(&[s[0], s[1], s[2..].iter().product()]))?;
+            let (m, _) = t(n, flat.max_dim(2, true))?;
+            let mut shape = s[..2].to_vec();
+            shape.extend(std::iter::repeat_n(1, s.len() - 2));
+            f(t(n, m.reshape(&shape))?)
+        }
+        "BatchNormalization" => {
+            let eps = attr_float(n, "epsilon", 1e-5)?;
+            let x = float(n, a, 0)?;
+            let y = x.batch_norm(
+                Some(float(n, a, 1)?),
+                Some(float(n, a, 2)?),
+                Some(float(n, a, 3)?),
+                Some(float(n, a, 4)?),
+                false,
+                0.1,
+                eps as f64,
+            );
+            f(t(n, y)?)
+        }
+        "LRN" => {
+            let size = attr_int(n, "size", 0)?;
+            if size <= 0 {
+                return Err(node_err(n, "attribute 'size' is required and positive"));
+            }
+            let y = float(n, a, 0)?.lrn(
+                size as usize,
+                attr_float(n, "alpha", 1e-4)? as f64,
+                attr_float(n, "beta", 0.75)? as f64,
+                attr_float(n, "bias", 1.0)? as f64,
+            );
+            f(t(n, y)?)
+        }
+        "Softmax" => {
+            let x = float(n, a, 0)?;
+            let rank = x.rank();
+            if opset < 13 {
+                // the input coerced to 2-D at `axis`, softmax over the second dimension
+                let ax = axis(n, attr_int(n, "axis", 1)?, rank)?;
+                let s = x.shape().to_vec();
+                let rows: usize = s[..ax].iter().product();
+                let cols: usize = s[ax..].iter().product();
+                let y = t(n, t(n, x.reshape(&[rows, cols]))?.softmax(1))?;
+                f(t(n, y.reshape(&s))?)
+            } else {
+                let ax = axis(n, attr_int(n, "axis", -1)?, rank)?;
+                f(t(n, x.softmax(ax as isize))?)
+            }
+        }
+        "Flatten" => {
+            let v = input(n, a, 0)?;
+            let s = v.shape();
+            let ax = if attr_int(n, "axis", 1)? == s.len() as i64 {
+                s.len()
+            } else {
+                axis(n, attr_int(n, "axis", 1)?, s.len())?
+            };
+            let shape = [s[..ax].iter().product(), s[ax..].iter().product()];
+            reshape_value(n, v, &shape)
+        }
+        "Reshape" => {
+            let v = input(n, a, 0)?;
+            let target = if opset < 5 {
+                attr_ints(n, "shape")?
+                    .ok_or_else(|| node_err(n, "attribute 'shape' is required"))?
+            } else {
+                ints(n, a, 1)?.to_vec()
+            };
+            let allowzero = attr_int(n, "allowzero", 0)? != 0;
+            let shape = resolve_shape(n, &v.shape(), &target, allowzero)?;
+            reshape_value(n, v, &shape)
+        }
+        "Transpose" => {
+            let x = input(n, a, 0)?;
+            let rank = x.shape().len();
+            let perm: Vec<usize> = match attr_ints(n, "perm")? {
+                Some(p) => p.iter().map(|&d| axis(n, d, rank)).collect::<Result<_>>()?,
+                None => (0..rank).rev().collect(),
+            };
+            match x {
+                Value::F(x) => f(t(n, x.permute(&perm))?),
+                Value::I(..) => Err(node_err(n, "Transpose of an integer tensor")),
+            }
+        }
+        "Concat" => {
+            let first = input(n, a, 0)?;
+            let rank = first.shape().len();
+            let ax = axis(n, attr_int(n, "axis", 0)?, rank)?;
+            if let Value::I(..) = first {
+                // shape arithmetic: 1-D integer vectors
+                let mut out = Vec::new();
+                for i in 0..a.len() {
+                    out.extend_from_slice(ints(n, a, i)?);
+                }
+                let len = out.len();
+                return Ok(vec![Value::I(out, vec![len])]);
+            }
+            let parts: Vec<Tensor<f32>> = (0..a.len())
+                .map(|i| as_float(n, a, i))
+                .collect::<Result<_>>()?;
+            let refs: Vec<&Tensor<f32>> = parts.iter().collect();
+            f(t(n, Tensor::concat(&refs, ax as isize))?)
+        }
+        "Shape" => {
+            let s: Vec<i64> = input(n, a, 0)?.shape().iter().map(|&d| d as i64).collect();
+            // opset 15: the dims start..end, negative counting from the end, clamped
+            let r = s.len() as i64;
+            let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+            let start = clampi(attr_int(n, "start", 0)?);
+            let end = clampi(attr_int(n, "end", r)?);
+            let s = s[start..end.max(start)].to_vec();
+            let len = s.len();
+            Ok(vec![Value::I(s, vec![len])])
+        }
+        "Constant" => {
+            let v = if let Some(AttrValue::Tensor(tp)) = attr(n, "value") {
+                value_of(tp)?
+            } else if let Some(AttrValue::Float(x)) = attr(n, "value_float") {
+                Value::F(Tensor::scalar(*x))
+            } else if let Some(AttrValue::Floats(x)) = attr(n, "value_floats") {
+                Value::F(t(n, Tensor::from_vec(x.clone(), &[x.len()]))?)
+            } else if let Some(AttrValue::Int(x)) = attr(n, "value_int") {
+                Value::I(vec![*x], vec![])
+            } else if let Some(AttrValue::Ints(x)) = attr(n, "value_ints") {
+                Value::I(x.clone(), vec![x.len()])
+            } else {
+                return Err(node_err(n, "no value attribute aics reads"));
+            };
+            Ok(vec![v])
+        }
+        "ConstantOfShape" => {
+            let shape: Vec<usize> = ints(n, a, 0)?
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| node_err(n, format!("negative size {d}"))))
+                .collect::<Result<_>>()?;
+            let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            let Some(numel) = numel.filter(|&m| m <= 1 << 31) else {
+                return Err(node_err(n, format!("shape {shape:?} is too large")));
+            };
+            let fill = match attr(n, "value") {
+                Some(AttrValue::Tensor(tp)) => value_of(tp)?,
+                _ => Value::F(Tensor::scalar(0.0)),
+            };
+            Ok(vec![match fill {
+                Value::F(x) => Value::F(Tensor::full(
+                    &shape,
+                    x.to_vec().first().copied().unwrap_or(0.0),
+                )),
+                Value::I(v, _) => Value::I(vec![v.first().copied().unwrap_or(0); numel], shape),
+            }])
+        }
+        "Unsqueeze" | "Squeeze" => {
+            let v = input(n, a, 0)?;
+            let s = v.shape();
+            let axes = if opset < 13 {
+                attr_ints(n, "axes")?
+            } else {
+                a.get(1)
+                    .and_then(|x| x.as_ref())
+                    .map(|_| ints(n, a, 1).map(|x| x.to_vec()))
+                    .transpose()?
+            };
+            let shape = if n.op_type == "Unsqueeze" {
+                let axes = axes.ok_or_else(|| node_err(n, "axes are required"))?;
+                let rank = s.len() + axes.len();
+                let mut ax: Vec<usize> = axes
+                    .iter()
+                    .map(|&x| axis(n, x, rank))
+                    .collect::<Result<_>>()?;
+                ax.sort_unstable();
+                let mut out = s.clone();
+                for &d in &ax {
+                    out.insert(d, 1);
+                }
+                out
+            } else {
+                let ax: Vec<usize> = match axes {
+                    Some(axes) => axes
+                        .iter()
+                        .map(|&x| axis(n, x, s.len()))
+                        .collect::<Result<_>>()?,
+                    None => (0..s.len()).filter(|&d| s[d] == 1).collect(),
+                };
+                if let Some(&d) = ax.iter().find(|&&d| s[d] != 1) {
+                    return Err(node_err(n, format!("axis {d} has size {}, not 1", s[d])));
+                }
+                s.iter()
+                    .enumerate()
+                    .filter(|(d, _)| !ax.contains(d))
+                    .map(|(_, &x)| x)
+                    .collect()
+            };
+            reshape_value(n, v, &shape)
+        }
+        other => Err(node_err(n, format!("op '{other}' is not supported"))),
+    }
+}
+
+/// numpy's matmul: 1-D operands promoted (and the added dimension removed), the batch
+/// dimensions broadcast, as one batched product of 3-D operands.
+fn matmul(n: &Node, x: &Tensor<f32>, y: &Tensor<f32>) -> Result<Tensor<f32>> {
+    let (xs, ys) = (x.shape().to_vec(), y.shape().to_vec());
+    if xs.is_empty() || ys.is_empty() {
+        return Err(node_err(n, "MatMul of a scalar"));
+    }
+    let x2 = if xs.len() == 1 {
+        vec![1, xs[0]]
+    } else {
+        xs.clone()
+    };
+    let y2 = if ys.len() == 1 {
+        vec![ys[0], 1]
+    } else {
+        ys.clone()
+    };
+    let (m, k) = (x2[x2.len() - 2], x2[x2.len() - 1]);
+    let (k2, nn) = (y2[y2.len() - 2], y2[y2.len() - 1]);
+    if k != k2 {
+        return Err(node_err(n, format!("cannot multiply {xs:?} by {ys:?}")));
+    }
+    let (xb, yb) = (&x2[..x2.len() - 2], &y2[..y2.len() - 2]);
+    let batch = t(n, aics_tensor::shape::broadcast_shape(xb, yb, "MatMul"))?;
+    let b: usize = batch.iter().product();
+    // each operand broadcast to the common batch (adding zeros of the target shape), then 3-D
+    let widen = |v: &Tensor<f32>, s2: &[usize], rows: usize, cols: usize| -> Result<Tensor<f32>> {
+        let v = t(n, v.reshape(s2))?;
+        let mut full = batch.clone();
+        full.extend([rows, cols]);
+        let v = if v.shape() == full.as_slice() {
+            v
+        } else {
+            t(n, v.add(&Tensor::zeros(&full)))?
+        };
+        t(n, v.reshape(&[b, rows, cols]))
+    };
+    let p = t(n, widen(x, &x2, m, k)?.matmul(&widen(y, &y2, k, nn)?))?;
+    let mut out = batch.clone();
+    if xs.len() > 1 {
+        out.push(m);
+    }
+    if ys.len() > 1 {
+        out.push(nn);
+    }
+    t(n, p.reshape(&out))
+}
+
+fn int_binary(n: &Node, x: &[i64], xs: &[usize], y: &[i64]) -> Result<Vec<Value>> {
+    let op = n.op_type.as_str();
+    let out: Vec<i64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let q = if y.len() == 1 { y[0] } else { y[i] };
+            match op {
+                "Add" | "Sum" => Ok(p.wrapping_add(q)),
+                "Sub" => Ok(p.wrapping_sub(q)),
+                "Mul" => Ok(p.wrapping_mul(q)),
+                "Div" => p
+                    .checked_div(q)
+                    .ok_or_else(|| node_err(n, "integer division by zero")),
+                "Max" => Ok(p.max(q)),
+                _ => Ok(p.min(q)),
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(vec![Value::I(out, xs.to_vec())])
+}
+
+fn reshape_value(n: &Node, v: &Value, shape: &[usize]) -> Result<Vec<Value>> {
+    Ok(vec![match v {
+        Value::F(x) => Value::F(t(n, x.reshape(shape))?),
+        Value::I(d, s) => {
+            if shape.iter().product::<usize>() != s.iter().product::<usize>() {
+                return Err(node_err(n, format!("cannot reshape {s:?} to {shape:?}")));
+            }
+            Value::I(d.clone(), shape.to_vec())
+        }
+    }])
+}
+
+/// ONNX's Reshape target: 0 copies the input's size (unless `allowzero`), -1 is inferred.
+fn resolve_shape(n: &Node, from: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<usize>> {
+    let total: usize = from.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &d) in target.iter().enumerate() {
+        match d {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*from.get(i).ok_or_else(|| {
+                node_err(n, format!("0 at {i} copies a dimension the input lacks"))
+            })?),
+            d if d >= 0 => out.push(d as usize),
+            _ => {
+                return Err(node_err(
+                    n,
+                    format!("shape {target:?} is not a valid target"),
+                ))
+            }
+        }
+    }
+    if let Some(i) = infer {
+        let rest: usize = out.iter().product();
+        if rest == 0 || !total.is_multiple_of(rest) {
+            return Err(node_err(
+                n,
+                format!("cannot reshape {from:?} to {target:?}"),
+            ));
+        }
+        out[i] = total / rest;
+    }
+    if out.iter().product::<usize>() != total {
+        return Err(node_err(
+            n,
+            format!("cannot reshape {from:?} ({total} elements) to {target:?}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The (begin, end) padding of each spatial dimension, from `pads` or `auto_pad`.
+fn spatial_pads(
+    n: &Node,
+    x: &[usize],
+    k: &[usize],
+    s: &[usize],
+    d: &[usize],
+) -> Result<Vec<(usize, usize)>> {
+    let sp = k.len();
+    let auto = attr_str(n, "auto_pad", "NOTSET")?;
+    match auto.as_str() {
+        "NOTSET" => {
+            let p = attr_ints(n, "pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
+            if p.len() != 2 * sp || p.iter().any(|&v| v < 0) {
+                return Err(node_err(
+                    n,
+                    format!("pads {p:?} for {sp} spatial dimensions"),
+                ));
+            }
+            Ok((0..sp)
+                .map(|i| (p[i] as usize, p[i + sp] as usize))
+                .collect())
+        }
+        "VALID" => Ok(vec![(0, 0); sp]),
+        "SAME_UPPER" | "SAME_LOWER" => Ok((0..sp)
+            .map(|i| {
+                let inp = x[2 + i];
+                let out = inp.div_ceil(s[i]);
+                let ek = (k[i] - 1) * d[i] + 1;
+                let total = ((out - 1) * s[i] + ek).saturating_sub(inp);
+                let small = total / 2;
+                if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                }
+            })
+            .collect()),
+        other => Err(node_err(n, format!("auto_pad '{other}'"))),
+    }
+}
+
+fn pair(n: &Node, v: Option<Vec<i64>>, default: usize, what: &str) -> Result<Vec<usize>> {
+    let v = v.unwrap_or_else(|| vec![default as i64; 2]);
+    if v.len() != 2 || v.iter().any(|&x| x < 1) {
+        return Err(node_err(
+            n,
+            format!("{what} {v:?}: aics runs 2-D windows with positive sizes"),
+        ));
+    }
+    Ok(v.iter().map(|&x| x as usize).collect())
+}
+
+fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
+    let x = float(n, a, 0)?;
+    let w = float(n, a, 1)?;
+    if x.rank() != 4 || w.rank() != 4 {
+        return Err(node_err(
+            n,
+            format!(
+                "input {:?} and weight {:?}: aics runs 2-D convolutions",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    let k = [w.shape()[2], w.shape()[3]];
+    let s = pair(n, attr_ints(n, "strides")?, 1, "strides")?;
+    let d = pair(n, attr_ints(n, "dilations")?, 1, "dilations")?;
+    let pads = spatial_pads(n, x.shape(), &k, &s, &d)?;
+    let mut p = ConvParams {
+        stride: (s[0], s[1]),
+        dilation: (d[0], d[1]),
+        groups: attr_int(n, "group", 1)?.max(1) as usize,
+        ..Default::default()
+    };
+    let x = if pads[0].0 == pads[0].1 && pads[1].0 == pads[1].1 {
+        p.padding = (pads[0].0, pads[1].0);
+        x.clone()
+    } else {
+        t(n, x.pad(&[(0, 0), (0, 0), pads[0], pads[1]], 0.0))?
+    };
+    let b = match a.get(2) {
+        Some(Some(_)) => Some(float(n, a, 2)?.clone()),
+        _ => None,
+    };
+    Ok(vec![Value::F(t(n, x.conv2d(w, b.as_ref(), p))?)])
+}
+
+fn pool(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
+    if n.outputs.len() > 1 && !n.outputs[1].is_empty() {
+        return Err(node_err(n, "the Indices output is not supported"));
+    }
+    let v = input(n, a, 0)?;
+    let shape = v.shape();
+    // integer images (uint8) pool as floats, exactly
+    let x = as_float(n, a, 0)?;
+    // 1-D windows run as 2-D ones of height 1
+    let one_d = shape.len() == 3;
+    let x = if one_d { t(n, x.unsqueeze(2))? } else { x };
+    if x.rank() != 4 {
+        return Err(node_err(
+            n,
+            format!("input {shape:?}: aics runs 1-D and 2-D pooling"),
+        ));
+    }
+    let mut y = pool2d(n, &x, one_d)?;
+    if one_d {
+        y = t(n, y.squeeze(2))?;
+    }
+    Ok(vec![match v {
+        Value::F(_) => Value::F(y),
+        Value::I(..) => {
+            let s = y.shape().to_vec();
+            Value::I(y.to_vec().iter().map(|&f| f.round() as i64).collect(), s)
+        }
+    }])
+}
+
+/// A window attribute; a 1-D window's as the 2-D one of a window of height 1.
+fn window(n: &Node, name: &str, default: usize, one_d: bool) -> Result<Vec<usize>> {
+    let v = attr_ints(n, name)?.map(|v| {
+        if one_d {
+            let mut w = vec![1];
+            w.extend(v);
+            w
+        } else {
+            v
+        }
+    });
+    pair(n, v, default, name)
+}
+
+fn pool2d(n: &Node, x: &Tensor<f32>, one_d: bool) -> Result<Tensor<f32>> {
+    let k = window(n, "kernel_shape", 0, one_d)?;
+    let s = window(n, "strides", 1, one_d)?;
+    let d = window(n, "dilations", 1, one_d)?;
+    let pads = if one_d {
+        let sh = x.shape();
+        let mut p = spatial_pads(n, &[sh[0], sh[1], sh[3]], &k[1..], &s[1..], &d[1..])?;
+        p.insert(0, (0, 0));
+        p
+    } else {
+        spatial_pads(n, x.shape(), &k, &s, &d)?
+    };
+    let ceil = attr_int(n, "ceil_mode", 0)? != 0;
+    let max = n.op_type == "MaxPool";
+    let include = attr_int(n, "count_include_pad", 0)? != 0;
+    let symmetric = pads[0].0 == pads[0].1 && pads[1].0 == pads[1].1;
+    // PyTorch-style pooling takes symmetric padding up to half the window
+    let fits = symmetric && pads[0].0 <= k[0] / 2 && pads[1].0 <= k[1] / 2;
+    let mut pp = PoolParams::new(1);
+    pp.kernel = (k[0], k[1]);
+    pp.stride = (s[0], s[1]);
+    pp.dilation = (d[0], d[1]);
+    pp.ceil_mode = ceil;
+    if fits {
+        pp.padding = (pads[0].0, pads[1].0);
+        return t(
+            n,
+            if max {
+                x.max_pool2d(pp)
+            } else {
+                x.avg_pool2d(pp, include)
+            },
+        );
+    }
+    let fill = if max { f64::NEG_INFINITY } else { 0.0 };
+    let padded = t(n, x.pad(&[(0, 0), (0, 0), pads[0], pads[1]], fill))?;
+    if max {
+        return t(n, padded.max_pool2d(pp));
+    }
+    let mean = t(n, padded.avg_pool2d(pp, true))?;
+    if include {
+        return Ok(mean);
+    }
+    // the padded zeros not counted: divide by the share of real pixels in each window
+    let ones = Tensor::ones(&[1, 1, x.shape()[2], x.shape()[3]]);
+    let mask = t(n, ones.pad(&[(0, 0), (0, 0), pads[0], pads[1]], 0.0))?;
+    let share = t(n, mask.avg_pool2d(pp, true))?;
+    t(n, mean.div(&share))
+}
