@@ -66,6 +66,35 @@ pub fn load_npy(path: &Path) -> Result<RawTensor, IoError> {
     })
 }
 
+/// The `.npy` image (format 1.0, little-endian float32, C order) of `data` in `shape`.
+/// Panics unless `data` holds the shape's elements.
+pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "npy: data for {shape:?}"
+    );
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    // magic (6) + version (2) + length (2) + header + '\n', padded to a multiple of 64
+    let total = (10 + header.len() + 1).div_ceil(64) * 64;
+    header.push_str(&" ".repeat(total - 10 - header.len() - 1));
+    header.push('\n');
+    let mut out = Vec::with_capacity(total + 4 * data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
 /// The header's `'key': value` for a value up to the next top-level `,` or `}`.
 fn header_value<'a>(h: &'a str, key: &str) -> Option<&'a str> {
     let at = h.find(&format!("'{key}'"))? + key.len() + 2;
@@ -256,5 +285,23 @@ mod tests {
         let mut b = npy("<f4", false, "(1,)", &[0; 4]);
         b.truncate(12);
         assert!(parse_npy(&b).is_err());
+    }
+}
+
+#[cfg(test)]
+mod npy_write_tests {
+    use super::*;
+
+    #[test]
+    fn written_arrays_read_back() {
+        for shape in [vec![], vec![3], vec![2, 3, 4]] {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 1.0).collect();
+            let b = npy_bytes(&shape, &data);
+            assert_eq!((b.len() - 4 * n) % 64, 0, "header padded to 64 bytes");
+            let t = parse_npy(&b).unwrap();
+            assert_eq!(t.shape, shape);
+            assert_eq!(t.data, data);
+        }
     }
 }
