@@ -40,6 +40,28 @@ fn check_per_channel<T: Float>(
     Ok(())
 }
 
+/// `x·a + b` plane by plane, with `(a, b) = coef(plane)` for the planes of `inner` elements,
+/// into an output that is not zero-filled first.
+fn affine_planes<T: Float>(x: &[T], inner: usize, coef: impl Fn(usize) -> (T, T) + Sync) -> Vec<T> {
+    // SAFETY: x holds whole planes of `inner` elements (none when inner is 0: then x, and so y,
+    // is empty), and each plane of y is written in full.
+    unsafe {
+        cpu::filled(x.len(), |y| {
+            if inner > 0 {
+                y.par_chunks_mut(inner)
+                    .zip(x.par_chunks(inner))
+                    .enumerate()
+                    .for_each(|(p, (yp, xp))| {
+                        let (a, b) = coef(p);
+                        for (yv, &xv) in yp.iter_mut().zip(xp) {
+                            yv.write(xv * a + b);
+                        }
+                    });
+            }
+        })
+    }
+}
+
 impl<T: Float> Tensor<T> {
     /// Batch normalisation over all dims but the channel dim 1 (BatchNorm1d on (N, C) or (N, C, L),
     /// BatchNorm2d on (N, C, H, W)). In training, `running_mean`/`running_var` are updated in place
@@ -160,25 +182,11 @@ impl<T: Float> Tensor<T> {
         .map(|s| s / count)
         .collect();
         let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        // SAFETY: the planes of `inner` elements cover all of y (none when inner is 0, and
-        // then y is empty), and each is written in full.
-        let y = unsafe {
-            cpu::filled(x.len(), |y| {
-                if inner > 0 {
-                    y.par_chunks_mut(inner)
-                        .zip(x.par_chunks(inner))
-                        .enumerate()
-                        .for_each(|(p, (yp, xp))| {
-                            let (gi, ch) = (group(p), p % c);
-                            let k = gammas[ch] * rstd[gi];
-                            let (a, b) = (T::from_f64(k), T::from_f64(betas[ch] - mean[gi] * k));
-                            for (yv, &xv) in yp.iter_mut().zip(xp) {
-                                yv.write(xv * a + b);
-                            }
-                        });
-                }
-            })
-        };
+        let y = affine_planes(&x, inner, |p| {
+            let (gi, ch) = (group(p), p % c);
+            let k = gammas[ch] * rstd[gi];
+            (T::from_f64(k), T::from_f64(betas[ch] - mean[gi] * k))
+        });
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
@@ -297,22 +305,7 @@ impl<T: Float> Tensor<T> {
         let inner: usize = sh[2..].iter().product();
         let x = self.data();
         let (sd, bd) = (scale.data(), shift.data());
-        // SAFETY: the planes cover all of y, and each is written in full.
-        let y = unsafe {
-            cpu::filled(x.len(), |y| {
-                if inner > 0 {
-                    y.par_chunks_mut(inner)
-                        .zip(x.par_chunks(inner))
-                        .enumerate()
-                        .for_each(|(p, (yp, xp))| {
-                            let (a, b) = (sd[p % c], bd[p % c]);
-                            for (yv, &xv) in yp.iter_mut().zip(xp) {
-                                yv.write(xv * a + b);
-                            }
-                        });
-                }
-            })
-        };
+        let y = affine_planes(&x, inner, |p| (sd[p % c], bd[p % c]));
         Ok(Tensor::from_op(
             y,
             sh,
