@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aics_onnx::check::{check, describe};
+use aics_onnx::check::{check, describe, op_name};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -234,12 +234,4 @@ fn run_check(a: CheckArgs) -> Result<()> {
         bail!("{path}: {}", faults.join("; "));
     }
     Ok(())
-}
-
-fn op_name(domain: &str, op: &str) -> String {
-    if domain.is_empty() || domain == "ai.onnx" {
-        op.to_string()
-    } else {
-        format!("{domain}.{op}")
-    }
 }

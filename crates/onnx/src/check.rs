@@ -6,6 +6,16 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::proto::{dtype, AttrValue, Dim, Graph, Model, ValueInfo};
 
+/// An op's name as messages give it: `Conv`, or `com.example.Custom` outside the default
+/// domain.
+pub fn op_name(domain: &str, op_type: &str) -> String {
+    if domain.is_empty() || domain == "ai.onnx" {
+        op_type.to_string()
+    } else {
+        format!("{domain}.{op_type}")
+    }
+}
+
 /// Whether aics runs `op_type` of `domain` ([`crate::run::OPS`], all in the default domain,
 /// "" or "ai.onnx").
 pub fn supported(domain: &str, op_type: &str) -> bool {

@@ -2,6 +2,8 @@
 //! format by hand. Fields aics has no use for (doc strings, metadata, training info, device
 //! configurations) are skipped; unknown fields are skipped too, as protobuf requires.
 
+use aics_io::f16_to_f32;
+
 use crate::error::{OnnxError, Result};
 use crate::wire::Reader;
 
@@ -204,6 +206,60 @@ impl Tensor {
         Ok(want)
     }
 
+    /// Bytes per element of raw data of this tensor's type; an error for types that are not
+    /// numbers, or raw data that is not a whole number of elements.
+    fn raw_size(&self, b: &[u8], as_what: &str) -> Result<usize> {
+        use dtype::*;
+        let t = self.data_type;
+        let size = match t {
+            FLOAT | INT32 | UINT32 => 4,
+            DOUBLE | INT64 | UINT64 => 8,
+            FLOAT16 | BFLOAT16 | INT16 | UINT16 => 2,
+            INT8 | UINT8 | BOOL => 1,
+            _ => return Err(self.err(format!("{} data as {as_what}", dtype::name(t)))),
+        };
+        if !b.len().is_multiple_of(size) {
+            return Err(self.err(format!(
+                "raw data of {} bytes is not a whole number of {}-byte {}",
+                b.len(),
+                size,
+                dtype::name(t)
+            )));
+        }
+        Ok(size)
+    }
+
+    /// Little-endian integers and booleans of this tensor's type from raw data, widened to
+    /// i64 (UINT64 wraps, as a cast does). None for the float types.
+    fn raw_ints(&self, b: &[u8]) -> Result<Option<Vec<i64>>> {
+        use dtype::*;
+        let size = self.raw_size(b, "integers")?;
+        let chunks = b.chunks_exact(size);
+        Ok(Some(match self.data_type {
+            INT64 => chunks
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
+                .collect(),
+            UINT64 => chunks
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8")) as i64)
+                .collect(),
+            INT32 => chunks
+                .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
+                .collect(),
+            UINT32 => chunks
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as i64)
+                .collect(),
+            INT16 => chunks
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            UINT16 => chunks
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            INT8 => b.iter().map(|&x| x as i8 as i64).collect(),
+            UINT8 | BOOL => b.iter().map(|&x| x as i64).collect(),
+            _ => return Ok(None),
+        }))
+    }
+
     /// The values as f32, from any real type (integers and booleans converted, float16 and
     /// bfloat16 widened). Errors on strings, complex numbers, external data not yet loaded,
     /// or a count that does not match the dims.
@@ -213,65 +269,31 @@ impl Tensor {
         let v: Vec<f32> = match &self.data {
             TensorData::None => Vec::new(),
             TensorData::Raw(b) => {
-                let size = match t {
-                    FLOAT | INT32 | UINT32 => 4,
-                    DOUBLE | INT64 | UINT64 => 8,
-                    FLOAT16 | BFLOAT16 | INT16 | UINT16 => 2,
-                    INT8 | UINT8 | BOOL => 1,
-                    _ => return Err(self.err(format!("{} data as numbers", dtype::name(t)))),
-                };
-                if b.len() % size != 0 {
-                    return Err(self.err(format!(
-                        "raw data of {} bytes is not a whole number of {}-byte {}",
-                        b.len(),
-                        size,
-                        dtype::name(t)
-                    )));
-                }
+                let size = self.raw_size(b, "numbers")?;
+                let chunks = b.chunks_exact(size);
                 match t {
-                    FLOAT => b
-                        .chunks_exact(4)
+                    FLOAT => chunks
                         .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
                         .collect(),
-                    INT32 => b
-                        .chunks_exact(4)
-                        .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as f32)
-                        .collect(),
-                    UINT32 => b
-                        .chunks_exact(4)
-                        .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as f32)
-                        .collect(),
-                    DOUBLE => b
-                        .chunks_exact(8)
+                    DOUBLE => chunks
                         .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
                         .collect(),
-                    INT64 => b
-                        .chunks_exact(8)
-                        .map(|c| i64::from_le_bytes(c.try_into().expect("8")) as f32)
-                        .collect(),
-                    UINT64 => b
-                        .chunks_exact(8)
-                        .map(|c| u64::from_le_bytes(c.try_into().expect("8")) as f32)
-                        .collect(),
-                    FLOAT16 => b
-                        .chunks_exact(2)
+                    FLOAT16 => chunks
                         .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
                         .collect(),
-                    BFLOAT16 => b
-                        .chunks_exact(2)
+                    BFLOAT16 => chunks
                         .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
                         .collect(),
-                    INT16 => b
-                        .chunks_exact(2)
-                        .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32)
+                    // converted from u64 itself: through i64 the values past 2⁶³ would wrap
+                    UINT64 => chunks
+                        .map(|c| u64::from_le_bytes(c.try_into().expect("8")) as f32)
                         .collect(),
-                    UINT16 => b
-                        .chunks_exact(2)
-                        .map(|c| u16::from_le_bytes([c[0], c[1]]) as f32)
+                    _ => self
+                        .raw_ints(b)?
+                        .expect("an integer type")
+                        .into_iter()
+                        .map(|x| x as f32)
                         .collect(),
-                    INT8 => b.iter().map(|&x| x as i8 as f32).collect(),
-                    UINT8 => b.iter().map(|&x| x as f32).collect(),
-                    _ => b.iter().map(|&x| if x != 0 { 1.0 } else { 0.0 }).collect(),
                 }
             }
             TensorData::Floats(v) => v.clone(),
@@ -301,66 +323,18 @@ impl Tensor {
 
     /// The values as i64, from integer and boolean types (shapes, indices, axes).
     pub fn to_i64(&self) -> Result<Vec<i64>> {
-        use dtype::*;
         let t = self.data_type;
-        let v: Vec<i64> = match (&self.data, t) {
-            (TensorData::None, _) => Vec::new(),
-            (TensorData::Int64(v), _) | (TensorData::Int32(v), _) => v.clone(),
-            (TensorData::Uint64(v), _) => v.iter().map(|&x| x as i64).collect(),
-            (TensorData::Raw(b), INT64) if b.len() % 8 == 0 => b
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
-                .collect(),
-            (TensorData::Raw(b), UINT64) if b.len() % 8 == 0 => b
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8")) as i64)
-                .collect(),
-            (TensorData::Raw(b), INT32) if b.len() % 4 == 0 => b
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
-                .collect(),
-            (TensorData::Raw(b), UINT32) if b.len() % 4 == 0 => b
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as i64)
-                .collect(),
-            (TensorData::Raw(b), INT16) if b.len() % 2 == 0 => b
-                .chunks_exact(2)
-                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
-                .collect(),
-            (TensorData::Raw(b), UINT16) if b.len() % 2 == 0 => b
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
-                .collect(),
-            (TensorData::Raw(b), UINT8 | BOOL) => b.iter().map(|&x| x as i64).collect(),
-            (TensorData::Raw(b), INT8) => b.iter().map(|&x| x as i8 as i64).collect(),
-            _ => return Err(self.err(format!("{} data where integers are needed", dtype::name(t)))),
+        let not_ints = || self.err(format!("{} data where integers are needed", dtype::name(t)));
+        let v: Vec<i64> = match &self.data {
+            TensorData::None => Vec::new(),
+            TensorData::Int64(v) | TensorData::Int32(v) => v.clone(),
+            TensorData::Uint64(v) => v.iter().map(|&x| x as i64).collect(),
+            TensorData::Raw(b) => self.raw_ints(b)?.ok_or_else(not_ints)?,
+            _ => return Err(not_ints()),
         };
         self.check_len(v.len())?;
         Ok(v)
     }
-}
-
-/// IEEE half precision to f32.
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = (h >> 10) & 0x1f;
-    let frac = u32::from(h & 0x3ff);
-    let bits = match exp {
-        0 if frac == 0 => sign,
-        0 => {
-            // subnormal: normalise
-            let mut e: i32 = -14;
-            let mut f = frac;
-            while f & 0x400 == 0 {
-                f <<= 1;
-                e -= 1;
-            }
-            sign | (((e + 127) as u32) << 23) | ((f & 0x3ff) << 13)
-        }
-        0x1f => sign | 0x7f80_0000 | (frac << 13),
-        _ => sign | ((u32::from(exp) + 112) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// Decodes a model file's bytes.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aics_tensor::{ConvParams, PoolParams, Tensor};
 
-use crate::check::check;
+use crate::check::{check, op_name};
 use crate::error::{OnnxError, Result};
 use crate::proto::{dtype, AttrValue, Graph, Model, Node, TensorData};
 
@@ -74,17 +74,7 @@ impl OnnxModel {
         if !r.unsupported.is_empty() || !r.problems.is_empty() {
             let mut parts = Vec::new();
             if !r.unsupported.is_empty() {
-                let names: Vec<String> = r
-                    .unsupported
-                    .iter()
-                    .map(|(d, o)| {
-                        if d.is_empty() {
-                            o.clone()
-                        } else {
-                            format!("{d}.{o}")
-                        }
-                    })
-                    .collect();
+                let names: Vec<String> = r.unsupported.iter().map(|(d, o)| op_name(d, o)).collect();
                 parts.push(format!("ops aics cannot run: {}", names.join(", ")));
             }
             parts.extend(r.problems.iter().cloned());
@@ -551,10 +541,11 @@ fn exec(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
         "Flatten" => {
             let v = input(n, a, 0)?;
             let s = v.shape();
-            let ax = if attr_int(n, "axis", 1)? == s.len() as i64 {
+            let at = attr_int(n, "axis", 1)?;
+            let ax = if at == s.len() as i64 {
                 s.len()
             } else {
-                axis(n, attr_int(n, "axis", 1)?, s.len())?
+                axis(n, at, s.len())?
             };
             let shape = [s[..ax].iter().product(), s[ax..].iter().product()];
             reshape_value(n, v, &shape)

@@ -154,12 +154,29 @@ pub fn conv3x3<T: Float>(
     tile: Tile,
 ) -> Vec<T> {
     check("conv3x3", x.len(), n, c, h, w, wt.len(), o, pad);
-    // one bounds check per filter, not one per tap
-    let filter = |oi: usize, ci: usize| -> [T; 9] {
-        let f: &[T; 9] = wt[(oi * c + ci) * 9..][..9].try_into().expect("nine taps");
-        *f
-    };
-    run(x, n, c, h, w, o, pad, tile, filter)
+    let u = transform_filters(wt, o, c, tile);
+    conv3x3_transformed(x, n, c, h, w, &u, o, pad, tile)
+}
+
+/// The nine taps of filter (oi, ci) of `wt` (·, C, 3, 3), read with one bounds check, not one
+/// per tap.
+#[inline(always)]
+fn taps<T: Float>(wt: &[T], c: usize, oi: usize, ci: usize) -> [T; 9] {
+    let f: &[T; 9] = wt[(oi * c + ci) * 9..][..9].try_into().expect("nine taps");
+    *f
+}
+
+/// U for the O×C filters `filter(o, c)` and Winograd tile `tile`.
+fn filters_for<T: Float>(
+    o: usize,
+    c: usize,
+    tile: Tile,
+    filter: impl Fn(usize, usize) -> [T; 9] + Sync,
+) -> Vec<T> {
+    match tile {
+        Tile::F2 => transformed_filters::<T, 4>(o, c, filter),
+        Tile::F4 => transformed_filters::<T, 6>(o, c, filter),
+    }
 }
 
 /// The filters `wt` (O, C, 3, 3) transformed for `tile`, as [`conv3x3_transformed`] takes them
@@ -172,14 +189,7 @@ pub fn transform_filters<T: Float>(wt: &[T], o: usize, c: usize, tile: Tile) -> 
         "winograd filters: {o}x{c}x3x3 from {}",
         wt.len()
     );
-    let filter = |oi: usize, ci: usize| -> [T; 9] {
-        let f: &[T; 9] = wt[(oi * c + ci) * 9..][..9].try_into().expect("nine taps");
-        *f
-    };
-    match tile {
-        Tile::F2 => transformed_filters::<T, 4>(o, c, filter),
-        Tile::F4 => transformed_filters::<T, 6>(o, c, filter),
-    }
+    filters_for(o, c, tile, |oi, ci| taps(wt, c, oi, ci))
 }
 
 /// [`conv3x3`] with the filters already transformed by [`transform_filters`] for `tile`.
@@ -239,13 +249,12 @@ pub fn conv3x3_bwd_data<T: Float>(
     );
     assert!(pad <= 2, "conv3x3_bwd_data: padding {pad} > 2");
     // filter (ci ← oi) of the full convolution is wt[oi][ci] turned by 180°
-    let filter = |ci: usize, oi: usize| -> [T; 9] {
-        let f: &[T; 9] = wt[(oi * c + ci) * 9..][..9].try_into().expect("nine taps");
-        let mut r = *f;
-        r.reverse();
-        r
-    };
-    run(dy, n, o, oh, ow, c, 2 - pad, tile, filter)
+    let u = filters_for(c, o, tile, |ci, oi| {
+        let mut f = taps(wt, c, oi, ci);
+        f.reverse();
+        f
+    });
+    conv3x3_transformed(dy, n, o, oh, ow, &u, c, 2 - pad, tile)
 }
 
 /// Panics unless `x` holds (N, C, H, W), the filters O×C 3×3, and the padded image fits a
@@ -270,44 +279,6 @@ fn check(
         pad <= 2 && h + 2 * pad >= 3 && w + 2 * pad >= 3,
         "{op}: a {h}x{w} image with padding {pad} does not fit a 3x3 window"
     );
-}
-
-/// The convolution of `x` (N, C, H, W) with the O×C 3×3 filters `filter(o, c)`, padding `pad`,
-/// with Winograd tile `tile`.
-#[allow(clippy::too_many_arguments)]
-fn run<T: Float>(
-    x: &[T],
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    pad: usize,
-    tile: Tile,
-    filter: impl Fn(usize, usize) -> [T; 9] + Sync,
-) -> Vec<T> {
-    match tile {
-        Tile::F2 => conv3x3_u::<T, 4>(
-            x,
-            n,
-            c,
-            h,
-            w,
-            &transformed_filters::<T, 4>(o, c, filter),
-            o,
-            pad,
-        ),
-        Tile::F4 => conv3x3_u::<T, 6>(
-            x,
-            n,
-            c,
-            h,
-            w,
-            &transformed_filters::<T, 6>(o, c, filter),
-            o,
-            pad,
-        ),
-    }
 }
 
 /// U[ξ][o][c] = (G·g·Gᵀ)[ξ] for the 3×3 filters `filter(o, c)`, built by output channel in

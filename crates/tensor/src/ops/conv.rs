@@ -265,13 +265,10 @@ impl PackedWeights {
     ) -> Option<PackedWeights> {
         let g = conv2d_geom("conv2d", input_shape, weight.shape(), p).ok()?;
         match winograd::plan(&g) {
-            Some(winograd::Tile::F2) => Some(PackedWeights::winograd(
-                &weight.data(),
-                g.o,
-                g.c,
-                winograd::Tile::F2,
-            )),
-            Some(winograd::Tile::F4) => None,
+            Some(tile) if KEPT_TILES.contains(&tile) => {
+                Some(PackedWeights::winograd(&weight.data(), g.o, g.c, tile))
+            }
+            Some(_) => None,
             None => PackedWeights::for_conv(weight, p),
         }
     }
@@ -288,17 +285,23 @@ impl PackedWeights {
             return false;
         };
         match winograd::plan(&g) {
-            Some(tile) => tile == winograd::Tile::F2 && fits_winograd(self, &g),
+            Some(tile) => KEPT_TILES.contains(&tile) && fits_winograd(self, &g, tile),
             None => fits_packed(self, &g),
         }
     }
 }
 
-/// Whether `pw` holds the transformed filters of `g`'s weights for its Winograd tile.
-fn fits_winograd(pw: &PackedWeights, g: &crate::cpu::conv::Conv2dGeom) -> bool {
-    winograd::plan(g).is_some_and(|t| pw.winograd_tile() == Some(t))
-        && pw.rows() == g.o
-        && pw.depth() == g.c
+/// The Winograd tiles whose transformed filters the inference path keeps (see
+/// [`PackedWeights::for_conv_input`]).
+const KEPT_TILES: [winograd::Tile; 1] = [winograd::Tile::F2];
+
+/// Whether `pw` holds the transformed filters of `g`'s weights for tile `tile`.
+fn fits_winograd(
+    pw: &PackedWeights,
+    g: &crate::cpu::conv::Conv2dGeom,
+    tile: winograd::Tile,
+) -> bool {
+    pw.winograd_tile() == Some(tile) && pw.rows() == g.o && pw.depth() == g.c
 }
 
 /// Whether the packed kernel runs this convolution with `pw`: the packing fits the weights,
@@ -501,7 +504,7 @@ impl<T: Float> Tensor<T> {
             // the filters transformed once, when the caller keeps them so (`Conv2d` on the
             // inference path)
             let pre = packed
-                .filter(|pw| fits_winograd(pw, &g))
+                .filter(|pw| fits_winograd(pw, &g, tile))
                 .and_then(|pw| from_f32::<T>(pw.winograd_filters()?));
             pre_ran = pre.is_some();
             let y = match pre {

@@ -312,22 +312,7 @@ impl<T: Float> Tensor<T> {
             "channel_affine",
             &[self, scale, shift],
             move |gy, needs| {
-                // SAFETY: the planes cover all of dx, and each is written in full.
-                let dx = needs[0].then(|| unsafe {
-                    cpu::filled(gy.len(), |dx| {
-                        if inner > 0 {
-                            dx.par_chunks_mut(inner)
-                                .zip(gy.par_chunks(inner))
-                                .enumerate()
-                                .for_each(|(p, (dp, gp))| {
-                                    let a = sd[p % c];
-                                    for (d, &g) in dp.iter_mut().zip(gp) {
-                                        d.write(g * a);
-                                    }
-                                });
-                        }
-                    })
-                });
+                let dx = needs[0].then(|| affine_planes(gy, inner, |p| (sd[p % c], T::zero())));
                 let sums: Vec<(f64, f64)> = if (needs[1] || needs[2]) && inner > 0 {
                     gy.par_chunks(inner)
                         .zip(x.par_chunks(inner))
