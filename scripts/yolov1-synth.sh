@@ -9,7 +9,7 @@
 #
 # Each stage's checkpoint resumes, so the script can be stopped and started again. Score the
 # result with `aics detect --model yolov1 --weights OUT_DIR/s12.safetensors --score 0.01
-# --coco-results r.json OUT_DIR/val/images/*.png` and `aics map --gt OUT_DIR/val/annotations.json
+# --coco-results r.json --out OUT_DIR/val/boxes OUT_DIR/val/images/*.png` and `aics map --gt OUT_DIR/val/annotations.json
 # --dt r.json --metric voc`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
