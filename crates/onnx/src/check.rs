@@ -19,7 +19,8 @@ pub fn op_name(domain: &str, op_type: &str) -> String {
 /// Whether aics runs `op_type` of `domain` ([`crate::run::OPS`], all in the default domain,
 /// "" or "ai.onnx").
 pub fn supported(domain: &str, op_type: &str) -> bool {
-    (domain.is_empty() || domain == "ai.onnx") && crate::run::OPS.contains(&op_type)
+    (domain.is_empty() || domain == "ai.onnx")
+        && (crate::run::OPS.contains(&op_type) || crate::ops::OPS.contains(&op_type))
 }
 
 /// The findings of [`check`].
@@ -98,6 +99,14 @@ fn walk(g: &Graph, outer: &HashSet<String>, r: &mut Report, path: &str) {
     known.extend(g.inputs.iter().map(|i| i.name.clone()));
     known.extend(g.initializers.iter().map(|t| t.name.clone()));
     let mut made: HashSet<String> = HashSet::new();
+    for v in g.inputs.iter().chain(&g.outputs).chain(&g.value_info) {
+        if let Some(ty) = v.elem_type.filter(|&t| !runs_type(t)) {
+            type_problem(r, &format!("value '{}'", v.name), ty);
+        }
+    }
+    for t in g.initializers.iter().filter(|t| !runs_type(t.data_type)) {
+        type_problem(r, &format!("initializer '{}'", t.name), t.data_type);
+    }
     for (i, n) in g.nodes.iter().enumerate() {
         let label = if n.name.is_empty() {
             format!("{path}#{i}")
@@ -113,6 +122,16 @@ fn walk(g: &Graph, outer: &HashSet<String>, r: &mut Report, path: &str) {
                 if !r.unsupported.contains(&v) {
                     r.unsupported.push(v);
                 }
+            }
+        }
+        for a in &n.attributes {
+            let ty = match (&a.value, a.name.as_str()) {
+                (AttrValue::Tensor(t), _) => t.data_type,
+                (AttrValue::Int(t), "to" | "dtype") => *t as i32,
+                _ => continue,
+            };
+            if !runs_type(ty) {
+                type_problem(r, &format!("node '{label}' ({})", n.op_type), ty);
             }
         }
         for inp in &n.inputs {
@@ -155,6 +174,38 @@ fn walk(g: &Graph, outer: &HashSet<String>, r: &mut Report, path: &str) {
                 o.name
             ));
         }
+    }
+}
+
+/// Whether aics runs tensors of element type `ty`: the real numbers (computed in f32), the
+/// integers and booleans (in i64); not strings, complex numbers, 8-bit floats or 4-bit ints.
+pub fn runs_type(ty: i32) -> bool {
+    use dtype::*;
+    matches!(
+        ty,
+        FLOAT
+            | UINT8
+            | INT8
+            | UINT16
+            | INT16
+            | INT32
+            | INT64
+            | BOOL
+            | FLOAT16
+            | DOUBLE
+            | UINT32
+            | UINT64
+            | BFLOAT16
+    )
+}
+
+fn type_problem(r: &mut Report, what: &str, ty: i32) {
+    let p = format!(
+        "{what} has type {} ({ty}): aics runs real numbers, integers and booleans",
+        dtype::name(ty)
+    );
+    if !r.problems.contains(&p) {
+        r.problems.push(p);
     }
 }
 

@@ -35,9 +35,12 @@ pub struct OnnxModel {
     graph: Graph,
     opset: i64,
     consts: HashMap<String, Value>,
+    /// The element types the graph declares for its values (inputs, outputs, value_info):
+    /// each value a node makes is held to its declared type.
+    types: HashMap<String, i32>,
 }
 
-fn node_err(n: &Node, what: impl Into<String>) -> OnnxError {
+pub(crate) fn node_err(n: &Node, what: impl Into<String>) -> OnnxError {
     OnnxError::Node {
         node: if n.name.is_empty() {
             n.outputs.first().cloned().unwrap_or_default()
@@ -95,7 +98,16 @@ impl OnnxModel {
             }
             consts.insert(t.name.clone(), value_of(t)?);
         }
+        let types = model
+            .graph
+            .inputs
+            .iter()
+            .chain(&model.graph.outputs)
+            .chain(&model.graph.value_info)
+            .filter_map(|v| v.elem_type.map(|t| (v.name.clone(), t)))
+            .collect();
         Ok(OnnxModel {
+            types,
             trace: std::env::var_os("AICS_ONNX_TRACE").is_some(),
             graph: model.graph,
             opset,
@@ -142,7 +154,13 @@ impl OnnxModel {
                     }
                 })
                 .collect();
-            let outs = exec(node, &args, self.opset)?;
+            let types = |name: &str| self.types.get(name).copied();
+            let mut outs = exec(node, &args, self.opset, &types)?;
+            for (name, v) in node.outputs.iter().zip(outs.iter_mut()) {
+                if let Some(&ty) = self.types.get(name) {
+                    *v = crate::ops::conform(node, v.clone(), ty)?;
+                }
+            }
             if self.trace {
                 for (name, v) in node.outputs.iter().zip(&outs) {
                     eprintln!("{} {name} {:?} {}", node.op_type, v.shape(), summary(v));
@@ -182,14 +200,14 @@ fn summary(v: &Value) -> String {
 
 // ---- attributes -------------------------------------------------------------------------
 
-fn attr<'a>(n: &'a Node, name: &str) -> Option<&'a AttrValue> {
+pub(crate) fn attr<'a>(n: &'a Node, name: &str) -> Option<&'a AttrValue> {
     n.attributes
         .iter()
         .find(|a| a.name == name)
         .map(|a| &a.value)
 }
 
-fn attr_int(n: &Node, name: &str, default: i64) -> Result<i64> {
+pub(crate) fn attr_int(n: &Node, name: &str, default: i64) -> Result<i64> {
     match attr(n, name) {
         None => Ok(default),
         Some(AttrValue::Int(i)) => Ok(*i),
@@ -200,7 +218,7 @@ fn attr_int(n: &Node, name: &str, default: i64) -> Result<i64> {
     }
 }
 
-fn attr_float(n: &Node, name: &str, default: f32) -> Result<f32> {
+pub(crate) fn attr_float(n: &Node, name: &str, default: f32) -> Result<f32> {
     match attr(n, name) {
         None => Ok(default),
         Some(AttrValue::Float(f)) => Ok(*f),
@@ -211,7 +229,7 @@ fn attr_float(n: &Node, name: &str, default: f32) -> Result<f32> {
     }
 }
 
-fn attr_ints(n: &Node, name: &str) -> Result<Option<Vec<i64>>> {
+pub(crate) fn attr_ints(n: &Node, name: &str) -> Result<Option<Vec<i64>>> {
     match attr(n, name) {
         None => Ok(None),
         Some(AttrValue::Ints(v)) => Ok(Some(v.clone())),
@@ -222,7 +240,7 @@ fn attr_ints(n: &Node, name: &str) -> Result<Option<Vec<i64>>> {
     }
 }
 
-fn attr_str(n: &Node, name: &str, default: &str) -> Result<String> {
+pub(crate) fn attr_str(n: &Node, name: &str, default: &str) -> Result<String> {
     match attr(n, name) {
         None => Ok(default.to_string()),
         Some(AttrValue::String(s)) => Ok(String::from_utf8_lossy(s).into_owned()),
@@ -235,7 +253,7 @@ fn attr_str(n: &Node, name: &str, default: &str) -> Result<String> {
 
 // ---- inputs -----------------------------------------------------------------------------
 
-fn input<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a Value> {
+pub(crate) fn input<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a Value> {
     args.get(i)
         .and_then(|a| a.as_ref())
         .ok_or_else(|| node_err(n, format!("input {i} is missing")))
@@ -262,7 +280,7 @@ fn as_float(n: &Node, args: &[Option<Value>], i: usize) -> Result<Tensor<f32>> {
     }
 }
 
-fn ints<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a [i64]> {
+pub(crate) fn ints<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a [i64]> {
     match input(n, args, i)? {
         Value::I(v, _) => Ok(v),
         Value::F(_) => Err(node_err(
@@ -272,12 +290,12 @@ fn ints<'a>(n: &Node, args: &'a [Option<Value>], i: usize) -> Result<&'a [i64]> 
     }
 }
 
-fn t<T>(n: &Node, r: aics_tensor::Result<T>) -> Result<T> {
+pub(crate) fn t<T>(n: &Node, r: aics_tensor::Result<T>) -> Result<T> {
     r.map_err(|e| node_err(n, e.to_string()))
 }
 
 /// A possibly negative axis of a rank-`rank` tensor.
-fn axis(n: &Node, a: i64, rank: usize) -> Result<usize> {
+pub(crate) fn axis(n: &Node, a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     if a < -r || a >= r.max(1) {
         return Err(node_err(
@@ -369,9 +387,20 @@ pub fn unsupported_variant(n: &Node) -> Option<&'static str> {
     }
 }
 
-fn exec(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
+fn exec(
+    n: &Node,
+    a: &[Option<Value>],
+    opset: i64,
+    types: &dyn Fn(&str) -> Option<i32>,
+) -> Result<Vec<Value>> {
     let f = |x: Tensor<f32>| Ok(vec![Value::F(x)]);
+    let any_int = a.iter().any(|v| matches!(v, Some(Value::I(..))));
+    let all_int = a.iter().flatten().all(|v| matches!(v, Value::I(..)));
     match n.op_type.as_str() {
+        "Abs" | "Neg" if any_int => crate::ops::exec(n, a, opset, types),
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" if all_int => {
+            crate::ops::exec(n, a, opset, types)
+        }
         "Identity" => Ok(vec![input(n, a, 0)?.clone()]),
         "Dropout" => {
             // inference: the input passes unchanged and the mask keeps everything
@@ -431,13 +460,6 @@ fn exec(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
             f(x.clamp(lo as f64, hi as f64))
         }
         "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" => {
-            if let (Some(Some(Value::I(x, xs))), Some(Some(Value::I(y, ys)))) =
-                (a.first(), a.get(1))
-            {
-                if a.len() == 2 && (xs == ys || y.len() == 1) {
-                    return int_binary(n, x, xs, y);
-                }
-            }
             let mut acc = as_float(n, a, 0)?;
             for i in 1..a.len() {
                 let y = as_float(n, a, i)?;
@@ -684,7 +706,7 @@ fn exec(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
             };
             reshape_value(n, v, &shape)
         }
-        other => Err(node_err(n, format!("op '{other}' is not supported"))),
+        _ => crate::ops::exec(n, a, opset, types),
     }
 }
 
@@ -734,28 +756,6 @@ fn matmul(n: &Node, x: &Tensor<f32>, y: &Tensor<f32>) -> Result<Tensor<f32>> {
         out.push(nn);
     }
     t(n, p.reshape(&out))
-}
-
-fn int_binary(n: &Node, x: &[i64], xs: &[usize], y: &[i64]) -> Result<Vec<Value>> {
-    let op = n.op_type.as_str();
-    let out: Vec<i64> = x
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| {
-            let q = if y.len() == 1 { y[0] } else { y[i] };
-            match op {
-                "Add" | "Sum" => Ok(p.wrapping_add(q)),
-                "Sub" => Ok(p.wrapping_sub(q)),
-                "Mul" => Ok(p.wrapping_mul(q)),
-                "Div" => p
-                    .checked_div(q)
-                    .ok_or_else(|| node_err(n, "integer division by zero")),
-                "Max" => Ok(p.max(q)),
-                _ => Ok(p.min(q)),
-            }
-        })
-        .collect::<Result<_>>()?;
-    Ok(vec![Value::I(out, xs.to_vec())])
 }
 
 fn reshape_value(n: &Node, v: &Value, shape: &[usize]) -> Result<Vec<Value>> {
@@ -866,22 +866,35 @@ fn pair(n: &Node, v: Option<Vec<i64>>, default: usize, what: &str) -> Result<Vec
 }
 
 fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
-    let x = float(n, a, 0)?;
-    let w = float(n, a, 1)?;
+    let (x, w) = (float(n, a, 0)?, float(n, a, 1)?);
+    // 1-D convolutions run as 2-D ones of height 1
+    let one_d = x.rank() == 3 && w.rank() == 3;
+    let (x, w) = if one_d {
+        (t(n, x.unsqueeze(2))?, t(n, w.unsqueeze(2))?)
+    } else {
+        (x.clone(), w.clone())
+    };
     if x.rank() != 4 || w.rank() != 4 {
         return Err(node_err(
             n,
             format!(
-                "input {:?} and weight {:?}: aics runs 2-D convolutions",
+                "input {:?} and weight {:?}: aics runs 1-D and 2-D convolutions",
                 x.shape(),
                 w.shape()
             ),
         ));
     }
     let k = [w.shape()[2], w.shape()[3]];
-    let s = pair(n, attr_ints(n, "strides")?, 1, "strides")?;
-    let d = pair(n, attr_ints(n, "dilations")?, 1, "dilations")?;
-    let pads = spatial_pads(n, x.shape(), &k, &s, &d)?;
+    let s = window(n, "strides", 1, one_d)?;
+    let d = window(n, "dilations", 1, one_d)?;
+    let pads = if one_d {
+        let sh = x.shape();
+        let mut p = spatial_pads(n, &[sh[0], sh[1], sh[3]], &k[1..], &s[1..], &d[1..])?;
+        p.insert(0, (0, 0));
+        p
+    } else {
+        spatial_pads(n, x.shape(), &k, &s, &d)?
+    };
     let mut p = ConvParams {
         stride: (s[0], s[1]),
         dilation: (d[0], d[1]),
@@ -898,7 +911,8 @@ fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
         Some(Some(_)) => Some(float(n, a, 2)?.clone()),
         _ => None,
     };
-    Ok(vec![Value::F(t(n, x.conv2d(w, b.as_ref(), p))?)])
+    let y = t(n, x.conv2d(&w, b.as_ref(), p))?;
+    Ok(vec![Value::F(if one_d { t(n, y.squeeze(2))? } else { y })])
 }
 
 fn pool(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
