@@ -107,6 +107,19 @@ fn walk(g: &Graph, outer: &HashSet<String>, r: &mut Report, path: &str) {
     for t in g.initializers.iter().filter(|t| !runs_type(t.data_type)) {
         type_problem(r, &format!("initializer '{}'", t.name), t.data_type);
     }
+    let rank_of = |name: &str| {
+        g.inputs
+            .iter()
+            .chain(&g.value_info)
+            .find(|v| v.name == name)
+            .and_then(|v| v.shape.as_ref().map(Vec::len))
+            .or_else(|| {
+                g.initializers
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map(|t| t.dims.len())
+            })
+    };
     for (i, n) in g.nodes.iter().enumerate() {
         let label = if n.name.is_empty() {
             format!("{path}#{i}")
@@ -117,7 +130,7 @@ fn walk(g: &Graph, outer: &HashSet<String>, r: &mut Report, path: &str) {
             .entry((n.domain.clone(), n.op_type.clone()))
             .or_default() += 1;
         if supported(&n.domain, &n.op_type) {
-            if let Some(why) = crate::run::unsupported_variant(n) {
+            if let Some(why) = crate::run::unsupported_variant(n, &rank_of) {
                 let v = (n.domain.clone(), format!("{} ({why})", n.op_type));
                 if !r.unsupported.contains(&v) {
                     r.unsupported.push(v);

@@ -319,6 +319,7 @@ pub const OPS: &[&str] = &[
     "Constant",
     "ConstantOfShape",
     "Conv",
+    "ConvTranspose",
     "Div",
     "Dropout",
     "Exp",
@@ -353,7 +354,11 @@ pub const OPS: &[&str] = &[
 
 /// Why aics cannot run this use of a supported op, if it cannot: variants the kernels do not
 /// cover, found from the node alone before anything runs.
-pub fn unsupported_variant(n: &Node) -> Option<&'static str> {
+/// `rank_of` gives the rank the graph declares for a value, where it does.
+pub fn unsupported_variant(
+    n: &Node,
+    rank_of: &dyn Fn(&str) -> Option<usize>,
+) -> Option<&'static str> {
     let ints = |name: &str| match attr(n, name) {
         Some(AttrValue::Ints(v)) => Some(v.clone()),
         _ => None,
@@ -364,9 +369,10 @@ pub fn unsupported_variant(n: &Node) -> Option<&'static str> {
     };
     let given = |i: usize| n.inputs.get(i).is_some_and(|s| !s.is_empty());
     match n.op_type.as_str() {
-        "MaxPool" | "AveragePool" | "Conv" => {
+        "MaxPool" | "AveragePool" | "Conv" | "ConvTranspose" => {
             let k = ints("kernel_shape").map_or(0, |k| k.len());
-            if k > 2 {
+            let rank = n.inputs.first().and_then(|x| rank_of(x)).unwrap_or(0);
+            if k > 2 || rank > 4 {
                 return Some("3-D windows");
             }
             if n.op_type == "MaxPool" && n.outputs.get(1).is_some_and(|s| !s.is_empty()) {
@@ -506,6 +512,7 @@ fn exec(
             f(y)
         }
         "Conv" => conv(n, a),
+        "ConvTranspose" => conv_transpose(n, a),
         "MaxPool" | "AveragePool" => pool(n, a),
         "GlobalAveragePool" => f(t(n, float(n, a, 0)?.mean_dims(&[2, 3], true))?),
         "GlobalMaxPool" => {
@@ -913,6 +920,119 @@ fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
     };
     let y = t(n, x.conv2d(&w, b.as_ref(), p))?;
     Ok(vec![Value::F(if one_d { t(n, y.squeeze(2))? } else { y })])
+}
+
+/// ConvTranspose: aics's transposed convolution with no padding, then ONNX's padding (from
+/// `pads`, `auto_pad` or `output_shape`) cropped from, and `output_padding` added to, each
+/// side of the full output.
+fn conv_transpose(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
+    let (x, w) = (float(n, a, 0)?, float(n, a, 1)?);
+    let one_d = x.rank() == 3 && w.rank() == 3;
+    let (x, w) = if one_d {
+        (t(n, x.unsqueeze(2))?, t(n, w.unsqueeze(2))?)
+    } else {
+        (x.clone(), w.clone())
+    };
+    if x.rank() != 4 || w.rank() != 4 {
+        return Err(node_err(
+            n,
+            format!(
+                "input {:?} and weight {:?}: aics runs 1-D and 2-D transposed convolutions",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    let s = window(n, "strides", 1, one_d)?;
+    let d = window(n, "dilations", 1, one_d)?;
+    let grow = |name: &str| -> Result<Vec<i64>> {
+        Ok(match attr_ints(n, name)? {
+            Some(v) if one_d => [vec![0], v].concat(),
+            Some(v) => v,
+            None => vec![0, 0],
+        })
+    };
+    let out_pad = grow("output_padding")?;
+    let groups = attr_int(n, "group", 1)?.max(1) as usize;
+    let p = ConvParams {
+        stride: (s[0], s[1]),
+        dilation: (d[0], d[1]),
+        groups,
+        ..Default::default()
+    };
+    let full = t(n, x.conv_transpose2d(&w, None, p))?;
+    let (xs, ws) = (x.shape().to_vec(), w.shape().to_vec());
+    // the padding (begin, end) of each spatial dimension
+    let auto = attr_str(n, "auto_pad", "NOTSET")?;
+    let out_shape = match attr_ints(n, "output_shape")? {
+        Some(v) if one_d => Some([vec![1], v].concat()),
+        other => other,
+    };
+    let mut pads = Vec::new();
+    for i in 0..2 {
+        let (inp, k) = (xs[2 + i] as i64, ws[2 + i] as i64);
+        let (st, di) = (s[i] as i64, d[i] as i64);
+        let natural = st * (inp - 1) + out_pad.get(i).copied().unwrap_or(0) + (k - 1) * di + 1;
+        let target = out_shape
+            .as_ref()
+            .map(|o| *o.get(o.len().wrapping_sub(2 - i)).unwrap_or(&0));
+        let same = matches!(auto.as_str(), "SAME_UPPER" | "SAME_LOWER");
+        pads.push(match target {
+            _ if same => {
+                let total = natural - target.unwrap_or(inp * st);
+                let half = total.div_euclid(2);
+                if auto == "SAME_UPPER" {
+                    (half, total - half)
+                } else {
+                    (total - half, half)
+                }
+            }
+            // an explicit output shape without padding: the full output, cut or extended at
+            // the end
+            Some(o) if attr_ints(n, "pads")?.is_none() => (0, natural - o),
+            _ => {
+                let p = grow("pads")?;
+                if p.len() == 4 {
+                    (p[i], p[i + 2])
+                } else if p == [0, 0] {
+                    (0, 0)
+                } else {
+                    return Err(node_err(n, format!("pads {p:?}")));
+                }
+            }
+        });
+    }
+    // output_padding: zeros after the full output; then the padding cropped (or, negative,
+    // added)
+    let mut y = full;
+    let extra: Vec<(usize, usize)> = (0..2)
+        .map(|i| (0, out_pad.get(i).copied().unwrap_or(0).max(0) as usize))
+        .collect();
+    y = t(n, y.pad(&[(0, 0), (0, 0), extra[0], extra[1]], 0.0))?;
+    for (i, &(b, e)) in pads.iter().enumerate() {
+        let dim = 2 + i;
+        let grow_b = (-b).max(0) as usize;
+        let grow_e = (-e).max(0) as usize;
+        if grow_b + grow_e > 0 {
+            let mut pp = vec![(0, 0); 4];
+            pp[dim] = (grow_b, grow_e);
+            y = t(n, y.pad(&pp, 0.0))?;
+        }
+        let len = y.shape()[dim] as i64 - b.max(0) - e.max(0);
+        if len < 1 {
+            return Err(node_err(n, format!("padding {pads:?} leaves no output")));
+        }
+        y = t(n, y.narrow(dim as isize, b.max(0) as usize, len as usize))?;
+    }
+    if let Some(Some(_)) = a.get(2) {
+        let b = float(n, a, 2)?;
+        let c = b.numel();
+        y = t(n, y.add(&t(n, b.reshape(&[1, c, 1, 1]))?))?;
+    }
+    if one_d {
+        y = t(n, y.squeeze(2))?;
+    }
+    Ok(vec![Value::F(y)])
 }
 
 fn pool(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
