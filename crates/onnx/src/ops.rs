@@ -1846,6 +1846,272 @@ fn reverse_sequence(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
     Ok(vec![d.pick(&idx).value(n, &s)?])
 }
 
+// ---- Resize ---------------------------------------------------------------------------------
+
+/// One output coordinate of a 1-D resampling: the extrapolation value, or source indices
+/// (clamped into the input) with their weights.
+enum Tap {
+    Fill,
+    Mix(Vec<(usize, f64)>),
+}
+
+struct ResizeMode {
+    mode: String,
+    coord: String,
+    nearest: String,
+    cubic_a: f64,
+    exclude_outside: bool,
+    antialias: bool,
+}
+
+/// The interpolation weights for a point `ratio` past the sample on its left, as ONNX's
+/// reference defines them for each mode.
+fn resize_coeffs(m: &ResizeMode, ratio: f64, scale: f64) -> Vec<f64> {
+    match m.mode.as_str() {
+        "nearest" => {
+            if ratio == 1.0 {
+                return vec![0.0, 1.0];
+            }
+            let up = match m.nearest.as_str() {
+                "round_prefer_ceil" => ratio >= 0.5,
+                "floor" => false,
+                "ceil" => true,
+                _ => ratio > 0.5,
+            };
+            vec![(!up) as u8 as f64, up as u8 as f64]
+        }
+        "linear" if m.antialias && scale < 1.0 => {
+            let start = (-1.0 / scale).floor() as i64 + 1;
+            let foot = 2 - 2 * start;
+            let c: Vec<f64> = (start..start + foot)
+                .map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0))
+                .collect();
+            let sum: f64 = c.iter().sum();
+            c.iter().map(|v| v / sum).collect()
+        }
+        "linear" => vec![1.0 - ratio, ratio],
+        _ => {
+            let a = m.cubic_a;
+            if m.antialias && scale < 1.0 {
+                let k = |x: f64| {
+                    let x = x.abs();
+                    if x <= 1.0 {
+                        (a + 2.0) * x * x * x - (a + 3.0) * x * x + 1.0
+                    } else if x < 2.0 {
+                        a * x * x * x - 5.0 * a * x * x + 8.0 * a * x - 4.0 * a
+                    } else {
+                        0.0
+                    }
+                };
+                let start = (-2.0 / scale).floor() as i64 + 1;
+                let c: Vec<f64> = (start..2 - start)
+                    .map(|i| k(scale * (i as f64 - ratio)))
+                    .collect();
+                let sum: f64 = c.iter().sum();
+                return c.iter().map(|v| v / sum).collect();
+            }
+            let r = ratio;
+            let s = 1.0 - r;
+            vec![
+                ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+                ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+                ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
+                ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
+            ]
+        }
+    }
+}
+
+/// The taps of each of `out` output coordinates resampling `len` inputs.
+fn resize_taps(m: &ResizeMode, len: usize, out: usize, scale: f64, roi: (f64, f64)) -> Vec<Tap> {
+    let (lf, of) = (len as f64, scale * len as f64);
+    (0..out)
+        .map(|x| {
+            let xf = x as f64;
+            let ori = match m.coord.as_str() {
+                "align_corners" if of == 1.0 => 0.0,
+                "align_corners" => xf * (lf - 1.0) / (of - 1.0),
+                "asymmetric" => xf / scale,
+                "tf_crop_and_resize" => {
+                    let o = if of == 1.0 {
+                        (roi.1 - roi.0) * (lf - 1.0) / 2.0
+                    } else {
+                        xf * (roi.1 - roi.0) * (lf - 1.0) / (of - 1.0)
+                    } + roi.0 * (lf - 1.0);
+                    if o < 0.0 || o > lf - 1.0 {
+                        return Tap::Fill;
+                    }
+                    o
+                }
+                "pytorch_half_pixel" if of == 1.0 => -0.5,
+                "half_pixel_symmetric" => {
+                    let adj = out as f64 / of;
+                    let offset = lf / 2.0 * (1.0 - adj);
+                    offset + (xf + 0.5) / scale - 0.5
+                }
+                _ => (xf + 0.5) / scale - 0.5,
+            };
+            let ratio = if ori.fract() == 0.0 {
+                1.0
+            } else {
+                ori - ori.floor()
+            };
+            let mut c = resize_coeffs(m, ratio, scale);
+            let k = c.len();
+            // the k samples nearest to `ori` in the input padded by ⌈k/2⌉ at each end (edge
+            // values), ties to the lower index
+            let pw = k.div_ceil(2) as i64;
+            let padded = len as i64 + 2 * pw;
+            let xp = ori + pw as f64;
+            let mut lo = (xp.floor() as i64 - k as i64).max(0);
+            let mut hi = (lo + k as i64).min(padded);
+            lo = (hi - k as i64).max(0);
+            // slide the window of k while its far end is nearer than its near end
+            while hi < padded && ((hi as f64 - xp).abs() < (xp - lo as f64).abs()) {
+                lo += 1;
+                hi += 1;
+            }
+            let idx: Vec<i64> = (lo..hi).map(|i| i - pw).collect();
+            if m.exclude_outside {
+                for (j, &i) in idx.iter().enumerate() {
+                    if i < 0 || i >= len as i64 {
+                        c[j] = 0.0;
+                    }
+                }
+                let sum: f64 = c.iter().sum();
+                c.iter_mut().for_each(|v| *v /= sum);
+            }
+            Tap::Mix(
+                idx.iter()
+                    .zip(&c)
+                    .map(|(&i, &w)| (i.clamp(0, len as i64 - 1) as usize, w))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn resize(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
+    let x = input(n, a, 0)?;
+    let s = x.shape();
+    let r = s.len();
+    let nonempty = |i: usize| given(a, i).filter(|v| v.shape().iter().product::<usize>() > 0);
+    let (roi, scales, sizes) = if opset < 11 {
+        (None, nonempty(1).map(|v| Data::of(v).0.f64s()), None)
+    } else {
+        (
+            nonempty(1).map(|v| Data::of(v).0.f64s()),
+            nonempty(2).map(|v| Data::of(v).0.f64s()),
+            nonempty(3).map(i64s),
+        )
+    };
+    let axes: Vec<usize> = match attr_ints(n, "axes")? {
+        Some(v) => v.iter().map(|&d| axis(n, d, r)).collect::<Result<_>>()?,
+        None => (0..r).collect(),
+    };
+    let na = axes.len();
+    let mut scale = vec![1.0f64; r];
+    let mut out = s.clone();
+    let mut roi_full: Vec<(f64, f64)> = vec![(0.0, 1.0); r];
+    if let Some(roi) = &roi {
+        if roi.len() != 2 * na {
+            return Err(node_err(
+                n,
+                format!("roi of {} values for {na} axes", roi.len()),
+            ));
+        }
+        for (i, &d) in axes.iter().enumerate() {
+            roi_full[d] = (roi[i], roi[na + i]);
+        }
+    }
+    match (scales, sizes) {
+        (Some(sc), _) => {
+            if sc.len() != na {
+                return Err(node_err(n, format!("{} scales for {na} axes", sc.len())));
+            }
+            for (i, &d) in axes.iter().enumerate() {
+                if sc[i] <= 0.0 {
+                    return Err(node_err(n, format!("scale {}", sc[i])));
+                }
+                scale[d] = sc[i];
+                out[d] = (sc[i] * s[d] as f64) as usize;
+            }
+        }
+        (None, Some(sz)) => {
+            if sz.len() != na {
+                return Err(node_err(n, format!("{} sizes for {na} axes", sz.len())));
+            }
+            for (i, &d) in axes.iter().enumerate() {
+                out[d] = sz[i].max(0) as usize;
+                scale[d] = out[d] as f64 / s[d] as f64;
+            }
+            let policy = attr_str(n, "keep_aspect_ratio_policy", "stretch")?;
+            if policy != "stretch" {
+                let sel = axes.iter().map(|&d| scale[d]);
+                let k = if policy == "not_larger" {
+                    sel.fold(f64::INFINITY, f64::min)
+                } else {
+                    sel.fold(0.0, f64::max)
+                };
+                for &d in &axes {
+                    scale[d] = k;
+                    out[d] = (k * s[d] as f64 + 0.5) as usize;
+                }
+            }
+        }
+        (None, None) => return Err(node_err(n, "neither scales nor sizes is given")),
+    }
+    let m = ResizeMode {
+        mode: attr_str(n, "mode", "nearest")?,
+        coord: attr_str(n, "coordinate_transformation_mode", "half_pixel")?,
+        nearest: attr_str(n, "nearest_mode", "round_prefer_floor")?,
+        cubic_a: attr_float(n, "cubic_coeff_a", -0.75)? as f64,
+        exclude_outside: attr_int(n, "exclude_outside", 0)? != 0,
+        antialias: attr_int(n, "antialias", 0)? != 0,
+    };
+    if !matches!(m.mode.as_str(), "nearest" | "linear" | "cubic") {
+        return Err(node_err(n, format!("mode '{}'", m.mode)));
+    }
+    let fill = attr_float(n, "extrapolation_value", 0.0)? as f64;
+    let (data, _) = Data::of(x);
+    let mut d = data.f64s();
+    let mut cur = s.clone();
+    for ax in 0..r {
+        let identity = (scale[ax] - 1.0).abs() < 1e-9
+            && out[ax] == cur[ax]
+            && (roi_full[ax].0.abs() < 1e-9 && (roi_full[ax].1 - 1.0).abs() < 1e-9
+                || m.coord != "tf_crop_and_resize");
+        if identity {
+            continue;
+        }
+        if cur[ax] == 0 {
+            return Err(node_err(n, format!("resizing an empty axis of {s:?}")));
+        }
+        let taps = resize_taps(&m, cur[ax], out[ax], scale[ax], roi_full[ax]);
+        let (outer, len, inner) = split3(&cur, ax);
+        let mut y = vec![0f64; outer * out[ax] * inner];
+        for o in 0..outer {
+            for (j, tap) in taps.iter().enumerate() {
+                for i in 0..inner {
+                    y[(o * out[ax] + j) * inner + i] = match tap {
+                        Tap::Fill => fill,
+                        Tap::Mix(w) => w
+                            .iter()
+                            .map(|&(k, c)| c * d[(o * len + k) * inner + i])
+                            .sum(),
+                    };
+                }
+            }
+        }
+        d = y;
+        cur[ax] = out[ax];
+    }
+    match data {
+        Data::F(_) => fval(n, d.iter().map(|&v| v as f32).collect(), &out),
+        Data::I(_) => ival(d.iter().map(|&v| v.round() as i64).collect(), &out),
+    }
+}
+
 /// The ops of this module, all in the default domain.
 pub const OPS: &[&str] = &[
     "Acos",
@@ -1908,6 +2174,7 @@ pub const OPS: &[&str] = &[
     "PRelu",
     "Range",
     "Reciprocal",
+    "Resize",
     "ReduceL1",
     "ReduceL2",
     "ReduceLogSum",
@@ -1982,6 +2249,7 @@ pub(crate) fn exec(
         "ScatterElements" | "ScatterND" => scatter(n, a),
         "Expand" | "Tile" => expand_tile(n, a),
         "Pad" => pad(n, a, opset),
+        "Resize" => resize(n, a, opset),
         "Range" => range(n, a),
         "Size" => {
             let s = input(n, a, 0)?.shape();
