@@ -2112,6 +2112,416 @@ fn resize(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
     }
 }
 
+// ---- recurrent layers -----------------------------------------------------------------------
+
+/// An activation of the recurrent ops, by its ONNX name, with its alpha and beta.
+fn rnn_activation(
+    n: &Node,
+    name: &str,
+    alpha: Option<f32>,
+    beta: Option<f32>,
+) -> Result<Box<dyn Fn(f64) -> f64>> {
+    let al = |d: f64| alpha.map_or(d, f64::from);
+    let be = |d: f64| beta.map_or(d, f64::from);
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "sigmoid" => Box::new(|x: f64| 1.0 / (1.0 + (-x).exp())),
+        "tanh" => Box::new(f64::tanh),
+        "relu" => Box::new(|x: f64| x.max(0.0)),
+        "affine" => {
+            let (a, b) = (al(1.0), be(0.0));
+            Box::new(move |x: f64| a * x + b)
+        }
+        "leakyrelu" => {
+            let a = al(0.01);
+            Box::new(move |x: f64| if x < 0.0 { a * x } else { x })
+        }
+        "thresholdedrelu" => {
+            let a = al(1.0);
+            Box::new(move |x: f64| if x > a { x } else { 0.0 })
+        }
+        "scaledtanh" => {
+            let (a, b) = (al(1.0), be(1.0));
+            Box::new(move |x: f64| a * (b * x).tanh())
+        }
+        "hardsigmoid" => {
+            let (a, b) = (al(0.2), be(0.5));
+            Box::new(move |x: f64| (a * x + b).clamp(0.0, 1.0))
+        }
+        "elu" => {
+            let a = al(1.0);
+            Box::new(move |x: f64| if x < 0.0 { a * x.exp_m1() } else { x })
+        }
+        "softsign" => Box::new(|x: f64| x / (1.0 + x.abs())),
+        "softplus" => Box::new(softplus),
+        other => return Err(node_err(n, format!("activation '{other}'"))),
+    })
+}
+
+/// RNN, GRU and LSTM as ONNX defines them: gates in the order i (RNN), z r h (GRU), i o f c
+/// (LSTM), both directions, per-sequence lengths, clipping and the activations given.
+fn recurrent(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
+    let op = n.op_type.as_str();
+    let gates = match op {
+        "RNN" => 1,
+        "GRU" => 3,
+        _ => 4,
+    };
+    let x = input(n, a, 0)?;
+    let (w, r) = (input(n, a, 1)?, input(n, a, 2)?);
+    let (xs, ws, rs) = (x.shape(), w.shape(), r.shape());
+    let layout = attr_int(n, "layout", 0)?;
+    if xs.len() != 3 || ws.len() != 3 || rs.len() != 3 {
+        return Err(node_err(
+            n,
+            format!("X {xs:?}, W {ws:?}, R {rs:?}: three 3-D tensors are needed"),
+        ));
+    }
+    let (seq, batch, inp) = if layout == 0 {
+        (xs[0], xs[1], xs[2])
+    } else {
+        (xs[1], xs[0], xs[2])
+    };
+    let dirs = ws[0];
+    let hid = rs[2];
+    let direction = attr_str(n, "direction", "forward")?;
+    let want_dirs = if direction == "bidirectional" { 2 } else { 1 };
+    if dirs != want_dirs
+        || ws[1] != gates * hid
+        || ws[2] != inp
+        || rs[0] != dirs
+        || rs[1] != gates * hid
+    {
+        return Err(node_err(
+            n,
+            format!("X {xs:?}, W {ws:?}, R {rs:?} do not fit {gates} gates of {hid}, direction '{direction}'"),
+        ));
+    }
+    let xd = f32s(x);
+    let at_x = |t: usize, b: usize, i: usize| {
+        if layout == 0 {
+            xd[(t * batch + b) * inp + i]
+        } else {
+            xd[(b * seq + t) * inp + i]
+        }
+    };
+    let (wd, rd) = (f32s(w), f32s(r));
+    let bd = given(a, 3).map(f32s);
+    if bd
+        .as_ref()
+        .is_some_and(|b| b.len() != dirs * 2 * gates * hid)
+    {
+        return Err(node_err(n, "B is not (directions, 2 × gates × hidden)"));
+    }
+    let lens: Vec<usize> = match given(a, 4) {
+        Some(v) => i64s(v)
+            .iter()
+            .map(|&l| (l.max(0) as usize).min(seq))
+            .collect(),
+        None => vec![seq; batch],
+    };
+    if lens.len() != batch {
+        return Err(node_err(
+            n,
+            format!("{} sequence lengths for batch {batch}", lens.len()),
+        ));
+    }
+    // initial states (directions, batch, hidden), or (batch, directions, hidden) in layout 1
+    let state = |i: usize| -> Result<Vec<f64>> {
+        let Some(v) = given(a, i) else {
+            return Ok(vec![0.0; dirs * batch * hid]);
+        };
+        let d = f32s(v);
+        if d.len() != dirs * batch * hid {
+            return Err(node_err(n, format!("initial state {:?}", v.shape())));
+        }
+        let mut out = vec![0.0; d.len()];
+        for dd in 0..dirs {
+            for b in 0..batch {
+                for h in 0..hid {
+                    let src = if layout == 0 {
+                        (dd * batch + b) * hid + h
+                    } else {
+                        (b * dirs + dd) * hid + h
+                    };
+                    out[(dd * batch + b) * hid + h] = d[src] as f64;
+                }
+            }
+        }
+        Ok(out)
+    };
+    let h0 = state(5)?;
+    let c0 = if op == "LSTM" { state(6)? } else { Vec::new() };
+    let peep = if op == "LSTM" {
+        given(a, 7).map(f32s)
+    } else {
+        None
+    };
+    let clip = match attr(n, "clip") {
+        Some(AttrValue::Float(c)) => Some(*c as f64),
+        _ => None,
+    };
+    let names: Vec<String> = match attr(n, "activations") {
+        Some(AttrValue::Strings(v)) => v
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+        _ => {
+            let one: &[&str] = match op {
+                "RNN" => &["Tanh"],
+                "GRU" => &["Sigmoid", "Tanh"],
+                _ => &["Sigmoid", "Tanh", "Tanh"],
+            };
+            one.iter()
+                .cycle()
+                .take(one.len() * dirs)
+                .map(|s| s.to_string())
+                .collect()
+        }
+    };
+    let per_dir = match op {
+        "RNN" => 1,
+        "GRU" => 2,
+        _ => 3,
+    };
+    if names.len() != per_dir * dirs {
+        return Err(node_err(
+            n,
+            format!("{} activations for {dirs} direction(s)", names.len()),
+        ));
+    }
+    let alphas = attr_floats(n, "activation_alpha")?;
+    let betas = attr_floats(n, "activation_beta")?;
+    let acts: Vec<Box<dyn Fn(f64) -> f64>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, nm)| rnn_activation(n, nm, alphas.get(i).copied(), betas.get(i).copied()))
+        .collect::<Result<_>>()?;
+    let lbr = attr_int(n, "linear_before_reset", 0)? != 0;
+    let couple = attr_int(n, "input_forget", 0)? != 0;
+    let mut y = vec![0f64; seq * dirs * batch * hid];
+    let mut yh = vec![0f64; dirs * batch * hid];
+    let mut yc = vec![0f64; dirs * batch * hid];
+    let gh = gates * hid;
+    for d in 0..dirs {
+        let reverse = direction == "reverse" || d == 1;
+        let f = &acts[d * per_dir..(d + 1) * per_dir];
+        let wrow = |g: usize, i: usize| &wd[(d * gh + g) * inp + i];
+        let rrow = |g: usize, i: usize| rd[(d * gh + g) * hid + i] as f64;
+        let bias = |g: usize| bd.as_ref().map_or(0.0, |b| b[d * 2 * gh + g] as f64);
+        let rbias = |g: usize| bd.as_ref().map_or(0.0, |b| b[d * 2 * gh + gh + g] as f64);
+        let cl = |v: f64| clip.map_or(v, |c| v.clamp(-c, c));
+        for b in 0..batch {
+            let mut h: Vec<f64> = h0[(d * batch + b) * hid..(d * batch + b + 1) * hid].to_vec();
+            let mut c: Vec<f64> = if op == "LSTM" {
+                c0[(d * batch + b) * hid..(d * batch + b + 1) * hid].to_vec()
+            } else {
+                Vec::new()
+            };
+            for step in 0..lens[b] {
+                let tt = if reverse { lens[b] - 1 - step } else { step };
+                // xw[g] = x·W[g] + Wb[g]; hr[g] = h·R[g] + Rb[g]
+                let xw: Vec<f64> = (0..gh)
+                    .map(|g| {
+                        (0..inp)
+                            .map(|i| at_x(tt, b, i) as f64 * *wrow(g, i) as f64)
+                            .sum::<f64>()
+                            + bias(g)
+                    })
+                    .collect();
+                let hr: Vec<f64> = (0..gh)
+                    .map(|g| (0..hid).map(|i| h[i] * rrow(g, i)).sum::<f64>() + rbias(g))
+                    .collect();
+                let new_h: Vec<f64> = match op {
+                    "RNN" => (0..hid).map(|k| f[0](cl(xw[k] + hr[k]))).collect(),
+                    "GRU" => {
+                        let z: Vec<f64> = (0..hid).map(|k| f[0](cl(xw[k] + hr[k]))).collect();
+                        let rr: Vec<f64> = (0..hid)
+                            .map(|k| f[0](cl(xw[hid + k] + hr[hid + k])))
+                            .collect();
+                        (0..hid)
+                            .map(|k| {
+                                let g = 2 * hid + k;
+                                let pre = if lbr {
+                                    xw[g] + rr[k] * hr[g]
+                                } else {
+                                    let rh: f64 = (0..hid).map(|i| rr[i] * h[i] * rrow(g, i)).sum();
+                                    xw[g] + rh + rbias(g)
+                                };
+                                let hh = f[1](cl(pre));
+                                (1.0 - z[k]) * hh + z[k] * h[k]
+                            })
+                            .collect()
+                    }
+                    _ => {
+                        let p = |j: usize, k: usize| {
+                            peep.as_ref()
+                                .map_or(0.0, |p| p[d * 3 * hid + j * hid + k] as f64)
+                        };
+                        let mut out = vec![0.0; hid];
+                        for k in 0..hid {
+                            let i = f[0](cl(xw[k] + hr[k] + p(0, k) * c[k]));
+                            let fg = if couple {
+                                1.0 - i
+                            } else {
+                                f[0](cl(xw[2 * hid + k] + hr[2 * hid + k] + p(2, k) * c[k]))
+                            };
+                            let cc = f[1](cl(xw[3 * hid + k] + hr[3 * hid + k]));
+                            c[k] = fg * c[k] + i * cc;
+                            let o = f[0](cl(xw[hid + k] + hr[hid + k] + p(1, k) * c[k]));
+                            out[k] = o * f[2](c[k]);
+                        }
+                        out
+                    }
+                };
+                h = new_h;
+                let at = ((tt * dirs + d) * batch + b) * hid;
+                y[at..at + hid].copy_from_slice(&h);
+            }
+            yh[(d * batch + b) * hid..(d * batch + b + 1) * hid].copy_from_slice(&h);
+            if op == "LSTM" {
+                yc[(d * batch + b) * hid..(d * batch + b + 1) * hid].copy_from_slice(&c);
+            }
+        }
+    }
+    let f32v = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let (y, yh, yc, ys, hs) = if layout == 0 {
+        (
+            f32v(&y),
+            f32v(&yh),
+            f32v(&yc),
+            vec![seq, dirs, batch, hid],
+            vec![dirs, batch, hid],
+        )
+    } else {
+        // Y (batch, seq, directions, hidden); states (batch, directions, hidden)
+        let mut y1 = vec![0f32; y.len()];
+        for t in 0..seq {
+            for d in 0..dirs {
+                for b in 0..batch {
+                    for k in 0..hid {
+                        y1[((b * seq + t) * dirs + d) * hid + k] =
+                            y[((t * dirs + d) * batch + b) * hid + k] as f32;
+                    }
+                }
+            }
+        }
+        let swap = |v: &[f64]| {
+            let mut o = vec![0f32; v.len()];
+            for d in 0..dirs {
+                for b in 0..batch {
+                    for k in 0..hid {
+                        o[(b * dirs + d) * hid + k] = v[(d * batch + b) * hid + k] as f32;
+                    }
+                }
+            }
+            o
+        };
+        (
+            y1,
+            swap(&yh),
+            swap(&yc),
+            vec![batch, seq, dirs, hid],
+            vec![batch, dirs, hid],
+        )
+    };
+    let mut out = fval(n, y, &ys)?;
+    out.extend(fval(n, yh, &hs)?);
+    if op == "LSTM" {
+        out.extend(fval(n, yc, &hs)?);
+    }
+    Ok(out)
+}
+
+fn attr_floats(n: &Node, name: &str) -> Result<Vec<f32>> {
+    match attr(n, name) {
+        None => Ok(Vec::new()),
+        Some(AttrValue::Floats(v)) => Ok(v.clone()),
+        Some(other) => Err(node_err(
+            n,
+            format!("attribute '{name}' should be floats, is {other:?}"),
+        )),
+    }
+}
+
+// ---- detection ------------------------------------------------------------------------------
+
+/// NonMaxSuppression: per batch and class, boxes in descending score (ties: the lower index
+/// first) kept unless their IoU with a kept one exceeds the threshold.
+fn nms(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
+    let (bv, sv) = (input(n, a, 0)?, input(n, a, 1)?);
+    let (bs, ss) = (bv.shape(), sv.shape());
+    if bs.len() != 3 || bs[2] != 4 || ss.len() != 3 || ss[0] != bs[0] || ss[2] != bs[1] {
+        return Err(node_err(
+            n,
+            format!("boxes {bs:?} and scores {ss:?}: (B, N, 4) and (B, C, N) are needed"),
+        ));
+    }
+    let scalar_f = |i: usize| given(a, i).and_then(|v| Data::of(v).0.f64s().first().copied());
+    let max_out = scalar_f(2).map_or(0, |v| v.max(0.0) as usize);
+    let iou_t = scalar_f(3).unwrap_or(0.0);
+    let score_t = scalar_f(4);
+    let center = attr_int(n, "center_point_box", 0)? != 0;
+    let (boxes, scores) = (Data::of(bv).0.f64s(), Data::of(sv).0.f64s());
+    let (nb, nc, nbox) = (ss[0], ss[1], ss[2]);
+    // (x_min, y_min, x_max, y_max)
+    let corners = |bi: usize, k: usize| {
+        let p = &boxes[(bi * nbox + k) * 4..(bi * nbox + k) * 4 + 4];
+        if center {
+            (
+                p[0] - p[2] / 2.0,
+                p[1] - p[3] / 2.0,
+                p[0] + p[2] / 2.0,
+                p[1] + p[3] / 2.0,
+            )
+        } else {
+            (
+                p[1].min(p[3]),
+                p[0].min(p[2]),
+                p[1].max(p[3]),
+                p[0].max(p[2]),
+            )
+        }
+    };
+    let over = |p: (f64, f64, f64, f64), q: (f64, f64, f64, f64)| {
+        let (ix0, ix1) = (p.0.max(q.0), p.2.min(q.2));
+        let (iy0, iy1) = (p.1.max(q.1), p.3.min(q.3));
+        if ix1 <= ix0 || iy1 <= iy0 {
+            return false;
+        }
+        let inter = (ix1 - ix0) * (iy1 - iy0);
+        let (a1, a2) = ((p.2 - p.0) * (p.3 - p.1), (q.2 - q.0) * (q.3 - q.1));
+        let union = a1 + a2 - inter;
+        a1 > 0.0 && a2 > 0.0 && union > 0.0 && inter / union > iou_t
+    };
+    let mut out = Vec::new();
+    for bi in 0..nb {
+        for c in 0..nc {
+            let sc = &scores[(bi * nc + c) * nbox..(bi * nc + c + 1) * nbox];
+            let mut cand: Vec<usize> = (0..nbox)
+                .filter(|&k| score_t.is_none_or(|t| sc[k] > t))
+                .collect();
+            cand.sort_by(|&p, &q| {
+                sc[q]
+                    .partial_cmp(&sc[p])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(p.cmp(&q))
+            });
+            let mut kept: Vec<usize> = Vec::new();
+            for k in cand {
+                if kept.len() >= max_out {
+                    break;
+                }
+                if kept.iter().all(|&j| !over(corners(bi, k), corners(bi, j))) {
+                    kept.push(k);
+                    out.extend([bi as i64, c as i64, k as i64]);
+                }
+            }
+        }
+    }
+    let rows = out.len() / 3;
+    ival(out, &[rows, 3])
+}
+
 /// The ops of this module, all in the default domain.
 pub const OPS: &[&str] = &[
     "Acos",
@@ -2150,6 +2560,7 @@ pub const OPS: &[&str] = &[
     "Gelu",
     "Greater",
     "GreaterOrEqual",
+    "GRU",
     "Hardmax",
     "HardSwish",
     "InstanceNormalization",
@@ -2159,12 +2570,14 @@ pub const OPS: &[&str] = &[
     "Less",
     "LessOrEqual",
     "LogSoftmax",
+    "LSTM",
     "LpNormalization",
     "Mean",
     "MeanVarianceNormalization",
     "Mish",
     "Mod",
     "NegativeLogLikelihoodLoss",
+    "NonMaxSuppression",
     "NonZero",
     "Not",
     "OneHot",
@@ -2186,6 +2599,7 @@ pub const OPS: &[&str] = &[
     "ReduceSum",
     "ReduceSumSquare",
     "ReverseSequence",
+    "RNN",
     "RMSNormalization",
     "Round",
     "ScatterElements",
@@ -2250,6 +2664,8 @@ pub(crate) fn exec(
         "Expand" | "Tile" => expand_tile(n, a),
         "Pad" => pad(n, a, opset),
         "Resize" => resize(n, a, opset),
+        "RNN" | "GRU" | "LSTM" => recurrent(n, a),
+        "NonMaxSuppression" => nms(n, a),
         "Range" => range(n, a),
         "Size" => {
             let s = input(n, a, 0)?.shape();
