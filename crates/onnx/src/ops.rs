@@ -2522,6 +2522,90 @@ fn nms(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
     ival(out, &[rows, 3])
 }
 
+// ---- helpers of the control-flow ops --------------------------------------------------------
+
+/// The first element of a value as an integer.
+pub(crate) fn first_int(n: &Node, v: &Value) -> Result<i64> {
+    i64s(v)
+        .first()
+        .copied()
+        .ok_or_else(|| node_err(n, "an empty tensor where a scalar is needed"))
+}
+
+/// Values of one shape stacked along a new axis `ax`.
+pub(crate) fn stack(n: &Node, parts: &[Value], ax: usize) -> Result<Value> {
+    let Some(first) = parts.first() else {
+        return Err(node_err(n, "nothing to stack (no iterations)"));
+    };
+    let s = first.shape();
+    if parts.iter().any(|p| p.shape() != s) {
+        return Err(node_err(n, "the iterations' outputs differ in shape"));
+    }
+    let mut d = match first {
+        Value::F(_) => Data::F(Vec::new()),
+        Value::I(..) => Data::I(Vec::new()),
+    };
+    for p in parts {
+        match (&mut d, Data::of(p).0) {
+            (Data::F(acc), Data::F(v)) => acc.extend(v),
+            (Data::I(acc), Data::I(v)) => acc.extend(v),
+            _ => return Err(node_err(n, "the iterations' outputs differ in type")),
+        }
+    }
+    let mut shape = vec![parts.len()];
+    shape.extend(&s);
+    let v = d.value(n, &shape)?;
+    if ax == 0 {
+        Ok(v)
+    } else {
+        move_first_to(n, &v, ax)
+    }
+}
+
+/// `v` with axis `ax` moved to the front.
+pub(crate) fn move_axis_first(n: &Node, v: &Value, ax: usize) -> Result<Value> {
+    let s = v.shape();
+    let mut perm: Vec<usize> = vec![ax];
+    perm.extend((0..s.len()).filter(|&d| d != ax));
+    permute(n, v, &perm)
+}
+
+/// `v` with its first axis moved to position `ax`.
+pub(crate) fn move_first_to(n: &Node, v: &Value, ax: usize) -> Result<Value> {
+    let r = v.shape().len();
+    let mut perm: Vec<usize> = (1..r).collect();
+    perm.insert(ax, 0);
+    permute(n, v, &perm)
+}
+
+fn permute(n: &Node, v: &Value, perm: &[usize]) -> Result<Value> {
+    let s = v.shape();
+    let st = strides(&s);
+    let out: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+    let lists: Vec<Vec<Option<usize>>> = perm.iter().map(|&p| some((0..s[p]).collect())).collect();
+    // the flat index of each output element: Σ index·stride of the source axis
+    let mut idx = vec![0usize];
+    for (d, list) in lists.iter().enumerate() {
+        let stride = st[perm[d]];
+        let mut next = Vec::with_capacity(idx.len() * list.len());
+        for &i in &idx {
+            for j in list.iter().flatten() {
+                next.push(i + j * stride);
+            }
+        }
+        idx = next;
+    }
+    Data::of(v).0.pick(&idx).value(n, &out)
+}
+
+/// Element `i` of `v`'s first axis.
+pub(crate) fn index_first(n: &Node, v: &Value, i: usize) -> Result<Value> {
+    let s = v.shape();
+    let inner: usize = s[1..].iter().product();
+    let idx: Vec<usize> = (i * inner..(i + 1) * inner).collect();
+    Data::of(v).0.pick(&idx).value(n, &s[1..])
+}
+
 /// The ops of this module, all in the default domain.
 pub const OPS: &[&str] = &[
     "Acos",

@@ -127,12 +127,16 @@ impl OnnxModel {
 
     /// Runs the graph on `inputs` (by name) and returns its outputs in order.
     pub fn run(&self, inputs: &[(&str, Value)]) -> Result<Vec<(String, Value)>> {
-        let mut env: HashMap<String, Value> = self.consts.clone();
+        let mut scope = Scope {
+            vals: HashMap::new(),
+            parent: None,
+            base: Some(&self.consts),
+        };
         for name in self.input_names() {
             let Some((_, v)) = inputs.iter().find(|(n, _)| *n == name) else {
                 return Err(OnnxError::Input(format!("input '{name}' was not given")));
             };
-            env.insert(name, v.clone());
+            scope.vals.insert(name, v.clone());
         }
         for (n, _) in inputs {
             if !self.graph.inputs.iter().any(|i| i.name == *n) {
@@ -142,7 +146,33 @@ impl OnnxModel {
                 )));
             }
         }
-        for node in &self.graph.nodes {
+        self.run_nodes(&self.graph, &mut scope)?;
+        self.graph
+            .outputs
+            .iter()
+            .map(|o| {
+                scope
+                    .get(&o.name)
+                    .cloned()
+                    .map(|v| (o.name.clone(), v))
+                    .ok_or_else(|| {
+                        OnnxError::Input(format!("output '{}' was not computed", o.name))
+                    })
+            })
+            .collect()
+    }
+
+    /// Runs the nodes of `g` in order, each output into `scope`, held to the type `g`
+    /// declares for it.
+    fn run_nodes(&self, g: &Graph, scope: &mut Scope) -> Result<()> {
+        let declared: HashMap<&str, i32> = g
+            .inputs
+            .iter()
+            .chain(&g.outputs)
+            .chain(&g.value_info)
+            .filter_map(|v| v.elem_type.map(|t| (v.name.as_str(), t)))
+            .collect();
+        for node in &g.nodes {
             let args: Vec<Option<Value>> = node
                 .inputs
                 .iter()
@@ -150,14 +180,22 @@ impl OnnxModel {
                     if i.is_empty() {
                         None
                     } else {
-                        env.get(i).cloned()
+                        scope.get(i).cloned()
                     }
                 })
                 .collect();
-            let types = |name: &str| self.types.get(name).copied();
-            let mut outs = exec(node, &args, self.opset, &types)?;
+            let types = |name: &str| {
+                declared
+                    .get(name)
+                    .copied()
+                    .or_else(|| self.types.get(name).copied())
+            };
+            let mut outs = match node.op_type.as_str() {
+                "If" | "Loop" | "Scan" => self.control(node, &args, scope)?,
+                _ => exec(node, &args, self.opset, &types)?,
+            };
             for (name, v) in node.outputs.iter().zip(outs.iter_mut()) {
-                if let Some(&ty) = self.types.get(name) {
+                if let Some(ty) = types(name) {
                     *v = crate::ops::conform(node, v.clone(), ty)?;
                 }
             }
@@ -168,22 +206,270 @@ impl OnnxModel {
             }
             for (name, v) in node.outputs.iter().zip(outs) {
                 if !name.is_empty() {
-                    env.insert(name.clone(), v);
+                    scope.vals.insert(name.clone(), v);
                 }
             }
         }
-        self.graph
-            .outputs
+        Ok(())
+    }
+
+    /// Runs subgraph `g` with `inputs` bound to its inputs in order, seeing the values of
+    /// `outer`; returns its outputs in order.
+    fn run_subgraph(
+        &self,
+        n: &Node,
+        g: &Graph,
+        inputs: Vec<Value>,
+        outer: &Scope,
+    ) -> Result<Vec<Value>> {
+        let mut scope = Scope {
+            vals: HashMap::new(),
+            parent: Some(outer),
+            base: None,
+        };
+        for t in &g.initializers {
+            scope.vals.insert(t.name.clone(), value_of(t)?);
+        }
+        if inputs.len() > g.inputs.len() {
+            return Err(node_err(
+                n,
+                format!(
+                    "{} values for a body of {} inputs",
+                    inputs.len(),
+                    g.inputs.len()
+                ),
+            ));
+        }
+        for (vi, v) in g.inputs.iter().zip(inputs) {
+            scope.vals.insert(vi.name.clone(), v);
+        }
+        self.run_nodes(g, &mut scope)?;
+        g.outputs
             .iter()
             .map(|o| {
-                env.get(&o.name)
-                    .cloned()
-                    .map(|v| (o.name.clone(), v))
-                    .ok_or_else(|| {
-                        OnnxError::Input(format!("output '{}' was not computed", o.name))
-                    })
+                scope.get(&o.name).cloned().ok_or_else(|| {
+                    node_err(
+                        n,
+                        format!("the body's output '{}' was not computed", o.name),
+                    )
+                })
             })
             .collect()
+    }
+
+    /// If, Loop and Scan: their bodies run as subgraphs.
+    fn control(&self, n: &Node, a: &[Option<Value>], scope: &Scope) -> Result<Vec<Value>> {
+        let graph = |name: &str| match attr(n, name) {
+            Some(AttrValue::Graph(g)) => Ok(g.as_ref()),
+            _ => Err(node_err(n, format!("the '{name}' graph is missing"))),
+        };
+        let truth = |v: &Value| match v {
+            Value::I(d, _) => d.first().is_some_and(|&x| x != 0),
+            Value::F(t) => t.to_vec().first().is_some_and(|&x| x != 0.0),
+        };
+        match n.op_type.as_str() {
+            "If" => {
+                let branch = if truth(input(n, a, 0)?) {
+                    "then_branch"
+                } else {
+                    "else_branch"
+                };
+                self.run_subgraph(n, graph(branch)?, Vec::new(), scope)
+            }
+            "Loop" => {
+                let body = graph("body")?;
+                let trips = match a.first() {
+                    Some(Some(v)) => Some(crate::ops::first_int(n, v)?),
+                    _ => None,
+                };
+                let mut cond = match a.get(1) {
+                    Some(Some(v)) => truth(v),
+                    _ => true,
+                };
+                let mut carried: Vec<Value> = a[2.min(a.len())..]
+                    .iter()
+                    .map(|v| {
+                        v.clone()
+                            .ok_or_else(|| node_err(n, "a loop-carried value is missing"))
+                    })
+                    .collect::<Result<_>>()?;
+                let k = carried.len();
+                let mut scans: Vec<Vec<Value>> = Vec::new();
+                let mut i = 0i64;
+                while cond && trips.is_none_or(|m| i < m) {
+                    let mut ins = vec![
+                        Value::I(vec![i], vec![]),
+                        Value::I(vec![cond as i64], vec![]),
+                    ];
+                    ins.extend(carried.iter().cloned());
+                    let outs = self.run_subgraph(n, body, ins, scope)?;
+                    if outs.len() < 1 + k {
+                        return Err(node_err(n, "the body returns too few values"));
+                    }
+                    cond = truth(&outs[0]);
+                    carried = outs[1..1 + k].to_vec();
+                    let rest = &outs[1 + k..];
+                    if scans.is_empty() {
+                        scans = vec![Vec::new(); rest.len()];
+                    }
+                    for (s, v) in scans.iter_mut().zip(rest) {
+                        s.push(v.clone());
+                    }
+                    i += 1;
+                    if i > 1 << 31 {
+                        return Err(node_err(n, "more than 2³¹ iterations"));
+                    }
+                }
+                let scan_count = n.outputs.len().saturating_sub(k);
+                let mut out = carried;
+                for j in 0..scan_count {
+                    out.push(crate::ops::stack(
+                        n,
+                        scans.get(j).map(Vec::as_slice).unwrap_or(&[]),
+                        0,
+                    )?);
+                }
+                Ok(out)
+            }
+            _ => self.scan(n, a, scope, graph("body")?),
+        }
+    }
+
+    fn scan(
+        &self,
+        n: &Node,
+        a: &[Option<Value>],
+        scope: &Scope,
+        body: &Graph,
+    ) -> Result<Vec<Value>> {
+        if self.opset >= 9 {
+            let args: Vec<Value> = a
+                .iter()
+                .map(|v| v.clone().ok_or_else(|| node_err(n, "an input is missing")))
+                .collect::<Result<_>>()?;
+            return self.scan_once(n, args, scope, body);
+        }
+        // Scan-8: a sequence_lens input first (all full length here), and every input and
+        // output with a batch axis first; the body runs on each batch element
+        if a.first().is_some_and(|v| v.is_some()) {
+            return Err(node_err(n, "Scan-8's sequence_lens is not supported"));
+        }
+        let args: Vec<Value> = a[1.min(a.len())..]
+            .iter()
+            .map(|v| v.clone().ok_or_else(|| node_err(n, "an input is missing")))
+            .collect::<Result<_>>()?;
+        let batch = args
+            .first()
+            .map_or(0, |v| v.shape().first().copied().unwrap_or(0));
+        let mut per: Vec<Vec<Value>> = Vec::new();
+        for b in 0..batch {
+            let one: Vec<Value> = args
+                .iter()
+                .map(|v| crate::ops::index_first(n, v, b))
+                .collect::<Result<_>>()?;
+            let outs = self.scan_once(n, one, scope, body)?;
+            if per.is_empty() {
+                per = vec![Vec::new(); outs.len()];
+            }
+            for (p, v) in per.iter_mut().zip(outs) {
+                p.push(v);
+            }
+        }
+        per.iter().map(|p| crate::ops::stack(n, p, 0)).collect()
+    }
+
+    fn scan_once(
+        &self,
+        n: &Node,
+        args: Vec<Value>,
+        scope: &Scope,
+        body: &Graph,
+    ) -> Result<Vec<Value>> {
+        let m = attr_int(n, "num_scan_inputs", 0)?.max(0) as usize;
+        if m > args.len() {
+            return Err(node_err(
+                n,
+                format!("{m} scan inputs of {} inputs", args.len()),
+            ));
+        }
+        let k = args.len() - m;
+        let list = |name: &str, len: usize| -> Result<Vec<i64>> {
+            Ok(attr_ints(n, name)?.unwrap_or_else(|| vec![0; len]))
+        };
+        let in_axes = list("scan_input_axes", m)?;
+        let in_dirs = if self.opset < 9 {
+            list("directions", m)?
+        } else {
+            list("scan_input_directions", m)?
+        };
+        let scans_in: Vec<Value> = args[k..]
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let ax = axis(n, in_axes.get(j).copied().unwrap_or(0), v.shape().len())?;
+                crate::ops::move_axis_first(n, v, ax)
+            })
+            .collect::<Result<_>>()?;
+        let steps = scans_in.first().map_or(0, |v| v.shape()[0]);
+        if scans_in.iter().any(|v| v.shape()[0] != steps) {
+            return Err(node_err(n, "scan inputs differ in length"));
+        }
+        let mut state: Vec<Value> = args[..k].to_vec();
+        let mut outs: Vec<Vec<Value>> = Vec::new();
+        for step in 0..steps {
+            let mut ins = state.clone();
+            for (j, v) in scans_in.iter().enumerate() {
+                let at = if in_dirs.get(j).copied().unwrap_or(0) != 0 {
+                    steps - 1 - step
+                } else {
+                    step
+                };
+                ins.push(crate::ops::index_first(n, v, at)?);
+            }
+            let res = self.run_subgraph(n, body, ins, scope)?;
+            if res.len() < k {
+                return Err(node_err(n, "the body returns too few values"));
+            }
+            state = res[..k].to_vec();
+            if outs.is_empty() {
+                outs = vec![Vec::new(); res.len() - k];
+            }
+            for (o, v) in outs.iter_mut().zip(&res[k..]) {
+                o.push(v.clone());
+            }
+        }
+        let count = n.outputs.len().saturating_sub(k);
+        let out_axes = list("scan_output_axes", count)?;
+        let out_dirs = list("scan_output_directions", count)?;
+        let mut result = state;
+        for j in 0..count {
+            let mut parts = outs.get(j).cloned().unwrap_or_default();
+            if out_dirs.get(j).copied().unwrap_or(0) != 0 {
+                parts.reverse();
+            }
+            let stacked = crate::ops::stack(n, &parts, 0)?;
+            let rank = stacked.shape().len();
+            let ax = axis(n, out_axes.get(j).copied().unwrap_or(0), rank)?;
+            result.push(crate::ops::move_first_to(n, &stacked, ax)?);
+        }
+        Ok(result)
+    }
+}
+
+/// The values visible where a graph runs: its own, then its enclosing graphs', then the
+/// model's initializers.
+struct Scope<'a> {
+    vals: HashMap<String, Value>,
+    parent: Option<&'a Scope<'a>>,
+    base: Option<&'a HashMap<String, Value>>,
+}
+
+impl Scope<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.vals
+            .get(name)
+            .or_else(|| self.parent.and_then(|p| p.get(name)))
+            .or_else(|| self.base.and_then(|b| b.get(name)))
     }
 }
 
@@ -329,7 +615,9 @@ pub const OPS: &[&str] = &[
     "GlobalMaxPool",
     "HardSigmoid",
     "Identity",
+    "If",
     "LRN",
+    "Loop",
     "LeakyRelu",
     "Log",
     "MatMul",
@@ -340,6 +628,7 @@ pub const OPS: &[&str] = &[
     "Neg",
     "Relu",
     "Reshape",
+    "Scan",
     "Shape",
     "Sigmoid",
     "Softmax",
