@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod error;
+pub mod module;
 mod ops;
 pub mod proto;
 pub mod run;

@@ -35,6 +35,11 @@ pub struct OnnxModel {
     graph: Graph,
     opset: i64,
     consts: HashMap<String, Value>,
+    /// Training mode ([`aics_nn::Module::set_training`]): batch normalization on the batch's
+    /// statistics, updating the running ones.
+    pub(crate) training: std::sync::atomic::AtomicBool,
+    /// The float initializers that are trained (see [`OnnxModel::parameters`]).
+    pub(crate) params: std::collections::HashSet<String>,
     /// The element types the graph declares for its values (inputs, outputs, value_info):
     /// each value a node makes is held to its declared type.
     types: HashMap<String, i32>,
@@ -106,13 +111,35 @@ impl OnnxModel {
             .chain(&model.graph.value_info)
             .filter_map(|v| v.elem_type.map(|t| (v.name.clone(), t)))
             .collect();
+        let params = crate::module::trained_initializers(&model.graph, &consts);
+        for (name, v) in &consts {
+            if let (true, Value::F(t)) = (params.contains(name), v) {
+                t.set_requires_grad(true);
+            }
+        }
         Ok(OnnxModel {
+            training: std::sync::atomic::AtomicBool::new(false),
+            params,
             types,
             trace: std::env::var_os("AICS_ONNX_TRACE").is_some(),
             graph: model.graph,
             opset,
             consts,
         })
+    }
+
+    /// The initializers' names, in the file's order.
+    pub fn initializer_names(&self) -> Vec<String> {
+        self.graph
+            .initializers
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// An initializer's value.
+    pub fn constant(&self, name: &str) -> Option<&Value> {
+        self.consts.get(name)
     }
 
     /// The graph inputs a caller feeds (those that are not initializers).
@@ -126,7 +153,15 @@ impl OnnxModel {
     }
 
     /// Runs the graph on `inputs` (by name) and returns its outputs in order.
+    /// Inference: no gradient is recorded. [`aics_nn::Module::forward`] runs the graph with
+    /// gradients, to train it.
     pub fn run(&self, inputs: &[(&str, Value)]) -> Result<Vec<(String, Value)>> {
+        let _no_grad = aics_tensor::no_grad();
+        self.run_with_grad(inputs)
+    }
+
+    /// [`OnnxModel::run`], recording gradients where autograd is on.
+    pub(crate) fn run_with_grad(&self, inputs: &[(&str, Value)]) -> Result<Vec<(String, Value)>> {
         let mut scope = Scope {
             vals: HashMap::new(),
             parent: None,
@@ -190,9 +225,28 @@ impl OnnxModel {
                     .copied()
                     .or_else(|| self.types.get(name).copied())
             };
+            let training = self.training.load(std::sync::atomic::Ordering::Relaxed);
             let mut outs = match node.op_type.as_str() {
                 "If" | "Loop" | "Scan" => self.control(node, &args, scope)?,
-                _ => exec(node, &args, self.opset, &types)?,
+                "BatchNormalization" if training => {
+                    crate::module::batch_norm_training(node, &args)?
+                }
+                op => {
+                    // ops computed outside autograd refuse a value that needs a gradient
+                    if aics_tensor::grad_enabled()
+                        && !crate::module::differentiable(op)
+                        && args
+                            .iter()
+                            .flatten()
+                            .any(|v| matches!(v, Value::F(t) if t.requires_grad()))
+                    {
+                        return Err(node_err(
+                            node,
+                            "aics computes this op without gradients; it cannot train through it (run it under no_grad)",
+                        ));
+                    }
+                    exec(node, &args, self.opset, &types)?
+                }
             };
             for (name, v) in node.outputs.iter().zip(outs.iter_mut()) {
                 if let Some(ty) = types(name) {
