@@ -2606,6 +2606,112 @@ pub(crate) fn index_first(n: &Node, v: &Value, i: usize) -> Result<Value> {
     Data::of(v).0.pick(&idx).value(n, &s[1..])
 }
 
+// ---- quantization ---------------------------------------------------------------------------
+
+/// For each element of `x` (shape `xs`), the index of its scale or zero point in `p` (shape
+/// `ps`): one for the whole tensor, one per slice along `axis`, or one per block of
+/// `block` elements along `axis`.
+fn quant_index(
+    n: &Node,
+    xs: &[usize],
+    ps: &[usize],
+    ax: usize,
+    block: usize,
+) -> Result<Vec<usize>> {
+    let numel: usize = xs.iter().product();
+    let pn: usize = ps.iter().product();
+    if pn == 1 {
+        return Ok(vec![0; numel]);
+    }
+    let st = strides(xs);
+    if block == 0 {
+        if ps.len() != 1 || ps[0] != xs[ax] {
+            return Err(node_err(
+                n,
+                format!("scale {ps:?} for input {xs:?} along axis {ax}"),
+            ));
+        }
+        return Ok((0..numel).map(|e| (e / st[ax]) % xs[ax]).collect());
+    }
+    if ps.len() != xs.len() || ps[ax] != xs[ax].div_ceil(block) {
+        return Err(node_err(
+            n,
+            format!("scale {ps:?} for input {xs:?} in blocks of {block}"),
+        ));
+    }
+    let pst = strides(ps);
+    Ok((0..numel)
+        .map(|e| {
+            (0..xs.len())
+                .map(|d| {
+                    let c = (e / st[d]) % xs[d];
+                    (if d == ax { c / block } else { c }) * pst[d]
+                })
+                .sum()
+        })
+        .collect())
+}
+
+/// QuantizeLinear (x / scale rounded half to even, plus the zero point, saturated to the
+/// integer type) and DequantizeLinear ((x − zero point) · scale).
+fn quantize(
+    n: &Node,
+    a: &[Option<Value>],
+    types: &dyn Fn(&str) -> Option<i32>,
+) -> Result<Vec<Value>> {
+    let x = input(n, a, 0)?;
+    let xs = x.shape();
+    let block = attr_int(n, "block_size", 0)?.max(0) as usize;
+    let sv = input(n, a, 1)?;
+    // the axis matters only for a scale per slice or block
+    let per_tensor = sv.shape().iter().product::<usize>() == 1;
+    let ax = match axis(n, attr_int(n, "axis", 1)?, xs.len()) {
+        Ok(ax) => ax,
+        Err(_) if per_tensor => 0,
+        Err(e) => return Err(e),
+    };
+    let scale = f32s(sv);
+    let si = quant_index(n, &xs, &sv.shape(), ax, block)?;
+    let zp = given(a, 2);
+    let (zd, zi) = match zp {
+        Some(z) => (i64s(z), quant_index(n, &xs, &z.shape(), ax, block)?),
+        None => (vec![0], vec![0; si.len()]),
+    };
+    let d = f32s(x);
+    if n.op_type == "DequantizeLinear" {
+        let y: Vec<f32> = (0..d.len())
+            .map(|e| ((d[e] as f64 - zd[zi[e]] as f64) * scale[si[e]] as f64) as f32)
+            .collect();
+        return fval(n, y, &xs);
+    }
+    let ty = match (zp, attr(n, "output_dtype")) {
+        (Some(_), _) => n
+            .inputs
+            .get(2)
+            .and_then(|z| types(z))
+            .unwrap_or(dtype::UINT8),
+        (None, Some(AttrValue::Int(t))) if *t != 0 => *t as i32,
+        _ => dtype::UINT8,
+    };
+    let (lo, hi) = match ty {
+        dtype::UINT8 => (0, 255),
+        dtype::INT8 => (-128, 127),
+        dtype::UINT16 => (0, 65535),
+        dtype::INT16 => (-32768, 32767),
+        dtype::INT32 => (i32::MIN as i64, i32::MAX as i64),
+        other => {
+            return Err(node_err(n, format!("quantizing to {}", dtype::name(other))));
+        }
+    };
+    let y: Vec<i64> = (0..d.len())
+        .map(|e| {
+            let q = (d[e] / scale[si[e]]).round_ties_even() as i64 + zd[zi[e]];
+            q.clamp(lo, hi)
+        })
+        .collect();
+    ival(y, &xs)
+}
+
 /// The ops of this module, all in the default domain.
 pub const OPS: &[&str] = &[
     "Acos",
@@ -2632,6 +2738,7 @@ pub const OPS: &[&str] = &[
     "CumProd",
     "CumSum",
     "DepthToSpace",
+    "DequantizeLinear",
     "Elu",
     "Equal",
     "Erf",
@@ -2669,6 +2776,7 @@ pub const OPS: &[&str] = &[
     "Pad",
     "Pow",
     "PRelu",
+    "QuantizeLinear",
     "Range",
     "Reciprocal",
     "Resize",
@@ -2748,6 +2856,7 @@ pub(crate) fn exec(
         "Expand" | "Tile" => expand_tile(n, a),
         "Pad" => pad(n, a, opset),
         "Resize" => resize(n, a, opset),
+        "QuantizeLinear" | "DequantizeLinear" => quantize(n, a, types),
         "RNN" | "GRU" | "LSTM" => recurrent(n, a),
         "NonMaxSuppression" => nms(n, a),
         "Range" => range(n, a),

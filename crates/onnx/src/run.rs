@@ -110,6 +110,13 @@ impl OnnxModel {
             .chain(&model.graph.outputs)
             .chain(&model.graph.value_info)
             .filter_map(|v| v.elem_type.map(|t| (v.name.clone(), t)))
+            .chain(
+                model
+                    .graph
+                    .initializers
+                    .iter()
+                    .map(|t| (t.name.clone(), t.data_type)),
+            )
             .collect();
         let params = crate::module::trained_initializers(&model.graph, &consts);
         for (name, v) in &consts {
@@ -206,6 +213,11 @@ impl OnnxModel {
             .chain(&g.outputs)
             .chain(&g.value_info)
             .filter_map(|v| v.elem_type.map(|t| (v.name.as_str(), t)))
+            .chain(
+                g.initializers
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.data_type)),
+            )
             .collect();
         for node in &g.nodes {
             let args: Vec<Option<Value>> = node
