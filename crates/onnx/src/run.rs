@@ -32,6 +32,10 @@ impl Value {
 pub struct OnnxModel {
     /// Print each node's outputs (shape, and the first values) as it runs (`AICS_ONNX_TRACE`).
     pub trace: bool,
+    /// Save each node's outputs as `.npy` files in this folder, named by the value with `/`
+    /// and other unsafe characters as `_` (`AICS_ONNX_DUMP=DIR`), to compare with another
+    /// engine's intermediate values.
+    pub dump: Option<std::path::PathBuf>,
     graph: Graph,
     opset: i64,
     consts: HashMap<String, Value>,
@@ -129,6 +133,7 @@ impl OnnxModel {
             params,
             types,
             trace: std::env::var_os("AICS_ONNX_TRACE").is_some(),
+            dump: std::env::var_os("AICS_ONNX_DUMP").map(std::path::PathBuf::from),
             graph: model.graph,
             opset,
             consts,
@@ -268,6 +273,11 @@ impl OnnxModel {
             if self.trace {
                 for (name, v) in node.outputs.iter().zip(&outs) {
                     eprintln!("{} {name} {:?} {}", node.op_type, v.shape(), summary(v));
+                }
+            }
+            if let Some(dir) = &self.dump {
+                for (name, v) in node.outputs.iter().zip(&outs) {
+                    dump(dir, name, v);
                 }
             }
             for (name, v) in node.outputs.iter().zip(outs) {
@@ -536,6 +546,30 @@ impl Scope<'_> {
             .get(name)
             .or_else(|| self.parent.and_then(|p| p.get(name)))
             .or_else(|| self.base.and_then(|b| b.get(name)))
+    }
+}
+
+/// Saves `v` as DIR/NAME.npy (a debugging aid: a file that cannot be written is reported on
+/// stderr and skipped).
+fn dump(dir: &std::path::Path, name: &str, v: &Value) {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let shape = v.shape();
+    let data: Vec<f32> = match v {
+        Value::F(t) => t.to_vec(),
+        Value::I(d, _) => d.iter().map(|&x| x as f32).collect(),
+    };
+    let path = dir.join(format!("{safe}.npy"));
+    if let Err(e) = std::fs::write(&path, aics_io::npz::npy_bytes(&shape, &data)) {
+        eprintln!("AICS_ONNX_DUMP: {}: {e}", path.display());
     }
 }
 
@@ -955,7 +989,7 @@ fn exec(
             };
             match x {
                 Value::F(x) => f(t(n, x.permute(&perm))?),
-                Value::I(..) => Err(node_err(n, "Transpose of an integer tensor")),
+                Value::I(..) => Ok(vec![crate::ops::permute(n, x, &perm)?]),
             }
         }
         "Concat" => {
