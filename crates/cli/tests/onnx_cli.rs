@@ -138,3 +138,62 @@ fn run_gives_onnxruntimes_outputs_and_saves_them() {
     let e = err(&aics(&["onnx", "run", MODEL, "--input", &spec]));
     assert!(e.contains("ops aics cannot run: com.example.Custom"), "{e}");
 }
+
+#[test]
+fn classify_runs_an_onnx_classifier_on_a_photo() {
+    use aics_onnx::{OnnxModel, Value};
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/onnx/tiny_cnn.onnx"
+    );
+    let photo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/stylized_cat.png");
+    let out = aics(&["classify", "--model", model, "--top", "3", "--json", photo]);
+    let line = common::ok(&out);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let top = v["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    // the same photo through the same steps by hand: 8×8 crop of a 9-pixel resize, gray level
+    // in [0, 1], the model, softmax
+    let x = aics_vision::imagenet::preprocess(std::path::Path::new(photo), 9, 8).unwrap();
+    let std = aics_tensor::Tensor::from_vec(vec![0.229f32, 0.224, 0.225], &[1, 3, 1, 1]).unwrap();
+    let mean = aics_tensor::Tensor::from_vec(vec![0.485f32, 0.456, 0.406], &[1, 3, 1, 1]).unwrap();
+    let gray = x
+        .mul(&std)
+        .unwrap()
+        .add(&mean)
+        .unwrap()
+        .mean_dims(&[1], true)
+        .unwrap();
+    let m = OnnxModel::new(aics_onnx::load(model).unwrap()).unwrap();
+    let outs = m.run(&[("x", Value::F(gray))]).unwrap();
+    let Value::F(logits) = &outs[0].1 else {
+        panic!("float logits")
+    };
+    let probs = logits.softmax(1).unwrap().to_vec();
+    for t in top {
+        let c = t["class"].as_u64().unwrap() as usize;
+        let p = t["prob"].as_f64().unwrap();
+        assert!(
+            (p - probs[c] as f64).abs() <= 1e-6,
+            "class {c}: {p} against {}",
+            probs[c]
+        );
+        assert_eq!(t["label"], format!("class {c}"));
+    }
+    let sum: f64 = top.iter().map(|t| t["prob"].as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+    // a model with two inputs, an option for zoo models, a bad range: one line each
+    let e = err(&aics(&["classify", "--model", MODEL, photo]));
+    assert!(e.contains("small.onnx"), "{e}");
+    let e = err(&aics(&["classify", "--input-range", "unit", photo]));
+    assert!(e.contains("--input-range applies to ONNX models"), "{e}");
+    let e = err(&aics(&[
+        "classify",
+        "--model",
+        model,
+        "--input-range",
+        "bgr",
+        photo,
+    ]));
+    assert!(e.contains("expected imagenet, unit or symmetric"), "{e}");
+}
