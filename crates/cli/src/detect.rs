@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use aics_detect::darknet::read_names;
 use aics_detect::yolo::{Planar, Yolo, YoloDetection, YoloSettings};
+use aics_tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -42,6 +43,11 @@ pub enum DetectModel {
     /// MTCNN, the cascade face detector (facenet-pytorch's trained networks; --weights is the
     /// folder with pnet.pt, rnet.pt, onet.pt). Boxes come with five landmarks.
     Mtcnn,
+    /// MediaPipe's BlazeFace short-range face detector from ONNX (--weights: the .onnx file;
+    /// default: keijiro's 128×128 export after `bash scripts/setup.sh`): the photo letterboxed
+    /// to 128×128, its 896 anchors decoded into boxes with six key points, overlaps blended
+    /// (--nms, default 0.3).
+    Blazeface,
     /// torchvision's Faster R-CNN, ResNet-50 FPN (--weights: a torchvision state dict; default:
     /// the published COCO weights, after `aics weights fetch fasterrcnn_resnet50_fpn`).
     #[value(name = "fasterrcnn_resnet50_fpn")]
@@ -145,11 +151,13 @@ fn default_images(a: &DetectArgs) -> Result<Vec<PathBuf>> {
     if !a.images.is_empty() {
         return Ok(a.images.clone());
     }
-    let p = PathBuf::from(if a.model == DetectModel::Mtcnn {
-        DEFAULT_FACES
-    } else {
-        DEFAULT_IMAGE
-    });
+    let p = PathBuf::from(
+        if matches!(a.model, DetectModel::Mtcnn | DetectModel::Blazeface) {
+            DEFAULT_FACES
+        } else {
+            DEFAULT_IMAGE
+        },
+    );
     if !p.exists() {
         bail!("{}: not found; run `bash scripts/setup.sh` to fetch the demo photos, or name photos to run on", p.display());
     }
@@ -302,6 +310,158 @@ fn run_mtcnn(a: &DetectArgs) -> Result<()> {
     write_results(a, &results)
 }
 
+/// A face in photo pixels: box, score, key points.
+type FoundFace = ([f32; 4], f32, Vec<(f32, f32)>);
+
+const DEFAULT_BLAZEFACE: &str = ".cache/onnx-models/face_detection_front_128x128_barracuda.onnx";
+
+fn run_blazeface(a: &DetectArgs) -> Result<()> {
+    use aics_detect::blazeface::{blend, decode, Head, INPUT};
+    use aics_onnx::{OnnxModel, Value};
+    for (flag, given) in [("--cfg", a.cfg.is_some()), ("--names", a.names.is_some())] {
+        if given {
+            bail!("{flag} does not apply to --model blazeface (one class, face)");
+        }
+    }
+    let score = a.score.unwrap_or(0.5);
+    if !(score > 0.0 && score < 1.0) {
+        bail!("--score must be in (0, 1), got {score}");
+    }
+    let blend_iou = a.nms.unwrap_or(0.3);
+    if !(blend_iou > 0.0 && blend_iou <= 1.0) {
+        bail!("--nms must be in (0, 1], got {blend_iou}");
+    }
+    let path = a
+        .weights
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BLAZEFACE));
+    if !path.exists() {
+        bail!("{}: not found; run `bash scripts/setup.sh` to fetch BlazeFace, or give --weights FILE.onnx", path.display());
+    }
+    let m = OnnxModel::new(aics_onnx::load(&path)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let names = m.input_names();
+    let [input] = names.as_slice() else {
+        bail!(
+            "{}: BlazeFace takes one image input; this model has {}",
+            path.display(),
+            names.join(", ")
+        );
+    };
+    let images = default_images(a)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut results = Vec::new();
+    for p in &images {
+        let img = open_rgb(p)?;
+        let (w, h) = img.dimensions();
+        // letterboxed: the longer side to 128, centred on black
+        let s = INPUT as f32 / w.max(h) as f32;
+        let (nw, nh) = (
+            ((w as f32 * s).round() as u32).max(1),
+            ((h as f32 * s).round() as u32).max(1),
+        );
+        let small = aics_vision::resize::resize_bilinear_antialias(&img, nw, nh);
+        let (ox, oy) = ((INPUT as u32 - nw) / 2, (INPUT as u32 - nh) / 2);
+        let mut x = vec![-1f32; INPUT * INPUT * 3];
+        for (px, py, pix) in small.enumerate_pixels() {
+            let at = (((py + oy) as usize) * INPUT + (px + ox) as usize) * 3;
+            for c in 0..3 {
+                x[at + c] = pix[c] as f32 / 127.5 - 1.0;
+            }
+        }
+        let x = Tensor::from_vec(x, &[1, INPUT, INPUT, 3])?;
+        let outs = m
+            .run(&[(input.as_str(), Value::F(x))])
+            .with_context(|| format!("{}: {}", p.display(), path.display()))?;
+        let f: Vec<Vec<f32>> = outs
+            .iter()
+            .map(|(_, v)| match v {
+                Value::F(t) => t.to_vec(),
+                Value::I(..) => Vec::new(),
+            })
+            .collect();
+        if f.len() != 4 {
+            bail!(
+                "{}: {} outputs; BlazeFace has four (two heads' scores, then their boxes)",
+                path.display(),
+                f.len()
+            );
+        }
+        let heads = [
+            Head {
+                scores: &f[0],
+                boxes: &f[2],
+                cells: 16,
+                anchors: 2,
+            },
+            Head {
+                scores: &f[1],
+                boxes: &f[3],
+                cells: 8,
+                anchors: 6,
+            },
+        ];
+        let faces = blend(decode(&heads, score)?, blend_iou);
+        // canvas [0, 1] → photo pixels
+        let to_px = |u: f32, v: f32| {
+            (
+                (u * INPUT as f32 - ox as f32) / s,
+                (v * INPUT as f32 - oy as f32) / s,
+            )
+        };
+        let found: Vec<FoundFace> = faces
+            .iter()
+            .map(|fc| {
+                let (x0, y0) = to_px(fc.bbox[0], fc.bbox[1]);
+                let (x1, y1) = to_px(fc.bbox[2], fc.bbox[3]);
+                let pts = fc.keypoints.iter().map(|&(u, v)| to_px(u, v)).collect();
+                ([x0, y0, x1, y1], fc.score, pts)
+            })
+            .collect();
+        let out_png = out_path(a, images.len(), p);
+        let boxes: Vec<LabelledBox> = found
+            .iter()
+            .map(|(b, sc, pts)| LabelledBox {
+                bbox: *b,
+                label: format!("face {:.0}%", 100.0 * sc),
+                color: 2,
+                points: pts.clone(),
+            })
+            .collect();
+        write_boxes(&out_png, &img, &boxes)?;
+        if a.json {
+            let ds: Vec<_> = found
+                .iter()
+                .map(|(b, sc, pts)| json!({"box": b, "class": 0, "label": "face", "score": sc,
+                                          "keypoints": pts.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>()}))
+                .collect();
+            println!(
+                "{}",
+                json!({"image": p, "width": w, "height": h, "detections": ds})
+            );
+        } else {
+            println!(
+                "{}: {} faces → {}",
+                p.display(),
+                found.len(),
+                out_png.display()
+            );
+            for (b, sc, _) in &found {
+                println!(
+                    "  face {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                    100.0 * sc,
+                    b[0],
+                    b[1],
+                    b[2],
+                    b[3]
+                );
+            }
+        }
+        push_results(&mut results, p, found.iter().map(|(b, sc, _)| (1, *b, *sc)));
+    }
+    write_results(a, &results)
+}
+
 fn run_torchvision(a: &DetectArgs, name: &str) -> Result<()> {
     if a.cfg.is_some() {
         bail!("--cfg does not apply to --model {name} (its layers are torchvision's)");
@@ -368,6 +528,9 @@ pub fn run(a: DetectArgs) -> Result<()> {
     }
     if a.model == DetectModel::Mtcnn {
         return run_mtcnn(&a);
+    }
+    if a.model == DetectModel::Blazeface {
+        return run_blazeface(&a);
     }
     match a.model {
         DetectModel::Yolov1 => return run_trained(&a, "yolov1"),

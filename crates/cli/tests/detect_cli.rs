@@ -1115,3 +1115,111 @@ fn detect_train_ssdlite_runs_and_detects() {
     .unwrap();
     assert!(v["detections"].as_array().is_some(), "{v}");
 }
+
+#[test]
+#[ignore = "needs BlazeFace: bash scripts/setup.sh"]
+fn blazeface_finds_the_faces_facenet_pytorchs_mtcnn_finds() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/fixtures/mtcnn/mtcnn.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<Vec<f64>> = fx["images"][0]["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            b.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let d = common::tmp("blazeface");
+    let out = common::aics(&[
+        "detect",
+        "--model",
+        "blazeface",
+        "--weights",
+        &format!("{root}/.cache/onnx-models/face_detection_front_128x128_barracuda.onnx"),
+        "--json",
+        "--out",
+        d.to_str().unwrap(),
+        &format!("{root}/fixtures/mtcnn/faces.png"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(common::ok(&out).trim()).unwrap();
+    let dets = v["detections"].as_array().unwrap();
+    let eyes: Vec<[(f64, f64); 2]> = fx["images"][0]["landmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let p = |i: usize| (l[i][0].as_f64().unwrap(), l[i][1].as_f64().unwrap());
+            [p(0), p(1)]
+        })
+        .collect();
+    // each face: its box centre inside a distinct face of facenet-pytorch's MTCNN, and its
+    // eyes (the subject's right eye first, on the image's left) within a quarter of that box's
+    // diagonal of MTCNN's eye landmarks
+    let inside =
+        |b: &[f64], p: (f64, f64)| b[0] <= p.0 && p.0 <= b[2] && b[1] <= p.1 && p.1 <= b[3];
+    let near = |k: usize, p: (f64, f64), e: usize| {
+        let w = &want[k];
+        let diag = ((w[2] - w[0]).powi(2) + (w[3] - w[1]).powi(2)).sqrt();
+        ((p.0 - eyes[k][e].0).powi(2) + (p.1 - eyes[k][e].1).powi(2)).sqrt() <= 0.25 * diag
+    };
+    let mut matched = vec![false; want.len()];
+    for det in dets {
+        let b: Vec<f64> = det["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let kp = det["keypoints"].as_array().unwrap();
+        assert_eq!(kp.len(), 6);
+        let pt = |i: usize| (kp[i][0].as_f64().unwrap(), kp[i][1].as_f64().unwrap());
+        let centre = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+        let k = want
+            .iter()
+            .position(|w| inside(w, centre))
+            .unwrap_or_else(|| panic!("{det} matches no MTCNN face of {want:?}"));
+        assert!(!matched[k], "two detections of face {k}");
+        assert!(
+            near(k, pt(0), 0) && near(k, pt(1), 1),
+            "{det}: eyes far from {:?}",
+            eyes[k]
+        );
+        matched[k] = true;
+        let s = det["score"].as_f64().unwrap();
+        assert!(s > 0.5 && s <= 1.0, "{s}");
+    }
+    assert!(matched.iter().filter(|&&m| m).count() >= 3, "{dets:?}");
+    assert!(d.join("detections.png").is_file());
+}
+
+#[test]
+fn blazeface_refuses_options_it_has_no_use_for() {
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "blazeface",
+        "--names",
+        "coco.names",
+    ]));
+    assert!(
+        e.contains("--names does not apply to --model blazeface"),
+        "{e}"
+    );
+    let e = err(&aics(&["detect", "--model", "blazeface", "--score", "1.5"]));
+    assert!(e.contains("--score must be in (0, 1)"), "{e}");
+    let e = err(&aics(&[
+        "detect",
+        "--model",
+        "blazeface",
+        "--weights",
+        "missing.onnx",
+    ]));
+    assert!(e.contains("missing.onnx: not found"), "{e}");
+}

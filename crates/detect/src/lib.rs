@@ -6,6 +6,7 @@
 //! SSD (torchvision's models with their keys, and small ones trained on synthetic scenes).
 
 pub mod anchors;
+pub mod blazeface;
 pub mod boxes;
 pub mod coder;
 pub mod darknet;
