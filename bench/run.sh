@@ -25,6 +25,12 @@ if [ ! -x "$AICS" ]; then
     exit 1
 fi
 
+# the ONNX workloads' models (torchvision's exports), written once into .cache/onnx-bench
+cd "$ROOT"
+if [[ -z "$FILTER" || "onnx_" == *"$FILTER"* || "$FILTER" == onnx* ]]; then
+    "$PYTHON" "$ROOT/bench/export_onnx.py" || echo "warning: bench/export_onnx.py failed; the onnx_* workloads are skipped" >&2
+fi
+
 echo "== aics ($THREADS threads) -> $AICS_OUT" >&2
 "$AICS" bench --json --threads "$THREADS" --filter "$FILTER" > "$AICS_OUT"
 

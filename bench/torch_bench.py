@@ -293,6 +293,38 @@ def onnx_session(model, x, threads, path):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
+# The ONNX workloads: the files bench/export_onnx.py writes, which aics runs with its ONNX
+# runner (onnx_*) and onnxruntime here (onnx_*@onnxruntime).
+ONNX_FILES = [("onnx_resnet50_b1", "resnet50.onnx"), ("onnx_mobilenet_v2_b1", "mobilenet_v2.onnx")]
+
+
+def bench_onnx_files(budget, threads):
+    import os
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime not installed; skipping the onnx_* workloads", file=sys.stderr)
+        return
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".cache", "onnx-bench")
+    for name, file in ONNX_FILES:
+        if not wanted(name + "@onnxruntime"):
+            continue
+        path = os.path.join(root, file)
+        if not os.path.exists(path):
+            print(f"{name}@onnxruntime: {path} not found (bench/export_onnx.py); skipped",
+                  file=sys.stderr)
+            continue
+        mark = mem_mark()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        torch.manual_seed(0)
+        feed = {sess.get_inputs()[0].name: torch.randn(1, 3, 224, 224).numpy()}
+        s, r = measure(lambda: sess.run(None, feed), budget)
+        emit(name + "@onnxruntime", s, r, images_s=1.0 / s, peak_mb=mem_peak(mark))
+
+
 def bench_models(budget, threads, tmpdir):
     try:
         import torchvision
@@ -979,6 +1011,8 @@ def main():
         import tempfile
         with tempfile.TemporaryDirectory() as d:
             bench_models(b, args.threads, d)
+    if wanted(*(w + "@onnxruntime" for w, _ in ONNX_FILES)):
+        bench_onnx_files(b, args.threads)
     if wanted("gatys_step_256", "gatys_step_512", "gatys_step_textbook"):
         bench_gatys(b)
     if wanted("fast_style_512"):

@@ -41,6 +41,12 @@ const MODEL_WORKLOADS: [(&str, &str, usize); 4] = [
     ("mobilenet_v2_fwd_b1", "mobilenet_v2", 1),
 ];
 
+/// The ONNX workloads: (workload, file in .cache/onnx-bench written by bench/export_onnx.py).
+const ONNX_WORKLOADS: [(&str, &str); 2] = [
+    ("onnx_resnet50_b1", "resnet50.onnx"),
+    ("onnx_mobilenet_v2_b1", "mobilenet_v2.onnx"),
+];
+
 /// Zoo model `model` for 224² ImageNet inputs in evaluation mode, on the inference path (as
 /// `aics classify` runs it) unless `plain`.
 fn imagenet_model(model: &str, plain: bool) -> Result<Box<dyn Module>> {
@@ -641,6 +647,37 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seconds: s,
             flop: Some(flop),
             images: Some(batch as f64 / s),
+            tokens: None,
+            peak_mb: mark.peak_mb(),
+        });
+    }
+
+    // torchvision's exports (bench/export_onnx.py) through aics's ONNX runner
+    for (name, file) in ONNX_WORKLOADS {
+        if !want(name) {
+            continue;
+        }
+        let path = std::path::Path::new(".cache/onnx-bench").join(file);
+        if !path.exists() {
+            eprintln!(
+                "{name}: {} not found (python3 bench/export_onnx.py writes it); skipped",
+                path.display()
+            );
+            continue;
+        }
+        let mark = MemMark::new();
+        let m = aics_onnx::OnnxModel::new(aics_onnx::load(&path)?)?;
+        let input = m.input_names().first().cloned().unwrap_or_default();
+        let x = Tensor::<f32>::randn(&[1, 3, 224, 224], 0.0, 1.0, &mut rng);
+        let s = time(a.min_time, || {
+            m.run(&[(input.as_str(), aics_onnx::Value::F(x.clone()))])?;
+            Ok(())
+        })?;
+        out.push(Outcome {
+            name,
+            seconds: s,
+            flop: None,
+            images: Some(1.0 / s),
             tokens: None,
             peak_mb: mark.peak_mb(),
         });

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod error;
+mod fuse;
 pub mod module;
 mod ops;
 pub mod proto;

@@ -39,6 +39,8 @@ pub struct OnnxModel {
     graph: Graph,
     opset: i64,
     consts: HashMap<String, Value>,
+    /// The inference path's fused convolutions ([`crate::fuse`]).
+    plan: crate::fuse::Plan,
     /// Training mode ([`aics_nn::Module::set_training`]): batch normalization on the batch's
     /// statistics, updating the running ones.
     pub(crate) training: std::sync::atomic::AtomicBool,
@@ -128,7 +130,9 @@ impl OnnxModel {
                 t.set_requires_grad(true);
             }
         }
+        let plan = crate::fuse::plan(&model.graph, &consts, opset);
         Ok(OnnxModel {
+            plan,
             training: std::sync::atomic::AtomicBool::new(false),
             params,
             types,
@@ -138,6 +142,12 @@ impl OnnxModel {
             opset,
             consts,
         })
+    }
+
+    /// How many convolutions the inference path runs fused, and how many nodes it folds into
+    /// them.
+    pub fn fused(&self) -> (usize, usize) {
+        (self.plan.convs.len(), self.plan.skip.len())
     }
 
     /// The initializers' names, in the file's order.
@@ -224,7 +234,36 @@ impl OnnxModel {
                     .map(|t| (t.name.as_str(), t.data_type)),
             )
             .collect();
-        for node in &g.nodes {
+        // the inference path: the top-level graph, no gradient, nothing traced
+        let fused = std::ptr::eq(g, &self.graph)
+            && !aics_tensor::grad_enabled()
+            && !self.trace
+            && self.dump.is_none()
+            && !self.training.load(std::sync::atomic::Ordering::Relaxed);
+        for (k, node) in g.nodes.iter().enumerate() {
+            if fused && self.plan.skip.contains(&k) {
+                continue;
+            }
+            if let (true, Some(fc)) = (fused, self.plan.convs.get(&k)) {
+                let args: Vec<Option<Value>> = node
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        if i.is_empty() {
+                            None
+                        } else {
+                            scope.get(i).cloned()
+                        }
+                    })
+                    .collect();
+                let residual = fc.residual.as_ref().and_then(|r| scope.get(r)).cloned();
+                if fc.residual.is_some() && residual.is_none() {
+                    return Err(node_err(node, "the residual to add is not computed"));
+                }
+                let y = fc.run(node, &args, residual.as_ref())?;
+                scope.vals.insert(fc.out.clone(), y);
+                continue;
+            }
             let args: Vec<Option<Value>> = node
                 .inputs
                 .iter()

@@ -59,6 +59,7 @@ fn real_models_give_onnxruntimes_outputs() {
     .unwrap();
     let cases = fx["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 7);
+    let mut fused_somewhere = false;
     for c in cases {
         let file = c["model"].as_str().unwrap();
         let path = root().join(".cache/onnx-models").join(file);
@@ -166,7 +167,31 @@ fn real_models_give_onnxruntimes_outputs() {
                     "{file} call {k} {name}: the mean is {em} times off"
                 );
             }
+            // the inference path (convolutions packed, activations and residual adds fused)
+            // against the plain one (Module::forward records gradients, so it runs node by
+            // node), for the models of one input
+            if let [(_, Value::F(x))] = refs.as_slice() {
+                let (convs, folded) = m.fused();
+                let plain =
+                    aics_nn::Module::forward(&m, x).unwrap_or_else(|e| panic!("{file}: {e}"));
+                let Value::F(fast) = &outs[0].1 else {
+                    panic!("{file}: a float output")
+                };
+                let (p, f) = (plain.to_vec(), fast.to_vec());
+                let scale = p.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let worst = p
+                    .iter()
+                    .zip(&f)
+                    .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+                println!("{file}: {convs} convolutions fused ({folded} nodes folded), {worst:.1e} from the plain path (largest value {scale:.2})");
+                assert!(
+                    worst.is_finite() && worst <= 1e-5 * scale + 1e-6,
+                    "{file}: fused and plain differ by {worst}"
+                );
+                fused_somewhere |= convs > 0 && folded > 0;
+            }
             prev = outs.into_iter().collect();
         }
     }
+    assert!(fused_somewhere, "no model ran fused convolutions");
 }
