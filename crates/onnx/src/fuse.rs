@@ -16,6 +16,9 @@ use crate::run::{attr, attr_int, attr_ints, attr_str, node_err, t, Value};
 /// A convolution and the nodes folded into it.
 pub(crate) struct FusedConv {
     params: ConvParams,
+    /// The weights and bias with the batch normalization after the convolution folded in (in
+    /// evaluation mode), instead of the node's.
+    folded: Option<(Tensor<f32>, Tensor<f32>)>,
     act: Activation,
     /// The residual added before the activation (a value computed before the convolution).
     pub(crate) residual: Option<String>,
@@ -121,6 +124,56 @@ fn conv_params(n: &Node, w: &Tensor<f32>) -> Option<ConvParams> {
     })
 }
 
+/// The weights and bias of a convolution (`w`, `b`) with BatchNormalization node `n` after it
+/// folded in: per output channel, w·γ/√(σ² + ε) and (b − μ)·γ/√(σ² + ε) + β. None unless `n`
+/// is a batch normalization in evaluation mode whose four parameters are initializers of the
+/// convolution's channel count.
+fn fold_batch_norm(
+    n: &Node,
+    consts: &HashMap<String, Value>,
+    w: &Tensor<f32>,
+    b: Option<&Value>,
+) -> Option<(Tensor<f32>, Tensor<f32>)> {
+    if n.op_type != "BatchNormalization"
+        || n.outputs.iter().skip(1).any(|o| !o.is_empty())
+        || attr_int(n, "training_mode", 0).ok()? != 0
+    {
+        return None;
+    }
+    let o = w.shape()[0];
+    let param = |i: usize| match n.inputs.get(i).and_then(|s| consts.get(s)) {
+        Some(Value::F(t)) if t.numel() == o => Some(t.to_vec()),
+        _ => None,
+    };
+    let (gamma, beta, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
+    let eps = match attr(n, "epsilon") {
+        Some(AttrValue::Float(e)) => *e as f64,
+        _ => 1e-5,
+    };
+    let bias = match b {
+        Some(Value::F(t)) if t.numel() == o => t.to_vec(),
+        None => vec![0.0; o],
+        _ => return None,
+    };
+    let per = w.numel() / o;
+    let wd = w.to_vec();
+    let mut nw = Vec::with_capacity(wd.len());
+    let mut nb = Vec::with_capacity(o);
+    for c in 0..o {
+        let k = gamma[c] as f64 / (var[c] as f64 + eps).sqrt();
+        nw.extend(
+            wd[c * per..(c + 1) * per]
+                .iter()
+                .map(|&v| (v as f64 * k) as f32),
+        );
+        nb.push(((bias[c] as f64 - mean[c] as f64) * k + beta[c] as f64) as f32);
+    }
+    Some((
+        Tensor::from_vec(nw, w.shape()).ok()?,
+        Tensor::from_vec(nb, &[o]).ok()?,
+    ))
+}
+
 /// Plans the fusions of `g`'s top level.
 pub(crate) fn plan(g: &Graph, consts: &HashMap<String, Value>, opset: i64) -> Plan {
     let mut uses: HashMap<&str, usize> = HashMap::new();
@@ -184,9 +237,20 @@ pub(crate) fn plan(g: &Graph, consts: &HashMap<String, Value>, opset: i64) -> Pl
             residual: None,
             out: out.clone(),
             pack: Mutex::new(None),
+            folded: None,
         };
         let mut folded = Vec::new();
         let mut cur = out.as_str();
+        // a batch normalization with constant statistics, folded into the weights and bias
+        if let Some(bn) = only_reader(cur) {
+            let bn_node = &g.nodes[bn];
+            let bias = (!bias.is_empty()).then(|| consts.get(bias)).flatten();
+            if let Some(fw) = fold_batch_norm(bn_node, consts, w, bias) {
+                fc.folded = Some(fw);
+                folded.push(bn);
+                cur = bn_node.outputs[0].as_str();
+            }
+        }
         // a residual add: the other operand made before this convolution
         if let Some(a) = only_reader(cur) {
             let an = &g.nodes[a];
@@ -232,8 +296,13 @@ impl FusedConv {
             None => Ok(None),
         };
         let x = f(0)?.ok_or_else(|| node_err(n, "input 0 is missing"))?;
-        let w = f(1)?.ok_or_else(|| node_err(n, "input 1 is missing"))?;
-        let b = f(2)?;
+        let (w, b) = match &self.folded {
+            Some((w, b)) => (w, Some(b)),
+            None => (
+                f(1)?.ok_or_else(|| node_err(n, "input 1 is missing"))?,
+                f(2)?,
+            ),
+        };
         let r = match residual {
             Some(Value::F(r)) => Some(r),
             Some(Value::I(..)) => return Err(node_err(n, "an integer residual")),

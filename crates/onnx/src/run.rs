@@ -130,7 +130,17 @@ impl OnnxModel {
                 t.set_requires_grad(true);
             }
         }
-        let plan = crate::fuse::plan(&model.graph, &consts, opset);
+        // the fusion plan also sees the values of Constant nodes (exporters such as Paddle's
+        // put weights there)
+        let mut known = consts.clone();
+        for n in model.graph.nodes.iter().filter(|n| n.op_type == "Constant") {
+            if let (Ok(mut v), Some(out)) = (exec(n, &[], opset, &|_| None), n.outputs.first()) {
+                if let Some(v) = v.pop() {
+                    known.insert(out.clone(), v);
+                }
+            }
+        }
+        let plan = crate::fuse::plan(&model.graph, &known, opset);
         Ok(OnnxModel {
             plan,
             training: std::sync::atomic::AtomicBool::new(false),
