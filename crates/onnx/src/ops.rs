@@ -2712,6 +2712,135 @@ fn quantize(
     ival(y, &xs)
 }
 
+/// RoiAlign: each region (x1, y1, x2, y2, scaled by `spatial_scale`) of its batch element's
+/// feature map pooled to output_height × output_width bins, each bin the average (or, as ONNX
+/// defines `max`, the largest weighted corner) of bilinear samples on a regular grid
+/// (`sampling_ratio` per side, or ⌈bin size⌉ when 0).
+fn roi_align(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
+    let x = input(n, a, 0)?;
+    let xs = x.shape();
+    if xs.len() != 4 {
+        return Err(node_err(n, format!("input {xs:?}: (N, C, H, W) is needed")));
+    }
+    let rois = f32s(input(n, a, 1)?);
+    let batch = i64s(input(n, a, 2)?);
+    let k = batch.len();
+    if rois.len() != 4 * k {
+        return Err(node_err(
+            n,
+            format!("{} roi values for {k} batch indices", rois.len()),
+        ));
+    }
+    let (c, h, w) = (xs[1], xs[2], xs[3]);
+    let ph = attr_int(n, "output_height", 1)?.max(1) as usize;
+    let pw = attr_int(n, "output_width", 1)?.max(1) as usize;
+    let ratio = attr_int(n, "sampling_ratio", 0)?.max(0) as usize;
+    let scale = attr_float(n, "spatial_scale", 1.0)? as f64;
+    let max = attr_str(n, "mode", "avg")? == "max";
+    let default_mode = if opset >= 16 {
+        "half_pixel"
+    } else {
+        "output_half_pixel"
+    };
+    let half = attr_str(n, "coordinate_transformation_mode", default_mode)? == "half_pixel";
+    let d = f32s(x);
+    let mut out = vec![0f32; k * c * ph * pw];
+    for r in 0..k {
+        let b = index(n, batch[r], xs[0])?;
+        let off = if half { 0.5 } else { 0.0 };
+        let (x0, y0) = (
+            rois[4 * r] as f64 * scale - off,
+            rois[4 * r + 1] as f64 * scale - off,
+        );
+        let (x1, y1) = (
+            rois[4 * r + 2] as f64 * scale - off,
+            rois[4 * r + 3] as f64 * scale - off,
+        );
+        let (mut rw, mut rh) = (x1 - x0, y1 - y0);
+        if !half {
+            rw = rw.max(1.0);
+            rh = rh.max(1.0);
+        }
+        let (bh, bw) = (rh / ph as f64, rw / pw as f64);
+        let gh = if ratio > 0 {
+            ratio
+        } else {
+            (rh / ph as f64).ceil().max(0.0) as usize
+        };
+        let gw = if ratio > 0 {
+            ratio
+        } else {
+            (rw / pw as f64).ceil().max(0.0) as usize
+        };
+        let count = (gh * gw).max(1) as f64;
+        // the four corners and weights of each sample of each bin
+        let sample = |yy: f64, xx: f64| -> Option<[(usize, f64); 4]> {
+            if yy < -1.0 || yy > h as f64 || xx < -1.0 || xx > w as f64 {
+                return None;
+            }
+            let (mut y, mut x) = (yy.max(0.0), xx.max(0.0));
+            let (mut yl, mut xl) = (y as usize, x as usize);
+            let yh = if yl >= h - 1 {
+                yl = h - 1;
+                y = yl as f64;
+                yl
+            } else {
+                yl + 1
+            };
+            let xh = if xl >= w - 1 {
+                xl = w - 1;
+                x = xl as f64;
+                xl
+            } else {
+                xl + 1
+            };
+            let (ly, lx) = (y - yl as f64, x - xl as f64);
+            let (hy, hx) = (1.0 - ly, 1.0 - lx);
+            Some([
+                (yl * w + xl, hy * hx),
+                (yl * w + xh, hy * lx),
+                (yh * w + xl, ly * hx),
+                (yh * w + xh, ly * lx),
+            ])
+        };
+        for ch in 0..c {
+            let plane = &d[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
+            for py in 0..ph {
+                for px in 0..pw {
+                    let mut acc = 0f64;
+                    let mut best: Option<f64> = None;
+                    for iy in 0..gh {
+                        let yy = y0 + py as f64 * bh + (iy as f64 + 0.5) * bh / gh as f64;
+                        for ix in 0..gw {
+                            let xx = x0 + px as f64 * bw + (ix as f64 + 0.5) * bw / gw as f64;
+                            let corners = sample(yy, xx).unwrap_or([(0, 0.0); 4]);
+                            if max {
+                                let v = corners
+                                    .iter()
+                                    .map(|&(i, wt)| wt * plane[i] as f64)
+                                    .fold(f64::NEG_INFINITY, f64::max);
+                                best = Some(best.map_or(v, |b| b.max(v)));
+                            } else {
+                                acc += corners
+                                    .iter()
+                                    .map(|&(i, wt)| wt * plane[i] as f64)
+                                    .sum::<f64>();
+                            }
+                        }
+                    }
+                    let v = if max {
+                        best.unwrap_or(0.0)
+                    } else {
+                        acc / count
+                    };
+                    out[((r * c + ch) * ph + py) * pw + px] = v as f32;
+                }
+            }
+        }
+    }
+    fval(n, out, &[k, c, ph, pw])
+}
+
 /// The ops of this module, all in the default domain.
 pub const OPS: &[&str] = &[
     "Acos",
@@ -2793,6 +2922,7 @@ pub const OPS: &[&str] = &[
     "ReverseSequence",
     "RNN",
     "RMSNormalization",
+    "RoiAlign",
     "Round",
     "ScatterElements",
     "ScatterND",
@@ -2859,6 +2989,7 @@ pub(crate) fn exec(
         "QuantizeLinear" | "DequantizeLinear" => quantize(n, a, types),
         "RNN" | "GRU" | "LSTM" => recurrent(n, a),
         "NonMaxSuppression" => nms(n, a),
+        "RoiAlign" => roi_align(n, a, opset),
         "Range" => range(n, a),
         "Size" => {
             let s = input(n, a, 0)?.shape();
