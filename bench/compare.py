@@ -65,23 +65,25 @@ def main(argv):
             rest = {k: v for k, v in rec.items() if k != "workload"}
             print(f"# {label}: " + ", ".join(f"{k}={v}" for k, v in rest.items()))
 
-    ORT, DN = "@onnxruntime", "@darknet"
-    names = list(aics) + [n for n in torch if n not in aics and not n.endswith((ORT, DN))]
+    ORT, DN, TR = "@onnxruntime", "@darknet", "@tract"
+    names = list(aics) + [n for n in torch if n not in aics and not n.endswith((ORT, DN, TR))]
     header = ["workload", "aics", "torch", "ratio", "onnxruntime", "ratio ort",
-              "darknet", "ratio dn",
+              "darknet", "ratio dn", "tract", "ratio tract",
               "aics GFLOP/s", "torch GFLOP/s", "aics % peak", "aics img/s", "torch img/s",
               "aics MB", "torch MB", "ort MB"]
     table = []
     for n in names:
         a, t = aics.get(n, {}), torch.get(n, {})
-        o, d = torch.get(n + ORT, {}), torch.get(n + DN, {})
+        o, d, tr = torch.get(n + ORT, {}), torch.get(n + DN, {}), torch.get(n + TR, {})
         sa, st = a.get("seconds"), t.get("seconds")
-        so, sd = o.get("seconds"), d.get("seconds")
+        so, sd, s_tr = o.get("seconds"), d.get("seconds"), tr.get("seconds")
+        ratio_tr = s_tr / sa if sa and s_tr else None
         ratio = st / sa if sa and st else None
         ratio_o = so / sa if sa and so else None
         ratio_d = sd / sa if sa and sd else None
         table.append([n, fmt_s(sa), fmt_s(st), fmt_num(ratio, 2), fmt_s(so),
                       fmt_num(ratio_o, 2), fmt_s(sd), fmt_num(ratio_d, 2),
+                      fmt_s(s_tr), fmt_num(ratio_tr, 2),
                       fmt_num(a.get("gflop_s")), fmt_num(t.get("gflop_s")),
                       fmt_num(None if a.get("peak_share") is None else 100 * a["peak_share"], 0),
                       fmt_num(a.get("images_s"), 0), fmt_num(t.get("images_s"), 0),
@@ -89,7 +91,7 @@ def main(argv):
                       fmt_num(o.get("peak_mb"), 0)])
     # Drop the onnxruntime, darknet, images/s and memory columns when no workload reports them.
     keep = [i for i in range(len(header))
-            if not ((i in (4, 5, 6, 7, 10, 11, 12, 13, 14, 15)) and all(r[i] == "-" for r in table))]
+            if not ((i in (4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17)) and all(r[i] == "-" for r in table))]
     header = [header[i] for i in keep]
     table = [[r[i] for i in keep] for r in table]
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)

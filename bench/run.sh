@@ -6,6 +6,7 @@
 # Needs a release build (cargo build --release) and PyTorch for $PYTHON
 # (default /usr/bin/python3, which has Debian's python3-torch; install
 # libopenblas0-pthread too, or its sgemm falls back to the reference BLAS).
+# TRACT=1 adds tract's times for the onnx_* workloads (bench/tract, built on first use).
 # The onnxruntime columns need onnxruntime importable by the same python, e.g.
 #   /usr/bin/python3 -m venv --system-site-packages .cache/venv-ort
 #   .cache/venv-ort/bin/pip install onnxruntime
@@ -36,5 +37,13 @@ echo "== aics ($THREADS threads) -> $AICS_OUT" >&2
 
 echo "== torch ($THREADS threads, $PYTHON) -> $TORCH_OUT" >&2
 "$PYTHON" "$ROOT/bench/torch_bench.py" --threads "$THREADS" --filter "$FILTER" > "$TORCH_OUT"
+
+# tract, a Rust ONNX engine, on the ONNX workloads (TRACT=1: its first build takes minutes)
+if [[ "${TRACT:-0}" == 1 ]]; then
+    echo "== tract (1 thread) -> $TORCH_OUT" >&2
+    (cd "$ROOT/bench/tract" && cargo build --release -q) \
+        && "$ROOT/bench/tract/target/release/aics-bench-tract" "$FILTER" >> "$TORCH_OUT" \
+        || echo "warning: the tract peer failed; its column is left out" >&2
+fi
 
 "$PYTHON" "$ROOT/bench/compare.py" "$AICS_OUT" "$TORCH_OUT"
