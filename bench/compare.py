@@ -10,7 +10,7 @@ workload's GFLOP/s as a share of it). ratio = torch_seconds / aics_seconds, so a
 means aics is faster. Rows named WORKLOAD@onnxruntime in the torch file give
 an onnxruntime column (ratio ort = onnxruntime_seconds / aics_seconds), rows
 named WORKLOAD@darknet a darknet column (ratio dn = darknet_seconds /
-aics_seconds). Records with "peak_mb" (the resident memory a workload added at
+aics_seconds), rows named WORKLOAD@tract a tract column (bench/tract). Records with "peak_mb" (the resident memory a workload added at
 its peak, bench/peak_memory.sh) give the "aics MB", "torch MB" and "ort MB"
 columns.
 """
