@@ -6,6 +6,7 @@
 //! external data files beside the model) and declared inputs and outputs with their shapes.
 
 pub mod check;
+pub mod encode;
 pub mod error;
 mod fuse;
 pub mod module;
@@ -16,6 +17,7 @@ mod wire;
 
 use std::path::Path;
 
+pub use encode::{encode_model, encode_tensor};
 pub use error::{OnnxError, Result};
 pub use proto::{
     decode_model, decode_tensor, AttrValue, Attribute, Dim, Graph, Model, Node, Tensor, TensorData,
@@ -89,4 +91,17 @@ pub fn load_external(model: &mut Model, model_path: impl AsRef<Path>) -> Result<
         t.data = TensorData::Raw(bytes[start..end].to_vec());
     }
     Ok(())
+}
+
+/// Writes `model` to `path` through a temporary file and a rename, so a reader never sees half
+/// a file.
+pub fn save(model: &Model, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let io = |source| OnnxError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("onnx.tmp");
+    std::fs::write(&tmp, encode_model(model)?).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }

@@ -205,3 +205,43 @@ fn light_models_give_their_stored_outputs() {
         println!("{stem}: output {:?} equals the stored one", want.shape());
     }
 }
+
+#[test]
+#[ignore = "needs the ONNX backend test suite: bash scripts/setup.sh"]
+fn every_suite_model_reads_back_the_same_after_writing() {
+    let (mut n, mut refused) = (0, 0);
+    for sub in ["node", "light"] {
+        let root = suite().join(sub);
+        let mut files: Vec<PathBuf> = Vec::new();
+        for e in std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                files.push(p.join("model.onnx"));
+            } else if p.extension().is_some_and(|x| x == "onnx") {
+                files.push(p);
+            }
+        }
+        for f in files {
+            let Ok(m) = load(&f) else { continue };
+            // sequences, maps and optionals are refused, not written without their types
+            let bytes = match aics_onnx::encode_model(&m) {
+                Ok(b) => b,
+                Err(e) => {
+                    assert!(
+                        e.to_string().contains("aics writes"),
+                        "{}: {e}",
+                        f.display()
+                    );
+                    refused += 1;
+                    continue;
+                }
+            };
+            let again =
+                aics_onnx::decode_model(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            assert_eq!(format!("{m:?}"), format!("{again:?}"), "{}", f.display());
+            n += 1;
+        }
+    }
+    assert!(n > 1600, "{n} models");
+    println!("{n} models written and read back; {refused} refused (sequences, maps, optionals)");
+}
