@@ -158,23 +158,7 @@ fn bindex(out: &[usize], s: &[usize]) -> Vec<usize> {
             }
         })
         .collect();
-    let total: usize = out.iter().product();
-    let mut res = Vec::with_capacity(total);
-    let mut idx = vec![0usize; r];
-    let mut cur = 0usize;
-    for _ in 0..total {
-        res.push(cur);
-        for d in (0..r).rev() {
-            idx[d] += 1;
-            cur += bst[d];
-            if idx[d] < out[d] {
-                break;
-            }
-            cur -= bst[d] * out[d];
-            idx[d] = 0;
-        }
-    }
-    res
+    bindex_with(out, &bst)
 }
 
 /// The flat indices of the cartesian product of per-dimension index lists into a tensor of

@@ -1310,9 +1310,14 @@ fn pair(n: &Node, v: Option<Vec<i64>>, default: usize, what: &str) -> Result<Vec
     Ok(v.iter().map(|&x| x as usize).collect())
 }
 
-fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
+/// A convolution's input and weight as 2-D ones (1-D ones get a height of 1), and whether they
+/// were 1-D; an error for other ranks.
+fn conv_operands(
+    n: &Node,
+    a: &[Option<Value>],
+    what: &str,
+) -> Result<(Tensor<f32>, Tensor<f32>, bool)> {
     let (x, w) = (float(n, a, 0)?, float(n, a, 1)?);
-    // 1-D convolutions run as 2-D ones of height 1
     let one_d = x.rank() == 3 && w.rank() == 3;
     let (x, w) = if one_d {
         (t(n, x.unsqueeze(2))?, t(n, w.unsqueeze(2))?)
@@ -1323,12 +1328,18 @@ fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
         return Err(node_err(
             n,
             format!(
-                "input {:?} and weight {:?}: aics runs 1-D and 2-D convolutions",
+                "input {:?} and weight {:?}: aics runs 1-D and 2-D {what}",
                 x.shape(),
                 w.shape()
             ),
         ));
     }
+    Ok((x, w, one_d))
+}
+
+fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
+    // 1-D convolutions run as 2-D ones of height 1
+    let (x, w, one_d) = conv_operands(n, a, "convolutions")?;
     let k = [w.shape()[2], w.shape()[3]];
     let s = window(n, "strides", 1, one_d)?;
     let d = window(n, "dilations", 1, one_d)?;
@@ -1364,23 +1375,7 @@ fn conv(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
 /// `pads`, `auto_pad` or `output_shape`) cropped from, and `output_padding` added to, each
 /// side of the full output.
 fn conv_transpose(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
-    let (x, w) = (float(n, a, 0)?, float(n, a, 1)?);
-    let one_d = x.rank() == 3 && w.rank() == 3;
-    let (x, w) = if one_d {
-        (t(n, x.unsqueeze(2))?, t(n, w.unsqueeze(2))?)
-    } else {
-        (x.clone(), w.clone())
-    };
-    if x.rank() != 4 || w.rank() != 4 {
-        return Err(node_err(
-            n,
-            format!(
-                "input {:?} and weight {:?}: aics runs 1-D and 2-D transposed convolutions",
-                x.shape(),
-                w.shape()
-            ),
-        ));
-    }
+    let (x, w, one_d) = conv_operands(n, a, "transposed convolutions")?;
     let s = window(n, "strides", 1, one_d)?;
     let d = window(n, "dilations", 1, one_d)?;
     let grow = |name: &str| -> Result<Vec<i64>> {
