@@ -126,7 +126,7 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
 /// `aics classify --model file.onnx`: the image resized and centre-cropped to the model's
 /// declared input size (as torchvision's 256 → 224), in its layout and pixel range.
 fn run_onnx(a: ClassifyArgs) -> Result<()> {
-    use aics_onnx::{Dim, OnnxModel, Value};
+    use aics_onnx::{OnnxModel, Value};
     use aics_tensor::Tensor;
     let path = PathBuf::from(&a.model);
     if a.weights.is_some() {
@@ -143,7 +143,6 @@ fn run_onnx(a: ClassifyArgs) -> Result<()> {
     }
     let mut proto = aics_onnx::load(&path)?;
     aics_onnx::load_external(&mut proto, &path)?;
-    let graph = proto.graph.clone();
     let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let names = m.input_names();
     let [input] = names.as_slice() else {
@@ -154,16 +153,7 @@ fn run_onnx(a: ClassifyArgs) -> Result<()> {
             names.join(", ")
         );
     };
-    let decl = graph.inputs.iter().find(|i| &i.name == input);
-    let dims: Vec<Option<usize>> = decl
-        .and_then(|d| d.shape.clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|d| match d {
-            Dim::Value(v) if *v > 0 => Some(*v as usize),
-            _ => None,
-        })
-        .collect();
+    let dims = m.declared_dims(input);
     if dims.len() != 4 {
         bail!(
             "{}: input '{input}' has {} dimensions; a classifier takes a batch of images (4)",
@@ -191,12 +181,14 @@ fn run_onnx(a: ClassifyArgs) -> Result<()> {
     };
     let resize = ((size as f64) * 256.0 / 224.0).round() as u32;
     // the class scores: probabilities already when a Softmax makes the output
-    let out_name = graph
+    let out_name = m
+        .graph()
         .outputs
         .first()
         .map(|o| o.name.clone())
         .unwrap_or_default();
-    let is_probs = graph
+    let is_probs = m
+        .graph()
         .nodes
         .iter()
         .any(|n| n.op_type == "Softmax" && n.outputs.contains(&out_name));

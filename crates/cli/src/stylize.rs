@@ -601,25 +601,11 @@ fn write_loss_plot(path: &Path, history: &[gatys::Step]) -> Result<()> {
 /// `aics stylize --model NET.onnx PHOTO`: a feed-forward style network from ONNX (pixels in
 /// [0, 1], N×3×H×W or N×H×W×3), with a one-hot style-weights input where it has one.
 fn stylize_onnx(a: &StylizeArgs, path: &Path) -> Result<()> {
-    use aics_onnx::{Dim, OnnxModel, Value};
+    use aics_onnx::{OnnxModel, Value};
     let mut proto = aics_onnx::load(path)?;
     aics_onnx::load_external(&mut proto, path)?;
-    let graph = proto.graph.clone();
     let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let dims = |name: &str| -> Vec<Option<usize>> {
-        graph
-            .inputs
-            .iter()
-            .find(|i| i.name == name)
-            .and_then(|i| i.shape.clone())
-            .unwrap_or_default()
-            .iter()
-            .map(|d| match d {
-                Dim::Value(v) if *v > 0 => Some(*v as usize),
-                _ => None,
-            })
-            .collect()
-    };
+    let dims = |name: &str| m.declared_dims(name);
     let names = m.input_names();
     let images: Vec<&String> = names.iter().filter(|n| dims(n).len() == 4).collect();
     let [image] = images.as_slice() else {

@@ -3,6 +3,7 @@
 //! values' data directly (f32 for the real types, i64 for the integer and boolean ones) with
 //! numpy's broadcasting, as ONNX's reference defines them.
 
+use aics_tensor::testing::nan_max;
 use aics_tensor::Tensor;
 
 use crate::error::Result;
@@ -221,6 +222,15 @@ pub(crate) fn erf(x: f64) -> f64 {
         1.0 - r
     } else {
         r - 1.0
+    }
+}
+
+/// The smaller of two numbers, NaN if either is (as [`nan_max`] for the larger).
+fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
     }
 }
 
@@ -465,20 +475,8 @@ fn nary(n: &Node, a: &[Option<Value>]) -> Result<Vec<Value>> {
                 "Mul" => p * q,
                 "Div" => p / q,
                 "Pow" => p.powf(q),
-                "Max" => {
-                    if p.is_nan() || q.is_nan() {
-                        f64::NAN
-                    } else {
-                        p.max(q)
-                    }
-                }
-                "Min" => {
-                    if p.is_nan() || q.is_nan() {
-                        f64::NAN
-                    } else {
-                        p.min(q)
-                    }
-                }
+                "Max" => nan_max(p, q),
+                "Min" => nan_min(p, q),
                 "Mod" => {
                     let r = p % q;
                     if !fmod && r != 0.0 && ((r < 0.0) != (q < 0.0)) {
@@ -777,20 +775,8 @@ fn reduce(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
         count[k] += 1;
         let o = &mut acc[k];
         *o = match op {
-            "ReduceMax" => {
-                if v.is_nan() || o.is_nan() {
-                    f64::NAN
-                } else {
-                    o.max(v)
-                }
-            }
-            "ReduceMin" => {
-                if v.is_nan() || o.is_nan() {
-                    f64::NAN
-                } else {
-                    o.min(v)
-                }
-            }
+            "ReduceMax" => nan_max(*o, v),
+            "ReduceMin" => nan_min(*o, v),
             "ReduceProd" => *o * v,
             "ReduceL1" => *o + v.abs(),
             "ReduceL2" | "ReduceSumSquare" => *o + v * v,

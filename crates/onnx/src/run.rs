@@ -160,6 +160,30 @@ impl OnnxModel {
         (self.plan.convs.len(), self.plan.skip.len())
     }
 
+    /// The graph as read.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The sizes the graph declares for input `name` (None for a symbolic or unknown size);
+    /// empty when it declares no shape.
+    pub fn declared_dims(&self, name: &str) -> Vec<Option<usize>> {
+        self.graph
+            .inputs
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.shape.as_ref())
+            .map(|dims| {
+                dims.iter()
+                    .map(|d| match d {
+                        crate::proto::Dim::Value(v) if *v > 0 => Some(*v as usize),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The initializers' names, in the file's order.
     pub fn initializer_names(&self) -> Vec<String> {
         self.graph
@@ -232,46 +256,29 @@ impl OnnxModel {
     /// Runs the nodes of `g` in order, each output into `scope`, held to the type `g`
     /// declares for it.
     fn run_nodes(&self, g: &Graph, scope: &mut Scope) -> Result<()> {
-        let declared: HashMap<&str, i32> = g
-            .inputs
-            .iter()
-            .chain(&g.outputs)
-            .chain(&g.value_info)
-            .filter_map(|v| v.elem_type.map(|t| (v.name.as_str(), t)))
-            .chain(
-                g.initializers
-                    .iter()
-                    .map(|t| (t.name.as_str(), t.data_type)),
-            )
-            .collect();
+        // the top-level graph's declared types are `self.types`, made once; a subgraph's here
+        let top = std::ptr::eq(g, &self.graph);
+        let declared: Option<HashMap<&str, i32>> = (!top).then(|| {
+            g.inputs
+                .iter()
+                .chain(&g.outputs)
+                .chain(&g.value_info)
+                .filter_map(|v| v.elem_type.map(|t| (v.name.as_str(), t)))
+                .chain(
+                    g.initializers
+                        .iter()
+                        .map(|t| (t.name.as_str(), t.data_type)),
+                )
+                .collect()
+        });
         // the inference path: the top-level graph, no gradient, nothing traced
-        let fused = std::ptr::eq(g, &self.graph)
+        let fused = top
             && !aics_tensor::grad_enabled()
             && !self.trace
             && self.dump.is_none()
             && !self.training.load(std::sync::atomic::Ordering::Relaxed);
         for (k, node) in g.nodes.iter().enumerate() {
             if fused && self.plan.skip.contains(&k) {
-                continue;
-            }
-            if let (true, Some(fc)) = (fused, self.plan.convs.get(&k)) {
-                let args: Vec<Option<Value>> = node
-                    .inputs
-                    .iter()
-                    .map(|i| {
-                        if i.is_empty() {
-                            None
-                        } else {
-                            scope.get(i).cloned()
-                        }
-                    })
-                    .collect();
-                let residual = fc.residual.as_ref().and_then(|r| scope.get(r)).cloned();
-                if fc.residual.is_some() && residual.is_none() {
-                    return Err(node_err(node, "the residual to add is not computed"));
-                }
-                let y = fc.run(node, &args, residual.as_ref())?;
-                scope.vals.insert(fc.out.clone(), y);
                 continue;
             }
             let args: Vec<Option<Value>> = node
@@ -285,9 +292,19 @@ impl OnnxModel {
                     }
                 })
                 .collect();
+            if let (true, Some(fc)) = (fused, self.plan.convs.get(&k)) {
+                let residual = fc.residual.as_ref().and_then(|r| scope.get(r)).cloned();
+                if fc.residual.is_some() && residual.is_none() {
+                    return Err(node_err(node, "the residual to add is not computed"));
+                }
+                let y = fc.run(node, &args, residual.as_ref())?;
+                scope.vals.insert(fc.out.clone(), y);
+                continue;
+            }
             let types = |name: &str| {
                 declared
-                    .get(name)
+                    .as_ref()
+                    .and_then(|d| d.get(name))
                     .copied()
                     .or_else(|| self.types.get(name).copied())
             };
