@@ -39,6 +39,9 @@ pub enum OnnxError {
     /// The model uses ops aics does not run, or its graph is malformed (all named at once).
     #[error("{0}")]
     Unsupported(String),
+    /// A computation that cannot be written as ONNX, or an export that does not reproduce it.
+    #[error("export: {0}")]
+    Export(String),
     /// The inputs given do not match the graph's.
     #[error("{0}")]
     Input(String),

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod encode;
 pub mod error;
+pub mod export;
 mod fuse;
 pub mod module;
 mod ops;

@@ -20,6 +20,7 @@ pub mod rng;
 pub mod shape;
 pub mod tensor;
 pub mod testing;
+pub mod trace;
 
 pub use autograd::{grad_enabled, no_grad, NoGradGuard};
 pub use cpu::packed::PackedWeights;

@@ -8,6 +8,7 @@ use crate::cpu::{depthwise, direct, winograd};
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 /// Hyper-parameters of a 2-D convolution, as `(height, width)` pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -466,173 +467,189 @@ impl<T: Float> Tensor<T> {
         residual: Option<&Tensor<T>>,
         packed: Option<&PackedWeights>,
     ) -> Result<Tensor<T>> {
-        let op = act.name();
-        if let Activation::LeakyRelu(s) = act {
-            if !(s > 0.0 && s.is_finite()) {
-                return Err(arg_err(op, format!("slope must be positive, got {s}")));
-            }
-        }
-        let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
-        check_bias(op, bias, g.o)?;
-        if let Some(r) = residual {
-            if r.shape() != [g.n, g.o, g.oh, g.ow] {
-                return Err(shape_err(
-                    op,
-                    format!(
-                        "residual {:?} does not fit the output {:?}",
-                        r.shape(),
-                        [g.n, g.o, g.oh, g.ow]
-                    ),
-                ));
-            }
-        }
-        crate::profile::add_macs(g.macs());
-        let started = crate::profile::recording().then(std::time::Instant::now);
-        let (xd, wd) = (self.data(), weight.data());
-        // The input is kept for the weight gradient only when that gradient will be asked for,
-        // and its unfolded form too when it is not too large.
-        let want_dw = crate::autograd::grad_enabled() && weight.requires_grad();
-        let wino = winograd::plan(&g);
-        let dw = depthwise::eligible(&g);
-        let direct = wino.is_none() && !dw && direct::eligible(&g);
-        let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
-        // the bias, residual and activation already applied by the kernel
-        let mut fused = false;
-        let mut packed_ran = false;
-        let mut pre_ran = false;
-        let (mut y, cols) = if let Some(tile) = wino {
-            // the filters transformed once, when the caller keeps them so (`Conv2d` on the
-            // inference path)
-            let pre = packed
-                .filter(|pw| fits_winograd(pw, &g, tile))
-                .and_then(|pw| from_f32::<T>(pw.winograd_filters()?));
-            pre_ran = pre.is_some();
-            let y = match pre {
-                Some(u) => {
-                    winograd::conv3x3_transformed(&xd, g.n, g.c, g.h, g.w, u, g.o, g.ph, tile)
-                }
-                None => winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
-            };
-            (y, None)
-        } else if dw {
-            // the bias and activation in the depthwise kernel's own pass, unless a residual
-            // comes before the activation (then the output pass below does all three)
-            fused = residual.is_none();
-            let bd = bias.filter(|_| fused).map(|b| b.data());
-            let a = if fused { act } else { Activation::Identity };
-            let b = bd.as_ref().map(|b| b.as_slice());
-            (depthwise::fwd_fused(&xd, &wd, &g, b, a), None)
-        } else if direct {
-            (direct::fwd(&xd, &wd, &g), None)
-        } else if let Some(y) = packed
-            .filter(|pw| !keep && fits_packed(pw, &g))
-            .and_then(|pw| packed_fwd(&xd, pw, &g, bias, residual, act))
-        {
-            (fused, packed_ran) = (true, true);
-            (y, None)
-        } else {
-            k::conv2d_fwd(&xd, &wd, &g, keep)
-        };
-        if !fused && (bias.is_some() || residual.is_some() || act != Activation::Identity) {
-            let bd = bias.map(|b| b.data());
-            let rd = residual.map(|r| r.data());
-            epilogue(
-                &mut y,
-                bd.as_ref().map(|b| b.as_slice()),
-                rd.as_ref().map(|r| r.as_slice()),
-                g.ohw(),
+        trace::recorded(
+            || Op::Conv {
+                p,
                 act,
-            );
-        }
-        if let Some(t) = started {
-            let kernel = if let Some(tile) = wino {
-                format!(
-                    "winograd {tile:?}{}",
-                    if pre_ran {
-                        " (filters transformed once)"
-                    } else {
-                        ""
-                    }
-                )
-            } else if dw {
-                "depthwise".into()
-            } else if direct {
-                "direct".into()
-            } else if packed_ran {
-                "packed gemm (1×1)".into()
-            } else if g.is_pointwise() {
-                "gemm (1×1)".into()
-            } else {
-                "im2col + gemm".into()
-            };
-            crate::profile::push_op(
-                op,
-                || {
-                    format!(
-                        "{kernel}: {}→{} {}×{} stride {} groups {} on {}×{}×{}",
-                        g.c, g.o, g.kh, g.kw, g.sh, g.groups, g.n, g.h, g.w
-                    )
-                },
-                g.macs() as u64,
-                t.elapsed().as_secs_f64(),
-            );
-        }
-        let y = std::sync::Arc::new(y);
-        let yk = (act != Activation::Identity).then(|| y.clone());
-        let xk = want_dw.then_some(xd);
-        let mut inputs = vec![self, weight];
-        inputs.extend(bias);
-        inputs.extend(residual);
-        let has_bias = bias.is_some();
-        Ok(Tensor::from_op_arc(
-            y,
-            vec![g.n, g.o, g.oh, g.ow],
-            op,
-            &inputs,
-            move |gy, needs| {
-                // through the activation first
-                let masked;
-                let gy = match &yk {
-                    Some(y) => {
-                        masked = through_activation(gy, y, act);
-                        &masked[..]
-                    }
-                    None => gy,
-                };
-                let mut r = vec![
-                    needs[0].then(|| {
-                        if dw {
-                            depthwise::bwd_data(gy, &wd, &g)
-                        } else if let Some(tile) = wino {
-                            // the full convolution of dY with the flipped, transposed filters
-                            let (n, o, c) = (g.n, g.o, g.c);
-                            winograd::conv3x3_bwd_data(gy, n, o, g.oh, g.ow, &wd, c, g.ph, tile)
-                        } else {
-                            k::conv2d_bwd_data(gy, &wd, &g)
-                        }
-                    }),
-                    // (no input kept: the weight did not require grad when the op ran)
-                    needs[1]
-                        .then(|| {
-                            let xd = xk.as_ref()?;
-                            Some(if dw {
-                                depthwise::bwd_weight(xd, gy, &g)
-                            } else {
-                                k::conv2d_bwd_weight(xd, gy, &g, cols.as_ref())
-                            })
-                        })
-                        .flatten(),
-                ];
-                if has_bias {
-                    r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));
-                }
-                // the residual's gradient is the one through the activation
-                if needs.len() > r.len() {
-                    r.push(needs[r.len()].then(|| gy.to_vec()));
-                }
-                r
+                bias: bias.is_some(),
+                residual: residual.is_some(),
             },
-        ))
+            &[Some(self), Some(weight), bias, residual]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            trace::inner(|| -> Result<Tensor<T>> {
+                let op = act.name();
+                if let Activation::LeakyRelu(s) = act {
+                    if !(s > 0.0 && s.is_finite()) {
+                        return Err(arg_err(op, format!("slope must be positive, got {s}")));
+                    }
+                }
+                let g = conv2d_geom(op, self.shape(), weight.shape(), &p)?;
+                check_bias(op, bias, g.o)?;
+                if let Some(r) = residual {
+                    if r.shape() != [g.n, g.o, g.oh, g.ow] {
+                        return Err(shape_err(
+                            op,
+                            format!(
+                                "residual {:?} does not fit the output {:?}",
+                                r.shape(),
+                                [g.n, g.o, g.oh, g.ow]
+                            ),
+                        ));
+                    }
+                }
+                crate::profile::add_macs(g.macs());
+                let started = crate::profile::recording().then(std::time::Instant::now);
+                let (xd, wd) = (self.data(), weight.data());
+                // The input is kept for the weight gradient only when that gradient will be asked for,
+                // and its unfolded form too when it is not too large.
+                let want_dw = crate::autograd::grad_enabled() && weight.requires_grad();
+                let wino = winograd::plan(&g);
+                let dw = depthwise::eligible(&g);
+                let direct = wino.is_none() && !dw && direct::eligible(&g);
+                let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
+                // the bias, residual and activation already applied by the kernel
+                let mut fused = false;
+                let mut packed_ran = false;
+                let mut pre_ran = false;
+                let (mut y, cols) = if let Some(tile) = wino {
+                    // the filters transformed once, when the caller keeps them so (`Conv2d` on the
+                    // inference path)
+                    let pre = packed
+                        .filter(|pw| fits_winograd(pw, &g, tile))
+                        .and_then(|pw| from_f32::<T>(pw.winograd_filters()?));
+                    pre_ran = pre.is_some();
+                    let y = match pre {
+                        Some(u) => winograd::conv3x3_transformed(
+                            &xd, g.n, g.c, g.h, g.w, u, g.o, g.ph, tile,
+                        ),
+                        None => winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
+                    };
+                    (y, None)
+                } else if dw {
+                    // the bias and activation in the depthwise kernel's own pass, unless a residual
+                    // comes before the activation (then the output pass below does all three)
+                    fused = residual.is_none();
+                    let bd = bias.filter(|_| fused).map(|b| b.data());
+                    let a = if fused { act } else { Activation::Identity };
+                    let b = bd.as_ref().map(|b| b.as_slice());
+                    (depthwise::fwd_fused(&xd, &wd, &g, b, a), None)
+                } else if direct {
+                    (direct::fwd(&xd, &wd, &g), None)
+                } else if let Some(y) = packed
+                    .filter(|pw| !keep && fits_packed(pw, &g))
+                    .and_then(|pw| packed_fwd(&xd, pw, &g, bias, residual, act))
+                {
+                    (fused, packed_ran) = (true, true);
+                    (y, None)
+                } else {
+                    k::conv2d_fwd(&xd, &wd, &g, keep)
+                };
+                if !fused && (bias.is_some() || residual.is_some() || act != Activation::Identity) {
+                    let bd = bias.map(|b| b.data());
+                    let rd = residual.map(|r| r.data());
+                    epilogue(
+                        &mut y,
+                        bd.as_ref().map(|b| b.as_slice()),
+                        rd.as_ref().map(|r| r.as_slice()),
+                        g.ohw(),
+                        act,
+                    );
+                }
+                if let Some(t) = started {
+                    let kernel = if let Some(tile) = wino {
+                        format!(
+                            "winograd {tile:?}{}",
+                            if pre_ran {
+                                " (filters transformed once)"
+                            } else {
+                                ""
+                            }
+                        )
+                    } else if dw {
+                        "depthwise".into()
+                    } else if direct {
+                        "direct".into()
+                    } else if packed_ran {
+                        "packed gemm (1×1)".into()
+                    } else if g.is_pointwise() {
+                        "gemm (1×1)".into()
+                    } else {
+                        "im2col + gemm".into()
+                    };
+                    crate::profile::push_op(
+                        op,
+                        || {
+                            format!(
+                                "{kernel}: {}→{} {}×{} stride {} groups {} on {}×{}×{}",
+                                g.c, g.o, g.kh, g.kw, g.sh, g.groups, g.n, g.h, g.w
+                            )
+                        },
+                        g.macs() as u64,
+                        t.elapsed().as_secs_f64(),
+                    );
+                }
+                let y = std::sync::Arc::new(y);
+                let yk = (act != Activation::Identity).then(|| y.clone());
+                let xk = want_dw.then_some(xd);
+                let mut inputs = vec![self, weight];
+                inputs.extend(bias);
+                inputs.extend(residual);
+                let has_bias = bias.is_some();
+                Ok(Tensor::from_op_arc(
+                    y,
+                    vec![g.n, g.o, g.oh, g.ow],
+                    op,
+                    &inputs,
+                    move |gy, needs| {
+                        // through the activation first
+                        let masked;
+                        let gy = match &yk {
+                            Some(y) => {
+                                masked = through_activation(gy, y, act);
+                                &masked[..]
+                            }
+                            None => gy,
+                        };
+                        let mut r = vec![
+                            needs[0].then(|| {
+                                if dw {
+                                    depthwise::bwd_data(gy, &wd, &g)
+                                } else if let Some(tile) = wino {
+                                    // the full convolution of dY with the flipped, transposed filters
+                                    let (n, o, c) = (g.n, g.o, g.c);
+                                    winograd::conv3x3_bwd_data(
+                                        gy, n, o, g.oh, g.ow, &wd, c, g.ph, tile,
+                                    )
+                                } else {
+                                    k::conv2d_bwd_data(gy, &wd, &g)
+                                }
+                            }),
+                            // (no input kept: the weight did not require grad when the op ran)
+                            needs[1]
+                                .then(|| {
+                                    let xd = xk.as_ref()?;
+                                    Some(if dw {
+                                        depthwise::bwd_weight(xd, gy, &g)
+                                    } else {
+                                        k::conv2d_bwd_weight(xd, gy, &g, cols.as_ref())
+                                    })
+                                })
+                                .flatten(),
+                        ];
+                        if has_bias {
+                            r.push(needs[2].then(|| bias_grad(gy, g.o, g.ohw())));
+                        }
+                        // the residual's gradient is the one through the activation
+                        if needs.len() > r.len() {
+                            r.push(needs[r.len()].then(|| gy.to_vec()));
+                        }
+                        r
+                    },
+                ))
+            }),
+        )
     }
 
     /// Transposed 2-D convolution (the adjoint of conv2d): input (N, C_in, H, W), weight
@@ -644,91 +661,108 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvParams,
     ) -> Result<Tensor<T>> {
-        let op = "conv_transpose2d";
-        let (x, w) = (self.shape(), weight.shape());
-        if x.len() != 4 || w.len() != 4 {
-            return Err(shape_err(op, format!("expected input (N, C, H, W) and weight (C_in, C_out/groups, KH, KW), got {x:?} and {w:?}")));
-        }
-        if w[0] != x[1] {
-            return Err(shape_err(
-                op,
-                format!(
-                    "weight {w:?} expects {} input channels, input {x:?} has {}",
-                    w[0], x[1]
-                ),
-            ));
-        }
-        if p.output_padding.0 >= p.stride.0.max(p.dilation.0)
-            || p.output_padding.1 >= p.stride.1.max(p.dilation.1)
-        {
-            return Err(arg_err(
-                op,
-                format!(
-                    "output_padding {:?} must be smaller than stride or dilation",
-                    p.output_padding
-                ),
-            ));
-        }
-        let out_len =
-            |i: usize, k: usize, s: usize, pad: usize, d: usize, op_: usize| -> Option<usize> {
-                ((i.max(1) - 1) * s + d * (k.max(1) - 1) + op_ + 1).checked_sub(2 * pad)
-            };
-        let (Some(ho), Some(wo)) = (
-            out_len(
-                x[2],
-                w[2],
-                p.stride.0,
-                p.padding.0,
-                p.dilation.0,
-                p.output_padding.0,
-            ),
-            out_len(
-                x[3],
-                w[3],
-                p.stride.1,
-                p.padding.1,
-                p.dilation.1,
-                p.output_padding.1,
-            ),
-        ) else {
-            return Err(shape_err(
-                op,
-                format!("padding {:?} leaves no output for input {x:?}", p.padding),
-            ));
-        };
-        let c_out = w[1] * p.groups;
-        // The conv whose backward-data this is: input (N, C_out, Ho, Wo), weight (C_in, C_out/G, ..).
-        let g = conv2d_geom(op, &[x[0], c_out, ho, wo], w, &p)?;
-        if g.oh != x[2] || g.ow != x[3] {
-            return Err(shape_err(
-                op,
-                format!("inconsistent geometry for input {x:?}"),
-            ));
-        }
-        check_bias(op, bias, c_out)?;
-        crate::profile::add_macs(g.macs());
-        let (xd, wd) = (self.data(), weight.data());
-        let mut y = k::conv2d_bwd_data(&xd, &wd, &g);
-        if let Some(b) = bias {
-            epilogue(&mut y, Some(&b.data()), None, g.hw(), Activation::Identity);
-        }
-        let mut inputs = vec![self, weight];
-        inputs.extend(bias);
-        Ok(Tensor::from_op(
-            y,
-            vec![g.n, c_out, ho, wo],
-            op,
-            &inputs,
-            move |gy, needs| {
-                let mut r = vec![
-                    needs[0].then(|| k::conv2d_fwd(gy, &wd, &g, false).0),
-                    needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g, None)),
-                ];
-                if needs.len() > 2 {
-                    r.push(needs[2].then(|| bias_grad(gy, c_out, g.hw())));
-                }
-                r
+        trace::recorded(
+            || Op::ConvTranspose {
+                p,
+                bias: bias.is_some(),
             },
-        ))
+            &[Some(self), Some(weight), bias]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            trace::inner(|| -> Result<Tensor<T>> {
+                let op = "conv_transpose2d";
+                let (x, w) = (self.shape(), weight.shape());
+                if x.len() != 4 || w.len() != 4 {
+                    return Err(shape_err(op, format!("expected input (N, C, H, W) and weight (C_in, C_out/groups, KH, KW), got {x:?} and {w:?}")));
+                }
+                if w[0] != x[1] {
+                    return Err(shape_err(
+                        op,
+                        format!(
+                            "weight {w:?} expects {} input channels, input {x:?} has {}",
+                            w[0], x[1]
+                        ),
+                    ));
+                }
+                if p.output_padding.0 >= p.stride.0.max(p.dilation.0)
+                    || p.output_padding.1 >= p.stride.1.max(p.dilation.1)
+                {
+                    return Err(arg_err(
+                        op,
+                        format!(
+                            "output_padding {:?} must be smaller than stride or dilation",
+                            p.output_padding
+                        ),
+                    ));
+                }
+                let out_len = |i: usize,
+                               k: usize,
+                               s: usize,
+                               pad: usize,
+                               d: usize,
+                               op_: usize|
+                 -> Option<usize> {
+                    ((i.max(1) - 1) * s + d * (k.max(1) - 1) + op_ + 1).checked_sub(2 * pad)
+                };
+                let (Some(ho), Some(wo)) = (
+                    out_len(
+                        x[2],
+                        w[2],
+                        p.stride.0,
+                        p.padding.0,
+                        p.dilation.0,
+                        p.output_padding.0,
+                    ),
+                    out_len(
+                        x[3],
+                        w[3],
+                        p.stride.1,
+                        p.padding.1,
+                        p.dilation.1,
+                        p.output_padding.1,
+                    ),
+                ) else {
+                    return Err(shape_err(
+                        op,
+                        format!("padding {:?} leaves no output for input {x:?}", p.padding),
+                    ));
+                };
+                let c_out = w[1] * p.groups;
+                // The conv whose backward-data this is: input (N, C_out, Ho, Wo), weight (C_in, C_out/G, ..).
+                let g = conv2d_geom(op, &[x[0], c_out, ho, wo], w, &p)?;
+                if g.oh != x[2] || g.ow != x[3] {
+                    return Err(shape_err(
+                        op,
+                        format!("inconsistent geometry for input {x:?}"),
+                    ));
+                }
+                check_bias(op, bias, c_out)?;
+                crate::profile::add_macs(g.macs());
+                let (xd, wd) = (self.data(), weight.data());
+                let mut y = k::conv2d_bwd_data(&xd, &wd, &g);
+                if let Some(b) = bias {
+                    epilogue(&mut y, Some(&b.data()), None, g.hw(), Activation::Identity);
+                }
+                let mut inputs = vec![self, weight];
+                inputs.extend(bias);
+                Ok(Tensor::from_op(
+                    y,
+                    vec![g.n, c_out, ho, wo],
+                    op,
+                    &inputs,
+                    move |gy, needs| {
+                        let mut r = vec![
+                            needs[0].then(|| k::conv2d_fwd(gy, &wd, &g, false).0),
+                            needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g, None)),
+                        ];
+                        if needs.len() > 2 {
+                            r.push(needs[2].then(|| bias_grad(gy, c_out, g.hw())));
+                        }
+                        r
+                    },
+                ))
+            }),
+        )
     }
 }

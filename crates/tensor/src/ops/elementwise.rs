@@ -8,6 +8,7 @@ use crate::dtype::Float;
 use crate::error::Result;
 use crate::shape::{broadcast_shape, broadcast_strides, strides};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 #[derive(Clone, Copy)]
 enum Bin {
@@ -78,6 +79,18 @@ fn share<T: Float>(op: Bin, x: T, y: T) -> T {
 }
 
 fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> {
+    let top = match op {
+        Bin::Add => Op::Add,
+        Bin::Sub => Op::Sub,
+        Bin::Mul => Op::Mul,
+        Bin::Div => Op::Div,
+        Bin::Max => Op::Maximum,
+        Bin::Min => Op::Minimum,
+    };
+    trace::recorded(|| top, &[a, b], binary_impl(a, b, op))
+}
+
+fn binary_impl<T: Float>(a: &Tensor<T>, b: &Tensor<T>, op: Bin) -> Result<Tensor<T>> {
     let out_shape = broadcast_shape(a.shape(), b.shape(), op.name())?;
     let (ad, bd) = (a.data(), b.data());
     // one monomorphic kernel per op, so the inner loops vectorise
@@ -177,6 +190,7 @@ enum Saves {
 fn unary<T: Float>(
     x: &Tensor<T>,
     op: &'static str,
+    top: Op,
     saves: Saves,
     f: impl Fn(T) -> T + Sync + Send,
     df: impl Fn(T, T) -> T + Sync + Send + 'static,
@@ -188,14 +202,16 @@ fn unary<T: Float>(
         Saves::Input => (Some(xd), None),
         Saves::Output => (None, Some(y.clone())),
     };
-    Tensor::from_op_arc(y, x.shape().to_vec(), op, &[x], move |g, _| {
+    let out = Tensor::from_op_arc(y, x.shape().to_vec(), op, &[x], move |g, _| {
         let z = T::zero();
         vec![Some(match (&sx, &sy) {
             (Some(x), _) => k::zip_map(g, x, |g, x| g * df(x, z)),
             (None, Some(y)) => k::zip_map(g, y, |g, y| g * df(z, y)),
             (None, None) => k::map(g, |g| g * df(z, z)),
         })]
-    })
+    });
+    trace::record(top, &[x], &[&out]);
+    out
 }
 
 impl<T: Float> Tensor<T> {
@@ -226,6 +242,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "add_scalar",
+            Op::AddScalar(s.as_f64()),
             Saves::Nothing,
             move |x| x + s,
             |_, _| T::one(),
@@ -236,31 +253,54 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "mul_scalar",
+            Op::MulScalar(s.as_f64()),
             Saves::Nothing,
             move |x| x * s,
             move |_, _| s,
         )
     }
     pub fn neg(&self) -> Tensor<T> {
-        unary(self, "neg", Saves::Nothing, |x| -x, |_, _| -T::one())
+        unary(
+            self,
+            "neg",
+            Op::Neg,
+            Saves::Nothing,
+            |x| -x,
+            |_, _| -T::one(),
+        )
     }
     pub fn exp(&self) -> Tensor<T> {
-        unary(self, "exp", Saves::Output, |x| x.exp(), |_, y| y)
+        unary(self, "exp", Op::Exp, Saves::Output, |x| x.exp(), |_, y| y)
     }
     pub fn log(&self) -> Tensor<T> {
-        unary(self, "log", Saves::Input, |x| x.ln(), |x, _| T::one() / x)
+        unary(
+            self,
+            "log",
+            Op::Log,
+            Saves::Input,
+            |x| x.ln(),
+            |x, _| T::one() / x,
+        )
     }
     pub fn sqrt(&self) -> Tensor<T> {
         unary(
             self,
             "sqrt",
+            Op::Sqrt,
             Saves::Output,
             |x| x.sqrt(),
             |_, y| T::from_f64(0.5) / y,
         )
     }
     pub fn square(&self) -> Tensor<T> {
-        unary(self, "square", Saves::Input, |x| x * x, |x, _| x + x)
+        unary(
+            self,
+            "square",
+            Op::Square,
+            Saves::Input,
+            |x| x * x,
+            |x, _| x + x,
+        )
     }
     /// `x^p` for a constant exponent.
     pub fn powf(&self, p: f64) -> Tensor<T> {
@@ -269,6 +309,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "powf",
+            Op::Pow(p),
             Saves::Input,
             move |x| x.powf(pt),
             move |x, _| pt * x.powf(pm1),
@@ -278,6 +319,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "abs",
+            Op::Abs,
             Saves::Input,
             |x| x.abs(),
             |x, _| {
@@ -296,6 +338,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "clamp",
+            Op::Clamp(lo, hi),
             Saves::Input,
             move |x| x.max(l).min(h),
             move |x, _| {
@@ -311,6 +354,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "relu",
+            Op::Relu,
             Saves::Output, // y > 0 exactly where x > 0
             |x| if x > T::zero() { x } else { T::zero() },
             |_, y| if y > T::zero() { T::one() } else { T::zero() },
@@ -322,6 +366,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "hardsigmoid",
+            Op::HardSigmoid,
             Saves::Input,
             move |x| (x + three).max(T::zero()).min(six) / six,
             move |x, _| {
@@ -341,6 +386,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "hardswish",
+            Op::HardSwish,
             Saves::Input,
             move |x| x * (x + three).max(T::zero()).min(six) / six,
             move |x, _| {
@@ -360,6 +406,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "leaky_relu",
+            Op::LeakyRelu(slope),
             Saves::Input,
             move |x| if x > T::zero() { x } else { s * x },
             move |x, _| if x > T::zero() { T::one() } else { s },
@@ -369,6 +416,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "tanh",
+            Op::Tanh,
             Saves::Output,
             |x| x.tanh(),
             |_, y| T::one() - y * y,
@@ -378,6 +426,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "sigmoid",
+            Op::Sigmoid,
             Saves::Output,
             |x| T::one() / (T::one() + (-x).exp()),
             |_, y| y * (T::one() - y),
@@ -388,6 +437,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "softplus",
+            Op::Softplus,
             Saves::Input,
             |x| {
                 if x > T::zero() {
@@ -407,6 +457,7 @@ impl<T: Float> Tensor<T> {
         unary(
             self,
             "smooth_l1",
+            Op::SmoothL1(beta),
             Saves::Input,
             move |x| {
                 if x.abs() < b {

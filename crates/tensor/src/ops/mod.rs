@@ -18,25 +18,34 @@ pub mod upsample;
 use crate::dtype::Float;
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 impl<T: Float> Tensor<T> {
     /// Parametric ReLU with one slope per channel (dim 1), or a single shared slope.
     pub fn prelu(&self, weight: &Tensor<T>) -> Result<Tensor<T>> {
-        let n = weight.numel();
-        let sh = self.shape();
-        let mut ws = vec![1; sh.len()];
-        if n != 1 {
-            if sh.len() < 2 || sh[1] != n {
-                return Err(shape_err(
-                    "prelu",
-                    format!("weight of {n} slopes does not fit input {sh:?} (channel dim 1)"),
-                ));
-            }
-            ws[1] = n;
-        }
-        let w = weight.reshape(&ws)?;
-        // prelu(x) = relu(x) - w · relu(-x)
-        self.relu().sub(&self.neg().relu().mul(&w)?)
+        trace::recorded(
+            || Op::Prelu,
+            &[self, weight],
+            trace::inner(|| -> Result<Tensor<T>> {
+                let n = weight.numel();
+                let sh = self.shape();
+                let mut ws = vec![1; sh.len()];
+                if n != 1 {
+                    if sh.len() < 2 || sh[1] != n {
+                        return Err(shape_err(
+                            "prelu",
+                            format!(
+                                "weight of {n} slopes does not fit input {sh:?} (channel dim 1)"
+                            ),
+                        ));
+                    }
+                    ws[1] = n;
+                }
+                let w = weight.reshape(&ws)?;
+                // prelu(x) = relu(x) - w · relu(-x)
+                self.relu().sub(&self.neg().relu().mul(&w)?)
+            }),
+        )
     }
 
     /// Rows of an embedding table `self` (V, D) for integer ids: output `[ids_shape.., D]`.

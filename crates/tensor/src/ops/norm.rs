@@ -9,6 +9,7 @@ use crate::cpu;
 use crate::dtype::Float;
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 /// Shape `[1, C, 1, 1, ...]` to broadcast a per-channel vector against `x`.
 fn channel_shape(x: &[usize]) -> Vec<usize> {
@@ -77,52 +78,63 @@ impl<T: Float> Tensor<T> {
         momentum: f64,
         eps: f64,
     ) -> Result<Tensor<T>> {
-        let sh = self.shape().to_vec();
-        if sh.len() < 2 {
-            return Err(shape_err(
-                "batch_norm",
-                format!("expected input (N, C, ...), got {sh:?}"),
-            ));
-        }
-        let c = sh[1];
-        check_per_channel(
-            "batch_norm",
-            &sh,
-            &[
-                ("weight", weight),
-                ("bias", bias),
-                ("running_mean", running_mean),
-                ("running_var", running_var),
-            ],
-        )?;
-        if !training {
-            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
-                // y = x·s + (b − μ·s) with s = w / √(σ² + ε)
-                let mut scale = rv.detach().add_scalar(eps).powf(-0.5);
-                if let Some(w) = weight {
-                    scale = scale.mul(w)?;
+        trace::recorded(
+            || Op::BatchNorm {
+                eps,
+                training: training || running_mean.is_none() || running_var.is_none(),
+                weight: weight.is_some(),
+                bias: bias.is_some(),
+            },
+            &trace::bn_inputs(self, weight, bias, running_mean, running_var, training),
+            trace::inner(|| -> Result<Tensor<T>> {
+                let sh = self.shape().to_vec();
+                if sh.len() < 2 {
+                    return Err(shape_err(
+                        "batch_norm",
+                        format!("expected input (N, C, ...), got {sh:?}"),
+                    ));
                 }
-                let mut shift = rm.detach().mul(&scale)?.neg();
-                if let Some(b) = bias {
-                    shift = shift.add(b)?;
+                let c = sh[1];
+                check_per_channel(
+                    "batch_norm",
+                    &sh,
+                    &[
+                        ("weight", weight),
+                        ("bias", bias),
+                        ("running_mean", running_mean),
+                        ("running_var", running_var),
+                    ],
+                )?;
+                if !training {
+                    if let (Some(rm), Some(rv)) = (running_mean, running_var) {
+                        // y = x·s + (b − μ·s) with s = w / √(σ² + ε)
+                        let mut scale = rv.detach().add_scalar(eps).powf(-0.5);
+                        if let Some(w) = weight {
+                            scale = scale.mul(w)?;
+                        }
+                        let mut shift = rm.detach().mul(&scale)?.neg();
+                        if let Some(b) = bias {
+                            shift = shift.add(b)?;
+                        }
+                        return self.channel_affine(&scale, &shift);
+                    }
                 }
-                return self.channel_affine(&scale, &shift);
-            }
-        }
-        let count = self.numel() / c.max(1);
-        if count <= 1 {
-            return Err(shape_err(
+                let count = self.numel() / c.max(1);
+                if count <= 1 {
+                    return Err(shape_err(
                 "batch_norm",
                 format!("expected more than 1 value per channel when training, got input {sh:?}"),
             ));
-        }
-        let (y, mean, var) = self.normalize_planes(weight, bias, eps, false, "batch_norm");
-        if training {
-            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
-                update_running(rm, rv, &mean, &var, momentum, count);
-            }
-        }
-        Ok(y)
+                }
+                let (y, mean, var) = self.normalize_planes(weight, bias, eps, false, "batch_norm");
+                if training {
+                    if let (Some(rm), Some(rv)) = (running_mean, running_var) {
+                        update_running(rm, rv, &mean, &var, momentum, count);
+                    }
+                }
+                Ok(y)
+            }),
+        )
     }
 
     /// Normalisation over groups of (sample, channel) planes, as one op: batch norm's group is
@@ -290,56 +302,63 @@ impl<T: Float> Tensor<T> {
     /// in evaluation mode (and frozen batch norm). Gradients: `dx = dy·scale[c]`,
     /// `dscale[c] = Σ dy·x`, `dshift[c] = Σ dy` (sums in f64).
     pub fn channel_affine(&self, scale: &Tensor<T>, shift: &Tensor<T>) -> Result<Tensor<T>> {
-        let sh = self.shape().to_vec();
-        if sh.len() < 2 || scale.shape() != [sh[1]] || shift.shape() != [sh[1]] {
-            return Err(shape_err(
-                "channel_affine",
-                format!(
+        trace::recorded(
+            || Op::ChannelAffine,
+            &[self, scale, shift],
+            trace::inner(|| -> Result<Tensor<T>> {
+                let sh = self.shape().to_vec();
+                if sh.len() < 2 || scale.shape() != [sh[1]] || shift.shape() != [sh[1]] {
+                    return Err(shape_err(
+                        "channel_affine",
+                        format!(
                     "expected input (N, C, ...) with scale and shift (C); got {sh:?}, {:?}, {:?}",
                     scale.shape(),
                     shift.shape()
                 ),
-            ));
-        }
-        let c = sh[1];
-        let inner: usize = sh[2..].iter().product();
-        let x = self.data();
-        let (sd, bd) = (scale.data(), shift.data());
-        let y = affine_planes(&x, inner, |p| (sd[p % c], bd[p % c]));
-        Ok(Tensor::from_op(
-            y,
-            sh,
-            "channel_affine",
-            &[self, scale, shift],
-            move |gy, needs| {
-                let dx = needs[0].then(|| affine_planes(gy, inner, |p| (sd[p % c], T::zero())));
-                let sums: Vec<(f64, f64)> = if (needs[1] || needs[2]) && inner > 0 {
-                    gy.par_chunks(inner)
-                        .zip(x.par_chunks(inner))
-                        .map(|(gp, xp)| {
-                            gp.iter().zip(xp).fold((0.0, 0.0), |(s, sx), (&g, &xv)| {
-                                let g = g.as_f64();
-                                (s + g, sx + g * xv.as_f64())
-                            })
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let per_channel = |f: fn(&(f64, f64)) -> f64| -> Vec<T> {
-                    let mut v = vec![0.0f64; c];
-                    for (p, s) in sums.iter().enumerate() {
-                        v[p % c] += f(s);
-                    }
-                    v.into_iter().map(T::from_f64).collect()
-                };
-                vec![
-                    dx,
-                    needs[1].then(|| per_channel(|s| s.1)),
-                    needs[2].then(|| per_channel(|s| s.0)),
-                ]
-            },
-        ))
+                    ));
+                }
+                let c = sh[1];
+                let inner: usize = sh[2..].iter().product();
+                let x = self.data();
+                let (sd, bd) = (scale.data(), shift.data());
+                let y = affine_planes(&x, inner, |p| (sd[p % c], bd[p % c]));
+                Ok(Tensor::from_op(
+                    y,
+                    sh,
+                    "channel_affine",
+                    &[self, scale, shift],
+                    move |gy, needs| {
+                        let dx =
+                            needs[0].then(|| affine_planes(gy, inner, |p| (sd[p % c], T::zero())));
+                        let sums: Vec<(f64, f64)> = if (needs[1] || needs[2]) && inner > 0 {
+                            gy.par_chunks(inner)
+                                .zip(x.par_chunks(inner))
+                                .map(|(gp, xp)| {
+                                    gp.iter().zip(xp).fold((0.0, 0.0), |(s, sx), (&g, &xv)| {
+                                        let g = g.as_f64();
+                                        (s + g, sx + g * xv.as_f64())
+                                    })
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        let per_channel = |f: fn(&(f64, f64)) -> f64| -> Vec<T> {
+                            let mut v = vec![0.0f64; c];
+                            for (p, s) in sums.iter().enumerate() {
+                                v[p % c] += f(s);
+                            }
+                            v.into_iter().map(T::from_f64).collect()
+                        };
+                        vec![
+                            dx,
+                            needs[1].then(|| per_channel(|s| s.1)),
+                            needs[2].then(|| per_channel(|s| s.0)),
+                        ]
+                    },
+                ))
+            }),
+        )
     }
 
     /// Instance normalisation: statistics per sample and channel over the spatial dims,
@@ -352,17 +371,30 @@ impl<T: Float> Tensor<T> {
         bias: Option<&Tensor<T>>,
         eps: f64,
     ) -> Result<Tensor<T>> {
-        let sh = self.shape().to_vec();
-        if sh.len() < 3 {
-            return Err(shape_err(
-                "instance_norm",
-                format!("expected input (N, C, H, W) or (N, C, L), got {sh:?}"),
-            ));
-        }
-        check_per_channel("instance_norm", &sh, &[("weight", weight), ("bias", bias)])?;
-        Ok(self
-            .normalize_planes(weight, bias, eps, true, "instance_norm")
-            .0)
+        trace::recorded(
+            || Op::InstanceNorm {
+                eps,
+                weight: weight.is_some(),
+                bias: bias.is_some(),
+            },
+            &[Some(self), weight, bias]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            trace::inner(|| -> Result<Tensor<T>> {
+                let sh = self.shape().to_vec();
+                if sh.len() < 3 {
+                    return Err(shape_err(
+                        "instance_norm",
+                        format!("expected input (N, C, H, W) or (N, C, L), got {sh:?}"),
+                    ));
+                }
+                check_per_channel("instance_norm", &sh, &[("weight", weight), ("bias", bias)])?;
+                Ok(self
+                    .normalize_planes(weight, bias, eps, true, "instance_norm")
+                    .0)
+            }),
+        )
     }
 
     /// Inverted dropout: zero each element with probability `p` and scale the rest by `1/(1-p)`.
@@ -380,7 +412,8 @@ impl<T: Float> Tensor<T> {
         let mask: Vec<T> = (0..self.numel())
             .map(|_| if rng.uniform() < p { T::zero() } else { keep })
             .collect();
-        self.mul(&Tensor::raw(mask, self.shape().to_vec()))
+        let y = trace::inner(|| self.mul(&Tensor::raw(mask, self.shape().to_vec())));
+        trace::recorded(|| Op::Dropout(p), &[self], y)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::cpu::pool::{self as k, pool_out_size, PoolGeom};
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 /// Hyper-parameters of a 2-D pooling window, as `(height, width)` pairs. `stride` defaults to
 /// the kernel size, as in PyTorch.
@@ -126,6 +127,7 @@ impl<T: Float> Tensor<T> {
             &[self],
             move |gy, _| vec![Some(k::max_pool_bwd(gy, &ic, &g))],
         );
+        trace::record(Op::MaxPool(p), &[self], &[&t]);
         Ok((
             t,
             Arc::try_unwrap(idx).unwrap_or_else(|a| a.as_ref().clone()),
@@ -133,74 +135,101 @@ impl<T: Float> Tensor<T> {
     }
 
     pub fn max_pool2d(&self, p: PoolParams) -> Result<Tensor<T>> {
-        if !(crate::autograd::grad_enabled() && self.requires_grad()) {
-            // no backward pass: the values alone, without the indices it would read
-            let g = pool_geom("max_pool2d", self.shape(), &p)?;
-            let y = k::max_pool_values(&self.data(), &g);
-            return Ok(Tensor::from_op(
-                y,
-                out_shape(self.shape(), g.oh, g.ow),
-                "max_pool2d",
-                &[self],
-                |_, _| vec![None],
-            ));
-        }
-        Ok(self.max_pool2d_with_indices(p)?.0)
+        trace::recorded(
+            || Op::MaxPool(p),
+            &[self],
+            trace::inner(|| -> Result<Tensor<T>> {
+                if !(crate::autograd::grad_enabled() && self.requires_grad()) {
+                    // no backward pass: the values alone, without the indices it would read
+                    let g = pool_geom("max_pool2d", self.shape(), &p)?;
+                    let y = k::max_pool_values(&self.data(), &g);
+                    return Ok(Tensor::from_op(
+                        y,
+                        out_shape(self.shape(), g.oh, g.ow),
+                        "max_pool2d",
+                        &[self],
+                        |_, _| vec![None],
+                    ));
+                }
+                Ok(self.max_pool2d_with_indices(p)?.0)
+            }),
+        )
     }
 
     /// Average pooling; `count_include_pad` counts padded zeros in the divisor (PyTorch default true).
     pub fn avg_pool2d(&self, p: PoolParams, count_include_pad: bool) -> Result<Tensor<T>> {
-        if p.dilation != (1, 1) {
-            return Err(arg_err(
-                "avg_pool2d",
-                "dilation is not supported for average pooling",
-            ));
-        }
-        let g = pool_geom("avg_pool2d", self.shape(), &p)?;
-        let y = k::avg_pool_fwd(&self.data(), &g, count_include_pad);
-        Ok(Tensor::from_op(
-            y,
-            out_shape(self.shape(), g.oh, g.ow),
-            "avg_pool2d",
+        trace::recorded(
+            || Op::AvgPool {
+                p,
+                count_include_pad,
+            },
             &[self],
-            move |gy, _| vec![Some(k::avg_pool_bwd(gy, &g, count_include_pad))],
-        ))
+            trace::inner(|| -> Result<Tensor<T>> {
+                if p.dilation != (1, 1) {
+                    return Err(arg_err(
+                        "avg_pool2d",
+                        "dilation is not supported for average pooling",
+                    ));
+                }
+                let g = pool_geom("avg_pool2d", self.shape(), &p)?;
+                let y = k::avg_pool_fwd(&self.data(), &g, count_include_pad);
+                Ok(Tensor::from_op(
+                    y,
+                    out_shape(self.shape(), g.oh, g.ow),
+                    "avg_pool2d",
+                    &[self],
+                    move |gy, _| vec![Some(k::avg_pool_bwd(gy, &g, count_include_pad))],
+                ))
+            }),
+        )
     }
 
     /// Power-average pooling `(Σ x^p)^(1/p)` over each window (PyTorch `LPPool2d`; p = 2 is L2
     /// pooling), built from differentiable ops exactly as PyTorch defines it.
     pub fn lp_pool2d(&self, norm_type: f64, p: PoolParams) -> Result<Tensor<T>> {
-        if norm_type <= 0.0 {
-            return Err(arg_err(
-                "lp_pool2d",
-                format!("norm_type must be positive, got {norm_type}"),
-            ));
-        }
-        let area = (p.kernel.0 * p.kernel.1) as f64;
-        let pp = PoolParams {
-            padding: (0, 0),
-            dilation: (1, 1),
-            ..p
-        };
-        let s = self.powf(norm_type).avg_pool2d(pp, true)?;
-        Ok(s.relu().mul_scalar(area).powf(1.0 / norm_type))
+        trace::recorded(
+            || Op::LpPool { norm: norm_type, p },
+            &[self],
+            trace::inner(|| -> Result<Tensor<T>> {
+                if norm_type <= 0.0 {
+                    return Err(arg_err(
+                        "lp_pool2d",
+                        format!("norm_type must be positive, got {norm_type}"),
+                    ));
+                }
+                let area = (p.kernel.0 * p.kernel.1) as f64;
+                let pp = PoolParams {
+                    padding: (0, 0),
+                    dilation: (1, 1),
+                    ..p
+                };
+                let s = self.powf(norm_type).avg_pool2d(pp, true)?;
+                Ok(s.relu().mul_scalar(area).powf(1.0 / norm_type))
+            }),
+        )
     }
 
     /// Adaptive average pooling to `(oh, ow)` (PyTorch `adaptive_avg_pool2d`).
     pub fn adaptive_avg_pool2d(&self, oh: usize, ow: usize) -> Result<Tensor<T>> {
-        let x = self.shape();
-        if (x.len() != 4 && x.len() != 3) || oh == 0 || ow == 0 {
-            return Err(shape_err("adaptive_avg_pool2d", format!("expected input (N, C, H, W) and a positive output size, got {x:?} -> ({oh}, {ow})")));
-        }
-        let (h, w) = (x[x.len() - 2], x[x.len() - 1]);
-        let planes: usize = x[..x.len() - 2].iter().product();
-        let y = k::adaptive_avg_fwd(&self.data(), planes, h, w, oh, ow);
-        Ok(Tensor::from_op(
-            y,
-            out_shape(x, oh, ow),
-            "adaptive_avg_pool2d",
+        trace::recorded(
+            || Op::AdaptiveAvgPool { oh, ow },
             &[self],
-            move |gy, _| vec![Some(k::adaptive_avg_bwd(gy, planes, h, w, oh, ow))],
-        ))
+            trace::inner(|| -> Result<Tensor<T>> {
+                let x = self.shape();
+                if (x.len() != 4 && x.len() != 3) || oh == 0 || ow == 0 {
+                    return Err(shape_err("adaptive_avg_pool2d", format!("expected input (N, C, H, W) and a positive output size, got {x:?} -> ({oh}, {ow})")));
+                }
+                let (h, w) = (x[x.len() - 2], x[x.len() - 1]);
+                let planes: usize = x[..x.len() - 2].iter().product();
+                let y = k::adaptive_avg_fwd(&self.data(), planes, h, w, oh, ow);
+                Ok(Tensor::from_op(
+                    y,
+                    out_shape(x, oh, ow),
+                    "adaptive_avg_pool2d",
+                    &[self],
+                    move |gy, _| vec![Some(k::adaptive_avg_bwd(gy, planes, h, w, oh, ow))],
+                ))
+            }),
+        )
     }
 }

@@ -32,6 +32,7 @@ use crate::cpu::gemm::{gemm, Mat};
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 /// The recurrent cell an op runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -588,6 +589,7 @@ impl<T: Float> Tensor<T> {
             inputs.len() - 1
         });
         let n_inputs = inputs.len();
+        let traced_inputs = inputs.clone();
         let saved = Saved {
             geo,
             steps: steps.clone(),
@@ -635,13 +637,33 @@ impl<T: Float> Tensor<T> {
                 res
             },
         );
-        let output = all.narrow(0, 0, t * n * p)?.reshape(&[t, n, p])?;
-        let h_n = all.narrow(0, t * n * p, n * p)?.reshape(&[n, p])?;
-        let c_n = if cell.has_c() {
-            Some(all.narrow(0, (t + 1) * n * p, n * h)?.reshape(&[n, h])?)
-        } else {
-            None
-        };
+        let (output, h_n, c_n) = trace::inner(|| -> Result<_> {
+            let output = all.narrow(0, 0, t * n * p)?.reshape(&[t, n, p])?;
+            let h_n = all.narrow(0, t * n * p, n * p)?.reshape(&[n, p])?;
+            let c_n = if cell.has_c() {
+                Some(all.narrow(0, (t + 1) * n * p, n * h)?.reshape(&[n, h])?)
+            } else {
+                None
+            };
+            Ok((output, h_n, c_n))
+        })?;
+        if trace::tracing() {
+            let mut outs = vec![&output, &h_n];
+            outs.extend(c_n.as_ref());
+            trace::record(
+                Op::Recurrent {
+                    cell,
+                    lengths: opts.lengths.map(|l| l.to_vec()),
+                    reverse: opts.reverse,
+                    b_hh: opts.b_hh.is_some(),
+                    c0: opts.c0.is_some(),
+                    peephole: opts.peephole.is_some(),
+                    w_hr: opts.w_hr.is_some(),
+                },
+                &traced_inputs,
+                &outs,
+            );
+        }
         Ok(RecurrentOut { output, h_n, c_n })
     }
 }

@@ -4,6 +4,7 @@ use crate::dtype::Float;
 use crate::error::Result;
 use crate::shape::{norm_dim, split_at_dim};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 impl<T: Float> Tensor<T> {
     /// Sum of all elements, shape `[]` (accumulated in f64, so an f32 sum of many large terms
@@ -11,9 +12,11 @@ impl<T: Float> Tensor<T> {
     pub fn sum(&self) -> Tensor<T> {
         let s = T::from_f64(self.data().iter().map(|v| v.as_f64()).sum());
         let n = self.numel();
-        Tensor::from_op(vec![s], vec![], "sum", &[self], move |g, _| {
+        let y = Tensor::from_op(vec![s], vec![], "sum", &[self], move |g, _| {
             vec![Some(vec![g[0]; n])]
-        })
+        });
+        trace::record(Op::Sum, &[self], &[&y]);
+        y
     }
 
     /// Mean of all elements, shape `[]`.
@@ -23,82 +26,111 @@ impl<T: Float> Tensor<T> {
         let inv = T::one() / T::from_usize(n);
         let numel = self.numel();
         let m = T::from_f64(s / n as f64);
-        Tensor::from_op(vec![m], vec![], "mean", &[self], move |g, _| {
+        let y = Tensor::from_op(vec![m], vec![], "mean", &[self], move |g, _| {
             vec![Some(vec![g[0] * inv; numel])]
-        })
+        });
+        trace::record(Op::Mean, &[self], &[&y]);
+        y
     }
 
     /// Sum over one dimension.
     pub fn sum_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor<T>> {
-        let d = norm_dim(dim, self.rank(), "sum_dim")?;
-        let (outer, n, inner) = split_at_dim(self.shape(), d);
-        let x = self.data();
-        let mut out = vec![T::zero(); outer * inner];
-        for o in 0..outer {
-            let dst = &mut out[o * inner..(o + 1) * inner];
-            for j in 0..n {
-                let src = &x[(o * n + j) * inner..(o * n + j + 1) * inner];
-                dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
-            }
-        }
-        let mut shape = self.shape().to_vec();
-        if keepdim {
-            shape[d] = 1;
-        } else {
-            shape.remove(d);
-        }
-        Ok(Tensor::from_op(
-            out,
-            shape,
-            "sum_dim",
+        trace::recorded(
+            || Op::SumDims {
+                dims: vec![trace::axis(dim, self.rank())],
+                keepdim,
+            },
             &[self],
-            move |g, _| {
-                let mut gx = vec![T::zero(); outer * n * inner];
+            trace::inner(|| -> Result<Tensor<T>> {
+                let d = norm_dim(dim, self.rank(), "sum_dim")?;
+                let (outer, n, inner) = split_at_dim(self.shape(), d);
+                let x = self.data();
+                let mut out = vec![T::zero(); outer * inner];
                 for o in 0..outer {
+                    let dst = &mut out[o * inner..(o + 1) * inner];
                     for j in 0..n {
-                        gx[(o * n + j) * inner..(o * n + j + 1) * inner]
-                            .copy_from_slice(&g[o * inner..(o + 1) * inner]);
+                        let src = &x[(o * n + j) * inner..(o * n + j + 1) * inner];
+                        dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
                     }
                 }
-                vec![Some(gx)]
-            },
-        ))
+                let mut shape = self.shape().to_vec();
+                if keepdim {
+                    shape[d] = 1;
+                } else {
+                    shape.remove(d);
+                }
+                Ok(Tensor::from_op(
+                    out,
+                    shape,
+                    "sum_dim",
+                    &[self],
+                    move |g, _| {
+                        let mut gx = vec![T::zero(); outer * n * inner];
+                        for o in 0..outer {
+                            for j in 0..n {
+                                gx[(o * n + j) * inner..(o * n + j + 1) * inner]
+                                    .copy_from_slice(&g[o * inner..(o + 1) * inner]);
+                            }
+                        }
+                        vec![Some(gx)]
+                    },
+                ))
+            }),
+        )
     }
 
     /// Sum over several dimensions.
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
-        let mut ds: Vec<usize> = dims
-            .iter()
-            .map(|&d| norm_dim(d, self.rank(), "sum_dims"))
-            .collect::<Result<_>>()?;
-        ds.sort_unstable();
-        ds.dedup();
-        let mut t = self.clone();
-        for &d in &ds {
-            t = t.sum_dim(d as isize, true)?;
-        }
-        if !keepdim {
-            let shape: Vec<usize> = self
-                .shape()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !ds.contains(i))
-                .map(|(_, &s)| s)
-                .collect();
-            t = t.reshape(&shape)?;
-        }
-        Ok(t)
+        trace::recorded(
+            || Op::SumDims {
+                dims: trace::axes(dims, self.rank()),
+                keepdim,
+            },
+            &[self],
+            trace::inner(|| -> Result<Tensor<T>> {
+                let mut ds: Vec<usize> = dims
+                    .iter()
+                    .map(|&d| norm_dim(d, self.rank(), "sum_dims"))
+                    .collect::<Result<_>>()?;
+                ds.sort_unstable();
+                ds.dedup();
+                let mut t = self.clone();
+                for &d in &ds {
+                    t = t.sum_dim(d as isize, true)?;
+                }
+                if !keepdim {
+                    let shape: Vec<usize> = self
+                        .shape()
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !ds.contains(i))
+                        .map(|(_, &s)| s)
+                        .collect();
+                    t = t.reshape(&shape)?;
+                }
+                Ok(t)
+            }),
+        )
     }
 
     /// Mean over several dimensions.
     pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
-        let mut count = 1usize;
-        for &d in dims {
-            count *= self.shape()[norm_dim(d, self.rank(), "mean_dims")?];
-        }
-        Ok(self
-            .sum_dims(dims, keepdim)?
-            .mul_scalar(1.0 / count.max(1) as f64))
+        trace::recorded(
+            || Op::MeanDims {
+                dims: trace::axes(dims, self.rank()),
+                keepdim,
+            },
+            &[self],
+            trace::inner(|| -> Result<Tensor<T>> {
+                let mut count = 1usize;
+                for &d in dims {
+                    count *= self.shape()[norm_dim(d, self.rank(), "mean_dims")?];
+                }
+                Ok(self
+                    .sum_dims(dims, keepdim)?
+                    .mul_scalar(1.0 / count.max(1) as f64))
+            }),
+        )
     }
 
     /// Maximum over one dimension: (values, argmax indices). The gradient goes to the argmax.
@@ -143,6 +175,7 @@ impl<T: Float> Tensor<T> {
             }
             vec![Some(gx)]
         });
+        trace::record(Op::MaxDim { dim: d, keepdim }, &[self], &[&t]);
         Ok((t, idx))
     }
 
@@ -156,12 +189,20 @@ impl<T: Float> Tensor<T> {
     /// is split evenly among all elements equal to the maximum. A NaN anywhere is the result,
     /// and the gradient is then split among the NaNs.
     pub fn max(&self) -> Result<Tensor<T>> {
-        self.extreme("max", |a, b| b > a)
+        trace::recorded(
+            || Op::Max,
+            &[self],
+            trace::inner(|| -> Result<Tensor<T>> { self.extreme("max", |a, b| b > a) }),
+        )
     }
 
     /// The smallest element as a 0-d tensor (ties and NaN as in [`Tensor::max`]).
     pub fn min(&self) -> Result<Tensor<T>> {
-        self.extreme("min", |a, b| b < a)
+        trace::recorded(
+            || Op::Min,
+            &[self],
+            trace::inner(|| -> Result<Tensor<T>> { self.extreme("min", |a, b| b < a) }),
+        )
     }
 
     fn extreme(&self, op: &'static str, better: fn(T, T) -> bool) -> Result<Tensor<T>> {

@@ -7,6 +7,7 @@ use crate::dtype::Float;
 use crate::error::Result;
 use crate::shape::{norm_dim, split_at_dim};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 /// Apply `f(lane_in, lane_out)` to every lane along the reduced dim (strided by `inner`).
 fn for_lanes<T: Float>(
@@ -56,55 +57,67 @@ fn softmax_lane<T: Float>(x: &[T], y: &mut [T]) {
 
 impl<T: Float> Tensor<T> {
     pub fn softmax(&self, dim: isize) -> Result<Tensor<T>> {
-        let d = norm_dim(dim, self.rank(), "softmax")?;
-        let (outer, n, inner) = split_at_dim(self.shape(), d);
-        let mut y = vec![T::zero(); self.numel()];
-        for_lanes(&self.data(), &mut y, outer, n, inner, softmax_lane);
-        let y = Arc::new(y);
-        let yc = y.clone();
-        Ok(Tensor::from_op_arc(
-            y,
-            self.shape().to_vec(),
-            "softmax",
+        trace::recorded(
+            || Op::Softmax(trace::axis(dim, self.rank())),
             &[self],
-            move |g, _| {
-                let mut gx = vec![T::zero(); g.len()];
-                for o in 0..outer {
-                    for i in 0..inner {
-                        let at = |j: usize| (o * n + j) * inner + i;
-                        let dot: T = (0..n).map(|j| g[at(j)] * yc[at(j)]).sum();
-                        (0..n).for_each(|j| gx[at(j)] = yc[at(j)] * (g[at(j)] - dot));
-                    }
-                }
-                vec![Some(gx)]
-            },
-        ))
+            trace::inner(|| -> Result<Tensor<T>> {
+                let d = norm_dim(dim, self.rank(), "softmax")?;
+                let (outer, n, inner) = split_at_dim(self.shape(), d);
+                let mut y = vec![T::zero(); self.numel()];
+                for_lanes(&self.data(), &mut y, outer, n, inner, softmax_lane);
+                let y = Arc::new(y);
+                let yc = y.clone();
+                Ok(Tensor::from_op_arc(
+                    y,
+                    self.shape().to_vec(),
+                    "softmax",
+                    &[self],
+                    move |g, _| {
+                        let mut gx = vec![T::zero(); g.len()];
+                        for o in 0..outer {
+                            for i in 0..inner {
+                                let at = |j: usize| (o * n + j) * inner + i;
+                                let dot: T = (0..n).map(|j| g[at(j)] * yc[at(j)]).sum();
+                                (0..n).for_each(|j| gx[at(j)] = yc[at(j)] * (g[at(j)] - dot));
+                            }
+                        }
+                        vec![Some(gx)]
+                    },
+                ))
+            }),
+        )
     }
 
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor<T>> {
-        let d = norm_dim(dim, self.rank(), "log_softmax")?;
-        let (outer, n, inner) = split_at_dim(self.shape(), d);
-        let mut y = vec![T::zero(); self.numel()];
-        for_lanes(&self.data(), &mut y, outer, n, inner, log_softmax_lane);
-        let y = Arc::new(y);
-        let yc = y.clone();
-        Ok(Tensor::from_op_arc(
-            y,
-            self.shape().to_vec(),
-            "log_softmax",
+        trace::recorded(
+            || Op::LogSoftmax(trace::axis(dim, self.rank())),
             &[self],
-            move |g, _| {
-                let mut gx = vec![T::zero(); g.len()];
-                for o in 0..outer {
-                    for i in 0..inner {
-                        let at = |j: usize| (o * n + j) * inner + i;
-                        let sum: T = (0..n).map(|j| g[at(j)]).sum();
-                        (0..n).for_each(|j| gx[at(j)] = g[at(j)] - yc[at(j)].exp() * sum);
-                    }
-                }
-                vec![Some(gx)]
-            },
-        ))
+            trace::inner(|| -> Result<Tensor<T>> {
+                let d = norm_dim(dim, self.rank(), "log_softmax")?;
+                let (outer, n, inner) = split_at_dim(self.shape(), d);
+                let mut y = vec![T::zero(); self.numel()];
+                for_lanes(&self.data(), &mut y, outer, n, inner, log_softmax_lane);
+                let y = Arc::new(y);
+                let yc = y.clone();
+                Ok(Tensor::from_op_arc(
+                    y,
+                    self.shape().to_vec(),
+                    "log_softmax",
+                    &[self],
+                    move |g, _| {
+                        let mut gx = vec![T::zero(); g.len()];
+                        for o in 0..outer {
+                            for i in 0..inner {
+                                let at = |j: usize| (o * n + j) * inner + i;
+                                let sum: T = (0..n).map(|j| g[at(j)]).sum();
+                                (0..n).for_each(|j| gx[at(j)] = g[at(j)] - yc[at(j)].exp() * sum);
+                            }
+                        }
+                        vec![Some(gx)]
+                    },
+                ))
+            }),
+        )
     }
 }
 

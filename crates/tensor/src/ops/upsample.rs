@@ -5,6 +5,7 @@
 use crate::dtype::Float;
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interp {
@@ -42,55 +43,62 @@ fn taps(inp: usize, out: usize, mode: Interp) -> Vec<(usize, usize, f64)> {
 impl<T: Float> Tensor<T> {
     /// Resize the last two dimensions to `(oh, ow)`.
     pub fn upsample(&self, oh: usize, ow: usize, mode: Interp) -> Result<Tensor<T>> {
-        let sh = self.shape();
-        if sh.len() != 4 || oh == 0 || ow == 0 || sh[2] == 0 || sh[3] == 0 {
-            return Err(shape_err(
-                "upsample",
-                format!(
+        trace::recorded(
+            || Op::Upsample { oh, ow, mode },
+            &[self],
+            trace::inner(|| -> Result<Tensor<T>> {
+                let sh = self.shape();
+                if sh.len() != 4 || oh == 0 || ow == 0 || sh[2] == 0 || sh[3] == 0 {
+                    return Err(shape_err(
+                        "upsample",
+                        format!(
                     "expected input (N, C, H, W) and a positive size, got {sh:?} -> ({oh}, {ow})"
                 ),
-            ));
-        }
-        let (h, w) = (sh[2], sh[3]);
-        let planes = sh[0] * sh[1];
-        let (ty, tx) = (taps(h, oh, mode), taps(w, ow, mode));
-        let x = self.data();
-        let mut y = vec![T::zero(); planes * oh * ow];
-        for p in 0..planes {
-            let xp = &x[p * h * w..(p + 1) * h * w];
-            for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
-                for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
-                    let v = (1.0 - ly)
-                        * ((1.0 - lx) * xp[y0 * w + x0].as_f64() + lx * xp[y0 * w + x1].as_f64())
-                        + ly * ((1.0 - lx) * xp[y1 * w + x0].as_f64()
-                            + lx * xp[y1 * w + x1].as_f64());
-                    y[(p * oh + oy) * ow + ox] = T::from_f64(v);
+                    ));
                 }
-            }
-        }
-        Ok(Tensor::from_op(
-            y,
-            vec![sh[0], sh[1], oh, ow],
-            "upsample",
-            &[self],
-            move |g, _| {
-                let mut gx = vec![T::zero(); planes * h * w];
+                let (h, w) = (sh[2], sh[3]);
+                let planes = sh[0] * sh[1];
+                let (ty, tx) = (taps(h, oh, mode), taps(w, ow, mode));
+                let x = self.data();
+                let mut y = vec![T::zero(); planes * oh * ow];
                 for p in 0..planes {
-                    let gp = &mut gx[p * h * w..(p + 1) * h * w];
+                    let xp = &x[p * h * w..(p + 1) * h * w];
                     for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
                         for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
-                            let v = g[(p * oh + oy) * ow + ox];
-                            let (ly, lx) = (T::from_f64(ly), T::from_f64(lx));
-                            let (my, mx) = (T::one() - ly, T::one() - lx);
-                            gp[y0 * w + x0] += v * my * mx;
-                            gp[y0 * w + x1] += v * my * lx;
-                            gp[y1 * w + x0] += v * ly * mx;
-                            gp[y1 * w + x1] += v * ly * lx;
+                            let v = (1.0 - ly)
+                                * ((1.0 - lx) * xp[y0 * w + x0].as_f64()
+                                    + lx * xp[y0 * w + x1].as_f64())
+                                + ly * ((1.0 - lx) * xp[y1 * w + x0].as_f64()
+                                    + lx * xp[y1 * w + x1].as_f64());
+                            y[(p * oh + oy) * ow + ox] = T::from_f64(v);
                         }
                     }
                 }
-                vec![Some(gx)]
-            },
-        ))
+                Ok(Tensor::from_op(
+                    y,
+                    vec![sh[0], sh[1], oh, ow],
+                    "upsample",
+                    &[self],
+                    move |g, _| {
+                        let mut gx = vec![T::zero(); planes * h * w];
+                        for p in 0..planes {
+                            let gp = &mut gx[p * h * w..(p + 1) * h * w];
+                            for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
+                                for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
+                                    let v = g[(p * oh + oy) * ow + ox];
+                                    let (ly, lx) = (T::from_f64(ly), T::from_f64(lx));
+                                    let (my, mx) = (T::one() - ly, T::one() - lx);
+                                    gp[y0 * w + x0] += v * my * mx;
+                                    gp[y0 * w + x1] += v * my * lx;
+                                    gp[y1 * w + x0] += v * ly * mx;
+                                    gp[y1 * w + x1] += v * ly * lx;
+                                }
+                            }
+                        }
+                        vec![Some(gx)]
+                    },
+                ))
+            }),
+        )
     }
 }

@@ -1,0 +1,934 @@
+//! Export: an aics computation as an ONNX graph, by tracing.
+//!
+//! [`export`] runs the forward once on example inputs with recording on
+//! ([`aics_tensor::trace`]) and writes one or a few ONNX nodes for each op it ran. Tensors the
+//! forward read but did not make are initializers: named by the parameter or buffer they are
+//! (so the file's weights carry the model's state-dict names), or `const_K` otherwise.
+//! Shapes are those of the example inputs, as in PyTorch's tracing exporter; control flow is
+//! unrolled as it ran.
+//!
+//! [`check_export`] runs the written graph with aics's ONNX runner on fresh inputs and compares
+//! it with the forward: an op the trace missed shows up as a constant that does not follow the
+//! input.
+
+use std::collections::HashMap;
+
+use aics_tensor::trace::{self, Op, Record, TracedTensor};
+use aics_tensor::{Activation, Cell, ConvParams, Interp, PoolParams, Tensor as T32};
+
+use crate::error::{OnnxError, Result};
+use crate::proto::ValueInfo;
+use crate::proto::{dtype, AttrValue, Attribute, Dim, Graph, Model, Node, Tensor, TensorData};
+use crate::run::{OnnxModel, Value};
+
+/// The opset the exporter writes.
+pub const OPSET: i64 = 17;
+
+fn err(msg: impl Into<String>) -> OnnxError {
+    OnnxError::Export(msg.into())
+}
+
+/// A forward to trace: the inputs in, the outputs out.
+pub type Forward<'a> = dyn FnMut(&[T32]) -> std::result::Result<Vec<T32>, String> + 'a;
+
+/// Trace `forward` on `inputs` (named `input_names`) and write it as an ONNX model whose
+/// outputs are named `output_names`. `named` gives the names of the tensors the forward reads
+/// (parameters and buffers, as a state dict lists them).
+pub fn export(
+    inputs: &[T32],
+    input_names: &[&str],
+    output_names: &[&str],
+    named: &[(String, T32)],
+    forward: &mut Forward<'_>,
+) -> Result<Model> {
+    if inputs.len() != input_names.len() {
+        return Err(err(format!(
+            "{} inputs with {} names",
+            inputs.len(),
+            input_names.len()
+        )));
+    }
+    let (outs, records) = {
+        let _g = aics_tensor::no_grad();
+        trace::trace(|| forward(inputs))
+    };
+    let outs = outs.map_err(|e| err(format!("the forward failed while tracing: {e}")))?;
+    if outs.len() != output_names.len() {
+        return Err(err(format!(
+            "the forward made {} outputs, {} names were given",
+            outs.len(),
+            output_names.len()
+        )));
+    }
+    let mut b = Builder::default();
+    for (t, name) in inputs.iter().zip(input_names) {
+        b.names.insert(t.id(), name.to_string());
+        b.graph.inputs.push(value_info(name, t.shape()));
+    }
+    for (name, t) in named {
+        b.param_names.entry(t.id()).or_insert_with(|| name.clone());
+    }
+    // the outputs get their names where they are made
+    for (t, name) in outs.iter().zip(output_names) {
+        if b.names.contains_key(&t.id()) {
+            return Err(err(format!(
+                "output '{name}' is an input or weight passed on unchanged"
+            )));
+        }
+        b.out_names.insert(t.id(), name.to_string());
+    }
+    for (k, r) in records.iter().enumerate() {
+        b.record(k, r)?;
+    }
+    for (t, name) in outs.iter().zip(output_names) {
+        if !b.names.contains_key(&t.id()) {
+            return Err(err(format!(
+                "output '{name}' was not made by any traced op"
+            )));
+        }
+        b.graph.outputs.push(value_info(name, t.shape()));
+    }
+    b.graph.name = "aics".into();
+    Ok(Model {
+        ir_version: 8,
+        opsets: vec![(String::new(), OPSET)],
+        producer_name: "aics".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: b.graph,
+    })
+}
+
+/// [`export`] of a module's forward on `x`, its input named `input` and its output `output`;
+/// the module's state dict names the weights. Put the module in evaluation mode first.
+pub fn export_module(m: &dyn aics_nn::Module, x: &T32) -> Result<Model> {
+    let named = aics_nn::state_dict(m);
+    export(
+        std::slice::from_ref(x),
+        &["input"],
+        &["output"],
+        &named,
+        &mut module_forward(m),
+    )
+}
+
+/// A module's forward as a [`Forward`].
+pub fn module_forward(
+    m: &dyn aics_nn::Module,
+) -> impl FnMut(&[T32]) -> std::result::Result<Vec<T32>, String> + '_ {
+    move |xs: &[T32]| {
+        m.forward(&xs[0])
+            .map(|y| vec![y])
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Run `model` with aics's ONNX runner on each set of `inputs` and compare with `forward`:
+/// the largest difference relative to the largest magnitude of the forward's output, over all
+/// outputs and input sets.
+pub fn check_export(
+    model: &Model,
+    input_names: &[&str],
+    inputs: &[Vec<T32>],
+    forward: &mut Forward<'_>,
+) -> Result<f64> {
+    let m = OnnxModel::new(model.clone())?;
+    let mut worst = 0.0f64;
+    for set in inputs {
+        let want = {
+            let _g = aics_tensor::no_grad();
+            forward(set).map_err(|e| err(format!("the forward failed: {e}")))?
+        };
+        let given: Vec<(&str, Value)> = input_names
+            .iter()
+            .zip(set)
+            .map(|(n, t)| (*n, Value::F(t.clone())))
+            .collect();
+        let got = m.run(&given)?;
+        for ((name, v), w) in got.iter().zip(&want) {
+            let Value::F(g) = v else {
+                return Err(err(format!("output '{name}' is not a float tensor")));
+            };
+            if g.shape() != w.shape() {
+                return Err(err(format!(
+                    "output '{name}': the graph gives shape {:?}, the model {:?}",
+                    g.shape(),
+                    w.shape()
+                )));
+            }
+            let (gv, wv) = (g.to_vec(), w.to_vec());
+            let scale = wv.iter().fold(1e-6f64, |a, &x| a.max((x as f64).abs()));
+            for (a, b) in gv.iter().zip(&wv) {
+                let d = (*a as f64 - *b as f64).abs() / scale;
+                // NaN anywhere is a failure
+                if d.is_nan() {
+                    return Err(err(format!("output '{name}': NaN")));
+                }
+                worst = worst.max(d);
+            }
+        }
+    }
+    Ok(worst)
+}
+
+fn value_info(name: &str, shape: &[usize]) -> ValueInfo {
+    ValueInfo {
+        name: name.into(),
+        elem_type: Some(dtype::FLOAT),
+        shape: Some(shape.iter().map(|&d| Dim::Value(d as i64)).collect()),
+        other_type: false,
+    }
+}
+
+fn f32_tensor(name: &str, shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor {
+        name: name.into(),
+        dims: shape.iter().map(|&d| d as i64).collect(),
+        data_type: dtype::FLOAT,
+        data: TensorData::Raw(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    }
+}
+
+fn i64_tensor(name: &str, v: &[i64]) -> Tensor {
+    Tensor {
+        name: name.into(),
+        dims: vec![v.len() as i64],
+        data_type: dtype::INT64,
+        data: TensorData::Raw(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    }
+}
+
+fn ints(name: &str, v: &[usize]) -> Attribute {
+    Attribute {
+        name: name.into(),
+        value: AttrValue::Ints(v.iter().map(|&x| x as i64).collect()),
+    }
+}
+
+fn int(name: &str, v: i64) -> Attribute {
+    Attribute {
+        name: name.into(),
+        value: AttrValue::Int(v),
+    }
+}
+
+fn float(name: &str, v: f64) -> Attribute {
+    Attribute {
+        name: name.into(),
+        value: AttrValue::Float(v as f32),
+    }
+}
+
+fn string(name: &str, v: &str) -> Attribute {
+    Attribute {
+        name: name.into(),
+        value: AttrValue::String(v.as_bytes().to_vec()),
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    graph: Graph,
+    /// Value name of each tensor id seen so far.
+    names: HashMap<usize, String>,
+    /// State-dict names of the weights.
+    param_names: HashMap<usize, String>,
+    /// Names the graph's outputs must have.
+    out_names: HashMap<usize, String>,
+    /// Names taken by nodes, values and initializers.
+    counts: HashMap<String, usize>,
+}
+
+impl Builder {
+    /// A fresh name starting with `base`.
+    fn fresh(&mut self, base: &str) -> String {
+        let n = self.counts.entry(base.to_string()).or_insert(0);
+        *n += 1;
+        format!("{base}_{}", *n - 1)
+    }
+
+    /// The value name of a traced input: an earlier output, a graph input, or a new
+    /// initializer.
+    fn input(&mut self, t: &TracedTensor) -> String {
+        if let Some(n) = self.names.get(&t.id()) {
+            return n.clone();
+        }
+        let name = match self.param_names.get(&t.id()) {
+            Some(n) => n.clone(),
+            None => self.fresh("const"),
+        };
+        self.graph
+            .initializers
+            .push(f32_tensor(&name, t.shape(), &t.values()));
+        self.names.insert(t.id(), name.clone());
+        name
+    }
+
+    fn const_f32(&mut self, shape: &[usize], v: &[f32]) -> String {
+        let name = self.fresh("const");
+        self.graph.initializers.push(f32_tensor(&name, shape, v));
+        name
+    }
+
+    fn const_i64(&mut self, v: &[i64]) -> String {
+        let name = self.fresh("const");
+        self.graph.initializers.push(i64_tensor(&name, v));
+        name
+    }
+
+    /// Add a node; its output is a new value unless `out` names it.
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: Vec<String>,
+        attributes: Vec<Attribute>,
+        out: Option<String>,
+    ) -> String {
+        let out = out.unwrap_or_else(|| self.fresh(&op.to_lowercase()));
+        let name = self.fresh(op);
+        self.graph.nodes.push(Node {
+            name,
+            op_type: op.into(),
+            domain: String::new(),
+            inputs,
+            outputs: vec![out.clone()],
+            attributes,
+        });
+        out
+    }
+
+    /// The value name a record's output `t` gets: the graph output's name, or a fresh one.
+    fn output_name(&mut self, t: &TracedTensor, base: &str) -> String {
+        let name = match self.out_names.get(&t.id()) {
+            Some(n) => n.clone(),
+            None => self.fresh(base),
+        };
+        self.names.insert(t.id(), name.clone());
+        name
+    }
+
+    /// A node making the record's single output.
+    fn last(&mut self, r: &Record, op: &str, inputs: Vec<String>, attrs: Vec<Attribute>) {
+        let out = self.output_name(&r.outputs[0], &op.to_lowercase());
+        self.node(op, inputs, attrs, Some(out));
+    }
+
+    /// `shape` as a (C, 1, …, 1) tensor beside an input of `rank`: for per-channel operands.
+    fn per_channel(&mut self, v: String, c: usize, rank: usize) -> String {
+        let mut shape = vec![c as i64];
+        shape.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
+        let s = self.const_i64(&shape);
+        self.node("Reshape", vec![v, s], vec![], None)
+    }
+
+    fn record(&mut self, k: usize, r: &Record) -> Result<()> {
+        let ins: Vec<String> = r.inputs.iter().map(|t| self.input(t)).collect();
+        let rank = r.inputs.first().map_or(0, |t| t.shape().len());
+        let x = ins.first().cloned().unwrap_or_default();
+        let refuse = |what: &str| Err(err(format!("op {k} ({:?}): {what}", r.op)));
+        match &r.op {
+            Op::Add => self.last(r, "Add", ins, vec![]),
+            Op::Sub => self.last(r, "Sub", ins, vec![]),
+            Op::Mul => self.last(r, "Mul", ins, vec![]),
+            Op::Div => self.last(r, "Div", ins, vec![]),
+            Op::Maximum => self.last(r, "Max", ins, vec![]),
+            Op::Minimum => self.last(r, "Min", ins, vec![]),
+            Op::AddScalar(s) => {
+                let c = self.const_f32(&[], &[*s as f32]);
+                self.last(r, "Add", vec![x, c], vec![])
+            }
+            Op::MulScalar(s) => {
+                let c = self.const_f32(&[], &[*s as f32]);
+                self.last(r, "Mul", vec![x, c], vec![])
+            }
+            Op::Pow(p) => {
+                let c = self.const_f32(&[], &[*p as f32]);
+                self.last(r, "Pow", vec![x, c], vec![])
+            }
+            Op::Square => self.last(r, "Mul", vec![x.clone(), x], vec![]),
+            Op::Neg => self.last(r, "Neg", ins, vec![]),
+            Op::Exp => self.last(r, "Exp", ins, vec![]),
+            Op::Log => self.last(r, "Log", ins, vec![]),
+            Op::Sqrt => self.last(r, "Sqrt", ins, vec![]),
+            Op::Abs => self.last(r, "Abs", ins, vec![]),
+            Op::Relu => self.last(r, "Relu", ins, vec![]),
+            Op::Tanh => self.last(r, "Tanh", ins, vec![]),
+            Op::Sigmoid => self.last(r, "Sigmoid", ins, vec![]),
+            Op::Softplus => self.last(r, "Softplus", ins, vec![]),
+            Op::HardSwish => self.last(r, "HardSwish", ins, vec![]),
+            Op::HardSigmoid => self.last(
+                r,
+                "HardSigmoid",
+                ins,
+                vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)],
+            ),
+            Op::LeakyRelu(s) => self.last(r, "LeakyRelu", ins, vec![float("alpha", *s)]),
+            Op::Clamp(lo, hi) => {
+                let l = self.const_f32(&[], &[*lo as f32]);
+                let h = self.const_f32(&[], &[*hi as f32]);
+                self.last(r, "Clip", vec![x, l, h], vec![])
+            }
+            Op::SmoothL1(_) => return refuse("a loss, not part of a model's graph"),
+            Op::Prelu => {
+                let c = r.inputs[1].shape().iter().product::<usize>();
+                let w = if c == 1 {
+                    ins[1].clone()
+                } else {
+                    self.per_channel(ins[1].clone(), c, rank)
+                };
+                self.last(r, "PRelu", vec![x, w], vec![])
+            }
+            Op::Conv {
+                p,
+                act,
+                bias,
+                residual,
+            } => {
+                let w = r.inputs[1].shape();
+                let mut cin = vec![x, ins[1].clone()];
+                if *bias {
+                    cin.push(ins[2].clone());
+                }
+                let attrs = conv_attrs(p, &w[2..], false);
+                let done = !*residual && *act == Activation::Identity;
+                let mut y = if done {
+                    self.last(r, "Conv", cin, attrs);
+                    return Ok(());
+                } else {
+                    self.node("Conv", cin, attrs, None)
+                };
+                if *residual {
+                    let res = ins[ins.len() - 1].clone();
+                    y = if *act == Activation::Identity {
+                        self.last(r, "Add", vec![y, res], vec![]);
+                        return Ok(());
+                    } else {
+                        self.node("Add", vec![y, res], vec![], None)
+                    };
+                }
+                match act {
+                    Activation::Identity => unreachable!("handled above"),
+                    Activation::Relu => self.last(r, "Relu", vec![y], vec![]),
+                    Activation::LeakyRelu(s) => {
+                        self.last(r, "LeakyRelu", vec![y], vec![float("alpha", *s)])
+                    }
+                    Activation::Relu6 => {
+                        let l = self.const_f32(&[], &[0.0]);
+                        let h = self.const_f32(&[], &[6.0]);
+                        self.last(r, "Clip", vec![y, l, h], vec![])
+                    }
+                }
+            }
+            Op::ConvTranspose { p, .. } => {
+                let w = r.inputs[1].shape();
+                let attrs = conv_attrs(p, &w[2..], true);
+                self.last(r, "ConvTranspose", ins, attrs)
+            }
+            Op::MatMul => self.last(r, "MatMul", ins, vec![]),
+            Op::Linear { bias } => {
+                if rank == 2 {
+                    self.last(r, "Gemm", ins, vec![int("transB", 1)])
+                } else {
+                    let wt = self.node(
+                        "Transpose",
+                        vec![ins[1].clone()],
+                        vec![ints("perm", &[1, 0])],
+                        None,
+                    );
+                    if *bias {
+                        let y = self.node("MatMul", vec![x, wt], vec![], None);
+                        self.last(r, "Add", vec![y, ins[2].clone()], vec![])
+                    } else {
+                        self.last(r, "MatMul", vec![x, wt], vec![])
+                    }
+                }
+            }
+            Op::Gram => {
+                let mut perm: Vec<usize> = (0..rank).collect();
+                perm.swap(rank - 2, rank - 1);
+                let xt = self.node(
+                    "Transpose",
+                    vec![x.clone()],
+                    vec![ints("perm", &perm)],
+                    None,
+                );
+                self.last(r, "MatMul", vec![x, xt], vec![])
+            }
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => self.last(
+                r,
+                "LRN",
+                ins,
+                vec![
+                    int("size", *size as i64),
+                    float("alpha", *alpha),
+                    float("beta", *beta),
+                    float("bias", *k),
+                ],
+            ),
+            Op::BatchNorm {
+                eps,
+                training,
+                weight,
+                bias,
+            } => {
+                if *training {
+                    return refuse(
+                        "batch norm with batch statistics (training mode): put the model in evaluation mode to export it",
+                    );
+                }
+                let c = r.inputs[0].shape().get(1).copied().unwrap_or(1);
+                let mut at = 1;
+                let mut take = |b: &mut Self, has: bool, fill: f32| {
+                    if has {
+                        at += 1;
+                        ins[at - 1].clone()
+                    } else {
+                        b.const_f32(&[c], &vec![fill; c])
+                    }
+                };
+                let s = take(self, *weight, 1.0);
+                let bb = take(self, *bias, 0.0);
+                let (m, v) = (ins[at].clone(), ins[at + 1].clone());
+                self.last(
+                    r,
+                    "BatchNormalization",
+                    vec![x, s, bb, m, v],
+                    vec![float("epsilon", *eps)],
+                )
+            }
+            Op::ChannelAffine => {
+                let c = r.inputs[1].shape()[0];
+                let s = self.per_channel(ins[1].clone(), c, rank);
+                let b = self.per_channel(ins[2].clone(), c, rank);
+                let y = self.node("Mul", vec![x, s], vec![], None);
+                self.last(r, "Add", vec![y, b], vec![])
+            }
+            Op::InstanceNorm { eps, weight, bias } => {
+                let c = r.inputs[0].shape()[1];
+                let mut at = 1;
+                let mut take = |b: &mut Self, has: bool, fill: f32| {
+                    if has {
+                        at += 1;
+                        ins[at - 1].clone()
+                    } else {
+                        b.const_f32(&[c], &vec![fill; c])
+                    }
+                };
+                let s = take(self, *weight, 1.0);
+                let bb = take(self, *bias, 0.0);
+                self.last(
+                    r,
+                    "InstanceNormalization",
+                    vec![x, s, bb],
+                    vec![float("epsilon", *eps)],
+                )
+            }
+            Op::Dropout(_) => {
+                return refuse(
+                    "dropout in training mode: put the model in evaluation mode to export it",
+                )
+            }
+            Op::MaxPool(p) => self.last(r, "MaxPool", ins, pool_attrs(p, true)),
+            Op::AvgPool {
+                p,
+                count_include_pad,
+            } => {
+                let mut a = pool_attrs(p, false);
+                a.push(int("count_include_pad", *count_include_pad as i64));
+                self.last(r, "AveragePool", ins, a)
+            }
+            Op::LpPool { norm, p } => {
+                if norm.fract() != 0.0 {
+                    return refuse("ONNX's LpPool takes a whole power only");
+                }
+                let mut a = pool_attrs(p, false);
+                a.retain(|a| a.name != "ceil_mode" && a.name != "pads");
+                a.push(int("p", *norm as i64));
+                if p.ceil_mode {
+                    return refuse("LpPool with ceil_mode has no ONNX form before opset 18");
+                }
+                self.last(r, "LpPool", ins, a)
+            }
+            Op::AdaptiveAvgPool { oh, ow } => {
+                let s = r.inputs[0].shape();
+                let (h, w) = (s[s.len() - 2], s[s.len() - 1]);
+                if (*oh, *ow) == (1, 1) && rank == 4 {
+                    self.last(r, "GlobalAveragePool", ins, vec![])
+                } else if oh % h == 0 && ow % w == 0 && rank == 4 {
+                    // each window is one input element: a nearest upsampling
+                    let sizes = self.const_i64(&[s[0] as i64, s[1] as i64, *oh as i64, *ow as i64]);
+                    self.last(
+                        r,
+                        "Resize",
+                        vec![x, String::new(), String::new(), sizes],
+                        vec![
+                            string("mode", "nearest"),
+                            string("coordinate_transformation_mode", "asymmetric"),
+                            string("nearest_mode", "floor"),
+                        ],
+                    )
+                } else if h % oh == 0 && w % ow == 0 {
+                    let k = [h / oh, w / ow];
+                    self.last(
+                        r,
+                        "AveragePool",
+                        ins,
+                        vec![ints("kernel_shape", &k), ints("strides", &k)],
+                    )
+                } else {
+                    return refuse(&format!(
+                        "adaptive pooling of {h}x{w} to {oh}x{ow} has uneven windows, which ONNX's pools cannot express"
+                    ));
+                }
+            }
+            Op::Sum | Op::SumDims { .. } | Op::Mean | Op::MeanDims { .. } | Op::Max | Op::Min => {
+                let (all, keep) = match &r.op {
+                    Op::SumDims { dims, keepdim } | Op::MeanDims { dims, keepdim } => {
+                        (dims.clone(), *keepdim)
+                    }
+                    _ => ((0..rank).collect(), false),
+                };
+                let ax: Vec<i64> = all.iter().map(|&d| d as i64).collect();
+                match &r.op {
+                    Op::Sum | Op::SumDims { .. } => {
+                        let a = self.const_i64(&ax);
+                        self.last(
+                            r,
+                            "ReduceSum",
+                            vec![x, a],
+                            vec![int("keepdims", keep as i64)],
+                        )
+                    }
+                    op => {
+                        let name = match op {
+                            Op::Max => "ReduceMax",
+                            Op::Min => "ReduceMin",
+                            _ => "ReduceMean",
+                        };
+                        self.last(
+                            r,
+                            name,
+                            vec![x],
+                            vec![ints("axes", &all), int("keepdims", keep as i64)],
+                        )
+                    }
+                }
+            }
+            Op::MaxDim { dim, keepdim } => self.last(
+                r,
+                "ReduceMax",
+                vec![x],
+                vec![ints("axes", &[*dim]), int("keepdims", *keepdim as i64)],
+            ),
+            Op::Reshape => {
+                let s: Vec<i64> = r.outputs[0].shape().iter().map(|&d| d as i64).collect();
+                let s = self.const_i64(&s);
+                self.last(r, "Reshape", vec![x, s], vec![])
+            }
+            Op::Permute(perm) => self.last(r, "Transpose", ins, vec![ints("perm", perm)]),
+            Op::Slice { dim, start, len } => {
+                let st = self.const_i64(&[*start as i64]);
+                let en = self.const_i64(&[(*start + *len) as i64]);
+                let ax = self.const_i64(&[*dim as i64]);
+                self.last(r, "Slice", vec![x, st, en, ax], vec![])
+            }
+            Op::IndexSelect { dim, indices } => {
+                let ix: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+                let ix = self.const_i64(&ix);
+                self.last(r, "Gather", vec![x, ix], vec![int("axis", *dim as i64)])
+            }
+            Op::Gather {
+                dim,
+                index,
+                index_shape,
+            } => {
+                let ix: Vec<i64> = index.iter().map(|&i| i as i64).collect();
+                let name = self.fresh("const");
+                let mut t = i64_tensor(&name, &ix);
+                t.dims = index_shape.iter().map(|&d| d as i64).collect();
+                self.graph.initializers.push(t);
+                self.last(
+                    r,
+                    "GatherElements",
+                    vec![x, name],
+                    vec![int("axis", *dim as i64)],
+                )
+            }
+            Op::Concat(axis) => self.last(r, "Concat", ins, vec![int("axis", *axis as i64)]),
+            Op::Pad { pads, value } => {
+                let mut p: Vec<i64> = pads.iter().map(|&(b, _)| b as i64).collect();
+                p.extend(pads.iter().map(|&(_, a)| a as i64));
+                let p = self.const_i64(&p);
+                let v = self.const_f32(&[], &[*value as f32]);
+                self.last(r, "Pad", vec![x, p, v], vec![string("mode", "constant")])
+            }
+            Op::ReflectionPad([l, rt, t, b]) => {
+                let p = self.const_i64(&[0, 0, *t as i64, *l as i64, 0, 0, *b as i64, *rt as i64]);
+                self.last(r, "Pad", vec![x, p], vec![string("mode", "reflect")])
+            }
+            Op::Softmax(a) => self.last(r, "Softmax", ins, vec![int("axis", *a as i64)]),
+            Op::LogSoftmax(a) => self.last(r, "LogSoftmax", ins, vec![int("axis", *a as i64)]),
+            Op::Upsample { oh, ow, mode } => {
+                let s = r.inputs[0].shape();
+                let sizes = self.const_i64(&[s[0] as i64, s[1] as i64, *oh as i64, *ow as i64]);
+                let attrs = match mode {
+                    Interp::Nearest => vec![
+                        string("mode", "nearest"),
+                        string("coordinate_transformation_mode", "asymmetric"),
+                        string("nearest_mode", "floor"),
+                    ],
+                    Interp::Bilinear { align_corners } => vec![
+                        string("mode", "linear"),
+                        string(
+                            "coordinate_transformation_mode",
+                            if *align_corners {
+                                "align_corners"
+                            } else {
+                                "pytorch_half_pixel"
+                            },
+                        ),
+                    ],
+                };
+                self.last(
+                    r,
+                    "Resize",
+                    vec![x, String::new(), String::new(), sizes],
+                    attrs,
+                )
+            }
+            Op::Recurrent { .. } => self.recurrent(k, r, ins)?,
+        }
+        Ok(())
+    }
+
+    fn recurrent(&mut self, k: usize, r: &Record, ins: Vec<String>) -> Result<()> {
+        let Op::Recurrent {
+            cell,
+            lengths,
+            reverse,
+            b_hh,
+            c0,
+            peephole,
+            w_hr,
+        } = &r.op
+        else {
+            unreachable!("called for recurrent records")
+        };
+        if *w_hr {
+            return Err(err(format!(
+                "op {k}: an LSTM with a projection (proj_size) has no ONNX form"
+            )));
+        }
+        let xs = r.inputs[0].shape();
+        let (t, n, gh) = (xs[0], xs[1], xs[2]);
+        let hidden = r.inputs[2].shape()[1];
+        let (onnx, order, gates): (&str, Vec<usize>, usize) = match cell {
+            Cell::RnnTanh | Cell::RnnRelu => ("RNN", vec![0], 1),
+            // aics (PyTorch) gates i, f, g, o; ONNX i, o, f, c
+            Cell::Lstm { coupled: false, .. } => ("LSTM", vec![0, 3, 1, 2], 4),
+            // coupled: aics i, g, o; ONNX i, o, (f unused), c
+            Cell::Lstm { coupled: true, .. } => ("LSTM", vec![0, 2, usize::MAX, 1], 4),
+            // aics r, z, n; ONNX z, r, h
+            Cell::Gru { .. } => ("GRU", vec![1, 0, 2], 3),
+        };
+        let h = gh / cell.gates();
+        debug_assert_eq!(h, hidden);
+        // The input projection is already made (xp), so ONNX's W is a permutation (an
+        // identity with the gate blocks reordered) and Wb is zero.
+        let mut w = vec![0f32; gates * h * gh];
+        for (to, &from) in order.iter().enumerate() {
+            if from == usize::MAX {
+                continue;
+            }
+            for i in 0..h {
+                w[(to * h + i) * gh + from * h + i] = 1.0;
+            }
+        }
+        let w = self.const_f32(&[1, gates * h, gh], &w);
+        // R and Rb: the recurrent weight's gate blocks in ONNX's order, by graph ops so that the
+        // parameter keeps its name
+        let reorder = |b: &mut Self, v: &str, width: Option<usize>| -> String {
+            let mut parts = Vec::new();
+            for &from in &order {
+                if from == usize::MAX {
+                    let shape: Vec<usize> = match width {
+                        Some(wd) => vec![h, wd],
+                        None => vec![h],
+                    };
+                    let n: usize = shape.iter().product();
+                    parts.push(b.const_f32(&shape, &vec![0.0; n]));
+                } else {
+                    let st = b.const_i64(&[(from * h) as i64]);
+                    let en = b.const_i64(&[((from + 1) * h) as i64]);
+                    let ax = b.const_i64(&[0]);
+                    parts.push(b.node("Slice", vec![v.to_string(), st, en, ax], vec![], None));
+                }
+            }
+            let cat = b.node("Concat", parts, vec![int("axis", 0)], None);
+            let ax = b.const_i64(&[0]);
+            b.node("Unsqueeze", vec![cat, ax], vec![], None)
+        };
+        let rr = reorder(self, &ins[2], Some(hidden));
+        let mut at = 3;
+        let bias = if *b_hh {
+            at += 1;
+            let rb = reorder(self, &ins[3], None);
+            let wb = self.const_f32(&[1, gates * h], &vec![0.0; gates * h]);
+            Some(self.node("Concat", vec![wb, rb], vec![int("axis", 1)], None))
+        } else {
+            None
+        };
+        let ax0 = self.const_i64(&[0]);
+        let h0 = self.node("Unsqueeze", vec![ins[1].clone(), ax0.clone()], vec![], None);
+        let c0v = if *c0 {
+            at += 1;
+            Some(self.node(
+                "Unsqueeze",
+                vec![ins[at - 1].clone(), ax0.clone()],
+                vec![],
+                None,
+            ))
+        } else if matches!(cell, Cell::Lstm { .. }) {
+            Some(self.const_f32(&[1, n, h], &vec![0.0; n * h]))
+        } else {
+            None
+        };
+        let peep = if *peephole {
+            // aics rows (i, f, o), or (i, o) when coupled; ONNX (i, o, f)
+            let p = &ins[at];
+            let rows: Vec<usize> = if matches!(cell, Cell::Lstm { coupled: true, .. }) {
+                vec![0, 1, usize::MAX]
+            } else {
+                vec![0, 2, 1]
+            };
+            let mut parts = Vec::new();
+            for from in rows {
+                if from == usize::MAX {
+                    parts.push(self.const_f32(&[h], &vec![0.0; h]));
+                } else {
+                    let ix = self.const_i64(&[from as i64]);
+                    parts.push(self.node(
+                        "Gather",
+                        vec![p.clone(), ix],
+                        vec![int("axis", 0)],
+                        None,
+                    ));
+                }
+            }
+            let cat = self.node("Concat", parts, vec![int("axis", 0)], None);
+            Some(self.node("Unsqueeze", vec![cat, ax0.clone()], vec![], None))
+        } else {
+            None
+        };
+        let lens = lengths.as_ref().map(|l| {
+            let name = self.fresh("const");
+            self.graph.initializers.push(Tensor {
+                name: name.clone(),
+                dims: vec![l.len() as i64],
+                data_type: dtype::INT32,
+                data: TensorData::Raw(l.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect()),
+            });
+            name
+        });
+        let mut rin = vec![
+            ins[0].clone(),
+            w,
+            rr,
+            bias.unwrap_or_default(),
+            lens.unwrap_or_default(),
+            h0,
+        ];
+        if let Some(c) = c0v {
+            rin.push(c);
+        }
+        if let Some(p) = peep {
+            rin.push(p);
+        }
+        while rin.last().is_some_and(|s| s.is_empty()) {
+            rin.pop();
+        }
+        let mut attrs = vec![
+            int("hidden_size", h as i64),
+            string("direction", if *reverse { "reverse" } else { "forward" }),
+        ];
+        match cell {
+            Cell::RnnRelu => attrs.push(Attribute {
+                name: "activations".into(),
+                value: AttrValue::Strings(vec![b"Relu".to_vec()]),
+            }),
+            Cell::Gru { reset_after } => {
+                attrs.push(int("linear_before_reset", *reset_after as i64))
+            }
+            Cell::Lstm { coupled: true, .. } => attrs.push(int("input_forget", 1)),
+            _ => {}
+        }
+        let node_name = self.fresh(onnx);
+        let y = self.fresh("y");
+        let yh = self.fresh("y_h");
+        let mut outs = vec![y.clone(), yh.clone()];
+        let yc = self.fresh("y_c");
+        if cell.has_c() {
+            outs.push(yc.clone());
+        }
+        self.graph.nodes.push(Node {
+            name: node_name,
+            op_type: onnx.into(),
+            domain: String::new(),
+            inputs: rin,
+            outputs: outs,
+            attributes: attrs,
+        });
+        // Y (T, 1, N, H) → (T, N, H); Y_h, Y_c (1, N, H) → (N, H)
+        let ax1 = self.const_i64(&[1]);
+        let o = self.output_name(&r.outputs[0], "rnn_out");
+        self.node("Squeeze", vec![y, ax1], vec![], Some(o));
+        let o = self.output_name(&r.outputs[1], "rnn_h");
+        self.node("Squeeze", vec![yh, ax0.clone()], vec![], Some(o));
+        if cell.has_c() {
+            let o = self.output_name(&r.outputs[2], "rnn_c");
+            self.node("Squeeze", vec![yc, ax0], vec![], Some(o));
+        }
+        let _ = t;
+        Ok(())
+    }
+}
+
+fn conv_attrs(p: &ConvParams, kernel: &[usize], transposed: bool) -> Vec<Attribute> {
+    let mut a = vec![
+        ints("kernel_shape", kernel),
+        ints("strides", &[p.stride.0, p.stride.1]),
+        ints(
+            "pads",
+            &[p.padding.0, p.padding.1, p.padding.0, p.padding.1],
+        ),
+        ints("dilations", &[p.dilation.0, p.dilation.1]),
+        int("group", p.groups as i64),
+    ];
+    if transposed {
+        a.push(ints(
+            "output_padding",
+            &[p.output_padding.0, p.output_padding.1],
+        ));
+    }
+    a
+}
+
+fn pool_attrs(p: &PoolParams, dilations: bool) -> Vec<Attribute> {
+    let mut a = vec![
+        ints("kernel_shape", &[p.kernel.0, p.kernel.1]),
+        ints("strides", &[p.stride.0, p.stride.1]),
+        ints(
+            "pads",
+            &[p.padding.0, p.padding.1, p.padding.0, p.padding.1],
+        ),
+        int("ceil_mode", p.ceil_mode as i64),
+    ];
+    if dilations {
+        a.push(ints("dilations", &[p.dilation.0, p.dilation.1]));
+    }
+    a
+}
