@@ -13,6 +13,7 @@ mod detect_rcnn;
 mod detect_train;
 mod detect_tv;
 mod eval;
+mod export_cmd;
 mod features;
 mod filters;
 mod g2p_cmd;
@@ -100,6 +101,9 @@ enum Cmd {
     /// ONNX models: `onnx check` lists a model's inputs, outputs, opsets and ops, and what aics
     /// cannot run.
     Onnx(onnx_cmd::OnnxArgs),
+    /// Write a model as ONNX (`--onnx OUT.onnx`): a zoo classifier, the fast style network,
+    /// YOLOv3-tiny or MTCNN's networks, traced and then checked by running the written graph.
+    Export(export_cmd::ExportArgs),
     /// Generative adversarial networks: `gan train` (GAN, DCGAN, WGAN), `gan sample`,
     /// `gan interpolate`, `gan eval` (mode collapse measured).
     Gan(gan_cmd::GanArgs),
@@ -146,6 +150,7 @@ fn main() {
         Cmd::G2p(a) => g2p_cmd::run(a),
         Cmd::Gan(a) => gan_cmd::run(a),
         Cmd::Onnx(a) => onnx_cmd::run(a),
+        Cmd::Export(a) => export_cmd::run(a),
         Cmd::Features(a) => features::run(a),
         Cmd::Filters(a) => filters::run(a),
         Cmd::Summary(a) => summary::run(a),

@@ -1190,6 +1190,14 @@ impl Darknet {
         Ok(outs)
     }
 
+    /// How many detection heads (`[yolo]`, `[region]`, `[detection]` layers) the network has.
+    pub fn num_heads(&self) -> usize {
+        self.layers
+            .iter()
+            .filter(|l| matches!(l, Layer::Yolo(_) | Layer::Region(_) | Layer::Detection(_)))
+            .count()
+    }
+
     /// Run the network and return every detection head's output, in layer order, activated as
     /// darknet's forward pass leaves it (see [`crate::yolo`]).
     pub fn forward_heads(&self, x: &Tensor) -> aics_nn::Result<Vec<HeadOutput<'_>>> {

@@ -808,7 +808,7 @@ impl Builder {
             let mut parts = Vec::new();
             for from in rows {
                 if from == usize::MAX {
-                    parts.push(self.const_f32(&[h], &vec![0.0; h]));
+                    parts.push(self.const_f32(&[1, h], &vec![0.0; h]));
                 } else {
                     let ix = self.const_i64(&[from as i64]);
                     parts.push(self.node(
@@ -820,7 +820,8 @@ impl Builder {
                 }
             }
             let cat = self.node("Concat", parts, vec![int("axis", 0)], None);
-            Some(self.node("Unsqueeze", vec![cat, ax0.clone()], vec![], None))
+            let s = self.const_i64(&[1, 3 * h as i64]);
+            Some(self.node("Reshape", vec![cat, s], vec![], None))
         } else {
             None
         };

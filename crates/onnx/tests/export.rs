@@ -13,12 +13,13 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
 }
 
 fn exports(name: &str, chw: [usize; 3], batch: usize) {
+    let hidden = if name == "mlp" { vec![32, 16] } else { vec![] };
     let m = build(
         name,
         &ModelConfig {
             in_shape: chw,
             num_classes: 10,
-            hidden: vec![32, 16],
+            hidden: hidden.clone(),
             seed: 1,
         },
     )
@@ -60,4 +61,58 @@ fn small_cnns() {
     exports("alexnet_small", [3, 32, 32], 2);
     exports("resnet20", [3, 32, 32], 2);
     exports("googlenet_small", [3, 32, 32], 1);
+}
+
+#[test]
+fn lstm_seq_two_layers() {
+    exports("lstm_seq", [1, 12, 10], 3);
+}
+
+/// Each recurrent cell aics has, batch-first and not, forward and bidirectional.
+#[test]
+fn recurrent_cells() {
+    use aics_nn::{Recurrent, RecurrentConfig};
+    use aics_tensor::Cell;
+    let cells = [
+        Cell::RnnTanh,
+        Cell::RnnRelu,
+        Cell::Lstm {
+            peephole: false,
+            coupled: false,
+        },
+        Cell::Lstm {
+            peephole: true,
+            coupled: false,
+        },
+        Cell::Lstm {
+            peephole: true,
+            coupled: true,
+        },
+        Cell::Gru { reset_after: true },
+        Cell::Gru { reset_after: false },
+    ];
+    for cell in cells {
+        for (bidir, layers) in [(false, 1), (true, 2)] {
+            let mut rng = Rng::new(5);
+            let m = Recurrent::new(
+                RecurrentConfig::new(cell, 6, 5)
+                    .layers(layers)
+                    .bidirectional(bidir),
+                &mut rng,
+            )
+            .unwrap();
+            let named = aics_nn::state_dict(&m);
+            let mut fwd = |xs: &[Tensor]| -> Result<Vec<Tensor>, String> {
+                let (y, st) = m.forward_state(&xs[0], None, None).map_err(|e| e.to_string())?;
+                Ok(vec![y, st.h])
+            };
+            let x = random(&[4, 3, 6], 6);
+            let model = aics_onnx::export::export(&[x], &["x"], &["y", "h"], &named, &mut fwd)
+                .unwrap_or_else(|e| panic!("{cell:?}: {e}"));
+            let inputs = vec![vec![random(&[4, 3, 6], 7)]];
+            let err = check_export(&model, &["x"], &inputs, &mut fwd)
+                .unwrap_or_else(|e| panic!("{cell:?} bidirectional {bidir}: {e}"));
+            assert!(err <= 1e-4, "{cell:?}: relative difference {err}");
+        }
+    }
 }

@@ -1,0 +1,308 @@
+//! `aics export --model M [--weights W] --onnx OUT.onnx`: an aics model written as ONNX, traced
+//! on an input of the model's size, then run from the written graph by aics's ONNX runner on a
+//! fresh input and compared with the model.
+
+use std::path::{Path, PathBuf};
+
+use aics_nn::Module;
+use aics_detect::darknet::HeadOutput;
+use aics_onnx::export::{check_export, export};
+use aics_tensor::{hash_uniform, Tensor};
+use anyhow::{bail, Context, Result};
+
+use crate::data_spec::{self, parse_chw};
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// A zoo classifier (`aics summary --model` names them), `fast_style` (the feed-forward
+    /// style network), `yolov3-tiny`, or `mtcnn-pnet`/`mtcnn-rnet`/`mtcnn-onet`.
+    #[arg(long)]
+    pub model: String,
+    /// The weights: a checkpoint of `aics train` or `aics stylize-train`, a torchvision .pth or
+    /// .safetensors file for zoo models, darknet's .weights for yolov3-tiny (default: the file
+    /// set-up fetches), facenet-pytorch's folder for mtcnn (default: set-up's). Without it, a zoo
+    /// model or fast_style is exported with its random initial weights (seed 0).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Darknet .cfg file for yolov3-tiny (default: the file set-up fetches).
+    #[arg(long)]
+    pub cfg: Option<PathBuf>,
+    /// Where to write the model.
+    #[arg(long)]
+    pub onnx: PathBuf,
+    /// The input size CxHxW the graph is traced at (default: the model's usual input).
+    #[arg(long, value_parser = parse_chw)]
+    pub input: Option<[usize; 3]>,
+    /// The batch size the graph is traced at.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Number of classes of a zoo model (default: the model's usual count).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Hidden sizes of the MLP or the LSTM of lstm_seq, e.g. 100,50.
+    #[arg(long)]
+    pub hidden: Option<String>,
+    /// Also write the check's input (DIR/input.npy) and the model's outputs for it
+    /// (DIR/NAME.npy, computed by the model, not from the graph), for running the file in
+    /// another runtime and comparing.
+    #[arg(long, value_name = "DIR")]
+    pub save_io: Option<PathBuf>,
+}
+
+/// A model ready to trace, with its usual input size and its outputs' names.
+struct Exportable {
+    net: Net,
+    input: [usize; 3],
+    outputs: Vec<&'static str>,
+}
+
+enum Net {
+    Plain(Box<dyn Module>),
+    FastStyle(aics_nn::Sequential),
+    Yolo(aics_detect::darknet::Darknet),
+    MtcnnP(aics_detect::mtcnn::PNet),
+    MtcnnR(aics_detect::mtcnn::RNet),
+    MtcnnO(aics_detect::mtcnn::ONet),
+}
+
+impl Net {
+    fn module(&self) -> &dyn Module {
+        match self {
+            Net::Plain(m) => m.as_ref(),
+            Net::FastStyle(m) => m,
+            Net::Yolo(m) => m,
+            Net::MtcnnP(m) => m,
+            Net::MtcnnR(m) => m,
+            Net::MtcnnO(m) => m,
+        }
+    }
+
+    fn run(&self, x: &Tensor) -> aics_nn::Result<Vec<Tensor>> {
+        match self {
+            Net::Plain(m) => Ok(vec![m.forward(x)?]),
+            Net::FastStyle(m) => Ok(vec![aics_style::fast::stylize(m, x)?]),
+            Net::Yolo(m) => Ok(m
+                .forward_heads(x)?
+                .into_iter()
+                .map(|h| match h {
+                    HeadOutput::Yolo(_, t) | HeadOutput::Region(_, t) | HeadOutput::Detection(_, t) => t,
+                })
+                .collect()),
+            Net::MtcnnP(m) => {
+                let (a, b) = m.forward2(x)?;
+                Ok(vec![a, b])
+            }
+            Net::MtcnnR(m) => {
+                let (a, b) = m.forward2(x)?;
+                Ok(vec![a, b])
+            }
+            Net::MtcnnO(m) => {
+                let (a, b, c) = m.forward3(x)?;
+                Ok(vec![a, b, c])
+            }
+        }
+    }
+}
+
+fn build(a: &ExportArgs) -> Result<Exportable> {
+    let not_for = |flag: &str, given: bool| -> Result<()> {
+        if given {
+            bail!("{flag} does not apply to --model {}", a.model);
+        }
+        Ok(())
+    };
+    let ex = |net, input, outputs| Exportable {
+        net,
+        input,
+        outputs,
+    };
+    match a.model.as_str() {
+        "fast_style" => {
+            not_for("--classes", a.classes.is_some())?;
+            not_for("--hidden", a.hidden.is_some())?;
+            not_for("--cfg", a.cfg.is_some())?;
+            let net = match &a.weights {
+                Some(w) => crate::stylize_train::load_net(w)?,
+                None => aics_style::fast::transform_net(0)?,
+            };
+            Ok(ex(Net::FastStyle(net), [3, 256, 256], vec!["output"]))
+        }
+        "yolov3-tiny" => {
+            not_for("--classes", a.classes.is_some())?;
+            not_for("--hidden", a.hidden.is_some())?;
+            let cfg = a
+                .cfg
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".cache/weights/yolov3-tiny.cfg"));
+            let weights = a
+                .weights
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".cache/weights/yolov3-tiny.weights"));
+            for p in [&cfg, &weights] {
+                if !p.exists() {
+                    bail!("{}: not found; run `bash scripts/setup.sh` to fetch YOLOv3-tiny, or pass --cfg and --weights", p.display());
+                }
+            }
+            let net = aics_detect::darknet::Darknet::read_cfg(&cfg)?;
+            net.load_weights(&weights)?;
+            let input = [net.channels, net.height, net.width];
+            let heads = net.num_heads();
+            let names: Vec<&'static str> = ["yolo_0", "yolo_1", "yolo_2", "yolo_3"]
+                .into_iter()
+                .take(heads)
+                .collect();
+            if names.len() != heads {
+                bail!("{}: {heads} detection heads; export writes up to 4", cfg.display());
+            }
+            Ok(ex(Net::Yolo(net), input, names))
+        }
+        m if m.starts_with("mtcnn-") => {
+            not_for("--classes", a.classes.is_some())?;
+            not_for("--hidden", a.hidden.is_some())?;
+            not_for("--cfg", a.cfg.is_some())?;
+            let dir = a
+                .weights
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".cache/weights/mtcnn"));
+            if !dir.join("pnet.pt").exists() {
+                bail!("{}: no pnet.pt there; run `bash scripts/setup.sh` to fetch the MTCNN weights, or give --weights DIR", dir.display());
+            }
+            let all = aics_detect::mtcnn::Mtcnn::load(&dir)?;
+            Ok(match m {
+                "mtcnn-pnet" => ex(
+                    Net::MtcnnP(all.pnet),
+                    [3, 12, 12],
+                    vec!["regression", "probability"],
+                ),
+                "mtcnn-rnet" => ex(
+                    Net::MtcnnR(all.rnet),
+                    [3, 24, 24],
+                    vec!["regression", "probability"],
+                ),
+                "mtcnn-onet" => ex(
+                    Net::MtcnnO(all.onet),
+                    [3, 48, 48],
+                    vec!["regression", "landmarks", "probability"],
+                ),
+                other => bail!("unknown model `{other}` (mtcnn-pnet, mtcnn-rnet, mtcnn-onet)"),
+            })
+        }
+        name => {
+            not_for("--cfg", a.cfg.is_some())?;
+            if aics_vision::zoo_entry(name).is_none() {
+                bail!(
+                    "unknown model `{name}` (a zoo classifier: {}; or fast_style, yolov3-tiny, mtcnn-pnet, mtcnn-rnet, mtcnn-onet)",
+                    aics_vision::model_names().join(", ")
+                );
+            }
+            // a checkpoint of `aics train` knows its model's configuration
+            if let Some(w) = &a.weights {
+                if let Ok(ck) = aics_nn::checkpoint::load_checkpoint(w) {
+                    if let Ok(meta) = crate::meta::ModelMeta::from_checkpoint(&ck) {
+                        if meta.model != name {
+                            bail!("{}: a checkpoint of {}, not of {name}", w.display(), meta.model);
+                        }
+                        not_for("--classes (the checkpoint gives them)", a.classes.is_some())?;
+                        not_for("--hidden (the checkpoint gives them)", a.hidden.is_some())?;
+                        let model = meta.build(0)?;
+                        ck.load_into(model.as_ref())?;
+                        return Ok(ex(Net::Plain(model), meta.in_shape, vec!["output"]));
+                    }
+                }
+            }
+            let (shape, classes) = aics_vision::default_shape(name);
+            let input = a.input.unwrap_or(shape);
+            let cfg = aics_vision::ModelConfig {
+                in_shape: input,
+                num_classes: a.classes.unwrap_or(classes),
+                hidden: data_spec::parse_hidden(a.hidden.as_deref())?,
+                seed: 0,
+            };
+            let model = aics_vision::build(name, &cfg)?;
+            if let Some(w) = &a.weights {
+                aics_vision::weights::load_weights(model.as_ref(), w)?;
+            }
+            Ok(ex(Net::Plain(model), input, vec!["output"]))
+        }
+    }
+}
+
+pub fn run(a: ExportArgs) -> Result<()> {
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let e = build(&a)?;
+    if a.input.is_some() && !matches!(e.net, Net::Plain(_) | Net::FastStyle(_)) {
+        bail!("--input does not apply to --model {}: its input size is fixed", a.model);
+    }
+    let input = a.input.unwrap_or(e.input);
+    e.net.module().set_training(false);
+    let shape = [a.batch, input[0], input[1], input[2]];
+    let example = |tag: &str| {
+        let n = shape.iter().product();
+        let v: Vec<f32> = hash_uniform(&format!("export/{tag}"), n)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        Tensor::from_vec(v, &shape)
+            .expect("length matches")
+    };
+    let named = aics_nn::state_dict(e.net.module());
+    let mut fwd = |xs: &[Tensor]| e.net.run(&xs[0]).map_err(|e| e.to_string());
+    let t0 = std::time::Instant::now();
+    let model = export(&[example("trace")], &["input"], &e.outputs, &named, &mut fwd)
+        .with_context(|| format!("exporting {}", a.model))?;
+    let err = check_export(&model, &["input"], &[vec![example("check")]], &mut fwd)
+        .with_context(|| format!("checking the export of {}", a.model))?;
+    if err > 1e-3 {
+        bail!(
+            "the written graph does not reproduce {} on a second input (largest relative difference {err:.2e}): an op was not traced",
+            a.model
+        );
+    }
+    write(&model, &a.onnx)?;
+    if let Some(dir) = &a.save_io {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let x = example("check");
+        let ys = {
+            let _g = aics_tensor::no_grad();
+            e.net.run(&x)?
+        };
+        let npy = |name: &str, t: &Tensor| -> Result<()> {
+            let path = dir.join(format!("{name}.npy"));
+            aics_nn::checkpoint::write_atomic(&path, &aics_io::npz::npy_bytes(t.shape(), &t.to_vec()))?;
+            Ok(())
+        };
+        npy("input", &x)?;
+        for (name, y) in e.outputs.iter().zip(&ys) {
+            npy(name, y)?;
+        }
+    }
+    let params: usize = model
+        .graph
+        .initializers
+        .iter()
+        .map(|t| t.dims.iter().product::<i64>() as usize)
+        .sum();
+    println!(
+        "wrote {} ({} nodes, {} initializers, {params} values, opset {}) in {:.2} s; input {}x{}x{}x{}; aics's runner on the written graph: largest relative difference {err:.1e}",
+        a.onnx.display(),
+        model.graph.nodes.len(),
+        model.graph.initializers.len(),
+        aics_onnx::export::OPSET,
+        t0.elapsed().as_secs_f64(),
+        shape[0],
+        shape[1],
+        shape[2],
+        shape[3],
+    );
+    Ok(())
+}
+
+fn write(model: &aics_onnx::Model, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    aics_onnx::save(model, path)?;
+    Ok(())
+}
