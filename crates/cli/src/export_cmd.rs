@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use aics_nn::Module;
 use aics_detect::darknet::HeadOutput;
+use aics_nn::Module;
 use aics_onnx::export::{check_export, export};
 use aics_tensor::{hash_uniform, Tensor};
 use anyhow::{bail, Context, Result};
@@ -85,7 +85,9 @@ impl Net {
                 .forward_heads(x)?
                 .into_iter()
                 .map(|h| match h {
-                    HeadOutput::Yolo(_, t) | HeadOutput::Region(_, t) | HeadOutput::Detection(_, t) => t,
+                    HeadOutput::Yolo(_, t)
+                    | HeadOutput::Region(_, t)
+                    | HeadOutput::Detection(_, t) => t,
                 })
                 .collect()),
             Net::MtcnnP(m) => {
@@ -152,7 +154,10 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                 .take(heads)
                 .collect();
             if names.len() != heads {
-                bail!("{}: {heads} detection heads; export writes up to 4", cfg.display());
+                bail!(
+                    "{}: {heads} detection heads; export writes up to 4",
+                    cfg.display()
+                );
             }
             Ok(ex(Net::Yolo(net), input, names))
         }
@@ -200,7 +205,11 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                 if let Ok(ck) = aics_nn::checkpoint::load_checkpoint(w) {
                     if let Ok(meta) = crate::meta::ModelMeta::from_checkpoint(&ck) {
                         if meta.model != name {
-                            bail!("{}: a checkpoint of {}, not of {name}", w.display(), meta.model);
+                            bail!(
+                                "{}: a checkpoint of {}, not of {name}",
+                                w.display(),
+                                meta.model
+                            );
                         }
                         not_for("--classes (the checkpoint gives them)", a.classes.is_some())?;
                         not_for("--hidden (the checkpoint gives them)", a.hidden.is_some())?;
@@ -233,7 +242,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     let e = build(&a)?;
     if a.input.is_some() && !matches!(e.net, Net::Plain(_) | Net::FastStyle(_)) {
-        bail!("--input does not apply to --model {}: its input size is fixed", a.model);
+        bail!(
+            "--input does not apply to --model {}: its input size is fixed",
+            a.model
+        );
     }
     let input = a.input.unwrap_or(e.input);
     e.net.module().set_training(false);
@@ -244,14 +256,19 @@ pub fn run(a: ExportArgs) -> Result<()> {
             .into_iter()
             .map(|v| v as f32)
             .collect();
-        Tensor::from_vec(v, &shape)
-            .expect("length matches")
+        Tensor::from_vec(v, &shape).expect("length matches")
     };
     let named = aics_nn::state_dict(e.net.module());
     let mut fwd = |xs: &[Tensor]| e.net.run(&xs[0]).map_err(|e| e.to_string());
     let t0 = std::time::Instant::now();
-    let model = export(&[example("trace")], &["input"], &e.outputs, &named, &mut fwd)
-        .with_context(|| format!("exporting {}", a.model))?;
+    let model = export(
+        &[example("trace")],
+        &["input"],
+        &e.outputs,
+        &named,
+        &mut fwd,
+    )
+    .with_context(|| format!("exporting {}", a.model))?;
     let err = check_export(&model, &["input"], &[vec![example("check")]], &mut fwd)
         .with_context(|| format!("checking the export of {}", a.model))?;
     if err > 1e-3 {
@@ -270,7 +287,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
         };
         let npy = |name: &str, t: &Tensor| -> Result<()> {
             let path = dir.join(format!("{name}.npy"));
-            aics_nn::checkpoint::write_atomic(&path, &aics_io::npz::npy_bytes(t.shape(), &t.to_vec()))?;
+            aics_nn::checkpoint::write_atomic(
+                &path,
+                &aics_io::npz::npy_bytes(t.shape(), &t.to_vec()),
+            )?;
             Ok(())
         };
         npy("input", &x)?;

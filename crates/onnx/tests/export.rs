@@ -103,7 +103,9 @@ fn recurrent_cells() {
             .unwrap();
             let named = aics_nn::state_dict(&m);
             let mut fwd = |xs: &[Tensor]| -> Result<Vec<Tensor>, String> {
-                let (y, st) = m.forward_state(&xs[0], None, None).map_err(|e| e.to_string())?;
+                let (y, st) = m
+                    .forward_state(&xs[0], None, None)
+                    .map_err(|e| e.to_string())?;
                 Ok(vec![y, st.h])
             };
             let x = random(&[4, 3, 6], 6);

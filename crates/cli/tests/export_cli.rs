@@ -1,0 +1,189 @@
+//! `aics export` end to end: the written file, run by onnxruntime
+//! (fixtures/onnx/export.json, from fixtures/gen_onnx_export.py), gives the aics model's
+//! outputs, and aics's ONNX runner gives them too after reading the file back; bad requests get
+//! one clear line.
+
+mod common;
+
+use std::path::Path;
+
+use common::{aics, err, ok, tmp};
+use serde_json::Value;
+
+fn fixture() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/onnx/export.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let t = aics_io::npz::load_npy(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (t.shape.clone(), t.data)
+}
+
+/// `got`'s values against onnxruntime's sampled ones, relative to the largest magnitude.
+fn close(case: &str, name: &str, got: &[f32], shape: &[usize], want: &Value) -> f64 {
+    let ws: Vec<usize> = want["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(shape, ws, "{case}/{name}: shape");
+    let stride = want["stride"].as_u64().unwrap() as usize;
+    let vals: Vec<f64> = want["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let scale = vals.iter().fold(1e-6f64, |a, v| a.max(v.abs()));
+    let mut worst = 0.0f64;
+    for (i, w) in vals.iter().enumerate() {
+        let d = (got[i * stride] as f64 - w).abs() / scale;
+        assert!(
+            d.is_finite(),
+            "{case}/{name}[{}]: {}",
+            i * stride,
+            got[i * stride]
+        );
+        worst = worst.max(d);
+    }
+    let mean = got.iter().map(|&v| v as f64).sum::<f64>() / got.len() as f64;
+    let wm = want["mean"].as_f64().unwrap();
+    assert!(
+        (mean - wm).abs() <= 1e-4 * scale,
+        "{case}/{name}: mean {mean} against onnxruntime's {wm}"
+    );
+    worst
+}
+
+fn check_cases(assets: bool) {
+    let fx = fixture();
+    let dir = tmp(if assets { "export-assets" } else { "export" });
+    let mut ran = 0;
+    for (case, c) in fx["cases"].as_object().unwrap() {
+        if c["assets"].as_bool().unwrap() != assets {
+            continue;
+        }
+        ran += 1;
+        let file = dir.path().join(format!("{case}.onnx"));
+        let io = dir.path().join(case);
+        let mut args: Vec<String> = vec!["export".into()];
+        args.extend(
+            c["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+        // the fetched weights, from the workspace's root
+        let cache = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.cache/weights");
+        if case.starts_with("mtcnn") {
+            args.extend(["--weights".into(), format!("{cache}/mtcnn")]);
+        } else if case == "yolov3-tiny" {
+            args.extend([
+                "--cfg".into(),
+                format!("{cache}/yolov3-tiny.cfg"),
+                "--weights".into(),
+                format!("{cache}/yolov3-tiny.weights"),
+            ]);
+        }
+        args.extend([
+            "--onnx".into(),
+            file.display().to_string(),
+            "--save-io".into(),
+            io.display().to_string(),
+        ]);
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let text = ok(&aics(&refs));
+        assert!(text.contains("largest relative difference"), "{text}");
+        // the file read back and run by aics's ONNX runner
+        let back = dir.path().join(format!("{case}-back"));
+        let input = format!("input={}", io.join("input.npy").display());
+        ok(&aics(&[
+            "onnx",
+            "run",
+            file.to_str().unwrap(),
+            "--input",
+            &input,
+            "--output-dir",
+            back.to_str().unwrap(),
+        ]));
+        for (name, want) in c["outputs"].as_object().unwrap() {
+            let (shape, model) = npy(&io.join(format!("{name}.npy")));
+            let d = close(case, name, &model, &shape, want);
+            assert!(
+                d <= 1e-4,
+                "{case}/{name}: aics's model vs onnxruntime {d:.2e}"
+            );
+            let (shape, reread) = npy(&back.join(format!("{name}.npy")));
+            let d = close(case, name, &reread, &shape, want);
+            assert!(
+                d <= 1e-4,
+                "{case}/{name}: re-imported vs onnxruntime {d:.2e}"
+            );
+        }
+    }
+    assert!(ran > 0);
+}
+
+#[test]
+fn exported_models_give_onnxruntimes_outputs() {
+    check_cases(false);
+}
+
+#[test]
+#[ignore = "needs the MTCNN and YOLOv3-tiny weights from scripts/setup.sh"]
+fn exported_pretrained_detectors_give_onnxruntimes_outputs() {
+    check_cases(true);
+}
+
+#[test]
+fn bad_requests_get_one_line() {
+    let dir = tmp("export-bad");
+    let out = dir.path().join("x.onnx");
+    let o = out.to_str().unwrap();
+    let e = err(&aics(&["export", "--model", "nope", "--onnx", o]));
+    assert!(e.contains("unknown model `nope`"), "{e}");
+    let e = err(&aics(&[
+        "export",
+        "--model",
+        "fast_style",
+        "--classes",
+        "3",
+        "--onnx",
+        o,
+    ]));
+    assert!(e.contains("--classes does not apply"), "{e}");
+    let e = err(&aics(&[
+        "export", "--model", "lenet5", "--batch", "0", "--onnx", o,
+    ]));
+    assert!(e.contains("--batch"), "{e}");
+    let e = err(&aics(&[
+        "export",
+        "--model",
+        "lenet5",
+        "--weights",
+        "/nonexistent/w.pth",
+        "--onnx",
+        o,
+    ]));
+    assert!(e.contains("/nonexistent/w.pth"), "{e}");
+    // VGG's 7×7 adaptive pooling from 3×3 maps has uneven windows
+    let e = err(&aics(&[
+        "export",
+        "--model",
+        "vgg11",
+        "--input",
+        "3x96x96",
+        "--classes",
+        "2",
+        "--onnx",
+        o,
+    ]));
+    assert!(e.contains("uneven windows"), "{e}");
+    assert!(!out.exists());
+}
