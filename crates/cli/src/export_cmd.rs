@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use aics_detect::darknet::HeadOutput;
 use aics_nn::Module;
-use aics_onnx::export::{check_export, export};
+use aics_onnx::export::{check_export, export_with_ids};
 use aics_tensor::{hash_uniform, Tensor};
 use anyhow::{bail, Context, Result};
 
@@ -15,7 +15,8 @@ use crate::data_spec::{self, parse_chw};
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
     /// A zoo classifier (`aics summary --model` names them), `fast_style` (the feed-forward
-    /// style network), `yolov3-tiny`, or `mtcnn-pnet`/`mtcnn-rnet`/`mtcnn-onet`.
+    /// style network), `lm` (a character language model of `aics lm train`: ids and state in,
+    /// logits and state out), `yolov3-tiny`, or `mtcnn-pnet`/`mtcnn-rnet`/`mtcnn-onet`.
     #[arg(long)]
     pub model: String,
     /// The weights: a checkpoint of `aics train` or `aics stylize-train`, a torchvision .pth or
@@ -39,6 +40,9 @@ pub struct ExportArgs {
     /// Number of classes of a zoo model (default: the model's usual count).
     #[arg(long)]
     pub classes: Option<usize>,
+    /// Time steps of a language model's input (`--model lm`).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Hidden sizes of the MLP or the LSTM of lstm_seq, e.g. 100,50.
     #[arg(long)]
     pub hidden: Option<String>,
@@ -63,6 +67,7 @@ enum Net {
     MtcnnP(aics_detect::mtcnn::PNet),
     MtcnnR(aics_detect::mtcnn::RNet),
     MtcnnO(aics_detect::mtcnn::ONet),
+    Lm(aics_text::lm::CharLm),
 }
 
 impl Net {
@@ -74,11 +79,46 @@ impl Net {
             Net::MtcnnP(m) => m,
             Net::MtcnnR(m) => m,
             Net::MtcnnO(m) => m,
+            Net::Lm(m) => m,
         }
     }
 
-    fn run(&self, x: &Tensor) -> aics_nn::Result<Vec<Tensor>> {
+    /// The graph's inputs: name, shape, and whether they are ids (int64).
+    fn inputs(
+        &self,
+        batch: usize,
+        chw: [usize; 3],
+        steps: usize,
+    ) -> Vec<(&'static str, Vec<usize>, bool)> {
         match self {
+            Net::Lm(m) => {
+                let c = m.cfg;
+                let mut v = vec![
+                    ("ids", vec![steps, batch], true),
+                    ("h0", vec![c.layers, batch, c.hidden], false),
+                ];
+                if c.cell.has_c() {
+                    v.push(("c0", vec![c.layers, batch, c.hidden], false));
+                }
+                v
+            }
+            _ => vec![("input", vec![batch, chw[0], chw[1], chw[2]], false)],
+        }
+    }
+
+    fn run(&self, xs: &[Tensor]) -> aics_nn::Result<Vec<Tensor>> {
+        let x = &xs[0];
+        match self {
+            Net::Lm(m) => {
+                let state = aics_nn::RecurrentState {
+                    h: xs[1].clone(),
+                    c: xs.get(2).cloned(),
+                };
+                let (logits, st) = m.forward_tensor(x, Some(&state))?;
+                let mut out = vec![logits, st.h];
+                out.extend(st.c);
+                Ok(out)
+            }
             Net::Plain(m) => Ok(vec![m.forward(x)?]),
             Net::FastStyle(m) => Ok(vec![aics_style::fast::stylize(m, x)?]),
             Net::Yolo(m) => Ok(m
@@ -128,6 +168,24 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                 None => aics_style::fast::transform_net(0)?,
             };
             Ok(ex(Net::FastStyle(net), [3, 256, 256], vec!["output"]))
+        }
+        "lm" => {
+            not_for("--classes", a.classes.is_some())?;
+            not_for("--hidden", a.hidden.is_some())?;
+            not_for("--cfg", a.cfg.is_some())?;
+            not_for("--input", a.input.is_some())?;
+            let Some(w) = &a.weights else {
+                bail!("--model lm needs --weights CHECKPOINT (a checkpoint of `aics lm train`)");
+            };
+            let ck = aics_nn::checkpoint::load_checkpoint(w)?;
+            let meta = crate::lm::meta_of(&ck)?;
+            let lm = crate::lm::load_lm(&ck, &meta)?;
+            let outputs = if meta.cfg.cell.has_c() {
+                vec!["logits", "h_n", "c_n"]
+            } else {
+                vec!["logits", "h_n"]
+            };
+            Ok(ex(Net::Lm(lm), [0, 0, 0], outputs))
         }
         "yolov3-tiny" => {
             not_for("--classes", a.classes.is_some())?;
@@ -247,29 +305,56 @@ pub fn run(a: ExportArgs) -> Result<()> {
             a.model
         );
     }
-    let input = a.input.unwrap_or(e.input);
+    if a.steps.is_some() && !matches!(e.net, Net::Lm(_)) {
+        bail!("--steps applies to --model lm only");
+    }
+    let steps = a.steps.unwrap_or(16);
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let chw = a.input.unwrap_or(e.input);
     e.net.module().set_training(false);
-    let shape = [a.batch, input[0], input[1], input[2]];
-    let example = |tag: &str| {
-        let n = shape.iter().product();
-        let v: Vec<f32> = hash_uniform(&format!("export/{tag}"), n)
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
-        Tensor::from_vec(v, &shape).expect("length matches")
+    let specs = e.net.inputs(a.batch, chw, steps);
+    let names: Vec<&str> = specs.iter().map(|s| s.0).collect();
+    let ids: Vec<&str> = specs.iter().filter(|s| s.2).map(|s| s.0).collect();
+    let vocab = match &e.net {
+        Net::Lm(m) => m.cfg.vocab,
+        _ => 0,
+    };
+    // inputs from hashed uniform numbers in [0, 1) (ids: spread over the vocabulary)
+    let examples = |tag: &str| -> Vec<Tensor> {
+        specs
+            .iter()
+            .map(|(name, shape, is_ids)| {
+                let n = shape.iter().product();
+                let u = hash_uniform(&format!("export/{tag}/{name}"), n);
+                let v: Vec<f32> = u
+                    .into_iter()
+                    .map(|u| {
+                        if *is_ids {
+                            (u * vocab as f64).floor() as f32
+                        } else {
+                            u as f32
+                        }
+                    })
+                    .collect();
+                Tensor::from_vec(v, shape).expect("length matches")
+            })
+            .collect()
     };
     let named = aics_nn::state_dict(e.net.module());
-    let mut fwd = |xs: &[Tensor]| e.net.run(&xs[0]).map_err(|e| e.to_string());
+    let mut fwd = |xs: &[Tensor]| e.net.run(xs).map_err(|e| e.to_string());
     let t0 = std::time::Instant::now();
-    let model = export(
-        &[example("trace")],
-        &["input"],
+    let model = export_with_ids(
+        &examples("trace"),
+        &names,
+        &ids,
         &e.outputs,
         &named,
         &mut fwd,
     )
     .with_context(|| format!("exporting {}", a.model))?;
-    let err = check_export(&model, &["input"], &[vec![example("check")]], &mut fwd)
+    let err = check_export(&model, &names, &[examples("check")], &mut fwd)
         .with_context(|| format!("checking the export of {}", a.model))?;
     if err > 1e-3 {
         bail!(
@@ -280,10 +365,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
     write(&model, &a.onnx)?;
     if let Some(dir) = &a.save_io {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let x = example("check");
+        let xs = examples("check");
         let ys = {
             let _g = aics_tensor::no_grad();
-            e.net.run(&x)?
+            e.net.run(&xs)?
         };
         let npy = |name: &str, t: &Tensor| -> Result<()> {
             let path = dir.join(format!("{name}.npy"));
@@ -293,7 +378,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
             )?;
             Ok(())
         };
-        npy("input", &x)?;
+        for (name, x) in names.iter().zip(&xs) {
+            npy(name, x)?;
+        }
         for (name, y) in e.outputs.iter().zip(&ys) {
             npy(name, y)?;
         }
@@ -304,17 +391,21 @@ pub fn run(a: ExportArgs) -> Result<()> {
         .iter()
         .map(|t| t.dims.iter().product::<i64>() as usize)
         .sum();
+    let shapes: Vec<String> = specs
+        .iter()
+        .map(|(n, s, _)| {
+            let d: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+            format!("{n} {}", d.join("x"))
+        })
+        .collect();
     println!(
-        "wrote {} ({} nodes, {} initializers, {params} values, opset {}) in {:.2} s; input {}x{}x{}x{}; aics's runner on the written graph: largest relative difference {err:.1e}",
+        "wrote {} ({} nodes, {} initializers, {params} values, opset {}) in {:.2} s; inputs {}; aics's runner on the written graph: largest relative difference {err:.1e}",
         a.onnx.display(),
         model.graph.nodes.len(),
         model.graph.initializers.len(),
         aics_onnx::export::OPSET,
         t0.elapsed().as_secs_f64(),
-        shape[0],
-        shape[1],
-        shape[2],
-        shape[3],
+        shapes.join(", "),
     );
     Ok(())
 }

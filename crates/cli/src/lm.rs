@@ -222,13 +222,13 @@ impl Module for Snapshot<'_> {
 }
 
 /// What a checkpoint says of its model.
-struct LmMeta {
-    cell: CellArg,
-    vocab: Vocab,
-    cfg: LmConfig,
+pub(crate) struct LmMeta {
+    pub(crate) cell: CellArg,
+    pub(crate) vocab: Vocab,
+    pub(crate) cfg: LmConfig,
 }
 
-fn meta_of(ck: &Checkpoint) -> Result<LmMeta> {
+pub(crate) fn meta_of(ck: &Checkpoint) -> Result<LmMeta> {
     let p = ck.path.display();
     let get = |k: &str| {
         ck.meta(k).with_context(|| {
@@ -272,7 +272,7 @@ fn restore(ck: &Checkpoint, lm: &CharLm) -> Result<Option<RecurrentState>> {
 }
 
 /// The model of a checkpoint, loaded.
-fn load_lm(ck: &Checkpoint, m: &LmMeta) -> Result<CharLm> {
+pub(crate) fn load_lm(ck: &Checkpoint, m: &LmMeta) -> Result<CharLm> {
     let lm = CharLm::new(m.cfg, &mut Rng::new(0))?;
     restore(ck, &lm)?;
     Ok(lm)

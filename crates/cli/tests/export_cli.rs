@@ -63,6 +63,22 @@ fn close(case: &str, name: &str, got: &[f32], shape: &[usize], want: &Value) -> 
 fn check_cases(assets: bool) {
     let fx = fixture();
     let dir = tmp(if assets { "export-assets" } else { "export" });
+    std::fs::write(
+        dir.path().join("corpus.txt"),
+        fx["corpus"].as_str().unwrap(),
+    )
+    .unwrap();
+    let sub = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                a.as_str()
+                    .unwrap()
+                    .replace("{dir}", dir.path().to_str().unwrap())
+            })
+            .collect()
+    };
     let mut ran = 0;
     for (case, c) in fx["cases"].as_object().unwrap() {
         if c["assets"].as_bool().unwrap() != assets {
@@ -71,14 +87,14 @@ fn check_cases(assets: bool) {
         ran += 1;
         let file = dir.path().join(format!("{case}.onnx"));
         let io = dir.path().join(case);
+        // a model to export made first (a language model trained for a few steps)
+        if !c["prepare"].is_null() {
+            let prep = sub(&c["prepare"]);
+            let refs: Vec<&str> = prep.iter().map(|s| s.as_str()).collect();
+            ok(&aics(&refs));
+        }
         let mut args: Vec<String> = vec!["export".into()];
-        args.extend(
-            c["args"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string()),
-        );
+        args.extend(sub(&c["args"]));
         // the fetched weights, from the workspace's root
         let cache = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.cache/weights");
         if case.starts_with("mtcnn") {
@@ -102,16 +118,18 @@ fn check_cases(assets: bool) {
         assert!(text.contains("largest relative difference"), "{text}");
         // the file read back and run by aics's ONNX runner
         let back = dir.path().join(format!("{case}-back"));
-        let input = format!("input={}", io.join("input.npy").display());
-        ok(&aics(&[
-            "onnx",
-            "run",
-            file.to_str().unwrap(),
-            "--input",
-            &input,
-            "--output-dir",
-            back.to_str().unwrap(),
-        ]));
+        let mut run: Vec<String> = vec!["onnx".into(), "run".into(), file.display().to_string()];
+        for name in c["inputs"].as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            run.push("--input".into());
+            run.push(format!(
+                "{name}={}",
+                io.join(format!("{name}.npy")).display()
+            ));
+        }
+        run.extend(["--output-dir".into(), back.display().to_string()]);
+        let refs: Vec<&str> = run.iter().map(|s| s.as_str()).collect();
+        ok(&aics(&refs));
         for (name, want) in c["outputs"].as_object().unwrap() {
             let (shape, model) = npy(&io.join(format!("{name}.npy")));
             let d = close(case, name, &model, &shape, want);

@@ -41,6 +41,19 @@ pub fn export(
     named: &[(String, T32)],
     forward: &mut Forward<'_>,
 ) -> Result<Model> {
+    export_with_ids(inputs, input_names, &[], output_names, named, forward)
+}
+
+/// [`export`] where the inputs named in `int64_inputs` are ids (an embedding's): int64 in the
+/// graph, given to the forward as floats of integral values.
+pub fn export_with_ids(
+    inputs: &[T32],
+    input_names: &[&str],
+    int64_inputs: &[&str],
+    output_names: &[&str],
+    named: &[(String, T32)],
+    forward: &mut Forward<'_>,
+) -> Result<Model> {
     if inputs.len() != input_names.len() {
         return Err(err(format!(
             "{} inputs with {} names",
@@ -63,7 +76,12 @@ pub fn export(
     let mut b = Builder::default();
     for (t, name) in inputs.iter().zip(input_names) {
         b.names.insert(t.id(), name.to_string());
-        b.graph.inputs.push(value_info(name, t.shape()));
+        let mut vi = value_info(name, t.shape());
+        if int64_inputs.contains(name) {
+            vi.elem_type = Some(dtype::INT64);
+            b.int64.push(name.to_string());
+        }
+        b.graph.inputs.push(vi);
     }
     for (name, t) in named {
         b.param_names.entry(t.id()).or_insert_with(|| name.clone());
@@ -131,6 +149,13 @@ pub fn check_export(
     inputs: &[Vec<T32>],
     forward: &mut Forward<'_>,
 ) -> Result<f64> {
+    let int64: Vec<&str> = model
+        .graph
+        .inputs
+        .iter()
+        .filter(|v| v.elem_type == Some(dtype::INT64))
+        .map(|v| v.name.as_str())
+        .collect();
     let m = OnnxModel::new(model.clone())?;
     let mut worst = 0.0f64;
     for set in inputs {
@@ -141,7 +166,17 @@ pub fn check_export(
         let given: Vec<(&str, Value)> = input_names
             .iter()
             .zip(set)
-            .map(|(n, t)| (*n, Value::F(t.clone())))
+            .map(|(n, t)| {
+                let v = if int64.contains(n) {
+                    Value::I(
+                        t.to_vec().iter().map(|&x| x as i64).collect(),
+                        t.shape().to_vec(),
+                    )
+                } else {
+                    Value::F(t.clone())
+                };
+                (*n, v)
+            })
             .collect();
         let got = m.run(&given)?;
         for ((name, v), w) in got.iter().zip(&want) {
@@ -234,6 +269,8 @@ struct Builder {
     param_names: HashMap<usize, String>,
     /// Names the graph's outputs must have.
     out_names: HashMap<usize, String>,
+    /// Graph inputs of type int64.
+    int64: Vec<String>,
     /// Names taken by nodes, values and initializers.
     counts: HashMap<String, usize>,
 }
@@ -640,6 +677,19 @@ impl Builder {
                 let ix: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
                 let ix = self.const_i64(&ix);
                 self.last(r, "Gather", vec![x, ix], vec![int("axis", *dim as i64)])
+            }
+            Op::Embedding => {
+                let ids = if self.int64.contains(&ins[1]) {
+                    ins[1].clone()
+                } else {
+                    self.node(
+                        "Cast",
+                        vec![ins[1].clone()],
+                        vec![int("to", dtype::INT64 as i64)],
+                        None,
+                    )
+                };
+                self.last(r, "Gather", vec![x, ids], vec![int("axis", 0)])
             }
             Op::Gather {
                 dim,

@@ -136,6 +136,8 @@ pub enum Op {
         dim: usize,
         indices: Vec<usize>,
     },
+    /// (table (V, D), ids of integral values): rows of the table.
+    Embedding,
     Gather {
         dim: usize,
         index: Vec<usize>,

@@ -90,6 +90,27 @@ impl CharLm {
         Ok((logits, st))
     }
 
+    /// [`CharLm::forward_ids`] with the ids as a (T, N) tensor of integral values: what an
+    /// export traces, the ids an input of the graph.
+    pub fn forward_tensor(
+        &self,
+        ids: &Tensor,
+        state: Option<&RecurrentState>,
+    ) -> aics_nn::Result<(Tensor, RecurrentState)> {
+        let s = ids.shape();
+        if s.len() != 2 || s[0] == 0 || s[1] == 0 {
+            return Err(aics_nn::NnError::Config {
+                layer: "CharLm".into(),
+                msg: format!("expected ids (T, N), got {s:?}"),
+            });
+        }
+        let (t, n) = (s[0], s[1]);
+        let x = self.embed.forward(ids)?;
+        let (y, st) = self.rnn.forward_state(&x, state, None)?;
+        let logits = self.head.forward(&y.reshape(&[t * n, self.cfg.hidden])?)?;
+        Ok((logits, st))
+    }
+
     /// `length` characters after `prompt`, each drawn from the softmax of the logits divided by
     /// `temperature` (in evaluation mode: no dropout).
     pub fn sample(
@@ -153,13 +174,7 @@ impl Module for CharLm {
                 msg: format!("expected ids (T, N), got {s:?}"),
             });
         }
-        let ids: Vec<usize> = x.data().iter().map(|&v| v.max(0.0) as usize).collect();
-        self.forward_ids(&ids, s[0], s[1], None)
-            .map(|r| r.0)
-            .map_err(|e| aics_nn::NnError::Config {
-                layer: "CharLm".into(),
-                msg: e.to_string(),
-            })
+        Ok(self.forward_tensor(x, None)?.0)
     }
 }
 

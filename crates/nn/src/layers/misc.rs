@@ -78,8 +78,7 @@ impl Embedding {
 impl Module for Embedding {
     /// Ids given as a float tensor of integral values (PyTorch takes a LongTensor).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let ids: Vec<usize> = x.data().iter().map(|&v| v.max(0.0) as usize).collect();
-        self.lookup(&ids, x.shape())
+        Ok(self.weight.embedding_ids(x)?)
     }
     fn type_name(&self) -> String {
         format!(

@@ -48,6 +48,30 @@ impl<T: Float> Tensor<T> {
         )
     }
 
+    /// Rows of an embedding table `self` (V, D) for ids given as a tensor of integral values
+    /// (`[S..]` → `[S.., D]`): [`Tensor::embedding`] with the ids as an operand, so that a trace
+    /// records them as an input of the graph rather than as constants. An id that is negative,
+    /// fractional or not below V is an error.
+    pub fn embedding_ids(&self, ids: &Tensor<T>) -> Result<Tensor<T>> {
+        let v = self.shape().first().copied().unwrap_or(0);
+        let mut idx = Vec::with_capacity(ids.numel());
+        for &x in ids.data().iter() {
+            let f = x.as_f64();
+            if !(f >= 0.0 && f.fract() == 0.0 && f < v as f64) {
+                return Err(crate::error::arg_err(
+                    "embedding",
+                    format!("id {f} is not a row of a table of {v}"),
+                ));
+            }
+            idx.push(f as usize);
+        }
+        trace::recorded(
+            || Op::Embedding,
+            &[self, ids],
+            trace::inner(|| self.embedding(&idx, ids.shape())),
+        )
+    }
+
     /// Rows of an embedding table `self` (V, D) for integer ids: output `[ids_shape.., D]`.
     pub fn embedding(&self, ids: &[usize], ids_shape: &[usize]) -> Result<Tensor<T>> {
         if self.rank() != 2 || ids_shape.iter().product::<usize>() != ids.len() {
