@@ -202,6 +202,13 @@ pub struct Trained {
     pub names: Vec<String>,
 }
 
+impl Trained {
+    /// The network and its settings.
+    pub(crate) fn into_trainee(self) -> Trainee {
+        self.trainee
+    }
+}
+
 /// Load a checkpoint of `aics detect-train`, keeping detections above `score` after NMS at
 /// `nms`; `want` names the model the caller expects (a checkpoint of another is refused).
 pub fn load_trained(path: &Path, want: &str, score: f32, nms: f32) -> Result<Trained> {

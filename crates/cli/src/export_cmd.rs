@@ -16,7 +16,10 @@ use crate::data_spec::{self, parse_chw};
 pub struct ExportArgs {
     /// A zoo classifier (`aics summary --model` names them), `fast_style` (the feed-forward
     /// style network), `lm` (a character language model of `aics lm train`: ids and state in,
-    /// logits and state out), `yolov3-tiny`, or `mtcnn-pnet`/`mtcnn-rnet`/`mtcnn-onet`.
+    /// logits and state out), `yolov3-tiny`, `mtcnn-pnet`/`mtcnn-rnet`/`mtcnn-onet`,
+    /// torchvision's `ssd300_vgg16` and `ssdlite320_mobilenet_v3_large` (class logits and box
+    /// deltas per default box), or a checkpoint of `aics detect-train` (`ssd`, `ssdlite`,
+    /// `yolov1`).
     #[arg(long)]
     pub model: String,
     /// The weights: a checkpoint of `aics train` or `aics stylize-train`, a torchvision .pth or
@@ -68,6 +71,7 @@ enum Net {
     MtcnnR(aics_detect::mtcnn::RNet),
     MtcnnO(aics_detect::mtcnn::ONet),
     Lm(aics_text::lm::CharLm),
+    Ssd(aics_detect::ssd::Ssd),
 }
 
 impl Net {
@@ -80,6 +84,7 @@ impl Net {
             Net::MtcnnR(m) => m,
             Net::MtcnnO(m) => m,
             Net::Lm(m) => m,
+            Net::Ssd(m) => m,
         }
     }
 
@@ -106,9 +111,13 @@ impl Net {
         }
     }
 
-    fn run(&self, xs: &[Tensor]) -> aics_nn::Result<Vec<Tensor>> {
+    fn run(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &xs[0];
         match self {
+            Net::Ssd(m) => {
+                let (logits, deltas, _) = m.heads(x)?;
+                Ok(vec![logits, deltas])
+            }
             Net::Lm(m) => {
                 let state = aics_nn::RecurrentState {
                     h: xs[1].clone(),
@@ -187,6 +196,46 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             };
             Ok(ex(Net::Lm(lm), [0, 0, 0], outputs))
         }
+        "ssd300_vgg16" | "ssdlite320_mobilenet_v3_large" => {
+            not_for("--classes", a.classes.is_some())?;
+            not_for("--hidden", a.hidden.is_some())?;
+            not_for("--cfg", a.cfg.is_some())?;
+            not_for("--input", a.input.is_some())?;
+            let net = match &a.weights {
+                Some(w) => match crate::detect_tv::TvDetector::load(&a.model, w)? {
+                    crate::detect_tv::TvDetector::Ssd(m) => m,
+                    crate::detect_tv::TvDetector::Rcnn(_) => unreachable!("an SSD name"),
+                },
+                None => aics_detect::ssd::Ssd::by_name(&a.model, 91, 0)?,
+            };
+            let s = if a.model == "ssd300_vgg16" { 300 } else { 320 };
+            Ok(ex(Net::Ssd(net), [3, s, s], vec!["logits", "deltas"]))
+        }
+        "ssd" | "ssdlite" | "yolov1" => {
+            not_for("--classes", a.classes.is_some())?;
+            not_for("--hidden", a.hidden.is_some())?;
+            not_for("--cfg", a.cfg.is_some())?;
+            not_for("--input", a.input.is_some())?;
+            let Some(w) = &a.weights else {
+                bail!(
+                    "--model {} needs --weights CKPT (a checkpoint of aics detect-train)",
+                    a.model
+                );
+            };
+            let trained = crate::detect_train::load_trained(w, &a.model, 0.5, 0.5)?;
+            let size = trained.size;
+            match trained.into_trainee() {
+                crate::detect_train::Trainee::Ssd(m) => {
+                    Ok(ex(Net::Ssd(m), [3, size, size], vec!["logits", "deltas"]))
+                }
+                crate::detect_train::Trainee::Yolov1 { net, .. } => Ok(ex(
+                    Net::Plain(Box::new(net)),
+                    [3, size, size],
+                    vec!["output"],
+                )),
+                _ => bail!("{}: not an SSD or YOLOv1 checkpoint", w.display()),
+            }
+        }
         "yolov3-tiny" => {
             not_for("--classes", a.classes.is_some())?;
             not_for("--hidden", a.hidden.is_some())?;
@@ -254,7 +303,7 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             not_for("--cfg", a.cfg.is_some())?;
             if aics_vision::zoo_entry(name).is_none() {
                 bail!(
-                    "unknown model `{name}` (a zoo classifier: {}; or fast_style, yolov3-tiny, mtcnn-pnet, mtcnn-rnet, mtcnn-onet)",
+                    "unknown model `{name}` (a zoo classifier: {}; or fast_style, lm, yolov3-tiny, mtcnn-pnet, mtcnn-rnet, mtcnn-onet, ssd300_vgg16, ssdlite320_mobilenet_v3_large, ssd, ssdlite, yolov1)",
                     aics_vision::model_names().join(", ")
                 );
             }

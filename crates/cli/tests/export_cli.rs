@@ -89,9 +89,11 @@ fn check_cases(assets: bool) {
         let io = dir.path().join(case);
         // a model to export made first (a language model trained for a few steps)
         if !c["prepare"].is_null() {
-            let prep = sub(&c["prepare"]);
-            let refs: Vec<&str> = prep.iter().map(|s| s.as_str()).collect();
-            ok(&aics(&refs));
+            for cmd in c["prepare"].as_array().unwrap() {
+                let cmd = sub(cmd);
+                let refs: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
+                ok(&aics(&refs));
+            }
         }
         let mut args: Vec<String> = vec!["export".into()];
         args.extend(sub(&c["args"]));
