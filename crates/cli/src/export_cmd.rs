@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use aics_detect::darknet::HeadOutput;
 use aics_nn::Module;
-use aics_onnx::export::{check_export, export_with_ids};
+use aics_onnx::export::{check_export, export_with, Input, Spec};
 use aics_tensor::{hash_uniform, Tensor};
 use anyhow::{bail, Context, Result};
 
@@ -40,6 +40,10 @@ pub struct ExportArgs {
     /// The batch size the graph is traced at.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Make the batch size symbolic (`batch`) in the graph: the model is traced at two batch
+    /// sizes, and the graph is checked at a third.
+    #[arg(long)]
+    pub dynamic_batch: bool,
     /// Number of classes of a zoo model (default: the model's usual count).
     #[arg(long)]
     pub classes: Option<usize>,
@@ -62,6 +66,9 @@ struct Exportable {
     input: [usize; 3],
     outputs: Vec<&'static str>,
 }
+
+/// An input: name, shape, whether it holds ids, its batch axis.
+type InputSpec = (&'static str, Vec<usize>, bool, usize);
 
 enum Net {
     Plain(Box<dyn Module>),
@@ -88,26 +95,21 @@ impl Net {
         }
     }
 
-    /// The graph's inputs: name, shape, and whether they are ids (int64).
-    fn inputs(
-        &self,
-        batch: usize,
-        chw: [usize; 3],
-        steps: usize,
-    ) -> Vec<(&'static str, Vec<usize>, bool)> {
+    /// The graph's inputs: name, shape, whether they are ids (int64), and the batch axis.
+    fn inputs(&self, batch: usize, chw: [usize; 3], steps: usize) -> Vec<InputSpec> {
         match self {
             Net::Lm(m) => {
                 let c = m.cfg;
                 let mut v = vec![
-                    ("ids", vec![steps, batch], true),
-                    ("h0", vec![c.layers, batch, c.hidden], false),
+                    ("ids", vec![steps, batch], true, 1),
+                    ("h0", vec![c.layers, batch, c.hidden], false, 1),
                 ];
                 if c.cell.has_c() {
-                    v.push(("c0", vec![c.layers, batch, c.hidden], false));
+                    v.push(("c0", vec![c.layers, batch, c.hidden], false, 1));
                 }
                 v
             }
-            _ => vec![("input", vec![batch, chw[0], chw[1], chw[2]], false)],
+            _ => vec![("input", vec![batch, chw[0], chw[1], chw[2]], false, 0)],
         }
     }
 
@@ -364,17 +366,16 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let chw = a.input.unwrap_or(e.input);
     e.net.module().set_training(false);
     let specs = e.net.inputs(a.batch, chw, steps);
-    let names: Vec<&str> = specs.iter().map(|s| s.0).collect();
-    let ids: Vec<&str> = specs.iter().filter(|s| s.2).map(|s| s.0).collect();
     let vocab = match &e.net {
         Net::Lm(m) => m.cfg.vocab,
         _ => 0,
     };
     // inputs from hashed uniform numbers in [0, 1) (ids: spread over the vocabulary)
-    let examples = |tag: &str| -> Vec<Tensor> {
-        specs
+    let examples = |tag: &str, batch: usize| -> Vec<Tensor> {
+        e.net
+            .inputs(batch, chw, steps)
             .iter()
-            .map(|(name, shape, is_ids)| {
+            .map(|(name, shape, is_ids, _)| {
                 let n = shape.iter().product();
                 let u = hash_uniform(&format!("export/{tag}/{name}"), n);
                 let v: Vec<f32> = u
@@ -392,29 +393,45 @@ pub fn run(a: ExportArgs) -> Result<()> {
             .collect()
     };
     let named = aics_nn::state_dict(e.net.module());
+    let spec = Spec {
+        inputs: specs
+            .iter()
+            .map(|(name, _, int64, axis)| Input {
+                name,
+                int64: *int64,
+                batch_axis: Some(*axis),
+            })
+            .collect(),
+        outputs: e.outputs.clone(),
+        named: &named,
+    };
+    let names: Vec<&str> = specs.iter().map(|s| s.0).collect();
     let mut fwd = |xs: &[Tensor]| e.net.run(xs).map_err(|e| e.to_string());
     let t0 = std::time::Instant::now();
-    let model = export_with_ids(
-        &examples("trace"),
-        &names,
-        &ids,
-        &e.outputs,
-        &named,
+    let second = a.dynamic_batch.then(|| examples("trace", a.batch + 1));
+    let model = export_with(
+        &spec,
+        &examples("trace", a.batch),
+        second.as_deref(),
         &mut fwd,
     )
     .with_context(|| format!("exporting {}", a.model))?;
-    let err = check_export(&model, &names, &[examples("check")], &mut fwd)
+    let mut checks = vec![examples("check", a.batch)];
+    if a.dynamic_batch {
+        checks.push(examples("check", a.batch + 2));
+    }
+    let err = check_export(&model, &names, &checks, &mut fwd)
         .with_context(|| format!("checking the export of {}", a.model))?;
     if err > 1e-3 {
         bail!(
-            "the written graph does not reproduce {} on a second input (largest relative difference {err:.2e}): an op was not traced",
+            "the written graph does not reproduce {} on another input (largest relative difference {err:.2e}): an op was not traced",
             a.model
         );
     }
     write(&model, &a.onnx)?;
     if let Some(dir) = &a.save_io {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let xs = examples("check");
+        let xs = examples("check", a.batch);
         let ys = {
             let _g = aics_tensor::no_grad();
             e.net.run(&xs)?
@@ -442,8 +459,18 @@ pub fn run(a: ExportArgs) -> Result<()> {
         .sum();
     let shapes: Vec<String> = specs
         .iter()
-        .map(|(n, s, _)| {
-            let d: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+        .map(|(n, s, _, ax)| {
+            let d: Vec<String> = s
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    if a.dynamic_batch && i == *ax {
+                        "batch".to_string()
+                    } else {
+                        d.to_string()
+                    }
+                })
+                .collect();
             format!("{n} {}", d.join("x"))
         })
         .collect();

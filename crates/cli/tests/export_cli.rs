@@ -146,6 +146,32 @@ fn check_cases(assets: bool) {
                 "{case}/{name}: re-imported vs onnxruntime {d:.2e}"
             );
         }
+        if args.iter().any(|a| a == "--dynamic-batch") {
+            // a symbolic batch: the input three times over gives the same outputs three times
+            let (mut shape, x) = npy(&io.join("input.npy"));
+            shape[0] *= 3;
+            let x3: Vec<f32> = x.iter().chain(&x).chain(&x).copied().collect();
+            let three = dir.path().join(format!("{case}-x3.npy"));
+            std::fs::write(&three, aics_io::npz::npy_bytes(&shape, &x3)).unwrap();
+            let out3 = dir.path().join(format!("{case}-x3"));
+            ok(&aics(&[
+                "onnx",
+                "run",
+                file.to_str().unwrap(),
+                "--input",
+                &format!("input={}", three.display()),
+                "--output-dir",
+                out3.to_str().unwrap(),
+            ]));
+            for (name, want) in c["outputs"].as_object().unwrap() {
+                let (mut shape, y3) = npy(&out3.join(format!("{name}.npy")));
+                shape[0] /= 3;
+                for part in y3.chunks(y3.len() / 3) {
+                    let d = close(case, name, part, &shape, want);
+                    assert!(d <= 1e-4, "{case}/{name} at three times the batch: {d:.2e}");
+                }
+            }
+        }
     }
     assert!(ran > 0);
 }

@@ -54,40 +54,194 @@ pub fn export_with_ids(
     named: &[(String, T32)],
     forward: &mut Forward<'_>,
 ) -> Result<Model> {
-    if inputs.len() != input_names.len() {
-        return Err(err(format!(
-            "{} inputs with {} names",
-            inputs.len(),
-            input_names.len()
-        )));
-    }
+    let spec = Spec {
+        inputs: input_names
+            .iter()
+            .map(|&name| Input {
+                name,
+                int64: int64_inputs.contains(&name),
+                batch_axis: None,
+            })
+            .collect(),
+        outputs: output_names.to_vec(),
+        named,
+    };
+    export_with(&spec, inputs, None, forward)
+}
+
+/// A graph input: its name, whether it holds ids (int64 in the graph, floats of integral values
+/// for the forward), and which axis is the batch (for a symbolic batch size).
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    pub name: &'a str,
+    pub int64: bool,
+    pub batch_axis: Option<usize>,
+}
+
+/// What to export: the graph's inputs and outputs, and the names of the weights (a state dict).
+pub struct Spec<'a> {
+    pub inputs: Vec<Input<'a>>,
+    pub outputs: Vec<&'a str>,
+    pub named: &'a [(String, T32)],
+}
+
+fn run_traced(
+    inputs: &[T32],
+    forward: &mut Forward<'_>,
+    outputs: usize,
+) -> Result<(Vec<T32>, Vec<Record>)> {
     let (outs, records) = {
         let _g = aics_tensor::no_grad();
         trace::trace(|| forward(inputs))
     };
     let outs = outs.map_err(|e| err(format!("the forward failed while tracing: {e}")))?;
-    if outs.len() != output_names.len() {
+    if outs.len() != outputs {
         return Err(err(format!(
             "the forward made {} outputs, {} names were given",
             outs.len(),
-            output_names.len()
+            outputs
         )));
     }
+    Ok((outs, records))
+}
+
+/// Where a traced tensor came from: a graph input, a named weight, an op's output, or none of
+/// these (a constant).
+#[derive(Clone, Debug, PartialEq)]
+enum Source {
+    Input(usize),
+    Weight(String),
+    Made(usize, usize),
+    Constant,
+}
+
+fn sources(inputs: &[T32], named: &HashMap<usize, String>, records: &[Record]) -> Vec<Vec<Source>> {
+    let mut at: HashMap<usize, Source> = HashMap::new();
+    for (i, t) in inputs.iter().enumerate() {
+        at.insert(t.id(), Source::Input(i));
+    }
+    let mut all = Vec::new();
+    for (k, r) in records.iter().enumerate() {
+        all.push(
+            r.inputs
+                .iter()
+                .map(|t| {
+                    at.get(&t.id()).cloned().unwrap_or_else(|| {
+                        named
+                            .get(&t.id())
+                            .map_or(Source::Constant, |n| Source::Weight(n.clone()))
+                    })
+                })
+                .collect(),
+        );
+        for (j, o) in r.outputs.iter().enumerate() {
+            at.entry(o.id()).or_insert(Source::Made(k, j));
+        }
+    }
+    all
+}
+
+/// Trace `forward` on `inputs` and write the graph `spec` describes. With `second`, inputs of
+/// another batch size (along each input's `batch_axis`), the forward is traced on those too
+/// and the batch size is symbolic in the graph: the two traces must run the same ops on the
+/// same operands, and each shape that differs between them must be the batch size times a
+/// whole number.
+pub fn export_with(
+    spec: &Spec<'_>,
+    inputs: &[T32],
+    second: Option<&[T32]>,
+    forward: &mut Forward<'_>,
+) -> Result<Model> {
+    if inputs.len() != spec.inputs.len() {
+        return Err(err(format!(
+            "{} inputs with {} names",
+            inputs.len(),
+            spec.inputs.len()
+        )));
+    }
+    let (outs, records) = run_traced(inputs, forward, spec.outputs.len())?;
     let mut b = Builder::default();
-    for (t, name) in inputs.iter().zip(input_names) {
-        b.names.insert(t.id(), name.to_string());
-        let mut vi = value_info(name, t.shape());
-        if int64_inputs.contains(name) {
+    for (name, t) in spec.named {
+        b.param_names.entry(t.id()).or_insert_with(|| name.clone());
+    }
+    let other = match second {
+        None => None,
+        Some(xs) => {
+            let axis_of = |i: usize| spec.inputs[i].batch_axis;
+            let Some((first, ax)) = (0..spec.inputs.len()).find_map(|i| axis_of(i).map(|a| (i, a)))
+            else {
+                return Err(err("a symbolic batch needs an input with a batch axis"));
+            };
+            if xs.len() != inputs.len() {
+                return Err(err("the second inputs are not as many as the first"));
+            }
+            let (ba, bb) = (inputs[first].shape()[ax], xs[first].shape()[ax]);
+            if ba == bb || ba == 0 || bb == 0 {
+                return Err(err(format!(
+                    "the two traces need different positive batch sizes, got {ba} and {bb}"
+                )));
+            }
+            let (outs_b, records_b) = run_traced(xs, forward, spec.outputs.len())?;
+            let mut named_b = HashMap::new();
+            for (name, t) in spec.named {
+                named_b.insert(t.id(), name.clone());
+            }
+            let sa = sources(inputs, &b.param_names, &records);
+            let sb = sources(xs, &named_b, &records_b);
+            if records.len() != records_b.len() {
+                return Err(err(format!(
+                    "the forward runs {} ops at batch {ba} and {} at batch {bb}: its graph depends on the batch size",
+                    records.len(),
+                    records_b.len()
+                )));
+            }
+            for (k, (ra, rb)) in records.iter().zip(&records_b).enumerate() {
+                let same = std::mem::discriminant(&ra.op) == std::mem::discriminant(&rb.op)
+                    && sa[k] == sb[k]
+                    && (ra.op == rb.op || matches!(ra.op, Op::Reshape));
+                if !same {
+                    return Err(err(format!(
+                        "op {k} ({:?}) is not the same op on the same operands at batch {ba} and {bb} ({:?}): its attributes or its graph depend on the batch size",
+                        ra.op, rb.op
+                    )));
+                }
+            }
+            b.batch = Some(Batch {
+                input: spec.inputs[first].name.to_string(),
+                axis: ax,
+                sizes: (ba, bb),
+                value: None,
+            });
+            Some((records_b, outs_b))
+        }
+    };
+    for (i, (t, inp)) in inputs.iter().zip(&spec.inputs).enumerate() {
+        b.names.insert(t.id(), inp.name.to_string());
+        let mut vi = value_info(inp.name, t.shape());
+        if let (Some(ax), Some(_)) = (inp.batch_axis, &other) {
+            let Some(Dim::Value(d)) = vi.shape.as_ref().and_then(|s| s.get(ax)).cloned() else {
+                return Err(err(format!("input '{}' has no axis {ax}", inp.name)));
+            };
+            let (ba, bb) = b.batch.as_ref().map(|x| x.sizes).unwrap_or_default();
+            let db = second.map(|xs| xs[i].shape()[ax]).unwrap_or(0);
+            if d as usize != ba || db != bb {
+                return Err(err(format!(
+                    "input '{}': axis {ax} is {d} and {db} in the two traces, the batch sizes are {ba} and {bb}",
+                    inp.name
+                )));
+            }
+            if let Some(s) = vi.shape.as_mut() {
+                s[ax] = Dim::Param("batch".into());
+            }
+        }
+        if inp.int64 {
             vi.elem_type = Some(dtype::INT64);
-            b.int64.push(name.to_string());
+            b.int64.push(inp.name.to_string());
         }
         b.graph.inputs.push(vi);
     }
-    for (name, t) in named {
-        b.param_names.entry(t.id()).or_insert_with(|| name.clone());
-    }
     // the outputs get their names where they are made
-    for (t, name) in outs.iter().zip(output_names) {
+    for (t, name) in outs.iter().zip(&spec.outputs) {
         if b.names.contains_key(&t.id()) {
             return Err(err(format!(
                 "output '{name}' is an input or weight passed on unchanged"
@@ -96,15 +250,29 @@ pub fn export_with_ids(
         b.out_names.insert(t.id(), name.to_string());
     }
     for (k, r) in records.iter().enumerate() {
-        b.record(k, r)?;
+        let rb = other.as_ref().map(|(rs, _)| &rs[k]);
+        b.record(k, r, rb)?;
     }
-    for (t, name) in outs.iter().zip(output_names) {
+    for (i, (t, name)) in outs.iter().zip(&spec.outputs).enumerate() {
         if !b.names.contains_key(&t.id()) {
             return Err(err(format!(
                 "output '{name}' was not made by any traced op"
             )));
         }
-        b.graph.outputs.push(value_info(name, t.shape()));
+        let mut vi = value_info(name, t.shape());
+        if let (Some((_, outs_b)), Some(s)) = (&other, vi.shape.as_mut()) {
+            let (ba, _) = b.batch.as_ref().map(|x| x.sizes).unwrap_or_default();
+            for (d, (&da, &db)) in t.shape().iter().zip(outs_b[i].shape()).enumerate() {
+                if da != db {
+                    s[d] = if da == ba {
+                        Dim::Param("batch".into())
+                    } else {
+                        Dim::Unknown
+                    };
+                }
+            }
+        }
+        b.graph.outputs.push(vi);
     }
     b.graph.name = "aics".into();
     Ok(Model {
@@ -260,6 +428,15 @@ fn string(name: &str, v: &str) -> Attribute {
     }
 }
 
+/// Where the symbolic batch size is read from, its sizes in the two traces, and the value
+/// holding it (a 1-element int64 tensor) once a node needs it.
+struct Batch {
+    input: String,
+    axis: usize,
+    sizes: (usize, usize),
+    value: Option<String>,
+}
+
 #[derive(Default)]
 struct Builder {
     graph: Graph,
@@ -271,6 +448,8 @@ struct Builder {
     out_names: HashMap<usize, String>,
     /// Graph inputs of type int64.
     int64: Vec<String>,
+    /// The symbolic batch size, when there is one.
+    batch: Option<Batch>,
     /// Names taken by nodes, values and initializers.
     counts: HashMap<String, usize>,
 }
@@ -284,20 +463,117 @@ impl Builder {
     }
 
     /// The value name of a traced input: an earlier output, a graph input, or a new
-    /// initializer.
-    fn input(&mut self, t: &TracedTensor) -> String {
+    /// initializer. `tb` is the same operand in the trace at the other batch size: a constant
+    /// whose shape differs there is made in the graph from the batch size.
+    fn input(&mut self, t: &TracedTensor, tb: Option<&TracedTensor>) -> Result<String> {
         if let Some(n) = self.names.get(&t.id()) {
-            return n.clone();
+            return Ok(n.clone());
         }
         let name = match self.param_names.get(&t.id()) {
             Some(n) => n.clone(),
-            None => self.fresh("const"),
+            None => {
+                if let Some(tb) = tb.filter(|tb| tb.shape() != t.shape()) {
+                    let v = self.batch_constant(t, tb)?;
+                    self.names.insert(t.id(), v.clone());
+                    return Ok(v);
+                }
+                self.fresh("const")
+            }
         };
         self.graph
             .initializers
             .push(f32_tensor(&name, t.shape(), &t.values()));
         self.names.insert(t.id(), name.clone());
-        name
+        Ok(name)
+    }
+
+    /// The batch size as a 1-element int64 value, read from the input's shape.
+    fn batch_dim(&mut self) -> Result<String> {
+        let Some(b) = self.batch.as_ref() else {
+            return Err(err("no symbolic batch"));
+        };
+        if let Some(v) = &b.value {
+            return Ok(v.clone());
+        }
+        let (input, axis) = (b.input.clone(), b.axis as i64);
+        let sh = self.node("Shape", vec![input], vec![], None);
+        let st = self.const_i64(&[axis]);
+        let en = self.const_i64(&[axis + 1]);
+        let v = self.node("Slice", vec![sh, st, en], vec![], None);
+        if let Some(b) = self.batch.as_mut() {
+            b.value = Some(v.clone());
+        }
+        Ok(v)
+    }
+
+    /// A shape that is `a` in one trace and `b` in the other as a 1-D int64 value: each
+    /// dimension that differs is the batch size times a whole number.
+    fn batch_shape(&mut self, a: &[usize], b: &[usize]) -> Result<String> {
+        let Some((ba, bb)) = self.batch.as_ref().map(|x| x.sizes) else {
+            return Err(err("no symbolic batch"));
+        };
+        if a.len() != b.len() {
+            return Err(err(format!(
+                "shapes {a:?} and {b:?} differ in rank between the traces"
+            )));
+        }
+        let mut parts = Vec::new();
+        for (&da, &db) in a.iter().zip(b) {
+            if da == db {
+                parts.push(self.const_i64(&[da as i64]));
+            } else if da % ba == 0 && db % bb == 0 && da / ba == db / bb {
+                let n = self.batch_dim()?;
+                parts.push(if da == ba {
+                    n
+                } else {
+                    let k = self.const_i64(&[(da / ba) as i64]);
+                    self.node("Mul", vec![n, k], vec![], None)
+                });
+            } else {
+                return Err(err(format!(
+                    "shape {a:?} at batch {ba} is {b:?} at batch {bb}: not a multiple of the batch size"
+                )));
+            }
+        }
+        Ok(self.node("Concat", parts, vec![int("axis", 0)], None))
+    }
+
+    /// A constant whose shape follows the batch size (an initial state of zeros): made by
+    /// ConstantOfShape. Other such constants are refused.
+    fn batch_constant(&mut self, t: &TracedTensor, tb: &TracedTensor) -> Result<String> {
+        if t.values().iter().any(|&v| v != 0.0) {
+            return Err(err(format!(
+                "a constant of shape {:?} ({:?} at the other batch size) that is not zeros: its values cannot follow the batch size",
+                t.shape(),
+                tb.shape()
+            )));
+        }
+        let shape = self.batch_shape(t.shape(), tb.shape())?;
+        let zero = f32_tensor("", &[1], &[0.0]);
+        Ok(self.node(
+            "ConstantOfShape",
+            vec![shape],
+            vec![Attribute {
+                name: "value".into(),
+                value: AttrValue::Tensor(zero),
+            }],
+            None,
+        ))
+    }
+
+    /// Resize's `sizes` for an (N, C, H, W) input `x` to (oh, ow): a constant, or with a
+    /// symbolic batch the input's own N and C.
+    fn resize_sizes(&mut self, x: &str, s: &[usize], oh: usize, ow: usize) -> String {
+        if self.batch.is_some() {
+            let sh = self.node("Shape", vec![x.to_string()], vec![], None);
+            let st = self.const_i64(&[0]);
+            let en = self.const_i64(&[2]);
+            let nc = self.node("Slice", vec![sh, st, en], vec![], None);
+            let hw = self.const_i64(&[oh as i64, ow as i64]);
+            self.node("Concat", vec![nc, hw], vec![int("axis", 0)], None)
+        } else {
+            self.const_i64(&[s[0] as i64, s[1] as i64, oh as i64, ow as i64])
+        }
     }
 
     fn const_f32(&mut self, shape: &[usize], v: &[f32]) -> String {
@@ -357,8 +633,13 @@ impl Builder {
         self.node("Reshape", vec![v, s], vec![], None)
     }
 
-    fn record(&mut self, k: usize, r: &Record) -> Result<()> {
-        let ins: Vec<String> = r.inputs.iter().map(|t| self.input(t)).collect();
+    fn record(&mut self, k: usize, r: &Record, rb: Option<&Record>) -> Result<()> {
+        let ins = r
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.input(t, rb.map(|b| &b.inputs[i])))
+            .collect::<Result<Vec<String>>>()?;
         let rank = r.inputs.first().map_or(0, |t| t.shape().len());
         let x = ins.first().cloned().unwrap_or_default();
         let refuse = |what: &str| Err(err(format!("op {k} ({:?}): {what}", r.op)));
@@ -597,7 +878,7 @@ impl Builder {
                     self.last(r, "GlobalAveragePool", ins, vec![])
                 } else if oh % h == 0 && ow % w == 0 && rank == 4 {
                     // each window is one input element: a nearest upsampling
-                    let sizes = self.const_i64(&[s[0] as i64, s[1] as i64, *oh as i64, *ow as i64]);
+                    let sizes = self.resize_sizes(&x, s, *oh, *ow);
                     self.last(
                         r,
                         "Resize",
@@ -662,7 +943,24 @@ impl Builder {
                 vec![ints("axes", &[*dim]), int("keepdims", *keepdim as i64)],
             ),
             Op::Reshape => {
-                let s: Vec<i64> = r.outputs[0].shape().iter().map(|&d| d as i64).collect();
+                let mut s: Vec<i64> = r.outputs[0].shape().iter().map(|&d| d as i64).collect();
+                if let Some(rb) = rb {
+                    // the one dimension that follows the batch size is inferred
+                    let (sa, sb) = (r.outputs[0].shape(), rb.outputs[0].shape());
+                    if sa.len() != sb.len() {
+                        return refuse("a reshape to another rank at another batch size");
+                    }
+                    let differ: Vec<usize> = (0..sa.len()).filter(|&d| sa[d] != sb[d]).collect();
+                    match differ[..] {
+                        [] => {}
+                        [d] => s[d] = -1,
+                        _ => {
+                            return refuse(&format!(
+                                "a reshape to {sa:?} at one batch size and {sb:?} at the other: more than one dimension follows the batch"
+                            ))
+                        }
+                    }
+                }
                 let s = self.const_i64(&s);
                 self.last(r, "Reshape", vec![x, s], vec![])
             }
@@ -723,8 +1021,7 @@ impl Builder {
             Op::Softmax(a) => self.last(r, "Softmax", ins, vec![int("axis", *a as i64)]),
             Op::LogSoftmax(a) => self.last(r, "LogSoftmax", ins, vec![int("axis", *a as i64)]),
             Op::Upsample { oh, ow, mode } => {
-                let s = r.inputs[0].shape();
-                let sizes = self.const_i64(&[s[0] as i64, s[1] as i64, *oh as i64, *ow as i64]);
+                let sizes = self.resize_sizes(&x, r.inputs[0].shape(), *oh, *ow);
                 let attrs = match mode {
                     Interp::Nearest => vec![
                         string("mode", "nearest"),
@@ -774,7 +1071,7 @@ impl Builder {
             )));
         }
         let xs = r.inputs[0].shape();
-        let (t, n, gh) = (xs[0], xs[1], xs[2]);
+        let gh = xs[2];
         let hidden = r.inputs[2].shape()[1];
         let (onnx, order, gates): (&str, Vec<usize>, usize) = match cell {
             Cell::RnnTanh | Cell::RnnRelu => ("RNN", vec![0], 1),
@@ -842,8 +1139,6 @@ impl Builder {
                 vec![],
                 None,
             ))
-        } else if matches!(cell, Cell::Lstm { .. }) {
-            Some(self.const_f32(&[1, n, h], &vec![0.0; n * h]))
         } else {
             None
         };
@@ -893,11 +1188,10 @@ impl Builder {
             lens.unwrap_or_default(),
             h0,
         ];
-        if let Some(c) = c0v {
-            rin.push(c);
-        }
-        if let Some(p) = peep {
-            rin.push(p);
+        // an LSTM without c0 starts from zeros, ONNX's default
+        if cell.has_c() {
+            rin.push(c0v.unwrap_or_default());
+            rin.push(peep.unwrap_or_default());
         }
         while rin.last().is_some_and(|s| s.is_empty()) {
             rin.pop();
@@ -943,7 +1237,6 @@ impl Builder {
             let o = self.output_name(&r.outputs[2], "rnn_c");
             self.node("Squeeze", vec![yc, ax0], vec![], Some(o));
         }
-        let _ = t;
         Ok(())
     }
 }
