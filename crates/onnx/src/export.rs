@@ -633,6 +633,29 @@ impl Builder {
         self.node("Reshape", vec![v, s], vec![], None)
     }
 
+    /// A normalization's scale and shift for `c` channels: the inputs after `x` where the op
+    /// has them, ones and zeros where not; and the index of the input after them.
+    fn scale_shift(
+        &mut self,
+        ins: &[String],
+        c: usize,
+        weight: bool,
+        bias: bool,
+    ) -> (String, String, usize) {
+        let mut at = 1;
+        let mut take = |b: &mut Self, has: bool, fill: f32| {
+            if has {
+                at += 1;
+                ins[at - 1].clone()
+            } else {
+                b.const_f32(&[c], &vec![fill; c])
+            }
+        };
+        let s = take(self, weight, 1.0);
+        let sh = take(self, bias, 0.0);
+        (s, sh, at)
+    }
+
     fn record(&mut self, k: usize, r: &Record, rb: Option<&Record>) -> Result<()> {
         let ins = r
             .inputs
@@ -799,17 +822,7 @@ impl Builder {
                     );
                 }
                 let c = r.inputs[0].shape().get(1).copied().unwrap_or(1);
-                let mut at = 1;
-                let mut take = |b: &mut Self, has: bool, fill: f32| {
-                    if has {
-                        at += 1;
-                        ins[at - 1].clone()
-                    } else {
-                        b.const_f32(&[c], &vec![fill; c])
-                    }
-                };
-                let s = take(self, *weight, 1.0);
-                let bb = take(self, *bias, 0.0);
+                let (s, bb, at) = self.scale_shift(&ins, c, *weight, *bias);
                 let (m, v) = (ins[at].clone(), ins[at + 1].clone());
                 self.last(
                     r,
@@ -827,17 +840,7 @@ impl Builder {
             }
             Op::InstanceNorm { eps, weight, bias } => {
                 let c = r.inputs[0].shape()[1];
-                let mut at = 1;
-                let mut take = |b: &mut Self, has: bool, fill: f32| {
-                    if has {
-                        at += 1;
-                        ins[at - 1].clone()
-                    } else {
-                        b.const_f32(&[c], &vec![fill; c])
-                    }
-                };
-                let s = take(self, *weight, 1.0);
-                let bb = take(self, *bias, 0.0);
+                let (s, bb, _) = self.scale_shift(&ins, c, *weight, *bias);
                 self.last(
                     r,
                     "InstanceNormalization",
