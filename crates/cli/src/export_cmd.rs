@@ -53,6 +53,10 @@ pub struct ExportArgs {
     /// Hidden sizes of the MLP or the LSTM of lstm_seq, e.g. 100,50.
     #[arg(long)]
     pub hidden: Option<String>,
+    /// Write the weights to OUT.onnx.data beside the model (ONNX's external data); done
+    /// anyway for weights over 1.9 GB, which one protobuf file cannot hold.
+    #[arg(long)]
+    pub external_data: bool,
     /// Also write the check's input (DIR/input.npy) and the model's outputs for it
     /// (DIR/NAME.npy, computed by the model, not from the graph), for running the file in
     /// another runtime and comparing.
@@ -428,7 +432,17 @@ pub fn run(a: ExportArgs) -> Result<()> {
             a.model
         );
     }
-    write(&model, &a.onnx)?;
+    let bytes: usize = model
+        .graph
+        .initializers
+        .iter()
+        .map(|t| match &t.data {
+            aics_onnx::TensorData::Raw(b) => b.len(),
+            _ => 0,
+        })
+        .sum();
+    let external = a.external_data || bytes > 1_900_000_000;
+    write(&model, &a.onnx, external)?;
     if let Some(dir) = &a.save_io {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let xs = examples("check", a.batch);
@@ -486,10 +500,15 @@ pub fn run(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn write(model: &aics_onnx::Model, path: &Path) -> Result<()> {
+fn write(model: &aics_onnx::Model, path: &Path, external: bool) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    aics_onnx::save(model, path)?;
+    if external {
+        // tensors under 1 KiB stay in the model file
+        aics_onnx::save_with_external_data(model, path, 1024)?;
+    } else {
+        aics_onnx::save(model, path)?;
+    }
     Ok(())
 }

@@ -146,6 +146,18 @@ fn check_cases(assets: bool) {
                 "{case}/{name}: re-imported vs onnxruntime {d:.2e}"
             );
         }
+        if args.iter().any(|a| a == "--external-data") {
+            // the weights beside the model, the graph alone in it
+            let data = dir.path().join(format!("{case}.onnx.data"));
+            let (m, d) = (
+                std::fs::metadata(&file).unwrap().len(),
+                std::fs::metadata(&data).unwrap().len(),
+            );
+            assert!(
+                d > 100_000 && m < 20_000,
+                "{case}: model {m} bytes, data {d}"
+            );
+        }
         if args.iter().any(|a| a == "--dynamic-batch") {
             // a symbolic batch: the input three times over gives the same outputs three times
             let (mut shape, x) = npy(&io.join("input.npy"));

@@ -41,13 +41,17 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
 }
 
 /// Reads the external data of `model`'s initializers from the files beside `model_path`
-/// (their `location`, relative to the model's directory, which it may not leave).
+/// (their `location`, relative to the model's directory, which it may not leave). Each file is
+/// memory-mapped once (read whole where it cannot be mapped) and each tensor's bytes copied out
+/// of it.
 pub fn load_external(model: &mut Model, model_path: impl AsRef<Path>) -> Result<()> {
     let dir = model_path
         .as_ref()
         .parent()
         .unwrap_or_else(|| Path::new("."))
         .to_path_buf();
+    let mut files: std::collections::HashMap<std::path::PathBuf, Mapped> =
+        std::collections::HashMap::new();
     for t in &mut model.graph.initializers {
         let TensorData::External {
             location,
@@ -69,11 +73,11 @@ pub fn load_external(model: &mut Model, model_path: impl AsRef<Path>) -> Result<
             });
         }
         let file = dir.join(rel);
-        let io = |source| OnnxError::Io {
-            path: file.display().to_string(),
-            source,
-        };
-        let bytes = std::fs::read(&file).map_err(io)?;
+        if !files.contains_key(&file) {
+            let m = Mapped::open(&file)?;
+            files.insert(file.clone(), m);
+        }
+        let bytes = files[&file].bytes();
         let start = usize::try_from(*offset).unwrap_or(usize::MAX);
         let end = match length {
             Some(l) => start.saturating_add(usize::try_from(*l).unwrap_or(usize::MAX)),
@@ -92,6 +96,79 @@ pub fn load_external(model: &mut Model, model_path: impl AsRef<Path>) -> Result<
         t.data = TensorData::Raw(bytes[start..end].to_vec());
     }
     Ok(())
+}
+
+/// An external data file, memory-mapped or read.
+enum Mapped {
+    Map(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl Mapped {
+    fn open(path: &Path) -> Result<Mapped> {
+        let io = |source| OnnxError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let f = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read while this function's caller copies tensors out of it and is
+        // dropped after; a file changed by another process meanwhile gives wrong values (as a
+        // read racing a writer would), not undefined behaviour beyond that of reading bytes.
+        match unsafe { memmap2::Mmap::map(&f) } {
+            Ok(m) => Ok(Mapped::Map(m)),
+            Err(_) => std::fs::read(path).map(Mapped::Read).map_err(io),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Mapped::Map(m) => m,
+            Mapped::Read(v) => v,
+        }
+    }
+}
+
+/// Writes `model` to `path` with the data of every initializer of at least `min_bytes` bytes in
+/// one file beside it, `path` with `.data` appended (ONNX's external data, which a model over
+/// the 2 GB a protobuf message can hold needs). Each tensor starts at a multiple of 4096 bytes,
+/// so that readers can map it. Both files are written through temporary files and renames.
+pub fn save_with_external_data(
+    model: &Model,
+    path: impl AsRef<Path>,
+    min_bytes: usize,
+) -> Result<()> {
+    let path = path.as_ref();
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| OnnxError::Io { path: p, source }
+    };
+    let name = path
+        .file_name()
+        .map(|n| format!("{}.data", n.to_string_lossy()))
+        .ok_or_else(|| OnnxError::Input(format!("{}: not a file path", path.display())))?;
+    let data_path = path.with_file_name(&name);
+    let mut model = model.clone();
+    let mut data: Vec<u8> = Vec::new();
+    for t in &mut model.graph.initializers {
+        let TensorData::Raw(b) = &t.data else {
+            continue;
+        };
+        if b.len() < min_bytes {
+            continue;
+        }
+        let offset = data.len().div_ceil(4096) * 4096;
+        data.resize(offset, 0);
+        data.extend_from_slice(b);
+        t.data = TensorData::External {
+            location: name.clone(),
+            offset: offset as u64,
+            length: Some(b.len() as u64),
+        };
+    }
+    let tmp = data_path.with_extension("data.tmp");
+    std::fs::write(&tmp, &data).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &data_path).map_err(io(&data_path))?;
+    save(&model, path)
 }
 
 /// Writes `model` to `path` through a temporary file and a rename, so a reader never sees half

@@ -49,6 +49,54 @@ pub struct OnnxModel {
     /// The element types the graph declares for its values (inputs, outputs, value_info):
     /// each value a node makes is held to its declared type.
     types: HashMap<String, i32>,
+    /// For each node of the top-level graph, the values no later node reads (nor a graph
+    /// output): a run lets go of them once the node has run, so that activations are freed
+    /// and their memory reused as the run goes.
+    frees: Vec<Vec<String>>,
+}
+
+/// [`OnnxModel::frees`] of `g`: each value under the last node that reads it, directly or from
+/// inside its subgraphs.
+fn last_uses<'a>(g: &'a Graph) -> Vec<Vec<String>> {
+    fn names_in<'a>(g: &'a Graph, f: &mut dyn FnMut(&'a str)) {
+        for n in &g.nodes {
+            n.inputs.iter().for_each(|i| f(i));
+            for a in &n.attributes {
+                match &a.value {
+                    crate::proto::AttrValue::Graph(sg) => names_in(sg, f),
+                    crate::proto::AttrValue::Graphs(gs) => gs.iter().for_each(|sg| names_in(sg, f)),
+                    _ => {}
+                }
+            }
+        }
+        g.outputs.iter().for_each(|o| f(&o.name));
+    }
+    let mut last: HashMap<&'a str, usize> = HashMap::new();
+    for (k, n) in g.nodes.iter().enumerate() {
+        let mut at = |name: &'a str| {
+            if !name.is_empty() {
+                last.insert(name, k);
+            }
+        };
+        n.inputs.iter().for_each(|i| at(i));
+        for a in &n.attributes {
+            match &a.value {
+                crate::proto::AttrValue::Graph(sg) => names_in(sg, &mut at),
+                crate::proto::AttrValue::Graphs(gs) => {
+                    gs.iter().for_each(|sg| names_in(sg, &mut at))
+                }
+                _ => {}
+            }
+        }
+    }
+    let kept: std::collections::HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let mut frees = vec![Vec::new(); g.nodes.len()];
+    for (name, k) in last {
+        if !kept.contains(name) {
+            frees[k].push(name.to_string());
+        }
+    }
+    frees
 }
 
 pub(crate) fn node_err(n: &Node, what: impl Into<String>) -> OnnxError {
@@ -143,6 +191,7 @@ impl OnnxModel {
         let plan = crate::fuse::plan(&model.graph, &known, opset);
         Ok(OnnxModel {
             plan,
+            frees: last_uses(&model.graph),
             training: std::sync::atomic::AtomicBool::new(false),
             params,
             types,
@@ -278,6 +327,11 @@ impl OnnxModel {
             && self.dump.is_none()
             && !self.training.load(std::sync::atomic::Ordering::Relaxed);
         for (k, node) in g.nodes.iter().enumerate() {
+            if top && k > 0 {
+                for name in &self.frees[k - 1] {
+                    scope.vals.remove(name);
+                }
+            }
             if fused && self.plan.skip.contains(&k) {
                 continue;
             }
