@@ -154,7 +154,7 @@ fn check_cases(assets: bool) {
                 std::fs::metadata(&data).unwrap().len(),
             );
             assert!(
-                d > 100_000 && m < 20_000,
+                d > 1_000_000 && m < 100_000,
                 "{case}: model {m} bytes, data {d}"
             );
         }
