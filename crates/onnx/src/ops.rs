@@ -1902,6 +1902,8 @@ fn resize_taps(m: &ResizeMode, len: usize, out: usize, scale: f64, roi: (f64, f6
                 "align_corners" if of == 1.0 => 0.0,
                 "align_corners" => xf * (lf - 1.0) / (of - 1.0),
                 "asymmetric" => xf / scale,
+                // opset 11's mode for nearest sampling in TensorFlow's manner
+                "tf_half_pixel_for_nn" => (xf + 0.5) / scale,
                 "tf_crop_and_resize" => {
                     let o = if of == 1.0 {
                         (roi.1 - roi.0) * (lf - 1.0) / 2.0
@@ -2041,6 +2043,21 @@ fn resize(n: &Node, a: &[Option<Value>], opset: i64) -> Result<Vec<Value>> {
     };
     if !matches!(m.mode.as_str(), "nearest" | "linear" | "cubic") {
         return Err(node_err(n, format!("mode '{}'", m.mode)));
+    }
+    if !matches!(
+        m.coord.as_str(),
+        "half_pixel"
+            | "half_pixel_symmetric"
+            | "pytorch_half_pixel"
+            | "align_corners"
+            | "asymmetric"
+            | "tf_crop_and_resize"
+            | "tf_half_pixel_for_nn"
+    ) {
+        return Err(node_err(
+            n,
+            format!("coordinate_transformation_mode '{}'", m.coord),
+        ));
     }
     let fill = attr_float(n, "extrapolation_value", 0.0)? as f64;
     let (data, _) = Data::of(x);
@@ -2925,6 +2942,19 @@ pub(crate) fn exec(
     types: &dyn Fn(&str) -> Option<i32>,
 ) -> Result<Vec<Value>> {
     match n.op_type.as_str() {
+        // before opset 7, a slope of C values is per channel (axis 1), not broadcast from the
+        // right
+        "PRelu" if opset < 7 => match (a.first(), a.get(1)) {
+            (Some(Some(x)), Some(Some(Value::F(w))))
+                if w.rank() == 1 && x.shape().len() > 2 && x.shape()[1] == w.numel() =>
+            {
+                let mut shape = vec![w.numel()];
+                shape.resize(x.shape().len() - 1, 1);
+                let w = w.reshape(&shape).map_err(|e| node_err(n, e.to_string()))?;
+                nary(n, &[a[0].clone(), Some(Value::F(w))])
+            }
+            _ => nary(n, a),
+        },
         "Abs" | "Neg" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh"
         | "Asinh" | "Acosh" | "Atanh" | "Ceil" | "Floor" | "Round" | "Sign" | "Erf"
         | "Reciprocal" | "Softsign" | "Softplus" | "Mish" | "Elu" | "Selu" | "Celu"
