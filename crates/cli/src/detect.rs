@@ -17,9 +17,10 @@ const DEFAULT_NAMES: &str = ".cache/weights/coco.names";
 const DEFAULT_IMAGE: &str = ".cache/darknet/data/dog.jpg";
 const DEFAULT_FACES: &str = "fixtures/mtcnn/faces.png";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum DetectModel {
     /// YOLOv3-tiny (darknet cfg + weights; default: the official COCO model, 80 classes).
+    #[default]
     #[value(name = "yolov3-tiny")]
     Yolov3Tiny,
     /// Any darknet YOLO model given by --cfg, --weights and --names (v1, v2 or v3 heads).
@@ -86,7 +87,15 @@ impl DetectModel {
 pub struct DetectArgs {
     /// Photos to run on (default: darknet's dog photo, fetched by set-up).
     images: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value = "yolov3-tiny")]
+    /// yolov3-tiny, darknet, yolov1, ssd, ssdlite, faster_rcnn, fast_rcnn, rcnn, mtcnn,
+    /// blazeface, fasterrcnn_resnet50_fpn, fasterrcnn_mobilenet_v3_large_fpn,
+    /// fasterrcnn_mobilenet_v3_large_320_fpn, ssd300_vgg16, ssdlite320_mobilenet_v3_large (see
+    /// `aics detect --help` for each); or an ONNX file (NET.onnx) of a darknet network, as
+    /// `aics export --model yolov3-tiny` writes it, with its heads read from --cfg (default:
+    /// YOLOv3-tiny's).
+    #[arg(long = "model", default_value = "yolov3-tiny")]
+    model_name: String,
+    #[arg(skip)]
     model: DetectModel,
     /// Darknet .weights file (default for yolov3-tiny: the file set-up fetches).
     #[arg(long)]
@@ -522,7 +531,21 @@ fn run_torchvision(a: &DetectArgs, name: &str) -> Result<()> {
     write_results(a, &results)
 }
 
-pub fn run(a: DetectArgs) -> Result<()> {
+pub fn run(mut a: DetectArgs) -> Result<()> {
+    if a.model_name.ends_with(".onnx") {
+        return run_onnx_darknet(&a);
+    }
+    a.model = DetectModel::from_str(&a.model_name, false).map_err(|_| {
+        let names: Vec<String> = DetectModel::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        anyhow::anyhow!(
+            "unknown model `{}` (available: {}; or an ONNX file NET.onnx)",
+            a.model_name,
+            names.join(", ")
+        )
+    })?;
     if let Some(name) = a.model.torchvision() {
         return run_torchvision(&a, name);
     }
@@ -575,6 +598,95 @@ pub fn run(a: DetectArgs) -> Result<()> {
         report(&a, images.len(), path, &img, &dets, &names, 1, &mut results)?;
     }
     write_results(&a, &results)
+}
+
+/// `aics detect --model NET.onnx`: a darknet network exported to ONNX (its outputs the
+/// detection heads' inputs as darknet activates them, in layer order) run by aics's ONNX
+/// runner, decoded with the heads of `--cfg`.
+fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
+    let path = PathBuf::from(&a.model_name);
+    if a.weights.is_some() {
+        bail!("--weights: {} carries its weights", path.display());
+    }
+    let score = a.score.unwrap_or(0.25);
+    let nms = a.nms.unwrap_or(0.45);
+    if !(score > 0.0 && score < 1.0) {
+        bail!("--score must be in (0, 1), got {score}");
+    }
+    if !(nms > 0.0 && nms <= 1.0) {
+        bail!("--nms must be in (0, 1], got {nms}");
+    }
+    let cfg = or_default(&a.cfg, DEFAULT_CFG, "cfg", DetectModel::Yolov3Tiny)?;
+    let names_path = or_default(&a.names, DEFAULT_NAMES, "names", DetectModel::Yolov3Tiny)?;
+    let names = read_names(&names_path)?;
+    let yolo = Yolo::heads_of(&cfg)?;
+    if names.len() != yolo.classes() {
+        bail!(
+            "{}: {} class names, but {} has {} classes",
+            names_path.display(),
+            names.len(),
+            cfg.display(),
+            yolo.classes()
+        );
+    }
+    let mut model = aics_onnx::load(&path)?;
+    aics_onnx::load_external(&mut model, &path)?;
+    let m =
+        aics_onnx::OnnxModel::new(model).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let inputs = m.input_names();
+    let [input] = &inputs[..] else {
+        bail!(
+            "{}: {} inputs ({}); a darknet network has one",
+            path.display(),
+            inputs.len(),
+            inputs.join(", ")
+        );
+    };
+    let want = [1, yolo.net.channels, yolo.net.height, yolo.net.width];
+    let declared = m.declared_dims(input);
+    if declared.len() != 4
+        || declared
+            .iter()
+            .zip(want)
+            .any(|(d, w)| d.is_some_and(|d| d != w))
+    {
+        bail!(
+            "{}: input '{input}' is {declared:?}, {} needs 1x{}x{}x{}",
+            path.display(),
+            cfg.display(),
+            want[1],
+            want[2],
+            want[3]
+        );
+    }
+    let images = default_images(a)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let settings = YoloSettings { thresh: score, nms };
+    let mut results = Vec::new();
+    for p in &images {
+        let img = open_rgb(p)?;
+        let (w, h) = img.dimensions();
+        let planar = Planar::from_rgb8(w as usize, h as usize, img.as_raw())?;
+        let dets = yolo.detect_with(&planar, settings, &mut |x| {
+            let outs = m
+                .run(&[(input.as_str(), aics_onnx::Value::F(x.clone()))])
+                .map_err(|e| aics_detect::DetectError::Arg {
+                    op: "onnx",
+                    msg: format!("{}: {e}", path.display()),
+                })?;
+            outs.into_iter()
+                .map(|(name, v)| match v {
+                    aics_onnx::Value::F(t) => Ok(t),
+                    aics_onnx::Value::I(..) => Err(aics_detect::DetectError::Arg {
+                        op: "onnx",
+                        msg: format!("{}: output '{name}' is not a float tensor", path.display()),
+                    }),
+                })
+                .collect()
+        })?;
+        report(a, images.len(), p, &img, &dets, &names, 1, &mut results)?;
+    }
+    write_results(a, &results)
 }
 
 /// One photo's detections: the picture with labelled boxes (one label for a box that carries

@@ -1223,3 +1223,65 @@ fn blazeface_refuses_options_it_has_no_use_for() {
     ]));
     assert!(e.contains("missing.onnx: not found"), "{e}");
 }
+
+/// YOLOv3-tiny exported to ONNX and run through `aics detect --model NET.onnx` (the heads from
+/// its cfg) finds the boxes the native network finds on darknet's dog photo.
+#[test]
+#[ignore = "needs YOLOv3-tiny and darknet's photos from scripts/setup.sh"]
+fn yolov3_tiny_from_its_onnx_export_detects_as_the_native_network() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let d = tmp("detect-onnx");
+    let file = d.join("yolov3-tiny.onnx");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_aics"))
+            .current_dir(&root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(&run(&[
+        "export",
+        "--model",
+        "yolov3-tiny",
+        "--onnx",
+        s(&file),
+    ]));
+    let native: Value =
+        serde_json::from_str(&ok(&run(&["detect", "--json", "--out", s(&d.join("a"))]))).unwrap();
+    let onnx: Value = serde_json::from_str(&ok(&run(&[
+        "detect",
+        "--model",
+        s(&file),
+        "--json",
+        "--out",
+        s(&d.join("b")),
+    ])))
+    .unwrap();
+    let (a, b) = (
+        native["detections"].as_array().unwrap(),
+        onnx["detections"].as_array().unwrap(),
+    );
+    assert!(a.len() >= 3, "{native}");
+    assert_eq!(a.len(), b.len(), "{native}\n{onnx}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["label"], y["label"]);
+        let diff = |k: &str| (x[k].as_f64().unwrap() - y[k].as_f64().unwrap()).abs();
+        assert!(diff("score") < 1e-4, "{x} {y}");
+        for i in 0..4 {
+            let bd = (x["box"][i].as_f64().unwrap() - y["box"][i].as_f64().unwrap()).abs();
+            assert!(bd < 0.05, "{x} {y}");
+        }
+    }
+    // a file that is no darknet network's export is refused with one line
+    let e = err(&run(&[
+        "detect",
+        "--model",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/onnx/small.onnx"
+        ),
+        "--out",
+        s(&d.join("c")),
+    ]));
+    assert!(e.contains("small.onnx"), "{e}");
+}

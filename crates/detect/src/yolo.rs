@@ -486,6 +486,14 @@ impl Yolo {
         Ok(Yolo { net: net.fused()? })
     }
 
+    /// The heads of a cfg file alone, for a network that runs elsewhere (an ONNX export of it:
+    /// [`Yolo::detect_with`]).
+    pub fn heads_of(cfg: &Path) -> Result<Yolo> {
+        Ok(Yolo {
+            net: Darknet::read_cfg(cfg)?,
+        })
+    }
+
     /// Number of classes the model's detection heads predict.
     pub fn classes(&self) -> usize {
         self.net
@@ -503,6 +511,30 @@ impl Yolo {
     /// Detect on one image: letterbox (or plain resize for a YOLOv1 `[detection]` head), run,
     /// decode every head, NMS, and list the boxes above the threshold.
     pub fn detect(&self, img: &Planar, s: YoloSettings) -> Result<Vec<YoloDetection>> {
+        self.detect_with(img, s, &mut |x| {
+            Ok(self
+                .net
+                .forward_heads(x)
+                .map_err(|e| crate::error::arg("yolo", e.to_string()))?
+                .into_iter()
+                .map(|h| match h {
+                    HeadOutput::Yolo(_, t)
+                    | HeadOutput::Region(_, t)
+                    | HeadOutput::Detection(_, t) => t,
+                })
+                .collect())
+        })
+    }
+
+    /// [`Yolo::detect`] with the network's heads' outputs, in layer order and activated as
+    /// darknet leaves them, made by `run` from the (1, C, H, W) input: another engine running
+    /// the same network (its ONNX export). Each output must have its head's input shape.
+    pub fn detect_with(
+        &self,
+        img: &Planar,
+        s: YoloSettings,
+        run: &mut dyn FnMut(&aics_tensor::Tensor) -> Result<Vec<aics_tensor::Tensor>>,
+    ) -> Result<Vec<YoloDetection>> {
         let (nw, nh) = (self.net.width, self.net.height);
         if img.c != self.net.channels {
             return Err(crate::error::arg(
@@ -534,10 +566,52 @@ impl Yolo {
             img.letterbox(nw, nh)
         };
         let _guard = aics_tensor::no_grad();
-        let heads = self
+        let outs = run(&input.to_tensor()?)?;
+        let layers: Vec<(usize, &crate::darknet::Layer)> = self
             .net
-            .forward_heads(&input.to_tensor()?)
-            .map_err(|e| crate::error::arg("yolo", e.to_string()))?;
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                matches!(
+                    l,
+                    crate::darknet::Layer::Yolo(_)
+                        | crate::darknet::Layer::Region(_)
+                        | crate::darknet::Layer::Detection(_)
+                )
+            })
+            .collect();
+        if outs.len() != layers.len() {
+            return Err(crate::error::arg(
+                "yolo",
+                format!(
+                    "the network gave {} outputs for {} detection heads",
+                    outs.len(),
+                    layers.len()
+                ),
+            ));
+        }
+        let mut heads = Vec::new();
+        for ((i, l), t) in layers.into_iter().zip(outs) {
+            // a head's output has its input's shape, the layer before it
+            let (c, h, w) = self.net.shapes[i.saturating_sub(1)];
+            if i == 0 || t.numel() != c * h * w || t.shape().first() != Some(&1) {
+                return Err(crate::error::arg(
+                    "yolo",
+                    format!(
+                        "output {} of shape {:?} does not fit head {i}, which reads {c}x{h}x{w}",
+                        heads.len(),
+                        t.shape()
+                    ),
+                ));
+            }
+            heads.push(match l {
+                crate::darknet::Layer::Yolo(h) => HeadOutput::Yolo(h, t),
+                crate::darknet::Layer::Region(h) => HeadOutput::Region(h, t),
+                crate::darknet::Layer::Detection(h) => HeadOutput::Detection(h, t),
+                _ => unreachable!("filtered to heads"),
+            });
+        }
         let mut cands = Vec::new();
         for h in &heads {
             cands.extend(match h {
