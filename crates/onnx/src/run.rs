@@ -1000,14 +1000,17 @@ fn exec(
             );
             let (al, be) = (attr_float(n, "alpha", 1.0)?, attr_float(n, "beta", 1.0)?);
             let mut x = float(n, a, 0)?.clone();
-            let mut w = float(n, a, 1)?.clone();
+            let w = float(n, a, 1)?;
             if ta {
                 x = t(n, x.transpose(0, 1))?;
             }
-            if tb {
-                w = t(n, w.transpose(0, 1))?;
-            }
-            let mut y = t(n, x.matmul(&w))?;
+            // B transposed (a fully connected layer's weight) is read in place by `linear`,
+            // not copied transposed each run
+            let mut y = if tb {
+                t(n, x.linear(w, None))?
+            } else {
+                t(n, x.matmul(w))?
+            };
             if al != 1.0 {
                 y = y.mul_scalar(al as f64);
             }
