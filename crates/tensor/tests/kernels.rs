@@ -1061,3 +1061,35 @@ fn packed_conv_op_equals_the_plain_op_and_its_gradients() {
     assert_close("packed op dx", &x.grad().unwrap().to_vec(), &g1.0, 1e-5);
     assert_close("packed op dw", &w.grad().unwrap().to_vec(), &g1.1, 1e-5);
 }
+
+/// Strided convolutions over every small width, kernel, padding and dilation, the im2col rows
+/// that are padding at both ends or all padding included, against the naive loop.
+#[test]
+fn strided_conv_rows_with_padding_match_naive() {
+    let mut rng = Rng::new(11);
+    let mut ran = 0;
+    for w in 1..10 {
+        for k in [1, 2, 3, 5, 7] {
+            for s in 2..5 {
+                for pad in 0..=k / 2 + 1 {
+                    for d in 1..3 {
+                        let p = ConvParams::default().stride(s).padding(pad).dilation(d);
+                        let Ok(g) = conv2d_geom("conv2d", &[1, 2, 3, w], &[3, 2, 1, k], &p) else {
+                            continue;
+                        };
+                        let x = randv(2 * 3 * w, &mut rng);
+                        let wt = randv(3 * 2 * k, &mut rng);
+                        assert_close(
+                            &format!("w {w} k {k} s {s} pad {pad} d {d}"),
+                            &conv2d_fwd(&x, &wt, &g, false).0,
+                            &conv2d_fwd_naive(&x, &wt, &g),
+                            1e-4,
+                        );
+                        ran += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(ran > 300, "{ran} geometries");
+}

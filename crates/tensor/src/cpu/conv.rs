@@ -177,13 +177,22 @@ pub(crate) fn im2col_channel<T: Float>(
                     if g.sw == 1 {
                         copy_padded(xrow, ox0 as isize + off, d);
                     } else {
-                        for (t, v) in d.iter_mut().enumerate() {
-                            let ix = ((ox0 + t) * g.sw) as isize + off;
-                            *v = if ix >= 0 && ix < w {
-                                xrow[ix as usize]
-                            } else {
-                                T::zero()
-                            };
+                        // t in lo..hi reads inside the row; the rest is padding
+                        let x0 = ox0 as isize;
+                        let first = |bound: isize| {
+                            ((bound - off).max(0) as usize).div_ceil(g.sw) as isize - x0
+                        };
+                        let lo = first(0).clamp(0, d.len() as isize) as usize;
+                        let hi = first(w).clamp(lo as isize, d.len() as isize) as usize;
+                        d[..lo].fill(T::zero());
+                        d[hi..].fill(T::zero());
+                        if lo < hi {
+                            let start = (((ox0 + lo) * g.sw) as isize + off) as usize;
+                            for (v, &x) in
+                                d[lo..hi].iter_mut().zip(xrow[start..].iter().step_by(g.sw))
+                            {
+                                *v = x;
+                            }
                         }
                     }
                 }
