@@ -564,14 +564,7 @@ pub fn run(mut a: DetectArgs) -> Result<()> {
         DetectModel::Rcnn => return run_trained(&a, "rcnn"),
         _ => {}
     }
-    let score = a.score.unwrap_or(0.25);
-    let nms = a.nms.unwrap_or(0.45);
-    if !(score > 0.0 && score < 1.0) {
-        bail!("--score must be in (0, 1), got {score}");
-    }
-    if !(nms > 0.0 && nms <= 1.0) {
-        bail!("--nms must be in (0, 1], got {nms}");
-    }
+    let settings = yolo_settings(&a)?;
     let cfg = or_default(&a.cfg, DEFAULT_CFG, "cfg", a.model)?;
     let weights = or_default(&a.weights, DEFAULT_WEIGHTS, "weights", a.model)?;
     let names_path = or_default(&a.names, DEFAULT_NAMES, "names", a.model)?;
@@ -588,7 +581,6 @@ pub fn run(mut a: DetectArgs) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let settings = YoloSettings { thresh: score, nms };
     let mut results = Vec::new();
     for path in &images {
         let img = open_rgb(path)?;
@@ -600,14 +592,8 @@ pub fn run(mut a: DetectArgs) -> Result<()> {
     write_results(&a, &results)
 }
 
-/// `aics detect --model NET.onnx`: a darknet network exported to ONNX (its outputs the
-/// detection heads' inputs as darknet activates them, in layer order) run by aics's ONNX
-/// runner, decoded with the heads of `--cfg`.
-fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
-    let path = PathBuf::from(&a.model_name);
-    if a.weights.is_some() {
-        bail!("--weights: {} carries its weights", path.display());
-    }
+/// darknet's -thresh (default 0.25) and NMS overlap (default 0.45), checked.
+fn yolo_settings(a: &DetectArgs) -> Result<YoloSettings> {
     let score = a.score.unwrap_or(0.25);
     let nms = a.nms.unwrap_or(0.45);
     if !(score > 0.0 && score < 1.0) {
@@ -616,6 +602,18 @@ fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
     if !(nms > 0.0 && nms <= 1.0) {
         bail!("--nms must be in (0, 1], got {nms}");
     }
+    Ok(YoloSettings { thresh: score, nms })
+}
+
+/// `aics detect --model NET.onnx`: a darknet network exported to ONNX (its outputs the
+/// detection heads' inputs as darknet activates them, in layer order) run by aics's ONNX
+/// runner, decoded with the heads of `--cfg`.
+fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
+    let path = PathBuf::from(&a.model_name);
+    if a.weights.is_some() {
+        bail!("--weights: {} carries its weights", path.display());
+    }
+    let settings = yolo_settings(a)?;
     let cfg = or_default(&a.cfg, DEFAULT_CFG, "cfg", DetectModel::Yolov3Tiny)?;
     let names_path = or_default(&a.names, DEFAULT_NAMES, "names", DetectModel::Yolov3Tiny)?;
     let names = read_names(&names_path)?;
@@ -661,7 +659,6 @@ fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
     }
     let images = default_images(a)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let settings = YoloSettings { thresh: score, nms };
     let mut results = Vec::new();
     for p in &images {
         let img = open_rgb(p)?;
