@@ -271,50 +271,19 @@ fn run_mtcnn(a: &DetectArgs) -> Result<()> {
             &Planar::from_rgb8_255(w as usize, h as usize, img.as_raw())?,
             settings,
         )?;
-        let out_png = out_path(a, images.len(), path);
-        let boxes: Vec<LabelledBox> = faces
+        let found: Vec<FoundFace> = faces
             .iter()
-            .map(|f| LabelledBox {
-                bbox: f.bbox,
-                label: format!("face {:.0}%", 100.0 * f.score),
-                color: 2,
-                points: f.landmarks.to_vec(),
-            })
+            .map(|f| (f.bbox, f.score, f.landmarks.to_vec()))
             .collect();
-        write_boxes(&out_png, &img, &boxes)?;
-        if a.json {
-            let ds: Vec<_> = faces
-                .iter()
-                .map(|f| json!({"box": f.bbox, "class": 0, "label": "face", "score": f.score,
-                                "landmarks": f.landmarks.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>()}))
-                .collect();
-            println!(
-                "{}",
-                json!({"image": path, "width": w, "height": h, "detections": ds})
-            );
-        } else {
-            println!(
-                "{}: {} faces → {}",
-                path.display(),
-                faces.len(),
-                out_png.display()
-            );
-            for f in &faces {
-                println!(
-                    "  face {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
-                    100.0 * f.score,
-                    f.bbox[0],
-                    f.bbox[1],
-                    f.bbox[2],
-                    f.bbox[3]
-                );
-            }
-        }
-        push_results(
-            &mut results,
+        report_faces(
+            a,
+            images.len(),
             path,
-            faces.iter().map(|f| (1, f.bbox, f.score)),
-        );
+            &img,
+            &found,
+            "landmarks",
+            &mut results,
+        )?;
     }
     write_results(a, &results)
 }
@@ -427,46 +396,7 @@ fn run_blazeface(a: &DetectArgs) -> Result<()> {
                 ([x0, y0, x1, y1], fc.score, pts)
             })
             .collect();
-        let out_png = out_path(a, images.len(), p);
-        let boxes: Vec<LabelledBox> = found
-            .iter()
-            .map(|(b, sc, pts)| LabelledBox {
-                bbox: *b,
-                label: format!("face {:.0}%", 100.0 * sc),
-                color: 2,
-                points: pts.clone(),
-            })
-            .collect();
-        write_boxes(&out_png, &img, &boxes)?;
-        if a.json {
-            let ds: Vec<_> = found
-                .iter()
-                .map(|(b, sc, pts)| json!({"box": b, "class": 0, "label": "face", "score": sc,
-                                          "keypoints": pts.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>()}))
-                .collect();
-            println!(
-                "{}",
-                json!({"image": p, "width": w, "height": h, "detections": ds})
-            );
-        } else {
-            println!(
-                "{}: {} faces → {}",
-                p.display(),
-                found.len(),
-                out_png.display()
-            );
-            for (b, sc, _) in &found {
-                println!(
-                    "  face {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
-                    100.0 * sc,
-                    b[0],
-                    b[1],
-                    b[2],
-                    b[3]
-                );
-            }
-        }
-        push_results(&mut results, p, found.iter().map(|(b, sc, _)| (1, *b, *sc)));
+        report_faces(a, images.len(), p, &img, &found, "keypoints", &mut results)?;
     }
     write_results(a, &results)
 }
@@ -590,6 +520,64 @@ pub fn run(mut a: DetectArgs) -> Result<()> {
         report(&a, images.len(), path, &img, &dets, &names, 1, &mut results)?;
     }
     write_results(&a, &results)
+}
+
+/// One photo's faces, from MTCNN or BlazeFace: the picture with the boxes and their points,
+/// JSON (the points under `points_key`) or text on stdout, and COCO results rows.
+fn report_faces(
+    a: &DetectArgs,
+    n_images: usize,
+    path: &Path,
+    img: &image::RgbImage,
+    found: &[FoundFace],
+    points_key: &str,
+    results: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let (w, h) = img.dimensions();
+    let out_png = out_path(a, n_images, path);
+    let boxes: Vec<LabelledBox> = found
+        .iter()
+        .map(|(b, sc, pts)| LabelledBox {
+            bbox: *b,
+            label: format!("face {:.0}%", 100.0 * sc),
+            color: 2,
+            points: pts.clone(),
+        })
+        .collect();
+    write_boxes(&out_png, img, &boxes)?;
+    if a.json {
+        let ds: Vec<_> = found
+            .iter()
+            .map(|(b, sc, pts)| {
+                let mut d = json!({"box": b, "class": 0, "label": "face", "score": sc});
+                d[points_key] = json!(pts.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>());
+                d
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"image": path, "width": w, "height": h, "detections": ds})
+        );
+    } else {
+        println!(
+            "{}: {} faces → {}",
+            path.display(),
+            found.len(),
+            out_png.display()
+        );
+        for (b, sc, _) in found {
+            println!(
+                "  face {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                100.0 * sc,
+                b[0],
+                b[1],
+                b[2],
+                b[3]
+            );
+        }
+    }
+    push_results(results, path, found.iter().map(|(b, sc, _)| (1, *b, *sc)));
+    Ok(())
 }
 
 /// darknet's -thresh (default 0.25) and NMS overlap (default 0.45), checked.
