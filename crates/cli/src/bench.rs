@@ -666,7 +666,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             continue;
         }
         let mark = MemMark::new();
-        let m = aics_onnx::OnnxModel::new(aics_onnx::load(&path)?)?;
+        let m = aics_onnx::open(&path)?;
         let input = m.input_names().first().cloned().unwrap_or_default();
         let x = Tensor::<f32>::randn(&[1, 3, 224, 224], 0.0, 1.0, &mut rng);
         let s = time(a.min_time, || {

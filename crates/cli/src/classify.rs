@@ -126,7 +126,7 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
 /// `aics classify --model file.onnx`: the image resized and centre-cropped to the model's
 /// declared input size (as torchvision's 256 → 224), in its layout and pixel range.
 fn run_onnx(a: ClassifyArgs) -> Result<()> {
-    use aics_onnx::{OnnxModel, Value};
+    use aics_onnx::Value;
     use aics_tensor::Tensor;
     let path = PathBuf::from(&a.model);
     if a.weights.is_some() {
@@ -141,9 +141,7 @@ fn run_onnx(a: ClassifyArgs) -> Result<()> {
             a.input_range
         );
     }
-    let mut proto = aics_onnx::load(&path)?;
-    aics_onnx::load_external(&mut proto, &path)?;
-    let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let m = aics_onnx::open(&path)?;
     let names = m.input_names();
     let [input] = names.as_slice() else {
         bail!(

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::plot::{write_boxes, LabelledBox};
 
-const DEFAULT_WEIGHTS: &str = ".cache/weights/yolov3-tiny.weights";
-const DEFAULT_CFG: &str = ".cache/weights/yolov3-tiny.cfg";
+pub(crate) const DEFAULT_WEIGHTS: &str = ".cache/weights/yolov3-tiny.weights";
+pub(crate) const DEFAULT_CFG: &str = ".cache/weights/yolov3-tiny.cfg";
 const DEFAULT_NAMES: &str = ".cache/weights/coco.names";
 const DEFAULT_IMAGE: &str = ".cache/darknet/data/dog.jpg";
 const DEFAULT_FACES: &str = "fixtures/mtcnn/faces.png";
@@ -144,7 +144,7 @@ fn or_default(p: &Option<PathBuf>, d: &str, what: &str, model: DetectModel) -> R
     }
 }
 
-const DEFAULT_MTCNN: &str = ".cache/weights/mtcnn";
+pub(crate) const DEFAULT_MTCNN: &str = ".cache/weights/mtcnn";
 
 fn open_rgb(path: &Path) -> Result<image::RgbImage> {
     Ok(image::ImageReader::open(path)
@@ -615,10 +615,7 @@ fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
             yolo.classes()
         );
     }
-    let mut model = aics_onnx::load(&path)?;
-    aics_onnx::load_external(&mut model, &path)?;
-    let m =
-        aics_onnx::OnnxModel::new(model).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let m = aics_onnx::open(&path)?;
     let inputs = m.input_names();
     let [input] = &inputs[..] else {
         bail!(

@@ -139,11 +139,7 @@ impl Net {
             Net::Yolo(m) => Ok(m
                 .forward_heads(x)?
                 .into_iter()
-                .map(|h| match h {
-                    HeadOutput::Yolo(_, t)
-                    | HeadOutput::Region(_, t)
-                    | HeadOutput::Detection(_, t) => t,
-                })
+                .map(HeadOutput::into_tensor)
                 .collect()),
             Net::MtcnnP(m) => {
                 let (a, b) = m.forward2(x)?;
@@ -248,11 +244,11 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             let cfg = a
                 .cfg
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(".cache/weights/yolov3-tiny.cfg"));
+                .unwrap_or_else(|| PathBuf::from(crate::detect::DEFAULT_CFG));
             let weights = a
                 .weights
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(".cache/weights/yolov3-tiny.weights"));
+                .unwrap_or_else(|| PathBuf::from(crate::detect::DEFAULT_WEIGHTS));
             for p in [&cfg, &weights] {
                 if !p.exists() {
                     bail!("{}: not found; run `bash scripts/setup.sh` to fetch YOLOv3-tiny, or pass --cfg and --weights", p.display());
@@ -281,7 +277,7 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             let dir = a
                 .weights
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(".cache/weights/mtcnn"));
+                .unwrap_or_else(|| PathBuf::from(crate::detect::DEFAULT_MTCNN));
             if !dir.join("pnet.pt").exists() {
                 bail!("{}: no pnet.pt there; run `bash scripts/setup.sh` to fetch the MTCNN weights, or give --weights DIR", dir.display());
             }
@@ -424,7 +420,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if a.dynamic_batch {
         checks.push(examples("check", a.batch + 2));
     }
-    let err = check_export(&model, &names, &checks, &mut fwd)
+    let (err, outputs) = check_export(&model, &names, &checks, &mut fwd)
         .with_context(|| format!("checking the export of {}", a.model))?;
     if err > 1e-3 {
         bail!(
@@ -445,11 +441,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
     write(&model, &a.onnx, external)?;
     if let Some(dir) = &a.save_io {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let xs = examples("check", a.batch);
-        let ys = {
-            let _g = aics_tensor::no_grad();
-            e.net.run(&xs)?
-        };
+        // the first check's input and the model's outputs for it
+        let (xs, ys) = (&checks[0], &outputs[0]);
         let npy = |name: &str, t: &Tensor| -> Result<()> {
             let path = dir.join(format!("{name}.npy"));
             aics_nn::checkpoint::write_atomic(
@@ -458,10 +451,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
             )?;
             Ok(())
         };
-        for (name, x) in names.iter().zip(&xs) {
+        for (name, x) in names.iter().zip(xs) {
             npy(name, x)?;
         }
-        for (name, y) in e.outputs.iter().zip(&ys) {
+        for (name, y) in e.outputs.iter().zip(ys) {
             npy(name, y)?;
         }
     }

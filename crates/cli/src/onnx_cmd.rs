@@ -56,12 +56,10 @@ pub fn run(a: OnnxArgs) -> Result<()> {
 
 fn run_model(a: RunArgs) -> Result<()> {
     use aics_onnx::proto::dtype;
-    use aics_onnx::{OnnxModel, Value};
+    use aics_onnx::Value;
     use aics_tensor::Tensor;
-    let mut model = aics_onnx::load(&a.model)?;
-    aics_onnx::load_external(&mut model, &a.model)?;
-    let declared = model.graph.inputs.clone();
-    let m = OnnxModel::new(model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+    let m = aics_onnx::open(&a.model)?;
+    let declared = &m.graph().inputs;
     let names = m.input_names();
     let mut feeds: Vec<(String, Value)> = Vec::new();
     for spec in &a.inputs {

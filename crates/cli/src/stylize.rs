@@ -616,10 +616,8 @@ fn write_loss_plot(path: &Path, history: &[gatys::Step]) -> Result<()> {
 /// The style embedding of the painting `--style` (default Starry Night) by the ONNX network
 /// `path`: its one image input at its declared size, pixels in [0, 1].
 fn style_embedding(a: &StylizeArgs, path: &Path) -> Result<Tensor> {
-    use aics_onnx::{OnnxModel, Value};
-    let mut proto = aics_onnx::load(path)?;
-    aics_onnx::load_external(&mut proto, path)?;
-    let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    use aics_onnx::Value;
+    let m = aics_onnx::open(path)?;
     let names = m.input_names();
     let [input] = names.as_slice() else {
         bail!(
@@ -665,10 +663,8 @@ fn style_embedding(a: &StylizeArgs, path: &Path) -> Result<Tensor> {
 /// `aics stylize --model NET.onnx PHOTO`: a feed-forward style network from ONNX (pixels in
 /// [0, 1], N×3×H×W or N×H×W×3), with a one-hot style-weights input where it has one.
 fn stylize_onnx(a: &StylizeArgs, path: &Path) -> Result<()> {
-    use aics_onnx::{OnnxModel, Value};
-    let mut proto = aics_onnx::load(path)?;
-    aics_onnx::load_external(&mut proto, path)?;
-    let m = OnnxModel::new(proto).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    use aics_onnx::Value;
+    let m = aics_onnx::open(path)?;
     let dims = |name: &str| m.declared_dims(name);
     let names = m.input_names();
     // an image has 3 channels (NHWC or NCHW); a style embedding (N, 1, 1, K) does not

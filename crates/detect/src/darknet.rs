@@ -484,6 +484,14 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// Whether the layer is a detection head (`[yolo]`, `[region]` or `[detection]`).
+    pub fn is_head(&self) -> bool {
+        matches!(
+            self,
+            Layer::Yolo(_) | Layer::Region(_) | Layer::Detection(_)
+        )
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Layer::Conv(_) => "convolutional",
@@ -519,6 +527,25 @@ pub enum HeadOutput<'a> {
     Yolo(&'a YoloHead, Tensor),
     Region(&'a RegionHead, Tensor),
     Detection(&'a DetectionHead, Tensor),
+}
+
+impl<'a> HeadOutput<'a> {
+    /// `layer`'s output `t`, when the layer is a detection head.
+    pub fn of(layer: &'a Layer, t: Tensor) -> Option<Self> {
+        match layer {
+            Layer::Yolo(h) => Some(HeadOutput::Yolo(h, t)),
+            Layer::Region(h) => Some(HeadOutput::Region(h, t)),
+            Layer::Detection(h) => Some(HeadOutput::Detection(h, t)),
+            _ => None,
+        }
+    }
+
+    /// The head's output, without the head.
+    pub fn into_tensor(self) -> Tensor {
+        match self {
+            HeadOutput::Yolo(_, t) | HeadOutput::Region(_, t) | HeadOutput::Detection(_, t) => t,
+        }
+    }
 }
 
 fn anchors_of(s: &Section) -> std::result::Result<Vec<(f64, f64)>, String> {
@@ -1192,26 +1219,19 @@ impl Darknet {
 
     /// How many detection heads (`[yolo]`, `[region]`, `[detection]` layers) the network has.
     pub fn num_heads(&self) -> usize {
-        self.layers
-            .iter()
-            .filter(|l| matches!(l, Layer::Yolo(_) | Layer::Region(_) | Layer::Detection(_)))
-            .count()
+        self.layers.iter().filter(|l| l.is_head()).count()
     }
 
     /// Run the network and return every detection head's output, in layer order, activated as
     /// darknet's forward pass leaves it (see [`crate::yolo`]).
     pub fn forward_heads(&self, x: &Tensor) -> aics_nn::Result<Vec<HeadOutput<'_>>> {
         let outs = self.run(x)?;
-        let mut heads = Vec::new();
-        for (l, y) in self.layers.iter().zip(outs) {
-            match l {
-                Layer::Yolo(h) => heads.push(HeadOutput::Yolo(h, y)),
-                Layer::Region(h) => heads.push(HeadOutput::Region(h, y)),
-                Layer::Detection(h) => heads.push(HeadOutput::Detection(h, y)),
-                _ => {}
-            }
-        }
-        Ok(heads)
+        Ok(self
+            .layers
+            .iter()
+            .zip(outs)
+            .filter_map(|(l, y)| HeadOutput::of(l, y))
+            .collect())
     }
 
     /// Random initial weights as darknet makes them: convolutions `√(2/fan_in)·N(0, 1)`,

@@ -517,11 +517,7 @@ impl Yolo {
                 .forward_heads(x)
                 .map_err(|e| crate::error::arg("yolo", e.to_string()))?
                 .into_iter()
-                .map(|h| match h {
-                    HeadOutput::Yolo(_, t)
-                    | HeadOutput::Region(_, t)
-                    | HeadOutput::Detection(_, t) => t,
-                })
+                .map(HeadOutput::into_tensor)
                 .collect())
         })
     }
@@ -572,14 +568,7 @@ impl Yolo {
             .layers
             .iter()
             .enumerate()
-            .filter(|(_, l)| {
-                matches!(
-                    l,
-                    crate::darknet::Layer::Yolo(_)
-                        | crate::darknet::Layer::Region(_)
-                        | crate::darknet::Layer::Detection(_)
-                )
-            })
+            .filter(|(_, l)| l.is_head())
             .collect();
         if outs.len() != layers.len() {
             return Err(crate::error::arg(
@@ -605,12 +594,7 @@ impl Yolo {
                     ),
                 ));
             }
-            heads.push(match l {
-                crate::darknet::Layer::Yolo(h) => HeadOutput::Yolo(h, t),
-                crate::darknet::Layer::Region(h) => HeadOutput::Region(h, t),
-                crate::darknet::Layer::Detection(h) => HeadOutput::Detection(h, t),
-                _ => unreachable!("filtered to heads"),
-            });
+            heads.extend(HeadOutput::of(l, t));
         }
         let mut cands = Vec::new();
         for h in &heads {

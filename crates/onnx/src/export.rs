@@ -182,12 +182,9 @@ pub fn export_with(
                 )));
             }
             let (outs_b, records_b) = run_traced(xs, forward, spec.outputs.len())?;
-            let mut named_b = HashMap::new();
-            for (name, t) in spec.named {
-                named_b.insert(t.id(), name.clone());
-            }
+            // the weights are the same tensors in both traces
             let sa = sources(inputs, &b.param_names, &records);
-            let sb = sources(xs, &named_b, &records_b);
+            let sb = sources(xs, &b.param_names, &records_b);
             if records.len() != records_b.len() {
                 return Err(err(format!(
                     "the forward runs {} ops at batch {ba} and {} at batch {bb}: its graph depends on the batch size",
@@ -310,13 +307,13 @@ pub fn module_forward(
 
 /// Run `model` with aics's ONNX runner on each set of `inputs` and compare with `forward`:
 /// the largest difference relative to the largest magnitude of the forward's output, over all
-/// outputs and input sets.
+/// outputs and input sets; and the forward's outputs for each set.
 pub fn check_export(
     model: &Model,
     input_names: &[&str],
     inputs: &[Vec<T32>],
     forward: &mut Forward<'_>,
-) -> Result<f64> {
+) -> Result<(f64, Vec<Vec<T32>>)> {
     let int64: Vec<&str> = model
         .graph
         .inputs
@@ -326,6 +323,7 @@ pub fn check_export(
         .collect();
     let m = OnnxModel::new(model.clone())?;
     let mut worst = 0.0f64;
+    let mut outputs = Vec::with_capacity(inputs.len());
     for set in inputs {
         let want = {
             let _g = aics_tensor::no_grad();
@@ -369,8 +367,20 @@ pub fn check_export(
                 worst = worst.max(d);
             }
         }
+        outputs.push(want);
     }
-    Ok(worst)
+    Ok((worst, outputs))
+}
+
+/// The values of a tensor the forward read but no recorded op made.
+fn values_of(t: &TracedTensor) -> Result<Vec<f32>> {
+    t.values().ok_or_else(|| {
+        err(format!(
+            "tensor #{} {:?} was made by an op and reached the graph as a constant",
+            t.id(),
+            t.shape()
+        ))
+    })
 }
 
 fn value_info(name: &str, shape: &[usize]) -> ValueInfo {
@@ -482,7 +492,7 @@ impl Builder {
         };
         self.graph
             .initializers
-            .push(f32_tensor(&name, t.shape(), &t.values()));
+            .push(f32_tensor(&name, t.shape(), &values_of(t)?));
         self.names.insert(t.id(), name.clone());
         Ok(name)
     }
@@ -495,11 +505,8 @@ impl Builder {
         if let Some(v) = &b.value {
             return Ok(v.clone());
         }
-        let (input, axis) = (b.input.clone(), b.axis as i64);
-        let sh = self.node("Shape", vec![input], vec![], None);
-        let st = self.const_i64(&[axis]);
-        let en = self.const_i64(&[axis + 1]);
-        let v = self.node("Slice", vec![sh, st, en], vec![], None);
+        let (input, axis) = (b.input.clone(), b.axis);
+        let v = self.shape_dims(&input, axis, axis + 1);
         if let Some(b) = self.batch.as_mut() {
             b.value = Some(v.clone());
         }
@@ -541,7 +548,7 @@ impl Builder {
     /// A constant whose shape follows the batch size (an initial state of zeros): made by
     /// ConstantOfShape. Other such constants are refused.
     fn batch_constant(&mut self, t: &TracedTensor, tb: &TracedTensor) -> Result<String> {
-        if t.values().iter().any(|&v| v != 0.0) {
+        if values_of(t)?.iter().any(|&v| v != 0.0) {
             return Err(err(format!(
                 "a constant of shape {:?} ({:?} at the other batch size) that is not zeros: its values cannot follow the batch size",
                 t.shape(),
@@ -561,19 +568,31 @@ impl Builder {
         ))
     }
 
-    /// Resize's `sizes` for an (N, C, H, W) input `x` to (oh, ow): a constant, or with a
-    /// symbolic batch the input's own N and C.
-    fn resize_sizes(&mut self, x: &str, s: &[usize], oh: usize, ow: usize) -> String {
-        if self.batch.is_some() {
-            let sh = self.node("Shape", vec![x.to_string()], vec![], None);
-            let st = self.const_i64(&[0]);
-            let en = self.const_i64(&[2]);
-            let nc = self.node("Slice", vec![sh, st, en], vec![], None);
+    /// Dimensions `start..end` of the value `x`'s shape, as a 1-D int64 value.
+    fn shape_dims(&mut self, x: &str, start: usize, end: usize) -> String {
+        let sh = self.node("Shape", vec![x.to_string()], vec![], None);
+        let st = self.const_i64(&[start as i64]);
+        let en = self.const_i64(&[end as i64]);
+        self.node("Slice", vec![sh, st, en], vec![], None)
+    }
+
+    /// A Resize of the record's (N, C, H, W) input `x` to (oh, ow), as its output. Its `sizes`
+    /// are a constant, or with a symbolic batch the input's own N and C.
+    fn resize(&mut self, r: &Record, x: String, oh: usize, ow: usize, attrs: Vec<Attribute>) {
+        let sizes = if self.batch.is_some() {
+            let nc = self.shape_dims(&x, 0, 2);
             let hw = self.const_i64(&[oh as i64, ow as i64]);
             self.node("Concat", vec![nc, hw], vec![int("axis", 0)], None)
         } else {
+            let s = r.inputs[0].shape();
             self.const_i64(&[s[0] as i64, s[1] as i64, oh as i64, ow as i64])
-        }
+        };
+        self.last(
+            r,
+            "Resize",
+            vec![x, String::new(), String::new(), sizes],
+            attrs,
+        )
     }
 
     fn const_f32(&mut self, shape: &[usize], v: &[f32]) -> String {
@@ -621,8 +640,21 @@ impl Builder {
 
     /// A node making the record's single output.
     fn last(&mut self, r: &Record, op: &str, inputs: Vec<String>, attrs: Vec<Attribute>) {
-        let out = self.output_name(&r.outputs[0], &op.to_lowercase());
-        self.node(op, inputs, attrs, Some(out));
+        self.step(r, op, inputs, attrs, true);
+    }
+
+    /// A node of the chain a record becomes: the record's output when `last`, a new value
+    /// otherwise.
+    fn step(
+        &mut self,
+        r: &Record,
+        op: &str,
+        inputs: Vec<String>,
+        attrs: Vec<Attribute>,
+        last: bool,
+    ) -> String {
+        let out = last.then(|| self.output_name(&r.outputs[0], &op.to_lowercase()));
+        self.node(op, inputs, attrs, out)
     }
 
     /// `shape` as a (C, 1, …, 1) tensor beside an input of `rank`: for per-channel operands.
@@ -730,33 +762,28 @@ impl Builder {
                     cin.push(ins[2].clone());
                 }
                 let attrs = conv_attrs(p, &w[2..], false);
-                let done = !*residual && *act == Activation::Identity;
-                let mut y = if done {
-                    self.last(r, "Conv", cin, attrs);
-                    return Ok(());
-                } else {
-                    self.node("Conv", cin, attrs, None)
-                };
-                if *residual {
-                    let res = ins[ins.len() - 1].clone();
-                    y = if *act == Activation::Identity {
-                        self.last(r, "Add", vec![y, res], vec![]);
-                        return Ok(());
-                    } else {
-                        self.node("Add", vec![y, res], vec![], None)
-                    };
-                }
-                match act {
-                    Activation::Identity => unreachable!("handled above"),
-                    Activation::Relu => self.last(r, "Relu", vec![y], vec![]),
+                // Conv, then the residual's Add, then the activation: (op, more inputs, attrs)
+                let act = match act {
+                    Activation::Identity => None,
+                    Activation::Relu => Some(("Relu", vec![], vec![])),
                     Activation::LeakyRelu(s) => {
-                        self.last(r, "LeakyRelu", vec![y], vec![float("alpha", *s)])
+                        Some(("LeakyRelu", vec![], vec![float("alpha", *s)]))
                     }
                     Activation::Relu6 => {
                         let l = self.const_f32(&[], &[0.0]);
                         let h = self.const_f32(&[], &[6.0]);
-                        self.last(r, "Clip", vec![y, l, h], vec![])
+                        Some(("Clip", vec![l, h], vec![]))
                     }
+                };
+                let res = residual.then(|| ins[ins.len() - 1].clone());
+                let mut y = self.step(r, "Conv", cin, attrs, res.is_none() && act.is_none());
+                if let Some(res) = res {
+                    y = self.step(r, "Add", vec![y, res], vec![], act.is_none());
+                }
+                if let Some((op, more, attrs)) = act {
+                    let mut inputs = vec![y];
+                    inputs.extend(more);
+                    self.last(r, op, inputs, attrs);
                 }
             }
             Op::ConvTranspose { p, .. } => {
@@ -775,11 +802,9 @@ impl Builder {
                         vec![ints("perm", &[1, 0])],
                         None,
                     );
+                    let y = self.step(r, "MatMul", vec![x, wt], vec![], !*bias);
                     if *bias {
-                        let y = self.node("MatMul", vec![x, wt], vec![], None);
                         self.last(r, "Add", vec![y, ins[2].clone()], vec![])
-                    } else {
-                        self.last(r, "MatMul", vec![x, wt], vec![])
                     }
                 }
             }
@@ -881,17 +906,7 @@ impl Builder {
                     self.last(r, "GlobalAveragePool", ins, vec![])
                 } else if oh % h == 0 && ow % w == 0 && rank == 4 {
                     // each window is one input element: a nearest upsampling
-                    let sizes = self.resize_sizes(&x, s, *oh, *ow);
-                    self.last(
-                        r,
-                        "Resize",
-                        vec![x, String::new(), String::new(), sizes],
-                        vec![
-                            string("mode", "nearest"),
-                            string("coordinate_transformation_mode", "asymmetric"),
-                            string("nearest_mode", "floor"),
-                        ],
-                    )
+                    self.resize(r, x, *oh, *ow, nearest_floor())
                 } else if h % oh == 0 && w % ow == 0 {
                     let k = [h / oh, w / ow];
                     self.last(
@@ -1024,13 +1039,8 @@ impl Builder {
             Op::Softmax(a) => self.last(r, "Softmax", ins, vec![int("axis", *a as i64)]),
             Op::LogSoftmax(a) => self.last(r, "LogSoftmax", ins, vec![int("axis", *a as i64)]),
             Op::Upsample { oh, ow, mode } => {
-                let sizes = self.resize_sizes(&x, r.inputs[0].shape(), *oh, *ow);
                 let attrs = match mode {
-                    Interp::Nearest => vec![
-                        string("mode", "nearest"),
-                        string("coordinate_transformation_mode", "asymmetric"),
-                        string("nearest_mode", "floor"),
-                    ],
+                    Interp::Nearest => nearest_floor(),
                     Interp::Bilinear { align_corners } => vec![
                         string("mode", "linear"),
                         string(
@@ -1043,12 +1053,7 @@ impl Builder {
                         ),
                     ],
                 };
-                self.last(
-                    r,
-                    "Resize",
-                    vec![x, String::new(), String::new(), sizes],
-                    attrs,
-                )
+                self.resize(r, x, *oh, *ow, attrs)
             }
             Op::Recurrent { .. } => self.recurrent(k, r, ins)?,
         }
@@ -1076,24 +1081,26 @@ impl Builder {
         let xs = r.inputs[0].shape();
         let gh = xs[2];
         let hidden = r.inputs[2].shape()[1];
-        let (onnx, order, gates): (&str, Vec<usize>, usize) = match cell {
-            Cell::RnnTanh | Cell::RnnRelu => ("RNN", vec![0], 1),
-            // aics (PyTorch) gates i, f, g, o; ONNX i, o, f, c
-            Cell::Lstm { coupled: false, .. } => ("LSTM", vec![0, 3, 1, 2], 4),
-            // coupled: aics i, g, o; ONNX i, o, (f unused), c
-            Cell::Lstm { coupled: true, .. } => ("LSTM", vec![0, 2, usize::MAX, 1], 4),
-            // aics r, z, n; ONNX z, r, h
-            Cell::Gru { .. } => ("GRU", vec![1, 0, 2], 3),
+        let onnx = match cell {
+            Cell::RnnTanh | Cell::RnnRelu => "RNN",
+            Cell::Lstm { .. } => "LSTM",
+            Cell::Gru { .. } => "GRU",
         };
+        let coupled = matches!(cell, Cell::Lstm { coupled: true, .. });
+        // ONNX's gate blocks, each as aics's block (None: a block ONNX has and aics has not)
+        let mut order = from_onnx_order(aics_nn::onnx_gate_perm(*cell));
+        if coupled {
+            // ONNX's coupled LSTM (input_forget) keeps a forget block (i, o, f, c) it ignores
+            order.insert(2, None);
+        }
+        let gates = order.len();
         let h = gh / cell.gates();
         debug_assert_eq!(h, hidden);
         // The input projection is already made (xp), so ONNX's W is a permutation (an
         // identity with the gate blocks reordered) and Wb is zero.
         let mut w = vec![0f32; gates * h * gh];
-        for (to, &from) in order.iter().enumerate() {
-            if from == usize::MAX {
-                continue;
-            }
+        for (to, from) in order.iter().enumerate() {
+            let Some(from) = from else { continue };
             for i in 0..h {
                 w[(to * h + i) * gh + from * h + i] = 1.0;
             }
@@ -1103,19 +1110,22 @@ impl Builder {
         // parameter keeps its name
         let reorder = |b: &mut Self, v: &str, width: Option<usize>| -> String {
             let mut parts = Vec::new();
-            for &from in &order {
-                if from == usize::MAX {
-                    let shape: Vec<usize> = match width {
-                        Some(wd) => vec![h, wd],
-                        None => vec![h],
-                    };
-                    let n: usize = shape.iter().product();
-                    parts.push(b.const_f32(&shape, &vec![0.0; n]));
-                } else {
-                    let st = b.const_i64(&[(from * h) as i64]);
-                    let en = b.const_i64(&[((from + 1) * h) as i64]);
-                    let ax = b.const_i64(&[0]);
-                    parts.push(b.node("Slice", vec![v.to_string(), st, en, ax], vec![], None));
+            for from in &order {
+                match from {
+                    None => {
+                        let shape: Vec<usize> = match width {
+                            Some(wd) => vec![h, wd],
+                            None => vec![h],
+                        };
+                        let n: usize = shape.iter().product();
+                        parts.push(b.const_f32(&shape, &vec![0.0; n]));
+                    }
+                    Some(from) => {
+                        let st = b.const_i64(&[(from * h) as i64]);
+                        let en = b.const_i64(&[((from + 1) * h) as i64]);
+                        let ax = b.const_i64(&[0]);
+                        parts.push(b.node("Slice", vec![v.to_string(), st, en, ax], vec![], None));
+                    }
                 }
             }
             let cat = b.node("Concat", parts, vec![int("axis", 0)], None);
@@ -1146,26 +1156,21 @@ impl Builder {
             None
         };
         let peep = if *peephole {
-            // aics rows (i, f, o), or (i, o) when coupled; ONNX (i, o, f)
+            // ONNX's rows (i, o, f) from aics's (i, f, o), or (i, o) when coupled
             let p = &ins[at];
-            let rows: Vec<usize> = if matches!(cell, Cell::Lstm { coupled: true, .. }) {
-                vec![0, 1, usize::MAX]
+            let rows = if coupled {
+                vec![Some(0), Some(1), None]
             } else {
-                vec![0, 2, 1]
+                from_onnx_order(&aics_nn::ONNX_PEEPHOLE_PERM)
             };
             let mut parts = Vec::new();
             for from in rows {
-                if from == usize::MAX {
+                let Some(from) = from else {
                     parts.push(self.const_f32(&[1, h], &vec![0.0; h]));
-                } else {
-                    let ix = self.const_i64(&[from as i64]);
-                    parts.push(self.node(
-                        "Gather",
-                        vec![p.clone(), ix],
-                        vec![int("axis", 0)],
-                        None,
-                    ));
-                }
+                    continue;
+                };
+                let ix = self.const_i64(&[from as i64]);
+                parts.push(self.node("Gather", vec![p.clone(), ix], vec![int("axis", 0)], None));
             }
             let cat = self.node("Concat", parts, vec![int("axis", 0)], None);
             let s = self.const_i64(&[1, 3 * h as i64]);
@@ -1242,6 +1247,24 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// The inverse of aics-nn's `ours[k] = onnx[perm[k]]`: for each ONNX block, aics's block.
+fn from_onnx_order(perm: &[usize]) -> Vec<Option<usize>> {
+    let mut order = vec![None; perm.len()];
+    for (ours, &theirs) in perm.iter().enumerate() {
+        order[theirs] = Some(ours);
+    }
+    order
+}
+
+/// Resize's nearest sampling as aics (and PyTorch) take it: source `floor(d · in / out)`.
+fn nearest_floor() -> Vec<Attribute> {
+    vec![
+        string("mode", "nearest"),
+        string("coordinate_transformation_mode", "asymmetric"),
+        string("nearest_mode", "floor"),
+    ]
 }
 
 fn conv_attrs(p: &ConvParams, kernel: &[usize], transposed: bool) -> Vec<Attribute> {

@@ -40,6 +40,18 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
     })
 }
 
+/// Reads the model at `path` with its external data and prepares it to run
+/// ([`OnnxModel::new`]); an error names the file.
+pub fn open(path: impl AsRef<Path>) -> Result<OnnxModel> {
+    let path = path.as_ref();
+    let mut model = load(path)?;
+    load_external(&mut model, path)?;
+    OnnxModel::new(model).map_err(|e| OnnxError::InFile {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    })
+}
+
 /// Reads the external data of `model`'s initializers from the files beside `model_path`
 /// (their `location`, relative to the model's directory, which it may not leave). Each file is
 /// memory-mapped once (read whole where it cannot be mapped) and each tensor's bytes copied out

@@ -32,7 +32,7 @@ fn exports(name: &str, chw: [usize; 3], batch: usize) {
     let back = aics_onnx::decode_model(&bytes).unwrap();
     assert_eq!(back.graph.nodes.len(), model.graph.nodes.len());
     let inputs = vec![vec![random(&shape, 3)], vec![random(&shape, 4)]];
-    let err = check_export(&back, &["input"], &inputs, &mut module_forward(m.as_ref()))
+    let (err, _) = check_export(&back, &["input"], &inputs, &mut module_forward(m.as_ref()))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(err <= 1e-4, "{name}: relative difference {err}");
     // the weights keep their state-dict names
@@ -112,7 +112,7 @@ fn recurrent_cells() {
             let model = aics_onnx::export::export(&[x], &["x"], &["y", "h"], &named, &mut fwd)
                 .unwrap_or_else(|e| panic!("{cell:?}: {e}"));
             let inputs = vec![vec![random(&[4, 3, 6], 7)]];
-            let err = check_export(&model, &["x"], &inputs, &mut fwd)
+            let (err, _) = check_export(&model, &["x"], &inputs, &mut fwd)
                 .unwrap_or_else(|e| panic!("{cell:?} bidirectional {bidir}: {e}"));
             assert!(err <= 1e-4, "{cell:?}: relative difference {err}");
         }

@@ -11,6 +11,7 @@
 //! check their graph against the model on another input to catch that.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 
 use crate::dtype::Float;
 use crate::ops::conv::{Activation, ConvParams};
@@ -172,21 +173,27 @@ pub enum Op {
     },
 }
 
-/// A tensor an op read or made: its identity, shape and (for the ones made outside the trace)
-/// values.
+/// The values of a tensor made outside the trace, read when an exporter asks for them.
+type Values = Box<dyn Fn() -> Vec<f32> + Send + Sync>;
+
+/// A tensor an op read or made: its identity, shape and, for one made outside the trace (a
+/// weight, a constant, an input), its values. The trace keeps no other tensor's data alive.
 pub struct TracedTensor {
     id: usize,
     shape: Vec<usize>,
-    values: Box<dyn Fn() -> Vec<f32> + Send + Sync>,
+    values: Option<Values>,
 }
 
 impl TracedTensor {
-    fn of<T: Float>(t: &Tensor<T>) -> Self {
-        let data = t.data();
+    fn of<T: Float>(t: &Tensor<T>, keep_values: bool) -> Self {
+        let values: Option<Values> = keep_values.then(|| {
+            let data = t.data();
+            Box::new(move || data.iter().map(|v| v.as_f64() as f32).collect()) as Values
+        });
         TracedTensor {
             id: t.id(),
             shape: t.shape().to_vec(),
-            values: Box::new(move || data.iter().map(|v| v.as_f64() as f32).collect()),
+            values,
         }
     }
 
@@ -199,9 +206,10 @@ impl TracedTensor {
         &self.shape
     }
 
-    /// The values, as f32.
-    pub fn values(&self) -> Vec<f32> {
-        (self.values)()
+    /// The values, as f32, of a tensor made outside the trace; None for one an earlier
+    /// recorded op made.
+    pub fn values(&self) -> Option<Vec<f32>> {
+        self.values.as_ref().map(|v| v())
     }
 }
 
@@ -219,36 +227,50 @@ pub struct Record {
     pub outputs: Vec<TracedTensor>,
 }
 
+/// A trace under way: the records so far, and the tensors they made.
+#[derive(Default)]
+struct Recording {
+    records: Vec<Record>,
+    made: HashSet<usize>,
+}
+
 thread_local! {
-    static RECORDS: RefCell<Option<Vec<Record>>> = const { RefCell::new(None) };
+    static RECORDING: RefCell<Option<Recording>> = const { RefCell::new(None) };
     static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
-struct Stop(Option<Vec<Record>>);
+/// What a [`trace`] replaced on this thread, put back when it ends (or unwinds).
+struct Restore {
+    recording: Option<Recording>,
+    depth: usize,
+}
 
-impl Drop for Stop {
+impl Drop for Restore {
     fn drop(&mut self) {
-        let prev = self.0.take();
-        RECORDS.with(|r| *r.borrow_mut() = prev);
+        let outer = self.recording.take();
+        RECORDING.with(|r| *r.borrow_mut() = outer);
+        DEPTH.with(|d| d.set(self.depth));
     }
 }
 
 /// Run `f` with recording on for this thread; its result and the ops it ran, in order. A trace
-/// inside a trace records into the inner one only.
+/// inside a trace records into the inner one only; the outer one goes on after it.
 pub fn trace<R>(f: impl FnOnce() -> R) -> (R, Vec<Record>) {
-    let prev = RECORDS.with(|r| r.borrow_mut().replace(Vec::new()));
-    let depth = DEPTH.with(|d| d.replace(0));
-    let mut stop = Stop(prev);
+    let _restore = Restore {
+        recording: RECORDING.with(|r| r.borrow_mut().replace(Recording::default())),
+        depth: DEPTH.with(|d| d.replace(0)),
+    };
     let out = f();
-    DEPTH.with(|d| d.set(depth));
-    let records = RECORDS.with(|r| r.borrow_mut().take()).unwrap_or_default();
-    RECORDS.with(|r| *r.borrow_mut() = stop.0.take());
+    let records = RECORDING
+        .with(|r| r.borrow_mut().take())
+        .map(|r| r.records)
+        .unwrap_or_default();
     (out, records)
 }
 
 /// Whether ops on this thread are being recorded (and not inside another recorded op).
 pub fn tracing() -> bool {
-    DEPTH.with(|d| d.get()) == 0 && RECORDS.with(|r| r.borrow().is_some())
+    DEPTH.with(|d| d.get()) == 0 && RECORDING.with(|r| r.borrow().is_some())
 }
 
 struct Inner;
@@ -277,14 +299,24 @@ pub(crate) fn record<T: Float>(op: Op, inputs: &[&Tensor<T>], outputs: &[&Tensor
     {
         return;
     }
-    let rec = Record {
-        op,
-        inputs: inputs.iter().map(|t| TracedTensor::of(t)).collect(),
-        outputs: outputs.iter().map(|t| TracedTensor::of(t)).collect(),
-    };
-    RECORDS.with(|r| {
-        if let Some(v) = r.borrow_mut().as_mut() {
-            v.push(rec)
+    RECORDING.with(|r| {
+        if let Some(rec) = r.borrow_mut().as_mut() {
+            let inputs = inputs
+                .iter()
+                .map(|t| TracedTensor::of(t, !rec.made.contains(&t.id())))
+                .collect();
+            let outputs = outputs
+                .iter()
+                .map(|t| {
+                    rec.made.insert(t.id());
+                    TracedTensor::of(t, false)
+                })
+                .collect();
+            rec.records.push(Record {
+                op,
+                inputs,
+                outputs,
+            });
         }
     });
 }
@@ -302,6 +334,11 @@ pub(crate) fn recorded<T: Float>(
         }
     }
     out
+}
+
+/// The operands that are given, in order: an op's optional inputs left out.
+pub(crate) fn present<'a, T: Float>(operands: &[Option<&'a Tensor<T>>]) -> Vec<&'a Tensor<T>> {
+    operands.iter().flatten().copied().collect()
 }
 
 /// A dimension given from the end (negative) as one from the start; for dimensions already
@@ -331,15 +368,14 @@ pub(crate) fn bn_inputs<'a, T: Float>(
     running_var: Option<&'a Tensor<T>>,
     training: bool,
 ) -> Vec<&'a Tensor<T>> {
-    let mut v = vec![x];
-    v.extend(weight);
-    v.extend(bias);
-    if !training {
-        if let (Some(m), Some(s)) = (running_mean, running_var) {
-            v.extend([m, s]);
-        }
-    }
-    v
+    let running = !training && running_mean.is_some() && running_var.is_some();
+    present(&[
+        Some(x),
+        weight,
+        bias,
+        running_mean.filter(|_| running),
+        running_var.filter(|_| running),
+    ])
 }
 
 #[cfg(test)]
@@ -357,12 +393,28 @@ mod tests {
         let ops: Vec<&Op> = recs.iter().map(|r| &r.op).collect();
         assert_eq!(ops, [&Op::Add, &Op::Relu, &Op::Reshape]);
         assert_eq!(recs[0].inputs[0].id(), x.id());
-        assert_eq!(recs[0].inputs[1].values(), vec![0.5, 0.25]);
+        assert_eq!(recs[0].inputs[1].values(), Some(vec![0.5, 0.25]));
+        // what a recorded op made is not kept
+        assert!(recs[1].inputs[0].values().is_none());
         assert_eq!(recs[1].inputs[0].id(), recs[0].outputs[0].id());
         assert_eq!(recs[2].outputs[0].id(), y.id());
         assert_eq!(recs[2].outputs[0].shape(), [4]);
         // off again after the trace
         let _ = x.relu();
+        assert!(!tracing());
+    }
+
+    #[test]
+    fn a_trace_inside_a_trace_leaves_the_outer_one_recording() {
+        let x = Tensor::<f32>::from_vec(vec![1.0, -2.0], &[2]).unwrap();
+        let ((inner, _), outer) = trace(|| {
+            let a = x.relu();
+            let (_, inner) = trace(|| a.exp());
+            (inner, a.neg())
+        });
+        let ops = |rs: &[Record]| rs.iter().map(|r| r.op.clone()).collect::<Vec<_>>();
+        assert_eq!(ops(&inner), [Op::Exp]);
+        assert_eq!(ops(&outer), [Op::Relu, Op::Neg]);
         assert!(!tracing());
     }
 

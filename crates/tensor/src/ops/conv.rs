@@ -474,10 +474,7 @@ impl<T: Float> Tensor<T> {
                 bias: bias.is_some(),
                 residual: residual.is_some(),
             },
-            &[Some(self), Some(weight), bias, residual]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>(),
+            &trace::present(&[Some(self), Some(weight), bias, residual]),
             trace::inner(|| -> Result<Tensor<T>> {
                 let op = act.name();
                 if let Activation::LeakyRelu(s) = act {
@@ -666,10 +663,7 @@ impl<T: Float> Tensor<T> {
                 p,
                 bias: bias.is_some(),
             },
-            &[Some(self), Some(weight), bias]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>(),
+            &trace::present(&[Some(self), Some(weight), bias]),
             trace::inner(|| -> Result<Tensor<T>> {
                 let op = "conv_transpose2d";
                 let (x, w) = (self.shape(), weight.shape());

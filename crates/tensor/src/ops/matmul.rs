@@ -182,10 +182,7 @@ impl<T: Float> Tensor<T> {
             || Op::Linear {
                 bias: bias.is_some(),
             },
-            &[Some(self), Some(weight), bias]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>(),
+            &trace::present(&[Some(self), Some(weight), bias]),
             trace::inner(|| -> Result<Tensor<T>> {
                 let xs = self.shape();
                 let ws = weight.shape();

@@ -377,10 +377,7 @@ impl<T: Float> Tensor<T> {
                 weight: weight.is_some(),
                 bias: bias.is_some(),
             },
-            &[Some(self), weight, bias]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>(),
+            &trace::present(&[Some(self), weight, bias]),
             trace::inner(|| -> Result<Tensor<T>> {
                 let sh = self.shape().to_vec();
                 if sh.len() < 3 {
