@@ -1093,3 +1093,102 @@ fn strided_conv_rows_with_padding_match_naive() {
     }
     assert!(ran > 300, "{ran} geometries");
 }
+
+/// Tiny maps (1×1 to 3×3, the last stage of a ResNet on 32² images) at batch 12: the dense
+/// path of 1×1 convolutions on 1×1 maps, and the tap table of im2col and col2im, against the
+/// naive loop.
+#[test]
+fn tiny_maps_and_dense_convs_match_naive() {
+    let mut rng = Rng::new(41);
+    for (h, w) in [(1, 1), (1, 2), (2, 2), (3, 1), (3, 3)] {
+        for (k, pad, stride, groups) in [(1, 0, 1, 1), (3, 1, 1, 1), (3, 1, 2, 1), (3, 2, 1, 2)] {
+            let p = ConvParams::default()
+                .padding(pad)
+                .stride(stride)
+                .groups(groups);
+            let (n, c, o) = (12, 6, 8);
+            let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c / groups, k, k], &p).unwrap();
+            let x = randv(n * c * h * w, &mut rng);
+            let wt = randv(o * (c / groups) * k * k, &mut rng);
+            let dy = randv(n * o * g.oh * g.ow, &mut rng);
+            let tag = format!("{h}×{w} k{k} pad {pad} stride {stride} groups {groups}");
+            let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
+            assert_close(
+                &format!("fwd {tag}"),
+                &y,
+                &conv2d_fwd_naive(&x, &wt, &g),
+                1e-4,
+            );
+            let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+            assert_close(
+                &format!("dx {tag}"),
+                &conv2d_bwd_data(&dy, &wt, &g),
+                &dx,
+                1e-4,
+            );
+            assert_close(
+                &format!("dw {tag}"),
+                &conv2d_bwd_weight(&x, &dy, &g, None),
+                &dw,
+                1e-4,
+            );
+            assert_close(
+                &format!("dw cached {tag}"),
+                &conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()),
+                &dw,
+                1e-4,
+            );
+        }
+    }
+}
+
+/// A convolution whose outer taps see only padding (3×3 on 1×1 maps, 5×5 dilated on 2×3)
+/// runs on its live taps alone: its output and its gradients (input, weight with zeros at the
+/// dead taps, bias) equal the naive loop's over the whole kernel.
+#[test]
+fn convs_with_dead_taps_equal_the_whole_kernel() {
+    use aics_tensor::{Activation, Tensor};
+    let mut rng = Rng::new(42);
+    for (h, w, k, pad, dil, stride) in [
+        (1, 1, 3, 1, 1, 1),
+        (1, 1, 5, 2, 1, 1),
+        (2, 3, 5, 4, 2, 1),
+        (1, 4, 3, 1, 1, 2),
+        (2, 2, 3, 2, 1, 1),
+    ] {
+        let p = ConvParams::default()
+            .padding(pad)
+            .dilation(dil)
+            .stride(stride);
+        let (n, c, o) = (5, 4, 6);
+        let x = Tensor::<f32>::randn(&[n, c, h, w], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let wt = Tensor::<f32>::randn(&[o, c, k, k], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let b = Tensor::<f32>::randn(&[o], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let g = conv2d_geom("conv2d", x.shape(), wt.shape(), &p).unwrap();
+        let y = x
+            .conv2d_fused(&wt, Some(&b), p, Activation::Identity, None)
+            .unwrap();
+        let tag = format!("{h}×{w} k{k} pad {pad} dilation {dil} stride {stride}");
+        let mut want = conv2d_fwd_naive(&x.to_vec(), &wt.to_vec(), &g);
+        let bv = b.to_vec();
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += bv[(i / (g.oh * g.ow)) % o];
+        }
+        assert_close(&format!("fwd {tag}"), &y.to_vec(), &want, 1e-4);
+        let dy = Tensor::<f32>::randn(y.shape(), 0.0, 1.0, &mut rng);
+        y.mul(&dy).unwrap().sum().backward().unwrap();
+        let (dx, dw) = conv2d_bwd_naive(&x.to_vec(), &wt.to_vec(), &dy.to_vec(), &g);
+        assert_close(&format!("dx {tag}"), &x.grad().unwrap().to_vec(), &dx, 1e-4);
+        assert_close(
+            &format!("dw {tag}"),
+            &wt.grad().unwrap().to_vec(),
+            &dw,
+            1e-4,
+        );
+        let mut db = vec![0f32; o];
+        for (i, v) in dy.to_vec().iter().enumerate() {
+            db[(i / (g.oh * g.ow)) % o] += v;
+        }
+        assert_close(&format!("db {tag}"), &b.grad().unwrap().to_vec(), &db, 1e-4);
+    }
+}

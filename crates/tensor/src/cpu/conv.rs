@@ -72,6 +72,10 @@ impl Conv2dGeom {
     pub fn macs(&self) -> usize {
         self.n * self.o * self.ohw() * self.ckk()
     }
+    /// A 1×1 convolution of one group on 1×1 maps: a fully connected layer over the batch.
+    pub(crate) fn is_dense(&self) -> bool {
+        self.is_pointwise() && self.groups == 1 && self.h == 1 && self.w == 1
+    }
     pub(crate) fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
@@ -288,9 +292,106 @@ fn im2col_task<T: Float>(
 ) {
     let chw = g.c * g.hw();
     let width = ns * len;
+    if let Some(taps) = TapTable::small(g, p0, len) {
+        let (cg, hw, kk) = (g.cg(), g.hw(), g.kk());
+        // the channel with a zero after it, where the padding's entries point
+        let mut xz = vec![T::zero(); hw + 1];
+        for j in 0..ns {
+            let xn = &x[(s0 + j) * chw..(s0 + j + 1) * chw];
+            for cl in 0..cg {
+                let c = gi * cg + cl;
+                xz[..hw].copy_from_slice(&xn[c * hw..(c + 1) * hw]);
+                for t in 0..kk {
+                    let at = (cl * kk + t) * width + j * len;
+                    taps.gather(t, &xz, &mut buf[at..at + len]);
+                }
+            }
+        }
+        return;
+    }
     for j in 0..ns {
         let xn = &x[(s0 + j) * chw..(s0 + j + 1) * chw];
         im2col_group(xn, g, gi, p0, len, &mut buf[j * len..], width);
+    }
+}
+
+/// Where each tap of each output position reads in its input channel, for maps so small that
+/// im2col's runs along a row are a few elements each (ResNet's 4×4 and 2×2 maps at 32² input):
+/// there a table lookup per element beats a row copy per run.
+pub(crate) struct TapTable {
+    /// `len` entries per tap: the offset in the channel, or H·W in the padding
+    at: Vec<u32>,
+    len: usize,
+    hw: usize,
+}
+
+impl TapTable {
+    /// Largest map (output positions) the table is used for.
+    pub(crate) const MAX_POSITIONS: usize = 64;
+
+    /// The table for output positions `p0..p0+len` of `g`, when its maps are small.
+    pub(crate) fn small(g: &Conv2dGeom, p0: usize, len: usize) -> Option<TapTable> {
+        if g.ohw() > Self::MAX_POSITIONS || g.hw() >= u32::MAX as usize {
+            return None;
+        }
+        let mut at = Vec::with_capacity(g.kk() * len);
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                for q in p0..p0 + len {
+                    let (oy, ox) = (q / g.ow, q % g.ow);
+                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                    let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
+                    let inside = (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix);
+                    at.push(if inside {
+                        (iy as usize * g.w + ix as usize) as u32
+                    } else {
+                        g.hw() as u32
+                    });
+                }
+            }
+        }
+        Some(TapTable {
+            at,
+            len,
+            hw: g.hw(),
+        })
+    }
+
+    /// `dst[q] = xz[at]` for tap `t`, from a channel `xz` (H·W) with one zero after it, which
+    /// the padding's entries read.
+    #[inline]
+    pub(crate) fn gather<T: Float>(&self, t: usize, xz: &[T], dst: &mut [T]) {
+        let at = &self.at[t * self.len..(t + 1) * self.len];
+        assert!(
+            xz.len() > self.hw && dst.len() >= at.len(),
+            "tap table: channel or row"
+        );
+        for (d, &a) in dst.iter_mut().zip(at) {
+            // SAFETY: every entry is at most H·W (built so in `small`), and xz holds H·W + 1.
+            *d = unsafe { *xz.get_unchecked(a as usize) };
+        }
+    }
+
+    /// The adjoint of the gathers: `dxc` (H·W) = the sum over taps of `rows` (KH·KW rows of
+    /// stride `ld`, this table's positions) added where each tap read. `dz` is scratch of
+    /// H·W + 1 elements; its last one takes the padding's sums.
+    pub(crate) fn col2im<T: Float>(&self, rows: &[T], ld: usize, dz: &mut [T], dxc: &mut [T]) {
+        let taps = self.at.len() / self.len.max(1);
+        assert!(
+            dz.len() > self.hw
+                && dxc.len() == self.hw
+                && (taps == 0 || rows.len() >= (taps - 1) * ld + self.len),
+            "tap table: rows or channel"
+        );
+        dz.fill(T::zero());
+        for t in 0..taps {
+            let src = &rows[t * ld..t * ld + self.len];
+            for (&v, &a) in src.iter().zip(&self.at[t * self.len..(t + 1) * self.len]) {
+                // SAFETY: every entry is at most H·W (built so in `small`); dz holds H·W + 1.
+                unsafe { *dz.get_unchecked_mut(a as usize) += v };
+            }
+        }
+        dxc.copy_from_slice(&dz[..self.hw]);
     }
 }
 
@@ -332,6 +433,21 @@ pub fn conv2d_fwd<T: Float>(
     keep_cols: bool,
 ) -> (Vec<T>, Option<ConvCols<T>>) {
     g.check(x.len(), wt.len());
+    if g.is_dense() {
+        // a fully connected layer: Y (N, O) = X (N, C) · Wᵀ, one GEMM over the whole batch
+        let mut y = vec![T::zero(); g.n * g.o];
+        gemm(
+            g.n,
+            g.o,
+            g.c,
+            Mat::rm(x, g.c),
+            Mat::rm_t(wt, g.c),
+            &mut y,
+            false,
+            true,
+        );
+        return (y, None);
+    }
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     // Every output element is written once below, through the pointer, so the vector starts
     // uninitialised and gets its length at the end.
@@ -450,6 +566,21 @@ pub fn conv2d_bwd_weight<T: Float>(
 ) -> Vec<T> {
     g.check(x.len(), g.o * g.ckk());
     assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
+    if g.is_dense() && cols.is_none() {
+        // dW (O, C) = dYᵀ · X over the whole batch in one GEMM
+        let mut dw = vec![T::zero(); g.o * g.c];
+        gemm(
+            g.o,
+            g.c,
+            g.n,
+            Mat::rm_t(dy, g.o),
+            Mat::rm(x, g.c),
+            &mut dw,
+            false,
+            true,
+        );
+        return dw;
+    }
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     let layout = match cols {
         Some(c) => {
@@ -562,9 +693,24 @@ const BWD_DATA_BLOCK: usize = 1 << 22;
 pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     let (ckk, og, p, hw, kk, cg) = (g.ckk(), g.og(), g.ohw(), g.hw(), g.kk(), g.cg());
     let chw = g.c * hw;
-    let mut dx = vec![T::zero(); g.n * chw];
     g.check(g.n * g.c * g.hw(), wt.len());
     assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
+    if g.is_dense() {
+        // dX (N, C) = dY (N, O) · W, one GEMM over the whole batch
+        let mut dx = vec![T::zero(); g.n * g.c];
+        gemm(
+            g.n,
+            g.c,
+            g.o,
+            Mat::rm(dy, g.o),
+            Mat::rm(wt, g.c),
+            &mut dx,
+            false,
+            true,
+        );
+        return dx;
+    }
+    let mut dx = vec![T::zero(); g.n * chw];
     let threads = rayon::current_num_threads();
     let spt = g.tasks(threads).spt;
     let nb = (BWD_DATA_BLOCK / ckk.max(1)).clamp(1, p.max(1));
@@ -576,14 +722,17 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
             (false, true) => ckk * spt * p, // grouped samples are small (ckk·P < 2¹⁶)
             (false, false) => ckk * nb,
         };
+        // small maps: the columns added back through a table of where each tap reads
+        let taps = TapTable::small(g, 0, p);
         dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
             || {
                 (
                     vec![T::zero(); buf_len],
                     vec![T::zero(); if spt > 1 { og * spt * p } else { 0 }],
+                    vec![T::zero(); if taps.is_some() { hw + 1 } else { 0 }],
                 )
             },
-            |(buf, dyt), (ci, dxc)| {
+            |(buf, dyt, dz), (ci, dxc)| {
                 let s0 = ci * spt;
                 let ns = dxc.len() / chw;
                 let width = ns * p;
@@ -609,14 +758,12 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                         for j in 0..ns {
                             for cl in 0..cg {
                                 let c = gi * cg + cl;
-                                col2im_channel(
-                                    &buf[cl * kk * width + j * p..],
-                                    g,
-                                    0,
-                                    p,
-                                    &mut dxc[j * chw + c * hw..j * chw + (c + 1) * hw],
-                                    width,
-                                );
+                                let dxc = &mut dxc[j * chw + c * hw..j * chw + (c + 1) * hw];
+                                let rows = &buf[cl * kk * width + j * p..];
+                                match &taps {
+                                    Some(t) => t.col2im(rows, width, dz, dxc),
+                                    None => col2im_channel(rows, g, 0, p, dxc, width),
+                                }
                             }
                         }
                     } else {
@@ -626,14 +773,12 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                             gemm(ckk, len, og, wgt, dyg, &mut buf[..ckk * len], false, false);
                             for cl in 0..cg {
                                 let c = gi * cg + cl;
-                                col2im_channel(
-                                    &buf[cl * kk * len..],
-                                    g,
-                                    p0,
-                                    len,
-                                    &mut dxc[c * hw..(c + 1) * hw],
-                                    len,
-                                );
+                                let dxc = &mut dxc[c * hw..(c + 1) * hw];
+                                let rows = &buf[cl * kk * len..];
+                                match (&taps, p0 == 0 && len == p) {
+                                    (Some(t), true) => t.col2im(rows, len, dz, dxc),
+                                    _ => col2im_channel(rows, g, p0, len, dxc, len),
+                                }
                             }
                         }
                     }

@@ -61,6 +61,9 @@ pub fn plan(g: &super::conv::Conv2dGeom) -> Option<Tile> {
     if !applies {
         return None;
     }
+    if g.ohw() <= super::conv::TapTable::MAX_POSITIONS {
+        return None;
+    }
     let pays = |t: Tile| {
         let tiles = t.count(g.n, g.oh, g.ow);
         tiles >= 512 || (tiles >= 64 && by_xi(tiles, g.c, g.o))

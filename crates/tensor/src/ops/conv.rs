@@ -356,6 +356,65 @@ fn packed_fwd<T: Float>(
     Some(unsafe { Vec::from_raw_parts(ptr, len, cap) })
 }
 
+/// The kernel rows and columns (first, count) that reach into the input at some output
+/// position, and the padding that keeps every output where it was once the others are cut off;
+/// None when every tap is live, or when the cut would need uneven padding.
+fn live_taps(
+    g: &crate::cpu::conv::Conv2dGeom,
+) -> Option<((usize, usize), (usize, usize), (usize, usize))> {
+    // (first, count, new padding) along one axis
+    let axis = |i: usize, o: usize, k: usize, s: usize, p: usize, d: usize| {
+        let live = |ki: usize| {
+            (0..o).any(|oy| {
+                let at = (oy * s + ki * d) as isize - p as isize;
+                at >= 0 && (at as usize) < i
+            })
+        };
+        let first = (0..k).find(|&ki| live(ki))?;
+        let last = (0..k).rev().find(|&ki| live(ki))?;
+        let pad = p.checked_sub(first * d)?;
+        let kn = last - first + 1;
+        // the same outputs with the same (even) padding on both sides
+        let same = crate::cpu::conv::conv_out_size(i, kn, s, pad, d) == Some(o);
+        same.then_some((first, kn, pad))
+    };
+    let (r0, rn, ph) = axis(g.h, g.oh, g.kh, g.sh, g.ph, g.dh)?;
+    let (c0, cn, pw) = axis(g.w, g.ow, g.kw, g.sw, g.pw, g.dw)?;
+    (rn < g.kh || cn < g.kw).then_some(((r0, rn), (c0, cn), (ph, pw)))
+}
+
+/// Taps `rows` and `cols` ((first, count) each) of every filter of `w` (O, C, KH, KW), in one
+/// pass; the gradient goes back to those taps, zero elsewhere.
+fn kernel_window<T: Float>(w: &Tensor<T>, rows: (usize, usize), cols: (usize, usize)) -> Tensor<T> {
+    let s = w.shape();
+    let (filters, kh, kw) = (s[0] * s[1], s[2], s[3]);
+    let (r0, rn, c0, cn) = (rows.0, rows.1, cols.0, cols.1);
+    let wd = w.data();
+    let mut out = Vec::with_capacity(filters * rn * cn);
+    for f in 0..filters {
+        for i in 0..rn {
+            let at = (f * kh + r0 + i) * kw + c0;
+            out.extend_from_slice(&wd[at..at + cn]);
+        }
+    }
+    Tensor::from_op(
+        out,
+        vec![s[0], s[1], rn, cn],
+        "kernel_window",
+        &[w],
+        move |g, _| {
+            let mut gw = vec![T::zero(); filters * kh * kw];
+            for f in 0..filters {
+                for i in 0..rn {
+                    let at = (f * kh + r0 + i) * kw + c0;
+                    gw[at..at + cn].copy_from_slice(&g[(f * rn + i) * cn..(f * rn + i + 1) * cn]);
+                }
+            }
+            vec![Some(gw)]
+        },
+    )
+}
+
 /// The gradient through the epilogue's activation, read from its output: it passes where the
 /// output is inside the activation's linear part (the output's sign is the pre-activation's).
 fn through_activation<T: Float>(gy: &[T], y: &[T], act: Activation) -> Vec<T> {
@@ -495,6 +554,14 @@ impl<T: Float> Tensor<T> {
                             ),
                         ));
                     }
+                }
+                // Taps that see only padding at every output position (a 3×3 convolution on a
+                // 1×1 map sees through its centre alone) are cut off the kernel: the same sums
+                // without their multiplications by zero, and their weight gradient stays zero.
+                if let Some((rows, cols, padding)) = live_taps(&g) {
+                    let w = kernel_window(weight, rows, cols);
+                    let p = ConvParams { padding, ..p };
+                    return self.conv2d_impl(&w, bias, p, act, residual, None);
                 }
                 crate::profile::add_macs(g.macs());
                 let started = crate::profile::recording().then(std::time::Instant::now);
