@@ -1,5 +1,8 @@
 //! Times each ResNet-18 convolution shape at 32×32, batch 64: forward, and backward (input
 //! and weight gradients): `cargo run --release -p aics-tensor --example r18`.
+//! `MODE=x` or `MODE=w` asks for only the input's or only the weight's gradient, `MODE=none`
+//! for the forward alone; `LAYER=i` times only the i-th shape, `REPS=n` runs each n times
+//! (best of them; 15 by default).
 use aics_tensor::{ConvParams, Rng, Tensor};
 use std::time::Instant;
 
