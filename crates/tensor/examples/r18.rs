@@ -2,7 +2,7 @@
 //! and weight gradients): `cargo run --release -p aics-tensor --example r18`.
 //! `MODE=x` or `MODE=w` asks for only the input's or only the weight's gradient, `MODE=none`
 //! for the forward alone; `LAYER=i` times only the i-th shape, `REPS=n` runs each n times
-//! (best of them; 15 by default).
+//! (best of them; 15 by default). `SHAPE=n,c,o,k,stride,pad,h,w` times that one shape instead.
 use aics_tensor::{ConvParams, Rng, Tensor};
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let mut rng = Rng::new(0);
     // (c, o, k, stride, pad, input size, count in the model)
-    let layers = [
+    let mut layers = vec![
         (3, 64, 7, 2, 3, 32, 1),
         (64, 64, 3, 1, 1, 8, 4),
         (64, 128, 3, 2, 1, 8, 1),
@@ -25,6 +25,18 @@ fn main() {
         (256, 512, 1, 2, 0, 2, 1),
         (512, 512, 3, 1, 1, 1, 3),
     ];
+    let mut batch = 64;
+    let mut width = None;
+    if let Ok(v) = std::env::var("SHAPE") {
+        let v: Vec<usize> = v
+            .split(',')
+            .map(|t| t.parse().expect("SHAPE: numbers"))
+            .collect();
+        assert_eq!(v.len(), 8, "SHAPE=n,c,o,k,stride,pad,h,w");
+        batch = v[0];
+        width = Some(v[7]);
+        layers = vec![(v[1], v[2], v[3], v[4], v[5], v[6], 1)];
+    }
     let only: Option<usize> = std::env::var("LAYER").ok().and_then(|v| v.parse().ok());
     let reps: usize = std::env::var("REPS")
         .ok()
@@ -35,7 +47,7 @@ fn main() {
         if only.is_some_and(|l| l != i) {
             continue;
         }
-        let x = Tensor::<f32>::randn(&[64, c, h, h], 0.0, 1.0, &mut rng)
+        let x = Tensor::<f32>::randn(&[batch, c, h, width.unwrap_or(h)], 0.0, 1.0, &mut rng)
             .requires_grad_(std::env::var("MODE").map_or(true, |m| m != "w" && m != "none"));
         let wt = Tensor::<f32>::randn(&[o, c, k, k], 0.0, 0.05, &mut rng)
             .requires_grad_(std::env::var("MODE").map_or(true, |m| m != "x" && m != "none"));

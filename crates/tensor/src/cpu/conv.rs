@@ -289,10 +289,11 @@ fn im2col_task<T: Float>(
     p0: usize,
     len: usize,
     buf: &mut [T],
+    taps: Option<&TapTable>,
 ) {
     let chw = g.c * g.hw();
     let width = ns * len;
-    if let Some(taps) = TapTable::small(g, p0, len) {
+    if let Some(taps) = taps {
         let (cg, hw, kk) = (g.cg(), g.hw(), g.kk());
         // the channel with a zero after it, where the padding's entries point
         let mut xz = vec![T::zero(); hw + 1];
@@ -303,7 +304,7 @@ fn im2col_task<T: Float>(
                 xz[..hw].copy_from_slice(&xn[c * hw..(c + 1) * hw]);
                 for t in 0..kk {
                     let at = (cl * kk + t) * width + j * len;
-                    taps.gather(t, &xz, &mut buf[at..at + len]);
+                    taps.gather(t, p0, &xz, &mut buf[at..at + len]);
                 }
             }
         }
@@ -327,17 +328,18 @@ pub(crate) struct TapTable {
 
 impl TapTable {
     /// Largest map (output positions) the table is used for.
-    pub(crate) const MAX_POSITIONS: usize = 64;
+    pub(crate) const MAX_POSITIONS: usize = 256;
 
-    /// The table for output positions `p0..p0+len` of `g`, when its maps are small.
-    pub(crate) fn small(g: &Conv2dGeom, p0: usize, len: usize) -> Option<TapTable> {
+    /// The table of `g`'s output positions, when its maps are small.
+    pub(crate) fn small(g: &Conv2dGeom) -> Option<TapTable> {
+        let len = g.ohw();
         if g.ohw() > Self::MAX_POSITIONS || g.hw() >= u32::MAX as usize {
             return None;
         }
         let mut at = Vec::with_capacity(g.kk() * len);
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                for q in p0..p0 + len {
+                for q in 0..len {
                     let (oy, ox) = (q / g.ow, q % g.ow);
                     let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
                     let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
@@ -357,15 +359,12 @@ impl TapTable {
         })
     }
 
-    /// `dst[q] = xz[at]` for tap `t`, from a channel `xz` (H·W) with one zero after it, which
-    /// the padding's entries read.
+    /// `dst[q] = xz[at]` for tap `t` at the output positions `p0..p0 + dst.len()`, from a
+    /// channel `xz` (H·W) with one zero after it, which the padding's entries read.
     #[inline]
-    pub(crate) fn gather<T: Float>(&self, t: usize, xz: &[T], dst: &mut [T]) {
-        let at = &self.at[t * self.len..(t + 1) * self.len];
-        assert!(
-            xz.len() > self.hw && dst.len() >= at.len(),
-            "tap table: channel or row"
-        );
+    pub(crate) fn gather<T: Float>(&self, t: usize, p0: usize, xz: &[T], dst: &mut [T]) {
+        let at = &self.at[t * self.len..(t + 1) * self.len][p0..p0 + dst.len()];
+        assert!(xz.len() > self.hw, "tap table: channel");
         for (d, &a) in dst.iter_mut().zip(at) {
             // SAFETY: every entry is at most H·W (built so in `small`), and xz holds H·W + 1.
             *d = unsafe { *xz.get_unchecked(a as usize) };
@@ -459,6 +458,7 @@ pub fn conv2d_fwd<T: Float>(
     let keep = keep_cols && !direct;
     let nchunks = g.n.div_ceil(spt);
     let yp = SendPtr(y.as_mut_ptr());
+    let taps = TapTable::small(g);
     let cols: Vec<Vec<T>> = (0..nchunks * nblk)
         .into_par_iter()
         .map_init(
@@ -493,7 +493,7 @@ pub fn conv2d_fwd<T: Float>(
                         } else {
                             &mut buf[..ckk * width]
                         };
-                        im2col_task(x, g, gi, s0, ns, p0, len, b);
+                        im2col_task(x, g, gi, s0, ns, p0, len, b, taps.as_ref());
                         Mat::rm(
                             if keep {
                                 &kept[gi * ckk * width..]
@@ -605,6 +605,11 @@ pub fn conv2d_bwd_weight<T: Float>(
     let parts = tasks
         .min(PARTIALS)
         .min((g.n * p).div_ceil(PART_COLUMNS).max(2));
+    let taps = if direct || cols.is_some() {
+        None
+    } else {
+        TapTable::small(g)
+    };
     let partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
         .map(|part| {
@@ -644,7 +649,7 @@ pub fn conv2d_bwd_weight<T: Float>(
                     } else if let Some(c) = cols {
                         Mat::rm_t(&c[task][gi * ckk * width..], width)
                     } else {
-                        im2col_task(x, g, gi, s0, ns, p0, len, &mut buf);
+                        im2col_task(x, g, gi, s0, ns, p0, len, &mut buf, taps.as_ref());
                         Mat::rm_t(&buf[..], width)
                     };
                     gemm(
@@ -723,7 +728,7 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
             (false, false) => ckk * nb,
         };
         // small maps: the columns added back through a table of where each tap reads
-        let taps = TapTable::small(g, 0, p);
+        let taps = TapTable::small(g);
         dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
             || {
                 (

@@ -61,7 +61,7 @@ pub fn plan(g: &super::conv::Conv2dGeom) -> Option<Tile> {
     if !applies {
         return None;
     }
-    if g.ohw() <= super::conv::TapTable::MAX_POSITIONS {
+    if g.ohw() <= 64 {
         return None;
     }
     let pays = |t: Tile| {
