@@ -94,42 +94,56 @@ pub fn fwd_fused<T: Float>(
     let phase_len = hq * wq;
     let wide = g.oh * wq;
     let planes = g.n * g.c;
-    let mut y = vec![T::zero(); planes * ohw];
-    if ohw == 0 {
-        return y;
+    if ohw == 0 || planes == 0 {
+        return vec![T::zero(); planes * ohw];
     }
+    // Every output element is written once below, through the pointer (row by row from the
+    // wide output), so the vector starts uninitialised and gets its length at the end.
+    let mut y: Vec<T> = Vec::with_capacity(planes * ohw);
+    let yp = super::SendPtr(y.as_mut_ptr());
     // (phase, offset) of each tap
     let taps: Vec<(usize, usize)> = (0..g.kh)
         .flat_map(|kh| (0..g.kw).map(move |kw| (kh * g.dh, kw * g.dw)))
         .map(|(dy, dx)| ((dy % sh) * sw + dx % sw, (dy / sh) * wq + dx / sw))
         .collect();
     let per_task = (planes / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
-    y.par_chunks_mut(per_task * ohw)
-        .enumerate()
-        .for_each(|(task, ys)| {
-            // borders stay zero: only the image's pixels are written, plane after plane
-            let mut pad = vec![T::zero(); sh * sw * phase_len];
-            let mut out = vec![T::zero(); wide];
-            for (k, yp) in ys.chunks_mut(ohw).enumerate() {
-                let plane = task * per_task + k;
-                let xp = &x[plane * hw..(plane + 1) * hw];
-                let wc = &wt[(plane % g.c) * kk..(plane % g.c + 1) * kk];
-                super::simd::with_best(
-                    #[inline(always)]
-                    || {
-                        fill_phases(xp, g, wq, phase_len, &mut pad);
-                        taps_wide(wc, &taps, &pad, phase_len, &mut out);
-                        for (yr, orow) in yp.chunks_exact_mut(g.ow).zip(out.chunks_exact(wq)) {
-                            copy_run(yr, &orow[..g.ow]);
+    let tasks = planes.div_ceil(per_task);
+    (0..tasks).into_par_iter().for_each(|task| {
+        // borders stay zero: only the image's pixels are written, plane after plane
+        let mut pad = vec![T::zero(); sh * sw * phase_len];
+        let mut out = vec![T::zero(); wide];
+        for plane in task * per_task..((task + 1) * per_task).min(planes) {
+            let xp = &x[plane * hw..(plane + 1) * hw];
+            let wc = &wt[(plane % g.c) * kk..(plane % g.c + 1) * kk];
+            let b = bias.map_or(T::zero(), |b| b[plane % g.c]);
+            let epi = bias.is_some() || act != Activation::Identity;
+            super::simd::with_best(
+                #[inline(always)]
+                || {
+                    fill_phases(xp, g, wq, phase_len, &mut pad);
+                    taps_wide(wc, &taps, &pad, phase_len, &mut out);
+                    if epi {
+                        // over the wide output (its dropped columns too): one pass a plane
+                        epilogue_plane(&mut out, b, None, act);
+                    }
+                    for (r, orow) in out.chunks_exact(wq).enumerate() {
+                        let row = &orow[..g.ow];
+                        // SAFETY: plane `plane` belongs to this task alone, and its row r
+                        // lies inside the planes·OH·OW elements of `y`'s allocation.
+                        // (element by element, inlined: a call to memcpy costs more than a
+                        // 7- or 14-element row)
+                        let dst = unsafe { yp.get().add(plane * ohw + r * g.ow) };
+                        for (i, &v) in row.iter().enumerate() {
+                            // SAFETY: as above, i < OW.
+                            unsafe { dst.add(i).write(v) };
                         }
-                        if bias.is_some() || act != Activation::Identity {
-                            let b = bias.map_or(T::zero(), |b| b[plane % g.c]);
-                            epilogue_plane(yp, b, None, act);
-                        }
-                    },
-                );
-            }
-        });
+                    }
+                },
+            );
+        }
+    });
+    // SAFETY: the tasks cover every plane, and each wrote all OH rows of OW of its planes.
+    unsafe { y.set_len(planes * ohw) };
     y
 }
 
