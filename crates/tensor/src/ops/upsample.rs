@@ -61,18 +61,34 @@ impl<T: Float> Tensor<T> {
                 let (ty, tx) = (taps(h, oh, mode), taps(w, ow, mode));
                 let x = self.data();
                 let mut y = vec![T::zero(); planes * oh * ow];
-                for p in 0..planes {
+                let nearest = mode == Interp::Nearest;
+                // plane by plane, in parallel where there is enough to share
+                let fwd = |(p, yp): (usize, &mut [T])| {
                     let xp = &x[p * h * w..(p + 1) * h * w];
-                    for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
-                        for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
-                            let v = (1.0 - ly)
+                    for (yr, &(y0, y1, ly)) in yp.chunks_exact_mut(ow).zip(&ty) {
+                        if nearest {
+                            // a copy: the same source row and column whatever the weight
+                            let xr = &xp[y0 * w..(y0 + 1) * w];
+                            for (v, &(x0, _, _)) in yr.iter_mut().zip(&tx) {
+                                *v = xr[x0];
+                            }
+                            continue;
+                        }
+                        for (v, &(x0, x1, lx)) in yr.iter_mut().zip(&tx) {
+                            let s = (1.0 - ly)
                                 * ((1.0 - lx) * xp[y0 * w + x0].as_f64()
                                     + lx * xp[y0 * w + x1].as_f64())
                                 + ly * ((1.0 - lx) * xp[y1 * w + x0].as_f64()
                                     + lx * xp[y1 * w + x1].as_f64());
-                            y[(p * oh + oy) * ow + ox] = T::from_f64(v);
+                            *v = T::from_f64(s);
                         }
                     }
+                };
+                if y.len() >= crate::cpu::PAR_THRESHOLD {
+                    use rayon::prelude::*;
+                    y.par_chunks_mut(oh * ow).enumerate().for_each(fwd);
+                } else {
+                    y.chunks_mut(oh * ow).enumerate().for_each(fwd);
                 }
                 Ok(Tensor::from_op(
                     y,
@@ -81,9 +97,16 @@ impl<T: Float> Tensor<T> {
                     &[self],
                     move |g, _| {
                         let mut gx = vec![T::zero(); planes * h * w];
-                        for p in 0..planes {
-                            let gp = &mut gx[p * h * w..(p + 1) * h * w];
+                        let bwd = |(p, gp): (usize, &mut [T])| {
                             for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
+                                if nearest {
+                                    let gr = &g[(p * oh + oy) * ow..(p * oh + oy + 1) * ow];
+                                    let dst = &mut gp[y0 * w..(y0 + 1) * w];
+                                    for (&v, &(x0, _, _)) in gr.iter().zip(&tx) {
+                                        dst[x0] += v;
+                                    }
+                                    continue;
+                                }
                                 for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
                                     let v = g[(p * oh + oy) * ow + ox];
                                     let (ly, lx) = (T::from_f64(ly), T::from_f64(lx));
@@ -94,6 +117,12 @@ impl<T: Float> Tensor<T> {
                                     gp[y1 * w + x1] += v * ly * lx;
                                 }
                             }
+                        };
+                        if g.len() >= crate::cpu::PAR_THRESHOLD {
+                            use rayon::prelude::*;
+                            gx.par_chunks_mut(h * w).enumerate().for_each(bwd);
+                        } else {
+                            gx.chunks_mut(h * w).enumerate().for_each(bwd);
                         }
                         vec![Some(gx)]
                     },
