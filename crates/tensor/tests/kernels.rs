@@ -580,6 +580,11 @@ fn fused_batch_norm_equals_its_composition() {
         (vec![6, 5], true),
         (vec![3, 4, 11], false),
         (vec![1, 8, 33, 33], true),
+        // planes of one element and of six (the flat loop over whole periods), and enough
+        // planes of 16 for several parallel blocks
+        (vec![40, 12, 1, 1], true),
+        (vec![300, 7, 2, 3], true),
+        (vec![20, 30, 4, 4], false),
     ] {
         let c = shape[1];
         let n: usize = shape.iter().product();
@@ -1190,5 +1195,37 @@ fn convs_with_dead_taps_equal_the_whole_kernel() {
             db[(i / (g.oh * g.ow)) % o] += v;
         }
         assert_close(&format!("db {tag}"), &b.grad().unwrap().to_vec(), &db, 1e-4);
+    }
+}
+
+/// Instance norm is batch norm with one plane a channel: the one-op instance norm on
+/// (N, C, H, W) against the reference batch norm on (1, N·C, H·W), output and input gradient,
+/// on enough planes for several parallel blocks.
+#[test]
+fn instance_norm_equals_batch_norm_over_planes() {
+    use aics_tensor::Tensor;
+    let mut rng = Rng::new(14);
+    for shape in [[20usize, 30, 4, 4], [3, 5, 9, 7], [50, 40, 1, 3]] {
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = randv(n, &mut rng).iter().map(|v| 1.0 + 3.0 * v).collect();
+        let dy = randv(n, &mut rng);
+        let run = |instance: bool| {
+            let x = Tensor::from_vec(x.clone(), &shape)
+                .unwrap()
+                .requires_grad_(true);
+            let y = if instance {
+                x.instance_norm(None, None, 1e-5).unwrap()
+            } else {
+                x.reshape(&[1, shape[0] * shape[1], shape[2] * shape[3]])
+                    .unwrap()
+                    .batch_norm_reference(None, None, 1e-5)
+                    .unwrap()
+            };
+            y.backward_with(dy.clone()).unwrap();
+            (y.to_vec(), x.grad().unwrap().to_vec())
+        };
+        let (a, r) = (run(true), run(false));
+        assert_close(&format!("y {shape:?}"), &a.0, &r.0, 2e-5);
+        assert_close(&format!("dx {shape:?}"), &a.1, &r.1, 2e-5);
     }
 }

@@ -43,22 +43,120 @@ fn check_per_channel<T: Float>(
 
 /// `x·a + b` plane by plane, with `(a, b) = coef(plane)` for the planes of `inner` elements,
 /// into an output that is not zero-filled first.
-fn affine_planes<T: Float>(x: &[T], inner: usize, coef: impl Fn(usize) -> (T, T) + Sync) -> Vec<T> {
+/// Planes of `inner` elements a parallel task takes at least, so that small planes (ResNet's
+/// 2×2 and 1×1 maps) are not one task each.
+fn planes_per_task(inner: usize) -> usize {
+    (4096 / inner.max(1)).max(1)
+}
+
+/// `(Σx, Σx²)` of `xs` in f64, in eight interleaved partial sums (added in a fixed order), so
+/// that the additions do not wait on each other and vectorise.
+#[inline(always)]
+fn sum_and_squares<T: Float>(xs: &[T]) -> (f64, f64) {
+    const L: usize = 8;
+    if xs.len() < L {
+        return xs.iter().fold((0.0, 0.0), |(s, q), v| {
+            let v = v.as_f64();
+            (s + v, q + v * v)
+        });
+    }
+    let (mut s, mut q) = ([0.0f64; L], [0.0f64; L]);
+    let chunks = xs.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..L {
+            let v = c[i].as_f64();
+            s[i] += v;
+            q[i] += v * v;
+        }
+    }
+    for (i, v) in rest.iter().enumerate() {
+        let v = v.as_f64();
+        s[i] += v;
+        q[i] += v * v;
+    }
+    (s.iter().sum(), q.iter().sum())
+}
+
+/// `(Σa, Σa·b)` of two equally long slices in f64, as [`sum_and_squares`] sums.
+#[inline(always)]
+fn sum_and_dot<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
+    const L: usize = 8;
+    if a.len() < L {
+        return a.iter().zip(b).fold((0.0, 0.0), |(s, d), (va, vb)| {
+            let va = va.as_f64();
+            (s + va, d + va * vb.as_f64())
+        });
+    }
+    let (mut s, mut d) = ([0.0f64; L], [0.0f64; L]);
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    for (ca, cb) in a.chunks_exact(L).zip(b.chunks_exact(L)) {
+        for i in 0..L {
+            let va = ca[i].as_f64();
+            s[i] += va;
+            d[i] += va * cb[i].as_f64();
+        }
+    }
+    let tail = n - n % L;
+    for (i, (va, vb)) in a[tail..].iter().zip(&b[tail..]).enumerate() {
+        let va = va.as_f64();
+        s[i] += va;
+        d[i] += va * vb.as_f64();
+    }
+    (s.iter().sum(), d.iter().sum())
+}
+
+/// `y = x·a[p] + b[p]` over planes of `inner` elements, with plane p's coefficients
+/// `coefs[p mod coefs.len()]` (one pair a channel, repeating each sample, or one a plane).
+/// Blocks of whole periods go to the tasks; tiny planes (a 1×1 map) as one flat loop.
+fn affine_planes<T: Float>(x: &[T], inner: usize, coefs: &[(T, T)]) -> Vec<T> {
+    let period = coefs.len().max(1);
+    // the coefficients spread over one period of elements, for planes too small to loop over
+    let flat: Vec<(T, T)> = if inner < 8 {
+        coefs
+            .iter()
+            .flat_map(|&c| std::iter::repeat_n(c, inner))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // planes a block; whole periods where the flat loop runs
+    let ppb = if flat.is_empty() {
+        planes_per_task(inner)
+    } else {
+        planes_per_task(inner).div_ceil(period) * period
+    };
+    let block = (ppb * inner).max(1);
     // SAFETY: x holds whole planes of `inner` elements (none when inner is 0: then x, and so y,
-    // is empty), and each plane of y is written in full.
+    // is empty), and each element of y is written.
     unsafe {
         cpu::filled(x.len(), |y| {
-            if inner > 0 {
-                y.par_chunks_mut(inner)
-                    .zip(x.par_chunks(inner))
-                    .enumerate()
-                    .for_each(|(p, (yp, xp))| {
-                        let (a, b) = coef(p);
-                        for (yv, &xv) in yp.iter_mut().zip(xp) {
-                            yv.write(xv * a + b);
-                        }
-                    });
+            if inner == 0 || coefs.is_empty() {
+                return;
             }
+            y.par_chunks_mut(block)
+                .zip(x.par_chunks(block))
+                .enumerate()
+                .for_each(|(blk, (yb, xb))| {
+                    crate::cpu::simd::with_best(|| {
+                        if !flat.is_empty() {
+                            for (yr, xr) in yb.chunks_mut(flat.len()).zip(xb.chunks(flat.len())) {
+                                for ((yv, &xv), &(a, b)) in yr.iter_mut().zip(xr).zip(&flat) {
+                                    yv.write(xv * a + b);
+                                }
+                            }
+                            return;
+                        }
+                        for (k, (yp, xp)) in yb.chunks_mut(inner).zip(xb.chunks(inner)).enumerate()
+                        {
+                            let (a, b) = coefs[(blk * ppb + k) % period];
+                            for (yv, &xv) in yp.iter_mut().zip(xp) {
+                                yv.write(xv * a + b);
+                            }
+                        }
+                    })
+                });
         })
     }
 }
@@ -167,59 +265,66 @@ impl<T: Float> Tensor<T> {
         let betas: Vec<f64> = (0..c)
             .map(|ch| bias.map_or(0.0, |b| b.data()[ch].as_f64()))
             .collect();
-        // per-plane sums of f, reduced per group in plane order
-        let group_sums = |f: &(dyn Fn(usize, &[T]) -> f64 + Sync)| -> Vec<f64> {
-            let mut v = vec![0.0f64; groups];
-            if inner > 0 {
-                let per_plane: Vec<f64> = x
-                    .par_chunks(inner)
-                    .enumerate()
-                    .map(|(p, xp)| f(p, xp))
-                    .collect();
-                for (p, s) in per_plane.iter().enumerate() {
-                    v[group(p)] += s;
-                }
+        // one pass over the data: per plane Σx and Σx² in f64, added per group in plane order
+        let mut sums = vec![(0.0f64, 0.0f64); groups];
+        if inner > 0 {
+            let ppt = planes_per_task(inner);
+            let per_block: Vec<Vec<(f64, f64)>> = x
+                .par_chunks(ppt * inner)
+                .map(|xb| cpu::simd::with_best(|| xb.chunks(inner).map(sum_and_squares).collect()))
+                .collect();
+            for (p, &(s, q)) in per_block.iter().flatten().enumerate() {
+                sums[group(p)].0 += s;
+                sums[group(p)].1 += q;
             }
-            v
-        };
-        let mean: Vec<f64> = group_sums(&|_, xp| xp.iter().map(|v| v.as_f64()).sum::<f64>())
-            .into_iter()
-            .map(|s| s / count)
+        }
+        let mean: Vec<f64> = sums.iter().map(|s| s.0 / count).collect();
+        // E[x²] − μ² in f64: exact enough for f32 data unless |μ|/σ passes about 10⁴
+        let var: Vec<f64> = sums
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| (s.1 / count - m * m).max(0.0))
             .collect();
-        let var: Vec<f64> = group_sums(&|p, xp| {
-            let m = mean[group(p)];
-            xp.iter().map(|v| (v.as_f64() - m).powi(2)).sum::<f64>()
-        })
-        .into_iter()
-        .map(|s| s / count)
-        .collect();
         let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        let y = affine_planes(&x, inner, |p| {
-            let (gi, ch) = (group(p), p % c);
-            let k = gammas[ch] * rstd[gi];
-            (T::from_f64(k), T::from_f64(betas[ch] - mean[gi] * k))
-        });
+        let coefs: Vec<(T, T)> = (0..groups)
+            .map(|gi| {
+                let ch = gi % c;
+                let k = gammas[ch] * rstd[gi];
+                (T::from_f64(k), T::from_f64(betas[ch] - mean[gi] * k))
+            })
+            .collect();
+        let y = affine_planes(&x, inner, &coefs);
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
         let (mean_out, var_out) = (mean.clone(), var);
         let out = Tensor::from_op(y, sh, op, &inputs, move |gy, needs| {
-            // per plane: Σdy and Σdy·x̂
+            // per plane: Σdy and Σdy·x̂ = r·(Σdy·x − μ·Σdy), in one pass
             let sums: Vec<(f64, f64)> = if inner == 0 {
                 vec![(0.0, 0.0); planes]
             } else {
-                gy.par_chunks(inner)
-                    .zip(x.par_chunks(inner))
+                let ppt = planes_per_task(inner);
+                let per_block: Vec<Vec<(f64, f64)>> = gy
+                    .par_chunks(ppt * inner)
+                    .zip(x.par_chunks(ppt * inner))
                     .enumerate()
-                    .map(|(p, (gp, xp))| {
-                        let (m, r) = (mean[group(p)], rstd[group(p)]);
-                        gp.iter().zip(xp).fold((0.0, 0.0), |(s, sx), (&g, &xv)| {
-                            let g = g.as_f64();
-                            (s + g, sx + g * (xv.as_f64() - m) * r)
+                    .map(|(blk, (gb, xb))| {
+                        cpu::simd::with_best(|| {
+                            gb.chunks(inner)
+                                .zip(xb.chunks(inner))
+                                .enumerate()
+                                .map(|(k, (gp, xp))| {
+                                    let gi = group(blk * ppt + k);
+                                    let (m, r) = (mean[gi], rstd[gi]);
+                                    let (s, sx) = sum_and_dot(gp, xp);
+                                    (s, r * (sx - m * s))
+                                })
+                                .collect()
                         })
                     })
-                    .collect()
+                    .collect();
+                per_block.into_iter().flatten().collect()
             };
             let mut per_group = vec![(0.0f64, 0.0f64); groups];
             let mut per_channel = vec![(0.0f64, 0.0f64); c];
@@ -233,21 +338,38 @@ impl<T: Float> Tensor<T> {
             let dx = needs[0].then(|| unsafe {
                 cpu::filled(x.len(), |dx| {
                     if inner > 0 {
-                        dx.par_chunks_mut(inner)
-                            .zip(gy.par_chunks(inner).zip(x.par_chunks(inner)))
-                            .enumerate()
-                            .for_each(|(p, (dp, (gp, xp)))| {
-                                let gi = group(p);
+                        let ppt = planes_per_task(inner);
+                        let block = ppt * inner;
+                        // dx = k·(dy − mg − (x − μ)·r·mgx) = k·dy + a·x + b0, per group
+                        let coefs: Vec<(T, T, T)> = (0..groups)
+                            .map(|gi| {
                                 let (m, r) = (mean[gi], rstd[gi]);
-                                let k = gammas[p % c] * r;
+                                let k = gammas[gi % c] * r;
                                 let (mg, mgx) = (per_group[gi].0 / count, per_group[gi].1 / count);
-                                // dx = k·(dy − mg − (x − μ)·r·mgx) = k·dy + a·x + b0
                                 let a = -k * r * mgx;
                                 let b0 = -k * mg + k * r * mgx * m;
-                                let (k, a, b0) = (T::from_f64(k), T::from_f64(a), T::from_f64(b0));
-                                for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
-                                    d.write(k * gv + a * xv + b0);
-                                }
+                                (T::from_f64(k), T::from_f64(a), T::from_f64(b0))
+                            })
+                            .collect();
+                        let each = |(p, (dp, (gp, xp))): (
+                            usize,
+                            (&mut [std::mem::MaybeUninit<T>], (&[T], &[T])),
+                        )| {
+                            let (k, a, b0) = coefs[group(p)];
+                            for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
+                                d.write(k * gv + a * xv + b0);
+                            }
+                        };
+                        dx.par_chunks_mut(block)
+                            .zip(gy.par_chunks(block).zip(x.par_chunks(block)))
+                            .enumerate()
+                            .for_each(|(blk, (db, (gb, xb)))| {
+                                cpu::simd::with_best(|| {
+                                    db.chunks_mut(inner)
+                                        .zip(gb.chunks(inner).zip(xb.chunks(inner)))
+                                        .enumerate()
+                                        .for_each(|(k, v)| each((blk * ppt + k, v)))
+                                })
                             });
                     }
                 })
@@ -321,15 +443,18 @@ impl<T: Float> Tensor<T> {
                 let inner: usize = sh[2..].iter().product();
                 let x = self.data();
                 let (sd, bd) = (scale.data(), shift.data());
-                let y = affine_planes(&x, inner, |p| (sd[p % c], bd[p % c]));
+                let coefs: Vec<(T, T)> = sd.iter().copied().zip(bd.iter().copied()).collect();
+                let y = affine_planes(&x, inner, &coefs);
                 Ok(Tensor::from_op(
                     y,
                     sh,
                     "channel_affine",
                     &[self, scale, shift],
                     move |gy, needs| {
-                        let dx =
-                            needs[0].then(|| affine_planes(gy, inner, |p| (sd[p % c], T::zero())));
+                        let dx = needs[0].then(|| {
+                            let coefs: Vec<(T, T)> = sd.iter().map(|&a| (a, T::zero())).collect();
+                            affine_planes(gy, inner, &coefs)
+                        });
                         let sums: Vec<(f64, f64)> = if (needs[1] || needs[2]) && inner > 0 {
                             gy.par_chunks(inner)
                                 .zip(x.par_chunks(inner))
