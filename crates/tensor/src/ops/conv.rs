@@ -359,9 +359,7 @@ fn packed_fwd<T: Float>(
 /// The kernel rows and columns (first, count) that reach into the input at some output
 /// position, and the padding that keeps every output where it was once the others are cut off;
 /// None when every tap is live, or when the cut would need uneven padding.
-fn live_taps(
-    g: &crate::cpu::conv::Conv2dGeom,
-) -> Option<((usize, usize), (usize, usize), (usize, usize))> {
+fn live_taps(g: &crate::cpu::conv::Conv2dGeom) -> Option<LiveTaps> {
     // (first, count, new padding) along one axis
     let axis = |i: usize, o: usize, k: usize, s: usize, p: usize, d: usize| {
         let live = |ki: usize| {
@@ -380,7 +378,19 @@ fn live_taps(
     };
     let (r0, rn, ph) = axis(g.h, g.oh, g.kh, g.sh, g.ph, g.dh)?;
     let (c0, cn, pw) = axis(g.w, g.ow, g.kw, g.sw, g.pw, g.dw)?;
-    (rn < g.kh || cn < g.kw).then_some(((r0, rn), (c0, cn), (ph, pw)))
+    (rn < g.kh || cn < g.kw).then_some(LiveTaps {
+        rows: (r0, rn),
+        cols: (c0, cn),
+        padding: (ph, pw),
+    })
+}
+
+/// The part of a kernel that [`live_taps`] keeps: (first, count) of its rows and of its
+/// columns, and the padding that goes with them.
+struct LiveTaps {
+    rows: (usize, usize),
+    cols: (usize, usize),
+    padding: (usize, usize),
 }
 
 /// Taps `rows` and `cols` ((first, count) each) of every filter of `w` (O, C, KH, KW), in one
@@ -558,9 +568,12 @@ impl<T: Float> Tensor<T> {
                 // Taps that see only padding at every output position (a 3×3 convolution on a
                 // 1×1 map sees through its centre alone) are cut off the kernel: the same sums
                 // without their multiplications by zero, and their weight gradient stays zero.
-                if let Some((rows, cols, padding)) = live_taps(&g) {
-                    let w = kernel_window(weight, rows, cols);
-                    let p = ConvParams { padding, ..p };
+                if let Some(live) = live_taps(&g) {
+                    let w = kernel_window(weight, live.rows, live.cols);
+                    let p = ConvParams {
+                        padding: live.padding,
+                        ..p
+                    };
                     return self.conv2d_impl(&w, bias, p, act, residual, None);
                 }
                 crate::profile::add_macs(g.macs());

@@ -351,24 +351,20 @@ impl<T: Float> Tensor<T> {
                                 (T::from_f64(k), T::from_f64(a), T::from_f64(b0))
                             })
                             .collect();
-                        let each = |(p, (dp, (gp, xp))): (
-                            usize,
-                            (&mut [std::mem::MaybeUninit<T>], (&[T], &[T])),
-                        )| {
-                            let (k, a, b0) = coefs[group(p)];
-                            for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
-                                d.write(k * gv + a * xv + b0);
-                            }
-                        };
                         dx.par_chunks_mut(block)
                             .zip(gy.par_chunks(block).zip(x.par_chunks(block)))
                             .enumerate()
                             .for_each(|(blk, (db, (gb, xb)))| {
                                 cpu::simd::with_best(|| {
-                                    db.chunks_mut(inner)
-                                        .zip(gb.chunks(inner).zip(xb.chunks(inner)))
-                                        .enumerate()
-                                        .for_each(|(k, v)| each((blk * ppt + k, v)))
+                                    let planes = db.chunks_mut(inner).zip(gb.chunks(inner));
+                                    for (k, ((dp, gp), xp)) in
+                                        planes.zip(xb.chunks(inner)).enumerate()
+                                    {
+                                        let (k, a, b0) = coefs[group(blk * ppt + k)];
+                                        for ((d, &gv), &xv) in dp.iter_mut().zip(gp).zip(xp) {
+                                            d.write(k * gv + a * xv + b0);
+                                        }
+                                    }
                                 })
                             });
                     }
