@@ -17,6 +17,25 @@ fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     testing::assert_close(what, a, b, Tol::mixed(tol as f64));
 }
 
+/// The forward (keeping its columns), both gradients, and the weight gradient from the kept
+/// columns, against the naive loops.
+fn assert_conv_matches_naive(
+    g: &aics_tensor::cpu::conv::Conv2dGeom,
+    x: &[f32],
+    wt: &[f32],
+    dy: &[f32],
+    tag: &str,
+) {
+    let (y, cols) = conv2d_fwd(x, wt, g, true);
+    assert_close(&format!("fwd {tag}"), &y, &conv2d_fwd_naive(x, wt, g), 1e-4);
+    let (dx, dw) = conv2d_bwd_naive(x, wt, dy, g);
+    assert_close(&format!("dx {tag}"), &conv2d_bwd_data(dy, wt, g), &dx, 1e-4);
+    let fresh = conv2d_bwd_weight(x, dy, g, None);
+    assert_close(&format!("dw {tag}"), &fresh, &dw, 1e-4);
+    let cached = conv2d_bwd_weight(x, dy, g, cols.as_ref());
+    assert_close(&format!("dw cached {tag}"), &cached, &dw, 1e-4);
+}
+
 #[test]
 fn gemm_matches_naive_with_transposes() {
     let mut rng = Rng::new(11);
@@ -367,33 +386,7 @@ fn conv_grouped_samples_pointwise_and_grouped() {
         let x = randv(24 * 4 * 36, &mut rng);
         let wt = randv(6 * (4 / groups) * k * k, &mut rng);
         let dy = randv(24 * 6 * g.oh * g.ow, &mut rng);
-        let tag = format!("k{k} g{groups}");
-        let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
-        assert_close(
-            &format!("fwd {tag}"),
-            &y,
-            &conv2d_fwd_naive(&x, &wt, &g),
-            1e-4,
-        );
-        let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
-        assert_close(
-            &format!("dx {tag}"),
-            &conv2d_bwd_data(&dy, &wt, &g),
-            &dx,
-            1e-4,
-        );
-        assert_close(
-            &format!("dw {tag}"),
-            &conv2d_bwd_weight(&x, &dy, &g, None),
-            &dw,
-            1e-4,
-        );
-        assert_close(
-            &format!("dw cached {tag}"),
-            &conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()),
-            &dw,
-            1e-4,
-        );
+        assert_conv_matches_naive(&g, &x, &wt, &dy, &format!("k{k} g{groups}"));
     }
 }
 
@@ -1117,32 +1110,7 @@ fn tiny_maps_and_dense_convs_match_naive() {
             let wt = randv(o * (c / groups) * k * k, &mut rng);
             let dy = randv(n * o * g.oh * g.ow, &mut rng);
             let tag = format!("{h}×{w} k{k} pad {pad} stride {stride} groups {groups}");
-            let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
-            assert_close(
-                &format!("fwd {tag}"),
-                &y,
-                &conv2d_fwd_naive(&x, &wt, &g),
-                1e-4,
-            );
-            let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
-            assert_close(
-                &format!("dx {tag}"),
-                &conv2d_bwd_data(&dy, &wt, &g),
-                &dx,
-                1e-4,
-            );
-            assert_close(
-                &format!("dw {tag}"),
-                &conv2d_bwd_weight(&x, &dy, &g, None),
-                &dw,
-                1e-4,
-            );
-            assert_close(
-                &format!("dw cached {tag}"),
-                &conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()),
-                &dw,
-                1e-4,
-            );
+            assert_conv_matches_naive(&g, &x, &wt, &dy, &tag);
         }
     }
 }

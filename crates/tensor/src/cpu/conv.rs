@@ -422,6 +422,14 @@ const PARTIALS: usize = 16;
 /// Fewest output columns (summed over) per partial weight gradient, where there are few.
 const PART_COLUMNS: usize = 256;
 
+/// `a·b` (m×k times k×n) as a new row-major matrix, the GEMM sharing the pool's threads (for
+/// the dense convolutions: 1×1 kernels on 1×1 maps).
+fn product<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>) -> Vec<T> {
+    let mut c = vec![T::zero(); m * n];
+    gemm(m, n, k, a, b, &mut c, false, true);
+    c
+}
+
 /// Forward: `x` (N, C, H, W), `wt` (O, C/G, KH, KW) → `y` (N, O, OH, OW), no bias.
 /// With `keep_cols`, the im2col blocks are returned (one per task, all groups) so that the
 /// weight gradient can reuse them instead of unfolding the input a second time.
@@ -434,18 +442,8 @@ pub fn conv2d_fwd<T: Float>(
     g.check(x.len(), wt.len());
     if g.is_dense() {
         // a fully connected layer: Y (N, O) = X (N, C) · Wᵀ, one GEMM over the whole batch
-        let mut y = vec![T::zero(); g.n * g.o];
-        gemm(
-            g.n,
-            g.o,
-            g.c,
-            Mat::rm(x, g.c),
-            Mat::rm_t(wt, g.c),
-            &mut y,
-            false,
-            true,
-        );
-        return (y, None);
+        let (n, o, c) = (g.n, g.o, g.c);
+        return (product(n, o, c, Mat::rm(x, c), Mat::rm_t(wt, c)), None);
     }
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     // Every output element is written once below, through the pointer, so the vector starts
@@ -568,18 +566,8 @@ pub fn conv2d_bwd_weight<T: Float>(
     assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
     if g.is_dense() && cols.is_none() {
         // dW (O, C) = dYᵀ · X over the whole batch in one GEMM
-        let mut dw = vec![T::zero(); g.o * g.c];
-        gemm(
-            g.o,
-            g.c,
-            g.n,
-            Mat::rm_t(dy, g.o),
-            Mat::rm(x, g.c),
-            &mut dw,
-            false,
-            true,
-        );
-        return dw;
+        let (n, o, c) = (g.n, g.o, g.c);
+        return product(o, c, n, Mat::rm_t(dy, o), Mat::rm(x, c));
     }
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     let layout = match cols {
@@ -702,18 +690,8 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
     if g.is_dense() {
         // dX (N, C) = dY (N, O) · W, one GEMM over the whole batch
-        let mut dx = vec![T::zero(); g.n * g.c];
-        gemm(
-            g.n,
-            g.c,
-            g.o,
-            Mat::rm(dy, g.o),
-            Mat::rm(wt, g.c),
-            &mut dx,
-            false,
-            true,
-        );
-        return dx;
+        let (n, o, c) = (g.n, g.o, g.c);
+        return product(n, c, o, Mat::rm(dy, o), Mat::rm(wt, c));
     }
     let mut dx = vec![T::zero(); g.n * chw];
     let threads = rayon::current_num_threads();
