@@ -96,37 +96,45 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
         .zip(idx.par_chunks_mut(ohw))
         .enumerate()
         .with_min_len(planes_per_task(hw))
-        .for_each(|(pl, (yp, ip))| {
-            let xp = &x[pl * hw..(pl + 1) * hw];
-            if fast2x2 {
-                max_pool_2x2_plane(xp, g, yp, ip);
-                return;
-            }
-            if by_rows {
-                max_pool_plane_by_rows(xp, g, &rows, &cols, yp, ip);
-                return;
-            }
-            for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
-                for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
-                    let mut best = T::neg_infinity();
-                    let mut bi = ((ys + (klo * g.dh) as isize) as usize) * g.w
-                        + (xs + (jlo * g.dw) as isize) as usize;
-                    for ki in klo..khi {
-                        let row = (ys + (ki * g.dh) as isize) as usize * g.w;
-                        for kj in jlo..jhi {
-                            let i = row + (xs + (kj * g.dw) as isize) as usize;
-                            let v = xp[i];
-                            if v > best || v.is_nan() {
-                                best = v;
-                                bi = i;
+        .for_each_init(
+            // each task's column maxima and their rows, for `max_pool_plane_by_rows`
+            || (vec![T::neg_infinity(); g.w], vec![0u32; g.w]),
+            |(best, at), (pl, (yp, ip))| {
+                let xp = &x[pl * hw..(pl + 1) * hw];
+                if fast2x2 {
+                    max_pool_2x2_plane(xp, g, yp, ip);
+                    return;
+                }
+                if by_rows {
+                    // the whole plane under the widest vectors (small planes have short rows)
+                    super::simd::with_best(
+                        #[inline(always)]
+                        || max_pool_plane_by_rows(xp, g, &rows, &cols, yp, ip, best, at),
+                    );
+                    return;
+                }
+                for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
+                    for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
+                        let mut best = T::neg_infinity();
+                        let mut bi = ((ys + (klo * g.dh) as isize) as usize) * g.w
+                            + (xs + (jlo * g.dw) as isize) as usize;
+                        for ki in klo..khi {
+                            let row = (ys + (ki * g.dh) as isize) as usize * g.w;
+                            for kj in jlo..jhi {
+                                let i = row + (xs + (kj * g.dw) as isize) as usize;
+                                let v = xp[i];
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                    bi = i;
+                                }
                             }
                         }
+                        yp[oy * g.ow + ox] = best;
+                        ip[oy * g.ow + ox] = bi as u32;
                     }
-                    yp[oy * g.ow + ox] = best;
-                    ip[oy * g.ow + ox] = bi as u32;
                 }
-            }
-        });
+            },
+        );
     (y, idx)
 }
 
@@ -134,7 +142,9 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
 /// window's rows, each input column's maximum and the row it is in; then across the window's
 /// columns. The result is the general loop's, which visits a window row by row: the first
 /// maximum (smallest row, then smallest column), or, when there are NaNs, the last NaN
-/// (largest row, then largest column).
+/// (largest row, then largest column). `best` and `at` are scratch of W elements.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn max_pool_plane_by_rows<T: Float>(
     xp: &[T],
     g: &PoolGeom,
@@ -142,10 +152,10 @@ fn max_pool_plane_by_rows<T: Float>(
     cols: &[(isize, usize, usize)],
     yp: &mut [T],
     ip: &mut [u32],
+    best: &mut [T],
+    at: &mut [u32],
 ) {
     let w = g.w;
-    let mut best = vec![T::neg_infinity(); w];
-    let mut at = vec![0u32; w];
     for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
         // (a window with no rows in the image keeps -inf at its first tap, as the general loop)
         let first = (ys + klo as isize).max(0) as usize;
@@ -155,17 +165,12 @@ fn max_pool_plane_by_rows<T: Float>(
             let r = (ys + ki as isize) as usize;
             let row = &xp[r * w..(r + 1) * w];
             // branch-free selects, so that the loop vectorises
-            super::simd::with_best(
-                #[inline(always)]
-                || {
-                    for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(row) {
-                        #[allow(clippy::eq_op)]
-                        let take = v > *b || v != v;
-                        *b = if take { v } else { *b };
-                        *a = if take { r as u32 } else { *a };
-                    }
-                },
-            );
+            for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(row) {
+                #[allow(clippy::eq_op)]
+                let take = v > *b || v != v;
+                *b = if take { v } else { *b };
+                *a = if take { r as u32 } else { *a };
+            }
         }
         for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
             let c0 = (xs + jlo as isize).max(0) as usize;
