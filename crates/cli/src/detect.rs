@@ -533,7 +533,6 @@ fn report_faces(
     points_key: &str,
     results: &mut Vec<serde_json::Value>,
 ) -> Result<()> {
-    let (w, h) = img.dimensions();
     let out_png = out_path(a, n_images, path);
     let boxes: Vec<LabelledBox> = found
         .iter()
@@ -544,38 +543,20 @@ fn report_faces(
             points: pts.clone(),
         })
         .collect();
-    write_boxes(&out_png, img, &boxes)?;
-    if a.json {
-        let ds: Vec<_> = found
-            .iter()
-            .map(|(b, sc, pts)| {
-                let mut d = json!({"box": b, "class": 0, "label": "face", "score": sc});
-                d[points_key] = json!(pts.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>());
-                d
-            })
-            .collect();
-        println!(
-            "{}",
-            json!({"image": path, "width": w, "height": h, "detections": ds})
+    let rows = found.iter().map(|(b, sc, pts)| {
+        let mut d = json!({"box": b, "class": 0, "label": "face", "score": sc});
+        d[points_key] = json!(pts.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>());
+        let line = format!(
+            "  face {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
+            100.0 * sc,
+            b[0],
+            b[1],
+            b[2],
+            b[3]
         );
-    } else {
-        println!(
-            "{}: {} faces → {}",
-            path.display(),
-            found.len(),
-            out_png.display()
-        );
-        for (b, sc, _) in found {
-            println!(
-                "  face {:5.1}%  [{:.0}, {:.0}, {:.0}, {:.0}]",
-                100.0 * sc,
-                b[0],
-                b[1],
-                b[2],
-                b[3]
-            );
-        }
-    }
+        (d, line)
+    });
+    show(a, path, img, &out_png, &boxes, "faces", rows)?;
     push_results(results, path, found.iter().map(|(b, sc, _)| (1, *b, *sc)));
     Ok(())
 }
@@ -686,7 +667,6 @@ fn report(
     id_offset: usize,
     results: &mut Vec<serde_json::Value>,
 ) -> Result<()> {
-    let (w, h) = img.dimensions();
     let out_png = out_path(a, n_images, path);
     // R-CNN's scores are SVM margins, the others' probabilities
     let score = |s: f32, digits: usize| {
@@ -709,40 +689,59 @@ fn report(
             }),
         }
     }
-    write_boxes(&out_png, img, &boxes)?;
-    if a.json {
-        let ds: Vec<_> = dets
-            .iter()
-            .map(|d| json!({"box": d.bbox, "class": d.class, "label": names[d.class], "score": d.score}))
-            .collect();
-        println!(
-            "{}",
-            json!({"image": path, "width": w, "height": h, "detections": ds})
+    let rows = dets.iter().map(|d| {
+        let row =
+            json!({"box": d.bbox, "class": d.class, "label": names[d.class], "score": d.score});
+        let line = format!(
+            "  {:<14} {:>6}  [{:.0}, {:.0}, {:.0}, {:.0}]",
+            names[d.class],
+            score(d.score, 1),
+            d.bbox[0],
+            d.bbox[1],
+            d.bbox[2],
+            d.bbox[3]
         );
-    } else {
-        println!(
-            "{}: {} detections → {}",
-            path.display(),
-            dets.len(),
-            out_png.display()
-        );
-        for d in dets {
-            println!(
-                "  {:<14} {:>6}  [{:.0}, {:.0}, {:.0}, {:.0}]",
-                names[d.class],
-                score(d.score, 1),
-                d.bbox[0],
-                d.bbox[1],
-                d.bbox[2],
-                d.bbox[3]
-            );
-        }
-    }
+        (row, line)
+    });
+    show(a, path, img, &out_png, &boxes, "detections", rows)?;
     push_results(
         results,
         path,
         dets.iter().map(|d| (d.class + id_offset, d.bbox, d.score)),
     );
+    Ok(())
+}
+
+/// One photo's boxes drawn into `out_png`, and its detections on stdout: one JSON line with
+/// each detection's row, or a header line counting the `noun` and each detection's text line.
+fn show(
+    a: &DetectArgs,
+    path: &Path,
+    img: &image::RgbImage,
+    out_png: &Path,
+    boxes: &[LabelledBox],
+    noun: &str,
+    rows: impl Iterator<Item = (serde_json::Value, String)>,
+) -> Result<()> {
+    write_boxes(out_png, img, boxes)?;
+    let (json_rows, lines): (Vec<_>, Vec<_>) = rows.unzip();
+    if a.json {
+        let (w, h) = img.dimensions();
+        println!(
+            "{}",
+            json!({"image": path, "width": w, "height": h, "detections": json_rows})
+        );
+    } else {
+        println!(
+            "{}: {} {noun} → {}",
+            path.display(),
+            lines.len(),
+            out_png.display()
+        );
+        for line in lines {
+            println!("{line}");
+        }
+    }
     Ok(())
 }
 
