@@ -456,7 +456,7 @@ pub fn conv2d_fwd<T: Float>(
     let keep = keep_cols && !direct;
     let nchunks = g.n.div_ceil(spt);
     let yp = SendPtr(y.as_mut_ptr());
-    let taps = TapTable::small(g);
+    let taps = if direct { None } else { TapTable::small(g) };
     let cols: Vec<Vec<T>> = (0..nchunks * nblk)
         .into_par_iter()
         .map_init(
@@ -706,7 +706,11 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
             (false, false) => ckk * nb,
         };
         // small maps: the columns added back through a table of where each tap reads
-        let taps = TapTable::small(g);
+        let taps = if g.is_pointwise() {
+            None
+        } else {
+            TapTable::small(g)
+        };
         dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
             || {
                 (

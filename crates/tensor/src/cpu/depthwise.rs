@@ -108,6 +108,7 @@ pub fn fwd_fused<T: Float>(
         .collect();
     let per_task = (planes / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
     let tasks = planes.div_ceil(per_task);
+    let epi = bias.is_some() || act != Activation::Identity;
     (0..tasks).into_par_iter().for_each(|task| {
         // borders stay zero: only the image's pixels are written, plane after plane
         let mut pad = vec![T::zero(); sh * sw * phase_len];
@@ -116,7 +117,6 @@ pub fn fwd_fused<T: Float>(
             let xp = &x[plane * hw..(plane + 1) * hw];
             let wc = &wt[(plane % g.c) * kk..(plane % g.c + 1) * kk];
             let b = bias.map_or(T::zero(), |b| b[plane % g.c]);
-            let epi = bias.is_some() || act != Activation::Identity;
             super::simd::with_best(
                 #[inline(always)]
                 || {
