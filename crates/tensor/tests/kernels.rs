@@ -877,11 +877,16 @@ fn max_pool_indices_match_a_naive_window_loop() {
         let mut x: Vec<f32> = (0..c * h * w)
             .map(|_| (rng.below(3) as f32).max(0.0) * (rng.below(2) as f32))
             .collect();
-        if case % 3 == 0 {
-            for _ in 0..2 {
-                let i = rng.below(x.len());
-                x[i] = f32::NAN;
-            }
+        // a few NaNs, or one in eight (so that windows hold several, in different rows and
+        // columns)
+        let nans = match case % 3 {
+            0 => 2,
+            1 => x.len() / 8,
+            _ => 0,
+        };
+        for _ in 0..nans {
+            let i = rng.below(x.len());
+            x[i] = f32::NAN;
         }
         let xt = Tensor::from_vec(x.clone(), &[1, c, h, w]).unwrap();
         let Ok((y, idx)) = xt.max_pool2d_with_indices(p) else {

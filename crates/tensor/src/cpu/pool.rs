@@ -92,14 +92,22 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
         && 2 * g.oh <= g.h
         && 2 * g.ow <= g.w;
     let by_rows = g.dh == 1 && g.dw == 1;
+    let cg = if by_rows {
+        col_gather(g, &rows, &cols)
+    } else {
+        ColGather {
+            slots: Vec::new(),
+            init: Vec::new(),
+        }
+    };
     y.par_chunks_mut(ohw)
         .zip(idx.par_chunks_mut(ohw))
         .enumerate()
         .with_min_len(planes_per_task(hw))
         .for_each_init(
-            // each task's column maxima and their rows, for `max_pool_plane_by_rows`
-            || (vec![T::neg_infinity(); g.w], vec![0u32; g.w]),
-            |(best, at), (pl, (yp, ip))| {
+            // each task's scratch for `max_pool_plane_by_rows`
+            || PoolScratch::new(g),
+            |scratch, (pl, (yp, ip))| {
                 let xp = &x[pl * hw..(pl + 1) * hw];
                 if fast2x2 {
                     max_pool_2x2_plane(xp, g, yp, ip);
@@ -109,7 +117,7 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
                     // the whole plane under the widest vectors (small planes have short rows)
                     super::simd::with_best(
                         #[inline(always)]
-                        || max_pool_plane_by_rows(xp, g, &rows, &cols, yp, ip, best, at),
+                        || max_pool_plane_by_rows(xp, g, &rows, &cg, yp, ip, scratch),
                     );
                     return;
                 }
@@ -138,57 +146,114 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     (y, idx)
 }
 
-/// [`max_pool_fwd`] of one plane without dilation, in two passes per output row: down the
-/// window's rows, each input column's maximum and the row it is in; then across the window's
-/// columns. The result is the general loop's, which visits a window row by row: the first
-/// maximum (smallest row, then smallest column), or, when there are NaNs, the last NaN
-/// (largest row, then largest column). `best` and `at` are scratch of W elements.
+/// The gathers of [`max_pool_plane_by_rows`], the same for every plane: for each window column
+/// `kj` and output `o`, the slot of the row maxima it reads (`oy·W + c`, or the sentinel slot
+/// `OH·W` for a column in the padding); and each output's index before any tap wins.
+struct ColGather {
+    slots: Vec<u32>,
+    init: Vec<u32>,
+}
+
+fn col_gather(
+    g: &PoolGeom,
+    rows: &[(isize, usize, usize)],
+    cols: &[(isize, usize, usize)],
+) -> ColGather {
+    let (ohw, w) = (g.oh * g.ow, g.w);
+    let sentinel = (g.oh * w) as u32;
+    let mut slots = vec![sentinel; g.kw * ohw];
+    let mut init = vec![0u32; ohw];
+    for (oy, &(ys, klo, _)) in rows.iter().enumerate() {
+        let first = (ys + klo as isize).max(0) as usize;
+        for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
+            let o = oy * g.ow + ox;
+            init[o] = (first * w) as u32 + (xs + jlo as isize).max(0) as u32;
+            for kj in jlo..jhi {
+                slots[kj * ohw + o] = (oy * w) as u32 + (xs + kj as isize) as u32;
+            }
+        }
+    }
+    ColGather { slots, init }
+}
+
+/// [`max_pool_fwd`] of one plane without dilation, in two passes: down each output row's
+/// window rows, each input column's maximum and its flat index, a vector loop along the row;
+/// then across the window's columns for the whole plane at once: each window column's maxima
+/// gathered into a run over all outputs, taken in with vector selects. The result is the
+/// general loop's, which visits a window row by row: the first maximum (the smallest flat
+/// index), or, when there are NaNs, the last NaN (the largest flat index).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn max_pool_plane_by_rows<T: Float>(
     xp: &[T],
     g: &PoolGeom,
     rows: &[(isize, usize, usize)],
-    cols: &[(isize, usize, usize)],
+    cg: &ColGather,
     yp: &mut [T],
     ip: &mut [u32],
-    best: &mut [T],
-    at: &mut [u32],
+    scratch: &mut PoolScratch<T>,
 ) {
-    let w = g.w;
+    let (w, ohw) = (g.w, g.oh * g.ow);
+    let PoolScratch { mv, mi, gv, gi } = scratch;
     for (oy, &(ys, klo, khi)) in rows.iter().enumerate() {
         // (a window with no rows in the image keeps -inf at its first tap, as the general loop)
         let first = (ys + klo as isize).max(0) as usize;
-        best.iter_mut().for_each(|v| *v = T::neg_infinity());
-        at.iter_mut().for_each(|r| *r = first as u32);
+        let (bv, bi) = (&mut mv[oy * w..(oy + 1) * w], &mut mi[oy * w..(oy + 1) * w]);
+        bv.iter_mut().for_each(|v| *v = T::neg_infinity());
+        for (c, a) in bi.iter_mut().enumerate() {
+            *a = (first * w + c) as u32;
+        }
         for ki in klo..khi {
             let r = (ys + ki as isize) as usize;
             let row = &xp[r * w..(r + 1) * w];
+            let base = (r * w) as u32;
             // branch-free selects, so that the loop vectorises
-            for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(row) {
+            for (c, ((b, a), &v)) in bv.iter_mut().zip(bi.iter_mut()).zip(row).enumerate() {
                 #[allow(clippy::eq_op)]
                 let take = v > *b || v != v;
                 *b = if take { v } else { *b };
-                *a = if take { r as u32 } else { *a };
+                *a = if take { base + c as u32 } else { *a };
             }
         }
-        for (ox, &(xs, jlo, jhi)) in cols.iter().enumerate() {
-            let c0 = (xs + jlo as isize).max(0) as usize;
-            let (mut bv, mut br, mut bc) = (T::neg_infinity(), first, c0);
-            for kj in jlo..jhi {
-                let c = (xs + kj as isize) as usize;
-                let (v, r) = (best[c], at[c] as usize);
-                let take = if v.is_nan() {
-                    !bv.is_nan() || r >= br
-                } else {
-                    !bv.is_nan() && (v > bv || (v == bv && r < br))
-                };
-                if take {
-                    (bv, br, bc) = (v, r, c);
-                }
-            }
-            yp[oy * g.ow + ox] = bv;
-            ip[oy * g.ow + ox] = (br * w + bc) as u32;
+    }
+    // the sentinel: -inf with the largest index never wins over a tap inside the plane
+    mv[g.oh * w] = T::neg_infinity();
+    mi[g.oh * w] = u32::MAX;
+    for ((v, i), &k) in gv.iter_mut().zip(gi.iter_mut()).zip(&cg.slots) {
+        *v = mv[k as usize];
+        *i = mi[k as usize];
+    }
+    yp.iter_mut().for_each(|v| *v = T::neg_infinity());
+    ip.copy_from_slice(&cg.init);
+    for (tv, ti) in gv.chunks_exact(ohw).zip(gi.chunks_exact(ohw)) {
+        for ((b, bi), (&v, &i)) in yp.iter_mut().zip(ip.iter_mut()).zip(tv.iter().zip(ti)) {
+            // a NaN wins over a number and over an earlier NaN; among numbers the larger, and
+            // of equal ones the earlier in the window's row order
+            #[allow(clippy::eq_op)]
+            let (vn, bn) = (v != v, *b != *b);
+            let take = (vn & (!bn | (i >= *bi))) | (v > *b) | ((v == *b) & (i < *bi));
+            *b = if take { v } else { *b };
+            *bi = if take { i } else { *bi };
+        }
+    }
+}
+
+/// Per-task scratch of [`max_pool_plane_by_rows`]: the row maxima and their indices (with the
+/// sentinel slot), and the gathered runs.
+struct PoolScratch<T> {
+    mv: Vec<T>,
+    mi: Vec<u32>,
+    gv: Vec<T>,
+    gi: Vec<u32>,
+}
+
+impl<T: Float> PoolScratch<T> {
+    fn new(g: &PoolGeom) -> Self {
+        let (m, n) = (g.oh * g.w + 1, g.kw * g.oh * g.ow);
+        PoolScratch {
+            mv: vec![T::neg_infinity(); m],
+            mi: vec![0; m],
+            gv: vec![T::neg_infinity(); n],
+            gi: vec![0; n],
         }
     }
 }

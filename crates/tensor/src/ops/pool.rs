@@ -116,6 +116,15 @@ impl<T: Float> Tensor<T> {
     /// Max pooling; also returns the argmax of each output as a flat index into its H·W plane
     /// (PyTorch's `return_indices=True`).
     pub fn max_pool2d_with_indices(&self, p: PoolParams) -> Result<(Tensor<T>, Vec<u32>)> {
+        let (t, idx) = self.max_pool2d_indexed(p)?;
+        Ok((
+            t,
+            Arc::try_unwrap(idx).unwrap_or_else(|a| a.as_ref().clone()),
+        ))
+    }
+
+    /// Max pooling with its backward pass, and the indices that pass reads.
+    fn max_pool2d_indexed(&self, p: PoolParams) -> Result<(Tensor<T>, Arc<Vec<u32>>)> {
         let g = pool_geom("max_pool2d", self.shape(), &p)?;
         let (y, idx) = k::max_pool_fwd(&self.data(), &g);
         let idx = Arc::new(idx);
@@ -128,10 +137,7 @@ impl<T: Float> Tensor<T> {
             move |gy, _| vec![Some(k::max_pool_bwd(gy, &ic, &g))],
         );
         trace::record(Op::MaxPool(p), &[self], &[&t]);
-        Ok((
-            t,
-            Arc::try_unwrap(idx).unwrap_or_else(|a| a.as_ref().clone()),
-        ))
+        Ok((t, idx))
     }
 
     pub fn max_pool2d(&self, p: PoolParams) -> Result<Tensor<T>> {
@@ -151,7 +157,7 @@ impl<T: Float> Tensor<T> {
                         |_, _| vec![None],
                     ));
                 }
-                Ok(self.max_pool2d_with_indices(p)?.0)
+                Ok(self.max_pool2d_indexed(p)?.0)
             }),
         )
     }

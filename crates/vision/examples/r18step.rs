@@ -1,0 +1,91 @@
+//! Phases of a ResNet-18 training step on 32² images at batch 64: forward, backward, step,
+//! and each leaf layer's forward time (grad mode on).
+use std::time::Instant;
+
+use aics_nn::loss::cross_entropy;
+use aics_nn::optim::Optimizer;
+use aics_nn::{parameters, Sgd};
+use aics_tensor::{Rng, Tensor};
+use aics_vision::{build, ModelConfig};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var("POOL").is_ok() {
+        pool_bench();
+        return Ok(());
+    }
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let x = Tensor::<f32>::randn(&[64, 3, 32, 32], 0.0, 1.0, &mut Rng::new(0));
+    let model = build(
+        "resnet18",
+        &ModelConfig {
+            in_shape: [3, 32, 32],
+            num_classes: 10,
+            hidden: vec![],
+            seed: 0,
+        },
+    )?;
+    let mut opt = Sgd::new(parameters(&model)).lr(0.01).momentum(0.9);
+    let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
+    let (mut f, mut b, mut s) = (vec![], vec![], vec![]);
+    for r in 0..reps + 2 {
+        opt.zero_grad();
+        let t0 = Instant::now();
+        let loss = cross_entropy(&model.forward(&x)?, &y, None, 0.0)?;
+        let t1 = Instant::now();
+        loss.backward()?;
+        drop(loss);
+        let t2 = Instant::now();
+        opt.step()?;
+        let t3 = Instant::now();
+        if r >= 2 {
+            f.push((t1 - t0).as_secs_f64());
+            b.push((t2 - t1).as_secs_f64());
+            s.push((t3 - t2).as_secs_f64());
+        }
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2] * 1e3
+    };
+    println!(
+        "forward {:.2} ms  backward {:.2} ms  step {:.2} ms",
+        med(f),
+        med(b),
+        med(s)
+    );
+    if std::env::var("LAYERS").is_ok() {
+        let mut acc: std::collections::BTreeMap<String, f64> = Default::default();
+        for _ in 0..reps {
+            let sum = aics_nn::inspect::summary(&model, &x)?;
+            for r in sum.rows {
+                *acc.entry(r.layer.clone()).or_default() += r.seconds * 1e3 / reps as f64;
+            }
+        }
+        for (k, v) in acc {
+            println!("{k:<40} {v:.2} ms");
+        }
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+pub fn pool_bench() {
+    use aics_tensor::PoolParams;
+    let x =
+        Tensor::<f32>::randn(&[64, 64, 16, 16], 0.0, 1.0, &mut Rng::new(0)).requires_grad_(true);
+    let p = PoolParams::new(3).stride(2).padding(1);
+    for _ in 0..3 {
+        x.max_pool2d(p).unwrap();
+    }
+    let t = Instant::now();
+    for _ in 0..50 {
+        x.max_pool2d(p).unwrap();
+    }
+    println!(
+        "maxpool fwd {:.3} ms",
+        t.elapsed().as_secs_f64() * 1e3 / 50.0
+    );
+}
