@@ -8,6 +8,9 @@ use aics_nn::{parameters, Sgd};
 use aics_tensor::{Rng, Tensor};
 use aics_vision::{build, ModelConfig};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var("POOL").is_ok() {
         pool_bench();
@@ -29,6 +32,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let mut opt = Sgd::new(parameters(&model)).lr(0.01).momentum(0.9);
     let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
+    if let Ok(n) = std::env::var("FWD_ONLY") {
+        // forward passes alone (grad mode on), for a profiler
+        for _ in 0..n.parse().unwrap_or(100) {
+            cross_entropy(&model.forward(&x)?, &y, None, 0.0)?;
+        }
+        return Ok(());
+    }
     let (mut f, mut b, mut s) = (vec![], vec![], vec![]);
     for r in 0..reps + 2 {
         opt.zero_grad();
