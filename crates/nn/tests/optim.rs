@@ -89,6 +89,108 @@ fn sgd_momentum_nesterov_and_adam_single_steps() {
     assert!((w.to_vec()[0] - (2.0 * 0.999 - 0.01)).abs() < 1e-6);
 }
 
+/// SGD in every setting (momentum or none, weight decay or none, Nesterov or not) and Adam
+/// and AdamW, three steps on a parameter long enough to be updated in parallel chunks,
+/// against the update rules of PyTorch's documentation written out in f64.
+#[test]
+fn optimizers_follow_their_update_rules_over_steps() {
+    let n = 70_000;
+    let mut rng = Rng::new(5);
+    let w0: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let c: Vec<f32> = (0..n).map(|_| (0.5 + 1.5 * rng.uniform()) as f32).collect();
+    let ct = Tensor::from_vec(c.clone(), &[n]).unwrap();
+    // loss = ½ Σ c·w², so g = c·w
+    let grad = |w: &Tensor| {
+        w.square()
+            .mul(&ct)
+            .unwrap()
+            .sum()
+            .mul_scalar(0.5)
+            .backward()
+            .unwrap()
+    };
+    let check = |name: &str, got: &[f32], want: &[f64]| {
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            let ok = ((a as f64) - b).abs() <= 1e-5 * (1.0 + b.abs());
+            assert!(ok, "{name}: element {i}: {a} against {b}");
+        }
+    };
+    let (lr, mu) = (0.05, 0.9);
+    for (momentum, wd, nesterov) in [
+        (0.0, 0.0, false),
+        (0.0, 0.01, false),
+        (mu, 0.0, false),
+        (mu, 0.01, false),
+        (mu, 0.0, true),
+        (mu, 0.01, true),
+    ] {
+        let w = Tensor::from_vec(w0.clone(), &[n])
+            .unwrap()
+            .requires_grad_(true);
+        let mut opt = Sgd::new(vec![("w".into(), w.clone())])
+            .lr(lr)
+            .momentum(momentum)
+            .weight_decay(wd)
+            .nesterov(nesterov);
+        let mut rw: Vec<f64> = w0.iter().map(|&v| v as f64).collect();
+        let mut rb = vec![0.0f64; n];
+        for step in 0..3 {
+            opt.zero_grad();
+            grad(&w);
+            opt.step().unwrap();
+            for i in 0..n {
+                let d = c[i] as f64 * rw[i] + wd * rw[i];
+                rb[i] = if step == 0 { d } else { momentum * rb[i] + d };
+                let u = if momentum == 0.0 {
+                    d
+                } else if nesterov {
+                    d + momentum * rb[i]
+                } else {
+                    rb[i]
+                };
+                rw[i] -= lr * u;
+            }
+            let tag = format!("sgd momentum {momentum} decay {wd} nesterov {nesterov} step {step}");
+            check(&tag, &w.to_vec(), &rw);
+        }
+    }
+    for (decoupled, wd) in [(false, 0.0), (false, 0.01), (true, 0.1)] {
+        let w = Tensor::from_vec(w0.clone(), &[n])
+            .unwrap()
+            .requires_grad_(true);
+        let params = vec![("w".to_string(), w.clone())];
+        let mut opt = if decoupled {
+            Adam::adamw(params)
+        } else {
+            Adam::new(params)
+        }
+        .lr(0.01)
+        .weight_decay(wd);
+        let (b1, b2, eps, lr) = (0.9f64, 0.999f64, 1e-8f64, 0.01f64);
+        let mut rw: Vec<f64> = w0.iter().map(|&v| v as f64).collect();
+        let (mut m, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
+        for t in 1..=3 {
+            opt.zero_grad();
+            grad(&w);
+            opt.step().unwrap();
+            for i in 0..n {
+                let mut g = c[i] as f64 * rw[i];
+                if decoupled {
+                    rw[i] *= 1.0 - lr * wd;
+                } else {
+                    g += wd * rw[i];
+                }
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                let (mh, vh) = (m[i] / (1.0 - b1.powi(t)), v[i] / (1.0 - b2.powi(t)));
+                rw[i] -= lr * mh / (vh.sqrt() + eps);
+            }
+            let tag = format!("adam decoupled {decoupled} decay {wd} step {t}");
+            check(&tag, &w.to_vec(), &rw);
+        }
+    }
+}
+
 #[test]
 fn schedules() {
     let s = LrSchedule::parse("step:2:0.5", 10).unwrap();

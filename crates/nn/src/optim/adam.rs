@@ -68,12 +68,13 @@ impl Optimizer for Adam {
         let l2 = if self.decoupled { 0.0 } else { wd };
         let decay = if self.decoupled { 1.0 - lr * wd } else { 1.0 };
         // one pass over each parameter, in place: L2 term, both moments, the update
+        // (elements zipped, not indexed, so that the loop has no bounds checks and vectorises)
         let update = |w: &mut [f32], g: &[f32], [m, v]: [&mut [f32]; 2]| {
-            for j in 0..w.len() {
-                let g = if l2 != 0.0 { g[j] + l2 * w[j] } else { g[j] };
-                m[j] = b1f * m[j] + (1.0 - b1f) * g;
-                v[j] = b2f * v[j] + (1.0 - b2f) * g * g;
-                w[j] = w[j] * decay - step * m[j] / (v[j].sqrt() / sbc2 + eps);
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = if l2 != 0.0 { g + l2 * *w } else { g };
+                *m = b1f * *m + (1.0 - b1f) * g;
+                *v = b2f * *v + (1.0 - b2f) * g * g;
+                *w = *w * decay - step * *m / (v.sqrt() / sbc2 + eps);
             }
         };
         for (i, (_, p)) in self.params.iter().enumerate() {

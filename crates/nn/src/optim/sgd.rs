@@ -52,28 +52,29 @@ impl Optimizer for Sgd {
             }
             // one pass over each parameter, in place: L2 term, momentum buffer, the update
             if mu == 0.0 {
-                with_param_and_grad(p, |w, g| {
-                    chunked(w, g, [], |w, g, []| {
-                        for j in 0..w.len() {
-                            let d = if wd != 0.0 { g[j] + wd * w[j] } else { g[j] };
-                            w[j] -= lr * d;
-                        }
-                    })
-                });
+                let f = if wd != 0.0 {
+                    plain::<true>
+                } else {
+                    plain::<false>
+                };
+                with_param_and_grad(p, |w, g| chunked(w, g, [], |w, g, []| f(w, g, lr, wd)));
                 continue;
             }
             let first = buf.is_none();
             let n = p.numel();
             let b = buf.get_or_insert_with(|| vec![0.0; n]);
+            let f = match (wd != 0.0, first, nesterov) {
+                (false, false, false) => momentum::<false, false, false>,
+                (false, false, true) => momentum::<false, false, true>,
+                (false, true, false) => momentum::<false, true, false>,
+                (false, true, true) => momentum::<false, true, true>,
+                (true, false, false) => momentum::<true, false, false>,
+                (true, false, true) => momentum::<true, false, true>,
+                (true, true, false) => momentum::<true, true, false>,
+                (true, true, true) => momentum::<true, true, true>,
+            };
             with_param_and_grad(p, |w, g| {
-                chunked(w, g, [b], |w, g, [b]| {
-                    for j in 0..w.len() {
-                        let d = if wd != 0.0 { g[j] + wd * w[j] } else { g[j] };
-                        // the first step's buffer is the gradient itself, as PyTorch's
-                        b[j] = if first { d } else { mu * b[j] + d };
-                        w[j] -= lr * if nesterov { d + mu * b[j] } else { b[j] };
-                    }
-                })
+                chunked(w, g, [b], |w, g, [b]| f(w, g, b, lr, mu, wd))
             });
         }
         Ok(())
@@ -91,5 +92,33 @@ impl Optimizer for Sgd {
     }
     fn name(&self) -> &'static str {
         "sgd"
+    }
+}
+
+// The update loops, one copy per setting of the flags, so that each is a branch-free loop that
+// vectorises.
+
+/// `p -= lr·(g + λp)`.
+fn plain<const DECAY: bool>(w: &mut [f32], g: &[f32], lr: f32, wd: f32) {
+    for (w, &g) in w.iter_mut().zip(g) {
+        let d = if DECAY { g + wd * *w } else { g };
+        *w -= lr * d;
+    }
+}
+
+/// `d = g + λp; b = μb + d (b₀ = d); p -= lr·(nesterov ? d + μb : b)`.
+fn momentum<const DECAY: bool, const FIRST: bool, const NESTEROV: bool>(
+    w: &mut [f32],
+    g: &[f32],
+    b: &mut [f32],
+    lr: f32,
+    mu: f32,
+    wd: f32,
+) {
+    for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
+        let d = if DECAY { g + wd * *w } else { g };
+        // the first step's buffer is the gradient itself, as PyTorch's
+        *b = if FIRST { d } else { mu * *b + d };
+        *w -= lr * if NESTEROV { d + mu * *b } else { *b };
     }
 }
