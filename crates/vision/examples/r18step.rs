@@ -12,6 +12,9 @@ use aics_vision::{build, ModelConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // freed memory stays committed, as in the `aics` binary (mimalloc's purge delay, option 15)
+    // SAFETY: an allocator option set before any threads exist.
+    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     if std::env::var("POOL").is_ok() {
         pool_bench();
         return Ok(());
@@ -50,6 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t2 = Instant::now();
         opt.step()?;
         let t3 = Instant::now();
+        if std::env::var("RSS").is_ok() {
+            let st = std::fs::read_to_string("/proc/self/status")?;
+            let rss = st.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("");
+            eprintln!("step {r}: {rss}");
+        }
         if r >= 2 {
             f.push((t1 - t0).as_secs_f64());
             b.push((t2 - t1).as_secs_f64());

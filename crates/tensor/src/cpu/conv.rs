@@ -394,6 +394,58 @@ impl TapTable {
     }
 }
 
+/// Rows and columns of the zero-bordered plane that the taps of `g` read, with the input
+/// at (PH, PW) in it: the extent of every tap over every output position.
+fn bordered_plane(g: &Conv2dGeom) -> (usize, usize) {
+    (
+        (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1,
+        (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1,
+    )
+}
+
+/// The adjoint of im2col for one channel of a map whose output columns step by one input
+/// column (`sw == 1`): each tap's rows are added, a run of OW at a time, into a zeroed plane
+/// with the padding around the input ([`bordered_plane`]), whose interior is then `dxc`.
+/// Every element sums its taps in tap order, so the sums are the scatter's, bit for bit, in
+/// a few vector adds per output row instead of one scalar add per tap and position. `pad` is
+/// scratch of at least the bordered plane's size.
+fn col2im_bordered<T: Float>(rows: &[T], ld: usize, g: &Conv2dGeom, pad: &mut [T], dxc: &mut [T]) {
+    let (hp, wp) = bordered_plane(g);
+    let (oh, ow) = (g.oh, g.ow);
+    assert!(
+        g.sw == 1
+            && pad.len() >= hp * wp
+            && dxc.len() == g.hw()
+            && rows.len() >= (g.kk() - 1) * ld + oh * ow,
+        "col2im: bordered plane, rows or channel"
+    );
+    let pad = &mut pad[..hp * wp];
+    pad.fill(T::zero());
+    for ki in 0..g.kh {
+        for kj in 0..g.kw {
+            let src = &rows[(ki * g.kw + kj) * ld..][..oh * ow];
+            for (oy, s) in src.chunks_exact(ow).enumerate() {
+                let at = (oy * g.sh + ki * g.dh) * wp + kj * g.dw;
+                for (d, &v) in pad[at..at + ow].iter_mut().zip(s) {
+                    *d += v;
+                }
+            }
+        }
+    }
+    for (iy, row) in dxc.chunks_exact_mut(g.w).enumerate() {
+        let py = iy + g.ph;
+        for (ix, d) in row.iter_mut().enumerate() {
+            let px = ix + g.pw;
+            // (inputs past the last window are read by no tap)
+            *d = if py < hp && px < wp {
+                pad[py * wp + px]
+            } else {
+                T::zero()
+            };
+        }
+    }
+}
+
 /// Gather dY of a task's samples for group `gi` into a (Og, ns·len) matrix.
 #[allow(clippy::too_many_arguments)]
 fn gather_dy<T: Float>(
@@ -711,12 +763,20 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         } else {
             TapTable::small(g)
         };
+        // (or, where output columns step by one, as runs into a bordered plane)
+        let bordered = g.sw == 1 && g.ow >= 8;
+        let scratch = if bordered {
+            let (hp, wp) = bordered_plane(g);
+            hp * wp
+        } else {
+            hw + 1
+        };
         dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
             || {
                 (
                     vec![T::zero(); buf_len],
                     vec![T::zero(); if spt > 1 { og * spt * p } else { 0 }],
-                    vec![T::zero(); if taps.is_some() { hw + 1 } else { 0 }],
+                    vec![T::zero(); if taps.is_some() { scratch } else { 0 }],
                 )
             },
             |(buf, dyt, dz), (ci, dxc)| {
@@ -748,6 +808,7 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                                 let dxc = &mut dxc[j * chw + c * hw..j * chw + (c + 1) * hw];
                                 let rows = &buf[cl * kk * width + j * p..];
                                 match &taps {
+                                    Some(_) if bordered => col2im_bordered(rows, width, g, dz, dxc),
                                     Some(t) => t.col2im(rows, width, dz, dxc),
                                     None => col2im_channel(rows, g, 0, p, dxc, width),
                                 }
@@ -763,6 +824,9 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                                 let dxc = &mut dxc[c * hw..(c + 1) * hw];
                                 let rows = &buf[cl * kk * len..];
                                 match (&taps, p0 == 0 && len == p) {
+                                    (Some(_), true) if bordered => {
+                                        col2im_bordered(rows, len, g, dz, dxc)
+                                    }
                                     (Some(t), true) => t.col2im(rows, len, dz, dxc),
                                     _ => col2im_channel(rows, g, p0, len, dxc, len),
                                 }

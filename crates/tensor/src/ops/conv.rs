@@ -437,15 +437,16 @@ fn kernel_window<T: Float>(w: &Tensor<T>, rows: (usize, usize), cols: (usize, us
                         .zip(g.par_chunks(BLOCK * win))
                         .for_each(|(gw, gs)| {
                             for (df, sf) in gw.chunks_exact_mut(kk).zip(gs.chunks_exact(win)) {
-                                for (t, d) in df.iter_mut().enumerate() {
-                                    let (i, j) = (t / kw, t % kw);
-                                    let live =
-                                        (r0..r0 + rn).contains(&i) && (c0..c0 + cn).contains(&j);
-                                    d.write(if live {
-                                        sf[(i - r0) * cn + j - c0]
-                                    } else {
-                                        T::zero()
-                                    });
+                                for (i, dr) in df.chunks_exact_mut(kw).enumerate() {
+                                    let row = (r0..r0 + rn).contains(&i);
+                                    for (j, d) in dr.iter_mut().enumerate() {
+                                        let live = row && (c0..c0 + cn).contains(&j);
+                                        d.write(if live {
+                                            sf[(i - r0) * cn + j - c0]
+                                        } else {
+                                            T::zero()
+                                        });
+                                    }
                                 }
                             }
                         })
