@@ -578,6 +578,8 @@ fn fused_batch_norm_equals_its_composition() {
         (vec![40, 12, 1, 1], true),
         (vec![300, 7, 2, 3], true),
         (vec![20, 30, 4, 4], false),
+        // statistics summed in several blocks of samples and of columns
+        (vec![70, 3, 32, 32], true),
     ] {
         let c = shape[1];
         let n: usize = shape.iter().product();

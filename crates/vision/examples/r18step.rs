@@ -19,6 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool_bench();
         return Ok(());
     }
+    if std::env::var("BN").is_ok() {
+        bn_bench();
+        return Ok(());
+    }
     let reps: usize = std::env::var("REPS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -56,7 +60,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if std::env::var("RSS").is_ok() {
             let st = std::fs::read_to_string("/proc/self/status")?;
             let rss = st.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("");
-            eprintln!("step {r}: {rss}");
+            let stat = std::fs::read_to_string("/proc/self/stat")?;
+            let minflt = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .nth(7)
+                .unwrap_or("");
+            eprintln!("step {r}: {rss} minflt {minflt}");
         }
         if r >= 2 {
             f.push((t1 - t0).as_secs_f64());
@@ -106,4 +118,43 @@ pub fn pool_bench() {
         "maxpool fwd {:.3} ms",
         t.elapsed().as_secs_f64() * 1e3 / 50.0
     );
+}
+
+#[allow(dead_code)]
+pub fn bn_bench() {
+    for s in [
+        [64usize, 64, 16, 16],
+        [64, 64, 8, 8],
+        [64, 128, 4, 4],
+        [64, 256, 2, 2],
+        [64, 512, 1, 1],
+    ] {
+        let x = Tensor::<f32>::randn(&s, 0.0, 1.0, &mut Rng::new(0)).requires_grad_(true);
+        let w = Tensor::<f32>::ones(&[s[1]]).requires_grad_(true);
+        let b = Tensor::<f32>::zeros(&[s[1]]).requires_grad_(true);
+        let run = || {
+            let y = x
+                .batch_norm(Some(&w), Some(&b), None, None, true, 0.1, 1e-5)
+                .unwrap();
+            let t = Instant::now();
+            y.backward_with(vec![1.0; y.numel()]).unwrap();
+            t.elapsed().as_secs_f64()
+        };
+        for _ in 0..3 {
+            run();
+        }
+        let (mut f, mut bw) = (0.0, 0.0);
+        for _ in 0..50 {
+            let t = Instant::now();
+            let bt = run();
+            f += t.elapsed().as_secs_f64() - bt;
+            bw += bt;
+        }
+        println!(
+            "bn {:?}: fwd {:.3} ms bwd {:.3} ms",
+            s,
+            f / 50.0 * 1e3,
+            bw / 50.0 * 1e3
+        );
+    }
 }

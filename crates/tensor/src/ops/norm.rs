@@ -107,20 +107,93 @@ fn sum_and_dot<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
     (s.iter().sum(), d.iter().sum())
 }
 
-/// `y = x·a[p] + b[p]` over planes of `inner` elements, with plane p's coefficients
-/// `coefs[p mod coefs.len()]` (one pair a channel, repeating each sample, or one a plane).
-/// Blocks of whole periods go to the tasks; tiny planes (a 1×1 map) as one flat loop.
-fn affine_planes<T: Float>(x: &[T], inner: usize, coefs: &[(T, T)]) -> Vec<T> {
-    let period = coefs.len().max(1);
-    // the coefficients spread over one period of elements, for planes too small to loop over
-    let flat: Vec<(T, T)> = if inner < 8 {
+/// Per channel of (N, C, inner) data, `(Σa, Σa·b)` in f64, or `(Σa, Σa²)` without `b`. Each
+/// (channel, position) column is summed down the samples with vector adds along contiguous
+/// rows, then each channel's columns are added: no per-plane set-up, which dominates on small
+/// maps (a 4×4 plane is one vector). Tasks take fixed blocks of rows and columns, and their
+/// sums are added in block order, so the result does not depend on the thread count.
+fn channel_sums<T: Float>(
+    a: &[T],
+    b: Option<&[T]>,
+    n: usize,
+    c: usize,
+    inner: usize,
+) -> Vec<(f64, f64)> {
+    let row = c * inner;
+    let mut out = vec![(0.0f64, 0.0f64); c];
+    if row == 0 || n == 0 {
+        return out;
+    }
+    let cols = row.min(2048);
+    let col_blocks = row.div_ceil(cols);
+    let rows = (65536 / cols).clamp(1, n);
+    let row_blocks = n.div_ceil(rows);
+    let parts: Vec<(usize, Vec<f64>, Vec<f64>)> = (0..row_blocks * col_blocks)
+        .into_par_iter()
+        .map(|task| {
+            let (rb, cb) = (task / col_blocks, task % col_blocks);
+            let (lo, hi) = (cb * cols, (cb * cols + cols).min(row));
+            let (mut s, mut q) = (vec![0.0f64; hi - lo], vec![0.0f64; hi - lo]);
+            cpu::simd::with_best(
+                #[inline(always)]
+                || {
+                    for k in rb * rows..(rb * rows + rows).min(n) {
+                        let ar = &a[k * row + lo..k * row + hi];
+                        let pairs = s.iter_mut().zip(q.iter_mut()).zip(ar);
+                        match b {
+                            Some(b) => {
+                                let br = &b[k * row + lo..k * row + hi];
+                                for (((s, q), &x), &y) in pairs.zip(br) {
+                                    let x = x.as_f64();
+                                    *s += x;
+                                    *q += x * y.as_f64();
+                                }
+                            }
+                            None => {
+                                for ((s, q), &x) in pairs {
+                                    let x = x.as_f64();
+                                    *s += x;
+                                    *q += x * x;
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+            (lo, s, q)
+        })
+        .collect();
+    for (lo, s, q) in parts {
+        for (j, (s, q)) in s.into_iter().zip(q).enumerate() {
+            let o = &mut out[(lo + j) / inner];
+            o.0 += s;
+            o.1 += q;
+        }
+    }
+    out
+}
+
+/// The coefficients of each group spread over its planes' elements for one period of
+/// `coefs.len()` planes, where planes are small (under 64 elements) and a period is not too
+/// long; empty otherwise (the per-plane loops then run).
+fn flat_coefs<C: Copy>(coefs: &[C], inner: usize) -> Vec<C> {
+    if inner < 64 && coefs.len() * inner <= 1 << 16 {
         coefs
             .iter()
             .flat_map(|&c| std::iter::repeat_n(c, inner))
             .collect()
     } else {
         Vec::new()
-    };
+    }
+}
+
+/// `y = x·a[p] + b[p]` over planes of `inner` elements, with plane p's coefficients
+/// `coefs[p mod coefs.len()]` (one pair a channel, repeating each sample, or one a plane).
+/// Blocks of whole periods go to the tasks; tiny planes (a 1×1 map) as one flat loop.
+fn affine_planes<T: Float>(x: &[T], inner: usize, coefs: &[(T, T)]) -> Vec<T> {
+    let period = coefs.len().max(1);
+    // the coefficients spread over one period of elements, for planes too small to loop over
+    let flat = flat_coefs(coefs, inner);
     // planes a block; whole periods where the flat loop runs
     let ppb = if flat.is_empty() {
         planes_per_task(inner)
@@ -254,7 +327,7 @@ impl<T: Float> Tensor<T> {
         let sh = self.shape().to_vec();
         let c = sh[1];
         let inner: usize = sh[2..].iter().product();
-        let planes = sh[0] * c;
+        let (n, planes) = (sh[0], sh[0] * c);
         let groups = if per_sample { planes } else { c };
         let group = move |p: usize| if per_sample { p } else { p % c };
         let count = (inner * planes / groups.max(1)) as f64;
@@ -267,7 +340,10 @@ impl<T: Float> Tensor<T> {
             .collect();
         // one pass over the data: per plane Σx and Σx² in f64, added per group in plane order
         let mut sums = vec![(0.0f64, 0.0f64); groups];
-        if inner > 0 {
+        if !per_sample {
+            // a group is a channel: its columns summed down the batch
+            sums = channel_sums(&x, None, sh[0], c, inner);
+        } else if inner > 0 {
             let ppt = planes_per_task(inner);
             let per_block: Vec<Vec<(f64, f64)>> = x
                 .par_chunks(ppt * inner)
@@ -301,38 +377,50 @@ impl<T: Float> Tensor<T> {
         let (mean_out, var_out) = (mean.clone(), var);
         let out = Tensor::from_op(y, sh, op, &inputs, move |gy, needs| {
             // per plane: Σdy and Σdy·x̂ = r·(Σdy·x − μ·Σdy), in one pass
-            let sums: Vec<(f64, f64)> = if inner == 0 {
-                vec![(0.0, 0.0); planes]
-            } else {
-                let ppt = planes_per_task(inner);
-                let per_block: Vec<Vec<(f64, f64)>> = gy
-                    .par_chunks(ppt * inner)
-                    .zip(x.par_chunks(ppt * inner))
+            let (mut per_group, mut per_channel) =
+                (vec![(0.0f64, 0.0f64); groups], vec![(0.0f64, 0.0f64); c]);
+            if !per_sample {
+                // a group is a channel: (Σdy, Σdy·x) down the batch, then Σdy·x̂
+                for (ch, (s, sx)) in channel_sums(gy, Some(&x), n, c, inner)
+                    .into_iter()
                     .enumerate()
-                    .map(|(blk, (gb, xb))| {
-                        cpu::simd::with_best(|| {
-                            gb.chunks(inner)
-                                .zip(xb.chunks(inner))
-                                .enumerate()
-                                .map(|(k, (gp, xp))| {
-                                    let gi = group(blk * ppt + k);
-                                    let (m, r) = (mean[gi], rstd[gi]);
-                                    let (s, sx) = sum_and_dot(gp, xp);
-                                    (s, r * (sx - m * s))
-                                })
-                                .collect()
+                {
+                    let v = (s, rstd[ch] * (sx - mean[ch] * s));
+                    per_group[ch] = v;
+                    per_channel[ch] = v;
+                }
+            } else {
+                let sums: Vec<(f64, f64)> = if inner == 0 {
+                    vec![(0.0, 0.0); planes]
+                } else {
+                    let ppt = planes_per_task(inner);
+                    let per_block: Vec<Vec<(f64, f64)>> = gy
+                        .par_chunks(ppt * inner)
+                        .zip(x.par_chunks(ppt * inner))
+                        .enumerate()
+                        .map(|(blk, (gb, xb))| {
+                            cpu::simd::with_best(|| {
+                                gb.chunks(inner)
+                                    .zip(xb.chunks(inner))
+                                    .enumerate()
+                                    .map(|(k, (gp, xp))| {
+                                        let gi = group(blk * ppt + k);
+                                        let (m, r) = (mean[gi], rstd[gi]);
+                                        let (s, sx) = sum_and_dot(gp, xp);
+                                        (s, r * (sx - m * s))
+                                    })
+                                    .collect()
+                            })
                         })
-                    })
-                    .collect();
-                per_block.into_iter().flatten().collect()
-            };
-            let mut per_group = vec![(0.0f64, 0.0f64); groups];
-            let mut per_channel = vec![(0.0f64, 0.0f64); c];
-            for (p, &(s, sx)) in sums.iter().enumerate() {
-                per_group[group(p)].0 += s;
-                per_group[group(p)].1 += sx;
-                per_channel[p % c].0 += s;
-                per_channel[p % c].1 += sx;
+                        .collect();
+                    per_block.into_iter().flatten().collect()
+                };
+                for (p, &(s, sx)) in sums.iter().enumerate() {
+                    per_group[group(p)].0 += s;
+                    per_group[group(p)].1 += sx;
+                    per_channel[p % c].0 += s;
+                    per_channel[p % c].1 += sx;
+                }
             }
             // SAFETY: the planes cover all of dx, and each is written in full.
             let dx = needs[0].then(|| unsafe {
@@ -351,6 +439,26 @@ impl<T: Float> Tensor<T> {
                                 (T::from_f64(k), T::from_f64(a), T::from_f64(b0))
                             })
                             .collect();
+                        // small planes: the coefficients spread over a period of elements
+                        let flat = flat_coefs(&coefs, inner);
+                        if !flat.is_empty() {
+                            let period = flat.len();
+                            let block = (block.div_ceil(period) * period).max(1);
+                            dx.par_chunks_mut(block)
+                                .zip(gy.par_chunks(block).zip(x.par_chunks(block)))
+                                .for_each(|(db, (gb, xb))| {
+                                    cpu::simd::with_best(|| {
+                                        let rows = db.chunks_mut(period).zip(gb.chunks(period));
+                                        for ((dr, gr), xr) in rows.zip(xb.chunks(period)) {
+                                            let elems = dr.iter_mut().zip(gr).zip(xr);
+                                            for (((d, &gv), &xv), &(k, a, b0)) in elems.zip(&flat) {
+                                                d.write(k * gv + a * xv + b0);
+                                            }
+                                        }
+                                    })
+                                });
+                            return;
+                        }
                         dx.par_chunks_mut(block)
                             .zip(gy.par_chunks(block).zip(x.par_chunks(block)))
                             .enumerate()
