@@ -87,10 +87,6 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let cols = tap_ranges(g.ow, g.w, g.kw, g.sw, g.pw, g.dw);
     let mut y = vec![T::zero(); g.planes * ohw];
     let mut idx = vec![0u32; g.planes * ohw];
-    // the common 2×2, stride-2 window with no padding: two input rows per output row
-    let fast2x2 = (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw) == (2, 2, 2, 2, 0, 0, 1, 1)
-        && 2 * g.oh <= g.h
-        && 2 * g.ow <= g.w;
     let by_rows = g.dh == 1 && g.dw == 1;
     let cg = if by_rows {
         col_gather(g, &rows, &cols)
@@ -109,10 +105,6 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
             || PoolScratch::new(g),
             |scratch, (pl, (yp, ip))| {
                 let xp = &x[pl * hw..(pl + 1) * hw];
-                if fast2x2 {
-                    max_pool_2x2_plane(xp, g, yp, ip);
-                    return;
-                }
                 if by_rows {
                     // the whole plane under the widest vectors (small planes have short rows)
                     super::simd::with_best(
@@ -301,36 +293,6 @@ pub fn max_pool_values<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
             }
         });
     y
-}
-
-/// [`max_pool_fwd`] of one plane for a 2×2 window, stride 2, no padding (windows inside the
-/// plane), visiting each window's taps in the same order as the general loop.
-fn max_pool_2x2_plane<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ip: &mut [u32]) {
-    let w = g.w;
-    for oy in 0..g.oh {
-        let r0 = &xp[2 * oy * w..(2 * oy + 1) * w];
-        let r1 = &xp[(2 * oy + 1) * w..(2 * oy + 2) * w];
-        let (yr, ir) = (
-            &mut yp[oy * g.ow..(oy + 1) * g.ow],
-            &mut ip[oy * g.ow..(oy + 1) * g.ow],
-        );
-        for ox in 0..g.ow {
-            let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
-            let (mut best, mut bi) = (a, 0);
-            if b > best || b.is_nan() {
-                (best, bi) = (b, 1);
-            }
-            if c > best || c.is_nan() {
-                (best, bi) = (c, w);
-            }
-            if d > best || d.is_nan() {
-                (best, bi) = (d, w + 1);
-            }
-            // a NaN first tap stays unless a later NaN replaces it, as in the general loop
-            yr[ox] = best;
-            ir[ox] = (2 * oy * w + 2 * ox + bi) as u32;
-        }
-    }
 }
 
 pub fn max_pool_bwd<T: Float>(gy: &[T], idx: &[u32], g: &PoolGeom) -> Vec<T> {
