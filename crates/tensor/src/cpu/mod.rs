@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod packed;
 pub mod pool;
+pub(crate) mod reuse;
 pub mod simd;
 pub mod winograd;
 
