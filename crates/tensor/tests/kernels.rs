@@ -55,6 +55,41 @@ fn gemm_matches_naive_with_transposes() {
     }
 }
 
+/// One or two rows times a matrix read along its columns (a fully connected layer at batch 1,
+/// which runs as one dot product per output): long and odd inner sizes, several column
+/// blocks, with and without accumulation, on one thread and on the pool.
+#[test]
+fn few_row_products_match_naive() {
+    let mut rng = Rng::new(12);
+    for (m, n, k) in [
+        (1, 1, 64),
+        (1, 37, 100),
+        (2, 300, 1001),
+        (1, 700, 4133),
+        (2, 5, 64),
+    ] {
+        let a = randv(m * k, &mut rng);
+        let b = randv(k * n, &mut rng);
+        for (acc, parallel) in [(false, true), (true, true), (true, false)] {
+            let mut c1 = randv(m * n, &mut rng);
+            let mut c2 = c1.clone();
+            gemm(
+                m,
+                n,
+                k,
+                Mat::rm(&a, k),
+                Mat::rm_t(&b, k),
+                &mut c1,
+                acc,
+                parallel,
+            );
+            gemm_naive(m, n, k, Mat::rm(&a, k), Mat::rm_t(&b, k), &mut c2, acc);
+            let tag = format!("{m}x{n}x{k} accumulate {acc} parallel {parallel}");
+            assert_close(&tag, &c1, &c2, 1e-4);
+        }
+    }
+}
+
 #[test]
 fn conv_fast_matches_naive_random_shapes() {
     let mut rng = Rng::new(5);

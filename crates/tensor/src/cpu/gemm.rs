@@ -54,6 +54,9 @@ pub fn gemm<T: Float>(
         c.len()
     );
     check_views(m, n, k, &a, &b);
+    if m <= ROWS_BY_DOTS && a.cs == 1 && b.rs == 1 && k >= 64 {
+        return by_dots(m, n, k, a, b, c, accumulate, parallel);
+    }
     let par = if parallel && m * n * k >= 1 << 15 {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -61,6 +64,83 @@ pub fn gemm<T: Float>(
     };
     // SAFETY: `c` is exclusively borrowed and holds m·n elements (checked above).
     unsafe { call(m, n, k, a, b, c.as_mut_ptr(), n, accumulate, par) }
+}
+
+/// Most rows of `A` that [`by_dots`] takes.
+const ROWS_BY_DOTS: usize = 2;
+
+/// `C (+)= A·B` for one or two rows of `A` and columns of `B` contiguous along k (a fully
+/// connected layer at batch 1: `B` is the weight read in place): one dot product per output,
+/// over blocks of columns in parallel. Such a product reads each weight once and is bound by
+/// memory bandwidth; the GEMM kernels' packing of `B` would read it twice.
+#[allow(clippy::too_many_arguments)]
+fn by_dots<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: &mut [T],
+    accumulate: bool,
+    parallel: bool,
+) {
+    use rayon::prelude::*;
+    // columns a task: at least 64 kB of B
+    let cols = (16384 / k).max(1);
+    for r in 0..m {
+        let ar = Mat {
+            data: &a.data[r * a.rs..],
+            rs: a.rs,
+            cs: 1,
+        };
+        let row = &mut c[r * n..(r + 1) * n];
+        let block = |(jb, cb): (usize, &mut [T])| {
+            super::simd::with_best(
+                #[inline(always)]
+                || {
+                    for (jj, out) in cb.iter_mut().enumerate() {
+                        let j = jb * cols + jj;
+                        let d = dot(&ar.data[..k], &b.data[j * b.cs..j * b.cs + k]);
+                        *out = if accumulate { *out + d } else { d };
+                    }
+                },
+            )
+        };
+        if parallel && n * k >= 1 << 15 {
+            row.par_chunks_mut(cols).enumerate().for_each(block);
+        } else {
+            row.chunks_mut(cols).enumerate().for_each(block);
+        }
+    }
+}
+
+/// `Σ a·b` in 64 interleaved partial sums (four vectors of 16 lanes, so that the adds do not
+/// wait on each other), added in a fixed order.
+#[inline(always)]
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    const L: usize = 64;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::zero(); L];
+    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..L {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    for (i, (&x, &y)) in ar.iter().zip(br).enumerate() {
+        acc[i] += x * y;
+    }
+    // pairwise, in a fixed order
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] = acc[i] + acc[i + w];
+        }
+    }
+    acc[0]
 }
 
 /// Panics unless `a` covers an m×k and `b` a k×n strided extent: the kernel reads them through
