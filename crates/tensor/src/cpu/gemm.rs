@@ -137,7 +137,7 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     while w > 1 {
         w /= 2;
         for i in 0..w {
-            acc[i] = acc[i] + acc[i + w];
+            acc[i] += acc[i + w];
         }
     }
     acc[0]
