@@ -146,20 +146,10 @@ struct TaskLayout {
 
 /// The im2col blocks that [`conv2d_fwd`] keeps for [`conv2d_bwd_weight`], with the task layout
 /// they were cut by: one block per task, holding all groups.
-pub struct ConvCols<T: Float> {
+pub struct ConvCols<T> {
     layout: TaskLayout,
     geom: Conv2dGeom,
     blocks: Vec<Vec<T>>,
-}
-
-/// The blocks go back to the pool when the backward pass lets them go, for the next step's
-/// forward to unfold into.
-impl<T: Float> Drop for ConvCols<T> {
-    fn drop(&mut self) {
-        for b in self.blocks.drain(..) {
-            super::reuse::give(b);
-        }
-    }
 }
 
 /// Fill `rows` (KH·KW rows of stride `ld`, nb columns) with the windows of one input channel
@@ -535,8 +525,7 @@ pub fn conv2d_fwd<T: Float>(
                 let len = nb.min(p - p0);
                 let width = ns * len;
                 let mut kept = if keep {
-                    // (every element is written by the unfolding below)
-                    super::reuse::take(g.groups * ckk * width)
+                    vec![T::zero(); g.groups * ckk * width]
                 } else {
                     Vec::new()
                 };

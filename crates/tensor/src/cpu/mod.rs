@@ -9,7 +9,6 @@ pub mod elementwise;
 pub mod gemm;
 pub mod packed;
 pub mod pool;
-pub(crate) mod reuse;
 pub mod simd;
 pub mod winograd;
 
