@@ -29,8 +29,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(10);
     // MODEL=lenet5 times LeNet-5 on 1×28×28 instead
     let name = std::env::var("MODEL").unwrap_or_else(|_| "resnet18".into());
-    let in_shape = if name == "lenet5" { [1, 28, 28] } else { [3, 32, 32] };
-    let x = Tensor::<f32>::randn(&[64, in_shape[0], in_shape[1], in_shape[2]], 0.0, 1.0, &mut Rng::new(0));
+    let in_shape = if name == "lenet5" {
+        [1, 28, 28]
+    } else {
+        [3, 32, 32]
+    };
+    let x = Tensor::<f32>::randn(
+        &[64, in_shape[0], in_shape[1], in_shape[2]],
+        0.0,
+        1.0,
+        &mut Rng::new(0),
+    );
     let model = build(
         &name,
         &ModelConfig {
