@@ -297,7 +297,7 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
                             &dyp[oh * g.ow + lo..oh * g.ow + hi],
                         );
                         dwc[tap] += if g.sw == 1 {
-                            dot(dyr, &xr[first..first + (hi - lo)])
+                            super::dot(dyr, &xr[first..first + (hi - lo)])
                         } else {
                             dyr.iter()
                                 .enumerate()
@@ -309,23 +309,4 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
         }
     });
     dw
-}
-
-/// `Σ a·b` in 16 interleaved partial sums (a fixed order, so deterministic), which vectorise.
-#[inline(always)]
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    const L: usize = 16;
-    let mut acc = [T::zero(); L];
-    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for l in 0..L {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = ar.iter().zip(br).fold(T::zero(), |s, (&x, &y)| s + x * y);
-    for v in acc {
-        s += v;
-    }
-    s
 }

@@ -100,7 +100,7 @@ fn by_dots<T: Float>(
                 || {
                     for (jj, out) in cb.iter_mut().enumerate() {
                         let j = jb * cols + jj;
-                        let d = dot(&ar.data[..k], &b.data[j * b.cs..j * b.cs + k]);
+                        let d = super::dot(&ar.data[..k], &b.data[j * b.cs..j * b.cs + k]);
                         *out = if accumulate { *out + d } else { d };
                     }
                 },
@@ -112,35 +112,6 @@ fn by_dots<T: Float>(
             row.chunks_mut(cols).enumerate().for_each(block);
         }
     }
-}
-
-/// `Σ a·b` in 64 interleaved partial sums (four vectors of 16 lanes, so that the adds do not
-/// wait on each other), added in a fixed order.
-#[inline(always)]
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    const L: usize = 64;
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [T::zero(); L];
-    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..L {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    for (i, (&x, &y)) in ar.iter().zip(br).enumerate() {
-        acc[i] += x * y;
-    }
-    // pairwise, in a fixed order
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            acc[i] += acc[i + w];
-        }
-    }
-    acc[0]
 }
 
 /// Panics unless `a` covers an m×k and `b` a k×n strided extent: the kernel reads them through

@@ -33,6 +33,25 @@ pub(crate) unsafe fn filled<T>(
     v
 }
 
+/// `Σ a·b` in 16 interleaved partial sums (a fixed order, so deterministic), which vectorise.
+#[inline(always)]
+pub(crate) fn dot<T: crate::dtype::Float>(a: &[T], b: &[T]) -> T {
+    const L: usize = 16;
+    let mut acc = [T::zero(); L];
+    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..L {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ar.iter().zip(br).fold(T::zero(), |s, (&x, &y)| s + x * y);
+    for v in acc {
+        s += v;
+    }
+    s
+}
+
 /// `dst[t] = src[x0 + t]` where that index lies inside `src`, zero elsewhere: one row of an
 /// input read through zero padding.
 pub(crate) fn copy_padded<T: crate::dtype::Float>(src: &[T], x0: isize, dst: &mut [T]) {
