@@ -33,6 +33,24 @@ pub(crate) unsafe fn filled<T>(
     v
 }
 
+/// `Σ a` in 16 interleaved partial sums (a fixed order, so deterministic), which vectorise.
+#[inline(always)]
+pub(crate) fn sum<T: crate::dtype::Float>(a: &[T]) -> T {
+    const L: usize = 16;
+    let mut acc = [T::zero(); L];
+    let ac = a.chunks_exact(L);
+    let mut s = ac.remainder().iter().fold(T::zero(), |s, &x| s + x);
+    for x in ac {
+        for l in 0..L {
+            acc[l] += x[l];
+        }
+    }
+    for v in acc {
+        s += v;
+    }
+    s
+}
+
 /// `Σ a·b` in 16 interleaved partial sums (a fixed order, so deterministic), which vectorise.
 #[inline(always)]
 pub(crate) fn dot<T: crate::dtype::Float>(a: &[T], b: &[T]) -> T {

@@ -142,9 +142,17 @@ fn check_bias<T: Float>(op: &'static str, bias: Option<&Tensor<T>>, o: usize) ->
 }
 
 fn bias_grad<T: Float>(g: &[T], o: usize, per_channel: usize) -> Vec<T> {
+    use rayon::prelude::*;
+    // each plane's sum in vector lanes, planes in parallel, then added per channel in order
+    let per_plane = (crate::cpu::PAR_THRESHOLD / per_channel.max(1)).max(1);
+    let sums: Vec<T> = g
+        .par_chunks(per_channel.max(1))
+        .with_min_len(per_plane)
+        .map(crate::cpu::sum)
+        .collect();
     let mut gb = vec![T::zero(); o];
-    for (ch, v) in g.chunks(per_channel).enumerate() {
-        gb[ch % o] += v.iter().copied().sum::<T>();
+    for (ch, s) in sums.into_iter().enumerate() {
+        gb[ch % o] += s;
     }
     gb
 }
