@@ -1,5 +1,9 @@
-//! Phases of a ResNet-18 training step on 32² images at batch 64: forward, backward, step,
-//! and each leaf layer's forward time (grad mode on).
+//! Phases of a ResNet-18 training step on 32² images at batch 64 (forward, backward, SGD
+//! step; medians of `REPS=n`, 10 by default): `cargo run --release -p aics-vision --example
+//! r18step`. `MODEL=lenet5` times LeNet-5 on 28² instead; `LAYERS=1` adds each layer type's
+//! forward time (grad mode on); `RSS=1` prints resident memory and page faults after each
+//! step; `FWD_ONLY=n` runs n forward passes alone (for a profiler); `BN=1` and `POOL=1` time
+//! ResNet-18's batch norms and its stem's max pool alone.
 use std::time::Instant;
 
 use aics_nn::loss::cross_entropy;

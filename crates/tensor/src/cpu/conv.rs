@@ -757,26 +757,30 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
             (false, true) => ckk * spt * p, // grouped samples are small (ckk·P < 2¹⁶)
             (false, false) => ckk * nb,
         };
-        // small maps: the columns added back through a table of where each tap reads
-        let taps = if g.is_pointwise() {
-            None
-        } else {
+        // small maps: where output columns step by one and rows hold 8 or more, the columns
+        // are added back as runs into a bordered plane; else through a table of where each
+        // tap reads
+        let small = !g.is_pointwise() && g.ohw() <= TapTable::MAX_POSITIONS;
+        let bordered = small && g.sw == 1 && g.ow >= 8;
+        let taps = if small && !bordered {
             TapTable::small(g)
-        };
-        // (or, where output columns step by one, as runs into a bordered plane)
-        let bordered = g.sw == 1 && g.ow >= 8;
-        let scratch = if bordered {
-            let (hp, wp) = bordered_plane(g);
-            hp * wp
         } else {
-            hw + 1
+            None
+        };
+        let scratch = match (bordered, &taps) {
+            (true, _) => {
+                let (hp, wp) = bordered_plane(g);
+                hp * wp
+            }
+            (false, Some(_)) => hw + 1,
+            (false, None) => 0,
         };
         dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
             || {
                 (
                     vec![T::zero(); buf_len],
                     vec![T::zero(); if spt > 1 { og * spt * p } else { 0 }],
-                    vec![T::zero(); if taps.is_some() { scratch } else { 0 }],
+                    vec![T::zero(); scratch],
                 )
             },
             |(buf, dyt, dz), (ci, dxc)| {
@@ -808,7 +812,7 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                                 let dxc = &mut dxc[j * chw + c * hw..j * chw + (c + 1) * hw];
                                 let rows = &buf[cl * kk * width + j * p..];
                                 match &taps {
-                                    Some(_) if bordered => col2im_bordered(rows, width, g, dz, dxc),
+                                    _ if bordered => col2im_bordered(rows, width, g, dz, dxc),
                                     Some(t) => t.col2im(rows, width, dz, dxc),
                                     None => col2im_channel(rows, g, 0, p, dxc, width),
                                 }
@@ -824,9 +828,7 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
                                 let dxc = &mut dxc[c * hw..(c + 1) * hw];
                                 let rows = &buf[cl * kk * len..];
                                 match (&taps, p0 == 0 && len == p) {
-                                    (Some(_), true) if bordered => {
-                                        col2im_bordered(rows, len, g, dz, dxc)
-                                    }
+                                    (_, true) if bordered => col2im_bordered(rows, len, g, dz, dxc),
                                     (Some(t), true) => t.col2im(rows, len, dz, dxc),
                                     _ => col2im_channel(rows, g, p0, len, dxc, len),
                                 }

@@ -88,11 +88,7 @@ fn by_dots<T: Float>(
     // columns a task: at least 64 kB of B
     let cols = (16384 / k).max(1);
     for r in 0..m {
-        let ar = Mat {
-            data: &a.data[r * a.rs..],
-            rs: a.rs,
-            cs: 1,
-        };
+        let ar = &a.data[r * a.rs..][..k];
         let row = &mut c[r * n..(r + 1) * n];
         let block = |(jb, cb): (usize, &mut [T])| {
             super::simd::with_best(
@@ -100,7 +96,7 @@ fn by_dots<T: Float>(
                 || {
                     for (jj, out) in cb.iter_mut().enumerate() {
                         let j = jb * cols + jj;
-                        let d = super::dot(&ar.data[..k], &b.data[j * b.cs..j * b.cs + k]);
+                        let d = super::dot(ar, &b.data[j * b.cs..j * b.cs + k]);
                         *out = if accumulate { *out + d } else { d };
                     }
                 },

@@ -88,28 +88,21 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let mut y = vec![T::zero(); g.planes * ohw];
     let mut idx = vec![0u32; g.planes * ohw];
     let by_rows = g.dh == 1 && g.dw == 1;
-    let cg = if by_rows {
-        col_gather(g, &rows, &cols)
-    } else {
-        ColGather {
-            slots: Vec::new(),
-            init: Vec::new(),
-        }
-    };
+    let cg = by_rows.then(|| col_gather(g, &rows, &cols));
     y.par_chunks_mut(ohw)
         .zip(idx.par_chunks_mut(ohw))
         .enumerate()
         .with_min_len(planes_per_task(hw))
         .for_each_init(
             // each task's scratch for `max_pool_plane_by_rows`
-            || PoolScratch::new(g),
+            || cg.as_ref().map(|_| PoolScratch::new(g)),
             |scratch, (pl, (yp, ip))| {
                 let xp = &x[pl * hw..(pl + 1) * hw];
-                if by_rows {
+                if let (Some(cg), Some(scratch)) = (&cg, scratch) {
                     // the whole plane under the widest vectors (small planes have short rows)
                     super::simd::with_best(
                         #[inline(always)]
-                        || max_pool_plane_by_rows(xp, g, &rows, &cg, yp, ip, scratch),
+                        || max_pool_plane_by_rows(xp, g, &rows, cg, yp, ip, scratch),
                     );
                     return;
                 }

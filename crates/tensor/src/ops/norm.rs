@@ -310,9 +310,9 @@ impl<T: Float> Tensor<T> {
 
     /// Normalisation over groups of (sample, channel) planes, as one op: batch norm's group is
     /// a channel across the batch (`per_sample` false), instance norm's one plane (true); γ and
-    /// β are per channel. Forward: each group's mean, then its biased variance (two passes,
-    /// summed in f64 plane by plane and then in plane order), then `y = x·s + (b − μ·s)` in one
-    /// write. Backward: per plane Σdy and Σdy·x̂, then one write of
+    /// β are per channel. Forward: each group's mean and biased variance from Σx and Σx² in
+    /// f64 (one pass: per channel down the batch, or per plane), then `y = x·s + (b − μ·s)` in
+    /// one write. Backward: per group Σdy and Σdy·x̂ (taken the same way), then one write of
     /// `dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂))` (means over the group, r = 1/√(σ² + ε)), with
     /// `dγ = Σ dy·x̂` and `dβ = Σ dy` per channel. Returns the output and each group's mean and
     /// biased variance.
@@ -338,11 +338,11 @@ impl<T: Float> Tensor<T> {
         let betas: Vec<f64> = (0..c)
             .map(|ch| bias.map_or(0.0, |b| b.data()[ch].as_f64()))
             .collect();
-        // one pass over the data: per plane Σx and Σx² in f64, added per group in plane order
+        // one pass over the data: Σx and Σx² in f64 per channel (down the batch) or per plane
         let mut sums = vec![(0.0f64, 0.0f64); groups];
         if !per_sample {
             // a group is a channel: its columns summed down the batch
-            sums = channel_sums(&x, None, sh[0], c, inner);
+            sums = channel_sums(&x, None, n, c, inner);
         } else if inner > 0 {
             let ppt = planes_per_task(inner);
             let per_block: Vec<Vec<(f64, f64)>> = x
@@ -376,7 +376,7 @@ impl<T: Float> Tensor<T> {
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
         let (mean_out, var_out) = (mean.clone(), var);
         let out = Tensor::from_op(y, sh, op, &inputs, move |gy, needs| {
-            // per plane: Σdy and Σdy·x̂ = r·(Σdy·x − μ·Σdy), in one pass
+            // Σdy and Σdy·x̂ = r·(Σdy·x − μ·Σdy) per group, in one pass
             let (mut per_group, mut per_channel) =
                 (vec![(0.0f64, 0.0f64); groups], vec![(0.0f64, 0.0f64); c]);
             if !per_sample {
