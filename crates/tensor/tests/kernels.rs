@@ -1065,6 +1065,84 @@ fn packed_conv_matches_naive() {
 }
 
 #[test]
+fn row_conv_matches_naive() {
+    use aics_tensor::cpu::packed::{Epilogue, PackedWeights};
+    use aics_tensor::cpu::rowconv;
+    use aics_tensor::Activation;
+    let mut rng = Rng::new(33);
+    let level = aics_tensor::cpu::simd::level_name();
+    // Planes read as one row (49 positions: tiles of 13 and 12), rows in chunks, several short
+    // rows a tile (4×4 and 6-wide maps), stride 2 with and without padding, dilation, channel
+    // counts around the two vectors of a block, one image read for all blocks at once (an
+    // input over 1 MB), and the 7×7 stem.
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    );
+    let cases: &[Case] = &[
+        // n, c, h, w, o, k, stride, pad, dilation
+        (1, 3, 7, 7, 5, 1, 1, 0, 1),
+        (2, 16, 7, 7, 29, 1, 1, 0, 1),
+        (3, 8, 5, 3, 40, 1, 1, 0, 1),
+        (1, 300, 4, 8, 33, 3, 1, 1, 1),
+        (2, 40, 9, 11, 15, 3, 2, 1, 1),
+        (1, 20, 6, 6, 70, 3, 1, 0, 1),
+        (2, 12, 5, 5, 17, 3, 1, 1, 2),
+        (1, 9, 33, 2, 13, 1, 2, 0, 1),
+        (1, 64, 64, 64, 40, 3, 1, 1, 1),
+        (2, 3, 40, 40, 16, 7, 2, 3, 1),
+        (1, 1, 1, 1, 1, 1, 1, 0, 1),
+    ];
+    let acts = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::LeakyRelu(0.1),
+    ];
+    for (i, &(n, c, h, w, o, k, s, pad, d)) in cases.iter().enumerate() {
+        let p = ConvParams::default().stride(s).padding(pad).dilation(d);
+        let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, c, k, k], &p).unwrap();
+        assert_eq!(rowconv::applies(&g), level != "base", "{g:?}");
+        let x = randv(n * c * h * w, &mut rng);
+        let wt = randv(o * c * k * k, &mut rng);
+        let Some(pw) = PackedWeights::pack_rows(&wt, o, c * k * k) else {
+            assert_eq!(level, "base", "no packing at {level}");
+            continue;
+        };
+        assert!(pw.rows_lanes().is_some());
+        let ylen = n * o * g.oh * g.ow;
+        let bias = randv(o, &mut rng);
+        let res: Vec<f32> = randv(ylen, &mut rng).iter().map(|v| 3.0 * v).collect();
+        let act = acts[i % acts.len()];
+        for (with_bias, with_res) in [(false, false), (true, false), (true, true)] {
+            let epi = Epilogue {
+                bias: with_bias.then_some(&bias[..]),
+                residual: with_res.then_some(&res[..]),
+                act,
+            };
+            // garbage in the output: every element must be written
+            let mut got = vec![f32::NAN; ylen];
+            rowconv::conv2d_fwd(&x, &pw, &g, epi, &mut got);
+            let mut want = conv2d_fwd_naive(&x, &wt, &g);
+            epilogue_reference(&mut want, epi.bias, epi.residual, o, g.oh * g.ow, act);
+            assert_close(
+                &format!("row conv {n}x{c}x{h}x{w} -> {o}, {k}x{k} s{s} p{pad} d{d}, {act:?}, bias {with_bias}, residual {with_res} ({level})"),
+                &got,
+                &want,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
 fn packed_conv_op_equals_the_plain_op_and_its_gradients() {
     use aics_tensor::{Activation, PackedWeights, Tensor};
     let mut rng = Rng::new(32);

@@ -9,7 +9,9 @@ pub mod elementwise;
 pub mod gemm;
 pub mod packed;
 pub mod pool;
+pub mod rowconv;
 pub mod simd;
+pub(crate) mod vector;
 pub mod winograd;
 
 /// Work below this many elements runs on one thread: rayon's fork/join costs more than it saves.

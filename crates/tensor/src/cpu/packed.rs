@@ -27,7 +27,7 @@ use super::{copy_run, SendPtr};
 use crate::ops::conv::Activation;
 
 /// The vector width this CPU gives the packed kernel, or None (then callers use the GEMM crate).
-fn width() -> Option<Width> {
+pub(super) fn width() -> Option<Width> {
     #[cfg(target_arch = "x86_64")]
     match super::simd::level_name() {
         "avx512" => return Some(Width::Avx512),
@@ -38,7 +38,7 @@ fn width() -> Option<Width> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Width {
+pub(super) enum Width {
     Avx512,
     Avx2,
 }
@@ -79,6 +79,9 @@ pub struct PackedWeights {
 enum Kind {
     /// `m × k` in panels of the width's MR rows, k-major.
     Panels(Width),
+    /// `m × k` in blocks of two vectors' rows (output channels), k-major, for the row kernel
+    /// ([`super::rowconv`]).
+    Rows(Width),
     /// U[ξ][o][c] for the tile (`m` = O, `k` = C).
     Winograd(Tile),
 }
@@ -111,6 +114,46 @@ impl PackedWeights {
         })
     }
 
+    /// Pack the row-major `m × k` matrix `w` (a convolution's weights, one group) for the row
+    /// kernel ([`super::rowconv`]): blocks of two vectors' rows, zeros past `m`. None where the
+    /// CPU has no AVX2; panics unless `w` holds `m·k` values.
+    pub fn pack_rows(w: &[f32], m: usize, k: usize) -> Option<PackedWeights> {
+        assert_eq!(w.len(), m * k, "row weights: {m}x{k} from {}", w.len());
+        let width = width()?;
+        let ob = 2 * width.lanes();
+        let mut data = vec![0f32; m.div_ceil(ob) * k * ob];
+        data.par_chunks_mut(k * ob)
+            .enumerate()
+            .for_each(|(b, blk)| {
+                let rows = ob.min(m - b * ob);
+                let w = &w[b * ob * k..];
+                for (kk, dst) in blk.chunks_exact_mut(ob).enumerate() {
+                    for (r, d) in dst[..rows].iter_mut().enumerate() {
+                        *d = w[r * k + kk];
+                    }
+                }
+            });
+        Some(PackedWeights {
+            kind: Kind::Rows(width),
+            m,
+            k,
+            data,
+        })
+    }
+
+    /// The vector lanes of row-kernel weights packed for this CPU's width, if these are such.
+    pub fn rows_lanes(&self) -> Option<usize> {
+        match self.kind {
+            Kind::Rows(w) if width() == Some(w) => Some(w.lanes()),
+            _ => None,
+        }
+    }
+
+    /// The packed values.
+    pub(super) fn data(&self) -> &[f32] {
+        &self.data
+    }
+
     /// The 3×3 filters `wt` (O, C, 3, 3) transformed for Winograd tile `tile`
     /// ([`super::winograd::transform_filters`]). Panics unless `wt` holds O·C·9 values.
     pub fn winograd(wt: &[f32], o: usize, c: usize, tile: Tile) -> PackedWeights {
@@ -126,7 +169,7 @@ impl PackedWeights {
     pub fn winograd_tile(&self) -> Option<Tile> {
         match self.kind {
             Kind::Winograd(t) => Some(t),
-            Kind::Panels(_) => None,
+            Kind::Panels(_) | Kind::Rows(_) => None,
         }
     }
 
@@ -444,144 +487,8 @@ unsafe fn tile(width: Width, k: usize, a: &[f32], b: &[f32], wcols: usize, out: 
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::vector::{finish, Vector};
     use super::{Activation, Out};
-
-    /// Operations on one vector type, inlined into the `target_feature` kernels below.
-    trait Vector: Copy {
-        const L: usize;
-        unsafe fn zero() -> Self;
-        unsafe fn splat(v: f32) -> Self;
-        unsafe fn load(p: *const f32) -> Self;
-        unsafe fn store(self, p: *mut f32);
-        /// The first `n` (≤ L) lanes from `p`, zeros after.
-        unsafe fn load_n(p: *const f32, n: usize) -> Self;
-        unsafe fn store_n(self, p: *mut f32, n: usize);
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
-        unsafe fn add(self, b: Self) -> Self;
-        unsafe fn mul(self, b: Self) -> Self;
-        /// `self` where `self > 0`, else `0` (NaN gives 0)
-        unsafe fn relu(self) -> Self;
-        /// `min(relu(self), c)`
-        unsafe fn clip(self, c: Self) -> Self;
-        /// `self` where `self > 0`, else `other`
-        unsafe fn pos_or(self, other: Self) -> Self;
-    }
-
-    impl Vector for __m512 {
-        const L: usize = 16;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            _mm512_setzero_ps()
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> Self {
-            _mm512_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            _mm512_loadu_ps(p)
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            _mm512_storeu_ps(p, self)
-        }
-        #[inline(always)]
-        unsafe fn load_n(p: *const f32, n: usize) -> Self {
-            _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p)
-        }
-        #[inline(always)]
-        unsafe fn store_n(self, p: *mut f32, n: usize) {
-            _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, self)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            _mm512_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn add(self, b: Self) -> Self {
-            _mm512_add_ps(self, b)
-        }
-        #[inline(always)]
-        unsafe fn mul(self, b: Self) -> Self {
-            _mm512_mul_ps(self, b)
-        }
-        #[inline(always)]
-        unsafe fn relu(self) -> Self {
-            // max(a, b) is b when a is NaN
-            _mm512_max_ps(self, _mm512_setzero_ps())
-        }
-        #[inline(always)]
-        unsafe fn clip(self, c: Self) -> Self {
-            _mm512_min_ps(self.relu(), c)
-        }
-        #[inline(always)]
-        unsafe fn pos_or(self, other: Self) -> Self {
-            let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self, _mm512_setzero_ps());
-            _mm512_mask_blend_ps(m, other, self)
-        }
-    }
-
-    impl Vector for __m256 {
-        const L: usize = 8;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            _mm256_setzero_ps()
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> Self {
-            _mm256_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            _mm256_loadu_ps(p)
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            _mm256_storeu_ps(p, self)
-        }
-        #[inline(always)]
-        unsafe fn load_n(p: *const f32, n: usize) -> Self {
-            _mm256_maskload_ps(p, mask256(n))
-        }
-        #[inline(always)]
-        unsafe fn store_n(self, p: *mut f32, n: usize) {
-            _mm256_maskstore_ps(p, mask256(n), self)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            _mm256_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn add(self, b: Self) -> Self {
-            _mm256_add_ps(self, b)
-        }
-        #[inline(always)]
-        unsafe fn mul(self, b: Self) -> Self {
-            _mm256_mul_ps(self, b)
-        }
-        #[inline(always)]
-        unsafe fn relu(self) -> Self {
-            _mm256_max_ps(self, _mm256_setzero_ps())
-        }
-        #[inline(always)]
-        unsafe fn clip(self, c: Self) -> Self {
-            _mm256_min_ps(self.relu(), c)
-        }
-        #[inline(always)]
-        unsafe fn pos_or(self, other: Self) -> Self {
-            let m = _mm256_cmp_ps::<_CMP_GT_OQ>(self, _mm256_setzero_ps());
-            _mm256_blendv_ps(other, self, m)
-        }
-    }
-
-    /// Lanes `0..n` set.
-    #[inline(always)]
-    unsafe fn mask256(n: usize) -> __m256i {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
-    }
 
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn tile512<const NV: usize>(
@@ -659,43 +566,6 @@ mod x86 {
             for (v, x) in row.iter_mut().enumerate() {
                 *x = V::load(spill.as_ptr().add(v * V::L));
             }
-        }
-    }
-
-    /// One vector of the output pass: `act(v + bias + residual)` stored at `dst` (`n` lanes).
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn finish<V: Vector>(
-        v: V,
-        bias: Option<f32>,
-        act: Activation,
-        six: V,
-        slope: V,
-        dst: *mut f32,
-        res: Option<*const f32>,
-        n: usize,
-    ) {
-        let mut v = v;
-        if let Some(b) = bias {
-            v = v.add(V::splat(b));
-        }
-        if let Some(rp) = res {
-            v = v.add(if n == V::L {
-                V::load(rp)
-            } else {
-                V::load_n(rp, n)
-            });
-        }
-        v = match act {
-            Activation::Identity => v,
-            Activation::Relu => v.relu(),
-            Activation::Relu6 => v.clip(six),
-            Activation::LeakyRelu(_) => v.pos_or(v.mul(slope)),
-        };
-        if n == V::L {
-            v.store(dst)
-        } else {
-            v.store_n(dst, n)
         }
     }
 

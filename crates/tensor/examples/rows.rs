@@ -1,0 +1,89 @@
+//! Times the row kernel (channels in the vector lanes) against the packed GEMM on ResNet-50's
+//! convolution shapes at batch 1, and checks its output against the naive loop:
+//! `cargo run --release -p aics-tensor --example rows`.
+use aics_tensor::cpu::conv::{conv2d_fwd_naive, Conv2dGeom};
+use aics_tensor::cpu::packed::{self, Epilogue, PackedWeights};
+use aics_tensor::cpu::rowconv;
+use aics_tensor::Activation;
+use std::time::Instant;
+fn time(mut f: impl FnMut()) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..100 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+fn main() {
+    let shapes = [
+        (1024usize, 256usize, 14usize, 1usize, 1usize),
+        (2048, 512, 7, 1, 1),
+        (512, 2048, 7, 1, 1),
+        (256, 1024, 14, 1, 1),
+        (512, 128, 28, 1, 1),
+        (256, 64, 56, 1, 1),
+        (64, 256, 56, 1, 1),
+        (512, 512, 7, 3, 1),
+        (256, 256, 14, 3, 1),
+        (128, 128, 28, 3, 1),
+        (512, 512, 14, 3, 2),
+        (256, 256, 28, 3, 2),
+        (128, 128, 56, 3, 2),
+        (256, 512, 56, 1, 2),
+        (512, 1024, 28, 1, 2),
+        (1024, 2048, 14, 1, 2),
+        (3, 64, 224, 7, 2),
+    ];
+    for (c, o, h, k, s) in shapes {
+        let pd = if k == 1 { 0 } else { k / 2 };
+        let oh = (h + 2 * pd - k) / s + 1;
+        let g = Conv2dGeom {
+            n: 1,
+            c,
+            h,
+            w: h,
+            o,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: pd,
+            pw: pd,
+            dh: 1,
+            dw: 1,
+            groups: 1,
+            oh,
+            ow: oh,
+        };
+        let x: Vec<f32> = (0..c * h * h)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let w: Vec<f32> = (0..c * o * k * k)
+            .map(|i| ((i * 31) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let epi = Epilogue {
+            bias: None,
+            residual: None,
+            act: Activation::Identity,
+        };
+        let mut y = vec![0f32; o * oh * oh];
+        let mut y2 = vec![0f32; o * oh * oh];
+        let rw = PackedWeights::pack_rows(&w, o, c * k * k).unwrap();
+        let tr = time(|| rowconv::conv2d_fwd(&x, &rw, &g, epi, &mut y2));
+        let fl = 2.0 * (c * o * oh * oh * k * k) as f64;
+        let tp = if k == 1 && s == 1 {
+            let pw = PackedWeights::pack(&w, o, c).unwrap();
+            time(|| packed::conv2d_fwd(&x, &pw, &g, epi, &mut y))
+        } else {
+            f64::NAN
+        };
+        let yn = conv2d_fwd_naive(&x, &w, &g);
+        let err = yn
+            .iter()
+            .zip(&y2)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        println!("{c}->{o} k{k} s{s} {h}x{h}: packed {:.3} ms {:.0} GF/s | rows {:.3} ms {:.0} GF/s  err {err:.2e}", tp * 1e3, fl / tp / 1e9, tr * 1e3, fl / tr / 1e9);
+    }
+}
