@@ -34,6 +34,10 @@ fn main() {
         (512, 1024, 28, 1, 2),
         (1024, 2048, 14, 1, 2),
         (3, 64, 224, 7, 2),
+        (64, 64, 56, 3, 1),
+        (512, 512, 28, 3, 1),
+        (256, 256, 56, 3, 1),
+        (128, 128, 112, 3, 1),
     ];
     for (c, o, h, k, s) in shapes {
         let pd = if k == 1 { 0 } else { k / 2 };
@@ -69,12 +73,29 @@ fn main() {
         };
         let mut y = vec![0f32; o * oh * oh];
         let mut y2 = vec![0f32; o * oh * oh];
-        let rw = PackedWeights::pack_rows(&w, o, c * k * k).unwrap();
-        let tr = time(|| rowconv::conv2d_fwd(&x, &rw, &g, epi, &mut y2));
+        // COLD=n: cycle through n copies of the weights, as a model's layers do at batch 1
+        let copies: usize = std::env::var("COLD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let rws: Vec<PackedWeights> = (0..copies)
+            .map(|_| PackedWeights::pack_rows(&w, o, c * k * k).unwrap())
+            .collect();
+        let mut it = 0;
+        let tr = time(|| {
+            it += 1;
+            rowconv::conv2d_fwd(&x, &rws[it % copies], &g, epi, &mut y2)
+        });
         let fl = 2.0 * (c * o * oh * oh * k * k) as f64;
         let tp = if k == 1 && s == 1 {
-            let pw = PackedWeights::pack(&w, o, c).unwrap();
-            time(|| packed::conv2d_fwd(&x, &pw, &g, epi, &mut y))
+            let pws: Vec<PackedWeights> = (0..copies)
+                .map(|_| PackedWeights::pack(&w, o, c).unwrap())
+                .collect();
+            let mut it = 0;
+            time(|| {
+                it += 1;
+                packed::conv2d_fwd(&x, &pws[it % copies], &g, epi, &mut y)
+            })
         } else {
             f64::NAN
         };

@@ -1071,10 +1071,11 @@ fn row_conv_matches_naive() {
     use aics_tensor::Activation;
     let mut rng = Rng::new(33);
     let level = aics_tensor::cpu::simd::level_name();
-    // Planes read as one row (49 positions: tiles of 13 and 12), rows in chunks, several short
-    // rows a tile (4×4 and 6-wide maps), stride 2 with and without padding, dilation, channel
-    // counts around the two vectors of a block, one image read for all blocks at once (an
-    // input over 1 MB), and the 7×7 stem.
+    // Planes read as one row (49 positions: tiles of 13 and 12; strided 1×1 convolutions on
+    // their subsampled input), rows in chunks (one output row of 19 in two), several short rows
+    // a tile (4×4 and 6-wide maps), stride 2 with and without padding, dilation, channel counts
+    // around the two vectors of a block, one image read for all blocks at once (an input over
+    // 1 MB), and the 7×7 stem.
     type Case = (
         usize,
         usize,
@@ -1099,6 +1100,8 @@ fn row_conv_matches_naive() {
         (1, 64, 64, 64, 40, 3, 1, 1, 1),
         (2, 3, 40, 40, 16, 7, 2, 3, 1),
         (1, 1, 1, 1, 1, 1, 1, 0, 1),
+        (2, 16, 14, 14, 40, 1, 2, 0, 1),
+        (1, 8, 3, 40, 20, 3, 2, 0, 1),
     ];
     let acts = [
         Activation::Identity,
