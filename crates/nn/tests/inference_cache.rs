@@ -69,31 +69,39 @@ fn winograd_filters_are_made_for_the_tile_the_input_needs() {
     use aics_tensor::cpu::winograd::Tile;
     let mut rng = Rng::new(42);
     let p = ConvParams::default().padding(1);
-    let w = Tensor::<f32>::randn(&[64, 64, 3, 3], 0.0, 0.1, &mut rng);
+    let w = Tensor::<f32>::randn(&[128, 128, 3, 3], 0.0, 0.1, &mut rng);
     // 4×4 tiles' filters (four times the weights) are not kept; 2×2 tiles' are
-    assert!(PackedWeights::for_conv_input(&w, &p, &[2, 64, 64, 64]).is_none());
-    let f2 = PackedWeights::for_conv_input(&w, &p, &[2, 64, 44, 44]).unwrap();
+    assert!(PackedWeights::for_conv_input(&w, &p, &[2, 128, 64, 64]).is_none());
+    let f2 = PackedWeights::for_conv_input(&w, &p, &[2, 128, 44, 44]).unwrap();
     assert_eq!(f2.winograd_tile(), Some(Tile::F2));
-    assert!(f2.fits_input(w.shape(), &p, &[2, 64, 44, 44]));
-    assert!(!f2.fits_input(w.shape(), &p, &[2, 64, 64, 64]));
-    // no Winograd on a 12×12 map: the row kernel's weights where it runs (AVX2 and up)
-    let rows = PackedWeights::for_conv_input(&w, &p, &[1, 64, 12, 12]);
-    assert_eq!(
-        rows.as_ref().and_then(|r| r.rows_lanes()).is_some(),
-        aics_tensor::cpu::simd::level_name() != "base"
-    );
-    assert!(rows.is_none_or(|r| r.winograd_tile().is_none()));
+    assert!(f2.fits_input(w.shape(), &p, &[2, 128, 44, 44]));
+    assert!(!f2.fits_input(w.shape(), &p, &[2, 128, 64, 64]));
+    // no Winograd on a 12×12 map, nor with 2×2 tiles on 64 channels: the row kernel's weights
+    // where it runs (AVX2 and up)
+    let avx = aics_tensor::cpu::simd::level_name() != "base";
+    let w64 = Tensor::<f32>::randn(&[64, 64, 3, 3], 0.0, 0.1, &mut rng);
+    let mut cases = Vec::new();
+    for (w, shape) in [(&w, [1, 128, 12, 12]), (&w64, [2, 64, 44, 44])] {
+        let rows = PackedWeights::for_conv_input(w, &p, &shape);
+        cases.extend(rows.clone().map(|r| (w.clone(), r, shape)));
+        assert_eq!(rows.as_ref().and_then(|r| r.rows_lanes()).is_some(), avx);
+        assert!(
+            rows.is_none_or(|r| r.winograd_tile().is_none() && r.fits_input(w.shape(), &p, &shape))
+        );
+    }
     // filters made for F4 by hand run through the op with that tile
-    let f4 = PackedWeights::winograd(&w.to_vec(), 64, 64, Tile::F4);
+    let f4 = PackedWeights::winograd(&w.to_vec(), 128, 128, Tile::F4);
     // refused shapes give no packing, not a panic
     assert!(PackedWeights::for_conv_input(&w, &p, &[2, 3, 64, 64]).is_none());
-    for (pw, shape) in [(&f4, [2, 64, 64, 64]), (&f2, [2, 64, 44, 44])] {
-        let x = Tensor::<f32>::randn(&shape, 0.0, 1.0, &mut rng);
-        let b = Tensor::<f32>::randn(&[64], 0.0, 1.0, &mut rng);
+    cases.push((w.clone(), f4, [2, 128, 64, 64]));
+    cases.push((w.clone(), f2, [2, 128, 44, 44]));
+    for (w, pw, shape) in &cases {
+        let x = Tensor::<f32>::randn(shape, 0.0, 1.0, &mut rng);
+        let b = Tensor::<f32>::randn(&[w.shape()[0]], 0.0, 1.0, &mut rng);
         let act = aics_tensor::Activation::Relu;
-        let want = x.conv2d_fused(&w, Some(&b), p, act, None).unwrap();
+        let want = x.conv2d_fused(w, Some(&b), p, act, None).unwrap();
         let got = x
-            .conv2d_fused_packed(&w, pw, Some(&b), p, act, None)
+            .conv2d_fused_packed(w, pw, Some(&b), p, act, None)
             .unwrap();
         assert_close(
             &format!("{shape:?}"),
