@@ -39,6 +39,24 @@ fn main() {
         (256, 256, 56, 3, 1),
         (128, 128, 112, 3, 1),
     ];
+    // MOBILENET=1: MobileNetV2's 1×1 layers and its stem instead
+    let mobile = [
+        (96, 576, 14, 1, 1),
+        (576, 96, 14, 1, 1),
+        (160, 960, 7, 1, 1),
+        (960, 160, 7, 1, 1),
+        (320, 1280, 7, 1, 1),
+        (64, 384, 14, 1, 1),
+        (384, 64, 14, 1, 1),
+        (32, 192, 28, 1, 1),
+        (192, 32, 28, 1, 1),
+        (3, 32, 224, 3, 2),
+    ];
+    let shapes: Vec<_> = if std::env::var("MOBILENET").is_ok() {
+        mobile.to_vec()
+    } else {
+        shapes.to_vec()
+    };
     for (c, o, h, k, s) in shapes {
         let pd = if k == 1 { 0 } else { k / 2 };
         let oh = (h + 2 * pd - k) / s + 1;

@@ -327,15 +327,17 @@ fn fits_packed(pw: &PackedWeights, g: &crate::cpu::conv::Conv2dGeom) -> bool {
 }
 
 /// Whether the inference path runs `g` by the row kernel ([`rowconv`]), where Winograd does
-/// not: every convolution of one group it applies to, except depthwise and direct ones and 1×1
-/// convolutions with stride 1 on maps over 16×16 (measured on ResNet-50's layers at batch 1:
-/// 1.3 to 1.7 times the speed of im2col + GEMM, and of the packed GEMM on 1×1 layers up to
-/// 14×14; the packed GEMM is faster on 28×28 and 56×56).
+/// not: every convolution of one group it applies to, except depthwise and direct ones, and 1×1
+/// convolutions with stride 1 on maps over 28×28 or with fewer than 96 input channels, where
+/// the packed GEMM is as fast or faster. Measured on ResNet-50's and MobileNetV2's layers at
+/// batch 1 with their weights out of cache (as in a pass through the model): 1.3 to 1.7 times
+/// the speed of im2col + GEMM, and up to 2.2 times that of the packed GEMM on 1×1 layers up
+/// to 28×28.
 fn by_rows(g: &crate::cpu::conv::Conv2dGeom) -> bool {
     rowconv::applies(g)
         && !depthwise::eligible(g)
         && !direct::eligible(g)
-        && !(g.is_pointwise() && (g.ohw() > 256 || g.c < 512))
+        && !(g.is_pointwise() && (g.ohw() > 28 * 28 || g.c < 96))
 }
 
 /// Whether the inference path runs `g`, which Winograd would run with 2×2 tiles, by the row
