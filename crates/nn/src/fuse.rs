@@ -74,7 +74,8 @@ pub fn fold_batch_norm(conv: &mut Conv2d, norm: &mut dyn Module) -> Result<bool>
         return Ok(false);
     }
     let per = conv.weight.numel() / o.max(1);
-    let w = conv.weight.to_vec();
+    // read through the shared data: a copy first would be one more weight-sized buffer
+    let w = conv.weight.data();
     let folded_w: Vec<f32> = w
         .iter()
         .enumerate()
