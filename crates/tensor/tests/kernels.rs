@@ -1001,7 +1001,7 @@ fn epilogue_reference(
 
 #[test]
 fn packed_conv_matches_naive() {
-    use aics_tensor::cpu::packed::{conv2d_fwd as packed_fwd, Epilogue, PackedWeights};
+    use aics_tensor::cpu::packed::{conv2d_fwd as packed_fwd, PackedWeights};
     use aics_tensor::Activation;
     let mut rng = Rng::new(31);
     let level = aics_tensor::cpu::simd::level_name();
@@ -1039,34 +1039,52 @@ fn packed_conv_matches_naive() {
             continue;
         };
         assert!(pw.usable());
-        let ylen = n * o * g.oh * g.ow;
-        let bias = randv(o, &mut rng);
-        let res: Vec<f32> = randv(ylen, &mut rng).iter().map(|v| 3.0 * v).collect();
+        let what = format!("packed conv {n}x{c}x{h}x{w} -> {o}, {k}x{k} s{s} p{pad} ({level})");
         let act = acts[i % acts.len()];
-        for (with_bias, with_res) in [(false, false), (true, false), (true, true)] {
-            let epi = Epilogue {
-                bias: with_bias.then_some(&bias[..]),
-                residual: with_res.then_some(&res[..]),
-                act,
-            };
-            // garbage in the output: every element must be written
-            let mut got = vec![f32::NAN; ylen];
-            packed_fwd(&x, &pw, &g, epi, &mut got);
-            let mut want = conv2d_fwd_naive(&x, &wt, &g);
-            epilogue_reference(&mut want, epi.bias, epi.residual, o, g.oh * g.ow, act);
-            assert_close(
-                &format!("packed conv {n}x{c}x{h}x{w} -> {o}, {k}x{k} s{s} p{pad}, {act:?}, bias {with_bias}, residual {with_res} ({level})"),
-                &got,
-                &want,
-                1e-4,
-            );
-        }
+        check_fused_conv(&what, &x, &wt, &g, act, &mut rng, |epi, y| {
+            packed_fwd(&x, &pw, &g, epi, y)
+        });
+    }
+}
+
+/// A fused forward kernel (`run(epilogue, output)`) against the naive loop and the reference
+/// output pass, with no bias, a bias, and a bias and a residual, on an output full of NaN
+/// (every element must be written).
+fn check_fused_conv(
+    what: &str,
+    x: &[f32],
+    wt: &[f32],
+    g: &aics_tensor::cpu::conv::Conv2dGeom,
+    act: aics_tensor::Activation,
+    rng: &mut Rng,
+    run: impl Fn(aics_tensor::cpu::packed::Epilogue, &mut [f32]),
+) {
+    use aics_tensor::cpu::packed::Epilogue;
+    let ylen = g.n * g.o * g.oh * g.ow;
+    let bias = randv(g.o, rng);
+    let res: Vec<f32> = randv(ylen, rng).iter().map(|v| 3.0 * v).collect();
+    for (with_bias, with_res) in [(false, false), (true, false), (true, true)] {
+        let epi = Epilogue {
+            bias: with_bias.then_some(&bias[..]),
+            residual: with_res.then_some(&res[..]),
+            act,
+        };
+        let mut got = vec![f32::NAN; ylen];
+        run(epi, &mut got);
+        let mut want = conv2d_fwd_naive(x, wt, g);
+        epilogue_reference(&mut want, epi.bias, epi.residual, g.o, g.oh * g.ow, act);
+        assert_close(
+            &format!("{what}, {act:?}, bias {with_bias}, residual {with_res}"),
+            &got,
+            &want,
+            1e-4,
+        );
     }
 }
 
 #[test]
 fn row_conv_matches_naive() {
-    use aics_tensor::cpu::packed::{Epilogue, PackedWeights};
+    use aics_tensor::cpu::packed::PackedWeights;
     use aics_tensor::cpu::rowconv;
     use aics_tensor::Activation;
     let mut rng = Rng::new(33);
@@ -1120,28 +1138,11 @@ fn row_conv_matches_naive() {
             continue;
         };
         assert!(pw.rows_lanes().is_some());
-        let ylen = n * o * g.oh * g.ow;
-        let bias = randv(o, &mut rng);
-        let res: Vec<f32> = randv(ylen, &mut rng).iter().map(|v| 3.0 * v).collect();
+        let what = format!("row conv {n}x{c}x{h}x{w} -> {o}, {k}x{k} s{s} p{pad} d{d} ({level})");
         let act = acts[i % acts.len()];
-        for (with_bias, with_res) in [(false, false), (true, false), (true, true)] {
-            let epi = Epilogue {
-                bias: with_bias.then_some(&bias[..]),
-                residual: with_res.then_some(&res[..]),
-                act,
-            };
-            // garbage in the output: every element must be written
-            let mut got = vec![f32::NAN; ylen];
-            rowconv::conv2d_fwd(&x, &pw, &g, epi, &mut got);
-            let mut want = conv2d_fwd_naive(&x, &wt, &g);
-            epilogue_reference(&mut want, epi.bias, epi.residual, o, g.oh * g.ow, act);
-            assert_close(
-                &format!("row conv {n}x{c}x{h}x{w} -> {o}, {k}x{k} s{s} p{pad} d{d}, {act:?}, bias {with_bias}, residual {with_res} ({level})"),
-                &got,
-                &want,
-                1e-4,
-            );
-        }
+        check_fused_conv(&what, &x, &wt, &g, act, &mut rng, |epi, y| {
+            rowconv::conv2d_fwd(&x, &pw, &g, epi, y)
+        });
     }
 }
 

@@ -92,25 +92,11 @@ impl PackedWeights {
     pub fn pack(w: &[f32], m: usize, k: usize) -> Option<PackedWeights> {
         assert_eq!(w.len(), m * k, "packed weights: {m}x{k} from {}", w.len());
         let width = width()?;
-        let mr = width.mr();
-        let panels = m.div_ceil(mr);
-        let mut data = vec![0f32; panels * k * mr];
-        data.par_chunks_mut(k * mr)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                let rows = mr.min(m - p * mr);
-                let w = &w[p * mr * k..];
-                for (kk, dst) in panel.chunks_exact_mut(mr).enumerate() {
-                    for (r, d) in dst[..rows].iter_mut().enumerate() {
-                        *d = w[r * k + kk];
-                    }
-                }
-            });
         Some(PackedWeights {
             kind: Kind::Panels(width),
             m,
             k,
-            data,
+            data: panels(w, m, k, width.mr()),
         })
     }
 
@@ -120,24 +106,11 @@ impl PackedWeights {
     pub fn pack_rows(w: &[f32], m: usize, k: usize) -> Option<PackedWeights> {
         assert_eq!(w.len(), m * k, "row weights: {m}x{k} from {}", w.len());
         let width = width()?;
-        let ob = 2 * width.lanes();
-        let mut data = vec![0f32; m.div_ceil(ob) * k * ob];
-        data.par_chunks_mut(k * ob)
-            .enumerate()
-            .for_each(|(b, blk)| {
-                let rows = ob.min(m - b * ob);
-                let w = &w[b * ob * k..];
-                for (kk, dst) in blk.chunks_exact_mut(ob).enumerate() {
-                    for (r, d) in dst[..rows].iter_mut().enumerate() {
-                        *d = w[r * k + kk];
-                    }
-                }
-            });
         Some(PackedWeights {
             kind: Kind::Rows(width),
             m,
             k,
-            data,
+            data: panels(w, m, k, 2 * width.lanes()),
         })
     }
 
@@ -192,6 +165,24 @@ impl PackedWeights {
     }
 }
 
+/// The row-major `m × k` matrix `w` in panels of `mr` rows, k-major, zeros past `m`:
+/// `out[(panel·k + kk)·mr + r] = w[panel·mr + r, kk]`.
+fn panels(w: &[f32], m: usize, k: usize, mr: usize) -> Vec<f32> {
+    let mut data = vec![0f32; m.div_ceil(mr) * k * mr];
+    data.par_chunks_mut(k * mr)
+        .enumerate()
+        .for_each(|(p, panel)| {
+            let rows = mr.min(m - p * mr);
+            let w = &w[p * mr * k..];
+            for (kk, dst) in panel.chunks_exact_mut(mr).enumerate() {
+                for (r, d) in dst[..rows].iter_mut().enumerate() {
+                    *d = w[r * k + kk];
+                }
+            }
+        });
+    data
+}
+
 /// What the output pass adds and applies: `act(acc + bias[row] + residual)`.
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
@@ -239,16 +230,13 @@ pub fn conv2d_fwd(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y
 /// [`conv2d_fwd`] into a new vector, which is never filled with zeros first: the kernel writes
 /// every element (the first block of K stores every tile) before it reads any back.
 pub fn conv2d_fwd_new(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue) -> Vec<f32> {
-    let n = g.n * g.o * g.ohw();
-    let mut y = Vec::with_capacity(n);
-    // SAFETY: `y` has room for the whole output; `run` writes all n elements (it panics before
-    // writing anything on a bad argument, and the vector is then dropped empty), so they are
-    // initialised when the length is set.
+    // SAFETY: `run` writes all N·O·OH·OW elements (it panics before writing anything on a bad
+    // argument, and the vector is then dropped empty).
     unsafe {
-        run(x, w, g, epi, y.as_mut_ptr());
-        y.set_len(n);
+        super::filled(g.n * g.o * g.ohw(), |y| {
+            run(x, w, g, epi, y.as_mut_ptr() as *mut f32)
+        })
     }
-    y
 }
 
 /// # Safety

@@ -146,15 +146,13 @@ pub fn conv2d_fwd(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y
 /// [`conv2d_fwd`] into a new vector, which is never filled with zeros first: every tile stores
 /// all its channels' positions, and the tiles cover the output.
 pub fn conv2d_fwd_new(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue) -> Vec<f32> {
-    let n = g.n * g.o * g.ohw();
-    let mut y = Vec::with_capacity(n);
-    // SAFETY: `y` has room for the whole output, and `run` writes all n elements (or panics
-    // before writing, and the vector is dropped empty).
+    // SAFETY: `run` writes all N·O·OH·OW elements (or panics before writing, and the vector is
+    // dropped empty).
     unsafe {
-        run(x, w, g, epi, y.as_mut_ptr());
-        y.set_len(n);
+        super::filled(g.n * g.o * g.ohw(), |y| {
+            run(x, w, g, epi, y.as_mut_ptr() as *mut f32)
+        })
     }
-    y
 }
 
 /// # Safety
