@@ -898,12 +898,13 @@ fn bench_profile_lists_layers_and_convolutions() {
     };
     assert!(layer_types(&fused).iter().any(|t| t.contains("+ ReLU6")));
     // the 1×1 convolutions run on packed weights on the inference path, wherever there is AVX2
+    // (panels for the packed GEMM, or blocks for the row kernel, by their shape)
     let packed = |v: &[serde_json::Value]| {
         v.iter()
             .filter(|l| {
-                l["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.starts_with("packed gemm"))
+                l["detail"].as_str().is_some_and(|d| {
+                    (d.starts_with("packed gemm") || d.starts_with("rows")) && d.contains(" 1×1 ")
+                })
             })
             .count()
     };
