@@ -102,6 +102,21 @@ pub(crate) fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// `f(i, chunk)` for the `size`-element chunks of `v` (the last may be shorter), in parallel
+/// when `v` holds at least [`PAR_THRESHOLD`] elements.
+pub(crate) fn for_each_chunk<T: Send>(
+    v: &mut [T],
+    size: usize,
+    f: impl Fn((usize, &mut [T])) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    if v.len() >= PAR_THRESHOLD {
+        v.par_chunks_mut(size).enumerate().for_each(f);
+    } else {
+        v.chunks_mut(size).enumerate().for_each(f);
+    }
+}
+
 /// A raw output pointer shared by parallel tasks that write disjoint elements (each use
 /// states why its writes are disjoint).
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);

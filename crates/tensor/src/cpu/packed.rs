@@ -191,6 +191,22 @@ pub struct Epilogue<'a> {
     pub act: Activation,
 }
 
+impl Epilogue<'_> {
+    /// Panics unless the bias holds `o` values, the residual `len` (the whole output), and a
+    /// leaky slope is positive and finite: the kernels read them through raw pointers.
+    pub(super) fn check(&self, kernel: &str, o: usize, len: usize) {
+        if let Some(b) = self.bias {
+            assert_eq!(b.len(), o, "{kernel}: bias length");
+        }
+        if let Some(r) = self.residual {
+            assert_eq!(r.len(), len, "{kernel}: residual length");
+        }
+        if let Activation::LeakyRelu(s) = self.act {
+            assert!(s > 0.0 && s.is_finite(), "{kernel}: leaky slope {s}");
+        }
+    }
+}
+
 /// A piece of a tile inside one image: columns `off..off+len` of the tile are output positions
 /// `q0..q0+len` of image `img`.
 #[derive(Clone, Copy, Default)]
@@ -251,15 +267,7 @@ unsafe fn run(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y: *m
     );
     g.check(x.len(), g.o * g.ckk());
     let p = g.ohw();
-    if let Some(b) = epi.bias {
-        assert_eq!(b.len(), g.o, "packed conv: bias length");
-    }
-    if let Some(r) = epi.residual {
-        assert_eq!(r.len(), g.n * g.o * p, "packed conv: residual length");
-    }
-    if let Activation::LeakyRelu(s) = epi.act {
-        assert!(s > 0.0 && s.is_finite(), "packed conv: leaky slope {s}");
-    }
+    epi.check("packed conv", g.o, g.n * g.o * p);
     let Kind::Panels(width) = w.kind else {
         unreachable!("`usable` was checked: panels")
     };
@@ -475,7 +483,7 @@ unsafe fn tile(width: Width, k: usize, a: &[f32], b: &[f32], wcols: usize, out: 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::vector::{finish, Vector};
+    use super::super::vector::{finish, ActConsts, Vector};
     use super::{Activation, Out};
 
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -560,16 +568,12 @@ mod x86 {
     #[inline(always)]
     unsafe fn store<V: Vector, const MR: usize, const NV: usize>(acc: &[[V; NV]; MR], out: &Out) {
         let epi = out.epi;
-        let six = V::splat(6.0);
-        let slope = V::splat(match epi.act {
-            Activation::LeakyRelu(s) => s as f32,
-            _ => 0.0,
-        });
         let (act, bias, residual) = if out.last {
             (epi.act, epi.bias, epi.residual)
         } else {
             (Activation::Identity, None, None)
         };
+        let consts = ActConsts::<V>::new(act);
         let bias_of = |r: usize| bias.map(|b| b[out.m0 + r]);
         let whole = out.segs.len() == 1 && out.segs[0].len == NV * V::L;
         let mut spill = [0f32; 32];
@@ -581,7 +585,7 @@ mod x86 {
                 let dst = out.y.get().add(at);
                 for (v, &x) in row.iter().enumerate() {
                     let res = residual.map(|rs| rs.as_ptr().add(at + v * V::L));
-                    finish(x, bias_of(r), act, six, slope, dst.add(v * V::L), res, V::L);
+                    finish(x, bias_of(r), &consts, dst.add(v * V::L), res, V::L);
                 }
                 continue;
             }
@@ -596,7 +600,7 @@ mod x86 {
                     let n = (s.len - j).min(V::L);
                     let x = V::load_n(spill.as_ptr().add(s.off + j), n);
                     let res = residual.map(|rs| rs.as_ptr().add(at + j));
-                    finish(x, bias_of(r), act, six, slope, dst.add(j), res, n);
+                    finish(x, bias_of(r), &consts, dst.add(j), res, n);
                     j += n;
                 }
             }

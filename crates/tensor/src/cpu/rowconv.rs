@@ -44,10 +44,12 @@ struct Plan {
     /// input offsets of each step of K (channel, kernel row, kernel column), from a tile's first
     /// input position
     koff: Vec<usize>,
-    /// rows of output positions, their length, and the input offset between rows
+    /// rows of output positions, their length, the input offset between rows, and between
+    /// positions of a row
     rows: usize,
     row_len: usize,
     in_row: usize,
+    step: usize,
     /// elements of one image's (padded) input
     in_image: usize,
 }
@@ -67,6 +69,7 @@ fn plan(g: &Conv2dGeom) -> Plan {
             rows: 1,
             row_len: g.ohw(),
             in_row: 0,
+            step: 1,
             in_image: c * g.ohw(),
         };
     }
@@ -84,6 +87,7 @@ fn plan(g: &Conv2dGeom) -> Plan {
         rows: g.oh,
         row_len: g.ow,
         in_row: g.sh * wp,
+        step: g.sw,
         in_image: c * hp * wp,
     }
 }
@@ -107,11 +111,7 @@ fn prepared(x: &[f32], g: &Conv2dGeom) -> Option<Vec<f32>> {
                 }
             }
         };
-        if xs.len() >= super::PAR_THRESHOLD {
-            xs.par_chunks_mut(g.ohw()).enumerate().for_each(pick);
-        } else {
-            xs.chunks_mut(g.ohw()).enumerate().for_each(pick);
-        }
+        super::for_each_chunk(&mut xs, g.ohw(), pick);
         return Some(xs);
     }
     if g.ph == 0 && g.pw == 0 {
@@ -125,11 +125,7 @@ fn prepared(x: &[f32], g: &Conv2dGeom) -> Option<Vec<f32>> {
             dst[(r + g.ph) * wp + g.pw..][..g.w].copy_from_slice(row);
         }
     };
-    if xp.len() >= super::PAR_THRESHOLD {
-        xp.par_chunks_mut(hp * wp).enumerate().for_each(fill);
-    } else {
-        xp.chunks_mut(hp * wp).enumerate().for_each(fill);
-    }
+    super::for_each_chunk(&mut xp, hp * wp, fill);
     Some(xp)
 }
 
@@ -169,15 +165,7 @@ unsafe fn run(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y: *m
     let lanes = lanes.expect("checked");
     g.check(x.len(), g.o * g.ckk());
     let p = g.ohw();
-    if let Some(b) = epi.bias {
-        assert_eq!(b.len(), g.o, "row conv: bias length");
-    }
-    if let Some(r) = epi.residual {
-        assert_eq!(r.len(), g.n * g.o * p, "row conv: residual length");
-    }
-    if let crate::ops::conv::Activation::LeakyRelu(s) = epi.act {
-        assert!(s > 0.0 && s.is_finite(), "row conv: leaky slope {s}");
-    }
+    epi.check("row conv", g.o, g.n * g.o * p);
     if p == 0 || g.o == 0 || g.n == 0 {
         return;
     }
@@ -237,16 +225,17 @@ unsafe fn run(x: &[f32], w: &PackedWeights, g: &Conv2dGeom, epi: Epilogue, y: *m
             let nr = rows_per.min(pl.rows - r);
             let (x0, len) = chunk(c);
             // the tile's first input position, and its first output position
-            let xoff = r * pl.in_row + x0 * if flat(g) { 1 } else { g.sw };
+            let xoff = r * pl.in_row + x0 * pl.step;
             let q0 = r * pl.row_len + x0;
             // SAFETY: the width is this CPU's (`rows_lanes`); every input the tile reads,
-            // xoff + j·in_row + koff[k] + i·sw for rows j < nr and i < len, lies inside the
+            // xoff + j·in_row + koff[k] + i·step for rows j < nr and i < len, lies inside the
             // image's (padded) input (the geometry was checked); the tile's outputs (whole rows
             // where nr > 1) belong to this task alone.
             unsafe {
                 let x = xi.as_ptr().add(xoff);
-                let sw = if flat(g) { 1 } else { g.sw };
-                tile(lanes, nr, len, sw, pl.in_row, &pl.koff, x, wblk, q0, &out)
+                tile(
+                    lanes, nr, len, pl.step, pl.in_row, &pl.koff, x, wblk, q0, &out,
+                )
             };
         };
         if blocks_inner {
@@ -349,9 +338,8 @@ unsafe fn tile(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::vector::{finish, Vector};
+    use super::super::vector::{finish, ActConsts, Vector};
     use super::Out;
-    use crate::ops::conv::Activation;
 
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn tile512<const P: usize, const R: usize, const S: usize>(
@@ -417,11 +405,7 @@ mod x86 {
             wp = wp.add(2 * V::L);
         }
         let epi = out.epi;
-        let six = V::splat(6.0);
-        let slope = V::splat(match epi.act {
-            Activation::LeakyRelu(s) => s as f32,
-            _ => 0.0,
-        });
+        let consts = ActConsts::<V>::new(epi.act);
         let base = out.img * out.o * out.p + q0;
         let mut r = [V::zero(); 16];
         for v in 0..2 {
@@ -441,7 +425,7 @@ mod x86 {
                 let at = base + o * out.p;
                 let res = epi.residual.map(|rs| rs.as_ptr().add(at));
                 let bias = epi.bias.map(|b| b[o]);
-                finish(col, bias, epi.act, six, slope, out.y.get().add(at), res, P);
+                finish(col, bias, &consts, out.y.get().add(at), res, P);
             }
         }
     }

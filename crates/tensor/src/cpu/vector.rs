@@ -200,15 +200,35 @@ pub(crate) unsafe fn mask256(n: usize) -> __m256i {
     )
 }
 
-/// One vector of the output pass: `act(v + bias + residual)` stored at `dst` (`n` lanes).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn finish<V: Vector>(
-    v: V,
-    bias: Option<f32>,
+/// An activation with its constants splatted once for a kernel's output pass.
+#[derive(Clone, Copy)]
+pub(crate) struct ActConsts<V> {
     act: Activation,
     six: V,
     slope: V,
+}
+
+impl<V: Vector> ActConsts<V> {
+    #[inline(always)]
+    pub(crate) unsafe fn new(act: Activation) -> Self {
+        let slope = match act {
+            Activation::LeakyRelu(s) => s as f32,
+            _ => 0.0,
+        };
+        ActConsts {
+            act,
+            six: V::splat(6.0),
+            slope: V::splat(slope),
+        }
+    }
+}
+
+/// One vector of the output pass: `act(v + bias + residual)` stored at `dst` (`n` lanes).
+#[inline(always)]
+pub(crate) unsafe fn finish<V: Vector>(
+    v: V,
+    bias: Option<f32>,
+    a: &ActConsts<V>,
     dst: *mut f32,
     res: Option<*const f32>,
     n: usize,
@@ -224,11 +244,11 @@ pub(crate) unsafe fn finish<V: Vector>(
             V::load_n(rp, n)
         });
     }
-    v = match act {
+    v = match a.act {
         Activation::Identity => v,
         Activation::Relu => v.relu(),
-        Activation::Relu6 => v.clip(six),
-        Activation::LeakyRelu(_) => v.pos_or(v.mul(slope)),
+        Activation::Relu6 => v.clip(a.six),
+        Activation::LeakyRelu(_) => v.pos_or(v.mul(a.slope)),
     };
     if n == V::L {
         v.store(dst)

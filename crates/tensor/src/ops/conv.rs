@@ -220,7 +220,6 @@ fn epilogue<T: Float>(
     per_channel: usize,
     act: Activation,
 ) {
-    use rayon::prelude::*;
     if per_channel == 0 {
         return;
     }
@@ -232,11 +231,7 @@ fn epilogue<T: Float>(
             || epilogue_plane(v, b, r, act),
         )
     };
-    if y.len() >= crate::cpu::PAR_THRESHOLD {
-        y.par_chunks_mut(per_channel).enumerate().for_each(f);
-    } else {
-        y.chunks_mut(per_channel).enumerate().for_each(f);
-    }
+    crate::cpu::for_each_chunk(y, per_channel, f);
 }
 
 impl PackedWeights {
