@@ -21,7 +21,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let mut total = 0.0;
+    // ONLY=<channels> times that shape alone
+    let only: Option<usize> = std::env::var("ONLY").ok().and_then(|v| v.parse().ok());
     for (c, h, s) in shapes {
+        if only.is_some_and(|o| o != c) {
+            continue;
+        }
         let oh = (h + 2 - 3) / s + 1;
         let g = Conv2dGeom {
             n: 1,

@@ -708,6 +708,7 @@ fn fused_conv_relu_equals_conv_then_relu() {
 #[test]
 fn depthwise_matches_naive_random_shapes() {
     use aics_tensor::cpu::depthwise;
+    use aics_tensor::Activation;
     let mut rng = Rng::new(21);
     for case in 0..60 {
         // a few channels, and runs of channels longer than a vector (with a ragged end)
@@ -724,7 +725,13 @@ fn depthwise_matches_naive_random_shapes() {
             groups: c,
             output_padding: (0, 0),
         };
-        let (h, w) = (kh * 2 + rng.below(10), kw * 2 + rng.below(10));
+        // every fourth case has rows of several vectors (the vector kernel walks those row by
+        // row, in groups of up to four vectors; narrower ones over the wide output)
+        let (h, w) = if case % 4 == 1 {
+            (kh * 2 + rng.below(6), 30 + rng.below(120))
+        } else {
+            (kh * 2 + rng.below(10), kw * 2 + rng.below(10))
+        };
         let n = 1 + rng.below(3);
         let g = conv2d_geom("conv2d", &[n, c, h, w], &[c, 1, kh, kw], &p).unwrap();
         assert!(depthwise::eligible(&g));
@@ -732,10 +739,27 @@ fn depthwise_matches_naive_random_shapes() {
         let wt = randv(c * kh * kw, &mut rng);
         let dy = randv(n * c * g.oh * g.ow, &mut rng);
         let tag = format!("case {case}: {g:?}");
+        let want = conv2d_fwd_naive(&x, &wt, &g);
         assert_close(
             &format!("fwd {tag}"),
             &depthwise::fwd(&x, &wt, &g),
-            &conv2d_fwd_naive(&x, &wt, &g),
+            &want,
+            1e-4,
+        );
+        // the bias and each activation in the kernel's own output pass
+        let bias = randv(c, &mut rng);
+        let act = [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Relu6,
+            Activation::LeakyRelu(0.1),
+        ][case % 4];
+        let mut fused = want.clone();
+        epilogue_reference(&mut fused, Some(&bias), None, c, g.oh * g.ow, act);
+        assert_close(
+            &format!("fwd + bias, {act:?}, {tag}"),
+            &depthwise::fwd_fused(&x, &wt, &g, Some(&bias), act),
+            &fused,
             1e-4,
         );
         let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);

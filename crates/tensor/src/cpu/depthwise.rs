@@ -109,22 +109,68 @@ pub fn fwd_fused<T: Float>(
     let per_task = (planes / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
     let tasks = planes.div_ceil(per_task);
     let epi = bias.is_some() || act != Activation::Identity;
+    // the vector kernel's view of the phase planes: each tap's offset into them
+    #[cfg(target_arch = "x86_64")]
+    let lanes = vector_lanes::<T>();
+    #[cfg(target_arch = "x86_64")]
+    let offsets: Vec<usize> = taps.iter().map(|&(ph, off)| ph * phase_len + off).collect();
     (0..tasks).into_par_iter().for_each(|task| {
-        // borders stay zero: only the image's pixels are written, plane after plane
-        let mut pad = vec![T::zero(); sh * sw * phase_len];
-        let mut out = vec![T::zero(); wide];
+        // borders stay zero: only the image's pixels are written, plane after plane; the
+        // vector kernel reads up to a vector past the last tap's run (into lanes it drops)
+        let slack = 64;
+        let mut pad = vec![T::zero(); sh * sw * phase_len + slack];
+        let mut out = vec![T::zero(); wide + slack];
         for plane in task * per_task..((task + 1) * per_task).min(planes) {
             let xp = &x[plane * hw..(plane + 1) * hw];
             let wc = &wt[(plane % g.c) * kk..(plane % g.c + 1) * kk];
             let b = bias.map_or(T::zero(), |b| b[plane % g.c]);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(lanes) = lanes {
+                // strides 1 and 2 copied by the vector kernel itself
+                let fill = g.sw <= 2;
+                if !fill {
+                    super::simd::with_best(
+                        #[inline(always)]
+                        || fill_phases(xp, g, wq, phase_len, &mut pad),
+                    );
+                }
+                let plane_job = x86::Plane {
+                    x: fill.then_some(xp.as_ptr() as *const f32),
+                    g,
+                    phase_len,
+                    pad: pad.as_mut_ptr() as *mut f32,
+                    taps: &offsets,
+                    w: wc.as_ptr() as *const f32,
+                    bias: bias.map(|_| b.as_f64() as f32),
+                    act,
+                    wq,
+                    oh: g.oh,
+                    ow: g.ow,
+                    out: out.as_mut_ptr() as *mut f32,
+                    // SAFETY: plane `plane` belongs to this task alone.
+                    y: unsafe { (yp.get() as *mut f32).add(plane * ohw) },
+                };
+                // SAFETY: T is f32 (`vector_lanes`), the CPU has the width's instructions, `pad`
+                // and `out` hold a run of `wide` from every tap's offset plus the slack, and
+                // `y` has the plane's OH·OW elements.
+                unsafe {
+                    if lanes == 16 {
+                        x86::plane512(&plane_job)
+                    } else {
+                        x86::plane256(&plane_job)
+                    }
+                }
+                continue;
+            }
             super::simd::with_best(
                 #[inline(always)]
                 || {
                     fill_phases(xp, g, wq, phase_len, &mut pad);
-                    taps_wide(wc, &taps, &pad, phase_len, &mut out);
+                    let out = &mut out[..wide];
+                    taps_wide(wc, &taps, &pad, phase_len, out);
                     if epi {
                         // over the wide output (its dropped columns too): one pass a plane
-                        epilogue_plane(&mut out, b, None, act);
+                        epilogue_plane(out, b, None, act);
                     }
                     for (r, orow) in out.chunks_exact(wq).enumerate() {
                         let row = &orow[..g.ow];
@@ -145,6 +191,196 @@ pub fn fwd_fused<T: Float>(
     // SAFETY: the tasks cover every plane, and each wrote all OH rows of OW of its planes.
     unsafe { y.set_len(planes * ohw) };
     y
+}
+
+/// The f32 lanes of the vector kernel below when `T` is f32 and the CPU has AVX2 or AVX-512,
+/// else None (then the portable loops run).
+#[cfg(target_arch = "x86_64")]
+fn vector_lanes<T: Float>() -> Option<usize> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+        return None;
+    }
+    match super::simd::level_name() {
+        "avx512" => Some(16),
+        "avx2" => Some(8),
+        _ => None,
+    }
+}
+
+/// The forward pass of one plane in vector registers, f32: the same sums as [`taps_wide`] (a
+/// multiply and an add per tap, the taps in order, then the bias and the activation), written
+/// straight to the output. Rows at least a vector long are walked row by row; shorter ones
+/// over the wide output (as in [`fwd`]), then copied out row by row with a masked store.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::conv::Conv2dGeom;
+    use super::super::vector::{finish, ActConsts, Vector};
+    use crate::ops::conv::Activation;
+
+    pub(super) struct Plane<'a> {
+        /// the input plane, to copy into `pad` here; None when `pad` holds it already
+        pub x: Option<*const f32>,
+        pub g: &'a Conv2dGeom,
+        pub phase_len: usize,
+        /// the phase planes (see [`super::fwd`])
+        pub pad: *mut f32,
+        /// each tap's offset into `pad`: phase · phase length + row and column offset
+        pub taps: &'a [usize],
+        /// the plane's filter, one weight a tap
+        pub w: *const f32,
+        pub bias: Option<f32>,
+        pub act: Activation,
+        /// the width of a phase plane (the wide output's row pitch)
+        pub wq: usize,
+        pub oh: usize,
+        pub ow: usize,
+        /// scratch for the wide output
+        pub out: *mut f32,
+        /// the plane's OH × OW output
+        pub y: *mut f32,
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn plane512(p: &Plane) {
+        plane::<__m512>(p)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn plane256(p: &Plane) {
+        plane::<__m256>(p)
+    }
+
+    /// `U` vectors of sums from position `at` of the wide output on.
+    #[inline(always)]
+    unsafe fn sums<V: Vector, const U: usize>(p: &Plane, at: usize) -> [V; U] {
+        let mut acc = [V::zero(); U];
+        for (t, &off) in p.taps.iter().enumerate() {
+            let w = V::splat(*p.w.add(t));
+            let src = p.pad.add(off + at) as *const f32;
+            for (u, a) in acc.iter_mut().enumerate() {
+                *a = a.add(w.mul(V::load(src.add(u * V::L))));
+            }
+        }
+        acc
+    }
+
+    /// [`super::fill_phases`] for column strides 1 and 2, in vectors: each input row is copied
+    /// (stride 1) or split into its even and odd columns (stride 2) with a masked tail.
+    #[inline(always)]
+    unsafe fn fill<V: Vector>(x: *const f32, p: &Plane) {
+        let g = p.g;
+        let (sh, sw, l) = (g.sh, g.sw, V::L);
+        for iy in 0..g.h {
+            let py = iy + g.ph;
+            let src = x.add(iy * g.w);
+            let row0 = p.pad.add((py % sh) * sw * p.phase_len + (py / sh) * p.wq);
+            if sw == 1 {
+                let dst = row0.add(g.pw);
+                let mut j = 0;
+                while j + l <= g.w {
+                    V::load(src.add(j)).store(dst.add(j));
+                    j += l;
+                }
+                if j < g.w {
+                    V::load_n(src.add(j), g.w - j).store_n(dst.add(j), g.w - j);
+                }
+            } else {
+                // padded column pw + i: phase (pw + i) mod 2, column (pw + i) / 2
+                let p0 = g.pw % 2;
+                let even_col = row0.add(p0 * p.phase_len + g.pw / 2);
+                let odd_col = row0.add((1 - p0) * p.phase_len + g.pw.div_ceil(2));
+                let pairs = g.w / 2;
+                let mut i = 0;
+                while i + l <= pairs {
+                    let (e, o) =
+                        V::deinterleave(V::load(src.add(2 * i)), V::load(src.add(2 * i + l)));
+                    e.store(even_col.add(i));
+                    o.store(odd_col.add(i));
+                    i += l;
+                }
+                if i < pairs {
+                    let left = 2 * (pairs - i);
+                    let a = V::load_n(src.add(2 * i), left.min(l));
+                    let b = if left > l {
+                        V::load_n(src.add(2 * i + l), left - l)
+                    } else {
+                        V::zero()
+                    };
+                    let (e, o) = V::deinterleave(a, b);
+                    e.store_n(even_col.add(i), pairs - i);
+                    o.store_n(odd_col.add(i), pairs - i);
+                }
+                if g.w % 2 == 1 {
+                    *even_col.add(pairs) = *src.add(g.w - 1);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn plane<V: Vector>(p: &Plane) {
+        if let Some(x) = p.x {
+            fill::<V>(x, p);
+        }
+        let a = ActConsts::<V>::new(p.act);
+        let ow = p.ow;
+        if ow >= V::L {
+            for r in 0..p.oh {
+                run::<V>(p, r * p.wq, ow, Some((&a, p.y.add(r * ow))));
+            }
+        } else {
+            run::<V>(p, 0, p.oh * p.wq, None);
+            for r in 0..p.oh {
+                let v = V::load_n(p.out.add(r * p.wq), ow);
+                finish(v, p.bias, &a, p.y.add(r * ow), None, ow);
+            }
+        }
+    }
+
+    /// The sums at positions `at..at + len` of the wide output, in groups of up to four
+    /// vectors (independent sums, so the adds of one tap overlap). With `to`, each vector gets
+    /// the bias and the activation and is stored at `to.1` + its offset (`len` lanes in all);
+    /// without, it is stored whole at the same offset of the scratch `out`.
+    #[inline(always)]
+    unsafe fn run<V: Vector>(
+        p: &Plane,
+        at: usize,
+        len: usize,
+        to: Option<(&ActConsts<V>, *mut f32)>,
+    ) {
+        let chunks = len.div_ceil(V::L);
+        let mut c = 0;
+        while c < chunks {
+            let u = (chunks - c).min(4);
+            let j = c * V::L;
+            match u {
+                4 => put(p, sums::<V, 4>(p, at + j), j, len, to),
+                3 => put(p, sums::<V, 3>(p, at + j), j, len, to),
+                2 => put(p, sums::<V, 2>(p, at + j), j, len, to),
+                _ => put(p, sums::<V, 1>(p, at + j), j, len, to),
+            }
+            c += u;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn put<V: Vector, const U: usize>(
+        p: &Plane,
+        v: [V; U],
+        j: usize,
+        len: usize,
+        to: Option<(&ActConsts<V>, *mut f32)>,
+    ) {
+        for (u, v) in v.into_iter().enumerate() {
+            let k = j + u * V::L;
+            match to {
+                Some((a, dst)) => finish(v, p.bias, a, dst.add(k), None, V::L.min(len - k)),
+                None => v.store(p.out.add(k)),
+            }
+        }
+    }
 }
 
 /// Copy the plane `xp` into the zero-bordered phase planes `pad` (see [`fwd`]): padded pixel

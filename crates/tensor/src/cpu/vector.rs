@@ -18,6 +18,8 @@ pub(crate) trait Vector: Copy {
     /// The first `n` (≤ L) lanes from `p`, zeros after.
     unsafe fn load_n(p: *const f32, n: usize) -> Self;
     unsafe fn store_n(self, p: *mut f32, n: usize);
+    /// The even and the odd lanes of the 2L values `a` then `b`.
+    unsafe fn deinterleave(a: Self, b: Self) -> (Self, Self);
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     unsafe fn add(self, b: Self) -> Self;
     unsafe fn mul(self, b: Self) -> Self;
@@ -56,6 +58,15 @@ impl Vector for __m512 {
     #[inline(always)]
     unsafe fn store_n(self, p: *mut f32, n: usize) {
         _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, self)
+    }
+    #[inline(always)]
+    unsafe fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        (
+            _mm512_permutex2var_ps(a, even, b),
+            _mm512_permutex2var_ps(a, odd, b),
+        )
     }
     #[inline(always)]
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
@@ -142,6 +153,16 @@ impl Vector for __m256 {
     #[inline(always)]
     unsafe fn store_n(self, p: *mut f32, n: usize) {
         _mm256_maskstore_ps(p, mask256(n), self)
+    }
+    #[inline(always)]
+    unsafe fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+        // within each 128-bit half, then the 64-bit quarters put in order
+        let e = _mm256_shuffle_ps::<0x88>(a, b);
+        let o = _mm256_shuffle_ps::<0xDD>(a, b);
+        (
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(e))),
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(o))),
+        )
     }
     #[inline(always)]
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
