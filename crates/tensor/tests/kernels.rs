@@ -67,6 +67,8 @@ fn few_row_products_match_naive() {
         (2, 300, 1001),
         (1, 700, 4133),
         (2, 5, 64),
+        (1, 1000, 1280),
+        (2, 13, 70),
     ] {
         let a = randv(m * k, &mut rng);
         let b = randv(k * n, &mut rng);
