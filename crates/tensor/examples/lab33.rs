@@ -49,7 +49,7 @@ fn main() {
     });
     println!("dX (Winograd):  {:.2} ms", t * 1e3);
     let t = best(30, || {
-        std::hint::black_box(conv2d_bwd_weight(&x, &dy, &g, None));
+        std::hint::black_box(conv2d_bwd_weight(&x, &dy, &g));
     });
     println!(
         "dW (im2col + GEMM): {:.2} ms, {:.0} GFLOP/s",

@@ -57,6 +57,17 @@ fn graph_keeps_only_what_backward_reads() {
         "residual block graph: {bytes} bytes held ({:.2} activations)",
         bytes as f64 / s as f64
     );
+    // a trainable convolution holds its input (for the weight gradient) beside its output, and
+    // not its unfolded input (nine times the input here), which the backward pass forms again
+    let wt = w1.detach().requires_grad_(true);
+    let xi = x.detach();
+    let bytes = held(|| xi.conv2d(&wt, None, p).unwrap());
+    assert!(
+        (s..2 * s + s / 4).contains(&bytes),
+        "a trainable convolution holds {bytes} bytes; its input and output are {}",
+        2 * s
+    );
+
     // and the graph still back-propagates
     block().backward().unwrap();
     assert!(x

@@ -17,8 +17,7 @@ fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     testing::assert_close(what, a, b, Tol::mixed(tol as f64));
 }
 
-/// The forward (keeping its columns), both gradients, and the weight gradient from the kept
-/// columns, against the naive loops.
+/// The forward and both gradients against the naive loops.
 fn assert_conv_matches_naive(
     g: &aics_tensor::cpu::conv::Conv2dGeom,
     x: &[f32],
@@ -26,14 +25,12 @@ fn assert_conv_matches_naive(
     dy: &[f32],
     tag: &str,
 ) {
-    let (y, cols) = conv2d_fwd(x, wt, g, true);
+    let y = conv2d_fwd(x, wt, g);
     assert_close(&format!("fwd {tag}"), &y, &conv2d_fwd_naive(x, wt, g), 1e-4);
     let (dx, dw) = conv2d_bwd_naive(x, wt, dy, g);
     assert_close(&format!("dx {tag}"), &conv2d_bwd_data(dy, wt, g), &dx, 1e-4);
-    let fresh = conv2d_bwd_weight(x, dy, g, None);
-    assert_close(&format!("dw {tag}"), &fresh, &dw, 1e-4);
-    let cached = conv2d_bwd_weight(x, dy, g, cols.as_ref());
-    assert_close(&format!("dw cached {tag}"), &cached, &dw, 1e-4);
+    let dw_fast = conv2d_bwd_weight(x, dy, g);
+    assert_close(&format!("dw {tag}"), &dw_fast, &dw, 1e-4);
 }
 
 #[test]
@@ -121,7 +118,7 @@ fn conv_fast_matches_naive_random_shapes() {
         let tag = format!("case {case}: {g:?}");
         assert_close(
             &format!("fwd {tag}"),
-            &conv2d_fwd(&x, &wt, &g, false).0,
+            &conv2d_fwd(&x, &wt, &g),
             &conv2d_fwd_naive(&x, &wt, &g),
             1e-4,
         );
@@ -134,31 +131,17 @@ fn conv_fast_matches_naive_random_shapes() {
         );
         assert_close(
             &format!("dw {tag}"),
-            &conv2d_bwd_weight(&x, &dy, &g, None),
-            &dw,
-            1e-4,
-        );
-        let (y, cols) = conv2d_fwd(&x, &wt, &g, true);
-        assert_close(
-            &format!("fwd keep {tag}"),
-            &y,
-            &conv2d_fwd_naive(&x, &wt, &g),
-            1e-4,
-        );
-        assert_close(
-            &format!("dw cached {tag}"),
-            &conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()),
+            &conv2d_bwd_weight(&x, &dy, &g),
             &dw,
             1e-4,
         );
     }
 }
 
-/// The columns the forward keeps are read by the backward in the layout the forward cut them
-/// in, even when the two run in pools of different sizes (the layout depends on the thread
-/// count: one block for one thread, one per thread for a single small image).
+/// The forward and the weight gradient in pools of different sizes (the task layout depends on
+/// the thread count: one block for one thread, one per thread for a single small image).
 #[test]
-fn conv_cols_keep_their_layout_across_pools() {
+fn conv_in_pools_of_any_size() {
     let mut rng = Rng::new(21);
     let pool = |n| {
         rayon::ThreadPoolBuilder::new()
@@ -172,21 +155,23 @@ fn conv_cols_keep_their_layout_across_pools() {
         let x = randv(n * 3 * 99, &mut rng);
         let wt = randv(4 * 27, &mut rng);
         let dy = randv(n * 4 * 99, &mut rng);
-        let (_, cols) = pool(fwd_threads).install(|| conv2d_fwd(&x, &wt, &g, true));
-        let dw = pool(bwd_threads).install(|| conv2d_bwd_weight(&x, &dy, &g, cols.as_ref()));
+        let y = pool(fwd_threads).install(|| conv2d_fwd(&x, &wt, &g));
+        let dw = pool(bwd_threads).install(|| conv2d_bwd_weight(&x, &dy, &g));
         let (_, want) = conv2d_bwd_naive(&x, &wt, &dy, &g);
+        let tag = format!("n={n}, forward on {fwd_threads} threads, backward on {bwd_threads}");
         assert_close(
-            &format!("dw, n={n}, forward on {fwd_threads} threads, backward on {bwd_threads}"),
-            &dw,
-            &want,
+            &format!("y, {tag}"),
+            &y,
+            &conv2d_fwd_naive(&x, &wt, &g),
             1e-4,
         );
+        assert_close(&format!("dw, {tag}"), &dw, &want, 1e-4);
     }
 }
 
 /// Small maps with large filters (ResNet's last stage) sum their weight gradient in few
-/// partials, added up by chunks across the threads: held to the naive loop, with and without
-/// the forward's columns, and on one thread and three.
+/// partials, added up by chunks across the threads: held to the naive loop on one thread and
+/// three.
 #[test]
 fn conv_weight_gradient_of_small_maps_with_few_partials() {
     let mut rng = Rng::new(23);
@@ -204,18 +189,8 @@ fn conv_weight_gradient_of_small_maps_with_few_partials() {
     let dy = randv(n * o * 16, &mut rng);
     let (_, want) = conv2d_bwd_naive(&x, &wt, &dy, &g);
     for threads in [1, 3] {
-        for keep in [false, true] {
-            let dw = pool(threads).install(|| {
-                let (_, cols) = conv2d_fwd(&x, &wt, &g, keep);
-                conv2d_bwd_weight(&x, &dy, &g, cols.as_ref())
-            });
-            assert_close(
-                &format!("dw on {threads} threads, columns kept: {keep}"),
-                &dw,
-                &want,
-                1e-4,
-            );
-        }
+        let dw = pool(threads).install(|| conv2d_bwd_weight(&x, &dy, &g));
+        assert_close(&format!("dw on {threads} threads"), &dw, &want, 1e-4);
     }
 }
 
@@ -272,7 +247,7 @@ fn conv_refuses_a_short_input() {
     .unwrap();
     let x = vec![0.0f32; 3 * 64]; // one image where the geometry says two
     let wt = vec![0.0f32; 4 * 27];
-    let _ = conv2d_fwd(&x, &wt, &g, false);
+    let _ = conv2d_fwd(&x, &wt, &g);
 }
 
 #[test]
@@ -288,7 +263,7 @@ fn conv_refuses_an_inconsistent_geometry() {
     g.oh += 3; // output rows the input does not have
     let x = vec![0.0f32; 3 * 64];
     let wt = vec![0.0f32; 4 * 27];
-    let _ = conv2d_fwd(&x, &wt, &g, false);
+    let _ = conv2d_fwd(&x, &wt, &g);
 }
 
 #[test]
@@ -302,13 +277,13 @@ fn conv_large_single_image_uses_blocks() {
     let dy = randv(32 * 1600, &mut rng);
     assert_close(
         "fwd",
-        &conv2d_fwd(&x, &wt, &g, false).0,
+        &conv2d_fwd(&x, &wt, &g),
         &conv2d_fwd_naive(&x, &wt, &g),
         1e-3,
     );
     let (dx, dw) = conv2d_bwd_naive(&x, &wt, &dy, &g);
     assert_close("dx", &conv2d_bwd_data(&dy, &wt, &g), &dx, 1e-3);
-    assert_close("dw", &conv2d_bwd_weight(&x, &dy, &g, None), &dw, 1e-3);
+    assert_close("dw", &conv2d_bwd_weight(&x, &dy, &g), &dw, 1e-3);
 }
 
 /// Backward-data forms the unfolded gradient a block of output positions at a time (4M
@@ -1229,7 +1204,7 @@ fn strided_conv_rows_with_padding_match_naive() {
                         let wt = randv(3 * 2 * k, &mut rng);
                         assert_close(
                             &format!("w {w} k {k} s {s} pad {pad} d {d}"),
-                            &conv2d_fwd(&x, &wt, &g, false).0,
+                            &conv2d_fwd(&x, &wt, &g),
                             &conv2d_fwd_naive(&x, &wt, &g),
                             1e-4,
                         );

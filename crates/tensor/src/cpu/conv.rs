@@ -105,9 +105,7 @@ impl Conv2dGeom {
             && conv_out_size(self.h, self.kh, self.sh, self.ph, self.dh) == Some(self.oh)
             && conv_out_size(self.w, self.kw, self.sw, self.pw, self.dw) == Some(self.ow)
     }
-    /// How the work is cut into tasks for a pool of `threads` workers. The forward's kept
-    /// columns record the layout they were cut by ([`ConvCols`]), so the backward reads them the
-    /// same way whatever pool it runs in.
+    /// How the work is cut into tasks for a pool of `threads` workers.
     /// A block of `col` is at most about 16 MB of f32 (measured best on the 3×3 256-channel
     /// workloads), or 1 MB when a group has at most 64 output channels: there the GEMM does
     /// little work per unfolded element and the block is better written and read in L2 (32 → 64
@@ -142,14 +140,6 @@ struct TaskLayout {
     spt: usize,
     nblk: usize,
     nb: usize,
-}
-
-/// The im2col blocks that [`conv2d_fwd`] keeps for [`conv2d_bwd_weight`], with the task layout
-/// they were cut by: one block per task, holding all groups.
-pub struct ConvCols<T> {
-    layout: TaskLayout,
-    geom: Conv2dGeom,
-    blocks: Vec<Vec<T>>,
 }
 
 /// Fill `rows` (KH·KW rows of stride `ld`, nb columns) with the windows of one input channel
@@ -483,157 +473,112 @@ fn product<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>) -> Vec<
 }
 
 /// Forward: `x` (N, C, H, W), `wt` (O, C/G, KH, KW) → `y` (N, O, OH, OW), no bias.
-/// With `keep_cols`, the im2col blocks are returned (one per task, all groups) so that the
-/// weight gradient can reuse them instead of unfolding the input a second time.
-pub fn conv2d_fwd<T: Float>(
-    x: &[T],
-    wt: &[T],
-    g: &Conv2dGeom,
-    keep_cols: bool,
-) -> (Vec<T>, Option<ConvCols<T>>) {
+///
+/// The unfolded input is not kept for the weight gradient, which unfolds it again: kept
+/// columns live until the backward pass reaches their layer, so over a network they add up
+/// (ResNet-18's training step at batch 64 on 32×32 held about 110 MB of them, a third of its
+/// peak; LeNet-5's 15 MB of 33), and unfolding again cost no time that alternated runs of those
+/// steps could measure.
+pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     g.check(x.len(), wt.len());
     if g.is_dense() {
         // a fully connected layer: Y (N, O) = X (N, C) · Wᵀ, one GEMM over the whole batch
         let (n, o, c) = (g.n, g.o, g.c);
-        return (product(n, o, c, Mat::rm(x, c), Mat::rm_t(wt, c)), None);
+        return product(n, o, c, Mat::rm(x, c), Mat::rm_t(wt, c));
     }
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
     // Every output element is written once below, through the pointer, so the vector starts
     // uninitialised and gets its length at the end.
     let ylen = g.n * g.o * p;
     let mut y: Vec<T> = Vec::with_capacity(ylen);
-    let layout = g.tasks(rayon::current_num_threads());
-    let TaskLayout { spt, nblk, nb } = layout;
+    let TaskLayout { spt, nblk, nb } = g.tasks(rayon::current_num_threads());
     let direct = g.is_pointwise() && spt == 1; // the input itself is the column matrix
-    let keep = keep_cols && !direct;
     let nchunks = g.n.div_ceil(spt);
     let yp = SendPtr(y.as_mut_ptr());
     let taps = if direct { None } else { TapTable::small(g) };
-    let cols: Vec<Vec<T>> = (0..nchunks * nblk)
-        .into_par_iter()
-        .map_init(
-            || {
-                (
-                    vec![T::zero(); if direct || keep { 0 } else { ckk * spt * nb }],
-                    vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }],
-                )
-            },
-            |(buf, tmp), task| {
-                let (ci, bi) = (task / nblk, task % nblk);
-                let (s0, p0) = (ci * spt, bi * nb);
-                let ns = spt.min(g.n - s0);
-                let len = nb.min(p - p0);
-                let width = ns * len;
-                let mut kept = if keep {
-                    vec![T::zero(); g.groups * ckk * width]
+    (0..nchunks * nblk).into_par_iter().for_each_init(
+        || {
+            (
+                vec![T::zero(); if direct { 0 } else { ckk * spt * nb }],
+                vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }],
+            )
+        },
+        |(buf, tmp), task| {
+            let (ci, bi) = (task / nblk, task % nblk);
+            let (s0, p0) = (ci * spt, bi * nb);
+            let ns = spt.min(g.n - s0);
+            let len = nb.min(p - p0);
+            let width = ns * len;
+            for gi in 0..g.groups {
+                let wg = Mat::rm(&wt[gi * og * ckk..], ckk);
+                let col = if direct {
+                    Mat {
+                        data: &x[(s0 * g.c + gi * ckk) * p + p0..],
+                        rs: p,
+                        cs: 1,
+                    }
                 } else {
-                    Vec::new()
+                    let b = &mut buf[..ckk * width];
+                    im2col_task(x, g, gi, s0, ns, p0, len, b, taps.as_ref());
+                    Mat::rm(&buf[..], width)
                 };
-                for gi in 0..g.groups {
-                    let wg = Mat::rm(&wt[gi * og * ckk..], ckk);
-                    let col = if direct {
-                        Mat {
-                            data: &x[(s0 * g.c + gi * ckk) * p + p0..],
-                            rs: p,
-                            cs: 1,
-                        }
-                    } else {
-                        let b: &mut [T] = if keep {
-                            &mut kept[gi * ckk * width..(gi + 1) * ckk * width]
-                        } else {
-                            &mut buf[..ckk * width]
-                        };
-                        im2col_task(x, g, gi, s0, ns, p0, len, b, taps.as_ref());
-                        Mat::rm(
-                            if keep {
-                                &kept[gi * ckk * width..]
-                            } else {
-                                &buf[..]
-                            },
-                            width,
-                        )
-                    };
-                    if spt == 1 {
-                        // SAFETY: task (ci, bi) alone writes rows gi·Og.. of sample s0, columns p0..p0+len.
-                        unsafe {
-                            gemm_strided(
-                                og,
-                                len,
-                                ckk,
-                                wg,
-                                col,
-                                yp.get().add((s0 * g.o + gi * og) * p + p0),
-                                p,
-                                false,
-                            )
-                        };
-                    } else {
-                        gemm(
+                if spt == 1 {
+                    // SAFETY: task (ci, bi) alone writes rows gi·Og.. of sample s0, columns p0..p0+len.
+                    unsafe {
+                        gemm_strided(
                             og,
-                            width,
+                            len,
                             ckk,
                             wg,
                             col,
-                            &mut tmp[..og * width],
+                            yp.get().add((s0 * g.o + gi * og) * p + p0),
+                            p,
                             false,
-                            false,
-                        );
-                        for o in 0..og {
-                            for j in 0..ns {
-                                let src = &tmp[o * width + j * len..o * width + (j + 1) * len];
-                                // SAFETY: samples s0..s0+ns belong to this task alone.
-                                unsafe {
-                                    let dst = yp.get().add(((s0 + j) * g.o + gi * og + o) * p + p0);
-                                    std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len);
-                                }
+                        )
+                    };
+                } else {
+                    gemm(
+                        og,
+                        width,
+                        ckk,
+                        wg,
+                        col,
+                        &mut tmp[..og * width],
+                        false,
+                        false,
+                    );
+                    for o in 0..og {
+                        for j in 0..ns {
+                            let src = &tmp[o * width + j * len..o * width + (j + 1) * len];
+                            // SAFETY: samples s0..s0+ns belong to this task alone.
+                            unsafe {
+                                let dst = yp.get().add(((s0 + j) * g.o + gi * og + o) * p + p0);
+                                std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len);
                             }
                         }
                     }
                 }
-                kept
-            },
-        )
-        .collect();
-    let cols = keep.then_some(ConvCols {
-        layout,
-        geom: *g,
-        blocks: cols,
-    });
+            }
+        },
+    );
     // SAFETY: the tasks (sample chunk × column block) cover every sample and column, and each
     // wrote all O rows of its part, group by group (a GEMM that sets, not adds, or a copy).
     unsafe { y.set_len(ylen) };
-    (y, cols)
+    y
 }
 
-/// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ, with the forward's im2col blocks
-/// when it kept them (cut into tasks as the forward cut them, whatever pool this runs in).
-/// Panics if `cols` were kept for another geometry.
-pub fn conv2d_bwd_weight<T: Float>(
-    x: &[T],
-    dy: &[T],
-    g: &Conv2dGeom,
-    cols: Option<&ConvCols<T>>,
-) -> Vec<T> {
+/// Backward-weight: `dW` (O, C/G, KH, KW) = Σ_n dY_n · col_nᵀ, the input unfolded a block at a
+/// time.
+pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
     g.check(x.len(), g.o * g.ckk());
     assert_eq!(dy.len(), g.n * g.o * g.ohw(), "conv2d backward: dY size");
-    if g.is_dense() && cols.is_none() {
+    if g.is_dense() {
         // dW (O, C) = dYᵀ · X over the whole batch in one GEMM
         let (n, o, c) = (g.n, g.o, g.c);
         return product(o, c, n, Mat::rm_t(dy, o), Mat::rm(x, c));
     }
     let (ckk, og, p) = (g.ckk(), g.og(), g.ohw());
-    let layout = match cols {
-        Some(c) => {
-            assert_eq!(
-                &c.geom, g,
-                "conv2d backward: columns kept for another geometry"
-            );
-            c.layout
-        }
-        None => g.tasks(rayon::current_num_threads()),
-    };
-    let TaskLayout { spt, nblk, nb } = layout;
-    let cols = cols.map(|c| &c.blocks[..]);
+    let TaskLayout { spt, nblk, nb } = g.tasks(rayon::current_num_threads());
     let direct = g.is_pointwise() && spt == 1;
     let wlen = g.o * ckk;
     let tasks = g.n.div_ceil(spt) * nblk;
@@ -645,23 +590,12 @@ pub fn conv2d_bwd_weight<T: Float>(
     let parts = tasks
         .min(PARTIALS)
         .min((g.n * p).div_ceil(PART_COLUMNS).max(2));
-    let taps = if direct || cols.is_some() {
-        None
-    } else {
-        TapTable::small(g)
-    };
+    let taps = if direct { None } else { TapTable::small(g) };
     let partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
         .map(|part| {
             let mut dw = vec![T::zero(); wlen];
-            let mut buf = vec![
-                T::zero();
-                if direct || cols.is_some() {
-                    0
-                } else {
-                    ckk * spt * nb
-                }
-            ];
+            let mut buf = vec![T::zero(); if direct { 0 } else { ckk * spt * nb }];
             let mut dyt = vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }];
             for task in (part..tasks).step_by(parts) {
                 let (ci, bi) = (task / nblk, task % nblk);
@@ -686,8 +620,6 @@ pub fn conv2d_bwd_weight<T: Float>(
                             rs: 1,
                             cs: p,
                         }
-                    } else if let Some(c) = cols {
-                        Mat::rm_t(&c[task][gi * ckk * width..], width)
                     } else {
                         im2col_task(x, g, gi, s0, ns, p0, len, &mut buf, taps.as_ref());
                         Mat::rm_t(&buf[..], width)

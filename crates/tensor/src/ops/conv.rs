@@ -128,9 +128,6 @@ pub fn conv2d_geom(
     })
 }
 
-/// Largest unfolded input (elements) kept from the forward pass for the weight gradient.
-const KEEP_COLS_MAX: usize = 1 << 24;
-
 fn check_bias<T: Float>(op: &'static str, bias: Option<&Tensor<T>>, o: usize) -> Result<()> {
     match bias {
         Some(b) if b.shape() != [o] => Err(shape_err(
@@ -652,23 +649,21 @@ impl<T: Float> Tensor<T> {
                 crate::profile::add_macs(g.macs());
                 let started = crate::profile::recording().then(std::time::Instant::now);
                 let (xd, wd) = (self.data(), weight.data());
-                // The input is kept for the weight gradient only when that gradient will be asked for,
-                // and its unfolded form too when it is not too large.
+                // The input is kept for the weight gradient only when that gradient will be asked for.
                 let want_dw = crate::autograd::grad_enabled() && weight.requires_grad();
                 let wino = winograd::plan(&g);
                 let dw = depthwise::eligible(&g);
                 let direct = wino.is_none() && !dw && direct::eligible(&g);
-                let keep = want_dw && !dw && g.n * g.groups * g.ckk() * g.ohw() <= KEEP_COLS_MAX;
                 // the bias, residual and activation already applied by the kernel
                 let mut fused = false;
                 let mut packed_ran = false;
                 let mut pre_ran = false;
-                let rows_pw = packed.filter(|pw| !keep && fits_rows(pw, &g));
-                let (mut y, cols) = if let Some(y) =
+                let rows_pw = packed.filter(|pw| fits_rows(pw, &g));
+                let mut y = if let Some(y) =
                     rows_pw.and_then(|pw| packed_fwd(&xd, pw, &g, bias, residual, act))
                 {
                     (fused, packed_ran) = (true, true);
-                    (y, None)
+                    y
                 } else if let Some(tile) = wino {
                     // the filters transformed once, when the caller keeps them so (`Conv2d` on the
                     // inference path)
@@ -682,7 +677,7 @@ impl<T: Float> Tensor<T> {
                         ),
                         None => winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
                     };
-                    (y, None)
+                    y
                 } else if dw {
                     // the bias and activation in the depthwise kernel's own pass, unless a residual
                     // comes before the activation (then the output pass below does all three)
@@ -690,17 +685,17 @@ impl<T: Float> Tensor<T> {
                     let bd = bias.filter(|_| fused).map(|b| b.data());
                     let a = if fused { act } else { Activation::Identity };
                     let b = bd.as_ref().map(|b| b.as_slice());
-                    (depthwise::fwd_fused(&xd, &wd, &g, b, a), None)
+                    depthwise::fwd_fused(&xd, &wd, &g, b, a)
                 } else if direct {
-                    (direct::fwd(&xd, &wd, &g), None)
+                    direct::fwd(&xd, &wd, &g)
                 } else if let Some(y) = packed
-                    .filter(|pw| !keep && fits_packed(pw, &g))
+                    .filter(|pw| fits_packed(pw, &g))
                     .and_then(|pw| packed_fwd(&xd, pw, &g, bias, residual, act))
                 {
                     (fused, packed_ran) = (true, true);
-                    (y, None)
+                    y
                 } else {
-                    k::conv2d_fwd(&xd, &wd, &g, keep)
+                    k::conv2d_fwd(&xd, &wd, &g)
                 };
                 if !fused && (bias.is_some() || residual.is_some() || act != Activation::Identity) {
                     let bd = bias.map(|b| b.data());
@@ -791,7 +786,7 @@ impl<T: Float> Tensor<T> {
                                     Some(if dw {
                                         depthwise::bwd_weight(xd, gy, &g)
                                     } else {
-                                        k::conv2d_bwd_weight(xd, gy, &g, cols.as_ref())
+                                        k::conv2d_bwd_weight(xd, gy, &g)
                                     })
                                 })
                                 .flatten(),
@@ -908,8 +903,8 @@ impl<T: Float> Tensor<T> {
                     &inputs,
                     move |gy, needs| {
                         let mut r = vec![
-                            needs[0].then(|| k::conv2d_fwd(gy, &wd, &g, false).0),
-                            needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g, None)),
+                            needs[0].then(|| k::conv2d_fwd(gy, &wd, &g)),
+                            needs[1].then(|| k::conv2d_bwd_weight(gy, &xd, &g)),
                         ];
                         if needs.len() > 2 {
                             r.push(needs[2].then(|| bias_grad(gy, c_out, g.hw())));
