@@ -671,13 +671,12 @@ impl<T: Float> Tensor<T> {
                         .filter(|pw| fits_winograd(pw, &g, tile))
                         .and_then(|pw| from_f32::<T>(pw.winograd_filters()?));
                     pre_ran = pre.is_some();
-                    let y = match pre {
+                    match pre {
                         Some(u) => winograd::conv3x3_transformed(
                             &xd, g.n, g.c, g.h, g.w, u, g.o, g.ph, tile,
                         ),
                         None => winograd::conv3x3(&xd, g.n, g.c, g.h, g.w, &wd, g.o, g.ph, tile),
-                    };
-                    y
+                    }
                 } else if dw {
                     // the bias and activation in the depthwise kernel's own pass, unless a residual
                     // comes before the activation (then the output pass below does all three)
