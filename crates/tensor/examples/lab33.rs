@@ -59,58 +59,30 @@ fn main() {
     gemm_alone();
 }
 
-/// The weight gradient's product alone, on columns unfolded beforehand.
-#[allow(dead_code)]
+/// The weight gradient's product alone, on columns unfolded beforehand, in each orientation
+/// (`dW = dY · colsᵀ`, or `dWᵀ = cols · dYᵀ` with `dYᵀ` read in place or transposed first).
 fn gemm_alone() {
     use aics_tensor::cpu::gemm::{gemm, Mat};
     let (o, ckk, k) = (256usize, 2304usize, 960usize);
     let mut rng = Rng::new(1);
     let mut randv = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
     let (dy, cols) = (randv(o * k), randv(ckk * k));
+    let dyt: Vec<f32> = (0..k * o).map(|i| dy[(i % o) * k + i / o]).collect();
     let gflop = 2.0 * (o * ckk * k) as f64 / 1e9;
     let mut c = vec![0f32; o * ckk];
-    let t = best(30, || {
-        gemm(
-            o,
-            ckk,
-            k,
-            Mat::rm(&dy, k),
-            Mat::rm_t(&cols, k),
-            &mut c,
-            false,
-            true,
-        )
-    });
-    println!("dY·colsᵀ: {:.2} ms, {:.0} GFLOP/s", t * 1e3, gflop / t);
-    let t = best(30, || {
-        gemm(
+    let cases = [
+        ("dY·colsᵀ", o, ckk, Mat::rm(&dy, k), Mat::rm_t(&cols, k)),
+        ("cols·dYᵀ", ckk, o, Mat::rm(&cols, k), Mat::rm_t(&dy, k)),
+        (
+            "cols·(dYᵀ row-major)",
             ckk,
             o,
-            k,
-            Mat::rm(&cols, k),
-            Mat::rm_t(&dy, k),
-            &mut c,
-            false,
-            true,
-        )
-    });
-    println!("cols·dYᵀ: {:.2} ms, {:.0} GFLOP/s", t * 1e3, gflop / t);
-    let dyt: Vec<f32> = (0..k * o).map(|i| dy[(i % o) * k + i / o]).collect();
-    let t = best(30, || {
-        gemm(
-            ckk,
-            o,
-            k,
             Mat::rm(&cols, k),
             Mat::rm(&dyt, o),
-            &mut c,
-            false,
-            true,
-        )
-    });
-    println!(
-        "cols·(dYᵀ row-major): {:.2} ms, {:.0} GFLOP/s",
-        t * 1e3,
-        gflop / t
-    );
+        ),
+    ];
+    for (name, m, n, a, b) in cases {
+        let t = best(30, || gemm(m, n, k, a, b, &mut c, false, true));
+        println!("{name}: {:.2} ms, {:.0} GFLOP/s", t * 1e3, gflop / t);
+    }
 }
