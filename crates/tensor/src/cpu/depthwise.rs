@@ -144,8 +144,6 @@ pub fn fwd_fused<T: Float>(
                     bias: bias.map(|_| b.as_f64() as f32),
                     act,
                     wq,
-                    oh: g.oh,
-                    ow: g.ow,
                     out: out.as_mut_ptr() as *mut f32,
                     // SAFETY: plane `plane` belongs to this task alone.
                     y: unsafe { (yp.get() as *mut f32).add(plane * ohw) },
@@ -193,18 +191,14 @@ pub fn fwd_fused<T: Float>(
     y
 }
 
-/// The f32 lanes of the vector kernel below when `T` is f32 and the CPU has AVX2 or AVX-512,
-/// else None (then the portable loops run).
+/// The f32 lanes of the vector kernel below when `T` is f32 and the CPU has AVX2 or AVX-512
+/// (the packed kernels' width), else None (then the portable loops run).
 #[cfg(target_arch = "x86_64")]
 fn vector_lanes<T: Float>() -> Option<usize> {
-    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
-        return None;
-    }
-    match super::simd::level_name() {
-        "avx512" => Some(16),
-        "avx2" => Some(8),
-        _ => None,
-    }
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(super::packed::width)
+        .flatten()
+        .map(|w| w.lanes())
 }
 
 /// The forward pass of one plane in vector registers, f32: the same sums as [`taps_wide`] (a
@@ -234,8 +228,6 @@ mod x86 {
         pub act: Activation,
         /// the width of a phase plane (the wide output's row pitch)
         pub wq: usize,
-        pub oh: usize,
-        pub ow: usize,
         /// scratch for the wide output
         pub out: *mut f32,
         /// the plane's OH × OW output
@@ -325,14 +317,14 @@ mod x86 {
             fill::<V>(x, p);
         }
         let a = ActConsts::<V>::new(p.act);
-        let ow = p.ow;
+        let (oh, ow) = (p.g.oh, p.g.ow);
         if ow >= V::L {
-            for r in 0..p.oh {
+            for r in 0..oh {
                 run::<V>(p, r * p.wq, ow, Some((&a, p.y.add(r * ow))));
             }
         } else {
-            run::<V>(p, 0, p.oh * p.wq, None);
-            for r in 0..p.oh {
+            run::<V>(p, 0, oh * p.wq, None);
+            for r in 0..oh {
                 let v = V::load_n(p.out.add(r * p.wq), ow);
                 finish(v, p.bias, &a, p.y.add(r * ow), None, ow);
             }

@@ -45,7 +45,7 @@ pub(super) enum Width {
 
 impl Width {
     /// f32 lanes of a vector.
-    fn lanes(self) -> usize {
+    pub(super) fn lanes(self) -> usize {
         match self {
             Width::Avx512 => 16,
             Width::Avx2 => 8,
