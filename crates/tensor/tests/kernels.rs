@@ -689,11 +689,19 @@ fn depthwise_matches_naive_random_shapes() {
     let mut rng = Rng::new(21);
     for case in 0..60 {
         // a few channels, and runs of channels longer than a vector (with a ragged end)
-        let c = if case % 3 == 0 {
-            17 + rng.below(60)
+        // every fifth case has a channel multiplier (two or three outputs a channel), and every
+        // seventh a single input channel (an ordinary convolution of one group: LeNet's first)
+        let (c, m) = if case % 7 == 3 {
+            (1, 2 + rng.below(7))
+        } else if case % 3 == 0 {
+            (17 + rng.below(60), 1)
         } else {
-            2 + rng.below(6)
+            (
+                2 + rng.below(6),
+                if case % 5 == 2 { 2 + rng.below(2) } else { 1 },
+            )
         };
+        let o = c * m;
         let (kh, kw) = (1 + rng.below(5), 1 + rng.below(5));
         let p = ConvParams {
             stride: (1 + rng.below(3), 1 + rng.below(3)),
@@ -710,11 +718,11 @@ fn depthwise_matches_naive_random_shapes() {
             (kh * 2 + rng.below(10), kw * 2 + rng.below(10))
         };
         let n = 1 + rng.below(3);
-        let g = conv2d_geom("conv2d", &[n, c, h, w], &[c, 1, kh, kw], &p).unwrap();
+        let g = conv2d_geom("conv2d", &[n, c, h, w], &[o, 1, kh, kw], &p).unwrap();
         assert!(depthwise::eligible(&g));
         let x = randv(n * c * h * w, &mut rng);
-        let wt = randv(c * kh * kw, &mut rng);
-        let dy = randv(n * c * g.oh * g.ow, &mut rng);
+        let wt = randv(o * kh * kw, &mut rng);
+        let dy = randv(n * o * g.oh * g.ow, &mut rng);
         let tag = format!("case {case}: {g:?}");
         let want = conv2d_fwd_naive(&x, &wt, &g);
         assert_close(
@@ -724,7 +732,7 @@ fn depthwise_matches_naive_random_shapes() {
             1e-4,
         );
         // the bias and each activation in the kernel's own output pass
-        let bias = randv(c, &mut rng);
+        let bias = randv(o, &mut rng);
         let act = [
             Activation::Identity,
             Activation::Relu,
@@ -732,7 +740,7 @@ fn depthwise_matches_naive_random_shapes() {
             Activation::LeakyRelu(0.1),
         ][case % 4];
         let mut fused = want.clone();
-        epilogue_reference(&mut fused, Some(&bias), None, c, g.oh * g.ow, act);
+        epilogue_reference(&mut fused, Some(&bias), None, o, g.oh * g.ow, act);
         assert_close(
             &format!("fwd + bias, {act:?}, {tag}"),
             &depthwise::fwd_fused(&x, &wt, &g, Some(&bias), act),

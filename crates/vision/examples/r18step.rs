@@ -120,20 +120,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[allow(dead_code)]
 pub fn pool_bench() {
     use aics_tensor::PoolParams;
-    let x =
-        Tensor::<f32>::randn(&[64, 64, 16, 16], 0.0, 1.0, &mut Rng::new(0)).requires_grad_(true);
-    let p = PoolParams::new(3).stride(2).padding(1);
-    for _ in 0..3 {
-        x.max_pool2d(p).unwrap();
+    // ResNet-18's stem pool, then LeNet-5's two 2×2 pools
+    for (s, p) in [
+        (
+            [64usize, 64, 16, 16],
+            PoolParams::new(3).stride(2).padding(1),
+        ),
+        ([64, 6, 28, 28], PoolParams::new(2).stride(2)),
+        ([64, 16, 10, 10], PoolParams::new(2).stride(2)),
+    ] {
+        let x = Tensor::<f32>::randn(&s, 0.0, 1.0, &mut Rng::new(0)).requires_grad_(true);
+        for _ in 0..3 {
+            x.max_pool2d(p).unwrap();
+        }
+        let t = Instant::now();
+        for _ in 0..50 {
+            x.max_pool2d(p).unwrap();
+        }
+        println!(
+            "maxpool fwd {s:?} {:.3} ms",
+            t.elapsed().as_secs_f64() * 1e3 / 50.0
+        );
     }
-    let t = Instant::now();
-    for _ in 0..50 {
-        x.max_pool2d(p).unwrap();
-    }
-    println!(
-        "maxpool fwd {:.3} ms",
-        t.elapsed().as_secs_f64() * 1e3 / 50.0
-    );
 }
 
 #[allow(dead_code)]

@@ -12,9 +12,21 @@ use super::copy_run;
 use crate::dtype::Float;
 use crate::ops::conv::{epilogue_plane, Activation};
 
-/// Whether `g` is a depthwise convolution these kernels handle.
+/// Whether `g` is a depthwise convolution these kernels handle: one group per input channel,
+/// each with `O / C` output channels (the channel multiplier; 1 in MobileNet). A convolution of a
+/// single input channel (LeNet's first layer on grayscale images) is one with a multiplier of O.
 pub fn eligible(g: &Conv2dGeom) -> bool {
-    g.groups > 1 && g.groups == g.c && g.o == g.c
+    g.groups == g.c && g.c > 0 && g.o % g.c == 0 && (g.groups > 1 || g.o > 1)
+}
+
+/// Output channels per input channel.
+fn multiplier(g: &Conv2dGeom) -> usize {
+    g.o / g.c
+}
+
+/// The input plane that output plane `plane` (sample · O + output channel) reads.
+fn in_plane(g: &Conv2dGeom, plane: usize) -> usize {
+    (plane / g.o) * g.c + (plane % g.o) / multiplier(g)
 }
 
 /// Output positions `lo..hi` whose input column `ow·s + k·d − p` lies in `0..w`.
@@ -52,7 +64,7 @@ fn for_each_tap(g: &Conv2dGeom, mut f: impl FnMut(usize, usize, usize, usize, us
     }
 }
 
-/// Forward: `x` (N, C, H, W), `wt` (C, 1, KH, KW) → `y` (N, C, OH, OW), no bias.
+/// Forward: `x` (N, C, H, W), `wt` (O, 1, KH, KW) → `y` (N, O, OH, OW), no bias.
 ///
 /// Plane by plane, each tap as one long vector loop: the input plane is copied into a
 /// zero-bordered buffer split into the stride's s×s phases (rows and columns q, q + s, …), all
@@ -79,10 +91,10 @@ pub fn fwd_fused<T: Float>(
     if let Some(b) = bias {
         assert_eq!(
             b.len(),
-            g.c,
+            g.o,
             "depthwise conv: bias of {} for {} channels",
             b.len(),
-            g.c
+            g.o
         );
     }
     assert!(eligible(g), "depthwise conv: not eligible for {g:?}");
@@ -93,7 +105,7 @@ pub fn fwd_fused<T: Float>(
     let (wq, hq) = (wp.div_ceil(sw), hp.div_ceil(sh) + 1);
     let phase_len = hq * wq;
     let wide = g.oh * wq;
-    let planes = g.n * g.c;
+    let planes = g.n * g.o;
     if ohw == 0 || planes == 0 {
         return vec![T::zero(); planes * ohw];
     }
@@ -120,22 +132,28 @@ pub fn fwd_fused<T: Float>(
         let slack = 64;
         let mut pad = vec![T::zero(); sh * sw * phase_len + slack];
         let mut out = vec![T::zero(); wide + slack];
+        // the input plane in `pad` (output planes of one input channel follow each other)
+        let mut filled = None;
         for plane in task * per_task..((task + 1) * per_task).min(planes) {
-            let xp = &x[plane * hw..(plane + 1) * hw];
-            let wc = &wt[(plane % g.c) * kk..(plane % g.c + 1) * kk];
-            let b = bias.map_or(T::zero(), |b| b[plane % g.c]);
+            let ip = in_plane(g, plane);
+            let xp = &x[ip * hw..(ip + 1) * hw];
+            let fresh = filled != Some(ip);
+            filled = Some(ip);
+            let oc = plane % g.o;
+            let wc = &wt[oc * kk..(oc + 1) * kk];
+            let b = bias.map_or(T::zero(), |b| b[oc]);
             #[cfg(target_arch = "x86_64")]
             if let Some(lanes) = lanes {
                 // strides 1 and 2 copied by the vector kernel itself
                 let fill = g.sw <= 2;
-                if !fill {
+                if !fill && fresh {
                     super::simd::with_best(
                         #[inline(always)]
                         || fill_phases(xp, g, wq, phase_len, &mut pad),
                     );
                 }
                 let plane_job = x86::Plane {
-                    x: fill.then_some(xp.as_ptr() as *const f32),
+                    x: (fill && fresh).then_some(xp.as_ptr() as *const f32),
                     g,
                     phase_len,
                     pad: pad.as_mut_ptr() as *mut f32,
@@ -163,7 +181,9 @@ pub fn fwd_fused<T: Float>(
             super::simd::with_best(
                 #[inline(always)]
                 || {
-                    fill_phases(xp, g, wq, phase_len, &mut pad);
+                    if fresh {
+                        fill_phases(xp, g, wq, phase_len, &mut pad);
+                    }
                     let out = &mut out[..wide];
                     taps_wide(wc, &taps, &pad, phase_len, out);
                     if epi {
@@ -235,6 +255,88 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn taps_dot512(
+        a: *const f32,
+        len: usize,
+        b: *const f32,
+        offsets: &[usize],
+        sums: *mut f32,
+    ) {
+        taps_dot::<__m512>(a, len, b, offsets, sums)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn taps_dot256(
+        a: *const f32,
+        len: usize,
+        b: *const f32,
+        offsets: &[usize],
+        sums: *mut f32,
+    ) {
+        taps_dot::<__m256>(a, len, b, offsets, sums)
+    }
+
+    /// [`super::taps_dot`] in vectors: `sums[t] = Σ_i a[i]·b[offsets[t] + i]` for `i <
+    /// len` (a whole number of vectors), eight taps (four with AVX2) at a time, each load of
+    /// `a` serving them all; each sum's lanes are added in order at the end.
+    #[inline(always)]
+    unsafe fn taps_dot<V: Vector>(
+        a: *const f32,
+        len: usize,
+        b: *const f32,
+        offsets: &[usize],
+        sums: *mut f32,
+    ) {
+        let mut t = 0;
+        while t < offsets.len() {
+            let left = offsets.len() - t;
+            let o = |u: usize| offsets[t + u];
+            let out = sums.add(t);
+            t += if V::L == 16 && left >= 8 {
+                let offs = [o(0), o(1), o(2), o(3), o(4), o(5), o(6), o(7)];
+                put_sums(dots::<V, 8>(a, len, b, offs), out)
+            } else if left >= 4 {
+                put_sums(dots::<V, 4>(a, len, b, [o(0), o(1), o(2), o(3)]), out)
+            } else if left >= 2 {
+                put_sums(dots::<V, 2>(a, len, b, [o(0), o(1)]), out)
+            } else {
+                put_sums(dots::<V, 1>(a, len, b, [o(0)]), out)
+            };
+        }
+    }
+
+    /// `U` dot products of `a` with `b` from each offset, in registers.
+    #[inline(always)]
+    unsafe fn dots<V: Vector, const U: usize>(
+        a: *const f32,
+        len: usize,
+        b: *const f32,
+        offs: [usize; U],
+    ) -> [V; U] {
+        let mut acc = [V::zero(); U];
+        let mut i = 0;
+        while i < len {
+            let av = V::load(a.add(i));
+            for (s, &off) in acc.iter_mut().zip(&offs) {
+                *s = V::fma(av, V::load(b.add(off + i)), *s);
+            }
+            i += V::L;
+        }
+        acc
+    }
+
+    /// Each vector's lanes added in order into `out[u]`; returns `U`.
+    #[inline(always)]
+    unsafe fn put_sums<V: Vector, const U: usize>(v: [V; U], out: *mut f32) -> usize {
+        let mut lanes = [0f32; 16];
+        for (u, s) in v.iter().enumerate() {
+            s.store(lanes.as_mut_ptr());
+            *out.add(u) = lanes[..V::L].iter().sum();
+        }
+        U
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn plane512(p: &Plane) {
         plane::<__m512>(p)
     }
@@ -244,15 +346,15 @@ mod x86 {
         plane::<__m256>(p)
     }
 
-    /// `U` vectors of sums from position `at` of the wide output on.
+    /// `U` vectors of sums, the u-th from position `at[u]` of the wide output on.
     #[inline(always)]
-    unsafe fn sums<V: Vector, const U: usize>(p: &Plane, at: usize) -> [V; U] {
+    unsafe fn sums<V: Vector, const U: usize>(p: &Plane, at: [usize; U]) -> [V; U] {
         let mut acc = [V::zero(); U];
         for (t, &off) in p.taps.iter().enumerate() {
             let w = V::splat(*p.w.add(t));
-            let src = p.pad.add(off + at) as *const f32;
-            for (u, a) in acc.iter_mut().enumerate() {
-                *a = a.add(w.mul(V::load(src.add(u * V::L))));
+            let src = p.pad.add(off) as *const f32;
+            for (a, &at) in acc.iter_mut().zip(&at) {
+                *a = a.add(w.mul(V::load(src.add(at))));
             }
         }
         acc
@@ -319,11 +421,43 @@ mod x86 {
         let a = ActConsts::<V>::new(p.act);
         let (oh, ow) = (p.g.oh, p.g.ow);
         if ow >= V::L {
-            for r in 0..oh {
-                run::<V>(p, r * p.wq, ow, Some((&a, p.y.add(r * ow))));
+            // the vectors of every row, four at a time (across rows where rows are short)
+            let per_row = ow.div_ceil(V::L);
+            let total = oh * per_row;
+            // (position in the wide output, in the output, lanes) of vector `i`
+            let at = |i: usize| {
+                let (r, c) = (i / per_row, (i % per_row) * V::L);
+                (r * p.wq + c, r * ow + c, V::L.min(ow - c))
+            };
+            let mut i = 0;
+            while i < total {
+                let u = (total - i).min(4);
+                match u {
+                    4 => {
+                        let ats = [at(i), at(i + 1), at(i + 2), at(i + 3)];
+                        let v = sums::<V, 4>(p, ats.map(|t| t.0));
+                        store_rows(p, &a, v, ats);
+                    }
+                    3 => {
+                        let ats = [at(i), at(i + 1), at(i + 2)];
+                        let v = sums::<V, 3>(p, ats.map(|t| t.0));
+                        store_rows(p, &a, v, ats);
+                    }
+                    2 => {
+                        let ats = [at(i), at(i + 1)];
+                        let v = sums::<V, 2>(p, ats.map(|t| t.0));
+                        store_rows(p, &a, v, ats);
+                    }
+                    _ => {
+                        let ats = [at(i)];
+                        let v = sums::<V, 1>(p, ats.map(|t| t.0));
+                        store_rows(p, &a, v, ats);
+                    }
+                }
+                i += u;
             }
         } else {
-            run::<V>(p, 0, oh * p.wq, None);
+            run::<V>(p, oh * p.wq);
             for r in 0..oh {
                 let v = V::load_n(p.out.add(r * p.wq), ow);
                 finish(v, p.bias, &a, p.y.add(r * ow), None, ow);
@@ -331,46 +465,44 @@ mod x86 {
         }
     }
 
-    /// The sums at positions `at..at + len` of the wide output, in groups of up to four
-    /// vectors (independent sums, so the adds of one tap overlap). With `to`, each vector gets
-    /// the bias and the activation and is stored at `to.1` + its offset (`len` lanes in all);
-    /// without, it is stored whole at the same offset of the scratch `out`.
+    /// Each vector of sums with the bias and the activation, stored at its place in the output
+    /// (`(_, output offset, lanes)`).
     #[inline(always)]
-    unsafe fn run<V: Vector>(
+    unsafe fn store_rows<V: Vector, const U: usize>(
         p: &Plane,
-        at: usize,
-        len: usize,
-        to: Option<(&ActConsts<V>, *mut f32)>,
+        a: &ActConsts<V>,
+        v: [V; U],
+        ats: [(usize, usize, usize); U],
     ) {
+        for (v, (_, to, n)) in v.into_iter().zip(ats) {
+            finish(v, p.bias, a, p.y.add(to), None, n);
+        }
+    }
+
+    /// The sums at positions `0..len` of the wide output into the scratch `out`, in groups of
+    /// up to four vectors (independent sums, so the adds of one tap overlap).
+    #[inline(always)]
+    unsafe fn run<V: Vector>(p: &Plane, len: usize) {
         let chunks = len.div_ceil(V::L);
         let mut c = 0;
         while c < chunks {
             let u = (chunks - c).min(4);
             let j = c * V::L;
+            let l = V::L;
             match u {
-                4 => put(p, sums::<V, 4>(p, at + j), j, len, to),
-                3 => put(p, sums::<V, 3>(p, at + j), j, len, to),
-                2 => put(p, sums::<V, 2>(p, at + j), j, len, to),
-                _ => put(p, sums::<V, 1>(p, at + j), j, len, to),
+                4 => put(p, sums::<V, 4>(p, [j, j + l, j + 2 * l, j + 3 * l]), j),
+                3 => put(p, sums::<V, 3>(p, [j, j + l, j + 2 * l]), j),
+                2 => put(p, sums::<V, 2>(p, [j, j + l]), j),
+                _ => put(p, sums::<V, 1>(p, [j]), j),
             }
             c += u;
         }
     }
 
     #[inline(always)]
-    unsafe fn put<V: Vector, const U: usize>(
-        p: &Plane,
-        v: [V; U],
-        j: usize,
-        len: usize,
-        to: Option<(&ActConsts<V>, *mut f32)>,
-    ) {
+    unsafe fn put<V: Vector, const U: usize>(p: &Plane, v: [V; U], j: usize) {
         for (u, v) in v.into_iter().enumerate() {
-            let k = j + u * V::L;
-            match to {
-                Some((a, dst)) => finish(v, p.bias, a, dst.add(k), None, V::L.min(len - k)),
-                None => v.store(p.out.add(k)),
-            }
+            v.store(p.out.add(j + u * V::L));
         }
     }
 }
@@ -473,36 +605,47 @@ pub fn bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         eligible(g) && dy.len() == g.n * g.o * g.ohw(),
         "depthwise conv backward: {g:?}"
     );
-    let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
+    let (hw, ohw, kk, m) = (g.hw(), g.ohw(), g.kk(), multiplier(g));
     let mut dx = vec![T::zero(); g.n * g.c * hw];
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
-        let c = plane % g.c;
-        let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-        let wc = &wt[c * kk..(c + 1) * kk];
-        super::simd::with_best(
-            #[inline(always)]
-            || {
-                for_each_tap(g, |oh, ih, tap, lo, hi, first| {
-                    let (wv, dyr) = (wc[tap], &dyp[oh * g.ow + lo..oh * g.ow + hi]);
-                    let dxr = &mut dxp[ih * g.w..(ih + 1) * g.w];
-                    if g.sw == 1 {
-                        for (d, &gv) in dxr[first..first + (hi - lo)].iter_mut().zip(dyr) {
-                            *d += wv * gv;
+        // the input channel's output planes, one after another
+        let o0 = (plane / g.c) * g.o + (plane % g.c) * m;
+        for op in o0..o0 + m {
+            let oc = op % g.o;
+            let dyp = &dy[op * ohw..(op + 1) * ohw];
+            let wc = &wt[oc * kk..(oc + 1) * kk];
+            super::simd::with_best(
+                #[inline(always)]
+                || {
+                    for_each_tap(g, |oh, ih, tap, lo, hi, first| {
+                        let (wv, dyr) = (wc[tap], &dyp[oh * g.ow + lo..oh * g.ow + hi]);
+                        let dxr = &mut dxp[ih * g.w..(ih + 1) * g.w];
+                        if g.sw == 1 {
+                            for (d, &gv) in dxr[first..first + (hi - lo)].iter_mut().zip(dyr) {
+                                *d += wv * gv;
+                            }
+                        } else {
+                            for (i, &gv) in dyr.iter().enumerate() {
+                                dxr[first + i * g.sw] += wv * gv;
+                            }
                         }
-                    } else {
-                        for (i, &gv) in dyr.iter().enumerate() {
-                            dxr[first + i * g.sw] += wv * gv;
-                        }
-                    }
-                })
-            },
-        );
+                    })
+                },
+            );
+        }
     });
     dx
 }
 
-/// Gradient with respect to the filters: `dw[c, kh, kw] = Σ_n Σ_(oh, ow) dy · x`, one task
-/// per channel summing its samples in order (deterministic).
+/// Gradient with respect to the filters: `dw[o, kh, kw] = Σ_n Σ_(oh, ow) dy · x`, one task
+/// per output channel summing its samples in order (deterministic).
+///
+/// In the forward pass's wide layout: the input plane goes into its zero-bordered phase planes,
+/// dY into a wide plane of `oh` rows of `wq` (zeros past `ow`), and each tap's gradient is the
+/// dot product of the two over the whole wide plane, the taps eight at a time so that each
+/// load of dY serves eight sums. (A dropped column's zero meets the input pixel a tap would
+/// read there: finite pixels add nothing; an infinite one makes the sum NaN, where the loss is
+/// not finite anyway.)
 pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
     g.check(x.len(), g.o * g.ckk());
     assert!(
@@ -510,31 +653,88 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
         "depthwise conv backward: {g:?}"
     );
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
-    let mut dw = vec![T::zero(); g.c * kk];
-    dw.par_chunks_mut(kk).enumerate().for_each(|(c, dwc)| {
+    let (sh, sw) = (g.sh, g.sw);
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    let (wq, hq) = (wp.div_ceil(sw), hp.div_ceil(sh) + 1);
+    let phase_len = hq * wq;
+    let wide = (g.oh * wq).next_multiple_of(DOT_LANES);
+    let offsets: Vec<usize> = (0..g.kh)
+        .flat_map(|kh| (0..g.kw).map(move |kw| (kh * g.dh, kw * g.dw)))
+        .map(|(dy, dx)| ((dy % sh) * sw + dx % sw) * phase_len + (dy / sh) * wq + dx / sw)
+        .collect();
+    let mut dw = vec![T::zero(); g.o * kk];
+    if ohw == 0 {
+        return dw;
+    }
+    #[cfg(target_arch = "x86_64")]
+    let lanes = vector_lanes::<T>();
+    dw.par_chunks_mut(kk).enumerate().for_each(|(oc, dwc)| {
+        // (the last tap's run of `wide` stays inside the phase planes and their slack)
+        let mut pad = vec![T::zero(); sh * sw * phase_len + DOT_LANES];
+        let mut dyw = vec![T::zero(); wide];
+        let mut sums = vec![T::zero(); kk];
         for n in 0..g.n {
-            let plane = n * g.c + c;
-            let xp = &x[plane * hw..(plane + 1) * hw];
+            let plane = n * g.o + oc;
+            let ip = in_plane(g, plane);
             let dyp = &dy[plane * ohw..(plane + 1) * ohw];
             super::simd::with_best(
                 #[inline(always)]
                 || {
-                    for_each_tap(g, |oh, ih, tap, lo, hi, first| {
-                        let (xr, dyr) = (
-                            &xp[ih * g.w..(ih + 1) * g.w],
-                            &dyp[oh * g.ow + lo..oh * g.ow + hi],
-                        );
-                        dwc[tap] += if g.sw == 1 {
-                            super::dot(dyr, &xr[first..first + (hi - lo)])
-                        } else {
-                            dyr.iter()
-                                .enumerate()
-                                .fold(T::zero(), |s, (i, &gv)| s + gv * xr[first + i * g.sw])
-                        };
-                    })
+                    fill_phases(&x[ip * hw..(ip + 1) * hw], g, wq, phase_len, &mut pad);
+                    for (r, row) in dyp.chunks_exact(g.ow).enumerate() {
+                        copy_run(&mut dyw[r * wq..r * wq + g.ow], row);
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(lanes) = lanes {
+                        let top = offsets.iter().max().map_or(0, |&o| o + wide);
+                        assert!(pad.len() >= top && sums.len() == kk);
+                        let (a, b) = (dyw.as_ptr() as *const f32, pad.as_ptr() as *const f32);
+                        let out = sums.as_mut_ptr() as *mut f32;
+                        // SAFETY: T is f32 (`vector_lanes`), the CPU has the width's
+                        // instructions, `dyw` holds `wide` (a whole number of vectors), `pad` a
+                        // run of `wide` from every offset (checked), and `sums` one per tap.
+                        unsafe {
+                            if lanes == 16 {
+                                x86::taps_dot512(a, wide, b, &offsets, out)
+                            } else {
+                                x86::taps_dot256(a, wide, b, &offsets, out)
+                            }
+                        }
+                        return;
+                    }
+                    taps_dot(&dyw, &pad, &offsets, &mut sums);
                 },
             );
+            for (d, &s) in dwc.iter_mut().zip(&sums) {
+                *d += s;
+            }
         }
     });
     dw
+}
+
+/// Lanes of the dot products of [`taps_dot`] (a whole number of them per wide plane).
+const DOT_LANES: usize = 16;
+
+/// `sums[t] = Σ_i a[i]·b[offsets[t] + i]` over all of `a` (a whole number of
+/// [`DOT_LANES`]), eight taps at a time, each in its own lanes, added across them at the end.
+#[inline(always)]
+fn taps_dot<T: Float>(a: &[T], b: &[T], offsets: &[usize], sums: &mut [T]) {
+    const G: usize = 8;
+    for (offs, out) in offsets.chunks(G).zip(sums.chunks_mut(G)) {
+        let mut acc = [[T::zero(); DOT_LANES]; G];
+        for (i, av) in a.chunks_exact(DOT_LANES).enumerate() {
+            let i = i * DOT_LANES;
+            for (acc, &off) in acc.iter_mut().zip(offs) {
+                let bv: &[T; DOT_LANES] =
+                    b[off + i..off + i + DOT_LANES].try_into().expect("a run");
+                for ((s, &x), &y) in acc.iter_mut().zip(av).zip(bv) {
+                    *s += x * y;
+                }
+            }
+        }
+        for (o, acc) in out.iter_mut().zip(&acc) {
+            *o = acc.iter().fold(T::zero(), |s, &v| s + v);
+        }
+    }
 }

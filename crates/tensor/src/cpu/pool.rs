@@ -87,6 +87,10 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let cols = tap_ranges(g.ow, g.w, g.kw, g.sw, g.pw, g.dw);
     let mut y = vec![T::zero(); g.planes * ohw];
     let mut idx = vec![0u32; g.planes * ohw];
+    if is_pairs(g) {
+        max_pool_pairs(x, g, &mut y, &mut idx);
+        return (y, idx);
+    }
     let by_rows = g.dh == 1 && g.dw == 1;
     let cg = by_rows.then(|| col_gather(g, &rows, &cols));
     y.par_chunks_mut(ohw)
@@ -129,6 +133,61 @@ pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
             },
         );
     (y, idx)
+}
+
+/// Whether `g` is a 2×2 pool of stride 2 whose windows all lie inside the input (no padding,
+/// no dilation, no partial window from `ceil_mode`): LeNet's, VGG's and U-Net's pools.
+fn is_pairs(g: &PoolGeom) -> bool {
+    (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw) == (2, 2, 2, 2, 0, 0, 1, 1)
+        && 2 * g.oh <= g.h
+        && 2 * g.ow <= g.w
+}
+
+/// [`max_pool_fwd`] for [`is_pairs`] geometries: each window's four values in the general
+/// loop's order (top row, then bottom row), with its rule (a larger value or a NaN takes the
+/// place), branch-free over a whole output row. Many planes to a task: LeNet's are 28×28.
+fn max_pool_pairs<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], idx: &mut [u32]) {
+    let (w, hw, ohw) = (g.w, g.h * g.w, g.oh * g.ow);
+    if ohw == 0 {
+        return;
+    }
+    y.par_chunks_mut(ohw)
+        .zip(idx.par_chunks_mut(ohw))
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(pl, (yp, ip))| {
+            let xp = &x[pl * hw..(pl + 1) * hw];
+            super::simd::with_best(
+                #[inline(always)]
+                || {
+                    for (oy, (yr, ir)) in yp
+                        .chunks_exact_mut(g.ow)
+                        .zip(ip.chunks_exact_mut(g.ow))
+                        .enumerate()
+                    {
+                        let r0 = 2 * oy * w;
+                        let (top, bottom) =
+                            (&xp[r0..r0 + 2 * g.ow], &xp[r0 + w..r0 + w + 2 * g.ow]);
+                        for (ox, (yv, iv)) in yr.iter_mut().zip(ir.iter_mut()).enumerate() {
+                            let i0 = (r0 + 2 * ox) as u32;
+                            let (mut b, mut bi) = (top[2 * ox], i0);
+                            for (v, i) in [
+                                (top[2 * ox + 1], i0 + 1),
+                                (bottom[2 * ox], i0 + w as u32),
+                                (bottom[2 * ox + 1], i0 + w as u32 + 1),
+                            ] {
+                                #[allow(clippy::eq_op)]
+                                let take = v > b || v != v;
+                                b = if take { v } else { b };
+                                bi = if take { i } else { bi };
+                            }
+                            *yv = b;
+                            *iv = bi;
+                        }
+                    }
+                },
+            );
+        });
 }
 
 /// The gathers of [`max_pool_plane_by_rows`], the same for every plane: for each window column
