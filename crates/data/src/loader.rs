@@ -224,7 +224,11 @@ impl DataLoader {
             .name("aics-data-loader".into())
             .spawn(move || {
                 for chunk in order.chunks(batch_size).take(num_batches) {
-                    let batch = shared.build_batch(epoch as u64, chunk);
+                    let build = || shared.build_batch(epoch as u64, chunk);
+                    let batch = match loader_pool() {
+                        Some(pool) => pool.install(build),
+                        None => build(),
+                    };
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         return;
@@ -248,6 +252,23 @@ impl DataLoader {
             },
         }
     }
+}
+
+/// The threads that build prefetched batches: a pool of their own, as many as the kernels'.
+/// The consumer may be a worker of the kernels' pool waiting for its next batch (the `aics`
+/// binary runs its commands on one), and a pool of one thread would then have none free for
+/// the batch it waits for. None if its threads cannot start (then the loader thread builds
+/// batches on the kernels' pool, as before).
+fn loader_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("aics-data-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 impl Shared {

@@ -34,10 +34,12 @@ pub use rng::{hash_fill, hash_uniform, Rng};
 pub use tensor::{Device, Tensor};
 
 /// Set the number of worker threads for all kernels (call once, before any work). The workers
-/// flush subnormal numbers to zero ([`flush_denormals`]).
+/// flush subnormal numbers to zero ([`flush_denormals`]), and have a main thread's stack
+/// (8 MiB), so that a program may run its work on one of them.
 pub fn set_num_threads(n: usize) -> std::result::Result<(), String> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        .stack_size(8 << 20)
         .start_handler(|_| flush_denormals())
         .build_global()
         .map_err(|e| e.to_string())

@@ -16,6 +16,16 @@ use aics_vision::{build, ModelConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // INSTALL=1: the whole run on a worker of the pool, as the `aics` binary runs its commands
+    if std::env::var("INSTALL").is_ok() {
+        let pool = rayon::ThreadPoolBuilder::new().build()?;
+        let r = pool.install(|| steps().map_err(|e| e.to_string()));
+        return r.map_err(|e| e.into());
+    }
+    steps()
+}
+
+fn steps() -> Result<(), Box<dyn std::error::Error>> {
     // freed memory stays committed, as in the `aics` binary (mimalloc's purge delay, option 15)
     // SAFETY: an allocator option set before any threads exist.
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };

@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, gemm_strided, Mat};
-use super::{copy_padded, SendPtr, PAR_THRESHOLD};
+use super::{copy_padded, Scratch, SendPtr, PAR_THRESHOLD};
 use crate::dtype::Float;
 
 /// Geometry of one conv2d call: every size and output-size formula lives here.
@@ -499,8 +499,8 @@ pub fn conv2d_fwd<T: Float>(x: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
     (0..nchunks * nblk).into_par_iter().for_each_init(
         || {
             (
-                vec![T::zero(); if direct { 0 } else { ckk * spt * nb }],
-                vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }],
+                Scratch::<T>::new(if direct { 0 } else { ckk * spt * nb }),
+                Scratch::<T>::new(if spt > 1 { og * spt * nb } else { 0 }),
             )
         },
         |(buf, tmp), task| {
@@ -595,8 +595,8 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> 
         .into_par_iter()
         .map(|part| {
             let mut dw = vec![T::zero(); wlen];
-            let mut buf = vec![T::zero(); if direct { 0 } else { ckk * spt * nb }];
-            let mut dyt = vec![T::zero(); if spt > 1 { og * spt * nb } else { 0 }];
+            let mut buf = Scratch::<T>::new(if direct { 0 } else { ckk * spt * nb });
+            let mut dyt = Scratch::<T>::new(if spt > 1 { og * spt * nb } else { 0 });
             for task in (part..tasks).step_by(parts) {
                 let (ci, bi) = (task / nblk, task % nblk);
                 let (s0, p0) = (ci * spt, bi * nb);
@@ -710,9 +710,9 @@ pub fn conv2d_bwd_data<T: Float>(dy: &[T], wt: &[T], g: &Conv2dGeom) -> Vec<T> {
         dx.par_chunks_mut(spt * chw).enumerate().for_each_init(
             || {
                 (
-                    vec![T::zero(); buf_len],
-                    vec![T::zero(); if spt > 1 { og * spt * p } else { 0 }],
-                    vec![T::zero(); scratch],
+                    Scratch::<T>::new(buf_len),
+                    Scratch::<T>::new(if spt > 1 { og * spt * p } else { 0 }),
+                    Scratch::<T>::new(scratch),
                 )
             },
             |(buf, dyt, dz), (ci, dxc)| {

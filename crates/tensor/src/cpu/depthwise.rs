@@ -16,7 +16,7 @@ use crate::ops::conv::{epilogue_plane, Activation};
 /// each with `O / C` output channels (the channel multiplier; 1 in MobileNet). A convolution of a
 /// single input channel (LeNet's first layer on grayscale images) is one with a multiplier of O.
 pub fn eligible(g: &Conv2dGeom) -> bool {
-    g.groups == g.c && g.c > 0 && g.o % g.c == 0 && (g.groups > 1 || g.o > 1)
+    g.groups == g.c && g.c > 0 && g.o.is_multiple_of(g.c) && (g.groups > 1 || g.o > 1)
 }
 
 /// Output channels per input channel.

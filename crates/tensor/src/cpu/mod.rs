@@ -130,3 +130,75 @@ impl<T> SendPtr<T> {
         self.0
     }
 }
+
+thread_local! {
+    /// Scratch buffers given back by [`Scratch`] on this thread, for the next to take.
+    static SCRATCH_POOL: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers a thread keeps for reuse, and the largest it keeps (bytes).
+const SCRATCH_KEPT: usize = 4;
+const SCRATCH_MAX_BYTES: usize = 16 << 20;
+
+/// A kernel's scratch of `n` elements that comes from a per-thread pool of buffers and goes
+/// back to it when dropped, so that the work buffers of small, frequent ops (im2col blocks of a
+/// training step's convolutions) are neither allocated nor zeroed every time. Its contents are
+/// unspecified: zeros, or what an earlier user left. Every user writes what it reads.
+pub(crate) struct Scratch<T> {
+    buf: Vec<u64>,
+    n: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: crate::dtype::Float> Scratch<T> {
+    pub(crate) fn new(n: usize) -> Self {
+        // every bit pattern is an f32 or f64, and 8-byte words align both
+        let plain = [std::any::TypeId::of::<f32>(), std::any::TypeId::of::<f64>()]
+            .contains(&std::any::TypeId::of::<T>());
+        assert!(plain, "scratch: f32 and f64 only");
+        let words = (n * std::mem::size_of::<T>()).div_ceil(8);
+        let mut buf = SCRATCH_POOL
+            .try_with(|p| p.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if buf.len() < words {
+            buf = vec![0u64; words];
+        }
+        Scratch {
+            buf,
+            n,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `buf` holds at least n·size_of::<T>() bytes, 8-byte aligned, and T is f32 or
+        // f64 (checked in `new`), for which every bit pattern is a value.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const T, self.n) }
+    }
+}
+
+impl<T> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `self` is borrowed exclusively.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr() as *mut T, self.n) }
+    }
+}
+
+impl<T> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.len() * 8 <= SCRATCH_MAX_BYTES && !buf.is_empty() {
+            let _ = SCRATCH_POOL.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < SCRATCH_KEPT {
+                    p.push(buf);
+                }
+            });
+        }
+    }
+}
