@@ -872,7 +872,12 @@ fn max_pool_values_match_the_indexed_kernel() {
     let mut rng = Rng::new(33);
     let mut compared = 0;
     for case in 0..80 {
-        let p = random_pool(&mut rng, true);
+        // every fifth case is the 2×2 pool of stride 2, which has a loop of its own
+        let p = if case % 5 == 1 {
+            aics_tensor::PoolParams::new(2).stride(2)
+        } else {
+            random_pool(&mut rng, true)
+        };
         let (kh, kw) = p.kernel;
         let (n, c) = (1 + rng.below(2), 1 + rng.below(4));
         let (h, w) = (2 * kh + rng.below(12), 2 * kw + rng.below(12));

@@ -3,7 +3,9 @@
 //! r18step`. `MODEL=lenet5` times LeNet-5 on 28² instead; `LAYERS=1` adds each layer type's
 //! forward time (grad mode on); `RSS=1` prints resident memory and page faults after each
 //! step; `FWD_ONLY=n` runs n forward passes alone (for a profiler); `BN=1` and `POOL=1` time
-//! ResNet-18's batch norms and its stem's max pool alone.
+//! ResNet-18's batch norms and its stem's max pool alone (and LeNet-5's two). `INSTALL=1` runs
+//! everything on a worker of the pool, as the `aics` binary does; `PURGE=ms` sets the
+//! allocator's purge delay (-1, never, by default, as in `aics`).
 use std::time::Instant;
 
 use aics_nn::loss::cross_entropy;
@@ -16,6 +18,13 @@ use aics_vision::{build, ModelConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // freed memory stays committed, as in the `aics` binary (mimalloc's purge delay, option 15)
+    let purge = std::env::var("PURGE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    // SAFETY: an allocator option set before any threads exist.
+    unsafe { libmimalloc_sys::mi_option_set(15, purge) };
     // INSTALL=1: the whole run on a worker of the pool, as the `aics` binary runs its commands
     if std::env::var("INSTALL").is_ok() {
         let pool = rayon::ThreadPoolBuilder::new().build()?;
@@ -26,9 +35,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn steps() -> Result<(), Box<dyn std::error::Error>> {
-    // freed memory stays committed, as in the `aics` binary (mimalloc's purge delay, option 15)
-    // SAFETY: an allocator option set before any threads exist.
-    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     if std::env::var("POOL").is_ok() {
         pool_bench();
         return Ok(());

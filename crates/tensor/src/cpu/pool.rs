@@ -315,6 +315,36 @@ pub fn max_pool_values<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
         return y;
     }
     let max = |a: T, b: T| if b > a || b.is_nan() { b } else { a };
+    if is_pairs(g) {
+        // each output row: the maxima of the two input rows, element by element, then of each
+        // pair of those (both vector loops); a NaN anywhere in a window gives NaN, as above
+        y.par_chunks_mut(ohw)
+            .enumerate()
+            .with_min_len(planes_per_task(hw))
+            .for_each_init(
+                || vec![T::zero(); 2 * g.ow],
+                |v, (pl, yp)| {
+                    let xp = &x[pl * hw..(pl + 1) * hw];
+                    super::simd::with_best(
+                        #[inline(always)]
+                        || {
+                            for (oy, yr) in yp.chunks_exact_mut(g.ow).enumerate() {
+                                let r0 = 2 * oy * g.w;
+                                let top = &xp[r0..r0 + 2 * g.ow];
+                                let bottom = &xp[r0 + g.w..r0 + g.w + 2 * g.ow];
+                                for ((m, &a), &b) in v.iter_mut().zip(top).zip(bottom) {
+                                    *m = max(a, b);
+                                }
+                                for (o, pair) in yr.iter_mut().zip(v.chunks_exact(2)) {
+                                    *o = max(pair[0], pair[1]);
+                                }
+                            }
+                        },
+                    );
+                },
+            );
+        return y;
+    }
     y.par_chunks_mut(ohw)
         .enumerate()
         .with_min_len(planes_per_task(hw))
