@@ -65,11 +65,16 @@ fn main() {
     } else {
         shapes.to_vec()
     };
+    // BATCH=n: n images (1 by default)
+    let n: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for (c, o, h, k, s) in shapes {
         let pd = if k == 1 { 0 } else { k / 2 };
         let oh = (h + 2 * pd - k) / s + 1;
         let g = Conv2dGeom {
-            n: 1,
+            n,
             c,
             h,
             w: h,
@@ -86,7 +91,7 @@ fn main() {
             oh,
             ow: oh,
         };
-        let x: Vec<f32> = (0..c * h * h)
+        let x: Vec<f32> = (0..n * c * h * h)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
         let w: Vec<f32> = (0..c * o * k * k)
@@ -97,8 +102,8 @@ fn main() {
             residual: None,
             act: Activation::Identity,
         };
-        let mut y = vec![0f32; o * oh * oh];
-        let mut y2 = vec![0f32; o * oh * oh];
+        let mut y = vec![0f32; n * o * oh * oh];
+        let mut y2 = vec![0f32; n * o * oh * oh];
         // COLD=n: cycle through n copies of the weights, as a model's layers do at batch 1
         let copies: usize = std::env::var("COLD")
             .ok()
@@ -112,8 +117,9 @@ fn main() {
             it += 1;
             rowconv::conv2d_fwd(&x, &rws[it % copies], &g, epi, &mut y2)
         });
-        let fl = 2.0 * (c * o * oh * oh * k * k) as f64;
-        let tp = if k == 1 && s == 1 {
+        let fl = 2.0 * (n * c * o * oh * oh * k * k) as f64;
+        // (the packed kernel unfolds strided 1×1 inputs tile by tile as it packs them)
+        let tp = if k == 1 {
             let pws: Vec<PackedWeights> = (0..copies)
                 .map(|_| PackedWeights::pack(&w, o, c).unwrap())
                 .collect();
