@@ -29,6 +29,41 @@ fn in_plane(g: &Conv2dGeom, plane: usize) -> usize {
     (plane / g.o) * g.c + (plane % g.o) / multiplier(g)
 }
 
+/// The zero-bordered phase planes that the kernels copy a plane into (see [`fwd`]): their
+/// width `wq` (the wide output's row pitch), the length of one plane, and each tap's
+/// (phase, offset into its phase plane). Every phase plane is hq × wq, with a spare row so that
+/// the last tap's run stays inside.
+struct Phases {
+    wq: usize,
+    len: usize,
+    taps: Vec<(usize, usize)>,
+}
+
+impl Phases {
+    fn new(g: &Conv2dGeom) -> Phases {
+        let (sh, sw) = (g.sh, g.sw);
+        let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+        let (wq, hq) = (wp.div_ceil(sw), hp.div_ceil(sh) + 1);
+        let taps = (0..g.kh)
+            .flat_map(|kh| (0..g.kw).map(move |kw| (kh * g.dh, kw * g.dw)))
+            .map(|(dy, dx)| ((dy % sh) * sw + dx % sw, (dy / sh) * wq + dx / sw))
+            .collect();
+        Phases {
+            wq,
+            len: hq * wq,
+            taps,
+        }
+    }
+
+    /// Each tap's offset into all the phase planes: phase · plane length + offset.
+    fn offsets(&self) -> Vec<usize> {
+        self.taps
+            .iter()
+            .map(|&(ph, off)| ph * self.len + off)
+            .collect()
+    }
+}
+
 /// Output positions `lo..hi` whose input column `ow·s + k·d − p` lies in `0..w`.
 fn valid_range(w: usize, ow: usize, s: usize, k: usize, d: usize, p: usize) -> (usize, usize) {
     let off = k * d; // input column = ow·s + off − p
@@ -100,10 +135,8 @@ pub fn fwd_fused<T: Float>(
     assert!(eligible(g), "depthwise conv: not eligible for {g:?}");
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
     let (sh, sw) = (g.sh, g.sw);
-    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
-    // every phase plane is hq × wq, with a spare row so that the last tap's run stays inside
-    let (wq, hq) = (wp.div_ceil(sw), hp.div_ceil(sh) + 1);
-    let phase_len = hq * wq;
+    let phases = Phases::new(g);
+    let (wq, phase_len, taps) = (phases.wq, phases.len, &phases.taps);
     let wide = g.oh * wq;
     let planes = g.n * g.o;
     if ohw == 0 || planes == 0 {
@@ -113,11 +146,6 @@ pub fn fwd_fused<T: Float>(
     // wide output), so the vector starts uninitialised and gets its length at the end.
     let mut y: Vec<T> = Vec::with_capacity(planes * ohw);
     let yp = super::SendPtr(y.as_mut_ptr());
-    // (phase, offset) of each tap
-    let taps: Vec<(usize, usize)> = (0..g.kh)
-        .flat_map(|kh| (0..g.kw).map(move |kw| (kh * g.dh, kw * g.dw)))
-        .map(|(dy, dx)| ((dy % sh) * sw + dx % sw, (dy / sh) * wq + dx / sw))
-        .collect();
     let per_task = (planes / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
     let tasks = planes.div_ceil(per_task);
     let epi = bias.is_some() || act != Activation::Identity;
@@ -125,7 +153,7 @@ pub fn fwd_fused<T: Float>(
     #[cfg(target_arch = "x86_64")]
     let lanes = vector_lanes::<T>();
     #[cfg(target_arch = "x86_64")]
-    let offsets: Vec<usize> = taps.iter().map(|&(ph, off)| ph * phase_len + off).collect();
+    let offsets = phases.offsets();
     (0..tasks).into_par_iter().for_each(|task| {
         // borders stay zero: only the image's pixels are written, plane after plane; the
         // vector kernel reads up to a vector past the last tap's run (into lanes it drops)
@@ -185,7 +213,7 @@ pub fn fwd_fused<T: Float>(
                         fill_phases(xp, g, wq, phase_len, &mut pad);
                     }
                     let out = &mut out[..wide];
-                    taps_wide(wc, &taps, &pad, phase_len, out);
+                    taps_wide(wc, taps, &pad, phase_len, out);
                     if epi {
                         // over the wide output (its dropped columns too): one pass a plane
                         epilogue_plane(out, b, None, act);
@@ -223,8 +251,9 @@ fn vector_lanes<T: Float>() -> Option<usize> {
 
 /// The forward pass of one plane in vector registers, f32: the same sums as [`taps_wide`] (a
 /// multiply and an add per tap, the taps in order, then the bias and the activation), written
-/// straight to the output. Rows at least a vector long are walked row by row; shorter ones
-/// over the wide output (as in [`fwd`]), then copied out row by row with a masked store.
+/// straight to the output. Rows at least a vector long are walked vector by vector, four at a
+/// time (across rows where rows are short); shorter ones over the wide output (as in [`fwd`]),
+/// then copied out row by row with a masked store.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -431,30 +460,12 @@ mod x86 {
             };
             let mut i = 0;
             while i < total {
-                let u = (total - i).min(4);
-                match u {
-                    4 => {
-                        let ats = [at(i), at(i + 1), at(i + 2), at(i + 3)];
-                        let v = sums::<V, 4>(p, ats.map(|t| t.0));
-                        store_rows(p, &a, v, ats);
-                    }
-                    3 => {
-                        let ats = [at(i), at(i + 1), at(i + 2)];
-                        let v = sums::<V, 3>(p, ats.map(|t| t.0));
-                        store_rows(p, &a, v, ats);
-                    }
-                    2 => {
-                        let ats = [at(i), at(i + 1)];
-                        let v = sums::<V, 2>(p, ats.map(|t| t.0));
-                        store_rows(p, &a, v, ats);
-                    }
-                    _ => {
-                        let ats = [at(i)];
-                        let v = sums::<V, 1>(p, ats.map(|t| t.0));
-                        store_rows(p, &a, v, ats);
-                    }
-                }
-                i += u;
+                i += match total - i {
+                    1 => store_rows::<V, 1>(p, &a, i, at),
+                    2 => store_rows::<V, 2>(p, &a, i, at),
+                    3 => store_rows::<V, 3>(p, &a, i, at),
+                    _ => store_rows::<V, 4>(p, &a, i, at),
+                };
             }
         } else {
             run::<V>(p, oh * p.wq);
@@ -465,18 +476,22 @@ mod x86 {
         }
     }
 
-    /// Each vector of sums with the bias and the activation, stored at its place in the output
-    /// (`(_, output offset, lanes)`).
+    /// Vectors `i..i + U` of the plane's rows (`at(i)`: position in the wide output, in the
+    /// output, lanes): their sums with the bias and the activation, each stored at its place
+    /// in the output. Returns `U`.
     #[inline(always)]
     unsafe fn store_rows<V: Vector, const U: usize>(
         p: &Plane,
         a: &ActConsts<V>,
-        v: [V; U],
-        ats: [(usize, usize, usize); U],
-    ) {
+        i: usize,
+        at: impl Fn(usize) -> (usize, usize, usize),
+    ) -> usize {
+        let ats: [(usize, usize, usize); U] = std::array::from_fn(|u| at(i + u));
+        let v = sums::<V, U>(p, ats.map(|t| t.0));
         for (v, (_, to, n)) in v.into_iter().zip(ats) {
             finish(v, p.bias, a, p.y.add(to), None, n);
         }
+        U
     }
 
     /// The sums at positions `0..len` of the wide output into the scratch `out`, in groups of
@@ -653,15 +668,13 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
         "depthwise conv backward: {g:?}"
     );
     let (hw, ohw, kk) = (g.hw(), g.ohw(), g.kk());
-    let (sh, sw) = (g.sh, g.sw);
-    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
-    let (wq, hq) = (wp.div_ceil(sw), hp.div_ceil(sh) + 1);
-    let phase_len = hq * wq;
+    let phases = Phases::new(g);
+    let (wq, phase_len) = (phases.wq, phases.len);
     let wide = (g.oh * wq).next_multiple_of(DOT_LANES);
-    let offsets: Vec<usize> = (0..g.kh)
-        .flat_map(|kh| (0..g.kw).map(move |kw| (kh * g.dh, kw * g.dw)))
-        .map(|(dy, dx)| ((dy % sh) * sw + dx % sw) * phase_len + (dy / sh) * wq + dx / sw)
-        .collect();
+    let offsets = phases.offsets();
+    // (the last tap's run of `wide` stays inside the phase planes and their slack)
+    let pad_len = g.sh * g.sw * phase_len + DOT_LANES;
+    assert!(offsets.iter().all(|&o| o + wide <= pad_len));
     let mut dw = vec![T::zero(); g.o * kk];
     if ohw == 0 {
         return dw;
@@ -669,8 +682,7 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
     #[cfg(target_arch = "x86_64")]
     let lanes = vector_lanes::<T>();
     dw.par_chunks_mut(kk).enumerate().for_each(|(oc, dwc)| {
-        // (the last tap's run of `wide` stays inside the phase planes and their slack)
-        let mut pad = vec![T::zero(); sh * sw * phase_len + DOT_LANES];
+        let mut pad = vec![T::zero(); pad_len];
         let mut dyw = vec![T::zero(); wide];
         let mut sums = vec![T::zero(); kk];
         for n in 0..g.n {
@@ -686,13 +698,12 @@ pub fn bwd_weight<T: Float>(x: &[T], dy: &[T], g: &Conv2dGeom) -> Vec<T> {
                     }
                     #[cfg(target_arch = "x86_64")]
                     if let Some(lanes) = lanes {
-                        let top = offsets.iter().max().map_or(0, |&o| o + wide);
-                        assert!(pad.len() >= top && sums.len() == kk);
                         let (a, b) = (dyw.as_ptr() as *const f32, pad.as_ptr() as *const f32);
                         let out = sums.as_mut_ptr() as *mut f32;
                         // SAFETY: T is f32 (`vector_lanes`), the CPU has the width's
                         // instructions, `dyw` holds `wide` (a whole number of vectors), `pad` a
-                        // run of `wide` from every offset (checked), and `sums` one per tap.
+                        // run of `wide` from every offset (checked above), and `sums` one per
+                        // tap.
                         unsafe {
                             if lanes == 16 {
                                 x86::taps_dot512(a, wide, b, &offsets, out)

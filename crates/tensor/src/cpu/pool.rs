@@ -83,14 +83,14 @@ fn tap_ranges(
 /// first maximum and NaN propagates, as in PyTorch.
 pub fn max_pool_fwd<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let rows = tap_ranges(g.oh, g.h, g.kh, g.sh, g.ph, g.dh);
-    let cols = tap_ranges(g.ow, g.w, g.kw, g.sw, g.pw, g.dw);
     let mut y = vec![T::zero(); g.planes * ohw];
     let mut idx = vec![0u32; g.planes * ohw];
     if is_pairs(g) {
         max_pool_pairs(x, g, &mut y, &mut idx);
         return (y, idx);
     }
+    let rows = tap_ranges(g.oh, g.h, g.kh, g.sh, g.ph, g.dh);
+    let cols = tap_ranges(g.ow, g.w, g.kw, g.sw, g.pw, g.dw);
     let by_rows = g.dh == 1 && g.dw == 1;
     let cg = by_rows.then(|| col_gather(g, &rows, &cols));
     y.par_chunks_mut(ohw)
