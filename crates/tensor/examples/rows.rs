@@ -1,6 +1,7 @@
 //! Times the row kernel (channels in the vector lanes) against the packed GEMM on ResNet-50's
 //! convolution shapes at batch 1, and checks its output against the naive loop:
-//! `cargo run --release -p aics-tensor --example rows`.
+//! `cargo run --release -p aics-tensor --example rows`. `ONLY=c,o,h` times one shape; `COLD=n`
+//! cycles through n copies of the weights, and `COLDX=1` of the inputs too.
 use aics_tensor::cpu::conv::{conv2d_fwd_naive, Conv2dGeom};
 use aics_tensor::cpu::packed::{self, Epilogue, PackedWeights};
 use aics_tensor::cpu::rowconv;
@@ -70,7 +71,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    // ONLY=c,o,h: that shape alone
+    let only = std::env::var("ONLY").ok();
     for (c, o, h, k, s) in shapes {
+        if only.as_deref().is_some_and(|v| v != format!("{c},{o},{h}")) {
+            continue;
+        }
         let pd = if k == 1 { 0 } else { k / 2 };
         let oh = (h + 2 * pd - k) / s + 1;
         let g = Conv2dGeom {
@@ -112,10 +118,16 @@ fn main() {
         let rws: Vec<PackedWeights> = (0..copies)
             .map(|_| PackedWeights::pack_rows(&w, o, c * k * k).unwrap())
             .collect();
+        // COLDX=1: the inputs too (a copy of them for each copy of the weights)
+        let xs: Vec<Vec<f32>> = if std::env::var("COLDX").is_ok() {
+            (0..copies).map(|_| x.clone()).collect()
+        } else {
+            vec![x.clone()]
+        };
         let mut it = 0;
         let tr = time(|| {
             it += 1;
-            rowconv::conv2d_fwd(&x, &rws[it % copies], &g, epi, &mut y2)
+            rowconv::conv2d_fwd(&xs[it % xs.len()], &rws[it % copies], &g, epi, &mut y2)
         });
         let fl = 2.0 * (n * c * o * oh * oh * k * k) as f64;
         // (the packed kernel unfolds strided 1×1 inputs tile by tile as it packs them)
@@ -126,7 +138,7 @@ fn main() {
             let mut it = 0;
             time(|| {
                 it += 1;
-                packed::conv2d_fwd(&x, &pws[it % copies], &g, epi, &mut y)
+                packed::conv2d_fwd(&xs[it % xs.len()], &pws[it % copies], &g, epi, &mut y)
             })
         } else {
             f64::NAN

@@ -365,6 +365,11 @@ mod x86 {
         tile_generic::<__m256, P, R, S>(koff, x, in_row, w, q0, out)
     }
 
+    /// How many steps of K ahead the inputs are prefetched: 64, measured on ResNet-50's
+    /// 1024→256 layer at 14×14 with its input and weights out of cache (0.74–0.92 ms with
+    /// none, 0.38–0.55 ms with 64 ahead; 8, 16 and 32 ahead were slower, 96 and 128 no faster).
+    const XAHEAD: usize = 64;
+
     /// How far ahead (f32s) the weights are prefetched: 4 KB, measured on ResNet-50's layers
     /// with their weights out of cache (up to 25% faster than none, or than 1 KB ahead).
     const PREFETCH: usize = 1024;
@@ -383,7 +388,15 @@ mod x86 {
         let per = P / R;
         let mut acc = [[V::zero(); 2]; P];
         let mut wp = w;
-        for &off in koff {
+        let last = (R - 1) * in_row + (per - 1) * S;
+        for (step, &off) in koff.iter().enumerate() {
+            // the inputs of a later step asked for ahead: the first block to read an input
+            // plane reads it from memory or the other core's cache, a line or two a step, at
+            // a stride the hardware does not run ahead of
+            if let Some(&next) = koff.get(step + XAHEAD) {
+                _mm_prefetch::<_MM_HINT_T0>(x.add(next) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(x.add(next + last) as *const i8);
+            }
             let mut xr = [x.add(off); R];
             for j in 1..R {
                 xr[j] = xr[j - 1].add(in_row);
