@@ -323,9 +323,9 @@ fn fits_packed(pw: &PackedWeights, g: &crate::cpu::conv::Conv2dGeom) -> bool {
 /// convolutions with stride 1 on maps over 28×28, on over 2048 positions in the whole batch, or
 /// with fewer than 96 input channels, where the packed GEMM is as fast or faster (ResNet-50's
 /// 512→128 at 28×28: even at batch 1, 4.2 ms packed against 6.4 by rows at batch 8). Measured
-/// on ResNet-50's and MobileNetV2's layers at batch 1 with their weights out of cache (as in a pass through the model): 1.3 to 1.7 times
-/// the speed of im2col + GEMM, and up to 2.2 times that of the packed GEMM on 1×1 layers up
-/// to 28×28.
+/// on ResNet-50's and MobileNetV2's layers at batch 1 with their weights out of cache (as in a
+/// pass through the model): 1.3 to 1.7 times the speed of im2col + GEMM, and up to 2.2 times
+/// that of the packed GEMM on 1×1 layers up to 28×28.
 fn by_rows(g: &crate::cpu::conv::Conv2dGeom) -> bool {
     rowconv::applies(g)
         && !depthwise::eligible(g)
