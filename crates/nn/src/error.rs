@@ -29,6 +29,8 @@ pub enum NnError {
     },
     #[error("{layer}: {msg}")]
     Config { layer: String, msg: String },
+    #[error(transparent)]
+    Comm(#[from] crate::distributed::CommError),
 }
 
 pub type Result<T> = std::result::Result<T, NnError>;

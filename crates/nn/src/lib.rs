@@ -5,6 +5,7 @@
 extern crate self as aics_nn;
 
 pub mod checkpoint;
+pub mod distributed;
 pub mod error;
 pub mod fuse;
 pub mod init;

@@ -95,6 +95,28 @@ impl<T: Float> Tensor<T> {
 
     /// Back-propagate with an explicit gradient of this tensor (same number of elements).
     pub fn backward_with(&self, grad: Vec<T>) -> Result<()> {
+        self.backward_inner(grad, None)
+    }
+
+    /// [`Tensor::backward`], calling `on_ready(id)` for each leaf that needs a gradient as soon
+    /// as its gradient is final (every op that reads it has run its backward), with the leaf's
+    /// [`Tensor::id`]. A leaf the loss does not depend on is not reported. Data-parallel training starts reducing a group of gradients while the rest
+    /// of the pass is still running.
+    pub fn backward_with_ready_hook(&self, on_ready: &mut dyn FnMut(usize)) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(TensorError::Backward(format!(
+                "backward() needs a one-element tensor, got shape {:?}",
+                self.shape()
+            )));
+        }
+        self.backward_inner(vec![T::one()], Some(on_ready))
+    }
+
+    fn backward_inner(
+        &self,
+        grad: Vec<T>,
+        mut on_ready: Option<&mut dyn FnMut(usize)>,
+    ) -> Result<()> {
         if grad.len() != self.numel() {
             return Err(TensorError::Backward(format!(
                 "gradient has {} elements, tensor has shape {:?}",
@@ -111,9 +133,36 @@ impl<T: Float> Tensor<T> {
         let _g = no_grad();
         if self.is_leaf() {
             self.accumulate_grad(grad);
+            if let Some(f) = on_ready.as_mut() {
+                f(self.id());
+            }
             return Ok(());
         }
         let mut order = topo_order(&self.0)?;
+        // with a hook: how many ops still have to hand each leaf its part of the gradient
+        let mut pending: HashMap<usize, usize> = HashMap::new();
+        if on_ready.is_some() {
+            for t in &order {
+                if let Some(s) = t.node.as_ref().and_then(|n| n.saved().as_ref().map(leaf_ids)) {
+                    for id in s {
+                        *pending.entry(id).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        let mut settle = |inputs: &[Arc<Inner<T>>], pending: &mut HashMap<usize, usize>| {
+            if let Some(f) = on_ready.as_mut() {
+                for inp in inputs.iter().filter(|i| i.is_leaf() && i.requires_grad()) {
+                    if let Some(n) = pending.get_mut(&inp.id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            pending.remove(&inp.id);
+                            f(inp.id);
+                        }
+                    }
+                }
+            }
+        };
         let mut grads: HashMap<usize, Vec<T>> = HashMap::new();
         grads.insert(self.id(), grad);
         // reverse topological order; each tensor is let go of once its node has run
@@ -125,6 +174,7 @@ impl<T: Float> Tensor<T> {
                 return Err(freed(node.op));
             };
             let Some(g) = grads.remove(&t.id) else {
+                settle(&saved.inputs, &mut pending);
                 continue;
             };
             let needs: Vec<bool> = saved.inputs.iter().map(|i| i.requires_grad()).collect();
@@ -155,9 +205,19 @@ impl<T: Float> Tensor<T> {
                     }
                 }
             }
+            settle(&saved.inputs, &mut pending);
         }
         Ok(())
     }
+}
+
+/// The leaves among a node's inputs that take a gradient, once per edge.
+fn leaf_ids<T: Float>(s: &Saved<T>) -> Vec<usize> {
+    s.inputs
+        .iter()
+        .filter(|i| i.is_leaf() && i.requires_grad())
+        .map(|i| i.id)
+        .collect()
 }
 
 /// Op nodes reachable from `root`, in post-order (inputs before the ops that use them).
@@ -215,5 +275,36 @@ mod tests {
             vec![Some(vec![1.0; 4])]
         });
         assert!(y.backward().is_err());
+    }
+
+    /// The ready hook reports each leaf once, when its gradient is whole: a weight read by two
+    /// ops is reported after both have added their parts, the last layer's weight before the
+    /// first's.
+    #[test]
+    fn ready_hook_reports_each_leaf_once_its_gradient_is_final() {
+        let t = |v: Vec<f64>| {
+            let n = v.len();
+            Tensor::<f64>::from_vec(v, &[n]).unwrap().requires_grad_(true)
+        };
+        let (w1, w2) = (t(vec![2.0, 3.0]), t(vec![5.0, 7.0]));
+        let x = Tensor::<f64>::from_vec(vec![1.0, -1.0], &[2]).unwrap();
+        // h = x * w1 * w1 (w1 read twice), y = sum(h * w2)
+        let h = x.mul(&w1).unwrap().mul(&w1).unwrap();
+        let y = h.mul(&w2).unwrap().sum();
+        let mut seen = Vec::new();
+        y.backward_with_ready_hook(&mut |id| {
+            let g = [&w1, &w2]
+                .iter()
+                .find(|p| p.id() == id)
+                .map(|p| p.grad().unwrap().to_vec());
+            seen.push((id, g));
+        })
+        .unwrap();
+        let ids: Vec<usize> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(ids, vec![w2.id(), w1.id()], "each leaf once, the last layer's first");
+        // dy/dw1 = 2 x w1 w2, whole when reported
+        assert_eq!(seen[1].1.as_deref(), Some(&[20.0, -42.0][..]));
+        assert_eq!(seen[0].1.as_deref(), Some(&[4.0, -9.0][..]));
+        assert_eq!(w1.grad().unwrap().to_vec(), vec![20.0, -42.0]);
     }
 }

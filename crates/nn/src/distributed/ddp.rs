@@ -1,0 +1,330 @@
+//! [`DistributedDataParallel`]: PyTorch's DDP for aics. Each rank runs the same model on its
+//! own part of the batch; the model's parameters start equal (broadcast from rank 0), and after
+//! each backward every rank holds the average of all ranks' gradients, so the optimizer steps
+//! keep the replicas equal.
+//!
+//! The gradients are averaged in buckets of about `bucket_bytes`, formed from the parameters in
+//! reverse order (the order backward finishes them). A bucket is handed to a communication
+//! thread as soon as autograd reports its last gradient final
+//! ([`aics_tensor::Tensor::backward_with_ready_hook`]), so its all-reduce runs while the rest
+//! of backward does. Buckets go out strictly in index order on every rank, which keeps the
+//! ranks' collectives matched.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use aics_tensor::Tensor;
+
+use super::{CommError, CommResult, Communicator};
+use crate::module::{state_dict, Module};
+use crate::{parameters, Result};
+
+/// Settings of [`DistributedDataParallel`].
+#[derive(Clone, Debug)]
+pub struct DdpOptions {
+    /// Gradient bytes per bucket (PyTorch's `bucket_cap_mb`, default 25 MB).
+    pub bucket_bytes: usize,
+    /// How long a collective may wait for the other ranks before this rank gives up, naming
+    /// the rank it was waiting on. `None` waits for ever.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for DdpOptions {
+    fn default() -> Self {
+        DdpOptions {
+            bucket_bytes: 25 << 20,
+            timeout: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+enum Job {
+    AllReduce(Vec<f32>),
+    Broadcast(Vec<f32>, usize),
+}
+
+/// The thread that owns the communicator (an MPI engine must be used from the thread that
+/// started it) and runs the collectives in the order they are handed over.
+struct Worker {
+    jobs: Option<Sender<Job>>,
+    replies: Receiver<CommResult<Vec<f32>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Keeps the replicas of a model equal across the ranks of a group; see the module docs.
+pub struct DistributedDataParallel {
+    rank: usize,
+    size: usize,
+    params: Vec<Tensor>,
+    /// tensor id → index into `params`
+    index: HashMap<usize, usize>,
+    /// parameter indices of each bucket, the last parameters first
+    buckets: Vec<Vec<usize>>,
+    bucket_of: Vec<usize>,
+    worker: Worker,
+    timeout: Option<Duration>,
+    /// what was in flight at the last failure, for messages
+    step: u64,
+}
+
+impl DistributedDataParallel {
+    /// Starts the communication thread with the communicator `make` returns there, and makes
+    /// every rank's parameters and buffers rank 0's.
+    pub fn new<F>(model: &dyn Module, make: F, options: DdpOptions) -> Result<Self>
+    where
+        F: FnOnce() -> CommResult<Box<dyn Communicator>> + Send + 'static,
+    {
+        let (job_tx, job_rx) = channel::<Job>();
+        let (reply_tx, replies) = channel::<CommResult<Vec<f32>>>();
+        let (hello_tx, hello_rx) = channel::<CommResult<(usize, usize)>>();
+        let handle = std::thread::Builder::new()
+            .name("aics-comm".into())
+            .spawn(move || {
+                let mut comm = match make() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = hello_tx.send(Err(e));
+                        return;
+                    }
+                };
+                if hello_tx.send(Ok((comm.rank(), comm.size()))).is_err() {
+                    return;
+                }
+                for job in job_rx {
+                    let out = match job {
+                        Job::AllReduce(mut v) => comm.all_reduce_sum(&mut v).map(|_| v),
+                        Job::Broadcast(mut v, root) => comm.broadcast(&mut v, root).map(|_| v),
+                    };
+                    let failed = out.is_err();
+                    if reply_tx.send(out).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| CommError::Engine {
+                rank: 0,
+                msg: format!("cannot start the communication thread: {e}"),
+            })?;
+        let (rank, size) = hello_rx.recv().map_err(|_| CommError::Engine {
+            rank: 0,
+            msg: "the communication thread stopped before it started".into(),
+        })??;
+
+        let params: Vec<Tensor> = parameters(model)
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.requires_grad())
+            .collect();
+        let index = params.iter().enumerate().map(|(i, p)| (p.id(), i)).collect();
+        let mut buckets: Vec<Vec<usize>> = Vec::new();
+        let mut bytes = usize::MAX;
+        for i in (0..params.len()).rev() {
+            let b = params[i].numel() * 4;
+            if bytes.saturating_add(b) > options.bucket_bytes.max(1) && bytes > 0 {
+                buckets.push(Vec::new());
+                bytes = 0;
+            }
+            buckets.last_mut().expect("a bucket").push(i);
+            bytes += b;
+        }
+        let mut bucket_of = vec![0; params.len()];
+        for (b, ps) in buckets.iter().enumerate() {
+            for &p in ps {
+                bucket_of[p] = b;
+            }
+        }
+        let mut ddp = DistributedDataParallel {
+            rank,
+            size,
+            params,
+            index,
+            buckets,
+            bucket_of,
+            worker: Worker {
+                jobs: Some(job_tx),
+                replies,
+                handle: Some(handle),
+            },
+            timeout: options.timeout,
+            step: 0,
+        };
+        ddp.broadcast_state(model)?;
+        Ok(ddp)
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of ranks.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Rank 0, the one that writes checkpoints and logs.
+    pub fn is_main(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// How many buckets the gradients travel in.
+    pub fn num_buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Back-propagates `loss` and leaves in every parameter's `.grad` the average over the
+    /// ranks of their gradients (a parameter no rank has a gradient for keeps none).
+    pub fn backward(&mut self, loss: &Tensor) -> Result<()> {
+        self.step += 1;
+        let nb = self.buckets.len();
+        let mut remaining: Vec<usize> = self.buckets.iter().map(Vec::len).collect();
+        let mut ready = vec![false; nb];
+        let mut launched = 0usize;
+        let mut send_err = None;
+        {
+            let (params, buckets, index, bucket_of) =
+                (&self.params, &self.buckets, &self.index, &self.bucket_of);
+            let jobs = self.worker.jobs.as_ref();
+            let mut launch_ready = |ready: &[bool], launched: &mut usize| {
+                while *launched < nb && ready[*launched] {
+                    let flat = gather(params, &buckets[*launched]);
+                    if jobs.is_none_or(|j| j.send(Job::AllReduce(flat)).is_err()) {
+                        send_err = Some(());
+                    }
+                    *launched += 1;
+                }
+            };
+            let mut on_ready = |id: usize| {
+                let Some(&p) = index.get(&id) else { return };
+                let b = bucket_of[p];
+                if remaining[b] > 0 {
+                    remaining[b] -= 1;
+                    if remaining[b] == 0 {
+                        ready[b] = true;
+                        launch_ready(&ready, &mut launched);
+                    }
+                }
+            };
+            loss.backward_with_ready_hook(&mut on_ready)?;
+            // parameters the loss does not reach: their buckets go out now, in order
+            let all = vec![true; nb];
+            launch_ready(&all, &mut launched);
+        }
+        if send_err.is_some() {
+            return Err(self.lost("the gradients' all-reduce").into());
+        }
+        let scale = 1.0 / self.size as f32;
+        for b in 0..nb {
+            let flat = self.reply(&format!("the all-reduce of gradient bucket {b} of step {}", self.step))?;
+            scatter(&self.params, &self.buckets[b], &flat, scale);
+        }
+        Ok(())
+    }
+
+    /// Sums `values` over the ranks (for metrics: losses, counts), every rank getting the sum.
+    pub fn all_reduce_sum(&mut self, values: &mut [f32]) -> Result<()> {
+        let out = self.run(Job::AllReduce(values.to_vec()), "an all-reduce of metrics")?;
+        values.copy_from_slice(&out);
+        Ok(())
+    }
+
+    /// Returns once every rank has called it.
+    pub fn barrier(&mut self) -> Result<()> {
+        self.run(Job::AllReduce(vec![1.0]), "a barrier")?;
+        Ok(())
+    }
+
+    /// Gives every rank rank 0's parameters and buffers (batch-norm statistics), as at start.
+    /// Call it before evaluating, so that every rank evaluates the model rank 0 saves.
+    pub fn broadcast_state(&mut self, model: &dyn Module) -> Result<()> {
+        let tensors: Vec<Tensor> = state_dict(model).into_iter().map(|(_, t)| t).collect();
+        let flat: Vec<f32> = tensors.iter().flat_map(|t| t.to_vec()).collect();
+        let out = self.run(Job::Broadcast(flat, 0), "the broadcast of rank 0's model")?;
+        let mut at = 0;
+        for t in &tensors {
+            let n = t.numel();
+            t.update_data(|d| d.copy_from_slice(&out[at..at + n]));
+            at += n;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, job: Job, what: &str) -> Result<Vec<f32>> {
+        let sent = self.worker.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
+        if !sent {
+            return Err(self.lost(what).into());
+        }
+        self.reply(what)
+    }
+
+    fn reply(&mut self, what: &str) -> Result<Vec<f32>> {
+        let peer = (self.rank + self.size - 1) % self.size.max(1);
+        let got = match self.timeout {
+            Some(t) => self.worker.replies.recv_timeout(t).map_err(|e| match e {
+                RecvTimeoutError::Timeout => CommError::Timeout {
+                    rank: self.rank,
+                    peer,
+                    seconds: t.as_secs_f64(),
+                    op: what.to_string(),
+                },
+                RecvTimeoutError::Disconnected => self.lost(what),
+            })?,
+            None => self.worker.replies.recv().map_err(|_| self.lost(what))?,
+        };
+        if got.is_err() {
+            // the thread has stopped; later calls fail at once
+            self.worker.jobs = None;
+        }
+        Ok(got?)
+    }
+
+    fn lost(&self, what: &str) -> CommError {
+        CommError::Engine {
+            rank: self.rank,
+            msg: format!("the communication thread has stopped (after an earlier failure) during {what}"),
+        }
+    }
+}
+
+impl Drop for DistributedDataParallel {
+    fn drop(&mut self) {
+        // a thread still waiting on a lost peer is left behind rather than waited for
+        self.worker.jobs = None;
+        if let Some(h) = self.worker.handle.take() {
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// A bucket's gradients, one after another, then one flag per parameter: 1 where this rank has
+/// a gradient (so that after the sum, 0 means no rank has one).
+fn gather(params: &[Tensor], bucket: &[usize]) -> Vec<f32> {
+    let n: usize = bucket.iter().map(|&p| params[p].numel()).sum();
+    let mut flat = Vec::with_capacity(n + bucket.len());
+    for &p in bucket {
+        match params[p].grad() {
+            Some(g) => flat.extend_from_slice(&g.to_vec()),
+            None => flat.resize(flat.len() + params[p].numel(), 0.0),
+        }
+    }
+    flat.extend(bucket.iter().map(|&p| f32::from(params[p].grad().is_some())));
+    flat
+}
+
+fn scatter(params: &[Tensor], bucket: &[usize], flat: &[f32], scale: f32) {
+    let n: usize = bucket.iter().map(|&p| params[p].numel()).sum();
+    let mut at = 0;
+    for (k, &p) in bucket.iter().enumerate() {
+        let len = params[p].numel();
+        if flat[n + k] == 0.0 {
+            params[p].set_grad(None);
+        } else {
+            params[p].set_grad(Some(flat[at..at + len].iter().map(|v| v * scale).collect()));
+        }
+        at += len;
+    }
+}

@@ -1,0 +1,176 @@
+//! Data-parallel training on a group of threads equals one process on the whole batch.
+
+use std::time::Duration;
+
+use aics_nn::distributed::{CommError, Communicator, DdpOptions, DistributedDataParallel, ThreadGroup};
+use aics_nn::loss::cross_entropy;
+use aics_nn::optim::Optimizer;
+use aics_nn::{parameters, Conv2d, Flatten, Linear, Module, NnError, ReLU, Sequential, Sgd};
+use aics_tensor::testing::{assert_close, Tol};
+use aics_tensor::{ConvParams, Rng, Tensor};
+
+/// A small CNN, with weights drawn from `seed`.
+fn model(seed: u64) -> Sequential {
+    let mut rng = Rng::new(seed);
+    let p = ConvParams {
+        padding: (1, 1),
+        ..ConvParams::default()
+    };
+    Sequential::new()
+        .push("conv", Conv2d::new(2, 4, 3, p, true, &mut rng).unwrap())
+        .push("relu", ReLU)
+        .push("flat", Flatten(1))
+        .push("fc1", Linear::new(4 * 6 * 6, 16, true, &mut rng).unwrap())
+        .push("relu2", ReLU)
+        .push("fc2", Linear::new(16, 3, true, &mut rng).unwrap())
+}
+
+const RANKS: usize = 3;
+const PER_RANK: usize = 4;
+const STEPS: usize = 4;
+
+/// The data of step `s`: `RANKS * PER_RANK` images and labels.
+fn data(s: usize) -> (Vec<f32>, Vec<usize>) {
+    let n = RANKS * PER_RANK;
+    let mut rng = Rng::new(100 + s as u64);
+    let x = Tensor::<f32>::randn(&[n, 2, 6, 6], 0.0, 1.0, &mut rng).to_vec();
+    let y = (0..n).map(|i| (i * 7 + s) % 3).collect();
+    (x, y)
+}
+
+/// Rows `rows` of a batch of images of 72 values.
+fn rows(x: &[f32], y: &[usize], rows: &[usize]) -> (Tensor, Vec<usize>) {
+    let per = 2 * 6 * 6;
+    let xs: Vec<f32> = rows.iter().flat_map(|&i| x[i * per..(i + 1) * per].to_vec()).collect();
+    let t = Tensor::from_vec(xs, &[rows.len(), 2, 6, 6]).unwrap();
+    (t, rows.iter().map(|&i| y[i]).collect())
+}
+
+fn sgd(m: &Sequential) -> Sgd {
+    Sgd::new(parameters(m)).lr(0.1).momentum(0.9).weight_decay(1e-3)
+}
+
+/// One process, the whole batch of every step.
+fn single() -> Vec<Vec<f32>> {
+    let m = model(7);
+    let mut opt = sgd(&m);
+    let all: Vec<usize> = (0..RANKS * PER_RANK).collect();
+    for s in 0..STEPS {
+        let (x, y) = data(s);
+        let (x, y) = rows(&x, &y, &all);
+        let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
+        opt.zero_grad();
+        loss.backward().unwrap();
+        opt.step().unwrap();
+    }
+    parameters(&m).iter().map(|(_, t)| t.to_vec()).collect()
+}
+
+/// `RANKS` threads, each with its own rows of every batch (rank r: rows r, r + RANKS, …, as
+/// PyTorch's DistributedSampler deals them), starting from different weights that the
+/// broadcast replaces by rank 0's.
+fn distributed(bucket_bytes: usize) -> Vec<(Vec<Vec<f32>>, usize)> {
+    let handles: Vec<_> = ThreadGroup::new(RANKS)
+        .into_iter()
+        .map(|comm| {
+            std::thread::spawn(move || {
+                let r = comm.rank();
+                let m = model(if r == 0 { 7 } else { 1000 + r as u64 });
+                let options = DdpOptions {
+                    bucket_bytes,
+                    timeout: Some(Duration::from_secs(60)),
+                };
+                let mut ddp = DistributedDataParallel::new(
+                    &m,
+                    move || Ok(Box::new(comm) as Box<dyn Communicator>),
+                    options,
+                )
+                .unwrap();
+                let mut opt = sgd(&m);
+                let mine: Vec<usize> = (r..RANKS * PER_RANK).step_by(RANKS).collect();
+                for s in 0..STEPS {
+                    let (x, y) = data(s);
+                    let (x, y) = rows(&x, &y, &mine);
+                    let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
+                    opt.zero_grad();
+                    ddp.backward(&loss).unwrap();
+                    opt.step().unwrap();
+                }
+                let p: Vec<Vec<f32>> = parameters(&m).iter().map(|(_, t)| t.to_vec()).collect();
+                (p, ddp.num_buckets())
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn ranks_on_parts_of_the_batch_train_as_one_process_on_all_of_it() {
+    let want = single();
+    // one bucket; and buckets of 1 KB, so several go out while backward runs
+    for bucket_bytes in [25 << 20, 1024] {
+        let got = distributed(bucket_bytes);
+        let buckets = got[0].1;
+        if bucket_bytes == 1024 {
+            assert_eq!(buckets, 3, "buckets of 1 KB: fc2 and fc1.bias, fc1.weight, conv");
+        } else {
+            assert_eq!(buckets, 1);
+        }
+        for (r, (params, _)) in got.iter().enumerate() {
+            for (i, (g, w)) in params.iter().zip(&want).enumerate() {
+                let what = format!("bucket {bucket_bytes} B, rank {r}, parameter {i}");
+                assert_close(&what, g, w, Tol::new(1e-6, 1e-5));
+            }
+            // the replicas are not just close: they are the same
+            assert_eq!(params, &got[0].0, "rank {r} differs from rank 0");
+        }
+    }
+}
+
+/// Two runs with the same number of ranks give the same bits.
+#[test]
+fn a_distributed_run_is_reproducible() {
+    let a = distributed(1024);
+    let b = distributed(1024);
+    assert_eq!(a[0].0, b[0].0);
+}
+
+/// A rank that never joins the backward makes the others fail within the timeout, naming it,
+/// instead of hanging.
+#[test]
+fn a_silent_rank_is_named_within_the_timeout() {
+    let mut group = ThreadGroup::new(2);
+    let silent = group.pop().unwrap();
+    let comm = group.pop().unwrap();
+    // rank 1 takes part in the start-up broadcast, then stops answering
+    let quiet = std::thread::spawn(move || {
+        let m = model(1);
+        let ddp = DistributedDataParallel::new(
+            &m,
+            move || Ok(Box::new(silent) as Box<dyn Communicator>),
+            DdpOptions::default(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(ddp);
+    });
+    let m = model(7);
+    let options = DdpOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..DdpOptions::default()
+    };
+    let mut ddp =
+        DistributedDataParallel::new(&m, move || Ok(Box::new(comm) as Box<dyn Communicator>), options)
+            .unwrap();
+    let (x, y) = data(0);
+    let (x, y) = rows(&x, &y, &[0, 1]);
+    let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
+    let err = ddp.backward(&loss).unwrap_err();
+    assert!(
+        matches!(err, NnError::Comm(CommError::Timeout { rank: 0, peer: 1, .. })),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("rank 1") && msg.contains("gradient bucket 0"), "{msg}");
+    quiet.join().unwrap();
+}
