@@ -61,6 +61,8 @@ pub struct DataLoader {
     shuffle: bool,
     drop_last: bool,
     prefetch: usize,
+    /// `(rank, ranks)`: this loader deals only rank `rank`'s part of each epoch.
+    shard: Option<(usize, usize)>,
 }
 
 /// What the background thread needs to build batches.
@@ -135,7 +137,33 @@ impl DataLoader {
             shuffle,
             drop_last,
             prefetch: DEFAULT_PREFETCH,
+            shard: None,
         })
+    }
+
+    /// Deals this loader only rank `rank`'s part of each epoch out of `ranks`, as PyTorch's
+    /// `DistributedSampler` does: the epoch's order (the same permutation on every rank) is
+    /// padded by its own first samples to a multiple of `ranks`, and rank `r` takes positions
+    /// `r`, `r + ranks`, `r + 2·ranks`, … So every rank has the same number of samples, and
+    /// batch `i` of all the ranks together holds the samples of batch `i` of one loader with
+    /// `ranks` times the batch size.
+    pub fn with_shard(mut self, rank: usize, ranks: usize) -> Result<Self> {
+        if ranks == 0 || rank >= ranks {
+            return Err(DataError::invalid(format!(
+                "rank {rank} of {ranks}: expected a rank below the number of ranks"
+            )));
+        }
+        self.shard = (ranks > 1).then_some((rank, ranks));
+        Ok(self)
+    }
+
+    /// Samples this loader deals per epoch: the data set's, or one rank's part of them.
+    pub fn epoch_samples(&self) -> usize {
+        let n = self.shared.dataset.len();
+        match self.shard {
+            Some((_, ranks)) => n.div_ceil(ranks),
+            None => n,
+        }
     }
 
     /// Sets how many batches the background thread prepares ahead (at
@@ -147,7 +175,7 @@ impl DataLoader {
 
     /// Number of batches per epoch.
     pub fn len(&self) -> usize {
-        let n = self.shared.dataset.len();
+        let n = self.epoch_samples();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -183,13 +211,20 @@ impl DataLoader {
 
     /// The order in which epoch `epoch` visits the data set: a permutation of
     /// `0..len` that depends only on the seed and `epoch` (the identity when
-    /// shuffling is off).
+    /// shuffling is off); with a shard, this rank's part of it.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let n = self.shared.dataset.len();
-        if self.shuffle {
+        let order: Vec<usize> = if self.shuffle {
             Rng::from_parts(&[self.shared.seed, SHUFFLE_STREAM, epoch as u64]).permutation(n)
         } else {
             (0..n).collect()
+        };
+        match self.shard {
+            Some((rank, ranks)) => {
+                let total = n.div_ceil(ranks) * ranks;
+                (rank..total).step_by(ranks).map(|i| order[i % n]).collect()
+            }
+            None => order,
         }
     }
 
@@ -454,6 +489,51 @@ mod tests {
         let batches = collect(&dropping, 0);
         assert_eq!(batches.len(), 3);
         assert!(batches.iter().all(|b| b.len() == 3));
+    }
+
+    /// Shards deal what PyTorch's DistributedSampler deals: the ranks' batches `i` together are
+    /// the whole loader's batch `i` at `ranks` times the size (augmented alike), each rank has
+    /// the same count, and the padding repeats the epoch's first samples.
+    #[test]
+    fn shards_split_each_batch_of_the_whole_loader() {
+        let (ranks, b) = (3, 2);
+        let whole = DataLoader::new(numbered(18), ranks * b, true, 5, augment(), false).expect("valid");
+        let shards: Vec<DataLoader> = (0..ranks)
+            .map(|r| {
+                DataLoader::new(numbered(18), b, true, 5, augment(), false)
+                    .and_then(|l| l.with_shard(r, ranks))
+                    .expect("valid")
+            })
+            .collect();
+        for epoch in 0..2 {
+            let big = collect(&whole, epoch);
+            let parts: Vec<Vec<Batch>> = shards.iter().map(|l| collect(l, epoch)).collect();
+            assert!(parts.iter().all(|p| p.len() == big.len()));
+            for (i, batch) in big.iter().enumerate() {
+                for (k, &idx) in batch.indices.iter().enumerate() {
+                    let part = &parts[k % ranks][i];
+                    let j = k / ranks;
+                    assert_eq!(part.indices[j], idx);
+                    let per = part.images.len() / part.len();
+                    assert_eq!(part.images[j * per..(j + 1) * per], batch.images[k * per..(k + 1) * per]);
+                }
+            }
+        }
+        // 10 samples over 4 ranks: 3 each, padded by the epoch's first two
+        let order = DataLoader::new(numbered(10), 1, true, 5, None, false).expect("valid").order(1);
+        let dealt: Vec<Vec<usize>> = (0..4)
+            .map(|r| {
+                let l = DataLoader::new(numbered(10), 1, true, 5, None, false).expect("valid");
+                l.with_shard(r, 4).expect("valid").order(1)
+            })
+            .collect();
+        assert!(dealt.iter().all(|d| d.len() == 3));
+        assert_eq!(dealt[0], vec![order[0], order[4], order[8]]);
+        assert_eq!(dealt[1], vec![order[1], order[5], order[9]]);
+        assert_eq!(dealt[2], vec![order[2], order[6], order[0]]);
+        assert_eq!(dealt[3], vec![order[3], order[7], order[1]]);
+        let l = DataLoader::new(numbered(10), 1, true, 5, None, false).expect("valid");
+        assert!(l.with_shard(4, 4).is_err());
     }
 
     #[test]
