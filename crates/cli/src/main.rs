@@ -12,6 +12,7 @@ mod detect;
 mod detect_rcnn;
 mod detect_train;
 mod detect_tv;
+mod dist;
 mod eval;
 mod export_cmd;
 mod features;
@@ -142,9 +143,9 @@ fn main() {
     }
     // subnormals flushed to zero here and on every worker (see aics_tensor::flush_denormals)
     aics_tensor::flush_denormals();
-    let n = cli
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n = cli.threads.unwrap_or_else(|| {
+        dist::default_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
     if let Err(e) = aics_tensor::set_num_threads(n) {
         eprintln!("error: cannot start {n} threads: {e}");
         std::process::exit(2);

@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::data_spec::{self, DataSpec};
+use crate::dist::{DistArgs, Group};
 use crate::meta::ModelMeta;
 use crate::plot::{write_training_curves, Curve};
 
@@ -103,6 +104,8 @@ pub struct TrainArgs {
     /// Read folder data sets as grayscale.
     #[arg(long)]
     pub gray: bool,
+    #[command(flatten)]
+    pub dist: DistArgs,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -141,12 +144,20 @@ struct RunSettings {
     /// The epochs the schedule spans: `--epochs` of the run's first start. A resumed run that
     /// asks for more epochs keeps it, so its first epochs repeat the original run exactly.
     horizon: usize,
+    /// Ranks of a `--distributed` run (1 otherwise): each trains on its own shard with
+    /// --batch-size images a step.
+    #[serde(default = "one")]
+    ranks: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 const RUN_META: &str = "aics.run";
 
 impl RunSettings {
-    fn new(a: &TrainArgs, lr: f64, momentum: f64) -> Self {
+    fn new(a: &TrainArgs, lr: f64, momentum: f64, ranks: usize) -> Self {
         RunSettings {
             dataset: a.dataset.clone(),
             image_size: a.image_size,
@@ -166,6 +177,7 @@ impl RunSettings {
             clip_grad_norm: a.clip_grad_norm,
             augment: a.augment,
             horizon: a.epochs,
+            ranks,
         }
     }
 
@@ -193,6 +205,11 @@ impl RunSettings {
             format!("{:?}", saved.limit_test),
         );
         cmp("--seed", self.seed.to_string(), saved.seed.to_string());
+        cmp(
+            "ranks (mpirun -np)",
+            self.ranks.to_string(),
+            saved.ranks.to_string(),
+        );
         cmp(
             "--batch-size",
             self.batch_size.to_string(),
@@ -265,11 +282,39 @@ pub fn evaluate(
     loader: &DataLoader,
     classes: usize,
 ) -> Result<(f64, f64, Vec<Vec<usize>>)> {
+    let (loss_sum, n, confusion) = evaluate_part(model, loader, classes, 0, 1)?;
+    let correct: usize = (0..classes).map(|i| confusion[i][i]).sum();
+    Ok((
+        loss_sum / n.max(1) as f64,
+        correct as f64 / n.max(1) as f64,
+        confusion,
+    ))
+}
+
+/// The summed loss, the number of samples and the confusion matrix over batches `part`,
+/// `part + parts`, … of a loader: one rank's share of an evaluation.
+fn evaluate_part(
+    model: &dyn Module,
+    loader: &DataLoader,
+    classes: usize,
+    part: usize,
+    parts: usize,
+) -> Result<(f64, usize, Vec<Vec<usize>>)> {
     let _g = no_grad();
     model.set_training(false);
     let (mut loss_sum, mut n) = (0.0f64, 0usize);
     let mut confusion = vec![vec![0usize; classes]; classes];
-    for batch in loader.epoch(0) {
+    let batches: Box<dyn Iterator<Item = aics_data::error::Result<aics_data::Batch>>> =
+        if parts == 1 {
+            Box::new(loader.epoch(0))
+        } else {
+            Box::new(
+                (part..loader.len())
+                    .step_by(parts)
+                    .map(|i| loader.batch(0, i)),
+            )
+        };
+    for batch in batches {
         let batch = batch?;
         let logits = model.forward(&to_tensor(&batch)?)?;
         let loss = cross_entropy(&logits, &batch.labels, None, 0.0)?;
@@ -281,12 +326,7 @@ pub fn evaluate(
             }
         }
     }
-    let correct: usize = (0..classes).map(|i| confusion[i][i]).sum();
-    Ok((
-        loss_sum / n.max(1) as f64,
-        correct as f64 / n.max(1) as f64,
-        confusion,
-    ))
+    Ok((loss_sum, n, confusion))
 }
 
 const OPTIMIZERS: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
@@ -483,7 +523,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let mut opt = make_optimizer(&a, parameters(&model))?;
     let base_lr = opt.get_lr();
-    let mut run = RunSettings::new(&a, base_lr, momentum(&a)?);
+    // every rank's model is rank 0's from here on
+    let mut group = Group::start(&a.dist, &model)?;
+    let main = group.is_main();
+    let mut run = RunSettings::new(&a, base_lr, momentum(&a)?, group.size());
 
     let mut start = 0;
     let mut history = Vec::new();
@@ -554,7 +597,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
         history = read_log(&log_path, start);
-        println!("resuming {} from epoch {start}", ckpt.display());
+        if main {
+            println!("resuming {} from epoch {start}", ckpt.display());
+        }
+        // each rank read the checkpoint; the broadcast makes sure they read the same one
+        group.sync_state(&model)?;
     }
     let schedule = LrSchedule::parse(&a.schedule, run.horizon.saturating_sub(a.warmup))
         .map_err(anyhow::Error::msg)?;
@@ -574,7 +621,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         a.seed,
         Some(train_tf),
         false,
-    )?;
+    )?
+    .with_shard(group.rank(), group.size())?;
     let test_loader = DataLoader::new(
         test.clone(),
         1000.min(test.len().max(1)),
@@ -583,20 +631,29 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Some(normalize(&mean, &std)?),
         false,
     )?;
-    println!(
-        "training {} ({} parameters) on {} ({} train / {} test images, {:?}) for {} epochs, {} lr {} batch {}, {} threads",
-        a.model,
-        aics_nn::num_params(&model),
-        ds_name,
-        train.len(),
-        test.len(),
-        in_shape,
-        a.epochs,
-        opt.name(),
-        base_lr,
-        a.batch_size,
-        aics_tensor::num_threads()
-    );
+    if main {
+        println!(
+            "training {} ({} parameters) on {} ({} train / {} test images, {:?}) for {} epochs, {} lr {} batch {}, {} threads{}",
+            a.model,
+            aics_nn::num_params(&model),
+            ds_name,
+            train.len(),
+            test.len(),
+            in_shape,
+            a.epochs,
+            opt.name(),
+            base_lr,
+            a.batch_size,
+            aics_tensor::num_threads(),
+            match group.size() {
+                1 => String::new(),
+                n => format!(
+                    " a rank; {n} ranks, {} images a step in all",
+                    n * a.batch_size
+                ),
+            }
+        );
+    }
 
     let end = match a.stop_after {
         Some(0) => bail!("--stop-after must be positive"),
@@ -608,7 +665,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         opt.set_lr(lr);
         model.set_training(true);
         let t0 = Instant::now();
-        let pb = ProgressBar::new(train_loader.len() as u64);
+        let pb = if main {
+            ProgressBar::new(train_loader.len() as u64)
+        } else {
+            ProgressBar::hidden()
+        };
         pb.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -626,7 +687,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 loss = loss.add(&l.mul_scalar(*w as f64))?;
             }
             opt.zero_grad();
-            loss.backward()?;
+            group.backward(&loss)?;
             if let Some(c) = a.clip_grad_norm {
                 clip_grad_norm(opt.params(), c);
             }
@@ -659,17 +720,37 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         let train_secs = t0.elapsed().as_secs_f64();
         pb.finish_and_clear();
-        let (test_loss, test_acc, _) = evaluate(&model, &test_loader, meta.num_classes)?;
+        // the ranks evaluate rank 0's model (batch-norm statistics included), each a share
+        group.sync_state(&model)?;
+        let (rank, ranks) = (group.rank(), group.size());
+        let (test_loss_sum, tested, confusion) =
+            evaluate_part(&model, &test_loader, meta.num_classes, rank, ranks)?;
+        let test_correct: usize = (0..meta.num_classes).map(|i| confusion[i][i]).sum();
+        let mut sums = [
+            loss_sum,
+            correct as f64,
+            seen as f64,
+            test_loss_sum,
+            test_correct as f64,
+            tested as f64,
+        ];
+        group.sum(&mut sums)?;
+        let [loss_sum, correct, seen, test_loss_sum, test_correct, tested] = sums;
         let rec = EpochLog {
             epoch: epoch + 1,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: correct as f64 / seen.max(1) as f64,
-            test_loss,
-            test_acc,
+            train_loss: loss_sum / seen.max(1.0),
+            train_acc: correct / seen.max(1.0),
+            test_loss: test_loss_sum / tested.max(1.0),
+            test_acc: test_correct / tested.max(1.0),
             lr,
             seconds: t0.elapsed().as_secs_f64(),
-            images_per_s: seen as f64 / train_secs,
+            images_per_s: seen / train_secs,
         };
+        let test_acc = rec.test_acc;
+        if !main {
+            history.push(rec);
+            continue;
+        }
         println!(
             "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%  lr {:.4}  {:.1}s ({:.0} img/s)",
             rec.epoch,
@@ -693,13 +774,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         plot(&plot_path, &format!("{} on {}", a.model, ds_name), &history)?;
     }
     std::io::stdout().flush().ok();
-    println!(
-        "checkpoint: {}\nlog: {}\ncurves: {}",
-        ckpt.display(),
-        log_path.display(),
-        plot_path.display()
-    );
-    Ok(())
+    if main {
+        println!(
+            "checkpoint: {}\nlog: {}\ncurves: {}",
+            ckpt.display(),
+            log_path.display(),
+            plot_path.display()
+        );
+    }
+    group.finish()
 }
 
 #[cfg(test)]

@@ -497,7 +497,8 @@ mod tests {
     #[test]
     fn shards_split_each_batch_of_the_whole_loader() {
         let (ranks, b) = (3, 2);
-        let whole = DataLoader::new(numbered(18), ranks * b, true, 5, augment(), false).expect("valid");
+        let whole =
+            DataLoader::new(numbered(18), ranks * b, true, 5, augment(), false).expect("valid");
         let shards: Vec<DataLoader> = (0..ranks)
             .map(|r| {
                 DataLoader::new(numbered(18), b, true, 5, augment(), false)
@@ -515,12 +516,17 @@ mod tests {
                     let j = k / ranks;
                     assert_eq!(part.indices[j], idx);
                     let per = part.images.len() / part.len();
-                    assert_eq!(part.images[j * per..(j + 1) * per], batch.images[k * per..(k + 1) * per]);
+                    assert_eq!(
+                        part.images[j * per..(j + 1) * per],
+                        batch.images[k * per..(k + 1) * per]
+                    );
                 }
             }
         }
         // 10 samples over 4 ranks: 3 each, padded by the epoch's first two
-        let order = DataLoader::new(numbered(10), 1, true, 5, None, false).expect("valid").order(1);
+        let order = DataLoader::new(numbered(10), 1, true, 5, None, false)
+            .expect("valid")
+            .order(1);
         let dealt: Vec<Vec<usize>> = (0..4)
             .map(|r| {
                 let l = DataLoader::new(numbered(10), 1, true, 5, None, false).expect("valid");

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use aics_nn::distributed::{CommError, Communicator, DdpOptions, DistributedDataParallel, ThreadGroup};
+use aics_nn::distributed::{
+    CommError, Communicator, DdpOptions, DistributedDataParallel, ThreadGroup,
+};
 use aics_nn::loss::cross_entropy;
 use aics_nn::optim::Optimizer;
 use aics_nn::{parameters, Conv2d, Flatten, Linear, Module, NnError, ReLU, Sequential, Sgd};
@@ -41,13 +43,19 @@ fn data(s: usize) -> (Vec<f32>, Vec<usize>) {
 /// Rows `rows` of a batch of images of 72 values.
 fn rows(x: &[f32], y: &[usize], rows: &[usize]) -> (Tensor, Vec<usize>) {
     let per = 2 * 6 * 6;
-    let xs: Vec<f32> = rows.iter().flat_map(|&i| x[i * per..(i + 1) * per].to_vec()).collect();
+    let xs: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| x[i * per..(i + 1) * per].to_vec())
+        .collect();
     let t = Tensor::from_vec(xs, &[rows.len(), 2, 6, 6]).unwrap();
     (t, rows.iter().map(|&i| y[i]).collect())
 }
 
 fn sgd(m: &Sequential) -> Sgd {
-    Sgd::new(parameters(m)).lr(0.1).momentum(0.9).weight_decay(1e-3)
+    Sgd::new(parameters(m))
+        .lr(0.1)
+        .momentum(0.9)
+        .weight_decay(1e-3)
 }
 
 /// One process, the whole batch of every step.
@@ -112,7 +120,10 @@ fn ranks_on_parts_of_the_batch_train_as_one_process_on_all_of_it() {
         let got = distributed(bucket_bytes);
         let buckets = got[0].1;
         if bucket_bytes == 1024 {
-            assert_eq!(buckets, 3, "buckets of 1 KB: fc2 and fc1.bias, fc1.weight, conv");
+            assert_eq!(
+                buckets, 3,
+                "buckets of 1 KB: fc2 and fc1.bias, fc1.weight, conv"
+            );
         } else {
             assert_eq!(buckets, 1);
         }
@@ -159,18 +170,31 @@ fn a_silent_rank_is_named_within_the_timeout() {
         timeout: Some(Duration::from_millis(300)),
         ..DdpOptions::default()
     };
-    let mut ddp =
-        DistributedDataParallel::new(&m, move || Ok(Box::new(comm) as Box<dyn Communicator>), options)
-            .unwrap();
+    let mut ddp = DistributedDataParallel::new(
+        &m,
+        move || Ok(Box::new(comm) as Box<dyn Communicator>),
+        options,
+    )
+    .unwrap();
     let (x, y) = data(0);
     let (x, y) = rows(&x, &y, &[0, 1]);
     let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
     let err = ddp.backward(&loss).unwrap_err();
     assert!(
-        matches!(err, NnError::Comm(CommError::Timeout { rank: 0, peer: 1, .. })),
+        matches!(
+            err,
+            NnError::Comm(CommError::Timeout {
+                rank: 0,
+                peer: 1,
+                ..
+            })
+        ),
         "{err}"
     );
     let msg = err.to_string();
-    assert!(msg.contains("rank 1") && msg.contains("gradient bucket 0"), "{msg}");
+    assert!(
+        msg.contains("rank 1") && msg.contains("gradient bucket 0"),
+        "{msg}"
+    );
     quiet.join().unwrap();
 }

@@ -143,7 +143,11 @@ impl<T: Float> Tensor<T> {
         let mut pending: HashMap<usize, usize> = HashMap::new();
         if on_ready.is_some() {
             for t in &order {
-                if let Some(s) = t.node.as_ref().and_then(|n| n.saved().as_ref().map(leaf_ids)) {
+                if let Some(s) = t
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.saved().as_ref().map(leaf_ids))
+                {
                     for id in s {
                         *pending.entry(id).or_insert(0) += 1;
                     }
@@ -284,7 +288,9 @@ mod tests {
     fn ready_hook_reports_each_leaf_once_its_gradient_is_final() {
         let t = |v: Vec<f64>| {
             let n = v.len();
-            Tensor::<f64>::from_vec(v, &[n]).unwrap().requires_grad_(true)
+            Tensor::<f64>::from_vec(v, &[n])
+                .unwrap()
+                .requires_grad_(true)
         };
         let (w1, w2) = (t(vec![2.0, 3.0]), t(vec![5.0, 7.0]));
         let x = Tensor::<f64>::from_vec(vec![1.0, -1.0], &[2]).unwrap();
@@ -301,7 +307,11 @@ mod tests {
         })
         .unwrap();
         let ids: Vec<usize> = seen.iter().map(|s| s.0).collect();
-        assert_eq!(ids, vec![w2.id(), w1.id()], "each leaf once, the last layer's first");
+        assert_eq!(
+            ids,
+            vec![w2.id(), w1.id()],
+            "each leaf once, the last layer's first"
+        );
         // dy/dw1 = 2 x w1 w2, whole when reported
         assert_eq!(seen[1].1.as_deref(), Some(&[20.0, -42.0][..]));
         assert_eq!(seen[0].1.as_deref(), Some(&[4.0, -9.0][..]));

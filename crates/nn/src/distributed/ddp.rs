@@ -117,7 +117,11 @@ impl DistributedDataParallel {
             .map(|(_, t)| t)
             .filter(|t| t.requires_grad())
             .collect();
-        let index = params.iter().enumerate().map(|(i, p)| (p.id(), i)).collect();
+        let index = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id(), i))
+            .collect();
         let mut buckets: Vec<Vec<usize>> = Vec::new();
         let mut bytes = usize::MAX;
         for i in (0..params.len()).rev() {
@@ -217,7 +221,10 @@ impl DistributedDataParallel {
         }
         let scale = 1.0 / self.size as f32;
         for b in 0..nb {
-            let flat = self.reply(&format!("the all-reduce of gradient bucket {b} of step {}", self.step))?;
+            let flat = self.reply(&format!(
+                "the all-reduce of gradient bucket {b} of step {}",
+                self.step
+            ))?;
             scatter(&self.params, &self.buckets[b], &flat, scale);
         }
         Ok(())
@@ -252,7 +259,11 @@ impl DistributedDataParallel {
     }
 
     fn run(&mut self, job: Job, what: &str) -> Result<Vec<f32>> {
-        let sent = self.worker.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
+        let sent = self
+            .worker
+            .jobs
+            .as_ref()
+            .is_some_and(|j| j.send(job).is_ok());
         if !sent {
             return Err(self.lost(what).into());
         }
@@ -283,20 +294,36 @@ impl DistributedDataParallel {
     fn lost(&self, what: &str) -> CommError {
         CommError::Engine {
             rank: self.rank,
-            msg: format!("the communication thread has stopped (after an earlier failure) during {what}"),
+            msg: format!(
+                "the communication thread has stopped (after an earlier failure) during {what}"
+            ),
         }
+    }
+}
+
+impl DistributedDataParallel {
+    /// Ends a run that went well: waits for every rank, then stops the communication thread
+    /// and lets its engine shut down (MPI's `Finalize`). Dropping the reducer without this,
+    /// after an error, leaves the thread behind instead of waiting on ranks that may be gone;
+    /// the process then exits without shutting MPI down, which makes `mpirun` stop the others.
+    pub fn finish(mut self) -> Result<()> {
+        self.barrier()?;
+        self.worker.jobs = None;
+        if let Some(h) = self.worker.handle.take() {
+            h.join().map_err(|_| CommError::Engine {
+                rank: self.rank,
+                msg: "the communication thread panicked".into(),
+            })?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for DistributedDataParallel {
     fn drop(&mut self) {
-        // a thread still waiting on a lost peer is left behind rather than waited for
+        // closing the queue ends a healthy thread; one still waiting on a lost peer is not
+        // waited for
         self.worker.jobs = None;
-        if let Some(h) = self.worker.handle.take() {
-            if h.is_finished() {
-                let _ = h.join();
-            }
-        }
     }
 }
 
@@ -311,7 +338,11 @@ fn gather(params: &[Tensor], bucket: &[usize]) -> Vec<f32> {
             None => flat.resize(flat.len() + params[p].numel(), 0.0),
         }
     }
-    flat.extend(bucket.iter().map(|&p| f32::from(params[p].grad().is_some())));
+    flat.extend(
+        bucket
+            .iter()
+            .map(|&p| f32::from(params[p].grad().is_some())),
+    );
     flat
 }
 

@@ -141,7 +141,8 @@ mod tests {
     fn all_reduce_sums_and_every_rank_gets_the_same_bits() {
         for n in 1..=4 {
             for len in [1usize, 3, 10, 1001] {
-                let value = |r: usize, i: usize| ((r * 7919 + i * 104729) % 1000) as f32 * 0.1 - 37.3;
+                let value =
+                    |r: usize, i: usize| ((r * 7919 + i * 104729) % 1000) as f32 * 0.1 - 37.3;
                 let out = on_group(n, move |mut c| {
                     let r = c.rank();
                     let mut buf: Vec<f32> = (0..len).map(|i| value(r, i)).collect();
@@ -149,12 +150,18 @@ mod tests {
                     buf
                 });
                 for o in &out[1..] {
-                    let same = o.iter().zip(&out[0]).all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = o
+                        .iter()
+                        .zip(&out[0])
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "n {n} len {len}: ranks differ");
                 }
                 for (i, &got) in out[0].iter().enumerate() {
                     let want: f64 = (0..n).map(|r| value(r, i) as f64).sum();
-                    assert!((got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0), "n {n} len {len} [{i}]: {got} vs {want}");
+                    assert!(
+                        (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "n {n} len {len} [{i}]: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -184,13 +191,33 @@ mod tests {
         drop(gone);
         let mut c = group.pop().unwrap();
         let err = c.all_reduce_sum(&mut [1.0, 2.0]).unwrap_err();
-        assert!(matches!(err, CommError::PeerLost { rank: 0, peer: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CommError::PeerLost {
+                    rank: 0,
+                    peer: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
 
         let mut group = ThreadGroup::new(2);
         let _silent = group.pop().unwrap();
         let mut c = group.pop().unwrap().with_timeout(Duration::from_millis(50));
         let err = c.all_reduce_sum(&mut [1.0, 2.0]).unwrap_err();
-        assert!(matches!(err, CommError::Timeout { rank: 0, peer: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CommError::Timeout {
+                    rank: 0,
+                    peer: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("rank 1"), "{err}");
     }
 }

@@ -54,8 +54,13 @@ pub trait Communicator {
     /// Sends `send` to rank `to` while receiving `recv.len()` values from rank `from` (MPI's
     /// `Sendrecv`). Both ends of every exchange must be posted, so a ring of them cannot
     /// deadlock.
-    fn exchange(&mut self, send: &[f32], to: usize, recv: &mut [f32], from: usize)
-        -> CommResult<()>;
+    fn exchange(
+        &mut self,
+        send: &[f32],
+        to: usize,
+        recv: &mut [f32],
+        from: usize,
+    ) -> CommResult<()>;
 
     /// Replaces `buf` on every rank by the sum of all ranks' `buf`, bit-identical on every rank
     /// and summed in an order fixed by the number of ranks.

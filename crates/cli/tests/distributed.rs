@@ -1,0 +1,264 @@
+//! `mpirun -np 2 aics train --distributed` on this machine: two ranks on batches of B train as
+//! one process on batches of 2B; a resumed group continues exactly; a rank that hangs or dies
+//! stops the job with the rank named, and the last checkpoint stays whole.
+//!
+//! Built only with the `mpi` feature, and run by `.ci/run` after set-up (the tests read the
+//! fetched Fashion-MNIST): `cargo test --release -p aics-cli --features mpi --test distributed
+//! -- --ignored`.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aics_nn::checkpoint::load_checkpoint;
+use aics_tensor::testing::{assert_close, Tol};
+use common::{ok, tmp};
+
+fn data() -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fashion-mnist");
+    assert!(
+        p.join("train-images-idx3-ubyte.gz").exists(),
+        "{} is missing: this test needs the fetched assets (bash scripts/setup.sh)",
+        p.display()
+    );
+    format!("fashion-mnist:{}", p.display())
+}
+
+/// `mpirun -np N aics ARGS`, allowed to run as root and with more ranks than cores.
+fn mpirun(n: usize, args: &[&str]) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["-np", &n.to_string(), "--oversubscribe"])
+        .arg(env!("CARGO_BIN_EXE_aics"))
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().expect("run mpirun (Open MPI's openmpi-bin)")
+}
+
+/// Every tensor of two checkpoints (the model's and the optimizer's), within `tol`.
+fn same_checkpoints(a: &Path, b: &Path, tol: Tol) {
+    let (a, b) = (load_checkpoint(a).unwrap(), load_checkpoint(b).unwrap());
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (k, (shape, va)) in &a.tensors {
+        let (shape_b, vb) = &b.tensors[k];
+        assert_eq!(shape, shape_b, "{k}");
+        assert_close(k, va, vb, tol);
+    }
+}
+
+fn train_args<'a>(ck: &'a str, data: &'a str, batch: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        data,
+        "--limit-train",
+        "4096",
+        "--limit-test",
+        "1000",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        batch,
+        "--augment",
+        "--checkpoint",
+        ck,
+    ]
+}
+
+/// [`train_args`] on the first `n` training images.
+fn short<'a>(mut args: Vec<&'a str>, n: &'a str) -> Vec<&'a str> {
+    let i = args
+        .iter()
+        .position(|a| *a == "--limit-train")
+        .expect("a limit")
+        + 1;
+    args[i] = n;
+    args
+}
+
+#[test]
+#[ignore = "needs the fetched assets (bash scripts/setup.sh) and Open MPI"]
+fn two_ranks_train_as_one_process_on_twice_the_batch() {
+    let data = data();
+    let d = tmp("ddp-equal");
+    let (dist, single) = (d.join("dist.safetensors"), d.join("single.safetensors"));
+    let out = ok(&run(mpirun(
+        2,
+        &[
+            short(train_args(dist.to_str().unwrap(), &data, "32", "2"), "512"),
+            vec!["--distributed", "--bucket-mb", "0.05"],
+        ]
+        .concat(),
+    )));
+    assert!(out.contains("2 ranks, 64 images a step in all"), "{out}");
+    // rank 0 alone prints: one line per epoch
+    assert_eq!(out.matches("epoch   2/2").count(), 1, "{out}");
+    let mut one = Command::new(env!("CARGO_BIN_EXE_aics"));
+    one.args(["--threads", "2"]).args(short(
+        train_args(single.to_str().unwrap(), &data, "64", "2"),
+        "512",
+    ));
+    ok(&run(one));
+    same_checkpoints(&dist, &single, Tol::new(1e-6, 1e-5));
+}
+
+#[test]
+#[ignore = "needs the fetched assets (bash scripts/setup.sh) and Open MPI"]
+fn a_resumed_group_continues_exactly() {
+    let data = data();
+    let d = tmp("ddp-resume");
+    let (whole, parts) = (d.join("whole.safetensors"), d.join("parts.safetensors"));
+    let dist = ["--distributed"];
+    ok(&run(mpirun(
+        2,
+        &[
+            train_args(whole.to_str().unwrap(), &data, "32", "2"),
+            dist.to_vec(),
+        ]
+        .concat(),
+    )));
+    ok(&run(mpirun(
+        2,
+        &[
+            train_args(parts.to_str().unwrap(), &data, "32", "2"),
+            vec!["--distributed", "--stop-after", "1"],
+        ]
+        .concat(),
+    )));
+    let out = ok(&run(mpirun(
+        2,
+        &[
+            train_args(parts.to_str().unwrap(), &data, "32", "2"),
+            vec!["--distributed", "--resume"],
+        ]
+        .concat(),
+    )));
+    assert!(out.contains("resuming"), "{out}");
+    // the same ranks and reduction order: the same bits
+    same_checkpoints(&whole, &parts, Tol::new(0.0, 0.0));
+    // a group of another size does not continue the run
+    let mut one = Command::new(env!("CARGO_BIN_EXE_aics"));
+    one.args(train_args(parts.to_str().unwrap(), &data, "32", "3"))
+        .arg("--resume");
+    let e = common::err(&run(one));
+    assert!(e.contains("ranks (mpirun -np) 1 (checkpoint: 2)"), "{e}");
+}
+
+/// The pid of rank `rank` among the processes `mpirun` started.
+fn rank_pid(mpirun: &Child, rank: usize) -> Option<u32> {
+    let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", mpirun.id())).ok()?;
+    kids.split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| {
+                    env.split(|&b| b == 0)
+                        .any(|kv| kv == format!("OMPI_COMM_WORLD_RANK={rank}").as_bytes())
+                })
+                .unwrap_or(false)
+        })
+}
+
+/// Starts a 2-rank run of many epochs, waits for rank 0's first checkpoint, does `fault` to
+/// rank 1, and returns mpirun's output, how long it took to stop after the fault, and the
+/// checkpoint's path.
+fn fault_run(name: &str, signal: &str) -> (Output, Duration, PathBuf, tempdir_guard::Guard) {
+    let data = data();
+    let d = tmp(name);
+    let ck = d.join("f.safetensors");
+    let mut c = mpirun(
+        2,
+        &[
+            train_args(ck.to_str().unwrap(), &data, "32", "50"),
+            vec!["--distributed", "--dist-timeout", "5"],
+        ]
+        .concat(),
+    );
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mpirun");
+    let t0 = Instant::now();
+    while !ck.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = rank_pid(&child, 1).expect("rank 1 among mpirun's children");
+    let sent = Instant::now();
+    assert!(Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().expect("mpirun ends");
+    let took = sent.elapsed();
+    // a stopped rank the job left behind goes now
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    (out, took, ck, tempdir_guard::Guard(d))
+}
+
+mod tempdir_guard {
+    /// Keeps a test's folder until the test is done with what is in it.
+    pub struct Guard(#[allow(dead_code)] pub super::common::TempDir);
+}
+
+/// The checkpoint left by a stopped job is whole and at a finished epoch.
+fn intact(ck: &Path) {
+    let c = load_checkpoint(ck).expect("the last checkpoint loads");
+    let epoch: usize = c.meta("epoch").unwrap().parse().unwrap();
+    assert!((1..50).contains(&epoch), "epoch {epoch}");
+}
+
+#[test]
+#[ignore = "needs the fetched assets (bash scripts/setup.sh) and Open MPI"]
+fn a_hung_rank_stops_the_job_within_the_timeout() {
+    let (out, took, ck, _d) = fault_run("ddp-hang", "-STOP");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        line.contains("rank 0: no answer") && line.contains("rank 1"),
+        "{line}"
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "stopped {took:?} after the fault"
+    );
+    intact(&ck);
+}
+
+#[test]
+#[ignore = "needs the fetched assets (bash scripts/setup.sh) and Open MPI"]
+fn a_killed_rank_stops_the_job() {
+    let (out, took, ck, _d) = fault_run("ddp-kill", "-KILL");
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("rank 1"), "{all}");
+    assert!(
+        took < Duration::from_secs(60),
+        "stopped {took:?} after the fault"
+    );
+    intact(&ck);
+}
