@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a checkout for building and testing:
 #   * checks that a Rust toolchain (cargo) is on PATH;
+#   * installs Open MPI and libclang from Debian when missing (for `--features mpi`);
 #   * fetches the Fashion-MNIST data set from Debian's archive (package
 #     dataset-fashion-mnist, pinned and checksummed) into .cache/fashion-mnist/.
 #
@@ -119,10 +120,37 @@ fetch_fashion_mnist() {
     log "Fashion-MNIST installed in ${DEST}"
 }
 
+# Open MPI and libclang (for the `mpi` crate's bindings), for `--features mpi` builds and their
+# tests (`aics train --distributed`). Set AICS_NO_MPI=1 to skip.
+install_mpi() {
+    if [[ "${AICS_NO_MPI:-0}" == 1 ]]; then
+        log "AICS_NO_MPI=1: not installing Open MPI"
+        return 0
+    fi
+    if command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1 \
+        && ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+        log "Open MPI present: $(mpirun --version 2>/dev/null | head -n 1)"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "warning: Open MPI is missing and apt-get is not available; install Open MPI's development files, mpirun and libclang for --features mpi builds (the default build needs none of them)"
+        return 0
+    fi
+    log "installing Open MPI and libclang (libopenmpi-dev openmpi-bin libclang-dev)"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        libopenmpi-dev openmpi-bin libclang-dev >/dev/null; then
+        as_root apt-get update -qq || die "apt-get update failed"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            libopenmpi-dev openmpi-bin libclang-dev >/dev/null \
+            || die "could not install libopenmpi-dev openmpi-bin libclang-dev"
+    fi
+}
+
 main() {
     check_toolchain
     fetch_fashion_mnist
     bash "${REPO_ROOT}/scripts/fetch-assets.sh"
+    install_mpi
 }
 
 main "$@"
