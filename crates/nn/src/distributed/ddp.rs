@@ -40,32 +40,92 @@ impl Default for DdpOptions {
     }
 }
 
+type Reply = Sender<CommResult<Vec<f32>>>;
+
 enum Job {
-    AllReduce(Vec<f32>),
-    Broadcast(Vec<f32>, usize),
+    AllReduce(Vec<f32>, Reply),
+    Broadcast(Vec<f32>, usize, Reply),
+    /// End the thread (and the engine with it), whoever still holds a handle.
+    Stop,
 }
 
-/// The thread that owns the communicator (an MPI engine must be used from the thread that
-/// started it) and runs the collectives in the order they are handed over.
-struct Worker {
-    jobs: Option<Sender<Job>>,
-    replies: Receiver<CommResult<Vec<f32>>>,
-    handle: Option<JoinHandle<()>>,
+/// A way to the communication thread (which owns the communicator: an MPI engine must be used
+/// from the thread that started it, and runs the collectives in the order they are handed
+/// over). Cloned into layers that need collectives of their own, such as synchronized batch
+/// norm; every rank must hand over the same collectives in the same order.
+#[derive(Clone)]
+pub struct CommHandle {
+    jobs: Sender<Job>,
+    rank: usize,
+    size: usize,
+    timeout: Option<Duration>,
+}
+
+/// The answer to one collective handed to the communication thread.
+struct Pending {
+    reply: Receiver<CommResult<Vec<f32>>>,
+    what: String,
+}
+
+impl CommHandle {
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    fn submit(&self, make: impl FnOnce(Reply) -> Job, what: String) -> CommResult<Pending> {
+        let (tx, reply) = channel();
+        self.jobs.send(make(tx)).map_err(|_| self.stopped(&what))?;
+        Ok(Pending { reply, what })
+    }
+
+    fn wait(&self, p: Pending) -> CommResult<Vec<f32>> {
+        // on a ring the rank before is the one this rank receives from
+        let peer = (self.rank + self.size - 1) % self.size.max(1);
+        match self.timeout {
+            Some(t) => p.reply.recv_timeout(t).map_err(|e| match e {
+                RecvTimeoutError::Timeout => CommError::Timeout {
+                    rank: self.rank,
+                    peer,
+                    seconds: t.as_secs_f64(),
+                    op: p.what.clone(),
+                },
+                RecvTimeoutError::Disconnected => self.stopped(&p.what),
+            })?,
+            None => p.reply.recv().map_err(|_| self.stopped(&p.what))?,
+        }
+    }
+
+    /// Sums `values` over the ranks, in place, bit-identical on every rank.
+    pub fn all_reduce_sum(&self, values: &mut [f32], what: &str) -> CommResult<()> {
+        let p = self.submit(|tx| Job::AllReduce(values.to_vec(), tx), what.to_string())?;
+        values.copy_from_slice(&self.wait(p)?);
+        Ok(())
+    }
+
+    fn stopped(&self, what: &str) -> CommError {
+        CommError::Engine {
+            rank: self.rank,
+            msg: format!(
+                "the communication thread has stopped (after an earlier failure) during {what}"
+            ),
+        }
+    }
 }
 
 /// Keeps the replicas of a model equal across the ranks of a group; see the module docs.
 pub struct DistributedDataParallel {
-    rank: usize,
-    size: usize,
+    comm: CommHandle,
     params: Vec<Tensor>,
     /// tensor id → index into `params`
     index: HashMap<usize, usize>,
     /// parameter indices of each bucket, the last parameters first
     buckets: Vec<Vec<usize>>,
     bucket_of: Vec<usize>,
-    worker: Worker,
-    timeout: Option<Duration>,
-    /// what was in flight at the last failure, for messages
+    thread: Option<JoinHandle<()>>,
     step: u64,
 }
 
@@ -77,9 +137,8 @@ impl DistributedDataParallel {
         F: FnOnce() -> CommResult<Box<dyn Communicator>> + Send + 'static,
     {
         let (job_tx, job_rx) = channel::<Job>();
-        let (reply_tx, replies) = channel::<CommResult<Vec<f32>>>();
         let (hello_tx, hello_rx) = channel::<CommResult<(usize, usize)>>();
-        let handle = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("aics-comm".into())
             .spawn(move || {
                 let mut comm = match make() {
@@ -93,12 +152,17 @@ impl DistributedDataParallel {
                     return;
                 }
                 for job in job_rx {
-                    let out = match job {
-                        Job::AllReduce(mut v) => comm.all_reduce_sum(&mut v).map(|_| v),
-                        Job::Broadcast(mut v, root) => comm.broadcast(&mut v, root).map(|_| v),
+                    let (out, reply) = match job {
+                        Job::AllReduce(mut v, r) => (comm.all_reduce_sum(&mut v).map(|_| v), r),
+                        Job::Broadcast(mut v, root, r) => {
+                            (comm.broadcast(&mut v, root).map(|_| v), r)
+                        }
+                        Job::Stop => return,
                     };
                     let failed = out.is_err();
-                    if reply_tx.send(out).is_err() || failed {
+                    // a caller that gave up waiting has dropped its end; nothing to tell it
+                    let _ = reply.send(out);
+                    if failed {
                         return;
                     }
                 }
@@ -111,6 +175,12 @@ impl DistributedDataParallel {
             rank: 0,
             msg: "the communication thread stopped before it started".into(),
         })??;
+        let comm = CommHandle {
+            jobs: job_tx,
+            rank,
+            size,
+            timeout: options.timeout,
+        };
 
         let params: Vec<Tensor> = parameters(model)
             .into_iter()
@@ -140,18 +210,12 @@ impl DistributedDataParallel {
             }
         }
         let mut ddp = DistributedDataParallel {
-            rank,
-            size,
+            comm,
             params,
             index,
             buckets,
             bucket_of,
-            worker: Worker {
-                jobs: Some(job_tx),
-                replies,
-                handle: Some(handle),
-            },
-            timeout: options.timeout,
+            thread: Some(thread),
             step: 0,
         };
         ddp.broadcast_state(model)?;
@@ -160,17 +224,22 @@ impl DistributedDataParallel {
 
     /// This process's rank.
     pub fn rank(&self) -> usize {
-        self.rank
+        self.comm.rank
     }
 
     /// The number of ranks.
     pub fn size(&self) -> usize {
-        self.size
+        self.comm.size
     }
 
     /// Rank 0, the one that writes checkpoints and logs.
     pub fn is_main(&self) -> bool {
-        self.rank == 0
+        self.comm.rank == 0
+    }
+
+    /// A handle for collectives of the model's own (synchronized batch norm).
+    pub fn handle(&self) -> CommHandle {
+        self.comm.clone()
     }
 
     /// How many buckets the gradients travel in.
@@ -182,22 +251,25 @@ impl DistributedDataParallel {
     /// ranks of their gradients (a parameter no rank has a gradient for keeps none).
     pub fn backward(&mut self, loss: &Tensor) -> Result<()> {
         self.step += 1;
+        let step = self.step;
         let nb = self.buckets.len();
         let mut remaining: Vec<usize> = self.buckets.iter().map(Vec::len).collect();
         let mut ready = vec![false; nb];
-        let mut launched = 0usize;
-        let mut send_err = None;
+        let mut pending: Vec<CommResult<Pending>> = Vec::with_capacity(nb);
         {
-            let (params, buckets, index, bucket_of) =
-                (&self.params, &self.buckets, &self.index, &self.bucket_of);
-            let jobs = self.worker.jobs.as_ref();
-            let mut launch_ready = |ready: &[bool], launched: &mut usize| {
-                while *launched < nb && ready[*launched] {
-                    let flat = gather(params, &buckets[*launched]);
-                    if jobs.is_none_or(|j| j.send(Job::AllReduce(flat)).is_err()) {
-                        send_err = Some(());
-                    }
-                    *launched += 1;
+            let (params, buckets, index, bucket_of, comm) = (
+                &self.params,
+                &self.buckets,
+                &self.index,
+                &self.bucket_of,
+                &self.comm,
+            );
+            let launch_ready = |ready: &[bool], pending: &mut Vec<CommResult<Pending>>| {
+                while pending.len() < nb && ready[pending.len()] {
+                    let b = pending.len();
+                    let flat = gather(params, &buckets[b]);
+                    let what = format!("the all-reduce of gradient bucket {b} of step {step}");
+                    pending.push(comm.submit(|tx| Job::AllReduce(flat, tx), what));
                 }
             };
             let mut on_ready = |id: usize| {
@@ -207,24 +279,17 @@ impl DistributedDataParallel {
                     remaining[b] -= 1;
                     if remaining[b] == 0 {
                         ready[b] = true;
-                        launch_ready(&ready, &mut launched);
+                        launch_ready(&ready, &mut pending);
                     }
                 }
             };
             loss.backward_with_ready_hook(&mut on_ready)?;
             // parameters the loss does not reach: their buckets go out now, in order
-            let all = vec![true; nb];
-            launch_ready(&all, &mut launched);
+            launch_ready(&vec![true; nb], &mut pending);
         }
-        if send_err.is_some() {
-            return Err(self.lost("the gradients' all-reduce").into());
-        }
-        let scale = 1.0 / self.size as f32;
-        for b in 0..nb {
-            let flat = self.reply(&format!(
-                "the all-reduce of gradient bucket {b} of step {}",
-                self.step
-            ))?;
+        let scale = 1.0 / self.comm.size as f32;
+        for (b, p) in pending.into_iter().enumerate() {
+            let flat = self.comm.wait(p?)?;
             scatter(&self.params, &self.buckets[b], &flat, scale);
         }
         Ok(())
@@ -232,15 +297,14 @@ impl DistributedDataParallel {
 
     /// Sums `values` over the ranks (for metrics: losses, counts), every rank getting the sum.
     pub fn all_reduce_sum(&mut self, values: &mut [f32]) -> Result<()> {
-        let out = self.run(Job::AllReduce(values.to_vec()), "an all-reduce of metrics")?;
-        values.copy_from_slice(&out);
-        Ok(())
+        Ok(self
+            .comm
+            .all_reduce_sum(values, "an all-reduce of metrics")?)
     }
 
     /// Returns once every rank has called it.
     pub fn barrier(&mut self) -> Result<()> {
-        self.run(Job::AllReduce(vec![1.0]), "a barrier")?;
-        Ok(())
+        Ok(self.comm.all_reduce_sum(&mut [1.0], "a barrier")?)
     }
 
     /// Gives every rank rank 0's parameters and buffers (batch-norm statistics), as at start.
@@ -248,7 +312,9 @@ impl DistributedDataParallel {
     pub fn broadcast_state(&mut self, model: &dyn Module) -> Result<()> {
         let tensors: Vec<Tensor> = state_dict(model).into_iter().map(|(_, t)| t).collect();
         let flat: Vec<f32> = tensors.iter().flat_map(|t| t.to_vec()).collect();
-        let out = self.run(Job::Broadcast(flat, 0), "the broadcast of rank 0's model")?;
+        let what = "the broadcast of rank 0's model".to_string();
+        let p = self.comm.submit(|tx| Job::Broadcast(flat, 0, tx), what)?;
+        let out = self.comm.wait(p)?;
         let mut at = 0;
         for t in &tensors {
             let n = t.numel();
@@ -256,48 +322,6 @@ impl DistributedDataParallel {
             at += n;
         }
         Ok(())
-    }
-
-    fn run(&mut self, job: Job, what: &str) -> Result<Vec<f32>> {
-        let sent = self
-            .worker
-            .jobs
-            .as_ref()
-            .is_some_and(|j| j.send(job).is_ok());
-        if !sent {
-            return Err(self.lost(what).into());
-        }
-        self.reply(what)
-    }
-
-    fn reply(&mut self, what: &str) -> Result<Vec<f32>> {
-        let peer = (self.rank + self.size - 1) % self.size.max(1);
-        let got = match self.timeout {
-            Some(t) => self.worker.replies.recv_timeout(t).map_err(|e| match e {
-                RecvTimeoutError::Timeout => CommError::Timeout {
-                    rank: self.rank,
-                    peer,
-                    seconds: t.as_secs_f64(),
-                    op: what.to_string(),
-                },
-                RecvTimeoutError::Disconnected => self.lost(what),
-            })?,
-            None => self.worker.replies.recv().map_err(|_| self.lost(what))?,
-        };
-        if got.is_err() {
-            // the thread has stopped; later calls fail at once
-            self.worker.jobs = None;
-        }
-        Ok(got?)
-    }
-
-    fn lost(&self, what: &str) -> CommError {
-        CommError::Engine {
-            rank: self.rank,
-            msg: format!(
-                "the communication thread has stopped (after an earlier failure) during {what}"
-            ),
-        }
     }
 }
 
@@ -308,22 +332,17 @@ impl DistributedDataParallel {
     /// the process then exits without shutting MPI down, which makes `mpirun` stop the others.
     pub fn finish(mut self) -> Result<()> {
         self.barrier()?;
-        self.worker.jobs = None;
-        if let Some(h) = self.worker.handle.take() {
+        let rank = self.comm.rank;
+        let thread = self.thread.take();
+        // the thread ends here and its engine shuts down (MPI's Finalize)
+        let _ = self.comm.jobs.send(Job::Stop);
+        if let Some(h) = thread {
             h.join().map_err(|_| CommError::Engine {
-                rank: self.rank,
+                rank,
                 msg: "the communication thread panicked".into(),
             })?;
         }
         Ok(())
-    }
-}
-
-impl Drop for DistributedDataParallel {
-    fn drop(&mut self) {
-        // closing the queue ends a healthy thread; one still waiting on a lost peer is not
-        // waited for
-        self.worker.jobs = None;
     }
 }
 
