@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aics_mpi::MpiComm;
-use aics_nn::distributed::{Communicator, DdpOptions, DistributedDataParallel};
+use aics_nn::distributed::{Communicator, DdpOptions, DistributedDataParallel, SyncBatchNorm};
 use aics_nn::Module;
 use aics_tensor::Tensor;
 use anyhow::{bail, Result};
@@ -24,12 +24,17 @@ pub struct DistArgs {
     /// (--distributed).
     #[arg(long, default_value_t = 300.0)]
     pub dist_timeout: f64,
+    /// Batch norm over the batches of all ranks together, as PyTorch's SyncBatchNorm
+    /// (--distributed; by default each rank normalises over its own batch).
+    #[arg(long)]
+    pub sync_batchnorm: bool,
 }
 
 /// Where this process stands in its group: the communicator's side of a distributed run, or
 /// a group of one.
 pub struct Group {
     pub ddp: Option<DistributedDataParallel>,
+    sync_batchnorm: bool,
 }
 
 impl Group {
@@ -41,12 +46,19 @@ impl Group {
             distributed: false,
             bucket_mb: 25.0,
             dist_timeout: 300.0,
+            sync_batchnorm: false,
         };
         if !a.distributed {
-            if a.bucket_mb != defaults.bucket_mb || a.dist_timeout != defaults.dist_timeout {
-                bail!("--bucket-mb and --dist-timeout apply to --distributed runs only");
+            if a.bucket_mb != defaults.bucket_mb
+                || a.dist_timeout != defaults.dist_timeout
+                || a.sync_batchnorm
+            {
+                bail!("--bucket-mb, --dist-timeout and --sync-batchnorm apply to --distributed runs only");
             }
-            return Ok(Group { ddp: None });
+            return Ok(Group {
+                ddp: None,
+                sync_batchnorm: false,
+            });
         }
         if !(a.bucket_mb > 0.0 && a.bucket_mb.is_finite()) {
             bail!("--bucket-mb {}: expected a positive size", a.bucket_mb);
@@ -66,7 +78,19 @@ impl Group {
         };
         let make = || MpiComm::init().map(|c| Box::new(c) as Box<dyn Communicator>);
         let ddp = DistributedDataParallel::new(model, make, options)?;
-        Ok(Group { ddp: Some(ddp) })
+        Ok(Group {
+            ddp: Some(ddp),
+            sync_batchnorm: a.sync_batchnorm,
+        })
+    }
+
+    /// With `--sync-batchnorm`, a guard under which the batch norm of forwards on this thread
+    /// takes its statistics over all ranks.
+    pub fn sync_batch_norm(&self) -> Option<SyncBatchNorm> {
+        self.ddp
+            .as_ref()
+            .filter(|_| self.sync_batchnorm)
+            .map(|d| d.sync_batch_norm())
     }
 
     pub fn rank(&self) -> usize {

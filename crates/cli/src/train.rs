@@ -148,6 +148,9 @@ struct RunSettings {
     /// --batch-size images a step.
     #[serde(default = "one")]
     ranks: usize,
+    /// Batch norm over all ranks' batches (`--sync-batchnorm`).
+    #[serde(default)]
+    sync_batchnorm: bool,
 }
 
 fn one() -> usize {
@@ -178,6 +181,7 @@ impl RunSettings {
             augment: a.augment,
             horizon: a.epochs,
             ranks,
+            sync_batchnorm: a.dist.sync_batchnorm,
         }
     }
 
@@ -209,6 +213,11 @@ impl RunSettings {
             "ranks (mpirun -np)",
             self.ranks.to_string(),
             saved.ranks.to_string(),
+        );
+        cmp(
+            "--sync-batchnorm",
+            self.sync_batchnorm.to_string(),
+            saved.sync_batchnorm.to_string(),
         );
         cmp(
             "--batch-size",
@@ -660,6 +669,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Some(n) => a.epochs.min(start + n),
         None => a.epochs,
     };
+    let _sync = group.sync_batch_norm();
     for epoch in start..end {
         let lr = schedule.lr_at(base_lr, epoch, a.warmup);
         opt.set_lr(lr);

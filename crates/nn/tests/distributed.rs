@@ -7,24 +7,33 @@ use aics_nn::distributed::{
 };
 use aics_nn::loss::cross_entropy;
 use aics_nn::optim::Optimizer;
-use aics_nn::{parameters, Conv2d, Flatten, Linear, Module, NnError, ReLU, Sequential, Sgd};
+use aics_nn::{
+    parameters, state_dict, BatchNorm, Conv2d, Flatten, Linear, Module, NnError, ReLU, Sequential,
+    Sgd,
+};
 use aics_tensor::testing::{assert_close, Tol};
 use aics_tensor::{ConvParams, Rng, Tensor};
 
-/// A small CNN, with weights drawn from `seed`.
-fn model(seed: u64) -> Sequential {
+/// A small CNN, with weights drawn from `seed`, and batch norm after its convolution with `bn`.
+fn model_bn(seed: u64, bn: bool) -> Sequential {
     let mut rng = Rng::new(seed);
     let p = ConvParams {
         padding: (1, 1),
         ..ConvParams::default()
     };
-    Sequential::new()
-        .push("conv", Conv2d::new(2, 4, 3, p, true, &mut rng).unwrap())
-        .push("relu", ReLU)
+    let mut m = Sequential::new().push("conv", Conv2d::new(2, 4, 3, p, true, &mut rng).unwrap());
+    if bn {
+        m = m.push("bn", BatchNorm::new(4));
+    }
+    m.push("relu", ReLU)
         .push("flat", Flatten(1))
         .push("fc1", Linear::new(4 * 6 * 6, 16, true, &mut rng).unwrap())
         .push("relu2", ReLU)
         .push("fc2", Linear::new(16, 3, true, &mut rng).unwrap())
+}
+
+fn model(seed: u64) -> Sequential {
+    model_bn(seed, false)
 }
 
 const RANKS: usize = 3;
@@ -58,9 +67,9 @@ fn sgd(m: &Sequential) -> Sgd {
         .weight_decay(1e-3)
 }
 
-/// One process, the whole batch of every step.
-fn single() -> Vec<Vec<f32>> {
-    let m = model(7);
+/// One process, the whole batch of every step: the parameters and buffers after the last.
+fn single(bn: bool) -> Vec<Vec<f32>> {
+    let m = model_bn(7, bn);
     let mut opt = sgd(&m);
     let all: Vec<usize> = (0..RANKS * PER_RANK).collect();
     for s in 0..STEPS {
@@ -71,19 +80,24 @@ fn single() -> Vec<Vec<f32>> {
         loss.backward().unwrap();
         opt.step().unwrap();
     }
-    parameters(&m).iter().map(|(_, t)| t.to_vec()).collect()
+    state_dict(&m).iter().map(|(_, t)| t.to_vec()).collect()
 }
 
 /// `RANKS` threads, each with its own rows of every batch (rank r: rows r, r + RANKS, …, as
 /// PyTorch's DistributedSampler deals them), starting from different weights that the
 /// broadcast replaces by rank 0's.
 fn distributed(bucket_bytes: usize) -> Vec<(Vec<Vec<f32>>, usize)> {
+    distributed_bn(bucket_bytes, false, false)
+}
+
+/// [`distributed`] of the model with batch norm (`bn`), synchronized over the ranks or not.
+fn distributed_bn(bucket_bytes: usize, bn: bool, sync: bool) -> Vec<(Vec<Vec<f32>>, usize)> {
     let handles: Vec<_> = ThreadGroup::new(RANKS)
         .into_iter()
         .map(|comm| {
             std::thread::spawn(move || {
                 let r = comm.rank();
-                let m = model(if r == 0 { 7 } else { 1000 + r as u64 });
+                let m = model_bn(if r == 0 { 7 } else { 1000 + r as u64 }, bn);
                 let options = DdpOptions {
                     bucket_bytes,
                     timeout: Some(Duration::from_secs(60)),
@@ -94,6 +108,7 @@ fn distributed(bucket_bytes: usize) -> Vec<(Vec<Vec<f32>>, usize)> {
                     options,
                 )
                 .unwrap();
+                let _sync = sync.then(|| ddp.sync_batch_norm());
                 let mut opt = sgd(&m);
                 let mine: Vec<usize> = (r..RANKS * PER_RANK).step_by(RANKS).collect();
                 for s in 0..STEPS {
@@ -104,7 +119,7 @@ fn distributed(bucket_bytes: usize) -> Vec<(Vec<Vec<f32>>, usize)> {
                     ddp.backward(&loss).unwrap();
                     opt.step().unwrap();
                 }
-                let p: Vec<Vec<f32>> = parameters(&m).iter().map(|(_, t)| t.to_vec()).collect();
+                let p: Vec<Vec<f32>> = state_dict(&m).iter().map(|(_, t)| t.to_vec()).collect();
                 (p, ddp.num_buckets())
             })
         })
@@ -114,7 +129,7 @@ fn distributed(bucket_bytes: usize) -> Vec<(Vec<Vec<f32>>, usize)> {
 
 #[test]
 fn ranks_on_parts_of_the_batch_train_as_one_process_on_all_of_it() {
-    let want = single();
+    let want = single(false);
     // one bucket; and buckets of 1 KB, so several go out while backward runs
     for bucket_bytes in [25 << 20, 1024] {
         let got = distributed(bucket_bytes);
@@ -136,6 +151,31 @@ fn ranks_on_parts_of_the_batch_train_as_one_process_on_all_of_it() {
             assert_eq!(params, &got[0].0, "rank {r} differs from rank 0");
         }
     }
+}
+
+/// With batch norm synchronized, the ranks train as one process on the whole batch too, running
+/// statistics included; without it each rank normalises over its own part, and they do not.
+#[test]
+fn synchronized_batch_norm_trains_as_one_process() {
+    let want = single(true);
+    let got = distributed_bn(1024, true, true);
+    for (r, (state, _)) in got.iter().enumerate() {
+        assert_eq!(state.len(), want.len());
+        for (i, (g, w)) in state.iter().zip(&want).enumerate() {
+            let what = format!("synchronized batch norm, rank {r}, tensor {i}");
+            assert_close(&what, g, w, Tol::new(1e-6, 1e-5));
+        }
+    }
+    let per_rank = distributed_bn(1024, true, false);
+    let differs = per_rank[0].0.iter().zip(&want).any(|(g, w)| {
+        g.iter()
+            .zip(w)
+            .any(|(a, b)| (a - b).abs() > 1e-3 * (1.0 + b.abs()))
+    });
+    assert!(
+        differs,
+        "batch norm per rank should not equal the whole batch's"
+    );
 }
 
 /// Two runs with the same number of ranks give the same bits.

@@ -27,6 +27,7 @@ pub use cpu::packed::PackedWeights;
 pub use dtype::{DType, Float};
 pub use error::{Result, TensorError};
 pub use ops::conv::{Activation, ConvParams};
+pub use ops::norm::GroupStats;
 pub use ops::pool::PoolParams;
 pub use ops::recurrent::{Cell, RecurrentOpts, RecurrentOut};
 pub use ops::upsample::Interp;

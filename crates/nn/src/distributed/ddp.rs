@@ -12,12 +12,13 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use aics_tensor::Tensor;
+use aics_tensor::{GroupStats, Tensor};
 
-use super::{CommError, CommResult, Communicator};
+use super::{CommError, CommResult, Communicator, SyncBatchNorm};
 use crate::module::{state_dict, Module};
 use crate::{parameters, Result};
 
@@ -59,6 +60,30 @@ pub struct CommHandle {
     rank: usize,
     size: usize,
     timeout: Option<Duration>,
+    /// A failure met where it could not be returned (inside a backward pass), for the
+    /// data-parallel step to report.
+    failed: Arc<Mutex<Option<CommError>>>,
+}
+
+impl GroupStats for CommHandle {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn ranks(&self) -> usize {
+        self.size
+    }
+
+    fn all_gather(&self, buf: &mut [f32]) -> std::result::Result<(), String> {
+        // the slots of the other ranks are zero here: their sum is the gather, bit for bit
+        self.all_reduce_sum(buf, "synchronized batch norm")
+            .map_err(|e| {
+                let msg = e.to_string();
+                let mut slot = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+                msg
+            })
+    }
 }
 
 /// The answer to one collective handed to the communication thread.
@@ -180,6 +205,7 @@ impl DistributedDataParallel {
             rank,
             size,
             timeout: options.timeout,
+            failed: Arc::new(Mutex::new(None)),
         };
 
         let params: Vec<Tensor> = parameters(model)
@@ -242,6 +268,13 @@ impl DistributedDataParallel {
         self.comm.clone()
     }
 
+    /// Synchronizes batch norm over the ranks for forwards on this thread until the guard is
+    /// dropped (PyTorch's `SyncBatchNorm`): then N ranks with batch B train a model with batch
+    /// norm as one process with batch N·B does.
+    pub fn sync_batch_norm(&self) -> SyncBatchNorm {
+        SyncBatchNorm::enable(Arc::new(self.comm.clone()))
+    }
+
     /// How many buckets the gradients travel in.
     pub fn num_buckets(&self) -> usize {
         self.buckets.len()
@@ -286,6 +319,15 @@ impl DistributedDataParallel {
             loss.backward_with_ready_hook(&mut on_ready)?;
             // parameters the loss does not reach: their buckets go out now, in order
             launch_ready(&vec![true; nb], &mut pending);
+        }
+        let failed = self
+            .comm
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         let scale = 1.0 / self.comm.size as f32;
         for (b, p) in pending.into_iter().enumerate() {

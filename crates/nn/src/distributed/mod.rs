@@ -15,9 +15,12 @@
 
 mod ddp;
 mod local;
+mod sync_bn;
 
-pub use ddp::{DdpOptions, DistributedDataParallel};
+pub use ddp::{CommHandle, DdpOptions, DistributedDataParallel};
 pub use local::{ThreadComm, ThreadGroup};
+pub(crate) use sync_bn::current as sync_bn_group;
+pub use sync_bn::SyncBatchNorm;
 
 use thiserror::Error;
 

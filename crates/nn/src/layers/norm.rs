@@ -58,6 +58,17 @@ impl Module for BatchNorm {
         let training = self.training.load(Ordering::Relaxed);
         if training {
             self.num_batches_tracked.update_data(|v| v[0] += 1.0);
+            if let Some(group) = crate::distributed::sync_bn_group() {
+                return Ok(x.batch_norm_synced(
+                    self.weight.as_ref(),
+                    self.bias.as_ref(),
+                    Some(&self.running_mean),
+                    Some(&self.running_var),
+                    self.momentum,
+                    self.eps,
+                    &group,
+                )?);
+            }
         }
         Ok(x.batch_norm(
             self.weight.as_ref(),

@@ -3,11 +3,13 @@
 //! kernel with its backward beside it, which normalises groups of planes (a channel across the
 //! batch, or one plane); the composition of differentiable ops is kept as its reference.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use crate::cpu;
 use crate::dtype::Float;
-use crate::error::{shape_err, Result};
+use crate::error::{shape_err, Result, TensorError};
 use crate::tensor::Tensor;
 use crate::trace::{self, Op};
 
@@ -297,7 +299,8 @@ impl<T: Float> Tensor<T> {
                 format!("expected more than 1 value per channel when training, got input {sh:?}"),
             ));
                 }
-                let (y, mean, var) = self.normalize_planes(weight, bias, eps, false, "batch_norm");
+                let (y, mean, var, _) =
+                    self.normalize_planes(weight, bias, eps, false, "batch_norm", None)?;
                 if training {
                     if let (Some(rm), Some(rv)) = (running_mean, running_var) {
                         update_running(rm, rv, &mean, &var, momentum, count);
@@ -308,6 +311,61 @@ impl<T: Float> Tensor<T> {
         )
     }
 
+    /// Batch norm in training mode over the batches of all the ranks of `group` (PyTorch's
+    /// `SyncBatchNorm`): each channel's mean and variance are those of every rank's values
+    /// together (the ranks' counts, means and variances are gathered and combined in f64), and
+    /// the running statistics move with them. Backward takes the means of `dy` and `dy·x̂`
+    /// over all ranks too, and leaves in `dγ` and `dβ` this rank's own sums (the gradient
+    /// averaging of data-parallel training then makes them the whole batch's). With one rank
+    /// it equals [`Tensor::batch_norm`] in training mode.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_synced(
+        &self,
+        weight: Option<&Tensor<T>>,
+        bias: Option<&Tensor<T>>,
+        running_mean: Option<&Tensor<T>>,
+        running_var: Option<&Tensor<T>>,
+        momentum: f64,
+        eps: f64,
+        group: &Arc<dyn GroupStats>,
+    ) -> Result<Tensor<T>> {
+        let sh = self.shape().to_vec();
+        if sh.len() < 2 {
+            return Err(shape_err(
+                "sync_batch_norm",
+                format!("expected input (N, C, ...), got {sh:?}"),
+            ));
+        }
+        check_per_channel(
+            "sync_batch_norm",
+            &sh,
+            &[
+                ("weight", weight),
+                ("bias", bias),
+                ("running_mean", running_mean),
+                ("running_var", running_var),
+            ],
+        )?;
+        let (y, mean, var, count) = self.normalize_planes(
+            weight,
+            bias,
+            eps,
+            false,
+            "sync_batch_norm",
+            Some(group.clone()),
+        )?;
+        if count <= 1.0 {
+            return Err(shape_err(
+                "sync_batch_norm",
+                format!("expected more than 1 value per channel over all ranks, got {count}"),
+            ));
+        }
+        if let (Some(rm), Some(rv)) = (running_mean, running_var) {
+            update_running(rm, rv, &mean, &var, momentum, count as usize);
+        }
+        Ok(y)
+    }
+
     /// Normalisation over groups of (sample, channel) planes, as one op: batch norm's group is
     /// a channel across the batch (`per_sample` false), instance norm's one plane (true); γ and
     /// β are per channel. Forward: each group's mean and biased variance from Σx and Σx² in
@@ -315,7 +373,8 @@ impl<T: Float> Tensor<T> {
     /// one write. Backward: per group Σdy and Σdy·x̂ (taken the same way), then one write of
     /// `dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂))` (means over the group, r = 1/√(σ² + ε)), with
     /// `dγ = Σ dy·x̂` and `dβ = Σ dy` per channel. Returns the output and each group's mean and
-    /// biased variance.
+    /// biased variance, and the number of values each group's statistics cover. With `group`
+    /// (channels only), the statistics and backward's means are taken over all its ranks.
     fn normalize_planes(
         &self,
         weight: Option<&Tensor<T>>,
@@ -323,14 +382,15 @@ impl<T: Float> Tensor<T> {
         eps: f64,
         per_sample: bool,
         op: &'static str,
-    ) -> (Tensor<T>, Vec<f64>, Vec<f64>) {
+        group_stats: Option<Arc<dyn GroupStats>>,
+    ) -> Result<(Tensor<T>, Vec<f64>, Vec<f64>, f64)> {
         let sh = self.shape().to_vec();
         let c = sh[1];
         let inner: usize = sh[2..].iter().product();
         let (n, planes) = (sh[0], sh[0] * c);
         let groups = if per_sample { planes } else { c };
         let group = move |p: usize| if per_sample { p } else { p % c };
-        let count = (inner * planes / groups.max(1)) as f64;
+        let local_count = (inner * planes / groups.max(1)) as f64;
         let x = self.data();
         let gammas: Vec<f64> = (0..c)
             .map(|ch| weight.map_or(1.0, |w| w.data()[ch].as_f64()))
@@ -354,13 +414,18 @@ impl<T: Float> Tensor<T> {
                 sums[group(p)].1 += q;
             }
         }
-        let mean: Vec<f64> = sums.iter().map(|s| s.0 / count).collect();
+        let mean: Vec<f64> = sums.iter().map(|s| s.0 / local_count).collect();
         // E[x²] − μ² in f64: exact enough for f32 data unless |μ|/σ passes about 10⁴
         let var: Vec<f64> = sums
             .iter()
             .zip(&mean)
-            .map(|(s, m)| (s.1 / count - m * m).max(0.0))
+            .map(|(s, m)| (s.1 / local_count - m * m).max(0.0))
             .collect();
+        let (mean, var, count) = match &group_stats {
+            Some(g) => combine_ranks(g.as_ref(), local_count, &mean, &var)
+                .map_err(|msg| TensorError::Arg { op, msg })?,
+            None => (mean, var, local_count),
+        };
         let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         let coefs: Vec<(T, T)> = (0..groups)
             .map(|gi| {
@@ -388,6 +453,10 @@ impl<T: Float> Tensor<T> {
                     let v = (s, rstd[ch] * (sx - mean[ch] * s));
                     per_group[ch] = v;
                     per_channel[ch] = v;
+                }
+                if let Some(g) = &group_stats {
+                    // the means below are over every rank's values; dγ and dβ stay this rank's
+                    per_group = sum_ranks(g.as_ref(), &per_group);
                 }
             } else {
                 let sums: Vec<(f64, f64)> = if inner == 0 {
@@ -489,7 +558,7 @@ impl<T: Float> Tensor<T> {
             }
             r
         });
-        (out, mean_out, var_out)
+        Ok((out, mean_out, var_out, count))
     }
 
     /// Batch norm built from differentiable ops (mean, subtract, square, mean, power, multiply,
@@ -617,7 +686,7 @@ impl<T: Float> Tensor<T> {
                 }
                 check_per_channel("instance_norm", &sh, &[("weight", weight), ("bias", bias)])?;
                 Ok(self
-                    .normalize_planes(weight, bias, eps, true, "instance_norm")
+                    .normalize_planes(weight, bias, eps, true, "instance_norm", None)?
                     .0)
             }),
         )
@@ -644,6 +713,84 @@ impl<T: Float> Tensor<T> {
 }
 
 /// `r ← (1 − m)·r + m·v` for the running mean, and the same with the unbiased batch variance.
+/// The ranks of a data-parallel group, for batch statistics taken over all their batches
+/// (synchronized batch norm). `aics-nn`'s distributed training provides it.
+pub trait GroupStats: Send + Sync {
+    fn rank(&self) -> usize;
+    fn ranks(&self) -> usize;
+    /// An all-gather: `buf` holds `ranks` slots of equal length, this rank's filled and the
+    /// others zero; on return every slot holds its rank's values, the same on every rank.
+    fn all_gather(&self, buf: &mut [f32]) -> std::result::Result<(), String>;
+}
+
+/// Every rank's values of `local` (one slot each), gathered. Each f64 travels as two f32s (the
+/// value rounded, and what the rounding left), so the statistics keep about 48 bits: as close
+/// to one process's f64 sums as the ranks' own sums are.
+fn gather_ranks(g: &dyn GroupStats, local: &[f64]) -> std::result::Result<Vec<f64>, String> {
+    let (r, n, len) = (g.rank(), g.ranks().max(1), 2 * local.len());
+    let mut buf = vec![0.0f32; n * len];
+    for (pair, &v) in buf[r * len..(r + 1) * len].chunks_mut(2).zip(local) {
+        let hi = v as f32;
+        pair[0] = hi;
+        pair[1] = (v - hi as f64) as f32;
+    }
+    g.all_gather(&mut buf)?;
+    Ok(buf.chunks(2).map(|p| p[0] as f64 + p[1] as f64).collect())
+}
+
+/// Per-channel mean and biased variance over all ranks, from each rank's count, means and
+/// variances: `μ = Σ nᵣμᵣ / N`, `σ² = Σ nᵣ(σᵣ² + (μᵣ − μ)²) / N`, in f64 and in rank order, so
+/// every rank gets the same values.
+fn combine_ranks(
+    g: &dyn GroupStats,
+    count: f64,
+    mean: &[f64],
+    var: &[f64],
+) -> std::result::Result<(Vec<f64>, Vec<f64>, f64), String> {
+    let c = mean.len();
+    let mut local = vec![count];
+    local.extend(mean);
+    local.extend(var);
+    let all = gather_ranks(g, &local)?;
+    let slots: Vec<&[f64]> = all.chunks(1 + 2 * c).collect();
+    let total: f64 = slots.iter().map(|s| s[0]).sum();
+    if total <= 0.0 {
+        return Err("no values in any rank's batch".into());
+    }
+    let mu: Vec<f64> = (0..c)
+        .map(|ch| slots.iter().map(|s| s[0] * s[1 + ch]).sum::<f64>() / total)
+        .collect();
+    let var: Vec<f64> = (0..c)
+        .map(|ch| {
+            slots
+                .iter()
+                .map(|s| {
+                    let d = s[1 + ch] - mu[ch];
+                    s[0] * (s[1 + c + ch] + d * d)
+                })
+                .sum::<f64>()
+                / total
+        })
+        .collect();
+    Ok((mu, var, total))
+}
+
+/// Per-channel `(Σdy, Σdy·x̂)` summed over the ranks in rank order. If the group cannot be
+/// reached, this rank's own sums are kept: the data-parallel step reports the failure when the
+/// backward pass returns.
+fn sum_ranks(g: &dyn GroupStats, local: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let flat: Vec<f64> = local.iter().flat_map(|&(a, b)| [a, b]).collect();
+    match gather_ranks(g, &flat) {
+        Ok(all) => (0..local.len())
+            .map(|ch| {
+                all.chunks(flat.len())
+                    .fold((0.0, 0.0), |(a, b), s| (a + s[2 * ch], b + s[2 * ch + 1]))
+            })
+            .collect(),
+        Err(_) => local.to_vec(),
+    }
+}
+
 fn update_running<T: Float>(
     rm: &Tensor<T>,
     rv: &Tensor<T>,

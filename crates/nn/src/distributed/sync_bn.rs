@@ -1,0 +1,39 @@
+//! Synchronized batch norm: while a [`SyncBatchNorm`] guard is alive on a thread, every
+//! [`crate::BatchNorm`] in training mode whose forward runs on that thread takes its
+//! statistics over the batches of all the ranks ([`aics_tensor::Tensor::batch_norm_synced`]).
+//! A guard instead of a converted model: the zoo's models stay as they are, and the same model
+//! trains synchronized or not. Layers run their forward on the thread that calls the model's.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use aics_tensor::GroupStats;
+
+thread_local! {
+    static GROUP: RefCell<Option<Arc<dyn GroupStats>>> = const { RefCell::new(None) };
+}
+
+/// Keeps batch norm synchronized over a group on this thread until dropped.
+pub struct SyncBatchNorm {
+    prev: Option<Arc<dyn GroupStats>>,
+}
+
+impl SyncBatchNorm {
+    /// Synchronizes the batch norm of forwards on this thread over `group`.
+    pub fn enable(group: Arc<dyn GroupStats>) -> Self {
+        let prev = GROUP.with(|g| g.borrow_mut().replace(group));
+        SyncBatchNorm { prev }
+    }
+}
+
+impl Drop for SyncBatchNorm {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        GROUP.with(|g| *g.borrow_mut() = prev);
+    }
+}
+
+/// The group batch norm is synchronized over on this thread, if any.
+pub(crate) fn current() -> Option<Arc<dyn GroupStats>> {
+    GROUP.with(|g| g.borrow().clone())
+}
