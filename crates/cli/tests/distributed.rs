@@ -305,6 +305,7 @@ fn fault_run(name: &str, signal: &str) -> (Output, Duration, PathBuf, tempdir_gu
     // a stopped rank the job left behind goes now
     let _ = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
+        .stderr(Stdio::null())
         .status();
     (out, took, ck, tempdir_guard::Guard(d))
 }
