@@ -16,6 +16,8 @@ use aics_tensor::{no_grad, Rng, Tensor};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::dist::{DistArgs, Group};
+
 #[derive(clap::Args, Debug)]
 pub struct StylizeTrainArgs {
     /// The painting whose style the network learns.
@@ -66,6 +68,8 @@ pub struct StylizeTrainArgs {
     /// the log is appended to.
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub dist: DistArgs,
 }
 
 fn photos(spec: &str) -> Result<Vec<PathBuf>> {
@@ -177,6 +181,10 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
     )?;
     let net = transform_net(a.seed)?;
     let mut opt = Adam::new(parameters(&net)).lr(a.lr);
+    // with --distributed every rank's network is rank 0's from here on
+    let mut group = Group::start(&a.dist, &net)?;
+    let main = group.is_main();
+    let (rank, ranks) = (group.rank(), group.size());
     let mut start = 0;
     if a.resume {
         let ck = load_checkpoint(&a.checkpoint).with_context(|| {
@@ -188,7 +196,7 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
         check_kind(&ck)?;
         ck.load_into(&net)?;
         let state = ck.optimizer_state();
-        if state.is_empty() {
+        if state.is_empty() && main {
             println!(
                 "{}: no optimizer state saved; Adam starts afresh",
                 a.checkpoint.display()
@@ -204,20 +212,26 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
                 a.checkpoint.display()
             );
         }
-        println!("resuming {} from step {start}", a.checkpoint.display());
+        if main {
+            println!("resuming {} from step {start}", a.checkpoint.display());
+        }
+        group.sync_state(&net)?;
     }
     let preview = picture::read(&a.preview).ok();
-    println!(
-        "training the transformation network for {} on {} photos ({}×{} crops, batch {}) for {} steps",
-        a.style.display(),
-        files.len(),
-        a.size,
-        a.size,
-        a.batch_size,
-        a.steps
-    );
+    if main {
+        println!(
+            "training the transformation network for {} on {} photos ({}×{} crops, batch {}{}) for {} steps",
+            a.style.display(),
+            files.len(),
+            a.size,
+            a.size,
+            a.batch_size,
+            if ranks > 1 { format!(" a rank, {} in all over {ranks} ranks", ranks * a.batch_size) } else { String::new() },
+            a.steps
+        );
+    }
     let mut log = match &a.log {
-        Some(p) => Some(
+        Some(p) if main => Some(
             std::fs::OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -226,9 +240,13 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
                 .open(p)
                 .with_context(|| format!("{}: cannot create", p.display()))?,
         ),
-        None => None,
+        _ => None,
     };
-    let pb = ProgressBar::new(a.steps as u64);
+    let pb = if main {
+        ProgressBar::new(a.steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     pb.set_position(start as u64);
     pb.set_style(
         ProgressStyle::with_template("[{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
@@ -243,20 +261,32 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
     for step in start + 1..=a.steps {
         let t0 = Instant::now();
         let mut batch = Vec::with_capacity(a.batch_size * 3 * s * s);
-        for _ in 0..a.batch_size {
+        // every rank draws the crops of the whole batch of all ranks (the same random stream
+        // as one process with that batch) and keeps its own part of them
+        for i in 0..a.batch_size * ranks {
             if cursor == order.len() {
                 rng.shuffle(&mut order);
                 cursor = 0;
             }
-            batch.extend(crop(&files[order[cursor]], a.size, &mut rng)?);
+            let c = crop(&files[order[cursor]], a.size, &mut rng)?;
+            if i / a.batch_size == rank {
+                batch.extend(c);
+            }
             cursor += 1;
         }
         let x = Tensor::from_vec(batch, &[a.batch_size, 3, s, s])?;
         opt.zero_grad();
         let y = net.forward(&x)?;
-        let (total, l) = losses.loss(&vgg, &x, &y)?;
-        total.backward()?;
+        let (total, mut l) = losses.loss(&vgg, &x, &y)?;
+        group.backward(&total)?;
         opt.step()?;
+        if ranks > 1 {
+            // the batch's losses: the mean of the ranks' means
+            let mut v = [l.content, l.style, l.tv, l.total];
+            group.sum(&mut v)?;
+            let n = ranks as f64;
+            (l.content, l.style, l.tv, l.total) = (v[0] / n, v[1] / n, v[2] / n, v[3] / n);
+        }
         if !l.total.is_finite() {
             bail!(
                 "the loss became {} at step {step}; lower --lr or the style weight",
@@ -277,7 +307,7 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
                     "tv_loss": l.tv, "total_loss": l.total, "seconds": secs})
             )?;
         }
-        if step % a.save_every.max(1) == 0 || step == a.steps {
+        if main && (step % a.save_every.max(1) == 0 || step == a.steps) {
             save(&net, &opt, &a, step)?;
             if let Some(p) = &preview {
                 let out = a.checkpoint.with_file_name(format!(
@@ -294,8 +324,10 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
         }
     }
     pb.finish_and_clear();
-    println!("network: {}", a.checkpoint.display());
-    Ok(())
+    if main {
+        println!("network: {}", a.checkpoint.display());
+    }
+    group.finish()
 }
 
 fn save(net: &dyn Module, opt: &dyn Optimizer, a: &StylizeTrainArgs, step: usize) -> Result<()> {
