@@ -35,6 +35,7 @@ pub struct DistArgs {
 pub struct Group {
     pub ddp: Option<DistributedDataParallel>,
     sync_batchnorm: bool,
+    options: DdpOptions,
 }
 
 impl Group {
@@ -58,6 +59,7 @@ impl Group {
             return Ok(Group {
                 ddp: None,
                 sync_batchnorm: false,
+                options: DdpOptions::default(),
             });
         }
         if !(a.bucket_mb > 0.0 && a.bucket_mb.is_finite()) {
@@ -77,11 +79,17 @@ impl Group {
             timeout: Some(Duration::from_secs_f64(a.dist_timeout)),
         };
         let make = || MpiComm::init().map(|c| Box::new(c) as Box<dyn Communicator>);
-        let ddp = DistributedDataParallel::new(model, make, options)?;
+        let ddp = DistributedDataParallel::new(model, make, options.clone())?;
         Ok(Group {
             ddp: Some(ddp),
             sync_batchnorm: a.sync_batchnorm,
+            options,
         })
+    }
+
+    /// The bucket size and timeout of the run, for reducers of further models.
+    pub fn options(&self) -> DdpOptions {
+        self.options.clone()
     }
 
     /// With `--sync-batchnorm`, a guard under which the batch norm of forwards on this thread

@@ -123,6 +123,8 @@ pub struct TrainArgs {
     /// constant, so a run may also be extended).
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    dist: crate::dist::DistArgs,
 }
 
 #[derive(Args, Debug)]
@@ -851,10 +853,18 @@ fn train(a: TrainArgs) -> Result<()> {
     if iters_per_epoch == Some(0) {
         bail!("--iterations must be at least 1");
     }
-    let settings = settings_of(&a, &cfg, obj, batch, lr, iters_per_epoch);
+    let mut settings = settings_of(&a, &cfg, obj, batch, lr, iters_per_epoch);
     let mut rng = Rng::new(a.seed);
     let gan = Gan::new(&cfg, &mut rng)?;
     let mut tr = GanTrainer::new(gan, obj, lr);
+    // --distributed: --batch-size a rank; the group's run is that of one process with the
+    // batch of all ranks, and only rank 0 prints, draws and writes
+    let mut group = crate::dist::Group::start(&a.dist, &tr.gan)?;
+    let main = group.is_main();
+    let (rank, ranks) = (group.rank(), group.size());
+    if ranks > 1 {
+        settings += &format!(";ranks={ranks}");
+    }
 
     // the classifier that scores generated images
     let classifier = match (&data, &a.classifier) {
@@ -874,7 +884,9 @@ fn train(a: TrainArgs) -> Result<()> {
                 ),
                 (None, None) => None,
                 (None, Some(_)) => {
-                    eprintln!("note: no classifier ({DEFAULT_CLASSIFIER} is made by `aics train`): generated images are not scored; --eval-samples 0 silences this");
+                    if main {
+                        eprintln!("note: no classifier ({DEFAULT_CLASSIFIER} is made by `aics train`): generated images are not scored; --eval-samples 0 silences this");
+                    }
                     None
                 }
             }
@@ -928,6 +940,9 @@ fn train(a: TrainArgs) -> Result<()> {
                 .collect();
         }
     }
+    if let Some(h) = group.ddp.as_ref().map(|d| d.handle()) {
+        tr.distribute(&h, group.options())?;
+    }
     if let Some(d) = checkpoint.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
@@ -950,12 +965,24 @@ fn train(a: TrainArgs) -> Result<()> {
             a.dataset, im.n, im.c
         ),
     };
-    println!(
-        "{what}: {} + {} parameters",
-        aics_nn::num_params(&tr.gan.generator),
-        aics_nn::num_params(&tr.gan.discriminator)
-    );
+    if main {
+        println!(
+            "{what}: {} + {} parameters{}",
+            aics_nn::num_params(&tr.gan.generator),
+            aics_nn::num_params(&tr.gan.discriminator),
+            if ranks > 1 {
+                format!(
+                    "; batch {batch} a rank, {} in all over {ranks} ranks",
+                    batch * ranks
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
 
+    // --sync-batchnorm: DCGAN's batch norms over all ranks' batches
+    let _sync = group.sync_batch_norm();
     for epoch in start_epoch..a.epochs {
         let t0 = Instant::now();
         // image epochs: the shuffled batches, `critic_steps` an iteration while they last;
@@ -964,8 +991,11 @@ fn train(a: TrainArgs) -> Result<()> {
             Data::Images(im) => {
                 let mut order: Vec<usize> = (0..im.n).collect();
                 Rng::derive(a.seed, epoch as u64 + 1).shuffle(&mut order);
-                let batches: Vec<Vec<usize>> =
-                    order.chunks_exact(batch).map(|c| c.to_vec()).collect();
+                // each rank takes every ranks-th image of each batch of all ranks
+                let batches: Vec<Vec<usize>> = order
+                    .chunks_exact(batch * ranks)
+                    .map(|c| c.iter().skip(rank).step_by(ranks).copied().collect())
+                    .collect();
                 let total = batches.len();
                 (batches, total)
             }
@@ -978,7 +1008,11 @@ fn train(a: TrainArgs) -> Result<()> {
                 tr.n_critic
             );
         }
-        let pb = ProgressBar::new(total as u64);
+        let pb = if main {
+            ProgressBar::new(total as u64)
+        } else {
+            ProgressBar::hidden()
+        };
         pb.set_style(
             ProgressStyle::with_template(&format!(
                 "epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}} ({{elapsed}}<{{eta}})",
@@ -1010,13 +1044,39 @@ fn train(a: TrainArgs) -> Result<()> {
                     if n_iter == total {
                         break;
                     }
-                    (0..want).map(|_| t.sample(batch, &mut srng)).collect()
+                    // the points of all ranks are drawn, this rank's kept
+                    (0..want)
+                        .map(|_| rows_of(&t.sample(batch * ranks, &mut srng), rank, ranks))
+                        .collect::<Result<_>>()?
                 }
             };
             let z_dim = cfg.z_dim;
-            let s = tr.iteration(&reals, &mut |n| {
-                Tensor::randn(&[n, z_dim], 0.0, 1.0, &mut srng)
+            let mut noise_err = None;
+            let mut s = tr.iteration(&reals, &mut |n| {
+                // the codes of all ranks' samples are drawn, this rank's kept
+                let all = Tensor::randn(&[n * ranks, z_dim], 0.0, 1.0, &mut srng);
+                rows_of(&all, rank, ranks).unwrap_or_else(|e| {
+                    noise_err = Some(e);
+                    all
+                })
             })?;
+            if let Some(e) = noise_err {
+                return Err(e);
+            }
+            if ranks > 1 {
+                // the iteration's numbers over the whole batch: the mean of the ranks'
+                let mut v = [
+                    s.d_loss,
+                    s.g_loss,
+                    s.d_real,
+                    s.d_fake,
+                    s.wasserstein.unwrap_or(0.0),
+                ];
+                group.sum(&mut v)?;
+                let k = ranks as f64;
+                (s.d_loss, s.g_loss, s.d_real, s.d_fake) = (v[0] / k, v[1] / k, v[2] / k, v[3] / k);
+                s.wasserstein = s.wasserstein.map(|_| v[4] / k);
+            }
             n_iter += 1;
             sd += s.d_loss;
             sg += s.g_loss;
@@ -1039,7 +1099,7 @@ fn train(a: TrainArgs) -> Result<()> {
             // a line every step for WGAN (its Wasserstein estimate), and every 100 steps on the
             // mixtures with the modes covered
             let toy_now = matches!(data, Data::Toy(_)) && tr.step.is_multiple_of(100);
-            if toy_now || s.wasserstein.is_some() {
+            if main && (toy_now || s.wasserstein.is_some()) {
                 let mut line = json!({"epoch": epoch + 1, "iteration": tr.step, "d_loss": s.d_loss, "g_loss": s.g_loss});
                 if let Some(w) = s.wasserstein {
                     line["wasserstein"] = json!(w);
@@ -1051,6 +1111,9 @@ fn train(a: TrainArgs) -> Result<()> {
             }
         }
         pb.finish_and_clear();
+        if !main {
+            continue;
+        }
         let secs = t0.elapsed().as_secs_f64();
         let k = n_iter as f64;
         let mut line = json!({"epoch": epoch + 1, "iterations": tr.step, "d_loss": sd / k, "g_loss": sg / k,
@@ -1129,13 +1192,24 @@ fn train(a: TrainArgs) -> Result<()> {
         write_log(&log_lines)?;
         std::io::stdout().flush().ok();
     }
-    println!(
-        "checkpoint: {}\nlog: {}\nsamples: {}",
-        checkpoint.display(),
-        log_path.display(),
-        samples_dir.display()
-    );
-    Ok(())
+    if main {
+        println!(
+            "checkpoint: {}\nlog: {}\nsamples: {}",
+            checkpoint.display(),
+            log_path.display(),
+            samples_dir.display()
+        );
+    }
+    group.finish()
+}
+
+/// Rows `rank`, `rank + ranks`, … of a batch: one rank's part of the batch of all ranks.
+fn rows_of(x: &Tensor, rank: usize, ranks: usize) -> Result<Tensor> {
+    if ranks == 1 {
+        return Ok(x.clone());
+    }
+    let idx: Vec<usize> = (rank..x.shape()[0]).step_by(ranks).collect();
+    Ok(x.index_select(0, &idx)?)
 }
 
 // ---------------------------------------------------------------------------------------------

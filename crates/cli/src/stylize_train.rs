@@ -147,6 +147,9 @@ pub fn run(a: StylizeTrainArgs) -> Result<()> {
             );
         }
     }
+    if a.dist.sync_batchnorm {
+        bail!("--sync-batchnorm: the transformation network has no batch norm (it normalises each image by itself)");
+    }
     let files = photos(&a.dataset)?;
     if let Some(dir) = a.checkpoint.parent() {
         if !dir.as_os_str().is_empty() {

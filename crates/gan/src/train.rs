@@ -8,6 +8,7 @@
 //! one discriminator step it reuses that step's samples, as PyTorch's DCGAN example does (its
 //! generator runs once an iteration); WGAN draws fresh codes, as the WGAN paper does.
 
+use aics_nn::distributed::{CommHandle, DdpOptions, DistributedDataParallel};
 use aics_nn::optim::Optimizer;
 use aics_nn::{parameters, Module};
 use aics_tensor::{no_grad, Rng, Tensor};
@@ -53,6 +54,9 @@ pub struct GanTrainer {
     pub critic_boost: bool,
     /// Iterations done (the step numbers errors name).
     pub step: u64,
+    /// Data-parallel training: the reducers of the discriminator's and the generator's
+    /// gradients ([`GanTrainer::distribute`]).
+    ddp: Option<(DistributedDataParallel, DistributedDataParallel)>,
 }
 
 fn finite(step: u64, what: &'static str, t: &Tensor) -> Result<f64> {
@@ -117,7 +121,20 @@ impl GanTrainer {
             clip,
             critic_boost: objective == Objective::Wasserstein,
             step: 0,
+            ddp: None,
         }
+    }
+
+    /// Trains on every rank of `group`'s data-parallel group: each network's gradients are
+    /// averaged over the ranks after each of its backward passes, and both networks start as
+    /// rank 0's. Each rank then passes its own part of every batch to
+    /// [`GanTrainer::iteration`].
+    pub fn distribute(&mut self, group: &CommHandle, options: DdpOptions) -> Result<()> {
+        let d =
+            DistributedDataParallel::with_handle(&self.gan.discriminator, group, options.clone())?;
+        let g = DistributedDataParallel::with_handle(&self.gan.generator, group, options)?;
+        self.ddp = Some((d, g));
+        Ok(())
     }
 
     /// The real batches the next iteration takes: `n_critic`, or 100 in WGAN's boosted
@@ -165,7 +182,10 @@ impl GanTrainer {
             let (a, b) = d_loss(&lr, &lf, self.objective)?;
             let loss = a.add(&b)?;
             stats.d_loss = finite(self.step, "discriminator loss", &loss)?;
-            loss.backward()?;
+            match self.ddp.as_mut() {
+                Some((dd, _)) => dd.backward(&loss)?,
+                None => loss.backward()?,
+            }
             self.opt_d.step()?;
             if let Some(c) = self.clip {
                 clip_weights(self.opt_d.params(), c);
@@ -183,7 +203,11 @@ impl GanTrainer {
         };
         let loss = g_loss(&d.forward(&fake)?, self.objective)?;
         stats.g_loss = finite(self.step, "generator loss", &loss)?;
-        loss.backward()?;
+        match self.ddp.as_mut() {
+            // the discriminator's gradients of this pass are not used: its next update zeroes them
+            Some((_, dg)) => dg.backward(&loss)?,
+            None => loss.backward()?,
+        }
         self.opt_g.step()?;
         self.step += 1;
         Ok(stats)

@@ -207,7 +207,29 @@ impl DistributedDataParallel {
             timeout: options.timeout,
             failed: Arc::new(Mutex::new(None)),
         };
+        Self::build(model, comm, Some(thread), options)
+    }
 
+    /// A reducer for another model of the same group, on the communication thread of `handle`
+    /// (a GAN's two networks, each stepped by its own optimizer). Makes every rank's copy of
+    /// `model` rank 0's. The reducer that started the thread ends it in
+    /// [`DistributedDataParallel::finish`].
+    pub fn with_handle(
+        model: &dyn Module,
+        handle: &CommHandle,
+        options: DdpOptions,
+    ) -> Result<Self> {
+        let mut comm = handle.clone();
+        comm.timeout = options.timeout;
+        Self::build(model, comm, None, options)
+    }
+
+    fn build(
+        model: &dyn Module,
+        comm: CommHandle,
+        thread: Option<JoinHandle<()>>,
+        options: DdpOptions,
+    ) -> Result<Self> {
         let params: Vec<Tensor> = parameters(model)
             .into_iter()
             .map(|(_, t)| t)
@@ -241,7 +263,7 @@ impl DistributedDataParallel {
             index,
             buckets,
             bucket_of,
-            thread: Some(thread),
+            thread,
             step: 0,
         };
         ddp.broadcast_state(model)?;
@@ -375,9 +397,13 @@ impl DistributedDataParallel {
     pub fn finish(mut self) -> Result<()> {
         self.barrier()?;
         let rank = self.comm.rank;
-        let thread = self.thread.take();
+        let Some(thread) = self.thread.take() else {
+            // a reducer on another's thread: that one ends it
+            return Ok(());
+        };
         // the thread ends here and its engine shuts down (MPI's Finalize)
         let _ = self.comm.jobs.send(Job::Stop);
+        let thread = Some(thread);
         if let Some(h) = thread {
             h.join().map_err(|_| CommError::Engine {
                 rank,
