@@ -92,7 +92,7 @@ fn distributed(bucket_bytes: usize) -> Vec<(Vec<Vec<f32>>, usize)> {
 
 /// [`distributed`] of the model with batch norm (`bn`), synchronized over the ranks or not.
 fn distributed_bn(bucket_bytes: usize, bn: bool, sync: bool) -> Vec<(Vec<Vec<f32>>, usize)> {
-    let handles: Vec<_> = ThreadGroup::new(RANKS)
+    let handles: Vec<_> = ThreadGroup::members(RANKS)
         .into_iter()
         .map(|comm| {
             std::thread::spawn(move || {
@@ -190,7 +190,7 @@ fn a_distributed_run_is_reproducible() {
 /// instead of hanging.
 #[test]
 fn a_silent_rank_is_named_within_the_timeout() {
-    let mut group = ThreadGroup::new(2);
+    let mut group = ThreadGroup::members(2);
     let silent = group.pop().unwrap();
     let comm = group.pop().unwrap();
     // rank 1 takes part in the start-up broadcast, then stops answering

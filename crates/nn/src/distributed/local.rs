@@ -12,7 +12,7 @@ pub struct ThreadGroup;
 impl ThreadGroup {
     /// `size` communicators, rank `r` at index `r`, to be moved each to its own thread. A
     /// member that is dropped has left the group: its peers' next exchange with it fails.
-    pub fn new(size: usize) -> Vec<ThreadComm> {
+    pub fn members(size: usize) -> Vec<ThreadComm> {
         let size = size.max(1);
         // channel (from, to) carries what `from` sends to `to`
         let mut senders: Vec<Vec<Option<Sender<Vec<f32>>>>> = (0..size)
@@ -125,7 +125,7 @@ mod tests {
         n: usize,
         f: impl Fn(ThreadComm) -> R + Send + Sync + Clone + 'static,
     ) -> Vec<R> {
-        let handles: Vec<_> = ThreadGroup::new(n)
+        let handles: Vec<_> = ThreadGroup::members(n)
             .into_iter()
             .map(|c| {
                 let f = f.clone();
@@ -186,7 +186,7 @@ mod tests {
     /// silent makes them time out naming it; neither hangs.
     #[test]
     fn a_lost_or_silent_peer_is_named() {
-        let mut group = ThreadGroup::new(2);
+        let mut group = ThreadGroup::members(2);
         let gone = group.pop().unwrap();
         drop(gone);
         let mut c = group.pop().unwrap();
@@ -203,7 +203,7 @@ mod tests {
             "{err}"
         );
 
-        let mut group = ThreadGroup::new(2);
+        let mut group = ThreadGroup::members(2);
         let _silent = group.pop().unwrap();
         let mut c = group.pop().unwrap().with_timeout(Duration::from_millis(50));
         let err = c.all_reduce_sum(&mut [1.0, 2.0]).unwrap_err();

@@ -383,7 +383,7 @@ impl<T: Float> Tensor<T> {
         per_sample: bool,
         op: &'static str,
         group_stats: Option<Arc<dyn GroupStats>>,
-    ) -> Result<(Tensor<T>, Vec<f64>, Vec<f64>, f64)> {
+    ) -> Result<Normalized<T>> {
         let sh = self.shape().to_vec();
         let c = sh[1];
         let inner: usize = sh[2..].iter().product();
@@ -713,6 +713,10 @@ impl<T: Float> Tensor<T> {
 }
 
 /// `r ← (1 − m)·r + m·v` for the running mean, and the same with the unbiased batch variance.
+/// What [`Tensor::normalize_planes`] gives: the output, each group's mean and biased
+/// variance, and how many values each group's statistics cover.
+type Normalized<T> = (Tensor<T>, Vec<f64>, Vec<f64>, f64);
+
 /// The ranks of a data-parallel group, for batch statistics taken over all their batches
 /// (synchronized batch norm). `aics-nn`'s distributed training provides it.
 pub trait GroupStats: Send + Sync {
