@@ -89,13 +89,7 @@ impl Communicator for MpiComm {
         let status = mpi::point_to_point::send_receive_into(send, &dest, recv, &source);
         let got = status.count(<f32 as mpi::traits::Equivalence>::equivalent_datatype()) as usize;
         if got != recv.len() {
-            return Err(CommError::Engine {
-                rank: self.rank,
-                msg: format!(
-                    "rank {from} sent {got} values where {} were expected (the ranks are out of step)",
-                    recv.len()
-                ),
-            });
+            return Err(CommError::out_of_step(self.rank, from, got, recv.len()));
         }
         Ok(())
     }

@@ -102,14 +102,7 @@ impl Communicator for ThreadComm {
             None => self.rx[from].recv().map_err(|_| lost(from))?,
         };
         if got.len() != recv.len() {
-            return Err(CommError::Engine {
-                rank,
-                msg: format!(
-                    "rank {from} sent {} values where {} were expected (the ranks are out of step)",
-                    got.len(),
-                    recv.len()
-                ),
-            });
+            return Err(CommError::out_of_step(rank, from, got.len(), recv.len()));
         }
         recv.copy_from_slice(&got);
         Ok(())

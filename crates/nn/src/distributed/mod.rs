@@ -49,6 +49,19 @@ pub enum CommError {
 
 pub type CommResult<T> = std::result::Result<T, CommError>;
 
+impl CommError {
+    /// An exchange that brought `got` values where `want` were expected: the ranks are not
+    /// running the same collectives.
+    pub fn out_of_step(rank: usize, from: usize, got: usize, want: usize) -> Self {
+        CommError::Engine {
+            rank,
+            msg: format!(
+                "rank {from} sent {got} values where {want} were expected (the ranks are out of step)"
+            ),
+        }
+    }
+}
+
 /// A group of `size` processes (or threads) that this one is rank `rank` of.
 pub trait Communicator {
     fn rank(&self) -> usize;

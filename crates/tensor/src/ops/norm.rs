@@ -260,24 +260,9 @@ impl<T: Float> Tensor<T> {
             },
             &trace::bn_inputs(self, weight, bias, running_mean, running_var, training),
             trace::inner(|| -> Result<Tensor<T>> {
-                let sh = self.shape().to_vec();
-                if sh.len() < 2 {
-                    return Err(shape_err(
-                        "batch_norm",
-                        format!("expected input (N, C, ...), got {sh:?}"),
-                    ));
-                }
+                let sh =
+                    self.bn_checked("batch_norm", [weight, bias, running_mean, running_var])?;
                 let c = sh[1];
-                check_per_channel(
-                    "batch_norm",
-                    &sh,
-                    &[
-                        ("weight", weight),
-                        ("bias", bias),
-                        ("running_mean", running_mean),
-                        ("running_var", running_var),
-                    ],
-                )?;
                 if !training {
                     if let (Some(rm), Some(rv)) = (running_mean, running_var) {
                         // y = x·s + (b − μ·s) with s = w / √(σ² + ε)
@@ -329,23 +314,7 @@ impl<T: Float> Tensor<T> {
         eps: f64,
         group: &Arc<dyn GroupStats>,
     ) -> Result<Tensor<T>> {
-        let sh = self.shape().to_vec();
-        if sh.len() < 2 {
-            return Err(shape_err(
-                "sync_batch_norm",
-                format!("expected input (N, C, ...), got {sh:?}"),
-            ));
-        }
-        check_per_channel(
-            "sync_batch_norm",
-            &sh,
-            &[
-                ("weight", weight),
-                ("bias", bias),
-                ("running_mean", running_mean),
-                ("running_var", running_var),
-            ],
-        )?;
+        self.bn_checked("sync_batch_norm", [weight, bias, running_mean, running_var])?;
         let (y, mean, var, count) = self.normalize_planes(
             weight,
             bias,
@@ -364,6 +333,26 @@ impl<T: Float> Tensor<T> {
             update_running(rm, rv, &mean, &var, momentum, count as usize);
         }
         Ok(y)
+    }
+
+    /// The shape of a batch norm's input, checked to be (N, C, ...) with the weight, bias,
+    /// running mean and running variance (where given) of C values each.
+    fn bn_checked(
+        &self,
+        op: &'static str,
+        per_channel: [Option<&Tensor<T>>; 4],
+    ) -> Result<Vec<usize>> {
+        let sh = self.shape().to_vec();
+        if sh.len() < 2 {
+            return Err(shape_err(
+                op,
+                format!("expected input (N, C, ...), got {sh:?}"),
+            ));
+        }
+        let names = ["weight", "bias", "running_mean", "running_var"];
+        let named: Vec<(&str, Option<&Tensor<T>>)> = names.into_iter().zip(per_channel).collect();
+        check_per_channel(op, &sh, &named)?;
+        Ok(sh)
     }
 
     /// Normalisation over groups of (sample, channel) planes, as one op: batch norm's group is
