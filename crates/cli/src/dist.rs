@@ -10,6 +10,9 @@ use aics_nn::Module;
 use aics_tensor::Tensor;
 use anyhow::{bail, Result};
 
+const DEFAULT_BUCKET_MB: f64 = 25.0;
+const DEFAULT_TIMEOUT_S: f64 = 300.0;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct DistArgs {
     /// Train on every rank of an MPI job (`mpirun -np N aics train --distributed …`): each rank
@@ -18,11 +21,11 @@ pub struct DistArgs {
     #[arg(long)]
     pub distributed: bool,
     /// Gradient megabytes per all-reduce bucket (--distributed).
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = DEFAULT_BUCKET_MB)]
     pub bucket_mb: f64,
     /// Seconds a rank waits for the others before it stops, naming the rank it waited on
     /// (--distributed).
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_S)]
     pub dist_timeout: f64,
     /// Batch norm over the batches of all ranks together, as PyTorch's SyncBatchNorm
     /// (--distributed; by default each rank normalises over its own batch).
@@ -43,15 +46,9 @@ impl Group {
     /// every rank's model rank 0's); a group of one otherwise. Options that only a distributed
     /// run uses are refused without it.
     pub fn start(a: &DistArgs, model: &dyn Module) -> Result<Group> {
-        let defaults = DistArgs {
-            distributed: false,
-            bucket_mb: 25.0,
-            dist_timeout: 300.0,
-            sync_batchnorm: false,
-        };
         if !a.distributed {
-            if a.bucket_mb != defaults.bucket_mb
-                || a.dist_timeout != defaults.dist_timeout
+            if a.bucket_mb != DEFAULT_BUCKET_MB
+                || a.dist_timeout != DEFAULT_TIMEOUT_S
                 || a.sync_batchnorm
             {
                 bail!("--bucket-mb, --dist-timeout and --sync-batchnorm apply to --distributed runs only");

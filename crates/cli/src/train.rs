@@ -756,11 +756,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
             seconds: t0.elapsed().as_secs_f64(),
             images_per_s: seen / train_secs,
         };
-        let test_acc = rec.test_acc;
         if !main {
-            history.push(rec);
             continue;
         }
+        let test_acc = rec.test_acc;
         println!(
             "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%  lr {:.4}  {:.1}s ({:.0} img/s)",
             rec.epoch,

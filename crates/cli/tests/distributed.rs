@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ fn data() -> String {
 }
 
 /// `mpirun -np N aics ARGS`, allowed to run as root and with more ranks than cores.
-fn mpirun(n: usize, args: &[&str]) -> Command {
+fn mpirun<S: AsRef<OsStr>>(n: usize, args: &[S]) -> Command {
     let mut c = Command::new("mpirun");
     c.args(["-np", &n.to_string(), "--oversubscribe"])
         .arg(env!("CARGO_BIN_EXE_aics"))
@@ -40,6 +41,21 @@ fn mpirun(n: usize, args: &[&str]) -> Command {
 
 fn run(mut c: Command) -> Output {
     c.output().expect("run mpirun (Open MPI's openmpi-bin)")
+}
+
+/// `aics --threads 2 ARGS`, one process with the threads of both ranks, which must succeed.
+fn one_process<S: AsRef<OsStr>>(args: &[S]) {
+    let mut one = Command::new(env!("CARGO_BIN_EXE_aics"));
+    one.args(["--threads", "2"]).args(args);
+    ok(&run(one));
+}
+
+/// `ARGS --distributed EXTRA…`
+fn distributed(args: Vec<String>, extra: &[&str]) -> Vec<String> {
+    let mut v = args;
+    v.push("--distributed".into());
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
 }
 
 /// Every tensor of two checkpoints (the model's and the optimizer's), within `rel` of each
@@ -108,12 +124,10 @@ fn two_ranks_train_as_one_process_on_twice_the_batch() {
     assert!(out.contains("2 ranks, 64 images a step in all"), "{out}");
     // rank 0 alone prints: one line per epoch
     assert_eq!(out.matches("epoch   2/2").count(), 1, "{out}");
-    let mut one = Command::new(env!("CARGO_BIN_EXE_aics"));
-    one.args(["--threads", "2"]).args(short(
+    one_process(&short(
         train_args(single.to_str().unwrap(), &data, "64", "2"),
         "512",
     ));
-    ok(&run(one));
     same_checkpoints(&dist, &single, 1e-5);
 }
 
@@ -176,22 +190,15 @@ fn synchronized_batch_norm_trains_as_one_process_on_twice_the_batch() {
         .map(|s| s.to_string())
         .collect()
     };
-    let dist_args = [
-        args(&dist, "16"),
-        vec!["--distributed".into(), "--sync-batchnorm".into()],
-    ]
-    .concat();
-    let dist_args: Vec<&str> = dist_args.iter().map(String::as_str).collect();
-    ok(&run(mpirun(2, &dist_args)));
-    let mut one = Command::new(env!("CARGO_BIN_EXE_aics"));
-    one.args(["--threads", "2"]).args(args(&single, "32"));
-    ok(&run(one));
+    ok(&run(mpirun(
+        2,
+        &distributed(args(&dist, "16"), &["--sync-batchnorm"]),
+    )));
+    one_process(&args(&single, "32"));
     same_checkpoints(&dist, &single, 1e-5);
     // without the synchronization each rank normalises over its own 16: not the same run
     let per_rank = d.join("per_rank.safetensors");
-    let per_rank_args = [args(&per_rank, "16"), vec!["--distributed".into()]].concat();
-    let per_rank_args: Vec<&str> = per_rank_args.iter().map(String::as_str).collect();
-    ok(&run(mpirun(2, &per_rank_args)));
+    ok(&run(mpirun(2, &distributed(args(&per_rank, "16"), &[]))));
     let (a, b) = (
         load_checkpoint(&per_rank).unwrap(),
         load_checkpoint(&single).unwrap(),
@@ -382,16 +389,12 @@ fn stylize_train_on_two_ranks_takes_the_whole_batchs_first_step() {
         .map(|s| s.to_string())
         .collect()
     };
-    let dist_args = [args(&dist, "1"), vec!["--distributed".into()]].concat();
-    let dist_args: Vec<&str> = dist_args.iter().map(String::as_str).collect();
-    let out = ok(&run(mpirun(2, &dist_args)));
+    let out = ok(&run(mpirun(2, &distributed(args(&dist, "1"), &[]))));
     assert!(
         out.contains("batch 1 a rank, 2 in all over 2 ranks"),
         "{out}"
     );
-    let mut one = Command::new(env!("CARGO_BIN_EXE_aics"));
-    one.args(["--threads", "2"]).args(args(&single, "2"));
-    ok(&run(one));
+    one_process(&args(&single, "2"));
     let (a, b) = (
         load_checkpoint(&dist).unwrap(),
         load_checkpoint(&single).unwrap(),
@@ -441,15 +444,11 @@ fn gan_train_on_two_ranks_trains_as_one_process_on_twice_the_batch() {
         .map(|s| s.to_string())
         .collect()
     };
-    let dist_args = [args(&dist, "32", "sd"), vec!["--distributed".into()]].concat();
-    let dist_args: Vec<&str> = dist_args.iter().map(String::as_str).collect();
-    let out = ok(&run(mpirun(2, &dist_args)));
+    let out = ok(&run(mpirun(2, &distributed(args(&dist, "32", "sd"), &[]))));
     assert!(
         out.contains("batch 32 a rank, 64 in all over 2 ranks"),
         "{out}"
     );
-    let mut one = Command::new(env!("CARGO_BIN_EXE_aics"));
-    one.args(["--threads", "2"]).args(args(&single, "64", "ss"));
-    ok(&run(one));
+    one_process(&args(&single, "64", "ss"));
     same_checkpoints(&dist, &single, 1e-5);
 }

@@ -84,13 +84,18 @@ pub fn no_grad() -> NoGradGuard {
 impl<T: Float> Tensor<T> {
     /// Back-propagate from a one-element tensor (usually the loss).
     pub fn backward(&self) -> Result<()> {
+        self.backward_inner(self.unit_seed()?, None)
+    }
+
+    /// The gradient a backward pass from a one-element tensor starts with: 1.
+    fn unit_seed(&self) -> Result<Vec<T>> {
         if self.numel() != 1 {
             return Err(TensorError::Backward(format!(
                 "backward() needs a one-element tensor, got shape {:?}; use backward_with(grad)",
                 self.shape()
             )));
         }
-        self.backward_with(vec![T::one()])
+        Ok(vec![T::one()])
     }
 
     /// Back-propagate with an explicit gradient of this tensor (same number of elements).
@@ -100,16 +105,11 @@ impl<T: Float> Tensor<T> {
 
     /// [`Tensor::backward`], calling `on_ready(id)` for each leaf that needs a gradient as soon
     /// as its gradient is final (every op that reads it has run its backward), with the leaf's
-    /// [`Tensor::id`]. A leaf the loss does not depend on is not reported. Data-parallel training starts reducing a group of gradients while the rest
-    /// of the pass is still running.
+    /// [`Tensor::id`]. A leaf the loss does not depend on is not reported. Data-parallel
+    /// training starts reducing a group of gradients while the rest of the pass is still
+    /// running.
     pub fn backward_with_ready_hook(&self, on_ready: &mut dyn FnMut(usize)) -> Result<()> {
-        if self.numel() != 1 {
-            return Err(TensorError::Backward(format!(
-                "backward() needs a one-element tensor, got shape {:?}",
-                self.shape()
-            )));
-        }
-        self.backward_inner(vec![T::one()], Some(on_ready))
+        self.backward_inner(self.unit_seed()?, Some(on_ready))
     }
 
     fn backward_inner(
@@ -143,20 +143,18 @@ impl<T: Float> Tensor<T> {
         let mut pending: HashMap<usize, usize> = HashMap::new();
         if on_ready.is_some() {
             for t in &order {
-                if let Some(s) = t
-                    .node
-                    .as_ref()
-                    .and_then(|n| n.saved().as_ref().map(leaf_ids))
-                {
-                    for id in s {
-                        *pending.entry(id).or_insert(0) += 1;
+                if let Some(n) = t.node.as_ref() {
+                    if let Some(s) = n.saved().as_ref() {
+                        for inp in grad_leaves(&s.inputs) {
+                            *pending.entry(inp.id).or_insert(0) += 1;
+                        }
                     }
                 }
             }
         }
         let mut settle = |inputs: &[Arc<Inner<T>>], pending: &mut HashMap<usize, usize>| {
             if let Some(f) = on_ready.as_mut() {
-                for inp in inputs.iter().filter(|i| i.is_leaf() && i.requires_grad()) {
+                for inp in grad_leaves(inputs) {
                     if let Some(n) = pending.get_mut(&inp.id) {
                         *n -= 1;
                         if *n == 0 {
@@ -216,12 +214,8 @@ impl<T: Float> Tensor<T> {
 }
 
 /// The leaves among a node's inputs that take a gradient, once per edge.
-fn leaf_ids<T: Float>(s: &Saved<T>) -> Vec<usize> {
-    s.inputs
-        .iter()
-        .filter(|i| i.is_leaf() && i.requires_grad())
-        .map(|i| i.id)
-        .collect()
+fn grad_leaves<T: Float>(inputs: &[Arc<Inner<T>>]) -> impl Iterator<Item = &Arc<Inner<T>>> {
+    inputs.iter().filter(|i| i.is_leaf() && i.requires_grad())
 }
 
 /// Op nodes reachable from `root`, in post-order (inputs before the ops that use them).

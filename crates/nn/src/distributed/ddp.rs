@@ -308,8 +308,8 @@ impl DistributedDataParallel {
         self.step += 1;
         let step = self.step;
         let nb = self.buckets.len();
+        // a bucket is ready when none of its parameters is still waiting for its gradient
         let mut remaining: Vec<usize> = self.buckets.iter().map(Vec::len).collect();
-        let mut ready = vec![false; nb];
         let mut pending: Vec<CommResult<Pending>> = Vec::with_capacity(nb);
         {
             let (params, buckets, index, bucket_of, comm) = (
@@ -319,28 +319,30 @@ impl DistributedDataParallel {
                 &self.bucket_of,
                 &self.comm,
             );
-            let launch_ready = |ready: &[bool], pending: &mut Vec<CommResult<Pending>>| {
-                while pending.len() < nb && ready[pending.len()] {
-                    let b = pending.len();
-                    let flat = gather(params, &buckets[b]);
-                    let what = format!("the all-reduce of gradient bucket {b} of step {step}");
-                    pending.push(comm.submit(|tx| Job::AllReduce(flat, tx), what));
-                }
-            };
+            // buckets go out in index order: each once it and all before it are ready (or,
+            // with `all`, now)
+            let launch =
+                |remaining: &[usize], all: bool, pending: &mut Vec<CommResult<Pending>>| {
+                    while pending.len() < nb && (all || remaining[pending.len()] == 0) {
+                        let b = pending.len();
+                        let flat = gather(params, &buckets[b]);
+                        let what = format!("the all-reduce of gradient bucket {b} of step {step}");
+                        pending.push(comm.submit(|tx| Job::AllReduce(flat, tx), what));
+                    }
+                };
             let mut on_ready = |id: usize| {
                 let Some(&p) = index.get(&id) else { return };
                 let b = bucket_of[p];
                 if remaining[b] > 0 {
                     remaining[b] -= 1;
                     if remaining[b] == 0 {
-                        ready[b] = true;
-                        launch_ready(&ready, &mut pending);
+                        launch(&remaining, false, &mut pending);
                     }
                 }
             };
             loss.backward_with_ready_hook(&mut on_ready)?;
             // parameters the loss does not reach: their buckets go out now, in order
-            launch_ready(&vec![true; nb], &mut pending);
+            launch(&remaining, true, &mut pending);
         }
         let failed = self
             .comm
@@ -387,9 +389,7 @@ impl DistributedDataParallel {
         }
         Ok(())
     }
-}
 
-impl DistributedDataParallel {
     /// Ends a run that went well: waits for every rank, then stops the communication thread
     /// and lets its engine shut down (MPI's `Finalize`). Dropping the reducer without this,
     /// after an error, leaves the thread behind instead of waiting on ranks that may be gone;
@@ -403,13 +403,10 @@ impl DistributedDataParallel {
         };
         // the thread ends here and its engine shuts down (MPI's Finalize)
         let _ = self.comm.jobs.send(Job::Stop);
-        let thread = Some(thread);
-        if let Some(h) = thread {
-            h.join().map_err(|_| CommError::Engine {
-                rank,
-                msg: "the communication thread panicked".into(),
-            })?;
-        }
+        thread.join().map_err(|_| CommError::Engine {
+            rank,
+            msg: "the communication thread panicked".into(),
+        })?;
         Ok(())
     }
 }
@@ -419,17 +416,17 @@ impl DistributedDataParallel {
 fn gather(params: &[Tensor], bucket: &[usize]) -> Vec<f32> {
     let n: usize = bucket.iter().map(|&p| params[p].numel()).sum();
     let mut flat = Vec::with_capacity(n + bucket.len());
+    let mut has = Vec::with_capacity(bucket.len());
     for &p in bucket {
-        match params[p].grad() {
-            Some(g) => flat.extend_from_slice(&g.to_vec()),
-            None => flat.resize(flat.len() + params[p].numel(), 0.0),
-        }
+        params[p].with_grad(|g| {
+            has.push(f32::from(g.is_some()));
+            match g {
+                Some(g) => flat.extend_from_slice(g),
+                None => flat.resize(flat.len() + params[p].numel(), 0.0),
+            }
+        });
     }
-    flat.extend(
-        bucket
-            .iter()
-            .map(|&p| f32::from(params[p].grad().is_some())),
-    );
+    flat.extend(has);
     flat
 }
 
