@@ -295,7 +295,7 @@ const DEFAULT_BLAZEFACE: &str = ".cache/onnx-models/face_detection_front_128x128
 
 fn run_blazeface(a: &DetectArgs) -> Result<()> {
     use aics_detect::blazeface::{blend, decode, Head, INPUT};
-    use aics_onnx::{OnnxModel, Value};
+    use aics_onnx::Value;
     for (flag, given) in [("--cfg", a.cfg.is_some()), ("--names", a.names.is_some())] {
         if given {
             bail!("{flag} does not apply to --model blazeface (one class, face)");
@@ -316,8 +316,7 @@ fn run_blazeface(a: &DetectArgs) -> Result<()> {
     if !path.exists() {
         bail!("{}: not found; run `bash scripts/setup.sh` to fetch BlazeFace, or give --weights FILE.onnx", path.display());
     }
-    let m = OnnxModel::new(aics_onnx::load(&path)?)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let m = aics_onnx::open(&path)?;
     let names = m.input_names();
     let [input] = names.as_slice() else {
         bail!(

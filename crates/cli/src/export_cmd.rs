@@ -19,7 +19,8 @@ pub struct ExportArgs {
     /// logits and state out), `yolov3-tiny`, `mtcnn-pnet`/`mtcnn-rnet`/`mtcnn-onet`,
     /// torchvision's `ssd300_vgg16` and `ssdlite320_mobilenet_v3_large` (class logits and box
     /// deltas per default box), or a checkpoint of `aics detect-train` (`ssd`, `ssdlite`,
-    /// `yolov1`).
+    /// `yolov1`; `fast_rcnn`: the image and its regions (K, 5) of rows (image index, x1, y1,
+    /// x2, y2) in its pixels in, class logits and box deltas of each region out, K symbolic).
     #[arg(long)]
     pub model: String,
     /// The weights: a checkpoint of `aics train` or `aics stylize-train`, a torchvision .pth or
@@ -37,7 +38,8 @@ pub struct ExportArgs {
     /// The input size CxHxW the graph is traced at (default: the model's usual input).
     #[arg(long, value_parser = parse_chw)]
     pub input: Option<[usize; 3]>,
-    /// The batch size the graph is traced at.
+    /// The batch size the graph is traced at (fast_rcnn: the count of regions; its graph takes
+    /// one image).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Make the batch size symbolic (`batch`) in the graph: the model is traced at two batch
@@ -71,8 +73,9 @@ struct Exportable {
     outputs: Vec<&'static str>,
 }
 
-/// An input: name, shape, whether it holds ids, its batch axis.
-type InputSpec = (&'static str, Vec<usize>, bool, usize);
+/// An input: name, shape, whether it holds ids, its batch axis (None: a size fixed in the
+/// graph).
+type InputSpec = (&'static str, Vec<usize>, bool, Option<usize>);
 
 enum Net {
     Plain(Box<dyn Module>),
@@ -83,6 +86,7 @@ enum Net {
     MtcnnO(aics_detect::mtcnn::ONet),
     Lm(aics_text::lm::CharLm),
     Ssd(aics_detect::ssd::Ssd),
+    FastRcnn(aics_detect::faster_rcnn::FastRcnn),
 }
 
 impl Net {
@@ -96,24 +100,30 @@ impl Net {
             Net::MtcnnO(m) => m,
             Net::Lm(m) => m,
             Net::Ssd(m) => m,
+            Net::FastRcnn(m) => m,
         }
     }
 
     /// The graph's inputs: name, shape, whether they are ids (int64), and the batch axis.
+    /// `batch` is the images' count, or for Fast R-CNN the regions'.
     fn inputs(&self, batch: usize, chw: [usize; 3], steps: usize) -> Vec<InputSpec> {
         match self {
+            Net::FastRcnn(_) => vec![
+                ("input", vec![1, chw[0], chw[1], chw[2]], false, None),
+                ("rois", vec![batch, 5], false, Some(0)),
+            ],
             Net::Lm(m) => {
                 let c = m.cfg;
                 let mut v = vec![
-                    ("ids", vec![steps, batch], true, 1),
-                    ("h0", vec![c.layers, batch, c.hidden], false, 1),
+                    ("ids", vec![steps, batch], true, Some(1)),
+                    ("h0", vec![c.layers, batch, c.hidden], false, Some(1)),
                 ];
                 if c.cell.has_c() {
-                    v.push(("c0", vec![c.layers, batch, c.hidden], false, 1));
+                    v.push(("c0", vec![c.layers, batch, c.hidden], false, Some(1)));
                 }
                 v
             }
-            _ => vec![("input", vec![batch, chw[0], chw[1], chw[2]], false, 0)],
+            _ => vec![("input", vec![batch, chw[0], chw[1], chw[2]], false, Some(0))],
         }
     }
 
@@ -122,6 +132,10 @@ impl Net {
         match self {
             Net::Ssd(m) => {
                 let (logits, deltas, _) = m.heads(x)?;
+                Ok(vec![logits, deltas])
+            }
+            Net::FastRcnn(m) => {
+                let (logits, deltas) = m.network(x, &xs[1])?;
                 Ok(vec![logits, deltas])
             }
             Net::Lm(m) => {
@@ -213,7 +227,7 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             let s = if a.model == "ssd300_vgg16" { 300 } else { 320 };
             Ok(ex(Net::Ssd(net), [3, s, s], vec!["logits", "deltas"]))
         }
-        "ssd" | "ssdlite" | "yolov1" => {
+        "ssd" | "ssdlite" | "yolov1" | "fast_rcnn" => {
             not_for("--classes", a.classes.is_some())?;
             not_for("--hidden", a.hidden.is_some())?;
             not_for("--cfg", a.cfg.is_some())?;
@@ -235,7 +249,15 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                     [3, size, size],
                     vec!["output"],
                 )),
-                _ => bail!("{}: not an SSD or YOLOv1 checkpoint", w.display()),
+                crate::detect_train::Trainee::Fast(m) => Ok(ex(
+                    Net::FastRcnn(m),
+                    [3, size, size],
+                    vec!["class_logits", "box_deltas"],
+                )),
+                _ => bail!(
+                    "{}: not an SSD, YOLOv1 or Fast R-CNN checkpoint",
+                    w.display()
+                ),
             }
         }
         "yolov3-tiny" => {
@@ -349,6 +371,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if a.model == "fast_rcnn" && a.dynamic_batch {
+        bail!("--dynamic-batch does not apply to --model fast_rcnn: its graph takes one image, and the count of regions is always symbolic");
+    }
     let e = build(&a)?;
     if a.input.is_some() && !matches!(e.net, Net::Plain(_) | Net::FastStyle(_)) {
         bail!(
@@ -359,6 +384,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if a.steps.is_some() && !matches!(e.net, Net::Lm(_)) {
         bail!("--steps applies to --model lm only");
     }
+    // Fast R-CNN: one image, a symbolic count of regions (--batch of them traced)
+    let rois = matches!(e.net, Net::FastRcnn(_));
+    let symbolic = a.dynamic_batch || rois;
     let steps = a.steps.unwrap_or(16);
     if steps == 0 {
         bail!("--steps must be at least 1");
@@ -378,6 +406,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
             .map(|(name, shape, is_ids, _)| {
                 let n = shape.iter().product();
                 let u = hash_uniform(&format!("export/{tag}/{name}"), n);
+                if *name == "rois" {
+                    return regions(&u, shape[0], [chw[1], chw[2]]);
+                }
                 let v: Vec<f32> = u
                     .into_iter()
                     .map(|u| {
@@ -399,7 +430,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
             .map(|(name, _, int64, axis)| Input {
                 name,
                 int64: *int64,
-                batch_axis: Some(*axis),
+                batch_axis: *axis,
+                symbol: if rois { "rois" } else { "batch" },
             })
             .collect(),
         outputs: e.outputs.clone(),
@@ -408,7 +440,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let names: Vec<&str> = specs.iter().map(|s| s.0).collect();
     let mut fwd = |xs: &[Tensor]| e.net.run(xs).map_err(|e| e.to_string());
     let t0 = std::time::Instant::now();
-    let second = a.dynamic_batch.then(|| examples("trace", a.batch + 1));
+    let second = symbolic.then(|| examples("trace", a.batch + 1));
     let model = export_with(
         &spec,
         &examples("trace", a.batch),
@@ -417,7 +449,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     )
     .with_context(|| format!("exporting {}", a.model))?;
     let mut checks = vec![examples("check", a.batch)];
-    if a.dynamic_batch {
+    if symbolic {
         checks.push(examples("check", a.batch + 2));
     }
     let (err, outputs) = check_export(&model, &names, &checks, &mut fwd)
@@ -471,8 +503,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 .iter()
                 .enumerate()
                 .map(|(i, d)| {
-                    if a.dynamic_batch && i == *ax {
-                        "batch".to_string()
+                    if symbolic && Some(i) == *ax {
+                        (if rois { "rois" } else { "batch" }).to_string()
                     } else {
                         d.to_string()
                     }
@@ -491,6 +523,22 @@ pub fn run(a: ExportArgs) -> Result<()> {
         shapes.join(", "),
     );
     Ok(())
+}
+
+/// `k` regions (rows of image 0, x1, y1, x2, y2) inside an image of `hw` pixels from uniform
+/// numbers `u` (at least 5 a region): corners anywhere in the image, sides of at least 4 pixels.
+fn regions(u: &[f64], k: usize, hw: [usize; 2]) -> Tensor {
+    let (h, w) = (hw[0] as f64, hw[1] as f64);
+    let mut v = Vec::with_capacity(5 * k);
+    for r in u.chunks_exact(5).take(k) {
+        let (x1, y1) = (r[1] * (w - 4.0), r[2] * (h - 4.0));
+        let (x2, y2) = (
+            x1 + 4.0 + r[3] * (w - 4.0 - x1),
+            y1 + 4.0 + r[4] * (h - 4.0 - y1),
+        );
+        v.extend([0.0, x1 as f32, y1 as f32, x2 as f32, y2 as f32]);
+    }
+    Tensor::from_vec(v, &[k, 5]).expect("five values a region")
 }
 
 fn write(model: &aics_onnx::Model, path: &Path, external: bool) -> Result<()> {

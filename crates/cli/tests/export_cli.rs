@@ -158,6 +158,38 @@ fn check_cases(assets: bool) {
                 "{case}: model {m} bytes, data {d}"
             );
         }
+        if c["inputs"].as_array().unwrap().iter().any(|i| i == "rois") {
+            // a symbolic count of regions: the regions three times over give the outputs
+            // three times
+            let (mut shape, r) = npy(&io.join("rois.npy"));
+            shape[0] *= 3;
+            let r3: Vec<f32> = r.iter().chain(&r).chain(&r).copied().collect();
+            let three = dir.path().join(format!("{case}-rois3.npy"));
+            std::fs::write(&three, aics_io::npz::npy_bytes(&shape, &r3)).unwrap();
+            let out3 = dir.path().join(format!("{case}-rois3"));
+            ok(&aics(&[
+                "onnx",
+                "run",
+                file.to_str().unwrap(),
+                "--input",
+                &format!("input={}", io.join("input.npy").display()),
+                "--input",
+                &format!("rois={}", three.display()),
+                "--output-dir",
+                out3.to_str().unwrap(),
+            ]));
+            for (name, want) in c["outputs"].as_object().unwrap() {
+                let (mut shape, y3) = npy(&out3.join(format!("{name}.npy")));
+                shape[0] /= 3;
+                for part in y3.chunks(y3.len() / 3) {
+                    let d = close(case, name, part, &shape, want);
+                    assert!(
+                        d <= 1e-4,
+                        "{case}/{name} for three times the regions: {d:.2e}"
+                    );
+                }
+            }
+        }
         if args.iter().any(|a| a == "--dynamic-batch") {
             // a symbolic batch: the input three times over gives the same outputs three times
             let (mut shape, x) = npy(&io.join("input.npy"));
@@ -243,5 +275,16 @@ fn bad_requests_get_one_line() {
         o,
     ]));
     assert!(e.contains("uneven windows"), "{e}");
+    let e = err(&aics(&["export", "--model", "fast_rcnn", "--onnx", o]));
+    assert!(e.contains("needs --weights"), "{e}");
+    let e = err(&aics(&[
+        "export",
+        "--model",
+        "fast_rcnn",
+        "--dynamic-batch",
+        "--onnx",
+        o,
+    ]));
+    assert!(e.contains("always symbolic"), "{e}");
     assert!(!out.exists());
 }

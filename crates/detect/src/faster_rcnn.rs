@@ -896,6 +896,36 @@ impl RoiHeads {
         self.box_predictor.predict(&h)
     }
 
+    /// Class logits and box deltas of regions given as a tensor: (K, 5) rows of (image index,
+    /// x1, y1, x2, y2) in the pixels of the batch's (resized) images of `image_size`, pooled
+    /// from the one feature level a single-level head reads. The same ops on the same operands
+    /// whatever the regions, so the graph traces for export with the region count symbolic.
+    pub fn predict_rois(
+        &self,
+        feats: &[Tensor],
+        rois: &Tensor,
+        image_size: (usize, usize),
+    ) -> Result<(Tensor, Tensor)> {
+        let levels = self.pool.levels.min(feats.len());
+        if levels != 1 {
+            return Err(arg(
+                "RoiHeads",
+                format!(
+                    "the head pools from {levels} pyramid levels, each region's chosen from its size at run time; regions as a tensor need a single-level head"
+                ),
+            ));
+        }
+        let scale = MultiScaleRoiAlign::scales(&feats[..1], &[image_size])[0];
+        let o = self.pool.output;
+        let pooled = if self.pool.max_pool {
+            feats[0].roi_pool(rois, (o, o), scale)?
+        } else {
+            feats[0].roi_align(rois, (o, o), scale, self.pool.sampling_ratio, false)?
+        };
+        let h = self.box_head.forward(&pooled)?;
+        self.box_predictor.predict(&h)
+    }
+
     /// The box head's two losses for `proposals` of each image (ground truth is added to
     /// them): proposals are labelled by the box they overlap at IoU ≥ `fg_iou` (else
     /// background), `batch` a image are sampled with `fraction` foreground, and the result is
@@ -1753,6 +1783,23 @@ impl FastRcnn {
             resize_boxes(&mut d.boxes, list.sizes[n], (s[1], s[2]));
         }
         Ok(d)
+    }
+}
+
+impl FastRcnn {
+    /// The network alone, as `aics export` writes it: a batch already resized and normalized
+    /// (N, 3, H, W) and regions (K, 5) of rows (image index, x1, y1, x2, y2) in its pixels give
+    /// class logits (K, C) and per-class box deltas (K, 4C).
+    pub fn network(&self, x: &Tensor, rois: &Tensor) -> Result<(Tensor, Tensor)> {
+        let s = x.shape();
+        if s.len() != 4 {
+            return Err(arg(
+                "FastRcnn",
+                format!("images must be (N, 3, H, W), got {s:?}"),
+            ));
+        }
+        let features = self.backbone.features(x)?;
+        self.roi_heads.predict_rois(&features, rois, (s[2], s[3]))
     }
 }
 

@@ -61,6 +61,7 @@ pub fn export_with_ids(
                 name,
                 int64: int64_inputs.contains(&name),
                 batch_axis: None,
+                symbol: "batch",
             })
             .collect(),
         outputs: output_names.to_vec(),
@@ -70,12 +71,14 @@ pub fn export_with_ids(
 }
 
 /// A graph input: its name, whether it holds ids (int64 in the graph, floats of integral values
-/// for the forward), and which axis is the batch (for a symbolic batch size).
+/// for the forward), which axis is the batch (for a symbolic batch size), and the name the
+/// symbolic size goes by in the graph (`batch`; `rois` for a count of regions).
 #[derive(Clone, Debug)]
 pub struct Input<'a> {
     pub name: &'a str,
     pub int64: bool,
     pub batch_axis: Option<usize>,
+    pub symbol: &'a str,
 }
 
 /// What to export: the graph's inputs and outputs, and the names of the weights (a state dict).
@@ -205,6 +208,7 @@ pub fn export_with(
             }
             b.batch = Some(Batch {
                 input: spec.inputs[first].name.to_string(),
+                symbol: spec.inputs[first].symbol.to_string(),
                 axis: ax,
                 sizes: (ba, bb),
                 value: None,
@@ -228,7 +232,7 @@ pub fn export_with(
                 )));
             }
             if let Some(s) = vi.shape.as_mut() {
-                s[ax] = Dim::Param("batch".into());
+                s[ax] = Dim::Param(inp.symbol.into());
             }
         }
         if inp.int64 {
@@ -258,11 +262,15 @@ pub fn export_with(
         }
         let mut vi = value_info(name, t.shape());
         if let (Some((_, outs_b)), Some(s)) = (&other, vi.shape.as_mut()) {
-            let (ba, _) = b.batch.as_ref().map(|x| x.sizes).unwrap_or_default();
+            let (ba, symbol) = b
+                .batch
+                .as_ref()
+                .map(|x| (x.sizes.0, x.symbol.clone()))
+                .unwrap_or_default();
             for (d, (&da, &db)) in t.shape().iter().zip(outs_b[i].shape()).enumerate() {
                 if da != db {
                     s[d] = if da == ba {
-                        Dim::Param("batch".into())
+                        Dim::Param(symbol.clone())
                     } else {
                         Dim::Unknown
                     };
@@ -442,6 +450,7 @@ fn string(name: &str, v: &str) -> Attribute {
 /// holding it (a 1-element int64 tensor) once a node needs it.
 struct Batch {
     input: String,
+    symbol: String,
     axis: usize,
     sizes: (usize, usize),
     value: Option<String>,
@@ -1054,6 +1063,67 @@ impl Builder {
                     ],
                 };
                 self.resize(r, x, *oh, *ow, attrs)
+            }
+            Op::RoiPool {
+                output,
+                spatial_scale,
+            } => self.last(
+                r,
+                "MaxRoiPool",
+                ins,
+                vec![
+                    ints("pooled_shape", &[output.0, output.1]),
+                    float("spatial_scale", *spatial_scale),
+                ],
+            ),
+            Op::RoiAlign {
+                output,
+                spatial_scale,
+                sampling_ratio,
+                aligned,
+            } => {
+                // ONNX's RoiAlign takes the boxes (K, 4) and their images (K) apart
+                let rois = ins[1].clone();
+                let zero = self.const_i64(&[0]);
+                let col = self.node(
+                    "Gather",
+                    vec![rois.clone(), zero],
+                    vec![int("axis", 1)],
+                    None,
+                );
+                let flat = self.const_i64(&[-1]);
+                let col = self.node("Reshape", vec![col, flat], vec![], None);
+                let idx = self.node(
+                    "Cast",
+                    vec![col],
+                    vec![int("to", dtype::INT64 as i64)],
+                    None,
+                );
+                let (one, five, axis) = (
+                    self.const_i64(&[1]),
+                    self.const_i64(&[5]),
+                    self.const_i64(&[1]),
+                );
+                let boxes = self.node("Slice", vec![rois, one, five, axis], vec![], None);
+                self.last(
+                    r,
+                    "RoiAlign",
+                    vec![x, boxes, idx],
+                    vec![
+                        int("output_height", output.0 as i64),
+                        int("output_width", output.1 as i64),
+                        int("sampling_ratio", (*sampling_ratio).max(0) as i64),
+                        float("spatial_scale", *spatial_scale),
+                        string(
+                            "coordinate_transformation_mode",
+                            if *aligned {
+                                "half_pixel"
+                            } else {
+                                "output_half_pixel"
+                            },
+                        ),
+                    ],
+                )
             }
             Op::Recurrent { .. } => self.recurrent(k, r, ins)?,
         }

@@ -16,6 +16,7 @@ pub mod proto;
 pub mod run;
 mod wire;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 pub use encode::{encode_model, encode_tensor};
@@ -45,8 +46,8 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
 pub fn open(path: impl AsRef<Path>) -> Result<OnnxModel> {
     let path = path.as_ref();
     let mut model = load(path)?;
-    load_external(&mut model, path)?;
-    OnnxModel::new(model).map_err(|e| OnnxError::InFile {
+    let values = external_values(&mut model, path)?;
+    OnnxModel::with_values(model, values).map_err(|e| OnnxError::InFile {
         path: path.display().to_string(),
         source: Box::new(e),
     })
@@ -57,13 +58,29 @@ pub fn open(path: impl AsRef<Path>) -> Result<OnnxModel> {
 /// memory-mapped once (read whole where it cannot be mapped) and each tensor's bytes copied out
 /// of it.
 pub fn load_external(model: &mut Model, model_path: impl AsRef<Path>) -> Result<()> {
+    read_external(model, model_path.as_ref(), false).map(|_| ())
+}
+
+/// The values of `model`'s float32 initializers in external files, decoded straight from the
+/// mapped file (the map's pages given back as they are read, so a model over 2 GB is held once,
+/// as its values); the initializers of other types get their bytes as [`load_external`] gives
+/// them.
+fn external_values(model: &mut Model, model_path: &Path) -> Result<HashMap<String, Value>> {
+    read_external(model, model_path, true)
+}
+
+/// [`load_external`], or with `decode` [`external_values`].
+fn read_external(
+    model: &mut Model,
+    model_path: &Path,
+    decode: bool,
+) -> Result<HashMap<String, Value>> {
+    let mut values = HashMap::new();
     let dir = model_path
-        .as_ref()
         .parent()
         .unwrap_or_else(|| Path::new("."))
         .to_path_buf();
-    let mut files: std::collections::HashMap<std::path::PathBuf, Mapped> =
-        std::collections::HashMap::new();
+    let mut files: HashMap<std::path::PathBuf, Mapped> = HashMap::new();
     for t in &mut model.graph.initializers {
         let TensorData::External {
             location,
@@ -105,9 +122,15 @@ pub fn load_external(model: &mut Model, model_path: impl AsRef<Path>) -> Result<
                 ),
             });
         }
-        t.data = TensorData::Raw(bytes[start..end].to_vec());
+        if decode && t.data_type == proto::dtype::FLOAT {
+            let v = files[&file].floats(&t.name, &t.dims, start, end)?;
+            values.insert(t.name.clone(), v);
+            t.data = TensorData::None;
+        } else {
+            t.data = TensorData::Raw(bytes[start..end].to_vec());
+        }
     }
-    Ok(())
+    Ok(values)
 }
 
 /// An external data file, memory-mapped or read.
@@ -137,6 +160,51 @@ impl Mapped {
             Mapped::Map(m) => m,
             Mapped::Read(v) => v,
         }
+    }
+
+    /// The little-endian float32 values at bytes `start..end` (in bounds) as a tensor of
+    /// `dims`, read 64 MiB at a time; a map's pages are given back after each part.
+    fn floats(&self, name: &str, dims: &[i64], start: usize, end: usize) -> Result<Value> {
+        let bad = |what: String| OnnxError::Tensor {
+            name: name.to_string(),
+            what,
+        };
+        let shape = dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| bad(format!("dimension {d} in {dims:?}"))))
+            .collect::<Result<Vec<usize>>>()?;
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
+        if numel.checked_mul(4) != Some(end - start) {
+            return Err(bad(format!(
+                "{} bytes of external data for {numel} float32 values ({dims:?})",
+                end - start
+            )));
+        }
+        const PART: usize = 64 << 20;
+        let mut v = Vec::with_capacity(numel);
+        let mut at = start;
+        while at < end {
+            let to = (at + PART).min(end);
+            v.extend(
+                self.bytes()[at..to]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            if let Mapped::Map(m) = self {
+                // SAFETY: the map is private and read-only, and nothing borrows these bytes
+                // any more: the kernel drops the pages and would read them from the file again
+                // if they were touched. A failed hint only leaves them resident.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, at, to - at)
+                };
+            }
+            at = to;
+        }
+        let t = aics_tensor::Tensor::from_vec(v, &shape).map_err(|e| bad(e.to_string()))?;
+        Ok(Value::F(t))
     }
 }
 

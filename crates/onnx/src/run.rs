@@ -132,6 +132,12 @@ impl OnnxModel {
     /// Prepares `model` to run: refuses it, naming every op aics cannot run and every
     /// structural problem, before anything runs.
     pub fn new(model: Model) -> Result<Self> {
+        Self::with_values(model, HashMap::new())
+    }
+
+    /// [`OnnxModel::new`] with the values of some initializers already decoded (those whose
+    /// data is in external files, read by [`crate::open`]), by name.
+    pub fn with_values(model: Model, mut values: HashMap<String, Value>) -> Result<Self> {
         let r = check(&model);
         if !r.unsupported.is_empty() || !r.problems.is_empty() {
             let mut parts = Vec::new();
@@ -149,6 +155,10 @@ impl OnnxModel {
             .map_or(1, |(_, v)| *v);
         let mut consts = HashMap::new();
         for t in &model.graph.initializers {
+            if let Some(v) = values.remove(&t.name) {
+                consts.insert(t.name.clone(), v);
+                continue;
+            }
             if matches!(t.data, TensorData::External { .. }) {
                 return Err(OnnxError::Tensor {
                     name: t.name.clone(),
@@ -843,6 +853,7 @@ pub const OPS: &[&str] = &[
     "MatMul",
     "Max",
     "MaxPool",
+    "MaxRoiPool",
     "Min",
     "Mul",
     "Neg",
@@ -1026,6 +1037,28 @@ fn exec(
         "Conv" => conv(n, a),
         "ConvTranspose" => conv_transpose(n, a),
         "MaxPool" | "AveragePool" => pool(n, a),
+        "MaxRoiPool" => {
+            // Caffe's ROI pooling, as torchvision's roi_pool: regions (K, 5) rows of
+            // (batch index, x1, y1, x2, y2)
+            let x = float(n, a, 0)?;
+            let rois = float(n, a, 1)?;
+            let shape = attr_ints(n, "pooled_shape")?
+                .ok_or_else(|| node_err(n, "the pooled_shape attribute is required"))?;
+            let &[ph, pw] = shape.as_slice() else {
+                return Err(node_err(
+                    n,
+                    format!("pooled_shape {shape:?}: two sizes are needed"),
+                ));
+            };
+            if ph < 1 || pw < 1 {
+                return Err(node_err(
+                    n,
+                    format!("pooled_shape {shape:?}: sizes must be positive"),
+                ));
+            }
+            let scale = attr_float(n, "spatial_scale", 1.0)? as f64;
+            f(t(n, x.roi_pool(rois, (ph as usize, pw as usize), scale))?)
+        }
         "GlobalAveragePool" => f(t(n, float(n, a, 0)?.mean_dims(&[2, 3], true))?),
         "GlobalMaxPool" => {
             let x = float(n, a, 0)?;

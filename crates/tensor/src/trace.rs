@@ -160,6 +160,19 @@ pub enum Op {
         ow: usize,
         mode: Interp,
     },
+    /// Region pooling of (features, regions (K, 5)): Fast R-CNN's max over bins (`roi_pool`).
+    RoiPool {
+        output: (usize, usize),
+        spatial_scale: f64,
+    },
+    /// Region pooling of (features, regions (K, 5)): bilinear samples averaged per bin
+    /// (`roi_align`).
+    RoiAlign {
+        output: (usize, usize),
+        spatial_scale: f64,
+        sampling_ratio: i32,
+        aligned: bool,
+    },
     /// (xp (T, N, G·H), h0, w_hh[, b_hh][, c0][, peephole][, w_hr]) with the record's outputs
     /// (output, h_n[, c_n]).
     Recurrent {

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::dtype::Float;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::Tensor;
+use crate::trace::{self, Op};
 
 /// Checked sizes: features (N, C, H, W), K regions, and the output bins.
 #[derive(Clone, Copy, Debug)]
@@ -367,7 +368,7 @@ impl<T: Float> Tensor<T> {
         };
         let xlen = g.n * g.c * hw;
         let c = g.c;
-        Ok(Tensor::from_op(
+        let out = Tensor::from_op(
             y,
             vec![g.k, g.c, g.ph, g.pw],
             "roi_pool",
@@ -387,7 +388,16 @@ impl<T: Float> Tensor<T> {
                 });
                 vec![gx, None]
             },
-        ))
+        );
+        trace::record(
+            Op::RoiPool {
+                output,
+                spatial_scale,
+            },
+            &[self, rois],
+            &[&out],
+        );
+        Ok(out)
     }
 
     /// ROI align (torchvision's `roi_align`): each of the `output` bins of a region averages
@@ -428,7 +438,7 @@ impl<T: Float> Tensor<T> {
                 }
             });
         let xlen = g.n * g.c * hw;
-        Ok(Tensor::from_op(
+        let out = Tensor::from_op(
             y,
             vec![g.k, g.c, g.ph, g.pw],
             "roi_align",
@@ -451,6 +461,17 @@ impl<T: Float> Tensor<T> {
                 });
                 vec![gx, None]
             },
-        ))
+        );
+        trace::record(
+            Op::RoiAlign {
+                output,
+                spatial_scale,
+                sampling_ratio,
+                aligned,
+            },
+            &[self, rois],
+            &[&out],
+        );
+        Ok(out)
     }
 }
