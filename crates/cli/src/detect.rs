@@ -146,7 +146,7 @@ fn or_default(p: &Option<PathBuf>, d: &str, what: &str, model: DetectModel) -> R
 
 pub(crate) const DEFAULT_MTCNN: &str = ".cache/weights/mtcnn";
 
-fn open_rgb(path: &Path) -> Result<image::RgbImage> {
+pub(crate) fn open_rgb(path: &Path) -> Result<image::RgbImage> {
     Ok(image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .with_guessed_format()

@@ -59,12 +59,20 @@ pub struct ExportArgs {
     /// anyway for weights over 1.9 GB, which one protobuf file cannot hold.
     #[arg(long)]
     pub external_data: bool,
+    /// A photo to check a Faster R-CNN's graph on (resized to the graph's size and normalized
+    /// as the model's transform does), instead of uniform noise, on which a detector finds
+    /// nothing; with --save-io it is the input written.
+    #[arg(long, value_name = "IMAGE")]
+    pub sample: Option<PathBuf>,
     /// Also write the check's input (DIR/input.npy) and the model's outputs for it
     /// (DIR/NAME.npy, computed by the model, not from the graph), for running the file in
     /// another runtime and comparing.
     #[arg(long, value_name = "DIR")]
     pub save_io: Option<PathBuf>,
 }
+
+/// A two-stage detector's outputs.
+const DETECTIONS: [&str; 3] = ["boxes", "scores", "labels"];
 
 /// A model ready to trace, with its usual input size and its outputs' names.
 struct Exportable {
@@ -87,6 +95,8 @@ enum Net {
     Lm(aics_text::lm::CharLm),
     Ssd(aics_detect::ssd::Ssd),
     FastRcnn(aics_detect::faster_rcnn::FastRcnn),
+    /// Written by [`export_faster_rcnn`]: two traced networks and the steps between them.
+    FasterRcnn(aics_detect::faster_rcnn::FasterRcnn),
 }
 
 impl Net {
@@ -101,6 +111,7 @@ impl Net {
             Net::Lm(m) => m,
             Net::Ssd(m) => m,
             Net::FastRcnn(m) => m,
+            Net::FasterRcnn(m) => m,
         }
     }
 
@@ -112,6 +123,7 @@ impl Net {
                 ("input", vec![1, chw[0], chw[1], chw[2]], false, None),
                 ("rois", vec![batch, 5], false, Some(0)),
             ],
+            Net::FasterRcnn(_) => vec![("input", vec![1, chw[0], chw[1], chw[2]], false, None)],
             Net::Lm(m) => {
                 let c = m.cfg;
                 let mut v = vec![
@@ -137,6 +149,15 @@ impl Net {
             Net::FastRcnn(m) => {
                 let (logits, deltas) = m.network(x, &xs[1])?;
                 Ok(vec![logits, deltas])
+            }
+            Net::FasterRcnn(m) => {
+                let d = m.detect_network(x)?;
+                let n = d.boxes.len();
+                Ok(vec![
+                    Tensor::from_vec(d.boxes.concat(), &[n, 4])?,
+                    Tensor::from_vec(d.scores, &[n])?,
+                    Tensor::from_vec(d.labels.iter().map(|&l| l as f32).collect(), &[n])?,
+                ])
             }
             Net::Lm(m) => {
                 let state = aics_nn::RecurrentState {
@@ -212,6 +233,32 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             };
             Ok(ex(Net::Lm(lm), [0, 0, 0], outputs))
         }
+        "fasterrcnn_resnet50_fpn"
+        | "fasterrcnn_mobilenet_v3_large_fpn"
+        | "fasterrcnn_mobilenet_v3_large_320_fpn" => {
+            not_for("--hidden", a.hidden.is_some())?;
+            not_for("--cfg", a.cfg.is_some())?;
+            let net = match &a.weights {
+                Some(w) => {
+                    not_for("--classes (the weights give them)", a.classes.is_some())?;
+                    match crate::detect_tv::TvDetector::load(&a.model, w)? {
+                        crate::detect_tv::TvDetector::Rcnn(m) => m,
+                        crate::detect_tv::TvDetector::Ssd(_) => {
+                            unreachable!("a Faster R-CNN name")
+                        }
+                    }
+                }
+                // the architecture with its initial weights, for COCO's 91 classes or others
+                None => aics_detect::faster_rcnn::FasterRcnn::by_name(
+                    &a.model,
+                    a.classes.unwrap_or(91),
+                    0,
+                )?,
+            };
+            // the short side the transform resizes to, square
+            let s = net.transform.min_size as usize;
+            Ok(ex(Net::FasterRcnn(net), [3, s, s], DETECTIONS.to_vec()))
+        }
         "ssd300_vgg16" | "ssdlite320_mobilenet_v3_large" => {
             not_for("--classes", a.classes.is_some())?;
             not_for("--hidden", a.hidden.is_some())?;
@@ -227,7 +274,7 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             let s = if a.model == "ssd300_vgg16" { 300 } else { 320 };
             Ok(ex(Net::Ssd(net), [3, s, s], vec!["logits", "deltas"]))
         }
-        "ssd" | "ssdlite" | "yolov1" | "fast_rcnn" => {
+        "ssd" | "ssdlite" | "yolov1" | "fast_rcnn" | "faster_rcnn" => {
             not_for("--classes", a.classes.is_some())?;
             not_for("--hidden", a.hidden.is_some())?;
             not_for("--cfg", a.cfg.is_some())?;
@@ -238,7 +285,8 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                     a.model
                 );
             };
-            let trained = crate::detect_train::load_trained(w, &a.model, 0.5, 0.5)?;
+            // torchvision's Faster R-CNN thresholds (the SSD's and YOLOv1's graphs end before them)
+            let trained = crate::detect_train::load_trained(w, &a.model, 0.05, 0.5)?;
             let size = trained.size;
             match trained.into_trainee() {
                 crate::detect_train::Trainee::Ssd(m) => {
@@ -249,13 +297,16 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                     [3, size, size],
                     vec!["output"],
                 )),
+                crate::detect_train::Trainee::Rcnn(m, _) => {
+                    Ok(ex(Net::FasterRcnn(m), [3, size, size], DETECTIONS.to_vec()))
+                }
                 crate::detect_train::Trainee::Fast(m) => Ok(ex(
                     Net::FastRcnn(m),
                     [3, size, size],
                     vec!["class_logits", "box_deltas"],
                 )),
                 _ => bail!(
-                    "{}: not an SSD, YOLOv1 or Fast R-CNN checkpoint",
+                    "{}: not an SSD, YOLOv1, Fast or Faster R-CNN checkpoint",
                     w.display()
                 ),
             }
@@ -375,7 +426,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
         bail!("--dynamic-batch does not apply to --model fast_rcnn: its graph takes one image, and the count of regions is always symbolic");
     }
     let e = build(&a)?;
-    if a.input.is_some() && !matches!(e.net, Net::Plain(_) | Net::FastStyle(_)) {
+    let two_stage = matches!(e.net, Net::FasterRcnn(_));
+    let resizable = matches!(e.net, Net::Plain(_) | Net::FastStyle(_))
+        || (two_stage && a.model.starts_with("fasterrcnn_"));
+    if a.input.is_some() && !resizable {
         bail!(
             "--input does not apply to --model {}: its input size is fixed",
             a.model
@@ -383,6 +437,15 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     if a.steps.is_some() && !matches!(e.net, Net::Lm(_)) {
         bail!("--steps applies to --model lm only");
+    }
+    if a.sample.is_some() && !two_stage {
+        bail!("--sample applies to the Faster R-CNN models only");
+    }
+    if two_stage && (a.batch != 1 || a.dynamic_batch) {
+        bail!(
+            "--batch and --dynamic-batch do not apply to --model {}: its graph takes one image",
+            a.model
+        );
     }
     // Fast R-CNN: one image, a symbolic count of regions (--batch of them traced)
     let rois = matches!(e.net, Net::FastRcnn(_));
@@ -440,20 +503,36 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let names: Vec<&str> = specs.iter().map(|s| s.0).collect();
     let mut fwd = |xs: &[Tensor]| e.net.run(xs).map_err(|e| e.to_string());
     let t0 = std::time::Instant::now();
-    let second = symbolic.then(|| examples("trace", a.batch + 1));
-    let model = export_with(
-        &spec,
-        &examples("trace", a.batch),
-        second.as_deref(),
-        &mut fwd,
-    )
+    let model = match &e.net {
+        Net::FasterRcnn(m) => faster_rcnn_graph(m, &examples("trace", 1)[0]),
+        _ => {
+            let second = symbolic.then(|| examples("trace", a.batch + 1));
+            export_with(
+                &spec,
+                &examples("trace", a.batch),
+                second.as_deref(),
+                &mut fwd,
+            )
+            .map_err(anyhow::Error::from)
+        }
+    }
     .with_context(|| format!("exporting {}", a.model))?;
     let mut checks = vec![examples("check", a.batch)];
+    if let (Some(p), Net::FasterRcnn(m)) = (&a.sample, &e.net) {
+        checks[0] = vec![sample(p, m, chw)?];
+    }
     if symbolic {
         checks.push(examples("check", a.batch + 2));
     }
-    let (err, outputs) = check_export(&model, &names, &checks, &mut fwd)
-        .with_context(|| format!("checking the export of {}", a.model))?;
+    if two_stage {
+        checks.push(examples("check-2", 1));
+    }
+    let (err, outputs) = if two_stage {
+        check_detections(&model, &checks, &mut fwd)
+    } else {
+        check_export(&model, &names, &checks, &mut fwd).map_err(anyhow::Error::from)
+    }
+    .with_context(|| format!("checking the export of {}", a.model))?;
     if err > 1e-3 {
         bail!(
             "the written graph does not reproduce {} on another input (largest relative difference {err:.2e}): an op was not traced",
@@ -523,6 +602,191 @@ pub fn run(a: ExportArgs) -> Result<()> {
         shapes.join(", "),
     );
     Ok(())
+}
+
+/// [`check_export`] for a detector's graph (input `input`; outputs boxes (D, 4), scores (D),
+/// labels (D)): every detection of the model matched to one of the graph's with the same label,
+/// as detections of near-equal scores may come in either order. Returns the largest difference
+/// of a matched box or score relative to the largest coordinate or score, and the model's
+/// outputs for each input.
+fn check_detections(
+    model: &aics_onnx::Model,
+    inputs: &[Vec<Tensor>],
+    forward: &mut dyn FnMut(&[Tensor]) -> std::result::Result<Vec<Tensor>, String>,
+) -> Result<(f64, Vec<Vec<Tensor>>)> {
+    let m = aics_onnx::OnnxModel::new(model.clone())?;
+    let (mut worst, mut outputs) = (0.0f64, Vec::new());
+    for set in inputs {
+        let want = {
+            let _g = aics_tensor::no_grad();
+            forward(set).map_err(|e| anyhow::anyhow!("the model failed: {e}"))?
+        };
+        let got = m.run(&[("input", aics_onnx::Value::F(set[0].clone()))])?;
+        let floats = |v: &aics_onnx::Value| -> Vec<f32> {
+            match v {
+                aics_onnx::Value::F(t) => t.to_vec(),
+                aics_onnx::Value::I(d, _) => d.iter().map(|&x| x as f32).collect(),
+            }
+        };
+        let g: Vec<Vec<f32>> = got.iter().map(|(_, v)| floats(v)).collect();
+        let w: Vec<Vec<f32>> = want.iter().map(|t| t.to_vec()).collect();
+        worst = worst.max(aics_detect::boxes::match_detections(
+            (&w[0], &w[1], &w[2]),
+            (&g[0], &g[1], &g[2]),
+        )?);
+        outputs.push(want);
+    }
+    Ok((worst, outputs))
+}
+
+/// The photo at `path` as the Faster R-CNN's graph of input size `chw` takes it: resized to it,
+/// then the model's transform (normalization; a resize that must keep the size).
+fn sample(
+    path: &Path,
+    m: &aics_detect::faster_rcnn::FasterRcnn,
+    chw: [usize; 3],
+) -> Result<Tensor> {
+    let img = crate::detect::open_rgb(path)?;
+    let img = image::imageops::resize(
+        &img,
+        chw[2] as u32,
+        chw[1] as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    let list = m.transform.batch(&[crate::detect_tv::to_tensor(&img)?])?;
+    let want = [1, chw[0], chw[1], chw[2]];
+    if list.tensor.shape() != want {
+        bail!(
+            "{}: the model's transform makes it {:?}, the graph takes {want:?}",
+            path.display(),
+            list.tensor.shape()
+        );
+    }
+    Ok(list.tensor)
+}
+
+/// A Faster R-CNN as one graph (aics_onnx::two_stage): its two networks traced, the first on
+/// `x` (1, 3, H, W), the second with a symbolic count of regions, and joined by the proposal
+/// layer, the pooling and the post-processing.
+fn faster_rcnn_graph(
+    m: &aics_detect::faster_rcnn::FasterRcnn,
+    x: &Tensor,
+) -> Result<aics_onnx::Model> {
+    use aics_onnx::two_stage::{two_stage, TwoStage};
+    let (h, w) = (x.shape()[2], x.shape()[3]);
+    let named = aics_nn::state_dict(m);
+    let params: std::collections::HashSet<String> = named.iter().map(|(n, _)| n.clone()).collect();
+    let feats = {
+        let _g = aics_tensor::no_grad();
+        m.backbone.features(x)?
+    };
+    let (levels, pooled) = (feats.len(), m.roi_heads.pool.levels.min(feats.len()));
+    let mut names: Vec<String> = (0..levels).map(|l| format!("rpn_objectness_{l}")).collect();
+    names.extend((0..levels).map(|l| format!("rpn_deltas_{l}")));
+    names.extend((0..pooled).map(|p| format!("features_{p}")));
+    let spec = Spec {
+        inputs: vec![Input {
+            name: "input",
+            int64: false,
+            batch_axis: None,
+            symbol: "batch",
+        }],
+        outputs: names.iter().map(|s| s.as_str()).collect(),
+        named: &named,
+    };
+    let mut first = |xs: &[Tensor]| -> std::result::Result<Vec<Tensor>, String> {
+        let f = m.backbone.features(&xs[0]).map_err(|e| e.to_string())?;
+        let (mut o, mut d) = (Vec::new(), Vec::new());
+        for t in &f {
+            let (a, b) = m.rpn.head.level(t).map_err(|e| e.to_string())?;
+            o.push(a);
+            d.push(b);
+        }
+        o.extend(d);
+        o.extend(f.into_iter().take(pooled));
+        Ok(o)
+    };
+    let first = export_with(&spec, std::slice::from_ref(x), None, &mut first)
+        .context("the backbone and the region proposal network")?;
+    // the second network on pooled regions, their count symbolic
+    let (c, o) = (feats[0].shape()[1], m.roi_heads.pool.output);
+    let pooled_input = |k: usize| {
+        let shape = [k, c, o, o];
+        let v = hash_uniform("export/trace/pooled", shape.iter().product());
+        Tensor::from_vec(v.into_iter().map(|u| u as f32).collect(), &shape).expect("length matches")
+    };
+    let spec = Spec {
+        inputs: vec![Input {
+            name: "pooled",
+            int64: false,
+            batch_axis: Some(0),
+            symbol: "rois",
+        }],
+        outputs: vec!["class_logits", "box_deltas"],
+        named: &named,
+    };
+    let mut second = |xs: &[Tensor]| -> std::result::Result<Vec<Tensor>, String> {
+        let hd = m
+            .roi_heads
+            .box_head
+            .forward(&xs[0])
+            .map_err(|e| e.to_string())?;
+        let (l, d) = m
+            .roi_heads
+            .box_predictor
+            .predict(&hd)
+            .map_err(|e| e.to_string())?;
+        Ok(vec![l, d])
+    };
+    let second = export_with(
+        &spec,
+        &[pooled_input(3)],
+        Some(&[pooled_input(5)]),
+        &mut second,
+    )
+    .context("the box head")?;
+    let grids: Vec<(usize, usize)> = feats.iter().map(|f| (f.shape()[2], f.shape()[3])).collect();
+    let anchors = m.rpn.anchor_generator.anchors((h, w), &grids)?;
+    let per = m.rpn.anchor_generator.num_anchors_per_location();
+    let mut at = 0;
+    let mut rpn_levels = Vec::new();
+    for (&(gh, gw), &a) in grids.iter().zip(&per) {
+        let n = gh * gw * a;
+        let Some(part) = anchors.get(at..at + n) else {
+            bail!("{} anchors for the levels {grids:?}", anchors.len());
+        };
+        rpn_levels.push((
+            (a, gh, gw),
+            part.iter().map(|b| b.map(|v| v as f32)).collect(),
+        ));
+        at += n;
+    }
+    let (rs, hs) = (&m.rpn.settings, &m.roi_heads.settings);
+    let ts = TwoStage {
+        image: (h, w),
+        levels: rpn_levels,
+        pre_nms_top_n: rs.pre_nms_top_n,
+        post_nms_top_n: rs.post_nms_top_n,
+        rpn_nms_thresh: rs.nms_thresh,
+        rpn_score_thresh: rs.score_thresh,
+        min_size: rs.min_size,
+        rpn_weights: m.rpn.coder.weights,
+        rpn_clip: m.rpn.coder.bbox_xform_clip,
+        pool_scales: aics_detect::faster_rcnn::MultiScaleRoiAlign::scales(
+            &feats[..pooled],
+            &[(h, w)],
+        ),
+        pool_output: o,
+        sampling_ratio: m.roi_heads.pool.sampling_ratio as i64,
+        max_pool: m.roi_heads.pool.max_pool,
+        box_weights: m.roi_heads.coder.weights,
+        box_clip: m.roi_heads.coder.bbox_xform_clip,
+        classes: m.num_classes,
+        score_thresh: hs.score_thresh,
+        nms_thresh: hs.nms_thresh,
+        detections: hs.detections_per_img,
+    };
+    Ok(two_stage(first, second, &params, &ts)?)
 }
 
 /// `k` regions (rows of image 0, x1, y1, x2, y2) inside an image of `hw` pixels from uniform

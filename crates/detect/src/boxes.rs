@@ -363,3 +363,55 @@ pub fn non_max_suppression<T: Float>(
     }
     Ok(out)
 }
+
+/// Matches detections `a` (boxes, scores, labels) to `b` one to one: each of `a`'s in turn to
+/// the closest unmatched of `b` with its label. The largest box difference relative to the
+/// largest coordinate, or score difference relative to the largest score; an error when the
+/// counts differ or a detection has no partner of its label.
+pub fn match_detections(a: (&[f32], &[f32], &[f32]), b: (&[f32], &[f32], &[f32])) -> Result<f64> {
+    let n = a.1.len();
+    let op = "match_detections";
+    if b.1.len() != n
+        || a.0.len() != 4 * n
+        || b.0.len() != 4 * n
+        || a.2.len() != n
+        || b.2.len() != n
+    {
+        return Err(arg(
+            op,
+            format!(
+                "{n} detections against {} (or boxes and labels of other counts)",
+                b.1.len()
+            ),
+        ));
+    }
+    let big = |v: &[f32]| v.iter().fold(1e-6f64, |m, &x| m.max((x as f64).abs()));
+    let (bs, ss) = (big(a.0), big(a.1));
+    let mut used = vec![false; n];
+    let mut worst = 0.0f64;
+    for i in 0..n {
+        let diff = |j: usize| {
+            let db = (0..4)
+                .map(|k| (a.0[4 * i + k] as f64 - b.0[4 * j + k] as f64).abs())
+                .fold(0.0, f64::max)
+                / bs;
+            db.max((a.1[i] as f64 - b.1[j] as f64).abs() / ss)
+        };
+        let best = (0..n)
+            .filter(|&j| !used[j] && a.2[i] == b.2[j])
+            .map(|j| (j, diff(j)))
+            .min_by(|x, y| x.1.total_cmp(&y.1));
+        let Some((j, d)) = best else {
+            return Err(arg(
+                op,
+                format!("detection {i} (label {}) has no partner", a.2[i]),
+            ));
+        };
+        if !d.is_finite() {
+            return Err(arg(op, format!("detection {i}: not a finite value")));
+        }
+        used[j] = true;
+        worst = worst.max(d);
+    }
+    Ok(worst)
+}

@@ -691,7 +691,7 @@ pub struct MultiScaleRoiAlign {
 
 impl MultiScaleRoiAlign {
     /// The scale of each level: 2^round(log2(feature side / image side)).
-    fn scales(feats: &[Tensor], image_sizes: &[(usize, usize)]) -> Vec<f64> {
+    pub fn scales(feats: &[Tensor], image_sizes: &[(usize, usize)]) -> Vec<f64> {
         let max_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
         feats
             .iter()
@@ -1296,6 +1296,29 @@ impl FasterRcnn {
             proposals,
             detections,
         })
+    }
+
+    /// Detections of one image already resized and normalized, (1, 3, H, W), in its pixels:
+    /// what the network computes between the transform and the boxes' resizing, as `aics
+    /// export` writes it.
+    pub fn detect_network(&self, x: &Tensor) -> Result<Detections> {
+        let s = x.shape();
+        if s.len() != 4 || s[0] != 1 {
+            return Err(arg(
+                "FasterRcnn",
+                format!("one image (1, 3, H, W) is needed, got {s:?}"),
+            ));
+        }
+        let size = (s[2], s[3]);
+        let features = self.backbone.features(x)?;
+        let rpn = self.rpn.run(&features, size)?;
+        let p = self.rpn.proposals(&rpn, 0, size)?;
+        let boxes = vec![p.boxes];
+        let (logits, deltas) = self.roi_heads.predict(&features, &boxes, &[size])?;
+        let mut d = self
+            .roi_heads
+            .detections(&logits, &deltas, &boxes, &[size])?;
+        Ok(d.pop().unwrap_or_default())
     }
 
     /// Detections for images given as (3, H, W) tensors in [0, 1], in their own pixels.

@@ -354,8 +354,11 @@ pub fn check_export(
             .collect();
         let got = m.run(&given)?;
         for ((name, v), w) in got.iter().zip(&want) {
-            let Value::F(g) = v else {
-                return Err(err(format!("output '{name}' is not a float tensor")));
+            // integers (a detector's labels) compared as floats
+            let g = match v {
+                Value::F(g) => g.clone(),
+                Value::I(d, shape) => T32::from_vec(d.iter().map(|&x| x as f32).collect(), shape)
+                    .map_err(|e| err(format!("output '{name}': {e}")))?,
             };
             if g.shape() != w.shape() {
                 return Err(err(format!(
@@ -391,7 +394,7 @@ fn values_of(t: &TracedTensor) -> Result<Vec<f32>> {
     })
 }
 
-fn value_info(name: &str, shape: &[usize]) -> ValueInfo {
+pub(crate) fn value_info(name: &str, shape: &[usize]) -> ValueInfo {
     ValueInfo {
         name: name.into(),
         elem_type: Some(dtype::FLOAT),
@@ -400,7 +403,7 @@ fn value_info(name: &str, shape: &[usize]) -> ValueInfo {
     }
 }
 
-fn f32_tensor(name: &str, shape: &[usize], v: &[f32]) -> Tensor {
+pub(crate) fn f32_tensor(name: &str, shape: &[usize], v: &[f32]) -> Tensor {
     Tensor {
         name: name.into(),
         dims: shape.iter().map(|&d| d as i64).collect(),
@@ -409,7 +412,7 @@ fn f32_tensor(name: &str, shape: &[usize], v: &[f32]) -> Tensor {
     }
 }
 
-fn i64_tensor(name: &str, v: &[i64]) -> Tensor {
+pub(crate) fn i64_tensor(name: &str, v: &[i64]) -> Tensor {
     Tensor {
         name: name.into(),
         dims: vec![v.len() as i64],
@@ -418,28 +421,28 @@ fn i64_tensor(name: &str, v: &[i64]) -> Tensor {
     }
 }
 
-fn ints(name: &str, v: &[usize]) -> Attribute {
+pub(crate) fn ints(name: &str, v: &[usize]) -> Attribute {
     Attribute {
         name: name.into(),
         value: AttrValue::Ints(v.iter().map(|&x| x as i64).collect()),
     }
 }
 
-fn int(name: &str, v: i64) -> Attribute {
+pub(crate) fn int(name: &str, v: i64) -> Attribute {
     Attribute {
         name: name.into(),
         value: AttrValue::Int(v),
     }
 }
 
-fn float(name: &str, v: f64) -> Attribute {
+pub(crate) fn float(name: &str, v: f64) -> Attribute {
     Attribute {
         name: name.into(),
         value: AttrValue::Float(v as f32),
     }
 }
 
-fn string(name: &str, v: &str) -> Attribute {
+pub(crate) fn string(name: &str, v: &str) -> Attribute {
     Attribute {
         name: name.into(),
         value: AttrValue::String(v.as_bytes().to_vec()),

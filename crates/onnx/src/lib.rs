@@ -14,6 +14,7 @@ pub mod module;
 mod ops;
 pub mod proto;
 pub mod run;
+pub mod two_stage;
 mod wire;
 
 use std::collections::HashMap;
