@@ -90,9 +90,10 @@ pub struct DetectArgs {
     /// yolov3-tiny, darknet, yolov1, ssd, ssdlite, faster_rcnn, fast_rcnn, rcnn, mtcnn,
     /// blazeface, fasterrcnn_resnet50_fpn, fasterrcnn_mobilenet_v3_large_fpn,
     /// fasterrcnn_mobilenet_v3_large_320_fpn, ssd300_vgg16, ssdlite320_mobilenet_v3_large (see
-    /// `aics detect --help` for each); or an ONNX file (NET.onnx) of a darknet network, as
+    /// `aics detect --help` for each); or an ONNX file (NET.onnx): a darknet network, as
     /// `aics export --model yolov3-tiny` writes it, with its heads read from --cfg (default:
-    /// YOLOv3-tiny's).
+    /// YOLOv3-tiny's), or a whole detector with outputs boxes, scores and labels, as `aics
+    /// export --model faster_rcnn` writes it.
     #[arg(long = "model", default_value = "yolov3-tiny")]
     model_name: String,
     #[arg(skip)]
@@ -103,7 +104,8 @@ pub struct DetectArgs {
     /// Darknet .cfg file (default for yolov3-tiny: the file set-up fetches).
     #[arg(long)]
     cfg: Option<PathBuf>,
-    /// Class names, one a line (default for yolov3-tiny: COCO's 80, darknet's coco.names).
+    /// Class names, one a line (default for yolov3-tiny: COCO's 80, darknet's coco.names; for a
+    /// detector's ONNX graph one a label, the background first, default `class N`).
     #[arg(long)]
     names: Option<PathBuf>,
     /// Keep detections scoring above this (YOLO: darknet's -thresh, default 0.25; MTCNN: the
@@ -462,7 +464,13 @@ fn run_torchvision(a: &DetectArgs, name: &str) -> Result<()> {
 
 pub fn run(mut a: DetectArgs) -> Result<()> {
     if a.model_name.ends_with(".onnx") {
-        return run_onnx_darknet(&a);
+        let path = PathBuf::from(&a.model_name);
+        let m = aics_onnx::open(&path)?;
+        let outs: Vec<&str> = m.graph().outputs.iter().map(|o| o.name.as_str()).collect();
+        if outs == ["boxes", "scores", "labels"] {
+            return run_onnx_detector(&a, &path, &m);
+        }
+        return run_onnx_darknet(&a, &path, m);
     }
     a.model = DetectModel::from_str(&a.model_name, false).map_err(|_| {
         let names: Vec<String> = DetectModel::value_variants()
@@ -576,8 +584,7 @@ fn yolo_settings(a: &DetectArgs) -> Result<YoloSettings> {
 /// `aics detect --model NET.onnx`: a darknet network exported to ONNX (its outputs the
 /// detection heads' inputs as darknet activates them, in layer order) run by aics's ONNX
 /// runner, decoded with the heads of `--cfg`.
-fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
-    let path = PathBuf::from(&a.model_name);
+fn run_onnx_darknet(a: &DetectArgs, path: &Path, m: aics_onnx::OnnxModel) -> Result<()> {
     if a.weights.is_some() {
         bail!("--weights: {} carries its weights", path.display());
     }
@@ -595,7 +602,6 @@ fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
             yolo.classes()
         );
     }
-    let m = aics_onnx::open(&path)?;
     let inputs = m.input_names();
     let [input] = &inputs[..] else {
         bail!(
@@ -647,6 +653,97 @@ fn run_onnx_darknet(a: &DetectArgs) -> Result<()> {
                 .collect()
         })?;
         report(a, images.len(), p, &img, &dets, &names, 1, &mut results)?;
+    }
+    write_results(a, &results)
+}
+
+/// `aics detect --model DET.onnx` for a detector's whole graph as `aics export` writes Faster
+/// R-CNN (input (1, 3, H, W) in [0, 1], outputs `boxes` in its pixels, `scores`, `labels`):
+/// each photo resized to H×W, its boxes scaled back, those scoring above --score (default
+/// 0.5) kept.
+fn run_onnx_detector(a: &DetectArgs, path: &Path, m: &aics_onnx::OnnxModel) -> Result<()> {
+    for (flag, given) in [
+        ("--weights", a.weights.is_some()),
+        ("--cfg", a.cfg.is_some()),
+        ("--nms (the graph runs its own NMS)", a.nms.is_some()),
+    ] {
+        if given {
+            bail!("{flag} does not apply to {}", path.display());
+        }
+    }
+    let score = a.score.unwrap_or(0.5);
+    if !(0.0..1.0).contains(&score) {
+        bail!("--score must be in [0, 1), got {score}");
+    }
+    let inputs = m.input_names();
+    let dims = match &inputs[..] {
+        [input] => m.declared_dims(input),
+        _ => Vec::new(),
+    };
+    let &[Some(1), Some(3), Some(h), Some(w)] = dims.as_slice() else {
+        bail!(
+            "{}: a detector's graph takes one image (1, 3, H, W) of a fixed size; this one takes {} ({dims:?})",
+            path.display(),
+            inputs.join(", ")
+        );
+    };
+    let names: Option<Vec<String>> = a.names.as_ref().map(|p| read_names(p)).transpose()?;
+    let images = default_images(a)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut results = Vec::new();
+    for p in &images {
+        let img = open_rgb(p)?;
+        let x = crate::export_cmd::photo_input(p, [3, h, w])?;
+        let outs = m
+            .run(&[(inputs[0].as_str(), aics_onnx::Value::F(x))])
+            .with_context(|| format!("{}: {}", path.display(), p.display()))?;
+        let (boxes, scores, labels) = match &outs[..] {
+            [(_, aics_onnx::Value::F(b)), (_, aics_onnx::Value::F(s)), (_, aics_onnx::Value::I(l, _))] => {
+                (b.to_vec(), s.to_vec(), l.clone())
+            }
+            _ => bail!(
+                "{}: boxes and scores must be float, labels int64",
+                path.display()
+            ),
+        };
+        if boxes.len() != 4 * scores.len() || labels.len() != scores.len() {
+            bail!(
+                "{}: {} box values, {} scores, {} labels",
+                path.display(),
+                boxes.len(),
+                scores.len(),
+                labels.len()
+            );
+        }
+        let (sx, sy) = (
+            img.width() as f32 / w as f32,
+            img.height() as f32 / h as f32,
+        );
+        let mut dets = Vec::new();
+        for ((b, &s), &l) in boxes.chunks_exact(4).zip(&scores).zip(&labels) {
+            if s <= score {
+                continue;
+            }
+            let class =
+                usize::try_from(l).map_err(|_| anyhow::anyhow!("{}: label {l}", path.display()))?;
+            dets.push(YoloDetection {
+                class,
+                score: s,
+                bbox: [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy],
+            });
+        }
+        let top = dets.iter().map(|d| d.class + 1).max().unwrap_or(0);
+        let names = match &names {
+            Some(n) if n.len() < top => bail!(
+                "{}: {} class names, but the graph gives label {} (the background, label 0, counts)",
+                a.names.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                n.len(),
+                top - 1
+            ),
+            Some(n) => n.clone(),
+            None => (0..top).map(|c| format!("class {c}")).collect(),
+        };
+        report(a, images.len(), p, &img, &dets, &names, 0, &mut results)?;
     }
     write_results(a, &results)
 }

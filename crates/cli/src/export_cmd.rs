@@ -59,9 +59,9 @@ pub struct ExportArgs {
     /// anyway for weights over 1.9 GB, which one protobuf file cannot hold.
     #[arg(long)]
     pub external_data: bool,
-    /// A photo to check a Faster R-CNN's graph on (resized to the graph's size and normalized
-    /// as the model's transform does), instead of uniform noise, on which a detector finds
-    /// nothing; with --save-io it is the input written.
+    /// A photo to check a Faster R-CNN's graph on (resized to the graph's size), instead of
+    /// uniform noise, on which a trained detector finds nothing; with --save-io it is the input
+    /// written.
     #[arg(long, value_name = "IMAGE")]
     pub sample: Option<PathBuf>,
     /// Also write the check's input (DIR/input.npy) and the model's outputs for it
@@ -151,7 +151,7 @@ impl Net {
                 Ok(vec![logits, deltas])
             }
             Net::FasterRcnn(m) => {
-                let d = m.detect_network(x)?;
+                let d = m.detect_network(&m.transform.normalize(x)?)?;
                 let n = d.boxes.len();
                 Ok(vec![
                     Tensor::from_vec(d.boxes.concat(), &[n, 4])?,
@@ -518,8 +518,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     .with_context(|| format!("exporting {}", a.model))?;
     let mut checks = vec![examples("check", a.batch)];
-    if let (Some(p), Net::FasterRcnn(m)) = (&a.sample, &e.net) {
-        checks[0] = vec![sample(p, m, chw)?];
+    if let Some(p) = &a.sample {
+        checks[0] = vec![photo_input(p, chw)?];
     }
     if symbolic {
         checks.push(examples("check", a.batch + 2));
@@ -639,13 +639,9 @@ fn check_detections(
     Ok((worst, outputs))
 }
 
-/// The photo at `path` as the Faster R-CNN's graph of input size `chw` takes it: resized to it,
-/// then the model's transform (normalization; a resize that must keep the size).
-fn sample(
-    path: &Path,
-    m: &aics_detect::faster_rcnn::FasterRcnn,
-    chw: [usize; 3],
-) -> Result<Tensor> {
+/// The photo at `path` as a detector's graph of input size `chw` takes it: resized to it
+/// (the aspect not kept), values in [0, 1], (1, 3, H, W).
+pub(crate) fn photo_input(path: &Path, chw: [usize; 3]) -> Result<Tensor> {
     let img = crate::detect::open_rgb(path)?;
     let img = image::imageops::resize(
         &img,
@@ -653,16 +649,7 @@ fn sample(
         chw[1] as u32,
         image::imageops::FilterType::Triangle,
     );
-    let list = m.transform.batch(&[crate::detect_tv::to_tensor(&img)?])?;
-    let want = [1, chw[0], chw[1], chw[2]];
-    if list.tensor.shape() != want {
-        bail!(
-            "{}: the model's transform makes it {:?}, the graph takes {want:?}",
-            path.display(),
-            list.tensor.shape()
-        );
-    }
-    Ok(list.tensor)
+    Ok(crate::detect_tv::to_tensor(&img)?.unsqueeze(0)?)
 }
 
 /// A Faster R-CNN as one graph (aics_onnx::two_stage): its two networks traced, the first on
@@ -678,7 +665,7 @@ fn faster_rcnn_graph(
     let params: std::collections::HashSet<String> = named.iter().map(|(n, _)| n.clone()).collect();
     let feats = {
         let _g = aics_tensor::no_grad();
-        m.backbone.features(x)?
+        m.backbone.features(&m.transform.normalize(x)?)?
     };
     let (levels, pooled) = (feats.len(), m.roi_heads.pool.levels.min(feats.len()));
     let mut names: Vec<String> = (0..levels).map(|l| format!("rpn_objectness_{l}")).collect();
@@ -695,7 +682,9 @@ fn faster_rcnn_graph(
         named: &named,
     };
     let mut first = |xs: &[Tensor]| -> std::result::Result<Vec<Tensor>, String> {
-        let f = m.backbone.features(&xs[0]).map_err(|e| e.to_string())?;
+        // the photo normalized in the graph
+        let x = m.transform.normalize(&xs[0]).map_err(|e| e.to_string())?;
+        let f = m.backbone.features(&x).map_err(|e| e.to_string())?;
         let (mut o, mut d) = (Vec::new(), Vec::new());
         for t in &f {
             let (a, b) = m.rpn.head.level(t).map_err(|e| e.to_string())?;

@@ -393,7 +393,10 @@ fn a_faster_rcnn_graph_pools_each_proposal_from_its_level() {
     let net = aics_detect::faster_rcnn::FasterRcnn::by_name(name, 91, 0).unwrap();
     net.load_state_dict(&map).unwrap();
     let _g = aics_tensor::no_grad();
-    let feats = net.backbone.features(&x).unwrap();
+    let feats = net
+        .backbone
+        .features(&net.transform.normalize(&x).unwrap())
+        .unwrap();
     let want = net
         .roi_heads
         .pool
@@ -413,6 +416,116 @@ fn a_faster_rcnn_graph_pools_each_proposal_from_its_level() {
     assert!(
         worst <= 1e-4,
         "pooled regions: {worst:.2e} from the model's"
+    );
+}
+
+/// `aics detect --model x.onnx` on a Faster R-CNN exported whole finds what the checkpoint finds
+/// through aics's own detector on the same photo (the photo at the graph's size, so that both
+/// see the same pixels).
+#[test]
+fn a_faster_rcnn_graph_detects_as_its_checkpoint() {
+    let dir = tmp("export-detect");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    ok(&aics(&[
+        "data",
+        "synth-detect",
+        "--out",
+        &d("synth"),
+        "--images",
+        "12",
+        "--classes",
+        "3",
+        "--size",
+        "128",
+        "--seed",
+        "2",
+    ]));
+    ok(&aics(&[
+        "detect-train",
+        "--model",
+        "faster_rcnn",
+        "--dataset",
+        &format!("synth:{}", d("synth")),
+        "--size",
+        "128",
+        // trained long enough for scores that stand apart (after one epoch hundreds of
+        // detections score within 1e-3 of each other, and which make the cut at 100 is noise)
+        "--epochs",
+        "15",
+        "--batch",
+        "4",
+        "--threads",
+        "1",
+        "--checkpoint",
+        &d("frcnn.safetensors"),
+    ]));
+    let photo = d("synth/images/00001.png");
+    ok(&aics(&[
+        "export",
+        "--model",
+        "faster_rcnn",
+        "--weights",
+        &d("frcnn.safetensors"),
+        "--sample",
+        &photo,
+        "--onnx",
+        &d("frcnn.onnx"),
+    ]));
+    let run = |model: &[&str], out: &str| -> Vec<(f32, [f32; 4], String)> {
+        let mut args = vec!["detect"];
+        args.extend(model);
+        args.extend([photo.as_str(), "--score", "0.15", "--json", "--out", out]);
+        let text = ok(&aics(&args));
+        let v: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        v["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let b: Vec<f32> = d["box"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect();
+                (
+                    d["score"].as_f64().unwrap() as f32,
+                    [b[0], b[1], b[2], b[3]],
+                    d["label"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let onnx = run(&["--model", &d("frcnn.onnx")], &d("a"));
+    let ck = d("frcnn.safetensors");
+    // the graph's NMS overlap is torchvision's 0.5
+    let native = run(
+        &["--model", "faster_rcnn", "--weights", &ck, "--nms", "0.5"],
+        &d("b"),
+    );
+    assert!(
+        !native.is_empty(),
+        "the checkpoint finds nothing above 0.15"
+    );
+    // the graph's labels count the background (class 0), the checkpoint's names do not
+    let flat = |v: &[(f32, [f32; 4], String)], labels: &dyn Fn(&str) -> f32| {
+        (
+            v.iter().flat_map(|d| d.1).collect::<Vec<f32>>(),
+            v.iter().map(|d| d.0).collect::<Vec<f32>>(),
+            v.iter().map(|d| labels(&d.2)).collect::<Vec<f32>>(),
+        )
+    };
+    let names = ["circle", "square", "triangle"];
+    let (nb, ns, nl) = flat(&native, &|l| {
+        names.iter().position(|n| *n == l).unwrap() as f32 + 1.0
+    });
+    let (ob, os, ol) = flat(&onnx, &|l| {
+        l.strip_prefix("class ").unwrap().parse::<f32>().unwrap()
+    });
+    let diff = aics_detect::boxes::match_detections((&nb, &ns, &nl), (&ob, &os, &ol)).unwrap();
+    assert!(
+        diff <= 1e-4,
+        "the ONNX graph's detections vs the checkpoint's: {diff:.2e}"
     );
 }
 

@@ -176,6 +176,21 @@ impl RcnnTransform {
         )
     }
 
+    /// A batch (N, 3, H, W) with values in [0, 1] normalized by the mean and std, in tensor
+    /// ops (as an exported graph records them), without resizing.
+    pub fn normalize(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.shape();
+        if s.len() != 4 || s[1] != 3 {
+            return Err(arg(
+                "RcnnTransform",
+                format!("images must be (N, 3, H, W), got {s:?}"),
+            ));
+        }
+        let mean = Tensor::from_vec(self.mean.to_vec(), &[1, 3, 1, 1])?;
+        let std = Tensor::from_vec(self.std.to_vec(), &[1, 3, 1, 1])?;
+        Ok(x.sub(&mean)?.div(&std)?)
+    }
+
     /// Normalize, resize and batch images given as (3, H, W) tensors with values in [0, 1].
     pub fn batch(&self, images: &[Tensor]) -> Result<ImageList> {
         if images.is_empty() {

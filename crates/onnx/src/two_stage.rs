@@ -15,7 +15,8 @@
 //!    `score_thresh` or smaller than 0.01 pixel dropped, NMS within each class, the best
 //!    `detections` kept.
 //!
-//! The graph takes one image already resized and normalized, (1, 3, H, W), and gives `boxes`
+//! The graph takes one image already resized, (1, 3, H, W) (the first network may normalize
+//! it; `aics export` puts the model's normalization there), and gives `boxes`
 //! (D, 4) in its pixels (x1, y1, x2, y2), `scores` (D) and `labels` (D, int64; 0 is the
 //! background). Inside it, `proposals` (K, 4) are the proposal layer's boxes and
 //! `roi_heads/pooled` (K, C, S, S) their pooled features.
