@@ -612,7 +612,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
 fn check_detections(
     model: &aics_onnx::Model,
     inputs: &[Vec<Tensor>],
-    forward: &mut dyn FnMut(&[Tensor]) -> std::result::Result<Vec<Tensor>, String>,
+    forward: &mut aics_onnx::export::Forward<'_>,
 ) -> Result<(f64, Vec<Vec<Tensor>>)> {
     let m = aics_onnx::OnnxModel::new(model.clone())?;
     let (mut worst, mut outputs) = (0.0f64, Vec::new());
@@ -659,7 +659,7 @@ fn faster_rcnn_graph(
     m: &aics_detect::faster_rcnn::FasterRcnn,
     x: &Tensor,
 ) -> Result<aics_onnx::Model> {
-    use aics_onnx::two_stage::{two_stage, TwoStage};
+    use aics_onnx::two_stage::{two_stage, RpnLevel, TwoStage};
     let (h, w) = (x.shape()[2], x.shape()[3]);
     let named = aics_nn::state_dict(m);
     let params: std::collections::HashSet<String> = named.iter().map(|(n, _)| n.clone()).collect();
@@ -744,10 +744,12 @@ fn faster_rcnn_graph(
         let Some(part) = anchors.get(at..at + n) else {
             bail!("{} anchors for the levels {grids:?}", anchors.len());
         };
-        rpn_levels.push((
-            (a, gh, gw),
-            part.iter().map(|b| b.map(|v| v as f32)).collect(),
-        ));
+        rpn_levels.push(RpnLevel {
+            anchors_per_location: a,
+            height: gh,
+            width: gw,
+            anchors: part.iter().map(|b| b.map(|v| v as f32)).collect(),
+        });
         at += n;
     }
     let (rs, hs) = (&m.rpn.settings, &m.roi_heads.settings);

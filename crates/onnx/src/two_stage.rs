@@ -35,9 +35,8 @@ use crate::proto::{
 pub struct TwoStage {
     /// The input image's (H, W).
     pub image: (usize, usize),
-    /// Each RPN level's (anchors a location, H, W) and its anchors (x1, y1, x2, y2) in
-    /// (y, x, anchor) order.
-    pub levels: Vec<((usize, usize, usize), Vec<[f32; 4]>)>,
+    /// The RPN's levels, finest first.
+    pub levels: Vec<RpnLevel>,
     pub pre_nms_top_n: usize,
     pub post_nms_top_n: usize,
     pub rpn_nms_thresh: f64,
@@ -60,6 +59,15 @@ pub struct TwoStage {
     pub score_thresh: f64,
     pub nms_thresh: f64,
     pub detections: usize,
+}
+
+/// One RPN level: its grid, and its anchors (x1, y1, x2, y2) in (y, x, anchor) order.
+#[derive(Clone, Debug)]
+pub struct RpnLevel {
+    pub anchors_per_location: usize,
+    pub height: usize,
+    pub width: usize,
+    pub anchors: Vec<[f32; 4]>,
 }
 
 fn err(msg: impl Into<String>) -> OnnxError {
@@ -316,7 +324,8 @@ pub fn two_stage(
 
     // 2. the proposal layer
     let (mut boxes, mut scores, mut lvls) = (Vec::new(), Vec::new(), Vec::new());
-    for (l, ((a, h, w), anchors)) in s.levels.iter().enumerate() {
+    for (l, lv) in s.levels.iter().enumerate() {
+        let (a, h, w, anchors) = (&lv.anchors_per_location, &lv.height, &lv.width, &lv.anchors);
         let n = a * h * w;
         if anchors.len() != n {
             return Err(err(format!(
