@@ -20,7 +20,11 @@ pub struct ExportArgs {
     /// torchvision's `ssd300_vgg16` and `ssdlite320_mobilenet_v3_large` (class logits and box
     /// deltas per default box), or a checkpoint of `aics detect-train` (`ssd`, `ssdlite`,
     /// `yolov1`; `fast_rcnn`: the image and its regions (K, 5) of rows (image index, x1, y1,
-    /// x2, y2) in its pixels in, class logits and box deltas of each region out, K symbolic).
+    /// x2, y2) in its pixels in, class logits and box deltas of each region out, K symbolic;
+    /// `faster_rcnn`: the whole detector, a photo in [0, 1] in, boxes, scores and labels out),
+    /// or torchvision's `fasterrcnn_resnet50_fpn`, `fasterrcnn_mobilenet_v3_large_fpn` and
+    /// `fasterrcnn_mobilenet_v3_large_320_fpn` whole (their weights from --weights, else
+    /// initial weights for --classes, default 91).
     #[arg(long)]
     pub model: String,
     /// The weights: a checkpoint of `aics train` or `aics stylize-train`, a torchvision .pth or
@@ -95,7 +99,7 @@ enum Net {
     Lm(aics_text::lm::CharLm),
     Ssd(aics_detect::ssd::Ssd),
     FastRcnn(aics_detect::faster_rcnn::FastRcnn),
-    /// Written by [`export_faster_rcnn`]: two traced networks and the steps between them.
+    /// Written by [`faster_rcnn_graph`]: two traced networks and the steps between them.
     FasterRcnn(aics_detect::faster_rcnn::FasterRcnn),
 }
 

@@ -45,8 +45,8 @@ pub struct TwoStage {
     /// The RPN's box coder: weights (x, y, w, h) and the clamp of the log-size deltas.
     pub rpn_weights: [f64; 4],
     pub rpn_clip: f64,
-    /// The pooled levels' scales (feature side / image side), finest first, and the first
-    /// level's index in the canonical mapping (−log2 of its scale).
+    /// The pooled levels' scales (feature side / image side), finest first; −log2 of each is
+    /// its level in the canonical mapping.
     pub pool_scales: Vec<f64>,
     pub pool_output: usize,
     pub sampling_ratio: i64,
