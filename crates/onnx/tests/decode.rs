@@ -233,3 +233,79 @@ fn a_file_that_is_not_there_names_its_path() {
     let e = load("/nonexistent/model.onnx").unwrap_err().to_string();
     assert!(e.starts_with("/nonexistent/model.onnx:"), "{e}");
 }
+
+/// External float32 data decoded straight from the mapped file (`aics_onnx::open`): the values
+/// it holds, and one clear error naming the tensor when the bytes do not fit its dimensions.
+#[test]
+fn external_floats_are_decoded_from_the_file_and_lying_sizes_refused() {
+    use aics_onnx::{Graph, Model, Node, Tensor, Value, ValueInfo};
+    let dir = std::env::temp_dir().join(format!("aics-external-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w: Vec<f32> = vec![1.0, -2.0, 3.5, 0.25, 5.0, -6.0];
+    let mut bytes = vec![0u8; 8];
+    bytes.extend(w.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(dir.join("m.onnx.data"), &bytes).unwrap();
+    let info = |name: &str, dims: &[i64]| ValueInfo {
+        name: name.into(),
+        elem_type: Some(dtype::FLOAT),
+        shape: Some(dims.iter().map(|&d| Dim::Value(d)).collect()),
+        other_type: false,
+    };
+    let model = |dims: Vec<i64>, length: u64| Model {
+        ir_version: 8,
+        opsets: vec![(String::new(), 17)],
+        graph: Graph {
+            nodes: vec![Node {
+                name: "mm".into(),
+                op_type: "MatMul".into(),
+                inputs: vec!["x".into(), "W".into()],
+                outputs: vec!["y".into()],
+                ..Default::default()
+            }],
+            initializers: vec![Tensor {
+                name: "W".into(),
+                dims,
+                data_type: dtype::FLOAT,
+                data: TensorData::External {
+                    location: "m.onnx.data".into(),
+                    offset: 8,
+                    length: Some(length),
+                },
+            }],
+            inputs: vec![info("x", &[1, 2])],
+            outputs: vec![info("y", &[1, 3])],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let path = dir.join("m.onnx");
+    aics_onnx::save(&model(vec![2, 3], 24), &path).unwrap();
+    let m = aics_onnx::open(&path).unwrap();
+    let Some(Value::F(t)) = m.constant("W") else {
+        panic!("W is a float initializer")
+    };
+    assert_eq!(t.shape(), &[2, 3]);
+    assert_eq!(t.to_vec(), w);
+    let x = aics_tensor::Tensor::from_vec(vec![1.0, 2.0], &[1, 2]).unwrap();
+    let y = m.run(&[("x", Value::F(x))]).unwrap();
+    let Value::F(y) = &y[0].1 else {
+        panic!("a float output")
+    };
+    assert_eq!(y.to_vec(), vec![1.5, 8.0, -8.5]);
+    // 20 bytes for 6 values; a negative dimension; a length past the file's end
+    for (dims, length, want) in [
+        (
+            vec![2, 3],
+            20,
+            "20 bytes of external data for 6 float32 values",
+        ),
+        (vec![-2, 3], 24, "dimension -2"),
+        (vec![2, 3], 64, "external data at bytes"),
+    ] {
+        aics_onnx::save(&model(dims, length), &path).unwrap();
+        let e = aics_onnx::open(&path).err().expect("refused").to_string();
+        assert!(e.contains("tensor 'W'"), "{e}");
+        assert!(e.contains(want), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
