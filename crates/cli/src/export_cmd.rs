@@ -21,6 +21,7 @@ pub struct ExportArgs {
     /// deltas per default box), or a checkpoint of `aics detect-train` (`ssd`, `ssdlite`,
     /// `yolov1`; `fast_rcnn`: the image and its regions (K, 5) of rows (image index, x1, y1,
     /// x2, y2) in its pixels in, class logits and box deltas of each region out, K symbolic;
+    /// `rcnn`: regions warped as R-CNN warps them in, SVM scores and box deltas out;
     /// `faster_rcnn`: the whole detector, a photo in [0, 1] in, boxes, scores and labels out),
     /// or torchvision's `fasterrcnn_resnet50_fpn`, `fasterrcnn_mobilenet_v3_large_fpn` and
     /// `fasterrcnn_mobilenet_v3_large_320_fpn` whole (their weights from --weights, else
@@ -42,8 +43,8 @@ pub struct ExportArgs {
     /// The input size CxHxW the graph is traced at (default: the model's usual input).
     #[arg(long, value_parser = parse_chw)]
     pub input: Option<[usize; 3]>,
-    /// The batch size the graph is traced at (fast_rcnn: the count of regions; its graph takes
-    /// one image).
+    /// The batch size the graph is traced at (fast_rcnn, rcnn: the count of regions; Fast
+    /// R-CNN's graph takes one image).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Make the batch size symbolic (`batch`) in the graph: the model is traced at two batch
@@ -99,6 +100,7 @@ enum Net {
     Lm(aics_text::lm::CharLm),
     Ssd(aics_detect::ssd::Ssd),
     FastRcnn(aics_detect::faster_rcnn::FastRcnn),
+    Rcnn(aics_detect::rcnn::Rcnn),
     /// Written by [`faster_rcnn_graph`]: two traced networks and the steps between them.
     FasterRcnn(aics_detect::faster_rcnn::FasterRcnn),
 }
@@ -115,6 +117,7 @@ impl Net {
             Net::Lm(m) => m,
             Net::Ssd(m) => m,
             Net::FastRcnn(m) => m,
+            Net::Rcnn(m) => m,
             Net::FasterRcnn(m) => m,
         }
     }
@@ -128,6 +131,12 @@ impl Net {
                 ("rois", vec![batch, 5], false, Some(0)),
             ],
             Net::FasterRcnn(_) => vec![("input", vec![1, chw[0], chw[1], chw[2]], false, None)],
+            Net::Rcnn(_) => vec![(
+                "regions",
+                vec![batch, chw[0], chw[1], chw[2]],
+                false,
+                Some(0),
+            )],
             Net::Lm(m) => {
                 let c = m.cfg;
                 let mut v = vec![
@@ -153,6 +162,10 @@ impl Net {
             Net::FastRcnn(m) => {
                 let (logits, deltas) = m.network(x, &xs[1])?;
                 Ok(vec![logits, deltas])
+            }
+            Net::Rcnn(m) => {
+                let f = m.forward(x)?;
+                Ok(vec![m.svm.forward(&f)?, m.bbox_pred.forward(&f)?])
             }
             Net::FasterRcnn(m) => {
                 let d = m.detect_network(&m.transform.normalize(x)?)?;
@@ -278,7 +291,7 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
             let s = if a.model == "ssd300_vgg16" { 300 } else { 320 };
             Ok(ex(Net::Ssd(net), [3, s, s], vec!["logits", "deltas"]))
         }
-        "ssd" | "ssdlite" | "yolov1" | "fast_rcnn" | "faster_rcnn" => {
+        "ssd" | "ssdlite" | "yolov1" | "fast_rcnn" | "faster_rcnn" | "rcnn" => {
             not_for("--classes", a.classes.is_some())?;
             not_for("--hidden", a.hidden.is_some())?;
             not_for("--cfg", a.cfg.is_some())?;
@@ -289,7 +302,7 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                     a.model
                 );
             };
-            // torchvision's Faster R-CNN thresholds (the SSD's and YOLOv1's graphs end before them)
+            // torchvision's Faster R-CNN thresholds (the other graphs end before thresholds)
             let trained = crate::detect_train::load_trained(w, &a.model, 0.05, 0.5)?;
             let size = trained.size;
             match trained.into_trainee() {
@@ -301,6 +314,14 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                     [3, size, size],
                     vec!["output"],
                 )),
+                crate::detect_train::Trainee::Svm(m) => {
+                    let s = m.warp;
+                    Ok(ex(
+                        Net::Rcnn(m),
+                        [3, s, s],
+                        vec!["svm_scores", "box_deltas"],
+                    ))
+                }
                 crate::detect_train::Trainee::Rcnn(m, _) => {
                     Ok(ex(Net::FasterRcnn(m), [3, size, size], DETECTIONS.to_vec()))
                 }
@@ -309,10 +330,6 @@ fn build(a: &ExportArgs) -> Result<Exportable> {
                     [3, size, size],
                     vec!["class_logits", "box_deltas"],
                 )),
-                _ => bail!(
-                    "{}: not an SSD, YOLOv1, Fast or Faster R-CNN checkpoint",
-                    w.display()
-                ),
             }
         }
         "yolov3-tiny" => {
@@ -426,8 +443,11 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if a.model == "fast_rcnn" && a.dynamic_batch {
-        bail!("--dynamic-batch does not apply to --model fast_rcnn: its graph takes one image, and the count of regions is always symbolic");
+    if (a.model == "fast_rcnn" || a.model == "rcnn") && a.dynamic_batch {
+        bail!(
+            "--dynamic-batch does not apply to --model {}: the count of regions is always symbolic",
+            a.model
+        );
     }
     let e = build(&a)?;
     let two_stage = matches!(e.net, Net::FasterRcnn(_));
@@ -452,8 +472,13 @@ pub fn run(a: ExportArgs) -> Result<()> {
         );
     }
     // Fast R-CNN: one image, a symbolic count of regions (--batch of them traced)
-    let rois = matches!(e.net, Net::FastRcnn(_));
-    let symbolic = a.dynamic_batch || rois;
+    // regions in: always a symbolic count of them
+    let regions = match e.net {
+        Net::FastRcnn(_) => Some("rois"),
+        Net::Rcnn(_) => Some("regions"),
+        _ => None,
+    };
+    let symbolic = a.dynamic_batch || regions.is_some();
     let steps = a.steps.unwrap_or(16);
     if steps == 0 {
         bail!("--steps must be at least 1");
@@ -474,7 +499,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 let n = shape.iter().product();
                 let u = hash_uniform(&format!("export/{tag}/{name}"), n);
                 if *name == "rois" {
-                    return regions(&u, shape[0], [chw[1], chw[2]]);
+                    return rois(&u, shape[0], [chw[1], chw[2]]);
                 }
                 let v: Vec<f32> = u
                     .into_iter()
@@ -498,7 +523,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 name,
                 int64: *int64,
                 batch_axis: *axis,
-                symbol: if rois { "rois" } else { "batch" },
+                symbol: regions.unwrap_or("batch"),
             })
             .collect(),
         outputs: e.outputs.clone(),
@@ -587,7 +612,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 .enumerate()
                 .map(|(i, d)| {
                     if symbolic && Some(i) == *ax {
-                        (if rois { "rois" } else { "batch" }).to_string()
+                        regions.unwrap_or("batch").to_string()
                     } else {
                         d.to_string()
                     }
@@ -786,7 +811,7 @@ fn faster_rcnn_graph(
 
 /// `k` regions (rows of image 0, x1, y1, x2, y2) inside an image of `hw` pixels from uniform
 /// numbers `u` (at least 5 a region): corners anywhere in the image, sides of at least 4 pixels.
-fn regions(u: &[f64], k: usize, hw: [usize; 2]) -> Tensor {
+fn rois(u: &[f64], k: usize, hw: [usize; 2]) -> Tensor {
     let (h, w) = (hw[0] as f64, hw[1] as f64);
     let mut v = Vec::with_capacity(5 * k);
     for r in u.chunks_exact(5).take(k) {

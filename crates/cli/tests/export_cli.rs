@@ -251,26 +251,39 @@ fn check_cases(assets: bool) {
                 "{case}: model {m} bytes, data {d}"
             );
         }
-        if c["inputs"].as_array().unwrap().iter().any(|i| i == "rois") {
+        let inputs: Vec<&str> = c["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap())
+            .collect();
+        if let Some(count) = inputs.iter().find(|&&i| i == "rois" || i == "regions") {
             // a symbolic count of regions: the regions three times over give the outputs
-            // three times
-            let (mut shape, r) = npy(&io.join("rois.npy"));
+            // three times (Fast R-CNN's image as it is)
+            let (mut shape, r) = npy(&io.join(format!("{count}.npy")));
             shape[0] *= 3;
             let r3: Vec<f32> = r.iter().chain(&r).chain(&r).copied().collect();
-            let three = dir.path().join(format!("{case}-rois3.npy"));
+            let three = dir.path().join(format!("{case}-regions3.npy"));
             std::fs::write(&three, aics_io::npz::npy_bytes(&shape, &r3)).unwrap();
-            let out3 = dir.path().join(format!("{case}-rois3"));
-            ok(&aics(&[
-                "onnx",
-                "run",
-                file.to_str().unwrap(),
-                "--input",
-                &format!("input={}", io.join("input.npy").display()),
-                "--input",
-                &format!("rois={}", three.display()),
-                "--output-dir",
-                out3.to_str().unwrap(),
-            ]));
+            let out3 = dir.path().join(format!("{case}-regions3"));
+            let mut run = vec![
+                "onnx".to_string(),
+                "run".into(),
+                file.display().to_string(),
+                "--input".into(),
+                format!("{count}={}", three.display()),
+                "--output-dir".into(),
+                out3.display().to_string(),
+            ];
+            for other in inputs.iter().filter(|&i| i != count) {
+                run.push("--input".into());
+                run.push(format!(
+                    "{other}={}",
+                    io.join(format!("{other}.npy")).display()
+                ));
+            }
+            let refs: Vec<&str> = run.iter().map(|s| s.as_str()).collect();
+            ok(&aics(&refs));
             for (name, want) in c["outputs"].as_object().unwrap() {
                 let (mut shape, y3) = npy(&out3.join(format!("{name}.npy")));
                 shape[0] /= 3;
