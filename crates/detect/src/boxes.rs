@@ -367,7 +367,7 @@ pub fn non_max_suppression<T: Float>(
 /// Matches detections `a` (boxes, scores, labels) to `b` one to one: each of `a`'s in turn to
 /// the closest unmatched of `b` with its label. The largest box difference relative to the
 /// largest coordinate, or score difference relative to the largest score; an error when the
-/// counts differ or a detection has no partner of its label.
+/// counts differ, a value is not finite or a detection has no partner of its label.
 pub fn match_detections(a: (&[f32], &[f32], &[f32]), b: (&[f32], &[f32], &[f32])) -> Result<f64> {
     let n = a.1.len();
     let op = "match_detections";
@@ -384,6 +384,19 @@ pub fn match_detections(a: (&[f32], &[f32], &[f32]), b: (&[f32], &[f32], &[f32])
                 b.1.len()
             ),
         ));
+    }
+    // checked here: the maxima below would pass over a NaN
+    for (side, (bx, sc, lb)) in [("first", a), ("second", b)] {
+        if let Some(i) = (0..n).find(|&i| {
+            !(sc[i].is_finite()
+                && lb[i].is_finite()
+                && bx[4 * i..4 * i + 4].iter().all(|v| v.is_finite()))
+        }) {
+            return Err(arg(
+                op,
+                format!("detection {i} of the {side} list: a value is not finite"),
+            ));
+        }
     }
     let big = |v: &[f32]| v.iter().fold(1e-6f64, |m, &x| m.max((x as f64).abs()));
     let (bs, ss) = (big(a.0), big(a.1));
@@ -407,9 +420,6 @@ pub fn match_detections(a: (&[f32], &[f32], &[f32]), b: (&[f32], &[f32], &[f32])
                 format!("detection {i} (label {}) has no partner", a.2[i]),
             ));
         };
-        if !d.is_finite() {
-            return Err(arg(op, format!("detection {i}: not a finite value")));
-        }
         used[j] = true;
         worst = worst.max(d);
     }
