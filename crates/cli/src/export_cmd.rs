@@ -471,8 +471,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
             a.model
         );
     }
-    // Fast R-CNN: one image, a symbolic count of regions (--batch of them traced)
-    // regions in: always a symbolic count of them
+    // regions in (Fast R-CNN's and R-CNN's): always a symbolic count of them, --batch traced
     let regions = match e.net {
         Net::FastRcnn(_) => Some("rois"),
         Net::Rcnn(_) => Some("regions"),
@@ -546,10 +545,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
         }
     }
     .with_context(|| format!("exporting {}", a.model))?;
-    let mut checks = vec![examples("check", a.batch)];
-    if let Some(p) = &a.sample {
-        checks[0] = vec![photo_input(p, chw)?];
-    }
+    let mut checks = vec![match &a.sample {
+        Some(p) => vec![photo_input(p, chw)?],
+        None => examples("check", a.batch),
+    }];
     if symbolic {
         checks.push(examples("check", a.batch + 2));
     }
@@ -557,7 +556,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         checks.push(examples("check-2", 1));
     }
     let (err, outputs) = if two_stage {
-        check_detections(&model, &checks, &mut fwd)
+        check_detections(&model, &names, &checks, &mut fwd)
     } else {
         check_export(&model, &names, &checks, &mut fwd).map_err(anyhow::Error::from)
     }
@@ -633,39 +632,30 @@ pub fn run(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// [`check_export`] for a detector's graph (input `input`; outputs boxes (D, 4), scores (D),
-/// labels (D)): every detection of the model matched to one of the graph's with the same label,
+/// [`check_export`] for a detector's graph (outputs boxes (D, 4), scores (D), labels (D)):
+/// every detection of the model matched to one of the graph's with the same label,
 /// as detections of near-equal scores may come in either order. Returns the largest difference
 /// of a matched box or score relative to the largest coordinate or score, and the model's
 /// outputs for each input.
 fn check_detections(
     model: &aics_onnx::Model,
+    names: &[&str],
     inputs: &[Vec<Tensor>],
     forward: &mut aics_onnx::export::Forward<'_>,
 ) -> Result<(f64, Vec<Vec<Tensor>>)> {
-    let m = aics_onnx::OnnxModel::new(model.clone())?;
-    let (mut worst, mut outputs) = (0.0f64, Vec::new());
-    for set in inputs {
-        let want = {
-            let _g = aics_tensor::no_grad();
-            forward(set).map_err(|e| anyhow::anyhow!("the model failed: {e}"))?
-        };
-        let got = m.run(&[("input", aics_onnx::Value::F(set[0].clone()))])?;
-        let floats = |v: &aics_onnx::Value| -> Vec<f32> {
-            match v {
-                aics_onnx::Value::F(t) => t.to_vec(),
-                aics_onnx::Value::I(d, _) => d.iter().map(|&x| x as f32).collect(),
-            }
-        };
-        let g: Vec<Vec<f32>> = got.iter().map(|(_, v)| floats(v)).collect();
+    let mut matched = |got: &[(String, Tensor)], want: &[Tensor]| {
+        let g: Vec<Vec<f32>> = got.iter().map(|(_, t)| t.to_vec()).collect();
         let w: Vec<Vec<f32>> = want.iter().map(|t| t.to_vec()).collect();
-        worst = worst.max(aics_detect::boxes::match_detections(
-            (&w[0], &w[1], &w[2]),
-            (&g[0], &g[1], &g[2]),
-        )?);
-        outputs.push(want);
-    }
-    Ok((worst, outputs))
+        aics_detect::boxes::match_detections((&w[0], &w[1], &w[2]), (&g[0], &g[1], &g[2]))
+            .map_err(|e| aics_onnx::OnnxError::Export(e.to_string()))
+    };
+    Ok(aics_onnx::export::check_export_by(
+        model,
+        names,
+        inputs,
+        forward,
+        &mut matched,
+    )?)
 }
 
 /// The photo at `path` as a detector's graph of input size `chw` takes it: resized to it

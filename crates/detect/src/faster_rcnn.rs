@@ -717,6 +717,17 @@ impl MultiScaleRoiAlign {
             .collect()
     }
 
+    /// Regions (K, 5) of rows (image index, x1, y1, x2, y2) pooled from one level's map `f`
+    /// of scale `scale`: (K, C, output, output).
+    pub fn pool_level(&self, f: &Tensor, rois: &Tensor, scale: f64) -> Result<Tensor> {
+        let o = self.output;
+        Ok(if self.max_pool {
+            f.roi_pool(rois, (o, o), scale)?
+        } else {
+            f.roi_align(rois, (o, o), scale, self.sampling_ratio, false)?
+        })
+    }
+
     /// The pooled features (K, C, output, output) of the boxes of every image, in order.
     pub fn pool(
         &self,
@@ -757,11 +768,7 @@ impl MultiScaleRoiAlign {
             }
             let r: Vec<f32> = idx.iter().flat_map(|&i| rois[i]).collect();
             let r = Tensor::from_vec(r, &[idx.len(), 5])?;
-            parts.push(if self.max_pool {
-                f.roi_pool(&r, (o, o), scales[l])?
-            } else {
-                f.roi_align(&r, (o, o), scales[l], self.sampling_ratio, false)?
-            });
+            parts.push(self.pool_level(f, &r, scales[l])?);
             order.extend(idx);
         }
         let refs: Vec<&Tensor> = parts.iter().collect();
@@ -931,12 +938,7 @@ impl RoiHeads {
             ));
         }
         let scale = MultiScaleRoiAlign::scales(&feats[..1], &[image_size])[0];
-        let o = self.pool.output;
-        let pooled = if self.pool.max_pool {
-            feats[0].roi_pool(rois, (o, o), scale)?
-        } else {
-            feats[0].roi_align(rois, (o, o), scale, self.pool.sampling_ratio, false)?
-        };
+        let pooled = self.pool.pool_level(&feats[0], rois, scale)?;
         let h = self.box_head.forward(&pooled)?;
         self.box_predictor.predict(&h)
     }

@@ -322,6 +322,48 @@ pub fn check_export(
     inputs: &[Vec<T32>],
     forward: &mut Forward<'_>,
 ) -> Result<(f64, Vec<Vec<T32>>)> {
+    check_export_by(model, input_names, inputs, forward, &mut elementwise)
+}
+
+/// How [`check_export_by`] compares the graph's outputs (by name; integers as floats) with the
+/// forward's for one set of inputs: the largest relative difference, or an error.
+pub type Compare<'a> = dyn FnMut(&[(String, T32)], &[T32]) -> Result<f64> + 'a;
+
+/// Each output value against the forward's, relative to the largest magnitude of the forward's
+/// output; the shapes must agree and a NaN fails.
+fn elementwise(got: &[(String, T32)], want: &[T32]) -> Result<f64> {
+    let mut worst = 0.0f64;
+    for ((name, g), w) in got.iter().zip(want) {
+        if g.shape() != w.shape() {
+            return Err(err(format!(
+                "output '{name}': the graph gives shape {:?}, the model {:?}",
+                g.shape(),
+                w.shape()
+            )));
+        }
+        let (gv, wv) = (g.to_vec(), w.to_vec());
+        let scale = wv.iter().fold(1e-6f64, |a, &x| a.max((x as f64).abs()));
+        for (a, b) in gv.iter().zip(&wv) {
+            let d = (*a as f64 - *b as f64).abs() / scale;
+            // NaN anywhere is a failure
+            if d.is_nan() {
+                return Err(err(format!("output '{name}': NaN")));
+            }
+            worst = worst.max(d);
+        }
+    }
+    Ok(worst)
+}
+
+/// [`check_export`] with the comparison `compare` (a detector's detections are matched, not
+/// compared in order).
+pub fn check_export_by(
+    model: &Model,
+    input_names: &[&str],
+    inputs: &[Vec<T32>],
+    forward: &mut Forward<'_>,
+    compare: &mut Compare<'_>,
+) -> Result<(f64, Vec<Vec<T32>>)> {
     let int64: Vec<&str> = model
         .graph
         .inputs
@@ -352,32 +394,22 @@ pub fn check_export(
                 (*n, v)
             })
             .collect();
-        let got = m.run(&given)?;
-        for ((name, v), w) in got.iter().zip(&want) {
-            // integers (a detector's labels) compared as floats
-            let g = match v {
-                Value::F(g) => g.clone(),
-                Value::I(d, shape) => T32::from_vec(d.iter().map(|&x| x as f32).collect(), shape)
-                    .map_err(|e| err(format!("output '{name}': {e}")))?,
-            };
-            if g.shape() != w.shape() {
-                return Err(err(format!(
-                    "output '{name}': the graph gives shape {:?}, the model {:?}",
-                    g.shape(),
-                    w.shape()
-                )));
-            }
-            let (gv, wv) = (g.to_vec(), w.to_vec());
-            let scale = wv.iter().fold(1e-6f64, |a, &x| a.max((x as f64).abs()));
-            for (a, b) in gv.iter().zip(&wv) {
-                let d = (*a as f64 - *b as f64).abs() / scale;
-                // NaN anywhere is a failure
-                if d.is_nan() {
-                    return Err(err(format!("output '{name}': NaN")));
-                }
-                worst = worst.max(d);
-            }
-        }
+        let got = m
+            .run(&given)?
+            .into_iter()
+            .map(|(name, v)| {
+                // integers (a detector's labels) compared as floats
+                let g = match v {
+                    Value::F(g) => g,
+                    Value::I(d, shape) => {
+                        T32::from_vec(d.iter().map(|&x| x as f32).collect(), &shape)
+                            .map_err(|e| err(format!("output '{name}': {e}")))?
+                    }
+                };
+                Ok((name, g))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        worst = worst.max(compare(&got, &want)?);
         outputs.push(want);
     }
     Ok((worst, outputs))

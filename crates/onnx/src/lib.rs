@@ -124,7 +124,7 @@ fn read_external(
             });
         }
         if decode && t.data_type == proto::dtype::FLOAT {
-            let v = files[&file].floats(&t.name, &t.dims, start, end)?;
+            let v = files[&file].floats(t, start, end)?;
             values.insert(t.name.clone(), v);
             t.data = TensorData::None;
         } else {
@@ -163,25 +163,20 @@ impl Mapped {
         }
     }
 
-    /// The little-endian float32 values at bytes `start..end` (in bounds) as a tensor of
-    /// `dims`, read 64 MiB at a time; a map's pages are given back after each part.
-    fn floats(&self, name: &str, dims: &[i64], start: usize, end: usize) -> Result<Value> {
+    /// The little-endian float32 values of initializer `t` at bytes `start..end` (in bounds)
+    /// as a tensor of its dims, read 64 MiB at a time; a map's pages are given back after each
+    /// part.
+    fn floats(&self, t: &proto::Tensor, start: usize, end: usize) -> Result<Value> {
         let bad = |what: String| OnnxError::Tensor {
-            name: name.to_string(),
+            name: t.name.clone(),
             what,
         };
-        let shape = dims
-            .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| bad(format!("dimension {d} in {dims:?}"))))
-            .collect::<Result<Vec<usize>>>()?;
-        let numel = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
+        let (shape, numel) = (t.shape()?, t.numel()?);
         if numel.checked_mul(4) != Some(end - start) {
             return Err(bad(format!(
-                "{} bytes of external data for {numel} float32 values ({dims:?})",
-                end - start
+                "{} bytes of external data for {numel} float32 values ({:?})",
+                end - start,
+                t.dims
             )));
         }
         const PART: usize = 64 << 20;

@@ -24,10 +24,8 @@
 use std::collections::HashSet;
 
 use crate::error::{OnnxError, Result};
-use crate::export::{f32_tensor, float, i64_tensor, int, string};
-use crate::proto::{
-    dtype, AttrValue, Attribute, Dim, Graph, Model, Node, Tensor, TensorData, ValueInfo,
-};
+use crate::export::{f32_tensor, float, i64_tensor, int, ints, string};
+use crate::proto::{dtype, AttrValue, Attribute, Dim, Graph, Model, Node, Tensor, ValueInfo};
 
 /// What joins the two networks: the anchors, the proposal layer's and the post-processing's
 /// settings, and how proposals are pooled.
@@ -134,7 +132,7 @@ impl Build<'_> {
         self.node("Gather", &[x, &k], vec![int("axis", -1)])
     }
 
-    /// The rows of `x` where `mask` (1-D bool) holds, and their indices.
+    /// The indices where `mask` (1-D bool) holds, 1-D.
     fn select(&mut self, mask: &str) -> String {
         let nz = self.node("NonZero", &[mask], vec![]);
         let flat = self.i64s(&[-1]);
@@ -145,14 +143,39 @@ impl Build<'_> {
         self.node("Gather", &[x, idx], vec![int("axis", 0)])
     }
 
+    /// [`Build::gather`] into the value named `out`.
+    fn gather_to(&mut self, x: &str, idx: &str, out: &str) {
+        self.node_to("Gather", &[x, idx], vec![int("axis", 0)], &[out]);
+    }
+
+    /// The four columns of boxes (…, 4) (the last axis dropped), their widths and heights.
+    fn sides(&mut self, boxes: &str) -> (Vec<String>, String, String) {
+        let c: Vec<String> = (0..4).map(|i| self.col(boxes, i)).collect();
+        let w = self.node("Sub", &[&c[2], &c[0]], vec![]);
+        let h = self.node("Sub", &[&c[3], &c[1]], vec![]);
+        (c, w, h)
+    }
+
+    /// Zeros of type `zero` (a one-value tensor), one for each row of `rows` (K, …): (K).
+    fn row_zeros(&mut self, rows: &str, zero: Tensor) -> String {
+        let first = self.col(rows, 0);
+        let shape = self.node("Shape", &[&first], vec![]);
+        self.node(
+            "ConstantOfShape",
+            &[&shape],
+            vec![Attribute {
+                name: "value".into(),
+                value: AttrValue::Tensor(zero),
+            }],
+        )
+    }
+
     /// torchvision's `BoxCoder.decode_single`: `deltas` (…, 4) applied to `boxes` (…, 4, or
     /// broadcasting to it).
     fn decode(&mut self, deltas: &str, boxes: &str, w: [f64; 4], clip: f64) -> String {
-        let b: Vec<String> = (0..4).map(|i| self.col(boxes, i)).collect();
+        let (b, width, height) = self.sides(boxes);
         let d: Vec<String> = (0..4).map(|i| self.col(deltas, i)).collect();
         let half = self.scalar(0.5);
-        let width = self.node("Sub", &[&b[2], &b[0]], vec![]);
-        let height = self.node("Sub", &[&b[3], &b[1]], vec![]);
         let hw = self.node("Mul", &[&half, &width], vec![]);
         let hh = self.node("Mul", &[&half, &height], vec![]);
         let cx = self.node("Add", &[&b[0], &hw], vec![]);
@@ -200,9 +223,7 @@ impl Build<'_> {
 
     /// Whether each box (…, 4) is at least `min` wide and high (`>=`).
     fn big_enough(&mut self, boxes: &str, min: f64) -> String {
-        let b: Vec<String> = (0..4).map(|i| self.col(boxes, i)).collect();
-        let w = self.node("Sub", &[&b[2], &b[0]], vec![]);
-        let h = self.node("Sub", &[&b[3], &b[1]], vec![]);
+        let (_, w, h) = self.sides(boxes);
         let m = self.scalar(min as f32);
         let wok = self.node("GreaterOrEqual", &[&w, &m], vec![]);
         let hok = self.node("GreaterOrEqual", &[&h, &m], vec![]);
@@ -333,16 +354,12 @@ pub fn two_stage(
                 anchors.len()
             )));
         }
-        let perm = |v: &[i64]| Attribute {
-            name: "perm".into(),
-            value: AttrValue::Ints(v.to_vec()),
-        };
-        let o = b.node("Transpose", &[&obj[l]], vec![perm(&[0, 2, 3, 1])]);
+        let o = b.node("Transpose", &[&obj[l]], vec![ints("perm", &[0, 2, 3, 1])]);
         let flat = b.i64s(&[-1]);
         let o = b.node("Reshape", &[&o, &flat], vec![]);
         let shape5 = b.i64s(&[1, *a as i64, 4, *h as i64, *w as i64]);
         let d = b.node("Reshape", &[&del[l], &shape5], vec![]);
-        let d = b.node("Transpose", &[&d], vec![perm(&[0, 3, 4, 1, 2])]);
+        let d = b.node("Transpose", &[&d], vec![ints("perm", &[0, 3, 4, 1, 2])]);
         let rows = b.i64s(&[-1, 4]);
         let d = b.node("Reshape", &[&d, &rows], vec![]);
         let k = s.pre_nms_top_n.min(n);
@@ -381,57 +398,31 @@ pub fn two_stage(
     let kept = b.batched_nms(&boxes, &scores, &lvls, s.post_nms_top_n, s.rpn_nms_thresh);
     // named, as the pooled regions are (`roi_heads/pooled`), for a reader that looks inside
     let proposals = "proposals".to_string();
-    b.node_to(
-        "Gather",
-        &[&boxes, &kept],
-        vec![int("axis", 0)],
-        &[&proposals],
-    );
+    b.gather_to(&boxes, &kept, &proposals);
 
     // 3. each proposal pooled from its level
     let pool = |b: &mut Build, feat: &str, rois: &str, scale: f64| -> String {
-        let o = s.pool_output as i64;
+        let o = s.pool_output;
         if s.max_pool {
-            let zero = b.col(rois, 0);
-            let z = b.scalar(0.0);
-            let zero = b.node("Mul", &[&zero, &z], vec![]);
+            // rows (image 0, x1, y1, x2, y2)
+            let zero = b.row_zeros(rois, f32_tensor("", &[1], &[0.0]));
             let last = b.i64s(&[-1]);
             let zero = b.node("Unsqueeze", &[&zero, &last], vec![]);
             let r5 = b.node("Concat", &[&zero, rois], vec![int("axis", 1)]);
             b.node(
                 "MaxRoiPool",
                 &[feat, &r5],
-                vec![
-                    Attribute {
-                        name: "pooled_shape".into(),
-                        value: AttrValue::Ints(vec![o, o]),
-                    },
-                    float("spatial_scale", scale),
-                ],
+                vec![ints("pooled_shape", &[o, o]), float("spatial_scale", scale)],
             )
         } else {
-            let first = b.col(rois, 0);
-            let shape = b.node("Shape", &[&first], vec![]);
-            let zero = Tensor {
-                name: String::new(),
-                dims: vec![1],
-                data_type: dtype::INT64,
-                data: TensorData::Raw(0i64.to_le_bytes().to_vec()),
-            };
-            let idx = b.node(
-                "ConstantOfShape",
-                &[&shape],
-                vec![Attribute {
-                    name: "value".into(),
-                    value: AttrValue::Tensor(zero),
-                }],
-            );
+            // every region on image 0
+            let idx = b.row_zeros(rois, i64_tensor("", &[0]));
             b.node(
                 "RoiAlign",
                 &[feat, rois, &idx],
                 vec![
-                    int("output_height", o),
-                    int("output_width", o),
+                    int("output_height", o as i64),
+                    int("output_width", o as i64),
                     int("sampling_ratio", s.sampling_ratio.max(0)),
                     float("spatial_scale", scale),
                     string("coordinate_transformation_mode", "output_half_pixel"),
@@ -445,9 +436,7 @@ pub fn two_stage(
         // the canonical level ⌊4 + log2(√area / 224) + 1e-6⌋, clamped to those present
         let k_min = -s.pool_scales[0].log2().round();
         let k_max = -s.pool_scales[pooled - 1].log2().round();
-        let c: Vec<String> = (0..4).map(|i| b.col(&proposals, i)).collect();
-        let w = b.node("Sub", &[&c[2], &c[0]], vec![]);
-        let h = b.node("Sub", &[&c[3], &c[1]], vec![]);
+        let (_, w, h) = b.sides(&proposals);
         let area = b.node("Mul", &[&w, &h], vec![]);
         let side = b.node("Sqrt", &[&area], vec![]);
         let by = b.scalar(224.0);
@@ -535,12 +524,9 @@ pub fn two_stage(
     let labels = b.gather(&labels, &keep);
     let groups = b.node("Cast", &[&labels], vec![int("to", dtype::FLOAT as i64)]);
     let kept = b.batched_nms(&dec, &probs, &groups, s.detections, s.nms_thresh);
-    let bx = b.gather(&dec, &kept);
-    let sc = b.gather(&probs, &kept);
-    let lb = b.gather(&labels, &kept);
-    b.node_to("Identity", &[&bx], vec![], &["boxes"]);
-    b.node_to("Identity", &[&sc], vec![], &["scores"]);
-    b.node_to("Identity", &[&lb], vec![], &["labels"]);
+    b.gather_to(&dec, &kept, "boxes");
+    b.gather_to(&probs, &kept, "scores");
+    b.gather_to(&labels, &kept, "labels");
     let d = || Dim::Param("detections".into());
     g.outputs = vec![
         output("boxes", dtype::FLOAT, vec![d(), Dim::Value(4)]),

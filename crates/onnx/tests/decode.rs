@@ -239,8 +239,7 @@ fn a_file_that_is_not_there_names_its_path() {
 #[test]
 fn external_floats_are_decoded_from_the_file_and_lying_sizes_refused() {
     use aics_onnx::{Graph, Model, Node, Tensor, Value, ValueInfo};
-    let dir = std::env::temp_dir().join(format!("aics-external-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = aics_testkit::TempDir::new("external");
     let w: Vec<f32> = vec![1.0, -2.0, 3.5, 0.25, 5.0, -6.0];
     let mut bytes = vec![0u8; 8];
     bytes.extend(w.iter().flat_map(|v| v.to_le_bytes()));
@@ -299,7 +298,7 @@ fn external_floats_are_decoded_from_the_file_and_lying_sizes_refused() {
             20,
             "20 bytes of external data for 6 float32 values",
         ),
-        (vec![-2, 3], 24, "dimension -2"),
+        (vec![-2, 3], 24, "negative dim -2"),
         (vec![2, 3], 64, "external data at bytes"),
     ] {
         aics_onnx::save(&model(dims, length), &path).unwrap();
@@ -307,5 +306,4 @@ fn external_floats_are_decoded_from_the_file_and_lying_sizes_refused() {
         assert!(e.contains("tensor 'W'"), "{e}");
         assert!(e.contains(want), "{e}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

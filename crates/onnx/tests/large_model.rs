@@ -55,26 +55,6 @@ fn external(name: &str, dims: &[i64], offset: u64, length: u64) -> Tensor {
     }
 }
 
-/// A folder of its own under the temporary folder, removed when dropped.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(format!("aics-large-model-{}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 #[ignore = "writes a 2.2 GB model to the temporary folder and holds its weights in memory; .ci/run runs it"]
 fn a_model_over_2_gb_gives_onnxruntimes_outputs() {
@@ -91,7 +71,7 @@ fn a_model_over_2_gb_gives_onnxruntimes_outputs() {
         w1_bytes > 1 << 31 && w2_off > 1 << 31,
         "the weights must pass 2 GB"
     );
-    let dir = Scratch::new();
+    let dir = aics_testkit::TempDir::new("large-model");
     let path = dir.path().join("large.onnx");
     {
         let f = std::fs::File::create(dir.path().join("large.onnx.data")).unwrap();
