@@ -238,3 +238,68 @@ fn a_silent_rank_is_named_within_the_timeout() {
     );
     quiet.join().unwrap();
 }
+
+/// The masks of `draws` training forwards of a dropout model on a group of `RANKS` threads:
+/// per rank, those drawn after the start-up broadcast, then those drawn after a second
+/// broadcast, once rank r has drawn `extra[r]` masks more than rank 0 (as the ranks' streams
+/// drift apart in training).
+fn dropout_masks(extra: [usize; RANKS], draws: usize) -> Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let handles: Vec<_> = ThreadGroup::members(RANKS)
+        .into_iter()
+        .map(|comm| {
+            std::thread::spawn(move || {
+                let r = comm.rank();
+                // every rank seeds its dropout alike, as the training commands do
+                let m = Sequential::new().push("drop", aics_nn::Dropout::new(0.5, 3).unwrap());
+                let mut ddp = DistributedDataParallel::new(
+                    &m,
+                    move || Ok(Box::new(comm) as Box<dyn Communicator>),
+                    DdpOptions::default(),
+                )
+                .unwrap();
+                let x = Tensor::<f32>::ones(&[64]);
+                let masks = || -> Vec<Vec<f32>> {
+                    (0..draws)
+                        .map(|_| m.forward(&x).unwrap().to_vec())
+                        .collect()
+                };
+                let first = masks();
+                for _ in 0..extra[r] {
+                    m.forward(&x).unwrap();
+                }
+                ddp.broadcast_state(&m).unwrap();
+                (first, masks())
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Dropout draws other masks on every rank (rank 0 its own seed's), and after a broadcast each
+/// rank's stream depends on rank 0's alone, so a group resumed from rank 0's checkpoint draws
+/// what the unbroken run would.
+#[test]
+fn dropout_draws_other_masks_on_each_rank_and_resumes_from_rank_0s_stream() {
+    let a = dropout_masks([0, 0, 0], 3);
+    let b = dropout_masks([0, 5, 2], 3);
+    // rank 0 keeps the stream its seed gives
+    let alone = aics_nn::Dropout::new(0.5, 3).unwrap();
+    let x = Tensor::<f32>::ones(&[64]);
+    let want: Vec<Vec<f32>> = (0..3)
+        .map(|_| alone.forward(&x).unwrap().to_vec())
+        .collect();
+    assert_eq!(a[0].0, want);
+    for r in 0..RANKS {
+        for masks in [&a[r].0, &a[r].1] {
+            for m in masks {
+                assert!(m.iter().all(|&v| v == 0.0 || v == 2.0), "rank {r}: {m:?}");
+            }
+        }
+        for q in 0..r {
+            assert_ne!(a[r].0, a[q].0, "ranks {q} and {r} drew the same masks");
+            assert_ne!(a[r].1, a[q].1, "ranks {q} and {r}, after the broadcast");
+        }
+        // after the second broadcast: the same masks however far rank r had drawn ahead
+        assert_eq!(a[r].1, b[r].1, "rank {r} after the broadcast");
+    }
+}

@@ -80,6 +80,17 @@ impl Rng {
         r * th.cos()
     }
 
+    /// One word drawn from the whole state without advancing it: with [`Rng::derive`], the
+    /// seed of streams forked from this one (another rank's dropout stream in data-parallel
+    /// training, made from rank 0's).
+    pub fn digest(&self) -> u64 {
+        let mut x = self.s[0]
+            ^ self.s[1].rotate_left(16)
+            ^ self.s[2].rotate_left(32)
+            ^ self.s[3].rotate_left(48);
+        splitmix64(&mut x)
+    }
+
     /// The generator's whole state as text (`s0:s1:s2:s3` in hex, then `:` and the bits of a
     /// pending normal sample, if any), for checkpoints: [`Rng::from_state`] restores it exactly.
     pub fn state(&self) -> String {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use aics_tensor::{GroupStats, Tensor};
+use aics_tensor::{GroupStats, Rng, Tensor};
 
 use super::{CommError, CommResult, Communicator, SyncBatchNorm};
 use crate::module::{state_dict, Module};
@@ -375,9 +375,25 @@ impl DistributedDataParallel {
 
     /// Gives every rank rank 0's parameters and buffers (batch-norm statistics), as at start.
     /// Call it before evaluating, so that every rank evaluates the model rank 0 saves.
+    ///
+    /// The model's random streams (dropout's) are set from rank 0's too, but not to them:
+    /// rank 0 keeps its own, and rank r > 0 takes a stream forked from rank 0's for r
+    /// ([`Rng::digest`], [`Rng::derive`]), so that no two ranks draw the same masks. After
+    /// each broadcast the ranks' streams are thus a function of rank 0's alone, the ones rank 0
+    /// saves in its checkpoint: a resumed group draws what the unbroken run would have.
     pub fn broadcast_state(&mut self, model: &dyn Module) -> Result<()> {
         let tensors: Vec<Tensor> = state_dict(model).into_iter().map(|(_, t)| t).collect();
-        let flat: Vec<f32> = tensors.iter().flat_map(|t| t.to_vec()).collect();
+        let mut flat: Vec<f32> = tensors.iter().flat_map(|t| t.to_vec()).collect();
+        let mut digests = Vec::new();
+        model.visit_rngs("", &mut |_, r| {
+            digests.push(r.lock().unwrap_or_else(|p| p.into_inner()).digest())
+        });
+        // each digest as four 16-bit pieces, which f32 carries exactly
+        flat.extend(
+            digests
+                .iter()
+                .flat_map(|d| (0..4).map(move |i| ((d >> (16 * i)) & 0xffff) as f32)),
+        );
         let what = "the broadcast of rank 0's model".to_string();
         let p = self.comm.submit(|tx| Job::Broadcast(flat, 0, tx), what)?;
         let out = self.comm.wait(p)?;
@@ -386,6 +402,19 @@ impl DistributedDataParallel {
             let n = t.numel();
             t.update_data(|d| d.copy_from_slice(&out[at..at + n]));
             at += n;
+        }
+        let rank = self.comm.rank;
+        if rank > 0 {
+            let mut pieces = out[at..].chunks_exact(4);
+            model.visit_rngs("", &mut |_, r| {
+                if let Some(p) = pieces.next() {
+                    let d = p
+                        .iter()
+                        .enumerate()
+                        .fold(0u64, |d, (i, &v)| d | ((v as u64) << (16 * i)));
+                    *r.lock().unwrap_or_else(|p| p.into_inner()) = Rng::derive(d, rank as u64);
+                }
+            });
         }
         Ok(())
     }
