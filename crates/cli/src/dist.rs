@@ -131,6 +131,14 @@ impl Group {
         Ok(())
     }
 
+    /// Sums `values` over the ranks, in f32 as they are.
+    pub fn sum_f32(&mut self, values: &mut [f32]) -> Result<()> {
+        if let Some(d) = self.ddp.as_mut() {
+            d.all_reduce_sum(values)?;
+        }
+        Ok(())
+    }
+
     /// Makes every rank's parameters and buffers rank 0's (before evaluating).
     pub fn sync_state(&mut self, model: &dyn Module) -> Result<()> {
         if let Some(d) = self.ddp.as_mut() {

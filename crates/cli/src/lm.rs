@@ -165,6 +165,8 @@ pub struct LmTrainArgs {
     pub resume: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub dist: crate::dist::DistArgs,
 }
 
 #[derive(Args, Debug)]
@@ -298,8 +300,9 @@ fn corpus_text(spec: &str) -> Result<(String, String)> {
     Ok((text, p.display().to_string()))
 }
 
-/// Mean cross-entropy (nats) of the model on `b`'s stream, state carried across chunks.
-fn validate(lm: &CharLm, b: &Batches) -> Result<f64> {
+/// The summed cross-entropy (nats) of the model on `b`'s streams, state carried across
+/// chunks, and the number of characters predicted.
+fn validate(lm: &CharLm, b: &Batches) -> Result<(f64, usize)> {
     let _g = no_grad();
     lm.set_training(false);
     let mut state: Option<RecurrentState> = None;
@@ -313,7 +316,7 @@ fn validate(lm: &CharLm, b: &Batches) -> Result<f64> {
         state = Some(st);
     }
     lm.set_training(true);
-    Ok(sum / count.max(1) as f64)
+    Ok((sum, count))
 }
 
 fn train(a: LmTrainArgs) -> Result<()> {
@@ -348,9 +351,6 @@ fn train(a: LmTrainArgs) -> Result<()> {
     let ids = vocab.encode(&text).with_context(|| {
         format!("{source}: the corpus has a character the checkpoint's vocabulary lacks")
     })?;
-    let (train_ids, val_ids) = split(&ids, a.val_fraction, a.batch_size * (a.seq_len + 1))?;
-    let train_b = Batches::new(&train_ids, a.batch_size, a.seq_len)?;
-    let val_b = Batches::new(&val_ids, a.batch_size, a.seq_len)?;
     let cfg = LmConfig {
         cell: a.cell.cell(),
         vocab: vocab.len(),
@@ -368,7 +368,18 @@ fn train(a: LmTrainArgs) -> Result<()> {
                 a.cell.name(), a.layers, a.hidden, a.embed, a.dropout
             );
         }
-        for (k, want) in [("lm.seq_len", a.seq_len), ("lm.batch_size", a.batch_size)] {
+    }
+    let mut rng = Rng::new(a.seed);
+    let lm = CharLm::new(cfg, &mut rng)?;
+    // --distributed: --batch-size streams a rank, the columns rank·B.. of the batch of all
+    // ranks, so that the group trains as one process on the whole batch; rank 0 alone
+    // prints, logs and writes
+    let mut group = crate::dist::Group::start(&a.dist, &lm)?;
+    let (rank, ranks) = (group.rank(), group.size());
+    let main = group.is_main();
+    let total_batch = a.batch_size * ranks;
+    if let Some((_, ck)) = &resumed {
+        for (k, want) in [("lm.seq_len", a.seq_len), ("lm.batch_size", total_batch)] {
             if ck.meta(k) != Some(want.to_string().as_str()) {
                 bail!(
                     "{}: trained with {} {}, this run asks for {want}",
@@ -379,14 +390,21 @@ fn train(a: LmTrainArgs) -> Result<()> {
             }
         }
     }
-    let mut rng = Rng::new(a.seed);
-    let lm = CharLm::new(cfg, &mut rng)?;
+    let (train_ids, val_ids) = split(&ids, a.val_fraction, total_batch * (a.seq_len + 1))?;
+    let train_b = Batches::new(&train_ids, total_batch, a.seq_len)?
+        .columns(rank * a.batch_size, a.batch_size)?;
+    let val_b = Batches::new(&val_ids, total_batch, a.seq_len)?
+        .columns(rank * a.batch_size, a.batch_size)?;
     let params = parameters(&lm);
     let mut opt = Adam::new(params.clone()).lr(a.lr);
     let (mut step, mut epoch, mut pos) = (0usize, 0usize, 0usize);
     let mut state: Option<RecurrentState> = None;
     if let Some((_, ck)) = &resumed {
-        state = restore(ck, &lm)?;
+        state = restore(ck, &lm)?
+            .map(|s| columns_of(&s, rank * a.batch_size, a.batch_size))
+            .transpose()?;
+        // rank 0's streams, and forks of them on the other ranks
+        group.sync_state(&lm)?;
         opt.load_state(&ck.optimizer_state())?;
         let num = |k: &str| -> Result<usize> {
             ck.meta(k)
@@ -396,38 +414,49 @@ fn train(a: LmTrainArgs) -> Result<()> {
         step = num("lm.step")?;
         epoch = num("lm.epoch")?;
         pos = num("lm.pos")?;
-        eprintln!(
-            "resuming {} at step {step} (epoch {}, chunk {pos} of {})",
-            ck.path.display(),
-            epoch + 1,
-            train_b.steps()
-        );
+        if main {
+            eprintln!(
+                "resuming {} at step {step} (epoch {}, chunk {pos} of {})",
+                ck.path.display(),
+                epoch + 1,
+                train_b.steps()
+            );
+        }
     }
     let total_steps = (a.epochs * train_b.steps()).min(a.max_steps.unwrap_or(usize::MAX));
-    eprintln!(
-        "{} on {source}: {} characters (vocabulary {}), {} for training and {} held out; {} steps an epoch of {} × {} characters",
-        a.cell.name(),
-        ids.len(),
-        vocab.len(),
-        train_ids.len(),
-        val_ids.len(),
-        train_b.steps(),
-        a.batch_size,
-        a.seq_len
-    );
-    if step >= total_steps {
+    if main {
         eprintln!(
-            "{}: already trained for {step} steps",
-            a.checkpoint.display()
+            "{} on {source}: {} characters (vocabulary {}), {} for training and {} held out; {} steps an epoch of {} × {} characters{}",
+            a.cell.name(),
+            ids.len(),
+            vocab.len(),
+            train_ids.len(),
+            val_ids.len(),
+            train_b.steps(),
+            total_batch,
+            a.seq_len,
+            if ranks > 1 {
+                format!(" ({} streams a rank on {ranks} ranks)", a.batch_size)
+            } else {
+                String::new()
+            }
         );
-        return Ok(());
     }
-    if let Some(dir) = a.checkpoint.parent() {
+    if step >= total_steps {
+        if main {
+            eprintln!(
+                "{}: already trained for {step} steps",
+                a.checkpoint.display()
+            );
+        }
+        return group.finish();
+    }
+    if let Some(dir) = a.checkpoint.parent().filter(|_| main) {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
-    let mut log = match &a.log {
+    let mut log = match a.log.as_ref().filter(|_| main) {
         Some(p) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -447,7 +476,7 @@ fn train(a: LmTrainArgs) -> Result<()> {
     meta_base.insert("lm.layers".into(), a.layers.to_string());
     meta_base.insert("lm.dropout".into(), a.dropout.to_string());
     meta_base.insert("lm.seq_len".into(), a.seq_len.to_string());
-    meta_base.insert("lm.batch_size".into(), a.batch_size.to_string());
+    meta_base.insert("lm.batch_size".into(), total_batch.to_string());
     meta_base.insert("lm.corpus".into(), source.clone());
     let save = |step: usize,
                 epoch: usize,
@@ -462,7 +491,11 @@ fn train(a: LmTrainArgs) -> Result<()> {
         save_checkpoint(&a.checkpoint, &Snapshot { lm: &lm, state }, Some(opt), meta)?;
         Ok(())
     };
-    let pb = ProgressBar::new(total_steps as u64);
+    let pb = if main {
+        ProgressBar::new(total_steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     pb.set_style(
         ProgressStyle::with_template(
             "{bar:30} {pos}/{len} steps {msg} [{elapsed_precise}<{eta_precise}]",
@@ -478,17 +511,18 @@ fn train(a: LmTrainArgs) -> Result<()> {
     let mut last_val = f64::NAN;
     lm.set_training(true);
     let ln2 = std::f64::consts::LN_2;
+    let mut out_of_time = false;
     loop {
-        let out_of_time = a
-            .time_budget
-            .is_some_and(|t| started.elapsed().as_secs_f64() >= t);
         if step >= total_steps || out_of_time {
             break;
         }
         let (t, x, y) = train_b.get(pos);
         let (logits, st) = lm.forward_ids(&x, t, a.batch_size, state.as_ref())?;
         let loss = cross_entropy(&logits, &y, None, 0.0)?;
-        let lv = loss.item()? as f64;
+        // the loss of the whole batch: the mean of the ranks' (each over as many characters)
+        let mut lv = [loss.item()? as f64];
+        group.sum(&mut lv)?;
+        let lv = lv[0] / ranks as f64;
         if !lv.is_finite() {
             bail!(
                 "step {}: the loss is not finite ({lv}); try a smaller --lr or --clip",
@@ -496,7 +530,7 @@ fn train(a: LmTrainArgs) -> Result<()> {
             );
         }
         opt.zero_grad();
-        loss.backward()?;
+        group.backward(&loss)?;
         if a.clip > 0.0 {
             clip_grad_norm(&params, a.clip);
         }
@@ -506,15 +540,19 @@ fn train(a: LmTrainArgs) -> Result<()> {
         pos += 1;
         window_loss += lv;
         window_n += 1;
-        window_tokens += t * a.batch_size;
+        window_tokens += t * total_batch;
         train_curve.push((step as f64, lv / ln2));
         let tps = window_tokens as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
         pb.set_position(step as u64);
         pb.set_message(format!("loss {lv:.3} ({:.3} bpc) {tps:.0} tok/s", lv / ln2));
         let end_of_epoch = pos == train_b.steps();
-        let last = step >= total_steps
-            || a.time_budget
-                .is_some_and(|tb| started.elapsed().as_secs_f64() >= tb);
+        // the ranks stop together: when any has run out of time
+        if let Some(tb) = a.time_budget {
+            let mut late = [f64::from(u8::from(started.elapsed().as_secs_f64() >= tb))];
+            group.sum(&mut late)?;
+            out_of_time = late[0] > 0.0;
+        }
+        let last = step >= total_steps || out_of_time;
         let eval_now = end_of_epoch || last || a.eval_every.is_some_and(|e| step % e == 0);
         if end_of_epoch {
             // each pass starts from zero states
@@ -523,7 +561,12 @@ fn train(a: LmTrainArgs) -> Result<()> {
             state = None;
         }
         if eval_now {
-            let v = validate(&lm, &val_b)?;
+            let mut sums = {
+                let (sum, count) = validate(&lm, &val_b)?;
+                [sum, count as f64]
+            };
+            group.sum(&mut sums)?;
+            let v = sums[0] / sums[1].max(1.0);
             last_val = v;
             val_curve.push((step as f64, v / ln2));
             let line = json!({"step": step, "epoch": epoch as f64 + pos as f64 / train_b.steps() as f64,
@@ -534,7 +577,8 @@ fn train(a: LmTrainArgs) -> Result<()> {
                 window_loss / window_n.max(1) as f64,
                 v / ln2
             );
-            if pb.is_hidden() {
+            if !main {
+            } else if pb.is_hidden() {
                 eprintln!("{msg}");
             } else {
                 pb.println(msg);
@@ -546,11 +590,18 @@ fn train(a: LmTrainArgs) -> Result<()> {
             window_start = Instant::now();
         }
         if eval_now || step % a.save_every == 0 {
-            save(step, epoch, pos, state.as_ref(), &opt)?;
+            let whole = whole_state(&mut group, &lm, state.as_ref(), rank, a.batch_size)?;
+            if main {
+                save(step, epoch, pos, whole.as_ref(), &opt)?;
+            }
         }
     }
     pb.finish_and_clear();
-    save(step, epoch, pos, state.as_ref(), &opt)?;
+    let whole = whole_state(&mut group, &lm, state.as_ref(), rank, a.batch_size)?;
+    if !main {
+        return group.finish();
+    }
+    save(step, epoch, pos, whole.as_ref(), &opt)?;
     let plot = a
         .plot
         .clone()
@@ -577,7 +628,71 @@ fn train(a: LmTrainArgs) -> Result<()> {
         last_val / ln2,
         plot.display()
     );
-    Ok(())
+    group.finish()
+}
+
+/// The carried state of the whole batch, for rank 0's checkpoint: every rank's columns put
+/// together (a sum in which each rank gives its own columns and zeros elsewhere, so exact).
+/// Also makes the ranks' random streams forks of rank 0's, which the checkpoint then holds.
+fn whole_state(
+    group: &mut crate::dist::Group,
+    lm: &CharLm,
+    state: Option<&RecurrentState>,
+    rank: usize,
+    per_rank: usize,
+) -> Result<Option<RecurrentState>> {
+    let ranks = group.size();
+    if ranks == 1 {
+        return Ok(state.cloned());
+    }
+    group.sync_state(lm)?;
+    let Some(s) = state else {
+        return Ok(None);
+    };
+    let mut widen = |t: &Tensor| -> Result<Tensor> {
+        let d = t.dims().to_vec();
+        let [layers, b, hidden] = d[..] else {
+            bail!("carried state of shape {d:?}: expected (layers, batch, hidden)");
+        };
+        let v = t.to_vec();
+        let mut all = vec![0f32; layers * b * ranks * hidden];
+        for l in 0..layers {
+            let at = (l * b * ranks + rank * per_rank) * hidden;
+            all[at..at + b * hidden].copy_from_slice(&v[l * b * hidden..(l + 1) * b * hidden]);
+        }
+        group.sum_f32(&mut all)?;
+        Ok(Tensor::from_vec(all, &[layers, b * ranks, hidden])?)
+    };
+    Ok(Some(RecurrentState {
+        h: widen(&s.h)?,
+        c: s.c.as_ref().map(&mut widen).transpose()?,
+    }))
+}
+
+/// Columns `from..from + n` of a carried state (layers, batch, hidden): one rank's part of
+/// the whole batch's state in a checkpoint.
+fn columns_of(s: &RecurrentState, from: usize, n: usize) -> Result<RecurrentState> {
+    let cut = |t: &Tensor| -> Result<Tensor> {
+        let d = t.dims().to_vec();
+        let [layers, b, hidden] = d[..] else {
+            bail!("carried state of shape {d:?}: expected (layers, batch, hidden)");
+        };
+        if from + n > b {
+            bail!(
+                "carried state for {b} streams; this rank's are {from}..{}",
+                from + n
+            );
+        }
+        let v = t.to_vec();
+        let rows: Vec<f32> = (0..layers)
+            .flat_map(|l| v[(l * b + from) * hidden..(l * b + from + n) * hidden].to_vec())
+            .collect();
+        Ok(Tensor::from_vec(rows, &[layers, n, hidden])?)
+    };
+    Ok(RecurrentState {
+        h: cut(&s.h)?,
+        c: s.c.as_ref().map(cut).transpose()?,
+    })
 }
 
 fn sample(a: LmSampleArgs) -> Result<()> {

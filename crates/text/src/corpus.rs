@@ -202,6 +202,27 @@ impl Batches {
             seq_len,
         })
     }
+    /// Columns `from..from + n` alone: one rank's streams in data-parallel training, where
+    /// the ranks' columns together are the batch of one process.
+    pub fn columns(&self, from: usize, n: usize) -> Result<Batches> {
+        if n == 0 || from + n > self.batch {
+            return Err(config(
+                "batching",
+                format!("columns {from}..{} of a batch of {}", from + n, self.batch),
+            ));
+        }
+        let data = self
+            .data
+            .chunks_exact(self.batch)
+            .flat_map(|row| row[from..from + n].iter().copied())
+            .collect();
+        Ok(Batches {
+            data,
+            rows: self.rows,
+            batch: n,
+            seq_len: self.seq_len,
+        })
+    }
     /// Steps in one pass.
     pub fn steps(&self) -> usize {
         (self.rows - 1).div_ceil(self.seq_len)
@@ -221,6 +242,33 @@ impl Batches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_are_those_of_the_whole_batch() {
+        let stream: Vec<usize> = (0..103).collect();
+        let all = Batches::new(&stream, 4, 5).unwrap();
+        let part = all.columns(1, 2).unwrap();
+        assert_eq!((part.batch, part.steps()), (2, all.steps()));
+        for k in 0..all.steps() {
+            let (t, x, y) = all.get(k);
+            let (tp, xp, yp) = part.get(k);
+            assert_eq!(tp, t);
+            for r in 0..t {
+                assert_eq!(
+                    xp[r * 2..r * 2 + 2],
+                    x[r * 4 + 1..r * 4 + 3],
+                    "step {k} row {r}"
+                );
+                assert_eq!(
+                    yp[r * 2..r * 2 + 2],
+                    y[r * 4 + 1..r * 4 + 3],
+                    "step {k} row {r}"
+                );
+            }
+        }
+        assert!(all.columns(3, 2).is_err());
+        assert!(all.columns(0, 0).is_err());
+    }
 
     #[test]
     fn vocab_round_trips_and_names_unknown_characters() {
