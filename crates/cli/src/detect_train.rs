@@ -141,6 +141,8 @@ pub struct DetectTrainArgs {
     /// precomputed proposals).
     #[arg(long, value_enum)]
     augment: Option<Augment>,
+    #[command(flatten)]
+    dist: crate::dist::DistArgs,
 }
 
 /// A YOLOv1 checkpoint written by `aics detect-train`: the network and its head.
@@ -999,10 +1001,22 @@ pub(crate) fn evaluate(
     size: usize,
     batch: usize,
 ) -> Result<Vec<Detection>> {
+    evaluate_part(t, split, size, batch, 0, 1)
+}
+
+/// [`evaluate`] on images `rank`, `rank + ranks`, … of the split: one rank's share.
+fn evaluate_part(
+    t: &Trainee,
+    split: &Split,
+    size: usize,
+    batch: usize,
+    rank: usize,
+    ranks: usize,
+) -> Result<Vec<Detection>> {
     let _g = no_grad();
     t.module().set_training(false);
     let mut dets = Vec::new();
-    let idx: Vec<usize> = (0..split.pixels.len()).collect();
+    let idx: Vec<usize> = (rank..split.pixels.len()).step_by(ranks).collect();
     for chunk in idx.chunks(batch) {
         let x = t.input(batch_tensor(split, chunk, size, &vec![false; chunk.len()])?)?;
         let dims: Vec<(usize, usize)> = chunk
@@ -1095,6 +1109,9 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     let augment = a.augment.unwrap_or(Augment::Flip);
     if augment != Augment::Flip && matches!(a.model, DetModel::FastRcnn | DetModel::Rcnn) {
         bail!("--augment yolo does not apply to --model {model_name}: its proposals are computed once, on the images as they are");
+    }
+    if a.dist.distributed && a.model == DetModel::Rcnn {
+        bail!("--distributed does not apply to --model rcnn (its SVMs and regressors are solved once, on cached features)");
     }
     if a.init.is_some() && a.model == DetModel::Rcnn {
         bail!(
@@ -1245,6 +1262,10 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         );
     }
     let net = trainee.module();
+    // --distributed: --batch images a rank, each rank every ranks-th image of the batch of all
+    // ranks; rank 0 alone prints and writes
+    let mut group = crate::dist::Group::start(&a.dist, net)?;
+    let (rank, ranks, main) = (group.rank(), group.size(), group.is_main());
     let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": epochs,
                           "batch": a.batch, "lr": lr, "seed": a.seed});
     let mut settings = settings;
@@ -1261,6 +1282,9 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     }
     if let Some(init) = &a.init {
         settings["init"] = json!(init.display().to_string());
+    }
+    if ranks > 1 {
+        settings["ranks"] = json!(ranks);
     }
     let settings = settings.to_string();
     if let (Some(init), false) = (&a.init, a.resume) {
@@ -1284,12 +1308,17 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         if let Ok(text) = std::fs::read_to_string(&log_path) {
             log_lines = text.lines().take(start).map(|s| s.to_string()).collect();
         }
+        // each rank read the checkpoint; the broadcast makes sure they read the same one
+        group.sync_state(net)?;
     }
-    if let Some(dir) = checkpoint.parent() {
+    if let Some(dir) = checkpoint.parent().filter(|_| main) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let nt = train.pixels.len();
-    let steps = nt.div_ceil(a.batch);
+    // DistributedSampler's padding: the epoch's order repeats its start up to a multiple of the
+    // ranks, so that every rank has a part of every batch
+    let padded = nt.div_ceil(ranks) * ranks;
+    let steps = padded.div_ceil(a.batch * ranks);
     let what = match a.model {
         DetModel::Yolov1 => format!("yolov1 {0}×{0} (S={grid}, B=2, {classes} classes)", a.size),
         DetModel::Ssd => format!("ssd {0}×{0} ({classes} classes)", a.size),
@@ -1298,10 +1327,23 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         DetModel::FastRcnn => format!("fast_rcnn {0}×{0} ({classes} classes)", a.size),
         DetModel::Rcnn => format!("rcnn {0}×{0} ({classes} classes)", a.size),
     };
-    println!(
-        "{what}: {nt} training images, {} validation images",
-        val.pixels.len()
-    );
+    if main {
+        println!(
+            "{what}: {nt} training images, {} validation images{}",
+            val.pixels.len(),
+            if ranks > 1 {
+                format!(
+                    "; batch {} a rank, {} in all over {ranks} ranks",
+                    a.batch,
+                    a.batch * ranks
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    // --sync-batchnorm: batch norm over the batches of all ranks
+    let _sync = group.sync_batch_norm();
     for epoch in start..epochs {
         let lr_now = if epoch >= epochs * 2 / 3 {
             lr / 10.0
@@ -1312,7 +1354,16 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         let mut rng = Rng::derive(a.seed, epoch as u64 + 1);
         let mut order: Vec<usize> = (0..nt).collect();
         rng.shuffle(&mut order);
-        let pb = ProgressBar::new(steps as u64);
+        order.extend_from_within(..padded - nt);
+        // the order and the flips are drawn alike on every rank from `rng`; the draws of this
+        // rank's images alone (jitter, the detectors' samplers) from a stream of its own
+        let mut own_rng = (ranks > 1)
+            .then(|| Rng::derive(a.seed ^ 0x5eed_0f_4a4c, (epoch * ranks + rank) as u64));
+        let pb = if main {
+            ProgressBar::new(steps as u64)
+        } else {
+            ProgressBar::hidden()
+        };
         pb.set_style(
             ProgressStyle::with_template(&format!(
                 "epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}} ({{elapsed}}<{{eta}})",
@@ -1324,12 +1375,24 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         let t0 = Instant::now();
         let (mut loss_sum, mut iou_sum, mut seen) = (0f64, 0f64, 0usize);
         net.set_training(true);
-        for chunk in order.chunks(a.batch) {
-            let flips: Vec<bool> = chunk.iter().map(|_| rng.uniform() < 0.5).collect();
+        for whole in order.chunks(a.batch * ranks) {
+            let all_flips: Vec<bool> = whole.iter().map(|_| rng.uniform() < 0.5).collect();
+            let chunk: Vec<usize> = whole.iter().skip(rank).step_by(ranks).copied().collect();
+            let flips: Vec<bool> = all_flips
+                .iter()
+                .skip(rank)
+                .step_by(ranks)
+                .copied()
+                .collect();
+            let chunk = chunk.as_slice();
+            let rng = match own_rng.as_mut() {
+                Some(r) => r,
+                None => &mut rng,
+            };
             let jittered: Vec<(Vec<u8>, Vec<V1Object>)> = if augment == Augment::Yolo {
                 chunk
                     .iter()
-                    .map(|&i| jitter_scene(&train.pixels[i], a.size, &train.objects[i], &mut rng))
+                    .map(|&i| jitter_scene(&train.pixels[i], a.size, &train.objects[i], rng))
                     .collect()
             } else {
                 Vec::new()
@@ -1363,7 +1426,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             opt.zero_grad();
             let x = trainee.input(x)?;
             let props = train.proposals_of(chunk, &flips, a.size);
-            let (loss, watch) = trainee.loss(&x, &objs, &props, a.size, &mut rng)?;
+            let (loss, watch) = trainee.loss(&x, &objs, &props, a.size, rng)?;
             let v = loss.to_vec()[0] as f64;
             if !v.is_finite() {
                 bail!(
@@ -1371,7 +1434,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
                     epoch + 1
                 );
             }
-            loss.backward()?;
+            group.backward(&loss)?;
             opt.step()?;
             loss_sum += v * chunk.len() as f64;
             iou_sum += watch * chunk.len() as f64;
@@ -1381,8 +1444,18 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         }
         pb.finish_and_clear();
         let train_s = t0.elapsed().as_secs_f64();
+        let mut sums = [loss_sum, iou_sum, seen as f64];
+        group.sum(&mut sums)?;
+        let [loss_sum, iou_sum, seen] = sums;
+        let seen = seen.max(1.0);
         let t1 = Instant::now();
-        let dets = evaluate(&trainee, &val, a.size, a.batch)?;
+        // the ranks evaluate rank 0's model, each a share of the images
+        group.sync_state(net)?;
+        let dets = evaluate_part(&trainee, &val, a.size, a.batch, rank, ranks)?;
+        let dets = gather_detections(&mut group, &val, dets)?;
+        if !main {
+            continue;
+        }
         // the network and post-processing on the held-out images (Fast R-CNN's proposals were
         // computed before training: `proposal_seconds_per_image`)
         let eval_s = t1.elapsed().as_secs_f64() / val.pixels.len().max(1) as f64;
@@ -1393,14 +1466,14 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             DetModel::Ssd | DetModel::Ssdlite => "matched_boxes",
             DetModel::FasterRcnn | DetModel::FastRcnn | DetModel::Rcnn => "loss_classifier",
         };
-        let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, watch_key: iou_sum / seen as f64, "lr": lr_now,
-                          "val_map50_voc": voc, "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,
+        let line = json!({"epoch": epoch + 1, "loss": loss_sum / seen, watch_key: iou_sum / seen, "lr": lr_now,
+                          "val_map50_voc": voc, "val_detections": dets.len(), "val_coco_ap": coco.ap, "val_coco_ap50": coco.ap50, "train_seconds": train_s,
                           "seconds_per_image": train_s / nt as f64, "eval_seconds_per_image": eval_s,
                           "proposal_seconds_per_image": proposal_s, "proposals_per_image": proposals_per_image}).to_string();
         println!(
             "epoch {}: loss {:.4}, val mAP@0.5 {:.4} (VOC), COCO AP {:.4}, AP50 {:.4}, {:.1} s",
             epoch + 1,
-            loss_sum / seen as f64,
+            loss_sum / seen,
             voc,
             coco.ap,
             coco.ap50,
@@ -1426,12 +1499,76 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         write_atomic(&log_path, (log_lines.join("\n") + "\n").as_bytes())?;
     }
     std::io::stdout().flush().ok();
-    println!(
-        "checkpoint: {}\nlog: {}",
-        checkpoint.display(),
-        log_path.display()
-    );
-    Ok(())
+    if main {
+        println!(
+            "checkpoint: {}\nlog: {}",
+            checkpoint.display(),
+            log_path.display()
+        );
+    }
+    group.finish()
+}
+
+/// Every rank's detections, on every rank: a sum over the ranks in which each gives its own in
+/// its place and zeros elsewhere (seven numbers a detection, which f32 carries exactly: the
+/// image's and class's indices, the score, and the box as evaluated).
+fn gather_detections(
+    group: &mut crate::dist::Group,
+    split: &Split,
+    mine: Vec<Detection>,
+) -> Result<Vec<Detection>> {
+    let (rank, ranks) = (group.rank(), group.size());
+    if ranks == 1 {
+        return Ok(mine);
+    }
+    let mut counts = vec![0f64; ranks];
+    counts[rank] = mine.len() as f64;
+    group.sum(&mut counts)?;
+    let before: usize = counts[..rank].iter().map(|&c| c as usize).sum();
+    let total: usize = counts.iter().map(|&c| c as usize).sum();
+    let image_of: HashMap<u64, usize> = split
+        .gt
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, im)| (im.id, i))
+        .collect();
+    let class_of: HashMap<u64, usize> = split
+        .gt
+        .categories
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id, i))
+        .collect();
+    let mut all = vec![0f32; total * 7];
+    for (k, d) in mine.iter().enumerate() {
+        let (Some(&i), Some(&c)) = (image_of.get(&d.image_id), class_of.get(&d.category_id)) else {
+            bail!(
+                "a detection of image {} not in the validation set",
+                d.image_id
+            );
+        };
+        let at = (before + k) * 7;
+        all[at..at + 7].copy_from_slice(&[
+            i as f32,
+            c as f32,
+            d.score as f32,
+            d.bbox[0] as f32,
+            d.bbox[1] as f32,
+            d.bbox[2] as f32,
+            d.bbox[3] as f32,
+        ]);
+    }
+    group.sum_f32(&mut all)?;
+    Ok(all
+        .chunks_exact(7)
+        .map(|v| Detection {
+            image_id: split.gt.images[v[0] as usize].id,
+            category_id: split.gt.categories[v[1] as usize].id,
+            score: v[2] as f64,
+            bbox: [v[3] as f64, v[4] as f64, v[5] as f64, v[6] as f64],
+        })
+        .collect())
 }
 
 #[cfg(test)]

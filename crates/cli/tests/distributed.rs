@@ -554,3 +554,85 @@ fn a_resumed_lm_group_with_dropout_continues_exactly() {
     assert_eq!(out.matches("resuming").count(), 1, "{out}");
     same_checkpoints(&whole, &parts, 0.0);
 }
+
+/// The epoch lines of a `detect-train` log.
+fn log_lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `detect-train --distributed` of YOLOv1 with synchronized batch norm: each rank takes every
+/// other image of each batch of 8 and the flips drawn for the whole batch, so five steps end
+/// where one process on batches of 8 does (Adam's moments included, which a loss scaled
+/// per rank would change). The ranks evaluate half the held-out images each and rank 0
+/// gathers the detections: as many as one process finds. (YOLOv1's responsible boxes are
+/// chosen by the largest IoU, and near ties let rounding move single weights by up to 1e-4 of
+/// their tensor's largest value: the bound is 1e-3.)
+#[test]
+#[ignore = "needs Open MPI"]
+fn detect_train_on_two_ranks_trains_as_one_process_on_twice_the_batch() {
+    let d = tmp("ddp-detect");
+    let syn = d.join("syn");
+    // 44 scenes: 40 to train on (five batches of 8), 4 held out
+    let mut gen = Command::new(env!("CARGO_BIN_EXE_aics"));
+    gen.args(["data", "synth-detect", "--out", syn.to_str().unwrap()])
+        .args([
+            "--images",
+            "44",
+            "--classes",
+            "2",
+            "--size",
+            "64",
+            "--seed",
+            "1",
+        ]);
+    ok(&run(gen));
+    let dataset = format!("synth:{}", syn.display());
+    let args = |ck: &Path, batch: &str| -> Vec<String> {
+        [
+            "detect-train",
+            "--model",
+            "yolov1",
+            "--dataset",
+            &dataset,
+            "--size",
+            "64",
+            "--epochs",
+            "1",
+            "--batch",
+            batch,
+            "--checkpoint",
+            ck.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (dist, single) = (d.join("dist.safetensors"), d.join("single.safetensors"));
+    let out = ok(&run(mpirun(
+        2,
+        &distributed(args(&dist, "4"), &["--sync-batchnorm"]),
+    )));
+    assert!(
+        out.contains("batch 4 a rank, 8 in all over 2 ranks"),
+        "{out}"
+    );
+    assert_eq!(out.matches("epoch 1:").count(), 1, "{out}");
+    one_process(&args(&single, "8"));
+    same_checkpoints(&dist, &single, 1e-3);
+    let (a, b) = (
+        log_lines(&dist.with_extension("jsonl")),
+        log_lines(&single.with_extension("jsonl")),
+    );
+    let loss = |v: &serde_json::Value| v["loss"].as_f64().unwrap();
+    assert!(
+        (loss(&a[0]) - loss(&b[0])).abs() <= 1e-5 * loss(&b[0]),
+        "{a:?} {b:?}"
+    );
+    let found = |v: &serde_json::Value| v["val_detections"].as_u64().unwrap();
+    assert!(found(&b[0]) > 4, "{b:?}");
+    assert_eq!(found(&a[0]), found(&b[0]), "{a:?} {b:?}");
+}

@@ -305,16 +305,28 @@ impl Module for DarknetConv {
         };
         let y = if has_bn {
             if training {
-                // batch statistics; the epsilon sits inside the root here (darknet trains that way)
-                y.batch_norm(
-                    self.scales.as_ref(),
-                    Some(&self.bias),
-                    self.rolling_mean.as_ref(),
-                    self.rolling_variance.as_ref(),
-                    true,
-                    0.01,
-                    1e-5,
-                )?
+                // batch statistics; the epsilon sits inside the root here (darknet trains that way);
+                // over the batches of all ranks under a SyncBatchNorm guard
+                match aics_nn::distributed::sync_bn_group() {
+                    Some(group) => y.batch_norm_synced(
+                        self.scales.as_ref(),
+                        Some(&self.bias),
+                        self.rolling_mean.as_ref(),
+                        self.rolling_variance.as_ref(),
+                        0.01,
+                        1e-5,
+                        &group,
+                    )?,
+                    None => y.batch_norm(
+                        self.scales.as_ref(),
+                        Some(&self.bias),
+                        self.rolling_mean.as_ref(),
+                        self.rolling_variance.as_ref(),
+                        true,
+                        0.01,
+                        1e-5,
+                    )?,
+                }
             } else {
                 let (k, sh) = self.bn_affine().unwrap_or_default();
                 let c = k.len();

@@ -19,7 +19,7 @@ mod sync_bn;
 
 pub use ddp::{CommHandle, DdpOptions, DistributedDataParallel};
 pub use local::{ThreadComm, ThreadGroup};
-pub(crate) use sync_bn::current as sync_bn_group;
+pub use sync_bn::current as sync_bn_group;
 pub use sync_bn::SyncBatchNorm;
 
 use thiserror::Error;

@@ -33,7 +33,8 @@ impl Drop for SyncBatchNorm {
     }
 }
 
-/// The group batch norm is synchronized over on this thread, if any.
-pub(crate) fn current() -> Option<Arc<dyn GroupStats>> {
+/// The group batch norm is synchronized over on this thread, if any: layers outside this crate
+/// with their own batch norm (darknet's) ask it too.
+pub fn current() -> Option<Arc<dyn GroupStats>> {
     GROUP.with(|g| g.borrow().clone())
 }
