@@ -239,6 +239,65 @@ fn a_silent_rank_is_named_within_the_timeout() {
     quiet.join().unwrap();
 }
 
+/// Of three ranks, rank 1 hangs after the start: ranks 0 and 2 time out, and both name rank 1,
+/// although rank 0 receives from rank 2 on the ring (and rank 2, waiting on rank 1, holds rank
+/// 0 up): their roll call hears each other and not rank 1.
+#[test]
+fn a_hung_rank_among_three_is_named_by_every_other() {
+    let mut group = ThreadGroup::members(3);
+    let hung = group.remove(1);
+    let quiet = std::thread::spawn(move || {
+        let m = model(1);
+        let ddp = DistributedDataParallel::new(
+            &m,
+            move || Ok(Box::new(hung) as Box<dyn Communicator>),
+            DdpOptions::default(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        drop(ddp);
+    });
+    let waiting: Vec<_> = group
+        .into_iter()
+        .map(|comm| {
+            std::thread::spawn(move || {
+                let r = comm.rank();
+                let m = model(7);
+                let options = DdpOptions {
+                    timeout: Some(Duration::from_millis(500)),
+                    ..DdpOptions::default()
+                };
+                let mut ddp = DistributedDataParallel::new(
+                    &m,
+                    move || Ok(Box::new(comm) as Box<dyn Communicator>),
+                    options,
+                )
+                .unwrap();
+                let (x, y) = data(0);
+                let (x, y) = rows(&x, &y, &[r]);
+                let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
+                (r, ddp.backward(&loss).unwrap_err())
+            })
+        })
+        .collect();
+    for h in waiting {
+        let (r, err) = h.join().unwrap();
+        let peer = (r + 2) % 3;
+        assert!(
+            matches!(&err, NnError::Comm(CommError::Timeout { rank, peer: p, silent: Some(s), .. })
+                if *rank == r && *p == peer && s == &vec![1]),
+            "rank {r}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("rank {r}: no answer"))
+                && msg.contains("rank 1 did not answer a roll call"),
+            "{msg}"
+        );
+    }
+    quiet.join().unwrap();
+}
+
 /// The masks of `draws` training forwards of a dropout model on a group of `RANKS` threads:
 /// per rank, those drawn after the start-up broadcast, then those drawn after a second
 /// broadcast, once rank r has drawn `extra[r]` masks more than rank 0 (as the ranks' streams

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use aics_tensor::{GroupStats, Rng, Tensor};
 
-use super::{CommError, CommResult, Communicator, SyncBatchNorm};
+use super::{CommError, CommResult, Communicator, RollCall, SyncBatchNorm};
 use crate::module::{state_dict, Module};
 use crate::{parameters, Result};
 
@@ -63,6 +63,8 @@ pub struct CommHandle {
     /// A failure met where it could not be returned (inside a backward pass), for the
     /// data-parallel step to report.
     failed: Arc<Mutex<Option<CommError>>>,
+    /// The engine's roll call, held after a timeout to name the ranks at fault.
+    roll_call: Arc<Mutex<Option<Box<dyn RollCall>>>>,
 }
 
 impl GroupStats for CommHandle {
@@ -117,6 +119,14 @@ impl CommHandle {
                     peer,
                     seconds: t.as_secs_f64(),
                     op: p.what.clone(),
+                    // the ranks that time out too answer within as long again (at most a
+                    // minute); the ones that do not are named
+                    silent: self
+                        .roll_call
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_mut()
+                        .map(|r| r.silent(t.min(Duration::from_secs(60)))),
                 },
                 RecvTimeoutError::Disconnected => self.stopped(&p.what),
             })?,
@@ -162,7 +172,8 @@ impl DistributedDataParallel {
         F: FnOnce() -> CommResult<Box<dyn Communicator>> + Send + 'static,
     {
         let (job_tx, job_rx) = channel::<Job>();
-        let (hello_tx, hello_rx) = channel::<CommResult<(usize, usize)>>();
+        type Hello = (usize, usize, Option<Box<dyn RollCall>>);
+        let (hello_tx, hello_rx) = channel::<CommResult<Hello>>();
         let thread = std::thread::Builder::new()
             .name("aics-comm".into())
             .spawn(move || {
@@ -173,7 +184,11 @@ impl DistributedDataParallel {
                         return;
                     }
                 };
-                if hello_tx.send(Ok((comm.rank(), comm.size()))).is_err() {
+                let roll_call = comm.roll_call();
+                if hello_tx
+                    .send(Ok((comm.rank(), comm.size(), roll_call)))
+                    .is_err()
+                {
                     return;
                 }
                 for job in job_rx {
@@ -196,7 +211,7 @@ impl DistributedDataParallel {
                 rank: 0,
                 msg: format!("cannot start the communication thread: {e}"),
             })?;
-        let (rank, size) = hello_rx.recv().map_err(|_| CommError::Engine {
+        let (rank, size, roll_call) = hello_rx.recv().map_err(|_| CommError::Engine {
             rank: 0,
             msg: "the communication thread stopped before it started".into(),
         })??;
@@ -206,6 +221,7 @@ impl DistributedDataParallel {
             size,
             timeout: options.timeout,
             failed: Arc::new(Mutex::new(None)),
+            roll_call: Arc::new(Mutex::new(roll_call)),
         };
         Self::build(model, comm, Some(thread), options)
     }

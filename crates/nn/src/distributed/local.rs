@@ -2,9 +2,9 @@
 //! try data-parallel code without MPI.
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{CommError, CommResult, Communicator};
+use super::{CommError, CommResult, Communicator, RollCall};
 
 /// Makes the members of an in-process group.
 pub struct ThreadGroup;
@@ -28,16 +28,24 @@ impl ThreadGroup {
                 receivers[to][from] = Some(rx);
             }
         }
+        // the roll call's own channels: each member hears the others on one
+        let (call_tx, call_rx): (Vec<_>, Vec<_>) = (0..size).map(|_| channel::<usize>()).unzip();
         senders
             .into_iter()
             .zip(receivers)
+            .zip(call_rx)
             .enumerate()
-            .map(|(rank, (tx, rx))| ThreadComm {
+            .map(|(rank, ((tx, rx), heard))| ThreadComm {
                 rank,
                 size,
                 tx: tx.into_iter().flatten().collect(),
                 rx: rx.into_iter().flatten().collect(),
                 timeout: None,
+                roll_call: Some(ThreadRollCall {
+                    rank,
+                    others: call_tx.clone(),
+                    heard: Some(heard),
+                }),
             })
             .collect()
     }
@@ -50,6 +58,39 @@ pub struct ThreadComm {
     tx: Vec<Sender<Vec<f32>>>,
     rx: Vec<Receiver<Vec<f32>>>,
     timeout: Option<Duration>,
+    roll_call: Option<ThreadRollCall>,
+}
+
+/// A [`ThreadComm`]'s [`RollCall`].
+struct ThreadRollCall {
+    rank: usize,
+    others: Vec<Sender<usize>>,
+    heard: Option<Receiver<usize>>,
+}
+
+impl RollCall for ThreadRollCall {
+    fn silent(&mut self, grace: Duration) -> Vec<usize> {
+        for (r, tx) in self.others.iter().enumerate() {
+            if r != self.rank {
+                // a member that has left cannot answer either: its silence says so
+                let _ = tx.send(self.rank);
+            }
+        }
+        let mut heard = vec![false; self.others.len()];
+        heard[self.rank] = true;
+        let end = Instant::now() + grace;
+        if let Some(rx) = &self.heard {
+            while heard.iter().any(|h| !h) {
+                let left = end.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(r) if r < heard.len() => heard[r] = true,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        (0..heard.len()).filter(|&r| !heard[r]).collect()
+    }
 }
 
 impl ThreadComm {
@@ -96,6 +137,7 @@ impl Communicator for ThreadComm {
                     peer: from,
                     seconds: t.as_secs_f64(),
                     op: "an exchange".into(),
+                    silent: None,
                 },
                 RecvTimeoutError::Disconnected => lost(from),
             })?,
@@ -106,6 +148,12 @@ impl Communicator for ThreadComm {
         }
         recv.copy_from_slice(&got);
         Ok(())
+    }
+
+    fn roll_call(&mut self) -> Option<Box<dyn RollCall>> {
+        self.roll_call
+            .take()
+            .map(|r| Box::new(r) as Box<dyn RollCall>)
     }
 }
 

@@ -22,6 +22,8 @@ pub use local::{ThreadComm, ThreadGroup};
 pub use sync_bn::current as sync_bn_group;
 pub use sync_bn::SyncBatchNorm;
 
+use std::time::Duration;
+
 use thiserror::Error;
 
 /// What went wrong in a collective, naming the rank.
@@ -34,13 +36,16 @@ pub enum CommError {
         peer: usize,
         op: String,
     },
-    /// Nothing came back within the timeout.
-    #[error("rank {rank}: no answer from the group within {seconds} s during {op} (rank {peer} may have died or hung)")]
+    /// Nothing came back within the timeout. `peer` is the rank this one receives from on the
+    /// ring; `silent`, where the engine could hold a roll call ([`RollCall`]), the ranks that
+    /// did not answer it.
+    #[error("rank {rank}: no answer from the group within {seconds} s during {op}{}", timeout_cause(*.peer, .silent.as_deref()))]
     Timeout {
         rank: usize,
         peer: usize,
         seconds: f64,
         op: String,
+        silent: Option<Vec<usize>>,
     },
     /// Anything else the engine reports.
     #[error("rank {rank}: {msg}")]
@@ -48,6 +53,33 @@ pub enum CommError {
 }
 
 pub type CommResult<T> = std::result::Result<T, CommError>;
+
+/// The end of a timeout's message: who is at fault, as far as this rank can tell.
+fn timeout_cause(peer: usize, silent: Option<&[usize]>) -> String {
+    match silent {
+        None => format!(" (rank {peer} may have died or hung)"),
+        Some([]) => format!(
+            "; every rank answered a roll call (rank {peer} is slow, or the ranks are out of step)"
+        ),
+        Some([one]) => format!("; rank {one} did not answer a roll call: it hung or died"),
+        Some(many) => {
+            let list: Vec<String> = many.iter().map(|r| r.to_string()).collect();
+            format!(
+                "; ranks {} did not answer a roll call: they hung or died",
+                list.join(", ")
+            )
+        }
+    }
+}
+
+/// After a collective timed out, which ranks are still there. A ring's rank that waits in vain
+/// knows only the rank it receives from, which may itself be waiting on another; so every rank
+/// that times out announces itself to all the others on a channel of its own, and the ranks it
+/// does not hear from within a grace period are the ones at fault.
+pub trait RollCall: Send {
+    /// The other ranks not heard from within `grace`, in order.
+    fn silent(&mut self, grace: Duration) -> Vec<usize>;
+}
 
 impl CommError {
     /// An exchange that brought `got` values where `want` were expected: the ranks are not
@@ -93,6 +125,13 @@ pub trait Communicator {
     fn barrier(&mut self) -> CommResult<()> {
         let mut one = [1.0f32];
         self.all_reduce_sum(&mut one)
+    }
+
+    /// A roll call for this group ([`RollCall`]), made once at start on the thread that runs
+    /// the collectives, and used from another while one of them is blocked; None where the
+    /// engine cannot run one beside a blocked collective.
+    fn roll_call(&mut self) -> Option<Box<dyn RollCall>> {
+        None
     }
 }
 
