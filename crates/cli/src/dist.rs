@@ -23,8 +23,8 @@ pub struct DistArgs {
     /// Gradient megabytes per all-reduce bucket (--distributed).
     #[arg(long, default_value_t = DEFAULT_BUCKET_MB)]
     pub bucket_mb: f64,
-    /// Seconds a rank waits for the others before it stops, naming the rank it waited on
-    /// (--distributed).
+    /// Seconds a rank waits for the others before it stops; it then holds a roll call (as long
+    /// again, at most a minute) and names the ranks that did not answer (--distributed).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_S)]
     pub dist_timeout: f64,
     /// Batch norm over the batches of all ranks together, as PyTorch's SyncBatchNorm
