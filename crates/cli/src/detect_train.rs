@@ -1357,8 +1357,12 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         order.extend_from_within(..padded - nt);
         // the order and the flips are drawn alike on every rank from `rng`; the draws of this
         // rank's images alone (jitter, the detectors' samplers) from a stream of its own
-        let mut own_rng = (ranks > 1)
-            .then(|| Rng::derive(a.seed ^ 0x5eed_0f_4a4c, (epoch * ranks + rank) as u64));
+        let mut own_rng = (ranks > 1).then(|| {
+            Rng::derive(
+                a.seed ^ 0x6a09_e667_f3bc_c908,
+                (epoch * ranks + rank) as u64,
+            )
+        });
         let pb = if main {
             ProgressBar::new(steps as u64)
         } else {

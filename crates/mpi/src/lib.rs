@@ -10,9 +10,12 @@
 //! the library offers only `MPI_THREAD_FUNNELED`, training runs as well, and a timeout names the
 //! rank this one receives from on the ring instead.
 
+#[cfg(feature = "mpi")]
 use std::time::Duration;
 
-use aics_nn::distributed::{CommError, CommResult, Communicator, RollCall};
+#[cfg(feature = "mpi")]
+use aics_nn::distributed::RollCall;
+use aics_nn::distributed::{CommError, CommResult, Communicator};
 
 /// Whether this build has the MPI engine.
 pub const AVAILABLE: bool = cfg!(feature = "mpi");

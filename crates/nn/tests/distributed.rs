@@ -298,11 +298,14 @@ fn a_hung_rank_among_three_is_named_by_every_other() {
     quiet.join().unwrap();
 }
 
+/// One rank's dropout masks, one a forward.
+type Masks = Vec<Vec<f32>>;
+
 /// The masks of `draws` training forwards of a dropout model on a group of `RANKS` threads:
 /// per rank, those drawn after the start-up broadcast, then those drawn after a second
 /// broadcast, once rank r has drawn `extra[r]` masks more than rank 0 (as the ranks' streams
 /// drift apart in training).
-fn dropout_masks(extra: [usize; RANKS], draws: usize) -> Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+fn dropout_masks(extra: [usize; RANKS], draws: usize) -> Vec<(Masks, Masks)> {
     let handles: Vec<_> = ThreadGroup::members(RANKS)
         .into_iter()
         .map(|comm| {
