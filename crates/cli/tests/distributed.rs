@@ -50,6 +50,11 @@ fn one_process<S: AsRef<OsStr>>(args: &[S]) {
     ok(&run(one));
 }
 
+/// Owned copies of `args`.
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// `ARGS --distributed EXTRA…`
 fn distributed(args: Vec<String>, extra: &[&str]) -> Vec<String> {
     let mut v = args;
@@ -171,7 +176,7 @@ fn synchronized_batch_norm_trains_as_one_process_on_twice_the_batch() {
     let data = noise_folder(&d.join("noise"));
     let (dist, single) = (d.join("dist.safetensors"), d.join("single.safetensors"));
     let args = |ck: &Path, batch: &str| -> Vec<String> {
-        [
+        strings(&[
             "train",
             "--model",
             "resnet20",
@@ -185,10 +190,7 @@ fn synchronized_batch_norm_trains_as_one_process_on_twice_the_batch() {
             batch,
             "--checkpoint",
             ck.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
     ok(&run(mpirun(
         2,
@@ -387,7 +389,7 @@ fn stylize_train_on_two_ranks_takes_the_whole_batchs_first_step() {
     let (dist, single) = (d.join("dist.safetensors"), d.join("single.safetensors"));
     let args = |ck: &Path, batch: &str| -> Vec<String> {
         let photos = format!("folder:{}", cache.join("photos").display());
-        [
+        strings(&[
             "stylize-train",
             "--dataset",
             &photos,
@@ -405,10 +407,7 @@ fn stylize_train_on_two_ranks_takes_the_whole_batchs_first_step() {
             batch,
             "--checkpoint",
             ck.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
     let out = ok(&run(mpirun(2, &distributed(args(&dist, "1"), &[]))));
     assert!(
@@ -443,7 +442,7 @@ fn gan_train_on_two_ranks_trains_as_one_process_on_twice_the_batch() {
     let d = tmp("ddp-gan");
     let (dist, single) = (d.join("dist.safetensors"), d.join("single.safetensors"));
     let args = |ck: &Path, batch: &str, samples: &str| -> Vec<String> {
-        [
+        strings(&[
             "gan",
             "train",
             "--model",
@@ -460,10 +459,7 @@ fn gan_train_on_two_ranks_trains_as_one_process_on_twice_the_batch() {
             ck.to_str().unwrap(),
             "--samples",
             d.join(samples).to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
     let out = ok(&run(mpirun(2, &distributed(args(&dist, "32", "sd"), &[]))));
     assert!(
@@ -492,7 +488,7 @@ fn lm_corpus(d: &Path) -> String {
 }
 
 fn lm_args(corpus: &str, ck: &Path, batch: &str, steps: &str, dropout: &str) -> Vec<String> {
-    [
+    strings(&[
         "lm",
         "train",
         "--corpus",
@@ -515,10 +511,7 @@ fn lm_args(corpus: &str, ck: &Path, batch: &str, steps: &str, dropout: &str) -> 
         "3",
         "--checkpoint",
         ck.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ])
 }
 
 /// `lm train` on two ranks of 4 streams: each rank carries the state of its own columns of the
@@ -613,7 +606,7 @@ fn detect_train_on_two_ranks_trains_as_one_process_on_twice_the_batch() {
     ok(&run(gen));
     let dataset = format!("synth:{}", syn.display());
     let args = |ck: &Path, batch: &str| -> Vec<String> {
-        [
+        strings(&[
             "detect-train",
             "--model",
             "yolov1",
@@ -627,10 +620,7 @@ fn detect_train_on_two_ranks_trains_as_one_process_on_twice_the_batch() {
             batch,
             "--checkpoint",
             ck.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
     let (dist, single) = (d.join("dist.safetensors"), d.join("single.safetensors"));
     let out = ok(&run(mpirun(

@@ -186,6 +186,26 @@ fn a_distributed_run_is_reproducible() {
     assert_eq!(a[0].0, b[0].0);
 }
 
+/// The error of a data-parallel backward on rows `rows` of step 0's batch, made by a member of
+/// a group in which another never joins, with a timeout of `ms` milliseconds.
+fn backward_in_vain(comm: aics_nn::distributed::ThreadComm, ms: u64, rows_of: &[usize]) -> NnError {
+    let m = model(7);
+    let options = DdpOptions {
+        timeout: Some(Duration::from_millis(ms)),
+        ..DdpOptions::default()
+    };
+    let mut ddp = DistributedDataParallel::new(
+        &m,
+        move || Ok(Box::new(comm) as Box<dyn Communicator>),
+        options,
+    )
+    .unwrap();
+    let (x, y) = data(0);
+    let (x, y) = rows(&x, &y, rows_of);
+    let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
+    ddp.backward(&loss).unwrap_err()
+}
+
 /// A rank that never joins the backward makes the others fail within the timeout, naming it,
 /// instead of hanging.
 #[test]
@@ -205,21 +225,7 @@ fn a_silent_rank_is_named_within_the_timeout() {
         std::thread::sleep(Duration::from_secs(3));
         drop(ddp);
     });
-    let m = model(7);
-    let options = DdpOptions {
-        timeout: Some(Duration::from_millis(300)),
-        ..DdpOptions::default()
-    };
-    let mut ddp = DistributedDataParallel::new(
-        &m,
-        move || Ok(Box::new(comm) as Box<dyn Communicator>),
-        options,
-    )
-    .unwrap();
-    let (x, y) = data(0);
-    let (x, y) = rows(&x, &y, &[0, 1]);
-    let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
-    let err = ddp.backward(&loss).unwrap_err();
+    let err = backward_in_vain(comm, 300, &[0, 1]);
     assert!(
         matches!(
             err,
@@ -262,21 +268,7 @@ fn a_hung_rank_among_three_is_named_by_every_other() {
         .map(|comm| {
             std::thread::spawn(move || {
                 let r = comm.rank();
-                let m = model(7);
-                let options = DdpOptions {
-                    timeout: Some(Duration::from_millis(500)),
-                    ..DdpOptions::default()
-                };
-                let mut ddp = DistributedDataParallel::new(
-                    &m,
-                    move || Ok(Box::new(comm) as Box<dyn Communicator>),
-                    options,
-                )
-                .unwrap();
-                let (x, y) = data(0);
-                let (x, y) = rows(&x, &y, &[r]);
-                let loss = cross_entropy(&m.forward(&x).unwrap(), &y, None, 0.0).unwrap();
-                (r, ddp.backward(&loss).unwrap_err())
+                (r, backward_in_vain(comm, 500, &[r]))
             })
         })
         .collect();
