@@ -412,7 +412,6 @@ impl Split {
     fn propose(&mut self, size: usize) -> Result<()> {
         use aics_detect::selective_search::{fast_strategies, selective_search, RgbView};
         use rayon::prelude::*;
-        println!("selective search on {} images…", self.pixels.len());
         let st = fast_strategies();
         self.proposals = self
             .pixels
@@ -1165,16 +1164,28 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     };
     let mut train = load_split(gt.clone(), &images, &train_idx, a.size, &cat_index)?;
     let mut val = val;
-    let (mut proposal_s, mut proposals_per_image) = (0.0, 0.0);
-    if matches!(a.model, DetModel::FastRcnn | DetModel::Rcnn) {
+    // selective search for the detectors trained on precomputed proposals (every rank of a
+    // group runs its own; rank 0 says so): seconds an image, and proposals a held-out image
+    let propose = |train: &mut Split, val: &mut Split, say: bool| -> Result<(f64, f64)> {
+        if !matches!(a.model, DetModel::FastRcnn | DetModel::Rcnn) {
+            return Ok((0.0, 0.0));
+        }
+        if say {
+            println!(
+                "selective search on {} images…",
+                train.pixels.len() + val.pixels.len()
+            );
+        }
         let t = Instant::now();
         train.propose(a.size)?;
         val.propose(a.size)?;
         let n = (train.pixels.len() + val.pixels.len()).max(1) as f64;
-        proposal_s = t.elapsed().as_secs_f64() / n;
-        proposals_per_image = val.proposals.iter().map(|p| p.len()).sum::<usize>() as f64
-            / val.pixels.len().max(1) as f64;
-    }
+        Ok((
+            t.elapsed().as_secs_f64() / n,
+            val.proposals.iter().map(|p| p.len()).sum::<usize>() as f64
+                / val.pixels.len().max(1) as f64,
+        ))
+    };
     let classes = gt.categories.len();
     let trainee = match a.model {
         DetModel::Yolov1 => {
@@ -1243,6 +1254,7 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
         .unwrap_or_else(|| checkpoint.with_extension("jsonl"));
     let names: Vec<String> = gt.categories.iter().map(|c| c.name.clone()).collect();
     if let Trainee::Svm(m) = trainee {
+        let proposal_stats = propose(&mut train, &mut val, true)?;
         let settings = json!({"model": model_name, "dataset": a.dataset, "val": a.val, "size": a.size, "warp": m.warp,
                               "batch": a.batch, "seed": a.seed}).to_string();
         let out = crate::detect_rcnn::Outputs {
@@ -1251,21 +1263,14 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
             settings,
             names: &names,
         };
-        return crate::detect_rcnn::train(
-            m,
-            &train,
-            &val,
-            a.size,
-            a.resume,
-            (proposal_s, proposals_per_image),
-            out,
-        );
+        return crate::detect_rcnn::train(m, &train, &val, a.size, a.resume, proposal_stats, out);
     }
     let net = trainee.module();
     // --distributed: --batch images a rank, each rank every ranks-th image of the batch of all
     // ranks; rank 0 alone prints and writes
     let mut group = crate::dist::Group::start(&a.dist, net)?;
     let (rank, ranks, main) = (group.rank(), group.size(), group.is_main());
+    let (proposal_s, proposals_per_image) = propose(&mut train, &mut val, main)?;
     let settings = json!({"model": model_name, "head": format!("{head:?}").to_lowercase(), "dataset": a.dataset, "val": a.val, "size": a.size, "epochs": epochs,
                           "batch": a.batch, "lr": lr, "seed": a.seed});
     let mut settings = settings;
