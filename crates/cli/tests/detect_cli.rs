@@ -1053,6 +1053,18 @@ fn tiles_train_a_mobilenet_faster_rcnn() {
     ]));
     assert!(e.contains("--augment yolo does not apply"), "{e}");
     let e = err(&aics(&[
+        "detect-train",
+        "--model",
+        "rcnn",
+        "--distributed",
+        "--dataset",
+        &spec,
+    ]));
+    assert!(
+        e.contains("--distributed does not apply to --model rcnn"),
+        "{e}"
+    );
+    let e = err(&aics(&[
         "data",
         "tile",
         "--dataset",

@@ -280,3 +280,22 @@ fn g2p_bad_input_is_one_line() {
     let e = err(&aics(&["g2p", "--weights", bad.to_str().unwrap(), "word"]));
     assert!(e.contains("bad.npz"), "{e}");
 }
+
+/// The data-parallel options are refused without `--distributed`, and `--distributed` by a
+/// build without MPI, each in one line.
+#[test]
+fn distributed_options_need_distributed_and_mpi() {
+    let d = tmp("dist-options");
+    let c = corpus(&d);
+    let ck = d.join("m.safetensors").display().to_string();
+    let mut args = train_args(&c, &ck, "3");
+    args.extend(["--bucket-mb", "3"]);
+    let e = err(&aics(&args));
+    assert!(e.contains("apply to --distributed runs only"), "{e}");
+    if !cfg!(feature = "mpi") {
+        let mut args = train_args(&c, &ck, "3");
+        args.push("--distributed");
+        let e = err(&aics(&args));
+        assert!(e.contains("built without MPI"), "{e}");
+    }
+}
