@@ -305,28 +305,18 @@ impl Module for DarknetConv {
         };
         let y = if has_bn {
             if training {
-                // batch statistics; the epsilon sits inside the root here (darknet trains that way);
-                // over the batches of all ranks under a SyncBatchNorm guard
-                match aics_nn::distributed::sync_bn_group() {
-                    Some(group) => y.batch_norm_synced(
-                        self.scales.as_ref(),
-                        Some(&self.bias),
-                        self.rolling_mean.as_ref(),
-                        self.rolling_variance.as_ref(),
-                        0.01,
-                        1e-5,
-                        &group,
-                    )?,
-                    None => y.batch_norm(
-                        self.scales.as_ref(),
-                        Some(&self.bias),
-                        self.rolling_mean.as_ref(),
-                        self.rolling_variance.as_ref(),
-                        true,
-                        0.01,
-                        1e-5,
-                    )?,
-                }
+                // batch statistics (over the batches of all ranks under a SyncBatchNorm guard);
+                // the epsilon sits inside the root here (darknet trains that way)
+                aics_nn::distributed::layer_batch_norm(
+                    &y,
+                    self.scales.as_ref(),
+                    Some(&self.bias),
+                    self.rolling_mean.as_ref(),
+                    self.rolling_variance.as_ref(),
+                    true,
+                    0.01,
+                    1e-5,
+                )?
             } else {
                 let (k, sh) = self.bn_affine().unwrap_or_default();
                 let c = k.len();

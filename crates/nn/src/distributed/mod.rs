@@ -19,8 +19,7 @@ mod sync_bn;
 
 pub use ddp::{CommHandle, DdpOptions, DistributedDataParallel};
 pub use local::{ThreadComm, ThreadGroup};
-pub use sync_bn::current as sync_bn_group;
-pub use sync_bn::SyncBatchNorm;
+pub use sync_bn::{layer_batch_norm, SyncBatchNorm};
 
 use std::time::Duration;
 

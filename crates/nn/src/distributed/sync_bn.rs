@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use aics_tensor::GroupStats;
+use aics_tensor::{GroupStats, Tensor};
+
+use crate::Result;
 
 thread_local! {
     static GROUP: RefCell<Option<Arc<dyn GroupStats>>> = const { RefCell::new(None) };
@@ -33,8 +35,44 @@ impl Drop for SyncBatchNorm {
     }
 }
 
-/// The group batch norm is synchronized over on this thread, if any: layers outside this crate
-/// with their own batch norm (darknet's) ask it too.
-pub fn current() -> Option<Arc<dyn GroupStats>> {
+/// The group batch norm is synchronized over on this thread, if any.
+pub(crate) fn current() -> Option<Arc<dyn GroupStats>> {
     GROUP.with(|g| g.borrow().clone())
+}
+
+/// Batch norm as a layer runs it: in training, over the batches of all ranks while a
+/// [`SyncBatchNorm`] guard is alive on this thread, else the tensor's own over this batch (or
+/// with the running statistics, in evaluation). [`crate::BatchNorm`] runs it, and so do layers
+/// outside this crate with a batch norm of their own (darknet's convolutions).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_batch_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    running_mean: Option<&Tensor>,
+    running_var: Option<&Tensor>,
+    training: bool,
+    momentum: f64,
+    eps: f64,
+) -> Result<Tensor> {
+    if let Some(group) = current().filter(|_| training) {
+        return Ok(x.batch_norm_synced(
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            momentum,
+            eps,
+            &group,
+        )?);
+    }
+    Ok(x.batch_norm(
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        training,
+        momentum,
+        eps,
+    )?)
 }

@@ -58,19 +58,9 @@ impl Module for BatchNorm {
         let training = self.training.load(Ordering::Relaxed);
         if training {
             self.num_batches_tracked.update_data(|v| v[0] += 1.0);
-            if let Some(group) = crate::distributed::sync_bn_group() {
-                return Ok(x.batch_norm_synced(
-                    self.weight.as_ref(),
-                    self.bias.as_ref(),
-                    Some(&self.running_mean),
-                    Some(&self.running_var),
-                    self.momentum,
-                    self.eps,
-                    &group,
-                )?);
-            }
         }
-        Ok(x.batch_norm(
+        crate::distributed::layer_batch_norm(
+            x,
             self.weight.as_ref(),
             self.bias.as_ref(),
             Some(&self.running_mean),
@@ -78,7 +68,7 @@ impl Module for BatchNorm {
             training,
             self.momentum,
             self.eps,
-        )?)
+        )
     }
     fn type_name(&self) -> String {
         format!("BatchNorm({})", self.running_mean.numel())
