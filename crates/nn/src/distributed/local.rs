@@ -44,7 +44,7 @@ impl ThreadGroup {
                 roll_call: Some(ThreadRollCall {
                     rank,
                     others: call_tx.clone(),
-                    heard: Some(heard),
+                    heard,
                 }),
             })
             .collect()
@@ -65,7 +65,7 @@ pub struct ThreadComm {
 struct ThreadRollCall {
     rank: usize,
     others: Vec<Sender<usize>>,
-    heard: Option<Receiver<usize>>,
+    heard: Receiver<usize>,
 }
 
 impl RollCall for ThreadRollCall {
@@ -79,14 +79,12 @@ impl RollCall for ThreadRollCall {
         let mut heard = vec![false; self.others.len()];
         heard[self.rank] = true;
         let end = Instant::now() + grace;
-        if let Some(rx) = &self.heard {
-            while heard.iter().any(|h| !h) {
-                let left = end.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(r) if r < heard.len() => heard[r] = true,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+        while heard.iter().any(|h| !h) {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.heard.recv_timeout(left) {
+                Ok(r) if r < heard.len() => heard[r] = true,
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
         (0..heard.len()).filter(|&r| !heard[r]).collect()
