@@ -1518,23 +1518,17 @@ pub fn run(mut a: DetectTrainArgs) -> Result<()> {
     group.finish()
 }
 
-/// Every rank's detections, on every rank: a sum over the ranks in which each gives its own in
-/// its place and zeros elsewhere (seven numbers a detection, which f32 carries exactly: the
-/// image's and class's indices, the score, and the box as evaluated).
+/// Every rank's detections, on every rank ([`crate::dist::Group::gather`]; seven numbers a
+/// detection, which f32 carries exactly: the image's and class's indices, the score, and the
+/// box as evaluated).
 fn gather_detections(
     group: &mut crate::dist::Group,
     split: &Split,
     mine: Vec<Detection>,
 ) -> Result<Vec<Detection>> {
-    let (rank, ranks) = (group.rank(), group.size());
-    if ranks == 1 {
+    if group.size() == 1 {
         return Ok(mine);
     }
-    let mut counts = vec![0f64; ranks];
-    counts[rank] = mine.len() as f64;
-    group.sum(&mut counts)?;
-    let before: usize = counts[..rank].iter().map(|&c| c as usize).sum();
-    let total: usize = counts.iter().map(|&c| c as usize).sum();
     let image_of: HashMap<u64, usize> = split
         .gt
         .images
@@ -1549,16 +1543,15 @@ fn gather_detections(
         .enumerate()
         .map(|(i, c)| (c.id, i))
         .collect();
-    let mut all = vec![0f32; total * 7];
-    for (k, d) in mine.iter().enumerate() {
+    let mut packed = Vec::with_capacity(mine.len() * 7);
+    for d in &mine {
         let (Some(&i), Some(&c)) = (image_of.get(&d.image_id), class_of.get(&d.category_id)) else {
             bail!(
                 "a detection of image {} not in the validation set",
                 d.image_id
             );
         };
-        let at = (before + k) * 7;
-        all[at..at + 7].copy_from_slice(&[
+        packed.extend([
             i as f32,
             c as f32,
             d.score as f32,
@@ -1568,8 +1561,8 @@ fn gather_detections(
             d.bbox[3] as f32,
         ]);
     }
-    group.sum_f32(&mut all)?;
-    Ok(all
+    Ok(group
+        .gather(&packed)?
         .chunks_exact(7)
         .map(|v| Detection {
             image_id: split.gt.images[v[0] as usize].id,

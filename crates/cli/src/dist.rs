@@ -131,12 +131,26 @@ impl Group {
         Ok(())
     }
 
-    /// Sums `values` over the ranks, in f32 as they are.
-    pub fn sum_f32(&mut self, values: &mut [f32]) -> Result<()> {
-        if let Some(d) = self.ddp.as_mut() {
-            d.all_reduce_sum(values)?;
+    /// Every rank's `mine` (their lengths may differ), rank 0's first, on every rank: a sum in
+    /// which each rank gives its own values in its place and zeros elsewhere, so exact.
+    pub fn gather(&mut self, mine: &[f32]) -> Result<Vec<f32>> {
+        let Some(d) = self.ddp.as_mut() else {
+            return Ok(mine.to_vec());
+        };
+        let (rank, ranks) = (d.rank(), d.size());
+        // the lengths travel as f32, exact below 2^24
+        if mine.len() >= 1 << 24 {
+            bail!("{} values to gather: at most 2^24 a rank", mine.len());
         }
-        Ok(())
+        let mut lengths = vec![0f32; ranks];
+        lengths[rank] = mine.len() as f32;
+        d.all_reduce_sum(&mut lengths)?;
+        let before: usize = lengths[..rank].iter().map(|&n| n as usize).sum();
+        let total: usize = lengths.iter().map(|&n| n as usize).sum();
+        let mut all = vec![0f32; total];
+        all[before..before + mine.len()].copy_from_slice(mine);
+        d.all_reduce_sum(&mut all)?;
+        Ok(all)
     }
 
     /// Makes every rank's parameters and buffers rank 0's (before evaluating).

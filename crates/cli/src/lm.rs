@@ -590,14 +590,14 @@ fn train(a: LmTrainArgs) -> Result<()> {
             window_start = Instant::now();
         }
         if eval_now || step % a.save_every == 0 {
-            let whole = whole_state(&mut group, &lm, state.as_ref(), rank, a.batch_size)?;
+            let whole = whole_state(&mut group, &lm, state.as_ref())?;
             if main {
                 save(step, epoch, pos, whole.as_ref(), &opt)?;
             }
         }
     }
     pb.finish_and_clear();
-    let whole = whole_state(&mut group, &lm, state.as_ref(), rank, a.batch_size)?;
+    let whole = whole_state(&mut group, &lm, state.as_ref())?;
     if !main {
         return group.finish();
     }
@@ -632,14 +632,12 @@ fn train(a: LmTrainArgs) -> Result<()> {
 }
 
 /// The carried state of the whole batch, for rank 0's checkpoint: every rank's columns put
-/// together (a sum in which each rank gives its own columns and zeros elsewhere, so exact).
-/// Also makes the ranks' random streams forks of rank 0's, which the checkpoint then holds.
+/// together ([`crate::dist::Group::gather`], exact). Also makes the ranks' random streams forks
+/// of rank 0's, which the checkpoint then holds.
 fn whole_state(
     group: &mut crate::dist::Group,
     lm: &CharLm,
     state: Option<&RecurrentState>,
-    rank: usize,
-    per_rank: usize,
 ) -> Result<Option<RecurrentState>> {
     let ranks = group.size();
     if ranks == 1 {
@@ -654,13 +652,18 @@ fn whole_state(
         let [layers, b, hidden] = d[..] else {
             bail!("carried state of shape {d:?}: expected (layers, batch, hidden)");
         };
-        let v = t.to_vec();
-        let mut all = vec![0f32; layers * b * ranks * hidden];
-        for l in 0..layers {
-            let at = (l * b * ranks + rank * per_rank) * hidden;
-            all[at..at + b * hidden].copy_from_slice(&v[l * b * hidden..(l + 1) * b * hidden]);
+        // rank after rank, each (layers, b, hidden); the whole is layer after layer
+        let parts = group.gather(&t.to_vec())?;
+        let (row, block) = (b * hidden, layers * b * hidden);
+        if parts.len() != ranks * block {
+            bail!("carried states of other sizes on other ranks");
         }
-        group.sum_f32(&mut all)?;
+        let mut all = Vec::with_capacity(parts.len());
+        for l in 0..layers {
+            for r in 0..ranks {
+                all.extend_from_slice(&parts[r * block + l * row..][..row]);
+            }
+        }
         Ok(Tensor::from_vec(all, &[layers, b * ranks, hidden])?)
     };
     Ok(Some(RecurrentState {
